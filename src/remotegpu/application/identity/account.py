@@ -1,0 +1,126 @@
+"""What a signed-in user manages about themselves: profile, SSH keys, API tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from remotegpu.application.identity import audit
+from remotegpu.application.identity.ports import PasswordHasher
+from remotegpu.application.identity.secrets import API_TOKEN_PREFIX, hash_secret, new_secret
+from remotegpu.application.shared.ports import Clock, UnitOfWorkFactory
+from remotegpu.domain.identity.models import ApiToken, SshKey, User, check_password_strength
+from remotegpu.domain.identity.ssh_keys import parse_public_key
+from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from remotegpu.domain.shared.ids import new_id
+
+MAX_SSH_KEYS = 50
+MAX_API_TOKENS = 50
+
+
+@dataclass(frozen=True)
+class CreatedApiToken:
+    token: ApiToken
+    secret: str  # returned to the caller once; only its hash is kept
+
+
+@dataclass
+class AccountService:
+    uow: UnitOfWorkFactory
+    clock: Clock
+    hasher: PasswordHasher
+
+    async def update_profile(self, user_id: str, *, display_name: str | None) -> User:
+        async with self.uow() as uow:
+            user = await self._user(uow, user_id)
+            if display_name is not None:
+                user.display_name = display_name.strip()[:100]
+            await uow.users.update(user)
+            await uow.commit()
+        return user
+
+    async def change_password(self, user_id: str, current: str, new: str, *, ip: str | None = None) -> None:
+        check_password_strength(new)
+        async with self.uow() as uow:
+            user = await self._user(uow, user_id)
+            if not self.hasher.verify(user.password_hash, current):
+                raise Unauthenticated("current password is wrong", code="invalid_credentials")
+            user.password_hash = self.hasher.hash(new)
+            await uow.users.update(user)
+            await uow.refresh_tokens.revoke_all_for_user(user.id, self.clock.now())
+            await audit.record(uow, self.clock, "user.password.changed", actor_id=user.id, target_type="user", target_id=user.id, ip=ip)
+            await uow.commit()
+
+    # --- SSH keys -------------------------------------------------------------------
+    async def add_ssh_key(self, user_id: str, public_key: str, name: str | None = None) -> SshKey:
+        parsed = parse_public_key(public_key)
+        async with self.uow() as uow:
+            if await uow.ssh_keys.get_by_fingerprint(user_id, parsed.fingerprint):
+                raise Conflict("this key is already registered", code="ssh_key_exists", details={"fingerprint": parsed.fingerprint})
+            if len(await uow.ssh_keys.list_for_user(user_id)) >= MAX_SSH_KEYS:
+                raise Conflict(f"at most {MAX_SSH_KEYS} SSH keys per user", code="too_many_keys")
+            key = SshKey(
+                id=new_id(), user_id=user_id, name=(name or parsed.comment or parsed.key_type).strip()[:100],
+                key_type=parsed.key_type, public_key=parsed.normalized, fingerprint=parsed.fingerprint,
+                created_at=self.clock.now(), comment=parsed.comment[:200],
+            )
+            await uow.ssh_keys.add(key)
+            await audit.record(uow, self.clock, "ssh_key.added", actor_id=user_id, target_type="ssh_key", target_id=key.id, fingerprint=key.fingerprint)
+            await uow.commit()
+        return key
+
+    async def list_ssh_keys(self, user_id: str) -> list[SshKey]:
+        async with self.uow() as uow:
+            return await uow.ssh_keys.list_for_user(user_id)
+
+    async def delete_ssh_key(self, user_id: str, key_id: str) -> None:
+        async with self.uow() as uow:
+            key = await uow.ssh_keys.get(key_id)
+            if key is None or key.user_id != user_id:
+                raise NotFound("SSH key not found")
+            await uow.ssh_keys.delete(key_id)
+            await audit.record(uow, self.clock, "ssh_key.deleted", actor_id=user_id, target_type="ssh_key", target_id=key_id, fingerprint=key.fingerprint)
+            await uow.commit()
+
+    # --- API tokens -----------------------------------------------------------------
+    async def create_api_token(self, user_id: str, name: str, expires_in_days: int | None = None, *, ip: str | None = None) -> CreatedApiToken:
+        name = name.strip()
+        if not name or len(name) > 100:
+            raise InvalidInput("token name must be 1-100 characters", details={"field": "name"})
+        if expires_in_days is not None and not 1 <= expires_in_days <= 3650:
+            raise InvalidInput("expires_in_days must be between 1 and 3650", details={"field": "expires_in_days"})
+        now = self.clock.now()
+        secret = new_secret(API_TOKEN_PREFIX)
+        token = ApiToken(
+            id=new_id(), user_id=user_id, name=name, token_hash=hash_secret(secret), prefix=secret[:10],
+            created_at=now, expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
+        )
+        async with self.uow() as uow:
+            active = [t for t in await uow.api_tokens.list_for_user(user_id) if t.is_usable(now)]
+            if len(active) >= MAX_API_TOKENS:
+                raise Conflict(f"at most {MAX_API_TOKENS} active API tokens per user", code="too_many_tokens")
+            await uow.api_tokens.add(token)
+            await audit.record(uow, self.clock, "token.created", actor_id=user_id, target_type="api_token", target_id=token.id, ip=ip, name=name)
+            await uow.commit()
+        return CreatedApiToken(token=token, secret=secret)
+
+    async def list_api_tokens(self, user_id: str) -> list[ApiToken]:
+        async with self.uow() as uow:
+            return await uow.api_tokens.list_for_user(user_id)
+
+    async def revoke_api_token(self, user_id: str, token_id: str, *, ip: str | None = None) -> None:
+        async with self.uow() as uow:
+            token = await uow.api_tokens.get(token_id)
+            if token is None or token.user_id != user_id:
+                raise NotFound("API token not found")
+            if token.revoked_at is None:
+                token.revoked_at = self.clock.now()
+                await uow.api_tokens.update(token)
+                await audit.record(uow, self.clock, "token.revoked", actor_id=user_id, target_type="api_token", target_id=token_id, ip=ip)
+                await uow.commit()
+
+    async def _user(self, uow, user_id: str) -> User:
+        user = await uow.users.get(user_id)
+        if user is None:
+            raise NotFound("user not found")
+        return user

@@ -1,0 +1,207 @@
+"""Registration, login, token refresh with rotation, logout, and resolving a bearer token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from remotegpu.application.identity import audit
+from remotegpu.application.identity.ports import AccessTokenIssuer, PasswordHasher
+from remotegpu.application.identity.secrets import (
+    API_TOKEN_PREFIX,
+    REFRESH_TOKEN_PREFIX,
+    hash_secret,
+    new_secret,
+)
+from remotegpu.application.shared.ports import Clock, RateLimiter, UnitOfWorkFactory
+from remotegpu.application.workspaces.personal import create_personal_workspace
+from remotegpu.domain.identity.models import (
+    RefreshToken,
+    RegistrationPolicy,
+    User,
+    check_password_strength,
+    normalize_email,
+    normalize_username,
+)
+from remotegpu.domain.shared.errors import Conflict, InvalidInput, PermissionDenied, RateLimited, Unauthenticated
+from remotegpu.domain.shared.ids import new_id
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    registration_policy: RegistrationPolicy = RegistrationPolicy.OPEN
+    refresh_ttl: timedelta = timedelta(days=14)
+    login_limit_per_account: int = 10
+    login_limit_per_ip: int = 50
+    login_window_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    user: User
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: User
+    via: str  # "access_token" | "api_token"
+    token_id: str | None = None
+
+
+@dataclass
+class AuthService:
+    uow: UnitOfWorkFactory
+    clock: Clock
+    hasher: PasswordHasher
+    issuer: AccessTokenIssuer
+    limiter: RateLimiter
+    settings: AuthSettings = field(default_factory=AuthSettings)
+
+    async def register(
+        self,
+        username: str,
+        email: str,
+        password: str,
+        *,
+        display_name: str = "",
+        invite_code: str | None = None,
+        ip: str | None = None,
+    ) -> User:
+        policy = self.settings.registration_policy
+        if policy is RegistrationPolicy.CLOSED:
+            raise PermissionDenied("registration is closed; ask an administrator for an account", code="registration_closed")
+        username = normalize_username(username)
+        email = normalize_email(email)
+        check_password_strength(password)
+        now = self.clock.now()
+        async with self.uow() as uow:
+            invite = None
+            if policy is RegistrationPolicy.INVITE_ONLY:
+                invite = await uow.invites.get_by_hash(hash_secret(invite_code or ""))
+                if invite is None or invite.used_at is not None or invite.expires_at <= now:
+                    raise PermissionDenied("registration needs a valid, unused invite code", code="invite_required")
+            if await uow.users.get_by_username(username):
+                raise Conflict("username is already taken", code="username_taken", details={"field": "username"})
+            if await uow.users.get_by_email(email):
+                raise Conflict("email is already registered", code="email_taken", details={"field": "email"})
+            user = User(
+                id=new_id(),
+                username=username,
+                email=email,
+                password_hash=self.hasher.hash(password),
+                created_at=now,
+                display_name=display_name.strip()[:100],
+            )
+            await uow.users.add(user)
+            if invite is not None:
+                invite.used_at, invite.used_by = now, user.id
+                await uow.invites.update(invite)
+            await create_personal_workspace(uow, user, now)
+            await audit.record(uow, self.clock, "user.registered", actor_id=user.id, target_type="user", target_id=user.id, ip=ip)
+            await uow.commit()
+        return user
+
+    async def login(self, login: str, password: str, *, ip: str | None = None) -> TokenPair:
+        login = login.strip().lower()
+        if not login or not password:
+            raise InvalidInput("username (or email) and password are required")
+        s = self.settings
+        for key, limit in ((f"login:acct:{login}", s.login_limit_per_account), (f"login:ip:{ip}", s.login_limit_per_ip)):
+            retry_after = await self.limiter.hit(key, limit, s.login_window_seconds)
+            if retry_after:
+                raise RateLimited("too many login attempts; try again later", retry_after=retry_after)
+        async with self.uow() as uow:
+            user = await (uow.users.get_by_email(login) if "@" in login else uow.users.get_by_username(login))
+            ok = user is not None and self.hasher.verify(user.password_hash, password)
+            if not ok or not user.is_active:
+                await audit.record(
+                    uow, self.clock, "auth.login.failed", actor_id=user.id if user else None, ip=ip,
+                    login=login, reason="inactive" if ok else "bad_credentials",
+                )
+                await uow.commit()
+                # The same answer for unknown user, wrong password and disabled account.
+                raise Unauthenticated("invalid credentials", code="invalid_credentials")
+            if self.hasher.needs_rehash(user.password_hash):
+                user.password_hash = self.hasher.hash(password)
+            user.last_login_at = self.clock.now()
+            await uow.users.update(user)
+            pair = await self._issue_pair(uow, user, family_id=new_id())
+            await audit.record(uow, self.clock, "auth.login.succeeded", actor_id=user.id, target_type="user", target_id=user.id, ip=ip)
+            await uow.commit()
+        await self.limiter.reset(f"login:acct:{login}")
+        return pair
+
+    async def refresh(self, refresh_token: str, *, ip: str | None = None) -> TokenPair:
+        now = self.clock.now()
+        async with self.uow() as uow:
+            token = await uow.refresh_tokens.get_by_hash(hash_secret(refresh_token))
+            if token is None or token.revoked_at is not None or token.expires_at <= now:
+                raise Unauthenticated("refresh token is invalid or expired", code="invalid_refresh_token")
+            if token.used_at is not None:
+                # Reuse of a rotated token: someone holds a copy. Kill the whole chain.
+                await uow.refresh_tokens.revoke_family(token.family_id, now)
+                await audit.record(
+                    uow, self.clock, "auth.refresh.reused", actor_id=token.user_id, target_type="user",
+                    target_id=token.user_id, ip=ip, family_id=token.family_id,
+                )
+                await uow.commit()
+                raise Unauthenticated("refresh token was already used; all sessions of this login are revoked", code="refresh_token_reused")
+            user = await uow.users.get(token.user_id)
+            if user is None or not user.is_active:
+                raise Unauthenticated("account is disabled", code="account_disabled")
+            token.used_at = now
+            await uow.refresh_tokens.update(token)
+            pair = await self._issue_pair(uow, user, family_id=token.family_id)
+            await uow.commit()
+        return pair
+
+    async def logout(self, refresh_token: str) -> None:
+        now = self.clock.now()
+        async with self.uow() as uow:
+            token = await uow.refresh_tokens.get_by_hash(hash_secret(refresh_token))
+            if token is not None:
+                await uow.refresh_tokens.revoke_family(token.family_id, now)
+                await uow.commit()
+
+    async def authenticate(self, bearer: str) -> Principal:
+        """Resolve an access token or personal API token to an active user, or raise Unauthenticated."""
+        now = self.clock.now()
+        if bearer.startswith(API_TOKEN_PREFIX):
+            async with self.uow() as uow:
+                token = await uow.api_tokens.get_by_hash(hash_secret(bearer))
+                if token is None or not token.is_usable(now):
+                    raise Unauthenticated("API token is invalid, expired or revoked", code="invalid_token")
+                user = await uow.users.get(token.user_id)
+                if user is None or not user.is_active:
+                    raise Unauthenticated("account is disabled", code="account_disabled")
+                # Coarse last-used stamp: at most one write a minute per token.
+                if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+                    token.last_used_at = now
+                    await uow.api_tokens.update(token)
+                    await uow.commit()
+                return Principal(user=user, via="api_token", token_id=token.id)
+        user_id = self.issuer.verify(bearer, now)
+        if user_id is None:
+            raise Unauthenticated("access token is invalid or expired", code="invalid_token")
+        async with self.uow() as uow:
+            user = await uow.users.get(user_id)
+        if user is None or not user.is_active:
+            raise Unauthenticated("account is disabled", code="account_disabled")
+        return Principal(user=user, via="access_token")
+
+    async def _issue_pair(self, uow, user: User, *, family_id: str) -> TokenPair:
+        now = self.clock.now()
+        secret = new_secret(REFRESH_TOKEN_PREFIX)
+        await uow.refresh_tokens.add(
+            RefreshToken(
+                id=new_id(), user_id=user.id, family_id=family_id, token_hash=hash_secret(secret),
+                created_at=now, expires_at=now + self.settings.refresh_ttl,
+            )
+        )
+        return TokenPair(
+            access_token=self.issuer.issue(user.id, now), refresh_token=secret,
+            expires_in=self.issuer.ttl_seconds, user=user,
+        )

@@ -1,0 +1,186 @@
+"""Team workspaces: create, membership and roles, quotas.
+
+Visibility rule: a workspace you are not a member of does not exist for you (404),
+unless you are a platform admin.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from remotegpu.application.identity import audit
+from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from remotegpu.domain.identity.models import User
+from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from remotegpu.domain.shared.ids import new_id
+from remotegpu.domain.workspaces.models import (
+    Membership,
+    Role,
+    Workspace,
+    check_can_assign,
+    check_keeps_an_owner,
+)
+from remotegpu.domain.workspaces.quota import Quota, Usage
+
+_SLUG_RE = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class WorkspaceView:
+    workspace: Workspace
+    role: Role | None  # the caller's role; None for a platform admin who is not a member
+
+
+@dataclass(frozen=True)
+class QuotaView:
+    quota: Quota
+    usage: Usage
+
+
+async def authorize(uow: UnitOfWork, actor: User, workspace_id: str, needed: Role) -> WorkspaceView:
+    """Load a workspace for ``actor`` needing at least ``needed``.
+
+    Non-members get NotFound (the workspace is invisible to them); members with too
+    small a role get PermissionDenied. Platform admins may do anything.
+    """
+    workspace = await uow.workspaces.get(workspace_id)
+    if workspace is None:
+        raise NotFound("workspace not found")
+    member = await uow.workspaces.get_member(workspace_id, actor.id)
+    if member is None and not actor.is_admin:
+        raise NotFound("workspace not found")
+    if not actor.is_admin and not member.role.at_least(needed):
+        raise PermissionDenied(f"needs the {needed.value} role or higher in this workspace", code="role_required")
+    return WorkspaceView(workspace, member.role if member else None)
+
+
+@dataclass
+class WorkspaceService:
+    uow: UnitOfWorkFactory
+    clock: Clock
+
+    async def create(self, actor: User, name: str) -> WorkspaceView:
+        name = name.strip()
+        if not 1 <= len(name) <= 100:
+            raise InvalidInput("workspace name must be 1-100 characters", details={"field": "name"})
+        base = _SLUG_RE.sub("-", name.lower()).strip("-")[:40] or "workspace"
+        now = self.clock.now()
+        async with self.uow() as uow:
+            slug = base if not await uow.workspaces.slug_taken(base) else f"{base}-{new_id()[:8]}"
+            workspace = Workspace(id=new_id(), name=name, slug=slug, is_personal=False, created_by=actor.id, created_at=now)
+            await uow.workspaces.add(workspace)
+            await uow.workspaces.add_member(Membership(workspace.id, actor.id, Role.OWNER, now))
+            await audit.record(uow, self.clock, "workspace.created", actor_id=actor.id, target_type="workspace", target_id=workspace.id)
+            await uow.commit()
+        return WorkspaceView(workspace, Role.OWNER)
+
+    async def list_mine(self, actor: User, *, limit: int, offset: int) -> tuple[list[WorkspaceView], int]:
+        async with self.uow() as uow:
+            rows, total = await uow.workspaces.list_for_user(actor.id, limit=limit, offset=offset)
+        return [WorkspaceView(w, m.role) for w, m in rows], total
+
+    async def get(self, actor: User, workspace_id: str) -> WorkspaceView:
+        async with self.uow() as uow:
+            return await authorize(uow, actor, workspace_id, Role.VIEWER)
+
+    async def rename(self, actor: User, workspace_id: str, name: str) -> WorkspaceView:
+        name = name.strip()
+        if not 1 <= len(name) <= 100:
+            raise InvalidInput("workspace name must be 1-100 characters", details={"field": "name"})
+        async with self.uow() as uow:
+            view = await authorize(uow, actor, workspace_id, Role.ADMIN)
+            view.workspace.name = name
+            await uow.workspaces.update(view.workspace)
+            await uow.commit()
+        return view
+
+    async def delete(self, actor: User, workspace_id: str) -> None:
+        async with self.uow() as uow:
+            view = await authorize(uow, actor, workspace_id, Role.OWNER)
+            if view.workspace.is_personal:
+                raise Conflict("a personal workspace cannot be deleted", code="personal_workspace")
+            usage = await uow.workspaces.usage(workspace_id)
+            if usage.environments:
+                raise Conflict("delete the workspace's environments first", code="workspace_not_empty")
+            await uow.workspaces.delete(workspace_id)
+            await audit.record(uow, self.clock, "workspace.deleted", actor_id=actor.id, target_type="workspace", target_id=workspace_id)
+            await uow.commit()
+
+    # --- members ----------------------------------------------------------------------
+    async def list_members(self, actor: User, workspace_id: str) -> list[tuple[Membership, User]]:
+        async with self.uow() as uow:
+            await authorize(uow, actor, workspace_id, Role.VIEWER)
+            members = await uow.workspaces.list_members(workspace_id)
+            users = [await uow.users.get(m.user_id) for m in members]
+        return [(m, u) for m, u in zip(members, users) if u is not None]
+
+    async def add_member(self, actor: User, workspace_id: str, username: str, role: Role) -> tuple[Membership, User]:
+        async with self.uow() as uow:
+            view = await authorize(uow, actor, workspace_id, Role.ADMIN)
+            if view.workspace.is_personal:
+                raise Conflict("a personal workspace has no other members; create a team workspace", code="personal_workspace")
+            check_can_assign(self._effective_role(actor, view), None, role)
+            user = await uow.users.get_by_username(username.strip().lower())
+            if user is None or not user.is_active:
+                raise NotFound("no active user with that username", code="user_not_found", details={"field": "username"})
+            if await uow.workspaces.get_member(workspace_id, user.id):
+                raise Conflict("user is already a member", code="already_member")
+            membership = Membership(workspace_id, user.id, role, self.clock.now())
+            await uow.workspaces.add_member(membership)
+            await audit.record(uow, self.clock, "workspace.member.added", actor_id=actor.id, target_type="workspace", target_id=workspace_id, user_id=user.id, role=role.value)
+            await uow.commit()
+        return membership, user
+
+    async def change_role(self, actor: User, workspace_id: str, user_id: str, role: Role) -> Membership:
+        async with self.uow() as uow:
+            view = await authorize(uow, actor, workspace_id, Role.ADMIN)
+            member = await uow.workspaces.get_member(workspace_id, user_id)
+            if member is None:
+                raise NotFound("member not found")
+            check_can_assign(self._effective_role(actor, view), member.role, role)
+            check_keeps_an_owner(await uow.workspaces.list_members(workspace_id), user_id, role)
+            old = member.role
+            member.role = role
+            await uow.workspaces.update_member(member)
+            await audit.record(uow, self.clock, "workspace.member.role_changed", actor_id=actor.id, target_type="workspace", target_id=workspace_id, user_id=user_id, old=old.value, new=role.value)
+            await uow.commit()
+        return member
+
+    async def remove_member(self, actor: User, workspace_id: str, user_id: str) -> None:
+        async with self.uow() as uow:
+            leaving_self = user_id == actor.id
+            view = await authorize(uow, actor, workspace_id, Role.VIEWER if leaving_self else Role.ADMIN)
+            member = await uow.workspaces.get_member(workspace_id, user_id)
+            if member is None:
+                raise NotFound("member not found")
+            if not leaving_self:
+                check_can_assign(self._effective_role(actor, view), member.role, Role.VIEWER)
+            check_keeps_an_owner(await uow.workspaces.list_members(workspace_id), user_id, None)
+            await uow.workspaces.remove_member(workspace_id, user_id)
+            await audit.record(uow, self.clock, "workspace.member.removed", actor_id=actor.id, target_type="workspace", target_id=workspace_id, user_id=user_id)
+            await uow.commit()
+
+    # --- quota ------------------------------------------------------------------------
+    async def get_quota(self, actor: User, workspace_id: str) -> QuotaView:
+        async with self.uow() as uow:
+            await authorize(uow, actor, workspace_id, Role.VIEWER)
+            return QuotaView(await uow.workspaces.get_quota(workspace_id), await uow.workspaces.usage(workspace_id))
+
+    async def set_quota(self, actor: User, workspace_id: str, quota: Quota) -> QuotaView:
+        if not actor.is_admin:
+            # Members see the workspace, so 403 (not 404) tells them who sets quotas.
+            async with self.uow() as uow:
+                await authorize(uow, actor, workspace_id, Role.VIEWER)
+            raise PermissionDenied("only platform administrators set quotas", code="admin_required")
+        async with self.uow() as uow:
+            await authorize(uow, actor, workspace_id, Role.VIEWER)
+            await uow.workspaces.set_quota(workspace_id, quota)
+            await audit.record(uow, self.clock, "admin.quota.set", actor_id=actor.id, target_type="workspace", target_id=workspace_id, **{k: v for k, v in quota.__dict__.items()})
+            await uow.commit()
+            return QuotaView(quota, await uow.workspaces.usage(workspace_id))
+
+    @staticmethod
+    def _effective_role(actor: User, view: WorkspaceView) -> Role:
+        # Platform admins act with owner rights in any workspace.
+        return Role.OWNER if actor.is_admin else view.role

@@ -1,0 +1,67 @@
+"""Real components the tests need, and what happens when one is missing.
+
+On a developer laptop a missing component skips the test with a one-line reason.
+In CI (``CI=true``) a missing component fails the test: CI must run everything.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from urllib.parse import urlparse
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def missing(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"required component missing in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def postgres_url() -> str:
+    """An asyncpg URL of a throw-away test database (REMOTEGPU_TEST_POSTGRES_URL)."""
+    url = os.environ.get("REMOTEGPU_TEST_POSTGRES_URL")
+    if not url:
+        missing("REMOTEGPU_TEST_POSTGRES_URL is not set (see .ci/run)")
+    if not _reachable(url, 5432):
+        missing(f"PostgreSQL not reachable at {urlparse(url).hostname}:{urlparse(url).port}")
+    return url
+
+
+def redis_url() -> str:
+    url = os.environ.get("REMOTEGPU_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    if not _reachable(url, 6379):
+        missing("Redis not reachable (set REMOTEGPU_TEST_REDIS_URL)")
+    return url
+
+
+def docker_client():
+    """A docker SDK client for a daemon that answers."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        client.ping()
+        return client
+    except Exception as exc:  # noqa: BLE001 - any failure means "no daemon here"
+        missing(f"Docker daemon not reachable: {exc.__class__.__name__}")
+
+
+def binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        missing(f"{name} is not installed")
+    return path

@@ -1,0 +1,7 @@
+"""HTTP handlers, one module per context. Importing this package registers every route on ``api``."""
+
+from remotegpu.entrypoints.http.routing import Api
+
+api = Api()
+
+from remotegpu.entrypoints.http.handlers import account, admin, auth, workspaces  # noqa: E402,F401

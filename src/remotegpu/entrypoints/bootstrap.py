@@ -1,0 +1,37 @@
+"""First start-up: make sure someone can administer the platform."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+
+from remotegpu.entrypoints.containers import Container
+
+log = logging.getLogger("remotegpu.bootstrap")
+
+
+async def ensure_first_admin(container: Container) -> None:
+    """Create the first admin once: from REMOTEGPU_ADMIN_* or with a generated password.
+
+    The generated password is printed once to stdout (never logged) and never again:
+    on later starts users already exist and nothing happens.
+    """
+    settings = container.settings()
+    admin = container.admin_service()
+    if settings.admin_username and settings.admin_password:
+        if not await admin.has_users():
+            email = settings.admin_email or f"{settings.admin_username}@localhost.localdomain"
+            await admin.create_admin(settings.admin_username, email, settings.admin_password)
+            log.info("created first admin from configuration", extra={"username": settings.admin_username})
+        return
+    if await admin.has_users():
+        return
+    password = secrets.token_urlsafe(12)
+    await admin.create_admin("admin", "admin@localhost.localdomain", password)
+    print(
+        f"\n  RemoteGPU first start: created admin user 'admin' with password: {password}\n"
+        "  (shown once; set REMOTEGPU_ADMIN_USERNAME/REMOTEGPU_ADMIN_PASSWORD to choose your own)\n",
+        file=sys.stdout,
+        flush=True,
+    )

@@ -1,0 +1,148 @@
+"""The ``remotegpu`` command: serve, worker, migrate, create-admin, openapi."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import os
+import subprocess
+import sys
+
+from remotegpu.entrypoints.config import load_settings_or_exit
+from remotegpu.entrypoints.logging_setup import configure_logging
+
+log = logging.getLogger("remotegpu.cli")
+
+
+def _migrate(settings) -> None:
+    from remotegpu.adapters.db.migrate import upgrade
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.effective_database_url)
+
+
+def cmd_migrate(args) -> int:
+    settings = load_settings_or_exit()
+    configure_logging(settings.log_level, settings.log_format)
+    _migrate(settings)
+    print(f"database is up to date ({settings.effective_database_url.split('://')[0]})")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from aiohttp import web
+
+    from remotegpu.entrypoints.containers import build_container
+    from remotegpu.entrypoints.http.app import create_app
+
+    overrides = {k: v for k, v in (("http_host", args.host), ("http_port", args.port)) if v is not None}
+    settings = load_settings_or_exit(**overrides)
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.database_url is None:
+        _migrate(settings)  # embedded SQLite: keep the file's schema current by itself
+    app = create_app(build_container(settings), bootstrap_admin=True)
+    print(f"RemoteGPU serving on http://{settings.http_host}:{settings.http_port}", flush=True)
+    web.run_app(app, host=settings.http_host, port=settings.http_port, access_log=None, print=None)
+    return 0
+
+
+def cmd_worker(args) -> int:
+    """Run Dramatiq workers, and enqueue the periodic housekeeping (one scheduler wins a Redis lock)."""
+    settings = load_settings_or_exit()
+    configure_logging(settings.log_level, settings.log_format)
+    if not settings.redis_url:
+        print("remotegpu worker: set REMOTEGPU_REDIS_URL (embedded mode runs background work in the server)", file=sys.stderr)
+        return 2
+    child = subprocess.Popen(
+        [sys.executable, "-m", "dramatiq", "remotegpu.entrypoints.worker", "--processes", str(args.processes),
+         "--threads", str(args.threads), "--queues", "remotegpu"]
+    )
+    try:
+        asyncio.run(_schedule_periodic(settings, child))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        child.terminate()
+        child.wait(timeout=30)
+    return child.returncode or 0
+
+
+async def _schedule_periodic(settings, child: subprocess.Popen) -> None:
+    from redis.asyncio import Redis
+
+    from remotegpu.adapters.tasks.dramatiq_queue import DramatiqTaskQueue, make_broker
+    from remotegpu.entrypoints.worker import TASK_NAMES
+
+    redis = Redis.from_url(settings.redis_url)
+    queue = DramatiqTaskQueue(make_broker(settings.redis_url))
+    interval = settings.maintenance_interval_seconds
+    try:
+        while child.poll() is None:
+            if await redis.set("rgpu:scheduler:maintenance", os.getpid(), nx=True, ex=interval):
+                for name in TASK_NAMES:
+                    await queue.enqueue(name)
+            await asyncio.sleep(min(interval, 5))
+    finally:
+        await redis.aclose()
+
+
+def cmd_create_admin(args) -> int:
+    from remotegpu.entrypoints.containers import build_container, close_container
+
+    settings = load_settings_or_exit()
+    configure_logging(settings.log_level, settings.log_format)
+    password = args.password or os.environ.get("REMOTEGPU_ADMIN_PASSWORD") or getpass.getpass("password: ")
+
+    async def run() -> None:
+        container = build_container(settings)
+        try:
+            user = await container.admin_service().create_admin(args.username, args.email or f"{args.username}@localhost.localdomain", password)
+            print(f"admin '{user.username}' is ready")
+        finally:
+            await close_container(container)
+
+    from remotegpu.domain.shared.errors import DomainError
+
+    try:
+        asyncio.run(run())
+    except DomainError as exc:
+        print(f"remotegpu create-admin: {exc.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_openapi(args) -> int:
+    from remotegpu.entrypoints.http.handlers import api
+    from remotegpu.entrypoints.http.openapi import build_spec
+
+    print(json.dumps(build_spec(api.routes), indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="remotegpu", description="RemoteGPU: a self-hosted GPU cloud")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the API server (embedded mode: everything in one process)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(fn=cmd_serve)
+    p = sub.add_parser("worker", help="run Dramatiq background workers (needs REMOTEGPU_REDIS_URL)")
+    p.add_argument("--processes", type=int, default=1)
+    p.add_argument("--threads", type=int, default=4)
+    p.set_defaults(fn=cmd_worker)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(fn=cmd_migrate)
+    p = sub.add_parser("create-admin", help="create (or promote) a platform administrator")
+    p.add_argument("username")
+    p.add_argument("--email")
+    p.add_argument("--password", help="default: REMOTEGPU_ADMIN_PASSWORD or prompt")
+    p.set_defaults(fn=cmd_create_admin)
+    sub.add_parser("openapi", help="print the OpenAPI document").set_defaults(fn=cmd_openapi)
+    args = parser.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

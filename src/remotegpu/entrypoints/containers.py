@@ -1,0 +1,159 @@
+"""Composition root: picks adapters from configuration and wires the use cases.
+
+``persistence``: ``sql`` (SQLite or PostgreSQL by URL) or ``memory`` (tests).
+``queue`` and ``ratelimit``: ``inline``/``memory`` in embedded mode, ``dramatiq``/``redis``
+when REMOTEGPU_REDIS_URL is set.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from dependency_injector import containers, providers
+
+from remotegpu.adapters.memory.store import InMemoryStore
+from remotegpu.adapters.memory.uow import InMemoryUnitOfWork
+from remotegpu.adapters.ratelimit.memory import InMemoryRateLimiter
+from remotegpu.adapters.ratelimit.redis_limiter import RedisRateLimiter
+from remotegpu.adapters.security.jwt_tokens import JwtAccessTokenIssuer
+from remotegpu.adapters.security.passwords import Argon2PasswordHasher
+from remotegpu.adapters.tasks.dramatiq_queue import DramatiqTaskQueue, make_broker
+from remotegpu.adapters.tasks.inline import InlineTaskQueue
+from remotegpu.application.identity.account import AccountService
+from remotegpu.application.identity.admin import AdminService
+from remotegpu.application.identity.auth import AuthService, AuthSettings
+from remotegpu.application.identity.maintenance import Maintenance
+from remotegpu.application.shared.clock import SystemClock
+from remotegpu.application.workspaces.service import WorkspaceService
+from remotegpu.entrypoints.config import Settings
+from remotegpu.entrypoints.readiness import AlwaysReady, SqlReadiness
+
+
+def _sql_engine(url: str):
+    from remotegpu.adapters.db.engine import create_engine
+
+    return create_engine(url)
+
+
+def _session_factory(engine):
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def _sql_uow(session_factory):
+    from remotegpu.adapters.db.uow import SqlUnitOfWork
+
+    return SqlUnitOfWork(session_factory)
+
+
+def _redis(url: str):
+    from redis.asyncio import Redis
+
+    return Redis.from_url(url)
+
+
+def _task_handlers(maintenance: Maintenance) -> dict:
+    """Background tasks by name; the Dramatiq worker registers actors of the same names."""
+    return {
+        "identity.purge_expired_refresh_tokens": lambda: maintenance.purge_expired_refresh_tokens(),
+        "identity.purge_old_audit_events": lambda: maintenance.purge_old_audit_events(),
+    }
+
+
+_HASH_PROFILES = {"default": {}, "fast": {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}}
+
+
+class Container(containers.DeclarativeContainer):
+    config = providers.Configuration()
+    settings = providers.Dependency(instance_of=Settings)
+
+    clock = providers.Singleton(SystemClock)
+
+    # --- persistence ---------------------------------------------------------------
+    engine = providers.Singleton(_sql_engine, config.database_url)
+    session_factory = providers.Singleton(_session_factory, engine)
+    memory_store = providers.Singleton(InMemoryStore)
+    uow = providers.Selector(
+        config.persistence,
+        sql=providers.Factory(_sql_uow, session_factory),
+        memory=providers.Factory(InMemoryUnitOfWork, memory_store),
+    )
+    readiness = providers.Selector(
+        config.persistence,
+        sql=providers.Singleton(SqlReadiness, engine),
+        memory=providers.Singleton(AlwaysReady),
+    )
+
+    # --- security ------------------------------------------------------------------
+    hasher = providers.Singleton(
+        lambda profile: Argon2PasswordHasher(**_HASH_PROFILES[profile]), config.password_hash_profile
+    )
+    token_issuer = providers.Singleton(JwtAccessTokenIssuer, config.secret_key, config.access_token_ttl_seconds)
+    redis = providers.Singleton(_redis, config.redis_url)
+    rate_limiter = providers.Selector(
+        config.ratelimit,
+        memory=providers.Singleton(InMemoryRateLimiter),
+        redis=providers.Singleton(RedisRateLimiter, redis),
+    )
+
+    # --- use cases -----------------------------------------------------------------
+    auth_settings = providers.Singleton(
+        AuthSettings,
+        registration_policy=config.registration_policy,
+        refresh_ttl=providers.Factory(timedelta, days=config.refresh_token_ttl_days),
+        login_limit_per_account=config.login_limit_per_account,
+        login_limit_per_ip=config.login_limit_per_ip,
+        login_window_seconds=config.login_window_seconds,
+    )
+    auth_service = providers.Singleton(
+        AuthService, uow=uow.provider, clock=clock, hasher=hasher, issuer=token_issuer,
+        limiter=rate_limiter, settings=auth_settings,
+    )
+    account_service = providers.Singleton(AccountService, uow=uow.provider, clock=clock, hasher=hasher)
+    admin_service = providers.Singleton(AdminService, uow=uow.provider, clock=clock, hasher=hasher)
+    workspace_service = providers.Singleton(WorkspaceService, uow=uow.provider, clock=clock)
+    maintenance = providers.Singleton(
+        Maintenance, uow=uow.provider, clock=clock,
+        audit_retention=providers.Factory(timedelta, days=config.audit_retention_days),
+    )
+
+    # --- background work -----------------------------------------------------------
+    task_handlers = providers.Singleton(_task_handlers, maintenance)
+    task_queue = providers.Selector(
+        config.queue,
+        inline=providers.Singleton(InlineTaskQueue, task_handlers),
+        dramatiq=providers.Singleton(DramatiqTaskQueue, providers.Singleton(make_broker, config.redis_url)),
+    )
+
+
+def build_container(settings: Settings, *, persistence: str = "sql") -> Container:
+    container = Container(settings=settings)
+    container.config.from_dict(
+        {
+            "persistence": persistence,
+            "database_url": settings.effective_database_url,
+            "redis_url": settings.redis_url,
+            "ratelimit": "redis" if settings.redis_url else "memory",
+            "queue": "dramatiq" if settings.redis_url else "inline",
+            "secret_key": settings.effective_secret_key(),
+            "access_token_ttl_seconds": settings.access_token_ttl_seconds,
+            "refresh_token_ttl_days": settings.refresh_token_ttl_days,
+            "registration_policy": settings.registration_policy,
+            "login_limit_per_account": settings.login_limit_per_account,
+            "login_limit_per_ip": settings.login_limit_per_ip,
+            "login_window_seconds": settings.login_window_seconds,
+            "audit_retention_days": settings.audit_retention_days,
+            "password_hash_profile": settings.password_hash_profile,
+        }
+    )
+    return container
+
+
+async def close_container(container: Container) -> None:
+    """Dispose what the container opened (engine, Redis client)."""
+    cfg = container.config()
+    if cfg["persistence"] == "sql" and container.engine.initialized:
+        await container.engine().dispose()
+    if cfg["redis_url"] and container.redis.initialized:
+        await container.redis().aclose()

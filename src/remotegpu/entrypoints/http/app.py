@@ -1,0 +1,67 @@
+"""aiohttp application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from remotegpu.entrypoints import bootstrap
+from remotegpu.entrypoints.containers import Container, close_container
+from remotegpu.entrypoints.http import system
+from remotegpu.entrypoints.http.errors import error_middleware
+from remotegpu.entrypoints.http.handlers import api
+from remotegpu.entrypoints.http.keys import CONTAINER
+from remotegpu.entrypoints.http.middleware import HttpMetrics, auth_middleware, make_request_middleware
+from remotegpu.entrypoints.http.openapi import build_spec
+
+log = logging.getLogger("remotegpu.app")
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(container: Container, *, run_background: bool = True, bootstrap_admin: bool = False) -> web.Application:
+    metrics = HttpMetrics()
+    app = web.Application(
+        middlewares=[make_request_middleware(metrics), error_middleware, auth_middleware],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    app[CONTAINER] = container
+    app[system.METRICS_KEY] = metrics
+    api.install(app)
+    system.install(app, build_spec(api.routes))
+
+    async def container_ctx(app: web.Application) -> AsyncIterator[None]:
+        if bootstrap_admin:
+            await bootstrap.ensure_first_admin(container)
+        yield
+        await close_container(container)
+
+    app.cleanup_ctx.append(container_ctx)
+    if run_background and container.config.queue() == "inline":
+        app.cleanup_ctx.append(_maintenance_loop(container))
+    return app
+
+
+def _maintenance_loop(container: Container):
+    """Embedded mode: the periodic housekeeping a Dramatiq worker does in production."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        interval = container.settings().maintenance_interval_seconds
+
+        async def loop() -> None:
+            queue = container.task_queue()
+            while True:
+                # Jitter so that several embedded servers do not all sweep at once.
+                await asyncio.sleep(interval * (0.9 + secrets.randbelow(200) / 1000))
+                for task in container.task_handlers():
+                    await queue.enqueue(task)
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    return ctx

@@ -1,0 +1,83 @@
+"""Request id, access log, Prometheus metrics and bearer authentication middlewares."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+import uuid
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from remotegpu.domain.shared.errors import Unauthenticated
+from remotegpu.entrypoints.http.keys import CONTAINER, PRINCIPAL, REQUEST_ID
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+access_log = logging.getLogger("remotegpu.access")
+
+
+class HttpMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "remotegpu_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "remotegpu_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+
+
+def _route_label(request: web.Request) -> str:
+    route = request.match_info.route
+    resource = getattr(route, "resource", None)
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def make_request_middleware(metrics: HttpMetrics):
+    @web.middleware
+    async def request_middleware(request: web.Request, handler):
+        rid = request.headers.get("X-Request-ID", "")
+        if not (0 < len(rid) <= 64 and rid.replace("-", "").isalnum()):
+            rid = uuid.uuid4().hex
+        request[REQUEST_ID] = rid
+        token = request_id_var.set(rid)
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            response.headers["X-Request-ID"] = rid
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            exc.headers["X-Request-ID"] = rid
+            raise
+        finally:
+            elapsed = time.perf_counter() - start
+            route = _route_label(request)
+            metrics.requests.labels(request.method, route, str(status)).inc()
+            metrics.latency.labels(request.method, route).observe(elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    "request",
+                    extra={"method": request.method, "path": request.path, "status": status,
+                           "duration_ms": round(elapsed * 1000, 2), "remote": request.remote},
+                )
+            request_id_var.reset(token)
+
+    return request_middleware
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler):
+    """Resolve ``Authorization: Bearer`` to a principal. Routes decide whether one is required."""
+    header = request.headers.get("Authorization")
+    if header:
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise Unauthenticated("Authorization header must be 'Bearer <token>'")
+        request[PRINCIPAL] = await request.app[CONTAINER].auth_service().authenticate(credentials.strip())
+    return await handler(request)

@@ -1,0 +1,176 @@
+"""Declarative routes: one decorator gives the aiohttp route, request parsing and the OpenAPI entry.
+
+A handler receives a ``Call`` (request, principal, container, parsed path/query/body)
+and returns a pydantic model (serialised with the route's status) or ``None`` (204).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from remotegpu.domain.identity.models import User
+from remotegpu.domain.shared.errors import InvalidInput, Unauthenticated
+from remotegpu.entrypoints.http.keys import CONTAINER, PRINCIPAL
+
+if TYPE_CHECKING:
+    from remotegpu.application.identity.auth import Principal
+    from remotegpu.entrypoints.containers import Container
+
+_PATH_PARAM = re.compile(r"{(\w+)}")
+
+
+@dataclass
+class Call:
+    request: web.Request
+    body: Any = None
+    query: Any = None
+
+    @property
+    def container(self) -> "Container":
+        return self.request.app[CONTAINER]
+
+    @property
+    def principal(self) -> "Principal":
+        principal = self.request.get(PRINCIPAL)
+        if principal is None:
+            raise Unauthenticated("authentication required")
+        return principal
+
+    @property
+    def user(self) -> User:
+        return self.principal.user
+
+    @property
+    def ip(self) -> str | None:
+        return self.request.remote
+
+    def path(self, name: str) -> str:
+        return self.request.match_info[name]
+
+
+Handler = Callable[[Call], Awaitable[BaseModel | None]]
+
+
+@dataclass
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    response: Any
+    status: int
+    auth: bool
+    tags: list[str]
+    summary: str
+    errors: list[int] = field(default_factory=list)
+
+    @property
+    def path_params(self) -> list[str]:
+        return _PATH_PARAM.findall(self.path)
+
+
+class Api:
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        response: Any = None,
+        status: int = 200,
+        auth: bool = True,
+        tags: list[str] | None = None,
+        errors: list[int] | None = None,
+    ) -> Callable[[Handler], Handler]:
+        def decorate(fn: Handler) -> Handler:
+            summary = (fn.__doc__ or fn.__name__.replace("_", " ")).strip().splitlines()[0]
+            self.routes.append(
+                Route(method, path, fn, body, query, response, status, auth, tags or [], summary, errors or [])
+            )
+            return fn
+
+        return decorate
+
+    def get(self, path: str, **kw: Any):
+        return self.route("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any):
+        return self.route("POST", path, **kw)
+
+    def put(self, path: str, **kw: Any):
+        return self.route("PUT", path, **kw)
+
+    def patch(self, path: str, **kw: Any):
+        return self.route("PATCH", path, **kw)
+
+    def delete(self, path: str, **kw: Any):
+        return self.route("DELETE", path, **kw)
+
+    def install(self, app: web.Application) -> None:
+        for route in self.routes:
+            app.router.add_route(route.method, route.path, _adapt(route), name=f"{route.method} {route.path}")
+
+
+def _validation_error(exc: ValidationError, where: str) -> InvalidInput:
+    problems = [
+        {"loc": [where, *[str(p) for p in e["loc"]]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+    ]
+    first = problems[0]
+    field_name = ".".join(first["loc"][1:]) or where
+    return InvalidInput(f"{field_name}: {first['msg']}", code="validation_error", details={"errors": problems})
+
+
+async def _parse_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
+    raw = await request.read()
+    if not raw:
+        raw = b"{}"
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("request body is not valid JSON", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("request body must be a JSON object", code="invalid_json")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc, "body") from None
+
+
+def _parse_query(request: web.Request, model: type[BaseModel]) -> BaseModel:
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise _validation_error(exc, "query") from None
+
+
+def _adapt(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def aiohttp_handler(request: web.Request) -> web.StreamResponse:
+        if route.auth and request.get(PRINCIPAL) is None:
+            raise Unauthenticated("authentication required: send 'Authorization: Bearer <token>'")
+        call = Call(request)
+        if route.query is not None:
+            call.query = _parse_query(request, route.query)
+        if route.body is not None:
+            call.body = await _parse_body(request, route.body)
+        result = await route.handler(call)
+        if result is None:
+            return web.Response(status=204)
+        if isinstance(result, web.StreamResponse):
+            return result
+        return web.Response(
+            body=result.model_dump_json().encode(), status=route.status, content_type="application/json"
+        )
+
+    aiohttp_handler.__name__ = route.handler.__name__
+    return aiohttp_handler

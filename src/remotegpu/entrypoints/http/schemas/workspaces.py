@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from remotegpu.domain.workspaces.models import Role
+from remotegpu.entrypoints.http.schemas.common import Strict
+
+
+class WorkspaceIn(Strict):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class WorkspaceOut(BaseModel):
+    id: str
+    name: str
+    slug: str
+    is_personal: bool
+    created_at: datetime
+    role: Role | None = Field(description="the caller's role; null for a platform admin who is not a member")
+
+
+class MemberIn(Strict):
+    username: str = Field(min_length=1, max_length=64)
+    role: Role = Role.MEMBER
+
+
+class MemberPatchIn(Strict):
+    role: Role
+
+
+class MemberOut(BaseModel):
+    user_id: str
+    username: str
+    display_name: str
+    role: Role
+    joined_at: datetime
+
+
+_LIMIT = Field(None, ge=0, le=1_000_000)
+
+
+class QuotaIn(Strict):
+    max_gpus: int | None = _LIMIT
+    max_environments: int | None = _LIMIT
+    max_cpu_cores: int | None = _LIMIT
+    max_memory_gib: int | None = _LIMIT
+    max_storage_gib: int | None = _LIMIT
+
+
+class UsageOut(BaseModel):
+    gpus: int
+    environments: int
+    cpu_cores: int
+    memory_gib: int
+    storage_gib: int
+
+
+class QuotaOut(BaseModel):
+    max_gpus: int | None
+    max_environments: int | None
+    max_cpu_cores: int | None
+    max_memory_gib: int | None
+    max_storage_gib: int | None
+    usage: UsageOut

@@ -1,0 +1,59 @@
+"""Operational endpoints: health, readiness, metrics, the OpenAPI document and its docs page."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from remotegpu.entrypoints.http.errors import error_response
+from remotegpu.entrypoints.http.keys import CONTAINER
+
+METRICS_KEY: web.AppKey = web.AppKey("http_metrics")
+SPEC_KEY: web.AppKey[bytes] = web.AppKey("openapi_spec")
+
+_DOCS = """<!doctype html><html><head><meta charset="utf-8"><title>RemoteGPU API</title>
+<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2rem auto;padding:0 1rem}
+code{background:#f3f3f3;padding:0 .3em}.op{border-top:1px solid #ddd;padding:.5rem 0}
+.m{display:inline-block;min-width:4.5em;font-weight:bold}</style></head><body>
+<h1>RemoteGPU API</h1><p>Machine-readable: <a href="/api/openapi.json">/api/openapi.json</a> (OpenAPI 3.1).</p>
+<div id="ops">Loading…</div><script>
+fetch('/api/openapi.json').then(r=>r.json()).then(s=>{const out=[];
+for(const [p,ops] of Object.entries(s.paths)){for(const [m,o] of Object.entries(ops)){
+out.push(`<div class="op"><span class="m">${m.toUpperCase()}</span><code>${p}</code> — ${o.summary}
+${o.security?' 🔒':''} <small>[${(o.tags||[]).join(', ')}] → ${Object.keys(o.responses).join(', ')}</small></div>`)}}
+document.getElementById('ops').innerHTML=out.join('')});</script></body></html>"""
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ok = await request.app[CONTAINER].readiness().check()
+    if not ok:
+        return error_response(503, "not_ready", "database is not reachable")
+    return web.json_response({"status": "ready", "database": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS_KEY].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[SPEC_KEY], content_type="application/json")
+
+
+async def docs(request: web.Request) -> web.Response:
+    return web.Response(text=_DOCS, content_type="text/html")
+
+
+def install(app: web.Application, spec: dict) -> None:
+    app[SPEC_KEY] = json.dumps(spec).encode()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/openapi.json", openapi)
+    app.router.add_get("/api/docs", docs)

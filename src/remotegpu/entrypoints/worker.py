@@ -1,0 +1,39 @@
+"""Dramatiq worker module: ``remotegpu worker`` runs ``dramatiq remotegpu.entrypoints.worker``.
+
+Each worker process builds its own container lazily, on the event loop that
+Dramatiq's AsyncIO middleware owns, so engines and clients live on that loop.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+
+from remotegpu.adapters.tasks.dramatiq_queue import QUEUE_NAME, make_broker
+from remotegpu.entrypoints.config import load_settings_or_exit
+from remotegpu.entrypoints.containers import Container, build_container
+
+TASK_NAMES = ("identity.purge_expired_refresh_tokens", "identity.purge_old_audit_events")
+
+_settings = load_settings_or_exit()
+if not _settings.redis_url:
+    raise SystemExit("remotegpu worker: REMOTEGPU_REDIS_URL is required (embedded mode runs tasks in-process)")
+dramatiq.set_broker(make_broker(_settings.redis_url))
+_container: Container | None = None
+
+
+def container() -> Container:
+    global _container  # one per worker process, created on its event loop
+    if _container is None:
+        _container = build_container(_settings)
+    return _container
+
+
+def _make_actor(name: str):
+    async def run(**kwargs) -> None:
+        await container().task_handlers()[name](**kwargs)
+
+    run.__name__ = name.replace(".", "_")
+    return dramatiq.actor(run, actor_name=name, queue_name=QUEUE_NAME, max_retries=3)
+
+
+ACTORS = {name: _make_actor(name) for name in TASK_NAMES}

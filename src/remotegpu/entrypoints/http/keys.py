@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from remotegpu.application.identity.auth import Principal
     from remotegpu.entrypoints.containers import Container
 
 CONTAINER: web.AppKey["Container"] = web.AppKey("container")
-# Request-scoped values are plain string keys on the request mapping.
-PRINCIPAL = "remotegpu.principal"
-REQUEST_ID = "remotegpu.request_id"
+PRINCIPAL: web.RequestKey["Principal"] = web.RequestKey("principal")
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")

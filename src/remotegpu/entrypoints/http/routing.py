@@ -119,7 +119,7 @@ class Api:
 
     def install(self, app: web.Application) -> None:
         for route in self.routes:
-            app.router.add_route(route.method, route.path, _adapt(route), name=f"{route.method} {route.path}")
+            app.router.add_route(route.method, route.path, _adapt(route), name=route.handler.__name__)
 
 
 def _validation_error(exc: ValidationError, where: str) -> InvalidInput:

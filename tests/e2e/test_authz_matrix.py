@@ -1,0 +1,86 @@
+"""Every endpoint × every kind of caller → the expected status.
+
+Callers: anonymous, a user of another tenant, and workspace viewer / member / admin,
+and a platform admin who is not a member. A workspace you are not in answers 404.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import signup
+
+CALLERS = ["anonymous", "other", "viewer", "member", "ws_admin", "platform_admin"]
+
+# (method, path template, body, expected statuses in CALLERS order)
+MATRIX = [
+    ("GET", "/api/v1/workspaces/{ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("PATCH", "/api/v1/workspaces/{ws}", {"name": "renamed"}, [401, 404, 403, 403, 200, 200]),
+    ("DELETE", "/api/v1/workspaces/{ws}", None, [401, 404, 403, 403, 403, 204]),
+    ("GET", "/api/v1/workspaces/{ws}/members", None, [401, 404, 200, 200, 200, 200]),
+    ("POST", "/api/v1/workspaces/{ws}/members", {"username": "{newcomer}", "role": "viewer"}, [401, 404, 403, 403, 201, 201]),
+    ("PATCH", "/api/v1/workspaces/{ws}/members/{target}", {"role": "viewer"}, [401, 404, 403, 403, 200, 200]),
+    ("DELETE", "/api/v1/workspaces/{ws}/members/{target}", None, [401, 404, 403, 403, 204, 204]),
+    ("GET", "/api/v1/workspaces/{ws}/quota", None, [401, 404, 200, 200, 200, 200]),
+    ("PUT", "/api/v1/workspaces/{ws}/quota", {"max_gpus": 4}, [401, 404, 403, 403, 403, 200]),
+    ("GET", "/api/v1/workspaces", None, [401, 200, 200, 200, 200, 200]),
+    ("POST", "/api/v1/workspaces", {"name": "another"}, [401, 201, 201, 201, 201, 201]),
+    ("GET", "/api/v1/users/me", None, [401, 200, 200, 200, 200, 200]),
+    ("GET", "/api/v1/users/me/ssh-keys", None, [401, 200, 200, 200, 200, 200]),
+    ("GET", "/api/v1/users/me/tokens", None, [401, 200, 200, 200, 200, 200]),
+    ("POST", "/api/v1/users/me/tokens", {"name": "t"}, [401, 201, 201, 201, 201, 201]),
+    ("GET", "/api/v1/users", None, [401, 403, 403, 403, 403, 200]),
+    ("GET", "/api/v1/users/{target}", None, [401, 403, 403, 403, 403, 200]),
+    ("PATCH", "/api/v1/users/{target}", {"is_active": False}, [401, 403, 403, 403, 403, 200]),
+    ("GET", "/api/v1/audit-events", None, [401, 403, 403, 403, 403, 200]),
+    ("POST", "/api/v1/invites", {}, [401, 403, 403, 403, 403, 201]),
+]
+
+CASES = [
+    pytest.param(method, path, body, caller, expected[i], id=f"{method} {path} as {caller}")
+    for method, path, body, expected in MATRIX
+    for i, caller in enumerate(CALLERS)
+]
+
+
+async def _world(client):
+    owner = await signup(client)
+    accounts = {
+        "other": await signup(client),
+        "viewer": await signup(client),
+        "member": await signup(client),
+        "ws_admin": await signup(client),
+        "platform_admin": await signup(client, admin_container=client.server.app[_key()]),
+    }
+    target = await signup(client)
+    newcomer = await signup(client)
+    ws = (await (await client.post("/api/v1/workspaces", json={"name": "team"}, headers=owner.headers)).json())["id"]
+    for role, who in (("viewer", "viewer"), ("member", "member"), ("admin", "ws_admin"), ("member", None)):
+        username = accounts[who].username if who else target.username
+        r = await client.post(f"/api/v1/workspaces/{ws}/members", json={"username": username, "role": role}, headers=owner.headers)
+        assert r.status == 201, await r.text()
+    return accounts, {"ws": ws, "target": target.id, "newcomer": newcomer.username}
+
+
+def _key():
+    from remotegpu.entrypoints.http.keys import CONTAINER
+
+    return CONTAINER
+
+
+def _fill(value, names):
+    if isinstance(value, str):
+        return value.format(**names)
+    if isinstance(value, dict):
+        return {k: _fill(v, names) for k, v in value.items()}
+    return value
+
+
+@pytest.mark.parametrize("method, path, body, caller, expected", CASES)
+async def test_authorization_matrix(client, method, path, body, caller, expected):
+    accounts, names = await _world(client)
+    headers = {} if caller == "anonymous" else accounts[caller].headers
+    r = await client.request(method, _fill(path, names), json=_fill(body, names) if body is not None else None, headers=headers)
+    assert r.status == expected, await r.text()
+    if expected >= 400:
+        assert "error" in await r.json()

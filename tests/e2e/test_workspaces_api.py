@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from tests.conftest import signup
+
+
+async def test_team_workspace_membership_lifecycle(client):
+    owner, bob = await signup(client), await signup(client)
+    ws = await (await client.post("/api/v1/workspaces", json={"name": "Vision Lab"}, headers=owner.headers)).json()
+    assert ws["role"] == "owner" and ws["slug"] == "vision-lab" and ws["is_personal"] is False
+    url = f"/api/v1/workspaces/{ws['id']}"
+    r = await client.post(url + "/members", json={"username": bob.username, "role": "member"}, headers=owner.headers)
+    assert r.status == 201
+    r = await client.post(url + "/members", json={"username": bob.username}, headers=owner.headers)
+    assert r.status == 409
+    r = await client.post(url + "/members", json={"username": "ghost-user"}, headers=owner.headers)
+    assert r.status == 404
+    r = await client.post(url + "/members", json={"username": "x", "role": "emperor"}, headers=owner.headers)
+    assert r.status == 422
+    mine = await (await client.get("/api/v1/workspaces", headers=bob.headers)).json()
+    assert {w["id"]: w["role"] for w in mine["items"]}[ws["id"]] == "member"
+    r = await client.patch(url + f"/members/{bob.id}", json={"role": "admin"}, headers=owner.headers)
+    assert r.status == 200 and (await r.json())["role"] == "admin"
+    # Bob leaves on his own.
+    assert (await client.delete(url + f"/members/{bob.id}", headers=bob.headers)).status == 204
+    assert (await client.get(url, headers=bob.headers)).status == 404
+
+
+async def test_last_owner_cannot_leave_or_be_demoted(client):
+    owner = await signup(client)
+    ws = await (await client.post("/api/v1/workspaces", json={"name": "solo"}, headers=owner.headers)).json()
+    url = f"/api/v1/workspaces/{ws['id']}/members/{owner.id}"
+    r = await client.delete(url, headers=owner.headers)
+    assert r.status == 409 and (await r.json())["error"]["code"] == "last_owner"
+    r = await client.patch(url, json={"role": "admin"}, headers=owner.headers)
+    assert r.status == 409
+
+
+async def test_workspace_admin_cannot_create_owners(client):
+    owner, admin, carol = await signup(client), await signup(client), await signup(client)
+    ws = (await (await client.post("/api/v1/workspaces", json={"name": "t"}, headers=owner.headers)).json())["id"]
+    await client.post(f"/api/v1/workspaces/{ws}/members", json={"username": admin.username, "role": "admin"}, headers=owner.headers)
+    r = await client.post(f"/api/v1/workspaces/{ws}/members", json={"username": carol.username, "role": "owner"}, headers=admin.headers)
+    assert r.status == 403
+
+
+async def test_personal_workspace_cannot_be_deleted_or_shared(client):
+    owner, bob = await signup(client), await signup(client)
+    url = f"/api/v1/workspaces/{owner.personal_workspace_id}"
+    assert (await client.delete(url, headers=owner.headers)).status == 409
+    r = await client.post(url + "/members", json={"username": bob.username}, headers=owner.headers)
+    assert r.status == 409
+
+
+async def test_quota_is_unlimited_by_default_and_set_by_platform_admins(client):
+    owner = await signup(client)
+    admin = await signup(client, admin_container=client.server.app[_key()])
+    url = f"/api/v1/workspaces/{owner.personal_workspace_id}/quota"
+    q = await (await client.get(url, headers=owner.headers)).json()
+    assert q["max_gpus"] is None and q["usage"] == {"gpus": 0, "environments": 0, "cpu_cores": 0, "memory_gib": 0, "storage_gib": 0}
+    r = await client.put(url, json={"max_gpus": 2, "max_environments": 3, "max_memory_gib": 64}, headers=admin.headers)
+    assert r.status == 200
+    q = await (await client.get(url, headers=owner.headers)).json()
+    assert (q["max_gpus"], q["max_environments"], q["max_cpu_cores"], q["max_memory_gib"]) == (2, 3, None, 64)
+    r = await client.put(url, json={"max_gpus": -1}, headers=admin.headers)
+    assert r.status == 422
+    q = await (await client.get(url, headers=owner.headers)).json()
+    assert q["max_gpus"] == 2  # the bad request changed nothing
+
+
+async def test_pagination_of_workspaces(client):
+    owner = await signup(client)
+    for i in range(5):
+        await client.post("/api/v1/workspaces", json={"name": f"ws {i}"}, headers=owner.headers)
+    page = await (await client.get("/api/v1/workspaces?limit=2&offset=1", headers=owner.headers)).json()
+    assert page["total"] == 6 and len(page["items"]) == 2
+    assert (await client.get("/api/v1/workspaces?limit=0", headers=owner.headers)).status == 422
+    assert (await client.get("/api/v1/workspaces?limit=abc", headers=owner.headers)).status == 422
+
+
+def _key():
+    from remotegpu.entrypoints.http.keys import CONTAINER
+
+    return CONTAINER

@@ -20,7 +20,7 @@ class Page(BaseModel, Generic[T]):
 
 class PageQuery(Strict):
     limit: int = Field(50, ge=1, le=500)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=2_000_000_000)  # beyond 64-bit SQL integers is a 500 otherwise
 
 
 class ErrorBody(BaseModel):

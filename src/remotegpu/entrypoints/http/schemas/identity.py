@@ -4,13 +4,14 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from remotegpu.domain.identity.models import MIN_PASSWORD_LENGTH
 from remotegpu.entrypoints.http.schemas.common import PageQuery, Strict
 
 
 class RegisterIn(Strict):
-    username: str = Field(min_length=1, max_length=64)
+    username: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$", description="3-32 characters; stored lower-case")
     email: str = Field(min_length=3, max_length=254)
-    password: str = Field(min_length=1, max_length=1024)
+    password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=1024)
     display_name: str = Field("", max_length=100)
     invite_code: str | None = Field(None, max_length=200)
 
@@ -48,7 +49,7 @@ class UpdateMeIn(Strict):
 
 class ChangePasswordIn(Strict):
     current_password: str = Field(min_length=1, max_length=1024)
-    new_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=1024)
 
 
 class SshKeyIn(Strict):

@@ -1,0 +1,328 @@
+"""EnvironmentRuntime on a Docker engine (the docker SDK, blocking calls in threads).
+
+One environment = one container ``rgpu-env-<id>`` plus one named volume
+``rgpu-vol-<id>`` mounted at ``/root/workspace`` (its disk). Both carry the labels
+``remotegpu.managed=true``, ``remotegpu.env_id=<id>`` and ``remotegpu.scope=<scope>``,
+so a restarted agent finds them again without any state of its own. The container
+also records a hash of its spec: a stopped environment started with other ports,
+GPUs, limits, image or variables is recreated on the same volume (anything written
+outside ``/root/workspace`` is lost then, by design).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import DeviceRequest
+
+from remotegpu.application.environments.ports import (
+    LABEL_ENV_ID,
+    LABEL_MANAGED,
+    WORKSPACE_PATH,
+    EnvironmentRuntimeError,
+    RuntimeSpec,
+    RuntimeState,
+)
+
+LABEL_SCOPE = "remotegpu.scope"
+LABEL_SPEC = "remotegpu.spec"
+_ENV_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
+# Exit codes of a container stopped on purpose (0 from the entrypoint, or SIGTERM/SIGKILL).
+_STOPPED_EXIT_CODES = {0, 137, 143}
+
+
+def docker_available(timeout: float = 2.0) -> bool:
+    """Whether a Docker daemon answers (DOCKER_HOST or the default socket)."""
+    try:
+        client = docker.from_env(timeout=timeout)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # noqa: BLE001 - any failure means "no daemon here"
+        return False
+
+
+class DockerRuntime:
+    """EnvironmentRuntime (with exec) backed by Docker containers and volumes.
+
+    ``scope`` separates runtimes sharing one daemon (an agent and a test run):
+    each lists, adopts and removes only what carries its scope.
+    """
+
+    def __init__(
+        self,
+        client: docker.DockerClient | None = None,
+        *,
+        scope: str = "default",
+        bind_address: str = "0.0.0.0",
+        stop_timeout: int = 5,
+        pull_missing: bool = True,
+    ) -> None:
+        self._client = client or docker.from_env()
+        self._scope = scope
+        self._bind_address = bind_address
+        self._stop_timeout = stop_timeout
+        self._pull_missing = pull_missing
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @staticmethod
+    def container_name(env_id: str) -> str:
+        return f"rgpu-env-{env_id}"
+
+    @staticmethod
+    def volume_name(env_id: str) -> str:
+        return f"rgpu-vol-{env_id}"
+
+    # -- the port ---------------------------------------------------------------
+
+    async def ensure_running(self, spec: RuntimeSpec) -> RuntimeState:
+        _check_env_id(spec.env_id)
+        async with self._lock(spec.env_id):
+            return await asyncio.to_thread(self._ensure_running, spec)
+
+    async def stop(self, env_id: str) -> None:
+        _check_env_id(env_id)
+        async with self._lock(env_id):
+            await asyncio.to_thread(self._stop, env_id)
+
+    async def remove(self, env_id: str) -> None:
+        _check_env_id(env_id)
+        async with self._lock(env_id):
+            await asyncio.to_thread(self._remove, env_id)
+
+    async def inspect(self, env_id: str) -> RuntimeState | None:
+        _check_env_id(env_id)
+        return await asyncio.to_thread(self._inspect, env_id)
+
+    async def list(self) -> list[RuntimeState]:
+        return await asyncio.to_thread(self._list)
+
+    async def exec(self, env_id: str, argv: list[str]) -> tuple[int, str]:
+        _check_env_id(env_id)
+        return await asyncio.to_thread(self._exec, env_id, list(argv))
+
+    # -- blocking implementation (runs in a worker thread) ----------------------
+
+    def _ensure_running(self, spec: RuntimeSpec) -> RuntimeState:
+        try:
+            container = self._container(spec.env_id)
+            if container is not None and container.status != "running":
+                if container.labels.get(LABEL_SPEC) != _spec_hash(spec):
+                    container.remove(force=True)
+                    container = None
+            if container is None:
+                container = self._create(spec)
+            if container.status == "paused":
+                container.unpause()
+            elif container.status != "running":
+                container.start()
+            container.reload()
+        except DockerException as exc:
+            raise EnvironmentRuntimeError(f"environment {spec.env_id}: {_explain(exc)}") from exc
+        state = _state(spec.env_id, container)
+        if state.status != "running":
+            raise EnvironmentRuntimeError(f"environment {spec.env_id} did not start: {state.message}")
+        return state
+
+    def _create(self, spec: RuntimeSpec) -> Any:
+        labels = {**spec.labels, **self._labels(spec.env_id)}
+        new_disk = self._volume(spec.env_id) is None
+        volume = self._client.volumes.create(name=self.volume_name(spec.env_id), labels=labels)
+        try:
+            return self._create_container(spec, labels)
+        except Exception:
+            if new_disk:  # a failed first start leaves no disk behind
+                volume.remove(force=True)
+            raise
+
+    def _create_container(self, spec: RuntimeSpec, labels: dict[str, str]) -> Any:
+        env = dict(spec.env)
+        device_requests = None
+        if spec.fake_gpus:
+            visible = ",".join(str(i) for i in spec.gpu_indices) or ",".join(spec.gpu_uuids)
+            env.update(CUDA_VISIBLE_DEVICES=visible, NVIDIA_VISIBLE_DEVICES=visible)
+        elif spec.gpu_uuids or spec.gpu_indices:
+            ids = list(spec.gpu_uuids) or [str(i) for i in spec.gpu_indices]
+            device_requests = [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
+        kwargs = dict(
+            image=spec.image,
+            name=self.container_name(spec.env_id),
+            hostname=_hostname(spec.env_id),
+            labels={**labels, LABEL_SPEC: _spec_hash(spec)},
+            environment=env,
+            nano_cpus=int(spec.cpu_cores * 1e9),
+            mem_limit=int(spec.memory_gib * 1024**3),
+            volumes={self.volume_name(spec.env_id): {"bind": WORKSPACE_PATH, "mode": "rw"}},
+            ports={f"{c}/tcp": (self._bind_address, h) for c, h in spec.ports.items()},
+            device_requests=device_requests,
+            init=False,
+            detach=True,
+        )
+        try:
+            return self._client.containers.create(**kwargs)
+        except ImageNotFound:
+            if not self._pull_missing:
+                raise
+            self._client.images.pull(spec.image)
+            return self._client.containers.create(**kwargs)
+        except APIError as exc:
+            if exc.status_code != 409:  # 409: another caller created it meanwhile
+                raise
+            container = self._container(spec.env_id)
+            if container is None:
+                raise
+            return container
+
+    def _stop(self, env_id: str) -> None:
+        container = self._container(env_id)
+        if container is None or container.status not in ("running", "restarting", "paused"):
+            return
+        try:
+            container.stop(timeout=self._stop_timeout)
+        except NotFound:
+            pass
+
+    def _remove(self, env_id: str) -> None:
+        container = self._container(env_id)
+        if container is not None:
+            try:
+                container.remove(force=True)
+            except NotFound:
+                pass
+        volume = self._volume(env_id)
+        if volume is not None:
+            try:
+                volume.remove(force=True)
+            except NotFound:
+                pass
+
+    def _inspect(self, env_id: str) -> RuntimeState | None:
+        container = self._container(env_id)
+        if container is not None:
+            return _state(env_id, container)
+        if self._volume(env_id) is not None:
+            return RuntimeState(env_id, "stopped", None, message="disk kept, no container")
+        return None
+
+    def _list(self) -> list[RuntimeState]:
+        filters = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_SCOPE}={self._scope}"]}
+        states = {
+            c.labels[LABEL_ENV_ID]: _state(c.labels[LABEL_ENV_ID], c)
+            for c in self._client.containers.list(all=True, filters=filters)
+            if LABEL_ENV_ID in c.labels
+        }
+        for volume in self._client.volumes.list(filters=filters):
+            env_id = (volume.attrs.get("Labels") or {}).get(LABEL_ENV_ID)
+            if env_id and env_id not in states:
+                states[env_id] = RuntimeState(env_id, "stopped", None, message="disk kept, no container")
+        return [states[k] for k in sorted(states)]
+
+    def _exec(self, env_id: str, argv: list[str]) -> tuple[int, str]:
+        container = self._container(env_id)
+        if container is None or container.status != "running":
+            raise EnvironmentRuntimeError(f"environment {env_id} is not running")
+        result = container.exec_run(argv, user="root", workdir=WORKSPACE_PATH)
+        return int(result.exit_code), (result.output or b"").decode("utf-8", "replace")
+
+    # -- lookups ----------------------------------------------------------------
+
+    def _labels(self, env_id: str) -> dict[str, str]:
+        return {LABEL_MANAGED: "true", LABEL_ENV_ID: env_id, LABEL_SCOPE: self._scope}
+
+    def _mine(self, labels: dict[str, str] | None, env_id: str) -> bool:
+        labels = labels or {}
+        return labels.get(LABEL_MANAGED) == "true" and labels.get(LABEL_ENV_ID) == env_id \
+            and labels.get(LABEL_SCOPE) == self._scope
+
+    def _container(self, env_id: str) -> Any | None:
+        """The managed container of ``env_id``. A same-named container that is not
+        ours counts as absent: it is never stopped or removed, and creating ours then
+        fails with Docker's name conflict."""
+        try:
+            container = self._client.containers.get(self.container_name(env_id))
+        except NotFound:
+            return None
+        return container if self._mine(container.labels, env_id) else None
+
+    def _volume(self, env_id: str) -> Any | None:
+        try:
+            volume = self._client.volumes.get(self.volume_name(env_id))
+        except NotFound:
+            return None
+        return volume if self._mine(volume.attrs.get("Labels"), env_id) else None
+
+    def _lock(self, env_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(env_id, asyncio.Lock())
+
+
+def _check_env_id(env_id: str) -> None:
+    if not _ENV_ID.match(env_id):
+        raise ValueError(f"invalid environment id for Docker names: {env_id!r}")
+
+
+def _hostname(env_id: str) -> str:
+    return re.sub(r"[^a-z0-9-]", "-", env_id.lower())[:63].strip("-") or "environment"
+
+
+def _spec_hash(spec: RuntimeSpec) -> str:
+    fields = {
+        "image": spec.image,
+        "cpu": spec.cpu_cores,
+        "mem": spec.memory_gib,
+        "gpu_uuids": list(spec.gpu_uuids),
+        "gpu_indices": list(spec.gpu_indices),
+        "fake": spec.fake_gpus,
+        "env": dict(sorted(spec.env.items())),
+        "ports": {str(c): h for c, h in sorted(spec.ports.items())},
+        "labels": dict(sorted(spec.labels.items())),
+    }
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _state(env_id: str, container: Any) -> RuntimeState:
+    attrs = container.attrs
+    status = attrs.get("State", {})
+    if status.get("Running") and not status.get("Restarting"):
+        return RuntimeState(
+            env_id, "running", container.id, _published_ports(attrs), _parse_time(status.get("StartedAt"))
+        )
+    code = status.get("ExitCode", 0)
+    if status.get("Status") in ("dead", "restarting") or status.get("OOMKilled") or code not in _STOPPED_EXIT_CODES:
+        reason = "out of memory" if status.get("OOMKilled") else status.get("Error") or f"exited with code {code}"
+        return RuntimeState(env_id, "failed", container.id, message=reason)
+    return RuntimeState(env_id, "stopped", container.id)
+
+
+def _published_ports(attrs: dict[str, Any]) -> dict[int, int]:
+    ports: dict[int, int] = {}
+    for key, bindings in (attrs.get("NetworkSettings", {}).get("Ports") or {}).items():
+        if bindings and key.endswith("/tcp"):
+            ports[int(key.split("/")[0])] = int(bindings[0]["HostPort"])
+    return ports
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    """Docker's RFC 3339 times carry nanoseconds, which fromisoformat refuses."""
+    if not value or value.startswith("0001-"):
+        return None
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?", value)
+    if not match:
+        return None
+    fraction = (match.group(2) or ".0")[1:7].ljust(6, "0")
+    return datetime.fromisoformat(f"{match.group(1)}.{fraction}").replace(tzinfo=timezone.utc)
+
+
+def _explain(exc: DockerException) -> str:
+    if isinstance(exc, ImageNotFound):
+        return f"image not found ({exc.explanation or exc}); build it with `make image` or push it"
+    if isinstance(exc, APIError):
+        return str(exc.explanation or exc)
+    return str(exc)

@@ -1,0 +1,1 @@
+"""Environments: use cases and the ports they drive (runtimes, access gateways)."""

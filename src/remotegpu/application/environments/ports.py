@@ -1,0 +1,118 @@
+"""Ports of the environments context: where environments actually run.
+
+An ``EnvironmentRuntime`` is what the host agent drives to make one host match the
+desired state (like a JupyterHub spawner or a dstack compute backend). Adapters:
+``remotegpu.adapters.runtime`` (in-memory for tests, Docker; Kubernetes later).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
+
+RuntimeStatus = Literal["running", "stopped", "missing", "failed"]
+
+#: Labels every runtime puts on what it creates, so it can find its own things again.
+LABEL_ENV_ID = "remotegpu.env_id"
+LABEL_MANAGED = "remotegpu.managed"
+
+#: The one path that survives stop/start: the environment's disk.
+WORKSPACE_PATH = "/root/workspace"
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """What one environment should look like on this host.
+
+    ``ports`` maps a container port to the host port allocated for it (``{22: 40022}``).
+    ``gpu_uuids``/``gpu_indices`` name the same GPUs two ways: real devices are bound by
+    UUID; with ``fake_gpus`` nothing is bound and the indices are only advertised through
+    ``CUDA_VISIBLE_DEVICES``/``NVIDIA_VISIBLE_DEVICES`` (machines without GPUs).
+    """
+
+    env_id: str
+    image: str
+    cpu_cores: float = 1.0
+    memory_gib: float = 1.0
+    gpu_uuids: list[str] = field(default_factory=list)
+    gpu_indices: list[int] = field(default_factory=list)
+    fake_gpus: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    ports: dict[int, int] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuntimeState:
+    """What the runtime observed about one environment.
+
+    ``container_id`` is the runtime's opaque handle (a container id, a pod name);
+    ``ports`` maps container ports to the host ports actually published;
+    ``message`` explains ``failed`` (and anything else worth showing in the event log).
+    """
+
+    env_id: str
+    status: RuntimeStatus
+    container_id: str | None = None
+    ports: dict[int, int] = field(default_factory=dict)
+    started_at: datetime | None = None
+    message: str = ""
+
+
+class EnvironmentRuntimeError(Exception):
+    """A runtime could not do what was asked (image missing, daemon refused, ...)."""
+
+
+class EnvironmentRuntime(Protocol):
+    """Runs environments on one host. Every method is idempotent and safe to repeat
+    after a crash: the agent calls them level-triggered, from the desired state.
+
+    An environment is its container (or process, or pod) plus its disk, mounted at
+    ``/root/workspace``. The disk outlives stop and is deleted only by ``remove``.
+    """
+
+    async def ensure_running(self, spec: RuntimeSpec) -> RuntimeState:
+        """Make ``spec.env_id`` run as ``spec`` describes and return its state.
+
+        Creates it if absent, starts it if stopped, and does nothing if it already runs
+        as specified. When a stopped environment is started with other ports, GPUs or
+        limits, it is recreated on the same disk. A running environment whose spec
+        changed is left alone (stop it first). Raises ``EnvironmentRuntimeError`` when it cannot
+        be started (the returned state is never ``missing``).
+        """
+        ...
+
+    async def stop(self, env_id: str) -> None:
+        """Stop the environment quickly, keeping its disk. Silent if it is absent or
+        already stopped."""
+        ...
+
+    async def remove(self, env_id: str) -> None:
+        """Delete the environment and its disk: nothing is left. Silent if absent."""
+        ...
+
+    async def inspect(self, env_id: str) -> RuntimeState | None:
+        """The environment's observed state, or ``None`` when neither it nor its disk
+        exists. A disk whose container is gone (a crash mid-removal) reads as
+        ``stopped`` with no ``container_id``: ``ensure_running`` brings it back,
+        ``remove`` deletes it. Only running environments report ``ports`` and
+        ``started_at``."""
+        ...
+
+    async def list(self) -> list[RuntimeState]:
+        """Every environment this runtime manages (found by its labels, not by memory),
+        so an agent that restarts can adopt them or remove orphans."""
+        ...
+
+
+@runtime_checkable
+class RuntimeWithExec(Protocol):
+    """Optional ability: run a command inside a running environment
+    (ask ``isinstance(runtime, RuntimeWithExec)``)."""
+
+    async def exec(self, env_id: str, argv: list[str]) -> tuple[int, str]:
+        """Run ``argv`` in the environment as root; return its exit code and its
+        combined stdout/stderr. Raises ``EnvironmentRuntimeError`` if the environment is not
+        running."""
+        ...

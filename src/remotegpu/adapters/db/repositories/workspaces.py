@@ -1,0 +1,136 @@
+"""SQL repository of the workspaces context."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import delete, exists, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from remotegpu.adapters.db.repositories._base import SqlRepository
+from remotegpu.adapters.db.tables import workspace_members, workspace_quotas, workspaces
+from remotegpu.domain.workspaces.models import Membership, Role, Workspace
+from remotegpu.domain.workspaces.quota import Quota, Usage
+
+_QUOTA_COLUMNS = tuple(c.name for c in workspace_quotas.c if c.name != "workspace_id")
+
+
+def _workspace(row: Any) -> Workspace:
+    m = row._mapping
+    return Workspace(
+        id=m["id"], name=m["name"], slug=m["slug"], is_personal=m["is_personal"],
+        created_by=m["created_by"], created_at=m["created_at"],
+    )
+
+
+def _membership(row: Any) -> Membership:
+    m = row._mapping
+    return Membership(workspace_id=m["workspace_id"], user_id=m["user_id"], role=Role(m["role"]), created_at=m["created_at"])
+
+
+def _membership_values(membership: Membership) -> dict[str, Any]:
+    return {
+        "workspace_id": membership.workspace_id, "user_id": membership.user_id,
+        "role": membership.role.value, "created_at": membership.created_at,
+    }
+
+
+class SqlWorkspaceRepository(SqlRepository):
+    async def add(self, workspace: Workspace) -> None:
+        await self._execute(insert(workspaces).values(asdict(workspace)))
+
+    async def get(self, workspace_id: str) -> Workspace | None:
+        row = (await self._session.execute(select(workspaces).where(workspaces.c.id == workspace_id))).first()
+        return _workspace(row) if row else None
+
+    async def update(self, workspace: Workspace) -> None:
+        values = {k: v for k, v in asdict(workspace).items() if k != "id"}
+        await self._execute(update(workspaces).where(workspaces.c.id == workspace.id).values(values))
+
+    async def delete(self, workspace_id: str) -> None:
+        # Memberships and quota go with it through ON DELETE CASCADE.
+        await self._execute(delete(workspaces).where(workspaces.c.id == workspace_id))
+
+    async def slug_taken(self, slug: str) -> bool:
+        return bool((await self._session.execute(select(exists().where(workspaces.c.slug == slug)))).scalar())
+
+    async def list_for_user(
+        self, user_id: str, *, limit: int, offset: int
+    ) -> tuple[list[tuple[Workspace, Membership]], int]:
+        query = (
+            select(
+                workspaces,
+                workspace_members.c.workspace_id, workspace_members.c.user_id,
+                workspace_members.c.role, workspace_members.c.created_at.label("member_since"),
+            )
+            .join(workspace_members, workspace_members.c.workspace_id == workspaces.c.id)
+            .where(workspace_members.c.user_id == user_id)
+            .order_by(workspaces.c.created_at, workspaces.c.id)
+        )
+        rows, total = await self._page(query, limit=limit, offset=offset)
+        items = [
+            (_workspace(r), Membership(r.workspace_id, r.user_id, Role(r.role), r.member_since))
+            for r in rows
+        ]
+        return items, total
+
+    async def list_all(self, *, limit: int, offset: int) -> tuple[list[Workspace], int]:
+        query = select(workspaces).order_by(workspaces.c.created_at, workspaces.c.id)
+        rows, total = await self._page(query, limit=limit, offset=offset)
+        return [_workspace(r) for r in rows], total
+
+    # --- members ----------------------------------------------------------------------
+    async def add_member(self, membership: Membership) -> None:
+        await self._execute(insert(workspace_members).values(_membership_values(membership)))
+
+    async def get_member(self, workspace_id: str, user_id: str) -> Membership | None:
+        query = select(workspace_members).where(
+            workspace_members.c.workspace_id == workspace_id, workspace_members.c.user_id == user_id
+        )
+        row = (await self._session.execute(query)).first()
+        return _membership(row) if row else None
+
+    async def update_member(self, membership: Membership) -> None:
+        query = update(workspace_members).where(
+            workspace_members.c.workspace_id == membership.workspace_id,
+            workspace_members.c.user_id == membership.user_id,
+        )
+        await self._execute(query.values(role=membership.role.value))
+
+    async def remove_member(self, workspace_id: str, user_id: str) -> None:
+        await self._execute(
+            delete(workspace_members).where(
+                workspace_members.c.workspace_id == workspace_id, workspace_members.c.user_id == user_id
+            )
+        )
+
+    async def list_members(self, workspace_id: str) -> list[Membership]:
+        query = (
+            select(workspace_members)
+            .where(workspace_members.c.workspace_id == workspace_id)
+            .order_by(workspace_members.c.created_at, workspace_members.c.user_id)
+        )
+        return [_membership(r) for r in await self._session.execute(query)]
+
+    # --- quota --------------------------------------------------------------------------
+    async def get_quota(self, workspace_id: str) -> Quota:
+        row = (await self._session.execute(select(workspace_quotas).where(workspace_quotas.c.workspace_id == workspace_id))).first()
+        if row is None:
+            return Quota()
+        return Quota(**{name: row._mapping[name] for name in _QUOTA_COLUMNS})
+
+    async def set_quota(self, workspace_id: str, quota: Quota) -> None:
+        values = {name: getattr(quota, name) for name in _QUOTA_COLUMNS}
+        # Upsert: both dialects speak INSERT ... ON CONFLICT DO UPDATE.
+        dialect = postgresql if self._session.get_bind().dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(workspace_quotas).values(workspace_id=workspace_id, **values)
+        await self._execute(statement.on_conflict_do_update(index_elements=["workspace_id"], set_=values))
+
+    async def usage(self, workspace_id: str) -> Usage:
+        """Nothing holds resources yet.
+
+        When environments arrive, sum their GPUs, CPU cores, memory and storage here
+        (one aggregate query over live environments of ``workspace_id``).
+        """
+        return Usage()

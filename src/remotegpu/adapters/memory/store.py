@@ -1,0 +1,84 @@
+"""All in-memory state, shared by every InMemoryUnitOfWork built on the same store.
+
+Tables are dicts from primary key to a private copy of a domain object. Unique
+and foreign-key constraints are declared here, next to the data, so the fake
+refuses exactly what the SQL schema refuses (see adapters/db/tables.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Hashable
+
+from remotegpu.domain.shared.errors import Conflict
+
+Key = Hashable
+KeyFn = Callable[[Any], Hashable]
+
+
+@dataclass
+class TableSpec:
+    unique: dict[str, KeyFn] = field(default_factory=dict)  # constraint name -> key of a row
+    references: dict[str, tuple[str, KeyFn]] = field(default_factory=dict)  # name -> (parent table, parent key)
+
+
+SPECS: dict[str, TableSpec] = {
+    "users": TableSpec(unique={"uq_users_username": lambda u: u.username, "uq_users_email": lambda u: u.email}),
+    "api_tokens": TableSpec(
+        unique={"uq_api_tokens_token_hash": lambda t: t.token_hash},
+        references={"fk_api_tokens_user_id_users": ("users", lambda t: t.user_id)},
+    ),
+    "refresh_tokens": TableSpec(
+        unique={"uq_refresh_tokens_token_hash": lambda t: t.token_hash},
+        references={"fk_refresh_tokens_user_id_users": ("users", lambda t: t.user_id)},
+    ),
+    "ssh_keys": TableSpec(
+        unique={"uq_ssh_keys_user_id_fingerprint": lambda k: (k.user_id, k.fingerprint)},
+        references={"fk_ssh_keys_user_id_users": ("users", lambda k: k.user_id)},
+    ),
+    "invites": TableSpec(unique={"uq_invites_code_hash": lambda i: i.code_hash}),
+    "audit_events": TableSpec(),
+    "workspaces": TableSpec(unique={"uq_workspaces_slug": lambda w: w.slug}),
+    "workspace_members": TableSpec(
+        references={
+            "fk_workspace_members_workspace_id_workspaces": ("workspaces", lambda m: m.workspace_id),
+            "fk_workspace_members_user_id_users": ("users", lambda m: m.user_id),
+        }
+    ),
+    # Rows are (workspace_id, Quota) pairs: Quota itself carries no workspace id.
+    "workspace_quotas": TableSpec(
+        references={"fk_workspace_quotas_workspace_id_workspaces": ("workspaces", lambda row: row[0])},
+    ),
+}
+
+
+class InMemoryStore:
+    """Committed state. Only a unit of work's commit writes to it."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[Key, Any]] = {name: {} for name in SPECS}
+
+
+def conflict(constraint: str) -> Conflict:
+    # Same code as the SQL adapter's IntegrityError mapping.
+    return Conflict("the change conflicts with existing data", code="conflict", details={"reason": constraint})
+
+
+def stored_copy(obj: Any) -> Any:
+    """A private deep copy with every datetime checked and normalised to UTC, as SQL does."""
+    obj = copy.deepcopy(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if isinstance(value, datetime):
+                object.__setattr__(obj, f.name, _utc(value))
+    return obj
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: pass a timezone-aware datetime")
+    return value.astimezone(timezone.utc)

@@ -41,9 +41,9 @@ async def test_registration_creates_a_personal_workspace_owned_by_the_user(clien
 @pytest.mark.parametrize(
     "payload, status, code",
     [
-        ({"username": "x", "email": "x@example.com", "password": "longenough"}, 422, "invalid_input"),
+        ({"username": "x", "email": "x@example.com", "password": "longenough"}, 422, "validation_error"),
         ({"username": "okname", "email": "nope", "password": "longenough"}, 422, "invalid_input"),
-        ({"username": "okname", "email": "ok@example.com", "password": "short"}, 422, "invalid_input"),
+        ({"username": "okname", "email": "ok@example.com", "password": "short"}, 422, "validation_error"),
         ({"username": "okname", "email": "ok@example.com"}, 422, "validation_error"),
         ({"username": "okname", "email": "ok@example.com", "password": "longenough", "admin": True}, 422, "validation_error"),
     ],

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from dependency_injector import containers, providers
 
+from remotegpu.adapters.cache.user_cache import LocalUserCache, RedisBroadcastUserCache
 from remotegpu.adapters.memory.store import InMemoryStore
 from remotegpu.adapters.memory.uow import InMemoryUnitOfWork
 from remotegpu.adapters.ratelimit.memory import InMemoryRateLimiter
@@ -97,6 +98,12 @@ class Container(containers.DeclarativeContainer):
         redis=providers.Singleton(RedisRateLimiter, redis),
     )
 
+    user_cache = providers.Selector(
+        config.ratelimit,
+        memory=providers.Singleton(LocalUserCache),
+        redis=providers.Singleton(RedisBroadcastUserCache, redis),
+    )
+
     # --- use cases -----------------------------------------------------------------
     auth_settings = providers.Singleton(
         AuthSettings,
@@ -108,10 +115,10 @@ class Container(containers.DeclarativeContainer):
     )
     auth_service = providers.Singleton(
         AuthService, uow=uow.provider, clock=clock, hasher=hasher, issuer=token_issuer,
-        limiter=rate_limiter, settings=auth_settings,
+        limiter=rate_limiter, users=user_cache, settings=auth_settings,
     )
-    account_service = providers.Singleton(AccountService, uow=uow.provider, clock=clock, hasher=hasher)
-    admin_service = providers.Singleton(AdminService, uow=uow.provider, clock=clock, hasher=hasher)
+    account_service = providers.Singleton(AccountService, uow=uow.provider, clock=clock, hasher=hasher, users=user_cache)
+    admin_service = providers.Singleton(AdminService, uow=uow.provider, clock=clock, hasher=hasher, users=user_cache)
     workspace_service = providers.Singleton(WorkspaceService, uow=uow.provider, clock=clock)
     maintenance = providers.Singleton(
         Maintenance, uow=uow.provider, clock=clock,

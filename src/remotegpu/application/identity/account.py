@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from remotegpu.application.identity import audit
-from remotegpu.application.identity.ports import PasswordHasher
+from remotegpu.application.identity.ports import PasswordHasher, UserCache
 from remotegpu.application.identity.secrets import API_TOKEN_PREFIX, hash_secret, new_secret
 from remotegpu.application.shared.ports import Clock, UnitOfWorkFactory
 from remotegpu.domain.identity.models import ApiToken, SshKey, User, check_password_strength
@@ -29,6 +29,7 @@ class AccountService:
     uow: UnitOfWorkFactory
     clock: Clock
     hasher: PasswordHasher
+    users: UserCache
 
     async def update_profile(self, user_id: str, *, display_name: str | None) -> User:
         async with self.uow() as uow:
@@ -37,6 +38,7 @@ class AccountService:
                 user.display_name = display_name.strip()[:100]
             await uow.users.update(user)
             await uow.commit()
+        await self.users.invalidate(user.id)
         return user
 
     async def change_password(self, user_id: str, current: str, new: str, *, ip: str | None = None) -> None:
@@ -50,6 +52,7 @@ class AccountService:
             await uow.refresh_tokens.revoke_all_for_user(user.id, self.clock.now())
             await audit.record(uow, self.clock, "user.password.changed", actor_id=user.id, target_type="user", target_id=user.id, ip=ip)
             await uow.commit()
+        await self.users.invalidate(user.id)
 
     # --- SSH keys -------------------------------------------------------------------
     async def add_ssh_key(self, user_id: str, public_key: str, name: str | None = None) -> SshKey:

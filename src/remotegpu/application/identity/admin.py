@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from remotegpu.application.identity import audit
-from remotegpu.application.identity.ports import PasswordHasher
+from remotegpu.application.identity.ports import PasswordHasher, UserCache
 from remotegpu.application.identity.secrets import hash_secret, new_secret
 from remotegpu.application.shared.ports import Clock, UnitOfWorkFactory
 from remotegpu.application.workspaces.personal import create_personal_workspace
@@ -33,6 +33,7 @@ class AdminService:
     uow: UnitOfWorkFactory
     clock: Clock
     hasher: PasswordHasher
+    users: UserCache
 
     async def list_users(self, actor: User, *, search: str | None, limit: int, offset: int) -> tuple[list[User], int]:
         require_admin(actor)
@@ -70,6 +71,7 @@ class AdminService:
                 await uow.users.update(user)
                 await audit.record(uow, self.clock, "admin.user.updated", actor_id=actor.id, target_type="user", target_id=user.id, ip=ip, **changes)
                 await uow.commit()
+        await self.users.invalidate(user.id)
         return user
 
     async def create_invite(self, actor: User, *, valid_days: int = 7) -> tuple[Invite, str]:
@@ -107,6 +109,7 @@ class AdminService:
                 await create_personal_workspace(uow, user, now)
             await audit.record(uow, self.clock, "admin.bootstrap", target_type="user", target_id=user.id, username=username)
             await uow.commit()
+        await self.users.invalidate(user.id)
         return user
 
     async def has_users(self) -> bool:

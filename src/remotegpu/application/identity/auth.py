@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from remotegpu.application.identity import audit
-from remotegpu.application.identity.ports import AccessTokenIssuer, PasswordHasher
+from remotegpu.application.identity.ports import AccessTokenIssuer, PasswordHasher, UserCache
 from remotegpu.application.identity.secrets import (
     API_TOKEN_PREFIX,
     REFRESH_TOKEN_PREFIX,
@@ -58,6 +58,7 @@ class AuthService:
     hasher: PasswordHasher
     issuer: AccessTokenIssuer
     limiter: RateLimiter
+    users: UserCache
     settings: AuthSettings = field(default_factory=AuthSettings)
 
     async def register(
@@ -131,6 +132,7 @@ class AuthService:
             pair = await self._issue_pair(uow, user, family_id=new_id())
             await audit.record(uow, self.clock, "auth.login.succeeded", actor_id=user.id, target_type="user", target_id=user.id, ip=ip)
             await uow.commit()
+        await self.users.invalidate(user.id)
         await self.limiter.reset(f"login:acct:{login}")
         return pair
 
@@ -186,8 +188,12 @@ class AuthService:
         user_id = self.issuer.verify(bearer, now)
         if user_id is None:
             raise Unauthenticated("access token is invalid or expired", code="invalid_token")
-        async with self.uow() as uow:
-            user = await uow.users.get(user_id)
+        user = self.users.get(user_id)
+        if user is None:
+            async with self.uow() as uow:
+                user = await uow.users.get(user_id)
+            if user is not None:
+                self.users.put(user)
         if user is None or not user.is_active:
             raise Unauthenticated("account is disabled", code="account_disabled")
         return Principal(user=user, via="access_token")

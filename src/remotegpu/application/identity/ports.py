@@ -79,3 +79,17 @@ class AccessTokenIssuer(Protocol):
     def verify(self, token: str, now: datetime) -> str | None:
         """Return the user id of a valid, unexpired token; None otherwise."""
         ...
+
+
+class UserCache(Protocol):
+    """Recently seen users by id, so authenticating a request needs no database trip.
+
+    Every use case that changes a user calls ``invalidate`` after its commit; the
+    next request then reads the user afresh (a disabled user is refused at once).
+    """
+
+    def get(self, user_id: str) -> User | None: ...
+
+    def put(self, user: User) -> None: ...
+
+    async def invalidate(self, user_id: str) -> None: ...

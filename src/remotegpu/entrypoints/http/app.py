@@ -36,7 +36,12 @@ def create_app(container: Container, *, run_background: bool = True, bootstrap_a
     async def container_ctx(app: web.Application) -> AsyncIterator[None]:
         if bootstrap_admin:
             await bootstrap.ensure_first_admin(container)
+        cache = container.user_cache()
+        listener = asyncio.create_task(cache.listen()) if hasattr(cache, "listen") else None
         yield
+        if listener is not None:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
         await close_container(container)
 
     app.cleanup_ctx.append(container_ctx)

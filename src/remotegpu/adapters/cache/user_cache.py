@@ -1,0 +1,84 @@
+"""User caches for request authentication.
+
+``LocalUserCache`` serves one process (embedded mode). ``RedisBroadcastUserCache``
+serves replicas: an invalidation is applied locally and published on Redis, and
+every replica's subscriber evicts the user; a short TTL bounds staleness should a
+message be missed while a subscriber reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from collections import OrderedDict
+
+from redis.asyncio import Redis
+
+from remotegpu.domain.identity.models import User
+
+log = logging.getLogger(__name__)
+CHANNEL = "rgpu:user-invalidations"
+
+
+class LocalUserCache:
+    def __init__(self, ttl_seconds: float = 60.0, max_entries: int = 10_000, clock=time.monotonic):
+        self._ttl = ttl_seconds
+        self._max = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[float, User]] = OrderedDict()
+
+    def get(self, user_id: str) -> User | None:
+        entry = self._entries.get(user_id)
+        if entry is None:
+            return None
+        expires, user = entry
+        if expires < self._clock():
+            self._entries.pop(user_id, None)
+            return None
+        return copy.copy(user)  # callers may not mutate what the cache holds
+
+    def put(self, user: User) -> None:
+        self._entries[user.id] = (self._clock() + self._ttl, copy.copy(user))
+        self._entries.move_to_end(user.id)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def evict(self, user_id: str) -> None:
+        self._entries.pop(user_id, None)
+
+    async def invalidate(self, user_id: str) -> None:
+        self.evict(user_id)
+
+
+class RedisBroadcastUserCache:
+    def __init__(self, redis: Redis, ttl_seconds: float = 5.0):
+        self._redis = redis
+        self._local = LocalUserCache(ttl_seconds=ttl_seconds)
+
+    def get(self, user_id: str) -> User | None:
+        return self._local.get(user_id)
+
+    def put(self, user: User) -> None:
+        self._local.put(user)
+
+    async def invalidate(self, user_id: str) -> None:
+        self._local.evict(user_id)
+        await self._redis.publish(CHANNEL, user_id)
+
+    async def listen(self) -> None:
+        """Evict users other replicas changed; runs for the life of the server."""
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            self._local.evict(message["data"].decode())
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - reconnect after Redis hiccups
+                log.warning("user cache subscriber lost Redis; retrying", exc_info=True)
+                self._local = LocalUserCache(ttl_seconds=self._local._ttl)
+                await asyncio.sleep(1)

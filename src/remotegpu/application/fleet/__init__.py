@@ -1,0 +1,1 @@
+"""Fleet use cases and ports."""

@@ -1,0 +1,116 @@
+"""Fleet: GPU hosts and the GPUs they report.
+
+A host is what an agent registers and heartbeats; its GPUs are the inventory the
+agent read (pynvml, or a fake spec on machines without GPUs). Topology fields are
+``None`` when unknown: the scheduler then treats every GPU as its own island.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+from remotegpu.domain.shared.errors import InvalidInput
+
+
+class HostStatus(str, Enum):
+    READY = "ready"
+    CORDONED = "cordoned"  # keeps running work, takes nothing new
+    DRAINING = "draining"  # like cordoned, and its work is being moved off / stopped
+    OFFLINE = "offline"  # missed heartbeats; its environments are ``lost``
+
+    @property
+    def accepts_new_work(self) -> bool:
+        return self is HostStatus.READY
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    uuid: str
+    model: str
+    memory_mib: int
+    numa_node: int | None = None
+    # GPUs sharing an nvlink_group are connected by NVLink (directly or through
+    # NVSwitch); the id is only meaningful within one host.
+    nvlink_group: int | None = None
+    healthy: bool = True
+
+
+@dataclass
+class Host:
+    id: str
+    name: str
+    status: HostStatus = HostStatus.READY
+    labels: dict[str, str] = field(default_factory=dict)
+    cpu_cores: int = 0
+    memory_gib: int = 0
+    disk_gib: int = 0
+    address: str = ""
+    last_heartbeat_at: datetime | None = None
+    gpus: list[Gpu] = field(default_factory=list)
+
+
+# --- fake inventories -------------------------------------------------------------
+
+# Fixed namespace so a fake inventory gets the same UUIDs on every restart: the
+# allocations stored in the database must keep pointing at the same GPUs.
+_FAKE_NAMESPACE = uuid.UUID("6f1c1d52-2b7e-4c55-9d59-0d6c3f1e7a10")
+_ENTRY_RE = re.compile(r"^(\d+)\s*[xX]\s*(\S.*)$")
+_MEMORY_RE = re.compile(r"(\d+)\s*GB\b", re.IGNORECASE)
+FAKE_GROUP_SIZE = 4  # like an HGX board half: 4 GPUs per NVLink island / NUMA node
+MAX_FAKE_GPUS = 64
+
+
+def guess_memory_mib(model: str) -> int:
+    """``NVIDIA H100 80GB HBM3`` → 81920; 0 when the name carries no size."""
+    match = _MEMORY_RE.search(model)
+    return int(match.group(1)) * 1024 if match else 0
+
+
+def parse_fake_gpus(spec: str, *, seed: str = "") -> list[Gpu]:
+    """Build a fake inventory from ``"4xNVIDIA A100-SXM4-80GB,2xNVIDIA H100 80GB HBM3"``.
+
+    Indices run across the whole spec. Each entry is cut into groups of up to
+    ``FAKE_GROUP_SIZE`` GPUs sharing one NVLink group and NUMA node (GPUs of different
+    models never share a group). UUIDs are derived from ``seed`` (e.g. the host name),
+    the index and the model, so they are stable across restarts and distinct between
+    fake hosts with different seeds. An empty spec is an empty inventory.
+    """
+    gpus: list[Gpu] = []
+    group = 0
+    for raw in spec.split(","):
+        entry = raw.strip()
+        if not entry:
+            if spec.strip():
+                raise InvalidInput(f"fake GPU spec {spec!r} has an empty entry", details={"spec": spec})
+            continue
+        match = _ENTRY_RE.match(entry)
+        if not match:
+            raise InvalidInput(
+                f"fake GPU entry {entry!r} must look like 'NxMODEL', e.g. '4xNVIDIA A100-SXM4-80GB'",
+                details={"spec": spec},
+            )
+        count, model = int(match.group(1)), match.group(2).strip()
+        if count < 1:
+            raise InvalidInput(f"fake GPU entry {entry!r} needs a count of at least 1", details={"spec": spec})
+        if len(gpus) + count > MAX_FAKE_GPUS:
+            raise InvalidInput(f"fake GPU spec asks for more than {MAX_FAKE_GPUS} GPUs", details={"spec": spec})
+        for offset in range(count):
+            index = len(gpus)
+            gid = group + offset // FAKE_GROUP_SIZE
+            gpus.append(
+                Gpu(
+                    index=index,
+                    uuid="GPU-" + str(uuid.uuid5(_FAKE_NAMESPACE, f"{seed}/{index}/{model}")),
+                    model=model,
+                    memory_mib=guess_memory_mib(model),
+                    numa_node=gid,
+                    nvlink_group=gid,
+                )
+            )
+        group += -(-count // FAKE_GROUP_SIZE)
+    return gpus

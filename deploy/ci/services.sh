@@ -24,7 +24,7 @@ PG_VER=$(ls /usr/lib/postgresql | sort -n | tail -n1)
 if ! pg_lsclusters -h 2>/dev/null | grep -q " main "; then
   pg_createcluster "$PG_VER" main >&2
 fi
-pg_ctlcluster --skip-systemctl-redirect "$PG_VER" main start 2>/dev/null || true
+pg_ctlcluster --skip-systemctl-redirect "$PG_VER" main start >/dev/null 2>&1 || true
 for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 && break; sleep 0.5; done
 su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='remotegpu'\"" | grep -q 1 \
   || su postgres -c "psql -qc \"CREATE ROLE remotegpu LOGIN PASSWORD 'remotegpu' CREATEDB\"" >&2

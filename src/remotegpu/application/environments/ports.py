@@ -116,3 +116,62 @@ class RuntimeWithExec(Protocol):
         combined stdout/stderr. Raises ``EnvironmentRuntimeError`` if the environment is not
         running."""
         ...
+
+
+# --- persistence of environments and their allocations ---------------------------------
+
+from remotegpu.domain.environments.models import (  # noqa: E402
+    Environment,
+    EnvironmentEvent,
+    EnvStatus,
+    GpuAllocation,
+    HostPort,
+)
+
+
+class EnvironmentRepository(Protocol):
+    """Environments and their event log.
+
+    ``add``/``update`` also append the aggregate's ``pending_events`` to the log and
+    clear them. Deleted environments stay (status ``deleted``) for history.
+    """
+
+    async def add(self, env: Environment) -> None: ...
+    async def get(self, env_id: str) -> Environment | None: ...
+    async def update(self, env: Environment) -> None: ...
+    async def list(
+        self, *, workspace_ids: list[str] | None, statuses: list[EnvStatus] | None, include_deleted: bool,
+        limit: int, offset: int,
+    ) -> tuple[list[Environment], int]:
+        """Newest first. ``workspace_ids`` None means every workspace (admins)."""
+        ...
+    async def list_for_host(self, host_id: str) -> list[Environment]:
+        """Every not-deleted environment whose disk lives on the host (any status)."""
+        ...
+    async def list_by_status(self, statuses: list[EnvStatus]) -> list[Environment]:
+        """Ordered by ``queued_at`` then ``created_at`` (FIFO for the queue)."""
+        ...
+    async def events(self, env_id: str, *, limit: int, offset: int) -> tuple[list[EnvironmentEvent], int]:
+        """Oldest first."""
+        ...
+
+
+class AllocationRepository(Protocol):
+    """GPUs and host ports held by live environments.
+
+    The database refuses a second live allocation of the same GPU or of the same port
+    on a host (unique indexes): ``add_*`` raise ``Conflict`` then — at the latest on
+    commit — and the caller retries with fresh state. Releasing deletes the rows.
+    """
+
+    async def add_gpus(self, allocations: list[GpuAllocation]) -> None: ...
+    async def add_ports(self, ports: list[HostPort]) -> None: ...
+    async def gpus(self) -> list[GpuAllocation]:
+        """Every live GPU allocation (to build the scheduler's fleet snapshot)."""
+        ...
+    async def gpus_of(self, env_id: str) -> list[GpuAllocation]: ...
+    async def ports_of(self, env_id: str) -> list[HostPort]: ...
+    async def ports_on_host(self, host_id: str) -> set[int]: ...
+    async def release(self, env_id: str) -> None:
+        """Drop every GPU and port allocation of the environment (idempotent)."""
+        ...

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from remotegpu.domain.fleet.models import Gpu
+
+if TYPE_CHECKING:
+    from remotegpu.application.fleet.agent_protocol import HeartbeatReply, HostReport
+    from remotegpu.domain.fleet.models import Host
 
 
 class GpuProbe(Protocol):
@@ -32,3 +36,28 @@ class GpuProbe(Protocol):
         GPUs whose utilization cannot be read are absent; empty when unknown.
         """
         ...
+
+
+class HostRepository(Protocol):
+    """Hosts with their GPU inventory. ``update`` replaces the stored GPU list."""
+
+    async def add(self, host: "Host") -> None: ...
+    async def get(self, host_id: str) -> "Host | None": ...
+    async def get_by_name(self, name: str) -> "Host | None": ...
+    async def get_by_join_token(self, token_hash: str) -> "Host | None": ...
+    async def get_by_agent_token(self, token_hash: str) -> "Host | None": ...
+    async def update(self, host: "Host") -> None: ...
+    async def list(self) -> "list[Host]":
+        """Every host, ordered by name."""
+        ...
+    async def delete(self, host_id: str) -> None: ...
+
+
+class AgentLink(Protocol):
+    """The agent's side of the agent ↔ server conversation (HTTP, or in-process when embedded)."""
+
+    async def register(self, join_token: str, name: str, report: "HostReport") -> tuple[str, str]:
+        """Exchange the one-time join token for (host_id, agent_token)."""
+        ...
+
+    async def heartbeat(self, agent_token: str, report: "HostReport") -> "HeartbeatReply": ...

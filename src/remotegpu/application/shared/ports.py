@@ -14,6 +14,8 @@ if TYPE_CHECKING:
         SshKeyRepository,
         UserRepository,
     )
+    from remotegpu.application.environments.ports import AllocationRepository, EnvironmentRepository
+    from remotegpu.application.fleet.ports import HostRepository
     from remotegpu.application.workspaces.ports import WorkspaceRepository
 
 
@@ -31,6 +33,19 @@ class UnitOfWork(Protocol):
     invites: "InviteRepository"
     audit: "AuditLog"
     workspaces: "WorkspaceRepository"
+    hosts: "HostRepository"
+    environments: "EnvironmentRepository"
+    allocations: "AllocationRepository"
+
+    async def lock_scheduling(self) -> None:
+        """Serialise placement decisions until this unit of work ends.
+
+        Placement reads the whole fleet and the workspace's usage, then writes
+        allocations; two at once could both admit past a quota. PostgreSQL: a
+        transaction-scoped advisory lock; SQLite and memory: a process-wide lock.
+        Unique indexes on allocations remain the last line of defence.
+        """
+        ...
 
     async def __aenter__(self) -> "UnitOfWork": ...
 

@@ -52,6 +52,16 @@ class Host:
     address: str = ""
     last_heartbeat_at: datetime | None = None
     gpus: list[Gpu] = field(default_factory=list)
+    created_at: datetime | None = None
+    # Credentials, stored hashed: the one-time join token an admin hands to the
+    # agent, and the agent's own token it gets back at registration.
+    join_token_hash: str | None = None
+    agent_token_hash: str | None = None
+    runtime: str = ""  # "docker" | "local" | "memory", as the agent reports it
+    runtime_healthy: bool = False
+    fake_gpus: bool = False  # the inventory is a configured fake: no device passthrough
+    gpu_utilization: dict[str, int] = field(default_factory=dict)
+    port_range: tuple[int, int] = (40000, 49999)  # host ports for SSH / Jupyter
 
 
 # --- fake inventories -------------------------------------------------------------

@@ -1,0 +1,54 @@
+"""What an agent and the server tell each other on every heartbeat.
+
+The agent reports its inventory and the observed state of every environment its
+runtime manages; the reply carries the desired state of every environment placed on
+that host. One round trip does both (level-triggered: nothing is lost if a beat is).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from remotegpu.application.environments.ports import RuntimeSpec
+from remotegpu.domain.fleet.models import Gpu
+
+DEFAULT_HEARTBEAT_SECONDS = 5.0
+MISSED_BEATS_BEFORE_OFFLINE = 3
+
+
+@dataclass(frozen=True)
+class ObservedEnvironment:
+    env_id: str
+    status: str  # RuntimeState.status: running | stopped | missing | failed
+    generation: int | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class HostReport:
+    gpus: list[Gpu]
+    cpu_cores: int
+    memory_gib: int
+    disk_gib: int
+    runtime: str
+    runtime_healthy: bool
+    fake_gpus: bool = False
+    observed: list[ObservedEnvironment] = field(default_factory=list)
+    utilization: dict[str, int] = field(default_factory=dict)
+    address: str = ""  # where users reach this host's published ports (SSH)
+    agent_version: str = ""
+
+
+@dataclass(frozen=True)
+class DesiredEnvironment:
+    env_id: str
+    desired: str  # Desired: running | stopped | deleted
+    generation: int = 0
+    spec: RuntimeSpec | None = None  # set when desired is running
+
+
+@dataclass(frozen=True)
+class HeartbeatReply:
+    host_id: str
+    desired: list[DesiredEnvironment]
+    interval_seconds: float = DEFAULT_HEARTBEAT_SECONDS

@@ -7,10 +7,14 @@ can compare results row for row.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
+from remotegpu.adapters.memory.store import stored_copy
 from remotegpu.adapters.memory.transaction import Transaction
+from remotegpu.domain.environments.models import Environment, EnvironmentEvent, EnvStatus, GpuAllocation, HostPort
+from remotegpu.domain.fleet.models import Host
 from remotegpu.domain.identity.models import ApiToken, AuditEvent, Invite, RefreshToken, SshKey, User
 from remotegpu.domain.workspaces.models import Membership, Workspace
 from remotegpu.domain.workspaces.quota import Quota, Usage
@@ -213,9 +217,156 @@ class InMemoryWorkspaceRepository(_Repository):
             self._tx.update("workspace_quotas", workspace_id, row)
 
     async def usage(self, workspace_id: str) -> Usage:
-        """Nothing holds resources yet.
+        """What the workspace's environments hold now (same rules as the SQL adapter).
 
-        When environments arrive, add up the live environments of ``workspace_id``
-        here (their GPUs, CPU cores, memory and storage), as the SQL adapter will.
+        gpus: live GPU allocations of its environments; environments: those not
+        deleted; cpu_cores / memory_gib: summed over environments whose status holds
+        resources (starting, running, lost); storage_gib: 0 — volumes are not metered yet.
         """
-        return Usage()
+        envs = self._find("environments", lambda e: e.workspace_id == workspace_id)
+        ids = {e.id for e in envs}
+        holding = [e for e in envs if e.status.holds_resources]
+        return Usage(
+            gpus=sum(1 for _, a in self._tx.rows("gpu_allocations") if a.environment_id in ids),
+            environments=sum(1 for e in envs if e.status is not EnvStatus.DELETED),
+            cpu_cores=sum(e.cpu_cores for e in holding),
+            memory_gib=sum(e.memory_gib for e in holding),
+            storage_gib=0,
+        )
+
+
+# --- fleet ----------------------------------------------------------------------------
+
+
+class InMemoryHostRepository(_Repository):
+    """Hosts in ``hosts`` (without GPUs), their GPUs in ``host_gpus``, as in SQL."""
+
+    async def add(self, host: Host) -> None:
+        self._tx.insert("hosts", host.id, replace(host, gpus=[]))
+        self._insert_gpus(host)
+
+    async def get(self, host_id: str) -> Host | None:
+        return self._with_gpus(self._tx.get("hosts", host_id))
+
+    async def get_by_name(self, name: str) -> Host | None:
+        return self._with_gpus(self._first("hosts", lambda h: h.name == name))
+
+    async def get_by_join_token(self, token_hash: str) -> Host | None:
+        return self._with_gpus(self._first("hosts", lambda h: h.join_token_hash == token_hash))
+
+    async def get_by_agent_token(self, token_hash: str) -> Host | None:
+        return self._with_gpus(self._first("hosts", lambda h: h.agent_token_hash == token_hash))
+
+    async def update(self, host: Host) -> None:
+        if self._tx.get("hosts", host.id) is None:
+            return
+        self._tx.update("hosts", host.id, replace(host, gpus=[]))
+        # Replace the inventory: delete first, so a UUID may move between indexes or hosts.
+        for key, _ in list(self._tx.rows("host_gpus")):
+            if key[0] == host.id:
+                self._tx.delete("host_gpus", key)
+        self._insert_gpus(host)
+
+    async def list(self) -> list[Host]:
+        return sorted((self._with_gpus(h) for h in self._find("hosts", lambda h: True)), key=lambda h: (h.name, h.id))
+
+    async def delete(self, host_id: str) -> None:
+        self._tx.delete("hosts", host_id)  # cascades to host_gpus
+
+    def _insert_gpus(self, host: Host) -> None:
+        for gpu in host.gpus:
+            self._tx.insert("host_gpus", (host.id, gpu.index), (host.id, gpu))
+
+    def _with_gpus(self, host: Host | None) -> Host | None:
+        if host is None:
+            return None
+        gpus = [gpu for (host_id, _), (_, gpu) in self._tx.rows("host_gpus") if host_id == host.id]
+        host.gpus = sorted(gpus, key=lambda g: g.index)
+        return host
+
+
+# --- environments -----------------------------------------------------------------------
+
+
+class InMemoryEnvironmentRepository(_Repository):
+    """Environments in ``environments``; their log in ``environment_events`` as
+    (seq, event) rows, ``seq`` counting up per environment (ties of ``at`` keep the
+    order in which events were appended)."""
+
+    async def add(self, env: Environment) -> None:
+        self._tx.insert("environments", env.id, replace(env, pending_events=[]))
+        self._flush_events(env)
+
+    async def get(self, env_id: str) -> Environment | None:
+        return self._tx.get("environments", env_id)
+
+    async def update(self, env: Environment) -> None:
+        if self._tx.get("environments", env.id) is None:
+            return
+        self._tx.update("environments", env.id, replace(env, pending_events=[]))
+        self._flush_events(env)
+
+    async def list(
+        self, *, workspace_ids: list[str] | None, statuses: list[EnvStatus] | None, include_deleted: bool,
+        limit: int, offset: int,
+    ) -> tuple[list[Environment], int]:
+        found = self._find(
+            "environments",
+            lambda e: (workspace_ids is None or e.workspace_id in workspace_ids)
+            and (statuses is None or e.status in statuses)
+            and (include_deleted or e.status is not EnvStatus.DELETED),
+        )
+        return _page(reversed(_by_creation(found)), limit, offset)
+
+    async def list_for_host(self, host_id: str) -> list[Environment]:
+        found = self._find("environments", lambda e: e.host_id == host_id and e.status is not EnvStatus.DELETED)
+        return _by_creation(found)
+
+    async def list_by_status(self, statuses: list[EnvStatus]) -> list[Environment]:
+        found = self._find("environments", lambda e: e.status in statuses)
+        # SQL: ORDER BY queued_at NULLS LAST, created_at, id
+        return sorted(found, key=lambda e: (e.queued_at is None, e.queued_at or e.created_at, e.created_at, e.id))
+
+    async def events(self, env_id: str, *, limit: int, offset: int) -> tuple[list[EnvironmentEvent], int]:
+        rows = sorted(
+            (row for _, row in self._tx.rows("environment_events") if row[1].environment_id == env_id),
+            key=lambda row: (row[1].at, row[0]),
+        )
+        return _page((copy.deepcopy(event) for _, event in rows), limit, offset)
+
+    def _flush_events(self, env: Environment) -> None:
+        if not env.pending_events:
+            return
+        seq = max((row[0] for _, row in self._tx.rows("environment_events") if row[1].environment_id == env.id), default=0)
+        for event in env.pending_events:
+            seq += 1
+            self._tx.insert("environment_events", event.id, (seq, stored_copy(event)))
+        env.pending_events.clear()
+
+
+class InMemoryAllocationRepository(_Repository):
+    async def add_gpus(self, allocations: list[GpuAllocation]) -> None:
+        for a in allocations:
+            self._tx.insert("gpu_allocations", (a.environment_id, a.gpu_uuid), a)
+
+    async def add_ports(self, ports: list[HostPort]) -> None:
+        for p in ports:
+            self._tx.insert("host_ports", (p.environment_id, p.host_id, p.port), p)
+
+    async def gpus(self) -> list[GpuAllocation]:
+        return sorted(self._find("gpu_allocations", lambda a: True), key=lambda a: (a.environment_id, a.gpu_uuid))
+
+    async def gpus_of(self, env_id: str) -> list[GpuAllocation]:
+        return sorted(self._find("gpu_allocations", lambda a: a.environment_id == env_id), key=lambda a: a.gpu_uuid)
+
+    async def ports_of(self, env_id: str) -> list[HostPort]:
+        return sorted(self._find("host_ports", lambda p: p.environment_id == env_id), key=lambda p: (p.host_id, p.port))
+
+    async def ports_on_host(self, host_id: str) -> set[int]:
+        return {p.port for _, p in self._tx.rows("host_ports") if p.host_id == host_id}
+
+    async def release(self, env_id: str) -> None:
+        for table in ("gpu_allocations", "host_ports"):
+            for key, row in list(self._tx.rows(table)):
+                if row.environment_id == env_id:
+                    self._tx.delete(table, key)

@@ -52,6 +52,33 @@ SPECS: dict[str, TableSpec] = {
     "workspace_quotas": TableSpec(
         references={"fk_workspace_quotas_workspace_id_workspaces": ("workspaces", lambda row: row[0])},
     ),
+    # Fleet. Hosts are stored without their GPUs; GPUs are (host_id, Gpu) rows keyed
+    # (host_id, index), as in SQL. A NULL token hash is never a duplicate (SQL UNIQUE).
+    "hosts": TableSpec(
+        unique={
+            "uq_hosts_name": lambda h: h.name,
+            "uq_hosts_join_token_hash": lambda h: h.join_token_hash,
+            "uq_hosts_agent_token_hash": lambda h: h.agent_token_hash,
+        }
+    ),
+    "host_gpus": TableSpec(
+        unique={"uq_host_gpus_uuid": lambda row: row[1].uuid},
+        references={"fk_host_gpus_host_id_hosts": ("hosts", lambda row: row[0])},
+    ),
+    # Environments are stored with ``pending_events`` emptied; their events are rows
+    # (seq, EnvironmentEvent) keyed by event id, ``seq`` numbering one environment's log.
+    "environments": TableSpec(),
+    "environment_events": TableSpec(
+        references={"fk_environment_events_environment_id_environments": ("environments", lambda row: row[1].environment_id)},
+    ),
+    "gpu_allocations": TableSpec(
+        unique={"uq_gpu_allocations_gpu_uuid": lambda a: a.gpu_uuid},
+        references={"fk_gpu_allocations_environment_id_environments": ("environments", lambda a: a.environment_id)},
+    ),
+    "host_ports": TableSpec(
+        unique={"uq_host_ports_host_id_port": lambda p: (p.host_id, p.port)},
+        references={"fk_host_ports_environment_id_environments": ("environments", lambda p: p.environment_id)},
+    ),
 }
 
 

@@ -37,8 +37,12 @@ class Transaction:
             raise conflict(f"pk_{table}")
         row = stored_copy(row)
         self._check(table, key, row, self._merged)
+        # Re-inserting a key this transaction deleted replaces the row (as DELETE then
+        # INSERT does in SQL): it is not a new key that may collide at commit.
+        replaces = self._pending[table].get(key) is _DELETED
         self._pending[table][key] = row
-        self._inserted.add((table, key))
+        if not replaces:
+            self._inserted.add((table, key))
 
     def update(self, table: str, key: Key, row: Any) -> None:
         """Like SQL UPDATE ... WHERE pk: silently nothing when the row does not exist."""
@@ -109,6 +113,8 @@ class Transaction:
             others = [r for k, r in view(table).items() if k != key]
             for name, unique_key in spec.unique.items():
                 value = unique_key(row)
+                if value is None:  # as in SQL, NULL never collides
+                    continue
                 if any(unique_key(other) == value for other in others):
                     raise conflict(name)
         for name, (parent, parent_key) in spec.references.items():

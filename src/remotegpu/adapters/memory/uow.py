@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from remotegpu.adapters.memory.locks import SchedulingLockHolder
 from remotegpu.adapters.memory.repositories import (
+    InMemoryAllocationRepository,
     InMemoryApiTokenRepository,
     InMemoryAuditLog,
+    InMemoryEnvironmentRepository,
+    InMemoryHostRepository,
     InMemoryInviteRepository,
     InMemoryRefreshTokenRepository,
     InMemorySshKeyRepository,
@@ -25,6 +29,7 @@ class InMemoryUnitOfWork:
     def __init__(self, store: InMemoryStore):
         self._store = store
         self._tx: Transaction | None = None
+        self._scheduling = SchedulingLockHolder()
 
     async def __aenter__(self) -> "InMemoryUnitOfWork":
         tx = self._tx = Transaction(self._store)
@@ -35,18 +40,38 @@ class InMemoryUnitOfWork:
         self.invites = InMemoryInviteRepository(tx)
         self.audit = InMemoryAuditLog(tx)
         self.workspaces = InMemoryWorkspaceRepository(tx)
+        self.hosts = InMemoryHostRepository(tx)
+        self.environments = InMemoryEnvironmentRepository(tx)
+        self.allocations = InMemoryAllocationRepository(tx)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._tx is not None:
-            self._tx.discard()
-        self._tx = None
+        try:
+            if self._tx is not None:
+                self._tx.discard()
+            self._tx = None
+        finally:
+            self._scheduling.release()
 
     async def commit(self) -> None:
-        self._active().commit()
+        try:
+            self._active().commit()
+        finally:
+            # The transaction ended (committed, or refused with Conflict): like
+            # pg_advisory_xact_lock, the scheduling lock ends with it.
+            self._scheduling.release()
 
     async def rollback(self) -> None:
-        self._active().discard()
+        try:
+            self._active().discard()
+        finally:
+            self._scheduling.release()
+
+    async def lock_scheduling(self) -> None:
+        """Process-wide (per event loop) lock, released when the transaction ends:
+        on commit, rollback, or leaving ``async with``."""
+        self._active()
+        await self._scheduling.acquire()
 
     def _active(self) -> Transaction:
         if self._tx is None:

@@ -29,6 +29,7 @@ from remotegpu.application.environments.ports import (
     EnvironmentRuntimeError,
     RuntimeSpec,
     RuntimeState,
+    generation_of,
 )
 
 LABEL_SCOPE = "remotegpu.scope"
@@ -290,15 +291,17 @@ def _spec_hash(spec: RuntimeSpec) -> str:
 def _state(env_id: str, container: Any) -> RuntimeState:
     attrs = container.attrs
     status = attrs.get("State", {})
+    generation = generation_of(container.labels)
     if status.get("Running") and not status.get("Restarting"):
         return RuntimeState(
-            env_id, "running", container.id, _published_ports(attrs), _parse_time(status.get("StartedAt"))
+            env_id, "running", container.id, _published_ports(attrs), _parse_time(status.get("StartedAt")),
+            generation=generation,
         )
     code = status.get("ExitCode", 0)
     if status.get("Status") in ("dead", "restarting") or status.get("OOMKilled") or code not in _STOPPED_EXIT_CODES:
         reason = "out of memory" if status.get("OOMKilled") else status.get("Error") or f"exited with code {code}"
-        return RuntimeState(env_id, "failed", container.id, message=reason)
-    return RuntimeState(env_id, "stopped", container.id)
+        return RuntimeState(env_id, "failed", container.id, message=reason, generation=generation)
+    return RuntimeState(env_id, "stopped", container.id, generation=generation)
 
 
 def _published_ports(attrs: dict[str, Any]) -> dict[int, int]:

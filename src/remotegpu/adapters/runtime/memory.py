@@ -17,6 +17,7 @@ from remotegpu.application.environments.ports import (
     EnvironmentRuntimeError,
     RuntimeSpec,
     RuntimeState,
+    generation_of,
 )
 
 
@@ -120,8 +121,11 @@ class InMemoryRuntime:
         return f"mem-{next(self._ids):06d}"
 
     def _state(self, env_id: str, env: _Environment) -> RuntimeState:
+        generation = generation_of(env.spec.labels)
         if env_id in self._failed:
-            return RuntimeState(env_id, "failed", env.container_id, message=self._failed[env_id])
+            return RuntimeState(env_id, "failed", env.container_id, message=self._failed[env_id], generation=generation)
         if env.running:
-            return RuntimeState(env_id, "running", env.container_id, dict(env.spec.ports), env.started_at)
-        return RuntimeState(env_id, "stopped", env.container_id)
+            return RuntimeState(
+                env_id, "running", env.container_id, dict(env.spec.ports), env.started_at, generation=generation
+            )
+        return RuntimeState(env_id, "stopped", env.container_id, generation=generation)

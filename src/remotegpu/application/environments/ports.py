@@ -16,6 +16,9 @@ RuntimeStatus = Literal["running", "stopped", "missing", "failed"]
 #: Labels every runtime puts on what it creates, so it can find its own things again.
 LABEL_ENV_ID = "remotegpu.env_id"
 LABEL_MANAGED = "remotegpu.managed"
+#: Label (on ``RuntimeSpec.labels``) carrying the environment's generation: a restart
+#: bumps it, and the agent recreates a container that runs an older one.
+LABEL_GENERATION = "remotegpu.generation"
 
 #: The one path that survives stop/start: the environment's disk.
 WORKSPACE_PATH = "/root/workspace"
@@ -49,7 +52,9 @@ class RuntimeState:
 
     ``container_id`` is the runtime's opaque handle (a container id, a pod name);
     ``ports`` maps container ports to the host ports actually published;
-    ``message`` explains ``failed`` (and anything else worth showing in the event log).
+    ``message`` explains ``failed`` (and anything else worth showing in the event log);
+    ``generation`` is read back from the ``LABEL_GENERATION`` label of the spec it was
+    created from (None when it carries none).
     """
 
     env_id: str
@@ -58,6 +63,16 @@ class RuntimeState:
     ports: dict[int, int] = field(default_factory=dict)
     started_at: datetime | None = None
     message: str = ""
+    generation: int | None = None
+
+
+def generation_of(labels: dict[str, str] | None) -> int | None:
+    """The ``LABEL_GENERATION`` of a label set as an int; None when absent or not a number."""
+    value = (labels or {}).get(LABEL_GENERATION)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 class EnvironmentRuntimeError(Exception):

@@ -61,3 +61,48 @@ class AgentLink(Protocol):
         ...
 
     async def heartbeat(self, agent_token: str, report: "HostReport") -> "HeartbeatReply": ...
+
+
+# --- the host agent's own ports -------------------------------------------------------
+
+
+class SystemInfo(Protocol):
+    """The machine the agent runs on: sizes it reports in every heartbeat.
+
+    Cheap, synchronous, never raises (a size that cannot be read is 0)."""
+
+    def cpu_cores(self) -> int: ...
+    def memory_gib(self) -> int: ...
+    def disk_gib(self) -> int:
+        """Total size of the file system holding the agent's data (environment disks)."""
+        ...
+
+
+class AgentCredentialStore(Protocol):
+    """Where an agent keeps the (host_id, agent_token) it got at registration.
+
+    The join token is one-time: an agent that restarts must find its agent token here."""
+
+    def load(self) -> tuple[str, str] | None:
+        """(host_id, agent_token), or None when the agent has not registered yet."""
+        ...
+
+    def save(self, host_id: str, agent_token: str) -> None: ...
+
+
+class AgentLinkError(Exception):
+    """The server could not be reached, or answered with an error.
+
+    ``status`` is the HTTP status (None when no answer came), ``code`` the server's
+    error code when it sent one."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+class AgentTokenRejected(AgentLinkError):
+    """The server no longer accepts this agent's token (host deleted or re-issued):
+    the agent must be registered again with a new join token."""

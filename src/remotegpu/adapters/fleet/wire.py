@@ -1,0 +1,320 @@
+"""The agent protocol on the wire: JSON-able dicts ↔ the dataclasses of ``agent_protocol``.
+
+Both sides use these functions (the agent's ``HttpAgentLink`` and the server's agent
+handlers), so ``x_from_dict(x_to_dict(value)) == value`` for every value.
+
+``*_from_dict`` are strict about what they read: every required key must be present,
+every value must have its type (``true`` is not an int, ``"3"`` is not a number), and
+enumerations and ranges are checked. They raise ``ValueError`` naming the offending
+path (``report.gpus[1].uuid: expected a string, got int``). Keys they do not know are
+ignored, so a newer agent can still talk to an older server (and back).
+
+JSON objects only have string keys: ``RuntimeSpec.ports`` travels as ``{"22": 40022}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+from remotegpu.application.environments.ports import RuntimeSpec, RuntimeStatus
+from remotegpu.application.fleet.agent_protocol import (
+    DesiredEnvironment,
+    HeartbeatReply,
+    HostReport,
+    ObservedEnvironment,
+)
+from remotegpu.domain.fleet.models import Gpu
+
+OBSERVED_STATUSES = frozenset(get_args(RuntimeStatus))  # running | stopped | missing | failed
+DESIRED_STATES = frozenset({"running", "stopped", "deleted"})
+
+__all__ = [
+    "DESIRED_STATES",
+    "OBSERVED_STATUSES",
+    "desired_from_dict",
+    "desired_to_dict",
+    "gpu_from_dict",
+    "gpu_to_dict",
+    "observed_from_dict",
+    "observed_to_dict",
+    "reply_from_dict",
+    "reply_to_dict",
+    "report_from_dict",
+    "report_to_dict",
+    "spec_from_dict",
+    "spec_to_dict",
+]
+
+
+# --- to dict ----------------------------------------------------------------------------
+
+
+def gpu_to_dict(gpu: Gpu) -> dict[str, Any]:
+    return {
+        "index": gpu.index,
+        "uuid": gpu.uuid,
+        "model": gpu.model,
+        "memory_mib": gpu.memory_mib,
+        "numa_node": gpu.numa_node,
+        "nvlink_group": gpu.nvlink_group,
+        "healthy": gpu.healthy,
+    }
+
+
+def observed_to_dict(observed: ObservedEnvironment) -> dict[str, Any]:
+    return {
+        "env_id": observed.env_id,
+        "status": observed.status,
+        "generation": observed.generation,
+        "message": observed.message,
+    }
+
+
+def report_to_dict(report: HostReport) -> dict[str, Any]:
+    return {
+        "gpus": [gpu_to_dict(g) for g in report.gpus],
+        "cpu_cores": report.cpu_cores,
+        "memory_gib": report.memory_gib,
+        "disk_gib": report.disk_gib,
+        "runtime": report.runtime,
+        "runtime_healthy": report.runtime_healthy,
+        "fake_gpus": report.fake_gpus,
+        "observed": [observed_to_dict(o) for o in report.observed],
+        "utilization": dict(report.utilization),
+        "address": report.address,
+        "agent_version": report.agent_version,
+    }
+
+
+def spec_to_dict(spec: RuntimeSpec) -> dict[str, Any]:
+    return {
+        "env_id": spec.env_id,
+        "image": spec.image,
+        "cpu_cores": spec.cpu_cores,
+        "memory_gib": spec.memory_gib,
+        "gpu_uuids": list(spec.gpu_uuids),
+        "gpu_indices": list(spec.gpu_indices),
+        "fake_gpus": spec.fake_gpus,
+        "env": dict(spec.env),
+        "ports": {str(container): host for container, host in spec.ports.items()},
+        "labels": dict(spec.labels),
+    }
+
+
+def desired_to_dict(desired: DesiredEnvironment) -> dict[str, Any]:
+    return {
+        "env_id": desired.env_id,
+        "desired": desired.desired,
+        "generation": desired.generation,
+        "spec": None if desired.spec is None else spec_to_dict(desired.spec),
+    }
+
+
+def reply_to_dict(reply: HeartbeatReply) -> dict[str, Any]:
+    return {
+        "host_id": reply.host_id,
+        "desired": [desired_to_dict(d) for d in reply.desired],
+        "interval_seconds": reply.interval_seconds,
+    }
+
+
+# --- from dict --------------------------------------------------------------------------
+
+_MISSING = object()
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+class _Reader:
+    """Typed access to one JSON object, with the path used in error messages."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected an object, got {_type_name(data)}")
+        self.data, self.path = data, path
+
+    def _get(self, key: str, default: Any) -> Any:
+        value = self.data.get(key, _MISSING)
+        if value is _MISSING:
+            if default is _MISSING:
+                raise ValueError(f"{self.path}.{key}: required")
+            return default
+        return value
+
+    def text(self, key: str, default: Any = _MISSING, *, non_empty: bool = False) -> str:
+        value = self._get(key, default)
+        if not isinstance(value, str):
+            raise ValueError(f"{self.path}.{key}: expected a string, got {_type_name(value)}")
+        if non_empty and not value.strip():
+            raise ValueError(f"{self.path}.{key}: must not be empty")
+        return value
+
+    def flag(self, key: str, default: Any = _MISSING) -> bool:
+        value = self._get(key, default)
+        if not isinstance(value, bool):
+            raise ValueError(f"{self.path}.{key}: expected true or false, got {_type_name(value)}")
+        return value
+
+    def integer(self, key: str, default: Any = _MISSING, *, minimum: int | None = None, nullable: bool = False) -> Any:
+        value = self._get(key, default)
+        if value is None and nullable:
+            return None
+        return _int(value, f"{self.path}.{key}", minimum)
+
+    def number(self, key: str, default: Any = _MISSING, *, minimum: float = 0.0) -> float:
+        value = self._get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{self.path}.{key}: expected a number, got {_type_name(value)}")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{self.path}.{key}: must be a finite number")
+        if value < minimum:
+            raise ValueError(f"{self.path}.{key}: must be at least {minimum}, got {value}")
+        return float(value)
+
+    def array(self, key: str, default: Any = _MISSING) -> list[Any]:
+        value = self._get(key, default)
+        if not isinstance(value, list):
+            raise ValueError(f"{self.path}.{key}: expected a list, got {_type_name(value)}")
+        return value
+
+    def mapping(self, key: str, default: Any = _MISSING) -> dict[Any, Any]:
+        value = self._get(key, default)
+        if not isinstance(value, dict):
+            raise ValueError(f"{self.path}.{key}: expected an object, got {_type_name(value)}")
+        return value
+
+    def str_map(self, key: str) -> dict[str, str]:
+        mapping = self.mapping(key, {})
+        for k, v in mapping.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise ValueError(f"{self.path}.{key}: expected string keys and values, got {k!r}: {_type_name(v)}")
+        return dict(mapping)
+
+
+def _int(value: Any, path: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{path}: expected an integer, got {_type_name(value)}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{path}: must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{path}: must be at most {maximum}, got {value}")
+    return value
+
+
+def _unique(keys: list[str], path: str) -> None:
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise ValueError(f"{path}: {key!r} appears twice")
+        seen.add(key)
+
+
+def _port(value: Any, path: str) -> int:
+    if isinstance(value, str):  # JSON object keys
+        if not value.isdigit():
+            raise ValueError(f"{path}: expected a port number, got {value!r}")
+        value = int(value)
+    return _int(value, path, 1, 65535)
+
+
+def gpu_from_dict(data: Any, path: str = "gpu") -> Gpu:
+    r = _Reader(data, path)
+    return Gpu(
+        index=r.integer("index", minimum=0),
+        uuid=r.text("uuid", non_empty=True),
+        model=r.text("model"),
+        memory_mib=r.integer("memory_mib", minimum=0),
+        numa_node=r.integer("numa_node", None, nullable=True),
+        nvlink_group=r.integer("nvlink_group", None, nullable=True),
+        healthy=r.flag("healthy", True),
+    )
+
+
+def observed_from_dict(data: Any, path: str = "observed") -> ObservedEnvironment:
+    r = _Reader(data, path)
+    status = r.text("status")
+    if status not in OBSERVED_STATUSES:
+        raise ValueError(f"{path}.status: must be one of {sorted(OBSERVED_STATUSES)}, got {status!r}")
+    return ObservedEnvironment(
+        env_id=r.text("env_id", non_empty=True),
+        status=status,
+        generation=r.integer("generation", None, minimum=0, nullable=True),
+        message=r.text("message", ""),
+    )
+
+
+def report_from_dict(data: Any, path: str = "report") -> HostReport:
+    r = _Reader(data, path)
+    utilization = {}
+    for uuid, percent in r.mapping("utilization", {}).items():
+        if not isinstance(uuid, str):
+            raise ValueError(f"{path}.utilization: keys must be GPU uuids (strings)")
+        utilization[uuid] = _int(percent, f"{path}.utilization[{uuid!r}]", 0, 100)
+    observed = [observed_from_dict(o, f"{path}.observed[{i}]") for i, o in enumerate(r.array("observed", []))]
+    _unique([o.env_id for o in observed], f"{path}.observed")
+    gpus = [gpu_from_dict(g, f"{path}.gpus[{i}]") for i, g in enumerate(r.array("gpus"))]
+    _unique([g.uuid for g in gpus], f"{path}.gpus (uuid)")
+    return HostReport(
+        gpus=gpus,
+        cpu_cores=r.integer("cpu_cores", minimum=0),
+        memory_gib=r.integer("memory_gib", minimum=0),
+        disk_gib=r.integer("disk_gib", minimum=0),
+        runtime=r.text("runtime"),
+        runtime_healthy=r.flag("runtime_healthy"),
+        fake_gpus=r.flag("fake_gpus", False),
+        observed=observed,
+        utilization=utilization,
+        address=r.text("address", ""),
+        agent_version=r.text("agent_version", ""),
+    )
+
+
+def spec_from_dict(data: Any, path: str = "spec") -> RuntimeSpec:
+    r = _Reader(data, path)
+    uuids = r.array("gpu_uuids", [])
+    for i, uuid in enumerate(uuids):
+        if not isinstance(uuid, str):
+            raise ValueError(f"{path}.gpu_uuids[{i}]: expected a string, got {_type_name(uuid)}")
+    indices = [_int(v, f"{path}.gpu_indices[{i}]", 0) for i, v in enumerate(r.array("gpu_indices", []))]
+    ports = {
+        _port(c, f"{path}.ports key {c!r}"): _port(h, f"{path}.ports[{c!r}]") for c, h in r.mapping("ports", {}).items()
+    }
+    return RuntimeSpec(
+        env_id=r.text("env_id", non_empty=True),
+        image=r.text("image", non_empty=True),
+        cpu_cores=r.number("cpu_cores", 1.0),
+        memory_gib=r.number("memory_gib", 1.0),
+        gpu_uuids=list(uuids),
+        gpu_indices=indices,
+        fake_gpus=r.flag("fake_gpus", False),
+        env=r.str_map("env"),
+        ports=ports,
+        labels=r.str_map("labels"),
+    )
+
+
+def desired_from_dict(data: Any, path: str = "desired") -> DesiredEnvironment:
+    r = _Reader(data, path)
+    env_id = r.text("env_id", non_empty=True)
+    desired = r.text("desired")
+    if desired not in DESIRED_STATES:
+        raise ValueError(f"{path}.desired: must be one of {sorted(DESIRED_STATES)}, got {desired!r}")
+    raw_spec = r._get("spec", None)
+    spec = None if raw_spec is None else spec_from_dict(raw_spec, f"{path}.spec")
+    if desired == "running" and spec is None:
+        raise ValueError(f"{path}.spec: required when desired is 'running'")
+    if spec is not None and spec.env_id != env_id:
+        raise ValueError(f"{path}.spec.env_id: {spec.env_id!r} does not match env_id {env_id!r}")
+    return DesiredEnvironment(env_id=env_id, desired=desired, generation=r.integer("generation", 0, minimum=0), spec=spec)
+
+
+def reply_from_dict(data: Any, path: str = "reply") -> HeartbeatReply:
+    r = _Reader(data, path)
+    interval = r.number("interval_seconds")
+    if interval <= 0:
+        raise ValueError(f"{path}.interval_seconds: must be positive, got {interval}")
+    desired = [desired_from_dict(d, f"{path}.desired[{i}]") for i, d in enumerate(r.array("desired"))]
+    _unique([d.env_id for d in desired], f"{path}.desired")
+    return HeartbeatReply(host_id=r.text("host_id", non_empty=True), desired=desired, interval_seconds=interval)

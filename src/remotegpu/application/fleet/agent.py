@@ -1,0 +1,325 @@
+"""The host agent: makes one host's runtime match the desired state the server sends.
+
+Level-triggered: every beat the agent reports what it observes (inventory, sizes, the
+state of every environment its runtime manages), the server answers the desired state
+of every environment placed on the host, and the agent converges — starting, stopping,
+recreating and removing until the two agree. Nothing depends on remembering a previous
+beat, so a lost beat, a restarted agent or a server that crashed half-way all converge
+on the next one:
+
+* desired ``running``: started (or created) unless it already runs the desired
+  generation; one running an older generation (a restart) is stopped and started
+  again, which recreates it on the same disk;
+* desired ``stopped``: stopped, its disk kept; desired ``deleted``: removed, disk too;
+* managed by the runtime but not desired at all: an orphan (e.g. the server crashed
+  between allocating and recording), removed.
+
+One environment's failure never holds back the others: its error is reported as
+observed ``failed`` (with the message) on the following beats, until an action on it
+succeeds again.
+
+The same class runs in-process in embedded mode and behind ``remotegpu agent``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from remotegpu.application.environments.ports import EnvironmentRuntime, RuntimeState
+from remotegpu.application.fleet.agent_protocol import (
+    DEFAULT_HEARTBEAT_SECONDS,
+    DesiredEnvironment,
+    HeartbeatReply,
+    HostReport,
+    ObservedEnvironment,
+)
+from remotegpu.application.fleet.ports import (
+    AgentCredentialStore,
+    AgentLink,
+    AgentLinkError,
+    AgentTokenRejected,
+    GpuProbe,
+    SystemInfo,
+)
+
+log = logging.getLogger(__name__)
+
+#: At most this many environments are being started/stopped/removed at once.
+MAX_CONCURRENT_ACTIONS = 4
+#: Upper bound of the retry delay after failed beats (doubling from the beat interval).
+MAX_BACKOFF_SECONDS = 30.0
+#: Longest error message reported for one environment.
+MAX_MESSAGE_CHARS = 1000
+
+
+class AgentNotRegistered(Exception):
+    """No saved credentials and no join token: nothing to register with."""
+
+
+@dataclass(frozen=True)
+class _Failure:
+    message: str
+    generation: int | None
+
+
+class HostAgent:
+    """One host's agent. See the module docstring for the reconciliation rules.
+
+    ``probe`` reads the GPUs, ``system`` the machine's sizes, ``link`` talks to the
+    server, ``credentials`` keeps the agent token across restarts. ``clock`` (seconds,
+    monotonic) and ``sleep`` are injectable for tests; with the default ``sleep``,
+    ``run_forever`` wakes up as soon as its stop event is set.
+    """
+
+    def __init__(
+        self,
+        runtime: EnvironmentRuntime,
+        probe: GpuProbe,
+        link: AgentLink,
+        system: SystemInfo,
+        *,
+        name: str,
+        join_token: str | None = None,
+        credentials: AgentCredentialStore,
+        address: str = "",
+        runtime_name: str | None = None,
+        fake_gpus: bool | None = None,
+        agent_version: str = "",
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        max_concurrent_actions: int = MAX_CONCURRENT_ACTIONS,
+    ) -> None:
+        self.runtime = runtime
+        self.probe = probe
+        self.link = link
+        self.system = system
+        self.name = name
+        self.address = address
+        self.agent_version = agent_version
+        self._join_token = join_token or None
+        self._credentials = credentials
+        self._runtime_name = runtime_name or _runtime_name(runtime)
+        self._fake_gpus = _is_fake(probe) if fake_gpus is None else fake_gpus
+        self._clock = clock
+        self._sleep = sleep
+        self._actions = asyncio.Semaphore(max_concurrent_actions)
+        self._failures: dict[str, _Failure] = {}
+        self._host_id: str | None = None
+        self._token: str | None = None
+        self._reregistered = False
+
+    @property
+    def host_id(self) -> str | None:
+        return self._host_id
+
+    # --- registration -----------------------------------------------------------------
+
+    async def ensure_registered(self) -> str:
+        """Load the saved (host_id, agent_token), or trade the join token for them and
+        save them. Returns the host id. Raises ``AgentNotRegistered`` without either,
+        ``AgentLinkError`` when the server refuses or cannot be reached."""
+        if self._token is not None and self._host_id is not None:
+            return self._host_id
+        saved = self._credentials.load()
+        if saved is not None:
+            self._host_id, self._token = saved
+            return saved[0]
+        return await self._register()
+
+    async def _register(self) -> str:
+        if not self._join_token:
+            raise AgentNotRegistered(
+                f"agent {self.name!r} has no saved agent token and no join token: "
+                "create the host on the server and pass its join token"
+            )
+        host_id, token = await self.link.register(self._join_token, self.name, await self.report())
+        self._credentials.save(host_id, token)
+        self._host_id, self._token = host_id, token
+        log.info("agent registered", extra={"host_id": host_id, "agent_name": self.name})
+        return host_id
+
+    # --- observe ----------------------------------------------------------------------
+
+    async def report(self) -> HostReport:
+        """Everything the server needs to know about this host, now."""
+        states, healthy = await self._list_runtime()
+        observed = {s.env_id: ObservedEnvironment(s.env_id, s.status, s.generation, s.message) for s in states}
+        for env_id, failure in self._failures.items():
+            observed[env_id] = ObservedEnvironment(env_id, "failed", failure.generation, failure.message)
+        return HostReport(
+            gpus=self.probe.inventory(),
+            cpu_cores=self.system.cpu_cores(),
+            memory_gib=self.system.memory_gib(),
+            disk_gib=self.system.disk_gib(),
+            runtime=self._runtime_name,
+            runtime_healthy=healthy,
+            fake_gpus=self._fake_gpus,
+            observed=[observed[k] for k in sorted(observed)],
+            utilization=self.probe.utilization(),
+            address=self.address,
+            agent_version=self.agent_version,
+        )
+
+    async def _list_runtime(self) -> tuple[list[RuntimeState], bool]:
+        try:
+            return await self.runtime.list(), True
+        except Exception as exc:  # noqa: BLE001 - an unhealthy runtime is reported, not fatal
+            log.warning("runtime cannot list its environments: %s", exc)
+            return [], False
+
+    # --- converge ---------------------------------------------------------------------
+
+    async def reconcile(self, reply: HeartbeatReply) -> bool:
+        """Make the runtime match ``reply.desired``; True when anything changed (an
+        action was taken, or the set of failures is different), i.e. when the server
+        should hear about it soon."""
+        try:
+            states = {s.env_id: s for s in await self.runtime.list()}
+        except Exception as exc:  # noqa: BLE001
+            log.warning("not reconciling: runtime cannot list its environments: %s", exc)
+            return False
+        desired = {d.env_id: d for d in reply.desired}
+        before = dict(self._failures)
+        jobs = [self._guarded(d.env_id, d.generation, self._converge(d, states.get(d.env_id))) for d in desired.values()]
+        jobs += [self._guarded(env_id, None, self._remove_orphan(env_id)) for env_id in states if env_id not in desired]
+        results = await asyncio.gather(*jobs)
+        # Failures of environments the server no longer mentions and the runtime no
+        # longer has are over: nothing is left to report about them.
+        for env_id in list(self._failures):
+            if env_id not in desired and env_id not in states:
+                del self._failures[env_id]
+        return any(results) or self._failures != before
+
+    async def _guarded(self, env_id: str, generation: int | None, action: Awaitable[bool]) -> bool:
+        async with self._actions:
+            try:
+                changed = await action
+            except Exception as exc:  # noqa: BLE001 - one environment never stops the others
+                message = (str(exc) or type(exc).__name__)[:MAX_MESSAGE_CHARS]
+                log.warning("environment %s: %s", env_id, message, extra={"env_id": env_id})
+                self._failures[env_id] = _Failure(message, generation)
+                return False  # a new or different failure shows in ``self._failures != before``
+        self._failures.pop(env_id, None)
+        return changed
+
+    async def _converge(self, want: DesiredEnvironment, seen: RuntimeState | None) -> bool:
+        if want.desired == "running":
+            if want.spec is None:
+                raise ValueError(f"environment {want.env_id} is desired running but came without a spec")
+            if seen is not None and seen.status == "running":
+                if seen.generation is None or seen.generation == want.generation:
+                    return False  # already runs as desired
+                log.info("environment %s: generation %s → %s, recreating", want.env_id, seen.generation, want.generation)
+                await self.runtime.stop(want.env_id)
+            await self.runtime.ensure_running(want.spec)
+            return True
+        if want.desired == "stopped":
+            if seen is None or seen.status in ("stopped", "missing"):
+                return False
+            await self.runtime.stop(want.env_id)  # running, or failed: stop is silent then
+            return seen.status == "running"
+        if want.desired == "deleted":
+            if seen is None:
+                return False
+            await self.runtime.remove(want.env_id)
+            return True
+        raise ValueError(f"environment {want.env_id}: unknown desired state {want.desired!r}")
+
+    async def _remove_orphan(self, env_id: str) -> bool:
+        log.info("environment %s is not desired on this host: removing it", env_id, extra={"env_id": env_id})
+        await self.runtime.remove(env_id)
+        return True
+
+    # --- the loop ---------------------------------------------------------------------
+
+    async def beat_once(self) -> HeartbeatReply:
+        """Report, receive the desired state, converge.
+
+        When converging changed anything, one more beat follows at once, so the server
+        sees the outcome (``running``, ``failed``, gone) within a moment rather than a
+        whole interval later; its reply is converged too, but never triggers a third
+        beat — whatever that changed is reported on the next regular beat.
+        """
+        reply = await self._beat()
+        if await self.reconcile(reply):
+            reply = await self._beat()
+            await self.reconcile(reply)
+        return reply
+
+    async def _beat(self) -> HeartbeatReply:
+        await self.ensure_registered()
+        assert self._token is not None
+        return await self.link.heartbeat(self._token, await self.report())
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Beat every ``interval_seconds`` (from the server's reply) until ``stop`` is set.
+
+        Errors never end the loop: they are logged and the beat is retried after a
+        delay doubling from the interval up to ``MAX_BACKOFF_SECONDS``.
+        """
+        interval = DEFAULT_HEARTBEAT_SECONDS
+        failures = 0
+        while not stop.is_set():
+            started = self._clock()
+            try:
+                reply = await self.beat_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the agent never dies of a bad beat
+                failures += 1
+                self._log_failure(exc, failures)
+                if isinstance(exc, AgentTokenRejected):
+                    await self._try_reregister()
+                delay = min(MAX_BACKOFF_SECONDS, interval * 2 ** min(failures - 1, 10))
+            else:
+                if failures:
+                    log.info("agent is back in touch with the server after %d failed beats", failures)
+                failures = 0
+                interval = reply.interval_seconds
+                delay = max(0.0, interval - (self._clock() - started))
+            await self._pause(stop, delay)
+
+    def _log_failure(self, exc: Exception, failures: int) -> None:
+        if isinstance(exc, AgentTokenRejected):
+            log.error("agent token rejected — re-register with a new join token (%s)", exc)
+        elif isinstance(exc, (AgentLinkError, AgentNotRegistered)):
+            log.warning("heartbeat failed (%d in a row): %s", failures, exc)
+        else:
+            log.exception("heartbeat failed (%d in a row)", failures)
+
+    async def _try_reregister(self) -> None:
+        """The saved token was rejected. If this run was given a join token, try it once:
+        an admin who issued a new one only has to restart the agent with it."""
+        self._token = self._host_id = None
+        if not self._join_token or self._reregistered:
+            return
+        self._reregistered = True
+        try:
+            await self._register()
+        except Exception as exc:  # noqa: BLE001
+            log.error("registering again with the given join token failed: %s", exc)
+
+    async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
+        if self._sleep is not None:
+            await self._sleep(seconds)
+            return
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            pass
+
+
+def _runtime_name(runtime: object) -> str:
+    name = type(runtime).__name__.lower()
+    for known in ("docker", "local", "memory", "kubernetes"):
+        if known in name:
+            return known
+    return name
+
+
+def _is_fake(probe: object) -> bool:
+    return type(probe).__name__.lower().startswith("fake")

@@ -1,4 +1,4 @@
-"""The relational schema of identity and workspaces (SQLAlchemy Core tables).
+"""The relational schema: identity, workspaces, fleet, environments (SQLAlchemy Core tables).
 
 Repositories map rows to domain dataclasses by hand; there are no ORM classes, so
 nothing can lazy-load after a session closes. Migrations in ``migrations/versions``
@@ -188,4 +188,126 @@ workspace_quotas = sa.Table(
     sa.Column("max_cpu_cores", sa.Integer, nullable=True),
     sa.Column("max_memory_gib", sa.Integer, nullable=True),
     sa.Column("max_storage_gib", sa.Integer, nullable=True),
+)
+
+
+# --- fleet ------------------------------------------------------------------------------
+
+hosts = sa.Table(
+    "hosts",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("cpu_cores", sa.Integer, nullable=False),
+    sa.Column("memory_gib", sa.Integer, nullable=False),
+    sa.Column("disk_gib", sa.Integer, nullable=False),
+    sa.Column("address", sa.String(255), nullable=False),
+    sa.Column("last_heartbeat_at", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=True),
+    # NULL until issued / after use; UNIQUE ignores NULLs on both dialects.
+    sa.Column("join_token_hash", sa.String(128), nullable=True),
+    sa.Column("agent_token_hash", sa.String(128), nullable=True),
+    sa.Column("runtime", sa.String(32), nullable=False),
+    sa.Column("runtime_healthy", sa.Boolean, nullable=False),
+    sa.Column("fake_gpus", sa.Boolean, nullable=False),
+    sa.Column("gpu_utilization", sa.JSON, nullable=False),  # GPU uuid -> percent
+    sa.Column("port_range_start", sa.Integer, nullable=False),
+    sa.Column("port_range_end", sa.Integer, nullable=False),
+    sa.UniqueConstraint("name"),
+    sa.UniqueConstraint("join_token_hash"),
+    sa.UniqueConstraint("agent_token_hash"),
+)
+
+# A host's inventory; replaced as a whole on every update. The PK's leading host_id
+# serves lookups by host. A UUID names one physical GPU, so it is unique fleet-wide.
+host_gpus = sa.Table(
+    "host_gpus",
+    metadata,
+    sa.Column("host_id", sa.String(36), sa.ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("index", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("uuid", sa.String(128), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("memory_mib", sa.Integer, nullable=False),
+    sa.Column("numa_node", sa.Integer, nullable=True),
+    sa.Column("nvlink_group", sa.Integer, nullable=True),
+    sa.Column("healthy", sa.Boolean, nullable=False),
+    sa.UniqueConstraint("uuid"),
+)
+
+# --- environments -------------------------------------------------------------------------
+
+# No foreign keys to workspaces, users or hosts: deleted environments stay for
+# history, after their host may be gone (like the audit trail).
+environments = sa.Table(
+    "environments",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    _id("workspace_id", nullable=False),
+    _id("owner_id", nullable=False),
+    sa.Column("image", sa.String(500), nullable=False),
+    sa.Column("gpu_count", sa.Integer, nullable=False),
+    sa.Column("gpu_model", sa.String(200), nullable=True),
+    sa.Column("cpu_cores", sa.Integer, nullable=False),
+    sa.Column("memory_gib", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("desired", sa.String(16), nullable=False),
+    sa.Column("env", sa.JSON, nullable=False),
+    _id("host_id", nullable=True),
+    sa.Column("with_gpu", sa.Boolean, nullable=False),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("queued_at", UTCDateTime, nullable=True),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("stop_after_minutes", sa.Integer, nullable=True),
+    sa.Column("idle_stop_minutes", sa.Integer, nullable=True),
+    sa.Column("idle_gpu_threshold", sa.Integer, nullable=False),
+    sa.Column("idle_since", UTCDateTime, nullable=True),
+    sa.Column("last_activity_at", UTCDateTime, nullable=True),
+    sa.Column("status_message", sa.Text, nullable=False),
+    sa.Column("jupyter_token", sa.String(255), nullable=False),
+    sa.Column("shared", sa.Boolean, nullable=False),
+    sa.Index(None, "workspace_id"),
+    sa.Index(None, "host_id"),
+    sa.Index(None, "status"),
+)
+
+# The status timeline. ``seq`` numbers one environment's events in the order they
+# were appended, so events of one use case (same ``at``) keep their order.
+environment_events = sa.Table(
+    "environment_events",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("environment_id", sa.String(36), sa.ForeignKey("environments.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("from_status", sa.String(16), nullable=True),
+    sa.Column("to_status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Index(None, "environment_id", "at"),
+)
+
+# Live allocations only: releasing deletes the rows. The unique constraints are the
+# last line of defence against double allocation (placement also holds the
+# scheduling lock). The PKs' leading environment_id serves gpus_of / ports_of / release.
+gpu_allocations = sa.Table(
+    "gpu_allocations",
+    metadata,
+    sa.Column("environment_id", sa.String(36), sa.ForeignKey("environments.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("gpu_uuid", sa.String(128), primary_key=True),
+    _id("host_id", nullable=False),
+    sa.UniqueConstraint("gpu_uuid"),  # a GPU is held by at most one live environment
+)
+
+host_ports = sa.Table(
+    "host_ports",
+    metadata,
+    sa.Column("environment_id", sa.String(36), sa.ForeignKey("environments.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("host_id", sa.String(36), primary_key=True),
+    sa.Column("port", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("purpose", sa.String(16), nullable=False),
+    sa.UniqueConstraint("host_id", "port"),  # also serves ports_on_host
 )

@@ -261,9 +261,11 @@ class InMemoryHostRepository(_Repository):
         if self._tx.get("hosts", host.id) is None:
             return
         self._tx.update("hosts", host.id, replace(host, gpus=[]))
-        # Replace the inventory: delete first, so a UUID may move between indexes or hosts.
-        for key, _ in list(self._tx.rows("host_gpus")):
-            if key[0] == host.id:
+        # Replace the inventory. Delete first — this host's rows and any row elsewhere
+        # holding one of the new UUIDs (a GPU moved between hosts) — then insert.
+        uuids = {gpu.uuid for gpu in host.gpus}
+        for key, (_, gpu) in list(self._tx.rows("host_gpus")):
+            if key[0] == host.id or gpu.uuid in uuids:
                 self._tx.delete("host_gpus", key)
         self._insert_gpus(host)
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import delete, exists, insert, select, update
+from sqlalchemy import case, delete, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from remotegpu.adapters.db.repositories._base import SqlRepository
-from remotegpu.adapters.db.tables import workspace_members, workspace_quotas, workspaces
+from remotegpu.adapters.db.tables import environments, gpu_allocations, workspace_members, workspace_quotas, workspaces
+from remotegpu.domain.environments.models import EnvStatus
 from remotegpu.domain.workspaces.models import Membership, Role, Workspace
 from remotegpu.domain.workspaces.quota import Quota, Usage
 
 _QUOTA_COLUMNS = tuple(c.name for c in workspace_quotas.c if c.name != "workspace_id")
+_HOLDING = [s.value for s in EnvStatus if s.holds_resources]
 
 
 def _workspace(row: Any) -> Workspace:
@@ -128,9 +130,24 @@ class SqlWorkspaceRepository(SqlRepository):
         await self._execute(statement.on_conflict_do_update(index_elements=["workspace_id"], set_=values))
 
     async def usage(self, workspace_id: str) -> Usage:
-        """Nothing holds resources yet.
+        """What the workspace's environments hold now, in one aggregate query.
 
-        When environments arrive, sum their GPUs, CPU cores, memory and storage here
-        (one aggregate query over live environments of ``workspace_id``).
+        gpus: live GPU allocations of its environments; environments: those not
+        deleted; cpu_cores / memory_gib: summed over environments whose status holds
+        resources (starting, running, lost); storage_gib: 0 — volumes are not metered yet.
         """
-        return Usage()
+        holding = environments.c.status.in_(_HOLDING)
+        gpus = (
+            select(func.count())
+            .select_from(gpu_allocations.join(environments, environments.c.id == gpu_allocations.c.environment_id))
+            .where(environments.c.workspace_id == workspace_id)
+            .scalar_subquery()
+        )
+        query = select(
+            gpus,
+            func.count(case((environments.c.status != EnvStatus.DELETED.value, 1))),
+            func.coalesce(func.sum(case((holding, environments.c.cpu_cores), else_=0)), 0),
+            func.coalesce(func.sum(case((holding, environments.c.memory_gib), else_=0)), 0),
+        ).where(environments.c.workspace_id == workspace_id)
+        n_gpus, n_envs, cpu, memory = (await self._session.execute(query)).one()
+        return Usage(gpus=int(n_gpus), environments=int(n_envs), cpu_cores=int(cpu), memory_gib=int(memory), storage_gib=0)

@@ -1,0 +1,107 @@
+"""SQL repository of the fleet context: hosts and their GPU inventory."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterable
+
+from sqlalchemy import delete, insert, or_, select, update
+
+from remotegpu.adapters.db.repositories._base import SqlRepository
+from remotegpu.adapters.db.tables import host_gpus, hosts
+from remotegpu.domain.fleet.models import Gpu, Host, HostStatus
+
+_GPU_FIELDS = ("index", "uuid", "model", "memory_mib", "numa_node", "nvlink_group", "healthy")
+
+
+def _host_values(host: Host) -> dict[str, Any]:
+    return {
+        "id": host.id, "name": host.name, "status": host.status.value, "labels": dict(host.labels),
+        "cpu_cores": host.cpu_cores, "memory_gib": host.memory_gib, "disk_gib": host.disk_gib,
+        "address": host.address, "last_heartbeat_at": host.last_heartbeat_at, "created_at": host.created_at,
+        "join_token_hash": host.join_token_hash, "agent_token_hash": host.agent_token_hash,
+        "runtime": host.runtime, "runtime_healthy": host.runtime_healthy, "fake_gpus": host.fake_gpus,
+        "gpu_utilization": dict(host.gpu_utilization),
+        "port_range_start": host.port_range[0], "port_range_end": host.port_range[1],
+    }
+
+
+def _host(row: Any, gpus: list[Gpu]) -> Host:
+    m = row._mapping
+    return Host(
+        id=m["id"], name=m["name"], status=HostStatus(m["status"]), labels=dict(m["labels"]),
+        cpu_cores=m["cpu_cores"], memory_gib=m["memory_gib"], disk_gib=m["disk_gib"], address=m["address"],
+        last_heartbeat_at=m["last_heartbeat_at"], gpus=gpus, created_at=m["created_at"],
+        join_token_hash=m["join_token_hash"], agent_token_hash=m["agent_token_hash"],
+        runtime=m["runtime"], runtime_healthy=m["runtime_healthy"], fake_gpus=m["fake_gpus"],
+        gpu_utilization={k: int(v) for k, v in m["gpu_utilization"].items()},
+        port_range=(m["port_range_start"], m["port_range_end"]),
+    )
+
+
+def _gpu(row: Any) -> Gpu:
+    m = row._mapping
+    return Gpu(**{name: m[name] for name in _GPU_FIELDS})
+
+
+class SqlHostRepository(SqlRepository):
+    """Hosts in ``hosts``, their GPUs in ``host_gpus`` (replaced as a whole by update)."""
+
+    async def add(self, host: Host) -> None:
+        await self._execute(insert(hosts).values(_host_values(host)))
+        await self._insert_gpus(host)
+
+    async def get(self, host_id: str) -> Host | None:
+        return await self._one(hosts.c.id == host_id)
+
+    async def get_by_name(self, name: str) -> Host | None:
+        return await self._one(hosts.c.name == name)
+
+    async def get_by_join_token(self, token_hash: str) -> Host | None:
+        return await self._one(hosts.c.join_token_hash == token_hash)
+
+    async def get_by_agent_token(self, token_hash: str) -> Host | None:
+        return await self._one(hosts.c.agent_token_hash == token_hash)
+
+    async def update(self, host: Host) -> None:
+        values = {k: v for k, v in _host_values(host).items() if k != "id"}
+        result = await self._execute(update(hosts).where(hosts.c.id == host.id).values(values))
+        if result.rowcount == 0:
+            return  # like UPDATE ... WHERE id: nothing when the host does not exist
+        # Replace the inventory. Delete first — this host's rows and any row elsewhere
+        # holding one of the new UUIDs (a GPU moved between hosts) — then insert.
+        uuids = [gpu.uuid for gpu in host.gpus]
+        where = host_gpus.c.host_id == host.id
+        if uuids:
+            where = or_(where, host_gpus.c.uuid.in_(uuids))
+        await self._execute(delete(host_gpus).where(where))
+        await self._insert_gpus(host)
+
+    async def list(self) -> list[Host]:
+        """Every host with its GPUs (two queries), ordered by name.
+
+        Sorted in Python: a database collation could order names differently."""
+        rows = (await self._session.execute(select(hosts))).all()
+        gpus: dict[str, list[Gpu]] = defaultdict(list)
+        for row in await self._session.execute(select(host_gpus).order_by(host_gpus.c.host_id, host_gpus.c.index)):
+            gpus[row.host_id].append(_gpu(row))
+        return sorted((_host(r, gpus.get(r.id, [])) for r in rows), key=lambda h: (h.name, h.id))
+
+    async def delete(self, host_id: str) -> None:
+        await self._execute(delete(hosts).where(hosts.c.id == host_id))  # cascades to host_gpus
+
+    async def _one(self, where: Any) -> Host | None:
+        row = (await self._session.execute(select(hosts).where(where))).first()
+        if row is None:
+            return None
+        query = select(host_gpus).where(host_gpus.c.host_id == row.id).order_by(host_gpus.c.index)
+        return _host(row, [_gpu(r) for r in await self._session.execute(query)])
+
+    async def _insert_gpus(self, host: Host) -> None:
+        rows = _gpu_rows(host.id, host.gpus)
+        if rows:
+            await self._execute(insert(host_gpus).values(rows))
+
+
+def _gpu_rows(host_id: str, gpus: Iterable[Gpu]) -> list[dict[str, Any]]:
+    return [{"host_id": host_id, **{name: getattr(gpu, name) for name in _GPU_FIELDS}} for gpu in gpus]

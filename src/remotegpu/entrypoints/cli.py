@@ -1,4 +1,4 @@
-"""The ``remotegpu`` command: serve, worker, migrate, create-admin, openapi."""
+"""The ``remotegpu`` command: serve, worker, migrate, create-admin, openapi, agent."""
 
 from __future__ import annotations
 
@@ -140,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--password", help="default: REMOTEGPU_ADMIN_PASSWORD or prompt")
     p.set_defaults(fn=cmd_create_admin)
     sub.add_parser("openapi", help="print the OpenAPI document").set_defaults(fn=cmd_openapi)
+    from remotegpu.entrypoints.agent import add_agent_arguments, cmd_agent  # stdlib-only module
+
+    p = sub.add_parser("agent", help="run the host agent on a GPU machine (registers with --token, then heartbeats)")
+    add_agent_arguments(p)
+    p.set_defaults(fn=cmd_agent)
     args = parser.parse_args(argv)
     return args.fn(args)
 

@@ -1,0 +1,105 @@
+"""``remotegpu agent``: the host agent on a GPU machine, talking to the server over HTTP.
+
+    remotegpu agent --server https://gpu.example.com --token <join token>
+
+The first start trades the join token for an agent token kept in the state directory;
+later starts reuse it (the join token is one-time, passing it again is harmless).
+Runs until SIGTERM/SIGINT. Environments keep running when the agent stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+DEFAULT_STATE_DIR = Path("/var/lib/remotegpu-agent")
+
+log = logging.getLogger("remotegpu.agent")
+
+
+def default_state_dir() -> Path:
+    data_dir = os.environ.get("REMOTEGPU_DATA_DIR", "").strip()
+    return Path(data_dir) / "agent" if data_dir else DEFAULT_STATE_DIR
+
+
+def add_agent_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", required=True, help="the server's URL, e.g. https://gpu.example.com")
+    p.add_argument("--token", help="the host's one-time join token (only needed until the agent has registered)")
+    p.add_argument("--name", help="host name to register (default: this machine's hostname)")
+    p.add_argument("--state-dir", type=Path,
+                   help=f"where the agent keeps its token and local sandboxes (default: $REMOTEGPU_DATA_DIR/agent or {DEFAULT_STATE_DIR})")
+    p.add_argument("--runtime", choices=["auto", "docker", "local", "memory"],
+                   help="default: $REMOTEGPU_RUNTIME or auto (Docker when the daemon answers, else local processes)")
+    p.add_argument("--fake-gpus", help='fake inventory like "4xNVIDIA A100-SXM4-80GB" (default: $REMOTEGPU_AGENT_FAKE_GPUS)')
+    p.add_argument("--address", default="", help="address users reach this host's published ports at (SSH)")
+    p.add_argument("--docker-scope", default="default",
+                   help="label scope of the containers this agent manages; distinct per agent sharing one Docker daemon")
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from remotegpu import __version__
+    from remotegpu.adapters.fleet.credentials import FileCredentialStore
+    from remotegpu.adapters.fleet.fake_probe import detect_probe
+    from remotegpu.adapters.fleet.http_link import HttpAgentLink
+    from remotegpu.adapters.fleet.system_info import HostSystemInfo
+    from remotegpu.adapters.runtime.select import select_runtime
+    from remotegpu.application.fleet.agent import HostAgent
+    from remotegpu.domain.shared.errors import DomainError
+    from remotegpu.entrypoints.logging_setup import configure_logging
+
+    configure_logging(os.environ.get("REMOTEGPU_LOG_LEVEL", "INFO").upper(), os.environ.get("REMOTEGPU_LOG_FORMAT", "json"))
+    name = (getattr(args, "name", None) or socket.gethostname()).strip()
+    state_dir = Path(getattr(args, "state_dir", None) or default_state_dir())
+    fake_spec = getattr(args, "fake_gpus", None)
+    if fake_spec is None:
+        fake_spec = os.environ.get("REMOTEGPU_AGENT_FAKE_GPUS") or None
+    kind = getattr(args, "runtime", None) or os.environ.get("REMOTEGPU_RUNTIME", "auto")
+
+    def fail(message: str) -> int:
+        print(f"remotegpu agent: {message}", file=sys.stderr)
+        return 2
+
+    try:
+        HttpAgentLink(args.server)  # validates the URL; opens nothing yet
+    except ValueError as exc:
+        return fail(str(exc))
+    credentials = FileCredentialStore(state_dir)
+    if credentials.load() is None and not args.token:
+        return fail(f"not registered yet (no token in {credentials.path}): pass --token with the host's join token")
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        return fail(f"cannot create the state directory {state_dir}: {exc} (choose one with --state-dir)")
+    try:
+        probe = detect_probe(fake_spec, seed=name)
+    except DomainError as exc:
+        return fail(exc.message)
+    try:
+        runtime, runtime_name = select_runtime(kind, data_dir=state_dir, docker_scope=args.docker_scope)
+    except ValueError as exc:
+        return fail(str(exc))
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with HttpAgentLink(args.server) as link:
+            agent = HostAgent(
+                runtime, probe, link, HostSystemInfo(state_dir), name=name, join_token=args.token,
+                credentials=credentials, address=args.address or "", runtime_name=runtime_name,
+                fake_gpus=bool(fake_spec and fake_spec.strip()), agent_version=__version__,
+            )
+            log.info("agent %s starting: server %s, runtime %s, %d GPU(s)%s", name, args.server, runtime_name,
+                     len(probe.inventory()), " (fake)" if fake_spec else "")
+            await agent.run_forever(stop)
+        log.info("agent %s stopped", name)
+
+    asyncio.run(run())
+    return 0

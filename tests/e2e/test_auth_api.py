@@ -184,6 +184,6 @@ async def test_garbage_ssh_key_is_422(client):
 async def test_every_response_carries_a_request_id(client):
     r = await client.get("/api/v1/users/me", headers={"X-Request-ID": "abc-123"})
     assert r.headers["X-Request-ID"] == "abc-123"
-    r = await client.get("/nope")
+    r = await client.get("/api/v1/nope")
     assert r.status == 404 and len(r.headers["X-Request-ID"]) == 32
     assert await error_code(r) == "not_found"

@@ -66,6 +66,9 @@ def live_server(data_dir: Path, **env: str) -> Iterator[LiveServer]:
         "REMOTEGPU_PASSWORD_HASH_PROFILE": "fast",
         "REMOTEGPU_LOG_LEVEL": "WARNING",
         "REMOTEGPU_SECRET_KEY": "live-server-secret-key-0123456789abcdef",
+        # Tests get an in-memory runtime with fake GPUs unless they ask for Docker.
+        "REMOTEGPU_RUNTIME": "memory",
+        "REMOTEGPU_AGENT_FAKE_GPUS": "4xNVIDIA A100-SXM4-80GB",
         **env,
     }
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,6 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from remotegpu.domain.shared.errors import DomainError
     from remotegpu.entrypoints.logging_setup import configure_logging
 
-    configure_logging(os.environ.get("REMOTEGPU_LOG_LEVEL", "INFO").upper(), os.environ.get("REMOTEGPU_LOG_FORMAT", "json"))
     name = (getattr(args, "name", None) or socket.gethostname()).strip()
     state_dir = Path(getattr(args, "state_dir", None) or default_state_dir())
     fake_spec = getattr(args, "fake_gpus", None)
@@ -101,5 +100,6 @@ def cmd_agent(args: argparse.Namespace) -> int:
             await agent.run_forever(stop)
         log.info("agent %s stopped", name)
 
+    configure_logging(os.environ.get("REMOTEGPU_LOG_LEVEL", "INFO").upper(), os.environ.get("REMOTEGPU_LOG_FORMAT", "json"))
     asyncio.run(run())
     return 0

@@ -43,12 +43,24 @@ class Settings(BaseSettings):
     admin_password: str | None = None
     admin_email: str | None = None
 
+    # Environments: the in-process agent of embedded mode and its runtime.
+    runtime: Literal["auto", "docker", "local", "memory"] = "auto"
+    embedded_agent: bool = True
+    agent_name: str | None = None  # default: this machine's hostname
+    agent_fake_gpus: str | None = None  # e.g. "4xNVIDIA A100-SXM4-80GB" on machines without GPUs
+    ssh_host: str | None = None  # address users reach SSH ports on; default: the HTTP host
+    base_image: str = "remotegpu/base:latest"
+    # Containers carry this label so two platforms (or tests) on one Docker daemon never adopt each other's.
+    docker_scope: str = "default"
+    heartbeat_seconds: float = Field(5.0, gt=0, le=300)
+    sweep_interval_seconds: float = Field(2.0, gt=0, le=300)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
     # Cheaper argon2 for tests and benchmarks that create many users; never in production.
     password_hash_profile: Literal["default", "fast"] = "default"
 
-    @field_validator("database_url", "redis_url", "secret_key", "public_url", mode="before")
+    @field_validator("database_url", "redis_url", "secret_key", "public_url", "agent_fake_gpus", "agent_name", "ssh_host", mode="before")
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
         return None if v == "" else v

@@ -25,6 +25,10 @@ from remotegpu.application.identity.admin import AdminService
 from remotegpu.application.identity.auth import AuthService, AuthSettings
 from remotegpu.application.identity.maintenance import Maintenance
 from remotegpu.application.shared.clock import SystemClock
+from remotegpu.application.environments.autostop import AutoStop
+from remotegpu.application.environments.service import EnvironmentService
+from remotegpu.application.fleet.agent_service import AgentService
+from remotegpu.application.fleet.hosts import HostService
 from remotegpu.application.workspaces.service import WorkspaceService
 from remotegpu.entrypoints.config import Settings
 from remotegpu.entrypoints.readiness import AlwaysReady, SqlReadiness
@@ -125,6 +129,13 @@ class Container(containers.DeclarativeContainer):
         audit_retention=providers.Factory(timedelta, days=config.audit_retention_days),
     )
 
+    environment_service = providers.Singleton(EnvironmentService, uow=uow.provider, clock=clock, default_image=config.base_image)
+    host_service = providers.Singleton(HostService, uow=uow.provider, clock=clock, environments=environment_service)
+    agent_service = providers.Singleton(
+        AgentService, uow=uow.provider, clock=clock, environments=environment_service, heartbeat_seconds=config.heartbeat_seconds
+    )
+    autostop = providers.Singleton(AutoStop, uow=uow.provider, clock=clock, environments=environment_service)
+
     # --- background work -----------------------------------------------------------
     task_handlers = providers.Singleton(_task_handlers, maintenance)
     task_queue = providers.Selector(
@@ -152,6 +163,8 @@ def build_container(settings: Settings, *, persistence: str = "sql") -> Containe
             "login_window_seconds": settings.login_window_seconds,
             "audit_retention_days": settings.audit_retention_days,
             "password_hash_profile": settings.password_hash_profile,
+            "base_image": settings.base_image,
+            "heartbeat_seconds": settings.heartbeat_seconds,
         }
     )
     return container

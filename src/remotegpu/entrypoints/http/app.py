@@ -11,7 +11,8 @@ from aiohttp import web
 
 from remotegpu.entrypoints import bootstrap
 from remotegpu.entrypoints.containers import Container, close_container
-from remotegpu.entrypoints.http import system
+from remotegpu.entrypoints.embedded_agent import embedded_agent_ctx, sweeper_ctx
+from remotegpu.entrypoints.http import console, system
 from remotegpu.entrypoints.http.errors import error_middleware
 from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.keys import CONTAINER
@@ -32,6 +33,7 @@ def create_app(container: Container, *, run_background: bool = True, bootstrap_a
     app[system.METRICS_KEY] = metrics
     api.install(app)
     system.install(app, build_spec(api.routes))
+    console.install(app, console.DEFAULT_DIST)
 
     async def container_ctx(app: web.Application) -> AsyncIterator[None]:
         if bootstrap_admin:
@@ -45,6 +47,10 @@ def create_app(container: Container, *, run_background: bool = True, bootstrap_a
         await close_container(container)
 
     app.cleanup_ctx.append(container_ctx)
+    if run_background:
+        app.cleanup_ctx.append(sweeper_ctx(container))
+        if container.settings().embedded_agent:
+            app.cleanup_ctx.append(embedded_agent_ctx(container))
     if run_background and container.config.queue() == "inline":
         app.cleanup_ctx.append(_maintenance_loop(container))
     return app

@@ -4,4 +4,12 @@ from remotegpu.entrypoints.http.routing import Api
 
 api = Api()
 
-from remotegpu.entrypoints.http.handlers import account, admin, auth, workspaces  # noqa: E402,F401
+from remotegpu.entrypoints.http.handlers import (  # noqa: E402,F401
+    account,
+    admin,
+    agent,
+    auth,
+    environments,
+    hosts,
+    workspaces,
+)

@@ -1,0 +1,100 @@
+"""Glue between environments and the pure scheduler: snapshot the fleet, allocate, release.
+
+Everything here runs inside a unit of work that holds ``lock_scheduling``.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from remotegpu.application.shared.ports import UnitOfWork
+from remotegpu.domain.environments.models import (
+    JUPYTER_CONTAINER_PORT,
+    SSH_CONTAINER_PORT,
+    Environment,
+    EnvStatus,
+    GpuAllocation,
+    HostPort,
+)
+from remotegpu.domain.fleet.models import Host
+from remotegpu.domain.scheduling import Allocation, FleetState, Placement, PlacementRequest, place
+from remotegpu.domain.shared.errors import Conflict
+
+HOLDING = [s for s in EnvStatus if s.holds_resources]
+
+
+def request_of(env: Environment, *, pin: bool) -> PlacementRequest:
+    return PlacementRequest(
+        gpu_count=env.gpus_wanted,
+        gpu_model=env.gpu_model if env.gpus_wanted else None,
+        cpu_cores=env.cpu_cores,
+        memory_gib=env.memory_gib,
+        pin_host_id=env.host_id if pin else None,
+    )
+
+
+def must_pin(env: Environment) -> bool:
+    """Once an environment has started somewhere, its disk lives there: it restarts there."""
+    return env.host_id is not None
+
+
+async def fleet_snapshot(uow: UnitOfWork, hosts: list[Host] | None = None) -> FleetState:
+    hosts = hosts if hosts is not None else await uow.hosts.list()
+    by_env: dict[str, list[str]] = {}
+    for a in await uow.allocations.gpus():
+        by_env.setdefault(a.environment_id, []).append(a.gpu_uuid)
+    allocations = [
+        Allocation(env.host_id, tuple(by_env.get(env.id, ())), env.cpu_cores, env.memory_gib)
+        for env in await uow.environments.list_by_status(HOLDING)
+        if env.host_id is not None
+    ]
+    return FleetState(hosts, allocations)
+
+
+async def allocate(uow: UnitOfWork, env: Environment, placement: Placement, host: Host) -> None:
+    """Record the placement's GPUs and two host ports (SSH, Jupyter) for ``env``."""
+    await uow.allocations.add_gpus([GpuAllocation(env.id, placement.host_id, u) for u in placement.gpu_uuids])
+    used = await uow.allocations.ports_on_host(placement.host_id)
+    ports = _pick_ports(host, used, 2)
+    await uow.allocations.add_ports(
+        [HostPort(placement.host_id, ports[0], "ssh", env.id), HostPort(placement.host_id, ports[1], "jupyter", env.id)]
+    )
+    env.host_id = placement.host_id
+    if not env.jupyter_token:
+        env.jupyter_token = secrets.token_urlsafe(24)
+
+
+def _pick_ports(host: Host, used: set[int], count: int) -> list[int]:
+    low, high = host.port_range
+    # Start from a random offset so concurrent placements on replicas rarely collide.
+    span = high - low + 1
+    start = secrets.randbelow(span)
+    picked: list[int] = []
+    for i in range(span):
+        port = low + (start + i) % span
+        if port not in used:
+            picked.append(port)
+            if len(picked) == count:
+                return picked
+    raise Conflict(f"host {host.name} has no free ports left in {low}-{high}", code="no_free_ports")
+
+
+async def try_place(uow: UnitOfWork, env: Environment, fleet: FleetState, hosts_by_id: dict[str, Host]) -> Placement | None:
+    """Place and allocate ``env`` now if it fits; None when it must wait."""
+    request = request_of(env, pin=must_pin(env))
+    placement = place(fleet, request)
+    if placement is None:
+        return None
+    await allocate(uow, env, placement, hosts_by_id[placement.host_id])
+    fleet.allocate(placement.allocation(request))
+    return placement
+
+
+def container_ports(ports: list[HostPort]) -> dict[int, int]:
+    by_purpose = {p.purpose: p.port for p in ports}
+    mapping = {}
+    if "ssh" in by_purpose:
+        mapping[SSH_CONTAINER_PORT] = by_purpose["ssh"]
+    if "jupyter" in by_purpose:
+        mapping[JUPYTER_CONTAINER_PORT] = by_purpose["jupyter"]
+    return mapping

@@ -1,0 +1,255 @@
+"""Environment use cases: create, list, start, stop, restart, delete, events.
+
+Each use case writes *desired* state (and allocations) in one transaction under the
+scheduling lock; the host agent makes the runtime match on its next heartbeat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from remotegpu.application.environments import placement as pl
+from remotegpu.application.environments.access import load_operable, load_visible
+from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from remotegpu.application.workspaces.service import authorize
+from remotegpu.domain.environments.models import (
+    Desired,
+    Environment,
+    EnvironmentEvent,
+    EnvStatus,
+    HostPort,
+    validate_request,
+)
+from remotegpu.domain.fleet.models import Gpu, Host
+from remotegpu.domain.identity.models import User
+from remotegpu.domain.scheduling import QueuedRequest, plan_queue
+from remotegpu.domain.shared.errors import Conflict, QuotaExceeded
+from remotegpu.domain.shared.ids import new_id
+from remotegpu.domain.workspaces.models import Role
+from remotegpu.domain.workspaces.quota import Usage
+
+RETRIES = 5
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    workspace_id: str
+    name: str
+    image: str | None = None
+    gpu_count: int = 0
+    gpu_model: str | None = None
+    cpu_cores: int = 2
+    memory_gib: int = 8
+    env: dict[str, str] = field(default_factory=dict)
+    stop_after_minutes: int | None = None
+    idle_stop_minutes: int | None = None
+    idle_gpu_threshold: int = 5
+    shared: bool = False
+
+
+@dataclass(frozen=True)
+class EnvironmentView:
+    env: Environment
+    queue_position: int | None
+    ports: list[HostPort]
+    host: Host | None
+    gpus: list[Gpu] = field(default_factory=list)
+
+
+@dataclass
+class EnvironmentService:
+    uow: UnitOfWorkFactory
+    clock: Clock
+    default_image: str = "remotegpu/base:latest"
+
+    # --- user-facing use cases ---------------------------------------------------------
+    async def create(self, actor: User, req: CreateRequest) -> EnvironmentView:
+        validate_request(req.gpu_count, req.cpu_cores, req.memory_gib, req.name)
+        for attempt in range(RETRIES):
+            try:
+                async with self.uow() as uow:
+                    await uow.lock_scheduling()
+                    await authorize(uow, actor, req.workspace_id, Role.MEMBER)
+                    quota = await uow.workspaces.get_quota(req.workspace_id)
+                    usage = await uow.workspaces.usage(req.workspace_id)
+                    quota.check_request(usage, Usage(gpus=req.gpu_count, environments=1, cpu_cores=req.cpu_cores, memory_gib=req.memory_gib))
+                    env = self._new(actor, req)
+                    await uow.environments.add(env)
+                    await self._place_or_queue(uow, env, "created")
+                    await uow.environments.update(env)
+                    await uow.commit()
+                return await self.get(actor, env.id)
+            except Conflict as exc:
+                if exc.code != "conflict" or attempt == RETRIES - 1:
+                    raise  # a lost allocation race ("conflict") is retried; domain conflicts are not
+
+    async def list(
+        self, actor: User, *, workspace_id: str | None, statuses: list[EnvStatus] | None, limit: int, offset: int
+    ) -> tuple[list[EnvironmentView], int]:
+        async with self.uow() as uow:
+            if workspace_id is not None:
+                await authorize(uow, actor, workspace_id, Role.VIEWER)
+                ids = [workspace_id]
+            else:
+                rows, _ = await uow.workspaces.list_for_user(actor.id, limit=10_000, offset=0)
+                ids = [w.id for w, _ in rows]
+            envs, total = await uow.environments.list(
+                workspace_ids=ids, statuses=statuses, include_deleted=False, limit=limit, offset=offset
+            )
+            positions = await self._positions(uow)
+            hosts = {h.id: h for h in await uow.hosts.list()} if envs else {}
+            views = [await self._view(uow, e, positions, hosts) for e in envs]
+        return views, total
+
+    async def get(self, actor: User, env_id: str) -> EnvironmentView:
+        async with self.uow() as uow:
+            env = await load_visible(uow, actor, env_id)
+            return await self._view(uow, env)
+
+    async def start(self, actor: User, env_id: str, *, gpu: bool = True) -> EnvironmentView:
+        async def op(uow: UnitOfWork, env: Environment) -> None:
+            env.check_can_start()
+            if gpu and env.gpu_count:
+                quota = await uow.workspaces.get_quota(env.workspace_id)
+                usage = await uow.workspaces.usage(env.workspace_id)
+                quota.check_request(usage, Usage(gpus=env.gpu_count, cpu_cores=env.cpu_cores, memory_gib=env.memory_gib))
+            env.with_gpu = gpu
+            env.desired = Desired.RUNNING
+            await self._place_or_queue(uow, env, "started by user" + ("" if gpu else " without GPUs"))
+
+        return await self._operate(actor, env_id, op)
+
+    async def stop(self, actor: User, env_id: str) -> EnvironmentView:
+        async def op(uow: UnitOfWork, env: Environment) -> None:
+            env.check_can_stop()
+            await self.stop_env(uow, env, f"stopped by {actor.username}")
+
+        return await self._operate(actor, env_id, op)
+
+    async def restart(self, actor: User, env_id: str) -> EnvironmentView:
+        async def op(uow: UnitOfWork, env: Environment) -> None:
+            env.check_can_restart()
+            env.generation += 1
+            env.transition(EnvStatus.STARTING, f"restarted by {actor.username}", self.clock.now())
+
+        return await self._operate(actor, env_id, op)
+
+    async def delete(self, actor: User, env_id: str) -> EnvironmentView:
+        async def op(uow: UnitOfWork, env: Environment) -> None:
+            env.check_can_delete()
+            now = self.clock.now()
+            env.desired = Desired.DELETED
+            await uow.allocations.release(env.id)
+            if env.host_id is None:
+                # Never placed: nothing exists on any host.
+                env.transition(EnvStatus.DELETED, f"deleted by {actor.username}", now)
+            else:
+                env.transition(EnvStatus.DELETING, f"deleted by {actor.username}", now)
+            await self.drain_queue(uow)
+
+        return await self._operate(actor, env_id, op)
+
+    async def events(self, actor: User, env_id: str, *, limit: int, offset: int) -> tuple[list[EnvironmentEvent], int]:
+        async with self.uow() as uow:
+            await load_visible(uow, actor, env_id)
+            return await uow.environments.events(env_id, limit=limit, offset=offset)
+
+    async def gpu_types(self) -> dict[str, tuple[int, int, int]]:
+        """model → (total, free, memory_mib) over schedulable hosts."""
+        async with self.uow() as uow:
+            hosts = await uow.hosts.list()
+            fleet = await pl.fleet_snapshot(uow, hosts)
+        memory = {g.model: g.memory_mib for h in hosts for g in h.gpus}
+        return {m: (t, f, memory.get(m, 0)) for m, (t, f) in fleet.gpu_counts().items()}
+
+    # --- shared steps (also used by the agent service and the sweeper) -------------------
+    async def stop_env(self, uow: UnitOfWork, env: Environment, reason: str) -> None:
+        """Desired stopped; GPUs and ports are released now, the disk stays on its host."""
+        now = self.clock.now()
+        env.desired = Desired.STOPPED
+        await uow.allocations.release(env.id)
+        if env.status is EnvStatus.QUEUED:
+            env.transition(EnvStatus.STOPPED, reason, now)  # nothing runs yet: stopped at once
+        else:
+            env.transition(EnvStatus.STOPPING, reason, now)
+        await self.drain_queue(uow)
+
+    async def drain_queue(self, uow: UnitOfWork, known: dict[str, Environment] | None = None) -> list[str]:
+        """Start queued environments that fit now (FIFO with backfill); return their ids.
+
+        ``known``: instances the caller holds and will save again; they are updated in
+        place so the caller's copy does not overwrite the new state.
+        """
+        queued = [(known or {}).get(e.id, e) for e in await uow.environments.list_by_status([EnvStatus.QUEUED])]
+        if not queued:
+            return []
+        hosts = await uow.hosts.list()
+        fleet = await pl.fleet_snapshot(uow, hosts)
+        by_id = {h.id: h for h in hosts}
+        plan = plan_queue(fleet, [QueuedRequest(e.id, pl.request_of(e, pin=pl.must_pin(e))) for e in queued])
+        envs = {e.id: e for e in queued}
+        started = []
+        for env_id, placement in plan.started:
+            env = envs[env_id]
+            quota = await uow.workspaces.get_quota(env.workspace_id)
+            usage = await uow.workspaces.usage(env.workspace_id)
+            if quota.violations(usage, Usage(gpus=env.gpus_wanted, cpu_cores=env.cpu_cores, memory_gib=env.memory_gib)):
+                continue  # capacity is there but the workspace is at its quota: keep waiting
+            await pl.allocate(uow, env, placement, by_id[placement.host_id])
+            env.transition(EnvStatus.STARTING, "capacity freed up: placed on a host", self.clock.now())
+            await uow.environments.update(env)
+            started.append(env_id)
+        return started
+
+    async def _place_or_queue(self, uow: UnitOfWork, env: Environment, reason: str) -> None:
+        """Join the queue, then let the queue decide: FIFO with backfill, no jumping ahead."""
+        now = self.clock.now()
+        env.queued_at = now
+        env.transition(EnvStatus.QUEUED, f"{reason}: waiting for capacity", now)
+        await uow.environments.update(env)
+        await self.drain_queue(uow, known={env.id: env})
+
+    async def _operate(self, actor: User, env_id: str, op) -> EnvironmentView:
+        for attempt in range(RETRIES):
+            try:
+                async with self.uow() as uow:
+                    await uow.lock_scheduling()
+                    env = await load_operable(uow, actor, env_id)
+                    await op(uow, env)
+                    await uow.environments.update(env)
+                    await uow.commit()
+                break
+            except Conflict as exc:
+                if exc.code != "conflict" or attempt == RETRIES - 1:
+                    raise
+        return await self.get(actor, env_id) if env.status is not EnvStatus.DELETED else EnvironmentView(env, None, [], None)
+
+    async def _view(
+        self, uow: UnitOfWork, env: Environment, positions: dict[str, int] | None = None, hosts: dict[str, Host] | None = None
+    ) -> EnvironmentView:
+        if positions is None:
+            positions = await self._positions(uow) if env.status is EnvStatus.QUEUED else {}
+        if hosts is not None:
+            host = hosts.get(env.host_id) if env.host_id else None
+        else:
+            host = await uow.hosts.get(env.host_id) if env.host_id else None
+        held = {a.gpu_uuid for a in await uow.allocations.gpus_of(env.id)}
+        gpus = sorted((g for g in (host.gpus if host else []) if g.uuid in held), key=lambda g: g.index)
+        return EnvironmentView(env, positions.get(env.id), await uow.allocations.ports_of(env.id), host, gpus)
+
+    @staticmethod
+    async def _positions(uow: UnitOfWork) -> dict[str, int]:
+        queued = await uow.environments.list_by_status([EnvStatus.QUEUED])
+        return {e.id: i + 1 for i, e in enumerate(queued)}
+
+    def _new(self, actor: User, req: CreateRequest) -> Environment:
+        now = self.clock.now()
+        env = Environment(
+            id=new_id(), name=req.name.strip(), workspace_id=req.workspace_id, owner_id=actor.id,
+            image=req.image or self.default_image, gpu_count=req.gpu_count, gpu_model=req.gpu_model,
+            cpu_cores=req.cpu_cores, memory_gib=req.memory_gib, created_at=now, updated_at=now,
+            env=dict(req.env), stop_after_minutes=req.stop_after_minutes, idle_stop_minutes=req.idle_stop_minutes,
+            idle_gpu_threshold=req.idle_gpu_threshold, shared=req.shared, queued_at=now,
+        )
+        env.pending_events.append(EnvironmentEvent(new_id(), env.id, now, None, EnvStatus.QUEUED, "created"))
+        return env

@@ -1,0 +1,185 @@
+"""The server's side of the agent conversation: registration, heartbeats, offline hosts.
+
+A heartbeat updates the host's inventory, folds each observed container state into
+its environment's status, and answers the desired state of every environment on the
+host. Anything that frees capacity lets the queue move.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from remotegpu.application.environments.placement import container_ports
+from remotegpu.application.environments.ports import RuntimeSpec
+from remotegpu.application.environments.service import EnvironmentService
+from remotegpu.application.fleet.agent_protocol import (
+    DEFAULT_HEARTBEAT_SECONDS,
+    MISSED_BEATS_BEFORE_OFFLINE,
+    DesiredEnvironment,
+    HeartbeatReply,
+    HostReport,
+    ObservedEnvironment,
+)
+from remotegpu.application.identity import audit
+from remotegpu.application.identity.secrets import hash_secret, new_secret
+from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from remotegpu.domain.environments.models import Desired, Environment, EnvStatus
+from remotegpu.domain.fleet.models import Host, HostStatus
+from remotegpu.domain.shared.errors import Conflict, InvalidInput, Unauthenticated
+
+AGENT_TOKEN_PREFIX = "rga_"
+GENERATION_LABEL = "remotegpu.generation"
+
+
+def jupyter_base_url(env_id: str) -> str:
+    return f"/proxy/environments/{env_id}/jupyter/"
+
+
+@dataclass
+class AgentService:
+    uow: UnitOfWorkFactory
+    clock: Clock
+    environments: EnvironmentService
+    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
+
+    async def register(self, join_token: str, name: str, report: HostReport) -> tuple[str, str]:
+        """Trade the one-time join token for the agent's own token."""
+        token = new_secret(AGENT_TOKEN_PREFIX)
+        async with self.uow() as uow:
+            host = await uow.hosts.get_by_join_token(hash_secret(join_token or ""))
+            if host is None:
+                raise Unauthenticated("join token is invalid or already used", code="invalid_join_token")
+            host.join_token_hash = None
+            host.agent_token_hash = hash_secret(token)
+            self._apply_report(host, report)
+            await uow.hosts.update(host)
+            await audit.record(uow, self.clock, "host.registered", target_type="host", target_id=host.id, name=name)
+            await uow.commit()
+        return host.id, token
+
+    async def heartbeat(self, agent_token: str, report: HostReport) -> HeartbeatReply:
+        for attempt in range(3):
+            try:
+                return await self._heartbeat(agent_token, report)
+            except Conflict as exc:
+                if exc.code != "conflict" or attempt == 2:
+                    raise
+
+    async def _heartbeat(self, agent_token: str, report: HostReport) -> HeartbeatReply:
+        async with self.uow() as uow:
+            await uow.lock_scheduling()
+            host = await uow.hosts.get_by_agent_token(hash_secret(agent_token))
+            if host is None:
+                raise Unauthenticated("agent token is invalid; register the agent again with a new join token", code="invalid_agent_token")
+            came_back = host.status is HostStatus.OFFLINE
+            self._apply_report(host, report)
+            await uow.hosts.update(host)
+            observed = {o.env_id: o for o in report.observed}
+            desired: list[DesiredEnvironment] = []
+            freed = came_back
+            for env in await uow.environments.list_for_host(host.id):
+                freed |= self._observe(env, observed.get(env.id), came_back)
+                if env.status in (EnvStatus.FAILED,) and env.desired is Desired.RUNNING:
+                    env.desired = Desired.STOPPED
+                    await uow.allocations.release(env.id)
+                    freed = True
+                if env.status is EnvStatus.DELETED:
+                    await uow.allocations.release(env.id)
+                await uow.environments.update(env)
+                if env.status is not EnvStatus.DELETED:
+                    desired.append(await self._desired(uow, env, host))
+            if freed:
+                await self.environments.drain_queue(uow)
+            await uow.commit()
+        return HeartbeatReply(host_id=host.id, desired=desired, interval_seconds=self.heartbeat_seconds)
+
+    async def mark_offline_hosts(self) -> list[str]:
+        """Hosts silent for 3 heartbeats go offline; their live environments go lost."""
+        cutoff = self.clock.now() - timedelta(seconds=self.heartbeat_seconds * MISSED_BEATS_BEFORE_OFFLINE)
+        gone = []
+        async with self.uow() as uow:
+            await uow.lock_scheduling()
+            for host in await uow.hosts.list():
+                if host.status is HostStatus.OFFLINE or host.last_heartbeat_at is None or host.last_heartbeat_at >= cutoff:
+                    continue
+                host.status = HostStatus.OFFLINE
+                await uow.hosts.update(host)
+                gone.append(host.id)
+                for env in await uow.environments.list_for_host(host.id):
+                    if env.status in (EnvStatus.STARTING, EnvStatus.RUNNING):
+                        env.transition(EnvStatus.LOST, f"host {host.name} missed {MISSED_BEATS_BEFORE_OFFLINE} heartbeats", self.clock.now())
+                        await uow.environments.update(env)
+            await uow.commit()
+        return gone
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _apply_report(self, host: Host, report: HostReport) -> None:
+        if not isinstance(report.gpus, list):
+            raise InvalidInput("report.gpus must be a list")
+        host.gpus = list(report.gpus)
+        host.cpu_cores, host.memory_gib, host.disk_gib = report.cpu_cores, report.memory_gib, report.disk_gib
+        host.runtime, host.runtime_healthy, host.fake_gpus = report.runtime, report.runtime_healthy, report.fake_gpus
+        host.gpu_utilization = dict(report.utilization)
+        if report.address:
+            host.address = report.address
+        host.last_heartbeat_at = self.clock.now()
+        if host.status is HostStatus.OFFLINE:
+            host.status = HostStatus.READY
+
+    def _observe(self, env: Environment, seen: ObservedEnvironment | None, host_came_back: bool) -> bool:
+        """Fold what the agent saw into the environment's status; True when capacity was freed."""
+        now = self.clock.now()
+        state = seen.status if seen else "missing"
+        current_generation = seen is not None and (seen.generation is None or seen.generation == env.generation)
+        if env.status is EnvStatus.STARTING:
+            if state == "running" and current_generation:
+                env.transition(EnvStatus.RUNNING, "container is running", now)
+            elif state == "failed":
+                env.transition(EnvStatus.FAILED, f"container failed to start: {seen.message}", now)
+                return True
+        elif env.status is EnvStatus.RUNNING:
+            if state == "failed":
+                env.transition(EnvStatus.FAILED, f"container failed: {seen.message}", now)
+                return True
+            if state != "running":
+                env.transition(EnvStatus.STARTING, "container was not running; starting it again", now)
+        elif env.status is EnvStatus.LOST:
+            if env.desired is Desired.RUNNING:
+                if state == "running":
+                    env.transition(EnvStatus.RUNNING, "host is back; container is running", now)
+                else:
+                    env.transition(EnvStatus.STARTING, "host is back; starting the container again", now)
+            elif env.desired is Desired.STOPPED:
+                env.transition(EnvStatus.STOPPING, "host is back; stopping", now)
+        elif env.status is EnvStatus.STOPPING:
+            if state in ("stopped", "missing", "failed"):
+                env.transition(EnvStatus.STOPPED, "container stopped; disk kept", now)
+        elif env.status is EnvStatus.DELETING:
+            if state == "missing":
+                env.transition(EnvStatus.DELETED, "container and volume removed", now)
+        return False
+
+    async def _desired(self, uow: UnitOfWork, env: Environment, host: Host) -> DesiredEnvironment:
+        if env.desired is Desired.DELETED:
+            return DesiredEnvironment(env.id, "deleted", env.generation)
+        if env.desired is Desired.RUNNING and env.status.holds_resources:
+            return DesiredEnvironment(env.id, "running", env.generation, await self._spec(uow, env, host))
+        return DesiredEnvironment(env.id, "stopped", env.generation)
+
+    async def _spec(self, uow: UnitOfWork, env: Environment, host: Host) -> RuntimeSpec:
+        gpus = {a.gpu_uuid for a in await uow.allocations.gpus_of(env.id)}
+        chosen = sorted((g for g in host.gpus if g.uuid in gpus), key=lambda g: g.index)
+        ports = container_ports(await uow.allocations.ports_of(env.id))
+        return RuntimeSpec(
+            env_id=env.id, image=env.image, cpu_cores=float(env.cpu_cores), memory_gib=float(env.memory_gib),
+            gpu_uuids=[g.uuid for g in chosen], gpu_indices=[g.index for g in chosen], fake_gpus=host.fake_gpus,
+            env={
+                **env.env,
+                "REMOTEGPU_ENV_ID": env.id,
+                "REMOTEGPU_JUPYTER_TOKEN": env.jupyter_token,
+                "REMOTEGPU_JUPYTER_BASE_URL": jupyter_base_url(env.id),
+            },
+            ports=ports,
+            labels={GENERATION_LABEL: str(env.generation)},
+        )

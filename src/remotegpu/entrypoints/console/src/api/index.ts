@@ -1,0 +1,83 @@
+/** Typed endpoint functions over the client. */
+import { http, type RequestOptions } from './client'
+import type {
+  ApiToken, ApiTokenCreated, AuditEvent, EnvAccess, EnvEvent, Environment, EnvironmentCreate, GpuType, Host,
+  Invite, Member, Page, Quota, Role, SshKey, TokenPair, User, Workspace,
+} from './types'
+
+export * from './client'
+export * from './types'
+
+const enc = encodeURIComponent
+
+export const authApi = {
+  login: (username: string, password: string) =>
+    http.post<TokenPair>('/api/v1/auth/login', { username, password }, { auth: false }),
+  register: (body: { username: string; email: string; password: string; display_name?: string; invite_code?: string | null }) =>
+    http.post<User>('/api/v1/auth/register', body, { auth: false }),
+  refresh: (refresh_token: string) =>
+    http.post<TokenPair>('/api/v1/auth/refresh', { refresh_token }, { auth: false, quiet: true }),
+  logout: (refresh_token: string) =>
+    http.post<void>('/api/v1/auth/logout', { refresh_token }, { auth: false, quiet: true }),
+}
+
+export const meApi = {
+  get: (opts?: RequestOptions) => http.get<User>('/api/v1/users/me', opts),
+  update: (display_name: string) => http.patch<User>('/api/v1/users/me', { display_name }),
+  changePassword: (current_password: string, new_password: string) =>
+    http.post<void>('/api/v1/users/me/password', { current_password, new_password }),
+  sshKeys: () => http.get<Page<SshKey>>('/api/v1/users/me/ssh-keys', { query: { limit: 200 } }),
+  addSshKey: (public_key: string, name?: string) =>
+    http.post<SshKey>('/api/v1/users/me/ssh-keys', { public_key, name: name || null }),
+  deleteSshKey: (id: string) => http.delete<void>(`/api/v1/users/me/ssh-keys/${enc(id)}`),
+  tokens: () => http.get<Page<ApiToken>>('/api/v1/users/me/tokens', { query: { limit: 200 } }),
+  createToken: (name: string, expires_in_days: number | null) =>
+    http.post<ApiTokenCreated>('/api/v1/users/me/tokens', { name, expires_in_days }),
+  revokeToken: (id: string) => http.delete<void>(`/api/v1/users/me/tokens/${enc(id)}`),
+}
+
+export const workspaceApi = {
+  list: () => http.get<Page<Workspace>>('/api/v1/workspaces', { query: { limit: 200 } }),
+  get: (id: string, opts?: RequestOptions) => http.get<Workspace>(`/api/v1/workspaces/${enc(id)}`, opts),
+  create: (name: string) => http.post<Workspace>('/api/v1/workspaces', { name }),
+  rename: (id: string, name: string) => http.patch<Workspace>(`/api/v1/workspaces/${enc(id)}`, { name }),
+  remove: (id: string) => http.delete<void>(`/api/v1/workspaces/${enc(id)}`),
+  members: (id: string) => http.get<Page<Member>>(`/api/v1/workspaces/${enc(id)}/members`, { query: { limit: 200 } }),
+  addMember: (id: string, username: string, role: Role) =>
+    http.post<Member>(`/api/v1/workspaces/${enc(id)}/members`, { username, role }),
+  setRole: (id: string, userId: string, role: Role) =>
+    http.patch<Member>(`/api/v1/workspaces/${enc(id)}/members/${enc(userId)}`, { role }),
+  removeMember: (id: string, userId: string) => http.delete<void>(`/api/v1/workspaces/${enc(id)}/members/${enc(userId)}`),
+  quota: (id: string, opts?: RequestOptions) => http.get<Quota>(`/api/v1/workspaces/${enc(id)}/quota`, opts),
+  setQuota: (id: string, q: Omit<Quota, 'usage'>) => http.put<Quota>(`/api/v1/workspaces/${enc(id)}/quota`, q),
+}
+
+export const adminApi = {
+  users: (search: string, limit: number, offset: number) =>
+    http.get<Page<User>>('/api/v1/users', { query: { search, limit, offset } }),
+  patchUser: (id: string, patch: { is_active?: boolean; is_admin?: boolean }) =>
+    http.patch<User>(`/api/v1/users/${enc(id)}`, patch),
+  audit: (q: { limit: number; offset: number; action?: string; actor_id?: string }) =>
+    http.get<Page<AuditEvent>>('/api/v1/audit-events', { query: q }),
+  createInvite: (valid_days: number) => http.post<Invite>('/api/v1/invites', { valid_days }),
+  hosts: (opts?: RequestOptions) => http.get<Page<Host>>('/api/v1/hosts', { query: { limit: 200 }, ...opts }),
+  hostAction: (id: string, action: 'cordon' | 'uncordon' | 'drain') => http.post<Host>(`/api/v1/hosts/${enc(id)}/${action}`),
+}
+
+export const gpuApi = {
+  types: (opts?: RequestOptions) => http.get<Page<GpuType> | { items: GpuType[] }>('/api/v1/gpu-types', opts),
+}
+
+export type EnvAction = 'start' | 'stop' | 'restart'
+
+export const envApi = {
+  list: (opts?: RequestOptions) => http.get<Page<Environment>>('/api/v1/environments', { query: { limit: 200 }, ...opts }),
+  get: (id: string, opts?: RequestOptions) => http.get<Environment>(`/api/v1/environments/${enc(id)}`, opts),
+  create: (body: EnvironmentCreate) => http.post<Environment>('/api/v1/environments', body),
+  action: (id: string, action: EnvAction, body?: { gpu?: boolean }) =>
+    http.post<Environment>(`/api/v1/environments/${enc(id)}/${action}`, body ?? {}),
+  remove: (id: string) => http.delete<Environment | void>(`/api/v1/environments/${enc(id)}`),
+  events: (id: string, opts?: RequestOptions) =>
+    http.get<Page<EnvEvent> | { items: EnvEvent[] }>(`/api/v1/environments/${enc(id)}/events`, opts),
+  access: (id: string, opts?: RequestOptions) => http.get<EnvAccess>(`/api/v1/environments/${enc(id)}/access`, opts),
+}

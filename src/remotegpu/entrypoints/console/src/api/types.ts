@@ -1,0 +1,186 @@
+/** Shapes of the RemoteGPU HTTP API (see /api/openapi.json). */
+
+export interface Page<T> {
+  items: T[]
+  total: number
+}
+
+export interface ErrorBody {
+  code: string
+  message: string
+  details?: Record<string, unknown>
+}
+
+export interface TokenPair {
+  access_token: string
+  refresh_token: string
+  token_type?: string
+  expires_in: number
+  /** Present once the server sets the httpOnly session cookie (double-submit CSRF). */
+  csrf_token?: string
+}
+
+export interface User {
+  id: string
+  username: string
+  email: string
+  display_name: string
+  is_active: boolean
+  is_admin: boolean
+  created_at: string
+  last_login_at: string | null
+}
+
+export interface SshKey {
+  id: string
+  name: string
+  key_type: string
+  fingerprint: string
+  public_key: string
+  created_at: string
+}
+
+export interface ApiToken {
+  id: string
+  name: string
+  prefix: string
+  created_at: string
+  expires_at: string | null
+  last_used_at: string | null
+  revoked_at: string | null
+}
+
+export interface ApiTokenCreated extends ApiToken {
+  token: string
+}
+
+export type Role = 'owner' | 'admin' | 'member' | 'viewer'
+
+export interface Workspace {
+  id: string
+  name: string
+  slug: string
+  is_personal: boolean
+  created_at: string
+  role: Role | null
+}
+
+export interface Member {
+  user_id: string
+  username: string
+  display_name: string
+  role: Role
+  joined_at: string
+}
+
+export interface Usage {
+  gpus: number
+  environments: number
+  cpu_cores: number
+  memory_gib: number
+  storage_gib: number
+}
+
+export interface Quota {
+  max_gpus: number | null
+  max_environments: number | null
+  max_cpu_cores: number | null
+  max_memory_gib: number | null
+  max_storage_gib: number | null
+  usage?: Usage
+}
+
+export interface AuditEvent {
+  id: string
+  action: string
+  created_at: string
+  actor_id: string | null
+  target_type: string | null
+  target_id: string | null
+  ip: string | null
+  details: Record<string, unknown>
+}
+
+export interface Invite {
+  id: string
+  code: string
+  expires_at: string
+}
+
+export interface GpuType {
+  model: string
+  total: number
+  free: number
+  memory_mib: number
+}
+
+export const ENV_STATUSES = [
+  'queued', 'starting', 'running', 'stopping', 'stopped', 'deleting', 'deleted', 'failed', 'lost',
+] as const
+export type EnvStatus = (typeof ENV_STATUSES)[number]
+
+export interface EnvGpu {
+  index: number
+  uuid: string
+  model: string
+}
+
+export interface Environment {
+  id: string
+  name: string
+  workspace_id: string
+  owner_id: string
+  status: EnvStatus
+  queue_position: number | null
+  gpu_count: number
+  gpu_model: string | null
+  host_id: string | null
+  gpus: EnvGpu[]
+  cpu_cores: number
+  memory_gib: number
+  image: string
+  created_at: string
+  status_message: string | null
+  stop_after_minutes?: number | null
+}
+
+export interface EnvironmentCreate {
+  name: string
+  workspace_id: string
+  image?: string
+  gpu_count: number
+  gpu_model?: string
+  cpu_cores: number
+  memory_gib: number
+  stop_after_minutes?: number
+  env?: Record<string, string>
+}
+
+export interface EnvEvent {
+  at: string
+  from_status: EnvStatus | null
+  to_status: EnvStatus
+  reason: string | null
+}
+
+export interface EnvAccess {
+  ssh?: { host: string; port: number; user: string; command: string; config: string } | null
+  jupyter?: { url: string } | null
+  terminal?: { path: string } | null
+}
+
+export interface Host {
+  id: string
+  name: string
+  status: string
+  address: string
+  last_heartbeat_at: string | null
+  gpus: Array<{ index: number; uuid: string; model: string; memory_mib?: number; allocated_to?: string | null; environment_id?: string | null }>
+  cpu_cores: number
+  memory_gib: number
+}
+
+export interface StreamEvent {
+  type: string
+  environment?: Environment
+}

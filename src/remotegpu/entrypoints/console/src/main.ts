@@ -1,0 +1,59 @@
+import { createApp } from 'vue'
+import { createPinia } from 'pinia'
+import ElementPlus, { ElMessage } from 'element-plus'
+import 'element-plus/dist/index.css'
+import 'element-plus/theme-chalk/dark/css-vars.css'
+import * as Icons from '@element-plus/icons-vue'
+import App from './App.vue'
+import { i18n, translate, setLocale } from './i18n'
+import { makeRouter } from './router'
+import { configureClient } from './api'
+import { useAuthStore } from './stores/auth'
+import './style.css'
+
+const app = createApp(App)
+const pinia = createPinia()
+app.use(pinia)
+app.use(i18n)
+app.use(ElementPlus)
+for (const [name, component] of Object.entries(Icons)) app.component(name, component)
+const router = makeRouter()
+
+const auth = useAuthStore()
+let lastMessage = { text: '', at: 0 }
+configureClient({
+  auth: {
+    getAccessToken: () => auth.accessToken,
+    getCsrfToken: () => auth.csrfToken,
+    refresh: () => auth.refresh(),
+    onAuthLost: () => {
+      auth.clear()
+      const here = router.currentRoute.value
+      if (!here.meta.public) void router.replace({ name: 'login', query: { next: here.fullPath } })
+    },
+  },
+  notify: (text) => {
+    // Several parallel requests failing the same way show one message.
+    const now = Date.now()
+    if (text === lastMessage.text && now - lastMessage.at < 2000) return
+    lastMessage = { text, at: now }
+    ElMessage({ type: 'error', message: text, showClose: true, duration: 5000, grouping: true })
+  },
+  translate: (key, params) => translate(key, params),
+})
+setLocale(i18n.global.locale.value as 'en' | 'zh-CN')
+
+app.config.errorHandler = (err) => {
+  // Never a blank page: an unexpected exception in a component becomes a message.
+  // (ApiErrors were already shown by the client.)
+  if ((err as Error)?.name === 'ApiError') return
+  console.error(err)
+  ElMessage({ type: 'error', message: err instanceof Error ? err.message : String(err), showClose: true })
+}
+window.addEventListener('unhandledrejection', (e) => {
+  // ApiErrors were already shown by the client.
+  if (e.reason?.name === 'ApiError') e.preventDefault()
+})
+
+app.use(router)
+app.mount('#app')

@@ -1,0 +1,30 @@
+export function wsUrl(path: string, loc: Pick<Location, 'protocol' | 'host'> = window.location): string {
+  if (/^wss?:\/\//.test(path)) return path
+  const scheme = loc.protocol === 'https:' ? 'wss:' : 'ws:'
+  return `${scheme}//${loc.host}${path.startsWith('/') ? '' : '/'}${path}`
+}
+
+export function formatTime(iso: string | null | undefined, locale = 'en'): string {
+  if (!iso) return '—'
+  const d = new Date(iso)
+  if (Number.isNaN(d.getTime())) return iso
+  return d.toLocaleString(locale === 'zh-CN' ? 'zh-CN' : 'en-GB', { hour12: false })
+}
+
+/** "12 s ago", "3 min ago" — in the given locale. */
+export function relativeTime(iso: string | null | undefined, locale = 'en', now = Date.now()): string {
+  if (!iso) return '—'
+  const t = new Date(iso).getTime()
+  if (Number.isNaN(t)) return iso
+  const secs = Math.round((t - now) / 1000)
+  const rtf = new Intl.RelativeTimeFormat(locale, { numeric: 'auto' })
+  const abs = Math.abs(secs)
+  if (abs < 60) return rtf.format(secs, 'second')
+  if (abs < 3600) return rtf.format(Math.round(secs / 60), 'minute')
+  if (abs < 86400) return rtf.format(Math.round(secs / 3600), 'hour')
+  return rtf.format(Math.round(secs / 86400), 'day')
+}
+
+export function formatMib(mib: number): string {
+  return mib >= 1024 ? `${Math.round(mib / 1024)}` : `${(mib / 1024).toFixed(1)}`
+}

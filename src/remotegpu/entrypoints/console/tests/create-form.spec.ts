@@ -1,0 +1,79 @@
+import { beforeEach, describe, expect, it, vi } from 'vitest'
+import { flushPromises, mount } from '@vue/test-utils'
+import { createPinia, setActivePinia } from 'pinia'
+import ElementPlus from 'element-plus'
+import { configureClient } from '../src/api/client'
+import { makeI18n } from '../src/i18n'
+import EnvironmentCreateView from '../src/views/EnvironmentCreateView.vue'
+import { fakeFetch, json } from './helpers'
+
+const push = vi.fn()
+vi.mock('vue-router', () => ({ useRouter: () => ({ push }), useRoute: () => ({ query: {} }) }))
+
+function input(wrapper: ReturnType<typeof mount>, id: string) {
+  const el = wrapper.find(`[data-testid="${id}"]`)
+  return el.element.tagName === 'INPUT' ? el : el.find('input')
+}
+
+function setup(gpuTypes: 'ok' | 'missing') {
+  const { fetch, calls } = fakeFetch((c) => {
+    if (c.url.startsWith('/api/v1/workspaces')) {
+      return json(200, { items: [{ id: 'ws1', name: 'alice', slug: 'alice', is_personal: true, created_at: '', role: 'owner' }], total: 1 })
+    }
+    if (c.url.startsWith('/api/v1/gpu-types')) {
+      return gpuTypes === 'ok'
+        ? json(200, { items: [{ model: 'A100', total: 4, free: 1, memory_mib: 81920 }, { model: 'T4', total: 2, free: 2, memory_mib: 15360 }] })
+        : json(404, { error: { code: 'not_found', message: 'no such resource', details: {} } })
+    }
+    if (c.url === '/api/v1/environments' && c.method === 'POST') {
+      return json(202, { id: 'e1', name: (c.body as any).name, status: 'queued', queue_position: 3, workspace_id: 'ws1', created_at: '' })
+    }
+    return json(404, { error: { code: 'not_found', message: 'no such resource' } })
+  })
+  configureClient({ fetch, auth: null, notify: () => {} })
+  const wrapper = mount(EnvironmentCreateView, { global: { plugins: [createPinia(), makeI18n('en'), ElementPlus] } })
+  return { wrapper, calls }
+}
+
+describe('create environment form', () => {
+  beforeEach(() => {
+    setActivePinia(createPinia())
+    push.mockReset()
+  })
+
+  it('shows GPU model cards with free counts and blocks an invalid name', async () => {
+    const { wrapper, calls } = setup('ok')
+    await flushPromises()
+    const cards = wrapper.find('[data-testid="gpu-cards"]').text()
+    expect(cards).toContain('A100')
+    expect(cards).toContain('1 / 4 free')
+    expect(cards).toContain('CPU only')
+    await input(wrapper, 'create-name').setValue('bad name!')
+    await wrapper.find('[data-testid="create-submit"]').trigger('click')
+    await flushPromises()
+    const item = wrapper.findAll('.el-form-item').find((w) => w.find('[data-testid="create-name"]').exists())!
+    expect(item.classes()).toContain('is-error')
+    expect(calls.some((c) => c.method === 'POST')).toBe(false)
+  })
+
+  it('submits a valid form, warns about the queue and opens the new environment', async () => {
+    const { wrapper, calls } = setup('ok')
+    await flushPromises()
+    await wrapper.find('[data-testid="gpu-card-A100"]').trigger('click')
+    await input(wrapper, 'create-name').setValue('train-1')
+    await input(wrapper, 'create-gpu-count').setValue('2')
+    await flushPromises()
+    expect(wrapper.text()).toContain('Only 1 free: the environment will wait in the queue.')
+    await wrapper.find('[data-testid="create-submit"]').trigger('click')
+    await flushPromises()
+    const post = calls.find((c) => c.method === 'POST')
+    expect(post?.body).toMatchObject({ name: 'train-1', workspace_id: 'ws1', gpu_model: 'A100', gpu_count: 2 })
+    expect(push).toHaveBeenCalledWith({ name: 'environment', params: { id: 'e1' } })
+  })
+
+  it('still works (CPU only) when the GPU inventory API is not there yet', async () => {
+    const { wrapper } = setup('missing')
+    await flushPromises()
+    expect(wrapper.text()).toContain('GPU inventory is not available yet.')
+  })
+})

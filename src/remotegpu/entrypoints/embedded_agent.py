@@ -1,0 +1,107 @@
+"""Embedded mode: this machine is a GPU host, its agent runs inside the server process.
+
+The agent is the same ``HostAgent`` that ``remotegpu agent`` runs; only its link to
+the server is a direct call instead of HTTP. On first start it creates the host
+record for this machine and registers with the join token, like a remote agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from contextlib import suppress
+from typing import AsyncIterator
+
+from remotegpu.adapters.fleet.credentials import FileCredentialStore
+from remotegpu.adapters.fleet.fake_probe import detect_probe
+from remotegpu.adapters.fleet.system_info import HostSystemInfo
+from remotegpu.adapters.runtime.select import select_runtime
+from remotegpu.application.fleet.agent import HostAgent
+from remotegpu.application.fleet.agent_protocol import HeartbeatReply, HostReport
+from remotegpu.application.fleet.agent_service import AgentService
+from remotegpu.domain.shared.errors import Conflict
+from remotegpu.entrypoints.containers import Container
+
+log = logging.getLogger("remotegpu.embedded_agent")
+
+
+class InProcessAgentLink:
+    def __init__(self, service: AgentService):
+        self._service = service
+
+    async def register(self, join_token: str, name: str, report: HostReport) -> tuple[str, str]:
+        return await self._service.register(join_token, name, report)
+
+    async def heartbeat(self, agent_token: str, report: HostReport) -> HeartbeatReply:
+        return await self._service.heartbeat(agent_token, report)
+
+
+async def build_embedded_agent(container: Container) -> HostAgent:
+    settings = container.settings()
+    name = settings.agent_name or socket.gethostname()
+    state_dir = settings.data_dir / "agent"
+    credentials = FileCredentialStore(state_dir)
+    join_token = None
+    if credentials.load() is None:
+        join_token = await _new_join_token(container, name)
+    runtime, runtime_name = select_runtime(settings.runtime, data_dir=settings.data_dir, docker_scope=settings.docker_scope)
+    address = settings.ssh_host or (settings.http_host if settings.http_host not in ("0.0.0.0", "::") else "127.0.0.1")
+    return HostAgent(
+        runtime, detect_probe(settings.agent_fake_gpus, seed=name), InProcessAgentLink(container.agent_service()),
+        HostSystemInfo(settings.data_dir), name=name, join_token=join_token, credentials=credentials,
+        address=address, runtime_name=runtime_name,
+    )
+
+
+async def _new_join_token(container: Container, name: str) -> str:
+    hosts = container.host_service()
+    for suffix in ["", *[f"-{i}" for i in range(2, 20)]]:
+        try:
+            _, token = await hosts.add(None, name + suffix)
+            return token
+        except Conflict:
+            continue  # a record of that name exists from an earlier data dir's agent
+    raise RuntimeError("could not create a host record for the embedded agent")
+
+
+def embedded_agent_ctx(container: Container):
+    """aiohttp cleanup_ctx: run the in-process agent and the periodic sweeps."""
+
+    async def ctx(app) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        agent = await build_embedded_agent(container)
+        tasks = [asyncio.create_task(agent.run_forever(stop), name="embedded-agent")]
+        log.info("embedded agent started", extra={"runtime": agent.runtime.__class__.__name__})
+        yield
+        stop.set()
+        for t in tasks:
+            t.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await t
+
+    return ctx
+
+
+def sweeper_ctx(container: Container):
+    """Offline hosts and auto-stop, every few seconds (embedded mode and every server)."""
+
+    async def ctx(app) -> AsyncIterator[None]:
+        interval = container.settings().sweep_interval_seconds
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await container.agent_service().mark_offline_hosts()
+                    await container.autostop().sweep()
+                except Exception:  # noqa: BLE001 - a bad sweep must not end the loop
+                    log.exception("sweep failed")
+
+        task = asyncio.create_task(loop(), name="sweeper")
+        yield
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+    return ctx

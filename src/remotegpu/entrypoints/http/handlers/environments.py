@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+from remotegpu.application.environments.service import CreateRequest, EnvironmentView
+from remotegpu.domain.fleet.models import Host
+from remotegpu.entrypoints.http.handlers import api
+from remotegpu.entrypoints.http.routing import Call
+from remotegpu.entrypoints.http.schemas.common import Page, PageQuery
+from remotegpu.entrypoints.http.schemas.environments import (
+    AccessOut,
+    EnvironmentEventOut,
+    EnvironmentIn,
+    EnvironmentListQuery,
+    EnvironmentOut,
+    GpuOut,
+    GpuTypeList,
+    GpuTypeOut,
+    JupyterAccessOut,
+    PortOut,
+    SshAccessOut,
+    StartIn,
+    TerminalAccessOut,
+)
+
+TAGS = ["environments"]
+ENV = "/api/v1/environments/{environment_id}"
+OPS = [401, 403, 404, 409]
+
+
+def env_out(view: EnvironmentView) -> EnvironmentOut:
+    e = view.env
+    return EnvironmentOut(
+        id=e.id, name=e.name, workspace_id=e.workspace_id, owner_id=e.owner_id, status=e.status, desired=e.desired,
+        status_message=e.status_message, queue_position=view.queue_position, image=e.image, gpu_count=e.gpu_count,
+        gpu_model=e.gpu_model, with_gpu=e.with_gpu, cpu_cores=e.cpu_cores, memory_gib=e.memory_gib, host_id=e.host_id,
+        host_name=view.host.name if view.host else None,
+        gpus=[GpuOut(index=g.index, uuid=g.uuid, model=g.model, memory_mib=g.memory_mib) for g in view.gpus],
+        ports=[PortOut(purpose=p.purpose, port=p.port) for p in view.ports], env=e.env,
+        stop_after_minutes=e.stop_after_minutes, idle_stop_minutes=e.idle_stop_minutes, shared=e.shared,
+        created_at=e.created_at, started_at=e.started_at,
+    )
+
+
+def ssh_host(host: Host | None, fallback: str) -> str:
+    return (host.address if host and host.address else "") or fallback
+
+
+@api.get("/api/v1/gpu-types", response=GpuTypeList, tags=TAGS, errors=[401])
+async def list_gpu_types(call: Call) -> GpuTypeList:
+    """GPU models with total and free counts: what the create form offers."""
+    types = await call.container.environment_service().gpu_types()
+    items = [GpuTypeOut(model=m, total=t, free=f, memory_mib=mem) for m, (t, f, mem) in sorted(types.items())]
+    return GpuTypeList(items=items, total=len(items))
+
+
+@api.get("/api/v1/environments", query=EnvironmentListQuery, response=Page[EnvironmentOut], tags=TAGS, errors=[401, 404, 422])
+async def list_environments(call: Call) -> Page[EnvironmentOut]:
+    """Environments of the caller's workspaces (or of one), newest first."""
+    q: EnvironmentListQuery = call.query
+    views, total = await call.container.environment_service().list(
+        call.user, workspace_id=q.workspace_id, statuses=[q.status] if q.status else None, limit=q.limit, offset=q.offset
+    )
+    return Page[EnvironmentOut](items=[env_out(v) for v in views], total=total)
+
+
+@api.post("/api/v1/environments", body=EnvironmentIn, response=EnvironmentOut, status=202, tags=TAGS, errors=[401, 403, 404, 409, 422])
+async def create_environment(call: Call) -> EnvironmentOut:
+    """Create an environment: placed at once (starting) or waiting in the queue (queued)."""
+    b: EnvironmentIn = call.body
+    view = await call.container.environment_service().create(call.user, CreateRequest(**b.model_dump()))
+    return env_out(view)
+
+
+@api.get(ENV, response=EnvironmentOut, tags=TAGS, errors=[401, 404])
+async def get_environment(call: Call) -> EnvironmentOut:
+    """One environment."""
+    return env_out(await call.container.environment_service().get(call.user, call.path("environment_id")))
+
+
+@api.post(ENV + "/start", body=StartIn, response=EnvironmentOut, status=202, tags=TAGS, errors=OPS + [422])
+async def start_environment(call: Call) -> EnvironmentOut:
+    """Start a stopped environment on the host where its disk lives (or queue for it)."""
+    return env_out(await call.container.environment_service().start(call.user, call.path("environment_id"), gpu=call.body.gpu))
+
+
+@api.post(ENV + "/stop", response=EnvironmentOut, status=202, tags=TAGS, errors=OPS)
+async def stop_environment(call: Call) -> EnvironmentOut:
+    """Stop: GPUs and ports are released, the disk is kept."""
+    return env_out(await call.container.environment_service().stop(call.user, call.path("environment_id")))
+
+
+@api.post(ENV + "/restart", response=EnvironmentOut, status=202, tags=TAGS, errors=OPS)
+async def restart_environment(call: Call) -> EnvironmentOut:
+    """Restart the container of a running environment (disk kept, GPUs kept)."""
+    return env_out(await call.container.environment_service().restart(call.user, call.path("environment_id")))
+
+
+@api.delete(ENV, response=EnvironmentOut, status=202, tags=TAGS, errors=OPS)
+async def delete_environment(call: Call) -> EnvironmentOut:
+    """Delete: container, disk, GPUs and ports — nothing is left."""
+    return env_out(await call.container.environment_service().delete(call.user, call.path("environment_id")))
+
+
+@api.get(ENV + "/events", query=PageQuery, response=Page[EnvironmentEventOut], tags=TAGS, errors=[401, 404, 422])
+async def list_environment_events(call: Call) -> Page[EnvironmentEventOut]:
+    """Timeline of every status change with its reason, oldest first."""
+    events, total = await call.container.environment_service().events(
+        call.user, call.path("environment_id"), limit=call.query.limit, offset=call.query.offset
+    )
+    return Page[EnvironmentEventOut](
+        items=[EnvironmentEventOut(at=e.at, from_status=e.from_status, to_status=e.to_status, reason=e.reason) for e in events],
+        total=total,
+    )
+
+
+@api.get(ENV + "/access", response=AccessOut, tags=TAGS, errors=[401, 404])
+async def get_environment_access(call: Call) -> AccessOut:
+    """How to get in: SSH command and ~/.ssh/config block, JupyterLab URL, terminal websocket."""
+    view = await call.container.environment_service().get(call.user, call.path("environment_id"))
+    e = view.env
+    if e.status.value != "running":
+        return AccessOut(ssh=None, jupyter=None, terminal=None)
+    ports = {p.purpose: p.port for p in view.ports}
+    ssh = None
+    if "ssh" in ports:
+        host = ssh_host(view.host, call.request.url.host or "127.0.0.1")
+        alias = f"remotegpu-{e.name}".replace(" ", "-")
+        ssh = SshAccessOut(
+            host=host, port=ports["ssh"], user="root", command=f"ssh -p {ports['ssh']} root@{host}",
+            config=f"Host {alias}\n    HostName {host}\n    Port {ports['ssh']}\n    User root\n",
+        )
+    return AccessOut(
+        ssh=ssh,
+        jupyter=JupyterAccessOut(url=f"/proxy/environments/{e.id}/jupyter/"),
+        terminal=TerminalAccessOut(path=f"/api/v1/environments/{e.id}/terminal"),
+    )

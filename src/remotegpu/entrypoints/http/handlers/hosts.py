@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from remotegpu.application.fleet.hosts import HostWithUsage
+from remotegpu.domain.fleet.models import HostStatus
+from remotegpu.entrypoints.http.handlers import api
+from remotegpu.entrypoints.http.routing import Call
+from remotegpu.entrypoints.http.schemas.common import Page
+from remotegpu.entrypoints.http.schemas.environments import HostCreatedOut, HostGpuOut, HostIn, HostOut
+
+TAGS = ["hosts"]
+HOST = "/api/v1/hosts/{host_id}"
+
+
+def host_out(item: HostWithUsage) -> HostOut:
+    h = item.host
+    return HostOut(
+        id=h.id, name=h.name, status=h.status, address=h.address, labels=h.labels, cpu_cores=h.cpu_cores,
+        memory_gib=h.memory_gib, disk_gib=h.disk_gib, runtime=h.runtime, runtime_healthy=h.runtime_healthy,
+        fake_gpus=h.fake_gpus, last_heartbeat_at=h.last_heartbeat_at, environments=item.environments,
+        gpus=[
+            HostGpuOut(
+                index=g.index, uuid=g.uuid, model=g.model, memory_mib=g.memory_mib, numa_node=g.numa_node,
+                nvlink_group=g.nvlink_group, healthy=g.healthy, allocated=g.uuid in item.allocated_gpus,
+                utilization=h.gpu_utilization.get(g.uuid),
+            )
+            for g in h.gpus
+        ],
+    )
+
+
+@api.get("/api/v1/hosts", response=Page[HostOut], tags=TAGS, errors=[401, 403])
+async def list_hosts(call: Call) -> Page[HostOut]:
+    """GPU hosts with their GPUs, status and last heartbeat (platform admins)."""
+    items = await call.container.host_service().list(call.user)
+    return Page[HostOut](items=[host_out(i) for i in items], total=len(items))
+
+
+@api.post("/api/v1/hosts", body=HostIn, response=HostCreatedOut, status=201, tags=TAGS, errors=[401, 403, 409, 422])
+async def add_host(call: Call) -> HostCreatedOut:
+    """Add a host; answers the one-time join token for `remotegpu agent --server URL --token TOKEN`."""
+    host, token = await call.container.host_service().add(call.user, call.body.name, address=call.body.address, labels=call.body.labels)
+    out = host_out(HostWithUsage(host, set(), 0))
+    return HostCreatedOut(**out.model_dump(), join_token=token)
+
+
+@api.get(HOST, response=HostOut, tags=TAGS, errors=[401, 403, 404])
+async def get_host(call: Call) -> HostOut:
+    """One host (platform admins)."""
+    return host_out(await call.container.host_service().get(call.user, call.path("host_id")))
+
+
+async def _set(call: Call, status: HostStatus) -> HostOut:
+    svc = call.container.host_service()
+    await svc.set_status(call.user, call.path("host_id"), status)
+    return host_out(await svc.get(call.user, call.path("host_id")))
+
+
+@api.post(HOST + "/cordon", response=HostOut, tags=TAGS, errors=[401, 403, 404, 409])
+async def cordon_host(call: Call) -> HostOut:
+    """Take no new environments; running ones stay."""
+    return await _set(call, HostStatus.CORDONED)
+
+
+@api.post(HOST + "/uncordon", response=HostOut, tags=TAGS, errors=[401, 403, 404, 409])
+async def uncordon_host(call: Call) -> HostOut:
+    """Ready for new environments again."""
+    return await _set(call, HostStatus.READY)
+
+
+@api.post(HOST + "/drain", response=HostOut, tags=TAGS, errors=[401, 403, 404, 409])
+async def drain_host(call: Call) -> HostOut:
+    """Cordon and stop every environment on the host (disks kept)."""
+    return await _set(call, HostStatus.DRAINING)
+
+
+@api.delete(HOST, status=204, tags=TAGS, errors=[401, 403, 404, 409])
+async def remove_host(call: Call) -> None:
+    """Remove an empty host."""
+    await call.container.host_service().remove(call.user, call.path("host_id"))

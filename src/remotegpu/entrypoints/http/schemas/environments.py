@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from remotegpu.domain.environments.models import Desired, EnvStatus
+from remotegpu.domain.fleet.models import HostStatus
+from remotegpu.entrypoints.http.schemas.common import PageQuery, Strict
+
+_ENV_KEY = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+
+class EnvironmentIn(Strict):
+    name: str = Field(min_length=1, max_length=64)
+    workspace_id: str = Field(min_length=1, max_length=64)
+    image: str | None = Field(None, min_length=1, max_length=255, description="default: the platform's base image")
+    gpu_count: int = Field(0, ge=0, le=8)
+    gpu_model: str | None = Field(None, min_length=1, max_length=128)
+    cpu_cores: int = Field(2, ge=1, le=256)
+    memory_gib: int = Field(8, ge=1, le=4096)
+    env: dict[str, str] = Field(default_factory=dict, max_length=64, description="extra environment variables")
+    stop_after_minutes: int | None = Field(None, ge=1, le=60 * 24 * 365)
+    idle_stop_minutes: int | None = Field(None, ge=1, le=60 * 24 * 30)
+    idle_gpu_threshold: int = Field(5, ge=0, le=100)
+    shared: bool = Field(False, description="members of the workspace may access it too")
+
+
+class StartIn(Strict):
+    gpu: bool = Field(True, description="false: start without GPUs (cheap data work)")
+
+
+class EnvironmentListQuery(PageQuery):
+    workspace_id: str | None = Field(None, max_length=64)
+    status: EnvStatus | None = None
+
+
+class GpuOut(BaseModel):
+    index: int
+    uuid: str
+    model: str
+    memory_mib: int
+
+
+class PortOut(BaseModel):
+    purpose: str
+    port: int
+
+
+class EnvironmentOut(BaseModel):
+    id: str
+    name: str
+    workspace_id: str
+    owner_id: str
+    status: EnvStatus
+    desired: Desired
+    status_message: str
+    queue_position: int | None
+    image: str
+    gpu_count: int
+    gpu_model: str | None
+    with_gpu: bool
+    cpu_cores: int
+    memory_gib: int
+    host_id: str | None
+    host_name: str | None
+    gpus: list[GpuOut]
+    ports: list[PortOut]
+    env: dict[str, str]
+    stop_after_minutes: int | None
+    idle_stop_minutes: int | None
+    shared: bool
+    created_at: datetime
+    started_at: datetime | None
+
+
+class EnvironmentEventOut(BaseModel):
+    at: datetime
+    from_status: EnvStatus | None
+    to_status: EnvStatus
+    reason: str
+
+
+class SshAccessOut(BaseModel):
+    host: str
+    port: int
+    user: str
+    command: str
+    config: str
+
+
+class JupyterAccessOut(BaseModel):
+    url: str
+
+
+class TerminalAccessOut(BaseModel):
+    path: str
+
+
+class AccessOut(BaseModel):
+    ssh: SshAccessOut | None
+    jupyter: JupyterAccessOut | None
+    terminal: TerminalAccessOut | None
+
+
+class GpuTypeOut(BaseModel):
+    model: str
+    total: int
+    free: int
+    memory_mib: int
+
+
+class GpuTypeList(BaseModel):
+    items: list[GpuTypeOut]
+    total: int
+
+
+class HostIn(Strict):
+    name: str = Field(min_length=1, max_length=64)
+    address: str = Field("", max_length=255, description="public address users reach SSH ports on")
+    labels: dict[str, str] = Field(default_factory=dict, max_length=32)
+
+
+class HostGpuOut(GpuOut):
+    numa_node: int | None
+    nvlink_group: int | None
+    healthy: bool
+    allocated: bool
+    utilization: int | None
+
+
+class HostOut(BaseModel):
+    id: str
+    name: str
+    status: HostStatus
+    address: str
+    labels: dict[str, str]
+    cpu_cores: int
+    memory_gib: int
+    disk_gib: int
+    runtime: str
+    runtime_healthy: bool
+    fake_gpus: bool
+    last_heartbeat_at: datetime | None
+    gpus: list[HostGpuOut]
+    environments: int
+
+
+class HostCreatedOut(HostOut):
+    join_token: str = Field(description="one-time token for `remotegpu agent --token`; shown only here")
+
+
+class AgentRegisterIn(Strict):
+    join_token: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=64)
+    report: dict
+
+
+class AgentRegisteredOut(BaseModel):
+    host_id: str
+    agent_token: str
+
+
+class AgentReportIn(BaseModel):
+    """A host report (see remotegpu.adapters.fleet.wire); validated there."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class AgentReplyOut(BaseModel):
+    model_config = ConfigDict(extra="allow")

@@ -61,7 +61,9 @@ class Host:
     runtime_healthy: bool = False
     fake_gpus: bool = False  # the inventory is a configured fake: no device passthrough
     gpu_utilization: dict[str, int] = field(default_factory=dict)
-    port_range: tuple[int, int] = (40000, 49999)  # host ports for SSH / Jupyter
+    # Host ports for SSH / Jupyter: below Linux's ephemeral range (32768-60999), where
+    # outgoing connections would otherwise take ports we hand out.
+    port_range: tuple[int, int] = (20000, 29999)
 
 
 # --- fake inventories -------------------------------------------------------------

@@ -20,7 +20,8 @@ from remotegpu.adapters.runtime.select import select_runtime
 from remotegpu.application.fleet.agent import HostAgent
 from remotegpu.application.fleet.agent_protocol import HeartbeatReply, HostReport
 from remotegpu.application.fleet.agent_service import AgentService
-from remotegpu.domain.shared.errors import Conflict
+from remotegpu.application.fleet.ports import AgentTokenRejected
+from remotegpu.domain.shared.errors import Conflict, Unauthenticated
 from remotegpu.entrypoints.containers import Container
 
 log = logging.getLogger("remotegpu.embedded_agent")
@@ -34,7 +35,10 @@ class InProcessAgentLink:
         return await self._service.register(join_token, name, report)
 
     async def heartbeat(self, agent_token: str, report: HostReport) -> HeartbeatReply:
-        return await self._service.heartbeat(agent_token, report)
+        try:
+            return await self._service.heartbeat(agent_token, report)
+        except Unauthenticated as exc:  # what HttpAgentLink raises for a 401, so the agent re-registers
+            raise AgentTokenRejected(exc.message, status=401, code=exc.code) from None
 
 
 async def build_embedded_agent(container: Container) -> HostAgent:

@@ -79,7 +79,9 @@ class AgentService:
             desired: list[DesiredEnvironment] = []
             freed = came_back
             for env in await uow.environments.list_for_host(host.id):
-                freed |= self._observe(env, observed.get(env.id), came_back)
+                # An agent whose runtime did not answer saw nothing: keep statuses as they are.
+                if report.runtime_healthy:
+                    freed |= self._observe(env, observed.get(env.id), came_back)
                 if env.status in (EnvStatus.FAILED,) and env.desired is Desired.RUNNING:
                     env.desired = Desired.STOPPED
                     await uow.allocations.release(env.id)

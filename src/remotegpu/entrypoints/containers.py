@@ -173,7 +173,8 @@ def build_container(settings: Settings, *, persistence: str = "sql") -> Containe
 async def close_container(container: Container) -> None:
     """Dispose what the container opened (engine, Redis client)."""
     cfg = container.config()
-    if cfg["persistence"] == "sql" and container.engine.initialized:
+    # Both are lazy (no connection until first use), so asking for them here is cheap.
+    if cfg["persistence"] == "sql":
         await container.engine().dispose()
-    if cfg["redis_url"] and container.redis.initialized:
+    if cfg["redis_url"]:
         await container.redis().aclose()

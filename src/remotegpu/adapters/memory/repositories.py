@@ -356,7 +356,7 @@ class InMemoryAllocationRepository(_Repository):
             self._tx.insert("host_ports", (p.environment_id, p.host_id, p.port), p)
 
     async def gpus(self) -> list[GpuAllocation]:
-        return sorted(self._find("gpu_allocations", lambda a: True), key=lambda a: (a.environment_id, a.gpu_uuid))
+        return self._find("gpu_allocations", lambda a: True)  # unordered, as in SQL
 
     async def gpus_of(self, env_id: str) -> list[GpuAllocation]:
         return sorted(self._find("gpu_allocations", lambda a: a.environment_id == env_id), key=lambda a: a.gpu_uuid)

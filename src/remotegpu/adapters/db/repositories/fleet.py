@@ -8,6 +8,7 @@ from typing import Any, Iterable
 from sqlalchemy import delete, insert, or_, select, update
 
 from remotegpu.adapters.db.repositories._base import SqlRepository
+from remotegpu.adapters.db.repositories.environments import insert_rows
 from remotegpu.adapters.db.tables import host_gpus, hosts
 from remotegpu.domain.fleet.models import Gpu, Host, HostStatus
 
@@ -98,9 +99,7 @@ class SqlHostRepository(SqlRepository):
         return _host(row, [_gpu(r) for r in await self._session.execute(query)])
 
     async def _insert_gpus(self, host: Host) -> None:
-        rows = _gpu_rows(host.id, host.gpus)
-        if rows:
-            await self._execute(insert(host_gpus).values(rows))
+        await insert_rows(self, host_gpus, _gpu_rows(host.id, host.gpus))
 
 
 def _gpu_rows(host_id: str, gpus: Iterable[Gpu]) -> list[dict[str, Any]]:

@@ -82,7 +82,9 @@ class SqlUnitOfWork:
 
         PostgreSQL: ``pg_advisory_xact_lock`` — across every server process, freed by
         the database when the transaction ends. SQLite (one process): an asyncio lock
-        per event loop, released by this unit of work when its transaction ends.
+        per event loop, released by this unit of work when its transaction ends. Call it
+        first, before any write: on SQLite a writer waiting for this lock while holding
+        the database's write lock would stall the holder (until busy_timeout).
         """
         session = self._active()
         if session.get_bind().dialect.name == "postgresql":

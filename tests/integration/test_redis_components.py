@@ -60,15 +60,16 @@ async def test_invalidation_reaches_other_replicas(redis):
 def test_worker_runs_housekeeping_from_the_queue(tmp_path):
     """`remotegpu worker` consumes a task enqueued by the server side and runs the use case."""
     url = redis_url()
+    namespace = f"test-{uuid.uuid4().hex[:8]}"  # concurrent runs on one Redis never see each other's tasks
     db = f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"
     env = {**os.environ, "REMOTEGPU_DATABASE_URL": db, "REMOTEGPU_REDIS_URL": url, "REMOTEGPU_DATA_DIR": str(tmp_path),
-           "REMOTEGPU_SECRET_KEY": "k" * 40, "REMOTEGPU_MAINTENANCE_INTERVAL_SECONDS": "3600", "REMOTEGPU_LOG_LEVEL": "WARNING"}
+           "REMOTEGPU_SECRET_KEY": "k" * 40, "REMOTEGPU_REDIS_NAMESPACE": namespace, "REMOTEGPU_MAINTENANCE_INTERVAL_SECONDS": "3600", "REMOTEGPU_LOG_LEVEL": "WARNING"}
     subprocess.run([sys.executable, "-m", "remotegpu.entrypoints.cli", "migrate"], env=env, check=True, capture_output=True)
 
     from remotegpu.entrypoints.config import load_settings
     from remotegpu.entrypoints.containers import build_container, close_container
 
-    settings = load_settings(database_url=db, redis_url=url, data_dir=tmp_path, secret_key="k" * 40, password_hash_profile="fast")
+    settings = load_settings(database_url=db, redis_url=url, redis_namespace=namespace, data_dir=tmp_path, secret_key="k" * 40, password_hash_profile="fast")
 
     async def seed() -> str:
         container = build_container(settings)
@@ -90,7 +91,6 @@ def test_worker_runs_housekeeping_from_the_queue(tmp_path):
         await close_container(container)
         return 0 if found is None else 1
 
-    asyncio.run(Redis.from_url(url).flushdb())
     asyncio.run(seed())
     worker = subprocess.Popen([sys.executable, "-m", "remotegpu.entrypoints.cli", "worker", "--threads", "1"], env=env)
     try:

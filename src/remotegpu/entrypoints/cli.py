@@ -77,11 +77,11 @@ async def _schedule_periodic(settings, child: subprocess.Popen) -> None:
     from remotegpu.entrypoints.worker import TASK_NAMES
 
     redis = Redis.from_url(settings.redis_url)
-    queue = DramatiqTaskQueue(make_broker(settings.redis_url))
+    queue = DramatiqTaskQueue(make_broker(settings.redis_url, settings.redis_namespace))
     interval = settings.maintenance_interval_seconds
     try:
         while child.poll() is None:
-            if await redis.set("rgpu:scheduler:maintenance", os.getpid(), nx=True, ex=interval):
+            if await redis.set(f"{settings.redis_namespace}:scheduler:maintenance", os.getpid(), nx=True, ex=interval):
                 for name in TASK_NAMES:
                     await queue.enqueue(name)
             await asyncio.sleep(min(interval, 5))

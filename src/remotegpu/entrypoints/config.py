@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     database_url: str | None = None  # default: SQLite file in data_dir
     redis_url: str | None = None  # set → Dramatiq queue, Redis rate limits
+    redis_namespace: str = "remotegpu"  # key prefix, so several platforms can share a Redis
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=1, le=65535)
     secret_key: str | None = None  # default: generated once, kept in data_dir

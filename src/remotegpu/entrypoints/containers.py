@@ -99,13 +99,13 @@ class Container(containers.DeclarativeContainer):
     rate_limiter = providers.Selector(
         config.ratelimit,
         memory=providers.Singleton(InMemoryRateLimiter),
-        redis=providers.Singleton(RedisRateLimiter, redis),
+        redis=providers.Singleton(lambda r, ns: RedisRateLimiter(r, prefix=f"{ns}:rl:"), redis, config.redis_namespace),
     )
 
     user_cache = providers.Selector(
         config.ratelimit,
         memory=providers.Singleton(LocalUserCache),
-        redis=providers.Singleton(RedisBroadcastUserCache, redis),
+        redis=providers.Singleton(lambda r, ns: RedisBroadcastUserCache(r, channel=f"{ns}:user-invalidations"), redis, config.redis_namespace),
     )
 
     # --- use cases -----------------------------------------------------------------
@@ -141,7 +141,9 @@ class Container(containers.DeclarativeContainer):
     task_queue = providers.Selector(
         config.queue,
         inline=providers.Singleton(InlineTaskQueue, task_handlers),
-        dramatiq=providers.Singleton(DramatiqTaskQueue, providers.Singleton(make_broker, config.redis_url)),
+        dramatiq=providers.Singleton(
+            DramatiqTaskQueue, providers.Singleton(make_broker, config.redis_url, config.redis_namespace)
+        ),
     )
 
 
@@ -152,6 +154,7 @@ def build_container(settings: Settings, *, persistence: str = "sql") -> Containe
             "persistence": persistence,
             "database_url": settings.effective_database_url,
             "redis_url": settings.redis_url,
+            "redis_namespace": settings.redis_namespace,
             "ratelimit": "redis" if settings.redis_url else "memory",
             "queue": "dramatiq" if settings.redis_url else "inline",
             "secret_key": settings.effective_secret_key(),

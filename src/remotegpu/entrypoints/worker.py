@@ -17,7 +17,7 @@ TASK_NAMES = ("identity.purge_expired_refresh_tokens", "identity.purge_old_audit
 _settings = load_settings_or_exit()
 if not _settings.redis_url:
     raise SystemExit("remotegpu worker: REMOTEGPU_REDIS_URL is required (embedded mode runs tasks in-process)")
-dramatiq.set_broker(make_broker(_settings.redis_url))
+dramatiq.set_broker(make_broker(_settings.redis_url, _settings.redis_namespace))
 _container: Container | None = None
 
 

@@ -53,8 +53,9 @@ class LocalUserCache:
 
 
 class RedisBroadcastUserCache:
-    def __init__(self, redis: Redis, ttl_seconds: float = 5.0):
+    def __init__(self, redis: Redis, ttl_seconds: float = 5.0, channel: str = CHANNEL):
         self._redis = redis
+        self._channel = channel
         self._local = LocalUserCache(ttl_seconds=ttl_seconds)
 
     def get(self, user_id: str) -> User | None:
@@ -65,14 +66,14 @@ class RedisBroadcastUserCache:
 
     async def invalidate(self, user_id: str) -> None:
         self._local.evict(user_id)
-        await self._redis.publish(CHANNEL, user_id)
+        await self._redis.publish(self._channel, user_id)
 
     async def listen(self) -> None:
         """Evict users other replicas changed; runs for the life of the server."""
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(self._channel)
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             self._local.evict(message["data"].decode())

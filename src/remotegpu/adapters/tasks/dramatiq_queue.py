@@ -9,10 +9,11 @@ from dramatiq.brokers.redis import RedisBroker
 QUEUE_NAME = "remotegpu"
 
 
-def make_broker(redis_url: str) -> RedisBroker:
+def make_broker(redis_url: str, namespace: str = "remotegpu") -> RedisBroker:
+    """``namespace`` prefixes every Redis key, so platforms (or test runs) can share one Redis."""
     from dramatiq.middleware import AsyncIO
 
-    broker = RedisBroker(url=redis_url)
+    broker = RedisBroker(url=redis_url, namespace=f"{namespace}:dramatiq")
     broker.add_middleware(AsyncIO())
     return broker
 

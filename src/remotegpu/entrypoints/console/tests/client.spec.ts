@@ -7,9 +7,9 @@ const i18n = makeI18n('en')
 const tr = (key: string, params?: Record<string, unknown>) => translate(key, params, i18n)
 
 describe('API client', () => {
-  let notify: ReturnType<typeof vi.fn>
+  let notify: ReturnType<typeof vi.fn<(message: string) => void>>
   beforeEach(() => {
-    notify = vi.fn()
+    notify = vi.fn<(message: string) => void>()
     configureClient({ auth: null, notify, translate: tr })
   })
 
@@ -18,7 +18,7 @@ describe('API client', () => {
       json(409, { error: { code: 'quota_exceeded', message: 'workspace quota exceeded for gpus', details: { violations: [{ resource: 'gpus', limit: 2, used: 2, requested: 1 }] } } }, { 'X-Request-ID': 'abc' }),
     )
     configureClient({ fetch })
-    const err = await http.post('/api/v1/environments', {}).catch((e) => e)
+    const err = (await http.post('/api/v1/environments', {}).catch((e) => e)) as ApiError
     expect(err).toBeInstanceOf(ApiError)
     expect(err.status).toBe(409)
     expect(err.code).toBe('quota_exceeded')
@@ -48,7 +48,7 @@ describe('API client', () => {
 
   it('maps a network failure to network_error', async () => {
     configureClient({ fetch: (() => Promise.reject(new TypeError('Failed to fetch'))) as unknown as typeof fetch })
-    const err = await http.get('/api/v1/users/me').catch((e) => e)
+    const err = (await http.get('/api/v1/users/me').catch((e) => e)) as ApiError
     expect(err.code).toBe('network_error')
     expect(err.status).toBe(0)
     expect(notify).toHaveBeenCalledWith('The server cannot be reached. Check your connection.')
@@ -57,14 +57,14 @@ describe('API client', () => {
   it('keeps quiet for the statuses the caller handles, and detects a missing route', async () => {
     const { fetch } = fakeFetch(() => json(404, { error: { code: 'not_found', message: 'no such resource', details: {} } }))
     configureClient({ fetch })
-    const err = await http.get('/api/v1/gpu-types', { quiet: [404] }).catch((e) => e)
+    const err = (await http.get('/api/v1/gpu-types', { quiet: [404] }).catch((e) => e)) as ApiError
     expect(err.isMissingRoute).toBe(true)
     expect(notify).not.toHaveBeenCalled()
   })
 
   it('handles a non-JSON error body', async () => {
     configureClient({ fetch: (async () => new Response('<html>bad gateway</html>', { status: 502, statusText: 'Bad Gateway' })) as typeof fetch })
-    const err = await http.get('/api/v1/x').catch((e) => e)
+    const err = (await http.get('/api/v1/x').catch((e) => e)) as ApiError
     expect(err.status).toBe(502)
     expect(err.code).toBe('http_502')
     expect(notify).toHaveBeenCalledWith('Bad Gateway')
@@ -104,7 +104,7 @@ describe('API client', () => {
 
     token = 'old'
     refresh.mockImplementation(async () => false)
-    const err = await http.get('/api/v1/users/me').catch((e) => e)
+    const err = (await http.get('/api/v1/users/me').catch((e) => e)) as ApiError
     expect(err.status).toBe(401)
     expect(onAuthLost).toHaveBeenCalledTimes(1)
     expect(notify).toHaveBeenCalledWith('Your session has ended; please log in again.')

@@ -1,7 +1,7 @@
 /** Typed endpoint functions over the client. */
 import { http, type RequestOptions } from './client'
 import type {
-  ApiToken, ApiTokenCreated, AuditEvent, EnvAccess, EnvEvent, Environment, EnvironmentCreate, GpuType, Host,
+  ApiToken, ApiTokenCreated, AuditEvent, EnvAccess, EnvEvent, Environment, EnvironmentCreate, GpuType, Host, HostCreated,
   Invite, Member, Page, Quota, Role, SshKey, TokenPair, User, Workspace,
 } from './types'
 
@@ -61,6 +61,7 @@ export const adminApi = {
     http.get<Page<AuditEvent>>('/api/v1/audit-events', { query: q }),
   createInvite: (valid_days: number) => http.post<Invite>('/api/v1/invites', { valid_days }),
   hosts: (opts?: RequestOptions) => http.get<Page<Host>>('/api/v1/hosts', { query: { limit: 200 }, ...opts }),
+  createHost: (name: string, address: string) => http.post<HostCreated>('/api/v1/hosts', { name, address: address || undefined }),
   hostAction: (id: string, action: 'cordon' | 'uncordon' | 'drain') => http.post<Host>(`/api/v1/hosts/${enc(id)}/${action}`),
 }
 

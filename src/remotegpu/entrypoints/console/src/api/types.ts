@@ -142,6 +142,10 @@ export interface Environment {
   created_at: string
   status_message: string | null
   stop_after_minutes?: number | null
+  host_name?: string | null
+  with_gpu?: boolean
+  desired?: 'running' | 'stopped' | 'deleted'
+  started_at?: string | null
 }
 
 export interface EnvironmentCreate {
@@ -169,15 +173,37 @@ export interface EnvAccess {
   terminal?: { path: string } | null
 }
 
+export interface HostGpu {
+  index: number
+  uuid: string
+  model: string
+  memory_mib?: number
+  healthy?: boolean
+  allocated?: boolean
+  utilization?: number | null
+  numa_node?: number | null
+  nvlink_group?: number | null
+}
+
 export interface Host {
   id: string
   name: string
-  status: string
+  status: 'ready' | 'cordoned' | 'draining' | 'offline' | string
   address: string
   last_heartbeat_at: string | null
-  gpus: Array<{ index: number; uuid: string; model: string; memory_mib?: number; allocated_to?: string | null; environment_id?: string | null }>
+  gpus: HostGpu[]
   cpu_cores: number
   memory_gib: number
+  disk_gib?: number
+  runtime?: string
+  runtime_healthy?: boolean
+  fake_gpus?: boolean
+  environments?: number
+  labels?: Record<string, string>
+}
+
+export interface HostCreated extends Host {
+  join_token: string
 }
 
 export interface StreamEvent {

@@ -97,7 +97,7 @@ export default {
   },
   admin: {
     hosts: 'Hosts', users: 'Users', quotas: 'Workspace quotas', audit: 'Audit log',
-    host: { address: 'Address', heartbeat: 'Last heartbeat', gpus: 'GPUs', cordon: 'Cordon', uncordon: 'Uncordon', drain: 'Drain',
+    host: { add: 'Add host', joinTitle: 'Join the host', joinHint: 'Run this on the GPU host. The token is shown only once.', runtime: 'Runtime', envCount: '{n} environments', address: 'Address', heartbeat: 'Last heartbeat', gpus: 'GPUs', cordon: 'Cordon', uncordon: 'Uncordon', drain: 'Drain',
       confirmCordon: 'Cordon {name}? No new environments are placed on it.', confirmUncordon: 'Uncordon {name}?',
       confirmDrain: 'Drain {name}? Its environments are stopped and no new ones are placed.', model: 'Model', index: 'Index', uuid: 'UUID', allocated: 'Allocated to', noHosts: 'No hosts registered.' },
     user: { active: 'Active', disabled: 'Disabled', isAdmin: 'Admin', disable: 'Disable', enable: 'Enable', promote: 'Make admin',

@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint-imports image bench clean
+CONSOLE := src/remotegpu/entrypoints/console
+CONSOLE_DEPS := $(CONSOLE)/node_modules/.installed
+
+.PHONY: run test install lint-imports image bench clean console console-test
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,8 +17,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The web console (Vue 3): npm ci from the committed lockfile, then a Vite build into dist/.
+$(CONSOLE_DEPS): $(CONSOLE)/package-lock.json
+	cd $(CONSOLE) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+console: $(CONSOLE_DEPS)
+	cd $(CONSOLE) && npm run build --silent
+
+console-test: $(CONSOLE_DEPS)
+	cd $(CONSOLE) && npm test --silent
+
 # Starts the platform on embedded defaults (SQLite, in-process queue, local agent).
-run: install
+run: install console
 	-@./deploy/images/build-base.sh --if-docker
 	$(BIN)/remotegpu migrate
 	$(BIN)/remotegpu serve
@@ -23,7 +37,7 @@ run: install
 lint-imports: install
 	$(BIN)/lint-imports
 
-test: install lint-imports
+test: install lint-imports console-test console
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # Builds the environment base image locally (debootstrap + docker import, no registry).

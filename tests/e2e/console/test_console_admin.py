@@ -1,0 +1,72 @@
+"""Admin pages: hidden from and closed to non-admins; an admin sees users, audit, quotas, hosts."""
+
+from __future__ import annotations
+
+from playwright.sync_api import expect
+
+
+def test_non_admin_cannot_reach_admin_pages(page, ui):
+    name = ui.user("pleb")
+    ui.login(page, name)
+    expect(page.get_by_test_id("nav-workspaces")).to_be_visible()
+    expect(page.get_by_test_id("nav-admin")).to_have_count(0)
+    for path in ("/admin/users", "/admin/hosts", "/admin/audit", "/admin/quotas", "/admin"):
+        page.goto(path)
+        page.wait_for_url("**/environments")
+    expect(page.locator(".el-message--warning")).to_contain_text("platform admins")
+    expect(page.get_by_test_id("users-table")).to_have_count(0)
+
+
+def test_admin_sees_users_and_admin_pages(page, ui):
+    other = ui.user("member")
+    ui.login(page, "admin", "admin-password-123")
+    expect(page.get_by_test_id("nav-admin")).to_be_visible()
+    page.get_by_test_id("nav-admin").click()
+    page.get_by_test_id("nav-admin-users").click()
+    page.wait_for_url("**/admin/users")
+    table = page.get_by_test_id("users-table")
+    expect(table).to_contain_text("admin")
+    expect(table).to_contain_text(other)
+    ui.shot(page, "admin-users")
+
+    page.get_by_test_id("users-search").fill(other)
+    page.get_by_test_id("users-search").press("Enter")
+    expect(table.locator(".el-table__row")).to_have_count(1)
+    table.get_by_role("button", name="Disable").click()
+    ui.confirm(page)
+    expect(table).to_contain_text("Disabled")
+    table.get_by_role("button", name="Enable").click()
+    expect(table).to_contain_text("Active")
+
+    page.goto("/admin/audit")
+    expect(page.get_by_test_id("audit-table")).to_contain_text("login")
+    ui.shot(page, "admin-audit")
+
+    page.goto("/admin/quotas")
+    page.get_by_test_id("quota-workspace").click()
+    page.locator(".el-select-dropdown__item").first.click()
+    page.get_by_test_id("quota-max_gpus").locator("input").fill("4") if page.get_by_test_id("quota-max_gpus").locator("input").count() else page.get_by_test_id("quota-max_gpus").fill("4")
+    page.get_by_test_id("quota-save").click()
+    expect(page.locator(".el-message--success")).to_be_visible()
+    expect(page.get_by_test_id("usage-gpus")).to_contain_text("/ 4")
+    ui.shot(page, "admin-quotas")
+
+    page.goto("/admin/hosts")
+    expect(page.locator("[data-testid=hosts-table], [data-testid=not-available]").first).to_be_visible()
+    ui.shot(page, "admin-hosts")
+
+
+def test_workspaces_page_shows_members_and_quota(page, ui):
+    owner = ui.user("owner")
+    friend = ui.user("friend")
+    ui.login(page, owner)
+    page.get_by_test_id("nav-workspaces").click()
+    page.get_by_test_id("ws-new-name").fill("Vision team")
+    page.get_by_test_id("ws-create").click()
+    members = page.get_by_test_id("ws-members")
+    expect(members).to_contain_text(owner)
+    page.get_by_test_id("ws-member-username").fill(friend)
+    page.get_by_test_id("ws-member-add").click()
+    expect(members).to_contain_text(friend)
+    expect(page.get_by_test_id("usage-gpus")).to_be_visible()
+    ui.shot(page, "workspaces")

@@ -1,0 +1,62 @@
+"""The platform serves the built console: caching headers and history-mode fallback."""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.request
+
+
+def get(url: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
+
+
+def test_index_assets_and_history_fallback(server):
+    status, headers, body = get(server.url + "/")
+    assert status == 200
+    assert headers["cache-control"] == "no-cache"
+    assert b'<div id="app">' in body
+    asset = re.search(rb'src="(/assets/[^"]+\.js)"', body).group(1).decode()
+
+    status, headers, _ = get(server.url + asset)
+    assert status == 200
+    assert headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert "javascript" in headers["content-type"]
+
+    for path in ("/environments/123", "/admin/users", "/account?tab=keys"):
+        status, headers, page = get(server.url + path)
+        assert status == 200 and page == body and headers["cache-control"] == "no-cache", path
+
+    status, headers, _ = get(server.url + "/favicon.svg")
+    assert status == 200 and headers["content-type"].startswith("image/svg")
+
+
+def test_api_proxy_and_ops_paths_are_not_swallowed(server):
+    for path in ("/api/v1/no-such-thing", "/api/nope", "/proxy/environments/x/jupyter/"):
+        status, headers, body = get(server.url + path)
+        assert status == 404, path
+        assert headers["content-type"].startswith("application/json"), path
+        assert b'"error"' in body
+    assert get(server.url + "/assets/does-not-exist.js")[0] == 404
+    assert get(server.url + "/assets/..%2f..%2findex.html")[0] == 404
+    status, _, body = get(server.url + "/healthz")
+    assert status == 200 and b"ok" in body
+
+
+async def test_a_server_without_a_built_console_says_how_to_build_it(aiohttp_client, tmp_path):
+    from aiohttp import web
+
+    from remotegpu.entrypoints.http import console
+
+    app = web.Application()
+    console.install(app, tmp_path / "missing-dist")
+    client = await aiohttp_client(app)
+    for path in ("/", "/environments"):
+        resp = await client.get(path)
+        assert resp.status == 200
+        assert "npm run build" in await resp.text()
+    assert (await client.get("/api/v1/x")).status == 404

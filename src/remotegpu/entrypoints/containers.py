@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from dependency_injector import containers, providers
 
+from remotegpu.adapters.access.direct_ssh import DirectSshGateway
 from remotegpu.adapters.cache.user_cache import LocalUserCache, RedisBroadcastUserCache
 from remotegpu.adapters.memory.store import InMemoryStore
 from remotegpu.adapters.memory.uow import InMemoryUnitOfWork
@@ -26,6 +27,7 @@ from remotegpu.application.identity.auth import AuthService, AuthSettings
 from remotegpu.application.identity.maintenance import Maintenance
 from remotegpu.application.shared.clock import SystemClock
 from remotegpu.application.environments.autostop import AutoStop
+from remotegpu.application.environments.entry import EnvironmentEntry
 from remotegpu.application.environments.service import EnvironmentService
 from remotegpu.application.fleet.agent_service import AgentService
 from remotegpu.application.fleet.hosts import HostService
@@ -131,10 +133,13 @@ class Container(containers.DeclarativeContainer):
 
     environment_service = providers.Singleton(EnvironmentService, uow=uow.provider, clock=clock, default_image=config.base_image)
     host_service = providers.Singleton(HostService, uow=uow.provider, clock=clock, environments=environment_service)
+    access_gateway = providers.Singleton(DirectSshGateway)
     agent_service = providers.Singleton(
-        AgentService, uow=uow.provider, clock=clock, environments=environment_service, heartbeat_seconds=config.heartbeat_seconds
+        AgentService, uow=uow.provider, clock=clock, environments=environment_service, heartbeat_seconds=config.heartbeat_seconds,
+        gateway=access_gateway,
     )
     autostop = providers.Singleton(AutoStop, uow=uow.provider, clock=clock, environments=environment_service)
+    environment_entry = providers.Singleton(EnvironmentEntry, uow=uow.provider, autostop=autostop, gateway=access_gateway)
 
     # --- background work -----------------------------------------------------------
     task_handlers = providers.Singleton(_task_handlers, maintenance)

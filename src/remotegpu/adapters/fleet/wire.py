@@ -98,6 +98,7 @@ def spec_to_dict(spec: RuntimeSpec) -> dict[str, Any]:
         "env": dict(spec.env),
         "ports": {str(container): host for container, host in spec.ports.items()},
         "labels": dict(spec.labels),
+        "private_ports": sorted(spec.private_ports),
     }
 
 
@@ -107,6 +108,7 @@ def desired_to_dict(desired: DesiredEnvironment) -> dict[str, Any]:
         "desired": desired.desired,
         "generation": desired.generation,
         "spec": None if desired.spec is None else spec_to_dict(desired.spec),
+        "authorized_keys": None if desired.authorized_keys is None else list(desired.authorized_keys),
     }
 
 
@@ -281,6 +283,7 @@ def spec_from_dict(data: Any, path: str = "spec") -> RuntimeSpec:
     ports = {
         _port(c, f"{path}.ports key {c!r}"): _port(h, f"{path}.ports[{c!r}]") for c, h in r.mapping("ports", {}).items()
     }
+    private = frozenset(_port(p, f"{path}.private_ports[{i}]") for i, p in enumerate(r.array("private_ports", [])))
     return RuntimeSpec(
         env_id=r.text("env_id", non_empty=True),
         image=r.text("image", non_empty=True),
@@ -292,6 +295,7 @@ def spec_from_dict(data: Any, path: str = "spec") -> RuntimeSpec:
         env=r.str_map("env"),
         ports=ports,
         labels=r.str_map("labels"),
+        private_ports=private,
     )
 
 
@@ -307,7 +311,17 @@ def desired_from_dict(data: Any, path: str = "desired") -> DesiredEnvironment:
         raise ValueError(f"{path}.spec: required when desired is 'running'")
     if spec is not None and spec.env_id != env_id:
         raise ValueError(f"{path}.spec.env_id: {spec.env_id!r} does not match env_id {env_id!r}")
-    return DesiredEnvironment(env_id=env_id, desired=desired, generation=r.integer("generation", 0, minimum=0), spec=spec)
+    raw_keys = r._get("authorized_keys", None)
+    keys = None
+    if raw_keys is not None:
+        keys = r.array("authorized_keys")
+        for i, key in enumerate(keys):
+            if not isinstance(key, str) or "\n" in key:
+                raise ValueError(f"{path}.authorized_keys[{i}]: expected a one-line string")
+    return DesiredEnvironment(
+        env_id=env_id, desired=desired, generation=r.integer("generation", 0, minimum=0), spec=spec,
+        authorized_keys=None if keys is None else list(keys),
+    )
 
 
 def reply_from_dict(data: Any, path: str = "reply") -> HeartbeatReply:

@@ -64,12 +64,14 @@ class DockerRuntime:
         *,
         scope: str = "default",
         bind_address: str = "0.0.0.0",
+        private_bind_address: str = "127.0.0.1",
         stop_timeout: int = 5,
         pull_missing: bool = True,
     ) -> None:
         self._client = client or docker.from_env()
         self._scope = scope
         self._bind_address = bind_address
+        self._private_bind_address = private_bind_address
         self._stop_timeout = stop_timeout
         self._pull_missing = pull_missing
         self._locks: dict[str, asyncio.Lock] = {}
@@ -162,7 +164,7 @@ class DockerRuntime:
             nano_cpus=int(spec.cpu_cores * 1e9),
             mem_limit=int(spec.memory_gib * 1024**3),
             volumes={self.volume_name(spec.env_id): {"bind": WORKSPACE_PATH, "mode": "rw"}},
-            ports={f"{c}/tcp": (self._bind_address, h) for c, h in spec.ports.items()},
+            ports={f"{c}/tcp": (self._bind_for(c, spec), h) for c, h in spec.ports.items()},
             device_requests=device_requests,
             init=False,
             detach=True,
@@ -181,6 +183,9 @@ class DockerRuntime:
             if container is None:
                 raise
             return container
+
+    def _bind_for(self, container_port: int, spec: RuntimeSpec) -> str:
+        return self._private_bind_address if container_port in spec.private_ports else self._bind_address
 
     def _stop(self, env_id: str) -> None:
         container = self._container(env_id)
@@ -285,6 +290,8 @@ def _spec_hash(spec: RuntimeSpec) -> str:
         "ports": {str(c): h for c, h in sorted(spec.ports.items())},
         "labels": dict(sorted(spec.labels.items())),
     }
+    if spec.private_ports:  # only when set, so older containers keep their hash
+        fields["private"] = sorted(spec.private_ports)
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -281,6 +281,9 @@ def _check_env_id(env_id: str) -> None:
 def _spec_to_json(spec: RuntimeSpec) -> dict[str, Any]:
     data = asdict(spec)
     data["ports"] = {str(c): h for c, h in spec.ports.items()}
+    private = data.pop("private_ports")
+    if private:  # processes share the host's network: nothing to bind differently
+        data["private_ports"] = sorted(private)
     return data
 
 

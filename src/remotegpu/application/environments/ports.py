@@ -29,6 +29,9 @@ class RuntimeSpec:
     """What one environment should look like on this host.
 
     ``ports`` maps a container port to the host port allocated for it (``{22: 40022}``).
+    ``private_ports`` names those of ``ports`` that only the platform may reach (Jupyter,
+    behind the platform's authenticated proxy): a runtime publishes them on a private
+    address (loopback for the embedded host) instead of a public one.
     ``gpu_uuids``/``gpu_indices`` name the same GPUs two ways: real devices are bound by
     UUID; with ``fake_gpus`` nothing is bound and the indices are only advertised through
     ``CUDA_VISIBLE_DEVICES``/``NVIDIA_VISIBLE_DEVICES`` (machines without GPUs).
@@ -44,6 +47,7 @@ class RuntimeSpec:
     env: dict[str, str] = field(default_factory=dict)
     ports: dict[int, int] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    private_ports: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)

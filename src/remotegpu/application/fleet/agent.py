@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from remotegpu.application.environments.ports import EnvironmentRuntime, RuntimeState
+from remotegpu.application.environments.ports import EnvironmentRuntime, RuntimeState, RuntimeWithExec
 from remotegpu.application.fleet.agent_protocol import (
     DEFAULT_HEARTBEAT_SECONDS,
     DesiredEnvironment,
@@ -108,6 +108,8 @@ class HostAgent:
         self._sleep = sleep
         self._actions = asyncio.Semaphore(max_concurrent_actions)
         self._failures: dict[str, _Failure] = {}
+        # env_id → (container id, keys) last written to its authorized_keys.
+        self._keys_written: dict[str, tuple[str | None, tuple[str, ...]]] = {}
         self._host_id: str | None = None
         self._token: str | None = None
         self._reregistered = False
@@ -184,7 +186,7 @@ class HostAgent:
             return False
         desired = {d.env_id: d for d in reply.desired}
         before = dict(self._failures)
-        jobs = [self._guarded(d.env_id, d.generation, self._converge(d, states.get(d.env_id))) for d in desired.values()]
+        jobs = [self._guarded(d.env_id, d.generation, self._converge_and_sync(d, states.get(d.env_id))) for d in desired.values()]
         jobs += [self._guarded(env_id, None, self._remove_orphan(env_id)) for env_id in states if env_id not in desired]
         results = await asyncio.gather(*jobs)
         # Failures of environments the server no longer mentions and the runtime no
@@ -192,6 +194,9 @@ class HostAgent:
         for env_id in list(self._failures):
             if env_id not in desired and env_id not in states:
                 del self._failures[env_id]
+        for env_id in list(self._keys_written):
+            if env_id not in desired or desired[env_id].desired != "running":
+                del self._keys_written[env_id]
         return any(results) or self._failures != before
 
     async def _guarded(self, env_id: str, generation: int | None, action: Awaitable[bool]) -> bool:
@@ -205,6 +210,35 @@ class HostAgent:
                 return False  # a new or different failure shows in ``self._failures != before``
         self._failures.pop(env_id, None)
         return changed
+
+    async def _converge_and_sync(self, want: DesiredEnvironment, seen: RuntimeState | None) -> bool:
+        changed = await self._converge(want, seen)
+        if want.desired == "running" and want.authorized_keys is not None:
+            await self._sync_keys(want.env_id, want.authorized_keys, None if changed else seen)
+        return changed
+
+    async def _sync_keys(self, env_id: str, keys: list[str], seen: RuntimeState | None) -> None:
+        """Write ``keys`` into the running environment's authorized_keys when they (or
+        its container) changed since the last write. A failure is logged and retried on
+        the next beat; it never fails the environment."""
+        if not isinstance(self.runtime, RuntimeWithExec):
+            return
+        try:
+            if seen is None:
+                seen = await self.runtime.inspect(env_id)
+            if seen is None or seen.status != "running":
+                return
+            wanted = (seen.container_id, tuple(keys))
+            if self._keys_written.get(env_id) == wanted:
+                return
+            code, output = await self.runtime.exec(env_id, authorized_keys_command(keys))
+            if code != 0:
+                raise RuntimeError(f"exit code {code}: {output.strip()[:300]}")
+            self._keys_written[env_id] = wanted
+            log.info("environment %s: %d authorized key(s) installed", env_id, len(keys), extra={"env_id": env_id})
+        except Exception as exc:  # noqa: BLE001 - retried next beat
+            self._keys_written.pop(env_id, None)
+            log.warning("environment %s: could not install authorized keys: %s", env_id, exc, extra={"env_id": env_id})
 
     async def _converge(self, want: DesiredEnvironment, seen: RuntimeState | None) -> bool:
         if want.desired == "running":
@@ -311,6 +345,24 @@ class HostAgent:
             await asyncio.wait_for(stop.wait(), timeout=seconds)
         except asyncio.TimeoutError:
             pass
+
+
+AUTHORIZED_KEYS_BEGIN = "# >>> remotegpu managed keys (changes here are overwritten)"
+AUTHORIZED_KEYS_END = "# <<< remotegpu managed keys"
+
+# Replaces the managed block of /root/.ssh/authorized_keys atomically, keeping lines a
+# user added outside it; POSIX sh + sed, so it works in any image. The keys come in $1.
+_AUTHORIZED_KEYS_SCRIPT = (
+    'set -e; d=/root/.ssh; f="$d/authorized_keys"; mkdir -p "$d"; chmod 700 "$d"; touch "$f"; '
+    '{ sed "/^$2/,/^$3/d" "$f"; printf "%s\\n" "$2"; if [ -n "$1" ]; then printf "%s\\n" "$1"; fi; '
+    'printf "%s\\n" "$3"; } > "$f.rgpu-tmp"; chmod 600 "$f.rgpu-tmp"; mv "$f.rgpu-tmp" "$f"'
+)
+
+
+def authorized_keys_command(keys: list[str]) -> list[str]:
+    """argv that installs ``keys`` as the managed block of root's authorized_keys."""
+    return ["/bin/sh", "-c", _AUTHORIZED_KEYS_SCRIPT, "remotegpu-keys", "\n".join(keys),
+            AUTHORIZED_KEYS_BEGIN, AUTHORIZED_KEYS_END]
 
 
 def _runtime_name(runtime: object) -> str:

@@ -45,6 +45,9 @@ class DesiredEnvironment:
     desired: str  # Desired: running | stopped | deleted
     generation: int = 0
     spec: RuntimeSpec | None = None  # set when desired is running
+    # Public keys the agent keeps in the environment's /root/.ssh/authorized_keys (its
+    # managed block), written whenever they change — no restart. None: leave them alone.
+    authorized_keys: list[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from remotegpu.application.environments.placement import container_ports
+from remotegpu.application.environments.access_gateway import AccessGateway
+from remotegpu.application.environments.entry import entrants
+
+from remotegpu.application.environments.placement import JUPYTER_CONTAINER_PORT, container_ports
 from remotegpu.application.environments.ports import RuntimeSpec
 from remotegpu.application.environments.service import EnvironmentService
 from remotegpu.application.fleet.agent_protocol import (
@@ -42,11 +45,13 @@ class AgentService:
     clock: Clock
     environments: EnvironmentService
     heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
+    gateway: AccessGateway | None = None  # None: authorized_keys are not managed
 
     async def register(self, join_token: str, name: str, report: HostReport) -> tuple[str, str]:
         """Trade the one-time join token for the agent's own token."""
         token = new_secret(AGENT_TOKEN_PREFIX)
         async with self.uow() as uow:
+            await uow.lock_scheduling()
             host = await uow.hosts.get_by_join_token(hash_secret(join_token or ""))
             if host is None:
                 raise Unauthenticated("join token is invalid or already used", code="invalid_join_token")
@@ -54,6 +59,7 @@ class AgentService:
             host.agent_token_hash = hash_secret(token)
             self._apply_report(host, report)
             await uow.hosts.update(host)
+            await self.environments.drain_queue(uow)  # new capacity: queued environments may start
             await audit.record(uow, self.clock, "host.registered", target_type="host", target_id=host.id, name=name)
             await uow.commit()
         return host.id, token
@@ -166,7 +172,10 @@ class AgentService:
         if env.desired is Desired.DELETED:
             return DesiredEnvironment(env.id, "deleted", env.generation)
         if env.desired is Desired.RUNNING and env.status.holds_resources:
-            return DesiredEnvironment(env.id, "running", env.generation, await self._spec(uow, env, host))
+            keys = None
+            if self.gateway is not None:
+                keys = (await self.gateway.provision(env, await entrants(uow, env))).authorized_keys
+            return DesiredEnvironment(env.id, "running", env.generation, await self._spec(uow, env, host), keys)
         return DesiredEnvironment(env.id, "stopped", env.generation)
 
     async def _spec(self, uow: UnitOfWork, env: Environment, host: Host) -> RuntimeSpec:
@@ -183,5 +192,6 @@ class AgentService:
                 "REMOTEGPU_JUPYTER_BASE_URL": jupyter_base_url(env.id),
             },
             ports=ports,
+            private_ports=frozenset({JUPYTER_CONTAINER_PORT}) & ports.keys(),
             labels={GENERATION_LABEL: str(env.generation)},
         )

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from remotegpu.application.environments.service import CreateRequest, EnvironmentView
-from remotegpu.domain.fleet.models import Host
 from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.routing import Call
 from remotegpu.entrypoints.http.schemas.common import Page, PageQuery
@@ -38,10 +37,6 @@ def env_out(view: EnvironmentView) -> EnvironmentOut:
         stop_after_minutes=e.stop_after_minutes, idle_stop_minutes=e.idle_stop_minutes, shared=e.shared,
         created_at=e.created_at, started_at=e.started_at,
     )
-
-
-def ssh_host(host: Host | None, fallback: str) -> str:
-    return (host.address if host and host.address else "") or fallback
 
 
 @api.get("/api/v1/gpu-types", response=GpuTypeList, tags=TAGS, errors=[401])
@@ -120,14 +115,12 @@ async def get_environment_access(call: Call) -> AccessOut:
     if e.status.value != "running":
         return AccessOut(ssh=None, jupyter=None, terminal=None)
     ports = {p.purpose: p.port for p in view.ports}
+    endpoints = call.container.access_gateway().endpoints(e, view.host, ports, call.request.url.host or "127.0.0.1")
     ssh = None
-    if "ssh" in ports:
-        host = ssh_host(view.host, call.request.url.host or "127.0.0.1")
+    if endpoints.ssh is not None:
+        point = endpoints.ssh
         alias = f"remotegpu-{e.name}".replace(" ", "-")
-        ssh = SshAccessOut(
-            host=host, port=ports["ssh"], user="root", command=f"ssh -p {ports['ssh']} root@{host}",
-            config=f"Host {alias}\n    HostName {host}\n    Port {ports['ssh']}\n    User root\n",
-        )
+        ssh = SshAccessOut(host=point.host, port=point.port, user=point.user, command=point.command, config=point.config(alias))
     return AccessOut(
         ssh=ssh,
         jupyter=JupyterAccessOut(url=f"/proxy/environments/{e.id}/jupyter/"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+import aiohttp
 import pytest
 
 from remotegpu.entrypoints.config import load_settings
@@ -36,7 +37,10 @@ def container(settings):
 @pytest.fixture
 async def client(aiohttp_client, container):
     app = create_app(container, run_background=False)
-    return await aiohttp_client(app)
+    # An API client: Bearer tokens only. Login's session cookie would otherwise make
+    # every later "anonymous" request of the shared client a browser session
+    # (tests/e2e/test_session.py covers the cookie with a browser-like client).
+    return await aiohttp_client(app, cookie_jar=aiohttp.DummyCookieJar())
 
 
 @dataclass

@@ -12,7 +12,7 @@ from aiohttp import web
 from remotegpu.entrypoints import bootstrap
 from remotegpu.entrypoints.containers import Container, close_container
 from remotegpu.entrypoints.embedded_agent import embedded_agent_ctx, sweeper_ctx
-from remotegpu.entrypoints.http import console, system
+from remotegpu.entrypoints.http import console, proxy, session, system
 from remotegpu.entrypoints.http.errors import error_middleware
 from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.keys import CONTAINER
@@ -26,12 +26,14 @@ MAX_BODY_BYTES = 1024 * 1024
 def create_app(container: Container, *, run_background: bool = True, bootstrap_admin: bool = False) -> web.Application:
     metrics = HttpMetrics()
     app = web.Application(
-        middlewares=[make_request_middleware(metrics), error_middleware, auth_middleware],
+        middlewares=[make_request_middleware(metrics), error_middleware, auth_middleware, session.session_middleware],
         client_max_size=MAX_BODY_BYTES,
     )
     app[CONTAINER] = container
     app[system.METRICS_KEY] = metrics
+    session.install(app, container.config.secret_key(), container.settings().public_url)
     api.install(app)
+    proxy.install(app)
     system.install(app, build_spec(api.routes))
     console.install(app, console.DEFAULT_DIST)
 

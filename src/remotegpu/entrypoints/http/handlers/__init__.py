@@ -11,5 +11,6 @@ from remotegpu.entrypoints.http.handlers import (  # noqa: E402,F401
     auth,
     environments,
     hosts,
+    terminal,
     workspaces,
 )

@@ -30,6 +30,9 @@ class TokenOut(BaseModel):
     refresh_token: str
     token_type: str = "bearer"
     expires_in: int
+    csrf_token: str | None = Field(
+        None, description="send it as X-CSRF-Token on state-changing requests that rely on the session cookie"
+    )
 
 
 class UserOut(BaseModel):

@@ -1,0 +1,115 @@
+"""Web terminal: ``GET /api/v1/environments/{id}/terminal`` upgraded to a websocket.
+
+The upgrade request itself is authorised (session cookie or Bearer; the session
+middleware checks its Origin); only people who may enter the environment get a shell,
+others 404. Frames:
+
+* client → server: binary frames are keystrokes; a text frame holding a JSON object
+  with ``type`` is a control message — ``{"type": "resize", "cols": 120, "rows": 40}``
+  or ``{"type": "input", "data": "ls\\r"}``; any other text frame is keystrokes too.
+* server → client: terminal output as text frames (UTF-8, decoded incrementally).
+
+The socket closes (code 1000) when the shell exits or the environment stops. A remote
+host without a runtime the server can reach answers 409 ``terminal_unavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+import logging
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from remotegpu.application.environments.ports import EnvironmentRuntimeError
+from remotegpu.domain.shared.errors import Conflict
+from remotegpu.entrypoints.http.errors import error_response
+from remotegpu.entrypoints.http.handlers import api
+from remotegpu.entrypoints.http.local_host import local_host_id, terminal_opener
+from remotegpu.entrypoints.http.routing import Call
+from remotegpu.entrypoints.http.session import is_websocket_upgrade
+
+log = logging.getLogger("remotegpu.terminal")
+
+
+@api.get("/api/v1/environments/{environment_id}/terminal", tags=["environments"], errors=[401, 403, 404, 409, 426])
+async def open_terminal(call: Call) -> web.StreamResponse:
+    """Websocket: a shell with a pty in the running environment (input, output, resize)."""
+    request = call.request
+    entry = call.container.environment_entry()
+    env, host, _ = await entry.load_enterable(call.user, call.path("environment_id"))
+    if not is_websocket_upgrade(request):
+        return error_response(426, "upgrade_required", "open this path as a websocket", headers={"Upgrade": "websocket"})
+    opener = terminal_opener(request.app)
+    if opener is None or host is None or host.id != local_host_id(request.app):
+        raise Conflict("the web terminal needs the host's runtime, which this server cannot reach for this host; use SSH",
+                       code="terminal_unavailable")
+    cols, rows = _size(request.query.get("cols"), 80), _size(request.query.get("rows"), 24)
+    try:
+        session = await opener.open(env.id, cols=cols, rows=rows)
+    except EnvironmentRuntimeError as exc:
+        raise Conflict(str(exc), code="not_running") from None
+    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1024 * 1024)
+    try:
+        await ws.prepare(request)
+        await entry.record_activity(env.id)
+        await _bridge(ws, session, lambda: entry.record_activity(env.id))
+    finally:
+        await session.close()
+    return ws
+
+
+async def _bridge(ws: web.WebSocketResponse, session, touch) -> None:
+    async def output() -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        while True:
+            data = await session.read()
+            if not data:
+                break
+            text = decoder.decode(data)
+            if text:
+                await ws.send_str(text)
+
+    async def keystrokes() -> None:
+        async for msg in ws:
+            if msg.type == WSMsgType.BINARY:
+                await session.write(msg.data)
+            elif msg.type == WSMsgType.TEXT:
+                control = _control(msg.data)
+                if control is None:
+                    await session.write(msg.data.encode())
+                elif control.get("type") == "resize":
+                    await session.resize(_size(control.get("cols"), 80), _size(control.get("rows"), 24))
+                elif control.get("type") == "input" and isinstance(control.get("data"), str):
+                    await session.write(control["data"].encode())
+            else:
+                break
+            await touch()
+
+    out, keys = asyncio.ensure_future(output()), asyncio.ensure_future(keystrokes())
+    try:
+        done, _ = await asyncio.wait([out, keys], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (out, keys):
+            task.cancel()
+        await asyncio.gather(out, keys, return_exceptions=True)
+    if not ws.closed:
+        await ws.close(code=WSCloseCode.OK, message=b"terminal session ended")
+
+
+def _control(text: str) -> dict | None:
+    if not text.startswith("{"):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) and "type" in value else None
+
+
+def _size(value, default: int) -> int:
+    try:
+        return max(1, min(int(value), 1000))
+    except (TypeError, ValueError):
+        return default

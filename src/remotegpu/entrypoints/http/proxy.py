@@ -1,0 +1,239 @@
+"""The platform's authenticated reverse proxy to JupyterLab: ``/proxy/environments/{id}/jupyter/``.
+
+* Authorised per request by the session cookie (or a Bearer token): anonymous → 401, or
+  a redirect to the console's login page for a browser navigation; anyone who may not
+  enter the environment → 404 (``EnvironmentEntry``). Websocket upgrades are authorised
+  the same way, and their ``Origin`` is checked (``session`` middleware).
+* Forwards to the host's address + the environment's allocated Jupyter host port
+  (``127.0.0.1`` for this machine's own embedded host, where the port is published on
+  loopback only). Jupyter runs with the proxy path as its ``base_url``, so paths travel
+  unchanged, and ``Host`` is kept so Jupyter's own Origin check agrees with ours.
+* Strips the platform's cookies, ``Authorization`` and ``X-CSRF-Token``; sets
+  ``Authorization: token <jupyter token>`` itself. Bodies stream both ways in chunks
+  (nothing big is buffered); websockets are pumped frame by frame both ways.
+* The Jupyter token never reaches the client: response headers, bodies and websocket
+  text frames are scrubbed of it (Jupyter does not send it; this is the guarantee).
+* Each proxied request counts as access activity (throttled) for the idle policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import AsyncIterator
+from urllib.parse import quote
+
+import aiohttp
+from aiohttp import hdrs, web
+from yarl import URL
+
+from remotegpu.application.environments.entry import Upstream
+from remotegpu.domain.fleet.models import Host
+from remotegpu.domain.shared.errors import NotFound, PermissionDenied, Unauthenticated
+from remotegpu.entrypoints.http.errors import error_response
+from remotegpu.entrypoints.http.keys import CONTAINER, PRINCIPAL
+from remotegpu.entrypoints.http.local_host import local_host_id
+from remotegpu.entrypoints.http.session import PLATFORM_COOKIES, is_websocket_upgrade
+
+log = logging.getLogger("remotegpu.proxy")
+
+PATH = "/proxy/environments/{environment_id}/jupyter/{tail:.*}"
+CHUNK = 256 * 1024
+#: How long an authorisation + upstream lookup is reused for the same user and environment.
+RESOLVE_TTL_SECONDS = 5.0
+_HOP_BY_HOP = frozenset(h.lower() for h in (
+    "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer", "Trailers",
+    "Transfer-Encoding", "Upgrade",
+))
+_REQUEST_DROP = _HOP_BY_HOP | {"authorization", "cookie", "x-csrf-token", "host", "content-length"}
+_WS_DROP = _REQUEST_DROP | {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol"}
+_RESPONSE_DROP = _HOP_BY_HOP | {"content-length"}
+
+
+class JupyterProxy:
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+        self._client: aiohttp.ClientSession | None = None
+        self._resolved: dict[tuple[str, str], tuple[float, Upstream]] = {}
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def ctx(self, app: web.Application) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, keepalive_timeout=30, enable_cleanup_closed=True)
+        self._client = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10),
+        )
+        yield
+        await self._client.close()
+
+    # --- the handler --------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        env_id = request.match_info["environment_id"]
+        principal = request.get(PRINCIPAL)
+        if principal is None:
+            if request.method == "GET" and not is_websocket_upgrade(request) and "text/html" in request.headers.get(hdrs.ACCEPT, ""):
+                raise web.HTTPFound(f"/login?next={quote(request.path_qs, safe='')}")
+            raise Unauthenticated("sign in first: the session cookie or a Bearer token authorises the proxy")
+        upstream = await self._resolve(principal.user, env_id)
+        container = request.app[CONTAINER]
+        asyncio.ensure_future(_quietly(container.environment_entry().record_activity(env_id)))
+        url = URL.build(scheme="http", host=self._address(upstream.host), port=upstream.port, encoded=True,
+                        path=request.raw_path.split("?", 1)[0], query_string=request.query_string)
+        if is_websocket_upgrade(request):
+            return await self._websocket(request, url, upstream)
+        return await self._http(request, url, upstream)
+
+    async def _resolve(self, user, env_id: str) -> Upstream:
+        key = (user.id, env_id)
+        now = time.monotonic()
+        hit = self._resolved.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            upstream = await self._app[CONTAINER].environment_entry().jupyter(user, env_id)
+        except PermissionDenied:
+            raise NotFound("environment not found") from None
+        if len(self._resolved) > 10_000:
+            self._resolved.clear()
+        self._resolved[key] = (now + RESOLVE_TTL_SECONDS, upstream)
+        return upstream
+
+    def _address(self, host: Host) -> str:
+        """This machine's embedded host publishes Jupyter on loopback; others on their address."""
+        if host.id == local_host_id(self._app) or not host.address:
+            return "127.0.0.1"
+        return host.address
+
+    # --- HTTP -------------------------------------------------------------------------
+
+    async def _http(self, request: web.Request, url: URL, upstream: Upstream) -> web.StreamResponse:
+        assert self._client is not None
+        headers = _forward_headers(request, upstream, _REQUEST_DROP)
+        if request.body_exists and hdrs.CONTENT_LENGTH in request.headers:
+            headers[hdrs.CONTENT_LENGTH] = request.headers[hdrs.CONTENT_LENGTH]
+        data = request.content if request.body_exists else None
+        try:
+            upstream_response = await self._client.request(
+                request.method, url, headers=headers, data=data, allow_redirects=False,
+            )
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            log.warning("jupyter of %s unreachable: %s", upstream.env_id, exc)
+            return error_response(502, "upstream_unavailable", "JupyterLab of this environment does not answer (yet)")
+        token = upstream.jupyter_token.encode()
+        async with upstream_response:
+            response = web.StreamResponse(status=upstream_response.status, reason=upstream_response.reason)
+            for name, value in upstream_response.headers.items():
+                if name.lower() not in _RESPONSE_DROP:
+                    response.headers.add(name, _scrub_text(value, upstream.jupyter_token))
+            length = upstream_response.headers.get(hdrs.CONTENT_LENGTH)
+            if length is not None:
+                response.content_length = int(length)
+            await response.prepare(request)
+            if request.method != "HEAD":
+                scrub = token and hdrs.CONTENT_ENCODING not in upstream_response.headers
+                tail = b""
+                async for chunk in upstream_response.content.iter_chunked(CHUNK):
+                    if scrub:
+                        chunk, tail = _scrub_stream(tail + chunk, token)
+                    await response.write(chunk)
+                if tail:
+                    await response.write(tail)
+            await response.write_eof()
+        return response
+
+    # --- websockets -------------------------------------------------------------------
+
+    async def _websocket(self, request: web.Request, url: URL, upstream: Upstream) -> web.StreamResponse:
+        assert self._client is not None
+        headers = _forward_headers(request, upstream, _WS_DROP)
+        protocols = [p.strip() for p in request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL, "").split(",") if p.strip()]
+        try:
+            upstream_ws = await self._client.ws_connect(
+                url.with_scheme("ws"), headers=headers, protocols=protocols, max_msg_size=0, autoping=True,
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            return error_response(exc.status if exc.status >= 400 else 502, "upstream_refused", "JupyterLab refused the websocket")
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            return error_response(502, "upstream_unavailable", "JupyterLab of this environment does not answer (yet)")
+        client_ws = web.WebSocketResponse(protocols=[upstream_ws.protocol] if upstream_ws.protocol else (), max_msg_size=0)
+        await client_ws.prepare(request)
+        token = upstream.jupyter_token
+        entry = request.app[CONTAINER].environment_entry()
+
+        async def downstream() -> None:  # Jupyter → browser
+            async for msg in upstream_ws:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    await client_ws.send_str(_scrub_text(msg.data, token))
+                elif msg.type == aiohttp.WSMsgType.BINARY:
+                    await client_ws.send_bytes(msg.data.replace(token.encode(), b"*" * len(token)) if token else msg.data)
+                else:
+                    break
+
+        async def upstream_pump() -> None:  # browser → Jupyter
+            async for msg in client_ws:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    await upstream_ws.send_str(msg.data)
+                elif msg.type == aiohttp.WSMsgType.BINARY:
+                    await upstream_ws.send_bytes(msg.data)
+                else:
+                    break
+                await entry.record_activity(upstream.env_id)
+
+        tasks = [asyncio.ensure_future(downstream()), asyncio.ensure_future(upstream_pump())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await upstream_ws.close()
+            await client_ws.close()
+        return client_ws
+
+
+def _forward_headers(request: web.Request, upstream: Upstream, drop: frozenset[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        if name.lower() not in drop:
+            headers[name] = value
+    cookies = [f"{k}={v}" for k, v in request.cookies.items() if k not in PLATFORM_COOKIES]
+    if cookies:
+        headers[hdrs.COOKIE] = "; ".join(cookies)
+    headers[hdrs.HOST] = request.host  # Jupyter checks Origin against Host
+    headers["X-Forwarded-Proto"] = request.scheme
+    if request.remote:
+        headers["X-Forwarded-For"] = request.remote
+    headers[hdrs.AUTHORIZATION] = f"token {upstream.jupyter_token}"
+    return headers
+
+
+def _scrub_text(value: str, token: str) -> str:
+    return value.replace(token, "*" * len(token)) if token and token in value else value
+
+
+def _scrub_stream(data: bytes, token: bytes) -> tuple[bytes, bytes]:
+    """Mask ``token`` (same length, so Content-Length holds) in a stream: returns what can
+    be sent now and the tail to hold back (a token may straddle two chunks)."""
+    if token in data:
+        data = data.replace(token, b"*" * len(token))
+    keep = len(token) - 1
+    if keep <= 0 or len(data) <= keep:
+        return (b"", data) if keep > 0 else (data, b"")
+    return data[:-keep], data[-keep:]
+
+
+async def _quietly(coro) -> None:
+    try:
+        await coro
+    except Exception:  # noqa: BLE001 - activity is best effort
+        log.debug("recording access activity failed", exc_info=True)
+
+
+def install(app: web.Application) -> JupyterProxy:
+    proxy = JupyterProxy(app)
+    app.cleanup_ctx.append(proxy.ctx)
+    app.router.add_route("*", PATH, proxy.handle, name="jupyter_proxy")
+    return proxy

@@ -1,0 +1,77 @@
+"""SSH into an environment with a real OpenSSH client: the owner's registered keys are
+installed and kept in sync (no restart); any other key is refused; scp works."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from tests.integration.conftest import AccessWorld, ssh_argv
+
+
+def ssh(world: AccessWorld, key, *command: str, timeout: float = 20) -> subprocess.CompletedProcess:
+    return subprocess.run(ssh_argv(key, world.ssh_port, *command), capture_output=True, text=True, timeout=timeout)
+
+
+def eventually(check, timeout: float = 30, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met in {timeout}s: {result!r}")
+        time.sleep(interval)
+
+
+def test_owner_key_runs_a_command(access_world):
+    result = eventually(lambda: (r := ssh(access_world, access_world.alice.key, "echo", "hello-from-$(hostname)")).returncode == 0 and r)
+    assert result.stdout.strip().startswith("hello-from-")
+
+
+def test_a_strangers_key_is_refused(access_world):
+    eventually(lambda: ssh(access_world, access_world.alice.key, "true").returncode == 0)
+    result = ssh(access_world, access_world.bob.key, "true")
+    assert result.returncode == 255
+    assert "Permission denied" in result.stderr
+
+
+def test_access_describes_the_ssh_endpoint(access_world):
+    code, access = access_world.server.request("GET", f"/api/v1/environments/{access_world.env_id}/access", token=access_world.alice.token)
+    assert code == 200, access
+    assert access["ssh"]["port"] == access_world.ssh_port
+    assert access["ssh"]["command"] == f"ssh -p {access_world.ssh_port} root@{access['ssh']['host']}"
+    assert access["jupyter"]["url"] == f"/proxy/environments/{access_world.env_id}/jupyter/"
+    assert access["terminal"]["path"] == f"/api/v1/environments/{access_world.env_id}/terminal"
+
+
+def test_a_key_added_after_start_works_and_a_removed_one_stops_working_without_restart(access_world):
+    world = access_world
+    container = world.container()
+    started = container.attrs["State"]["StartedAt"]
+    laptop = world.new_key("alice-laptop")
+    assert ssh(world, laptop, "true").returncode == 255  # not registered yet
+    key_id = world.add_key(world.alice, laptop)
+    eventually(lambda: ssh(world, laptop, "true").returncode == 0)
+
+    code, _ = world.server.request("DELETE", f"/api/v1/users/me/ssh-keys/{key_id}", token=world.alice.token)
+    assert code == 204
+    eventually(lambda: ssh(world, laptop, "true").returncode == 255)
+    assert ssh(world, world.alice.key, "true").returncode == 0  # the other key still works
+    container.reload()
+    assert container.attrs["State"]["StartedAt"] == started  # never restarted
+
+
+def test_scp_copies_files_both_ways(access_world, tmp_path):
+    world = access_world
+    eventually(lambda: ssh(world, world.alice.key, "true").returncode == 0)
+    source = tmp_path / "data.bin"
+    source.write_bytes(bytes(range(256)) * 4096)
+    common = ["-i", str(world.alice.key), "-P", str(world.ssh_port), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+              "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+    up = subprocess.run(["scp", *common, str(source), "root@127.0.0.1:/root/workspace/data.bin"], capture_output=True, text=True, timeout=30)
+    assert up.returncode == 0, up.stderr
+    back = tmp_path / "back.bin"
+    down = subprocess.run(["scp", *common, "root@127.0.0.1:/root/workspace/data.bin", str(back)], capture_output=True, text=True, timeout=30)
+    assert down.returncode == 0, down.stderr
+    assert back.read_bytes() == source.read_bytes()

@@ -1,0 +1,167 @@
+"""JupyterLab through the platform's authenticated reverse proxy, with real clients:
+the session cookie (or Bearer) authorises it, others get 404, anonymous 401; a kernel
+runs code over the proxied websocket; Jupyter's token never reaches a client; and
+Jupyter itself is only published on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+import aiohttp
+import pytest
+
+from tests.integration.conftest import AccessWorld
+
+class Recorder:
+    """Every proxied response's headers and body, to search them for the Jupyter token."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def read(self, response: aiohttp.ClientResponse) -> bytes:
+        body = await response.read()
+        self.seen.append(json.dumps(list(response.headers.items())))
+        self.seen.append(body.decode("utf-8", "replace"))
+        return body
+
+
+def jupyter_token(world: AccessWorld) -> str:
+    env = dict(v.split("=", 1) for v in world.container().attrs["Config"]["Env"])
+    return env["REMOTEGPU_JUPYTER_TOKEN"]
+
+
+async def browser(world: AccessWorld, person) -> aiohttp.ClientSession:
+    """A browser-like client: logs in and keeps the session cookie."""
+    session = aiohttp.ClientSession(world.server.url, cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with session.post("/api/v1/auth/login", json={"username": person.name, "password": person.password}) as r:
+        assert r.status == 200, await r.text()
+        body = await r.json()
+    session.headers["X-CSRF-Token"] = body["csrf_token"]
+    return session
+
+
+def base(world: AccessWorld) -> str:
+    return f"/proxy/environments/{world.env_id}/jupyter/"
+
+
+async def wait_jupyter(session: aiohttp.ClientSession, world: AccessWorld, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        async with session.get(base(world) + "api/status") as r:
+            if r.status == 200:
+                return
+            assert r.status == 502, await r.text()  # Jupyter still starting
+        assert time.monotonic() < deadline, "JupyterLab did not answer through the proxy"
+        await asyncio.sleep(0.5)
+
+
+async def test_owner_reaches_jupyter_status_with_the_session_cookie(access_world):
+    rec = Recorder()
+    async with await browser(access_world, access_world.alice) as alice:
+        await wait_jupyter(alice, access_world)
+        async with alice.get(base(access_world) + "api/status") as r:
+            assert r.status == 200
+            status = json.loads(await rec.read(r))
+        assert "started" in status
+        async with alice.get(base(access_world) + "lab", headers={"Accept": "text/html"}) as r:
+            assert r.status == 200
+            assert "JupyterLab" in (await rec.read(r)).decode()
+    token = jupyter_token(access_world)
+    assert token and all(token not in s for s in rec.seen)
+
+
+async def test_bearer_token_also_works(access_world):
+    async with aiohttp.ClientSession(access_world.server.url) as s:
+        await wait_jupyter_bearer(s, access_world)
+
+
+async def wait_jupyter_bearer(s, world):
+    headers = {"Authorization": f"Bearer {world.alice.token}"}
+    deadline = time.monotonic() + 60
+    while True:
+        async with s.get(base(world) + "api/status", headers=headers) as r:
+            if r.status == 200:
+                return
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.5)
+
+
+async def test_another_user_gets_404_and_anonymous_401_or_login_redirect(access_world):
+    async with await browser(access_world, access_world.bob) as bob:
+        async with bob.get(base(access_world) + "api/status") as r:
+            assert r.status == 404
+        async with bob.get(base(access_world) + "api/status", headers={"Authorization": f"Bearer {access_world.bob.token}"}) as r:
+            assert r.status == 404
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await bob.ws_connect(base(access_world) + "api/events/subscribe")
+        assert refused.value.status == 404
+    async with aiohttp.ClientSession(access_world.server.url) as anonymous:
+        async with anonymous.get(base(access_world) + "api/status") as r:
+            assert r.status == 401
+        async with anonymous.get(base(access_world) + "lab", headers={"Accept": "text/html"}, allow_redirects=False) as r:
+            assert r.status == 302 and r.headers["Location"].startswith("/login?next=")
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await anonymous.ws_connect(base(access_world) + "api/events/subscribe")
+        assert refused.value.status == 401
+
+
+async def test_a_kernel_executes_code_over_the_proxied_websocket(access_world):
+    rec = Recorder()
+    origin = access_world.server.url
+    async with await browser(access_world, access_world.alice) as alice:
+        await wait_jupyter(alice, access_world)
+        # A cross-site page cannot drive the proxy with the cookie.
+        async with alice.post(base(access_world) + "api/kernels", json={"name": "python3"}, headers={"Origin": "http://evil.example"}) as r:
+            assert r.status == 403
+        async with alice.post(base(access_world) + "api/kernels", json={"name": "python3"}) as r:
+            assert r.status == 403  # the cookie alone, without an Origin of this site, changes nothing
+        async with alice.post(base(access_world) + "api/kernels", json={"name": "python3"}, headers={"Origin": origin}) as r:
+            assert r.status == 201, await r.text()
+            kernel = json.loads(await rec.read(r))
+        try:
+            url = base(access_world) + f"api/kernels/{kernel['id']}/channels"
+            with pytest.raises(aiohttp.WSServerHandshakeError):
+                await alice.ws_connect(url, headers={"Origin": "http://evil.example"})
+            async with alice.ws_connect(url, headers={"Origin": origin}) as ws:
+                msg_id = uuid.uuid4().hex
+                await ws.send_str(json.dumps({
+                    "header": {"msg_id": msg_id, "username": "t", "session": uuid.uuid4().hex, "msg_type": "execute_request",
+                               "version": "5.3", "date": ""},
+                    "parent_header": {}, "metadata": {}, "channel": "shell",
+                    "content": {"code": "1+1", "silent": False, "store_history": False, "user_expressions": {},
+                                "allow_stdin": False, "stop_on_error": True},
+                }))
+                result = None
+                deadline = time.monotonic() + 60
+                while result is None:
+                    msg = await ws.receive(timeout=max(1.0, deadline - time.monotonic()))
+                    assert msg.type == aiohttp.WSMsgType.TEXT, msg
+                    rec.seen.append(msg.data)
+                    data = json.loads(msg.data)
+                    if data.get("parent_header", {}).get("msg_id") == msg_id and data["msg_type"] == "execute_result":
+                        result = data["content"]["data"]["text/plain"]
+                assert result == "2"
+        finally:
+            async with alice.delete(base(access_world) + f"api/kernels/{kernel['id']}", headers={"Origin": origin}) as r:
+                assert r.status == 204
+    token = jupyter_token(access_world)
+    assert all(token not in s for s in rec.seen)
+
+
+async def test_platform_cookies_and_authorization_are_not_forwarded(access_world):
+    # Jupyter echoes nothing of the request, but its own auth says who called: with our
+    # Authorization replaced by its token, the identity endpoint answers for the token.
+    async with await browser(access_world, access_world.alice) as alice:
+        await wait_jupyter(alice, access_world)
+        async with alice.get(base(access_world) + "api/me") as r:
+            assert r.status == 200
+            assert "identity" in await r.json()
+
+
+def test_jupyter_is_published_on_loopback_only(access_world):
+    bindings = access_world.container().attrs["HostConfig"]["PortBindings"]
+    assert bindings["8888/tcp"][0]["HostIp"] == "127.0.0.1"
+    assert bindings["22/tcp"][0]["HostIp"] in ("", "0.0.0.0")

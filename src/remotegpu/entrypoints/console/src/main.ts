@@ -24,7 +24,8 @@ let lastMessage = { text: '', at: 0 }
 configureClient({
   auth: {
     getAccessToken: () => auth.accessToken,
-    getCsrfToken: () => auth.csrfToken,
+    // From the login/refresh answer, else the readable rgpu_csrf cookie the server also sets.
+    getCsrfToken: () => auth.csrfToken ?? (document.cookie.match(/(?:^|;\s*)rgpu_csrf=([^;]+)/)?.[1] ?? null),
     refresh: () => auth.refresh(),
     onAuthLost: () => {
       auth.clear()

@@ -57,7 +57,7 @@ export default {
       jupyter: 'Open JupyterLab', accessUnavailable: 'Access details appear once the environment is running.',
       noEvents: 'No events yet.', notFound: 'This environment does not exist or is not yours.',
       terminalNotRunning: 'Start the environment to use the terminal.',
-      terminalConnecting: 'Connecting…', terminalClosed: 'Connection closed.', terminalReconnect: 'Reconnect',
+      terminalFailed: 'The terminal could not be opened: this server may not reach the host’s runtime. Use SSH instead.', terminalConnecting: 'Connecting…', terminalClosed: 'Connection closed.', terminalReconnect: 'Reconnect',
     },
   },
   create: {
@@ -144,7 +144,7 @@ export default {
     admin_required: 'Only platform admins can do this.',
     role_required: 'Your role in this workspace does not allow this.',
     workspace_not_empty: 'The workspace still has environments.',
-    personal_workspace: 'Personal workspaces cannot be deleted.',
+    personal_workspace: 'Not possible for a personal workspace.',
     no_free_ports: 'The host has no free ports right now.',
     not_environment_owner: 'Only the owner of this environment can do this.',
     invalid_json: 'The request was not valid JSON.',

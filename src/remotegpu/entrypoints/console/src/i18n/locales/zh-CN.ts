@@ -57,7 +57,7 @@ export default {
       jupyter: '打开 JupyterLab', accessUnavailable: '实例运行后将显示访问方式。',
       noEvents: '暂无事件。', notFound: '该实例不存在或不属于你。',
       terminalNotRunning: '请先开机再使用终端。',
-      terminalConnecting: '连接中…', terminalClosed: '连接已断开。', terminalReconnect: '重新连接',
+      terminalFailed: '无法打开终端：本服务器可能无法访问该主机的运行时，请改用 SSH。', terminalConnecting: '连接中…', terminalClosed: '连接已断开。', terminalReconnect: '重新连接',
     },
   },
   create: {
@@ -144,7 +144,7 @@ export default {
     admin_required: '仅平台管理员可执行此操作。',
     role_required: '你在此工作空间中的角色不允许此操作。',
     workspace_not_empty: '该工作空间仍有实例。',
-    personal_workspace: '个人工作空间不能删除。',
+    personal_workspace: '个人工作空间不支持此操作。',
     no_free_ports: '主机暂无空闲端口。',
     not_environment_owner: '只有实例所有者可以执行此操作。',
     invalid_json: '请求不是有效的 JSON。',

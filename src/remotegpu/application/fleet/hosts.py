@@ -88,6 +88,8 @@ class HostService:
                     if env.status in (EnvStatus.STARTING, EnvStatus.RUNNING, EnvStatus.QUEUED, EnvStatus.LOST):
                         await self.environments.stop_env(uow, env, f"host {host.name} is being drained")
                         await uow.environments.update(env)
+            if status is HostStatus.READY:
+                await self.environments.drain_queue(uow)  # capacity is back: queued environments may start
             await audit.record(uow, self.clock, f"admin.host.{status.value}", actor_id=actor.id, target_type="host", target_id=host.id)
             await uow.commit()
         return host

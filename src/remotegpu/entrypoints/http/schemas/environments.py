@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from remotegpu.domain.environments.models import Desired, EnvStatus
 from remotegpu.domain.fleet.models import HostStatus
@@ -19,7 +20,9 @@ class EnvironmentIn(Strict):
     gpu_model: str | None = Field(None, min_length=1, max_length=128)
     cpu_cores: int = Field(2, ge=1, le=256)
     memory_gib: int = Field(8, ge=1, le=4096)
-    env: dict[str, str] = Field(default_factory=dict, max_length=64, description="extra environment variables")
+    env: dict[Annotated[str, StringConstraints(pattern=_ENV_KEY)], Annotated[str, StringConstraints(max_length=4096)]] = Field(
+        default_factory=dict, max_length=64, description="extra environment variables"
+    )
     stop_after_minutes: int | None = Field(None, ge=1, le=60 * 24 * 365)
     idle_stop_minutes: int | None = Field(None, ge=1, le=60 * 24 * 30)
     idle_gpu_threshold: int = Field(5, ge=0, le=100)

@@ -13,6 +13,8 @@ command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v chromium >/dev/null || need_pkgs+=(chromium)
 command -v ssh >/dev/null || need_pkgs+=(openssh-client)
+# A CJK font, so the console's zh-CN screenshots show characters, not boxes.
+[ -d /usr/share/fonts/truetype/wqy ] || need_pkgs+=(fonts-wqy-zenhei)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing ${need_pkgs[*]}"
   apt-get update -qq >/tmp/remotegpu-apt.log 2>&1

@@ -22,6 +22,7 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest
 
+from remotegpu.adapters.runtime.threaded import ThreadedRuntime
 from remotegpu.application.environments.ports import (
     LABEL_ENV_ID,
     LABEL_MANAGED,
@@ -51,7 +52,7 @@ def docker_available(timeout: float = 2.0) -> bool:
         return False
 
 
-class DockerRuntime:
+class DockerRuntime(ThreadedRuntime):
     """EnvironmentRuntime (with exec) backed by Docker containers and volumes.
 
     ``scope`` separates runtimes sharing one daemon (an agent and a test run):
@@ -86,27 +87,8 @@ class DockerRuntime:
 
     # -- the port ---------------------------------------------------------------
 
-    async def ensure_running(self, spec: RuntimeSpec) -> RuntimeState:
-        _check_env_id(spec.env_id)
-        async with self._lock(spec.env_id):
-            return await asyncio.to_thread(self._ensure_running, spec)
-
-    async def stop(self, env_id: str) -> None:
+    def _validate_env_id(self, env_id: str) -> None:
         _check_env_id(env_id)
-        async with self._lock(env_id):
-            await asyncio.to_thread(self._stop, env_id)
-
-    async def remove(self, env_id: str) -> None:
-        _check_env_id(env_id)
-        async with self._lock(env_id):
-            await asyncio.to_thread(self._remove, env_id)
-
-    async def inspect(self, env_id: str) -> RuntimeState | None:
-        _check_env_id(env_id)
-        return await asyncio.to_thread(self._inspect, env_id)
-
-    async def list(self) -> list[RuntimeState]:
-        return await asyncio.to_thread(self._list)
 
     async def exec(self, env_id: str, argv: list[str]) -> tuple[int, str]:
         _check_env_id(env_id)
@@ -265,8 +247,6 @@ class DockerRuntime:
             return None
         return volume if self._mine(volume.attrs.get("Labels"), env_id) else None
 
-    def _lock(self, env_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(env_id, asyncio.Lock())
 
 
 def _check_env_id(env_id: str) -> None:

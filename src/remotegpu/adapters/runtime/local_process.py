@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from remotegpu.adapters.runtime.threaded import ThreadedRuntime
 from remotegpu.application.environments.ports import (
     WORKSPACE_PATH,
     EnvironmentRuntimeError,
@@ -47,7 +48,7 @@ _PLACEHOLDER = "import time\nwhile True: time.sleep(3600)"
 _STOP_GRACE_SECONDS = 5.0
 
 
-class LocalProcessRuntime:
+class LocalProcessRuntime(ThreadedRuntime):
     """EnvironmentRuntime (with exec) of sandbox directories and local processes. Dev only."""
 
     def __init__(self, root_dir: Path | str, *, python: str = sys.executable) -> None:
@@ -67,27 +68,8 @@ class LocalProcessRuntime:
 
     # -- the port ---------------------------------------------------------------
 
-    async def ensure_running(self, spec: RuntimeSpec) -> RuntimeState:
-        _check_env_id(spec.env_id)
-        async with self._lock(spec.env_id):
-            return await asyncio.to_thread(self._ensure_running, spec)
-
-    async def stop(self, env_id: str) -> None:
+    def _validate_env_id(self, env_id: str) -> None:
         _check_env_id(env_id)
-        async with self._lock(env_id):
-            await asyncio.to_thread(self._stop, env_id)
-
-    async def remove(self, env_id: str) -> None:
-        _check_env_id(env_id)
-        async with self._lock(env_id):
-            await asyncio.to_thread(self._remove, env_id)
-
-    async def inspect(self, env_id: str) -> RuntimeState | None:
-        _check_env_id(env_id)
-        return await asyncio.to_thread(self._inspect, env_id)
-
-    async def list(self) -> list[RuntimeState]:
-        return await asyncio.to_thread(self._list)
 
     async def exec(self, env_id: str, argv: list[str]) -> tuple[int, str]:
         _check_env_id(env_id)
@@ -269,8 +251,6 @@ class LocalProcessRuntime:
         return RuntimeState(env_id, "failed", f"pid-{pid}", generation=generation,
                             message=f"process {pid} is gone (it exited, or the machine restarted)")
 
-    def _lock(self, env_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(env_id, asyncio.Lock())
 
 
 def _check_env_id(env_id: str) -> None:

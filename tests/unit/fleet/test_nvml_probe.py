@@ -19,6 +19,7 @@ class Device:
     bus: str  # as nvmlDeviceGetPciInfo reports it: 8-digit domain
     memory: int = 80 * 1024**3
     numa: int | None = None  # None: the call raises
+    affinity: list[int] | None = None  # NUMA memory-affinity mask words; None: the call raises
     links: list[str | None] = field(default_factory=list)  # remote bus per link, None = inactive
     utilization: int | None = 0  # None: the call raises
     broken_memory: bool = False
@@ -46,6 +47,11 @@ def fake_nvml(devices: list[Device], *, init_fails=False, without=(), max_links=
             raise NVMLError("Not Supported")
         return d.numa
 
+    def memory_affinity(d, words, scope):
+        if d.affinity is None:
+            raise NVMLError("Not Supported")
+        return (d.affinity + [0] * words)[:words]
+
     def link_state(d, link):
         if link >= len(d.links):
             raise NVMLError("Not Supported")
@@ -71,6 +77,7 @@ def fake_nvml(devices: list[Device], *, init_fails=False, without=(), max_links=
         nvmlDeviceGetMemoryInfo=memory,
         nvmlDeviceGetPciInfo=lambda d: SimpleNamespace(busId=d.bus),
         nvmlDeviceGetNumaNodeId=numa,
+        nvmlDeviceGetMemoryAffinity=memory_affinity,
         nvmlDeviceGetNvLinkState=link_state,
         nvmlDeviceGetNvLinkRemotePciInfo=remote,
         nvmlDeviceGetUtilizationRates=utilization,
@@ -169,3 +176,14 @@ def test_without_pynvml_importable_the_probe_is_simply_unavailable(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_pynvml)
     assert NvmlGpuProbe().inventory() == []
+
+
+def test_numa_node_falls_back_to_the_memory_affinity_mask():
+    # As on an H200 under gVisor: no NUMA id from NVML, no sysfs, but an affinity mask.
+    nvml = fake_nvml([
+        Device("H200", "GPU-a", bus(1), affinity=[0b1]),
+        Device("H200", "GPU-b", bus(2), affinity=[0, 0b10]),  # node 65
+        Device("H200", "GPU-c", bus(3), affinity=[0b11]),  # two nodes: no single home
+        Device("H200", "GPU-d", bus(4)),  # the call fails
+    ])
+    assert [g.numa_node for g in NvmlGpuProbe(nvml, sysfs_root=None).inventory()] == [0, 65, None, None]

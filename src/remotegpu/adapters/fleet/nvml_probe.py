@@ -16,6 +16,7 @@ from remotegpu.domain.fleet.models import Gpu
 
 log = logging.getLogger(__name__)
 
+_AFFINITY_SCOPE_NODE = 0  # NVML_AFFINITY_SCOPE_NODE
 _DEFAULT_MAX_LINKS = 18  # NVML_NVLINK_MAX_LINKS on drivers of the Hopper era
 
 
@@ -164,7 +165,25 @@ class NvmlGpuProbe:
                 return node if node >= 0 else None
             except self._nvml.NVMLError:
                 pass
-        return self._sysfs_numa_node(bus_id)
+        node = self._sysfs_numa_node(bus_id)
+        return node if node is not None else self._affinity_numa_node(handle)
+
+    def _affinity_numa_node(self, handle: Any) -> int | None:
+        """The NUMA node from the GPU's memory affinity mask, when exactly one bit is set.
+
+        Seen on an H200 in a gVisor sandbox (driver 580): nvmlDeviceGetNumaNodeId says
+        Not Supported and sysfs has no PCI tree, while the affinity mask still answers.
+        """
+        getter = getattr(self._nvml, "nvmlDeviceGetMemoryAffinity", None)
+        if getter is None:
+            return None
+        words = 4  # 4 × 64 bits: 256 NUMA nodes
+        try:
+            mask = getter(handle, words, _AFFINITY_SCOPE_NODE)
+            bits = [w * 64 + b for w in range(words) for b in range(64) if (int(mask[w]) >> b) & 1]
+        except (self._nvml.NVMLError, TypeError, IndexError, ValueError):
+            return None
+        return bits[0] if len(bits) == 1 else None  # several nodes: no single home
 
     def _sysfs_numa_node(self, bus_id: str | None) -> int | None:
         if self._sysfs_root is None or bus_id is None:

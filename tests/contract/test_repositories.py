@@ -370,6 +370,33 @@ async def test_list_for_user_pages_the_users_workspaces_with_their_role(uow_fact
         assert [w.slug for w in everything] == ["team-1", "team-2", "team-3"] and total == 4
 
 
+async def test_list_all_pages_every_workspace_and_searches_name_or_slug(uow_factory):
+    alice, bob = make_user(1), make_user(2)
+    await add_users(uow_factory, alice, bob)
+    spaces = [
+        make_workspace(3, alice, name="Vision Lab", slug="vision-lab"),
+        make_workspace(1, bob, name="bob", slug="bob", is_personal=True),
+        make_workspace(2, alice, name="NLP", slug="nlp-50%_off"),
+    ]
+    async with uow_factory() as uow:
+        for ws in spaces:
+            await uow.workspaces.add(ws)
+        await uow.commit()
+    async with uow_factory() as uow:
+        page, total = await uow.workspaces.list_all(limit=2, offset=1)
+        assert [w.slug for w in page] == ["nlp-50%_off", "vision-lab"] and total == 3
+        assert page[1] == spaces[0]
+        found, total = await uow.workspaces.list_all(search="LAB", limit=10, offset=0)
+        assert [w.slug for w in found] == ["vision-lab"] and total == 1
+        found, total = await uow.workspaces.list_all(search="50%_", limit=10, offset=0)  # wildcards are literal
+        assert [w.slug for w in found] == ["nlp-50%_off"] and total == 1
+        found, total = await uow.workspaces.list_all(search="%", limit=10, offset=0)
+        assert total == 1
+        assert await uow.workspaces.list_all(search="nobody", limit=10, offset=0) == ([], 0)
+        _, total = await uow.workspaces.list_all(search="", limit=10, offset=0)
+        assert total == 3
+
+
 async def test_members_are_added_changed_listed_and_removed(uow_factory):
     alice, bob, carol = make_user(1), make_user(2), make_user(3)
     await add_users(uow_factory, alice, bob, carol)

@@ -24,6 +24,7 @@ MATRIX = [
     ("GET", "/api/v1/workspaces/{ws}/quota", None, [401, 404, 200, 200, 200, 200]),
     ("PUT", "/api/v1/workspaces/{ws}/quota", {"max_gpus": 4}, [401, 404, 403, 403, 403, 200]),
     ("GET", "/api/v1/workspaces", None, [401, 200, 200, 200, 200, 200]),
+    ("GET", "/api/v1/workspaces?all=true", None, [401, 403, 403, 403, 403, 200]),
     ("POST", "/api/v1/workspaces", {"name": "another"}, [401, 201, 201, 201, 201, 201]),
     ("GET", "/api/v1/users/me", None, [401, 200, 200, 200, 200, 200]),
     ("GET", "/api/v1/users/me/ssh-keys", None, [401, 200, 200, 200, 200, 200]),

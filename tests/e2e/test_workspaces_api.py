@@ -77,6 +77,31 @@ async def test_pagination_of_workspaces(client):
     assert (await client.get("/api/v1/workspaces?limit=abc", headers=owner.headers)).status == 422
 
 
+
+async def test_platform_admins_list_every_workspace_with_search_and_pages(client):
+    owner, stranger = await signup(client), await signup(client)
+    admin = await signup(client, admin_container=client.server.app[_key()])
+    team = await (await client.post("/api/v1/workspaces", json={"name": "Protein Folding"}, headers=owner.headers)).json()
+    r = await client.get("/api/v1/workspaces?all=true&limit=500", headers=admin.headers)
+    assert r.status == 200
+    page = await r.json()
+    by_id = {w["id"]: w for w in page["items"]}
+    # The admin sees other people's workspaces (not a member: role null) as well as their own.
+    assert by_id[team["id"]]["role"] is None and by_id[owner.personal_workspace_id]["is_personal"] is True
+    assert by_id[admin.personal_workspace_id]["role"] == "owner"
+    assert page["total"] == len(page["items"]) >= 4
+    found = await (await client.get("/api/v1/workspaces?all=true&search=PROTEIN", headers=admin.headers)).json()
+    assert [w["id"] for w in found["items"]] == [team["id"]] and found["total"] == 1
+    paged = await (await client.get("/api/v1/workspaces?all=true&limit=1&offset=1", headers=admin.headers)).json()
+    assert len(paged["items"]) == 1 and paged["total"] == page["total"]
+    # Everyone else gets 403 in the error format; without all=true they see only their own.
+    r = await client.get("/api/v1/workspaces?all=true", headers=stranger.headers)
+    assert r.status == 403 and (await r.json())["error"]["code"] == "admin_required"
+    mine = await (await client.get("/api/v1/workspaces?all=false", headers=stranger.headers)).json()
+    assert [w["id"] for w in mine["items"]] == [stranger.personal_workspace_id]
+    assert (await client.get("/api/v1/workspaces?all=maybe", headers=admin.headers)).status == 422
+
+
 def _key():
     from remotegpu.entrypoints.http.keys import CONTAINER
 

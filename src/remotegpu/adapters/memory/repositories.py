@@ -180,8 +180,10 @@ class InMemoryWorkspaceRepository(_Repository):
         pairs.sort(key=lambda pair: (pair[0].created_at, pair[0].id))
         return _page(pairs, limit, offset)
 
-    async def list_all(self, *, limit: int, offset: int) -> tuple[list[Workspace], int]:
-        return _page(_by_creation(self._find("workspaces", lambda w: True)), limit, offset)
+    async def list_all(self, *, search: str | None = None, limit: int, offset: int) -> tuple[list[Workspace], int]:
+        term = (search or "").lower()
+        found = self._find("workspaces", lambda w: term in w.name.lower() or term in w.slug.lower())
+        return _page(_by_creation(found), limit, offset)
 
     # --- members ----------------------------------------------------------------------
     async def add_member(self, membership: Membership) -> None:

@@ -80,6 +80,18 @@ class WorkspaceService:
             rows, total = await uow.workspaces.list_for_user(actor.id, limit=limit, offset=offset)
         return [WorkspaceView(w, m.role) for w, m in rows], total
 
+    async def list_all(
+        self, actor: User, *, search: str | None, limit: int, offset: int
+    ) -> tuple[list[WorkspaceView], int]:
+        """Every workspace on the platform (platform admins), with the caller's role where a member."""
+        if not actor.is_admin:
+            raise PermissionDenied("platform administrators only", code="admin_required")
+        async with self.uow() as uow:
+            found, total = await uow.workspaces.list_all(search=search or None, limit=limit, offset=offset)
+            mine, _ = await uow.workspaces.list_for_user(actor.id, limit=10_000, offset=0)
+        roles = {w.id: m.role for w, m in mine}
+        return [WorkspaceView(w, roles.get(w.id)) for w in found], total
+
     async def get(self, actor: User, workspace_id: str) -> WorkspaceView:
         async with self.uow() as uow:
             return await authorize(uow, actor, workspace_id, Role.VIEWER)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import case, delete, exists, func, insert, select, update
+from sqlalchemy import case, delete, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from remotegpu.adapters.db.repositories._base import SqlRepository
@@ -77,8 +77,14 @@ class SqlWorkspaceRepository(SqlRepository):
         ]
         return items, total
 
-    async def list_all(self, *, limit: int, offset: int) -> tuple[list[Workspace], int]:
+    async def list_all(self, *, search: str | None = None, limit: int, offset: int) -> tuple[list[Workspace], int]:
         query = select(workspaces).order_by(workspaces.c.created_at, workspaces.c.id)
+        if search:
+            # lower() LIKE instead of ILIKE: the same on SQLite and PostgreSQL.
+            term = search.lower()
+            query = query.where(
+                or_(*(func.lower(c).contains(term, autoescape=True) for c in (workspaces.c.name, workspaces.c.slug)))
+            )
         rows, total = await self._page(query, limit=limit, offset=offset)
         return [_workspace(r) for r in rows], total
 

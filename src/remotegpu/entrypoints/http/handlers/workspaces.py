@@ -4,7 +4,7 @@ from remotegpu.application.workspaces.service import QuotaView, WorkspaceView
 from remotegpu.domain.workspaces.quota import Quota
 from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.routing import Call
-from remotegpu.entrypoints.http.schemas.common import Page, PageQuery
+from remotegpu.entrypoints.http.schemas.common import Page
 from remotegpu.entrypoints.http.schemas.workspaces import (
     MemberIn,
     MemberOut,
@@ -13,6 +13,7 @@ from remotegpu.entrypoints.http.schemas.workspaces import (
     QuotaOut,
     UsageOut,
     WorkspaceIn,
+    WorkspaceListQuery,
     WorkspaceOut,
 )
 
@@ -33,10 +34,15 @@ def _member(m, u) -> MemberOut:
     return MemberOut(user_id=u.id, username=u.username, display_name=u.display_name, role=m.role, joined_at=m.created_at)
 
 
-@api.get("/api/v1/workspaces", query=PageQuery, response=Page[WorkspaceOut], tags=TAGS, errors=[401, 422])
+@api.get("/api/v1/workspaces", query=WorkspaceListQuery, response=Page[WorkspaceOut], tags=TAGS, errors=[401, 403, 422])
 async def list_workspaces(call: Call) -> Page[WorkspaceOut]:
-    """Workspaces the caller belongs to, with the caller's role."""
-    views, total = await call.container.workspace_service().list_mine(call.user, limit=call.query.limit, offset=call.query.offset)
+    """Workspaces the caller belongs to, with the caller's role; all=true: every workspace (platform admins)."""
+    q: WorkspaceListQuery = call.query
+    svc = call.container.workspace_service()
+    if q.all:
+        views, total = await svc.list_all(call.user, search=q.search, limit=q.limit, offset=q.offset)
+    else:
+        views, total = await svc.list_mine(call.user, limit=q.limit, offset=q.offset)
     return Page[WorkspaceOut](items=[_ws(v) for v in views], total=total)
 
 

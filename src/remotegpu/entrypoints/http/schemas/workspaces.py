@@ -5,7 +5,12 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from remotegpu.domain.workspaces.models import Role
-from remotegpu.entrypoints.http.schemas.common import Strict
+from remotegpu.entrypoints.http.schemas.common import PageQuery, Strict
+
+
+class WorkspaceListQuery(PageQuery):
+    all: bool = Field(False, description="every workspace on the platform, not only yours (platform admins; others get 403)")
+    search: str | None = Field(None, max_length=100, description="with all=true: match name or slug")
 
 
 class WorkspaceIn(Strict):

@@ -35,7 +35,8 @@ GPUS = [
 REPORT = HostReport(
     gpus=GPUS, cpu_cores=64, memory_gib=512, disk_gib=3500, runtime="docker", runtime_healthy=True,
     fake_gpus=False,
-    observed=[ObservedEnvironment("env-1", "running", 3), ObservedEnvironment("env-2", "failed", None, "image missing")],
+    observed=[ObservedEnvironment("env-1", "running", 3, ssh_sessions=2),
+              ObservedEnvironment("env-2", "failed", None, "image missing")],
     utilization={"GPU-aaaa": 97, "GPU-bbbb": 0}, address="10.0.0.7", agent_version="0.1.0",
 )
 SPEC = RuntimeSpec(
@@ -82,6 +83,13 @@ def test_unknown_keys_are_ignored_for_version_skew():
     assert report_from_dict(data) == REPORT
 
 
+def test_an_older_agent_without_ssh_sessions_reports_none():
+    data = through_json(report_to_dict(REPORT))
+    assert data["observed"][0]["ssh_sessions"] == 2
+    del data["observed"][0]["ssh_sessions"]
+    assert report_from_dict(data).observed[0].ssh_sessions == 0
+
+
 def test_int_port_keys_are_accepted_too():
     data = spec_to_dict(SPEC)
     data["ports"] = {22: 40022}
@@ -115,6 +123,8 @@ def _report_with(path, value):
         (("observed", 0, "status"), "exploded", "report.observed[0].status: must be one of"),
         (("observed", 1, "env_id"), "env-1", "report.observed: 'env-1' appears twice"),
         (("observed", 0, "env_id"), "", "report.observed[0].env_id: must not be empty"),
+        (("observed", 0, "ssh_sessions"), -1, "report.observed[0].ssh_sessions: must be at least 0"),
+        (("observed", 0, "ssh_sessions"), "1", "report.observed[0].ssh_sessions: expected an integer, got str"),
         (("utilization", "GPU-aaaa"), 101, "report.utilization['GPU-aaaa']: must be at most 100"),
         (("address",), None, "report.address: expected a string, got null"),
     ],

@@ -67,6 +67,7 @@ def observed_to_dict(observed: ObservedEnvironment) -> dict[str, Any]:
         "status": observed.status,
         "generation": observed.generation,
         "message": observed.message,
+        "ssh_sessions": observed.ssh_sessions,
     }
 
 
@@ -244,6 +245,7 @@ def observed_from_dict(data: Any, path: str = "observed") -> ObservedEnvironment
         status=status,
         generation=r.integer("generation", None, minimum=0, nullable=True),
         message=r.text("message", ""),
+        ssh_sessions=r.integer("ssh_sessions", 0, minimum=0),  # absent from older agents
     )
 
 

@@ -32,6 +32,7 @@ from remotegpu.application.environments.ports import (
     RuntimeState,
     generation_of,
 )
+from remotegpu.domain.environments.models import SSH_CONTAINER_PORT  # sshd's port inside an environment
 
 LABEL_SCOPE = "remotegpu.scope"
 LABEL_SPEC = "remotegpu.spec"
@@ -282,13 +283,36 @@ def _state(env_id: str, container: Any) -> RuntimeState:
     if status.get("Running") and not status.get("Restarting"):
         return RuntimeState(
             env_id, "running", container.id, _published_ports(attrs), _parse_time(status.get("StartedAt")),
-            generation=generation,
+            generation=generation, ssh_sessions=established_connections(status.get("Pid"), SSH_CONTAINER_PORT),
         )
     code = status.get("ExitCode", 0)
     if status.get("Status") in ("dead", "restarting") or status.get("OOMKilled") or code not in _STOPPED_EXIT_CODES:
         reason = "out of memory" if status.get("OOMKilled") else status.get("Error") or f"exited with code {code}"
         return RuntimeState(env_id, "failed", container.id, message=reason, generation=generation)
     return RuntimeState(env_id, "stopped", container.id, generation=generation)
+
+
+def established_connections(pid: Any, port: int, proc: str = "/proc") -> int:
+    """TCP connections ESTABLISHED to local ``port`` in the network namespace of
+    process ``pid`` (a container's init), read from ``/proc/<pid>/net/tcp{,6}``: no
+    ``docker exec``, a couple of small file reads. 0 when they cannot be read (no such
+    process, an agent that does not share the host's PID namespace)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return 0
+    wanted = f":{port:04X}"
+    count = 0
+    for name in ("tcp", "tcp6"):
+        try:
+            with open(f"{proc}/{pid}/net/{name}", encoding="ascii", errors="replace") as table:
+                next(table, None)  # header
+                for line in table:
+                    # sl local_address rem_address st ...; st 01 = ESTABLISHED
+                    fields = line.split(None, 4)
+                    if len(fields) >= 4 and fields[3] == "01" and fields[1].endswith(wanted):
+                        count += 1
+        except OSError:
+            continue
+    return count
 
 
 def _published_ports(attrs: dict[str, Any]) -> dict[int, int]:

@@ -35,7 +35,8 @@ class InMemoryRuntime:
 
     Test hooks: ``disk(env_id)`` is the environment's disk (path → content),
     ``fail_start`` holds env ids whose start raises, ``exec_log`` records exec calls,
-    ``crash(env_id)`` marks a running environment ``failed``.
+    ``crash(env_id)`` marks a running environment ``failed``,
+    ``set_ssh_sessions(env_id, n)`` fakes ``n`` established SSH connections.
     """
 
     def __init__(self) -> None:
@@ -46,6 +47,7 @@ class InMemoryRuntime:
         self.exec_log: list[tuple[str, list[str]]] = []
         self.starts = 0
         self.creates = 0
+        self._ssh_sessions: dict[str, int] = {}
 
     async def ensure_running(self, spec: RuntimeSpec) -> RuntimeState:
         await asyncio.sleep(0)
@@ -77,6 +79,7 @@ class InMemoryRuntime:
         await asyncio.sleep(0)
         self._envs.pop(env_id, None)
         self._failed.pop(env_id, None)
+        self._ssh_sessions.pop(env_id, None)
 
     async def inspect(self, env_id: str) -> RuntimeState | None:
         await asyncio.sleep(0)
@@ -111,6 +114,13 @@ class InMemoryRuntime:
             raise ValueError(f"only {WORKSPACE_PATH} is modelled, not {path}")
         self._envs[env_id].disk[path] = content
 
+    def set_ssh_sessions(self, env_id: str, count: int) -> None:
+        """Pretend ``count`` SSH connections are established to the environment (reported
+        while it runs; stopping it does not reset the count)."""
+        if count < 0:
+            raise ValueError("a number of sessions is never negative")
+        self._ssh_sessions[env_id] = count
+
     def crash(self, env_id: str, message: str = "exited with code 1") -> None:
         self._envs[env_id].running = False
         self._failed[env_id] = message
@@ -126,6 +136,7 @@ class InMemoryRuntime:
             return RuntimeState(env_id, "failed", env.container_id, message=self._failed[env_id], generation=generation)
         if env.running:
             return RuntimeState(
-                env_id, "running", env.container_id, dict(env.spec.ports), env.started_at, generation=generation
+                env_id, "running", env.container_id, dict(env.spec.ports), env.started_at, generation=generation,
+                ssh_sessions=self._ssh_sessions.get(env_id, 0),
             )
         return RuntimeState(env_id, "stopped", env.container_id, generation=generation)

@@ -58,7 +58,10 @@ class RuntimeState:
     ``ports`` maps container ports to the host ports actually published;
     ``message`` explains ``failed`` (and anything else worth showing in the event log);
     ``generation`` is read back from the ``LABEL_GENERATION`` label of the spec it was
-    created from (None when it carries none).
+    created from (None when it carries none);
+    ``ssh_sessions`` counts the SSH connections established to the environment's sshd
+    right now (running environments only; 0 where the runtime cannot tell): the agent
+    reports it so that SSH use counts as activity for the idle policy.
     """
 
     env_id: str
@@ -68,6 +71,7 @@ class RuntimeState:
     started_at: datetime | None = None
     message: str = ""
     generation: int | None = None
+    ssh_sessions: int = 0
 
 
 def generation_of(labels: dict[str, str] | None) -> int | None:

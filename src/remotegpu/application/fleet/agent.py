@@ -149,7 +149,9 @@ class HostAgent:
     async def report(self) -> HostReport:
         """Everything the server needs to know about this host, now."""
         states, healthy = await self._list_runtime()
-        observed = {s.env_id: ObservedEnvironment(s.env_id, s.status, s.generation, s.message) for s in states}
+        observed = {
+            s.env_id: ObservedEnvironment(s.env_id, s.status, s.generation, s.message, s.ssh_sessions) for s in states
+        }
         for env_id, failure in self._failures.items():
             observed[env_id] = ObservedEnvironment(env_id, "failed", failure.generation, failure.message)
         return HostReport(

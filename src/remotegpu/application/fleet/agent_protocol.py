@@ -22,6 +22,9 @@ class ObservedEnvironment:
     status: str  # RuntimeState.status: running | stopped | missing | failed
     generation: int | None = None
     message: str = ""
+    # SSH connections established to the environment right now: > 0 counts as use
+    # (the idle policy's clock restarts), like Jupyter or the web terminal.
+    ssh_sessions: int = 0
 
 
 @dataclass(frozen=True)

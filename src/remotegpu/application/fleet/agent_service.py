@@ -139,6 +139,10 @@ class AgentService:
         """Fold what the agent saw into the environment's status; True when capacity was freed."""
         now = self.clock.now()
         state = seen.status if seen else "missing"
+        if seen is not None and state == "running" and seen.ssh_sessions > 0:
+            # Someone is logged in over SSH: that is use, like Jupyter or the terminal.
+            env.last_activity_at = now
+            env.idle_since = None
         current_generation = seen is not None and (seen.generation is None or seen.generation == env.generation)
         if env.status is EnvStatus.STARTING:
             if state == "running" and current_generation:

@@ -17,7 +17,7 @@ from remotegpu.application.environments.access import load_visible
 from remotegpu.application.environments.access_gateway import AccessGateway, Entrant
 from remotegpu.application.environments.autostop import AutoStop
 from remotegpu.application.shared.ports import UnitOfWork, UnitOfWorkFactory
-from remotegpu.domain.environments.models import Environment, EnvStatus
+from remotegpu.domain.environments.models import Desired, Environment, EnvStatus
 from remotegpu.domain.fleet.models import Host
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.shared.errors import Conflict, NotFound
@@ -100,3 +100,10 @@ class EnvironmentEntry:
         if len(self._last_activity) > 10_000:
             self._last_activity.clear()
         await self.autostop.record_activity(env_id)
+
+    async def still_running(self, env_id: str) -> bool:
+        """Whether the environment runs and is meant to: False as soon as a stop, restart
+        or delete was asked for (the web terminal says why it closes)."""
+        async with self.uow() as uow:
+            env = await uow.environments.get(env_id)
+        return env is not None and env.status is EnvStatus.RUNNING and env.desired is Desired.RUNNING

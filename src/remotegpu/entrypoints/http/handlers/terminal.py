@@ -9,7 +9,9 @@ others 404. Frames:
   or ``{"type": "input", "data": "ls\\r"}``; any other text frame is keystrokes too.
 * server → client: terminal output as text frames (UTF-8, decoded incrementally).
 
-The socket closes (code 1000) when the shell exits or the environment stops. A remote
+The socket closes with code 1000 (``terminal session ended``) when the shell exits,
+and with 1001 (going away, ``environment stopped``) when the environment is stopped,
+restarted or deleted — within the seconds its container takes to stop. A remote
 host without a runtime the server can reach answers 409 ``terminal_unavailable``.
 """
 
@@ -54,13 +56,28 @@ async def open_terminal(call: Call) -> web.StreamResponse:
     try:
         await ws.prepare(request)
         await entry.record_activity(env.id)
-        await _bridge(ws, session, lambda: entry.record_activity(env.id))
+        await _bridge(ws, session, lambda: entry.record_activity(env.id), ended=lambda: _why_ended(entry, env.id))
     finally:
         await session.close()
     return ws
 
 
-async def _bridge(ws: web.WebSocketResponse, session, touch) -> None:
+async def _why_ended(entry, env_id: str) -> tuple[int, bytes]:
+    """The close code and message once the shell's output ended."""
+    try:
+        running = await entry.still_running(env_id)
+    except Exception:  # noqa: BLE001 - the socket still closes, with the generic reason
+        log.warning("could not tell why the terminal of %s ended", env_id, exc_info=True)
+        running = True
+    if running:
+        return WSCloseCode.OK, b"terminal session ended"
+    return WSCloseCode.GOING_AWAY, b"environment stopped"
+
+
+async def _bridge(ws: web.WebSocketResponse, session, touch, *, ended=None) -> None:
+    """Pump output to the socket and keystrokes to the session until either side ends.
+    ``ended`` (async, optional) gives the close code and message when the session's
+    output ended first; otherwise 1000 ``terminal session ended``."""
     async def output() -> None:
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         while True:
@@ -95,7 +112,10 @@ async def _bridge(ws: web.WebSocketResponse, session, touch) -> None:
             task.cancel()
         await asyncio.gather(out, keys, return_exceptions=True)
     if not ws.closed:
-        await ws.close(code=WSCloseCode.OK, message=b"terminal session ended")
+        code, message = WSCloseCode.OK, b"terminal session ended"
+        if ended is not None and out in done:
+            code, message = await ended()
+        await ws.close(code=code, message=message)
 
 
 def _control(text: str) -> dict | None:

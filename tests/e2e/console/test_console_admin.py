@@ -42,9 +42,17 @@ def test_admin_sees_users_and_admin_pages(page, ui):
     expect(page.get_by_test_id("audit-table")).to_contain_text("login")
     ui.shot(page, "admin-audit")
 
+    # Quotas: the admin finds another user's workspace (GET /api/v1/workspaces?all=true) and limits it.
     page.goto("/admin/quotas")
-    page.get_by_test_id("quota-workspace").click()
-    page.locator(".el-select-dropdown__item").first.click()
+    workspaces = page.get_by_test_id("quota-workspaces")
+    expect(workspaces).to_contain_text("admin's workspace")
+    page.get_by_test_id("quota-search").fill(f"{other}-personal")  # the slug: unique, unlike a name prefix
+    page.get_by_test_id("quota-search").press("Enter")
+    expect(workspaces.locator(".el-table__row")).to_have_count(1)
+    expect(workspaces).to_contain_text(f"{other}'s workspace")
+    expect(workspaces).to_contain_text("Not a member")
+    page.get_by_test_id(f"quota-edit-{other}-personal").click()
+    expect(page.get_by_test_id("quota-selected")).to_contain_text(f"{other}'s workspace")
     page.get_by_test_id("quota-max_gpus").locator("input").fill("4")
     page.get_by_test_id("quota-save").click()
     expect(page.locator(".el-message--success")).to_be_visible()

@@ -55,6 +55,9 @@ export const workspaceApi = {
 export const adminApi = {
   users: (search: string, limit: number, offset: number) =>
     http.get<Page<User>>('/api/v1/users', { query: { search, limit, offset } }),
+  /** Every workspace on the platform (platform admins; others get 403). */
+  workspaces: (search: string, limit: number, offset: number) =>
+    http.get<Page<Workspace>>('/api/v1/workspaces', { query: { all: true, search, limit, offset } }),
   patchUser: (id: string, patch: { is_active?: boolean; is_admin?: boolean }) =>
     http.patch<User>(`/api/v1/users/${enc(id)}`, patch),
   audit: (q: { limit: number; offset: number; action?: string; actor_id?: string }) =>

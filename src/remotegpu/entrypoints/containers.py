@@ -12,9 +12,12 @@ from datetime import timedelta
 from dependency_injector import containers, providers
 
 from remotegpu.adapters.access.direct_ssh import DirectSshGateway
+from remotegpu.adapters.access.platform_key import PlatformSshKey
 from remotegpu.adapters.cache.user_cache import LocalUserCache, RedisBroadcastUserCache
 from remotegpu.adapters.memory.store import InMemoryStore
 from remotegpu.adapters.memory.uow import InMemoryUnitOfWork
+from remotegpu.adapters.events import LocalChangeFeed, RedisChangeFeed
+from remotegpu.application.shared.change_feed import ChangeTrackingUnitOfWork
 from remotegpu.adapters.ratelimit.memory import InMemoryRateLimiter
 from remotegpu.adapters.ratelimit.redis_limiter import RedisRateLimiter
 from remotegpu.adapters.security.jwt_tokens import JwtAccessTokenIssuer
@@ -29,6 +32,7 @@ from remotegpu.application.shared.clock import SystemClock
 from remotegpu.application.environments.autostop import AutoStop
 from remotegpu.application.environments.entry import EnvironmentEntry
 from remotegpu.application.environments.service import EnvironmentService
+from remotegpu.application.environments.watch import EnvironmentWatch
 from remotegpu.application.fleet.agent_service import AgentService
 from remotegpu.application.fleet.hosts import HostService
 from remotegpu.application.workspaces.service import WorkspaceService
@@ -81,7 +85,7 @@ class Container(containers.DeclarativeContainer):
     engine = providers.Singleton(_sql_engine, config.database_url)
     session_factory = providers.Singleton(_session_factory, engine)
     memory_store = providers.Singleton(InMemoryStore)
-    uow = providers.Selector(
+    storage_uow = providers.Selector(
         config.persistence,
         sql=providers.Factory(_sql_uow, session_factory),
         memory=providers.Factory(InMemoryUnitOfWork, memory_store),
@@ -110,6 +114,14 @@ class Container(containers.DeclarativeContainer):
         redis=providers.Singleton(lambda r, ns: RedisBroadcastUserCache(r, channel=f"{ns}:user-invalidations"), redis, config.redis_namespace),
     )
 
+    # Environment changes reach agents and browsers as they are committed.
+    change_feed = providers.Selector(
+        config.ratelimit,
+        memory=providers.Singleton(LocalChangeFeed),
+        redis=providers.Singleton(lambda r, ns: RedisChangeFeed(r, channel=f"{ns}:environment-changes"), redis, config.redis_namespace),
+    )
+    uow = providers.Factory(ChangeTrackingUnitOfWork, storage_uow, change_feed)
+
     # --- use cases -----------------------------------------------------------------
     auth_settings = providers.Singleton(
         AuthSettings,
@@ -133,12 +145,14 @@ class Container(containers.DeclarativeContainer):
 
     environment_service = providers.Singleton(EnvironmentService, uow=uow.provider, clock=clock, default_image=config.base_image)
     host_service = providers.Singleton(HostService, uow=uow.provider, clock=clock, environments=environment_service)
-    access_gateway = providers.Singleton(DirectSshGateway)
+    platform_ssh_key = providers.Singleton(PlatformSshKey, config.platform_ssh_key)
+    access_gateway = providers.Singleton(DirectSshGateway, platform_key=platform_ssh_key)
     agent_service = providers.Singleton(
         AgentService, uow=uow.provider, clock=clock, environments=environment_service, heartbeat_seconds=config.heartbeat_seconds,
         gateway=access_gateway,
     )
     autostop = providers.Singleton(AutoStop, uow=uow.provider, clock=clock, environments=environment_service)
+    environment_watch = providers.Singleton(EnvironmentWatch, uow=uow.provider, environments=environment_service, feed=change_feed)
     environment_entry = providers.Singleton(EnvironmentEntry, uow=uow.provider, autostop=autostop, gateway=access_gateway)
 
     # --- background work -----------------------------------------------------------
@@ -173,6 +187,7 @@ def build_container(settings: Settings, *, persistence: str = "sql") -> Containe
             "password_hash_profile": settings.password_hash_profile,
             "base_image": settings.base_image,
             "heartbeat_seconds": settings.heartbeat_seconds,
+            "platform_ssh_key": settings.platform_ssh_key or settings.data_dir / "platform_ssh_key",
         }
     )
     return container

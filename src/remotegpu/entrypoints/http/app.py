@@ -14,7 +14,7 @@ from remotegpu.entrypoints.containers import Container, close_container
 from remotegpu.entrypoints.embedded_agent import embedded_agent_ctx, sweeper_ctx
 from remotegpu.entrypoints.http import console, proxy, session, system
 from remotegpu.entrypoints.http.errors import error_middleware
-from remotegpu.entrypoints.http.handlers import api
+from remotegpu.entrypoints.http.handlers import api, events
 from remotegpu.entrypoints.http.keys import CONTAINER
 from remotegpu.entrypoints.http.middleware import HttpMetrics, auth_middleware, make_request_middleware
 from remotegpu.entrypoints.http.openapi import build_spec
@@ -33,6 +33,7 @@ def create_app(container: Container, *, run_background: bool = True, bootstrap_a
     app[system.METRICS_KEY] = metrics
     session.install(app, container.config.secret_key(), container.settings().public_url)
     api.install(app)
+    events.install(app)
     proxy.install(app)
     system.install(app, build_spec(api.routes))
     console.install(app, console.DEFAULT_DIST)
@@ -40,12 +41,12 @@ def create_app(container: Container, *, run_background: bool = True, bootstrap_a
     async def container_ctx(app: web.Application) -> AsyncIterator[None]:
         if bootstrap_admin:
             await bootstrap.ensure_first_admin(container)
-        cache = container.user_cache()
-        listener = asyncio.create_task(cache.listen()) if hasattr(cache, "listen") else None
+        # Redis-backed cache and change feed hear other processes through a listener each.
+        listeners = [asyncio.create_task(c.listen()) for c in (container.user_cache(), container.change_feed()) if hasattr(c, "listen")]
         yield
-        if listener is not None:
+        for listener in listeners:
             listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+        await asyncio.gather(*listeners, return_exceptions=True)
         await close_container(container)
 
     app.cleanup_ctx.append(container_ctx)

@@ -1,0 +1,114 @@
+"""GET /api/v1/events/stream: environment changes pushed as server-sent events.
+
+The fake agent of test_environments_api plays the host; the stream must carry each
+status change of the caller's environments as it is committed — and nothing of
+another tenant's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from tests.e2e.test_environments_api import ENVS, admin_and_host, created
+
+STREAM = "/api/v1/events/stream"
+
+
+class EventReader:
+    def __init__(self, response):
+        self.response = response
+
+    async def next_event(self, timeout: float = 5.0) -> tuple[str, dict]:
+        """The next ``event:``/``data:`` pair (comments and pings skipped)."""
+        async def read() -> tuple[str, dict]:
+            event, data = "message", None
+            while True:
+                line = (await self.response.content.readline()).decode().rstrip("\n")
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data = json.loads(line[5:].strip())
+                elif line == "" and data is not None:
+                    return event, data
+
+        return await asyncio.wait_for(read(), timeout)
+
+    async def statuses_of(self, env_id: str, until: str, timeout: float = 5.0) -> list[str]:
+        seen: list[str] = []
+        while until not in seen:
+            event, data = await self.next_event(timeout)
+            assert event == "environment" and data["type"] == "environment"
+            if data["environment"]["id"] == env_id:
+                seen.append(data["environment"]["status"])
+        return seen
+
+
+async def open_stream(client, account) -> EventReader:
+    r = await client.get(STREAM, headers=account.headers)
+    assert r.status == 200, await r.text()
+    assert r.headers["Content-Type"].startswith("text/event-stream")
+    assert (await r.content.readline()).startswith(b"retry:")
+    return EventReader(r)
+
+
+async def test_stream_pushes_each_status_change_of_my_environments(client, new_account):
+    admin, agent = await admin_and_host(client, new_account)
+    alice = await new_account()
+    stream = await open_stream(client, alice)
+
+    env = await created(client, alice, "train")
+    assert await stream.statuses_of(env["id"], until="starting") == ["starting"]
+
+    await agent.converge()
+    event, data = await stream.next_event()
+    pushed = data["environment"]
+    assert (pushed["id"], pushed["status"]) == (env["id"], "running")
+    assert pushed["gpus"] and pushed["workspace_id"] == alice.personal_workspace_id
+    assert "jupyter_token" not in json.dumps(data)
+
+    r = await client.post(f"{ENVS}/{env['id']}/stop", headers=alice.headers)
+    assert r.status == 202
+    assert await stream.statuses_of(env["id"], until="stopping") == ["stopping"]
+    await agent.converge()
+    assert await stream.statuses_of(env["id"], until="stopped") == ["stopped"]
+
+    r = await client.delete(f"{ENVS}/{env['id']}", headers=alice.headers)
+    assert r.status in (200, 202, 204)
+    await agent.converge()
+    assert await stream.statuses_of(env["id"], until="deleted") == ["deleting", "deleted"]
+    stream.response.close()
+
+
+async def test_heartbeats_that_change_nothing_push_nothing(client, new_account):
+    admin, agent = await admin_and_host(client, new_account)
+    alice = await new_account()
+    env = await created(client, alice, "quiet")
+    await agent.converge()
+    stream = await open_stream(client, alice)
+    for _ in range(3):
+        await agent.beat()  # the server re-saves every environment of the host each beat
+    marker = await created(client, alice, "marker")  # the next event must be this one
+    event, data = await stream.next_event()
+    assert data["environment"]["id"] == marker["id"] != env["id"]
+    stream.response.close()
+
+
+async def test_another_tenants_changes_never_reach_my_stream(client, new_account):
+    admin, agent = await admin_and_host(client, new_account)
+    alice, mallory = await new_account(), await new_account()
+    spy = await open_stream(client, mallory)
+    secret = await created(client, alice, "alices")
+    await agent.converge()
+    mine = await created(client, mallory, "mallorys")
+    event, data = await spy.next_event()
+    assert data["environment"]["id"] == mine["id"]  # alice's two changes were skipped
+    assert secret["id"] not in json.dumps(data)
+    spy.response.close()
+
+
+async def test_stream_needs_authentication(client):
+    r = await client.get(STREAM)
+    assert r.status == 401
+    body = await r.json()
+    assert body["error"]["code"]

@@ -67,7 +67,7 @@ def server(console_built, tmp_path_factory) -> Iterator[LiveServer]:
     env = {
         "REMOTEGPU_LOGIN_LIMIT_PER_IP": "10000",
         "REMOTEGPU_LOGIN_LIMIT_PER_ACCOUNT": "1000",
-        # The environment flow runs on fake GPUs with whatever runtime the machine has (Docker, else local).
+        # Fake GPUs on the in-memory runtime; test_console_environments.py starts its own server on Docker.
         "REMOTEGPU_AGENT_FAKE_GPUS": os.environ.get("REMOTEGPU_E2E_FAKE_GPUS", "2xNVIDIA A100-SXM4-80GB"),
     }
     with live_server(tmp_path_factory.mktemp("console-e2e"), **env) as srv:

@@ -149,7 +149,7 @@ class Container(containers.DeclarativeContainer):
     access_gateway = providers.Singleton(DirectSshGateway, platform_key=platform_ssh_key)
     agent_service = providers.Singleton(
         AgentService, uow=uow.provider, clock=clock, environments=environment_service, heartbeat_seconds=config.heartbeat_seconds,
-        gateway=access_gateway,
+        gateway=access_gateway, feed=change_feed,
     )
     autostop = providers.Singleton(AutoStop, uow=uow.provider, clock=clock, environments=environment_service)
     environment_watch = providers.Singleton(EnvironmentWatch, uow=uow.provider, environments=environment_service, feed=change_feed)

@@ -40,6 +40,12 @@ class InProcessAgentLink:
         except Unauthenticated as exc:  # what HttpAgentLink raises for a 401, so the agent re-registers
             raise AgentTokenRejected(exc.message, status=401, code=exc.code) from None
 
+    async def wait_for_work(self, agent_token: str, known: dict[str, tuple[str, int]], timeout: float) -> bool:
+        try:
+            return await self._service.wait_for_work(agent_token, known, timeout)
+        except Unauthenticated as exc:
+            raise AgentTokenRejected(exc.message, status=401, code=exc.code) from None
+
 
 async def build_embedded_agent(container: Container) -> HostAgent:
     settings = container.settings()

@@ -19,6 +19,7 @@ from remotegpu.application.fleet.ports import AgentLinkError, AgentTokenRejected
 
 REGISTER_PATH = "/api/v1/agent/register"
 HEARTBEAT_PATH = "/api/v1/agent/heartbeat"
+WAIT_PATH = "/api/v1/agent/wait"
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
 
@@ -54,6 +55,13 @@ class HttpAgentLink:
         except ValueError as exc:
             raise AgentLinkError(f"heartbeat: the server's answer is not a valid reply: {exc}") from None
 
+    async def wait_for_work(self, agent_token: str, known: dict[str, tuple[str, int]], timeout: float) -> bool:
+        body = {"timeout_seconds": max(0.5, min(60.0, timeout)),
+                "known": {env_id: {"desired": d, "generation": g} for env_id, (d, g) in known.items()}}
+        data = await self._post(WAIT_PATH, body, what="wait", headers={"Authorization": f"Bearer {agent_token}"},
+                                timeout=aiohttp.ClientTimeout(total=timeout + 10))
+        return bool(data.get("work")) if isinstance(data, dict) else False
+
     async def close(self) -> None:
         if self._owns_session and self._session is not None:
             await self._session.close()
@@ -68,12 +76,12 @@ class HttpAgentLink:
     # ----------------------------------------------------------------------------------
 
     async def _post(self, path: str, body: dict[str, Any], *, what: str,
-                    headers: dict[str, str] | None = None) -> Any:
+                    headers: dict[str, str] | None = None, timeout: aiohttp.ClientTimeout | None = None) -> Any:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         url = self.server_url + path
         try:
-            async with self._session.post(url, json=body, headers=headers, timeout=self._timeout) as response:
+            async with self._session.post(url, json=body, headers=headers, timeout=timeout or self._timeout) as response:
                 text = await response.text()
                 status = response.status
         except asyncio.TimeoutError:
@@ -83,7 +91,7 @@ class HttpAgentLink:
         if status >= 300:
             code, message = _error_of(text, status)
             error = f"{what} refused by the server ({status} {code}): {message}"
-            if status == 401 and path == HEARTBEAT_PATH:
+            if status == 401 and path in (HEARTBEAT_PATH, WAIT_PATH):
                 raise AgentTokenRejected(error, status=status, code=code)
             raise AgentLinkError(error, status=status, code=code)
         try:

@@ -44,6 +44,7 @@ from remotegpu.application.fleet.ports import (
     AgentTokenRejected,
     GpuProbe,
     SystemInfo,
+    WaitingAgentLink,
 )
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,9 @@ class HostAgent:
         self._host_id: str | None = None
         self._token: str | None = None
         self._reregistered = False
+        # env id → (desired, generation) of the last reply: what a long-poll compares with.
+        self._known: dict[str, tuple[str, int]] = {}
+        self._can_wait = isinstance(link, WaitingAgentLink)
 
     @property
     def host_id(self) -> str | None:
@@ -289,7 +293,9 @@ class HostAgent:
     async def _beat(self) -> HeartbeatReply:
         await self.ensure_registered()
         assert self._token is not None
-        return await self.link.heartbeat(self._token, await self.report())
+        reply = await self.link.heartbeat(self._token, await self.report())
+        self._known = {d.env_id: (d.desired, d.generation) for d in reply.desired}
+        return reply
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Beat every ``interval_seconds`` (from the server's reply) until ``stop`` is set.
@@ -340,13 +346,39 @@ class HostAgent:
             log.error("registering again with the given join token failed: %s", exc)
 
     async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
+        """Until the next beat: ``seconds``, or less when the server says there is work
+        (long-poll, when the link can) or ``stop`` is set."""
         if self._sleep is not None:
             await self._sleep(seconds)
             return
+        waits = {asyncio.ensure_future(stop.wait())}
+        if self._can_wait and self._token is not None and seconds > 0.5:
+            waits.add(asyncio.ensure_future(self._wait_for_work(seconds)))
         try:
-            await asyncio.wait_for(stop.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
-            pass
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+
+    async def _wait_for_work(self, seconds: float) -> None:
+        """Returns early only when there is work; any failure just waits out the pause
+        (the regular beat then carries on as before)."""
+        assert self._token is not None
+        try:
+            if await self.link.wait_for_work(self._token, dict(self._known), seconds):  # type: ignore[attr-defined]
+                return
+        except asyncio.CancelledError:
+            raise
+        except AgentLinkError as exc:
+            if exc.status in (404, 405):
+                log.info("the server cannot long-poll for work; beating every interval instead")
+                self._can_wait = False
+            else:
+                log.debug("waiting for work failed: %s", exc)
+        except Exception:  # noqa: BLE001 - a failed long-poll must not end the agent
+            log.debug("waiting for work failed", exc_info=True)
+        await asyncio.sleep(seconds)
 
 
 AUTHORIZED_KEYS_BEGIN = "# >>> remotegpu managed keys (changes here are overwritten)"

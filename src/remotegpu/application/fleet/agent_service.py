@@ -7,6 +7,7 @@ host. Anything that frees capacity lets the queue move.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -25,6 +26,7 @@ from remotegpu.application.fleet.agent_protocol import (
     ObservedEnvironment,
 )
 from remotegpu.application.identity import audit
+from remotegpu.application.shared.change_feed import ChangeFeed, FeedOverflow
 from remotegpu.application.identity.secrets import hash_secret, new_secret
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from remotegpu.domain.environments.models import Desired, Environment, EnvStatus
@@ -33,6 +35,15 @@ from remotegpu.domain.shared.errors import Conflict, InvalidInput, Unauthenticat
 
 AGENT_TOKEN_PREFIX = "rga_"
 GENERATION_LABEL = "remotegpu.generation"
+
+
+def desired_state(env: Environment) -> str:
+    """What the host's agent is told to make of the environment."""
+    if env.desired is Desired.DELETED:
+        return "deleted"
+    if env.desired is Desired.RUNNING and env.status.holds_resources:
+        return "running"
+    return "stopped"
 
 
 def jupyter_base_url(env_id: str) -> str:
@@ -46,6 +57,7 @@ class AgentService:
     environments: EnvironmentService
     heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
     gateway: AccessGateway | None = None  # None: authorized_keys are not managed
+    feed: ChangeFeed | None = None  # None: agents only learn of work on their next heartbeat
 
     async def register(self, join_token: str, name: str, report: HostReport) -> tuple[str, str]:
         """Trade the one-time join token for the agent's own token."""
@@ -101,6 +113,44 @@ class AgentService:
                 await self.environments.drain_queue(uow)
             await uow.commit()
         return HeartbeatReply(host_id=host.id, desired=desired, interval_seconds=self.heartbeat_seconds)
+
+    async def wait_for_work(self, agent_token: str, known: dict[str, tuple[str, int]], timeout: float) -> bool:
+        """Long-poll between heartbeats: True as soon as the host's desired state differs
+        from ``known`` (env id → (desired, generation) of the agent's last reply), False
+        after ``timeout`` seconds without such a change.
+
+        The agent then beats at once instead of at its next interval: this is what makes
+        "create → container started" take a moment rather than up to a heartbeat.
+        The subscription starts before the comparison, so a change committed between
+        the agent's last reply and this call is never missed.
+        """
+        if self.feed is None:
+            await asyncio.sleep(timeout)
+            return False
+        subscription = self.feed.subscribe()
+        try:
+            async with self.uow() as uow:
+                host = await uow.hosts.get_by_agent_token(hash_secret(agent_token))
+                if host is None:
+                    raise Unauthenticated("agent token is invalid; register the agent again with a new join token", code="invalid_agent_token")
+                current = {env.id: (desired_state(env), env.generation) for env in await uow.environments.list_for_host(host.id)
+                           if env.status is not EnvStatus.DELETED}
+            if current != known:
+                return True
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while (remaining := deadline - loop.time()) > 0:
+                try:
+                    change = await asyncio.wait_for(subscription.get(), remaining)
+                except asyncio.TimeoutError:
+                    return False
+                except FeedOverflow:
+                    return True  # changes were dropped: one of them may be ours
+                if change.for_agent and change.host_id == host.id:
+                    return True
+            return False
+        finally:
+            subscription.close()
 
     async def mark_offline_hosts(self) -> list[str]:
         """Hosts silent for 3 heartbeats go offline; their live environments go lost."""
@@ -173,9 +223,10 @@ class AgentService:
         return False
 
     async def _desired(self, uow: UnitOfWork, env: Environment, host: Host) -> DesiredEnvironment:
-        if env.desired is Desired.DELETED:
+        state = desired_state(env)
+        if state == "deleted":
             return DesiredEnvironment(env.id, "deleted", env.generation)
-        if env.desired is Desired.RUNNING and env.status.holds_resources:
+        if state == "running":
             keys = None
             if self.gateway is not None:
                 keys = (await self.gateway.provision(env, await entrants(uow, env))).authorized_keys

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from remotegpu.domain.fleet.models import Gpu
 
@@ -61,6 +61,17 @@ class AgentLink(Protocol):
         ...
 
     async def heartbeat(self, agent_token: str, report: "HostReport") -> "HeartbeatReply": ...
+
+
+@runtime_checkable
+class WaitingAgentLink(Protocol):
+    """Optional ability of a link: long-poll for work between heartbeats."""
+
+    async def wait_for_work(self, agent_token: str, known: dict[str, tuple[str, int]], timeout: float) -> bool:
+        """True once the host's desired state differs from ``known`` (env id →
+        (desired, generation)), False after ``timeout`` seconds. Raises
+        ``AgentLinkError`` (``status`` 404 from a server that cannot long-poll)."""
+        ...
 
 
 # --- the host agent's own ports -------------------------------------------------------

@@ -170,5 +170,20 @@ class AgentReportIn(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class AgentKnownIn(Strict):
+    desired: str = Field(max_length=16)
+    generation: int = Field(ge=0)
+
+
+class AgentWaitIn(Strict):
+    timeout_seconds: float = Field(25.0, ge=0.5, le=60.0, description="answer after this long without work")
+    known: dict[str, AgentKnownIn] = Field(default_factory=dict, max_length=10_000,
+                                           description="env id → desired state of the agent's last heartbeat reply")
+
+
+class AgentWaitOut(BaseModel):
+    work: bool = Field(description="true: the desired state changed, beat now")
+
+
 class AgentReplyOut(BaseModel):
     model_config = ConfigDict(extra="allow")

@@ -32,7 +32,7 @@ def make_host(n: int, *, gpus: int | list[Gpu] = 2, **kw) -> Host:
         gpus = parse_fake_gpus(f"{gpus}xNVIDIA H100 80GB HBM3", seed=f"h{n}") if gpus else []
     values = dict(
         id=f"20000000-0000-0000-0000-{n:012d}", name=f"gpu-{n:02d}", cpu_cores=64, memory_gib=512, disk_gib=2000,
-        address=f"10.0.0.{n}", created_at=at(n), gpus=gpus,
+        address=f"10.0.0.{n}", private_address=f"192.168.0.{n}", created_at=at(n), gpus=gpus,
     )
     return Host(**{**values, **kw})
 

@@ -5,6 +5,13 @@
 The first start trades the join token for an agent token kept in the state directory;
 later starts reuse it (the join token is one-time, passing it again is harmless).
 Runs until SIGTERM/SIGINT. Environments keep running when the agent stops.
+
+On a host other than the server's own machine, also pass ``--private-address`` (or
+``REMOTEGPU_AGENT_PRIVATE_ADDRESS``): the host's address on a network only the
+platform's servers reach (a private VLAN, a VPN). JupyterLab is published there only,
+and the server's proxy and web terminal connect to it; ``--address`` stays the public
+address users SSH to. The default, ``127.0.0.1``, works only when the server runs on
+this machine.
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ import sys
 from pathlib import Path
 
 DEFAULT_STATE_DIR = Path("/var/lib/remotegpu-agent")
+#: Private services (Jupyter) are published here unless --private-address says otherwise:
+#: right for an agent on the server's machine; a remote host needs its private-network address.
+DEFAULT_PRIVATE_ADDRESS = "127.0.0.1"
 
 log = logging.getLogger("remotegpu.agent")
 
@@ -38,6 +48,12 @@ def add_agent_arguments(p: argparse.ArgumentParser) -> None:
                    help="default: $REMOTEGPU_RUNTIME or auto (Docker when the daemon answers, else local processes)")
     p.add_argument("--fake-gpus", help='fake inventory like "4xNVIDIA A100-SXM4-80GB" (default: $REMOTEGPU_AGENT_FAKE_GPUS)')
     p.add_argument("--address", default="", help="address users reach this host's published ports at (SSH)")
+    p.add_argument("--private-address", default=None,
+                   help="address on which the platform, and only it, reaches this host's private services "
+                        "(JupyterLab behind the platform's proxy, SSH for the web terminal): set it to this "
+                        "host's private-network address; Jupyter is published there only "
+                        "(default: $REMOTEGPU_AGENT_PRIVATE_ADDRESS or 127.0.0.1, right only when the server "
+                        "runs on this machine)")
     p.add_argument("--docker-scope", default="default",
                    help="label scope of the containers this agent manages; distinct per agent sharing one Docker daemon")
 
@@ -59,6 +75,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
     if fake_spec is None:
         fake_spec = os.environ.get("REMOTEGPU_AGENT_FAKE_GPUS") or None
     kind = getattr(args, "runtime", None) or os.environ.get("REMOTEGPU_RUNTIME", "auto")
+    private_address = (getattr(args, "private_address", None) or os.environ.get("REMOTEGPU_AGENT_PRIVATE_ADDRESS", "")
+                       ).strip() or DEFAULT_PRIVATE_ADDRESS
 
     def fail(message: str) -> int:
         print(f"remotegpu agent: {message}", file=sys.stderr)
@@ -80,7 +98,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
     except DomainError as exc:
         return fail(exc.message)
     try:
-        runtime, runtime_name = select_runtime(kind, data_dir=state_dir, docker_scope=args.docker_scope)
+        runtime, runtime_name = select_runtime(
+            kind, data_dir=state_dir, docker_scope=args.docker_scope, private_address=private_address,
+        )
     except ValueError as exc:
         return fail(str(exc))
 
@@ -92,7 +112,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
         async with HttpAgentLink(args.server) as link:
             agent = HostAgent(
                 runtime, probe, link, HostSystemInfo(state_dir), name=name, join_token=args.token,
-                credentials=credentials, address=args.address or "", runtime_name=runtime_name,
+                credentials=credentials, address=args.address or "", private_address=private_address,
+                runtime_name=runtime_name,
                 fake_gpus=bool(fake_spec and fake_spec.strip()), agent_version=__version__,
             )
             log.info("agent %s starting: server %s, runtime %s, %d GPU(s)%s", name, args.server, runtime_name,

@@ -55,12 +55,15 @@ async def build_embedded_agent(container: Container) -> HostAgent:
     join_token = None
     if credentials.load() is None:
         join_token = await _new_join_token(container, name)
-    runtime, runtime_name = select_runtime(settings.runtime, data_dir=settings.data_dir, docker_scope=settings.docker_scope)
+    private_address = settings.agent_private_address.strip() or "127.0.0.1"
+    runtime, runtime_name = select_runtime(
+        settings.runtime, data_dir=settings.data_dir, docker_scope=settings.docker_scope, private_address=private_address,
+    )
     address = settings.ssh_host or (settings.http_host if settings.http_host not in ("0.0.0.0", "::") else "127.0.0.1")
     return HostAgent(
         runtime, detect_probe(settings.agent_fake_gpus, seed=name), InProcessAgentLink(container.agent_service()),
         HostSystemInfo(settings.data_dir), name=name, join_token=join_token, credentials=credentials,
-        address=address, runtime_name=runtime_name,
+        address=address, private_address=private_address, runtime_name=runtime_name,
     )
 
 

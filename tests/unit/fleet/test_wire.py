@@ -37,7 +37,7 @@ REPORT = HostReport(
     fake_gpus=False,
     observed=[ObservedEnvironment("env-1", "running", 3, ssh_sessions=2),
               ObservedEnvironment("env-2", "failed", None, "image missing")],
-    utilization={"GPU-aaaa": 97, "GPU-bbbb": 0}, address="10.0.0.7", agent_version="0.1.0",
+    utilization={"GPU-aaaa": 97, "GPU-bbbb": 0}, address="10.0.0.7", private_address="192.168.0.7", agent_version="0.1.0",
 )
 SPEC = RuntimeSpec(
     env_id="env-1", image="remotegpu/base:latest", cpu_cores=7.5, memory_gib=30.0, gpu_uuids=["GPU-aaaa"],

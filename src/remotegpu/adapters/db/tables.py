@@ -204,6 +204,7 @@ hosts = sa.Table(
     sa.Column("memory_gib", sa.Integer, nullable=False),
     sa.Column("disk_gib", sa.Integer, nullable=False),
     sa.Column("address", sa.String(255), nullable=False),
+    sa.Column("private_address", sa.String(255), nullable=False, server_default=""),  # 0003
     sa.Column("last_heartbeat_at", UTCDateTime, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=True),
     # NULL until issued / after use; UNIQUE ignores NULLs on both dialects.

@@ -83,6 +83,7 @@ def report_to_dict(report: HostReport) -> dict[str, Any]:
         "observed": [observed_to_dict(o) for o in report.observed],
         "utilization": dict(report.utilization),
         "address": report.address,
+        "private_address": report.private_address,
         "agent_version": report.agent_version,
     }
 
@@ -271,6 +272,7 @@ def report_from_dict(data: Any, path: str = "report") -> HostReport:
         observed=observed,
         utilization=utilization,
         address=r.text("address", ""),
+        private_address=r.text("private_address", ""),  # absent from older agents
         agent_version=r.text("agent_version", ""),
     )
 

@@ -16,6 +16,7 @@ from docker.errors import DockerException
 
 from remotegpu.adapters.runtime.docker_runtime import LABEL_SCOPE, DockerRuntime
 from remotegpu.application.environments.ports import LABEL_ENV_ID, LABEL_MANAGED, WORKSPACE_PATH, EnvironmentRuntimeError
+from remotegpu.application.environments.terminal import TerminalTarget
 
 #: bash as a login shell when the image has it, else sh.
 SHELL = ["/bin/sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi"]
@@ -64,14 +65,15 @@ class DockerTerminalSession:
 
 
 class DockerTerminals:
-    """Opens terminals in the environments of one Docker runtime scope."""
+    """Opens terminals in the environments of one Docker runtime scope on the Docker
+    daemon this process talks to (so: for the embedded host only)."""
 
     def __init__(self, client: docker.DockerClient | None = None, *, scope: str = "default") -> None:
         self._client = client or docker.from_env()
         self._scope = scope
 
-    async def open(self, env_id: str, *, cols: int = 80, rows: int = 24) -> DockerTerminalSession:
-        session = await asyncio.to_thread(self._open, env_id)
+    async def open(self, target: TerminalTarget, *, cols: int = 80, rows: int = 24) -> DockerTerminalSession:
+        session = await asyncio.to_thread(self._open, target.env_id)
         await session.resize(cols, rows)
         return session
 

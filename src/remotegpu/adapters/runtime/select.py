@@ -9,12 +9,15 @@ from remotegpu.application.environments.ports import EnvironmentRuntime
 RUNTIME_KINDS = ("auto", "docker", "local", "memory")
 
 
-def select_runtime(kind: str, *, data_dir: Path, docker_scope: str = "default") -> tuple[EnvironmentRuntime, str]:
+def select_runtime(
+    kind: str, *, data_dir: Path, docker_scope: str = "default", private_address: str = "127.0.0.1",
+) -> tuple[EnvironmentRuntime, str]:
     """(runtime, its name as the agent reports it: "docker" | "local" | "memory").
 
     ``auto`` is Docker when a daemon answers, else local processes (dev only) whose
     sandboxes live in ``data_dir / "local-runtime"``. ``docker`` without a daemon, or an
-    unknown kind, raises ``ValueError`` with what to do about it.
+    unknown kind, raises ``ValueError`` with what to do about it. Docker publishes
+    private ports (Jupyter) on ``private_address`` only.
     """
     kind = (kind or "auto").strip().lower()
     if kind not in RUNTIME_KINDS:
@@ -27,7 +30,7 @@ def select_runtime(kind: str, *, data_dir: Path, docker_scope: str = "default") 
         from remotegpu.adapters.runtime.docker_runtime import DockerRuntime, docker_available
 
         if docker_available():
-            return DockerRuntime(scope=docker_scope), "docker"
+            return DockerRuntime(scope=docker_scope, private_bind_address=private_address or "127.0.0.1"), "docker"
         if kind == "docker":
             raise ValueError(
                 "runtime 'docker' asked for, but no Docker daemon answers (check DOCKER_HOST, the socket's "

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from remotegpu.application.environments.access import load_visible
 from remotegpu.application.environments.access_gateway import AccessGateway, Entrant
 from remotegpu.application.environments.autostop import AutoStop
+from remotegpu.application.environments.terminal import private_address_of
 from remotegpu.application.shared.ports import UnitOfWork, UnitOfWorkFactory
 from remotegpu.domain.environments.models import Desired, Environment, EnvStatus
 from remotegpu.domain.fleet.models import Host
@@ -55,12 +56,17 @@ async def may_enter(uow: UnitOfWork, actor: User, env: Environment) -> bool:
 
 @dataclass(frozen=True)
 class Upstream:
-    """Where a running environment's service listens, as the platform reaches it."""
+    """Where a running environment's service listens, as the platform reaches it:
+    ``address`` is its host's private address (Jupyter is published there only)."""
 
     env_id: str
     host: Host
     port: int
     jupyter_token: str
+
+    @property
+    def address(self) -> str:
+        return private_address_of(self.host)
 
 
 @dataclass

@@ -1,13 +1,26 @@
 """Port: an interactive shell with a pseudo-terminal inside a running environment.
 
-Adapters: ``remotegpu.adapters.runtime.docker_terminal`` (docker exec with a tty) for
-hosts whose runtime the server can reach itself; an SSH-based one could serve remote
-hosts later.
+Two ways in, behind one port (the web terminal handler does not care which):
+
+* ``remotegpu.adapters.runtime.docker_terminal`` — ``docker exec`` with a tty, for
+  environments on this server's own machine (the embedded host) with a Docker runtime;
+* ``remotegpu.adapters.access.ssh_terminal`` — an SSH session with a pty to the
+  environment's sshd, logged in with the platform's own key (the access gateway puts
+  its public half into every environment's authorized_keys), for every other host.
+
+``TerminalRouter`` picks one per environment (``choose``).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from remotegpu.domain.fleet.models import Host
+from remotegpu.domain.shared.errors import Conflict
+
+#: Runtimes whose environments run no sshd on their published ports: no SSH bridge.
+RUNTIMES_WITHOUT_SSHD = frozenset({"local", "memory"})
 
 
 class TerminalSession(Protocol):
@@ -26,8 +39,60 @@ class TerminalSession(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class TerminalTarget:
+    """A running environment as a terminal reaches it: its host and its SSH host port."""
+
+    env_id: str
+    host: Host
+    ssh_port: int | None = None
+
+    @property
+    def private_address(self) -> str:
+        """Where the platform reaches the host's ports (see ``private_address_of``)."""
+        return private_address_of(self.host)
+
+
+def private_address_of(host: Host) -> str:
+    """The address the platform reaches ``host``'s private services on: what its agent
+    reports (``--private-address``); loopback for a host whose agent reported none yet
+    (the embedded host of a server older than the field)."""
+    return host.private_address or "127.0.0.1"
+
+
 class TerminalOpener(Protocol):
-    async def open(self, env_id: str, *, cols: int = 80, rows: int = 24) -> TerminalSession:
+    async def open(self, target: TerminalTarget, *, cols: int = 80, rows: int = 24) -> TerminalSession:
         """A login shell as root in ``/root/workspace`` of the running environment.
-        Raises ``EnvironmentRuntimeError`` when it does not run here."""
+        Raises ``EnvironmentRuntimeError`` when it cannot be reached or does not run."""
         ...
+
+
+@dataclass
+class TerminalRouter:
+    """A ``TerminalOpener`` that picks the way in per environment.
+
+    ``local`` (docker exec) serves the environments of ``local_host_id()`` — this
+    machine's embedded host — when its runtime is reachable here; ``ssh`` serves every
+    other environment with an SSH port on a runtime that runs sshd. Neither: ``Conflict``
+    ``terminal_unavailable`` (answered as 409)."""
+
+    local_host_id: Callable[[], str | None]
+    local: TerminalOpener | None = None
+    ssh: TerminalOpener | None = None
+
+    def choose(self, target: TerminalTarget) -> TerminalOpener | None:
+        local_id = self.local_host_id()
+        if self.local is not None and local_id is not None and target.host.id == local_id:
+            return self.local
+        if self.ssh is not None and target.ssh_port and target.host.runtime not in RUNTIMES_WITHOUT_SSHD:
+            return self.ssh
+        return None
+
+    async def open(self, target: TerminalTarget, *, cols: int = 80, rows: int = 24) -> TerminalSession:
+        opener = self.choose(target)
+        if opener is None:
+            raise Conflict(
+                "the web terminal cannot reach this environment (no runtime this server can reach, no SSH); use SSH",
+                code="terminal_unavailable",
+            )
+        return await opener.open(target, cols=cols, rows=rows)

@@ -87,6 +87,7 @@ class HostAgent:
         join_token: str | None = None,
         credentials: AgentCredentialStore,
         address: str = "",
+        private_address: str = "",
         runtime_name: str | None = None,
         fake_gpus: bool | None = None,
         agent_version: str = "",
@@ -100,6 +101,7 @@ class HostAgent:
         self.system = system
         self.name = name
         self.address = address
+        self.private_address = private_address
         self.agent_version = agent_version
         self._join_token = join_token or None
         self._credentials = credentials
@@ -169,6 +171,7 @@ class HostAgent:
             observed=[observed[k] for k in sorted(observed)],
             utilization=self.probe.utilization(),
             address=self.address,
+            private_address=self.private_address,
             agent_version=self.agent_version,
         )
 

@@ -39,6 +39,9 @@ class HostReport:
     observed: list[ObservedEnvironment] = field(default_factory=list)
     utilization: dict[str, int] = field(default_factory=dict)
     address: str = ""  # where users reach this host's published ports (SSH)
+    # Where the platform (only it) reaches this host's private ports (Jupyter) and its
+    # environments' SSH for the web terminal: the host's private-network address.
+    private_address: str = ""
     agent_version: str = ""
 
 

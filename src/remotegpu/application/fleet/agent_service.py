@@ -181,6 +181,8 @@ class AgentService:
         host.gpu_utilization = dict(report.utilization)
         if report.address:
             host.address = report.address
+        if report.private_address:
+            host.private_address = report.private_address
         host.last_heartbeat_at = self.clock.now()
         if host.status is HostStatus.OFFLINE:
             host.status = HostStatus.READY

@@ -49,7 +49,10 @@ class Host:
     cpu_cores: int = 0
     memory_gib: int = 0
     disk_gib: int = 0
-    address: str = ""
+    address: str = ""  # public: where users reach the published SSH ports
+    # Where the platform (and only it) reaches this host's private services (Jupyter,
+    # the terminal's SSH bridge): the agent's --private-address. "" from older agents.
+    private_address: str = ""
     last_heartbeat_at: datetime | None = None
     gpus: list[Gpu] = field(default_factory=list)
     created_at: datetime | None = None

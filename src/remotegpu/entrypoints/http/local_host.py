@@ -1,8 +1,8 @@
 """What this server process can reach on its own machine: the embedded agent's host.
 
-The embedded agent's host is this machine: its Jupyter ports are published on
-loopback, and its Docker daemon is the one this process talks to (terminals). Other
-hosts are remote: reached over the network, never through a local Docker.
+The embedded agent's host is this machine: its Docker daemon is the one this process
+talks to (terminals by ``docker exec``). Other hosts are remote: reached over their
+private address (Jupyter, SSH for the terminal), never through a local Docker.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import weakref
 from aiohttp import web
 
 from remotegpu.adapters.fleet.credentials import FileCredentialStore
-from remotegpu.application.environments.terminal import TerminalOpener
+from remotegpu.application.environments.terminal import TerminalOpener, TerminalRouter
 from remotegpu.entrypoints.http.keys import CONTAINER
 
 _state: "weakref.WeakKeyDictionary[web.Application, dict]" = weakref.WeakKeyDictionary()
@@ -31,6 +31,20 @@ def local_host_id(app: web.Application) -> str | None:
             saved = FileCredentialStore(settings.data_dir / "agent").load()
             state["host_id"] = saved[0] if saved else None
     return state.get("host_id")
+
+
+def terminal_router(app: web.Application) -> TerminalRouter:
+    """The web terminal's opener: docker exec for the embedded host's environments (when
+    its runtime is Docker), an SSH session with the platform's key for all others."""
+    state = _of(app)
+    if "router" not in state:
+        from remotegpu.adapters.access.ssh_terminal import SshTerminals
+
+        state["router"] = TerminalRouter(
+            local_host_id=lambda: local_host_id(app), local=terminal_opener(app),
+            ssh=SshTerminals(app[CONTAINER].platform_ssh_key()),
+        )
+    return state["router"]
 
 
 def terminal_opener(app: web.Application) -> TerminalOpener | None:

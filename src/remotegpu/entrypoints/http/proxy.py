@@ -41,6 +41,10 @@ log = logging.getLogger("remotegpu.proxy")
 PATH = "/proxy/environments/{environment_id}/jupyter/{tail:.*}"
 #: Upstream read buffer: large reads mean fewer pause/resume cycles and writes per MiB.
 READ_BUFFER = 1024 * 1024
+#: How much response body may wait in the kernel-bound buffer of the client's connection
+#: before the proxy stops reading upstream (asyncio's default is 64 KiB: with it the
+#: proxy reads a chunk, waits until the client took it, reads the next — no overlap).
+WRITE_BUFFER = 1024 * 1024
 #: How long an authorisation + upstream lookup is reused for the same user and environment.
 RESOLVE_TTL_SECONDS = 5.0
 _HOP_BY_HOP = frozenset(h.lower() for h in (
@@ -135,12 +139,15 @@ class JupyterProxy:
                 response.content_length = int(length)
             await response.prepare(request)
             if request.method != "HEAD":
+                _widen_write_buffer(request)
                 scrub = token and hdrs.CONTENT_ENCODING not in upstream_response.headers
                 tail = b""
-                async for chunk in upstream_response.content.iter_any():
+                content = upstream_response.content
+                while chunk := await content.readany():
                     if scrub:
-                        chunk, tail = _scrub_stream(tail + chunk, token)
-                    await response.write(chunk)
+                        chunk, tail = _scrub_stream(tail + chunk if tail else chunk, token)
+                    if chunk:
+                        await response.write(chunk)
                 if tail:
                     await response.write(tail)
             await response.write_eof()
@@ -218,13 +225,38 @@ def _scrub_text(value: str, token: str) -> str:
 
 def _scrub_stream(data: bytes, token: bytes) -> tuple[bytes, bytes]:
     """Mask ``token`` (same length, so Content-Length holds) in a stream: returns what can
-    be sent now and the tail to hold back (a token may straddle two chunks)."""
+    be sent now and the tail to hold back — the longest end of ``data`` that begins the
+    token (it may straddle two chunks); usually nothing, so nothing is copied."""
     if token in data:
         data = data.replace(token, b"*" * len(token))
-    keep = len(token) - 1
-    if keep <= 0 or len(data) <= keep:
-        return (b"", data) if keep > 0 else (data, b"")
-    return data[:-keep], data[-keep:]
+    held = _token_prefix_at_end(data, token)
+    if not held:
+        return data, b""
+    return data[:-held], data[-held:]
+
+
+def _token_prefix_at_end(data: bytes, token: bytes) -> int:
+    """Length of the longest proper prefix of ``token`` that ``data`` ends with (0: none)."""
+    first = token[:1]
+    start = max(0, len(data) - len(token) + 1)
+    at = data.find(first, start)
+    while at != -1:
+        if token.startswith(data[at:]):
+            return len(data) - at
+        at = data.find(first, at + 1)
+    return 0
+
+
+def _widen_write_buffer(request: web.Request) -> None:
+    """Let up to ``WRITE_BUFFER`` bytes queue for the client, so reading upstream and
+    writing downstream overlap (see ``WRITE_BUFFER``)."""
+    transport = request.transport
+    if transport is not None:
+        try:
+            if transport.get_write_buffer_limits()[1] < WRITE_BUFFER:
+                transport.set_write_buffer_limits(high=WRITE_BUFFER)
+        except (AttributeError, NotImplementedError, ValueError):
+            pass
 
 
 async def _quietly(coro) -> None:

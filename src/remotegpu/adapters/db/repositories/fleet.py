@@ -19,7 +19,8 @@ def _host_values(host: Host) -> dict[str, Any]:
     return {
         "id": host.id, "name": host.name, "status": host.status.value, "labels": dict(host.labels),
         "cpu_cores": host.cpu_cores, "memory_gib": host.memory_gib, "disk_gib": host.disk_gib,
-        "address": host.address, "last_heartbeat_at": host.last_heartbeat_at, "created_at": host.created_at,
+        "address": host.address, "private_address": host.private_address,
+        "last_heartbeat_at": host.last_heartbeat_at, "created_at": host.created_at,
         "join_token_hash": host.join_token_hash, "agent_token_hash": host.agent_token_hash,
         "runtime": host.runtime, "runtime_healthy": host.runtime_healthy, "fake_gpus": host.fake_gpus,
         "gpu_utilization": dict(host.gpu_utilization),
@@ -32,6 +33,7 @@ def _host(row: Any, gpus: list[Gpu]) -> Host:
     return Host(
         id=m["id"], name=m["name"], status=HostStatus(m["status"]), labels=dict(m["labels"]),
         cpu_cores=m["cpu_cores"], memory_gib=m["memory_gib"], disk_gib=m["disk_gib"], address=m["address"],
+        private_address=m["private_address"],
         last_heartbeat_at=m["last_heartbeat_at"], gpus=gpus, created_at=m["created_at"],
         join_token_hash=m["join_token_hash"], agent_token_hash=m["agent_token_hash"],
         runtime=m["runtime"], runtime_healthy=m["runtime_healthy"], fake_gpus=m["fake_gpus"],

@@ -14,7 +14,8 @@ HOST = "/api/v1/hosts/{host_id}"
 def host_out(item: HostWithUsage) -> HostOut:
     h = item.host
     return HostOut(
-        id=h.id, name=h.name, status=h.status, address=h.address, labels=h.labels, cpu_cores=h.cpu_cores,
+        id=h.id, name=h.name, status=h.status, address=h.address, private_address=h.private_address,
+        labels=h.labels, cpu_cores=h.cpu_cores,
         memory_gib=h.memory_gib, disk_gib=h.disk_gib, runtime=h.runtime, runtime_healthy=h.runtime_healthy,
         fake_gpus=h.fake_gpus, last_heartbeat_at=h.last_heartbeat_at, environments=item.environments,
         gpus=[

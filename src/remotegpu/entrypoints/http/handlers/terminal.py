@@ -11,8 +11,10 @@ others 404. Frames:
 
 The socket closes with code 1000 (``terminal session ended``) when the shell exits,
 and with 1001 (going away, ``environment stopped``) when the environment is stopped,
-restarted or deleted — within the seconds its container takes to stop. A remote
-host without a runtime the server can reach answers 409 ``terminal_unavailable``.
+restarted or deleted — within the seconds its container takes to stop. The shell
+comes from ``docker exec`` for environments on this machine's embedded Docker host,
+from an SSH session with the platform's key for every other host (``TerminalRouter``);
+an environment neither reaches answers 409 ``terminal_unavailable``.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ import logging
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from remotegpu.application.environments.ports import EnvironmentRuntimeError
+from remotegpu.application.environments.terminal import TerminalTarget
 from remotegpu.domain.shared.errors import Conflict
 from remotegpu.entrypoints.http.errors import error_response
 from remotegpu.entrypoints.http.handlers import api
-from remotegpu.entrypoints.http.local_host import local_host_id, terminal_opener
+from remotegpu.entrypoints.http.local_host import terminal_router
 from remotegpu.entrypoints.http.routing import Call
 from remotegpu.entrypoints.http.session import is_websocket_upgrade
 
@@ -40,16 +43,14 @@ async def open_terminal(call: Call) -> web.StreamResponse:
     """Websocket: a shell with a pty in the running environment (input, output, resize)."""
     request = call.request
     entry = call.container.environment_entry()
-    env, host, _ = await entry.load_enterable(call.user, call.path("environment_id"))
+    env, host, ports = await entry.load_enterable(call.user, call.path("environment_id"))
     if not is_websocket_upgrade(request):
         return error_response(426, "upgrade_required", "open this path as a websocket", headers={"Upgrade": "websocket"})
-    opener = terminal_opener(request.app)
-    if opener is None or host is None or host.id != local_host_id(request.app):
-        raise Conflict("the web terminal needs the host's runtime, which this server cannot reach for this host; use SSH",
-                       code="terminal_unavailable")
+    if host is None:
+        raise Conflict("the environment has no host", code="terminal_unavailable")
     cols, rows = _size(request.query.get("cols"), 80), _size(request.query.get("rows"), 24)
     try:
-        session = await opener.open(env.id, cols=cols, rows=rows)
+        session = await terminal_router(request.app).open(TerminalTarget(env.id, host, ports.get("ssh")), cols=cols, rows=rows)
     except EnvironmentRuntimeError as exc:
         raise Conflict(str(exc), code="not_running") from None
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1024 * 1024)

@@ -137,6 +137,7 @@ class HostOut(BaseModel):
     name: str
     status: HostStatus
     address: str
+    private_address: str = Field(description="where the platform reaches the host's private services (agent --private-address)")
     labels: dict[str, str]
     cpu_cores: int
     memory_gib: int

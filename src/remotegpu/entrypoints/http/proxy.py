@@ -4,10 +4,12 @@
   a redirect to the console's login page for a browser navigation; anyone who may not
   enter the environment → 404 (``EnvironmentEntry``). Websocket upgrades are authorised
   the same way, and their ``Origin`` is checked (``session`` middleware).
-* Forwards to the host's address + the environment's allocated Jupyter host port
-  (``127.0.0.1`` for this machine's own embedded host, where the port is published on
-  loopback only). Jupyter runs with the proxy path as its ``base_url``, so paths travel
-  unchanged, and ``Host`` is kept so Jupyter's own Origin check agrees with ours.
+* Forwards to the host's *private* address + the environment's allocated Jupyter host
+  port, for every host (embedded or remote): agents publish Jupyter on their private
+  address only (``--private-address``; loopback for the embedded host), never on the
+  public one users SSH to. Jupyter runs with the proxy path as its ``base_url``, so
+  paths travel unchanged, and ``Host`` is kept so Jupyter's own Origin check agrees
+  with ours.
 * Strips the platform's cookies, ``Authorization`` and ``X-CSRF-Token``; sets
   ``Authorization: token <jupyter token>`` itself. Bodies stream both ways in chunks
   (nothing big is buffered); websockets are pumped frame by frame both ways.
@@ -29,11 +31,9 @@ from aiohttp import hdrs, web
 from yarl import URL
 
 from remotegpu.application.environments.entry import Upstream
-from remotegpu.domain.fleet.models import Host
 from remotegpu.domain.shared.errors import NotFound, PermissionDenied, Unauthenticated
 from remotegpu.entrypoints.http.errors import error_response
 from remotegpu.entrypoints.http.keys import CONTAINER, PRINCIPAL
-from remotegpu.entrypoints.http.local_host import local_host_id
 from remotegpu.entrypoints.http.session import PLATFORM_COOKIES, is_websocket_upgrade
 
 log = logging.getLogger("remotegpu.proxy")
@@ -86,7 +86,7 @@ class JupyterProxy:
         upstream = await self._resolve(principal.user, env_id)
         container = request.app[CONTAINER]
         asyncio.ensure_future(_quietly(container.environment_entry().record_activity(env_id)))
-        url = URL.build(scheme="http", host=self._address(upstream.host), port=upstream.port, encoded=True,
+        url = URL.build(scheme="http", host=upstream.address, port=upstream.port, encoded=True,
                         path=request.raw_path.split("?", 1)[0], query_string=request.query_string)
         if is_websocket_upgrade(request):
             return await self._websocket(request, url, upstream)
@@ -106,12 +106,6 @@ class JupyterProxy:
             self._resolved.clear()
         self._resolved[key] = (now + RESOLVE_TTL_SECONDS, upstream)
         return upstream
-
-    def _address(self, host: Host) -> str:
-        """This machine's embedded host publishes Jupyter on loopback; others on their address."""
-        if host.id == local_host_id(self._app) or not host.address:
-            return "127.0.0.1"
-        return host.address
 
     # --- HTTP -------------------------------------------------------------------------
 

@@ -22,9 +22,9 @@ from tests.support.live_server import LiveServer, live_server
 
 IMAGE = os.environ.get("REMOTEGPU_BASE_IMAGE", "remotegpu/base:latest")
 FAKE_GPUS = os.environ.get("REMOTEGPU_E2E_FAKE_GPUS", "2xNVIDIA A100-SXM4-80GB")
-# Running must arrive without a reload: through the live stream, or the console's
-# 15-second list re-read until that stream is deployed.
-RUNNING_TIMEOUT_MS = 60_000
+# Running must arrive without a reload, pushed by the live stream (SSE): well under the
+# console's 15-second fallback re-read, which only runs while the stream is down.
+RUNNING_TIMEOUT_MS = 12_000
 STOPPED_TIMEOUT_MS = 90_000
 
 
@@ -89,7 +89,7 @@ def create_in_browser(page, ui, model: str, shot: str | None = None) -> tuple[st
     page.get_by_test_id("create-submit").click()
     page.wait_for_url(re.compile(r".*/environments/[0-9a-f-]{8,}$"))
     expect(page.get_by_test_id("env-title")).to_have_text(env_name)
-    # Running arrives through the live stream (or its 15 s fallback): no reload here.
+    # Running arrives through the live stream: no reload here.
     expect(page.locator("[data-testid=env-status][data-status=running]")).to_be_visible(timeout=RUNNING_TIMEOUT_MS)
     return env_name, page.url.rsplit("/", 1)[1]
 
@@ -98,6 +98,8 @@ def delete_in_browser(page, env_name: str) -> None:
     page.get_by_test_id("env-action-delete").click()
     page.locator(".el-message-box__btns .el-button--danger").click()
     page.wait_for_url("**/environments")
+    # The list is fed by the server-sent event stream, not by polling.
+    expect(page.get_by_test_id("stream-state")).to_have_class(re.compile("el-tag--success"))
     expect(page.get_by_test_id("env-table")).not_to_contain_text(env_name, timeout=60_000)
 
 

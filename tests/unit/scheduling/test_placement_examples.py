@@ -30,6 +30,46 @@ def test_small_requests_fill_the_fullest_host_so_whole_hosts_stay_free():
     assert place(fleet, PlacementRequest(gpu_count=8)).host_id == "a"
 
 
+def test_small_work_goes_to_the_busiest_host_so_a_lightly_used_one_drains_whole():
+    # a and b both have 4 free, but a runs one 4-GPU job and b four 1-GPU jobs.
+    a, b = host("a"), host("b")
+    big = used(a, 0, 1, 2, 3)
+    fleet = FleetState([a, b], [big, used(b, 0), used(b, 1), used(b, 2), used(b, 3)])
+    assert first_fit(fleet, PlacementRequest(gpu_count=1)).host_id == "a"  # plain best fit too (fleet order)
+    small = PlacementRequest(gpu_count=1)
+    placement = place(fleet, small)
+    assert placement.host_id == "b"
+    fleet.allocate(placement.allocation(small))
+    fleet.release(big)  # a's only job ends: a is whole again, so an 8-GPU request fits
+    assert place(fleet, PlacementRequest(gpu_count=8)).host_id == "a"
+    # under first fit the 1-GPU job would sit on a and no host could take 8 GPUs
+    ff = FleetState([a, b], [big, used(b, 0), used(b, 1), used(b, 2), used(b, 3)])
+    ff.allocate(first_fit(ff, small).allocation(small))
+    ff.release(big)
+    assert first_fit(ff, PlacementRequest(gpu_count=8)) is None
+
+
+def test_partly_used_hosts_are_filled_before_an_idle_host_is_broken():
+    idle, lone = host("idle"), host("lone")
+    fleet = FleetState([idle, lone], [used(lone, 0)])  # lone: 7 free, one job
+    assert place(fleet, PlacementRequest(gpu_count=4)).host_id == "lone"
+    assert place(fleet, PlacementRequest(gpu_count=8)).host_id == "idle"
+
+
+def test_jobs_count_live_gpu_allocations_through_allocate_release_copy_and_rebuild():
+    h = host("h")
+    one, two, cpu_only = used(h, 0), used(h, 1, 2), Allocation("h", (), 4, 16)
+    fleet = FleetState([h], [one, cpu_only])
+    assert fleet.host("h").jobs == 1  # CPU-only work holds no GPU
+    fleet.allocate(two)
+    copy = fleet.copy()
+    assert fleet.host("h").jobs == copy.host("h").jobs == 2
+    fleet.release(one)
+    fleet.release(one)  # a second release of the same GPUs changes nothing
+    assert fleet.host("h").jobs == 1 and copy.host("h").jobs == 2
+    assert FleetState([h], [two]).host("h").jobs == 1
+
+
 def test_packing_outranks_topology_between_hosts():
     tight = host("tight", gpus("tight", [0, 0, 0, 1, 1, 1]))
     roomy = host("roomy", gpus("roomy", [0, 0, 0, 0, 1, 1, 1, 1]))

@@ -105,8 +105,12 @@ def _check_and_place(fleet: FleetState, fleet_hosts: list[Host], ledger: list[Al
         assert all(g.model == model for g in gpus)
         assert request.gpu_model in (None, model)
         if request.pin_host_id is None:
-            fewest = min(free for opts in options.values() for _, free in opts)
-            assert len(_free(host, used, model)) == fewest, "not the best-fit host"
+            # busiest host first (most live GPU allocations), then best fit among those
+            jobs = {h: sum(1 for a in ledger if a.host_id == h and a.gpu_uuids) for h in options}
+            busiest = max(jobs[h] for h, opts in options.items() if opts)
+            assert jobs[host.id] == busiest, "not the busiest host that fits"
+            fewest = min(free for h, opts in options.items() if jobs[h] == busiest for _, free in opts)
+            assert len(_free(host, used, model)) == fewest, "not the best-fit host among the busiest"
         groups: dict[int, int] = {}
         for g in _free(host, used, model):
             if g.nvlink_group is not None:

@@ -2,11 +2,12 @@
 
 ``FleetState`` is built once from hosts and live allocations, then kept current with
 ``allocate``/``release``. Hosts that accept new work sit in per-model buckets keyed
-by their number of free GPUs of that model: best fit becomes "walk the buckets from
-the requested count upward", which touches a handful of hosts instead of all of them.
-Inside a bucket hosts are kept in fleet order (sorted positions), so equally packed
-hosts are filled front to back: load concentrates on the first hosts and the last
-ones stay whole, which measurably strands fewer GPUs than arbitrary tie-breaking.
+by (live GPU allocations on the host, free GPUs of that model). Placement walks them
+busiest host first, then from the requested free count upward (see ``candidates``),
+which touches a handful of hosts instead of all of them. Inside a bucket hosts are
+kept in fleet order (sorted positions), so equal hosts are filled front to back: load
+concentrates on the first hosts and the last ones stay whole, which measurably
+strands fewer GPUs than arbitrary tie-breaking.
 """
 
 from __future__ import annotations
@@ -28,9 +29,16 @@ class AllocationLike(Protocol):
 
 
 class HostCapacity:
-    """One host's totals and what is still free on it."""
+    """One host's totals and what is still free on it.
 
-    __slots__ = ("host", "id", "schedulable", "cpu_free", "memory_free", "free", "free_uuids", "totals", "gpus")
+    ``jobs`` counts the live allocations holding GPUs here: a host drains (becomes
+    whole again) only once every one of them has ended, so the more it runs, the
+    longer it stays busy anyway and the less it costs to give it one more.
+    """
+
+    __slots__ = (
+        "host", "id", "schedulable", "cpu_free", "memory_free", "free", "free_uuids", "totals", "gpus", "jobs",
+    )
 
     def __init__(self, host: Host):
         self.host = host
@@ -38,6 +46,7 @@ class HostCapacity:
         self.schedulable = host.status.accepts_new_work
         self.cpu_free = host.cpu_cores
         self.memory_free = host.memory_gib
+        self.jobs = 0
         self.gpus: dict[str, Gpu] = {g.uuid: g for g in host.gpus}
         # model → free healthy GPUs, kept sorted by index (stable, predictable choices)
         self.free: dict[str, list[Gpu]] = {}
@@ -50,7 +59,7 @@ class HostCapacity:
 
     def copy(self) -> "HostCapacity":
         clone = object.__new__(HostCapacity)
-        for name in ("host", "id", "schedulable", "cpu_free", "memory_free", "gpus", "totals"):
+        for name in ("host", "id", "schedulable", "cpu_free", "memory_free", "gpus", "totals", "jobs"):
             setattr(clone, name, getattr(self, name))
         clone.free = {model: list(gpus) for model, gpus in self.free.items()}
         clone.free_uuids = set(self.free_uuids)
@@ -131,22 +140,29 @@ class FleetState:
 
     def candidates(self, model: str | None, min_free: int) -> Iterator[tuple[HostCapacity, str, int]]:
         """Schedulable hosts with at least ``min_free`` free GPUs of ``model`` (any model
-        when None), as (host, model, free count), fewest free GPUs first.
+        when None), as (host, model, free count): most live GPU allocations (``jobs``)
+        first, then fewest free GPUs first, then fleet order.
 
-        For any model, equally packed buckets come most-abundant model first: "any GPU"
-        work should not use up the scarce model that others ask for by name.
+        Busiest first: a host drains only when all its allocations end, so new work
+        goes where it delays draining least, and lightly used hosts get the chance to
+        become whole for 8-GPU requests (idle hosts, jobs 0, come last). Fewest free
+        next is best fit among those. For any model, equal buckets come most-abundant
+        model first: "any GPU" work should not use up the scarce model others name.
         """
         if model is not None:
             models = [model]
         else:
             models = sorted(self._buckets, key=lambda m: -self._free_by_model[m])
         tables = [(m, self._buckets[m]) for m in models if m in self._buckets]
-        top = max((len(t) for _, t in tables), default=0)
-        for count in range(max(min_free, 1), top):
-            for m, table in tables:
-                if count < len(table):
-                    for position in table[count]:
-                        yield self._order[position], m, count
+        depth = max((len(t) for _, t in tables), default=0)
+        for jobs in range(depth - 1, -1, -1):
+            rows = [(m, table[jobs]) for m, table in tables if jobs < len(table)]
+            top = max(len(row) for _, row in rows)
+            for count in range(max(min_free, 1), top):
+                for m, row in rows:
+                    if count < len(row):
+                        for position in row[count]:
+                            yield self._order[position], m, count
 
     def gpu_counts(self) -> dict[str, tuple[int, int]]:
         """model → (healthy GPUs, free GPUs) on hosts that accept new work."""
@@ -178,7 +194,7 @@ class FleetState:
             raise Conflict("GPU already allocated or not on this host", details={"gpu_uuids": missing})
         if host.cpu_free < allocation.cpu_cores or host.memory_free < allocation.memory_gib:
             raise Conflict("not enough free CPU or memory on this host")
-        before = {m: len(g) for m, g in host.free.items()}
+        before = {m: len(g) for m, g in host.free.items()}, host.jobs
         self._take(host, allocation)
         self._reindex(host, before)
 
@@ -187,9 +203,10 @@ class FleetState:
         host = self._hosts.get(allocation.host_id)
         if host is None:
             return
-        before = {m: len(g) for m, g in host.free.items()}
+        before = {m: len(g) for m, g in host.free.items()}, host.jobs
         host.cpu_free += allocation.cpu_cores
         host.memory_free += allocation.memory_gib
+        returned = False
         for uuid in allocation.gpu_uuids:
             gpu = host.gpus.get(uuid)
             if gpu is None or not gpu.healthy or uuid in host.free_uuids:
@@ -198,6 +215,9 @@ class FleetState:
             free.append(gpu)
             free.sort(key=lambda g: g.index)
             host.free_uuids.add(uuid)
+            returned = True
+        if returned and host.jobs > 0:  # mirrors _take: counted iff it held a GPU here
+            host.jobs -= 1
         self._reindex(host, before)
 
     # --- internals -------------------------------------------------------------------
@@ -208,34 +228,44 @@ class FleetState:
         host.memory_free -= allocation.memory_gib
         taken = set(allocation.gpu_uuids) & host.free_uuids
         if taken:
+            host.jobs += 1
             host.free_uuids -= taken
             for model, gpus in host.free.items():
                 host.free[model] = [g for g in gpus if g.uuid not in taken]
 
     def _build_buckets(self) -> None:
-        # model → [free count] → sorted fleet positions of hosts with exactly that many
-        # free; a sorted list of ints keeps insert/remove at C speed for 1,000s of hosts
-        self._buckets: dict[str, list[list[int]]] = {}
+        # model → [jobs][free count] → sorted fleet positions of hosts with exactly that
+        # many live GPU allocations and free GPUs of the model; a sorted list of ints
+        # keeps insert/remove at C speed for 1,000s of hosts
+        self._buckets: dict[str, list[list[list[int]]]] = {}
+        self._width: dict[str, int] = {}  # model → largest host total + 1
         self._free_by_model: dict[str, int] = {}  # on schedulable hosts
-        for position, host in enumerate(self._order):
+        for host in self._order:
             for model, total in host.totals.items():
-                table = self._buckets.setdefault(model, [])
-                while len(table) <= total:
-                    table.append([])
+                self._width[model] = max(self._width.get(model, 0), total + 1)
                 self._free_by_model.setdefault(model, 0)
-                if host.schedulable:
-                    table[host.free_count(model)].append(position)
+                self._buckets.setdefault(model, [])
+        for position, host in enumerate(self._order):
+            if host.schedulable:
+                for model in host.totals:
+                    insort(self._bucket(model, host.jobs, host.free_count(model)), position)
                     self._free_by_model[model] += host.free_count(model)
 
-    def _reindex(self, host: HostCapacity, before: dict[str, int]) -> None:
+    def _bucket(self, model: str, jobs: int, free: int) -> list[int]:
+        table = self._buckets[model]
+        while len(table) <= jobs:
+            table.append([[] for _ in range(self._width[model])])
+        return table[jobs][free]
+
+    def _reindex(self, host: HostCapacity, before: tuple[dict[str, int], int]) -> None:
         if not host.schedulable:
             return
+        free_before, jobs_before = before
+        position = self._position[host.id]
         for model in host.totals:
-            old, new = before.get(model, 0), host.free_count(model)
-            if old != new:
-                table = self._buckets[model]
-                position = self._position[host.id]
-                bucket = table[old]
+            old, new = free_before.get(model, 0), host.free_count(model)
+            if old != new or jobs_before != host.jobs:
+                bucket = self._bucket(model, jobs_before, old)
                 del bucket[bisect_left(bucket, position)]
-                insort(table[new], position)
+                insort(self._bucket(model, host.jobs, new), position)
                 self._free_by_model[model] += new - old

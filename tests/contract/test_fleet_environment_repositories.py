@@ -65,7 +65,7 @@ async def add_envs(uow_factory, *envs: Environment) -> None:
 
 async def test_a_host_reads_back_with_gpus_labels_and_utilization(uow_factory):
     host = make_host(
-        1, status=HostStatus.CORDONED, labels={"zone": "b", "rack": "r7"}, last_heartbeat_at=at(5),
+        1, status=HostStatus.CORDONED, admin_status=HostStatus.CORDONED, labels={"zone": "b", "rack": "r7"}, last_heartbeat_at=at(5),
         join_token_hash="join-1", agent_token_hash="agent-1", runtime="docker", runtime_healthy=True,
         fake_gpus=True, port_range=(41000, 41999),
         gpus=[
@@ -117,7 +117,8 @@ async def test_update_replaces_the_gpus_and_a_gpu_may_move_between_hosts(uow_fac
     async with uow_factory() as uow:
         host = await uow.hosts.get(one.id)
         host.gpus = [replace(g, healthy=g.index != 0) for g in host.gpus[:3]]  # one gone, one unhealthy
-        host.status, host.labels, host.gpu_utilization = HostStatus.DRAINING, {"zone": "c"}, {host.gpus[1].uuid: 50}
+        host.set_admin_status(HostStatus.DRAINING)
+        host.labels, host.gpu_utilization = {"zone": "c"}, {host.gpus[1].uuid: 50}
         host.agent_token_hash, host.join_token_hash = "agent", None
         await uow.hosts.update(host)
         await uow.commit()
@@ -144,6 +145,29 @@ async def test_update_replaces_the_gpus_and_a_gpu_may_move_between_hosts(uow_fac
         await uow.commit()
     async with uow_factory() as uow:
         assert await uow.hosts.get(make_host(9).id) is None
+
+
+async def test_the_admins_choice_reads_back_apart_from_the_status(uow_factory):
+    # Offline but cordoned: the choice survives the host's silence (column admin_status, 0004).
+    silent = make_host(1, status=HostStatus.OFFLINE, admin_status=HostStatus.CORDONED)
+    fresh = make_host(2, status=HostStatus.OFFLINE)  # as HostService.add makes it
+    await add_hosts(uow_factory, silent, fresh)
+    async with uow_factory() as uow:
+        got = {h.id: (h.status, h.admin_status) for h in await uow.hosts.list()}
+        assert got == {silent.id: (HostStatus.OFFLINE, HostStatus.CORDONED), fresh.id: (HostStatus.OFFLINE, HostStatus.READY)}
+        host = await uow.hosts.get(silent.id)
+        host.set_admin_status(HostStatus.DRAINING)  # drained while offline: still offline
+        await uow.hosts.update(host)
+        await uow.commit()
+    async with uow_factory() as uow:
+        host = await uow.hosts.get(silent.id)
+        assert (host.status, host.admin_status) == (HostStatus.OFFLINE, HostStatus.DRAINING)
+        assert host.mark_online()
+        await uow.hosts.update(host)
+        await uow.commit()
+    async with uow_factory() as uow:
+        host = await uow.hosts.get_by_name(silent.name)
+        assert (host.status, host.admin_status) == (HostStatus.DRAINING, HostStatus.DRAINING)
 
 
 async def test_deleting_a_host_deletes_its_gpus(uow_factory):

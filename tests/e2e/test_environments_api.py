@@ -7,9 +7,12 @@ registers and then heartbeats, reporting as running whatever the server wants ru
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from remotegpu.adapters.fleet.wire import report_to_dict
 from remotegpu.application.fleet.agent_protocol import HostReport, ObservedEnvironment
 from remotegpu.domain.fleet.models import parse_fake_gpus
+from remotegpu.entrypoints.http.keys import CONTAINER
 from tests.conftest import signup
 
 A100 = "NVIDIA A100-SXM4-80GB"
@@ -458,6 +461,68 @@ async def test_admin_lists_cordons_uncordons_and_drains_hosts(client, new_accoun
     r = await client.post("/api/v1/hosts", json={"name": "gpu-1"}, headers=admin.headers)
     assert r.status == 409
     assert (await client.post("/api/v1/hosts", json={"name": "x", "colour": 1}, headers=admin.headers)).status == 422
+
+
+async def go_silent(client, host_id: str) -> None:
+    """The host's agent misses its heartbeats (last one backdated) and the server marks it offline."""
+    container = client.server.app[CONTAINER]
+    async with container.uow() as uow:
+        host = await uow.hosts.get(host_id)
+        host.last_heartbeat_at -= timedelta(hours=1)
+        await uow.hosts.update(host)
+        await uow.commit()
+    assert await container.agent_service().mark_offline_hosts() == [host_id]
+
+
+async def test_a_cordon_survives_the_host_going_offline_and_uncordon_works_while_offline(client, new_account):
+    admin, agent = await admin_and_host(client, new_account)
+    user = await new_account()
+    url = f"/api/v1/hosts/{agent.host_id}"
+    host = await (await client.get(url, headers=admin.headers)).json()
+    assert (host["status"], host["schedulable"]) == ("ready", "ready")
+    env = await created(client, user, "before", gpu_count=1)
+    await agent.converge()
+    r = await client.post(url + "/cordon", headers=admin.headers)
+    assert r.status == 200 and ((await r.json())["status"], (await r.json())["schedulable"]) == ("cordoned", "cordoned")
+
+    # Maintenance: the host reboots, misses its heartbeats, goes offline...
+    await go_silent(client, agent.host_id)
+    host = await (await client.get(url, headers=admin.headers)).json()
+    assert (host["status"], host["schedulable"]) == ("offline", "cordoned")
+    assert (await get(client, user, env["id"]))["status"] == "lost"
+    waiting = await created(client, user, "waiting", gpu_count=1)
+    assert waiting["status"] == "queued"
+
+    # ...and its agent reports again: the old work resumes, nothing new lands, still cordoned.
+    await agent.converge()
+    host = await (await client.get(url, headers=admin.headers)).json()
+    assert (host["status"], host["schedulable"]) == ("cordoned", "cordoned")
+    assert (await get(client, user, env["id"]))["status"] == "running"
+    assert (await get(client, user, waiting["id"]))["status"] == "queued"
+    assert await free_gpus(client, user) == {}
+
+    # Uncordon while offline is accepted: the host stays offline, and is ready when it reports.
+    await go_silent(client, agent.host_id)
+    r = await client.post(url + "/uncordon", headers=admin.headers)
+    assert r.status == 200, await r.text()
+    assert ((await r.json())["status"], (await r.json())["schedulable"]) == ("offline", "ready")
+    assert (await get(client, user, waiting["id"]))["status"] == "queued"
+    await agent.beat()  # back and ready: the queue moves onto it
+    host = await (await client.get(url, headers=admin.headers)).json()
+    assert (host["status"], host["schedulable"]) == ("ready", "ready")
+    assert (await get(client, user, waiting["id"]))["status"] == "starting"
+    await agent.converge()
+    assert (await get(client, user, waiting["id"]))["status"] == "running"
+
+    # Drain while offline: recorded, its environments stop, and it comes back draining.
+    await go_silent(client, agent.host_id)
+    r = await client.post(url + "/drain", headers=admin.headers)
+    assert r.status == 200 and ((await r.json())["status"], (await r.json())["schedulable"]) == ("offline", "draining")
+    await agent.converge()
+    host = await (await client.get(url, headers=admin.headers)).json()
+    assert (host["status"], host["schedulable"]) == ("draining", "draining")
+    for env_id in (env["id"], waiting["id"]):
+        assert (await get(client, user, env_id))["status"] == "stopped"
 
 
 async def test_host_endpoints_are_for_platform_admins_only(client, new_account):

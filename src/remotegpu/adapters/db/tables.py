@@ -198,13 +198,15 @@ hosts = sa.Table(
     metadata,
     _id(primary_key=True),
     sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # offline while silent, else admin_status
     sa.Column("labels", sa.JSON, nullable=False),
     sa.Column("cpu_cores", sa.Integer, nullable=False),
     sa.Column("memory_gib", sa.Integer, nullable=False),
     sa.Column("disk_gib", sa.Integer, nullable=False),
     sa.Column("address", sa.String(255), nullable=False),
     sa.Column("private_address", sa.String(255), nullable=False, server_default=""),  # 0003
+    # The admin's cordon / drain / uncordon (ready | cordoned | draining), kept while offline.
+    sa.Column("admin_status", sa.String(16), nullable=False, server_default="ready"),  # 0004
     sa.Column("last_heartbeat_at", UTCDateTime, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=True),
     # NULL until issued / after use; UNIQUE ignores NULLs on both dialects.

@@ -71,7 +71,8 @@ class AgentService:
             host.agent_token_hash = hash_secret(token)
             self._apply_report(host, report)
             await uow.hosts.update(host)
-            await self.environments.drain_queue(uow)  # new capacity: queued environments may start
+            if host.status.accepts_new_work:  # not when an admin cordoned it before it joined
+                await self.environments.drain_queue(uow)  # new capacity: queued environments may start
             await audit.record(uow, self.clock, "host.registered", target_type="host", target_id=host.id, name=name)
             await uow.commit()
         return host.id, token
@@ -90,12 +91,12 @@ class AgentService:
             host = await uow.hosts.get_by_agent_token(hash_secret(agent_token))
             if host is None:
                 raise Unauthenticated("agent token is invalid; register the agent again with a new join token", code="invalid_agent_token")
-            came_back = host.status is HostStatus.OFFLINE
-            self._apply_report(host, report)
+            came_back = self._apply_report(host, report)
             await uow.hosts.update(host)
             observed = {o.env_id: o for o in report.observed}
             desired: list[DesiredEnvironment] = []
-            freed = came_back
+            # Back to the admin's choice: only a ready host offers its capacity to the queue.
+            freed = came_back and host.status.accepts_new_work
             for env in await uow.environments.list_for_host(host.id):
                 # An agent whose runtime did not answer saw nothing: keep statuses as they are.
                 if report.runtime_healthy:
@@ -161,7 +162,7 @@ class AgentService:
             for host in await uow.hosts.list():
                 if host.status is HostStatus.OFFLINE or host.last_heartbeat_at is None or host.last_heartbeat_at >= cutoff:
                     continue
-                host.status = HostStatus.OFFLINE
+                host.mark_offline()  # keeps the admin's cordon / drain for when it comes back
                 await uow.hosts.update(host)
                 gone.append(host.id)
                 for env in await uow.environments.list_for_host(host.id):
@@ -172,7 +173,8 @@ class AgentService:
         return gone
 
     # --- helpers ---------------------------------------------------------------------------
-    def _apply_report(self, host: Host, report: HostReport) -> None:
+    def _apply_report(self, host: Host, report: HostReport) -> bool:
+        """Take the report's inventory; True when the host was offline and came back."""
         if not isinstance(report.gpus, list):
             raise InvalidInput("report.gpus must be a list")
         host.gpus = list(report.gpus)
@@ -184,8 +186,7 @@ class AgentService:
         if report.private_address:
             host.private_address = report.private_address
         host.last_heartbeat_at = self.clock.now()
-        if host.status is HostStatus.OFFLINE:
-            host.status = HostStatus.READY
+        return host.mark_online()  # offline → the admin's choice (ready, cordoned or draining)
 
     def _observe(self, env: Environment, seen: ObservedEnvironment | None, host_came_back: bool) -> bool:
         """Fold what the agent saw into the environment's status; True when capacity was freed."""

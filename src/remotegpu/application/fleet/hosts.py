@@ -72,23 +72,25 @@ class HostService:
         raise NotFound("host not found")
 
     async def set_status(self, actor: User, host_id: str, status: HostStatus) -> Host:
-        """cordon: take nothing new; drain: also stop its environments; uncordon: ready again."""
+        """cordon: take nothing new; drain: also stop its environments; uncordon: ready again.
+
+        The choice is the host's ``admin_status`` and holds whatever its liveness: an
+        offline host stays ``offline`` and takes it on when its agent reports again.
+        """
         require_admin(actor)
         async with self.uow() as uow:
             await uow.lock_scheduling()
             host = await uow.hosts.get(host_id)
             if host is None:
                 raise NotFound("host not found")
-            if host.status is HostStatus.OFFLINE and status is HostStatus.READY:
-                raise Conflict("the host is offline; it becomes ready when its agent reports", code="host_offline")
-            host.status = status
+            host.set_admin_status(status)
             await uow.hosts.update(host)
             if status is HostStatus.DRAINING:
                 for env in await uow.environments.list_for_host(host_id):
                     if env.status in (EnvStatus.STARTING, EnvStatus.RUNNING, EnvStatus.QUEUED, EnvStatus.LOST):
                         await self.environments.stop_env(uow, env, f"host {host.name} is being drained")
                         await uow.environments.update(env)
-            if status is HostStatus.READY:
+            if host.status.accepts_new_work:  # ready and online
                 await self.environments.drain_queue(uow)  # capacity is back: queued environments may start
             await audit.record(uow, self.clock, f"admin.host.{status.value}", actor_id=actor.id, target_type="host", target_id=host.id)
             await uow.commit()

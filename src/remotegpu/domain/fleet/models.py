@@ -26,6 +26,11 @@ class HostStatus(str, Enum):
     def accepts_new_work(self) -> bool:
         return self is HostStatus.READY
 
+    @property
+    def is_admin_choice(self) -> bool:
+        """ready / cordoned / draining: what an admin decides; offline is liveness, not a choice."""
+        return self is not HostStatus.OFFLINE
+
 
 @dataclass(frozen=True)
 class Gpu:
@@ -42,6 +47,15 @@ class Gpu:
 
 @dataclass
 class Host:
+    """A GPU host.
+
+    ``status`` is what the host is now: ``offline`` while its agent is silent, else
+    ``admin_status``, the admin's scheduling choice (ready / cordoned / draining).
+    The choice is kept apart so that it survives the host going offline and coming
+    back: a host cordoned for maintenance stays cordoned after a reboot. Change the
+    two through the methods below, which keep that rule.
+    """
+
     id: str
     name: str
     status: HostStatus = HostStatus.READY
@@ -67,6 +81,31 @@ class Host:
     # Host ports for SSH / Jupyter: below Linux's ephemeral range (32768-60999), where
     # outgoing connections would otherwise take ports we hand out.
     port_range: tuple[int, int] = (20000, 29999)
+    admin_status: HostStatus = HostStatus.READY  # never offline
+
+    def __post_init__(self) -> None:
+        if not self.admin_status.is_admin_choice:
+            raise InvalidInput("a host's admin status is ready, cordoned or draining", details={"field": "admin_status"})
+
+    def set_admin_status(self, choice: HostStatus) -> None:
+        """cordon / drain / uncordon: recorded whatever the liveness; an offline host
+        stays offline (and takes nothing) until its agent reports again."""
+        if not choice.is_admin_choice:
+            raise InvalidInput("a host can be made ready, cordoned or draining, not offline", details={"field": "status"})
+        self.admin_status = choice
+        if self.status is not HostStatus.OFFLINE:
+            self.status = choice
+
+    def mark_offline(self) -> None:
+        """The agent missed its heartbeats: the admin's choice is kept for its return."""
+        self.status = HostStatus.OFFLINE
+
+    def mark_online(self) -> bool:
+        """The agent reported: an offline host returns to the admin's choice. True when it came back."""
+        if self.status is not HostStatus.OFFLINE:
+            return False
+        self.status = self.admin_status
+        return True
 
 
 # --- fake inventories -------------------------------------------------------------

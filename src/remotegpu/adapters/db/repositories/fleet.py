@@ -17,7 +17,7 @@ _GPU_FIELDS = ("index", "uuid", "model", "memory_mib", "numa_node", "nvlink_grou
 
 def _host_values(host: Host) -> dict[str, Any]:
     return {
-        "id": host.id, "name": host.name, "status": host.status.value, "labels": dict(host.labels),
+        "id": host.id, "name": host.name, "status": host.status.value, "admin_status": host.admin_status.value, "labels": dict(host.labels),
         "cpu_cores": host.cpu_cores, "memory_gib": host.memory_gib, "disk_gib": host.disk_gib,
         "address": host.address, "private_address": host.private_address,
         "last_heartbeat_at": host.last_heartbeat_at, "created_at": host.created_at,
@@ -31,7 +31,8 @@ def _host_values(host: Host) -> dict[str, Any]:
 def _host(row: Any, gpus: list[Gpu]) -> Host:
     m = row._mapping
     return Host(
-        id=m["id"], name=m["name"], status=HostStatus(m["status"]), labels=dict(m["labels"]),
+        id=m["id"], name=m["name"], status=HostStatus(m["status"]), admin_status=HostStatus(m["admin_status"]),
+        labels=dict(m["labels"]),
         cpu_cores=m["cpu_cores"], memory_gib=m["memory_gib"], disk_gib=m["disk_gib"], address=m["address"],
         private_address=m["private_address"],
         last_heartbeat_at=m["last_heartbeat_at"], gpus=gpus, created_at=m["created_at"],

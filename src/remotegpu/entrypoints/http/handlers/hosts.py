@@ -14,7 +14,7 @@ HOST = "/api/v1/hosts/{host_id}"
 def host_out(item: HostWithUsage) -> HostOut:
     h = item.host
     return HostOut(
-        id=h.id, name=h.name, status=h.status, address=h.address, private_address=h.private_address,
+        id=h.id, name=h.name, status=h.status, schedulable=h.admin_status, address=h.address, private_address=h.private_address,
         labels=h.labels, cpu_cores=h.cpu_cores,
         memory_gib=h.memory_gib, disk_gib=h.disk_gib, runtime=h.runtime, runtime_healthy=h.runtime_healthy,
         fake_gpus=h.fake_gpus, last_heartbeat_at=h.last_heartbeat_at, environments=item.environments,
@@ -58,13 +58,13 @@ async def _set(call: Call, status: HostStatus) -> HostOut:
 
 @api.post(HOST + "/cordon", response=HostOut, tags=TAGS, errors=[401, 403, 404, 409])
 async def cordon_host(call: Call) -> HostOut:
-    """Take no new environments; running ones stay."""
+    """Take no new environments; running ones stay. An offline host stays offline and is cordoned when it reports."""
     return await _set(call, HostStatus.CORDONED)
 
 
 @api.post(HOST + "/uncordon", response=HostOut, tags=TAGS, errors=[401, 403, 404, 409])
 async def uncordon_host(call: Call) -> HostOut:
-    """Ready for new environments again."""
+    """Ready for new environments again (an offline host: once its agent reports)."""
     return await _set(call, HostStatus.READY)
 
 

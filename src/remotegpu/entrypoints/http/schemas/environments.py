@@ -135,7 +135,11 @@ class HostGpuOut(GpuOut):
 class HostOut(BaseModel):
     id: str
     name: str
-    status: HostStatus
+    status: HostStatus = Field(description="offline while the agent is silent, else `schedulable`")
+    schedulable: HostStatus = Field(
+        description="the admin's choice (ready, cordoned or draining; set by cordon / uncordon / drain), "
+        "kept while the host is offline and taken up again when its agent reports"
+    )
     address: str
     private_address: str = Field(description="where the platform reaches the host's private services (agent --private-address)")
     labels: dict[str, str]

@@ -185,11 +185,19 @@ export interface HostGpu {
   nvlink_group?: number | null
 }
 
+export type HostStatus = 'ready' | 'cordoned' | 'draining' | 'offline' | (string & {})
+
 export interface Host {
   id: string
   name: string
-  status: 'ready' | 'cordoned' | 'draining' | 'offline' | string
+  /** offline while the agent is silent, else equal to `schedulable` */
+  status: HostStatus
+  /** the admin's choice (cordon / uncordon / drain); kept while the host is offline */
+  schedulable: Exclude<HostStatus, 'offline'>
+  /** public address */
   address: string
+  /** where the platform reaches the host's private services, e.g. JupyterLab (agent --private-address) */
+  private_address: string
   last_heartbeat_at: string | null
   gpus: HostGpu[]
   cpu_cores: number

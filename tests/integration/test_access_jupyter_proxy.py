@@ -165,3 +165,28 @@ def test_jupyter_is_published_on_loopback_only(access_world):
     bindings = access_world.container().attrs["HostConfig"]["PortBindings"]
     assert bindings["8888/tcp"][0]["HostIp"] == "127.0.0.1"
     assert bindings["22/tcp"][0]["HostIp"] in ("", "0.0.0.0")
+
+
+async def test_the_container_answers_on_its_own_address_for_the_direct_route(access_world: AccessWorld):
+    """What the proxy's direct route to the embedded host's containers relies on: the
+    runtime finds the container's IP, and Jupyter answers there on its own port."""
+    from remotegpu.adapters.runtime.docker_runtime import DockerRuntime
+
+    world = access_world
+    runtime = DockerRuntime(world.docker, scope=world.scope)
+    route = await runtime.container_endpoint(world.env_id, 8888)
+    assert route is not None and route[1] == 8888 and route[0] != "127.0.0.1"
+    url = f"http://{route[0]}:{route[1]}{base(world)}api/status"
+    async with aiohttp.ClientSession() as session:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                async with session.get(url, headers={"Authorization": f"token {jupyter_token(world)}"}) as r:
+                    if r.status == 200:
+                        assert "started" in await r.json()
+                        break
+            except aiohttp.ClientConnectorError:
+                pass
+            assert time.monotonic() < deadline, f"JupyterLab did not answer at {url}"
+            await asyncio.sleep(0.5)
+    assert await runtime.container_endpoint(str(uuid.uuid4()), 8888) is None  # no such environment

@@ -95,6 +95,13 @@ class DockerRuntime(ThreadedRuntime):
         _check_env_id(env_id)
         return await asyncio.to_thread(self._exec, env_id, list(argv))
 
+    async def container_endpoint(self, env_id: str, container_port: int) -> tuple[str, int] | None:
+        """(container IP, ``container_port``) of a running environment, reachable from this
+        machine without Docker's port proxy; None when it is not running or has no IP
+        (e.g. host networking). Only meaningful to a process on the Docker host."""
+        _check_env_id(env_id)
+        return await asyncio.to_thread(self._container_endpoint, env_id, container_port)
+
     # -- blocking implementation (runs in a worker thread) ----------------------
 
     def _ensure_running(self, spec: RuntimeSpec) -> RuntimeState:
@@ -213,6 +220,18 @@ class DockerRuntime(ThreadedRuntime):
             if env_id and env_id not in states:
                 states[env_id] = RuntimeState(env_id, "stopped", None, message="disk kept, no container")
         return [states[k] for k in sorted(states)]
+
+    def _container_endpoint(self, env_id: str, container_port: int) -> tuple[str, int] | None:
+        try:
+            container = self._container(env_id)
+        except DockerException:
+            return None
+        if container is None or container.status != "running":
+            return None
+        settings = container.attrs.get("NetworkSettings") or {}
+        addresses = [n.get("IPAddress") for n in (settings.get("Networks") or {}).values()] + [settings.get("IPAddress")]
+        address = next((a for a in addresses if a), None)
+        return (address, container_port) if address else None
 
     def _exec(self, env_id: str, argv: list[str]) -> tuple[int, str]:
         container = self._container(env_id)

@@ -62,3 +62,19 @@ def terminal_opener(app: web.Application) -> TerminalOpener | None:
                 opener = DockerTerminals(scope=settings.docker_scope)
         state["terminals"] = opener
     return state["terminals"]
+
+
+def local_docker_runtime(app: web.Application):
+    """The embedded host's DockerRuntime (for lookups such as a container's IP), or None
+    when this server has no embedded agent on Docker."""
+    state = _of(app)
+    if "docker_runtime" not in state:
+        settings = app[CONTAINER].settings()
+        runtime = None
+        if settings.embedded_agent and settings.runtime in ("auto", "docker"):
+            from remotegpu.adapters.runtime.docker_runtime import DockerRuntime, docker_available
+
+            if docker_available():
+                runtime = DockerRuntime(scope=settings.docker_scope)
+        state["docker_runtime"] = runtime
+    return state["docker_runtime"]

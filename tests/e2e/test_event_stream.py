@@ -112,3 +112,20 @@ async def test_stream_needs_authentication(client):
     assert r.status == 401
     body = await r.json()
     assert body["error"]["code"]
+
+
+async def test_disabling_the_account_ends_its_open_stream(client, new_account, monkeypatch):
+    from remotegpu.entrypoints.http.handlers import events
+
+    monkeypatch.setattr(events, "RECHECK_SECONDS", 0.2)
+    admin = await new_account(admin=True)
+    bob = await new_account()
+    stream = await open_stream(client, bob)
+    r = await client.patch(f"/api/v1/users/{bob.id}", json={"is_active": False}, headers=admin.headers)
+    assert r.status == 200
+
+    async def until_closed() -> None:
+        while await stream.response.content.readline():
+            pass
+
+    await asyncio.wait_for(until_closed(), 5)  # the server ended it

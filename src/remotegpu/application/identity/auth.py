@@ -198,6 +198,17 @@ class AuthService:
             raise Unauthenticated("account is disabled", code="account_disabled")
         return Principal(user=user, via="access_token")
 
+    async def is_active(self, user_id: str) -> bool:
+        """Whether the account may still act: long-lived connections (the event stream)
+        ask this now and then, so disabling an account also ends them."""
+        user = self.users.get(user_id)
+        if user is None:
+            async with self.uow() as uow:
+                user = await uow.users.get(user_id)
+            if user is not None:
+                self.users.put(user)
+        return user is not None and user.is_active
+
     async def _issue_pair(self, uow, user: User, *, family_id: str) -> TokenPair:
         now = self.clock.now()
         secret = new_secret(REFRESH_TOKEN_PREFIX)

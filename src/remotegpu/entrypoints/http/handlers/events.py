@@ -8,8 +8,9 @@ of polling. Each change the caller may see arrives as::
 
 A comment line every ``PING_SECONDS`` keeps proxies from closing an idle stream. The
 server ends a stream after ``MAX_STREAM_SECONDS`` (the browser reconnects by itself,
-re-authenticated) and when the subscriber fell behind (the console re-reads the list
-on every reconnect, so nothing is lost).
+re-authenticated), when the subscriber fell behind (the console re-reads the list
+on every reconnect, so nothing is lost), and within ``RECHECK_SECONDS`` of the account
+being disabled.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from remotegpu.entrypoints.http.routing import Call
 log = logging.getLogger("remotegpu.events")
 
 PING_SECONDS = 15.0
+#: How often an open stream checks that its account is still active.
+RECHECK_SECONDS = 15.0
 MAX_STREAM_SECONDS = 15 * 60
 RETRY_MS = 3000
 #: Set on shutdown so open streams end at once instead of holding the server up.
@@ -50,7 +53,13 @@ async def event_stream(call: Call) -> web.StreamResponse:
         await response.prepare(request)
         await response.write(f"retry: {RETRY_MS}\n: connected\n\n".encode())
         deadline = time.monotonic() + MAX_STREAM_SECONDS
+        recheck_at = time.monotonic() + RECHECK_SECONDS
         while not shutdown.is_set() and time.monotonic() < deadline:
+            if time.monotonic() >= recheck_at:
+                if not await call.container.auth_service().is_active(call.user.id):
+                    log.info("event stream of a disabled account closed")
+                    break
+                recheck_at = time.monotonic() + RECHECK_SECONDS
             try:
                 change = await _next(subscription, shutdown)
             except FeedOverflow:
@@ -76,7 +85,8 @@ async def _next(subscription, shutdown: asyncio.Event):
     getter = asyncio.ensure_future(subscription.get())
     stopper = asyncio.ensure_future(shutdown.wait())
     try:
-        done, _ = await asyncio.wait({getter, stopper}, timeout=PING_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({getter, stopper}, timeout=min(PING_SECONDS, RECHECK_SECONDS),
+                                     return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in (getter, stopper):
             if not task.done():

@@ -75,3 +75,21 @@ def test_scp_copies_files_both_ways(access_world, tmp_path):
     down = subprocess.run(["scp", *common, "root@127.0.0.1:/root/workspace/data.bin", str(back)], capture_output=True, text=True, timeout=30)
     assert down.returncode == 0, down.stderr
     assert back.read_bytes() == source.read_bytes()
+
+
+def test_sftp_lists_puts_and_gets(access_world, tmp_path):
+    world = access_world
+    eventually(lambda: ssh(world, world.alice.key, "true").returncode == 0)
+    (tmp_path / "notes.txt").write_text("sftp works\n")
+    batch = tmp_path / "batch"
+    batch.write_text(f"cd /root/workspace\nput {tmp_path / 'notes.txt'} notes-sftp.txt\nls -l\nget notes-sftp.txt {tmp_path / 'fetched.txt'}\n")
+    common = ["-i", str(world.alice.key), "-P", str(world.ssh_port), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+              "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+    done = subprocess.run(["sftp", *common, "-b", str(batch), "root@127.0.0.1"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "notes-sftp.txt" in done.stdout
+    assert (tmp_path / "fetched.txt").read_text() == "sftp works\n"
+    stranger = subprocess.run(["sftp", *common[:1], str(world.bob.key), *common[2:], "-b", str(batch), "root@127.0.0.1"],
+                              capture_output=True, text=True, timeout=30)
+    assert stranger.returncode != 0  # a key that is not the owner's is refused for sftp too
+    assert "Permission denied" in stranger.stderr or "publickey" in stranger.stderr, stranger.stderr

@@ -9,36 +9,15 @@ from remotegpu.application.environments.service import CreateRequest
 from remotegpu.application.fleet.agent import HostAgent
 from remotegpu.domain.environments.models import EnvStatus
 from remotegpu.entrypoints.embedded_agent import InProcessAgentLink
-
-
-class _Credentials:
-    def __init__(self) -> None:
-        self.saved: tuple[str, str] | None = None
-
-    def load(self) -> tuple[str, str] | None:
-        return self.saved
-
-    def save(self, host_id: str, agent_token: str) -> None:
-        self.saved = (host_id, agent_token)
-
-
-class _System:
-    def cpu_cores(self) -> int:
-        return 32
-
-    def memory_gib(self) -> int:
-        return 128
-
-    def disk_gib(self) -> int:
-        return 500
+from tests.support.agent_fakes import FixedSystem, MemoryCredentials
 
 
 async def _agent(world) -> tuple[HostAgent, InMemoryRuntime]:
     _, join = await world.hosts.add(None, "gpu-ssh")
     runtime = InMemoryRuntime()
     agent = HostAgent(
-        runtime, FakeGpuProbe("2xNVIDIA L4 24GB", seed="gpu-ssh"), InProcessAgentLink(world.agents), _System(),
-        name="gpu-ssh", join_token=join, credentials=_Credentials(),
+        runtime, FakeGpuProbe("2xNVIDIA L4 24GB", seed="gpu-ssh"), InProcessAgentLink(world.agents), FixedSystem(cpu_cores=32, memory_gib=128),
+        name="gpu-ssh", join_token=join, credentials=MemoryCredentials(),
     )
     await agent.ensure_registered()
     return agent, runtime

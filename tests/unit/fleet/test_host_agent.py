@@ -13,6 +13,7 @@ from remotegpu.application.environments.ports import LABEL_GENERATION, WORKSPACE
 from remotegpu.application.fleet.agent import AgentNotRegistered, HostAgent
 from remotegpu.application.fleet.agent_protocol import DesiredEnvironment, HeartbeatReply, HostReport
 from remotegpu.application.fleet.ports import AgentLinkError, AgentTokenRejected
+from tests.support.agent_fakes import FixedSystem, MemoryCredentials
 
 FILE = f"{WORKSPACE_PATH}/notes.txt"
 
@@ -50,28 +51,6 @@ class FakeLink:
 
     def last_observed(self) -> dict[str, tuple[str, int | None, str]]:
         return {o.env_id: (o.status, o.generation, o.message) for o in self.reports[-1].observed}
-
-
-class MemoryCredentials:
-    def __init__(self) -> None:
-        self.saved: tuple[str, str] | None = None
-
-    def load(self) -> tuple[str, str] | None:
-        return self.saved
-
-    def save(self, host_id: str, agent_token: str) -> None:
-        self.saved = (host_id, agent_token)
-
-
-class FixedSystem:
-    def cpu_cores(self) -> int:
-        return 16
-
-    def memory_gib(self) -> int:
-        return 64
-
-    def disk_gib(self) -> int:
-        return 500
 
 
 def make_spec(env_id: str, generation: int = 1) -> RuntimeSpec:

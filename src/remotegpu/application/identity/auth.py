@@ -188,12 +188,7 @@ class AuthService:
         user_id = self.issuer.verify(bearer, now)
         if user_id is None:
             raise Unauthenticated("access token is invalid or expired", code="invalid_token")
-        user = self.users.get(user_id)
-        if user is None:
-            async with self.uow() as uow:
-                user = await uow.users.get(user_id)
-            if user is not None:
-                self.users.put(user)
+        user = await self._cached_user(user_id)
         if user is None or not user.is_active:
             raise Unauthenticated("account is disabled", code="account_disabled")
         return Principal(user=user, via="access_token")
@@ -201,13 +196,18 @@ class AuthService:
     async def is_active(self, user_id: str) -> bool:
         """Whether the account may still act: long-lived connections (the event stream)
         ask this now and then, so disabling an account also ends them."""
+        user = await self._cached_user(user_id)
+        return user is not None and user.is_active
+
+    async def _cached_user(self, user_id: str) -> User | None:
+        """The user from the cache (invalidated on every change), else the database."""
         user = self.users.get(user_id)
         if user is None:
             async with self.uow() as uow:
                 user = await uow.users.get(user_id)
             if user is not None:
                 self.users.put(user)
-        return user is not None and user.is_active
+        return user
 
     async def _issue_pair(self, uow, user: User, *, family_id: str) -> TokenPair:
         now = self.clock.now()

@@ -47,20 +47,33 @@ def terminal_router(app: web.Application) -> TerminalRouter:
     return state["router"]
 
 
-def terminal_opener(app: web.Application) -> TerminalOpener | None:
-    """Docker terminals for the embedded host, or None when its runtime is not Docker."""
+def _embedded_docker(app: web.Application) -> str | None:
+    """The embedded host's Docker scope when this server's embedded agent runs on a
+    Docker that answers (asked once per app), else None."""
     state = _of(app)
-    if "terminals" not in state:
+    if "docker_scope" not in state:
         settings = app[CONTAINER].settings()
-        opener = None
+        scope = None
         if settings.embedded_agent and settings.runtime in ("auto", "docker"):
             from remotegpu.adapters.runtime.docker_runtime import docker_available
 
             if docker_available():
-                from remotegpu.adapters.runtime.docker_terminal import DockerTerminals
+                scope = settings.docker_scope
+        state["docker_scope"] = scope
+    return state["docker_scope"]
 
-                opener = DockerTerminals(scope=settings.docker_scope)
-        state["terminals"] = opener
+
+def terminal_opener(app: web.Application) -> TerminalOpener | None:
+    """Docker terminals for the embedded host, or None when its runtime is not Docker."""
+    state = _of(app)
+    if "terminals" not in state:
+        scope = _embedded_docker(app)
+        if scope is None:
+            state["terminals"] = None
+        else:
+            from remotegpu.adapters.runtime.docker_terminal import DockerTerminals
+
+            state["terminals"] = DockerTerminals(scope=scope)
     return state["terminals"]
 
 
@@ -69,12 +82,11 @@ def local_docker_runtime(app: web.Application):
     when this server has no embedded agent on Docker."""
     state = _of(app)
     if "docker_runtime" not in state:
-        settings = app[CONTAINER].settings()
-        runtime = None
-        if settings.embedded_agent and settings.runtime in ("auto", "docker"):
-            from remotegpu.adapters.runtime.docker_runtime import DockerRuntime, docker_available
+        scope = _embedded_docker(app)
+        if scope is None:
+            state["docker_runtime"] = None
+        else:
+            from remotegpu.adapters.runtime.docker_runtime import DockerRuntime
 
-            if docker_available():
-                runtime = DockerRuntime(scope=settings.docker_scope)
-        state["docker_runtime"] = runtime
+            state["docker_runtime"] = DockerRuntime(scope=scope)
     return state["docker_runtime"]

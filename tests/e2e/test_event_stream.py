@@ -129,3 +129,24 @@ async def test_disabling_the_account_ends_its_open_stream(client, new_account, m
             pass
 
     await asyncio.wait_for(until_closed(), 5)  # the server ended it
+
+
+async def test_queue_positions_moved_by_another_tenant_are_pushed(client, new_account, monkeypatch):
+    from remotegpu.application.environments import watch
+
+    monkeypatch.setattr(watch, "QUEUE_REFRESH_SECONDS", 0.0)
+    admin, agent = await admin_and_host(client, new_account)  # 4 GPUs
+    alice, bob = await new_account(), await new_account()
+    await created(client, alice, "big", gpu_count=4)
+    bobs = await created(client, bob, "bobs-wait")
+    alices = await created(client, alice, "alices-wait")
+    assert (bobs["queue_position"], alices["queue_position"]) == (1, 2)
+    stream = await open_stream(client, alice)
+
+    r = await client.post(f"{ENVS}/{bobs['id']}/stop", headers=bob.headers)  # leaves the queue
+    assert r.status == 202
+    event, data = await stream.next_event()
+    pushed = data["environment"]
+    assert (pushed["id"], pushed["status"], pushed["queue_position"]) == (alices["id"], "queued", 1)
+    assert bobs["id"] not in json.dumps(data)  # bob's environment itself stays invisible
+    stream.response.close()

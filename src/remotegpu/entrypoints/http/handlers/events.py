@@ -51,6 +51,7 @@ async def event_stream(call: Call) -> web.StreamResponse:
     })
     try:
         await response.prepare(request)
+        await watcher.prime()
         await response.write(f"retry: {RETRY_MS}\n: connected\n\n".encode())
         deadline = time.monotonic() + MAX_STREAM_SECONDS
         recheck_at = time.monotonic() + RECHECK_SECONDS
@@ -68,11 +69,9 @@ async def event_stream(call: Call) -> web.StreamResponse:
             if change is None:
                 await response.write(b": ping\n\n")
                 continue
-            view = await watcher.view_for(change)
-            if view is None:
-                continue
-            payload = {"type": "environment", "environment": env_out(view).model_dump(mode="json")}
-            await response.write(f"event: environment\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode())
+            for view in await watcher.views_for(change):
+                payload = {"type": "environment", "environment": env_out(view).model_dump(mode="json")}
+                await response.write(f"event: environment\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode())
     except (ConnectionResetError, asyncio.CancelledError):
         pass  # the browser went away
     finally:

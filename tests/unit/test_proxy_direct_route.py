@@ -102,3 +102,25 @@ async def test_a_refused_direct_route_falls_back_to_the_published_port(aiohttp_s
     r = await client.get(f"/proxy/environments/{ENV}/jupyter/api/status")
     assert r.status == 200 and (await r.json())["served_by"] == "published"
     assert ENV not in proxy._direct  # forgotten: the next request looks again
+
+
+async def leaky(request: web.Request) -> web.Response:
+    """A Jupyter that echoes its token (as a user's notebook output might) and reports
+    whether the client asked for compression."""
+    size = int(request.query.get("size", "100"))
+    filler = b"x" * max(0, size - 40)
+    body = b"secret=tok;" + filler + b";again tok;" + request.headers.get("Accept-Encoding", "none").encode()
+    return web.Response(body=body, content_type="application/octet-stream")
+
+
+async def test_small_and_streamed_bodies_are_scrubbed_and_never_compressed(aiohttp_server, aiohttp_client, unused_tcp_port):
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", leaky)
+    upstream = await aiohttp_server(app)
+    client, _ = await platform(aiohttp_client, upstream.port, FakeDocker(None), local=True)
+    for size in (100, 300_000):  # one answered whole, one streamed in chunks
+        r = await client.get(f"/proxy/environments/{ENV}/jupyter/files/x?size={size}", headers={"Accept-Encoding": "gzip"})
+        body = await r.read()
+        assert r.status == 200 and len(body) == int(r.headers["Content-Length"])
+        assert b"tok" not in body
+        assert body.startswith(b"secret=***;") and body.endswith(b";again ***;identity")  # never compressed upstream

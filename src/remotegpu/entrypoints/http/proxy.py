@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 import aiohttp
 from aiohttp import hdrs, web
+from multidict import CIMultiDict
 from yarl import URL
 
 from remotegpu.application.environments.entry import Upstream
@@ -52,13 +53,17 @@ READ_BUFFER = 1024 * 1024
 #: before the proxy stops reading upstream (asyncio's default is 64 KiB: with it the
 #: proxy reads a chunk, waits until the client took it, reads the next — no overlap).
 WRITE_BUFFER = 1024 * 1024
+#: Responses up to this size (with a Content-Length) are read whole and sent in one write.
+SMALL_BODY = 64 * 1024
 #: How long an authorisation + upstream lookup is reused for the same user and environment.
 RESOLVE_TTL_SECONDS = 5.0
 _HOP_BY_HOP = frozenset(h.lower() for h in (
     "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer", "Trailers",
     "Transfer-Encoding", "Upgrade",
 ))
-_REQUEST_DROP = _HOP_BY_HOP | {"authorization", "cookie", "x-csrf-token", "host", "content-length"}
+# Accept-Encoding is replaced by "identity": a compressed body could not be searched
+# for the Jupyter token.
+_REQUEST_DROP = _HOP_BY_HOP | {"authorization", "cookie", "x-csrf-token", "host", "content-length", "accept-encoding"}
 _WS_DROP = _REQUEST_DROP | {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol"}
 _RESPONSE_DROP = _HOP_BY_HOP | {"content-length"}
 
@@ -165,17 +170,26 @@ class JupyterProxy:
             return error_response(502, "upstream_unavailable", "JupyterLab of this environment does not answer (yet)")
         token = upstream.jupyter_token.encode()
         async with upstream_response:
-            response = web.StreamResponse(status=upstream_response.status, reason=upstream_response.reason)
-            for name, value in upstream_response.headers.items():
-                if name.lower() not in _RESPONSE_DROP:
-                    response.headers.add(name, _scrub_text(value, upstream.jupyter_token))
+            headers = CIMultiDict(
+                (name, _scrub_text(value, upstream.jupyter_token))
+                for name, value in upstream_response.headers.items() if name.lower() not in _RESPONSE_DROP
+            )
             length = upstream_response.headers.get(hdrs.CONTENT_LENGTH)
+            scrub = token and hdrs.CONTENT_ENCODING not in upstream_response.headers
+            if request.method != "HEAD" and length is not None and int(length) <= SMALL_BODY:
+                # A small body (API answers, most assets): read it whole and answer with
+                # headers and body in one write, instead of streaming it in pieces.
+                body = await upstream_response.read()
+                if scrub and token in body:
+                    body = body.replace(token, b"*" * len(token))
+                return web.Response(status=upstream_response.status, reason=upstream_response.reason,
+                                    body=body, headers=headers)
+            response = web.StreamResponse(status=upstream_response.status, reason=upstream_response.reason, headers=headers)
             if length is not None:
                 response.content_length = int(length)
             await response.prepare(request)
             if request.method != "HEAD":
                 _widen_write_buffer(request)
-                scrub = token and hdrs.CONTENT_ENCODING not in upstream_response.headers
                 tail = b""
                 content = upstream_response.content
                 while chunk := await content.readany():
@@ -260,6 +274,9 @@ def _forward_headers(request: web.Request, upstream: Upstream, drop: frozenset[s
     if request.remote:
         headers["X-Forwarded-For"] = request.remote
     headers[hdrs.AUTHORIZATION] = f"token {upstream.jupyter_token}"
+    # Bodies must arrive uncompressed to be searched for the token (and aiohttp's
+    # client would otherwise ask for gzip by itself).
+    headers[hdrs.ACCEPT_ENCODING] = "identity"
     return headers
 
 

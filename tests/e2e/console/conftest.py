@@ -129,7 +129,9 @@ def shot(page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     try:
-        page.screenshot(path=str(path), full_page=True)
+        # Finished transitions: Element Plus fades tags and menus in, and a screenshot
+        # taken mid-fade shows them nearly invisible.
+        page.screenshot(path=str(path), full_page=True, animations="disabled")
     except Exception:  # a closed page on teardown: nothing to save
         pass
     return path

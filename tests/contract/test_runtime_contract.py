@@ -284,7 +284,7 @@ async def test_the_container_has_its_limits_labels_and_fake_gpus(docker_h: Harne
     h = docker_h
     env_id = h.new_env_id()
     spec = h.spec(env_id, cpu_cores=1.5, memory_gib=0.75, gpu_indices=[0, 1], fake_gpus=True,
-                  gpu_uuids=["GPU-a", "GPU-b"], labels={"remotegpu.workspace": "ws-1"})
+                  gpu_uuids=["GPU-a", "GPU-b"], labels={"remotegpu.workspace": "ws-1"}, disk_gib=75)
     await h.runtime.ensure_running(spec)
 
     attrs = h.runtime._client.containers.get(f"rgpu-env-{env_id}").attrs
@@ -299,6 +299,9 @@ async def test_the_container_has_its_limits_labels_and_fake_gpus(docker_h: Harne
     assert env["CUDA_VISIBLE_DEVICES"] == env["NVIDIA_VISIBLE_DEVICES"] == "0,1"
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
     assert mounts["/root/workspace"]["Name"] == f"rgpu-vol-{env_id}"
+    # The disk size is recorded on the volume (not enforced: see DockerRuntime's docstring).
+    volume_labels = h.runtime._client.volumes.get(f"rgpu-vol-{env_id}").attrs["Labels"]
+    assert volume_labels["remotegpu.disk_gib"] == "75" and volume_labels[LABEL_ENV_ID] == env_id
 
 
 async def test_real_gpus_are_requested_by_uuid(docker_h: Harness) -> None:

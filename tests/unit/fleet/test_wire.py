@@ -42,7 +42,7 @@ REPORT = HostReport(
 SPEC = RuntimeSpec(
     env_id="env-1", image="remotegpu/base:latest", cpu_cores=7.5, memory_gib=30.0, gpu_uuids=["GPU-aaaa"],
     gpu_indices=[0], fake_gpus=True, env={"A": "1"}, ports={22: 40022, 8888: 40023},
-    labels={"remotegpu.generation": "3"},
+    labels={"remotegpu.generation": "3"}, disk_gib=100,
 )
 REPLY = HeartbeatReply(
     host_id="host-1",
@@ -88,6 +88,14 @@ def test_an_older_agent_without_ssh_sessions_reports_none():
     assert data["observed"][0]["ssh_sessions"] == 2
     del data["observed"][0]["ssh_sessions"]
     assert report_from_dict(data).observed[0].ssh_sessions == 0
+
+
+def test_an_older_server_without_disk_gib_sends_none():
+    data = through_json(spec_to_dict(SPEC))
+    assert data["disk_gib"] == 100
+    del data["disk_gib"]
+    assert spec_from_dict(data).disk_gib is None
+    assert spec_from_dict(through_json(spec_to_dict(RuntimeSpec("env-2", "img")))).disk_gib is None
 
 
 def test_int_port_keys_are_accepted_too():
@@ -156,6 +164,8 @@ def test_not_an_object():
         (lambda d: d["desired"][0]["spec"].update(cpu_cores=float("nan")), "must be a finite number"),
         (lambda d: d["desired"][0]["spec"].update(gpu_uuids=[1]), "reply.desired[0].spec.gpu_uuids[0]"),
         (lambda d: d["desired"][0]["spec"].update(image=""), "reply.desired[0].spec.image: must not be empty"),
+        (lambda d: d["desired"][0]["spec"].update(disk_gib=0), "reply.desired[0].spec.disk_gib: must be at least 1"),
+        (lambda d: d["desired"][0]["spec"].update(disk_gib="50"), "reply.desired[0].spec.disk_gib: expected an integer"),
         (lambda d: d["desired"][1].update(env_id="env-1"), "reply.desired: 'env-1' appears twice"),
         (lambda d: d["desired"][2].update(generation=-1), "reply.desired[2].generation: must be at least 0"),
     ],

@@ -101,6 +101,7 @@ def spec_to_dict(spec: RuntimeSpec) -> dict[str, Any]:
         "ports": {str(container): host for container, host in spec.ports.items()},
         "labels": dict(spec.labels),
         "private_ports": sorted(spec.private_ports),
+        "disk_gib": spec.disk_gib,
     }
 
 
@@ -300,6 +301,7 @@ def spec_from_dict(data: Any, path: str = "spec") -> RuntimeSpec:
         ports=ports,
         labels=r.str_map("labels"),
         private_ports=private,
+        disk_gib=r.integer("disk_gib", None, minimum=1, nullable=True),  # absent from older servers
     )
 
 

@@ -7,6 +7,14 @@ so a restarted agent finds them again without any state of its own. The containe
 also records a hash of its spec: a stopped environment started with other ports,
 GPUs, limits, image or variables is recreated on the same volume (anything written
 outside ``/root/workspace`` is lost then, by design).
+
+Disk size: ``RuntimeSpec.disk_gib`` is only *recorded*, as the volume label
+``remotegpu.disk_gib`` when the volume is created; it is not enforced. Docker's
+default ``local`` volume driver on overlay2 has no size limit (``--storage-opt size``
+needs overlay2 on xfs with project quotas, and applies to the container's writable
+layer, not to named volumes). The platform enforces the workspace's storage quota
+from the sizes users chose; capping what an environment actually writes needs a
+quota-capable volume driver (xfs project quotas, LVM, a CSI/cloud block driver).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from remotegpu.domain.environments.models import SSH_CONTAINER_PORT  # sshd's po
 
 LABEL_SCOPE = "remotegpu.scope"
 LABEL_SPEC = "remotegpu.spec"
+LABEL_DISK_GIB = "remotegpu.disk_gib"  # recorded, not enforced (see the module docstring)
 _ENV_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
 # Exit codes of a container stopped on purpose (0 from the entrypoint, or SIGTERM/SIGKILL).
 _STOPPED_EXIT_CODES = {0, 137, 143}
@@ -128,7 +137,10 @@ class DockerRuntime(ThreadedRuntime):
     def _create(self, spec: RuntimeSpec) -> Any:
         labels = {**spec.labels, **self._labels(spec.env_id)}
         new_disk = self._volume(spec.env_id) is None
-        volume = self._client.volumes.create(name=self.volume_name(spec.env_id), labels=labels)
+        volume_labels = dict(labels)
+        if spec.disk_gib is not None:
+            volume_labels[LABEL_DISK_GIB] = str(spec.disk_gib)
+        volume = self._client.volumes.create(name=self.volume_name(spec.env_id), labels=volume_labels)
         try:
             return self._create_container(spec, labels)
         except Exception:

@@ -35,6 +35,8 @@ class RuntimeSpec:
     ``gpu_uuids``/``gpu_indices`` name the same GPUs two ways: real devices are bound by
     UUID; with ``fake_gpus`` nothing is bound and the indices are only advertised through
     ``CUDA_VISIBLE_DEVICES``/``NVIDIA_VISIBLE_DEVICES`` (machines without GPUs).
+    ``disk_gib`` is the size of the environment's disk (None: not given, e.g. by an
+    older server); a runtime that cannot enforce a size records it (see DockerRuntime).
     """
 
     env_id: str
@@ -48,6 +50,7 @@ class RuntimeSpec:
     ports: dict[int, int] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     private_ports: frozenset[int] = frozenset()
+    disk_gib: int | None = None
 
 
 @dataclass(frozen=True)

@@ -429,13 +429,14 @@ async def test_workspace_usage_counts_what_its_environments_hold(uow_factory):
     host = make_host(1, gpus=8)
     g = [gpu.uuid for gpu in host.gpus]
     envs = [
-        make_env(1, status=EnvStatus.RUNNING, cpu_cores=8, memory_gib=64, gpu_count=2),
-        make_env(2, status=EnvStatus.STARTING, cpu_cores=4, memory_gib=32),
-        make_env(3, status=EnvStatus.LOST, cpu_cores=2, memory_gib=8),
-        make_env(4, status=EnvStatus.QUEUED, cpu_cores=16, memory_gib=128),  # holds nothing yet
-        make_env(5, status=EnvStatus.STOPPED, cpu_cores=16, memory_gib=128),
-        make_env(6, status=EnvStatus.DELETED, cpu_cores=16, memory_gib=128),  # not counted at all
-        make_env(7, WS2, status=EnvStatus.RUNNING, cpu_cores=32, memory_gib=256),  # other workspace
+        make_env(1, status=EnvStatus.RUNNING, cpu_cores=8, memory_gib=64, gpu_count=2, disk_gib=100),
+        make_env(2, status=EnvStatus.STARTING, cpu_cores=4, memory_gib=32),  # disk_gib: 50 by default
+        make_env(3, status=EnvStatus.LOST, cpu_cores=2, memory_gib=8, disk_gib=20),
+        make_env(4, status=EnvStatus.QUEUED, cpu_cores=16, memory_gib=128, disk_gib=30),  # holds its disk's share only
+        make_env(5, status=EnvStatus.STOPPED, cpu_cores=16, memory_gib=128, disk_gib=200),  # keeps its disk
+        make_env(6, status=EnvStatus.DELETED, cpu_cores=16, memory_gib=128, disk_gib=500),  # not counted at all
+        make_env(7, WS2, status=EnvStatus.RUNNING, cpu_cores=32, memory_gib=256, disk_gib=10),  # other workspace
+        make_env(8, status=EnvStatus.DELETING, cpu_cores=1, memory_gib=1, disk_gib=5),  # its disk is not gone yet
     ]
     await add_hosts(uow_factory, host)
     await add_envs(uow_factory, *envs)
@@ -445,11 +446,14 @@ async def test_workspace_usage_counts_what_its_environments_hold(uow_factory):
         await uow.allocations.add_gpus([GpuAllocation(envs[6].id, host.id, g[3])])
         await uow.commit()
     async with uow_factory() as uow:
-        assert await uow.workspaces.usage(WS1) == Usage(gpus=3, environments=5, cpu_cores=14, memory_gib=104, storage_gib=0)
-        assert await uow.workspaces.usage(WS2) == Usage(gpus=1, environments=1, cpu_cores=32, memory_gib=256)
+        assert await uow.workspaces.usage(WS1) == Usage(gpus=3, environments=6, cpu_cores=14, memory_gib=104, storage_gib=405)
+        assert await uow.workspaces.usage(WS2) == Usage(gpus=1, environments=1, cpu_cores=32, memory_gib=256, storage_gib=10)
         assert await uow.workspaces.usage("empty") == Usage()
         await uow.allocations.release(envs[0].id)
         assert (await uow.workspaces.usage(WS1)).gpus == 1  # a unit of work sees its own changes
+        deleted = replace(envs[4], status=EnvStatus.DELETED)
+        await uow.environments.update(deleted)
+        assert (await uow.workspaces.usage(WS1)).storage_gib == 205  # deleting frees the disk
 
 
 # --- the scheduling lock ------------------------------------------------------------------

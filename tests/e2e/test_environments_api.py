@@ -331,6 +331,41 @@ async def test_quota_exceeded_is_409_with_details_and_nothing_is_created(client,
     assert q["usage"]["gpus"] == 2 and q["usage"]["environments"] == 3
 
 
+async def test_disks_count_against_the_storage_quota_until_deleted(client, new_account):
+    admin, agent = await admin_and_host(client, new_account)
+    user = await new_account()
+    quota_url = f"/api/v1/workspaces/{user.personal_workspace_id}/quota"
+    r = await client.put(quota_url, json={"max_storage_gib": 120}, headers=admin.headers)
+    assert r.status == 200, await r.text()
+    one = await created(client, user, "one", gpu_count=1)
+    assert one["disk_gib"] == 50  # the default
+    two = await created(client, user, "two", gpu_count=0, disk_gib=70)
+    assert two["disk_gib"] == 70 and (await get(client, user, two["id"]))["disk_gib"] == 70
+    r = await create(client, user, "three", gpu_count=0, disk_gib=1)
+    assert r.status == 409
+    error = (await r.json())["error"]
+    assert error["code"] == "quota_exceeded" and "storage_gib" in error["message"]
+    assert error["details"]["violations"] == [{"resource": "storage_gib", "limit": 120, "used": 120, "requested": 1}]
+    # Stopped: the disk is kept, so it still counts; starting again asks for no more storage.
+    await agent.converge()
+    r = await client.post(f"{ENVS}/{one['id']}/stop", headers=user.headers)
+    assert r.status == 202, await r.text()
+    await agent.converge()
+    assert (await get(client, user, one["id"]))["status"] == "stopped"
+    q = await (await client.get(quota_url, headers=user.headers)).json()
+    assert q["usage"]["storage_gib"] == 120 and q["max_storage_gib"] == 120
+    assert (await create(client, user, "three", gpu_count=0, disk_gib=1)).status == 409
+    r = await client.post(f"{ENVS}/{one['id']}/start", json={}, headers=user.headers)
+    assert r.status == 202, await r.text()
+    # Deleting frees it once the agent has removed the volume.
+    r = await client.delete(f"{ENVS}/{two['id']}", headers=user.headers)
+    assert r.status in (200, 202), await r.text()
+    await agent.converge()
+    q = await (await client.get(quota_url, headers=user.headers)).json()
+    assert q["usage"]["storage_gib"] == 50
+    assert (await created(client, user, "three", gpu_count=0, disk_gib=70))["disk_gib"] == 70
+
+
 async def test_bad_input_is_422_and_creates_nothing(client, new_account):
     admin, agent = await admin_and_host(client, new_account)
     user = await new_account()
@@ -348,6 +383,8 @@ async def test_bad_input_is_422_and_creates_nothing(client, new_account):
         {"name": "a"},
         {"name": "a", "workspace_id": ws, "cpu_cores": 0},
         {"name": "a", "workspace_id": ws, "memory_gib": 0},
+        {"name": "a", "workspace_id": ws, "disk_gib": 0},
+        {"name": "a", "workspace_id": ws, "disk_gib": 4097},
     ]
     for body in bad_bodies:
         r = await client.post(ENVS, json=body, headers=user.headers)

@@ -8,7 +8,7 @@ import pytest
 
 from remotegpu.application.environments.service import CreateRequest
 from remotegpu.domain.environments.models import EnvStatus
-from remotegpu.domain.shared.errors import Conflict, NotFound, PermissionDenied, QuotaExceeded
+from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, PermissionDenied, QuotaExceeded
 from remotegpu.domain.workspaces.models import Role
 from remotegpu.domain.workspaces.quota import Quota
 
@@ -94,6 +94,52 @@ async def test_quota_is_enforced_also_under_concurrent_creates(world):
     ok = [r for r in results if not isinstance(r, Exception)]
     assert len(ok) == 3 and all(isinstance(r, QuotaExceeded) for r in results if isinstance(r, Exception))
     assert (await world.container.workspace_service().get_quota(alice, ws)).usage.gpus == 3
+
+
+async def test_disks_count_against_the_storage_quota_until_deleted(world):
+    host = await world.add_host()
+    root, alice = await world.user("root", admin=True), await world.user("alice")
+    ws = await world.personal_ws(alice)
+    workspaces = world.container.workspace_service()
+    await workspaces.set_quota(root, ws, Quota(max_storage_gib=100))
+    first = await world.envs.create(alice, req(ws, name="first", disk_gib=60))
+    assert first.env.disk_gib == 60
+    assert (await workspaces.get_quota(alice, ws)).usage.storage_gib == 60
+    with pytest.raises(QuotaExceeded) as refused:
+        await world.envs.create(alice, req(ws, name="second", disk_gib=50))
+    assert [v["resource"] for v in refused.value.details["violations"]] == ["storage_gib"]
+    assert refused.value.details["violations"][0] == {"resource": "storage_gib", "limit": 100, "used": 60, "requested": 50}
+    # A stopped environment keeps its disk: it still counts, and starting it asks for no more.
+    await host.beat_all_running()
+    await world.envs.stop(alice, first.env.id)
+    await host.beat({first.env.id: ("stopped", 0)})
+    assert (await workspaces.get_quota(alice, ws)).usage.storage_gib == 60
+    with pytest.raises(QuotaExceeded):
+        await world.envs.create(alice, req(ws, name="second", disk_gib=50))
+    await world.envs.create(alice, req(ws, name="small", gpus=0, disk_gib=40))  # exactly at the limit
+    assert (await world.envs.start(alice, first.env.id)).env.status is EnvStatus.STARTING
+    assert (await workspaces.get_quota(alice, ws)).usage.storage_gib == 100
+    # Deleting frees it once the agent reports the volume gone (until then the disk exists).
+    assert (await world.envs.delete(alice, first.env.id)).env.status is EnvStatus.DELETING
+    assert (await workspaces.get_quota(alice, ws)).usage.storage_gib == 100
+    await host.beat({})
+    with pytest.raises(NotFound):
+        await world.envs.get(alice, first.env.id)
+    assert (await workspaces.get_quota(alice, ws)).usage.storage_gib == 40
+    assert (await world.envs.create(alice, req(ws, name="second", disk_gib=50))).env.disk_gib == 50
+
+
+async def test_disk_size_is_validated_and_reaches_the_agent(world):
+    host = await world.add_host()
+    alice = await world.user("alice")
+    ws = await world.personal_ws(alice)
+    for bad in (0, 4097):
+        with pytest.raises(InvalidInput):
+            await world.envs.create(alice, req(ws, disk_gib=bad))
+    view = await world.envs.create(alice, req(ws))
+    assert view.env.disk_gib == 50  # the default
+    reply = await host.beat()
+    assert next(d for d in reply.desired if d.env_id == view.env.id).spec.disk_gib == 50
 
 
 async def test_a_failed_start_releases_resources_and_lets_the_queue_move(world):

@@ -55,3 +55,20 @@ def test_lowering_a_limit_below_usage_does_not_block_requests_that_take_none_of_
 def test_limits_must_be_non_negative_integers(bad):
     with pytest.raises(InvalidInput):
         Quota(max_gpus=bad)
+
+
+def test_storage_is_refused_by_its_limit_alone():
+    quota = Quota(max_storage_gib=100)
+    quota.check_request(Usage(storage_gib=50), Usage(environments=1, storage_gib=50))
+    with pytest.raises(QuotaExceeded) as info:
+        quota.check_request(Usage(storage_gib=60), Usage(environments=1, storage_gib=50))
+    assert info.value.details["violations"] == [{"resource": "storage_gib", "limit": 100, "used": 60, "requested": 50}]
+    # Starting a stopped environment requests no storage: its disk already counts.
+    quota.check_request(Usage(storage_gib=150), Usage(gpus=1, cpu_cores=2, memory_gib=8))
+
+
+def test_every_status_but_deleted_holds_a_disk():
+    from remotegpu.domain.environments.models import EnvStatus
+
+    assert [s for s in EnvStatus if not s.holds_disk] == [EnvStatus.DELETED]
+    assert EnvStatus.STOPPED.holds_disk and not EnvStatus.STOPPED.holds_resources

@@ -255,6 +255,8 @@ environments = sa.Table(
     sa.Column("gpu_model", sa.String(200), nullable=True),
     sa.Column("cpu_cores", sa.Integer, nullable=False),
     sa.Column("memory_gib", sa.Integer, nullable=False),
+    # Size of its disk, counted against the workspace's storage quota until deleted.
+    sa.Column("disk_gib", sa.Integer, nullable=False, server_default="50"),  # 0005
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),

@@ -223,17 +223,18 @@ class InMemoryWorkspaceRepository(_Repository):
 
         gpus: live GPU allocations of its environments; environments: those not
         deleted; cpu_cores / memory_gib: summed over environments whose status holds
-        resources (starting, running, lost); storage_gib: 0 — volumes are not metered yet.
+        resources (starting, running, lost); storage_gib: disk_gib summed over those not
+        deleted (a stopped environment keeps its disk).
         """
         envs = self._find("environments", lambda e: e.workspace_id == workspace_id)
         ids = {e.id for e in envs}
         holding = [e for e in envs if e.status.holds_resources]
         return Usage(
             gpus=sum(1 for _, a in self._tx.rows("gpu_allocations") if a.environment_id in ids),
-            environments=sum(1 for e in envs if e.status is not EnvStatus.DELETED),
+            environments=sum(1 for e in envs if e.status.holds_disk),
             cpu_cores=sum(e.cpu_cores for e in holding),
             memory_gib=sum(e.memory_gib for e in holding),
-            storage_gib=0,
+            storage_gib=sum(e.disk_gib for e in envs if e.status.holds_disk),
         )
 
 

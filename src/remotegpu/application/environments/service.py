@@ -13,6 +13,7 @@ from remotegpu.application.environments.access import load_operable, load_visibl
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from remotegpu.application.workspaces.service import authorize
 from remotegpu.domain.environments.models import (
+    DEFAULT_DISK_GIB,
     Desired,
     Environment,
     EnvironmentEvent,
@@ -40,6 +41,7 @@ class CreateRequest:
     gpu_model: str | None = None
     cpu_cores: int = 2
     memory_gib: int = 8
+    disk_gib: int = DEFAULT_DISK_GIB
     env: dict[str, str] = field(default_factory=dict)
     stop_after_minutes: int | None = None
     idle_stop_minutes: int | None = None
@@ -64,7 +66,7 @@ class EnvironmentService:
 
     # --- user-facing use cases ---------------------------------------------------------
     async def create(self, actor: User, req: CreateRequest) -> EnvironmentView:
-        validate_request(req.gpu_count, req.cpu_cores, req.memory_gib, req.name)
+        validate_request(req.gpu_count, req.cpu_cores, req.memory_gib, req.name, req.disk_gib)
         for attempt in range(RETRIES):
             try:
                 async with self.uow() as uow:
@@ -72,7 +74,10 @@ class EnvironmentService:
                     await authorize(uow, actor, req.workspace_id, Role.MEMBER)
                     quota = await uow.workspaces.get_quota(req.workspace_id)
                     usage = await uow.workspaces.usage(req.workspace_id)
-                    quota.check_request(usage, Usage(gpus=req.gpu_count, environments=1, cpu_cores=req.cpu_cores, memory_gib=req.memory_gib))
+                    quota.check_request(usage, Usage(
+                        gpus=req.gpu_count, environments=1, cpu_cores=req.cpu_cores, memory_gib=req.memory_gib,
+                        storage_gib=req.disk_gib,
+                    ))
                     env = self._new(actor, req)
                     await uow.environments.add(env)
                     await self._place_or_queue(uow, env, "created")
@@ -109,7 +114,7 @@ class EnvironmentService:
     async def start(self, actor: User, env_id: str, *, gpu: bool = True) -> EnvironmentView:
         async def op(uow: UnitOfWork, env: Environment) -> None:
             env.check_can_start()
-            if gpu and env.gpu_count:
+            if gpu and env.gpu_count:  # no storage_gib: its disk already counts while stopped
                 quota = await uow.workspaces.get_quota(env.workspace_id)
                 usage = await uow.workspaces.usage(env.workspace_id)
                 quota.check_request(usage, Usage(gpus=env.gpu_count, cpu_cores=env.cpu_cores, memory_gib=env.memory_gib))
@@ -247,7 +252,7 @@ class EnvironmentService:
         env = Environment(
             id=new_id(), name=req.name.strip(), workspace_id=req.workspace_id, owner_id=actor.id,
             image=req.image or self.default_image, gpu_count=req.gpu_count, gpu_model=req.gpu_model,
-            cpu_cores=req.cpu_cores, memory_gib=req.memory_gib, created_at=now, updated_at=now,
+            cpu_cores=req.cpu_cores, memory_gib=req.memory_gib, disk_gib=req.disk_gib, created_at=now, updated_at=now,
             env=dict(req.env), stop_after_minutes=req.stop_after_minutes, idle_stop_minutes=req.idle_stop_minutes,
             idle_gpu_threshold=req.idle_gpu_threshold, shared=req.shared, queued_at=now,
         )

@@ -252,4 +252,5 @@ class AgentService:
             ports=ports,
             private_ports=frozenset({JUPYTER_CONTAINER_PORT}) & ports.keys(),
             labels={GENERATION_LABEL: str(env.generation)},
+            disk_gib=env.disk_gib,
         )

@@ -16,6 +16,8 @@ from remotegpu.domain.shared.errors import Conflict, InvalidInput
 from remotegpu.domain.shared.ids import new_id
 
 MAX_GPUS = 8
+DEFAULT_DISK_GIB = 50
+MAX_DISK_GIB = 4096
 SSH_CONTAINER_PORT = 22
 JUPYTER_CONTAINER_PORT = 8888
 
@@ -35,6 +37,12 @@ class EnvStatus(str, Enum):
     def holds_resources(self) -> bool:
         """Statuses in which GPUs, CPU, memory and host ports are allocated."""
         return self in _HOLDING
+
+    @property
+    def holds_disk(self) -> bool:
+        """Statuses in which the environment's disk exists (or is reserved): every one
+        but deleted — a stopped environment keeps its disk, a deleting one still has it."""
+        return self is not EnvStatus.DELETED
 
 
 _HOLDING = {EnvStatus.STARTING, EnvStatus.RUNNING, EnvStatus.LOST}
@@ -69,6 +77,7 @@ class Environment:
     memory_gib: int
     created_at: datetime
     updated_at: datetime
+    disk_gib: int = DEFAULT_DISK_GIB  # size of its disk (the volume at /root/workspace), kept while stopped
     status: EnvStatus = EnvStatus.QUEUED
     desired: Desired = Desired.RUNNING
     env: dict[str, str] = field(default_factory=dict)
@@ -143,11 +152,13 @@ _ALLOWED: dict[EnvStatus, set[EnvStatus]] = {
 }
 
 
-def validate_request(gpu_count: int, cpu_cores: int, memory_gib: int, name: str) -> None:
+def validate_request(gpu_count: int, cpu_cores: int, memory_gib: int, name: str, disk_gib: int = DEFAULT_DISK_GIB) -> None:
     if not 0 <= gpu_count <= MAX_GPUS:
         raise InvalidInput(f"gpu_count must be between 0 and {MAX_GPUS}", details={"field": "gpu_count"})
     if cpu_cores < 1 or memory_gib < 1:
         raise InvalidInput("cpu_cores and memory_gib must be at least 1", details={"field": "cpu_cores"})
+    if not 1 <= disk_gib <= MAX_DISK_GIB:
+        raise InvalidInput(f"disk_gib must be between 1 and {MAX_DISK_GIB}", details={"field": "disk_gib"})
     if not name.strip() or len(name) > 64:
         raise InvalidInput("name must be 1-64 characters", details={"field": "name"})
 

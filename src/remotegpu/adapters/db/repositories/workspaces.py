@@ -140,9 +140,11 @@ class SqlWorkspaceRepository(SqlRepository):
 
         gpus: live GPU allocations of its environments; environments: those not
         deleted; cpu_cores / memory_gib: summed over environments whose status holds
-        resources (starting, running, lost); storage_gib: 0 — volumes are not metered yet.
+        resources (starting, running, lost); storage_gib: disk_gib summed over those not
+        deleted (a stopped environment keeps its disk).
         """
         holding = environments.c.status.in_(_HOLDING)
+        has_disk = environments.c.status != EnvStatus.DELETED.value
         gpus = (
             select(func.count())
             .select_from(gpu_allocations.join(environments, environments.c.id == gpu_allocations.c.environment_id))
@@ -151,9 +153,12 @@ class SqlWorkspaceRepository(SqlRepository):
         )
         query = select(
             gpus,
-            func.count(case((environments.c.status != EnvStatus.DELETED.value, 1))),
+            func.count(case((has_disk, 1))),
             func.coalesce(func.sum(case((holding, environments.c.cpu_cores), else_=0)), 0),
             func.coalesce(func.sum(case((holding, environments.c.memory_gib), else_=0)), 0),
+            func.coalesce(func.sum(case((has_disk, environments.c.disk_gib), else_=0)), 0),
         ).where(environments.c.workspace_id == workspace_id)
-        n_gpus, n_envs, cpu, memory = (await self._session.execute(query)).one()
-        return Usage(gpus=int(n_gpus), environments=int(n_envs), cpu_cores=int(cpu), memory_gib=int(memory), storage_gib=0)
+        n_gpus, n_envs, cpu, memory, disk = (await self._session.execute(query)).one()
+        return Usage(
+            gpus=int(n_gpus), environments=int(n_envs), cpu_cores=int(cpu), memory_gib=int(memory), storage_gib=int(disk)
+        )

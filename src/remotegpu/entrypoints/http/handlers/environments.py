@@ -30,7 +30,8 @@ def env_out(view: EnvironmentView) -> EnvironmentOut:
     return EnvironmentOut(
         id=e.id, name=e.name, workspace_id=e.workspace_id, owner_id=e.owner_id, status=e.status, desired=e.desired,
         status_message=e.status_message, queue_position=view.queue_position, image=e.image, gpu_count=e.gpu_count,
-        gpu_model=e.gpu_model, with_gpu=e.with_gpu, cpu_cores=e.cpu_cores, memory_gib=e.memory_gib, host_id=e.host_id,
+        gpu_model=e.gpu_model, with_gpu=e.with_gpu, cpu_cores=e.cpu_cores, memory_gib=e.memory_gib, disk_gib=e.disk_gib,
+        host_id=e.host_id,
         host_name=view.host.name if view.host else None,
         gpus=[GpuOut(index=g.index, uuid=g.uuid, model=g.model, memory_mib=g.memory_mib) for g in view.gpus],
         ports=[PortOut(purpose=p.purpose, port=p.port) for p in view.ports], env=e.env,

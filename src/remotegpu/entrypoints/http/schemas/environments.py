@@ -5,7 +5,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from remotegpu.domain.environments.models import Desired, EnvStatus
+from remotegpu.domain.environments.models import DEFAULT_DISK_GIB, MAX_DISK_GIB, Desired, EnvStatus
 from remotegpu.domain.fleet.models import HostStatus
 from remotegpu.entrypoints.http.schemas.common import PageQuery, Strict
 
@@ -20,6 +20,10 @@ class EnvironmentIn(Strict):
     gpu_model: str | None = Field(None, min_length=1, max_length=128)
     cpu_cores: int = Field(2, ge=1, le=256)
     memory_gib: int = Field(8, ge=1, le=4096)
+    disk_gib: int = Field(
+        DEFAULT_DISK_GIB, ge=1, le=MAX_DISK_GIB,
+        description="size of its disk (kept while stopped), counted against the workspace's storage quota until deleted",
+    )
     env: dict[Annotated[str, StringConstraints(pattern=_ENV_KEY)], Annotated[str, StringConstraints(max_length=4096)]] = Field(
         default_factory=dict, max_length=64, description="extra environment variables"
     )
@@ -65,6 +69,7 @@ class EnvironmentOut(BaseModel):
     with_gpu: bool
     cpu_cores: int
     memory_gib: int
+    disk_gib: int
     host_id: str | None
     host_name: str | None
     gpus: list[GpuOut]

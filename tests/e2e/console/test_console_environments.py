@@ -84,11 +84,13 @@ def create_in_browser(page, ui, model: str, shot: str | None = None) -> tuple[st
     page.get_by_test_id("create-name").fill(env_name)
     page.get_by_test_id("create-cpu").locator("input").fill("1")
     page.get_by_test_id("create-memory").locator("input").fill("1")
+    page.get_by_test_id("create-disk").locator("input").fill("20")
     if shot:
         ui.shot(page, shot)
     page.get_by_test_id("create-submit").click()
     page.wait_for_url(re.compile(r".*/environments/[0-9a-f-]{8,}$"))
     expect(page.get_by_test_id("env-title")).to_have_text(env_name)
+    expect(page.get_by_test_id("env-disk")).to_have_text("20 GiB")
     # Running arrives through the live stream: no reload here.
     expect(page.locator("[data-testid=env-status][data-status=running]")).to_be_visible(timeout=RUNNING_TIMEOUT_MS)
     return env_name, page.url.rsplit("/", 1)[1]
@@ -115,6 +117,8 @@ def test_environment_lifecycle_in_the_browser(page, ui, server, docker, environm
     env_name, env_id = create_in_browser(page, ui, model, shot="environment-create")
     containers = docker.containers.list(filters={"label": f"remotegpu.env_id={env_id}"})
     assert len(containers) == 1 and containers[0].labels.get("remotegpu.scope") == server.scope
+    volume = docker.volumes.get(f"rgpu-vol-{env_id}")
+    assert volume.attrs["Labels"].get("remotegpu.disk_gib") == "20"  # recorded, not enforced on overlay2
     expect(page.get_by_test_id("ssh-command")).to_contain_text("ssh")
     expect(page.get_by_test_id("ssh-config")).to_contain_text("Host")
     ui.shot(page, "environment-detail")

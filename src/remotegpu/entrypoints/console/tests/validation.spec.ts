@@ -6,14 +6,14 @@ const gpus = [
   { model: 'RTX4090', total: 4, free: 0, memory_mib: 24576 },
 ]
 const base = (): CreateForm => ({
-  name: 'train-1', workspace_id: 'ws1', gpu_model: 'A100', gpu_count: 1, image: '', cpu_cores: 8, memory_gib: 32, stop_after_minutes: null,
+  name: 'train-1', workspace_id: 'ws1', gpu_model: 'A100', gpu_count: 1, image: '', cpu_cores: 8, memory_gib: 32, disk_gib: 50, stop_after_minutes: null,
 })
 
 describe('create form validation', () => {
   it('accepts a sensible form and builds the request body', () => {
     expect(validateCreateForm(base(), gpus)).toEqual({})
     expect(toCreateBody({ ...base(), image: ' pytorch/pytorch:2.3 ', stop_after_minutes: 60 })).toEqual({
-      name: 'train-1', workspace_id: 'ws1', gpu_count: 1, gpu_model: 'A100', cpu_cores: 8, memory_gib: 32, image: 'pytorch/pytorch:2.3', stop_after_minutes: 60,
+      name: 'train-1', workspace_id: 'ws1', gpu_count: 1, gpu_model: 'A100', cpu_cores: 8, memory_gib: 32, disk_gib: 50, image: 'pytorch/pytorch:2.3', stop_after_minutes: 60,
     })
     expect(toCreateBody({ ...base(), gpu_count: 0 })).not.toHaveProperty('gpu_model')
   })
@@ -24,6 +24,14 @@ describe('create form validation', () => {
     expect(errors.gpu_count).toEqual({ key: 'create.rules.gpuCount', params: { max: 8 } })
     expect(validateCreateForm({ ...base(), name: 'x'.repeat(64) }, gpus).name).toBeDefined()
     expect(validateCreateForm({ ...base(), cpu_cores: 2.5 }, gpus).cpu_cores).toBeDefined()
+  })
+
+  it('checks the disk size (1 to 4096 GiB, whole numbers)', () => {
+    expect(validateCreateForm({ ...base(), disk_gib: 4096 }, gpus)).toEqual({})
+    for (const bad of [0, 4097, 10.5, NaN]) {
+      expect(validateCreateForm({ ...base(), disk_gib: bad }, gpus).disk_gib).toEqual({ key: 'create.rules.disk', params: { max: 4096 } })
+    }
+    expect(toCreateBody({ ...base(), disk_gib: 200 }).disk_gib).toBe(200)
   })
 
   it('limits the GPU count to what the model has, and needs a model when GPUs are asked', () => {

@@ -138,6 +138,8 @@ export interface Environment {
   gpus: EnvGpu[]
   cpu_cores: number
   memory_gib: number
+  /** size of its disk; kept while stopped, counted against the workspace's storage quota until deleted */
+  disk_gib?: number
   image: string
   created_at: string
   status_message: string | null
@@ -156,6 +158,7 @@ export interface EnvironmentCreate {
   gpu_model?: string
   cpu_cores: number
   memory_gib: number
+  disk_gib?: number
   stop_after_minutes?: number
   env?: Record<string, string>
 }

@@ -1,7 +1,8 @@
 /** The create-environment form's rules, as plain functions (tested without a browser). */
 import type { EnvironmentCreate, GpuType } from '../api'
 
-export const LIMITS = { maxGpus: 8, maxCpu: 128, maxMemory: 1024, maxStopAfter: 60 * 24 * 30 }
+export const LIMITS = { maxGpus: 8, maxCpu: 128, maxMemory: 1024, maxDisk: 4096, maxStopAfter: 60 * 24 * 30 }
+export const DEFAULT_DISK_GIB = 50
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/
 // registry/namespace/name[:tag][@digest] — permissive, lowercase path components.
 export const IMAGE_RE = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/
@@ -14,6 +15,7 @@ export interface CreateForm {
   image: string
   cpu_cores: number
   memory_gib: number
+  disk_gib: number
   stop_after_minutes: number | null
 }
 
@@ -42,6 +44,9 @@ export function validateCreateForm(form: CreateForm, gpuTypes: GpuType[] = []): 
   if (!isInt(form.memory_gib) || form.memory_gib < 1 || form.memory_gib > LIMITS.maxMemory) {
     errors.memory_gib = { key: 'create.rules.memory', params: { max: LIMITS.maxMemory } }
   }
+  if (!isInt(form.disk_gib) || form.disk_gib < 1 || form.disk_gib > LIMITS.maxDisk) {
+    errors.disk_gib = { key: 'create.rules.disk', params: { max: LIMITS.maxDisk } }
+  }
   if (form.stop_after_minutes !== null && (!isInt(form.stop_after_minutes) || form.stop_after_minutes < 1 || form.stop_after_minutes > LIMITS.maxStopAfter)) {
     errors.stop_after_minutes = { key: 'create.rules.stopAfter' }
   }
@@ -63,6 +68,7 @@ export function toCreateBody(form: CreateForm): EnvironmentCreate {
     gpu_count: form.gpu_count,
     cpu_cores: form.cpu_cores,
     memory_gib: form.memory_gib,
+    disk_gib: form.disk_gib,
   }
   if (form.gpu_count > 0 && form.gpu_model) body.gpu_model = form.gpu_model
   if (form.image.trim()) body.image = form.image.trim()

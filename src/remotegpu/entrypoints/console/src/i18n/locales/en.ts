@@ -29,7 +29,7 @@ export default {
     filters: { status: 'Status', workspace: 'Workspace', search: 'Search by name' },
     live: 'Live', reconnecting: 'Reconnecting…', polling: 'Updating every 15 s',
     fields: {
-      name: 'Name', status: 'Status', gpus: 'GPUs', gpu: 'GPU', cpu: 'CPU', memory: 'Memory', image: 'Image',
+      name: 'Name', status: 'Status', gpus: 'GPUs', gpu: 'GPU', cpu: 'CPU', memory: 'Memory', disk: 'Disk', image: 'Image',
       workspace: 'Workspace', host: 'Host', created: 'Created', queue: 'Queue position', stopAfter: 'Auto stop',
       message: 'Message', id: 'ID',
     },
@@ -63,14 +63,16 @@ export default {
   create: {
     title: 'New environment', gpuModel: 'GPU model', free: '{free} / {total} free', memory: '{gib} GB',
     noGpu: 'CPU only', gpuCount: 'GPU count', image: 'Image', imageHint: 'Leave empty for the platform default image',
-    cpu: 'CPU cores', memory_gib: 'Memory (GiB)', name: 'Name', workspace: 'Workspace', stopAfter: 'Auto stop after',
+    cpu: 'CPU cores', memory_gib: 'Memory (GiB)', disk_gib: 'Disk (GiB)',
+    diskHint: 'Mounted at /root/workspace; kept while stopped and counted against the storage quota until deleted.',
+    name: 'Name', workspace: 'Workspace', stopAfter: 'Auto stop after',
     stopNever: 'Never', submit: 'Create environment', summary: 'Summary', noGpuTypes: 'GPU inventory is not available yet.',
     willQueue: 'Only {free} free: the environment will wait in the queue.',
     created: 'Environment “{name}” created.',
     rules: {
       name: '1–63 characters: letters, digits, “-”, “_”, “.”; starts with a letter or digit',
       workspace: 'Choose a workspace', gpuCount: 'Between 0 and {max}', gpuModel: 'Choose a GPU model',
-      cpu: 'Between 1 and {max} cores', memory: 'Between 1 and {max} GiB', stopAfter: 'Must be a positive number of minutes',
+      cpu: 'Between 1 and {max} cores', memory: 'Between 1 and {max} GiB', disk: 'Between 1 and {max} GiB', stopAfter: 'Must be a positive number of minutes',
       image: 'Not a valid image reference',
     },
   },

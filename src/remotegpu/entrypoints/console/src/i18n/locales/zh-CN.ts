@@ -29,7 +29,7 @@ export default {
     filters: { status: '状态', workspace: '工作空间', search: '按名称搜索' },
     live: '实时', reconnecting: '重新连接中…', polling: '每 15 秒更新',
     fields: {
-      name: '名称', status: '状态', gpus: 'GPU', gpu: 'GPU', cpu: 'CPU', memory: '内存', image: '镜像',
+      name: '名称', status: '状态', gpus: 'GPU', gpu: 'GPU', cpu: 'CPU', memory: '内存', disk: '磁盘', image: '镜像',
       workspace: '工作空间', host: '主机', created: '创建时间', queue: '排队位置', stopAfter: '自动关机',
       message: '信息', id: 'ID',
     },
@@ -63,14 +63,16 @@ export default {
   create: {
     title: '创建实例', gpuModel: 'GPU 型号', free: '空闲 {free} / {total}', memory: '{gib} GB 显存',
     noGpu: '仅 CPU', gpuCount: 'GPU 数量', image: '镜像', imageHint: '留空则使用平台默认镜像',
-    cpu: 'CPU 核数', memory_gib: '内存 (GiB)', name: '实例名称', workspace: '工作空间', stopAfter: '自动关机时间',
+    cpu: 'CPU 核数', memory_gib: '内存 (GiB)', disk_gib: '磁盘 (GiB)',
+    diskHint: '挂载于 /root/workspace；关机后保留，删除前计入存储配额。',
+    name: '实例名称', workspace: '工作空间', stopAfter: '自动关机时间',
     stopNever: '不自动关机', submit: '立即创建', summary: '配置摘要', noGpuTypes: 'GPU 库存信息暂不可用。',
     willQueue: '仅剩 {free} 张空闲：实例将进入排队。',
     created: '实例“{name}”已创建。',
     rules: {
       name: '1–63 个字符：字母、数字、“-”、“_”、“.”，以字母或数字开头',
       workspace: '请选择工作空间', gpuCount: '范围 0 到 {max}', gpuModel: '请选择 GPU 型号',
-      cpu: '范围 1 到 {max} 核', memory: '范围 1 到 {max} GiB', stopAfter: '请输入正整数分钟数',
+      cpu: '范围 1 到 {max} 核', memory: '范围 1 到 {max} GiB', disk: '范围 1 到 {max} GiB', stopAfter: '请输入正整数分钟数',
       image: '镜像地址格式不正确',
     },
   },

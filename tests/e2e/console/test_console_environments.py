@@ -73,8 +73,8 @@ def environments_api(server, ui):
     return body["items"]
 
 
-def create_in_browser(page, ui, model: str, shot: str | None = None) -> tuple[str, str]:
-    """Fill the create form (GPU card, name, small CPU/memory) and land on the detail page."""
+def create_in_browser(page, ui, model: str, shot: str | None = None, env_var: tuple[str, str] | None = None) -> tuple[str, str]:
+    """Fill the create form (GPU card, name, small CPU/memory; one variable under Advanced) and land on the detail page."""
     page.get_by_test_id("nav-create").click()
     page.wait_for_url("**/environments/new")
     card = page.get_by_test_id(f"gpu-card-{model}")
@@ -85,12 +85,20 @@ def create_in_browser(page, ui, model: str, shot: str | None = None) -> tuple[st
     page.get_by_test_id("create-cpu").locator("input").fill("1")
     page.get_by_test_id("create-memory").locator("input").fill("1")
     page.get_by_test_id("create-disk").locator("input").fill("20")
+    if env_var:
+        page.get_by_test_id("create-advanced").get_by_role("button", name="Advanced").click()
+        page.get_by_test_id("create-env-add").click()
+        page.get_by_test_id("create-env-key-0").fill(env_var[0])
+        page.get_by_test_id("create-env-value-0").fill(env_var[1])
+        expect(page.get_by_test_id("summary-env")).to_have_text(env_var[0])
     if shot:
         ui.shot(page, shot)
     page.get_by_test_id("create-submit").click()
     page.wait_for_url(re.compile(r".*/environments/[0-9a-f-]{8,}$"))
     expect(page.get_by_test_id("env-title")).to_have_text(env_name)
     expect(page.get_by_test_id("env-disk")).to_have_text("20 GiB")
+    if env_var:
+        expect(page.get_by_test_id("env-vars")).to_have_text(f"{env_var[0]}={env_var[1]}")
     # Running arrives through the live stream: no reload here.
     expect(page.locator("[data-testid=env-status][data-status=running]")).to_be_visible(timeout=RUNNING_TIMEOUT_MS)
     return env_name, page.url.rsplit("/", 1)[1]
@@ -114,7 +122,8 @@ def test_environment_lifecycle_in_the_browser(page, ui, server, docker, environm
     page.get_by_test_id("ssh-key-add").click()
     expect(page.get_by_test_id("ssh-key-table")).to_contain_text("SHA256:")
 
-    env_name, env_id = create_in_browser(page, ui, model, shot="environment-create")
+    var_value = f"v{secrets.token_hex(4)}"
+    env_name, env_id = create_in_browser(page, ui, model, shot="environment-create", env_var=("E2E_VAR", var_value))
     containers = docker.containers.list(filters={"label": f"remotegpu.env_id={env_id}"})
     assert len(containers) == 1 and containers[0].labels.get("remotegpu.scope") == server.scope
     volume = docker.volumes.get(f"rgpu-vol-{env_id}")
@@ -132,6 +141,11 @@ def test_environment_lifecycle_in_the_browser(page, ui, server, docker, environm
     # The command line holds the unexpanded $((6*7)); only the shell's output has "-42".
     page.wait_for_function(
         "m => (document.querySelector('.xterm-rows')?.innerText ?? '').includes(m)", arg=f"{marker}-42", timeout=15_000
+    )
+    # The variable given on the create form is set in the container's shell.
+    page.keyboard.type("echo var-$E2E_VAR-end\n")
+    page.wait_for_function(
+        "m => (document.querySelector('.xterm-rows')?.innerText ?? '').includes(m)", arg=f"var-{var_value}-end", timeout=15_000
     )
     ui.shot(page, "environment-terminal")
 

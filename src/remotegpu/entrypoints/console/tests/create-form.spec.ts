@@ -74,6 +74,63 @@ describe('create environment form', () => {
     expect(push).toHaveBeenCalledWith({ name: 'environment', params: { id: 'e1' } })
   })
 
+  it('sends the advanced settings: idle stop with its threshold, shared, variables checked per row', async () => {
+    const { wrapper, calls } = setup('ok')
+    await flushPromises()
+    await wrapper.find('[data-testid="gpu-card-T4"]').trigger('click')
+    await wrapper.find('[data-testid="create-advanced"] .el-collapse-item__header').trigger('click')
+    expect(wrapper.find('[data-testid="create-idle-threshold"]').exists()).toBe(false)
+    ;(wrapper.vm as any).$.setupState.idleStop = 30
+    await flushPromises()
+    expect((input(wrapper, 'create-idle-threshold').element as HTMLInputElement).value).toBe('5')
+    await input(wrapper, 'create-idle-threshold').setValue('10')
+    await wrapper.find('[data-testid="create-shared"]').trigger('click')
+    await wrapper.find('[data-testid="create-env-add"]').trigger('click')
+    await wrapper.find('[data-testid="create-env-add"]').trigger('click')
+    await input(wrapper, 'create-env-key-0').setValue('HF_HOME')
+    await input(wrapper, 'create-env-value-0').setValue('/root/workspace/hf')
+    await input(wrapper, 'create-env-key-1').setValue('1BAD')
+    await wrapper.find('[data-testid="create-submit"]').trigger('click')
+    await flushPromises()
+    expect(calls.some((c) => c.method === 'POST')).toBe(false)
+    const row = (i: number) => wrapper.findAll('.el-form-item').find((w) => w.find(`[data-testid="create-env-key-${i}"]`).exists() && !w.find('.env-rows').exists())!
+    expect(row(1).classes()).toContain('is-error')
+    await new Promise((r) => setTimeout(r, 150)) // the form item shows its message after a short debounce
+    expect(row(1).text()).toContain('not starting with a digit')
+    expect(row(0).classes()).not.toContain('is-error')
+    await input(wrapper, 'create-env-key-1').setValue('HF_HOME')
+    await flushPromises()
+    await new Promise((r) => setTimeout(r, 150))
+    expect(row(1).text()).toContain('“HF_HOME” is already set above')
+    await wrapper.find('[data-testid="create-env-remove-1"]').trigger('click')
+    await flushPromises()
+    expect(wrapper.find('[data-testid="create-env-key-1"]').exists()).toBe(false)
+    const summary = wrapper.find('.summary').text()
+    expect(summary).toContain('after 30 min idle (GPU < 10%)')
+    expect(summary).toContain('With workspace members')
+    expect(summary).toContain('HF_HOME')
+    await wrapper.find('[data-testid="create-submit"]').trigger('click')
+    await flushPromises()
+    const post = calls.find((c) => c.method === 'POST')
+    expect(post?.body).toMatchObject({
+      gpu_model: 'T4', gpu_count: 1, idle_stop_minutes: 30, idle_gpu_threshold: 10, shared: true, env: { HF_HOME: '/root/workspace/hf' },
+    })
+  })
+
+  it('disables idle stop without GPUs and sends nothing advanced by default', async () => {
+    const { wrapper, calls } = setup('ok')
+    await flushPromises()
+    await wrapper.find('[data-testid="gpu-card-none"]').trigger('click')
+    await flushPromises()
+    expect(wrapper.find('[data-testid="create-idle-stop"] .el-select__wrapper').classes()).toContain('is-disabled')
+    expect(wrapper.text()).toContain('Needs GPUs')
+    await wrapper.find('[data-testid="create-submit"]').trigger('click')
+    await flushPromises()
+    const body = calls.find((c) => c.method === 'POST')?.body as Record<string, unknown>
+    expect(body.gpu_count).toBe(0)
+    for (const k of ['idle_stop_minutes', 'idle_gpu_threshold', 'shared', 'env']) expect(body).not.toHaveProperty(k)
+  })
+
   it('still works (CPU only) when the GPU inventory API is not there yet', async () => {
     const { wrapper } = setup('missing')
     await flushPromises()

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { toCreateBody, validateCreateForm, willQueue, type CreateForm } from '../src/utils/validation'
+import { ENV_KEY_RE, toCreateBody, validateCreateForm, validateEnvRows, willQueue, type CreateForm } from '../src/utils/validation'
+import { maskEnvValue } from '../src/utils/format'
 
 const gpus = [
   { model: 'A100', total: 8, free: 2, memory_mib: 81920 },
@@ -51,5 +52,57 @@ describe('create form validation', () => {
     expect(willQueue({ ...base(), gpu_count: 3 }, gpus)).toBe(2)
     expect(willQueue({ ...base(), gpu_model: 'RTX4090' }, gpus)).toBe(0)
     expect(willQueue({ ...base(), gpu_count: 0 }, gpus)).toBeNull()
+  })
+
+  it('checks environment variable names like the API (regex, duplicates, blank rows ignored)', () => {
+    expect(validateCreateForm({ ...base(), env: [{ key: 'HF_HOME', value: '/data' }, { key: '', value: '' }, { key: '_x1', value: '' }] }, gpus)).toEqual({})
+    for (const bad of ['1ABC', 'MY-VAR', 'A B', 'é', 'A'.repeat(129)]) {
+      expect(ENV_KEY_RE.test(bad)).toBe(false)
+      expect(validateEnvRows([{ key: bad, value: 'v' }])).toEqual({ 0: { key: 'create.rules.envKey' } })
+    }
+    expect(ENV_KEY_RE.test('A'.repeat(128))).toBe(true)
+    // a value without a name is an error too
+    expect(validateEnvRows([{ key: '', value: 'orphan' }])).toEqual({ 0: { key: 'create.rules.envKey' } })
+    const errors = validateCreateForm({ ...base(), env: [{ key: 'A', value: '1' }, { key: 'B', value: '2' }, { key: ' A ', value: '3' }] }, gpus)
+    expect(errors.env_rows).toEqual({ 2: { key: 'create.rules.envDuplicate', params: { name: 'A' } } })
+    expect(Object.keys(errors)).toEqual(['env_rows'])
+    expect(validateEnvRows([{ key: 'BIG', value: 'x'.repeat(4097) }])[0]?.key).toBe('create.rules.envValue')
+    const many = Array.from({ length: 65 }, (_, i) => ({ key: `V${i}`, value: '' }))
+    expect(validateCreateForm({ ...base(), env: many }, gpus).env).toEqual({ key: 'create.rules.envCount', params: { max: 64 } })
+  })
+
+  it('checks the idle stop minutes and the GPU threshold range (only with GPUs and idle stop on)', () => {
+    expect(validateCreateForm({ ...base(), idle_stop_minutes: 30, idle_gpu_threshold: 0 }, gpus)).toEqual({})
+    expect(validateCreateForm({ ...base(), idle_stop_minutes: 30, idle_gpu_threshold: 100 }, gpus)).toEqual({})
+    for (const bad of [-1, 101, 2.5, NaN]) {
+      expect(validateCreateForm({ ...base(), idle_stop_minutes: 30, idle_gpu_threshold: bad }, gpus).idle_gpu_threshold).toEqual({ key: 'create.rules.idleThreshold' })
+    }
+    // not used, so not checked: idle stop off, or no GPUs
+    expect(validateCreateForm({ ...base(), idle_stop_minutes: null, idle_gpu_threshold: 500 }, gpus)).toEqual({})
+    expect(validateCreateForm({ ...base(), gpu_model: null, gpu_count: 0, idle_stop_minutes: 30, idle_gpu_threshold: 500 }, gpus)).toEqual({})
+    expect(validateCreateForm({ ...base(), idle_stop_minutes: 0 }, gpus).idle_stop_minutes).toBeDefined()
+    expect(validateCreateForm({ ...base(), idle_stop_minutes: 60 * 24 * 30 + 1 }, gpus).idle_stop_minutes).toBeDefined()
+  })
+
+  it('sends idle stop, shared and variables only when set', () => {
+    const plain = toCreateBody({ ...base(), idle_stop_minutes: null, idle_gpu_threshold: 5, shared: false, env: [{ key: '', value: '' }] })
+    for (const k of ['idle_stop_minutes', 'idle_gpu_threshold', 'shared', 'env']) expect(plain).not.toHaveProperty(k)
+    expect(toCreateBody({
+      ...base(), idle_stop_minutes: 60, idle_gpu_threshold: 10, shared: true,
+      env: [{ key: ' HF_HOME ', value: '/root/workspace/hf' }, { key: '', value: '' }, { key: 'WANDB_API_KEY', value: 'k' }],
+    })).toEqual({
+      name: 'train-1', workspace_id: 'ws1', gpu_count: 1, gpu_model: 'A100', cpu_cores: 8, memory_gib: 32, disk_gib: 50,
+      idle_stop_minutes: 60, idle_gpu_threshold: 10, shared: true, env: { HF_HOME: '/root/workspace/hf', WANDB_API_KEY: 'k' },
+    })
+    // the threshold defaults to the server's 5; without GPUs idle stop is not sent (it could never fire)
+    expect(toCreateBody({ ...base(), idle_stop_minutes: 15 })).toMatchObject({ idle_stop_minutes: 15, idle_gpu_threshold: 5 })
+    const cpu = toCreateBody({ ...base(), gpu_model: null, gpu_count: 0, idle_stop_minutes: 15 })
+    expect(cpu).not.toHaveProperty('idle_stop_minutes')
+    expect(cpu).not.toHaveProperty('idle_gpu_threshold')
+  })
+
+  it('masks values of variables that look secret', () => {
+    expect(maskEnvValue('HF_HOME', '/data')).toBe('/data')
+    for (const k of ['HF_TOKEN', 'aws_secret_access_key', 'DB_PASSWORD', 'WANDB_API_KEY', 'keyring']) expect(maskEnvValue(k, 'v')).toBe('••••')
   })
 })

@@ -148,6 +148,11 @@ export interface Environment {
   with_gpu?: boolean
   desired?: 'running' | 'stopped' | 'deleted'
   started_at?: string | null
+  /** extra environment variables given at create */
+  env?: Record<string, string>
+  idle_stop_minutes?: number | null
+  /** workspace members with access may log in too */
+  shared?: boolean
 }
 
 export interface EnvironmentCreate {
@@ -160,6 +165,12 @@ export interface EnvironmentCreate {
   memory_gib: number
   disk_gib?: number
   stop_after_minutes?: number
+  /** 1 to 43200: stop when every GPU stayed under idle_gpu_threshold % and nobody used SSH/Jupyter/terminal */
+  idle_stop_minutes?: number
+  /** percent, 0 to 100 (server default 5) */
+  idle_gpu_threshold?: number
+  shared?: boolean
+  /** at most 64; names match ^[A-Za-z_][A-Za-z0-9_]{0,127}$, values at most 4096 characters */
   env?: Record<string, string>
 }
 

@@ -28,3 +28,9 @@ export function relativeTime(iso: string | null | undefined, locale = 'en', now 
 export function formatMib(mib: number): string {
   return mib >= 1024 ? `${Math.round(mib / 1024)}` : `${(mib / 1024).toFixed(1)}`
 }
+
+/** Values of variables whose name looks secret (TOKEN, SECRET, PASSWORD, KEY) are shown as dots. */
+export const SECRET_ENV_RE = /TOKEN|SECRET|PASSWORD|KEY/i
+export function maskEnvValue(key: string, value: string): string {
+  return SECRET_ENV_RE.test(key) ? '••••' : value
+}

@@ -1,7 +1,14 @@
 /** The create-environment form's rules, as plain functions (tested without a browser). */
 import type { EnvironmentCreate, GpuType } from '../api'
 
-export const LIMITS = { maxGpus: 8, maxCpu: 128, maxMemory: 1024, maxDisk: 4096, maxStopAfter: 60 * 24 * 30 }
+export const LIMITS = {
+  maxGpus: 8, maxCpu: 128, maxMemory: 1024, maxDisk: 4096, maxStopAfter: 60 * 24 * 30,
+  maxIdleStop: 60 * 24 * 30, maxEnvVars: 64, maxEnvValue: 4096,
+}
+export const DEFAULT_IDLE_GPU_THRESHOLD = 5
+export const IDLE_STOP_OPTIONS = [0, 15, 30, 60, 120, 240]
+/** Environment variable names the API accepts (schemas/environments.py _ENV_KEY). */
+export const ENV_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/
 export const DEFAULT_DISK_GIB = 50
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/
 // registry/namespace/name[:tag][@digest] — permissive, lowercase path components.
@@ -17,10 +24,27 @@ export interface CreateForm {
   memory_gib: number
   disk_gib: number
   stop_after_minutes: number | null
+  /** stop when every GPU stayed under idle_gpu_threshold % and nobody used SSH/Jupyter/terminal this long */
+  idle_stop_minutes?: number | null
+  idle_gpu_threshold?: number
+  /** workspace members with access may log in too (their SSH keys are installed) */
+  shared?: boolean
+  /** environment variables, edited as rows; rows with neither key nor value are ignored */
+  env?: EnvVarRow[]
 }
 
-/** Field → i18n key of the problem (with params); empty when the form is valid. */
-export type FormErrors = Partial<Record<keyof CreateForm, { key: string; params?: Record<string, unknown> }>>
+export interface EnvVarRow {
+  key: string
+  value: string
+}
+
+export interface FieldError {
+  key: string
+  params?: Record<string, unknown>
+}
+
+/** Field → i18n key of the problem (with params); empty when the form is valid. env_rows: row index → problem. */
+export type FormErrors = Partial<Record<keyof CreateForm, FieldError>> & { env_rows?: Record<number, FieldError> }
 
 function isInt(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v)
@@ -50,7 +74,40 @@ export function validateCreateForm(form: CreateForm, gpuTypes: GpuType[] = []): 
   if (form.stop_after_minutes !== null && (!isInt(form.stop_after_minutes) || form.stop_after_minutes < 1 || form.stop_after_minutes > LIMITS.maxStopAfter)) {
     errors.stop_after_minutes = { key: 'create.rules.stopAfter' }
   }
+  const idle = form.idle_stop_minutes ?? null
+  if (idle !== null && (!isInt(idle) || idle < 1 || idle > LIMITS.maxIdleStop)) {
+    errors.idle_stop_minutes = { key: 'create.rules.idleStop', params: { max: LIMITS.maxIdleStop } }
+  }
+  const threshold = form.idle_gpu_threshold ?? DEFAULT_IDLE_GPU_THRESHOLD
+  if (idle !== null && form.gpu_count > 0 && (!isInt(threshold) || threshold < 0 || threshold > 100)) {
+    errors.idle_gpu_threshold = { key: 'create.rules.idleThreshold' }
+  }
+  const rows = validateEnvRows(form.env ?? [])
+  if (Object.keys(rows).length) errors.env_rows = rows
+  if (envEntries(form.env ?? []).length > LIMITS.maxEnvVars) errors.env = { key: 'create.rules.envCount', params: { max: LIMITS.maxEnvVars } }
   return errors
+}
+
+const isBlankRow = (r: EnvVarRow) => !r.key.trim() && !r.value
+
+/** Row index → problem: a name the API rejects, a name used twice, a value too long. Blank rows are fine. */
+export function validateEnvRows(rows: EnvVarRow[]): Record<number, FieldError> {
+  const errors: Record<number, FieldError> = {}
+  const seen = new Set<string>()
+  rows.forEach((row, i) => {
+    if (isBlankRow(row)) return
+    const key = row.key.trim()
+    if (!ENV_KEY_RE.test(key)) errors[i] = { key: 'create.rules.envKey' }
+    else if (seen.has(key)) errors[i] = { key: 'create.rules.envDuplicate', params: { name: key } }
+    else if (row.value.length > LIMITS.maxEnvValue) errors[i] = { key: 'create.rules.envValue', params: { max: LIMITS.maxEnvValue } }
+    seen.add(key)
+  })
+  return errors
+}
+
+/** The rows that will be sent, as [name, value] (blank rows dropped, names trimmed). */
+export function envEntries(rows: EnvVarRow[]): [string, string][] {
+  return rows.filter((r) => !isBlankRow(r)).map((r) => [r.key.trim(), r.value])
 }
 
 /** True when the request will wait in the queue (fewer free GPUs of the model than asked). */
@@ -73,6 +130,14 @@ export function toCreateBody(form: CreateForm): EnvironmentCreate {
   if (form.gpu_count > 0 && form.gpu_model) body.gpu_model = form.gpu_model
   if (form.image.trim()) body.image = form.image.trim()
   if (form.stop_after_minutes) body.stop_after_minutes = form.stop_after_minutes
+  // Idle stop watches GPU utilisation: it never fires without GPUs, so it is only sent with them.
+  if (form.idle_stop_minutes && form.gpu_count > 0) {
+    body.idle_stop_minutes = form.idle_stop_minutes
+    body.idle_gpu_threshold = form.idle_gpu_threshold ?? DEFAULT_IDLE_GPU_THRESHOLD
+  }
+  if (form.shared) body.shared = true
+  const env = envEntries(form.env ?? [])
+  if (env.length) body.env = Object.fromEntries(env)
   return body
 }
 

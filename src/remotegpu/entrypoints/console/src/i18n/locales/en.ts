@@ -31,8 +31,10 @@ export default {
     fields: {
       name: 'Name', status: 'Status', gpus: 'GPUs', gpu: 'GPU', cpu: 'CPU', memory: 'Memory', disk: 'Disk', image: 'Image',
       workspace: 'Workspace', host: 'Host', created: 'Created', queue: 'Queue position', stopAfter: 'Auto stop',
-      message: 'Message', id: 'ID',
+      message: 'Message', id: 'ID', idleStop: 'Idle stop', shared: 'Shared', envVars: 'Variables',
     },
+    idleStopValue: 'after {time} idle (GPU < {pct}%)', idleStopAfter: 'after {time} idle',
+    sharedYes: 'With workspace members', sharedNo: 'Only me',
     status: {
       queued: 'Queued', starting: 'Starting', running: 'Running', stopping: 'Stopping', stopped: 'Stopped',
       deleting: 'Deleting', deleted: 'Deleted', failed: 'Failed', lost: 'Lost',
@@ -69,11 +71,20 @@ export default {
     stopNever: 'Never', submit: 'Create environment', summary: 'Summary', noGpuTypes: 'GPU inventory is not available yet.',
     willQueue: 'Only {free} free: the environment will wait in the queue.',
     created: 'Environment “{name}” created.',
+    advanced: 'Advanced', idleStop: 'Stop when idle', idleNever: 'Never',
+    idleHint: 'Stops once every GPU stayed under the threshold and nobody used SSH, Jupyter or the terminal for this long.',
+    idleNeedsGpu: 'Needs GPUs: idle is measured by GPU utilisation.',
+    idleThreshold: 'GPU idle threshold (%)', idleThresholdHint: 'A GPU under this utilisation counts as idle.',
+    shared: 'Share with workspace members', sharedHint: 'Workspace members with access can log in too: their SSH keys are installed as well.',
+    envVars: 'Environment variables', envKey: 'NAME', envValue: 'value', envAdd: 'Add variable',
     rules: {
       name: '1–63 characters: letters, digits, “-”, “_”, “.”; starts with a letter or digit',
       workspace: 'Choose a workspace', gpuCount: 'Between 0 and {max}', gpuModel: 'Choose a GPU model',
       cpu: 'Between 1 and {max} cores', memory: 'Between 1 and {max} GiB', disk: 'Between 1 and {max} GiB', stopAfter: 'Must be a positive number of minutes',
       image: 'Not a valid image reference',
+      idleStop: 'Between 1 and {max} minutes', idleThreshold: 'Between 0 and 100 %',
+      envKey: 'Letters, digits and “_” (up to 128), not starting with a digit',
+      envDuplicate: '“{name}” is already set above', envValue: 'At most {max} characters', envCount: 'At most {max} variables',
     },
   },
   account: {

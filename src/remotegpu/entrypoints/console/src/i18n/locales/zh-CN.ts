@@ -31,8 +31,10 @@ export default {
     fields: {
       name: '名称', status: '状态', gpus: 'GPU', gpu: 'GPU', cpu: 'CPU', memory: '内存', disk: '磁盘', image: '镜像',
       workspace: '工作空间', host: '主机', created: '创建时间', queue: '排队位置', stopAfter: '自动关机',
-      message: '信息', id: 'ID',
+      message: '信息', id: 'ID', idleStop: '空闲关机', shared: '共享', envVars: '环境变量',
     },
+    idleStopValue: '空闲 {time} 后（GPU < {pct}%）', idleStopAfter: '空闲 {time} 后',
+    sharedYes: '与工作空间成员共享', sharedNo: '仅自己',
     status: {
       queued: '排队中', starting: '启动中', running: '运行中', stopping: '停止中', stopped: '已停止',
       deleting: '删除中', deleted: '已删除', failed: '失败', lost: '失联',
@@ -69,11 +71,20 @@ export default {
     stopNever: '不自动关机', submit: '立即创建', summary: '配置摘要', noGpuTypes: 'GPU 库存信息暂不可用。',
     willQueue: '仅剩 {free} 张空闲：实例将进入排队。',
     created: '实例“{name}”已创建。',
+    advanced: '高级设置', idleStop: '空闲时自动关机', idleNever: '不启用',
+    idleHint: '所有 GPU 利用率持续低于阈值，且在此期间无人使用 SSH、Jupyter 或终端时自动关机。',
+    idleNeedsGpu: '需要 GPU：空闲按 GPU 利用率判断。',
+    idleThreshold: 'GPU 空闲阈值 (%)', idleThresholdHint: '利用率低于此值的 GPU 视为空闲。',
+    shared: '与工作空间成员共享', sharedHint: '有权限的工作空间成员也可登录：他们的 SSH 公钥也会被安装。',
+    envVars: '环境变量', envKey: '变量名', envValue: '值', envAdd: '添加变量',
     rules: {
       name: '1–63 个字符：字母、数字、“-”、“_”、“.”，以字母或数字开头',
       workspace: '请选择工作空间', gpuCount: '范围 0 到 {max}', gpuModel: '请选择 GPU 型号',
       cpu: '范围 1 到 {max} 核', memory: '范围 1 到 {max} GiB', disk: '范围 1 到 {max} GiB', stopAfter: '请输入正整数分钟数',
       image: '镜像地址格式不正确',
+      idleStop: '范围 1 到 {max} 分钟', idleThreshold: '范围 0 到 100 %',
+      envKey: '字母、数字和“_”（最多 128 个），不能以数字开头',
+      envDuplicate: '“{name}” 已在上方设置', envValue: '最多 {max} 个字符', envCount: '最多 {max} 个变量',
     },
   },
   account: {

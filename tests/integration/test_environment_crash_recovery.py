@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from docker import errors as docker_errors
 
 from tests.support.components import docker_client, missing
 from tests.support.live_server import live_server
@@ -132,6 +133,14 @@ def allocated(server) -> list[str]:
 
 def containers(docker, scope: str, env_id: str | None = None) -> list:
     labels = [f"remotegpu.scope={scope}"] + ([f"remotegpu.env_id={env_id}"] if env_id else [])
+    for _ in range(20):
+        try:
+            return docker.containers.list(all=True, filters={"label": labels})
+        except docker_errors.NotFound:
+            # docker-py lists, then inspects each container; polled every few ms while
+            # Docker is still creating one, the inspect can miss it for a moment
+            # (seen about once in 20 runs; no container was ever removed meanwhile).
+            time.sleep(0.01)
     return docker.containers.list(all=True, filters={"label": labels})
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.live_server import free_port, live_server  # noqa: E402
+from tests.support.postgres import reset_schema  # noqa: E402
 
 CONNECTIONS = (50, 200)
 
@@ -68,22 +69,6 @@ def run_platform(label: str, duration: int, **env: str) -> list[tuple]:
         return [(label, c, *wrk(url, token, c, duration)) for c in CONNECTIONS]
 
 
-def reset_postgres(url: str) -> None:
-    import asyncio
-
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    async def run() -> None:
-        engine = create_async_engine(url)
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-        await engine.dispose()
-
-    asyncio.run(run())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=10)
@@ -94,7 +79,7 @@ def main() -> None:
     rows += run_platform("remotegpu on SQLite", args.duration)
     pg = os.environ.get("REMOTEGPU_BENCH_POSTGRES_URL")
     if pg:
-        reset_postgres(pg)
+        reset_schema(pg)
         rows += run_platform("remotegpu on PostgreSQL", args.duration, REMOTEGPU_DATABASE_URL=pg)
     else:
         print("(PostgreSQL skipped: set REMOTEGPU_BENCH_POSTGRES_URL)")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.components import binary, docker_client, missing
+from tests.support.components import binary, docker_with_image, remove_scope
 from tests.support.live_server import LiveServer, live_server
 
 IMAGE = "remotegpu/base:latest"
@@ -80,11 +80,7 @@ def wait_running(server: LiveServer, token: str, env_id: str, timeout: float = 9
 
 @pytest.fixture(scope="session")
 def access_world(tmp_path_factory):
-    docker = docker_client()
-    try:
-        docker.images.get(IMAGE)
-    except Exception:  # noqa: BLE001
-        missing(f"{IMAGE} is not built (make image)")
+    docker = docker_with_image(IMAGE)
     binary("ssh")
     keys_dir = tmp_path_factory.mktemp("keys")
     scope = f"acc{int(time.time())}"
@@ -116,7 +112,4 @@ def access_world(tmp_path_factory):
             world.env_id, world.ssh_port, world.jupyter_port = env["id"], ports["ssh"], ports["jupyter"]
             yield world
         finally:
-            for c in docker.containers.list(all=True, filters={"label": f"remotegpu.scope={scope}"}):
-                c.remove(force=True)
-            for v in docker.volumes.list(filters={"label": f"remotegpu.scope={scope}"}):
-                v.remove(force=True)
+            remove_scope(docker, scope)

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from tests.integration.conftest import IMAGE, wait_running
-from tests.support.components import docker_client, missing
+from tests.support.components import docker_with_image, remove_scope
 from tests.support.live_server import live_server
 
 REMOTE_GPU = "NVIDIA T4 16GB"
@@ -49,11 +49,7 @@ def wait_host_ready(server, admin_token: str, host_id: str, agent: subprocess.Po
 
 @pytest.fixture(scope="module")
 def remote_world(tmp_path_factory):
-    docker = docker_client()
-    try:
-        docker.images.get(IMAGE)
-    except Exception:  # noqa: BLE001
-        missing(f"{IMAGE} is not built (make image)")
+    docker = docker_with_image(IMAGE)
     scope = f"remote{int(time.time())}"
     base = tmp_path_factory.mktemp("remote")
     with live_server(
@@ -100,10 +96,7 @@ def remote_world(tmp_path_factory):
                 except subprocess.TimeoutExpired:
                     agent.kill()
             agent_log.close()
-            for c in docker.containers.list(all=True, filters={"label": f"remotegpu.scope={scope}"}):
-                c.remove(force=True)
-            for v in docker.volumes.list(filters={"label": f"remotegpu.scope={scope}"}):
-                v.remove(force=True)
+            remove_scope(docker, scope)
 
 
 def bearer(token: str) -> dict:

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 
 import pytest
 
 from tests.support.components import postgres_url
+from tests.support.postgres import reset_schema
 from tests.support.live_server import live_server
-
-
-def reset_schema(url: str) -> None:
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    async def run() -> None:
-        engine = create_async_engine(url)
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-        await engine.dispose()
-
-    asyncio.run(run())
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.support.components import docker_client
+from tests.support.components import docker_with_image, remove_scope
 from tests.support.live_server import live_server
 
 FAKE = "4xNVIDIA A100-SXM4-80GB"
@@ -19,14 +19,7 @@ IMAGE = "remotegpu/base:latest"
 
 @pytest.fixture(scope="module")
 def docker():
-    client = docker_client()
-    try:
-        client.images.get(IMAGE)
-    except Exception:  # noqa: BLE001
-        from tests.support.components import missing
-
-        missing(f"{IMAGE} is not built (make image)")
-    return client
+    return docker_with_image(IMAGE)
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +32,7 @@ def server(docker, tmp_path_factory):
         srv.token = srv.login("admin", "admin-password-123")
         srv.scope = scope
         yield srv
-        for c in docker.containers.list(all=True, filters={"label": f"remotegpu.scope={scope}"}):
-            c.remove(force=True)
-        for v in docker.volumes.list(filters={"label": f"remotegpu.scope={scope}"}):
-            v.remove(force=True)
+        remove_scope(docker, scope)
 
 
 def wait_for(server, env_id: str, status: str, timeout: float = 60) -> dict:

@@ -11,7 +11,6 @@ freeing GPUs then starts the waiting ones in queue order.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 
@@ -21,24 +20,11 @@ from remotegpu.adapters.fleet.wire import report_to_dict
 from remotegpu.application.fleet.agent_protocol import HostReport, ObservedEnvironment
 from remotegpu.domain.fleet.models import parse_fake_gpus
 from tests.support.components import postgres_url
+from tests.support.postgres import reset_schema
 from tests.support.live_server import live_server
 
 N = 20
 GPUS = 4
-
-
-def reset_schema(url: str) -> None:
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    async def run() -> None:
-        engine = create_async_engine(url)
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-        await engine.dispose()
-
-    asyncio.run(run())
 
 
 class HttpFakeAgent(threading.Thread):

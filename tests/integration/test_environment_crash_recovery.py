@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from docker import errors as docker_errors
 
-from tests.support.components import docker_client, missing
+from tests.support.components import docker_with_image, remove_scope
 from tests.support.live_server import live_server
 
 IMAGE = "remotegpu/base:latest"
@@ -95,22 +95,14 @@ def event_reasons(server, token: str, env_id: str) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def docker():
-    client = docker_client()
-    try:
-        client.images.get(IMAGE)
-    except Exception:  # noqa: BLE001
-        missing(f"{IMAGE} is not built (make image)")
-    return client
+    return docker_with_image(IMAGE)
 
 
 @pytest.fixture
 def scope(docker):
     name = f"crash{uuid.uuid4().hex[:10]}"
     yield name
-    for c in docker.containers.list(all=True, filters={"label": f"remotegpu.scope={name}"}):
-        c.remove(force=True)
-    for v in docker.volumes.list(filters={"label": f"remotegpu.scope={name}"}):
-        v.remove(force=True)
+    remove_scope(docker, name)
 
 
 @contextmanager

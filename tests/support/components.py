@@ -60,6 +60,25 @@ def docker_client():
         missing(f"Docker daemon not reachable: {exc.__class__.__name__}")
 
 
+def docker_with_image(image: str):
+    """A docker SDK client whose daemon has ``image`` (the base image: ``make image``)."""
+    client = docker_client()
+    try:
+        client.images.get(image)
+    except Exception:  # noqa: BLE001 - any failure: the image is not here
+        missing(f"{image} is not built (make image)")
+    return client
+
+
+def remove_scope(docker, scope: str) -> None:
+    """Remove every container and volume a test's runtime made under ``scope``."""
+    label = {"label": f"remotegpu.scope={scope}"}
+    for container in docker.containers.list(all=True, filters=label):
+        container.remove(force=True)
+    for volume in docker.volumes.list(filters=label):
+        volume.remove(force=True)
+
+
 def binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:

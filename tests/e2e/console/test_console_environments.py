@@ -17,7 +17,7 @@ from typing import Iterator
 import pytest
 from playwright.sync_api import expect
 
-from tests.support.components import docker_client, missing
+from tests.support.components import docker_with_image, remove_scope
 from tests.support.live_server import LiveServer, live_server
 
 IMAGE = os.environ.get("REMOTEGPU_BASE_IMAGE", "remotegpu/base:latest")
@@ -30,20 +30,7 @@ STOPPED_TIMEOUT_MS = 90_000
 
 @pytest.fixture(scope="module")
 def docker():
-    client = docker_client()
-    try:
-        client.images.get(IMAGE)
-    except Exception:  # noqa: BLE001 - any failure: the image is not here
-        missing(f"{IMAGE} is not built (make image)")
-    return client
-
-
-def _remove_scope(docker, scope: str) -> None:
-    label = {"label": f"remotegpu.scope={scope}"}
-    for container in docker.containers.list(all=True, filters=label):
-        container.remove(force=True)
-    for volume in docker.volumes.list(filters=label):
-        volume.remove(force=True)
+    return docker_with_image(IMAGE)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +47,7 @@ def server(console_built, docker, tmp_path_factory) -> Iterator[LiveServer]:
             srv.scope = scope
             yield srv
     finally:
-        _remove_scope(docker, scope)
+        remove_scope(docker, scope)
     assert not docker.containers.list(all=True, filters={"label": f"remotegpu.scope={scope}"})
 
 

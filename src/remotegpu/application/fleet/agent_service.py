@@ -46,6 +46,13 @@ def desired_state(env: Environment) -> str:
     return "stopped"
 
 
+async def _host_of_agent(uow: UnitOfWork, agent_token: str) -> Host:
+    host = await uow.hosts.get_by_agent_token(hash_secret(agent_token))
+    if host is None:
+        raise Unauthenticated("agent token is invalid; register the agent again with a new join token", code="invalid_agent_token")
+    return host
+
+
 def jupyter_base_url(env_id: str) -> str:
     return f"/proxy/environments/{env_id}/jupyter/"
 
@@ -88,9 +95,7 @@ class AgentService:
     async def _heartbeat(self, agent_token: str, report: HostReport) -> HeartbeatReply:
         async with self.uow() as uow:
             await uow.lock_scheduling()
-            host = await uow.hosts.get_by_agent_token(hash_secret(agent_token))
-            if host is None:
-                raise Unauthenticated("agent token is invalid; register the agent again with a new join token", code="invalid_agent_token")
+            host = await _host_of_agent(uow, agent_token)
             came_back = self._apply_report(host, report)
             await uow.hosts.update(host)
             observed = {o.env_id: o for o in report.observed}
@@ -131,9 +136,7 @@ class AgentService:
         subscription = self.feed.subscribe()
         try:
             async with self.uow() as uow:
-                host = await uow.hosts.get_by_agent_token(hash_secret(agent_token))
-                if host is None:
-                    raise Unauthenticated("agent token is invalid; register the agent again with a new join token", code="invalid_agent_token")
+                host = await _host_of_agent(uow, agent_token)
                 current = {env.id: (desired_state(env), env.generation) for env in await uow.environments.list_for_host(host.id)
                            if env.status is not EnvStatus.DELETED}
             if current != known:

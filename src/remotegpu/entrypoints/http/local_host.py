@@ -8,6 +8,8 @@ private address (Jupyter, SSH for the terminal), never through a local Docker.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -33,60 +35,69 @@ def local_host_id(app: web.Application) -> str | None:
     return state.get("host_id")
 
 
+def _memo(app: web.Application, key: str, make: Callable[[], Any]) -> Any:
+    """``make()`` once per app, kept under ``key``."""
+    state = _of(app)
+    if key not in state:
+        state[key] = make()
+    return state[key]
+
+
 def terminal_router(app: web.Application) -> TerminalRouter:
     """The web terminal's opener: docker exec for the embedded host's environments (when
     its runtime is Docker), an SSH session with the platform's key for all others."""
-    state = _of(app)
-    if "router" not in state:
+
+    def make() -> TerminalRouter:
         from remotegpu.adapters.access.ssh_terminal import SshTerminals
 
-        state["router"] = TerminalRouter(
+        return TerminalRouter(
             local_host_id=lambda: local_host_id(app), local=terminal_opener(app),
             ssh=SshTerminals(app[CONTAINER].platform_ssh_key()),
         )
-    return state["router"]
+
+    return _memo(app, "router", make)
 
 
 def _embedded_docker(app: web.Application) -> str | None:
     """The embedded host's Docker scope when this server's embedded agent runs on a
     Docker that answers (asked once per app), else None."""
-    state = _of(app)
-    if "docker_scope" not in state:
+
+    def make() -> str | None:
         settings = app[CONTAINER].settings()
-        scope = None
         if settings.embedded_agent and settings.runtime in ("auto", "docker"):
             from remotegpu.adapters.runtime.docker_runtime import docker_available
 
             if docker_available():
-                scope = settings.docker_scope
-        state["docker_scope"] = scope
-    return state["docker_scope"]
+                return settings.docker_scope
+        return None
+
+    return _memo(app, "docker_scope", make)
 
 
 def terminal_opener(app: web.Application) -> TerminalOpener | None:
     """Docker terminals for the embedded host, or None when its runtime is not Docker."""
-    state = _of(app)
-    if "terminals" not in state:
+
+    def make() -> TerminalOpener | None:
         scope = _embedded_docker(app)
         if scope is None:
-            state["terminals"] = None
-        else:
-            from remotegpu.adapters.runtime.docker_terminal import DockerTerminals
+            return None
+        from remotegpu.adapters.runtime.docker_terminal import DockerTerminals
 
-            state["terminals"] = DockerTerminals(scope=scope)
-    return state["terminals"]
+        return DockerTerminals(scope=scope)
+
+    return _memo(app, "terminals", make)
 
 
 def local_docker_runtime(app: web.Application):
     """The embedded host's DockerRuntime (for lookups such as a container's IP), or None
     when this server has no embedded agent on Docker."""
-    state = _of(app)
-    if "docker_runtime" not in state:
+
+    def make():
         scope = _embedded_docker(app)
         if scope is None:
-            state["docker_runtime"] = None
-        else:
-            from remotegpu.adapters.runtime.docker_runtime import DockerRuntime
+            return None
+        from remotegpu.adapters.runtime.docker_runtime import DockerRuntime
 
-            state["docker_runtime"] = DockerRuntime(scope=scope)
-    return state["docker_runtime"]
+        return DockerRuntime(scope=scope)
+
+    return _memo(app, "docker_runtime", make)

@@ -1,9 +1,11 @@
 """The Jupyter proxy's direct route to the embedded host's containers: used when the
-local Docker runtime knows the container's address, skipped for other hosts, and
-abandoned for the published port when that address refuses the connection."""
+local Docker runtime knows the container's address, skipped for other hosts, abandoned
+for the published port when that address cannot be reached, and 502 (looked up again
+next time) when it refuses the connection."""
 
 from __future__ import annotations
 
+import errno
 from types import SimpleNamespace
 
 from aiohttp import web
@@ -13,6 +15,7 @@ from remotegpu.domain.fleet.models import Host
 from remotegpu.entrypoints.http import local_host
 from remotegpu.entrypoints.http.keys import CONTAINER, PRINCIPAL
 from remotegpu.entrypoints.http.proxy import PATH, JupyterProxy
+from remotegpu.entrypoints.http.upstream import UpstreamError
 
 ENV = "0b6c3d52-5f8e-4f49-9a57-2a4c1f1f0a11"
 
@@ -95,13 +98,37 @@ async def test_other_hosts_use_the_published_port(aiohttp_server, aiohttp_client
     assert docker.asked == []
 
 
-async def test_a_refused_direct_route_falls_back_to_the_published_port(aiohttp_server, aiohttp_client, unused_tcp_port):
+async def test_an_unreachable_direct_route_falls_back_to_the_published_port(aiohttp_server, aiohttp_client, monkeypatch):
+    published = await start_jupyter(aiohttp_server, "published")
+    docker = FakeDocker(("10.255.0.9", 8888))  # a container recreated elsewhere meanwhile
+    client, proxy = await platform(aiohttp_client, published.port, docker, local=True)
+    connect = proxy._upstream._connect
+
+    async def no_route(key):
+        if key[0] == "10.255.0.9":
+            raise UpstreamError("cannot connect: no route to host", refused=True, errno=errno.EHOSTUNREACH)
+        return await connect(key)
+
+    monkeypatch.setattr(proxy._upstream, "_connect", no_route)
+    r = await client.get(f"/proxy/environments/{ENV}/jupyter/api/status")
+    assert r.status == 200 and (await r.json())["served_by"] == "published"
+    assert ENV not in proxy._direct  # forgotten: the next request looks again
+
+
+async def test_a_refused_direct_route_is_502_and_looked_up_again(aiohttp_server, aiohttp_client, unused_tcp_port):
+    """Refused: the container is there but Jupyter is not listening yet. Its published
+    port leads to the same Jupyter through Docker's port proxy, which would hold the
+    connection open while it retries (a request hung there for minutes)."""
     published = await start_jupyter(aiohttp_server, "published")
     docker = FakeDocker(("127.0.0.1", unused_tcp_port))  # nothing listens there
     client, proxy = await platform(aiohttp_client, published.port, docker, local=True)
     r = await client.get(f"/proxy/environments/{ENV}/jupyter/api/status")
-    assert r.status == 200 and (await r.json())["served_by"] == "published"
-    assert ENV not in proxy._direct  # forgotten: the next request looks again
+    assert r.status == 502 and (await r.json())["error"]["code"] == "upstream_unavailable"
+    assert ENV not in proxy._direct
+    direct = await start_jupyter(aiohttp_server, "container")  # Jupyter came up
+    docker.route = (direct.host, direct.port)
+    r = await client.get(f"/proxy/environments/{ENV}/jupyter/api/status")
+    assert r.status == 200 and (await r.json())["served_by"] == "container"
 
 
 async def leaky(request: web.Request) -> web.Response:
@@ -124,3 +151,22 @@ async def test_small_and_streamed_bodies_are_scrubbed_and_never_compressed(aioht
         assert r.status == 200 and len(body) == int(r.headers["Content-Length"])
         assert b"tok" not in body
         assert body.startswith(b"secret=***;") and body.endswith(b";again ***;identity")  # never compressed upstream
+
+
+async def test_head_and_not_modified_answers_carry_no_body(aiohttp_server, aiohttp_client):
+    async def asset(request: web.Request) -> web.Response:
+        if request.headers.get("If-None-Match") == '"v1"':
+            return web.Response(status=304, headers={"ETag": '"v1"'})
+        return web.Response(body=b"a" * 200_000, headers={"ETag": '"v1"'}, content_type="text/javascript")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", asset)  # HEAD too
+    upstream = await aiohttp_server(app)
+    client, _ = await platform(aiohttp_client, upstream.port, FakeDocker(None), local=True)
+    url = f"/proxy/environments/{ENV}/jupyter/static/app.js"
+    r = await client.head(url)
+    assert r.status == 200 and r.headers["Content-Length"] == "200000" and await r.read() == b""
+    r = await client.get(url, headers={"If-None-Match": '"v1"'})
+    assert r.status == 304 and r.headers["ETag"] == '"v1"' and await r.read() == b""
+    r = await client.get(url)  # the same connections still in step
+    assert r.status == 200 and len(await r.read()) == 200_000

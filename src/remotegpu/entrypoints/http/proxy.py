@@ -13,11 +13,14 @@
 * For the embedded host's Docker environments the proxy connects to the container's
   own IP and Jupyter port instead of the published loopback port: that skips Docker's
   userland port proxy, one process hop that cost about as much as the platform proxy
-  itself on a 1 MiB download. Should that address not answer (a container recreated
-  meanwhile, a Docker network the server cannot route to), the published port is used.
+  itself on a 1 MiB download. Should that address be unreachable (a container recreated
+  meanwhile, a Docker network the server cannot route to), the published port is used;
+  a refused connection means Jupyter is not up yet (502, as on the published port).
 * Strips the platform's cookies, ``Authorization`` and ``X-CSRF-Token``; sets
   ``Authorization: token <jupyter token>`` itself. Bodies stream both ways in chunks
-  (nothing big is buffered); websockets are pumped frame by frame both ways.
+  (nothing big is buffered): responses through ``upstream.py``'s lean client, straight
+  from the upstream socket's callback to the client's transport; websockets, through
+  aiohttp's client, are pumped frame by frame both ways.
 * The Jupyter token never reaches the client: response headers, bodies and websocket
   text frames are scrubbed of it (Jupyter does not send it; this is the guarantee).
 * Each proxied request counts as access activity (throttled) for the idle policy.
@@ -26,6 +29,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import time
 from typing import AsyncIterator
@@ -43,12 +47,11 @@ from remotegpu.entrypoints.http.errors import error_response
 from remotegpu.entrypoints.http.keys import CONTAINER, PRINCIPAL
 from remotegpu.entrypoints.http.local_host import local_docker_runtime, local_host_id
 from remotegpu.entrypoints.http.session import PLATFORM_COOKIES, is_websocket_upgrade
+from remotegpu.entrypoints.http.upstream import Exchange, UpstreamError, UpstreamPool, UpstreamTimeout
 
 log = logging.getLogger("remotegpu.proxy")
 
 PATH = "/proxy/environments/{environment_id}/jupyter/{tail:.*}"
-#: Upstream read buffer: large reads mean fewer pause/resume cycles and writes per MiB.
-READ_BUFFER = 1024 * 1024
 #: How much response body may wait in the kernel-bound buffer of the client's connection
 #: before the proxy stops reading upstream (asyncio's default is 64 KiB: with it the
 #: proxy reads a chunk, waits until the client took it, reads the next — no overlap).
@@ -63,7 +66,8 @@ _HOP_BY_HOP = frozenset(h.lower() for h in (
 ))
 # Accept-Encoding is replaced by "identity": a compressed body could not be searched
 # for the Jupyter token.
-_REQUEST_DROP = _HOP_BY_HOP | {"authorization", "cookie", "x-csrf-token", "host", "content-length", "accept-encoding"}
+# Expect is answered by our own server (aiohttp) before it reads the body.
+_REQUEST_DROP = _HOP_BY_HOP | {"authorization", "cookie", "x-csrf-token", "host", "content-length", "accept-encoding", "expect"}
 _WS_DROP = _REQUEST_DROP | {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol"}
 _RESPONSE_DROP = _HOP_BY_HOP | {"content-length"}
 
@@ -75,7 +79,8 @@ class _DirectUnreachable(Exception):
 class JupyterProxy:
     def __init__(self, app: web.Application) -> None:
         self._app = app
-        self._client: aiohttp.ClientSession | None = None
+        self._client: aiohttp.ClientSession | None = None  # websockets
+        self._upstream = UpstreamPool()  # plain HTTP
         self._resolved: dict[tuple[str, str], tuple[float, Upstream]] = {}
         # env id → (until, container (ip, port) or None): the embedded host's direct routes.
         self._direct: dict[str, tuple[float, tuple[str, int] | None]] = {}
@@ -87,10 +92,10 @@ class JupyterProxy:
         self._client = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10),
-            read_bufsize=READ_BUFFER,
         )
         yield
         await self._client.close()
+        await self._upstream.close()
 
     # --- the handler --------------------------------------------------------------------
 
@@ -151,55 +156,69 @@ class JupyterProxy:
     # --- HTTP -------------------------------------------------------------------------
 
     async def _http(self, request: web.Request, url: URL, upstream: Upstream, *, direct: bool = False) -> web.StreamResponse:
-        assert self._client is not None
         headers = _forward_headers(request, upstream, _REQUEST_DROP)
-        if request.body_exists and hdrs.CONTENT_LENGTH in request.headers:
-            headers[hdrs.CONTENT_LENGTH] = request.headers[hdrs.CONTENT_LENGTH]
-        data = request.content if request.body_exists else None
+        length = request.headers.get(hdrs.CONTENT_LENGTH)
+        has_body = request.body_exists
         try:
-            upstream_response = await self._client.request(
-                request.method, url, headers=headers, data=data, allow_redirects=False,
+            exchange = await self._upstream.request(
+                request.method, url.host or "", url.port or 80, request.raw_path, headers,
+                body=request.content.iter_any() if has_body else None,
+                body_length=int(length) if has_body and length is not None else None,
             )
-        except aiohttp.ClientConnectorError:
-            if direct:  # refused before any of the request was sent: safe to retry
-                raise _DirectUnreachable() from None
-            log.warning("jupyter of %s unreachable at %s", upstream.env_id, url.host)
+        except UpstreamTimeout:
+            return error_response(504, "upstream_timeout", "JupyterLab of this environment took too long to answer")
+        except UpstreamError as exc:
+            if direct and exc.refused:
+                self._direct.pop(upstream.env_id, None)  # looked up afresh next time
+                if exc.errno != errno.ECONNREFUSED:  # nothing was sent: try the published port
+                    raise _DirectUnreachable() from None
+                # The container is there and Jupyter does not listen (yet): its published
+                # port leads to the same place, through a port proxy that would hold the
+                # connection open while it retries.
+            log.warning("jupyter of %s unreachable at %s: %s", upstream.env_id, url.host, exc)
             return error_response(502, "upstream_unavailable", "JupyterLab of this environment does not answer (yet)")
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            log.warning("jupyter of %s unreachable: %s", upstream.env_id, exc)
-            return error_response(502, "upstream_unavailable", "JupyterLab of this environment does not answer (yet)")
+        try:
+            return await self._answer(request, exchange, upstream)
+        finally:
+            exchange.abort()  # a no-op once the response was read whole
+
+    async def _answer(self, request: web.Request, exchange: Exchange, upstream: Upstream) -> web.StreamResponse:
         token = upstream.jupyter_token.encode()
-        async with upstream_response:
-            headers = CIMultiDict(
-                (name, _scrub_text(value, upstream.jupyter_token))
-                for name, value in upstream_response.headers.items() if name.lower() not in _RESPONSE_DROP
-            )
-            length = upstream_response.headers.get(hdrs.CONTENT_LENGTH)
-            scrub = token and hdrs.CONTENT_ENCODING not in upstream_response.headers
-            if request.method != "HEAD" and length is not None and int(length) <= SMALL_BODY:
-                # A small body (API answers, most assets): read it whole and answer with
-                # headers and body in one write, instead of streaming it in pieces.
-                body = await upstream_response.read()
-                if scrub and token in body:
-                    body = body.replace(token, b"*" * len(token))
-                return web.Response(status=upstream_response.status, reason=upstream_response.reason,
-                                    body=body, headers=headers)
-            response = web.StreamResponse(status=upstream_response.status, reason=upstream_response.reason, headers=headers)
-            if length is not None:
-                response.content_length = int(length)
-            await response.prepare(request)
-            if request.method != "HEAD":
-                _widen_write_buffer(request)
-                tail = b""
-                content = upstream_response.content
-                while chunk := await content.readany():
-                    if scrub:
-                        chunk, tail = _scrub_stream(tail + chunk if tail else chunk, token)
-                    if chunk:
-                        await response.write(chunk)
-                if tail:
-                    await response.write(tail)
-            await response.write_eof()
+        headers = CIMultiDict(
+            (name, _scrub_text(value, upstream.jupyter_token))
+            for name, value in exchange.headers.items() if name.lower() not in _RESPONSE_DROP
+        )
+        length = exchange.headers.get(hdrs.CONTENT_LENGTH)
+        scrub = bool(token) and hdrs.CONTENT_ENCODING not in exchange.headers
+        if request.method == "HEAD":
+            return await _head_only(request, exchange.status, exchange.reason, headers, length)
+        if not exchange.expects_body or (length is not None and int(length) <= SMALL_BODY):
+            # No body, or a small one (API answers, most assets): read it whole and answer
+            # with headers and body in one write, instead of streaming it in pieces.
+            body = await exchange.read()
+            if scrub and token in body:
+                body = body.replace(token, b"*" * len(token))
+            return web.Response(status=exchange.status, reason=exchange.reason, body=body or None, headers=headers)
+        response = web.StreamResponse(status=exchange.status, reason=exchange.reason, headers=headers)
+        if length is not None:
+            response.content_length = int(length)
+        await response.prepare(request)
+        await response.write(b"")  # the head goes now; the body follows straight to the transport
+        transport = request.transport
+        if transport is None:
+            return response
+        _widen_write_buffer(transport)
+        sink = _BodySink(transport, token if scrub else b"", chunked=response.chunked)
+        try:
+            await exchange.relay(sink, request.writer.drain)
+            sink.flush()
+        except UpstreamError as exc:  # cut off mid-body: the client must not take it as whole
+            log.warning("jupyter of %s: response cut off: %s", upstream.env_id, exc)
+            transport.abort()
+            return response
+        except ConnectionResetError:  # the client went away
+            return response
+        await response.write_eof()
         return response
 
     # --- websockets -------------------------------------------------------------------
@@ -308,16 +327,58 @@ def _token_prefix_at_end(data: bytes, token: bytes) -> int:
     return 0
 
 
-def _widen_write_buffer(request: web.Request) -> None:
+async def _head_only(request: web.Request, status: int, reason: str, headers: CIMultiDict, length: str | None) -> web.StreamResponse:
+    """A HEAD answer keeps upstream's Content-Length (the size GET would send), which
+    aiohttp's ``Response`` would replace with the length of its empty body."""
+    response = web.StreamResponse(status=status, reason=reason, headers=headers)
+    if length is not None:
+        response.content_length = int(length)
+    await response.prepare(request)
+    await response.write_eof()
+    return response
+
+
+def _widen_write_buffer(transport: asyncio.Transport) -> None:
     """Let up to ``WRITE_BUFFER`` bytes queue for the client, so reading upstream and
     writing downstream overlap (see ``WRITE_BUFFER``)."""
-    transport = request.transport
-    if transport is not None:
-        try:
-            if transport.get_write_buffer_limits()[1] < WRITE_BUFFER:
-                transport.set_write_buffer_limits(high=WRITE_BUFFER)
-        except (AttributeError, NotImplementedError, ValueError):
-            pass
+    try:
+        if transport.get_write_buffer_limits()[1] < WRITE_BUFFER:
+            transport.set_write_buffer_limits(high=WRITE_BUFFER)
+    except (AttributeError, NotImplementedError, ValueError):
+        pass
+
+
+class _BodySink:
+    """Writes a streamed body straight to the client's transport (``upstream.Sink``):
+    the token masked — a piece that may begin it is held back until the next chunk shows
+    whether it does — and each piece framed when the response is chunked. Answers True
+    while the transport holds more than ``WRITE_BUFFER``, which pauses reading upstream."""
+
+    def __init__(self, transport: asyncio.Transport, token: bytes, *, chunked: bool) -> None:
+        self._transport = transport
+        self._token = token
+        self._chunked = chunked
+        self._held = b""
+
+    def __call__(self, data: bytes) -> bool:
+        if self._transport.is_closing():
+            raise ConnectionResetError("the client closed the connection")
+        if self._token:
+            data, self._held = _scrub_stream(self._held + data if self._held else data, self._token)
+        if data:
+            self._send(data)
+        return self._transport.get_write_buffer_size() > WRITE_BUFFER
+
+    def flush(self) -> None:
+        if self._held:
+            self._send(self._held)
+            self._held = b""
+
+    def _send(self, data: bytes) -> None:
+        if self._chunked:
+            self._transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+        else:
+            self._transport.write(data)
 
 
 async def _quietly(coro) -> None:

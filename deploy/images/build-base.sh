@@ -37,7 +37,7 @@ fi
 
 # The recipe hash covers every file that shapes the image (not the README).
 recipe_hash() {
-    (cd "$RECIPE_DIR" && sha256sum packages.txt jupyter-requirements.txt sshd_config dpkg-excludes entrypoint.sh
+    (cd "$RECIPE_DIR" && sha256sum packages.txt jupyter-requirements.txt sshd_config dpkg-excludes entrypoint.sh jupyter_unix_socket.py
      sha256sum "$SELF" | cut -d' ' -f1) | sha256sum | cut -d' ' -f1
 }
 RECIPE="$(recipe_hash)"
@@ -119,6 +119,8 @@ quietly in_root env "${pip_env[@]}" /opt/jupyter/bin/pip install -r /tmp/jupyter
 # 4. Services: sshd (key-only root login) and the entrypoint.
 install -m 0644 "$RECIPE_DIR/sshd_config" "$ROOTFS/etc/ssh/sshd_config.d/remotegpu.conf"
 install -m 0755 "$RECIPE_DIR/entrypoint.sh" "$ROOTFS/usr/local/bin/remotegpu-entrypoint"
+# Jupyter's extension for the proxy's Unix socket, importable by Jupyter's Python.
+install -m 0644 "$RECIPE_DIR/jupyter_unix_socket.py" "$ROOTFS"/opt/jupyter/lib/python3*/site-packages/
 # Containers lack CAP_AUDIT_CONTROL: a required pam_loginuid would end every SSH session.
 sed -i 's/^session\s\+required\s\+pam_loginuid.so/session optional pam_loginuid.so/' "$ROOTFS/etc/pam.d/sshd"
 

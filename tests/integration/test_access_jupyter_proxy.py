@@ -190,3 +190,30 @@ async def test_the_container_answers_on_its_own_address_for_the_direct_route(acc
             assert time.monotonic() < deadline, f"JupyterLab did not answer at {url}"
             await asyncio.sleep(0.5)
     assert await runtime.container_endpoint(str(uuid.uuid4()), 8888) is None  # no such environment
+
+
+async def test_jupyter_also_listens_on_a_unix_socket_the_proxy_can_reach(access_world: AccessWorld):
+    """The proxy's fastest way in on its own machine: Jupyter's Unix socket inside the
+    container, seen through /proc/<pid>/root. Owner-only, and the token still counts."""
+    import os
+    import stat
+
+    from remotegpu.adapters.runtime.docker_runtime import DockerRuntime
+    from remotegpu.domain.environments.models import JUPYTER_CONTAINER_SOCKET
+
+    world = access_world
+    runtime = DockerRuntime(world.docker, scope=world.scope)
+    deadline = time.monotonic() + 60
+    while (path := await runtime.container_socket(world.env_id, JUPYTER_CONTAINER_SOCKET)) is None:
+        assert time.monotonic() < deadline, "Jupyter's Unix socket did not appear"
+        await asyncio.sleep(0.5)
+    assert path == f"/proc/{world.container().attrs['State']['Pid']}/root{JUPYTER_CONTAINER_SOCKET}"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=path)) as session:
+        url = f"http://jupyter{base(world)}api/status"
+        async with session.get(url, headers={"Authorization": f"token {jupyter_token(world)}"}) as r:
+            assert r.status == 200 and "started" in await r.json()
+    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=path)) as stranger:
+        async with stranger.get(url) as r:
+            assert r.status == 403  # no token, no Jupyter
+    assert await runtime.container_socket(str(uuid.uuid4()), JUPYTER_CONTAINER_SOCKET) is None

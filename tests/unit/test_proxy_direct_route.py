@@ -5,6 +5,7 @@ next time) when it refuses the connection."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 from types import SimpleNamespace
 
@@ -21,14 +22,19 @@ ENV = "0b6c3d52-5f8e-4f49-9a57-2a4c1f1f0a11"
 
 
 class FakeDocker:
-    """The local DockerRuntime's lookup; the fake container listens on ``route``."""
+    """The local DockerRuntime's lookups; the fake container listens on ``route`` (its
+    IP and port) and, if given, on the Unix socket ``socket``."""
 
-    def __init__(self, route):
-        self.route, self.asked = route, []
+    def __init__(self, route, socket=None):
+        self.route, self.socket, self.asked = route, socket, []
 
     async def container_endpoint(self, env_id, container_port):
         self.asked.append((env_id, container_port))
         return self.route
+
+    async def container_socket(self, env_id, path):
+        self.asked.append((env_id, path))
+        return self.socket
 
 
 class NoActivity:
@@ -49,6 +55,16 @@ async def start_jupyter(aiohttp_server, name: str):
     app[NAME] = name
     app.router.add_get("/{tail:.*}", jupyter)
     return await aiohttp_server(app)
+
+
+async def start_jupyter_on_socket(path: str) -> web.AppRunner:
+    app = web.Application()
+    app[NAME] = "socket"
+    app.router.add_get("/{tail:.*}", jupyter)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.UnixSite(runner, path).start()
+    return runner
 
 
 async def platform(aiohttp_client, published_port: int, docker: FakeDocker, *, local: bool):
@@ -86,7 +102,22 @@ async def test_the_embedded_hosts_container_is_reached_directly(aiohttp_server, 
         r = await client.get(f"/proxy/environments/{ENV}/jupyter/api/status")
         assert r.status == 200
         assert (await r.json()) == {"served_by": "container", "path": f"/proxy/environments/{ENV}/jupyter/api/status"}
-    assert docker.asked == [(ENV, 8888)]  # Jupyter's container port, looked up once, then cached
+    assert docker.asked == [(ENV, 8888), (ENV, "/run/remotegpu/jupyter.sock")]  # looked up once, then cached
+
+
+async def test_plain_http_prefers_the_containers_unix_socket_and_falls_back_to_its_ip(aiohttp_server, aiohttp_client, tmp_path):
+    published = await start_jupyter(aiohttp_server, "published")
+    direct = await start_jupyter(aiohttp_server, "container")
+    path = str(tmp_path / "jupyter.sock")
+    runner = await start_jupyter_on_socket(path)
+    docker = FakeDocker((direct.host, direct.port), socket=path)
+    client, proxy = await platform(aiohttp_client, published.port, docker, local=True)
+    r = await client.get(f"/proxy/environments/{ENV}/jupyter/api/status")
+    assert (await r.json())["served_by"] == "socket"
+    await runner.cleanup()  # Jupyter restarting: the socket is gone
+    r = await client.get(f"/proxy/environments/{ENV}/jupyter/api/status")
+    assert r.status == 200 and (await r.json())["served_by"] == "container"
+    assert ENV not in proxy._direct  # forgotten: the next request looks again
 
 
 async def test_other_hosts_use_the_published_port(aiohttp_server, aiohttp_client, unused_tcp_port):
@@ -131,13 +162,24 @@ async def test_a_refused_direct_route_is_502_and_looked_up_again(aiohttp_server,
     assert r.status == 200 and (await r.json())["served_by"] == "container"
 
 
-async def leaky(request: web.Request) -> web.Response:
+async def leaky(request: web.Request) -> web.StreamResponse:
     """A Jupyter that echoes its token (as a user's notebook output might) and reports
-    whether the client asked for compression."""
+    whether the client asked for compression; ``chunked`` sends it in pieces without a
+    length, the token split across two of them."""
     size = int(request.query.get("size", "100"))
     filler = b"x" * max(0, size - 40)
     body = b"secret=tok;" + filler + b";again tok;" + request.headers.get("Accept-Encoding", "none").encode()
-    return web.Response(body=body, content_type="application/octet-stream")
+    if "chunked" not in request.query:
+        return web.Response(body=body, content_type="application/octet-stream")
+    response = web.StreamResponse()
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    middle = len(body) // 2
+    for piece in (body[:middle], b"t", b"ok", body[middle:]):
+        await response.write(piece)
+        await asyncio.sleep(0.01)
+    await response.write_eof()
+    return response
 
 
 async def test_small_and_streamed_bodies_are_scrubbed_and_never_compressed(aiohttp_server, aiohttp_client, unused_tcp_port):
@@ -151,6 +193,11 @@ async def test_small_and_streamed_bodies_are_scrubbed_and_never_compressed(aioht
         assert r.status == 200 and len(body) == int(r.headers["Content-Length"])
         assert b"tok" not in body
         assert body.startswith(b"secret=***;") and body.endswith(b";again ***;identity")  # never compressed upstream
+    r = await client.get(f"/proxy/environments/{ENV}/jupyter/files/x?size=300000&chunked=1")
+    body = await r.read()
+    assert r.status == 200 and "Content-Length" not in r.headers
+    assert len(body) == len(b"secret=tok;") + (300_000 - 40) + len(b";again tok;identity") + len(b"tok")
+    assert b"tok" not in body and body.count(b"***") == 3
 
 
 async def test_head_and_not_modified_answers_carry_no_body(aiohttp_server, aiohttp_client):

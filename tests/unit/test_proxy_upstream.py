@@ -64,7 +64,7 @@ class Collect:
 
 
 async def get(pool: UpstreamPool, port: int, method: str = "GET", **kw):
-    return await asyncio.wait_for(pool.request(method, "127.0.0.1", port, "/x?y=1", {"Host": "h"}, **kw), 5)
+    return await asyncio.wait_for(pool.request(method, ("127.0.0.1", port), "/x?y=1", {"Host": "h"}, **kw), 5)
 
 
 async def test_a_body_with_a_length_is_relayed_whole_and_the_connection_reused():
@@ -80,6 +80,21 @@ async def test_a_body_with_a_length_is_relayed_whole_and_the_connection_reused()
         assert bytes(sink.data) == body
     assert upstream.connections == 1
     assert upstream.requests[0].startswith(b"GET /x?y=1 HTTP/1.1\r\nHost: h\r\n")
+    await pool.close()
+
+
+async def test_a_unix_socket_serves_like_a_port(tmp_path):
+    upstream = Upstream(fixed(b"over a unix socket"))
+    path = str(tmp_path / "jupyter.sock")
+    upstream.server = await asyncio.start_unix_server(upstream._serve, path)
+    pool = UpstreamPool()
+    for _ in range(2):
+        exchange = await asyncio.wait_for(pool.request("GET", path, "/api/status", {"Host": "h"}), 5)
+        assert exchange.status == 200 and await exchange.read() == b"over a unix socket"
+    assert upstream.connections == 1
+    with pytest.raises(UpstreamError) as failure:
+        await pool.request("GET", str(tmp_path / "gone.sock"), "/", {"Host": "h"})
+    assert failure.value.refused and failure.value.errno == errno.ENOENT
     await pool.close()
 
 
@@ -138,10 +153,10 @@ async def test_informational_answers_are_skipped():
 
 
 async def test_a_connection_dropped_while_idle_is_replaced_without_an_error():
-    served: dict[int, int] = {}
+    served: dict[asyncio.StreamWriter, int] = {}  # keyed by the writer itself: ids get reused
 
     async def answer(head, reader, writer):
-        n = served[id(writer)] = served.get(id(writer), 0) + 1
+        n = served[writer] = served.get(writer, 0) + 1
         if n > 1:
             return False  # a keep-alive connection upstream gave up on just as it was reused
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")

@@ -10,6 +10,9 @@
 #   REMOTEGPU_JUPYTER_PORT        port                            (8888)
 #   REMOTEGPU_JUPYTER_BASE_URL    ServerApp.base_url              (/)
 #   REMOTEGPU_JUPYTER_TOKEN       token; unset lets Jupyter generate one
+#   REMOTEGPU_JUPYTER_SOCKET      also listen on this Unix socket, mode 0600; empty: none
+#                                 (/run/remotegpu/jupyter.sock; the platform's proxy uses it
+#                                 on its own machine, see jupyter_unix_socket.py)
 set -u
 
 SSH_PORT="${REMOTEGPU_SSH_PORT:-22}"
@@ -17,6 +20,7 @@ JUPYTER_ENABLED="${REMOTEGPU_JUPYTER_ENABLED:-1}"
 JUPYTER_IP="${REMOTEGPU_JUPYTER_IP:-0.0.0.0}"
 JUPYTER_PORT="${REMOTEGPU_JUPYTER_PORT:-8888}"
 JUPYTER_BASE_URL="${REMOTEGPU_JUPYTER_BASE_URL:-/}"
+export REMOTEGPU_JUPYTER_SOCKET="${REMOTEGPU_JUPYTER_SOCKET-/run/remotegpu/jupyter.sock}"
 WORKSPACE=/root/workspace
 
 sshd_pid=""
@@ -49,7 +53,7 @@ export_environment_to_ssh_sessions() {
     : >/etc/environment
     while IFS='=' read -r -d '' name value; do
         case "$name" in
-            REMOTEGPU_JUPYTER_TOKEN|JUPYTER_TOKEN|REMOTEGPU_AUTHORIZED_KEYS|HOME|HOSTNAME|PWD|SHLVL|TERM|_) continue ;;
+            REMOTEGPU_JUPYTER_TOKEN|JUPYTER_TOKEN|REMOTEGPU_JUPYTER_SOCKET|REMOTEGPU_AUTHORIZED_KEYS|HOME|HOSTNAME|PWD|SHLVL|TERM|_) continue ;;
         esac
         case "$value" in *$'\n'*|*'"'*) continue ;; esac
         printf '%s="%s"\n' "$name" "$value" >>/etc/environment
@@ -74,7 +78,8 @@ start_jupyter() {
             --ServerApp.base_url="$JUPYTER_BASE_URL" \
             --ServerApp.root_dir="$WORKSPACE" \
             --ServerApp.allow_remote_access=True \
-            --ServerApp.port_retries=0
+            --ServerApp.port_retries=0 \
+            --ServerApp.jpserver_extensions="{'jupyter_unix_socket': True}"
     ) &
     jupyter_pid=$!
 }

@@ -22,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import re
+import stat
 from datetime import datetime, timezone
 from typing import Any
 
@@ -110,6 +112,16 @@ class DockerRuntime(ThreadedRuntime):
         (e.g. host networking). Only meaningful to a process on the Docker host."""
         _check_env_id(env_id)
         return await asyncio.to_thread(self._container_endpoint, env_id, container_port)
+
+    async def container_socket(self, env_id: str, path: str) -> str | None:
+        """The Unix socket at ``path`` inside a running environment, as this machine sees
+        it (``/proc/<container pid>/root<path>``); None when the environment does not run
+        or the socket is not there (yet). Needs a process on the Docker host, in its PID
+        namespace, allowed to enter the container's files (root)."""
+        _check_env_id(env_id)
+        if not path.startswith("/"):
+            raise ValueError(f"not an absolute path: {path!r}")
+        return await asyncio.to_thread(self._container_socket, env_id, path)
 
     # -- blocking implementation (runs in a worker thread) ----------------------
 
@@ -244,6 +256,22 @@ class DockerRuntime(ThreadedRuntime):
         addresses = [n.get("IPAddress") for n in (settings.get("Networks") or {}).values()] + [settings.get("IPAddress")]
         address = next((a for a in addresses if a), None)
         return (address, container_port) if address else None
+
+    def _container_socket(self, env_id: str, path: str) -> str | None:
+        try:
+            container = self._container(env_id)
+        except DockerException:
+            return None
+        if container is None or container.status != "running":
+            return None
+        pid = (container.attrs.get("State") or {}).get("Pid")
+        if not isinstance(pid, int) or pid <= 0:
+            return None
+        seen_from_here = f"/proc/{pid}/root{path}"
+        try:
+            return seen_from_here if stat.S_ISSOCK(os.stat(seen_from_here).st_mode) else None
+        except OSError:  # not there (yet), or this process may not look inside
+            return None
 
     def _exec(self, env_id: str, argv: list[str]) -> tuple[int, str]:
         container = self._container(env_id)

@@ -20,6 +20,8 @@ DEFAULT_DISK_GIB = 50
 MAX_DISK_GIB = 4096
 SSH_CONTAINER_PORT = 22
 JUPYTER_CONTAINER_PORT = 8888
+#: Where the base image's JupyterLab also listens (deploy/images/base/jupyter_unix_socket.py).
+JUPYTER_CONTAINER_SOCKET = "/run/remotegpu/jupyter.sock"
 
 
 class EnvStatus(str, Enum):

@@ -40,6 +40,8 @@ MAX_HEAD = 64 * 1024
 
 #: Takes body bytes; answers True when the receiver wants no more until drained.
 Sink = Callable[[bytes], bool]
+#: Where upstream listens: (host, port), or the path of a Unix socket.
+Target = tuple[str, int] | str
 
 _HEAD, _FIXED, _CHUNKED, _UNTIL_CLOSE, _DONE = range(5)
 
@@ -98,6 +100,12 @@ class Exchange:
         body = b"".join(self._pending)
         self._pending.clear()
         return body
+
+    def take_pending(self) -> bytes:
+        """The body read so far (typically what came with the head); it is not relayed."""
+        pending, self._pending, self._pending_size = self._pending, [], 0
+        self._resume()
+        return b"".join(pending)
 
     async def relay(self, sink: Sink, drain: Callable[[], Awaitable[None]]) -> None:
         """Feed the body to ``sink`` as it arrives, until it ends; ``drain`` waits until
@@ -191,7 +199,7 @@ class Exchange:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection to upstream; serves one exchange at a time."""
 
-    def __init__(self, pool: UpstreamPool, key: tuple[str, int]) -> None:
+    def __init__(self, pool: UpstreamPool, key: Target) -> None:
         self._pool = pool
         self.key = key
         self.transport: asyncio.Transport | None = None
@@ -386,17 +394,16 @@ class UpstreamPool:
 
     def __init__(self, head_timeout: float = HEAD_TIMEOUT) -> None:
         self.head_timeout = head_timeout
-        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._idle: dict[Target, list[_Connection]] = {}
 
     async def request(
-        self, method: str, host: str, port: int, target: str, headers: dict[str, str],
+        self, method: str, key: Target, path: str, headers: dict[str, str],
         body: AsyncIterable[bytes] | None = None, body_length: int | None = None,
     ) -> Exchange:
-        """Send a request; returns once the response head is here. ``target`` is the raw
-        path and query. A body without ``body_length`` is sent chunked."""
-        key = (host, port)
+        """Send a request to ``key``; returns once the response head is here. ``path`` is
+        the raw path and query. A body without ``body_length`` is sent chunked."""
         chunked = body is not None and body_length is None
-        head = _request_head(method, target, headers, body_length, chunked)
+        head = _request_head(method, path, headers, body_length, chunked)
         if body is None:  # a bodiless request can be retried when a reused connection was stale
             conn = self._take_idle(key)
             while conn is not None:
@@ -436,19 +443,21 @@ class UpstreamPool:
             raise
         return exchange
 
-    async def _connect(self, key: tuple[str, int]) -> _Connection:
+    async def _connect(self, key: Target) -> _Connection:
         loop = asyncio.get_running_loop()
+        if isinstance(key, str):
+            connecting = loop.create_unix_connection(lambda: _Connection(self, key), key)
+        else:
+            connecting = loop.create_connection(lambda: _Connection(self, key), key[0], key[1])
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(self, key), key[0], key[1]), CONNECT_TIMEOUT,
-            )
+            _, conn = await asyncio.wait_for(connecting, CONNECT_TIMEOUT)
         except (OSError, asyncio.TimeoutError) as exc:
             raise UpstreamError(
-                f"cannot connect to {key[0]}:{key[1]}: {exc or 'timed out'}", refused=True, errno=getattr(exc, "errno", None),
+                f"cannot connect to {_name(key)}: {exc or 'timed out'}", refused=True, errno=getattr(exc, "errno", None),
             ) from None
         return conn
 
-    def _take_idle(self, key: tuple[str, int]) -> _Connection | None:
+    def _take_idle(self, key: Target) -> _Connection | None:
         conns = self._idle.get(key)
         now = time.monotonic()
         while conns:
@@ -480,6 +489,10 @@ async def _send_body(conn: _Connection, body: AsyncIterable[bytes], chunked: boo
             conn.write(b"0\r\n\r\n")
     except ConnectionResetError:
         return  # upstream closed while taking the body: its answer, if any, still counts
+
+
+def _name(key: Target) -> str:
+    return key if isinstance(key, str) else f"{key[0]}:{key[1]}"
 
 
 def _request_head(method: str, target: str, headers: dict[str, str], body_length: int | None, chunked: bool) -> bytes:

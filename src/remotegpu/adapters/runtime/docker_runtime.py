@@ -245,12 +245,17 @@ class DockerRuntime(ThreadedRuntime):
                 states[env_id] = RuntimeState(env_id, "stopped", None, message="disk kept, no container")
         return [states[k] for k in sorted(states)]
 
-    def _container_endpoint(self, env_id: str, container_port: int) -> tuple[str, int] | None:
+    def _running_container(self, env_id: str) -> Any | None:
+        """The environment's container if it runs; None otherwise, or when Docker fails."""
         try:
             container = self._container(env_id)
         except DockerException:
             return None
-        if container is None or container.status != "running":
+        return container if container is not None and container.status == "running" else None
+
+    def _container_endpoint(self, env_id: str, container_port: int) -> tuple[str, int] | None:
+        container = self._running_container(env_id)
+        if container is None:
             return None
         settings = container.attrs.get("NetworkSettings") or {}
         addresses = [n.get("IPAddress") for n in (settings.get("Networks") or {}).values()] + [settings.get("IPAddress")]
@@ -258,11 +263,8 @@ class DockerRuntime(ThreadedRuntime):
         return (address, container_port) if address else None
 
     def _container_socket(self, env_id: str, path: str) -> str | None:
-        try:
-            container = self._container(env_id)
-        except DockerException:
-            return None
-        if container is None or container.status != "running":
+        container = self._running_container(env_id)
+        if container is None:
             return None
         pid = (container.attrs.get("State") or {}).get("Pid")
         if not isinstance(pid, int) or pid <= 0:

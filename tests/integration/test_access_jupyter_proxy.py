@@ -200,20 +200,26 @@ async def test_jupyter_also_listens_on_a_unix_socket_the_proxy_can_reach(access_
 
     from remotegpu.adapters.runtime.docker_runtime import DockerRuntime
     from remotegpu.domain.environments.models import JUPYTER_CONTAINER_SOCKET
+    from remotegpu.entrypoints.http.upstream import ContainedSocket, UpstreamPool
 
     world = access_world
     runtime = DockerRuntime(world.docker, scope=world.scope)
+    root = await runtime.container_root(world.env_id)
+    assert root == f"/proc/{world.container().attrs['State']['Pid']}/root"
+    path = root + JUPYTER_CONTAINER_SOCKET
     deadline = time.monotonic() + 60
-    while (path := await runtime.container_socket(world.env_id, JUPYTER_CONTAINER_SOCKET)) is None:
+    while not os.path.exists(path):
         assert time.monotonic() < deadline, "Jupyter's Unix socket did not appear"
         await asyncio.sleep(0.5)
-    assert path == f"/proc/{world.container().attrs['State']['Pid']}/root{JUPYTER_CONTAINER_SOCKET}"
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=path)) as session:
-        url = f"http://jupyter{base(world)}api/status"
-        async with session.get(url, headers={"Authorization": f"token {jupyter_token(world)}"}) as r:
-            assert r.status == 200 and "started" in await r.json()
+    assert stat.S_ISSOCK(os.lstat(path).st_mode) and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    url = f"http://jupyter{base(world)}api/status"
+    pool = UpstreamPool()
+    exchange = await pool.request("GET", ContainedSocket(root, JUPYTER_CONTAINER_SOCKET), url[len("http://jupyter"):], {
+        "Host": "jupyter", "Authorization": f"token {jupyter_token(world)}",
+    })
+    assert exchange.status == 200 and "started" in json.loads(await exchange.read())
+    await pool.close()
     async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=path)) as stranger:
         async with stranger.get(url) as r:
             assert r.status == 403  # no token, no Jupyter
-    assert await runtime.container_socket(str(uuid.uuid4()), JUPYTER_CONTAINER_SOCKET) is None
+    assert await runtime.container_root(str(uuid.uuid4())) is None

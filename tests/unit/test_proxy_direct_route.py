@@ -23,18 +23,18 @@ ENV = "0b6c3d52-5f8e-4f49-9a57-2a4c1f1f0a11"
 
 class FakeDocker:
     """The local DockerRuntime's lookups; the fake container listens on ``route`` (its
-    IP and port) and, if given, on the Unix socket ``socket``."""
+    IP and port) and, if ``root`` is given, on Jupyter's socket below it."""
 
-    def __init__(self, route, socket=None):
-        self.route, self.socket, self.asked = route, socket, []
+    def __init__(self, route, root=None):
+        self.route, self.root, self.asked = route, root, []
 
     async def container_endpoint(self, env_id, container_port):
         self.asked.append((env_id, container_port))
         return self.route
 
-    async def container_socket(self, env_id, path):
-        self.asked.append((env_id, path))
-        return self.socket
+    async def container_root(self, env_id):
+        self.asked.append((env_id, "root"))
+        return self.root
 
 
 class NoActivity:
@@ -102,15 +102,15 @@ async def test_the_embedded_hosts_container_is_reached_directly(aiohttp_server, 
         r = await client.get(f"/proxy/environments/{ENV}/jupyter/api/status")
         assert r.status == 200
         assert (await r.json()) == {"served_by": "container", "path": f"/proxy/environments/{ENV}/jupyter/api/status"}
-    assert docker.asked == [(ENV, 8888), (ENV, "/run/remotegpu/jupyter.sock")]  # looked up once, then cached
+    assert docker.asked == [(ENV, 8888), (ENV, "root")]  # looked up once, then cached
 
 
 async def test_plain_http_prefers_the_containers_unix_socket_and_falls_back_to_its_ip(aiohttp_server, aiohttp_client, tmp_path):
     published = await start_jupyter(aiohttp_server, "published")
     direct = await start_jupyter(aiohttp_server, "container")
-    path = str(tmp_path / "jupyter.sock")
-    runner = await start_jupyter_on_socket(path)
-    docker = FakeDocker((direct.host, direct.port), socket=path)
+    (tmp_path / "run" / "remotegpu").mkdir(parents=True)
+    runner = await start_jupyter_on_socket(str(tmp_path / "run" / "remotegpu" / "jupyter.sock"))
+    docker = FakeDocker((direct.host, direct.port), root=str(tmp_path))
     client, proxy = await platform(aiohttp_client, published.port, docker, local=True)
     r = await client.get(f"/proxy/environments/{ENV}/jupyter/api/status")
     assert (await r.json())["served_by"] == "socket"

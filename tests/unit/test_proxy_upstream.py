@@ -10,7 +10,7 @@ import errno
 
 import pytest
 
-from remotegpu.entrypoints.http.upstream import UpstreamError, UpstreamPool, UpstreamTimeout
+from remotegpu.entrypoints.http.upstream import ContainedSocket, UpstreamError, UpstreamPool, UpstreamTimeout
 
 
 class Upstream:
@@ -83,19 +83,41 @@ async def test_a_body_with_a_length_is_relayed_whole_and_the_connection_reused()
     await pool.close()
 
 
-async def test_a_unix_socket_serves_like_a_port(tmp_path):
+async def test_a_socket_inside_a_container_serves_like_a_port(tmp_path):
+    (tmp_path / "run").mkdir()
     upstream = Upstream(fixed(b"over a unix socket"))
-    path = str(tmp_path / "jupyter.sock")
-    upstream.server = await asyncio.start_unix_server(upstream._serve, path)
+    upstream.server = await asyncio.start_unix_server(upstream._serve, str(tmp_path / "run" / "jupyter.sock"))
     pool = UpstreamPool()
+    target = ContainedSocket(str(tmp_path), "/run/jupyter.sock")
     for _ in range(2):
-        exchange = await asyncio.wait_for(pool.request("GET", path, "/api/status", {"Host": "h"}), 5)
+        exchange = await asyncio.wait_for(pool.request("GET", target, "/api/status", {"Host": "h"}), 5)
         assert exchange.status == 200 and await exchange.read() == b"over a unix socket"
     assert upstream.connections == 1
     with pytest.raises(UpstreamError) as failure:
-        await pool.request("GET", str(tmp_path / "gone.sock"), "/", {"Host": "h"})
+        await pool.request("GET", ContainedSocket(str(tmp_path), "/run/gone.sock"), "/", {"Host": "h"})
     assert failure.value.refused and failure.value.errno == errno.ENOENT
     await pool.close()
+
+
+@pytest.mark.parametrize("plant", ["socket", "folder"])
+async def test_links_planted_inside_the_container_are_not_followed(tmp_path, plant):
+    """The container's root user owns everything below its root: a link there must not
+    lead the proxy to one of the host's sockets."""
+    host = tmp_path / "host"
+    host.mkdir()
+    upstream = Upstream(fixed(b"the host's own service"))
+    upstream.server = await asyncio.start_unix_server(upstream._serve, str(host / "jupyter.sock"))
+    root = tmp_path / "container"
+    (root / "run").mkdir(parents=True)
+    if plant == "socket":
+        (root / "run" / "jupyter.sock").symlink_to(host / "jupyter.sock")
+    else:
+        (root / "run" / "remotegpu").symlink_to(host)
+    path = "/run/jupyter.sock" if plant == "socket" else "/run/remotegpu/jupyter.sock"
+    with pytest.raises(UpstreamError) as failure:
+        await UpstreamPool().request("GET", ContainedSocket(str(root), path), "/", {"Host": "h"})
+    assert failure.value.refused
+    assert upstream.connections == 0
 
 
 async def test_a_chunked_body_arrives_without_its_framing():

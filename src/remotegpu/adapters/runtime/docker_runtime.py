@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import re
-import stat
 from datetime import datetime, timezone
 from typing import Any
 
@@ -113,15 +112,14 @@ class DockerRuntime(ThreadedRuntime):
         _check_env_id(env_id)
         return await asyncio.to_thread(self._container_endpoint, env_id, container_port)
 
-    async def container_socket(self, env_id: str, path: str) -> str | None:
-        """The Unix socket at ``path`` inside a running environment, as this machine sees
-        it (``/proc/<container pid>/root<path>``); None when the environment does not run
-        or the socket is not there (yet). Needs a process on the Docker host, in its PID
-        namespace, allowed to enter the container's files (root)."""
+    async def container_root(self, env_id: str) -> str | None:
+        """A running environment's root directory as this machine sees it,
+        ``/proc/<container pid>/root``; None when it does not run or this process may not
+        look inside (it must be on the Docker host, in its PID namespace, as root). What
+        lies below is the container user's to change: follow no link in it
+        (``upstream.ContainedSocket``)."""
         _check_env_id(env_id)
-        if not path.startswith("/"):
-            raise ValueError(f"not an absolute path: {path!r}")
-        return await asyncio.to_thread(self._container_socket, env_id, path)
+        return await asyncio.to_thread(self._container_root, env_id)
 
     # -- blocking implementation (runs in a worker thread) ----------------------
 
@@ -262,18 +260,15 @@ class DockerRuntime(ThreadedRuntime):
         address = next((a for a in addresses if a), None)
         return (address, container_port) if address else None
 
-    def _container_socket(self, env_id: str, path: str) -> str | None:
+    def _container_root(self, env_id: str) -> str | None:
         container = self._running_container(env_id)
         if container is None:
             return None
         pid = (container.attrs.get("State") or {}).get("Pid")
         if not isinstance(pid, int) or pid <= 0:
             return None
-        seen_from_here = f"/proc/{pid}/root{path}"
-        try:
-            return seen_from_here if stat.S_ISSOCK(os.stat(seen_from_here).st_mode) else None
-        except OSError:  # not there (yet), or this process may not look inside
-            return None
+        root = f"/proc/{pid}/root"
+        return root if os.access(root, os.X_OK) else None
 
     def _exec(self, env_id: str, argv: list[str]) -> tuple[int, str]:
         container = self._container(env_id)

@@ -12,8 +12,9 @@
   with ours.
 * For the embedded host's Docker environments the proxy skips Docker's userland port
   proxy: plain HTTP goes to Jupyter's Unix socket inside the container (seen through
-  ``/proc/<pid>/root``; no TCP, bridge or netfilter: a 1 MiB download takes about a
-  fifth less time than over the container's IP), websockets to the container's own IP
+  ``/proc/<pid>/root``, following no link the container's user may have planted; no
+  TCP, bridge or netfilter: a 1 MiB download takes about a fifth less time than over
+  the container's IP), websockets to the container's own IP
   and Jupyter port. Should the socket not answer, the IP is used; should the IP be
   unreachable (a container recreated meanwhile, a Docker network the server cannot
   route to), the published port. A refused IP means Jupyter is not up yet: 502, as
@@ -50,7 +51,14 @@ from remotegpu.entrypoints.http.errors import error_response
 from remotegpu.entrypoints.http.keys import CONTAINER, PRINCIPAL
 from remotegpu.entrypoints.http.local_host import local_docker_runtime, local_host_id
 from remotegpu.entrypoints.http.session import PLATFORM_COOKIES, is_websocket_upgrade
-from remotegpu.entrypoints.http.upstream import Exchange, Target, UpstreamError, UpstreamPool, UpstreamTimeout
+from remotegpu.entrypoints.http.upstream import (
+    ContainedSocket,
+    Exchange,
+    Target,
+    UpstreamError,
+    UpstreamPool,
+    UpstreamTimeout,
+)
 
 log = logging.getLogger("remotegpu.proxy")
 
@@ -79,7 +87,7 @@ _RESPONSE_DROP = _HOP_BY_HOP | {"content-length"}
 class _DirectRoute:
     """Ways to an embedded-host container that skip Docker's port proxy."""
 
-    socket: str | None  # Jupyter's Unix socket, as /proc/<pid>/root/... (HTTP only)
+    socket: ContainedSocket | None  # Jupyter's Unix socket under /proc/<pid>/root (HTTP only)
     address: tuple[str, int] | None  # the container's IP and Jupyter port
 
 
@@ -143,10 +151,11 @@ class JupyterProxy:
         route = None
         if runtime is not None:
             try:
-                address, socket = await asyncio.gather(
+                address, root = await asyncio.gather(
                     runtime.container_endpoint(upstream.env_id, JUPYTER_CONTAINER_PORT),
-                    runtime.container_socket(upstream.env_id, JUPYTER_CONTAINER_SOCKET),
+                    runtime.container_root(upstream.env_id),
                 )
+                socket = ContainedSocket(root, JUPYTER_CONTAINER_SOCKET) if root is not None else None
                 if address is not None or socket is not None:
                     route = _DirectRoute(socket, address)
             except Exception:  # noqa: BLE001 - the published port still works

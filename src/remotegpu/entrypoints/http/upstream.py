@@ -19,8 +19,13 @@ upstream then pauses until the relay (``Exchange.relay``) has drained the receiv
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
+import socket
+import stat
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable
+from dataclasses import dataclass
 
 import httptools
 from multidict import CIMultiDict
@@ -40,8 +45,22 @@ MAX_HEAD = 64 * 1024
 
 #: Takes body bytes; answers True when the receiver wants no more until drained.
 Sink = Callable[[bytes], bool]
-#: Where upstream listens: (host, port), or the path of a Unix socket.
-Target = tuple[str, int] | str
+
+
+@dataclass(frozen=True)
+class ContainedSocket:
+    """A Unix socket at ``path`` inside a directory tree that someone else controls: a
+    container's root as its host sees it, ``/proc/<pid>/root``. It is reached without
+    following any symbolic link below ``root``: the container's user could otherwise
+    point the path at one of the host's own sockets (Docker's, say), and the proxy would
+    carry their requests there."""
+
+    root: str
+    path: str
+
+
+#: Where upstream listens: (host, port), or a Unix socket in a container.
+Target = tuple[str, int] | ContainedSocket
 
 _HEAD, _FIXED, _CHUNKED, _UNTIL_CLOSE, _DONE = range(5)
 
@@ -445,8 +464,8 @@ class UpstreamPool:
 
     async def _connect(self, key: Target) -> _Connection:
         loop = asyncio.get_running_loop()
-        if isinstance(key, str):
-            connecting = loop.create_unix_connection(lambda: _Connection(self, key), key)
+        if isinstance(key, ContainedSocket):
+            connecting = _connect_contained(loop, key, lambda: _Connection(self, key))
         else:
             connecting = loop.create_connection(lambda: _Connection(self, key), key[0], key[1])
         try:
@@ -492,7 +511,46 @@ async def _send_body(conn: _Connection, body: AsyncIterable[bytes], chunked: boo
 
 
 def _name(key: Target) -> str:
-    return key if isinstance(key, str) else f"{key[0]}:{key[1]}"
+    return f"{key.root}{key.path}" if isinstance(key, ContainedSocket) else f"{key[0]}:{key[1]}"
+
+
+async def _connect_contained(
+    loop: asyncio.AbstractEventLoop, target: ContainedSocket, factory: Callable[[], _Connection],
+) -> tuple[asyncio.BaseTransport, _Connection]:
+    """Connect through ``/proc/self/fd/<n>``, an O_PATH descriptor of the socket's own
+    inode, found one component at a time with O_NOFOLLOW: a link anywhere on the way,
+    or anything but a socket at the end, fails the connection."""
+    leaf = _open_contained(target)
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, f"/proc/self/fd/{leaf}")
+        except BaseException:
+            sock.close()
+            raise
+    finally:
+        os.close(leaf)
+    return await loop.create_unix_connection(factory, sock=sock)
+
+
+def _open_contained(target: ContainedSocket) -> int:
+    *folders, name = [part for part in target.path.split("/") if part] or [""]
+    if any(part in (".", "..") for part in [*folders, name]) or not name:
+        raise OSError(errno.EINVAL, f"not a plain path: {target.path!r}")
+    fd = os.open(target.root, os.O_PATH | os.O_DIRECTORY)  # the one link followed: /proc/<pid>/root
+    try:
+        for part in folders:
+            below = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = below
+        leaf = os.open(name, os.O_PATH | os.O_NOFOLLOW, dir_fd=fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISSOCK(os.fstat(leaf).st_mode):
+        os.close(leaf)
+        raise OSError(errno.ENOTSOCK, f"not a socket: {_name(target)}")
+    return leaf
 
 
 def _request_head(method: str, target: str, headers: dict[str, str], body_length: int | None, chunked: bool) -> bytes:

@@ -92,7 +92,7 @@ class _DirectRoute:
 
 
 class _DirectUnreachable(Exception):
-    """The container's own address refused the connection: use the published port."""
+    """The container's own address cannot be reached (a websocket): use the published port."""
 
 
 class JupyterProxy:
@@ -101,8 +101,8 @@ class JupyterProxy:
         self._client: aiohttp.ClientSession | None = None  # websockets
         self._upstream = UpstreamPool()  # plain HTTP
         self._resolved: dict[tuple[str, str], tuple[float, Upstream]] = {}
-        # env id → (until, container (ip, port) or None): the embedded host's direct routes.
-        self._direct: dict[str, tuple[float, tuple[str, int] | None]] = {}
+        # env id → (until, route or None): the embedded host's direct routes.
+        self._direct: dict[str, tuple[float, _DirectRoute | None]] = {}
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -134,7 +134,7 @@ class JupyterProxy:
                 try:
                     return await self._websocket(request, _url(request, *direct.address), upstream, direct=True)
                 except _DirectUnreachable:
-                    self._direct.pop(env_id, None)
+                    pass
             return await self._websocket(request, _url(request, upstream.address, upstream.port), upstream)
         return await self._http(request, upstream, direct)
 
@@ -266,9 +266,11 @@ class JupyterProxy:
             )
         except aiohttp.WSServerHandshakeError as exc:
             return error_response(exc.status if exc.status >= 400 else 502, "upstream_refused", "JupyterLab refused the websocket")
-        except aiohttp.ClientConnectorError:
+        except aiohttp.ClientConnectorError as exc:
             if direct:
-                raise _DirectUnreachable() from None
+                self._direct.pop(upstream.env_id, None)
+                if exc.os_error.errno != errno.ECONNREFUSED:  # as for HTTP (_worth_another_way)
+                    raise _DirectUnreachable() from None
             return error_response(502, "upstream_unavailable", "JupyterLab of this environment does not answer (yet)")
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
             return error_response(502, "upstream_unavailable", "JupyterLab of this environment does not answer (yet)")

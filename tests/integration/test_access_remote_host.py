@@ -187,3 +187,30 @@ def test_the_platform_key_is_in_authorized_keys_and_its_private_half_stays_in_th
     assert b"remotegpu-platform" in out and b"PRIVATE" not in out
     key = remote_world.data_dir / "platform_ssh_key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600 and b"OPENSSH PRIVATE KEY" in key.read_bytes()
+
+
+async def test_the_ssh_bridge_checks_the_host_key_the_agent_reported(remote_world):
+    """Once the remote agent has read the environment's host key (the access info then
+    offers it), the bridge accepts that key and refuses any other."""
+    from remotegpu.adapters.access.platform_key import PlatformSshKey
+    from remotegpu.adapters.access.ssh_terminal import SshTerminals
+    from remotegpu.application.environments.ports import EnvironmentRuntimeError
+    from remotegpu.application.environments.terminal import TerminalTarget
+    from remotegpu.domain.fleet.models import Host
+
+    deadline = time.monotonic() + 30
+    while True:
+        code, access = remote_world.server.request("GET", f"/api/v1/environments/{remote_world.env_id}/access", token=remote_world.alice_token)
+        assert code == 200, access
+        if access["ssh"]["known_hosts"]:
+            break
+        assert time.monotonic() < deadline, "the agent did not report the host key"
+        await asyncio.sleep(0.5)
+    reported = " ".join(access["ssh"]["known_hosts"].split()[1:])
+    terminals = SshTerminals(PlatformSshKey(remote_world.data_dir / "platform_ssh_key"), connect_timeout=5)
+    host = Host(id=remote_world.host_id, name="remote", private_address="127.0.0.1")
+    session = await terminals.open(TerminalTarget(remote_world.env_id, host, access["ssh"]["port"], reported))
+    await session.close()
+    impostor = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJxkPMBHUSDz3sqrP3oUGCu1d2Xo8Jm0D3L1S0Ylq3yB"
+    with pytest.raises(EnvironmentRuntimeError):
+        await terminals.open(TerminalTarget(remote_world.env_id, host, access["ssh"]["port"], impostor))

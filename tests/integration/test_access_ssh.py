@@ -45,6 +45,38 @@ def test_access_describes_the_ssh_endpoint(access_world):
     assert access["terminal"]["path"] == f"/api/v1/environments/{access_world.env_id}/terminal"
 
 
+def test_the_known_hosts_line_pins_the_key_sshd_presents(access_world, tmp_path):
+    """OpenSSH with strict host key checking accepts the environment on the line the
+    access info gives, and refuses it when another key is pinned for that address."""
+    world = access_world
+
+    def known_hosts() -> str | None:
+        code, access = world.server.request("GET", f"/api/v1/environments/{world.env_id}/access", token=world.alice.token)
+        assert code == 200, access
+        return access["ssh"]["known_hosts"]
+
+    line = eventually(known_hosts)  # the agent reads it on its next beats
+    assert line.startswith(f"[{access_world.server.url.split('//')[1].split(':')[0]}]:{world.ssh_port} ssh-ed25519 ")
+    pinned = tmp_path / "known_hosts"
+    pinned.write_text(line.replace(line.split()[0], f"[127.0.0.1]:{world.ssh_port}") + "\n")
+
+    def strict(key_file) -> subprocess.CompletedProcess:
+        argv = ssh_argv(world.alice.key, world.ssh_port, "true")
+        argv[argv.index("StrictHostKeyChecking=no")] = "StrictHostKeyChecking=yes"
+        argv[argv.index("UserKnownHostsFile=/dev/null")] = f"UserKnownHostsFile={key_file}"
+        return subprocess.run(argv, capture_output=True, text=True, timeout=20)
+
+    result = eventually(lambda: (r := strict(pinned)).returncode == 0 and r)
+    assert result.returncode == 0
+    other = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], capture_output=True)
+    assert other.returncode == 0
+    impostor = " ".join((tmp_path / "other.pub").read_text().split()[:2])
+    wrong = tmp_path / "wrong_known_hosts"
+    wrong.write_text(f"[127.0.0.1]:{world.ssh_port} {impostor}\n")
+    result = strict(wrong)
+    assert result.returncode == 255 and "verification failed" in result.stderr.lower()
+
+
 def test_a_key_added_after_start_works_and_a_removed_one_stops_working_without_restart(access_world):
     world = access_world
     container = world.container()

@@ -117,6 +117,8 @@ def test_environment_lifecycle_in_the_browser(page, ui, server, docker, environm
     assert volume.attrs["Labels"].get("remotegpu.disk_gib") == "20"  # recorded, not enforced on overlay2
     expect(page.get_by_test_id("ssh-command")).to_contain_text("ssh")
     expect(page.get_by_test_id("ssh-config")).to_contain_text("Host")
+    # The host key the agent read in the container, pushed a beat or two later.
+    expect(page.get_by_test_id("ssh-known-hosts")).to_contain_text("ssh-ed25519 AAAA", timeout=30_000)
     ui.shot(page, "environment-detail")
 
     # The web terminal reaches a shell in the container: the output of echo shows up.

@@ -55,4 +55,4 @@ class DirectSshGateway:
         if "ssh" not in ports:
             return Endpoints()
         address = (host.address if host and host.address else "") or fallback_host
-        return Endpoints(ssh=SshEndpoint(host=address, port=ports["ssh"]))
+        return Endpoints(ssh=SshEndpoint(host=address, port=ports["ssh"], host_key=env.ssh_host_key))

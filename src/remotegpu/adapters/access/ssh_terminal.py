@@ -7,9 +7,11 @@ authorized_keys block, and connects to the host's *private* address at the
 environment's SSH host port (published on all of the host's addresses, the private one
 included), so terminal traffic stays on the platform's private network.
 
-The environment's host key is not pinned (it is generated inside the container, the
-platform cannot know it beforehand): like the Jupyter proxy's plain HTTP, this relies on
-the private network between the servers and the hosts being trusted.
+The environment's host key is generated inside the container; the host's agent reads
+it there and reports it (``Environment.ssh_host_key``), and from then on only that key
+is accepted. Until the first report (seconds after the container starts) any key is,
+like the Jupyter proxy's plain HTTP relying on the private network between the servers
+and the hosts being trusted.
 """
 
 from __future__ import annotations
@@ -80,6 +82,14 @@ class SshTerminalSession:
             pass
 
 
+def _pinned(host_key: str) -> tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey], list[asyncssh.SSHKey]] | None:
+    """Only the key the agent read from the container is trusted; None (any key, the
+    private network trusted) while it is not known yet."""
+    if not host_key:
+        return None
+    return [asyncssh.import_public_key(host_key)], [], []
+
+
 class SshTerminals:
     """Opens terminals over SSH with the platform's key, as ``user`` (root)."""
 
@@ -101,7 +111,7 @@ class SshTerminals:
         try:
             conn = await asyncssh.connect(
                 address, target.ssh_port, username=self._user, client_keys=self._client_keys(),
-                known_hosts=None, config=[], agent_path=None, agent_forwarding=False, x11_forwarding=False,
+                known_hosts=_pinned(target.ssh_host_key), config=[], agent_path=None, agent_forwarding=False, x11_forwarding=False,
                 preferred_auth="publickey", connect_timeout=self._connect_timeout, login_timeout=self._connect_timeout,
                 keepalive_interval=30,
             )

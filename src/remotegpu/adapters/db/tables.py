@@ -257,6 +257,8 @@ environments = sa.Table(
     sa.Column("memory_gib", sa.Integer, nullable=False),
     # Size of its disk, counted against the workspace's storage quota until deleted.
     sa.Column("disk_gib", sa.Integer, nullable=False, server_default="50"),  # 0005
+    # The public key its sshd presents, as the agent read it (known_hosts, the SSH bridge).
+    sa.Column("ssh_host_key", sa.String(1024), nullable=False, server_default=""),  # 0006
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),

@@ -23,6 +23,7 @@ from remotegpu.application.fleet.agent_protocol import (
     HostReport,
     ObservedEnvironment,
 )
+from remotegpu.domain.environments.models import ssh_host_key_of
 from remotegpu.domain.fleet.models import Gpu
 
 OBSERVED_STATUSES = frozenset(get_args(RuntimeStatus))  # running | stopped | missing | failed
@@ -68,6 +69,7 @@ def observed_to_dict(observed: ObservedEnvironment) -> dict[str, Any]:
         "generation": observed.generation,
         "message": observed.message,
         "ssh_sessions": observed.ssh_sessions,
+        "ssh_host_key": observed.ssh_host_key,
     }
 
 
@@ -248,6 +250,7 @@ def observed_from_dict(data: Any, path: str = "observed") -> ObservedEnvironment
         generation=r.integer("generation", None, minimum=0, nullable=True),
         message=r.text("message", ""),
         ssh_sessions=r.integer("ssh_sessions", 0, minimum=0),  # absent from older agents
+        ssh_host_key=ssh_host_key_of(r.text("ssh_host_key", "")),  # idem; "" unless a well-formed key
     )
 
 

@@ -41,11 +41,13 @@ from remotegpu.application.environments.ports import (
     RuntimeState,
     generation_of,
 )
-from remotegpu.domain.environments.models import SSH_CONTAINER_PORT  # sshd's port inside an environment
+from remotegpu.adapters.runtime.contained import read_contained_file
+from remotegpu.domain.environments.models import SSH_CONTAINER_PORT, ssh_host_key_of
 
 LABEL_SCOPE = "remotegpu.scope"
 LABEL_SPEC = "remotegpu.spec"
 LABEL_DISK_GIB = "remotegpu.disk_gib"  # recorded, not enforced (see the module docstring)
+SSH_HOST_KEY_FILE = "/etc/ssh/ssh_host_ed25519_key.pub"  # made per container by the base image
 _ENV_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
 # Exit codes of a container stopped on purpose (0 from the entrypoint, or SIGTERM/SIGKILL).
 _STOPPED_EXIT_CODES = {0, 137, 143}
@@ -340,12 +342,27 @@ def _state(env_id: str, container: Any) -> RuntimeState:
         return RuntimeState(
             env_id, "running", container.id, _published_ports(attrs), _parse_time(status.get("StartedAt")),
             generation=generation, ssh_sessions=established_connections(status.get("Pid"), SSH_CONTAINER_PORT),
+            ssh_host_key=ssh_host_key_in(status.get("Pid")),
         )
     code = status.get("ExitCode", 0)
     if status.get("Status") in ("dead", "restarting") or status.get("OOMKilled") or code not in _STOPPED_EXIT_CODES:
         reason = "out of memory" if status.get("OOMKilled") else status.get("Error") or f"exited with code {code}"
         return RuntimeState(env_id, "failed", container.id, message=reason, generation=generation)
     return RuntimeState(env_id, "stopped", container.id, generation=generation)
+
+
+def ssh_host_key_in(pid: Any, proc: str = "/proc") -> str:
+    """The ed25519 public key the sshd of the container whose init is ``pid`` presents,
+    read from its files (the base image's entrypoint makes one per container); "" when
+    it cannot be read: not made yet, no such process, an agent outside the host's PID
+    namespace. The file is the container user's: no link in the way is followed."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return ""
+    try:
+        text = read_contained_file(f"{proc}/{pid}/root", SSH_HOST_KEY_FILE, limit=4096)
+    except OSError:
+        return ""
+    return ssh_host_key_of(text.decode("ascii", "replace"))
 
 
 def established_connections(pid: Any, port: int, proc: str = "/proc") -> int:

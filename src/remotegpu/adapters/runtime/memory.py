@@ -48,6 +48,7 @@ class InMemoryRuntime:
         self.starts = 0
         self.creates = 0
         self._ssh_sessions: dict[str, int] = {}
+        self._ssh_host_keys: dict[str, str] = {}
 
     async def ensure_running(self, spec: RuntimeSpec) -> RuntimeState:
         await asyncio.sleep(0)
@@ -121,6 +122,10 @@ class InMemoryRuntime:
             raise ValueError("a number of sessions is never negative")
         self._ssh_sessions[env_id] = count
 
+    def set_ssh_host_key(self, env_id: str, key: str) -> None:
+        """Pretend the environment's sshd presents ``key`` (reported while it runs)."""
+        self._ssh_host_keys[env_id] = key
+
     def crash(self, env_id: str, message: str = "exited with code 1") -> None:
         self._envs[env_id].running = False
         self._failed[env_id] = message
@@ -137,6 +142,6 @@ class InMemoryRuntime:
         if env.running:
             return RuntimeState(
                 env_id, "running", env.container_id, dict(env.spec.ports), env.started_at, generation=generation,
-                ssh_sessions=self._ssh_sessions.get(env_id, 0),
+                ssh_sessions=self._ssh_sessions.get(env_id, 0), ssh_host_key=self._ssh_host_keys.get(env_id, ""),
             )
         return RuntimeState(env_id, "stopped", env.container_id, generation=generation)

@@ -42,10 +42,19 @@ class SshEndpoint:
     host: str
     port: int
     user: str = "root"
+    host_key: str = ""  # what its sshd presents ("type base64"); "" while not known
 
     @property
     def command(self) -> str:
         return f"ssh -p {self.port} {self.user}@{self.host}"
+
+    @property
+    def known_hosts(self) -> str:
+        """A line for ~/.ssh/known_hosts that pins the key ("" while it is not known)."""
+        if not self.host_key:
+            return ""
+        name = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+        return f"{name} {self.host_key}"
 
     def config(self, alias: str) -> str:
         return f"Host {alias}\n    HostName {self.host}\n    Port {self.port}\n    User {self.user}\n"

@@ -64,7 +64,9 @@ class RuntimeState:
     created from (None when it carries none);
     ``ssh_sessions`` counts the SSH connections established to the environment's sshd
     right now (running environments only; 0 where the runtime cannot tell): the agent
-    reports it so that SSH use counts as activity for the idle policy.
+    reports it so that SSH use counts as activity for the idle policy;
+    ``ssh_host_key`` is the public key the environment's sshd presents ("type base64",
+    "" where the runtime cannot read it): users pin it, the web terminal's bridge checks it.
     """
 
     env_id: str
@@ -75,6 +77,7 @@ class RuntimeState:
     message: str = ""
     generation: int | None = None
     ssh_sessions: int = 0
+    ssh_host_key: str = ""
 
 
 def generation_of(labels: dict[str, str] | None) -> int | None:

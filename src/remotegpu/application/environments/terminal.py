@@ -41,11 +41,13 @@ class TerminalSession(Protocol):
 
 @dataclass(frozen=True)
 class TerminalTarget:
-    """A running environment as a terminal reaches it: its host and its SSH host port."""
+    """A running environment as a terminal reaches it: its host, its SSH host port and
+    the key its sshd presents ("" while not known: the SSH bridge then cannot check it)."""
 
     env_id: str
     host: Host
     ssh_port: int | None = None
+    ssh_host_key: str = ""
 
     @property
     def private_address(self) -> str:

@@ -163,7 +163,8 @@ class HostAgent:
         # (one Docker round of list + inspect less on the way to starting a container).
         self._listed = (self._clock(), states) if healthy else None
         observed = {
-            s.env_id: ObservedEnvironment(s.env_id, s.status, s.generation, s.message, s.ssh_sessions) for s in states
+            s.env_id: ObservedEnvironment(s.env_id, s.status, s.generation, s.message, s.ssh_sessions, s.ssh_host_key)
+            for s in states
         }
         for env_id, failure in self._failures.items():
             observed[env_id] = ObservedEnvironment(env_id, "failed", failure.generation, failure.message)

@@ -25,6 +25,8 @@ class ObservedEnvironment:
     # SSH connections established to the environment right now: > 0 counts as use
     # (the idle policy's clock restarts), like Jupyter or the web terminal.
     ssh_sessions: int = 0
+    # The public key the environment's sshd presents ("" when the runtime cannot tell).
+    ssh_host_key: str = ""
 
 
 @dataclass(frozen=True)

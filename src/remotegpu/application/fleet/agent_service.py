@@ -199,6 +199,9 @@ class AgentService:
             # Someone is logged in over SSH: that is use, like Jupyter or the terminal.
             env.last_activity_at = now
             env.idle_since = None
+        if seen is not None and state == "running" and seen.ssh_host_key and seen.ssh_host_key != env.ssh_host_key:
+            # A new container (first start, or recreated) presents a new key.
+            env.ssh_host_key = seen.ssh_host_key
         current_generation = seen is not None and (seen.generation is None or seen.generation == env.generation)
         if env.status is EnvStatus.STARTING:
             if state == "running" and current_generation:

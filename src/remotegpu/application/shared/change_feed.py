@@ -65,7 +65,8 @@ class ChangeFeed(Protocol):
 def _visible(env: Environment) -> tuple[Any, ...]:
     """What a watcher can see change (queue position is derived, not stored)."""
     return (env.status, env.desired, env.generation, env.host_id, env.status_message, env.with_gpu, env.name,
-            env.shared, env.stop_after_minutes, env.idle_stop_minutes, env.started_at)
+            env.shared, env.stop_after_minutes, env.idle_stop_minutes, env.started_at,
+            env.ssh_host_key)  # shown by the access info (known_hosts)
 
 
 def _agent_facing(env: Environment) -> tuple[Any, ...]:

@@ -8,6 +8,8 @@ platform's view of where the environment is on that road. Every status change is
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -95,6 +97,9 @@ class Environment:
     last_activity_at: datetime | None = None
     status_message: str = ""
     jupyter_token: str = ""  # server-side secret; never returned by the API
+    # The public key its sshd presents ("ssh-ed25519 AAAA..."), as the agent read it from
+    # the container: users pin it (known_hosts), the web terminal's SSH bridge checks it.
+    ssh_host_key: str = ""
     shared: bool = False  # members of the workspace may access it too
     # Filled in by the events collected during a use case, saved by the repository.
     pending_events: list[EnvironmentEvent] = field(default_factory=list, repr=False, compare=False)
@@ -152,6 +157,17 @@ _ALLOWED: dict[EnvStatus, set[EnvStatus]] = {
     EnvStatus.DELETING: {EnvStatus.DELETED, EnvStatus.LOST},
     EnvStatus.DELETED: set(),
 }
+
+
+_SSH_HOST_KEY = re.compile(r"(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/]+={0,3}")
+
+
+def ssh_host_key_of(text: str) -> str:
+    """The ``type base64`` part of an OpenSSH public key file's first line (its comment
+    dropped), or "" when it is not one: the file comes from inside a container."""
+    line = text.strip().split("\n", 1)[0]
+    key = " ".join(line.split()[:2])
+    return key if len(key) <= 1024 and _SSH_HOST_KEY.fullmatch(key) else ""
 
 
 def validate_request(gpu_count: int, cpu_cores: int, memory_gib: int, name: str, disk_gib: int = DEFAULT_DISK_GIB) -> None:

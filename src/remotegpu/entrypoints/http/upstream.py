@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import httptools
 from multidict import CIMultiDict
 
+from remotegpu.adapters.runtime.contained import open_contained
+
 CONNECT_TIMEOUT = 10.0
 #: How long upstream may take to begin its answer. Jupyter answers within seconds even
 #: when busy; this bounds a connection that was accepted and then never served (a port
@@ -535,18 +537,7 @@ async def _connect_contained(
 
 
 def _open_contained(target: ContainedSocket) -> int:
-    *folders, name = [part for part in target.path.split("/") if part] or [""]
-    if any(part in (".", "..") for part in [*folders, name]) or not name:
-        raise OSError(errno.EINVAL, f"not a plain path: {target.path!r}")
-    fd = os.open(target.root, os.O_PATH | os.O_DIRECTORY)  # the one link followed: /proc/<pid>/root
-    try:
-        for part in folders:
-            below = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            os.close(fd)
-            fd = below
-        leaf = os.open(name, os.O_PATH | os.O_NOFOLLOW, dir_fd=fd)
-    finally:
-        os.close(fd)
+    leaf = open_contained(target.root, target.path)
     if not stat.S_ISSOCK(os.fstat(leaf).st_mode):
         os.close(leaf)
         raise OSError(errno.ENOTSOCK, f"not a socket: {_name(target)}")

@@ -121,7 +121,10 @@ async def get_environment_access(call: Call) -> AccessOut:
     if endpoints.ssh is not None:
         point = endpoints.ssh
         alias = f"remotegpu-{e.name}".replace(" ", "-")
-        ssh = SshAccessOut(host=point.host, port=point.port, user=point.user, command=point.command, config=point.config(alias))
+        ssh = SshAccessOut(
+            host=point.host, port=point.port, user=point.user, command=point.command, config=point.config(alias),
+            known_hosts=point.known_hosts or None,
+        )
     return AccessOut(
         ssh=ssh,
         jupyter=JupyterAccessOut(url=f"/proxy/environments/{e.id}/jupyter/"),

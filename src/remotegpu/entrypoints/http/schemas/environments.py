@@ -95,6 +95,10 @@ class SshAccessOut(BaseModel):
     user: str
     command: str
     config: str
+    known_hosts: str | None = Field(
+        None, description="a ~/.ssh/known_hosts line pinning the key this environment's sshd presents; "
+        "null until its host's agent has reported it",
+    )
 
 
 class JupyterAccessOut(BaseModel):

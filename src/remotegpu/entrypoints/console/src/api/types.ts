@@ -182,7 +182,7 @@ export interface EnvEvent {
 }
 
 export interface EnvAccess {
-  ssh?: { host: string; port: number; user: string; command: string; config: string } | null
+  ssh?: { host: string; port: number; user: string; command: string; config: string; known_hosts?: string | null } | null
   jupyter?: { url: string } | null
   terminal?: { path: string } | null
 }

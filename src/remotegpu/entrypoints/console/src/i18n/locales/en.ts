@@ -55,7 +55,7 @@ export default {
     },
     detail: {
       overview: 'Overview', events: 'Events', access: 'Access', terminal: 'Terminal',
-      ssh: 'SSH', sshCommand: 'Command', sshConfig: '~/.ssh/config', sshHint: 'Add your public key under Account → SSH keys first.',
+      ssh: 'SSH', sshCommand: 'Command', sshConfig: '~/.ssh/config', sshKnownHosts: '~/.ssh/known_hosts (the host key of this environment)', sshHint: 'Add your public key under Account → SSH keys first.',
       jupyter: 'Open JupyterLab', accessUnavailable: 'Access details appear once the environment is running.',
       noEvents: 'No events yet.', notFound: 'This environment does not exist or is not yours.',
       terminalNotRunning: 'Start the environment to use the terminal.',

@@ -55,7 +55,7 @@ export default {
     },
     detail: {
       overview: '概览', events: '事件', access: '访问方式', terminal: '终端',
-      ssh: 'SSH', sshCommand: '登录命令', sshConfig: '~/.ssh/config', sshHint: '请先在“账号设置 → SSH 密钥”中添加公钥。',
+      ssh: 'SSH', sshCommand: '登录命令', sshConfig: '~/.ssh/config', sshKnownHosts: '~/.ssh/known_hosts（本环境的主机密钥）', sshHint: '请先在“账号设置 → SSH 密钥”中添加公钥。',
       jupyter: '打开 JupyterLab', accessUnavailable: '实例运行后将显示访问方式。',
       noEvents: '暂无事件。', notFound: '该实例不存在或不属于你。',
       terminalNotRunning: '请先开机再使用终端。',

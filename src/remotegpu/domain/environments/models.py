@@ -9,7 +9,6 @@ platform's view of where the environment is on that road. Every status change is
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum

@@ -175,14 +175,15 @@ def delete_and_check_nothing_left(server, docker, scope: str, env_id: str) -> No
 
 def test_killed_after_allocation_before_the_container_then_restart_converges(docker, scope, tmp_path):
     data = tmp_path / "data"
-    # A slow beat (30 s): after the agent's first beat at start-up, nothing creates the
-    # container for half a minute, so the kill lands between "allocated" and "container started".
+    # The agent acts on a new environment at once (it long-polls between beats), so the
+    # kill lands just before, while or just after its container is created and started
+    # (Docker may finish a start the dead agent asked for): from any of these the restart
+    # must converge to one running container on the GPUs allocated before the kill.
     with docker_server(data, scope, heartbeat=30) as first:
         env = create_env(first, first.token, "crashy", gpu_count=2)
         assert env["status"] == "starting" and len(env["gpus"]) == 2
         assert free_gpus(first, first.token) == 2
         kill_hard(first)
-    assert containers(docker, scope) == []  # the start never happened
 
     # Meanwhile, a container of this scope that no server knows (e.g. from a database
     # restored to an older state), and one of another scope that is not ours to touch.

@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -137,7 +138,7 @@ class DockerRuntime(ThreadedRuntime):
             if container.status == "paused":
                 container.unpause()
             elif container.status != "running":
-                container.start()
+                start_once_running(container)
             container.reload()
         except DockerException as exc:
             raise EnvironmentRuntimeError(f"environment {spec.env_id}: {_explain(exc)}") from exc
@@ -349,6 +350,24 @@ def _state(env_id: str, container: Any) -> RuntimeState:
         reason = "out of memory" if status.get("OOMKilled") else status.get("Error") or f"exited with code {code}"
         return RuntimeState(env_id, "failed", container.id, message=reason, generation=generation)
     return RuntimeState(env_id, "stopped", container.id, generation=generation)
+
+
+def start_once_running(container: Any, *, wait_seconds: float = 5.0, poll_seconds: float = 0.1) -> None:
+    """Start ``container``. Should Docker refuse because another start of it is under
+    way (an agent killed mid-start and restarted, two agents of one host), that start's
+    result counts: its ports are already held for this very container, so ours fails
+    with "port is already allocated". The refusal stands if it is not running soon."""
+    try:
+        container.start()
+    except APIError:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            container.reload()
+            if container.status == "running":
+                return
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(poll_seconds)
 
 
 def ssh_host_key_in(pid: Any, proc: str = "/proc") -> str:

@@ -122,6 +122,21 @@ async def test_proxy_needs_authentication_and_hides_unknown_environments(browser
     assert r.status == 403
 
 
+async def test_jupyterlabs_own_authorization_header_does_not_hide_the_session_cookie(browser):
+    """JupyterLab's frontend sends ``Authorization: token <the token in its page>`` on
+    every call; under /proxy/ that is Jupyter's business, the cookie still authenticates.
+    Elsewhere a non-Bearer Authorization stays an error."""
+    jupyters = {"Authorization": "token ********************************"}
+    r = await browser.get("/proxy/environments/nope/jupyter/api/kernelspecs", headers=jupyters)
+    assert r.status == 401  # no cookie yet: anonymous, as without the header
+    account = await signup(browser, "cookie9")
+    await login(browser, account)
+    r = await browser.get("/proxy/environments/nope/jupyter/api/kernelspecs", headers=jupyters)
+    assert r.status == 404  # signed in by the cookie; the environment is unknown
+    r = await browser.get("/api/v1/users/me", headers=jupyters)
+    assert r.status == 401 and (await r.json())["error"]["code"] == "unauthenticated"
+
+
 async def test_someone_elses_environment_is_404_through_proxy_and_terminal(browser, container):
     owner = await signup(browser, "owner9")
     r = await browser.post(

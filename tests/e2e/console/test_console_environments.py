@@ -142,6 +142,28 @@ def test_environment_lifecycle_in_the_browser(page, ui, server, docker, environm
     expect(page.get_by_test_id("env-events")).to_contain_text("Running")
     ui.shot(page, "environment-events")
 
+    # JupyterLab itself, through the platform's proxy on the session cookie: its page,
+    # its scripts (several MiB, streamed) and its websockets; a Python kernel starts.
+    page.get_by_role("tab", name="Overview").click()
+    with page.context.expect_page() as opened:
+        page.get_by_test_id("open-jupyter").click()
+    lab = opened.value
+    lab.wait_for_load_state()
+    assert f"/proxy/environments/{env_id}/jupyter/" in lab.url
+    expect(lab.locator(".jp-LabShell")).to_be_visible(timeout=90_000)
+    lab.locator(".jp-LauncherCard[data-category='Notebook']").first.click(timeout=60_000)
+    expect(lab.locator(".jp-Notebook")).to_be_visible(timeout=60_000)
+    # The kernel runs code over the proxied websocket: the output shows the result.
+    expect(lab.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)  # the kernel is up
+    cell = lab.locator(".jp-Notebook .jp-Cell .cm-content").first
+    cell.click()
+    lab.keyboard.type("print(6 * 7, 'through-the-proxy')")
+    expect(cell).to_contain_text("through-the-proxy")
+    lab.keyboard.press("Shift+Enter")
+    expect(lab.locator(".jp-OutputArea-output").first).to_contain_text("42 through-the-proxy", timeout=90_000)
+    ui.shot(lab, "jupyterlab-notebook")
+    lab.close()
+
     page.get_by_test_id("nav-environments").click()
     row = page.get_by_test_id("env-table").locator(".el-table__row", has_text=env_name)
     expect(row.locator("[data-status=running]")).to_be_visible()

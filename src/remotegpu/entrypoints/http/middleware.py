@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from remotegpu.domain.shared.errors import Unauthenticated
 from remotegpu.entrypoints.http.keys import CONTAINER, PRINCIPAL, REQUEST_ID
+from remotegpu.entrypoints.http.session import platform_authorization
 
 AGENT_PATH_PREFIX = "/api/v1/agent/"
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -75,7 +76,7 @@ def make_request_middleware(metrics: HttpMetrics):
 @web.middleware
 async def auth_middleware(request: web.Request, handler):
     """Resolve ``Authorization: Bearer`` to a principal. Routes decide whether one is required."""
-    header = request.headers.get("Authorization")
+    header = platform_authorization(request)
     if header and not request.path.startswith(AGENT_PATH_PREFIX):  # agents carry their own token
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():

@@ -82,6 +82,17 @@ def same_origin(request: web.Request, origin: str) -> bool:
     return theirs is not None and (theirs == mine or theirs == request.app.get(_PUBLIC_ORIGIN))
 
 
+def platform_authorization(request: web.Request) -> str | None:
+    """The ``Authorization`` header if it is meant for the platform. Under ``/proxy/``
+    only a Bearer one is: JupyterLab's own frontend sends ``token <its token>`` (the one
+    in its page, masked by the proxy) on every call, and there the session cookie
+    authenticates (the proxy sets Jupyter's real token itself)."""
+    header = request.headers.get(hdrs.AUTHORIZATION)
+    if header and request.path.startswith(PROXY_PREFIX) and header.partition(" ")[0].lower() != "bearer":
+        return None
+    return header
+
+
 def is_websocket_upgrade(request: web.Request) -> bool:
     return request.headers.get(hdrs.UPGRADE, "").lower() == "websocket"
 
@@ -93,7 +104,7 @@ async def session_middleware(request: web.Request, handler):
     origin = request.headers.get(hdrs.ORIGIN)
     if (is_websocket_upgrade(request) or path.startswith(PROXY_PREFIX)) and origin and not same_origin(request, origin):
         raise PermissionDenied("cross-origin request refused", code="origin_mismatch")
-    if hdrs.AUTHORIZATION in request.headers or PRINCIPAL in request:
+    if platform_authorization(request) is not None or PRINCIPAL in request:
         return await handler(request)
     token = request.cookies.get(SESSION_COOKIE)
     if not token:

@@ -162,6 +162,20 @@ def test_environment_lifecycle_in_the_browser(page, ui, server, docker, environm
     lab.keyboard.press("Shift+Enter")
     expect(lab.locator(".jp-OutputArea-output").first).to_contain_text("42 through-the-proxy", timeout=90_000)
     ui.shot(lab, "jupyterlab-notebook")
+    # A JupyterLab terminal too: what is typed reaches a shell in the container.
+    lab.goto(lab.url.split("/lab", 1)[0] + "/lab?reset")
+    lab.locator(".jp-LauncherCard[data-category='Other'][title*='terminal' i]").first.click(timeout=60_000)
+    expect(lab.locator(".jp-Terminal").first).to_be_visible(timeout=30_000)
+    lab.locator(".jp-Terminal").first.click()
+    lab.keyboard.type("echo jt-$((6*7)) > from-jupyter-terminal.txt\n")
+    written = lab.url.split("/lab", 1)[0] + "/files/from-jupyter-terminal.txt"
+    for _ in range(60):
+        answer = lab.request.get(written)
+        if answer.ok and answer.text().strip() == "jt-42":
+            break
+        lab.wait_for_timeout(500)
+    else:
+        raise AssertionError("the command typed in JupyterLab's terminal did not run")
     lab.close()
 
     page.get_by_test_id("nav-environments").click()

@@ -192,6 +192,21 @@ async def test_a_connection_dropped_while_idle_is_replaced_without_an_error():
     assert upstream.connections == 3  # each reuse found closed without answer, then retried fresh
 
 
+async def test_connections_closed_while_idle_leave_the_pool():
+    async def answer(head, reader, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        return False  # then closes the idle connection
+    port = await Upstream(answer).start()
+    pool = UpstreamPool()
+    assert await (await get(pool, port)).read() == b"ok"
+    for _ in range(100):
+        if not pool._idle:
+            break
+        await asyncio.sleep(0.01)
+    assert pool._idle == {}  # nothing kept for a target whose connections all closed
+
+
 async def test_uploads_with_and_without_a_length_reach_upstream():
     async def answer(head, reader, writer):
         if b"Content-Length: 11" in head:

@@ -278,6 +278,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.exchange is None:  # idle in the pool: upstream closed it (or its container went)
+            self._pool._forget(self)
         exchange = self.exchange
         if exchange is not None and not exchange._done:
             if self._state == _UNTIL_CLOSE:
@@ -487,6 +489,15 @@ class UpstreamPool:
                 return conn
             conn.discard()
         return None
+
+    def _forget(self, conn: _Connection) -> None:
+        """Drop a pooled connection that closed, and its target once none is left (a
+        container's socket path changes with each start of it)."""
+        conns = self._idle.get(conn.key)
+        if conns is not None and conn in conns:
+            conns.remove(conn)
+        if not conns:
+            self._idle.pop(conn.key, None)
 
     def _release(self, conn: _Connection) -> None:
         conns = self._idle.setdefault(conn.key, [])

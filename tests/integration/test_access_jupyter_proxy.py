@@ -198,7 +198,7 @@ async def test_the_container_answers_on_its_own_address_for_the_direct_route(acc
 
     world = access_world
     runtime = DockerRuntime(world.docker, scope=world.scope)
-    route = await runtime.container_endpoint(world.env_id, 8888)
+    route, _ = await runtime.container_routes(world.env_id, 8888)
     assert route is not None and route[1] == 8888 and route[0] != "127.0.0.1"
     url = f"http://{route[0]}:{route[1]}{base(world)}api/status"
     async with aiohttp.ClientSession() as session:
@@ -213,7 +213,7 @@ async def test_the_container_answers_on_its_own_address_for_the_direct_route(acc
                 pass
             assert time.monotonic() < deadline, f"JupyterLab did not answer at {url}"
             await asyncio.sleep(0.5)
-    assert await runtime.container_endpoint(str(uuid.uuid4()), 8888) is None  # no such environment
+    assert (await runtime.container_routes(str(uuid.uuid4()), 8888))[0] is None  # no such environment
 
 
 async def test_jupyter_also_listens_on_a_unix_socket_the_proxy_can_reach(access_world: AccessWorld):
@@ -228,7 +228,7 @@ async def test_jupyter_also_listens_on_a_unix_socket_the_proxy_can_reach(access_
 
     world = access_world
     runtime = DockerRuntime(world.docker, scope=world.scope)
-    root = await runtime.container_root(world.env_id)
+    _, root = await runtime.container_routes(world.env_id, 8888)
     assert root == f"/proc/{world.container().attrs['State']['Pid']}/root"
     path = root + JUPYTER_CONTAINER_SOCKET
     deadline = time.monotonic() + 60
@@ -246,4 +246,4 @@ async def test_jupyter_also_listens_on_a_unix_socket_the_proxy_can_reach(access_
     async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=path)) as stranger:
         async with stranger.get(url) as r:
             assert r.status == 403  # no token, no Jupyter
-    assert await runtime.container_root(str(uuid.uuid4())) is None
+    assert (await runtime.container_routes(str(uuid.uuid4()), 8888))[1] is None

@@ -26,3 +26,22 @@ class FixedSystem:
 
     def disk_gib(self) -> int:
         return self._sizes[2]
+
+
+async def memory_host_agent(world, name: str, gpus: str = "2xNVIDIA L4 24GB", **sizes: int):
+    """A real HostAgent on the in-memory runtime, joined to ``world``'s server through the
+    in-process link: its beats report what the runtime fakes (``set_ssh_sessions``,
+    ``set_ssh_host_key``). Returns (agent, runtime)."""
+    from remotegpu.adapters.fleet.fake_probe import FakeGpuProbe
+    from remotegpu.adapters.runtime import InMemoryRuntime
+    from remotegpu.application.fleet.agent import HostAgent
+    from remotegpu.entrypoints.embedded_agent import InProcessAgentLink
+
+    _, join = await world.hosts.add(None, name)
+    runtime = InMemoryRuntime()
+    agent = HostAgent(
+        runtime, FakeGpuProbe(gpus, seed=name), InProcessAgentLink(world.agents), FixedSystem(**sizes),
+        name=name, join_token=join, credentials=MemoryCredentials(),
+    )
+    await agent.ensure_registered()
+    return agent, runtime

@@ -28,13 +28,9 @@ class FakeDocker:
     def __init__(self, route, root=None):
         self.route, self.root, self.asked = route, root, []
 
-    async def container_endpoint(self, env_id, container_port):
-        self.asked.append((env_id, container_port))
-        return self.route
-
-    async def container_root(self, env_id):
-        self.asked.append((env_id, "root"))
-        return self.root
+    async def container_routes(self, env_id, container_port):
+        self.asked.extend([(env_id, container_port), (env_id, "root")])
+        return self.route, self.root
 
 
 class NoActivity:

@@ -3,33 +3,26 @@ them in its heartbeats, the server counts them as use (hand-moved clock)."""
 
 from __future__ import annotations
 
-from remotegpu.adapters.fleet.fake_probe import FakeGpuProbe
-from remotegpu.adapters.runtime import InMemoryRuntime
 from remotegpu.application.environments.service import CreateRequest
-from remotegpu.application.fleet.agent import HostAgent
 from remotegpu.domain.environments.models import EnvStatus
-from remotegpu.entrypoints.embedded_agent import InProcessAgentLink
-from tests.support.agent_fakes import FixedSystem, MemoryCredentials
+from tests.support.agent_fakes import memory_host_agent
 
 
-async def _agent(world) -> tuple[HostAgent, InMemoryRuntime]:
-    _, join = await world.hosts.add(None, "gpu-ssh")
-    runtime = InMemoryRuntime()
-    agent = HostAgent(
-        runtime, FakeGpuProbe("2xNVIDIA L4 24GB", seed="gpu-ssh"), InProcessAgentLink(world.agents), FixedSystem(cpu_cores=32, memory_gib=128),
-        name="gpu-ssh", join_token=join, credentials=MemoryCredentials(),
-    )
-    await agent.ensure_registered()
-    return agent, runtime
+async def _agent(world):
+    return await memory_host_agent(world, "gpu-ssh", cpu_cores=32, memory_gib=128)
+
+
+async def _idle_stopping_env(world, alice) -> str:
+    ws = await world.personal_ws(alice)
+    return (await world.envs.create(alice, CreateRequest(
+        workspace_id=ws, name="e", gpu_count=1, cpu_cores=2, memory_gib=8, idle_stop_minutes=10,
+    ))).env.id
 
 
 async def test_an_ssh_session_keeps_an_idle_environment_running_until_it_ends(world):
     agent, runtime = await _agent(world)
     alice = await world.user("alice")
-    ws = await world.personal_ws(alice)
-    env_id = (await world.envs.create(alice, CreateRequest(
-        workspace_id=ws, name="e", gpu_count=1, cpu_cores=2, memory_gib=8, idle_stop_minutes=10,
-    ))).env.id
+    env_id = await _idle_stopping_env(world, alice)
     await agent.beat_once()  # starts it, and reports it running
     assert (await world.envs.get(alice, env_id)).env.status is EnvStatus.RUNNING
     autostop = world.container.autostop()
@@ -58,10 +51,7 @@ async def test_an_ssh_session_keeps_an_idle_environment_running_until_it_ends(wo
 async def test_ssh_sessions_of_a_stopped_environment_are_not_activity(world):
     agent, runtime = await _agent(world)
     alice = await world.user("alice")
-    ws = await world.personal_ws(alice)
-    env_id = (await world.envs.create(alice, CreateRequest(
-        workspace_id=ws, name="e", gpu_count=1, cpu_cores=2, memory_gib=8, idle_stop_minutes=10,
-    ))).env.id
+    env_id = await _idle_stopping_env(world, alice)
     await agent.beat_once()
     report = await agent.report()
     assert [(o.env_id, o.ssh_sessions) for o in report.observed] == [(env_id, 0)]

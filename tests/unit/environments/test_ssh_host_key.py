@@ -10,17 +10,13 @@ import os
 import pytest
 
 from remotegpu.adapters.access.ssh_terminal import _pinned
-from remotegpu.adapters.fleet.fake_probe import FakeGpuProbe
 from remotegpu.adapters.fleet.wire import observed_from_dict, observed_to_dict
-from remotegpu.adapters.runtime import InMemoryRuntime
 from remotegpu.adapters.runtime.docker_runtime import SSH_HOST_KEY_FILE, ssh_host_key_in
 from remotegpu.application.environments.access_gateway import SshEndpoint
 from remotegpu.application.environments.service import CreateRequest
-from remotegpu.application.fleet.agent import HostAgent
 from remotegpu.application.fleet.agent_protocol import ObservedEnvironment
 from remotegpu.domain.environments.models import ssh_host_key_of
-from remotegpu.entrypoints.embedded_agent import InProcessAgentLink
-from tests.support.agent_fakes import FixedSystem, MemoryCredentials
+from tests.support.agent_fakes import memory_host_agent
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHd6R0ZLmBKo1Jz0oMZ2zjWlBBbvQt3dbXq1lLJ5y8qv"
 OTHER = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJxkPMBHUSDz3sqrP3oUGCu1d2Xo8Jm0D3L1S0Ylq3yB"
@@ -83,13 +79,7 @@ def test_the_ssh_bridge_trusts_only_the_reported_key():
 
 
 async def test_the_reported_key_is_kept_and_offered_as_a_known_hosts_line(world):
-    _, join = await world.hosts.add(None, "gpu-key")
-    runtime = InMemoryRuntime()
-    agent = HostAgent(
-        runtime, FakeGpuProbe("1xNVIDIA L4 24GB", seed="gpu-key"), InProcessAgentLink(world.agents), FixedSystem(),
-        name="gpu-key", join_token=join, credentials=MemoryCredentials(),
-    )
-    await agent.ensure_registered()
+    agent, runtime = await memory_host_agent(world, "gpu-key", "1xNVIDIA L4 24GB")
     alice = await world.user("alice")
     ws = await world.personal_ws(alice)
     env_id = (await world.envs.create(alice, CreateRequest(workspace_id=ws, name="e", gpu_count=1, cpu_cores=2, memory_gib=8))).env.id

@@ -108,21 +108,19 @@ class DockerRuntime(ThreadedRuntime):
         _check_env_id(env_id)
         return await asyncio.to_thread(self._exec, env_id, list(argv))
 
-    async def container_endpoint(self, env_id: str, container_port: int) -> tuple[str, int] | None:
-        """(container IP, ``container_port``) of a running environment, reachable from this
-        machine without Docker's port proxy; None when it is not running or has no IP
-        (e.g. host networking). Only meaningful to a process on the Docker host."""
-        _check_env_id(env_id)
-        return await asyncio.to_thread(self._container_endpoint, env_id, container_port)
+    async def container_routes(self, env_id: str, container_port: int) -> tuple[tuple[str, int] | None, str | None]:
+        """Ways into a running environment that skip Docker's port proxy, from one look
+        at Docker; (None, None) when it does not run. Only meaningful to a process on the
+        Docker host.
 
-    async def container_root(self, env_id: str) -> str | None:
-        """A running environment's root directory as this machine sees it,
-        ``/proc/<container pid>/root``; None when it does not run or this process may not
-        look inside (it must be on the Docker host, in its PID namespace, as root). What
-        lies below is the container user's to change: follow no link in it
-        (``upstream.ContainedSocket``)."""
+        * (container IP, ``container_port``), reachable from this machine; None without an
+          IP (e.g. host networking);
+        * its root directory as this machine sees it, ``/proc/<container pid>/root``; None
+          when this process may not look inside (it must be in the host's PID namespace,
+          as root). What lies below is the container user's to change: follow no link in
+          it (``adapters/runtime/contained.py``)."""
         _check_env_id(env_id)
-        return await asyncio.to_thread(self._container_root, env_id)
+        return await asyncio.to_thread(self._container_routes, env_id, container_port)
 
     # -- blocking implementation (runs in a worker thread) ----------------------
 
@@ -254,24 +252,11 @@ class DockerRuntime(ThreadedRuntime):
             return None
         return container if container is not None and container.status == "running" else None
 
-    def _container_endpoint(self, env_id: str, container_port: int) -> tuple[str, int] | None:
+    def _container_routes(self, env_id: str, container_port: int) -> tuple[tuple[str, int] | None, str | None]:
         container = self._running_container(env_id)
         if container is None:
-            return None
-        settings = container.attrs.get("NetworkSettings") or {}
-        addresses = [n.get("IPAddress") for n in (settings.get("Networks") or {}).values()] + [settings.get("IPAddress")]
-        address = next((a for a in addresses if a), None)
-        return (address, container_port) if address else None
-
-    def _container_root(self, env_id: str) -> str | None:
-        container = self._running_container(env_id)
-        if container is None:
-            return None
-        pid = (container.attrs.get("State") or {}).get("Pid")
-        if not isinstance(pid, int) or pid <= 0:
-            return None
-        root = f"/proc/{pid}/root"
-        return root if os.access(root, os.X_OK) else None
+            return None, None
+        return _endpoint_of(container, container_port), _root_of(container)
 
     def _exec(self, env_id: str, argv: list[str]) -> tuple[int, str]:
         container = self._container(env_id)
@@ -350,6 +335,21 @@ def _state(env_id: str, container: Any) -> RuntimeState:
         reason = "out of memory" if status.get("OOMKilled") else status.get("Error") or f"exited with code {code}"
         return RuntimeState(env_id, "failed", container.id, message=reason, generation=generation)
     return RuntimeState(env_id, "stopped", container.id, generation=generation)
+
+
+def _endpoint_of(container: Any, container_port: int) -> tuple[str, int] | None:
+    settings = container.attrs.get("NetworkSettings") or {}
+    addresses = [n.get("IPAddress") for n in (settings.get("Networks") or {}).values()] + [settings.get("IPAddress")]
+    address = next((a for a in addresses if a), None)
+    return (address, container_port) if address else None
+
+
+def _root_of(container: Any) -> str | None:
+    pid = (container.attrs.get("State") or {}).get("Pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return None
+    root = f"/proc/{pid}/root"
+    return root if os.access(root, os.X_OK) else None
 
 
 def start_once_running(container: Any, *, wait_seconds: float = 5.0, poll_seconds: float = 0.1) -> None:

@@ -151,10 +151,7 @@ class JupyterProxy:
         route = None
         if runtime is not None:
             try:
-                address, root = await asyncio.gather(
-                    runtime.container_endpoint(upstream.env_id, JUPYTER_CONTAINER_PORT),
-                    runtime.container_root(upstream.env_id),
-                )
+                address, root = await runtime.container_routes(upstream.env_id, JUPYTER_CONTAINER_PORT)
                 socket = ContainedSocket(root, JUPYTER_CONTAINER_SOCKET) if root is not None else None
                 if address is not None or socket is not None:
                     route = _DirectRoute(socket, address)

@@ -94,7 +94,9 @@ def create_in_browser(page, ui, model: str, shot: str | None = None, env_var: tu
 def delete_in_browser(page, env_name: str) -> None:
     page.get_by_test_id("env-action-delete").click()
     page.locator(".el-message-box__btns .el-button--danger").click()
-    page.wait_for_url("**/environments")
+    # The answer to DELETE leads back to the list. On CI's loaded 2-core machine (right
+    # after the main suite) it once took longer than Playwright's default 15 s.
+    page.wait_for_url("**/environments", timeout=60_000)
     # The list is fed by the server-sent event stream, not by polling.
     expect(page.get_by_test_id("stream-state")).to_have_class(re.compile("el-tag--success"))
     expect(page.get_by_test_id("env-table")).not_to_contain_text(env_name, timeout=60_000)

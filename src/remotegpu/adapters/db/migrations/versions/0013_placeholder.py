@@ -1,0 +1,23 @@
+"""apps: per-environment app origins (reserved; filled in by the work that needs it).
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-11-29
+
+Frozen like 0001-0006: it does not import ``tables.py``.
+"""
+
+from __future__ import annotations
+
+revision = "0013"
+down_revision = "0012"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

@@ -52,8 +52,6 @@ class Settings(BaseSettings):
     ssh_host: str | None = None  # address users reach SSH ports on; default: the HTTP host
     # Where the platform reaches the embedded host's private services (Jupyter is published there only).
     agent_private_address: str = "127.0.0.1"
-    # The platform's own SSH key (web terminal on remote hosts); default: generated once in data_dir.
-    platform_ssh_key: Path | None = None
     base_image: str = "remotegpu/base:latest"
     # Containers carry this label so two platforms (or tests) on one Docker daemon never adopt each other's.
     docker_scope: str = "default"
@@ -66,7 +64,7 @@ class Settings(BaseSettings):
     password_hash_profile: Literal["default", "fast"] = "default"
 
     @field_validator("database_url", "redis_url", "secret_key", "public_url", "agent_fake_gpus", "agent_name", "ssh_host",
-                     "platform_ssh_key", mode="before")
+                     mode="before")
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
         return None if v == "" else v

@@ -12,7 +12,8 @@ from datetime import timedelta
 from dependency_injector import containers, providers
 
 from remotegpu.adapters.access.direct_ssh import DirectSshGateway
-from remotegpu.adapters.access.platform_key import PlatformSshKey
+from remotegpu.adapters.access.sealed_secrets import AesGcmSealer
+from remotegpu.adapters.access.ssh_keys import Ed25519KeyPairs
 from remotegpu.adapters.cache.user_cache import LocalUserCache, RedisBroadcastUserCache
 from remotegpu.adapters.memory.store import InMemoryStore
 from remotegpu.adapters.memory.uow import InMemoryUnitOfWork
@@ -30,6 +31,7 @@ from remotegpu.application.identity.auth import AuthService, AuthSettings
 from remotegpu.application.identity.maintenance import Maintenance
 from remotegpu.application.shared.clock import SystemClock
 from remotegpu.application.environments.autostop import AutoStop
+from remotegpu.application.environments.credentials import EnvironmentCredentials
 from remotegpu.application.environments.entry import EnvironmentEntry
 from remotegpu.application.environments.service import EnvironmentService
 from remotegpu.application.environments.watch import EnvironmentWatch
@@ -143,17 +145,24 @@ class Container(containers.DeclarativeContainer):
         audit_retention=providers.Factory(timedelta, days=config.audit_retention_days),
     )
 
-    environment_service = providers.Singleton(EnvironmentService, uow=uow.provider, clock=clock, default_image=config.base_image)
+    # Per-environment SSH keys, their private halves sealed under the server's secret.
+    environment_credentials = providers.Singleton(
+        EnvironmentCredentials, keys=providers.Singleton(Ed25519KeyPairs), sealer=providers.Singleton(AesGcmSealer, config.secret_key),
+    )
+    environment_service = providers.Singleton(
+        EnvironmentService, uow=uow.provider, clock=clock, default_image=config.base_image, credentials=environment_credentials,
+    )
     host_service = providers.Singleton(HostService, uow=uow.provider, clock=clock, environments=environment_service)
-    platform_ssh_key = providers.Singleton(PlatformSshKey, config.platform_ssh_key)
-    access_gateway = providers.Singleton(DirectSshGateway, platform_key=platform_ssh_key)
+    access_gateway = providers.Singleton(DirectSshGateway)
     agent_service = providers.Singleton(
         AgentService, uow=uow.provider, clock=clock, environments=environment_service, heartbeat_seconds=config.heartbeat_seconds,
         gateway=access_gateway, feed=change_feed,
     )
     autostop = providers.Singleton(AutoStop, uow=uow.provider, clock=clock, environments=environment_service)
     environment_watch = providers.Singleton(EnvironmentWatch, uow=uow.provider, environments=environment_service, feed=change_feed)
-    environment_entry = providers.Singleton(EnvironmentEntry, uow=uow.provider, autostop=autostop, gateway=access_gateway)
+    environment_entry = providers.Singleton(
+        EnvironmentEntry, uow=uow.provider, autostop=autostop, gateway=access_gateway, credentials=environment_credentials,
+    )
 
     # --- background work -----------------------------------------------------------
     task_handlers = providers.Singleton(_task_handlers, maintenance)
@@ -187,7 +196,6 @@ def build_container(settings: Settings, *, persistence: str = "sql") -> Containe
             "password_hash_profile": settings.password_hash_profile,
             "base_image": settings.base_image,
             "heartbeat_seconds": settings.heartbeat_seconds,
-            "platform_ssh_key": settings.platform_ssh_key or settings.data_dir / "platform_ssh_key",
         }
     )
     return container

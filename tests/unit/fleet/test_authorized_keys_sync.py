@@ -1,5 +1,6 @@
 """The agent keeps authorized_keys in sync through the runtime's exec: written when the
-keys (or the container) change, never otherwise; the desired keys travel on the wire."""
+keys (or the container) change, never otherwise; the desired keys travel on the wire.
+(The host key installed by the same exec: tests/unit/fleet/test_host_key_install.py.)"""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from tests.unit.fleet.test_host_agent import (  # noqa: F401 - its fixtures, reu
 
 
 def key_writes(runtime) -> list[str]:
-    return [argv[4] for _, argv in runtime.exec_log if argv[:2] == ["/bin/sh", "-c"] and AUTHORIZED_KEYS_BEGIN in argv]
+    return [argv[4] for _, argv in runtime.exec_log
+            if argv[:2] == ["/bin/sh", "-c"] and AUTHORIZED_KEYS_BEGIN in argv and argv[-1] == "keys"]
 
 
 async def test_keys_are_written_once_and_again_only_when_they_change(agent, link, runtime):

@@ -2,14 +2,15 @@
 
 Every entrant's registered keys go into the container's authorized_keys (the agent
 keeps them in sync); users connect to ``host.address:<ssh port>`` as root. The
-platform's own public key (``PlatformSshKey``) goes in too, first: the web terminal of
-environments on remote hosts logs in with it.
+environment's own client key (``Environment.ssh_client_key``, made by the server for
+this environment only) goes in too, first: the web terminal of environments on remote
+hosts logs in with it. It is restricted to what a terminal needs (a pty and a shell: no
+forwarding of ports, agents or X11). No key shared between environments is ever
+installed: the block is replaced whole, so one from an older server (the former
+platform-wide key) is gone after the next sync.
 """
 
 from __future__ import annotations
-
-import logging
-from typing import Protocol
 
 from remotegpu.application.environments.access_gateway import (
     Endpoints,
@@ -17,39 +18,32 @@ from remotegpu.application.environments.access_gateway import (
     HostProvision,
     SshEndpoint,
 )
+from remotegpu.application.environments.credentials import CLIENT_KEY_COMMENT
 from remotegpu.domain.environments.models import Environment
 from remotegpu.domain.fleet.models import Host
 
+#: authorized_keys options of the web terminal's key (OpenSSH ≥ 7.2).
+CLIENT_KEY_OPTIONS = "restrict,pty"
 
-log = logging.getLogger("remotegpu.access")
 
-
-class PublicKeySource(Protocol):
-    def public_key(self) -> str: ...
+def client_key_line(env: Environment) -> str | None:
+    """The authorized_keys line of ``env``'s web-terminal key; None while it has none."""
+    if not env.ssh_client_key:
+        return None
+    return f"{CLIENT_KEY_OPTIONS} {env.ssh_client_key} {CLIENT_KEY_COMMENT}"
 
 
 class DirectSshGateway:
     name = "direct-ssh"
 
-    def __init__(self, platform_key: PublicKeySource | None = None) -> None:
-        self._platform_key = platform_key
-
     async def provision(self, env: Environment, entrants: list[Entrant]) -> HostProvision:
-        keys: list[str] = self._platform_keys()
+        own = client_key_line(env)
+        keys: list[str] = [own] if own else []
         for entrant in entrants:
             for key in entrant.public_keys:
                 if key not in keys:
                     keys.append(key)
         return HostProvision(authorized_keys=keys)
-
-    def _platform_keys(self) -> list[str]:
-        if self._platform_key is None:
-            return []
-        try:
-            return [self._platform_key.public_key()]
-        except (OSError, ValueError) as exc:  # users' keys must still be installed
-            log.error("platform SSH key unusable, web terminals over SSH will fail: %s", exc)
-            return []
 
     def endpoints(self, env: Environment, host: Host | None, ports: dict[str, int], fallback_host: str) -> Endpoints:
         if "ssh" not in ports:

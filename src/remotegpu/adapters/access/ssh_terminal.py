@@ -1,17 +1,18 @@
 """TerminalOpener over SSH: a session with a pty to the environment's own sshd.
 
 For environments the server cannot ``docker exec`` into (every host but its own
-machine's embedded one). The server logs in as root with the platform's key
-(``PlatformSshKey``), which the access gateway installs in every environment's managed
-authorized_keys block, and connects to the host's *private* address at the
-environment's SSH host port (published on all of the host's addresses, the private one
-included), so terminal traffic stays on the platform's private network.
+machine's embedded one). The server logs in as root with the environment's own client
+key and connects to the host's *private* address at the environment's SSH host port
+(published on all of the host's addresses, the private one included), so terminal
+traffic stays on the platform's private network.
 
-The environment's host key is generated inside the container; the host's agent reads
-it there and reports it (``Environment.ssh_host_key``), and from then on only that key
-is accepted. Until the first report (seconds after the container starts) any key is,
-like the Jupyter proxy's plain HTTP relying on the private network between the servers
-and the hosts being trusted.
+Both ends are the environment's own (``application/environments/credentials.py``): the
+only host key accepted is the one the server generated for this environment and its
+agent installed (never one read back from the container), and the client key is in
+this environment's authorized_keys only. Whatever answers on that port — another
+environment's sshd reached through a relay its owner planted, say — either proves it
+holds this environment's host key or is hung up on before anything is sent; and no
+other environment would accept the key anyway. Without both keys no connection is made.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import logging
 
 import asyncssh
 
-from remotegpu.adapters.access.platform_key import PlatformSshKey
 from remotegpu.application.environments.ports import WORKSPACE_PATH, EnvironmentRuntimeError
 from remotegpu.application.environments.terminal import TerminalTarget
 
@@ -82,39 +82,45 @@ class SshTerminalSession:
             pass
 
 
-def _pinned(host_key: str) -> tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey], list[asyncssh.SSHKey]] | None:
-    """Only the key the agent read from the container is trusted; None (any key, the
-    private network trusted) while it is not known yet."""
-    if not host_key:
-        return None
+def _pinned(host_key: str) -> tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey], list[asyncssh.SSHKey]]:
+    """Known hosts for asyncssh: only the environment's host key is trusted (no CA, none revoked)."""
     return [asyncssh.import_public_key(host_key)], [], []
 
 
 class SshTerminals:
-    """Opens terminals over SSH with the platform's key, as ``user`` (root)."""
+    """Opens terminals over SSH with each environment's own keys, as ``user`` (root)."""
 
-    def __init__(self, key: PlatformSshKey, *, user: str = "root", connect_timeout: float = 10.0) -> None:
-        self._key = key
+    def __init__(self, *, user: str = "root", connect_timeout: float = 10.0) -> None:
         self._user = user
         self._connect_timeout = connect_timeout
-        self._client_key: asyncssh.SSHKey | None = None
-
-    def _client_keys(self) -> list[asyncssh.SSHKey]:
-        if self._client_key is None:
-            self._client_key = asyncssh.import_private_key(self._key.private_key_pem())
-        return [self._client_key]
 
     async def open(self, target: TerminalTarget, *, cols: int = 80, rows: int = 24) -> SshTerminalSession:
         if not target.ssh_port:
             raise EnvironmentRuntimeError(f"environment {target.env_id} has no SSH port")
+        if not target.ssh_host_key or not target.ssh_client_key:
+            # Environments made before per-environment keys get theirs on their host's next beat.
+            raise EnvironmentRuntimeError(f"environment {target.env_id}: its SSH keys are not ready yet; try again in a moment")
+        try:
+            known_hosts = _pinned(target.ssh_host_key)
+            client_key = asyncssh.import_private_key(target.ssh_client_key)
+        except (asyncssh.KeyImportError, ValueError) as exc:
+            raise EnvironmentRuntimeError(f"environment {target.env_id}: its SSH keys are unusable ({exc})") from None
         address = target.private_address
         try:
             conn = await asyncssh.connect(
-                address, target.ssh_port, username=self._user, client_keys=self._client_keys(),
-                known_hosts=_pinned(target.ssh_host_key), config=[], agent_path=None, agent_forwarding=False, x11_forwarding=False,
+                address, target.ssh_port, username=self._user, client_keys=[client_key],
+                known_hosts=known_hosts, config=[], agent_path=None, agent_forwarding=False, x11_forwarding=False,
                 preferred_auth="publickey", connect_timeout=self._connect_timeout, login_timeout=self._connect_timeout,
                 keepalive_interval=30,
             )
+        except asyncssh.HostKeyNotVerifiable as exc:
+            # Something other than this environment's sshd answers on its port (a relay
+            # to another environment, a user's own sshd with other keys): never log in.
+            log.warning("terminal of %s: %s:%s presented a host key other than the environment's: %s",
+                        target.env_id, address, target.ssh_port, exc)
+            raise EnvironmentRuntimeError(
+                f"environment {target.env_id}: its SSH port did not present the environment's host key; connection refused"
+            ) from None
         except (asyncssh.Error, OSError, asyncio.TimeoutError) as exc:
             log.info("terminal of %s: SSH to %s:%s failed: %s", target.env_id, address, target.ssh_port, exc)
             raise EnvironmentRuntimeError(f"environment {target.env_id}: its SSH does not answer ({exc.__class__.__name__})") from None

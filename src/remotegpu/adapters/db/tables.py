@@ -257,8 +257,13 @@ environments = sa.Table(
     sa.Column("memory_gib", sa.Integer, nullable=False),
     # Size of its disk, counted against the workspace's storage quota until deleted.
     sa.Column("disk_gib", sa.Integer, nullable=False, server_default="50"),  # 0005
-    # The public key its sshd presents, as the agent read it (known_hosts, the SSH bridge).
+    # Its SSH keys, made by the server (application/environments/credentials.py): the host
+    # key's public half (known_hosts, the SSH bridge), the web terminal's client key's
+    # public half, and both private halves sealed under the server's secret.
     sa.Column("ssh_host_key", sa.String(1024), nullable=False, server_default=""),  # 0006
+    sa.Column("ssh_host_key_sealed", sa.Text, nullable=False, server_default=""),  # 0012
+    sa.Column("ssh_client_key", sa.String(1024), nullable=False, server_default=""),  # 0012
+    sa.Column("ssh_client_key_sealed", sa.Text, nullable=False, server_default=""),  # 0012
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),

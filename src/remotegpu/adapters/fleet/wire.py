@@ -14,6 +14,7 @@ JSON objects only have string keys: ``RuntimeSpec.ports`` travels as ``{"22": 40
 
 from __future__ import annotations
 
+import re
 from typing import Any, get_args
 
 from remotegpu.application.environments.ports import RuntimeSpec, RuntimeStatus
@@ -23,9 +24,13 @@ from remotegpu.application.fleet.agent_protocol import (
     HostReport,
     ObservedEnvironment,
 )
-from remotegpu.domain.environments.models import ssh_host_key_of
 from remotegpu.domain.fleet.models import Gpu
 
+#: What a host key may look like on its way to the agent (written to a file by a shell
+#: script in the container: base64 lines between the armour, nothing else).
+_OPENSSH_PRIVATE_KEY = re.compile(
+    r"-----BEGIN OPENSSH PRIVATE KEY-----\n(?:[A-Za-z0-9+/=]{1,80}\n){1,60}-----END OPENSSH PRIVATE KEY-----\n?"
+)
 OBSERVED_STATUSES = frozenset(get_args(RuntimeStatus))  # running | stopped | missing | failed
 DESIRED_STATES = frozenset({"running", "stopped", "deleted"})
 
@@ -69,7 +74,6 @@ def observed_to_dict(observed: ObservedEnvironment) -> dict[str, Any]:
         "generation": observed.generation,
         "message": observed.message,
         "ssh_sessions": observed.ssh_sessions,
-        "ssh_host_key": observed.ssh_host_key,
     }
 
 
@@ -114,6 +118,7 @@ def desired_to_dict(desired: DesiredEnvironment) -> dict[str, Any]:
         "generation": desired.generation,
         "spec": None if desired.spec is None else spec_to_dict(desired.spec),
         "authorized_keys": None if desired.authorized_keys is None else list(desired.authorized_keys),
+        "ssh_host_private_key": desired.ssh_host_private_key,
     }
 
 
@@ -250,7 +255,7 @@ def observed_from_dict(data: Any, path: str = "observed") -> ObservedEnvironment
         generation=r.integer("generation", None, minimum=0, nullable=True),
         message=r.text("message", ""),
         ssh_sessions=r.integer("ssh_sessions", 0, minimum=0),  # absent from older agents
-        ssh_host_key=ssh_host_key_of(r.text("ssh_host_key", "")),  # idem; "" unless a well-formed key
+        # "ssh_host_key" (older agents: the key read from the container) is ignored: never trusted.
     )
 
 
@@ -327,9 +332,14 @@ def desired_from_dict(data: Any, path: str = "desired") -> DesiredEnvironment:
         for i, key in enumerate(keys):
             if not isinstance(key, str) or "\n" in key:
                 raise ValueError(f"{path}.authorized_keys[{i}]: expected a one-line string")
+    host_key = r._get("ssh_host_private_key", None)  # absent from older servers
+    if host_key is not None:
+        host_key = r.text("ssh_host_private_key")
+        if not _OPENSSH_PRIVATE_KEY.fullmatch(host_key):
+            raise ValueError(f"{path}.ssh_host_private_key: expected an OpenSSH private key (PEM)")
     return DesiredEnvironment(
         env_id=env_id, desired=desired, generation=r.integer("generation", 0, minimum=0), spec=spec,
-        authorized_keys=None if keys is None else list(keys),
+        authorized_keys=None if keys is None else list(keys), ssh_host_private_key=host_key,
     )
 
 

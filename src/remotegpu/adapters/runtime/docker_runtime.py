@@ -42,13 +42,11 @@ from remotegpu.application.environments.ports import (
     RuntimeState,
     generation_of,
 )
-from remotegpu.adapters.runtime.contained import read_contained_file
-from remotegpu.domain.environments.models import SSH_CONTAINER_PORT, ssh_host_key_of
+from remotegpu.domain.environments.models import SSH_CONTAINER_PORT
 
 LABEL_SCOPE = "remotegpu.scope"
 LABEL_SPEC = "remotegpu.spec"
 LABEL_DISK_GIB = "remotegpu.disk_gib"  # recorded, not enforced (see the module docstring)
-SSH_HOST_KEY_FILE = "/etc/ssh/ssh_host_ed25519_key.pub"  # made per container by the base image
 _ENV_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
 # Exit codes of a container stopped on purpose (0 from the entrypoint, or SIGTERM/SIGKILL).
 _STOPPED_EXIT_CODES = {0, 137, 143}
@@ -104,9 +102,9 @@ class DockerRuntime(ThreadedRuntime):
     def _validate_env_id(self, env_id: str) -> None:
         _check_env_id(env_id)
 
-    async def exec(self, env_id: str, argv: list[str]) -> tuple[int, str]:
+    async def exec(self, env_id: str, argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
         _check_env_id(env_id)
-        return await asyncio.to_thread(self._exec, env_id, list(argv))
+        return await asyncio.to_thread(self._exec, env_id, list(argv), dict(env or {}))
 
     async def container_routes(self, env_id: str, container_port: int) -> tuple[tuple[str, int] | None, str | None]:
         """Ways into a running environment that skip Docker's port proxy, from one look
@@ -258,11 +256,11 @@ class DockerRuntime(ThreadedRuntime):
             return None, None
         return _endpoint_of(container, container_port), _root_of(container)
 
-    def _exec(self, env_id: str, argv: list[str]) -> tuple[int, str]:
+    def _exec(self, env_id: str, argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
         container = self._container(env_id)
         if container is None or container.status != "running":
             raise EnvironmentRuntimeError(f"environment {env_id} is not running")
-        result = container.exec_run(argv, user="root", workdir=WORKSPACE_PATH)
+        result = container.exec_run(argv, user="root", workdir=WORKSPACE_PATH, environment=env or None)
         return int(result.exit_code), (result.output or b"").decode("utf-8", "replace")
 
     # -- lookups ----------------------------------------------------------------
@@ -328,7 +326,6 @@ def _state(env_id: str, container: Any) -> RuntimeState:
         return RuntimeState(
             env_id, "running", container.id, _published_ports(attrs), _parse_time(status.get("StartedAt")),
             generation=generation, ssh_sessions=established_connections(status.get("Pid"), SSH_CONTAINER_PORT),
-            ssh_host_key=ssh_host_key_in(status.get("Pid")),
         )
     code = status.get("ExitCode", 0)
     if status.get("Status") in ("dead", "restarting") or status.get("OOMKilled") or code not in _STOPPED_EXIT_CODES:
@@ -368,20 +365,6 @@ def start_once_running(container: Any, *, wait_seconds: float = 5.0, poll_second
             if time.monotonic() >= deadline:
                 raise
             time.sleep(poll_seconds)
-
-
-def ssh_host_key_in(pid: Any, proc: str = "/proc") -> str:
-    """The ed25519 public key the sshd of the container whose init is ``pid`` presents,
-    read from its files (the base image's entrypoint makes one per container); "" when
-    it cannot be read: not made yet, no such process, an agent outside the host's PID
-    namespace. The file is the container user's: no link in the way is followed."""
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return ""
-    try:
-        text = read_contained_file(f"{proc}/{pid}/root", SSH_HOST_KEY_FILE, limit=4096)
-    except OSError:
-        return ""
-    return ssh_host_key_of(text.decode("ascii", "replace"))
 
 
 def established_connections(pid: Any, port: int, proc: str = "/proc") -> int:

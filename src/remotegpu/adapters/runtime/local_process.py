@@ -71,7 +71,7 @@ class LocalProcessRuntime(ThreadedRuntime):
     def _validate_env_id(self, env_id: str) -> None:
         _check_env_id(env_id)
 
-    async def exec(self, env_id: str, argv: list[str]) -> tuple[int, str]:
+    async def exec(self, env_id: str, argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
         _check_env_id(env_id)
         if not argv:
             raise ValueError("exec needs a command")
@@ -82,7 +82,7 @@ class LocalProcessRuntime(ThreadedRuntime):
         args = [_rewrite(a, workspace) for a in argv]
         try:
             process = await asyncio.create_subprocess_exec(
-                *args, cwd=workspace, env=self._environ(env_id, state["spec"]),
+                *args, cwd=workspace, env={**self._environ(env_id, state["spec"]), **(env or {})},
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             )
         except OSError as exc:

@@ -45,10 +45,10 @@ class InMemoryRuntime:
         self._ids = itertools.count(1)
         self.fail_start: set[str] = set()
         self.exec_log: list[tuple[str, list[str]]] = []
+        self.exec_envs: list[dict[str, str]] = []  # the ``env`` of each exec_log entry
         self.starts = 0
         self.creates = 0
         self._ssh_sessions: dict[str, int] = {}
-        self._ssh_host_keys: dict[str, str] = {}
 
     async def ensure_running(self, spec: RuntimeSpec) -> RuntimeState:
         await asyncio.sleep(0)
@@ -91,16 +91,17 @@ class InMemoryRuntime:
         await asyncio.sleep(0)
         return [self._state(env_id, env) for env_id, env in sorted(self._envs.items())]
 
-    async def exec(self, env_id: str, argv: list[str]) -> tuple[int, str]:
+    async def exec(self, env_id: str, argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
         """Records the call; understands ``cat PATH`` on the disk, answers 0 otherwise."""
         await asyncio.sleep(0)
-        env = self._envs.get(env_id)
-        if env is None or not env.running:
+        running = self._envs.get(env_id)
+        if running is None or not running.running:
             raise EnvironmentRuntimeError(f"environment {env_id} is not running")
         self.exec_log.append((env_id, list(argv)))
+        self.exec_envs.append(dict(env or {}))
         if len(argv) == 2 and argv[0] == "cat":
-            if argv[1] in env.disk:
-                return 0, env.disk[argv[1]]
+            if argv[1] in running.disk:
+                return 0, running.disk[argv[1]]
             return 1, f"cat: {argv[1]}: No such file or directory\n"
         return 0, ""
 
@@ -122,10 +123,6 @@ class InMemoryRuntime:
             raise ValueError("a number of sessions is never negative")
         self._ssh_sessions[env_id] = count
 
-    def set_ssh_host_key(self, env_id: str, key: str) -> None:
-        """Pretend the environment's sshd presents ``key`` (reported while it runs)."""
-        self._ssh_host_keys[env_id] = key
-
     def crash(self, env_id: str, message: str = "exited with code 1") -> None:
         self._envs[env_id].running = False
         self._failed[env_id] = message
@@ -142,6 +139,6 @@ class InMemoryRuntime:
         if env.running:
             return RuntimeState(
                 env_id, "running", env.container_id, dict(env.spec.ports), env.started_at, generation=generation,
-                ssh_sessions=self._ssh_sessions.get(env_id, 0), ssh_host_key=self._ssh_host_keys.get(env_id, ""),
+                ssh_sessions=self._ssh_sessions.get(env_id, 0),
             )
         return RuntimeState(env_id, "stopped", env.container_id, generation=generation)

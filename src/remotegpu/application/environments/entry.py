@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from remotegpu.application.environments.access import load_visible
 from remotegpu.application.environments.access_gateway import AccessGateway, Entrant
 from remotegpu.application.environments.autostop import AutoStop
-from remotegpu.application.environments.terminal import private_address_of
+from remotegpu.application.environments.credentials import EnvironmentCredentials
+from remotegpu.application.environments.terminal import TerminalTarget, private_address_of
 from remotegpu.application.shared.ports import UnitOfWork, UnitOfWorkFactory
 from remotegpu.domain.environments.models import Desired, Environment, EnvStatus
 from remotegpu.domain.fleet.models import Host
@@ -74,6 +75,7 @@ class EnvironmentEntry:
     uow: UnitOfWorkFactory
     autostop: AutoStop
     gateway: AccessGateway
+    credentials: EnvironmentCredentials | None = None  # None: no SSH bridge for the terminal
     throttle_seconds: float = ACTIVITY_THROTTLE_SECONDS
     _last_activity: dict[str, float] = field(default_factory=dict)
 
@@ -95,6 +97,13 @@ class EnvironmentEntry:
         if host is None or "jupyter" not in ports:
             raise Conflict("the environment has no JupyterLab port", code="no_jupyter")
         return Upstream(env.id, host, ports["jupyter"], env.jupyter_token)
+
+    def terminal_target(self, env: Environment, host: Host, ports: dict[str, int]) -> TerminalTarget:
+        """Where the web terminal goes for ``env`` (from ``load_enterable``), with the
+        environment's own credentials for the SSH bridge: its host key to expect and its
+        client key to log in with — nothing that opens another environment."""
+        client_key = (self.credentials.client_private_key(env) if self.credentials else None) or ""
+        return TerminalTarget(env.id, host, ports.get("ssh"), env.ssh_host_key, client_key)
 
     async def record_activity(self, env_id: str) -> None:
         """Feed the idle policy; writes at most once per ``throttle_seconds`` per environment."""

@@ -64,9 +64,9 @@ class RuntimeState:
     created from (None when it carries none);
     ``ssh_sessions`` counts the SSH connections established to the environment's sshd
     right now (running environments only; 0 where the runtime cannot tell): the agent
-    reports it so that SSH use counts as activity for the idle policy;
-    ``ssh_host_key`` is the public key the environment's sshd presents ("type base64",
-    "" where the runtime cannot read it): users pin it, the web terminal's bridge checks it.
+    reports it so that SSH use counts as activity for the idle policy. (What the
+    container's sshd presents is never read back: its host key is the platform's, see
+    ``application/environments/credentials.py``.)
     """
 
     env_id: str
@@ -77,7 +77,6 @@ class RuntimeState:
     message: str = ""
     generation: int | None = None
     ssh_sessions: int = 0
-    ssh_host_key: str = ""
 
 
 def generation_of(labels: dict[str, str] | None) -> int | None:
@@ -140,10 +139,11 @@ class RuntimeWithExec(Protocol):
     """Optional ability: run a command inside a running environment
     (ask ``isinstance(runtime, RuntimeWithExec)``)."""
 
-    async def exec(self, env_id: str, argv: list[str]) -> tuple[int, str]:
-        """Run ``argv`` in the environment as root; return its exit code and its
-        combined stdout/stderr. Raises ``EnvironmentRuntimeError`` if the environment is not
-        running."""
+    async def exec(self, env_id: str, argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
+        """Run ``argv`` in the environment as root, with ``env`` added to its environment
+        (secrets go there, not into ``argv``: a command line is visible to every user of
+        the host); return its exit code and its combined stdout/stderr. Raises
+        ``EnvironmentRuntimeError`` if the environment is not running."""
         ...
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from remotegpu.application.environments import placement as pl
 from remotegpu.application.environments.access import load_operable, load_visible
+from remotegpu.application.environments.credentials import EnvironmentCredentials
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from remotegpu.application.workspaces.service import authorize
 from remotegpu.domain.environments.models import (
@@ -63,6 +64,8 @@ class EnvironmentService:
     uow: UnitOfWorkFactory
     clock: Clock
     default_image: str = "remotegpu/base:latest"
+    # Per-environment SSH keys, made at creation (None: none, e.g. unit tests of other rules).
+    credentials: EnvironmentCredentials | None = None
 
     # --- user-facing use cases ---------------------------------------------------------
     async def create(self, actor: User, req: CreateRequest) -> EnvironmentView:
@@ -79,6 +82,8 @@ class EnvironmentService:
                         storage_gib=req.disk_gib,
                     ))
                     env = self._new(actor, req)
+                    if self.credentials is not None:
+                        self.credentials.ensure(env)  # known_hosts is in the access info at once
                     await uow.environments.add(env)
                     await self._place_or_queue(uow, env, "created")
                     await uow.environments.update(env)

@@ -5,15 +5,16 @@ Two ways in, behind one port (the web terminal handler does not care which):
 * ``remotegpu.adapters.runtime.docker_terminal`` — ``docker exec`` with a tty, for
   environments on this server's own machine (the embedded host) with a Docker runtime;
 * ``remotegpu.adapters.access.ssh_terminal`` — an SSH session with a pty to the
-  environment's sshd, logged in with the platform's own key (the access gateway puts
-  its public half into every environment's authorized_keys), for every other host.
+  environment's sshd, logged in with that environment's own client key (the access
+  gateway puts its public half into that environment's authorized_keys only) and
+  accepting only that environment's platform-made host key, for every other host.
 
 ``TerminalRouter`` picks one per environment (``choose``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from remotegpu.domain.fleet.models import Host
@@ -41,13 +42,16 @@ class TerminalSession(Protocol):
 
 @dataclass(frozen=True)
 class TerminalTarget:
-    """A running environment as a terminal reaches it: its host, its SSH host port and
-    the key its sshd presents ("" while not known: the SSH bridge then cannot check it)."""
+    """A running environment as a terminal reaches it: its host, its SSH host port, the
+    host key its sshd must present and the private key that logs in to it (both the
+    environment's own, see ``credentials.py``; "" when it has none yet: the SSH bridge
+    then refuses to connect)."""
 
     env_id: str
     host: Host
     ssh_port: int | None = None
     ssh_host_key: str = ""
+    ssh_client_key: str = field(default="", repr=False)
 
     @property
     def private_address(self) -> str:

@@ -24,6 +24,7 @@ The same class runs in-process in embedded mode and behind ``remotegpu agent``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -114,8 +115,8 @@ class HostAgent:
         self._sleep = sleep
         self._actions = asyncio.Semaphore(max_concurrent_actions)
         self._failures: dict[str, _Failure] = {}
-        # env_id → (container id, keys) last written to its authorized_keys.
-        self._keys_written: dict[str, tuple[str | None, tuple[str, ...]]] = {}
+        # env_id → (container id, keys, host key digest) last installed in its container.
+        self._keys_written: dict[str, tuple[str | None, tuple[str, ...] | None, str | None]] = {}
         self._host_id: str | None = None
         self._token: str | None = None
         self._reregistered = False
@@ -163,7 +164,7 @@ class HostAgent:
         # (one Docker round of list + inspect less on the way to starting a container).
         self._listed = (self._clock(), states) if healthy else None
         observed = {
-            s.env_id: ObservedEnvironment(s.env_id, s.status, s.generation, s.message, s.ssh_sessions, s.ssh_host_key)
+            s.env_id: ObservedEnvironment(s.env_id, s.status, s.generation, s.message, s.ssh_sessions)
             for s in states
         }
         for env_id, failure in self._failures.items():
@@ -234,32 +235,44 @@ class HostAgent:
 
     async def _converge_and_sync(self, want: DesiredEnvironment, seen: RuntimeState | None) -> bool:
         changed = await self._converge(want, seen)
-        if want.desired == "running" and want.authorized_keys is not None:
-            await self._sync_keys(want.env_id, want.authorized_keys, None if changed else seen)
+        if want.desired == "running" and (want.authorized_keys is not None or want.ssh_host_private_key is not None):
+            await self._sync_keys(want.env_id, want.authorized_keys, want.ssh_host_private_key, None if changed else seen)
         return changed
 
-    async def _sync_keys(self, env_id: str, keys: list[str], seen: RuntimeState | None) -> None:
-        """Write ``keys`` into the running environment's authorized_keys when they (or
-        its container) changed since the last write. A failure is logged and retried on
-        the next beat; it never fails the environment."""
+    async def _sync_keys(self, env_id: str, keys: list[str] | None, host_key: str | None, seen: RuntimeState | None) -> None:
+        """Install ``keys`` into the running environment's authorized_keys and
+        ``host_key`` as its sshd's host key when they (or its container) changed since
+        the last install: one exec, the host key in its environment (never on a command
+        line). ``None`` leaves that part alone. A failure is logged and retried on the
+        next beat; it never fails the environment.
+
+        The ``local`` runtime never installs a host key: its "environments" are
+        processes on this very machine, whose /etc/ssh is the machine's own."""
         if not isinstance(self.runtime, RuntimeWithExec):
             return
+        if self._runtime_name == "local":
+            host_key = None
+            if keys is None:
+                return
         try:
             if seen is None:
                 seen = await self.runtime.inspect(env_id)
             if seen is None or seen.status != "running":
                 return
-            wanted = (seen.container_id, tuple(keys))
+            digest = None if host_key is None else hashlib.sha256(host_key.encode()).hexdigest()
+            wanted = (seen.container_id, None if keys is None else tuple(keys), digest)
             if self._keys_written.get(env_id) == wanted:
                 return
-            code, output = await self.runtime.exec(env_id, authorized_keys_command(keys))
+            argv, env = access_command(keys, host_key)
+            code, output = await self.runtime.exec(env_id, argv, env)
             if code != 0:
                 raise RuntimeError(f"exit code {code}: {output.strip()[:300]}")
             self._keys_written[env_id] = wanted
-            log.info("environment %s: %d authorized key(s) installed", env_id, len(keys), extra={"env_id": env_id})
+            log.info("environment %s: access installed (%s authorized key(s)%s)", env_id,
+                     "no" if keys is None else len(keys), ", host key" if host_key else "", extra={"env_id": env_id})
         except Exception as exc:  # noqa: BLE001 - retried next beat
             self._keys_written.pop(env_id, None)
-            log.warning("environment %s: could not install authorized keys: %s", env_id, exc, extra={"env_id": env_id})
+            log.warning("environment %s: could not install its SSH keys: %s", env_id, exc, extra={"env_id": env_id})
 
     async def _converge(self, want: DesiredEnvironment, seen: RuntimeState | None) -> bool:
         if want.desired == "running":
@@ -412,6 +425,40 @@ def authorized_keys_command(keys: list[str]) -> list[str]:
     """argv that installs ``keys`` as the managed block of root's authorized_keys."""
     return ["/bin/sh", "-c", _AUTHORIZED_KEYS_SCRIPT, "remotegpu-keys", "\n".join(keys),
             AUTHORIZED_KEYS_BEGIN, AUTHORIZED_KEYS_END]
+
+
+#: Where sshd looks for its ed25519 host key (OpenSSH's default ``HostKey``).
+SSH_HOST_KEY_PATH = "/etc/ssh/ssh_host_ed25519_key"
+#: The environment variable that carries the host key into the install script.
+HOST_KEY_VARIABLE = "REMOTEGPU_SSH_HOST_KEY"
+
+# Installs the platform's host key ($REMOTEGPU_SSH_HOST_KEY) for the container's sshd, then
+# runs the authorized_keys script when "$4" is "keys". POSIX sh, so it works in any image.
+# * It first waits (10 s at most) for sshd's pid file: the image's entrypoint generates
+#   its own host keys before starting sshd (`ssh-keygen -A`), which must not race ours.
+# * The other host key types go, so sshd presents only the platform's key.
+# * sshd is told to reload (SIGHUP: it re-executes itself with the same pid, keeping open
+#   sessions) only when the key changed.
+_ACCESS_SCRIPT = (
+    'set -e; if [ -n "${%(var)s:-}" ]; then k=%(path)s; i=0; '
+    'while [ ! -s /run/sshd.pid ] && [ "$i" -lt 50 ]; do sleep 0.2; i=$((i+1)); done; '
+    'if [ "$(cat "$k" 2>/dev/null)" != "$%(var)s" ]; then mkdir -p /etc/ssh; '
+    '(umask 077; printf "%%s\\n" "$%(var)s" > "$k.rgpu-tmp"); mv -f "$k.rgpu-tmp" "$k"; '
+    'rm -f "$k.pub" /etc/ssh/ssh_host_rsa_key /etc/ssh/ssh_host_rsa_key.pub /etc/ssh/ssh_host_ecdsa_key '
+    '/etc/ssh/ssh_host_ecdsa_key.pub /etc/ssh/ssh_host_dsa_key /etc/ssh/ssh_host_dsa_key.pub; '
+    'if command -v ssh-keygen >/dev/null 2>&1; then ssh-keygen -y -f "$k" > "$k.pub" 2>/dev/null || rm -f "$k.pub"; fi; '
+    'if [ -s /run/sshd.pid ]; then kill -HUP "$(cat /run/sshd.pid)" 2>/dev/null || true; fi; fi; fi; '
+    'unset %(var)s; if [ "$4" = keys ]; then %(keys)s; fi'
+) % {"var": HOST_KEY_VARIABLE, "path": SSH_HOST_KEY_PATH, "keys": _AUTHORIZED_KEYS_SCRIPT}
+
+
+def access_command(keys: list[str] | None, host_key: str | None) -> tuple[list[str], dict[str, str]]:
+    """(argv, environment) of one exec that installs ``host_key`` (an OpenSSH private
+    key) as sshd's host key and ``keys`` as the managed block of root's authorized_keys;
+    None leaves that part as it is. The private key travels in the environment only."""
+    argv = ["/bin/sh", "-c", _ACCESS_SCRIPT, "remotegpu-access", "\n".join(keys or []),
+            AUTHORIZED_KEYS_BEGIN, AUTHORIZED_KEYS_END, "keys" if keys is not None else "-"]
+    return argv, ({HOST_KEY_VARIABLE: host_key.strip()} if host_key else {})
 
 
 def _runtime_name(runtime: object) -> str:

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from remotegpu.application.environments.access_gateway import AccessGateway
 from remotegpu.application.environments.entry import entrants
+from remotegpu.application.environments.terminal import RUNTIMES_WITHOUT_SSHD
 
 from remotegpu.application.environments.placement import JUPYTER_CONTAINER_PORT, container_ports
 from remotegpu.application.environments.ports import RuntimeSpec
@@ -199,9 +200,6 @@ class AgentService:
             # Someone is logged in over SSH: that is use, like Jupyter or the terminal.
             env.last_activity_at = now
             env.idle_since = None
-        if seen is not None and state == "running" and seen.ssh_host_key and seen.ssh_host_key != env.ssh_host_key:
-            # A new container (first start, or recreated) presents a new key.
-            env.ssh_host_key = seen.ssh_host_key
         current_generation = seen is not None and (seen.generation is None or seen.generation == env.generation)
         if env.status is EnvStatus.STARTING:
             if state == "running" and current_generation:
@@ -236,11 +234,25 @@ class AgentService:
         if state == "deleted":
             return DesiredEnvironment(env.id, "deleted", env.generation)
         if state == "running":
+            host_key = await self._ssh_host_key(uow, env, host)
             keys = None
             if self.gateway is not None:
                 keys = (await self.gateway.provision(env, await entrants(uow, env))).authorized_keys
-            return DesiredEnvironment(env.id, "running", env.generation, await self._spec(uow, env, host), keys)
+            return DesiredEnvironment(env.id, "running", env.generation, await self._spec(uow, env, host), keys, host_key)
         return DesiredEnvironment(env.id, "stopped", env.generation)
+
+    async def _ssh_host_key(self, uow: UnitOfWork, env: Environment, host: Host) -> str | None:
+        """The private host key the agent installs (None for runtimes without sshd).
+        Environments made before per-environment keys get theirs here, on the first beat
+        that wants them running (see ``EnvironmentCredentials``)."""
+        credentials = self.environments.credentials
+        if credentials is None:
+            return None
+        if credentials.ensure(env):
+            await uow.environments.update(env)
+        if host.runtime in RUNTIMES_WITHOUT_SSHD:
+            return None
+        return credentials.host_private_key(env)
 
     async def _spec(self, uow: UnitOfWork, env: Environment, host: Host) -> RuntimeSpec:
         gpus = {a.gpu_uuid for a in await uow.allocations.gpus_of(env.id)}

@@ -45,14 +45,14 @@ def _memo(app: web.Application, key: str, make: Callable[[], Any]) -> Any:
 
 def terminal_router(app: web.Application) -> TerminalRouter:
     """The web terminal's opener: docker exec for the embedded host's environments (when
-    its runtime is Docker), an SSH session with the platform's key for all others."""
+    its runtime is Docker), an SSH session with each environment's own keys for all others."""
 
     def make() -> TerminalRouter:
         from remotegpu.adapters.access.ssh_terminal import SshTerminals
 
         return TerminalRouter(
             local_host_id=lambda: local_host_id(app), local=terminal_opener(app),
-            ssh=SshTerminals(app[CONTAINER].platform_ssh_key()),
+            ssh=SshTerminals(),
         )
 
     return _memo(app, "router", make)

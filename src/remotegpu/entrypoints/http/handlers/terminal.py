@@ -13,7 +13,7 @@ The socket closes with code 1000 (``terminal session ended``) when the shell exi
 and with 1001 (going away, ``environment stopped``) when the environment is stopped,
 restarted or deleted — within the seconds its container takes to stop. The shell
 comes from ``docker exec`` for environments on this machine's embedded Docker host,
-from an SSH session with the platform's key for every other host (``TerminalRouter``);
+from an SSH session with the environment's own key for every other host (``TerminalRouter``);
 an environment neither reaches answers 409 ``terminal_unavailable``.
 """
 
@@ -27,7 +27,6 @@ import logging
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from remotegpu.application.environments.ports import EnvironmentRuntimeError
-from remotegpu.application.environments.terminal import TerminalTarget
 from remotegpu.domain.shared.errors import Conflict
 from remotegpu.entrypoints.http.errors import error_response
 from remotegpu.entrypoints.http.handlers import api
@@ -50,7 +49,7 @@ async def open_terminal(call: Call) -> web.StreamResponse:
         raise Conflict("the environment has no host", code="terminal_unavailable")
     cols, rows = _size(request.query.get("cols"), 80), _size(request.query.get("rows"), 24)
     try:
-        session = await terminal_router(request.app).open(TerminalTarget(env.id, host, ports.get("ssh"), env.ssh_host_key), cols=cols, rows=rows)
+        session = await terminal_router(request.app).open(entry.terminal_target(env, host, ports), cols=cols, rows=rows)
     except EnvironmentRuntimeError as exc:
         raise Conflict(str(exc), code="not_running") from None
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1024 * 1024)

@@ -130,6 +130,8 @@ async def test_create_answers_202_starting_then_running_and_gpu_types_count_down
     r = await client.get(f"{ENVS}/{env['id']}/access", headers=user.headers)
     access = await r.json()
     assert r.status == 200 and access["ssh"]["port"] == next(p["port"] for p in env["ports"] if p["purpose"] == "ssh")
+    # The platform made its host key with it: the known_hosts line is there from the first answer.
+    assert access["ssh"]["known_hosts"].startswith(f"[{access['ssh']['host']}]:{access['ssh']['port']} ssh-ed25519 ")
 
     # One more than what is free waits in the queue, with its position.
     waiting = await created(client, user, "big", gpu_count=2)

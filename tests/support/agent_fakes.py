@@ -30,8 +30,8 @@ class FixedSystem:
 
 async def memory_host_agent(world, name: str, gpus: str = "2xNVIDIA L4 24GB", **sizes: int):
     """A real HostAgent on the in-memory runtime, joined to ``world``'s server through the
-    in-process link: its beats report what the runtime fakes (``set_ssh_sessions``,
-    ``set_ssh_host_key``). Returns (agent, runtime)."""
+    in-process link: its beats report what the runtime fakes (``set_ssh_sessions``).
+    Returns (agent, runtime)."""
     from remotegpu.adapters.fleet.fake_probe import FakeGpuProbe
     from remotegpu.adapters.runtime import InMemoryRuntime
     from remotegpu.application.fleet.agent import HostAgent

@@ -405,3 +405,29 @@ async def test_es_client_key_does_not_open_f_even_when_fs_host_key_is_not_checke
     for port, key in ((f_port, e_client), (e_port, f_client)):
         with pytest.raises(asyncssh.PermissionDenied):
             await login(port, key)
+
+
+async def test_the_host_key_survives_a_stop_and_start_in_a_new_container(remote_world):
+    """Users pin the key once: a stopped and started environment presents the same key
+    (the agent installs it in whatever container now runs — a new one when the start
+    recreates it, as it does today), and the terminal still gets in."""
+    world = remote_world
+    before = world.access(world.victim_id, world.bob_token)
+    for action in ("stop", "start"):
+        code, body = world.server.request("POST", f"/api/v1/environments/{world.victim_id}/{action}", {} if action == "start" else None,
+                                          token=world.bob_token)
+        assert code == 202, body
+        want = "stopped" if action == "stop" else "running"
+        deadline = time.monotonic() + 90
+        while (env := world.server.request("GET", f"/api/v1/environments/{world.victim_id}", token=world.bob_token)[1])["status"] != want:
+            assert time.monotonic() < deadline, env
+            await asyncio.sleep(0.3)
+    after = world.access(world.victim_id, world.bob_token)
+    assert after["known_hosts"].split()[1:] == before["known_hosts"].split()[1:]
+    key = " ".join(after["known_hosts"].split()[1:])
+    assert await until(lambda: _is(presented_host_key(after["port"]), key)) is True
+    async with aiohttp.ClientSession(world.server.url, headers=bearer(world.bob_token)) as s:
+        ws = await open_terminal(s, world.victim_id)
+        async with ws:
+            await ws.send_str("echo again-$RANDOM\r")
+            await Screen(ws).until(r"again-\d+")

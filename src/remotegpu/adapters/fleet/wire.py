@@ -31,6 +31,7 @@ from remotegpu.domain.fleet.models import Gpu
 _OPENSSH_PRIVATE_KEY = re.compile(
     r"-----BEGIN OPENSSH PRIVATE KEY-----\n(?:[A-Za-z0-9+/=]{1,80}\n){1,60}-----END OPENSSH PRIVATE KEY-----\n?"
 )
+
 OBSERVED_STATUSES = frozenset(get_args(RuntimeStatus))  # running | stopped | missing | failed
 DESIRED_STATES = frozenset({"running", "stopped", "deleted"})
 

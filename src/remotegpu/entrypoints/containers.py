@@ -150,6 +150,7 @@ class Container(containers.DeclarativeContainer):
     agent_service = providers.Singleton(
         AgentService, uow=uow.provider, clock=clock, environments=environment_service, heartbeat_seconds=config.heartbeat_seconds,
         gateway=access_gateway, feed=change_feed,
+        allow_loopback=config.allow_loopback_agents, stranded_after_seconds=config.stranded_after_seconds,
     )
     autostop = providers.Singleton(AutoStop, uow=uow.provider, clock=clock, environments=environment_service)
     environment_watch = providers.Singleton(EnvironmentWatch, uow=uow.provider, environments=environment_service, feed=change_feed)

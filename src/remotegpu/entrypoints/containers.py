@@ -188,6 +188,8 @@ def build_container(settings: Settings, *, persistence: str = "sql") -> Containe
             "password_hash_profile": settings.password_hash_profile,
             "base_image": settings.base_image,
             "heartbeat_seconds": settings.heartbeat_seconds,
+            "allow_loopback_agents": settings.allow_loopback_agents,
+            "stranded_after_seconds": settings.stranded_after_seconds,
             "platform_ssh_key": settings.platform_ssh_key or settings.data_dir / "platform_ssh_key",
         }
     )

@@ -46,9 +46,9 @@ def check_address(value: str, *, field: str = "address", allow_loopback: bool = 
             ip = ip.ipv4_mapped
         if ip.is_unspecified or (isinstance(ip, ipaddress.IPv4Address) and ip in _THIS_NETWORK):
             raise _refuse(field, value, "is the unspecified address: name the address the host is reached at")
-        if ip.is_link_local or ip.is_multicast or ip.is_reserved:
-            raise _refuse(field, value, "is a link-local, multicast or reserved address")
         loopback = ip.is_loopback
+        if ip.is_link_local or ip.is_multicast or (ip.is_reserved and not loopback):  # ::1 is in reserved ::/8
+            raise _refuse(field, value, "is a link-local, multicast or reserved address")
     if loopback and not allow_loopback:
         raise _refuse(
             field, value,

@@ -7,7 +7,8 @@ over HTTP against the real server (in-memory runtimes, fake GPUs; no Docker need
   none of the first host's GPUs: the first keeps running, the copy shows a conflict;
 * rotating a host's token cuts its agent off at once; ``remotegpu agent --token NEW``
   (same state dir) comes back as the same host with the same environment;
-* removing the host (force) turns its environment lost; deleting it completes at once.
+* removing the host (force) turns its environment lost; a stop is settled by the
+  sweeper; deleting it completes at once.
 """
 
 from __future__ import annotations
@@ -111,6 +112,11 @@ def test_real_agents_are_trusted_with_their_own_host_only(tmp_path):
             assert code == 204
             lost = wait_status(server, admin, env["id"], "lost", 5)
             assert lost["gpus"] == [] and "removed" in lost["status_message"]
+            # A stop has no agent to wait for: the server's sweeper settles it (lost: only delete is left).
+            code, stopping = server.request("POST", f"/api/v1/environments/{env['id']}/stop", token=admin)
+            assert code == 202 and stopping["status"] == "stopping", stopping
+            settled = wait_status(server, admin, env["id"], "lost", 10)
+            assert "its host was removed" in settled["status_message"]
             code, deleted = server.request("DELETE", f"/api/v1/environments/{env['id']}", token=admin)
             assert code == 202 and deleted["status"] == "deleted"
             assert server.request("GET", f"/api/v1/environments/{env['id']}", token=admin)[0] == 404

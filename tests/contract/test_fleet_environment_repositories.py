@@ -110,7 +110,7 @@ async def test_hosts_list_by_name_and_tokens_names_gpus_are_unique(uow_factory):
         assert len(await uow.hosts.list()) == 4
 
 
-async def test_update_replaces_the_gpus_and_a_gpu_may_move_between_hosts(uow_factory):
+async def test_update_replaces_only_its_own_gpus_and_a_gpu_moves_once_its_owner_let_go(uow_factory):
     one, two = make_host(1, gpus=4), make_host(2, gpus=0)
     await add_hosts(uow_factory, one, two)
     moved = one.gpus[3]
@@ -120,19 +120,36 @@ async def test_update_replaces_the_gpus_and_a_gpu_may_move_between_hosts(uow_fac
         host.set_admin_status(HostStatus.DRAINING)
         host.labels, host.gpu_utilization = {"zone": "c"}, {host.gpus[1].uuid: 50}
         host.agent_token_hash, host.join_token_hash = "agent", None
+        host.allow_loopback, host.gpu_conflicts = True, {"GPU-elsewhere": two.id}
         await uow.hosts.update(host)
         await uow.commit()
     async with uow_factory() as uow:
         assert await uow.hosts.get(one.id) == host
         assert await uow.hosts.get_by_agent_token("agent") == host
+        assert await uow.hosts.gpu_owners([moved.uuid, one.gpus[0].uuid, "GPU-nobody"]) == {one.gpus[0].uuid: one.id}
     # The GPU that left host 1 shows up on host 2, at another index.
     async with uow_factory() as uow:
         other = await uow.hosts.get(two.id)
         other.gpus = [replace(moved, index=0)]
         await uow.hosts.update(other)
         await uow.commit()
-    # And back, before host 2 reported it gone: delete-then-insert must not trip UNIQUE(uuid).
+    # Host 1 reporting it again while host 2 holds it: refused, host 2's row untouched
+    # (an agent is trusted with its own host only; the service keeps such GPUs out).
+    with pytest.raises(Conflict):
+        async with uow_factory() as uow:
+            back = await uow.hosts.get(one.id)
+            back.gpus = back.gpus + [moved]
+            await uow.hosts.update(back)
+            await uow.commit()
     async with uow_factory() as uow:
+        assert [g.uuid for g in (await uow.hosts.get(two.id)).gpus] == [moved.uuid]
+        assert await uow.hosts.gpu_owners([moved.uuid]) == {moved.uuid: two.id}
+        assert len((await uow.hosts.get(one.id)).gpus) == 3
+    # Once host 2 let go of it, host 1 may take it back.
+    async with uow_factory() as uow:
+        other = await uow.hosts.get(two.id)
+        other.gpus = []
+        await uow.hosts.update(other)
         back = await uow.hosts.get(one.id)
         back.gpus = back.gpus + [moved]
         await uow.hosts.update(back)

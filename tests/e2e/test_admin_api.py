@@ -91,3 +91,128 @@ async def test_closed_registration(aiohttp_client, tmp_path):
     client = await aiohttp_client(create_app(container, run_background=False))
     r = await client.post("/api/v1/auth/register", json={"username": "newbie", "email": "n@example.com", "password": "longenough"})
     assert r.status == 403 and (await r.json())["error"]["code"] == "registration_closed"
+
+
+# --- hosts: agents are trusted with their own host only -------------------------------------
+
+
+async def test_an_agent_reporting_another_hosts_gpu_over_http_steals_nothing(client, new_account):
+    from dataclasses import replace
+
+    from tests.e2e.test_environments_api import A100, add_host, created, get
+
+    admin, user = await new_account(admin=True), await new_account()
+    one = await add_host(client, admin, "gpu-1", f"2x{A100}")
+    env = await created(client, user, "victim", gpu_count=1)
+    await one.converge()
+    env = await get(client, user, env["id"])
+    assert env["status"] == "running" and env["host_id"] == one.host_id
+    held = env["gpus"][0]["uuid"]
+
+    two = await add_host(client, admin, "gpu-2", f"1x{A100}")
+    two.gpus = two.gpus + [replace(next(g for g in one.gpus if g.uuid == held), index=1)]
+    await two.beat()
+
+    hosts = {h["name"]: h for h in (await (await client.get("/api/v1/hosts", headers=admin.headers)).json())["items"]}
+    assert [(g["uuid"], g["allocated"]) for g in hosts["gpu-1"]["gpus"] if g["uuid"] == held] == [(held, True)]
+    assert len(hosts["gpu-1"]["gpus"]) == 2 and hosts["gpu-1"]["conditions"] == []
+    assert held not in {g["uuid"] for g in hosts["gpu-2"]["gpus"]}
+    (condition,) = hosts["gpu-2"]["conditions"]
+    assert condition["code"] == "gpu_uuid_conflict" and "gpu-1" in condition["message"]
+    assert condition["details"] == {"uuid": held, "owner_host_id": one.host_id, "owner_host_name": "gpu-1"}
+    audit = await (await client.get("/api/v1/audit-events?action=host.gpu_conflict", headers=admin.headers)).json()
+    assert audit["total"] == 1 and audit["items"][0]["target_id"] == two.host_id
+
+    # The victim still runs on its GPU; a new GPU environment still lands on host 1.
+    assert [g["uuid"] for g in (await get(client, user, env["id"]))["gpus"]] == [held]
+    assert (await client.post(f"/api/v1/hosts/{two.host_id}/cordon", headers=admin.headers)).status == 200
+    second = await created(client, user, "second", gpu_count=1)
+    assert second["status"] == "starting" and second["host_id"] == one.host_id and second["gpus"][0]["uuid"] != held
+    await one.converge()
+    assert (await get(client, user, second["id"]))["status"] == "running"
+
+
+async def test_bad_agent_addresses_answer_422_and_store_nothing(client, new_account):
+    from remotegpu.adapters.fleet.wire import report_to_dict
+    from remotegpu.application.fleet.agent_protocol import HostReport
+
+    admin = await new_account(admin=True)
+    r = await client.post("/api/v1/hosts", json={"name": "remote", "address": "127.0.0.1"}, headers=admin.headers)
+    assert r.status == 422 and (await r.json())["error"]["code"] == "invalid_address"
+    host = await (await client.post("/api/v1/hosts", json={"name": "remote"}, headers=admin.headers)).json()
+    assert host["allow_loopback"] is False
+
+    def report(address: str, private_address: str) -> dict:
+        return report_to_dict(HostReport(gpus=[], cpu_cores=8, memory_gib=32, disk_gib=100, runtime="memory",
+                                         runtime_healthy=True, address=address, private_address=private_address))
+
+    for address, private in (("203.0.113.9", "127.0.0.1"), ("203.0.113.9\nHost *", "10.0.0.9"), ("169.254.169.254", "")):
+        r = await client.post("/api/v1/agent/register", json={"join_token": host["join_token"], "name": "remote",
+                                                              "report": report(address, private)})
+        assert r.status == 422, await r.text()
+        body = await r.json()
+        assert body["error"]["code"] == "invalid_address" and body["error"]["details"]["field"].startswith("report.")
+    r = await client.post("/api/v1/agent/register", json={"join_token": host["join_token"], "name": "remote",
+                                                          "report": report("203.0.113.9", "10.0.0.9")})
+    assert r.status == 201, await r.text()  # the refused tries did not burn the join token
+    auth = {"Authorization": f"Bearer {(await r.json())['agent_token']}"}
+    r = await client.post("/api/v1/agent/heartbeat", json=report("ssh://evil", "10.0.0.9"), headers=auth)
+    assert r.status == 422 and (await r.json())["error"]["code"] == "invalid_address"
+    stored = await (await client.get(f"/api/v1/hosts/{host['id']}", headers=admin.headers)).json()
+    assert (stored["address"], stored["private_address"]) == ("203.0.113.9", "10.0.0.9")
+
+    allowed = await (await client.post("/api/v1/hosts", json={"name": "here", "allow_loopback": True},
+                                       headers=admin.headers)).json()
+    assert allowed["allow_loopback"] is True
+    r = await client.post("/api/v1/agent/register", json={"join_token": allowed["join_token"], "name": "here",
+                                                          "report": report("", "127.0.0.1")})
+    assert r.status == 201, await r.text()
+
+
+async def test_admin_rotates_revokes_and_removes_a_host_over_http(client, new_account):
+    from tests.e2e.test_environments_api import ENVS, add_host, created, get
+
+    admin, user = await new_account(admin=True), await new_account()
+    agent = await add_host(client, admin)
+    url = f"/api/v1/hosts/{agent.host_id}"
+    env = await created(client, user, "on-host", gpu_count=1, disk_gib=70)
+    await agent.converge()
+
+    # Rotate: a new one-time join token, once; the old agent token is dead at once.
+    r = await client.post(url + "/token", headers=admin.headers)
+    assert r.status == 200
+    join = (await r.json())["join_token"]
+    r = await client.post("/api/v1/agent/heartbeat", json=agent.report(), headers={"Authorization": f"Bearer {agent.token}"})
+    assert r.status == 401 and (await r.json())["error"]["code"] == "invalid_agent_token"
+    r = await client.post("/api/v1/agent/register", json={"join_token": join, "name": "gpu-1", "report": agent.report()})
+    assert r.status == 201 and (await r.json())["host_id"] == agent.host_id  # same host: same environments
+    agent.token = (await r.json())["agent_token"]
+    assert (await agent.converge())["desired"][0]["env_id"] == env["id"]
+    assert (await get(client, user, env["id"]))["status"] == "running"
+
+    # Revoke: the agent is refused.
+    assert (await client.delete(url + "/token", headers=admin.headers)).status == 204
+    r = await client.post("/api/v1/agent/heartbeat", json=agent.report(), headers={"Authorization": f"Bearer {agent.token}"})
+    assert r.status == 401
+
+    # Remove: refused while online with environments, unless forced.
+    r = await client.delete(url, headers=admin.headers)
+    assert r.status == 409 and (await r.json())["error"]["code"] == "host_not_empty"
+    assert (await client.delete(url + "?force=maybe", headers=admin.headers)).status == 422
+    assert (await client.delete(url + "?force=true", headers=admin.headers)).status == 204
+    assert (await client.get(url, headers=admin.headers)).status == 404
+    lost = await get(client, user, env["id"])
+    assert lost["status"] == "lost" and lost["gpus"] == [] and lost["ports"] == []
+    quota = await (await client.get(f"/api/v1/workspaces/{user.personal_workspace_id}/quota", headers=user.headers)).json()
+    assert quota["usage"]["storage_gib"] == 70
+    r = await client.delete(f"{ENVS}/{env['id']}", headers=user.headers)
+    assert r.status == 202 and (await r.json())["status"] == "deleted"  # nothing left to ask: done at once
+    quota = await (await client.get(f"/api/v1/workspaces/{user.personal_workspace_id}/quota", headers=user.headers)).json()
+    assert quota["usage"]["storage_gib"] == 0
+    for method, path in (("POST", url + "/token"), ("DELETE", url + "/token"), ("DELETE", url)):
+        assert (await client.request(method, path, headers=admin.headers)).status == 404
+    page = await (await client.get("/api/v1/audit-events?limit=200", headers=admin.headers)).json()
+    actions = [e["action"] for e in page["items"]]
+    for expected in ("admin.host.token_rotated", "admin.host.token_revoked", "admin.host.removed"):
+        assert expected in actions
+    assert join not in str(page) and agent.token not in str(page)  # secrets never logged

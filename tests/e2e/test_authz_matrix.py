@@ -35,6 +35,10 @@ MATRIX = [
     ("PATCH", "/api/v1/users/{target}", {"is_active": False}, [401, 403, 403, 403, 403, 200]),
     ("GET", "/api/v1/audit-events", None, [401, 403, 403, 403, 403, 200]),
     ("POST", "/api/v1/invites", {}, [401, 403, 403, 403, 403, 201]),
+    ("GET", "/api/v1/hosts", None, [401, 403, 403, 403, 403, 200]),
+    ("POST", "/api/v1/hosts/{host}/token", None, [401, 403, 403, 403, 403, 200]),
+    ("DELETE", "/api/v1/hosts/{host}/token", None, [401, 403, 403, 403, 403, 204]),
+    ("DELETE", "/api/v1/hosts/{host}?force=true", None, [401, 403, 403, 403, 403, 204]),
 ]
 
 CASES = [
@@ -60,7 +64,10 @@ async def _world(client):
         username = accounts[who].username if who else target.username
         r = await client.post(f"/api/v1/workspaces/{ws}/members", json={"username": username, "role": role}, headers=owner.headers)
         assert r.status == 201, await r.text()
-    return accounts, {"ws": ws, "target": target.id, "newcomer": newcomer.username}
+    r = await client.post("/api/v1/hosts", json={"name": "gpu-x"}, headers=accounts["platform_admin"].headers)
+    assert r.status == 201, await r.text()
+    host = (await r.json())["id"]
+    return accounts, {"ws": ws, "target": target.id, "newcomer": newcomer.username, "host": host}
 
 
 def _key():

@@ -89,7 +89,8 @@ def remote_world(tmp_path_factory):
         agent_log = open(agent_log_path, "wb")
         try:
             admin = server.login("admin", "admin-password-123")
-            code, host = server.request("POST", "/api/v1/hosts", {"name": f"gpu-{scope}"}, token=admin)
+            # A second process on this machine, at 127.0.0.1: loopback allowed explicitly for this host.
+            code, host = server.request("POST", "/api/v1/hosts", {"name": f"gpu-{scope}", "allow_loopback": True}, token=admin)
             assert code == 201, host
             env = {k: v for k, v in os.environ.items() if not k.startswith("REMOTEGPU_")}
             env["REMOTEGPU_LOG_LEVEL"] = "INFO"

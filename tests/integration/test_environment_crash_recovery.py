@@ -269,7 +269,8 @@ def test_agent_heartbeat_loss_makes_host_offline_and_environment_lost_then_back(
     with live_server(tmp_path / "server", REMOTEGPU_EMBEDDED_AGENT="false", REMOTEGPU_HEARTBEAT_SECONDS="1",
                      REMOTEGPU_SWEEP_INTERVAL_SECONDS="0.5") as server:
         admin = server.login(*ADMIN)
-        code, host = server.request("POST", "/api/v1/hosts", {"name": "remote-box"}, token=admin)
+        # The agent runs on this machine (private address 127.0.0.1): an admin's explicit allowance.
+        code, host = server.request("POST", "/api/v1/hosts", {"name": "remote-box", "allow_loopback": True}, token=admin)
         assert code == 201, host
         assert free_gpus(server, admin) == 0  # not registered yet: nothing to schedule on
         state_dir, log_path = tmp_path / "agent-state", tmp_path / "agent.log"

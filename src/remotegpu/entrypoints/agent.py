@@ -3,7 +3,10 @@
     remotegpu agent --server https://gpu.example.com --token <join token>
 
 The first start trades the join token for an agent token kept in the state directory;
-later starts reuse it (the join token is one-time, passing it again is harmless).
+later starts reuse it (the join token is one-time, passing it again is harmless). After
+an admin rotated the host's token (``POST /api/v1/hosts/{id}/token``), start it with the
+new join token: the saved agent token is refused, and the agent registers again with the
+new one as the same host, keeping its environments.
 Runs until SIGTERM/SIGINT. Environments keep running when the agent stops.
 
 On a host other than the server's own machine, also pass ``--private-address`` (or
@@ -40,7 +43,8 @@ def default_state_dir() -> Path:
 
 def add_agent_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", required=True, help="the server's URL, e.g. https://gpu.example.com")
-    p.add_argument("--token", help="the host's one-time join token (only needed until the agent has registered)")
+    p.add_argument("--token", help="the host's one-time join token: needed until the agent has registered, and after an "
+                                   "admin rotated the host's token (the agent then registers again as the same host)")
     p.add_argument("--name", help="host name to register (default: this machine's hostname)")
     p.add_argument("--state-dir", type=Path,
                    help=f"where the agent keeps its token and local sandboxes (default: $REMOTEGPU_DATA_DIR/agent or {DEFAULT_STATE_DIR})")

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     docker_scope: str = "default"
     heartbeat_seconds: float = Field(5.0, gt=0, le=300)
     sweep_interval_seconds: float = Field(2.0, gt=0, le=300)
+    # Every agent may report loopback addresses (tests, single-machine development only);
+    # otherwise only the embedded host and hosts an admin created with allow_loopback.
+    allow_loopback_agents: bool = False
+    # An environment stopping / being deleted on a host offline this long is finished without it.
+    stranded_after_seconds: float = Field(600.0, gt=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"

@@ -157,6 +157,7 @@ class Container(containers.DeclarativeContainer):
     agent_service = providers.Singleton(
         AgentService, uow=uow.provider, clock=clock, environments=environment_service, heartbeat_seconds=config.heartbeat_seconds,
         gateway=access_gateway, feed=change_feed,
+        allow_loopback=config.allow_loopback_agents, stranded_after_seconds=config.stranded_after_seconds,
     )
     autostop = providers.Singleton(AutoStop, uow=uow.provider, clock=clock, environments=environment_service)
     environment_watch = providers.Singleton(EnvironmentWatch, uow=uow.provider, environments=environment_service, feed=change_feed)
@@ -196,6 +197,8 @@ def build_container(settings: Settings, *, persistence: str = "sql") -> Containe
             "password_hash_profile": settings.password_hash_profile,
             "base_image": settings.base_image,
             "heartbeat_seconds": settings.heartbeat_seconds,
+            "allow_loopback_agents": settings.allow_loopback_agents,
+            "stranded_after_seconds": settings.stranded_after_seconds,
         }
     )
     return container

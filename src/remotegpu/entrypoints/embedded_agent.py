@@ -107,6 +107,7 @@ def sweeper_ctx(container: Container):
                 await asyncio.sleep(interval)
                 try:
                     await container.agent_service().mark_offline_hosts()
+                    await container.agent_service().finish_stranded()
                     await container.autostop().sweep()
                 except Exception:  # noqa: BLE001 - a bad sweep must not end the loop
                     log.exception("sweep failed")

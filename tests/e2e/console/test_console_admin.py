@@ -79,3 +79,49 @@ def test_workspaces_page_shows_members_and_quota(page, ui):
     expect(members).to_contain_text(friend)
     expect(page.get_by_test_id("usage-gpus")).to_be_visible()
     ui.shot(page, "workspaces")
+
+
+def test_admin_sees_a_gpu_conflict_rotates_a_token_and_removes_a_host(page, ui):
+    """Two hosts joined through the agent API, the second reporting the first's GPU UUID:
+    the hosts page flags the second; Rotate shows a new join command and cuts the first's
+    agent off; Remove takes the second away."""
+    from remotegpu.adapters.fleet.wire import report_to_dict
+    from remotegpu.application.fleet.agent_protocol import HostReport
+    from remotegpu.domain.fleet.models import parse_fake_gpus
+
+    admin = ui.admin_token()
+    owner, thief = ui.unique("trust-a"), ui.unique("trust-b")
+    gpus = parse_fake_gpus("1xNVIDIA L4 24GB", seed=owner)
+    report = report_to_dict(HostReport(gpus=gpus, cpu_cores=8, memory_gib=32, disk_gib=100, runtime="memory",
+                                       runtime_healthy=True, fake_gpus=True, address="203.0.113.20"))
+    tokens, ids = {}, {}
+    for name in (owner, thief):
+        code, host = ui.server.request("POST", "/api/v1/hosts", {"name": name}, token=admin)
+        assert code == 201, host
+        code, joined = ui.server.request("POST", "/api/v1/agent/register",
+                                         {"join_token": host["join_token"], "name": name, "report": report})
+        assert code == 201, joined
+        tokens[name], ids[name] = joined["agent_token"], host["id"]
+
+    ui.login(page, "admin", "admin-password-123")
+    page.goto("/admin/hosts")
+    expect(page.get_by_test_id(f"host-status-{thief}").get_by_test_id("host-conflict")).to_contain_text("GPU conflict")
+    expect(page.get_by_test_id(f"host-status-{owner}").get_by_test_id("host-conflict")).to_have_count(0)
+    ui.shot(page, "admin-hosts-conflict")
+
+    page.get_by_test_id(f"host-rotate-{owner}").click()
+    ui.confirm(page)
+    command = page.get_by_test_id("host-rotated-command")
+    expect(command).to_contain_text("remotegpu agent --server")
+    expect(command).to_contain_text("--token rgj_")
+    ui.shot(page, "admin-hosts-rotated")
+    page.get_by_role("button", name="Done").last.click()
+    code, body = ui.server.request("POST", "/api/v1/agent/heartbeat", report, token=tokens[owner])
+    assert code == 401, body  # the old agent token died at once
+
+    page.get_by_test_id(f"host-remove-{thief}").click()
+    ui.confirm(page)
+    expect(page.get_by_test_id(f"host-status-{thief}")).to_have_count(0)
+    assert ui.server.request("GET", f"/api/v1/hosts/{ids[thief]}", token=admin)[0] == 404
+    code, _ = ui.server.request("DELETE", f"/api/v1/hosts/{ids[owner]}", token=admin)  # leave the shared server as found
+    assert code == 204

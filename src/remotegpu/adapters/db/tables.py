@@ -218,6 +218,10 @@ hosts = sa.Table(
     sa.Column("gpu_utilization", sa.JSON, nullable=False),  # GPU uuid -> percent
     sa.Column("port_range_start", sa.Integer, nullable=False),
     sa.Column("port_range_end", sa.Integer, nullable=False),
+    # The admin let this host's agent report loopback addresses (domain/fleet/addresses.py).
+    sa.Column("allow_loopback", sa.Boolean, nullable=False, server_default=sa.false()),  # 0011
+    # GPUs its agent reported that another host owns: uuid -> owner host id (not scheduled).
+    sa.Column("gpu_conflicts", sa.JSON, nullable=False, server_default="{}"),  # 0011
     sa.UniqueConstraint("name"),
     sa.UniqueConstraint("join_token_hash"),
     sa.UniqueConstraint("agent_token_hash"),

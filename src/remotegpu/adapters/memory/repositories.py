@@ -15,6 +15,7 @@ from remotegpu.adapters.memory.store import stored_copy
 from remotegpu.adapters.memory.transaction import Transaction
 from remotegpu.domain.environments.models import Environment, EnvironmentEvent, EnvStatus, GpuAllocation, HostPort
 from remotegpu.domain.fleet.models import Host
+from remotegpu.domain.shared.errors import Conflict
 from remotegpu.domain.identity.models import ApiToken, AuditEvent, Invite, RefreshToken, SshKey, User
 from remotegpu.domain.workspaces.models import Membership, Workspace
 from remotegpu.domain.workspaces.quota import Quota, Usage
@@ -264,13 +265,19 @@ class InMemoryHostRepository(_Repository):
         if self._tx.get("hosts", host.id) is None:
             return
         self._tx.update("hosts", host.id, replace(host, gpus=[]))
-        # Replace the inventory. Delete first — this host's rows and any row elsewhere
-        # holding one of the new UUIDs (a GPU moved between hosts) — then insert.
-        uuids = {gpu.uuid for gpu in host.gpus}
-        for key, (_, gpu) in list(self._tx.rows("host_gpus")):
-            if key[0] == host.id or gpu.uuid in uuids:
+        # Replace this host's inventory only; a UUID another host owns is refused like
+        # the SQL UNIQUE(uuid) constraint does (the caller keeps such GPUs out).
+        for key, _ in list(self._tx.rows("host_gpus")):
+            if key[0] == host.id:
                 self._tx.delete("host_gpus", key)
+        taken = {gpu.uuid for _, (_, gpu) in self._tx.rows("host_gpus")}
+        if any(gpu.uuid in taken for gpu in host.gpus):
+            raise Conflict("a GPU UUID is already registered to another host")
         self._insert_gpus(host)
+
+    async def gpu_owners(self, uuids) -> dict[str, str]:
+        wanted = set(uuids)
+        return {gpu.uuid: host_id for _, (host_id, gpu) in self._tx.rows("host_gpus") if gpu.uuid in wanted}
 
     async def list(self) -> list[Host]:
         return sorted((self._with_gpus(h) for h in self._find("hosts", lambda h: True)), key=lambda h: (h.name, h.id))

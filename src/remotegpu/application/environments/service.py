@@ -22,7 +22,7 @@ from remotegpu.domain.environments.models import (
     HostPort,
     validate_request,
 )
-from remotegpu.domain.fleet.models import Gpu, Host
+from remotegpu.domain.fleet.models import Gpu, Host, HostStatus
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.scheduling import QueuedRequest, plan_queue
 from remotegpu.domain.shared.errors import Conflict, QuotaExceeded
@@ -155,6 +155,11 @@ class EnvironmentService:
                 env.transition(EnvStatus.DELETED, f"deleted by {actor.username}", now)
             else:
                 env.transition(EnvStatus.DELETING, f"deleted by {actor.username}", now)
+                host = await uow.hosts.get(env.host_id)
+                if host is None or host.status is HostStatus.OFFLINE:
+                    # No agent to ask: done now (a returning host's agent removes what is left).
+                    why = "its host was removed" if host is None else f"host {host.name} is offline"
+                    env.transition(EnvStatus.DELETED, f"{why}: nothing to wait for", now)
             await self.drain_queue(uow)
 
         return await self._operate(actor, env_id, op)

@@ -31,6 +31,7 @@ from remotegpu.application.shared.change_feed import ChangeFeed, FeedOverflow
 from remotegpu.application.identity.secrets import hash_secret, new_secret
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from remotegpu.domain.environments.models import Desired, Environment, EnvStatus
+from remotegpu.domain.fleet.addresses import check_address
 from remotegpu.domain.fleet.models import Host, HostStatus
 from remotegpu.domain.shared.errors import Conflict, InvalidInput, Unauthenticated
 
@@ -66,6 +67,12 @@ class AgentService:
     heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
     gateway: AccessGateway | None = None  # None: authorized_keys are not managed
     feed: ChangeFeed | None = None  # None: agents only learn of work on their next heartbeat
+    # Every host may report loopback addresses (tests, single-machine development):
+    # REMOTEGPU_ALLOW_LOOPBACK_AGENTS. Otherwise only hosts an admin allowed it on.
+    allow_loopback: bool = False
+    # An environment stopping or being deleted on a host silent for longer than this is
+    # finished without it (finish_stranded): nobody is left to ask.
+    stranded_after_seconds: float = 600.0
 
     async def register(self, join_token: str, name: str, report: HostReport) -> tuple[str, str]:
         """Trade the one-time join token for the agent's own token."""
@@ -77,7 +84,7 @@ class AgentService:
                 raise Unauthenticated("join token is invalid or already used", code="invalid_join_token")
             host.join_token_hash = None
             host.agent_token_hash = hash_secret(token)
-            self._apply_report(host, report)
+            await self._apply_report(uow, host, report)
             await uow.hosts.update(host)
             if host.status.accepts_new_work:  # not when an admin cordoned it before it joined
                 await self.environments.drain_queue(uow)  # new capacity: queued environments may start
@@ -97,7 +104,7 @@ class AgentService:
         async with self.uow() as uow:
             await uow.lock_scheduling()
             host = await _host_of_agent(uow, agent_token)
-            came_back = self._apply_report(host, report)
+            came_back = await self._apply_report(uow, host, report)
             await uow.hosts.update(host)
             observed = {o.env_id: o for o in report.observed}
             desired: list[DesiredEnvironment] = []
@@ -176,19 +183,72 @@ class AgentService:
             await uow.commit()
         return gone
 
+    async def finish_stranded(self) -> list[str]:
+        """Finish stops and deletes that wait for an agent nobody will hear from.
+
+        On a removed host: a deleting environment is deleted (nothing is left to
+        remove), a stopping one is lost (its disk went with the host: only delete is
+        left). On a host offline for longer than ``stranded_after_seconds``: deleting →
+        deleted (the agent removes the leftovers if the host ever returns, as for any
+        environment it is not told to keep) and stopping → stopped (its disk stays on
+        the host; the agent stops the container if it returns). Returns the ids.
+        Their quota is released with them: storage counts until deleted."""
+        cutoff = self.clock.now() - timedelta(seconds=self.stranded_after_seconds)
+        finished = []
+        async with self.uow() as uow:
+            await uow.lock_scheduling()
+            waiting = await uow.environments.list_by_status([EnvStatus.DELETING, EnvStatus.STOPPING])
+            if not waiting:
+                return []
+            hosts = {h.id: h for h in await uow.hosts.list()}
+            now = self.clock.now()
+            for env in waiting:
+                host = hosts.get(env.host_id or "")
+                if host is None:
+                    if env.status is EnvStatus.DELETING:
+                        env.transition(EnvStatus.DELETED, "its host was removed: nothing is left to delete", now)
+                    else:
+                        env.transition(EnvStatus.LOST, "its host was removed, and its disk with it: delete this environment", now)
+                elif host.status is HostStatus.OFFLINE and (host.last_heartbeat_at is None or host.last_heartbeat_at < cutoff):
+                    minutes = max(1, round(self.stranded_after_seconds / 60))
+                    if env.status is EnvStatus.DELETING:
+                        env.transition(EnvStatus.DELETED, f"host {host.name} has been offline for over {minutes} min: deleted without it", now)
+                    else:
+                        env.transition(EnvStatus.STOPPED, f"host {host.name} has been offline for over {minutes} min: stopped; its disk stays there", now)
+                else:
+                    continue
+                await uow.allocations.release(env.id)
+                await uow.environments.update(env)
+                finished.append(env.id)
+            await uow.commit()
+        return finished
+
     # --- helpers ---------------------------------------------------------------------------
-    def _apply_report(self, host: Host, report: HostReport) -> bool:
-        """Take the report's inventory; True when the host was offline and came back."""
+    async def _apply_report(self, uow: UnitOfWork, host: Host, report: HostReport) -> bool:
+        """Take the report's inventory; True when the host was offline and came back.
+
+        The agent is trusted with its own host only: addresses are checked before
+        anything changes (a refused one fails the whole call, nothing is stored), and
+        GPUs another host owns stay that host's (Host.take_inventory), the conflict
+        recorded on this host and in the audit log when it starts or changes."""
         if not isinstance(report.gpus, list):
             raise InvalidInput("report.gpus must be a list")
-        host.gpus = list(report.gpus)
+        loopback_ok = self.allow_loopback or host.allow_loopback
+        address = check_address(report.address, field="report.address", allow_loopback=loopback_ok)
+        private_address = check_address(report.private_address, field="report.private_address", allow_loopback=loopback_ok)
+        owners = await uow.hosts.gpu_owners(g.uuid for g in report.gpus)
+        if host.take_inventory(list(report.gpus), owners):
+            await audit.record(
+                uow, self.clock, "host.gpu_conflict" if host.gpu_conflicts else "host.gpu_conflict_cleared",
+                target_type="host", target_id=host.id, conflicts=dict(host.gpu_conflicts),
+            )
         host.cpu_cores, host.memory_gib, host.disk_gib = report.cpu_cores, report.memory_gib, report.disk_gib
         host.runtime, host.runtime_healthy, host.fake_gpus = report.runtime, report.runtime_healthy, report.fake_gpus
-        host.gpu_utilization = dict(report.utilization)
-        if report.address:
-            host.address = report.address
-        if report.private_address:
-            host.private_address = report.private_address
+        host.gpu_utilization = {uuid: pct for uuid, pct in report.utilization.items() if uuid not in host.gpu_conflicts}
+        if address:
+            host.address = address
+        if private_address:
+            host.private_address = private_address
         host.last_heartbeat_at = self.clock.now()
         return host.mark_online()  # offline → the admin's choice (ready, cordoned or draining)
 

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from remotegpu.domain.fleet.models import Gpu
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from remotegpu.application.fleet.agent_protocol import HeartbeatReply, HostReport
     from remotegpu.domain.fleet.models import Host
 
@@ -39,14 +41,20 @@ class GpuProbe(Protocol):
 
 
 class HostRepository(Protocol):
-    """Hosts with their GPU inventory. ``update`` replaces the stored GPU list."""
+    """Hosts with their GPU inventory (a GPU UUID belongs to at most one host)."""
 
     async def add(self, host: "Host") -> None: ...
     async def get(self, host_id: str) -> "Host | None": ...
     async def get_by_name(self, name: str) -> "Host | None": ...
     async def get_by_join_token(self, token_hash: str) -> "Host | None": ...
     async def get_by_agent_token(self, token_hash: str) -> "Host | None": ...
-    async def update(self, host: "Host") -> None: ...
+    async def update(self, host: "Host") -> None:
+        """Save the host and replace its own GPU rows (never another host's: a UUID
+        that another host owns is refused with ``Conflict``)."""
+        ...
+    async def gpu_owners(self, uuids: "Iterable[str]") -> dict[str, str]:
+        """uuid → id of the host whose inventory holds it, for those of ``uuids`` held anywhere."""
+        ...
     async def list(self) -> "list[Host]":
         """Every host, ordered by name."""
         ...

@@ -152,13 +152,14 @@ class Environment:
             raise Conflict("the environment is already being deleted", code="invalid_state")
 
 
+# ... → LOST from queued / stopped / failed: only when an admin removes the host its disk lives on.
 _ALLOWED: dict[EnvStatus, set[EnvStatus]] = {
-    EnvStatus.QUEUED: {EnvStatus.STARTING, EnvStatus.STOPPED, EnvStatus.DELETING, EnvStatus.DELETED, EnvStatus.FAILED},
+    EnvStatus.QUEUED: {EnvStatus.STARTING, EnvStatus.STOPPED, EnvStatus.DELETING, EnvStatus.DELETED, EnvStatus.FAILED, EnvStatus.LOST},
     EnvStatus.STARTING: {EnvStatus.RUNNING, EnvStatus.STOPPING, EnvStatus.FAILED, EnvStatus.LOST, EnvStatus.DELETING, EnvStatus.QUEUED},
     EnvStatus.RUNNING: {EnvStatus.STARTING, EnvStatus.STOPPING, EnvStatus.FAILED, EnvStatus.LOST, EnvStatus.DELETING},
     EnvStatus.STOPPING: {EnvStatus.STOPPED, EnvStatus.DELETING, EnvStatus.FAILED, EnvStatus.LOST},
-    EnvStatus.STOPPED: {EnvStatus.STARTING, EnvStatus.QUEUED, EnvStatus.DELETING},
-    EnvStatus.FAILED: {EnvStatus.STARTING, EnvStatus.QUEUED, EnvStatus.STOPPED, EnvStatus.DELETING},
+    EnvStatus.STOPPED: {EnvStatus.STARTING, EnvStatus.QUEUED, EnvStatus.DELETING, EnvStatus.LOST},
+    EnvStatus.FAILED: {EnvStatus.STARTING, EnvStatus.QUEUED, EnvStatus.STOPPED, EnvStatus.DELETING, EnvStatus.LOST},
     EnvStatus.LOST: {EnvStatus.RUNNING, EnvStatus.STARTING, EnvStatus.STOPPING, EnvStatus.STOPPED, EnvStatus.FAILED, EnvStatus.DELETING},
     EnvStatus.DELETING: {EnvStatus.DELETED, EnvStatus.LOST},
     EnvStatus.DELETED: set(),

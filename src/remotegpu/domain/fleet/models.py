@@ -82,6 +82,12 @@ class Host:
     # outgoing connections would otherwise take ports we hand out.
     port_range: tuple[int, int] = (20000, 29999)
     admin_status: HostStatus = HostStatus.READY  # never offline
+    # The admin allowed this host's agent to report loopback addresses (an agent on the
+    # server's own machine, the embedded one); see domain/fleet/addresses.py.
+    allow_loopback: bool = False
+    # GPUs the agent reported that another host already owns: uuid → owner host id.
+    # They are kept out of this host's inventory (never scheduled here) and shown to admins.
+    gpu_conflicts: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.admin_status.is_admin_choice:
@@ -96,6 +102,32 @@ class Host:
         if self.status is not HostStatus.OFFLINE:
             self.status = choice
 
+    def take_inventory(self, reported: list[Gpu], owners: dict[str, str]) -> bool:
+        """Take the GPUs the agent reported, less those another host owns (``owners``:
+        uuid → owning host id, any host). An agent is trusted with its own host only:
+        a UUID registered elsewhere stays there — whoever reported it first keeps it
+        until that host stops reporting it or an admin removes that host. Returns True
+        when the set of conflicts changed (an admin should hear of it)."""
+        conflicts = {g.uuid: owners[g.uuid] for g in reported if owners.get(g.uuid, self.id) != self.id}
+        self.gpus = [g for g in reported if g.uuid not in conflicts]
+        changed = conflicts != self.gpu_conflicts
+        self.gpu_conflicts = conflicts
+        return changed
+
+    def conditions(self, host_names: dict[str, str] | None = None) -> list["HostCondition"]:
+        """What an admin should look at (empty: nothing wrong). ``host_names``: id → name,
+        to name the owners of conflicting GPUs."""
+        names = host_names or {}
+        return [
+            HostCondition(
+                "gpu_uuid_conflict",
+                f"the agent reports GPU {uuid}, which host {names.get(owner, owner)} owns: "
+                "it is not scheduled here; check this host (a copied or compromised agent?) or remove the other",
+                {"uuid": uuid, "owner_host_id": owner, "owner_host_name": names.get(owner, "")},
+            )
+            for uuid, owner in sorted(self.gpu_conflicts.items())
+        ]
+
     def mark_offline(self) -> None:
         """The agent missed its heartbeats: the admin's choice is kept for its return."""
         self.status = HostStatus.OFFLINE
@@ -106,6 +138,15 @@ class Host:
             return False
         self.status = self.admin_status
         return True
+
+
+@dataclass(frozen=True)
+class HostCondition:
+    """Something wrong with a host that an admin should see (``GET /api/v1/hosts``)."""
+
+    code: str
+    message: str
+    details: dict[str, str] = field(default_factory=dict)
 
 
 # --- fake inventories -------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Iterable
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, insert, select, update
 
 from remotegpu.adapters.db.repositories._base import SqlRepository
 from remotegpu.adapters.db.repositories.environments import insert_rows
@@ -25,6 +25,7 @@ def _host_values(host: Host) -> dict[str, Any]:
         "runtime": host.runtime, "runtime_healthy": host.runtime_healthy, "fake_gpus": host.fake_gpus,
         "gpu_utilization": dict(host.gpu_utilization),
         "port_range_start": host.port_range[0], "port_range_end": host.port_range[1],
+        "allow_loopback": host.allow_loopback, "gpu_conflicts": dict(host.gpu_conflicts),
     }
 
 
@@ -40,6 +41,7 @@ def _host(row: Any, gpus: list[Gpu]) -> Host:
         runtime=m["runtime"], runtime_healthy=m["runtime_healthy"], fake_gpus=m["fake_gpus"],
         gpu_utilization={k: int(v) for k, v in m["gpu_utilization"].items()},
         port_range=(m["port_range_start"], m["port_range_end"]),
+        allow_loopback=m["allow_loopback"], gpu_conflicts=dict(m["gpu_conflicts"] or {}),
     )
 
 
@@ -72,14 +74,18 @@ class SqlHostRepository(SqlRepository):
         result = await self._execute(update(hosts).where(hosts.c.id == host.id).values(values))
         if result.rowcount == 0:
             return  # like UPDATE ... WHERE id: nothing when the host does not exist
-        # Replace the inventory. Delete first — this host's rows and any row elsewhere
-        # holding one of the new UUIDs (a GPU moved between hosts) — then insert.
-        uuids = [gpu.uuid for gpu in host.gpus]
-        where = host_gpus.c.host_id == host.id
-        if uuids:
-            where = or_(where, host_gpus.c.uuid.in_(uuids))
-        await self._execute(delete(host_gpus).where(where))
+        # Replace this host's inventory, and only this host's: a UUID another host owns
+        # is the caller's to keep out (Host.take_inventory); the UNIQUE(uuid) constraint
+        # refuses it otherwise, never another host's row deleted for it.
+        await self._execute(delete(host_gpus).where(host_gpus.c.host_id == host.id))
         await self._insert_gpus(host)
+
+    async def gpu_owners(self, uuids: Iterable[str]) -> dict[str, str]:
+        wanted = sorted(set(uuids))
+        if not wanted:
+            return {}
+        rows = await self._session.execute(select(host_gpus.c.uuid, host_gpus.c.host_id).where(host_gpus.c.uuid.in_(wanted)))
+        return {row.uuid: row.host_id for row in rows}
 
     async def list(self) -> list[Host]:
         """Every host with its GPUs (two queries), ordered by name.

@@ -5,6 +5,7 @@ import ElementPlus, { ElMessageBox } from 'element-plus'
 import { configureClient } from '../src/api/client'
 import { makeI18n } from '../src/i18n'
 import HostsView from '../src/views/admin/HostsView.vue'
+import CopyBlock from '../src/components/CopyBlock.vue'
 import { fakeFetch, json, type Call } from './helpers'
 
 const BASE = {
@@ -13,19 +14,30 @@ const BASE = {
   gpus: [{ index: 0, uuid: 'GPU-1', model: 'H100', memory_mib: 81559, healthy: true, allocated: false, utilization: null, numa_node: 0, nvlink_group: null }],
 }
 const HOSTS = [
-  { ...BASE, id: 'h-live', name: 'gpu-live', status: 'ready', schedulable: 'ready', address: '203.0.113.5', private_address: '10.0.0.5' },
+  { ...BASE, id: 'h-live', name: 'gpu-live', status: 'ready', schedulable: 'ready', address: '203.0.113.5', private_address: '10.0.0.5', environments: 2 },
   { ...BASE, id: 'h-off-cordoned', name: 'gpu-off-cordoned', status: 'offline', schedulable: 'cordoned', address: '203.0.113.6', private_address: '' },
   { ...BASE, id: 'h-off-ready', name: 'gpu-off-ready', status: 'offline', schedulable: 'ready', address: '203.0.113.7', private_address: '10.0.0.7' },
   { ...BASE, id: 'h-off-draining', name: 'gpu-off-draining', status: 'offline', schedulable: 'draining', address: '203.0.113.8', private_address: '' },
+  {
+    ...BASE, id: 'h-thief', name: 'gpu-thief', status: 'ready', schedulable: 'ready', address: '203.0.113.9', private_address: '10.0.0.9',
+    conditions: [{ code: 'gpu_uuid_conflict', message: 'the agent reports GPU GPU-1, which host gpu-live owns', details: { uuid: 'GPU-1', owner_host_id: 'h-live', owner_host_name: 'gpu-live' } }],
+  },
 ]
 
 const mounted: ReturnType<typeof mount>[] = []
 
 function setup(locale: 'en' | 'zh-CN' = 'en') {
-  const hosts = HOSTS.map((h) => ({ ...h }))
+  const hosts: any[] = HOSTS.map((h) => ({ ...h }))
   const { fetch, calls } = fakeFetch((c: Call) => {
     const url = new URL(c.url, 'http://x')
     if (url.pathname === '/api/v1/hosts' && c.method === 'GET') return json(200, { items: hosts, total: hosts.length })
+    const token = url.pathname.match(/^\/api\/v1\/hosts\/([^/]+)\/token$/)
+    if (token && c.method === 'POST') return json(200, { host_id: token[1], join_token: 'rgj_NEW-TOKEN' })
+    const one = url.pathname.match(/^\/api\/v1\/hosts\/([^/]+)$/)
+    if (one && c.method === 'DELETE') {
+      hosts.splice(hosts.findIndex((x) => x.id === one[1]), 1)
+      return new Response(null, { status: 204 })
+    }
     const m = url.pathname.match(/^\/api\/v1\/hosts\/([^/]+)\/(cordon|uncordon|drain)$/)
     if (m && c.method === 'POST') {
       const h = hosts.find((x) => x.id === m[1])!
@@ -126,5 +138,61 @@ describe('admin hosts page', () => {
     expect(status).toContain('离线')
     expect(status).toContain('已封锁')
     expect(byTestId(wrapper, 'host-uncordon-gpu-off-cordoned').text()).toBe('解除封锁')
+  })
+
+  it('shows a GPU conflict on the host whose agent reported it', async () => {
+    const { wrapper } = setup()
+    await flushPromises()
+    const status = byTestId(wrapper, 'host-status-gpu-thief')
+    expect(status.find('[data-testid="host-conflict"]').text()).toBe('GPU conflict × 1')
+    expect(byTestId(wrapper, 'host-status-gpu-live').find('[data-testid="host-conflict"]').exists()).toBe(false)
+    const rows = wrapper.findAll('[data-testid="hosts-table"] .el-table__row')
+    await rows[4].find('.el-table__expand-icon').trigger('click')
+    await flushPromises()
+    expect(byTestId(wrapper, 'host-condition-gpu-thief').text()).toContain('which host gpu-live owns')
+  })
+
+  it('rotates a token and shows the new join command once', async () => {
+    const confirm = vi.spyOn(ElMessageBox, 'confirm').mockResolvedValue('confirm' as never)
+    const { wrapper, calls } = setup()
+    await flushPromises()
+    await byTestId(wrapper, 'host-rotate-gpu-live').trigger('click')
+    await flushPromises()
+    expect(String(confirm.mock.calls[0][0])).toContain('cut off at once')
+    expect(calls.find((c) => c.method === 'POST')?.url).toBe('/api/v1/hosts/h-live/token')
+    const blocks = wrapper.findAllComponents(CopyBlock).map((b) => b.props('text'))
+    expect(blocks).toEqual([`remotegpu agent --server ${window.location.origin} --token rgj_NEW-TOKEN`])
+  })
+
+  it('removes an offline host plainly and an online busy one only with force', async () => {
+    const confirm = vi.spyOn(ElMessageBox, 'confirm').mockResolvedValue('confirm' as never)
+    const { wrapper, calls } = setup()
+    await flushPromises()
+    await byTestId(wrapper, 'host-remove-gpu-off-ready').trigger('click')
+    await flushPromises()
+    expect(calls.filter((c) => c.method === 'DELETE').map((c) => c.url)).toEqual(['/api/v1/hosts/h-off-ready'])
+    expect(byTestId(wrapper, 'host-status-gpu-off-ready').exists()).toBe(false)
+    await byTestId(wrapper, 'host-remove-gpu-live').trigger('click')
+    await flushPromises()
+    expect(String(confirm.mock.calls[1][0])).toContain('online with 2 environments')
+    expect(calls.filter((c) => c.method === 'DELETE').map((c) => c.url)[1]).toBe('/api/v1/hosts/h-live?force=true')
+  })
+
+  it('removes nothing when the admin cancels', async () => {
+    vi.spyOn(ElMessageBox, 'confirm').mockRejectedValue('cancel' as never)
+    const { wrapper, calls } = setup()
+    await flushPromises()
+    await byTestId(wrapper, 'host-remove-gpu-live').trigger('click')
+    await byTestId(wrapper, 'host-rotate-gpu-live').trigger('click')
+    await flushPromises()
+    expect(calls.filter((c) => c.method !== 'GET')).toEqual([])
+  })
+
+  it('names the new buttons in Chinese', async () => {
+    const { wrapper } = setup('zh-CN')
+    await flushPromises()
+    expect(byTestId(wrapper, 'host-remove-gpu-live').text()).toBe('移除')
+    expect(byTestId(wrapper, 'host-rotate-gpu-live').text()).toBe('轮换令牌')
+    expect(byTestId(wrapper, 'host-status-gpu-thief').text()).toContain('GPU 冲突')
   })
 })

@@ -5,7 +5,15 @@ from remotegpu.domain.fleet.models import HostStatus
 from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.routing import Call
 from remotegpu.entrypoints.http.schemas.common import Page
-from remotegpu.entrypoints.http.schemas.environments import HostCreatedOut, HostGpuOut, HostIn, HostOut
+from remotegpu.entrypoints.http.schemas.environments import (
+    HostConditionOut,
+    HostCreatedOut,
+    HostGpuOut,
+    HostIn,
+    HostOut,
+    HostRemoveQuery,
+    HostTokenOut,
+)
 
 TAGS = ["hosts"]
 HOST = "/api/v1/hosts/{host_id}"
@@ -18,6 +26,8 @@ def host_out(item: HostWithUsage) -> HostOut:
         labels=h.labels, cpu_cores=h.cpu_cores,
         memory_gib=h.memory_gib, disk_gib=h.disk_gib, runtime=h.runtime, runtime_healthy=h.runtime_healthy,
         fake_gpus=h.fake_gpus, last_heartbeat_at=h.last_heartbeat_at, environments=item.environments,
+        allow_loopback=h.allow_loopback,
+        conditions=[HostConditionOut(code=c.code, message=c.message, details=c.details) for c in item.conditions],
         gpus=[
             HostGpuOut(
                 index=g.index, uuid=g.uuid, model=g.model, memory_mib=g.memory_mib, numa_node=g.numa_node,
@@ -39,7 +49,10 @@ async def list_hosts(call: Call) -> Page[HostOut]:
 @api.post("/api/v1/hosts", body=HostIn, response=HostCreatedOut, status=201, tags=TAGS, errors=[401, 403, 409, 422])
 async def add_host(call: Call) -> HostCreatedOut:
     """Add a host; answers the one-time join token for `remotegpu agent --server URL --token TOKEN`."""
-    host, token = await call.container.host_service().add(call.user, call.body.name, address=call.body.address, labels=call.body.labels)
+    b: HostIn = call.body
+    host, token = await call.container.host_service().add(
+        call.user, b.name, address=b.address, labels=b.labels, allow_loopback=b.allow_loopback,
+    )
     out = host_out(HostWithUsage(host, set(), 0))
     return HostCreatedOut(**out.model_dump(), join_token=token)
 
@@ -74,7 +87,25 @@ async def drain_host(call: Call) -> HostOut:
     return await _set(call, HostStatus.DRAINING)
 
 
-@api.delete(HOST, status=204, tags=TAGS, errors=[401, 403, 404, 409])
+@api.delete(HOST, query=HostRemoveQuery, status=204, tags=TAGS, errors=[401, 403, 404, 409, 422])
 async def remove_host(call: Call) -> None:
-    """Remove an empty host."""
-    await call.container.host_service().remove(call.user, call.path("host_id"))
+    """Remove a host: its agent token stops working, its environments turn `lost` (delete
+    completes at once for them) and their GPUs and ports are freed. Refused (409
+    `host_not_empty`) while the host is online with environments, unless `?force=true`."""
+    await call.container.host_service().remove(call.user, call.path("host_id"), force=call.query.force)
+
+
+@api.post(HOST + "/token", response=HostTokenOut, tags=TAGS, errors=[401, 403, 404])
+async def rotate_host_token(call: Call) -> HostTokenOut:
+    """Rotate the agent's token: answers a new one-time join token (shown only here); the
+    agent's current token stops working at once. Run `remotegpu agent --token NEW` on the
+    host: it registers again as the same host."""
+    token = await call.container.host_service().rotate_token(call.user, call.path("host_id"))
+    return HostTokenOut(host_id=call.path("host_id"), join_token=token)
+
+
+@api.delete(HOST + "/token", status=204, tags=TAGS, errors=[401, 403, 404])
+async def revoke_host_token(call: Call) -> None:
+    """Revoke the agent's token (and any unused join token): the host's agent is refused
+    from now on and the host goes offline. Rotate to let an agent back in."""
+    await call.container.host_service().revoke_token(call.user, call.path("host_id"))

@@ -131,6 +131,25 @@ class HostIn(Strict):
     name: str = Field(min_length=1, max_length=64)
     address: str = Field("", max_length=255, description="public address users reach SSH ports on")
     labels: dict[str, str] = Field(default_factory=dict, max_length=32)
+    allow_loopback: bool = Field(
+        False, description="let this host's agent report loopback addresses (an agent on the server's own machine)"
+    )
+
+
+class HostConditionOut(BaseModel):
+    code: str = Field(description="e.g. `gpu_uuid_conflict`: the agent reports a GPU another host owns (not scheduled here)")
+    message: str
+    details: dict[str, str]
+
+
+class HostRemoveQuery(Strict):
+    force: bool = Field(False, description="remove even while the host is online with environments (they turn lost)")
+
+
+class HostTokenOut(BaseModel):
+    host_id: str
+    join_token: str = Field(description="one-time token for `remotegpu agent --token`; shown only here. "
+                            "The agent's previous token no longer works.")
 
 
 class HostGpuOut(GpuOut):
@@ -161,6 +180,8 @@ class HostOut(BaseModel):
     last_heartbeat_at: datetime | None
     gpus: list[HostGpuOut]
     environments: int
+    allow_loopback: bool = Field(False, description="its agent may report loopback addresses")
+    conditions: list[HostConditionOut] = Field(default_factory=list, description="what an admin should look at; empty when healthy")
 
 
 class HostCreatedOut(HostOut):

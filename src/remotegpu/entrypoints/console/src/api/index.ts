@@ -1,7 +1,7 @@
 /** Typed endpoint functions over the client. */
 import { http, type RequestOptions } from './client'
 import type {
-  ApiToken, ApiTokenCreated, AuditEvent, EnvAccess, EnvEvent, Environment, EnvironmentCreate, GpuType, Host, HostCreated,
+  ApiToken, ApiTokenCreated, AuditEvent, EnvAccess, EnvEvent, Environment, EnvironmentCreate, GpuType, Host, HostCreated, HostToken,
   Invite, Member, Page, Quota, Role, SshKey, TokenPair, User, Workspace,
 } from './types'
 
@@ -64,8 +64,13 @@ export const adminApi = {
     http.get<Page<AuditEvent>>('/api/v1/audit-events', { query: q }),
   createInvite: (valid_days: number) => http.post<Invite>('/api/v1/invites', { valid_days }),
   hosts: (opts?: RequestOptions) => http.get<Page<Host>>('/api/v1/hosts', { query: { limit: 200 }, ...opts }),
-  createHost: (name: string, address: string) => http.post<HostCreated>('/api/v1/hosts', { name, address: address || undefined }),
+  createHost: (name: string, address: string, allowLoopback = false) =>
+    http.post<HostCreated>('/api/v1/hosts', { name, address: address || undefined, allow_loopback: allowLoopback || undefined }),
   hostAction: (id: string, action: 'cordon' | 'uncordon' | 'drain') => http.post<Host>(`/api/v1/hosts/${enc(id)}/${action}`),
+  /** New one-time join token; the agent's current token stops working at once. */
+  rotateHostToken: (id: string) => http.post<HostToken>(`/api/v1/hosts/${enc(id)}/token`),
+  /** force: also while the host is online with environments (they turn lost). */
+  removeHost: (id: string, force = false) => http.delete<void>(`/api/v1/hosts/${enc(id)}`, { query: force ? { force: true } : undefined }),
 }
 
 export const gpuApi = {

@@ -222,9 +222,25 @@ export interface Host {
   fake_gpus?: boolean
   environments?: number
   labels?: Record<string, string>
+  /** its agent may report loopback addresses (an agent on the server's own machine) */
+  allow_loopback?: boolean
+  /** empty when healthy */
+  conditions?: HostCondition[]
 }
 
 export interface HostCreated extends Host {
+  join_token: string
+}
+
+/** Something an admin should look at, e.g. `gpu_uuid_conflict`: the agent reports a GPU another host owns. */
+export interface HostCondition {
+  code: string
+  message: string
+  details: Record<string, string>
+}
+
+export interface HostToken {
+  host_id: string
   join_token: string
 }
 

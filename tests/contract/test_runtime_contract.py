@@ -201,7 +201,9 @@ async def test_stopping_keeps_the_disk_and_starting_again_finds_it(harness: Harn
     started = await harness.runtime.ensure_running(spec)
 
     assert stopped.status == "stopped" and stopped.ports == {}
-    assert stop_seconds < 2.5, f"stop took {stop_seconds:.1f}s"
+    # Not a benchmark: only that stop does not sit out a long grace period (Docker's
+    # default is 10 s); a loaded CI machine took 3.3 s for what takes 0.5 s when quiet.
+    assert stop_seconds < 8, f"stop took {stop_seconds:.1f}s"
     assert started.status == "running"
     assert await harness.read_file(env_id, PROBE) == "kept across stop"
 

@@ -34,6 +34,7 @@ MATRIX = [
     ("PUT", "/api/v1/workspaces/{ws}/quota", {"max_gpus": 4}, [401, 404, 403, 403, 403, 200]),
     ("DELETE", "/api/v1/workspaces/{ws}/quota", None, [401, 404, 403, 403, 403, 200]),
     ("GET", "/api/v1/users/{target}/quota", None, [401, 403, 403, 403, 403, 200]),
+    ("GET", "/api/v1/users/me/quota", None, [401, 200, 200, 200, 200, 200]),
     ("PUT", "/api/v1/users/{target}/quota", {"max_gpus": 2, "max_workspaces": 1}, [401, 403, 403, 403, 403, 200]),
     ("DELETE", "/api/v1/users/{target}/quota", None, [401, 403, 403, 403, 403, 200]),
     ("GET", "/api/v1/workspaces", None, [401, 200, 200, 200, 200, 200]),

@@ -202,6 +202,7 @@ async def test_user_caps_are_read_by_the_user_and_set_by_platform_admins(client)
     q = await (await client.get(url, headers=alice.headers)).json()
     assert (q["max_gpus"], q["max_workspaces"], q["owned_workspaces"], q["is_default"]) == (8, 5, 0, True)
     assert (await client.get(url, headers=bob.headers)).status == 403
+    assert (await (await client.get("/api/v1/users/me/quota", headers=alice.headers)).json())["user_id"] == alice.id
     assert (await client.put(url, json={"max_gpus": 1}, headers=alice.headers)).status == 403
     r = await client.put(url, json={"max_gpus": 1, "max_storage_gib": 100, "max_workspaces": 2}, headers=admin.headers)
     assert r.status == 200, await r.text()

@@ -192,8 +192,9 @@ async def reset_workspace_quota(call: Call) -> QuotaOut:
 
 @api.get("/api/v1/users/{user_id}/quota", response=UserQuotaOut, tags=TAGS, errors=[401, 403, 404])
 async def get_user_quota(call: Call) -> UserQuotaOut:
-    """A user's cap over all the workspaces they own, with what those hold now (the user themself or platform admins)."""
-    return _user_quota(await call.container.workspace_service().get_user_quota(call.user, call.path("user_id")))
+    """A user's cap over all the workspaces they own, with what those hold now (the user themself — also as "me" — or platform admins)."""
+    user_id = call.user.id if call.path("user_id") == "me" else call.path("user_id")
+    return _user_quota(await call.container.workspace_service().get_user_quota(call.user, user_id))
 
 
 @api.put("/api/v1/users/{user_id}/quota", body=UserQuotaIn, response=UserQuotaOut, tags=TAGS, errors=[401, 403, 404, 422])

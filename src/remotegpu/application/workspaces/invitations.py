@@ -116,9 +116,10 @@ class InvitationService:
     async def accept(self, actor: User, invitation_id: str) -> WorkspaceView:
         """Become a member with the invited role; the workspace then lists the caller."""
         async with self.uow() as uow:
+            # Accepting as owner counts owned workspaces, as WorkspaceService.create does; taken
+            # first, before any read or write, as the lock asks (answering is rare: no contention).
+            await uow.lock_scheduling()
             invitation = check_invitation_addressee(await uow.workspaces.get_invitation(invitation_id), actor.id)
-            if invitation.role is Role.OWNER:
-                await uow.lock_scheduling()  # counting owned workspaces, as WorkspaceService.create does
             now = self.clock.now()
             invitation.check_open(now)
             workspace = await uow.workspaces.get(invitation.workspace_id)

@@ -173,6 +173,7 @@ class WorkspaceService:
 
     async def change_role(self, actor: User, workspace_id: str, user_id: str, role: Role) -> Membership:
         async with self.uow() as uow:
+            await uow.lock_scheduling()  # promoting to owner counts owned workspaces (see create)
             view = await authorize(uow, actor, workspace_id, Role.ADMIN)
             member = await uow.workspaces.get_member(workspace_id, user_id)
             if member is None:

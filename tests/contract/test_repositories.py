@@ -426,13 +426,13 @@ async def test_members_are_added_changed_listed_and_removed(uow_factory):
             await uow.commit()
 
 
-async def test_quota_is_unlimited_until_set_and_round_trips(uow_factory):
+async def test_quota_is_absent_until_set_and_round_trips(uow_factory):
     owner = make_user(1)
     await add_users(uow_factory, owner)
     ws = make_workspace(1, owner)
     async with uow_factory() as uow:
         await uow.workspaces.add(ws)
-        assert await uow.workspaces.get_quota(ws.id) == Quota()
+        assert await uow.workspaces.get_quota(ws.id) is None  # none of its own: the configured default applies
         await uow.workspaces.set_quota(ws.id, Quota(max_gpus=4, max_storage_gib=100))
         await uow.commit()
     async with uow_factory() as uow:
@@ -462,7 +462,7 @@ async def test_deleting_a_workspace_removes_its_members_and_quota(uow_factory):
         assert await uow.workspaces.get(ws.id) is None
         assert await uow.workspaces.list_members(ws.id) == []
         assert await uow.workspaces.get_member(ws.id, member.id) is None
-        assert await uow.workspaces.get_quota(ws.id) == Quota()
+        assert await uow.workspaces.get_quota(ws.id) is None
         assert not await uow.workspaces.slug_taken(ws.slug)
         _, total = await uow.workspaces.list_for_user(owner.id, limit=10, offset=0)
         assert total == 1

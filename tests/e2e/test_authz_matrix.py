@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import signup
+from tests.support.workspaces import join_workspace
 
 CALLERS = ["anonymous", "other", "viewer", "member", "ws_admin", "platform_admin"]
 
@@ -18,11 +19,24 @@ MATRIX = [
     ("PATCH", "/api/v1/workspaces/{ws}", {"name": "renamed"}, [401, 404, 403, 403, 200, 200]),
     ("DELETE", "/api/v1/workspaces/{ws}", None, [401, 404, 403, 403, 403, 204]),
     ("GET", "/api/v1/workspaces/{ws}/members", None, [401, 404, 200, 200, 200, 200]),
-    ("POST", "/api/v1/workspaces/{ws}/members", {"username": "{newcomer}", "role": "viewer"}, [401, 404, 403, 403, 201, 201]),
+    # Members join by accepting an invitation; only platform admins add directly (audited).
+    ("POST", "/api/v1/workspaces/{ws}/members", {"username": "{newcomer}", "role": "viewer"}, [401, 404, 403, 403, 403, 201]),
+    ("POST", "/api/v1/workspaces/{ws}/invitations", {"username": "{newcomer}", "role": "viewer"}, [401, 404, 403, 403, 201, 201]),
+    ("GET", "/api/v1/workspaces/{ws}/invitations", None, [401, 404, 403, 403, 200, 200]),
+    ("DELETE", "/api/v1/workspaces/{ws}/invitations/{invitation}", None, [401, 404, 403, 403, 204, 204]),
+    ("GET", "/api/v1/users/me/invitations", None, [401, 200, 200, 200, 200, 200]),
+    # The pending invitation is addressed to someone else: it does not exist for any caller here.
+    ("POST", "/api/v1/users/me/invitations/{invitation}/accept", None, [401, 404, 404, 404, 404, 404]),
+    ("POST", "/api/v1/users/me/invitations/{invitation}/decline", None, [401, 404, 404, 404, 404, 404]),
     ("PATCH", "/api/v1/workspaces/{ws}/members/{target}", {"role": "viewer"}, [401, 404, 403, 403, 200, 200]),
     ("DELETE", "/api/v1/workspaces/{ws}/members/{target}", None, [401, 404, 403, 403, 204, 204]),
     ("GET", "/api/v1/workspaces/{ws}/quota", None, [401, 404, 200, 200, 200, 200]),
     ("PUT", "/api/v1/workspaces/{ws}/quota", {"max_gpus": 4}, [401, 404, 403, 403, 403, 200]),
+    ("DELETE", "/api/v1/workspaces/{ws}/quota", None, [401, 404, 403, 403, 403, 200]),
+    ("GET", "/api/v1/users/{target}/quota", None, [401, 403, 403, 403, 403, 200]),
+    ("GET", "/api/v1/users/me/quota", None, [401, 200, 200, 200, 200, 200]),
+    ("PUT", "/api/v1/users/{target}/quota", {"max_gpus": 2, "max_workspaces": 1}, [401, 403, 403, 403, 403, 200]),
+    ("DELETE", "/api/v1/users/{target}/quota", None, [401, 403, 403, 403, 403, 200]),
     ("GET", "/api/v1/workspaces", None, [401, 200, 200, 200, 200, 200]),
     ("GET", "/api/v1/workspaces?all=true", None, [401, 403, 403, 403, 403, 200]),
     ("POST", "/api/v1/workspaces", {"name": "another"}, [401, 201, 201, 201, 201, 201]),
@@ -59,15 +73,17 @@ async def _world(client):
     }
     target = await signup(client)
     newcomer = await signup(client)
+    invitee = await signup(client)
     ws = (await (await client.post("/api/v1/workspaces", json={"name": "team"}, headers=owner.headers)).json())["id"]
     for role, who in (("viewer", "viewer"), ("member", "member"), ("admin", "ws_admin"), ("member", None)):
-        username = accounts[who].username if who else target.username
-        r = await client.post(f"/api/v1/workspaces/{ws}/members", json={"username": username, "role": role}, headers=owner.headers)
-        assert r.status == 201, await r.text()
+        await join_workspace(client, owner, ws, accounts[who] if who else target, role)
+    r = await client.post(f"/api/v1/workspaces/{ws}/invitations", json={"username": invitee.username}, headers=owner.headers)
+    assert r.status == 201, await r.text()
+    invitation = (await r.json())["id"]
     r = await client.post("/api/v1/hosts", json={"name": "gpu-x"}, headers=accounts["platform_admin"].headers)
     assert r.status == 201, await r.text()
     host = (await r.json())["id"]
-    return accounts, {"ws": ws, "target": target.id, "newcomer": newcomer.username, "host": host}
+    return accounts, {"ws": ws, "target": target.id, "newcomer": newcomer.username, "invitation": invitation, "host": host}
 
 
 def _key():

@@ -14,6 +14,7 @@ from remotegpu.application.fleet.agent_protocol import HostReport, ObservedEnvir
 from remotegpu.domain.fleet.models import parse_fake_gpus
 from remotegpu.entrypoints.http.keys import CONTAINER
 from tests.conftest import signup
+from tests.support.workspaces import join_workspace
 
 A100 = "NVIDIA A100-SXM4-80GB"
 ENVS = "/api/v1/environments"
@@ -287,8 +288,7 @@ async def test_viewer_sees_but_cannot_operate_members_operate_their_own_admins_a
     owner, viewer, member, ws_admin = [await new_account() for _ in range(4)]
     team = await (await client.post("/api/v1/workspaces", json={"name": "lab"}, headers=owner.headers)).json()
     for account, role in ((viewer, "viewer"), (member, "member"), (ws_admin, "admin")):
-        r = await client.post(f"/api/v1/workspaces/{team['id']}/members", json={"username": account.username, "role": role}, headers=owner.headers)
-        assert r.status == 201, await r.text()
+        await join_workspace(client, owner, team["id"], account, role)
     env = await created(client, owner, "shared-box", gpu_count=1, workspace_id=team["id"])
     await agent.converge()
 

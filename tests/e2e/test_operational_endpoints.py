@@ -25,7 +25,7 @@ async def test_openapi_is_valid_3_1_and_covers_every_route(client):
     assert spec["openapi"].startswith("3.1")
     validate(spec)
     assert "/api/v1/workspaces/{workspace_id}/quota" in spec["paths"]
-    assert set(spec["paths"]["/api/v1/workspaces/{workspace_id}/quota"]) == {"get", "put"}
+    assert set(spec["paths"]["/api/v1/workspaces/{workspace_id}/quota"]) == {"get", "put", "delete"}
     docs = await client.get("/api/docs")
     assert docs.status == 200 and "openapi.json" in await docs.text()
 

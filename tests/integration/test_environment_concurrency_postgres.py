@@ -108,6 +108,10 @@ def test_twenty_simultaneous_creates_on_four_gpus_then_fifo(server):
     token = server.signup("racer")
     code, ws = server.request("GET", "/api/v1/workspaces", token=token)
     ws_id = ws["items"][0]["id"]
+    # 20 environments pass the default quotas: lift them (this test is about placement, not quotas).
+    code, me = server.request("GET", "/api/v1/users/me", token=token)
+    assert server.request("PUT", f"/api/v1/workspaces/{ws_id}/quota", {}, token=server.admin)[0] == 200
+    assert server.request("PUT", f"/api/v1/users/{me['id']}/quota", {}, token=server.admin)[0] == 200
 
     barrier = threading.Barrier(N)
     answers: list[tuple[int, dict]] = [None] * N  # type: ignore[list-item]

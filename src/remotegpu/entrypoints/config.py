@@ -63,6 +63,30 @@ class Settings(BaseSettings):
     # An environment stopping / being deleted on a host offline this long is finished without it.
     stranded_after_seconds: float = Field(600.0, gt=0)
 
+    # Workspaces. Quota every workspace has until an admin sets its own; each user's cap over
+    # all the workspaces they own (admin-editable per user); empty or "unlimited" = no limit.
+    default_quota_gpus: int | None = Field(8, ge=0)
+    default_quota_environments: int | None = Field(10, ge=0)
+    default_quota_cpu_cores: int | None = Field(64, ge=0)
+    default_quota_memory_gib: int | None = Field(512, ge=0)
+    default_quota_storage_gib: int | None = Field(500, ge=0)
+    user_quota_gpus: int | None = Field(8, ge=0)
+    user_quota_environments: int | None = Field(20, ge=0)
+    user_quota_cpu_cores: int | None = Field(128, ge=0)
+    user_quota_memory_gib: int | None = Field(1024, ge=0)
+    user_quota_storage_gib: int | None = Field(1000, ge=0)
+    user_quota_workspaces: int | None = Field(5, ge=0)  # team workspaces one user may own
+    workspace_creation: Literal["anyone", "admins"] = "anyone"  # who may create team workspaces
+    workspace_invitation_days: int = Field(7, ge=1, le=365)
+
+    @field_validator("default_quota_gpus", "default_quota_environments", "default_quota_cpu_cores",
+                     "default_quota_memory_gib", "default_quota_storage_gib", "user_quota_gpus",
+                     "user_quota_environments", "user_quota_cpu_cores", "user_quota_memory_gib",
+                     "user_quota_storage_gib", "user_quota_workspaces", mode="before")
+    @classmethod
+    def _unlimited_is_none(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and v.strip().lower() in ("", "none", "unlimited") else v
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
     # Cheaper argon2 for tests and benchmarks that create many users; never in production.

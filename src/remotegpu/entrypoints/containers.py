@@ -37,6 +37,8 @@ from remotegpu.application.environments.service import EnvironmentService
 from remotegpu.application.environments.watch import EnvironmentWatch
 from remotegpu.application.fleet.agent_service import AgentService
 from remotegpu.application.fleet.hosts import HostService
+from remotegpu.application.workspaces.invitations import InvitationService
+from remotegpu.entrypoints.workspace_policy import workspace_policy_from
 from remotegpu.application.workspaces.service import WorkspaceService
 from remotegpu.entrypoints.config import Settings
 from remotegpu.entrypoints.readiness import AlwaysReady, SqlReadiness
@@ -139,7 +141,9 @@ class Container(containers.DeclarativeContainer):
     )
     account_service = providers.Singleton(AccountService, uow=uow.provider, clock=clock, hasher=hasher, users=user_cache)
     admin_service = providers.Singleton(AdminService, uow=uow.provider, clock=clock, hasher=hasher, users=user_cache)
-    workspace_service = providers.Singleton(WorkspaceService, uow=uow.provider, clock=clock)
+    workspace_policy = providers.Singleton(workspace_policy_from, settings)
+    workspace_service = providers.Singleton(WorkspaceService, uow=uow.provider, clock=clock, policy=workspace_policy)
+    invitation_service = providers.Singleton(InvitationService, uow=uow.provider, clock=clock, policy=workspace_policy)
     maintenance = providers.Singleton(
         Maintenance, uow=uow.provider, clock=clock,
         audit_retention=providers.Factory(timedelta, days=config.audit_retention_days),
@@ -151,6 +155,7 @@ class Container(containers.DeclarativeContainer):
     )
     environment_service = providers.Singleton(
         EnvironmentService, uow=uow.provider, clock=clock, default_image=config.base_image, credentials=environment_credentials,
+        quotas=workspace_policy,
     )
     host_service = providers.Singleton(HostService, uow=uow.provider, clock=clock, environments=environment_service)
     access_gateway = providers.Singleton(DirectSshGateway)

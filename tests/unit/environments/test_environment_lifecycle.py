@@ -11,6 +11,7 @@ from remotegpu.domain.environments.models import EnvStatus
 from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, PermissionDenied, QuotaExceeded
 from remotegpu.domain.workspaces.models import Role
 from remotegpu.domain.workspaces.quota import Quota
+from tests.support.workspaces import join
 
 
 def req(ws: str, name: str = "e", gpus: int = 1, **kw) -> CreateRequest:
@@ -67,8 +68,9 @@ async def test_start_without_gpu_takes_no_gpu(world):
 
 async def test_twenty_concurrent_creates_on_four_gpus_start_four_and_queue_the_rest_in_order(world):
     host = await world.add_host()
-    alice = await world.user("alice")
+    alice, root = await world.user("alice"), await world.user("root", admin=True)
     ws = await world.personal_ws(alice)
+    await world.container.workspace_service().set_quota(root, ws, Quota())  # unlimited: this test is about the queue
     views = await asyncio.gather(*(world.envs.create(alice, req(ws, name=f"e{i}")) for i in range(20)))
     starting = [v for v in views if v.env.status is EnvStatus.STARTING]
     queued = [v for v in views if v.env.status is EnvStatus.QUEUED]
@@ -213,8 +215,8 @@ async def test_roles_viewers_see_members_operate_their_own_admins_all(world):
     owner, viewer, member, stranger = [await world.user(n) for n in ("owner", "viewer", "member", "stranger")]
     wss = world.container.workspace_service()
     ws = (await wss.create(owner, "team")).workspace.id
-    await wss.add_member(owner, ws, "viewer", Role.VIEWER)
-    await wss.add_member(owner, ws, "member", Role.MEMBER)
+    await join(world.container, owner, ws, viewer, Role.VIEWER)
+    await join(world.container, owner, ws, member, Role.MEMBER)
     owners_env = (await world.envs.create(owner, req(ws, name="o"))).env.id
     assert (await world.envs.get(viewer, owners_env)).env.id == owners_env
     with pytest.raises(PermissionDenied):

@@ -178,7 +178,7 @@ workspace_members = sa.Table(
     sa.Index(None, "user_id"),  # list_for_user; the PK covers lookups by workspace
 )
 
-# One row per workspace with limits; no row means unlimited. NULL column = no limit.
+# One row per workspace with limits; no row means the configured default. NULL column = no limit.
 workspace_quotas = sa.Table(
     "workspace_quotas",
     metadata,
@@ -188,6 +188,37 @@ workspace_quotas = sa.Table(
     sa.Column("max_cpu_cores", sa.Integer, nullable=True),
     sa.Column("max_memory_gib", sa.Integer, nullable=True),
     sa.Column("max_storage_gib", sa.Integer, nullable=True),
+)
+
+# Offers of a role in a workspace; only the invitee's acceptance creates the membership.
+# Answered ones stay (status accepted/declined/revoked) as the record of consent.
+workspace_invitations = sa.Table(
+    "workspace_invitations",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    _user_fk(),  # the invitee
+    sa.Column("role", sa.String(16), nullable=False),
+    _id("invited_by", nullable=False),  # no foreign key: the record outlives the inviter's account
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("responded_at", UTCDateTime, nullable=True),
+    sa.Index(None, "workspace_id"),
+    sa.Index(None, "user_id"),
+)
+
+# A user's own cap over all the workspaces they own; no row means the configured default.
+user_quotas = sa.Table(
+    "user_quotas",
+    metadata,
+    sa.Column("user_id", sa.String(36), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("max_gpus", sa.Integer, nullable=True),
+    sa.Column("max_environments", sa.Integer, nullable=True),
+    sa.Column("max_cpu_cores", sa.Integer, nullable=True),
+    sa.Column("max_memory_gib", sa.Integer, nullable=True),
+    sa.Column("max_storage_gib", sa.Integer, nullable=True),
+    sa.Column("max_workspaces", sa.Integer, nullable=True),
 )
 
 

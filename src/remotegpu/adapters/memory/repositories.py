@@ -17,8 +17,8 @@ from remotegpu.domain.environments.models import Environment, EnvironmentEvent, 
 from remotegpu.domain.fleet.models import Host
 from remotegpu.domain.shared.errors import Conflict
 from remotegpu.domain.identity.models import ApiToken, AuditEvent, Invite, RefreshToken, SshKey, User
-from remotegpu.domain.workspaces.models import Membership, Workspace
-from remotegpu.domain.workspaces.quota import Quota, Usage
+from remotegpu.domain.workspaces.models import Invitation, InvitationStatus, Membership, Role, Workspace
+from remotegpu.domain.workspaces.quota import Quota, Usage, UserQuota
 
 
 class _Repository:
@@ -207,27 +207,59 @@ class InMemoryWorkspaceRepository(_Repository):
         members = self._find("workspace_members", lambda m: m.workspace_id == workspace_id)
         return sorted(members, key=lambda m: (m.created_at, m.user_id))
 
+    def _owned_by(self, user_id: str) -> set[str]:
+        return {m.workspace_id for m in self._find("workspace_members", lambda m: m.user_id == user_id and m.role is Role.OWNER)}
+
+    async def list_owners(self, workspace_id: str) -> list[str]:
+        owners = self._find("workspace_members", lambda m: m.workspace_id == workspace_id and m.role is Role.OWNER)
+        return sorted(m.user_id for m in owners)
+
+    async def count_owned(self, user_id: str) -> int:
+        owned = self._owned_by(user_id)
+        return len(self._find("workspaces", lambda w: w.id in owned and not w.is_personal))
+
     # --- quota --------------------------------------------------------------------------
-    async def get_quota(self, workspace_id: str) -> Quota:
+    async def get_quota(self, workspace_id: str) -> Quota | None:
         row = self._tx.get("workspace_quotas", workspace_id)
-        return Quota() if row is None else row[1]
+        return None if row is None else row[1]
 
     async def set_quota(self, workspace_id: str, quota: Quota) -> None:
-        row = (workspace_id, quota)
-        if self._tx.get("workspace_quotas", workspace_id) is None:
-            self._tx.insert("workspace_quotas", workspace_id, row)
+        self._upsert("workspace_quotas", workspace_id, (workspace_id, quota))
+
+    async def clear_quota(self, workspace_id: str) -> None:
+        self._tx.delete("workspace_quotas", workspace_id)
+
+    async def get_user_quota(self, user_id: str) -> UserQuota | None:
+        row = self._tx.get("user_quotas", user_id)
+        return None if row is None else row[1]
+
+    async def set_user_quota(self, user_id: str, quota: UserQuota) -> None:
+        self._upsert("user_quotas", user_id, (user_id, quota))
+
+    async def clear_user_quota(self, user_id: str) -> None:
+        self._tx.delete("user_quotas", user_id)
+
+    def _upsert(self, table: str, key: str, row: Any) -> None:
+        if self._tx.get(table, key) is None:
+            self._tx.insert(table, key, row)
         else:
-            self._tx.update("workspace_quotas", workspace_id, row)
+            self._tx.update(table, key, row)
 
     async def usage(self, workspace_id: str) -> Usage:
-        """What the workspace's environments hold now (same rules as the SQL adapter).
+        return self._usage({workspace_id})
+
+    async def owned_usage(self, user_id: str) -> Usage:
+        return self._usage(self._owned_by(user_id))
+
+    def _usage(self, workspace_ids: set[str]) -> Usage:
+        """What those workspaces' environments hold now (same rules as the SQL adapter).
 
         gpus: live GPU allocations of its environments; environments: those not
         deleted; cpu_cores / memory_gib: summed over environments whose status holds
         resources (starting, running, lost); storage_gib: disk_gib summed over those not
         deleted (a stopped environment keeps its disk).
         """
-        envs = self._find("environments", lambda e: e.workspace_id == workspace_id)
+        envs = self._find("environments", lambda e: e.workspace_id in workspace_ids)
         ids = {e.id for e in envs}
         holding = [e for e in envs if e.status.holds_resources]
         return Usage(
@@ -237,6 +269,30 @@ class InMemoryWorkspaceRepository(_Repository):
             memory_gib=sum(e.memory_gib for e in holding),
             storage_gib=sum(e.disk_gib for e in envs if e.status.holds_disk),
         )
+
+    # --- invitations --------------------------------------------------------------------
+    async def add_invitation(self, invitation: Invitation) -> None:
+        self._tx.insert("workspace_invitations", invitation.id, invitation)
+
+    async def get_invitation(self, invitation_id: str) -> Invitation | None:
+        return self._tx.get("workspace_invitations", invitation_id)
+
+    async def list_open_invitations(
+        self, *, now: datetime, workspace_id: str | None = None, user_id: str | None = None
+    ) -> list[Invitation]:
+        found = self._find(
+            "workspace_invitations",
+            lambda i: i.status is InvitationStatus.PENDING and i.expires_at > now
+            and (workspace_id is None or i.workspace_id == workspace_id) and (user_id is None or i.user_id == user_id),
+        )
+        return _by_creation(found)
+
+    async def close_invitation(self, invitation_id: str, status: InvitationStatus, at: datetime) -> bool:
+        current = self._tx.get("workspace_invitations", invitation_id)
+        if current is None or current.status is not InvitationStatus.PENDING:
+            return False
+        self._tx.update("workspace_invitations", invitation_id, replace(current, status=status, responded_at=at))
+        return True
 
 
 # --- fleet ----------------------------------------------------------------------------

@@ -52,6 +52,14 @@ SPECS: dict[str, TableSpec] = {
     "workspace_quotas": TableSpec(
         references={"fk_workspace_quotas_workspace_id_workspaces": ("workspaces", lambda row: row[0])},
     ),
+    "workspace_invitations": TableSpec(
+        references={
+            "fk_workspace_invitations_workspace_id_workspaces": ("workspaces", lambda i: i.workspace_id),
+            "fk_workspace_invitations_user_id_users": ("users", lambda i: i.user_id),
+        }
+    ),
+    # Rows are (user_id, UserQuota) pairs.
+    "user_quotas": TableSpec(references={"fk_user_quotas_user_id_users": ("users", lambda row: row[0])}),
     # Fleet. Hosts are stored without their GPUs; GPUs are (host_id, Gpu) rows keyed
     # (host_id, index), as in SQL. A NULL token hash is never a duplicate (SQL UNIQUE).
     "hosts": TableSpec(

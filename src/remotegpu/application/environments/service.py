@@ -12,6 +12,7 @@ from remotegpu.application.environments import placement as pl
 from remotegpu.application.environments.access import load_operable, load_visible
 from remotegpu.application.environments.credentials import EnvironmentCredentials
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from remotegpu.application.workspaces.quotas import WorkspacePolicy
 from remotegpu.application.workspaces.service import authorize
 from remotegpu.domain.environments.models import (
     DEFAULT_DISK_GIB,
@@ -66,6 +67,7 @@ class EnvironmentService:
     default_image: str = "remotegpu/base:latest"
     # Per-environment SSH keys, made at creation (None: none, e.g. unit tests of other rules).
     credentials: EnvironmentCredentials | None = None
+    quotas: WorkspacePolicy = field(default_factory=WorkspacePolicy)  # the workspace's quota and its owners' caps
 
     # --- user-facing use cases ---------------------------------------------------------
     async def create(self, actor: User, req: CreateRequest) -> EnvironmentView:
@@ -75,9 +77,7 @@ class EnvironmentService:
                 async with self.uow() as uow:
                     await uow.lock_scheduling()
                     await authorize(uow, actor, req.workspace_id, Role.MEMBER)
-                    quota = await uow.workspaces.get_quota(req.workspace_id)
-                    usage = await uow.workspaces.usage(req.workspace_id)
-                    quota.check_request(usage, Usage(
+                    await self.quotas.check(uow, req.workspace_id, Usage(
                         gpus=req.gpu_count, environments=1, cpu_cores=req.cpu_cores, memory_gib=req.memory_gib,
                         storage_gib=req.disk_gib,
                     ))
@@ -120,9 +120,7 @@ class EnvironmentService:
         async def op(uow: UnitOfWork, env: Environment) -> None:
             env.check_can_start()
             if gpu and env.gpu_count:  # no storage_gib: its disk already counts while stopped
-                quota = await uow.workspaces.get_quota(env.workspace_id)
-                usage = await uow.workspaces.usage(env.workspace_id)
-                quota.check_request(usage, Usage(gpus=env.gpu_count, cpu_cores=env.cpu_cores, memory_gib=env.memory_gib))
+                await self.quotas.check(uow, env.workspace_id, Usage(gpus=env.gpu_count, cpu_cores=env.cpu_cores, memory_gib=env.memory_gib))
             env.with_gpu = gpu
             env.desired = Desired.RUNNING
             await self._place_or_queue(uow, env, "started by user" + ("" if gpu else " without GPUs"))
@@ -206,9 +204,7 @@ class EnvironmentService:
         started = []
         for env_id, placement in plan.started:
             env = envs[env_id]
-            quota = await uow.workspaces.get_quota(env.workspace_id)
-            usage = await uow.workspaces.usage(env.workspace_id)
-            if quota.violations(usage, Usage(gpus=env.gpus_wanted, cpu_cores=env.cpu_cores, memory_gib=env.memory_gib)):
+            if not await self.quotas.fits(uow, env.workspace_id, Usage(gpus=env.gpus_wanted, cpu_cores=env.cpu_cores, memory_gib=env.memory_gib)):
                 continue  # capacity is there but the workspace is at its quota: keep waiting
             await pl.allocate(uow, env, placement, by_id[placement.host_id])
             env.transition(EnvStatus.STARTING, "capacity freed up: placed on a host", self.clock.now())

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from remotegpu.domain.workspaces.models import Membership, Workspace
-from remotegpu.domain.workspaces.quota import Quota, Usage
+from datetime import datetime
+
+from remotegpu.domain.workspaces.models import Invitation, InvitationStatus, Membership, Workspace
+from remotegpu.domain.workspaces.quota import Quota, Usage, UserQuota
 
 
 class WorkspaceRepository(Protocol):
@@ -25,11 +27,42 @@ class WorkspaceRepository(Protocol):
     async def remove_member(self, workspace_id: str, user_id: str) -> None: ...
     async def list_members(self, workspace_id: str) -> list[Membership]: ...
 
-    async def get_quota(self, workspace_id: str) -> Quota:
-        """The workspace's limits; unlimited when none were set."""
+    async def list_owners(self, workspace_id: str) -> list[str]:
+        """User ids holding the owner role."""
+        ...
+    async def count_owned(self, user_id: str) -> int:
+        """Team workspaces (not personal) in which the user holds the owner role."""
+        ...
+
+    async def get_quota(self, workspace_id: str) -> Quota | None:
+        """The workspace's own limits; None when an admin never set any (the configured default applies)."""
         ...
     async def set_quota(self, workspace_id: str, quota: Quota) -> None: ...
+    async def clear_quota(self, workspace_id: str) -> None:
+        """Drop the workspace's own limits: the configured default applies again."""
+        ...
 
     async def usage(self, workspace_id: str) -> Usage:
         """Resources the workspace holds now (live environments and their storage)."""
+        ...
+    async def owned_usage(self, user_id: str) -> Usage:
+        """Resources held now by all the workspaces in which the user holds the owner role, summed."""
+        ...
+
+    async def get_user_quota(self, user_id: str) -> UserQuota | None:
+        """The user's own cap; None when an admin never set one (the configured default applies)."""
+        ...
+    async def set_user_quota(self, user_id: str, quota: UserQuota) -> None: ...
+    async def clear_user_quota(self, user_id: str) -> None: ...
+
+    # --- invitations -----------------------------------------------------------------------
+    async def add_invitation(self, invitation: Invitation) -> None: ...
+    async def get_invitation(self, invitation_id: str) -> Invitation | None: ...
+    async def list_open_invitations(
+        self, *, now: datetime, workspace_id: str | None = None, user_id: str | None = None
+    ) -> list[Invitation]:
+        """Pending, unexpired invitations of a workspace or to a user, oldest first."""
+        ...
+    async def close_invitation(self, invitation_id: str, status: InvitationStatus, at: datetime) -> bool:
+        """Compare-and-set pending → ``status``; False when it was no longer pending (lost a race)."""
         ...

@@ -7,10 +7,11 @@ unless you are a platform admin.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from remotegpu.application.identity import audit
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from remotegpu.application.workspaces.quotas import CreationPolicy, WorkspacePolicy
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from remotegpu.domain.shared.ids import new_id
@@ -21,7 +22,7 @@ from remotegpu.domain.workspaces.models import (
     check_can_assign,
     check_keeps_an_owner,
 )
-from remotegpu.domain.workspaces.quota import Quota, Usage
+from remotegpu.domain.workspaces.quota import Quota, Usage, UserQuota
 
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
 
@@ -36,6 +37,16 @@ class WorkspaceView:
 class QuotaView:
     quota: Quota
     usage: Usage
+    is_default: bool = False  # no limits of its own: the configured default applies
+
+
+@dataclass(frozen=True)
+class UserQuotaView:
+    user: User
+    quota: UserQuota
+    usage: Usage  # summed over the workspaces the user owns
+    owned_workspaces: int  # team workspaces the user owns
+    is_default: bool
 
 
 async def authorize(uow: UnitOfWork, actor: User, workspace_id: str, needed: Role) -> WorkspaceView:
@@ -59,14 +70,21 @@ async def authorize(uow: UnitOfWork, actor: User, workspace_id: str, needed: Rol
 class WorkspaceService:
     uow: UnitOfWorkFactory
     clock: Clock
+    policy: WorkspacePolicy = field(default_factory=WorkspacePolicy)
 
     async def create(self, actor: User, name: str) -> WorkspaceView:
         name = name.strip()
         if not 1 <= len(name) <= 100:
             raise InvalidInput("workspace name must be 1-100 characters", details={"field": "name"})
+        if self.policy.creation is CreationPolicy.ADMINS and not actor.is_admin:
+            raise PermissionDenied("on this platform only administrators create workspaces", code="workspace_creation_restricted")
         base = _SLUG_RE.sub("-", name.lower()).strip("-")[:40] or "workspace"
         now = self.clock.now()
         async with self.uow() as uow:
+            # Serialise count-then-create, or parallel requests could all pass max_workspaces.
+            await uow.lock_scheduling()
+            if not actor.is_admin:  # operators create workspaces for teams, then hand them over
+                await self.policy.check_can_own_another(uow, actor.id, actor.username)
             slug = base if not await uow.workspaces.slug_taken(base) else f"{base}-{new_id()[:8]}"
             workspace = Workspace(id=new_id(), name=name, slug=slug, is_personal=False, created_by=actor.id, created_at=now)
             await uow.workspaces.add(workspace)
@@ -128,8 +146,17 @@ class WorkspaceService:
         return [(m, u) for m, u in zip(members, users) if u is not None]
 
     async def add_member(self, actor: User, workspace_id: str, username: str, role: Role) -> tuple[Membership, User]:
+        """Add a member without their consent: platform administrators only, and audited.
+
+        Everyone else invites (``InvitationService.invite``); the invitee decides.
+        """
         async with self.uow() as uow:
-            view = await authorize(uow, actor, workspace_id, Role.ADMIN)
+            view = await authorize(uow, actor, workspace_id, Role.VIEWER)
+            if not actor.is_admin:
+                raise PermissionDenied(
+                    "members join by accepting an invitation: POST /api/v1/workspaces/{id}/invitations",
+                    code="invitation_required",
+                )
             if view.workspace.is_personal:
                 raise Conflict("a personal workspace has no other members; create a team workspace", code="personal_workspace")
             check_can_assign(self._effective_role(actor, view), None, role)
@@ -140,18 +167,23 @@ class WorkspaceService:
                 raise Conflict("user is already a member", code="already_member")
             membership = Membership(workspace_id, user.id, role, self.clock.now())
             await uow.workspaces.add_member(membership)
-            await audit.record(uow, self.clock, "workspace.member.added", actor_id=actor.id, target_type="workspace", target_id=workspace_id, user_id=user.id, role=role.value)
+            await audit.record(uow, self.clock, "workspace.member.added", actor_id=actor.id, target_type="workspace", target_id=workspace_id, user_id=user.id, role=role.value, direct=True)
             await uow.commit()
         return membership, user
 
     async def change_role(self, actor: User, workspace_id: str, user_id: str, role: Role) -> Membership:
         async with self.uow() as uow:
+            await uow.lock_scheduling()  # promoting to owner counts owned workspaces (see create)
             view = await authorize(uow, actor, workspace_id, Role.ADMIN)
             member = await uow.workspaces.get_member(workspace_id, user_id)
             if member is None:
                 raise NotFound("member not found")
             check_can_assign(self._effective_role(actor, view), member.role, role)
             check_keeps_an_owner(await uow.workspaces.list_members(workspace_id), user_id, role)
+            if role is Role.OWNER and member.role is not Role.OWNER and not view.workspace.is_personal:
+                target = await uow.users.get(user_id)
+                if target is not None and not target.is_admin:
+                    await self.policy.check_can_own_another(uow, user_id, target.username)
             old = member.role
             member.role = role
             await uow.workspaces.update_member(member)
@@ -177,7 +209,57 @@ class WorkspaceService:
     async def get_quota(self, actor: User, workspace_id: str) -> QuotaView:
         async with self.uow() as uow:
             await authorize(uow, actor, workspace_id, Role.VIEWER)
-            return QuotaView(await uow.workspaces.get_quota(workspace_id), await uow.workspaces.usage(workspace_id))
+            return await self._quota_view(uow, workspace_id)
+
+    async def reset_quota(self, actor: User, workspace_id: str) -> QuotaView:
+        """Drop the workspace's own limits: the configured default applies again (platform admins)."""
+        async with self.uow() as uow:
+            await authorize(uow, actor, workspace_id, Role.VIEWER)
+            if not actor.is_admin:
+                raise PermissionDenied("only platform administrators set quotas", code="admin_required")
+            await uow.workspaces.clear_quota(workspace_id)
+            await audit.record(uow, self.clock, "admin.quota.reset", actor_id=actor.id, target_type="workspace", target_id=workspace_id)
+            await uow.commit()
+            return await self._quota_view(uow, workspace_id)
+
+    async def _quota_view(self, uow: UnitOfWork, workspace_id: str) -> QuotaView:
+        quota, is_default = await self.policy.workspace_quota(uow, workspace_id)
+        return QuotaView(quota, await uow.workspaces.usage(workspace_id), is_default)
+
+    # --- per-user caps ------------------------------------------------------------------
+    async def get_user_quota(self, actor: User, user_id: str) -> UserQuotaView:
+        """A user's cap over the workspaces they own, with what those hold now (the user or platform admins)."""
+        if user_id != actor.id and not actor.is_admin:
+            raise PermissionDenied("platform administrators only", code="admin_required")
+        async with self.uow() as uow:
+            return await self._user_quota_view(uow, user_id)
+
+    async def set_user_quota(self, actor: User, user_id: str, quota: UserQuota | None) -> UserQuotaView:
+        """Set a user's own cap (platform admins); None goes back to the configured default."""
+        if not actor.is_admin:
+            raise PermissionDenied("only platform administrators set quotas", code="admin_required")
+        async with self.uow() as uow:
+            await self._user_quota_view(uow, user_id)  # 404 for an unknown user
+            if quota is None:
+                await uow.workspaces.clear_user_quota(user_id)
+                await audit.record(uow, self.clock, "admin.user_quota.reset", actor_id=actor.id, target_type="user", target_id=user_id)
+            else:
+                await uow.workspaces.set_user_quota(user_id, quota)
+                await audit.record(
+                    uow, self.clock, "admin.user_quota.set", actor_id=actor.id, target_type="user", target_id=user_id,
+                    max_workspaces=quota.max_workspaces, **quota.resources.__dict__,
+                )
+            await uow.commit()
+            return await self._user_quota_view(uow, user_id)
+
+    async def _user_quota_view(self, uow: UnitOfWork, user_id: str) -> UserQuotaView:
+        user = await uow.users.get(user_id)
+        if user is None:
+            raise NotFound("user not found")
+        quota, is_default = await self.policy.cap_of(uow, user_id)
+        return UserQuotaView(
+            user, quota, await uow.workspaces.owned_usage(user_id), await uow.workspaces.count_owned(user_id), is_default
+        )
 
     async def set_quota(self, actor: User, workspace_id: str, quota: Quota) -> QuotaView:
         if not actor.is_admin:
@@ -190,7 +272,7 @@ class WorkspaceService:
             await uow.workspaces.set_quota(workspace_id, quota)
             await audit.record(uow, self.clock, "admin.quota.set", actor_id=actor.id, target_type="workspace", target_id=workspace_id, **{k: v for k, v in quota.__dict__.items()})
             await uow.commit()
-            return QuotaView(quota, await uow.workspaces.usage(workspace_id))
+            return await self._quota_view(uow, workspace_id)
 
     @staticmethod
     def _effective_role(actor: User, view: WorkspaceView) -> Role:

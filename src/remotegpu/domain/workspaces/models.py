@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
-from remotegpu.domain.shared.errors import Conflict, PermissionDenied
+from remotegpu.domain.shared.errors import Conflict, NotFound, PermissionDenied
 
 
 class Role(str, Enum):
@@ -62,3 +62,47 @@ def check_keeps_an_owner(members: list[Membership], user_id: str, new_role: Role
             "the last owner cannot leave or be demoted; make someone else owner first",
             code="last_owner",
         )
+
+
+class InvitationStatus(str, Enum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    REVOKED = "revoked"
+
+
+@dataclass
+class Invitation:
+    """An offer of a role in a workspace; only the invitee's acceptance makes them a member.
+
+    Kept after it is answered (status other than pending) as a record of who agreed to what.
+    """
+
+    id: str
+    workspace_id: str
+    user_id: str  # the invitee
+    role: Role
+    invited_by: str
+    created_at: datetime
+    expires_at: datetime
+    status: InvitationStatus = InvitationStatus.PENDING
+    responded_at: datetime | None = None
+
+    def is_open(self, now: datetime) -> bool:
+        return self.status is InvitationStatus.PENDING and now < self.expires_at
+
+    def check_open(self, now: datetime) -> None:
+        """An answered, revoked or expired invitation can no longer be used."""
+        if self.status is not InvitationStatus.PENDING:
+            raise Conflict(f"the invitation was already {self.status.value}", code="invitation_closed",
+                           details={"status": self.status.value})
+        if now >= self.expires_at:
+            raise Conflict("the invitation has expired; ask for a new one", code="invitation_expired",
+                           details={"expires_at": self.expires_at.isoformat()})
+
+
+def check_invitation_addressee(invitation: Invitation | None, user_id: str) -> Invitation:
+    """Someone else's invitation does not exist for the caller (404, like another tenant's object)."""
+    if invitation is None or invitation.user_id != user_id:
+        raise NotFound("invitation not found")
+    return invitation

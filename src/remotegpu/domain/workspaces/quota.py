@@ -54,11 +54,53 @@ class Quota:
                 )
         return found
 
-    def check_request(self, usage: Usage, request: Usage) -> None:
+    def check_request(self, usage: Usage, request: Usage, *, scope: str = "workspace", **context: str) -> None:
+        """Raise QuotaExceeded naming each limit the request would pass.
+
+        ``scope`` says whose limit it is ("workspace", or "user" for an owner's cap over
+        all their workspaces); ``context`` (e.g. user_id, username) goes into the details.
+        """
         problems = self.violations(usage, request)
         if problems:
             names = ", ".join(p["resource"] for p in problems)
-            raise QuotaExceeded(f"workspace quota exceeded for {names}", details={"violations": problems})
+            whose = "workspace quota" if scope == "workspace" else (
+                f"quota of {context.get('username', 'the owner')} across the workspaces they own"
+            )
+            raise QuotaExceeded(f"{whose} exceeded for {names}", details={"scope": scope, **context, "violations": problems})
 
 
 UNLIMITED = Quota()
+
+
+@dataclass(frozen=True)
+class UserQuota:
+    """One user's cap over every workspace they own (each owner of a workspace pays for it in full).
+
+    ``resources`` limits the summed usage of those workspaces; ``max_workspaces`` the
+    number of team workspaces they may own (their personal workspace does not count).
+    """
+
+    resources: Quota = UNLIMITED
+    max_workspaces: int | None = None
+
+    def __post_init__(self) -> None:
+        value = self.max_workspaces
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise InvalidInput("max_workspaces must be a non-negative integer or null", details={"field": "max_workspaces"})
+
+    def check_can_own_another(self, owned: int, **context: str) -> None:
+        if self.max_workspaces is not None and owned + 1 > self.max_workspaces:
+            raise QuotaExceeded(
+                f"owning another team workspace would pass the limit of {self.max_workspaces}",
+                details={"scope": "user", **context, "violations": [
+                    {"resource": "workspaces", "limit": self.max_workspaces, "used": owned, "requested": 1}
+                ]},
+            )
+
+
+# What a fresh installation applies when nothing is configured (entrypoints/config.py
+# exposes each number as REMOTEGPU_DEFAULT_QUOTA_* / REMOTEGPU_USER_QUOTA_*).
+DEFAULT_WORKSPACE_QUOTA = Quota(max_gpus=8, max_environments=10, max_cpu_cores=64, max_memory_gib=512, max_storage_gib=500)
+DEFAULT_USER_QUOTA = UserQuota(
+    Quota(max_gpus=8, max_environments=20, max_cpu_cores=128, max_memory_gib=1024, max_storage_gib=1000), max_workspaces=5
+)

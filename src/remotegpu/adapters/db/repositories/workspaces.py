@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, delete, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from remotegpu.adapters.db.repositories._base import SqlRepository
-from remotegpu.adapters.db.tables import environments, gpu_allocations, workspace_members, workspace_quotas, workspaces
+from remotegpu.adapters.db.tables import (
+    environments,
+    gpu_allocations,
+    user_quotas,
+    workspace_invitations,
+    workspace_members,
+    workspace_quotas,
+    workspaces,
+)
 from remotegpu.domain.environments.models import EnvStatus
-from remotegpu.domain.workspaces.models import Membership, Role, Workspace
-from remotegpu.domain.workspaces.quota import Quota, Usage
+from remotegpu.domain.workspaces.models import Invitation, InvitationStatus, Membership, Role, Workspace
+from remotegpu.domain.workspaces.quota import Quota, Usage, UserQuota
 
 _QUOTA_COLUMNS = tuple(c.name for c in workspace_quotas.c if c.name != "workspace_id")
 _HOLDING = [s.value for s in EnvStatus if s.holds_resources]
@@ -36,6 +45,15 @@ def _membership_values(membership: Membership) -> dict[str, Any]:
         "workspace_id": membership.workspace_id, "user_id": membership.user_id,
         "role": membership.role.value, "created_at": membership.created_at,
     }
+
+
+def _invitation(row: Any) -> Invitation:
+    m = row._mapping
+    return Invitation(
+        id=m["id"], workspace_id=m["workspace_id"], user_id=m["user_id"], role=Role(m["role"]),
+        invited_by=m["invited_by"], created_at=m["created_at"], expires_at=m["expires_at"],
+        status=InvitationStatus(m["status"]), responded_at=m["responded_at"],
+    )
 
 
 class SqlWorkspaceRepository(SqlRepository):
@@ -121,24 +139,68 @@ class SqlWorkspaceRepository(SqlRepository):
         )
         return [_membership(r) for r in await self._session.execute(query)]
 
+    def _owned_by(self, user_id: str):
+        """Ids of the workspaces in which ``user_id`` holds the owner role (a subquery)."""
+        return select(workspace_members.c.workspace_id).where(
+            workspace_members.c.user_id == user_id, workspace_members.c.role == Role.OWNER.value
+        )
+
+    async def list_owners(self, workspace_id: str) -> list[str]:
+        query = select(workspace_members.c.user_id).where(
+            workspace_members.c.workspace_id == workspace_id, workspace_members.c.role == Role.OWNER.value
+        ).order_by(workspace_members.c.user_id)
+        return list((await self._session.execute(query)).scalars())
+
+    async def count_owned(self, user_id: str) -> int:
+        query = select(func.count()).select_from(workspaces).where(
+            workspaces.c.id.in_(self._owned_by(user_id)), workspaces.c.is_personal.is_(False)
+        )
+        return int((await self._session.execute(query)).scalar_one())
+
     # --- quota --------------------------------------------------------------------------
-    async def get_quota(self, workspace_id: str) -> Quota:
+    async def get_quota(self, workspace_id: str) -> Quota | None:
         row = (await self._session.execute(select(workspace_quotas).where(workspace_quotas.c.workspace_id == workspace_id))).first()
         if row is None:
-            return Quota()
+            return None
         return Quota(**{name: row._mapping[name] for name in _QUOTA_COLUMNS})
 
     async def set_quota(self, workspace_id: str, quota: Quota) -> None:
         values = {name: getattr(quota, name) for name in _QUOTA_COLUMNS}
-        # Upsert: both dialects speak INSERT ... ON CONFLICT DO UPDATE.
+        await self._upsert(workspace_quotas, "workspace_id", workspace_id, values)
+
+    async def clear_quota(self, workspace_id: str) -> None:
+        await self._execute(delete(workspace_quotas).where(workspace_quotas.c.workspace_id == workspace_id))
+
+    async def get_user_quota(self, user_id: str) -> UserQuota | None:
+        row = (await self._session.execute(select(user_quotas).where(user_quotas.c.user_id == user_id))).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return UserQuota(Quota(**{name: m[name] for name in _QUOTA_COLUMNS}), max_workspaces=m["max_workspaces"])
+
+    async def set_user_quota(self, user_id: str, quota: UserQuota) -> None:
+        values = {name: getattr(quota.resources, name) for name in _QUOTA_COLUMNS}
+        await self._upsert(user_quotas, "user_id", user_id, {**values, "max_workspaces": quota.max_workspaces})
+
+    async def clear_user_quota(self, user_id: str) -> None:
+        await self._execute(delete(user_quotas).where(user_quotas.c.user_id == user_id))
+
+    async def _upsert(self, table, key: str, key_value: str, values: dict[str, Any]) -> None:
+        # Both dialects speak INSERT ... ON CONFLICT DO UPDATE.
         dialect = postgresql if self._session.get_bind().dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(workspace_quotas).values(workspace_id=workspace_id, **values)
-        await self._execute(statement.on_conflict_do_update(index_elements=["workspace_id"], set_=values))
+        statement = dialect.insert(table).values({key: key_value, **values})
+        await self._execute(statement.on_conflict_do_update(index_elements=[key], set_=values))
 
     async def usage(self, workspace_id: str) -> Usage:
-        """What the workspace's environments hold now, in one aggregate query.
+        return await self._usage(environments.c.workspace_id == workspace_id)
 
-        gpus: live GPU allocations of its environments; environments: those not
+    async def owned_usage(self, user_id: str) -> Usage:
+        return await self._usage(environments.c.workspace_id.in_(self._owned_by(user_id)))
+
+    async def _usage(self, in_scope) -> Usage:
+        """What the environments matching ``in_scope`` hold now, in one aggregate query.
+
+        gpus: live GPU allocations of those environments; environments: those not
         deleted; cpu_cores / memory_gib: summed over environments whose status holds
         resources (starting, running, lost); storage_gib: disk_gib summed over those not
         deleted (a stopped environment keeps its disk).
@@ -148,7 +210,7 @@ class SqlWorkspaceRepository(SqlRepository):
         gpus = (
             select(func.count())
             .select_from(gpu_allocations.join(environments, environments.c.id == gpu_allocations.c.environment_id))
-            .where(environments.c.workspace_id == workspace_id)
+            .where(in_scope)
             .scalar_subquery()
         )
         query = select(
@@ -157,8 +219,40 @@ class SqlWorkspaceRepository(SqlRepository):
             func.coalesce(func.sum(case((holding, environments.c.cpu_cores), else_=0)), 0),
             func.coalesce(func.sum(case((holding, environments.c.memory_gib), else_=0)), 0),
             func.coalesce(func.sum(case((has_disk, environments.c.disk_gib), else_=0)), 0),
-        ).where(environments.c.workspace_id == workspace_id)
+        ).where(in_scope)
         n_gpus, n_envs, cpu, memory, disk = (await self._session.execute(query)).one()
         return Usage(
             gpus=int(n_gpus), environments=int(n_envs), cpu_cores=int(cpu), memory_gib=int(memory), storage_gib=int(disk)
         )
+
+    # --- invitations --------------------------------------------------------------------
+    async def add_invitation(self, invitation: Invitation) -> None:
+        values = asdict(invitation)
+        values.update(role=invitation.role.value, status=invitation.status.value)
+        await self._execute(insert(workspace_invitations).values(values))
+
+    async def get_invitation(self, invitation_id: str) -> Invitation | None:
+        query = select(workspace_invitations).where(workspace_invitations.c.id == invitation_id)
+        row = (await self._session.execute(query)).first()
+        return _invitation(row) if row else None
+
+    async def list_open_invitations(
+        self, *, now: datetime, workspace_id: str | None = None, user_id: str | None = None
+    ) -> list[Invitation]:
+        t = workspace_invitations.c
+        query = select(workspace_invitations).where(t.status == InvitationStatus.PENDING.value, t.expires_at > now)
+        if workspace_id is not None:
+            query = query.where(t.workspace_id == workspace_id)
+        if user_id is not None:
+            query = query.where(t.user_id == user_id)
+        return [_invitation(r) for r in await self._session.execute(query.order_by(t.created_at, t.id))]
+
+    async def close_invitation(self, invitation_id: str, status: InvitationStatus, at: datetime) -> bool:
+        t = workspace_invitations.c
+        statement = (
+            update(workspace_invitations)
+            .where(t.id == invitation_id, t.status == InvitationStatus.PENDING.value)
+            .values(status=status.value, responded_at=at)
+        )
+        result = await self._session.execute(statement)
+        return result.rowcount == 1

@@ -27,6 +27,16 @@ describe('API client', () => {
     expect(notify.mock.calls[0][0]).toBe('Workspace quota exceeded. GPUs: 2 used + 1 requested exceeds the limit of 2')
   })
 
+  it("says when it is an owner's cap across workspaces, not the workspace's quota", () => {
+    const err = new ApiError(409, {
+      code: 'quota_exceeded', message: 'quota of bob across the workspaces they own exceeded for gpus',
+      details: { scope: 'user', username: 'bob', violations: [{ resource: 'gpus', limit: 1, used: 1, requested: 1 }] },
+    })
+    expect(describeError(err, tr)).toBe(
+      'The quota of bob across the workspaces they own is exceeded. GPUs: 1 used + 1 requested exceeds the limit of 1',
+    )
+  })
+
   it('names the invalid fields of a validation error', () => {
     const err = new ApiError(422, {
       code: 'validation_error',

@@ -153,7 +153,9 @@ export function describeError(err: unknown, translate: Translate = config.transl
         const resource = translate(`ws.usage.${String(v.resource)}`) ?? String(v.resource)
         return translate('errors.quotaViolation', { ...v, resource }) ?? `${resource}: ${v.used} + ${v.requested} > ${v.limit}`
       })
-      return `${known ?? err.message} ${parts.join('; ')}`
+      // scope "user": an owner's cap across all their workspaces, not this workspace's quota.
+      const head = d.scope === 'user' ? translate('errors.userQuotaExceeded', params) ?? known : known
+      return `${head ?? err.message} ${parts.join('; ')}`
     }
     if (known && GENERIC_CODES.has(err.code) && err.message && err.message !== 'no such resource') {
       return `${known} ${err.message}`

@@ -2,7 +2,7 @@
 import { http, type RequestOptions } from './client'
 import type {
   ApiToken, ApiTokenCreated, AuditEvent, EnvAccess, EnvEvent, Environment, EnvironmentCreate, GpuType, Host, HostCreated, HostToken,
-  Invite, Member, Page, Quota, Role, SshKey, TokenPair, User, Workspace,
+  Invitation, Invite, Member, Page, Quota, Role, SshKey, TokenPair, User, UserQuota, Workspace,
 } from './types'
 
 export * from './client'
@@ -49,7 +49,17 @@ export const workspaceApi = {
     http.patch<Member>(`/api/v1/workspaces/${enc(id)}/members/${enc(userId)}`, { role }),
   removeMember: (id: string, userId: string) => http.delete<void>(`/api/v1/workspaces/${enc(id)}/members/${enc(userId)}`),
   quota: (id: string, opts?: RequestOptions) => http.get<Quota>(`/api/v1/workspaces/${enc(id)}/quota`, opts),
-  setQuota: (id: string, q: Omit<Quota, 'usage'>) => http.put<Quota>(`/api/v1/workspaces/${enc(id)}/quota`, q),
+  setQuota: (id: string, q: Omit<Quota, 'usage' | 'is_default'>) => http.put<Quota>(`/api/v1/workspaces/${enc(id)}/quota`, q),
+  resetQuota: (id: string) => http.delete<Quota>(`/api/v1/workspaces/${enc(id)}/quota`),
+  /** Members join by accepting: owners and admins invite by username or email. */
+  invite: (id: string, who: { username?: string; email?: string }, role: Role) =>
+    http.post<Invitation>(`/api/v1/workspaces/${enc(id)}/invitations`, { ...who, role }),
+  invitations: (id: string) => http.get<Page<Invitation>>(`/api/v1/workspaces/${enc(id)}/invitations`),
+  revokeInvitation: (id: string, invitationId: string) =>
+    http.delete<void>(`/api/v1/workspaces/${enc(id)}/invitations/${enc(invitationId)}`),
+  myInvitations: (opts?: RequestOptions) => http.get<Page<Invitation>>('/api/v1/users/me/invitations', opts),
+  accept: (invitationId: string) => http.post<Workspace>(`/api/v1/users/me/invitations/${enc(invitationId)}/accept`),
+  decline: (invitationId: string) => http.post<void>(`/api/v1/users/me/invitations/${enc(invitationId)}/decline`),
 }
 
 export const adminApi = {
@@ -71,6 +81,10 @@ export const adminApi = {
   rotateHostToken: (id: string) => http.post<HostToken>(`/api/v1/hosts/${enc(id)}/token`),
   /** force: also while the host is online with environments (they turn lost). */
   removeHost: (id: string, force = false) => http.delete<void>(`/api/v1/hosts/${enc(id)}`, { query: force ? { force: true } : undefined }),
+  userQuota: (userId: string) => http.get<UserQuota>(`/api/v1/users/${enc(userId)}/quota`),
+  setUserQuota: (userId: string, q: Omit<UserQuota, 'usage' | 'user_id' | 'username' | 'owned_workspaces' | 'is_default'>) =>
+    http.put<UserQuota>(`/api/v1/users/${enc(userId)}/quota`, q),
+  resetUserQuota: (userId: string) => http.delete<UserQuota>(`/api/v1/users/${enc(userId)}/quota`),
 }
 
 export const gpuApi = {

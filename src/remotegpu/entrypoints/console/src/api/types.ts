@@ -88,6 +88,29 @@ export interface Quota {
   max_memory_gib: number | null
   max_storage_gib: number | null
   usage?: Usage
+  /** No limits of its own: the platform's configured default applies. */
+  is_default?: boolean
+}
+
+/** A user's cap over all the workspaces they own. */
+export interface UserQuota extends Quota {
+  user_id: string
+  username: string
+  max_workspaces: number | null
+  owned_workspaces: number
+}
+
+export interface Invitation {
+  id: string
+  workspace_id: string
+  workspace_name: string
+  user_id: string
+  username: string
+  role: Role
+  invited_by: string | null
+  status: 'pending' | 'accepted' | 'declined' | 'revoked'
+  created_at: string
+  expires_at: string
 }
 
 export interface AuditEvent {

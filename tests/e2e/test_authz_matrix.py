@@ -35,6 +35,8 @@ MATRIX = [
     ("PATCH", "/api/v1/users/{target}", {"is_active": False}, [401, 403, 403, 403, 403, 200]),
     ("GET", "/api/v1/audit-events", None, [401, 403, 403, 403, 403, 200]),
     ("POST", "/api/v1/invites", {}, [401, 403, 403, 403, 403, 201]),
+    ("POST", "/api/v1/users/me/sign-out", {}, [401, 204, 204, 204, 204, 204]),
+    ("POST", "/api/v1/users/{target}/sign-out", {}, [401, 403, 403, 403, 403, 204]),
 ]
 
 CASES = [

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,8 +17,13 @@ class Argon2PasswordHasher:
     thread pool (argon2's C code releases the GIL), never on the event loop: the loop
     keeps answering health checks, the proxy and agent heartbeats during a burst of
     logins, and the pool's size caps how many cores the burst can take (the rest wait
-    their turn in its queue).
+    their turn in its queue). The workers also run at a lower CPU priority (Linux: per
+    thread nice, inherited by argon2's lane threads), so on a busy machine the loop's
+    short bursts of work go first and hashing takes what is left.
     """
+
+    #: How much nicer than the server the hashing threads are (0-19; raising it needs no privilege).
+    WORKER_NICENESS = 10
 
     def __init__(self, *, time_cost: int = 3, memory_cost: int = 65536, parallelism: int = 4, workers: int = 2):
         self._ph = _Argon2(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism, type=Type.ID)
@@ -51,7 +57,10 @@ class Argon2PasswordHasher:
         # Made on first use, so building the container in a process that never hashes costs nothing.
         with self._pool_lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="argon2")
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self._workers, thread_name_prefix="argon2", initializer=_lower_thread_priority,
+                    initargs=(self.WORKER_NICENESS,),
+                )
             return self._pool
 
     def close(self) -> None:
@@ -59,3 +68,12 @@ class Argon2PasswordHasher:
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
+
+
+def _lower_thread_priority(niceness: int) -> None:
+    """Make the calling thread nicer (Linux applies ``setpriority`` to one thread id)."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
+    except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
+        pass

@@ -152,3 +152,10 @@ async def test_a_revoked_api_token_fails_at_once_even_right_after_use(client):
     assert await me(client, secret) == (200, None)
     assert (await client.delete(f"/api/v1/users/me/tokens/{tokens['items'][0]['id']}", headers=acct.headers)).status == 204
     assert await me(client, secret) == (401, "invalid_token")
+
+
+async def test_guessing_the_current_password_is_limited(client):
+    acct = await signup(client, "guessed")
+    body = {"current_password": "guess", "new_password": NEW_PASSWORD}
+    statuses = [(await client.post("/api/v1/users/me/password", json=body, headers=acct.headers)).status for _ in range(11)]
+    assert statuses == [401] * 10 + [429]

@@ -139,7 +139,9 @@ class Container(containers.DeclarativeContainer):
         AuthService, uow=uow.provider, clock=clock, hasher=hasher, issuer=token_issuer,
         limiter=rate_limiter, users=user_cache, settings=auth_settings,
     )
-    account_service = providers.Singleton(AccountService, uow=uow.provider, clock=clock, hasher=hasher, users=user_cache)
+    account_service = providers.Singleton(
+        AccountService, uow=uow.provider, clock=clock, hasher=hasher, users=user_cache, limiter=rate_limiter
+    )
     admin_service = providers.Singleton(AdminService, uow=uow.provider, clock=clock, hasher=hasher, users=user_cache)
     workspace_service = providers.Singleton(WorkspaceService, uow=uow.provider, clock=clock)
     maintenance = providers.Singleton(

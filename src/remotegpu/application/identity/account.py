@@ -9,14 +9,16 @@ from remotegpu.application.identity import audit
 from remotegpu.application.identity.ports import PasswordHasher, UserCache
 from remotegpu.application.identity.secrets import API_TOKEN_PREFIX, hash_secret, new_secret
 from remotegpu.application.identity.sessions import end_sessions
-from remotegpu.application.shared.ports import Clock, UnitOfWorkFactory
+from remotegpu.application.shared.ports import Clock, RateLimiter, UnitOfWorkFactory
 from remotegpu.domain.identity.models import ApiToken, SshKey, User, check_password_strength
 from remotegpu.domain.identity.ssh_keys import parse_public_key
-from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, RateLimited, Unauthenticated
 from remotegpu.domain.shared.ids import new_id
 
 MAX_SSH_KEYS = 50
 MAX_API_TOKENS = 50
+# Guesses of the current password (someone holding a stolen session must not brute-force it).
+PASSWORD_CHANGE_LIMIT, PASSWORD_CHANGE_WINDOW_SECONDS = 10, 300
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class AccountService:
     clock: Clock
     hasher: PasswordHasher
     users: UserCache
+    limiter: RateLimiter | None = None
 
     async def update_profile(self, user_id: str, *, display_name: str | None) -> User:
         async with self.uow() as uow:
@@ -50,6 +53,10 @@ class AccountService:
         stop working, refresh families but the caller's (``session_id``) are revoked, and
         the API tokens too when asked. The caller keeps its login: its next refresh works."""
         check_password_strength(new)
+        if self.limiter is not None:
+            key = f"password-change:user:{user_id}"
+            if retry_after := await self.limiter.hit(key, PASSWORD_CHANGE_LIMIT, PASSWORD_CHANGE_WINDOW_SECONDS):
+                raise RateLimited("too many password change attempts; try again later", retry_after=retry_after)
         async with self.uow() as uow:
             old_hash = (await self._user(uow, user_id)).password_hash
         # The hashing takes a while: outside any transaction.

@@ -32,7 +32,7 @@ async def update_me(call: Call) -> UserOut:
     return UserOut.model_validate(user, from_attributes=True)
 
 
-@api.post("/api/v1/users/me/password", body=ChangePasswordIn, status=204, tags=TAGS, errors=[401, 409, 422])
+@api.post("/api/v1/users/me/password", body=ChangePasswordIn, status=204, tags=TAGS, errors=[401, 409, 422, 429])
 async def change_password(call: Call) -> None:
     """Change the password; every other session ends (optionally the API tokens too).
 

@@ -19,6 +19,7 @@ def make_settings(tmp_path, **overrides):
     base = dict(
         data_dir=tmp_path / "data", secret_key="test-secret-key-for-jwt-signing-0123456789",
         password_hash_profile="fast", log_level="WARNING", login_limit_per_ip=10_000,
+        register_limit_per_ip=10_000,
     )
     base.update(overrides)
     return load_settings(**base)

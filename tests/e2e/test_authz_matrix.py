@@ -53,6 +53,8 @@ MATRIX = [
     ("POST", "/api/v1/hosts/{host}/token", None, [401, 403, 403, 403, 403, 200]),
     ("DELETE", "/api/v1/hosts/{host}/token", None, [401, 403, 403, 403, 403, 204]),
     ("DELETE", "/api/v1/hosts/{host}?force=true", None, [401, 403, 403, 403, 403, 204]),
+    ("POST", "/api/v1/users/me/sign-out", {}, [401, 204, 204, 204, 204, 204]),
+    ("POST", "/api/v1/users/{target}/sign-out", {}, [401, 403, 403, 403, 403, 204]),
 ]
 
 CASES = [

@@ -64,6 +64,7 @@ def live_server(data_dir: Path, **env: str) -> Iterator[LiveServer]:
         "REMOTEGPU_ADMIN_USERNAME": "admin",
         "REMOTEGPU_ADMIN_PASSWORD": "admin-password-123",
         "REMOTEGPU_PASSWORD_HASH_PROFILE": "fast",
+        "REMOTEGPU_REGISTER_LIMIT_PER_IP": "10000",  # tests sign many users up from 127.0.0.1
         "REMOTEGPU_LOG_LEVEL": "WARNING",
         "REMOTEGPU_SECRET_KEY": "live-server-secret-key-0123456789abcdef",
         # Tests get an in-memory runtime with fake GPUs unless they ask for Docker.

@@ -92,6 +92,23 @@ class Settings(BaseSettings):
     # Cheaper argon2 for tests and benchmarks that create many users; never in production.
     password_hash_profile: Literal["default", "fast"] = "default"
 
+    # Logins and registration (issue 10): a limit per account from all addresses together,
+    # registrations per address, argon2's thread pool, and the reverse proxies whose
+    # X-Forwarded-For is believed (comma-separated IPs/CIDRs; default none: the TCP peer).
+    login_limit_per_account_all_ips: int = Field(100, ge=1)
+    register_limit_per_ip: int = Field(10, ge=1)
+    register_window_seconds: int = Field(3600, ge=1)
+    password_hash_workers: int = Field(2, ge=1, le=64)
+    trusted_proxies: str = ""
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _cidr_list(cls, v: Any) -> str:
+        from remotegpu.entrypoints.http.client_ip import parse_networks
+
+        text = ",".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v or "")
+        return ",".join(str(n) for n in parse_networks(text))
+
     @field_validator("database_url", "redis_url", "secret_key", "public_url", "agent_fake_gpus", "agent_name", "ssh_host",
                      mode="before")
     @classmethod

@@ -102,7 +102,8 @@ class Container(containers.DeclarativeContainer):
 
     # --- security ------------------------------------------------------------------
     hasher = providers.Singleton(
-        lambda profile: Argon2PasswordHasher(**_HASH_PROFILES[profile]), config.password_hash_profile
+        lambda profile, workers: Argon2PasswordHasher(**_HASH_PROFILES[profile], workers=workers),
+        config.password_hash_profile, config.password_hash_workers,
     )
     token_issuer = providers.Singleton(JwtAccessTokenIssuer, config.secret_key, config.access_token_ttl_seconds)
     redis = providers.Singleton(_redis, config.redis_url)
@@ -134,12 +135,17 @@ class Container(containers.DeclarativeContainer):
         login_limit_per_account=config.login_limit_per_account,
         login_limit_per_ip=config.login_limit_per_ip,
         login_window_seconds=config.login_window_seconds,
+        login_limit_per_account_all_ips=config.login_limit_per_account_all_ips,
+        register_limit_per_ip=config.register_limit_per_ip,
+        register_window_seconds=config.register_window_seconds,
     )
     auth_service = providers.Singleton(
         AuthService, uow=uow.provider, clock=clock, hasher=hasher, issuer=token_issuer,
         limiter=rate_limiter, users=user_cache, settings=auth_settings,
     )
-    account_service = providers.Singleton(AccountService, uow=uow.provider, clock=clock, hasher=hasher, users=user_cache)
+    account_service = providers.Singleton(
+        AccountService, uow=uow.provider, clock=clock, hasher=hasher, users=user_cache, limiter=rate_limiter
+    )
     admin_service = providers.Singleton(AdminService, uow=uow.provider, clock=clock, hasher=hasher, users=user_cache)
     workspace_policy = providers.Singleton(workspace_policy_from, settings)
     workspace_service = providers.Singleton(WorkspaceService, uow=uow.provider, clock=clock, policy=workspace_policy)
@@ -200,6 +206,10 @@ def build_container(settings: Settings, *, persistence: str = "sql") -> Containe
             "login_window_seconds": settings.login_window_seconds,
             "audit_retention_days": settings.audit_retention_days,
             "password_hash_profile": settings.password_hash_profile,
+            "password_hash_workers": settings.password_hash_workers,
+            "login_limit_per_account_all_ips": settings.login_limit_per_account_all_ips,
+            "register_limit_per_ip": settings.register_limit_per_ip,
+            "register_window_seconds": settings.register_window_seconds,
             "base_image": settings.base_image,
             "heartbeat_seconds": settings.heartbeat_seconds,
             "allow_loopback_agents": settings.allow_loopback_agents,

@@ -3,6 +3,7 @@ from datetime import datetime, timedelta, timezone
 import jwt
 
 from remotegpu.adapters.security.jwt_tokens import JwtAccessTokenIssuer
+from remotegpu.application.identity.ports import AccessClaims
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -30,3 +31,16 @@ def test_cache_is_bounded():
     tokens = [issuer.issue(f"u{i}", NOW) for i in range(5)]
     assert [issuer.verify(t, NOW) for t in tokens] == [f"u{i}" for i in range(5)]
     assert len(issuer._verified) == 3
+
+
+def test_the_token_carries_the_session_epoch_and_login():
+    issuer = JwtAccessTokenIssuer("k" * 32)
+    token = issuer.issue("user-1", NOW, session_epoch=3, session_id="family-9")
+    claims = issuer.verify_claims(token, NOW)
+    assert (claims.user_id, claims.session_epoch, claims.session_id) == ("user-1", 3, "family-9")
+    assert issuer.verify(token, NOW) == "user-1"
+    # Tokens issued before epochs existed read as epoch 0 with no login.
+    old = jwt.encode({"sub": "u", "iat": int(NOW.timestamp()), "exp": int(NOW.timestamp()) + 60, "iss": "remotegpu", "typ": "access"}, "k" * 32)
+    assert issuer.verify_claims(old, NOW) == AccessClaims("u", 0, None)
+    forged = jwt.encode({"sub": "u", "iat": 1, "exp": int(NOW.timestamp()) + 60, "iss": "remotegpu", "typ": "access", "sep": "9"}, "k" * 32)
+    assert issuer.verify_claims(forged, NOW) is None

@@ -4,6 +4,12 @@
 serves replicas: an invalidation is applied locally and published on Redis, and
 every replica's subscriber evicts the user; a short TTL bounds staleness should a
 message be missed while a subscriber reconnects.
+
+A read racing an invalidation must not put the old copy back: a request reads the
+user from the database (before a password change commits), the change commits and
+evicts, then the request caches what it read, and that stale copy (old session epoch,
+still active) would authenticate for a whole TTL. So every read takes a mark first,
+and ``put`` drops a copy read before the user's latest invalidation.
 """
 
 from __future__ import annotations
@@ -28,6 +34,11 @@ class LocalUserCache:
         self._max = max_entries
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, User]] = OrderedDict()
+        # Invalidation sequence: every eviction takes the next number; the users evicted
+        # lately remember theirs (bounded; below ``_forgotten`` we no longer know).
+        self._seq = 0
+        self._evicted_at: OrderedDict[str, int] = OrderedDict()
+        self._forgotten = 0
 
     def get(self, user_id: str) -> User | None:
         entry = self._entries.get(user_id)
@@ -39,7 +50,12 @@ class LocalUserCache:
             return None
         return copy.copy(user)  # callers may not mutate what the cache holds
 
-    def put(self, user: User) -> None:
+    def read_mark(self) -> int:
+        return self._seq
+
+    def put(self, user: User, read_mark: int | None = None) -> None:
+        if read_mark is not None and (read_mark < self._forgotten or self._evicted_at.get(user.id, -1) > read_mark):
+            return  # read before (or maybe before) the user's latest change: do not keep it
         self._entries[user.id] = (self._clock() + self._ttl, copy.copy(user))
         self._entries.move_to_end(user.id)
         while len(self._entries) > self._max:
@@ -47,6 +63,18 @@ class LocalUserCache:
 
     def evict(self, user_id: str) -> None:
         self._entries.pop(user_id, None)
+        self._seq += 1
+        self._evicted_at[user_id] = self._seq
+        self._evicted_at.move_to_end(user_id)
+        while len(self._evicted_at) > self._max:
+            _, self._forgotten = self._evicted_at.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every user, and refuse copies read before now (invalidations may have been missed)."""
+        self._entries.clear()
+        self._evicted_at.clear()
+        self._seq += 1
+        self._forgotten = self._seq
 
     async def invalidate(self, user_id: str) -> None:
         self.evict(user_id)
@@ -61,8 +89,11 @@ class RedisBroadcastUserCache:
     def get(self, user_id: str) -> User | None:
         return self._local.get(user_id)
 
-    def put(self, user: User) -> None:
-        self._local.put(user)
+    def read_mark(self) -> int:
+        return self._local.read_mark()
+
+    def put(self, user: User, read_mark: int | None = None) -> None:
+        self._local.put(user, read_mark)
 
     async def invalidate(self, user_id: str) -> None:
         self._local.evict(user_id)
@@ -81,5 +112,5 @@ class RedisBroadcastUserCache:
                 raise
             except Exception:  # noqa: BLE001 - reconnect after Redis hiccups
                 log.warning("user cache subscriber lost Redis; retrying", exc_info=True)
-                self._local = LocalUserCache(ttl_seconds=self._local._ttl)
+                self._local.clear()
                 await asyncio.sleep(1)

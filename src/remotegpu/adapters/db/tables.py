@@ -72,6 +72,7 @@ users = sa.Table(
     sa.Column("is_admin", sa.Boolean, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("last_login_at", UTCDateTime, nullable=True),
+    sa.Column("session_epoch", sa.Integer, nullable=False, server_default="0"),  # 0007
     sa.UniqueConstraint("username"),
     sa.UniqueConstraint("email"),
     sa.Index(None, "created_at"),

@@ -94,11 +94,26 @@ class InMemoryRefreshTokenRepository(_Repository):
     async def update(self, token: RefreshToken) -> None:
         self._tx.update("refresh_tokens", token.id, token)
 
+    async def mark_used(self, token_id: str, at: datetime) -> bool:
+        # The store has no row locks, and another unit of work may claim the same token
+        # before this one commits: the claim is written through to the committed row at
+        # once (as a row lock that is never rolled back: a refresh that fails after the
+        # claim leaves the token used, which fails closed).
+        committed = self._tx._store.tables["refresh_tokens"]
+        token, row = self._tx.get("refresh_tokens", token_id), committed.get(token_id)
+        if any(t is not None and (t.used_at is not None or t.revoked_at is not None) for t in (token, row)) or token is None:
+            return False
+        token.used_at = at
+        if row is not None:
+            committed[token_id] = stored_copy(replace(row, used_at=at))
+        self._tx.update("refresh_tokens", token_id, token)
+        return True
+
     async def revoke_family(self, family_id: str, at: datetime) -> None:
         self._revoke(lambda t: t.family_id == family_id, at)
 
-    async def revoke_all_for_user(self, user_id: str, at: datetime) -> None:
-        self._revoke(lambda t: t.user_id == user_id, at)
+    async def revoke_all_for_user(self, user_id: str, at: datetime, *, except_family: str | None = None) -> None:
+        self._revoke(lambda t: t.user_id == user_id and t.family_id != except_family, at)
 
     def _revoke(self, where: Callable[[RefreshToken], bool], at: datetime) -> None:
         # Tokens revoked earlier keep their original revocation time.

@@ -8,14 +8,17 @@ from datetime import timedelta
 from remotegpu.application.identity import audit
 from remotegpu.application.identity.ports import PasswordHasher, UserCache
 from remotegpu.application.identity.secrets import API_TOKEN_PREFIX, hash_secret, new_secret
-from remotegpu.application.shared.ports import Clock, UnitOfWorkFactory
+from remotegpu.application.identity.sessions import end_sessions
+from remotegpu.application.shared.ports import Clock, RateLimiter, UnitOfWorkFactory
 from remotegpu.domain.identity.models import ApiToken, SshKey, User, check_password_strength
 from remotegpu.domain.identity.ssh_keys import parse_public_key
-from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, RateLimited, Unauthenticated
 from remotegpu.domain.shared.ids import new_id
 
 MAX_SSH_KEYS = 50
 MAX_API_TOKENS = 50
+# Guesses of the current password (someone holding a stolen session must not brute-force it).
+PASSWORD_CHANGE_LIMIT, PASSWORD_CHANGE_WINDOW_SECONDS = 10, 300
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class AccountService:
     clock: Clock
     hasher: PasswordHasher
     users: UserCache
+    limiter: RateLimiter | None = None
 
     async def update_profile(self, user_id: str, *, display_name: str | None) -> User:
         async with self.uow() as uow:
@@ -41,16 +45,48 @@ class AccountService:
         await self.users.invalidate(user.id)
         return user
 
-    async def change_password(self, user_id: str, current: str, new: str, *, ip: str | None = None) -> None:
+    async def change_password(
+        self, user_id: str, current: str, new: str, *, session_id: str | None = None,
+        revoke_api_tokens: bool = False, ip: str | None = None,
+    ) -> None:
+        """Change the password and end every other session: access tokens issued so far
+        stop working, refresh families but the caller's (``session_id``) are revoked, and
+        the API tokens too when asked. The caller keeps its login: its next refresh works."""
         check_password_strength(new)
+        if self.limiter is not None:
+            key = f"password-change:user:{user_id}"
+            if retry_after := await self.limiter.hit(key, PASSWORD_CHANGE_LIMIT, PASSWORD_CHANGE_WINDOW_SECONDS):
+                raise RateLimited("too many password change attempts; try again later", retry_after=retry_after)
+        async with self.uow() as uow:
+            old_hash = (await self._user(uow, user_id)).password_hash
+        # The hashing takes a while: outside any transaction.
+        if not await self.hasher.verify(old_hash, current):
+            raise Unauthenticated("current password is wrong", code="invalid_credentials")
+        new_hash = await self.hasher.hash(new)
         async with self.uow() as uow:
             user = await self._user(uow, user_id)
-            if not self.hasher.verify(user.password_hash, current):
-                raise Unauthenticated("current password is wrong", code="invalid_credentials")
-            user.password_hash = self.hasher.hash(new)
+            if user.password_hash != old_hash:
+                raise Conflict("the password was changed meanwhile; try again", code="password_changed")
+            user.password_hash = new_hash
+            revoked = await end_sessions(uow, user, self.clock.now(), keep_family=session_id, revoke_api_tokens=revoke_api_tokens)
             await uow.users.update(user)
-            await uow.refresh_tokens.revoke_all_for_user(user.id, self.clock.now())
-            await audit.record(uow, self.clock, "user.password.changed", actor_id=user.id, target_type="user", target_id=user.id, ip=ip)
+            await audit.record(
+                uow, self.clock, "user.password.changed", actor_id=user.id, target_type="user", target_id=user.id, ip=ip,
+                api_tokens_revoked=revoked,
+            )
+            await uow.commit()
+        await self.users.invalidate(user.id)
+
+    async def sign_out_everywhere(self, user_id: str, *, revoke_api_tokens: bool = False, ip: str | None = None) -> None:
+        """End every session of the user, this one included (and the API tokens when asked)."""
+        async with self.uow() as uow:
+            user = await self._user(uow, user_id)
+            revoked = await end_sessions(uow, user, self.clock.now(), revoke_api_tokens=revoke_api_tokens)
+            await uow.users.update(user)
+            await audit.record(
+                uow, self.clock, "user.signed_out_everywhere", actor_id=user.id, target_type="user", target_id=user.id,
+                ip=ip, api_tokens_revoked=revoked,
+            )
             await uow.commit()
         await self.users.invalidate(user.id)
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 from remotegpu.application.identity import audit
 from remotegpu.application.identity.ports import PasswordHasher, UserCache
 from remotegpu.application.identity.secrets import hash_secret, new_secret
+from remotegpu.application.identity.sessions import end_sessions
 from remotegpu.application.shared.ports import Clock, UnitOfWorkFactory
 from remotegpu.application.workspaces.personal import create_personal_workspace
 from remotegpu.domain.identity.models import (
@@ -63,7 +64,9 @@ class AdminService:
                 user.is_active = is_active
                 changes["is_active"] = is_active
                 if not is_active:
-                    await uow.refresh_tokens.revoke_all_for_user(user.id, self.clock.now())
+                    # Access tokens die at once too (even if re-enabled later); API tokens stay
+                    # (refused while disabled, back when enabled).
+                    await end_sessions(uow, user, self.clock.now())
             if is_admin is not None and is_admin != user.is_admin:
                 user.is_admin = is_admin
                 changes["is_admin"] = is_admin
@@ -71,6 +74,26 @@ class AdminService:
                 await uow.users.update(user)
                 await audit.record(uow, self.clock, "admin.user.updated", actor_id=actor.id, target_type="user", target_id=user.id, ip=ip, **changes)
                 await uow.commit()
+        await self.users.invalidate(user.id)
+        return user
+
+    async def sign_out_everywhere(
+        self, actor: User, user_id: str, *, revoke_api_tokens: bool = False, ip: str | None = None
+    ) -> User:
+        """End every session of a user at once (e.g. a stolen laptop): access tokens stop
+        working, refresh tokens are revoked, and the API tokens too when asked."""
+        require_admin(actor)
+        async with self.uow() as uow:
+            user = await uow.users.get(user_id)
+            if user is None:
+                raise NotFound("user not found")
+            revoked = await end_sessions(uow, user, self.clock.now(), revoke_api_tokens=revoke_api_tokens)
+            await uow.users.update(user)
+            await audit.record(
+                uow, self.clock, "admin.user.signed_out", actor_id=actor.id, target_type="user", target_id=user.id, ip=ip,
+                api_tokens_revoked=revoked,
+            )
+            await uow.commit()
         await self.users.invalidate(user.id)
         return user
 
@@ -100,11 +123,14 @@ class AdminService:
         async with self.uow() as uow:
             user = await uow.users.get_by_username(username)
             if user is not None:
+                if not await self.hasher.verify(user.password_hash, password):
+                    # A password reset by the operator: the sessions of the old one end.
+                    user.password_hash = await self.hasher.hash(password)
+                    await end_sessions(uow, user, now)
                 user.is_admin, user.is_active = True, True
-                user.password_hash = self.hasher.hash(password)
                 await uow.users.update(user)
             else:
-                user = User(id=new_id(), username=username, email=email, password_hash=self.hasher.hash(password), created_at=now, is_admin=True)
+                user = User(id=new_id(), username=username, email=email, password_hash=await self.hasher.hash(password), created_at=now, is_admin=True)
                 await uow.users.add(user)
                 await create_personal_workspace(uow, user, now)
             await audit.record(uow, self.clock, "admin.bootstrap", target_type="user", target_id=user.id, username=username)

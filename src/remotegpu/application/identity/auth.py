@@ -31,9 +31,16 @@ from remotegpu.domain.shared.ids import new_id
 class AuthSettings:
     registration_policy: RegistrationPolicy = RegistrationPolicy.OPEN
     refresh_ttl: timedelta = timedelta(days=14)
+    # Login attempts per window: against one account from one address (what stops a
+    # guesser), against one account from all addresses together (a backstop against
+    # guessing from many addresses, much higher, so a stranger cannot lock the owner
+    # out), and from one address whatever the account.
     login_limit_per_account: int = 10
+    login_limit_per_account_all_ips: int = 100
     login_limit_per_ip: int = 50
     login_window_seconds: int = 300
+    register_limit_per_ip: int = 10
+    register_window_seconds: int = 3600
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class Principal:
     user: User
     via: str  # "access_token" | "api_token"
     token_id: str | None = None
+    session_id: str | None = None  # access tokens: the login (refresh family) they belong to
 
 
 @dataclass
@@ -60,6 +68,7 @@ class AuthService:
     limiter: RateLimiter
     users: UserCache
     settings: AuthSettings = field(default_factory=AuthSettings)
+    _dummy_hash: str | None = field(default=None, init=False, repr=False)
 
     async def register(
         self,
@@ -74,9 +83,13 @@ class AuthService:
         policy = self.settings.registration_policy
         if policy is RegistrationPolicy.CLOSED:
             raise PermissionDenied("registration is closed; ask an administrator for an account", code="registration_closed")
+        s = self.settings
+        await self._limit(f"register:ip:{ip}", s.register_limit_per_ip, s.register_window_seconds, "too many registrations from this address")
         username = normalize_username(username)
         email = normalize_email(email)
         check_password_strength(password)
+        # Hash before the transaction: it takes a while, and holds no connection meanwhile.
+        password_hash = await self.hasher.hash(password)
         now = self.clock.now()
         async with self.uow() as uow:
             invite = None
@@ -92,7 +105,7 @@ class AuthService:
                 id=new_id(),
                 username=username,
                 email=email,
-                password_hash=self.hasher.hash(password),
+                password_hash=password_hash,
                 created_at=now,
                 display_name=display_name.strip()[:100],
             )
@@ -110,13 +123,24 @@ class AuthService:
         if not login or not password:
             raise InvalidInput("username (or email) and password are required")
         s = self.settings
-        for key, limit in ((f"login:acct:{login}", s.login_limit_per_account), (f"login:ip:{ip}", s.login_limit_per_ip)):
-            retry_after = await self.limiter.hit(key, limit, s.login_window_seconds)
-            if retry_after:
-                raise RateLimited("too many login attempts; try again later", retry_after=retry_after)
+        await self._limit(f"login:ip:{ip}", s.login_limit_per_ip, s.login_window_seconds, "too many login attempts")
         async with self.uow() as uow:
             user = await (uow.users.get_by_email(login) if "@" in login else uow.users.get_by_username(login))
-            ok = user is not None and self.hasher.verify(user.password_hash, password)
+        # Username and email are one account: count attempts against the user, not the name typed.
+        account = f"user:{user.id}" if user else f"name:{login}"
+        per_account_and_ip = f"login:acct:{account}:ip:{ip}"
+        await self._limit(per_account_and_ip, s.login_limit_per_account, s.login_window_seconds, "too many login attempts")
+        backstop = max(s.login_limit_per_account_all_ips, s.login_limit_per_account)
+        await self._limit(f"login:acct:{account}", backstop, s.login_window_seconds, "too many login attempts")
+        # Equal work whether or not the name exists: an unknown one is checked against a
+        # hash of a random password, so the answer's timing does not tell them apart.
+        verified = await self.hasher.verify(user.password_hash if user else await self._dummy(), password)
+        verified_hash = user.password_hash if user else None
+        async with self.uow() as uow:
+            # Read again: the account may have changed (disabled, new password) during the
+            # hash. An unknown name reads too (nothing): the same work on both paths.
+            user = await uow.users.get(user.id if user else "")
+            ok = user is not None and verified and user.password_hash == verified_hash
             if not ok or not user.is_active:
                 await audit.record(
                     uow, self.clock, "auth.login.failed", actor_id=user.id if user else None, ip=ip,
@@ -126,14 +150,14 @@ class AuthService:
                 # The same answer for unknown user, wrong password and disabled account.
                 raise Unauthenticated("invalid credentials", code="invalid_credentials")
             if self.hasher.needs_rehash(user.password_hash):
-                user.password_hash = self.hasher.hash(password)
+                user.password_hash = await self.hasher.hash(password)
             user.last_login_at = self.clock.now()
             await uow.users.update(user)
             pair = await self._issue_pair(uow, user, family_id=new_id())
             await audit.record(uow, self.clock, "auth.login.succeeded", actor_id=user.id, target_type="user", target_id=user.id, ip=ip)
             await uow.commit()
         await self.users.invalidate(user.id)
-        await self.limiter.reset(f"login:acct:{login}")
+        await self.limiter.reset(per_account_and_ip)
         return pair
 
     async def refresh(self, refresh_token: str, *, ip: str | None = None) -> TokenPair:
@@ -142,7 +166,12 @@ class AuthService:
             token = await uow.refresh_tokens.get_by_hash(hash_secret(refresh_token))
             if token is None or token.revoked_at is not None or token.expires_at <= now:
                 raise Unauthenticated("refresh token is invalid or expired", code="invalid_refresh_token")
-            if token.used_at is not None:
+            user = await uow.users.get(token.user_id)
+            if token.used_at is None and (user is None or not user.is_active):
+                raise Unauthenticated("account is disabled", code="account_disabled")
+            # Claim the token (compare-and-set): of concurrent refreshes of one token
+            # exactly one wins; the others are a reuse, like presenting it again later.
+            if token.used_at is not None or not await uow.refresh_tokens.mark_used(token.id, now):
                 # Reuse of a rotated token: someone holds a copy. Kill the whole chain.
                 await uow.refresh_tokens.revoke_family(token.family_id, now)
                 await audit.record(
@@ -151,11 +180,6 @@ class AuthService:
                 )
                 await uow.commit()
                 raise Unauthenticated("refresh token was already used; all sessions of this login are revoked", code="refresh_token_reused")
-            user = await uow.users.get(token.user_id)
-            if user is None or not user.is_active:
-                raise Unauthenticated("account is disabled", code="account_disabled")
-            token.used_at = now
-            await uow.refresh_tokens.update(token)
             pair = await self._issue_pair(uow, user, family_id=token.family_id)
             await uow.commit()
         return pair
@@ -169,7 +193,12 @@ class AuthService:
                 await uow.commit()
 
     async def authenticate(self, bearer: str) -> Principal:
-        """Resolve an access token or personal API token to an active user, or raise Unauthenticated."""
+        """Resolve an access token or personal API token to an active user, or raise Unauthenticated.
+
+        Long-lived connections (event streams, websockets) call it again now and then:
+        a disabled account, a revoked API token or an access token voided by a password
+        change or "sign out everywhere" stops them too.
+        """
         now = self.clock.now()
         if bearer.startswith(API_TOKEN_PREFIX):
             async with self.uow() as uow:
@@ -185,13 +214,20 @@ class AuthService:
                     await uow.api_tokens.update(token)
                     await uow.commit()
                 return Principal(user=user, via="api_token", token_id=token.id)
-        user_id = self.issuer.verify(bearer, now)
-        if user_id is None:
+        claims = self.issuer.verify_claims(bearer, now)
+        if claims is None:
             raise Unauthenticated("access token is invalid or expired", code="invalid_token")
-        user = await self._cached_user(user_id)
+        user = await self._cached_user(claims.user_id)
+        if user is not None and claims.session_epoch > user.session_epoch:
+            # Issued after a change this replica has not heard of yet: read afresh.
+            user = await self._cached_user(claims.user_id, fresh=True)
         if user is None or not user.is_active:
             raise Unauthenticated("account is disabled", code="account_disabled")
-        return Principal(user=user, via="access_token")
+        if claims.session_epoch < user.session_epoch:
+            raise Unauthenticated(
+                "this session was ended (password changed, or signed out everywhere); log in again", code="session_ended"
+            )
+        return Principal(user=user, via="access_token", session_id=claims.session_id)
 
     async def is_active(self, user_id: str) -> bool:
         """Whether the account may still act: long-lived connections (the event stream)
@@ -199,15 +235,26 @@ class AuthService:
         user = await self._cached_user(user_id)
         return user is not None and user.is_active
 
-    async def _cached_user(self, user_id: str) -> User | None:
+    async def _cached_user(self, user_id: str, *, fresh: bool = False) -> User | None:
         """The user from the cache (invalidated on every change), else the database."""
-        user = self.users.get(user_id)
+        user = None if fresh else self.users.get(user_id)
         if user is None:
+            mark = self.users.read_mark()
             async with self.uow() as uow:
                 user = await uow.users.get(user_id)
             if user is not None:
-                self.users.put(user)
+                self.users.put(user, mark)
         return user
+
+    async def _limit(self, key: str, limit: int, window_seconds: int, message: str) -> None:
+        retry_after = await self.limiter.hit(key, limit, window_seconds)
+        if retry_after:
+            raise RateLimited(f"{message}; try again later", retry_after=retry_after)
+
+    async def _dummy(self) -> str:
+        if self._dummy_hash is None:
+            self._dummy_hash = await self.hasher.hash(new_secret("dummy_"))
+        return self._dummy_hash
 
     async def _issue_pair(self, uow, user: User, *, family_id: str) -> TokenPair:
         now = self.clock.now()
@@ -219,6 +266,7 @@ class AuthService:
             )
         )
         return TokenPair(
-            access_token=self.issuer.issue(user.id, now), refresh_token=secret,
+            access_token=self.issuer.issue(user.id, now, session_epoch=user.session_epoch, session_id=family_id),
+            refresh_token=secret,
             expires_in=self.issuer.ttl_seconds, user=user,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -32,8 +33,19 @@ class RefreshTokenRepository(Protocol):
     async def add(self, token: RefreshToken) -> None: ...
     async def get_by_hash(self, token_hash: str) -> RefreshToken | None: ...
     async def update(self, token: RefreshToken) -> None: ...
+
+    async def mark_used(self, token_id: str, at: datetime) -> bool:
+        """Claim an unused, unrevoked token for one rotation: compare-and-set, atomic
+        against concurrent claims of the same token (also across processes). True for
+        exactly one caller; the others get False."""
+        ...
+
     async def revoke_family(self, family_id: str, at: datetime) -> None: ...
-    async def revoke_all_for_user(self, user_id: str, at: datetime) -> None: ...
+
+    async def revoke_all_for_user(self, user_id: str, at: datetime, *, except_family: str | None = None) -> None:
+        """Revoke every refresh token of the user, but those of ``except_family`` (the caller's own login)."""
+        ...
+
     async def delete_expired(self, before: datetime) -> int:
         """Delete tokens that expired before ``before``; return how many."""
         ...
@@ -64,9 +76,19 @@ class AuditLog(Protocol):
 
 
 class PasswordHasher(Protocol):
-    def hash(self, password: str) -> str: ...
-    def verify(self, password_hash: str, password: str) -> bool: ...
+    """Slow on purpose (tens to hundreds of ms of CPU): implementations run the work off
+    the event loop, so hashing and verifying are awaited."""
+
+    async def hash(self, password: str) -> str: ...
+    async def verify(self, password_hash: str, password: str) -> bool: ...
     def needs_rehash(self, password_hash: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: str
+    session_epoch: int = 0  # the user's epoch when issued; a later epoch voids the token
+    session_id: str | None = None  # the refresh-token family (the login) it belongs to
 
 
 class AccessTokenIssuer(Protocol):
@@ -74,10 +96,14 @@ class AccessTokenIssuer(Protocol):
 
     ttl_seconds: int
 
-    def issue(self, user_id: str, now: datetime) -> str: ...
+    def issue(self, user_id: str, now: datetime, *, session_epoch: int = 0, session_id: str | None = None) -> str: ...
 
     def verify(self, token: str, now: datetime) -> str | None:
         """Return the user id of a valid, unexpired token; None otherwise."""
+        ...
+
+    def verify_claims(self, token: str, now: datetime) -> AccessClaims | None:
+        """The claims of a valid, unexpired token; None otherwise."""
         ...
 
 
@@ -90,6 +116,13 @@ class UserCache(Protocol):
 
     def get(self, user_id: str) -> User | None: ...
 
-    def put(self, user: User) -> None: ...
+    def read_mark(self) -> int:
+        """A mark to take before reading a user from the database for ``put``."""
+        ...
+
+    def put(self, user: User, read_mark: int | None = None) -> None:
+        """Remember ``user``; with ``read_mark``, only when no invalidation of that user
+        happened since the mark (else the copy read may predate the change)."""
+        ...
 
     async def invalidate(self, user_id: str) -> None: ...

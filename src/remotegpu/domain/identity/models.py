@@ -57,6 +57,12 @@ class User:
     is_active: bool = True
     is_admin: bool = False
     last_login_at: datetime | None = None
+    # Access tokens carry the epoch they were issued under; raising it (password
+    # change, disable, "sign out everywhere") makes every earlier one stop working at once.
+    session_epoch: int = 0
+
+    def end_sessions(self) -> None:
+        self.session_epoch += 1
 
 
 @dataclass

@@ -7,14 +7,16 @@ import logging
 import time
 import uuid
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from remotegpu.domain.shared.errors import Unauthenticated
+from remotegpu.domain.shared.errors import PermissionDenied, Unauthenticated
+from remotegpu.entrypoints.http.client_ip import client_ip
 from remotegpu.entrypoints.http.keys import CONTAINER, PRINCIPAL, REQUEST_ID
-from remotegpu.entrypoints.http.session import platform_authorization
+from remotegpu.entrypoints.http.session import platform_authorization, same_origin
 
 AGENT_PATH_PREFIX = "/api/v1/agent/"
+AUTH_PATH_PREFIX = "/api/v1/auth/"
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 access_log = logging.getLogger("remotegpu.access")
 
@@ -66,7 +68,7 @@ def make_request_middleware(metrics: HttpMetrics):
                 access_log.info(
                     "request",
                     extra={"method": request.method, "path": request.path, "status": status,
-                           "duration_ms": round(elapsed * 1000, 2), "remote": request.remote},
+                           "duration_ms": round(elapsed * 1000, 2), "remote": client_ip(request)},
                 )
             request_id_var.reset(token)
 
@@ -75,7 +77,18 @@ def make_request_middleware(metrics: HttpMetrics):
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler):
-    """Resolve ``Authorization: Bearer`` to a principal. Routes decide whether one is required."""
+    """Resolve ``Authorization: Bearer`` to a principal. Routes decide whether one is required.
+
+    The auth endpoints (login, register, refresh, logout) answer only this site's pages
+    and non-browser clients: a request with a foreign ``Origin`` (browsers send one on
+    every cross-origin POST) is refused before it is read, so another site cannot log
+    a visitor in as someone else. Their JSON-only bodies (routing.py) refuse the
+    cross-site forms of browsers that send no Origin.
+    """
+    if request.path.startswith(AUTH_PATH_PREFIX):
+        origin = request.headers.get(hdrs.ORIGIN)
+        if origin is not None and not same_origin(request, origin):
+            raise PermissionDenied("cross-site requests to the auth endpoints are refused", code="origin_mismatch")
     header = platform_authorization(request)
     if header and not request.path.startswith(AGENT_PATH_PREFIX):  # agents carry their own token
         scheme, _, credentials = header.partition(" ")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.shared.errors import InvalidInput, Unauthenticated
+from remotegpu.entrypoints.http.client_ip import client_ip
 from remotegpu.entrypoints.http.keys import CONTAINER, PRINCIPAL
 
 if TYPE_CHECKING:
@@ -48,7 +49,8 @@ class Call:
 
     @property
     def ip(self) -> str | None:
-        return self.request.remote
+        """The client's address (behind trusted proxies: from X-Forwarded-For; see client_ip.py)."""
+        return client_ip(self.request)
 
     def path(self, name: str) -> str:
         return self.request.match_info[name]
@@ -131,10 +133,28 @@ def _validation_error(exc: ValidationError, where: str) -> InvalidInput:
     return InvalidInput(f"{field_name}: {first['msg']}", code="validation_error", details={"errors": problems})
 
 
+class UnsupportedMediaType(InvalidInput):
+    """A body that is not declared JSON (422, as every other unusable body; every route
+    with a body documents 422). Browsers send ``text/plain``, form and multipart bodies
+    cross-site without asking (no CORS preflight): refusing them is what keeps a foreign
+    page from posting to the API (e.g. logging a victim in as the attacker)."""
+
+    code = "unsupported_media_type"
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type == "application/json" or (content_type.startswith("application/") and content_type.endswith("+json"))
+
+
 async def _parse_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
     raw = await request.read()
     if not raw:
         raw = b"{}"
+    elif not _is_json(request.content_type):
+        raise UnsupportedMediaType(
+            f"the request body must be JSON (Content-Type: application/json), not {request.content_type!r}",
+            details={"content_type": request.content_type},
+        )
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):

@@ -85,13 +85,26 @@ class SqlRefreshTokenRepository(SqlRepository):
         query = update(refresh_tokens).where(refresh_tokens.c.id == token.id).values(_values(token, skip=("id",)))
         await self._execute(query)
 
+    async def mark_used(self, token_id: str, at: datetime) -> bool:
+        # Compare-and-set in one statement. PostgreSQL: a concurrent UPDATE of the row
+        # waits for this transaction's row lock, then re-checks the WHERE against the
+        # committed row and matches nothing. SQLite: writers are serialised (the UPDATE
+        # waits for the write lock, busy_timeout) and see the committed row the same way.
+        query = update(refresh_tokens).where(
+            refresh_tokens.c.id == token_id, refresh_tokens.c.used_at.is_(None), refresh_tokens.c.revoked_at.is_(None)
+        )
+        result = await self._execute(query.values(used_at=at))
+        return result.rowcount == 1
+
     async def revoke_family(self, family_id: str, at: datetime) -> None:
         # Tokens revoked earlier keep their original revocation time.
         query = update(refresh_tokens).where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))
         await self._execute(query.values(revoked_at=at))
 
-    async def revoke_all_for_user(self, user_id: str, at: datetime) -> None:
+    async def revoke_all_for_user(self, user_id: str, at: datetime, *, except_family: str | None = None) -> None:
         query = update(refresh_tokens).where(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
+        if except_family is not None:
+            query = query.where(refresh_tokens.c.family_id != except_family)
         await self._execute(query.values(revoked_at=at))
 
     async def delete_expired(self, before: datetime) -> int:

@@ -8,6 +8,7 @@ from remotegpu.entrypoints.http.schemas.identity import (
     ApiTokenIn,
     ApiTokenOut,
     ChangePasswordIn,
+    SignOutIn,
     SshKeyIn,
     SshKeyOut,
     UpdateMeIn,
@@ -31,11 +32,25 @@ async def update_me(call: Call) -> UserOut:
     return UserOut.model_validate(user, from_attributes=True)
 
 
-@api.post("/api/v1/users/me/password", body=ChangePasswordIn, status=204, tags=TAGS, errors=ERR)
+@api.post("/api/v1/users/me/password", body=ChangePasswordIn, status=204, tags=TAGS, errors=[401, 409, 422, 429])
 async def change_password(call: Call) -> None:
-    """Change the password; every refresh token of the user is revoked."""
+    """Change the password; every other session ends (optionally the API tokens too).
+
+    Access tokens issued before stop working at once, this request's included; the
+    refresh token of this login stays valid (refresh to go on), every other is revoked.
+    """
+    b: ChangePasswordIn = call.body
     await call.container.account_service().change_password(
-        call.user.id, call.body.current_password, call.body.new_password, ip=call.ip
+        call.user.id, b.current_password, b.new_password, session_id=call.principal.session_id,
+        revoke_api_tokens=b.revoke_api_tokens, ip=call.ip,
+    )
+
+
+@api.post("/api/v1/users/me/sign-out", body=SignOutIn, status=204, tags=TAGS, errors=ERR)
+async def sign_out_everywhere(call: Call) -> None:
+    """Sign out everywhere: every access and refresh token of the user (this one included) stops working."""
+    await call.container.account_service().sign_out_everywhere(
+        call.user.id, revoke_api_tokens=call.body.revoke_api_tokens, ip=call.ip
     )
 
 

@@ -8,6 +8,7 @@ from remotegpu.entrypoints.http.schemas.identity import (
     AuditQuery,
     InviteIn,
     InviteOut,
+    SignOutIn,
     UserListQuery,
     UserOut,
     UserPatchIn,
@@ -38,6 +39,14 @@ async def update_user(call: Call) -> UserOut:
         call.user, call.path("user_id"), is_active=call.body.is_active, is_admin=call.body.is_admin, ip=call.ip
     )
     return UserOut.model_validate(user, from_attributes=True)
+
+
+@api.post("/api/v1/users/{user_id}/sign-out", body=SignOutIn, status=204, tags=TAGS, errors=[401, 403, 404, 422])
+async def sign_out_user(call: Call) -> None:
+    """Sign a user out everywhere: their access and refresh tokens stop working at once (platform admins)."""
+    await call.container.admin_service().sign_out_everywhere(
+        call.user, call.path("user_id"), revoke_api_tokens=call.body.revoke_api_tokens, ip=call.ip
+    )
 
 
 @api.post("/api/v1/invites", body=InviteIn, response=InviteOut, status=201, tags=TAGS, errors=[401, 403, 422])

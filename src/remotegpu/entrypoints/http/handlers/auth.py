@@ -23,7 +23,7 @@ def _session_response(call: Call, pair) -> web.Response:
     return response
 
 
-@api.post("/api/v1/auth/register", body=RegisterIn, response=UserOut, status=201, auth=False, tags=TAGS, errors=[403, 409, 422])
+@api.post("/api/v1/auth/register", body=RegisterIn, response=UserOut, status=201, auth=False, tags=TAGS, errors=[403, 409, 422, 429])
 async def register(call: Call) -> UserOut:
     """Create an account (policy: open, invite-only or closed) with a personal workspace."""
     b: RegisterIn = call.body
@@ -33,20 +33,20 @@ async def register(call: Call) -> UserOut:
     return UserOut.model_validate(user, from_attributes=True)
 
 
-@api.post("/api/v1/auth/login", body=LoginIn, response=TokenOut, auth=False, tags=TAGS, errors=[401, 422, 429])
+@api.post("/api/v1/auth/login", body=LoginIn, response=TokenOut, auth=False, tags=TAGS, errors=[401, 403, 422, 429])
 async def login(call: Call) -> web.Response:
     """Log in by username or email; answers an access token and a rotating refresh token."""
     pair = await call.container.auth_service().login(call.body.username, call.body.password, ip=call.ip)
     return _session_response(call, pair)
 
 
-@api.post("/api/v1/auth/refresh", body=RefreshIn, response=TokenOut, auth=False, tags=TAGS, errors=[401, 422])
+@api.post("/api/v1/auth/refresh", body=RefreshIn, response=TokenOut, auth=False, tags=TAGS, errors=[401, 403, 422])
 async def refresh(call: Call) -> web.Response:
     """Trade a refresh token for a new pair; a reused refresh token revokes its whole family."""
     return _session_response(call, await call.container.auth_service().refresh(call.body.refresh_token, ip=call.ip))
 
 
-@api.post("/api/v1/auth/logout", body=RefreshIn, status=204, auth=False, tags=TAGS, errors=[422])
+@api.post("/api/v1/auth/logout", body=RefreshIn, status=204, auth=False, tags=TAGS, errors=[403, 422])
 async def logout(call: Call) -> web.Response:
     """Revoke the refresh token's family (this login on every device that shares it); clears the session cookie."""
     await call.container.auth_service().logout(call.body.refresh_token)

@@ -53,6 +53,11 @@ class UpdateMeIn(Strict):
 class ChangePasswordIn(Strict):
     current_password: str = Field(min_length=1, max_length=1024)
     new_password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=1024)
+    revoke_api_tokens: bool = Field(False, description="also revoke every personal API token of the user")
+
+
+class SignOutIn(Strict):
+    revoke_api_tokens: bool = Field(False, description="also revoke every personal API token of the user")
 
 
 class SshKeyIn(Strict):

@@ -22,6 +22,7 @@ from remotegpu.adapters.ratelimit.memory import InMemoryRateLimiter
 from remotegpu.adapters.ratelimit.redis_limiter import RedisRateLimiter
 from remotegpu.adapters.security.jwt_tokens import JwtAccessTokenIssuer
 from remotegpu.adapters.security.passwords import Argon2PasswordHasher
+from remotegpu.adapters.security.secret_box import AesGcmSecretBox
 from remotegpu.adapters.tasks.dramatiq_queue import DramatiqTaskQueue, make_broker
 from remotegpu.adapters.tasks.inline import InlineTaskQueue
 from remotegpu.application.identity.account import AccountService
@@ -36,7 +37,9 @@ from remotegpu.application.environments.watch import EnvironmentWatch
 from remotegpu.application.fleet.agent_service import AgentService
 from remotegpu.application.fleet.hosts import HostService
 from remotegpu.application.workspaces.service import WorkspaceService
+from remotegpu.domain.environments.images import ImagePolicy, parse_patterns
 from remotegpu.entrypoints.config import Settings
+from remotegpu.entrypoints.data_dir import secure_data_dir, sqlite_file_of
 from remotegpu.entrypoints.readiness import AlwaysReady, SqlReadiness
 
 
@@ -143,7 +146,13 @@ class Container(containers.DeclarativeContainer):
         audit_retention=providers.Factory(timedelta, days=config.audit_retention_days),
     )
 
-    environment_service = providers.Singleton(EnvironmentService, uow=uow.provider, clock=clock, default_image=config.base_image)
+    secret_box = providers.Singleton(AesGcmSecretBox, config.secret_key)
+    image_policy = providers.Singleton(
+        lambda patterns, base: ImagePolicy(parse_patterns(patterns or ""), default_image=base), config.allowed_images, config.base_image,
+    )
+    environment_service = providers.Singleton(
+        EnvironmentService, uow=uow.provider, clock=clock, default_image=config.base_image, images=image_policy, secrets=secret_box,
+    )
     host_service = providers.Singleton(HostService, uow=uow.provider, clock=clock, environments=environment_service)
     platform_ssh_key = providers.Singleton(PlatformSshKey, config.platform_ssh_key)
     access_gateway = providers.Singleton(DirectSshGateway, platform_key=platform_ssh_key)
@@ -167,6 +176,8 @@ class Container(containers.DeclarativeContainer):
 
 
 def build_container(settings: Settings, *, persistence: str = "sql") -> Container:
+    sqlite_file = sqlite_file_of(settings.effective_database_url) if persistence == "sql" else None
+    secure_data_dir(settings.data_dir, create=sqlite_file is not None, sqlite_file=sqlite_file)  # 0700 / 0600, every start
     container = Container(settings=settings)
     container.config.from_dict(
         {
@@ -186,6 +197,8 @@ def build_container(settings: Settings, *, persistence: str = "sql") -> Containe
             "audit_retention_days": settings.audit_retention_days,
             "password_hash_profile": settings.password_hash_profile,
             "base_image": settings.base_image,
+            "allowed_images": settings.allowed_images,
+            "metrics_token": settings.metrics_token,
             "heartbeat_seconds": settings.heartbeat_seconds,
             "platform_ssh_key": settings.platform_ssh_key or settings.data_dir / "platform_ssh_key",
         }

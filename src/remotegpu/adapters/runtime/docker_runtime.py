@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import re
 import time
@@ -187,7 +188,10 @@ class DockerRuntime(ThreadedRuntime):
         except ImageNotFound:
             if not self._pull_missing:
                 raise
-            self._client.images.pull(spec.image)
+            try:
+                self._client.images.pull(spec.image)
+            except DockerException as exc:
+                raise ImagePullFailed(spec.image, exc) from exc
             return self._client.containers.create(**kwargs)
         except APIError as exc:
             if exc.status_code != 409:  # 409: another caller created it meanwhile
@@ -423,7 +427,20 @@ def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(f"{match.group(1)}.{fraction}").replace(tzinfo=timezone.utc)
 
 
+class ImagePullFailed(DockerException):
+    """Pulling an image failed. Users are told only that (``_explain``): the daemon's
+    reason can carry probes of the host's network (addresses, DNS answers, TLS errors);
+    operators find it in the agent's log."""
+
+    def __init__(self, image: str, cause: Exception) -> None:
+        super().__init__(f"image {image} could not be pulled")
+        self.image = image
+        logging.getLogger("remotegpu.runtime.docker").warning("pulling %s failed: %s", image, cause)
+
+
 def _explain(exc: DockerException) -> str:
+    if isinstance(exc, ImagePullFailed):
+        return f"image {exc.image} could not be pulled"
     if isinstance(exc, ImageNotFound):
         return f"image not found ({exc.explanation or exc}); build it with `make image` or push it"
     if isinstance(exc, APIError):

@@ -15,6 +15,7 @@ from remotegpu.entrypoints.http.keys import CONTAINER, PRINCIPAL, REQUEST_ID
 from remotegpu.entrypoints.http.session import platform_authorization
 
 AGENT_PATH_PREFIX = "/api/v1/agent/"
+METRICS_PATH = "/metrics"
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 access_log = logging.getLogger("remotegpu.access")
 
@@ -77,7 +78,8 @@ def make_request_middleware(metrics: HttpMetrics):
 async def auth_middleware(request: web.Request, handler):
     """Resolve ``Authorization: Bearer`` to a principal. Routes decide whether one is required."""
     header = platform_authorization(request)
-    if header and not request.path.startswith(AGENT_PATH_PREFIX):  # agents carry their own token
+    # Agents carry their own token; /metrics checks its own (system.metrics: the scrape token or an admin's).
+    if header and not request.path.startswith(AGENT_PATH_PREFIX) and request.path != METRICS_PATH:
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():
             raise Unauthenticated("Authorization header must be 'Bearer <token>'")

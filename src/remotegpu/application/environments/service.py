@@ -74,7 +74,7 @@ class EnvironmentService:
 
     # --- user-facing use cases ---------------------------------------------------------
     async def create(self, actor: User, req: CreateRequest) -> EnvironmentView:
-        validate_request(req.gpu_count, req.cpu_cores, req.memory_gib, req.name.strip(), req.disk_gib)
+        validate_request(req.gpu_count, req.cpu_cores, req.memory_gib, req.name, req.disk_gib)
         check_variables(req.env, req.secret_env)
         if req.secret_env and self.secrets is None:
             raise InvalidInput("secret variables are not available on this server", details={"field": "secret_env"})

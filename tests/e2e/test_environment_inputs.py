@@ -71,6 +71,16 @@ async def test_ssh_config_block_is_built_from_validated_parts_only(client, new_a
     assert "ProxyCommand" not in access["ssh"]["config"] and "ProxyCommand" not in access["ssh"]["command"]
     assert access["ssh"]["config"].splitlines()[0] == f"Host remotegpu-{env['id']}"
     assert len(access["ssh"]["config"].splitlines()) == 4
+    # Nor does a host address that is no host name (agents report theirs): no SSH offered, no 500.
+    async with container.uow() as uow:
+        host = await uow.hosts.get(agent.host_id)
+        host.address = "gpu.lab\n    ProxyCommand touch /tmp/remotegpu-pwned"
+        await uow.hosts.update(host)
+        await uow.commit()
+    r = await client.get(f"{ENVS}/{env['id']}/access", headers=user.headers)
+    assert r.status == 200
+    access = await r.json()
+    assert access["ssh"] is None and "ProxyCommand" not in await r.text()
 
 
 async def test_host_addresses_must_be_host_names_or_ips(client, new_account):

@@ -128,3 +128,9 @@ def test_ssh_endpoint_refuses_unsafe_parts_and_the_block_has_four_lines():
     ):
         with pytest.raises(UnsafeSshEndpoint):
             SshEndpoint(**kwargs)
+
+
+def test_the_operators_base_image_is_allowed_whatever_its_spelling():
+    ImagePolicy(("remotegpu/*",), default_image="Lab/Base:1").check("Lab/Base:1")
+    with pytest.raises(InvalidInput):
+        ImagePolicy(("remotegpu/*",), default_image="Lab/Base:1").check("Lab/Base:2")

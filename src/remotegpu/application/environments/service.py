@@ -14,7 +14,6 @@ from remotegpu.application.environments.secrets import SecretBox, seal_variables
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from remotegpu.application.workspaces.service import authorize
 from remotegpu.domain.environments.images import ImagePolicy
-from remotegpu.domain.environments.variables import check_variables
 from remotegpu.domain.environments.models import (
     DEFAULT_DISK_GIB,
     Desired,
@@ -24,6 +23,7 @@ from remotegpu.domain.environments.models import (
     HostPort,
     validate_request,
 )
+from remotegpu.domain.environments.variables import check_variables
 from remotegpu.domain.fleet.models import Gpu, Host
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.scheduling import QueuedRequest, plan_queue

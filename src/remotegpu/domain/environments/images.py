@@ -44,6 +44,8 @@ class ImagePolicy:
 
     def check(self, image: str) -> None:
         """InvalidInput (422) unless ``image`` is well formed and allowed."""
+        if self.default_image and image == self.default_image:
+            return  # the operator's own choice (REMOTEGPU_BASE_IMAGE), whatever its spelling
         if len(image) > MAX_IMAGE_LENGTH or not IMAGE_RE.fullmatch(image):
             raise InvalidInput(
                 "image must be a Docker image reference such as 'remotegpu/base:latest'",

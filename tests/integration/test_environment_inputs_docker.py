@@ -63,6 +63,9 @@ def test_a_secret_variable_reaches_the_container_and_nothing_else(server, docker
         (container,) = docker.containers.list(filters={"label": f"remotegpu.env_id={env['id']}"})
         code, out = container.exec_run(["sh", "-c", 'printf %s "$HF_TOKEN/$PLAIN_VAR"'])
         assert code == 0 and out.decode() == f"{SECRET}/plain"
+        # GPU visibility comes from the allocation only: none here, so none for an NVIDIA runtime either.
+        env_vars = dict(v.split("=", 1) for v in container.attrs["Config"]["Env"])
+        assert env_vars["NVIDIA_VISIBLE_DEVICES"] == "void"
 
         code, raw = server.request("GET", f"/api/v1/environments/{env['id']}", token=server.token)
         assert code == 200 and SECRET not in str(raw)

@@ -169,6 +169,8 @@ class DockerRuntime(ThreadedRuntime):
         elif spec.gpu_uuids or spec.gpu_indices:
             ids = list(spec.gpu_uuids) or [str(i) for i in spec.gpu_indices]
             device_requests = [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
+        if not (spec.gpu_uuids or spec.gpu_indices):  # no GPU: an NVIDIA default runtime would honour an image's =all
+            env["NVIDIA_VISIBLE_DEVICES"] = "void"
         kwargs = dict(
             image=spec.image,
             name=self.container_name(spec.env_id),

@@ -74,3 +74,14 @@ def test_cli_prints_the_same_openapi_document():
     spec = json.loads(out.stdout)
     validate(spec)
     assert "/api/v1/auth/login" in spec["paths"]
+
+
+async def test_an_admins_console_session_reads_metrics_and_a_users_does_not(aiohttp_client, container):
+    browser = await aiohttp_client(create_app(container, run_background=False), cookie_jar=aiohttp.CookieJar(unsafe=True))
+    admin = await signup(browser, "metricsadmin", admin_container=container)
+    browser.session.cookie_jar.clear()
+    r = await browser.post("/api/v1/auth/login", json={"username": admin.username, "password": admin.password})
+    assert r.status == 200
+    assert (await browser.get("/metrics")).status == 200
+    user = await signup(browser, "metricsuser")  # logs the browser in as this user
+    assert (await browser.get("/metrics")).status == 403, user

@@ -210,6 +210,7 @@ async def test_an_environment_reads_back_field_for_field_in_utc(uow_factory):
         queued_at=datetime(2026, 3, 1, 14, 0, 0, 999999, tzinfo=plus_two), started_at=at(2),
         stop_after_minutes=120, idle_stop_minutes=30, idle_gpu_threshold=10, idle_since=at(3),
         last_activity_at=at(4), status_message="up", jupyter_token="secret", shared=True,
+        secret_env={"HF_TOKEN": "v1:sealed-value"},
     )
     await add_envs(uow_factory, env)
     async with uow_factory() as uow:

@@ -20,7 +20,10 @@ log = logging.getLogger("remotegpu.cli")
 def _migrate(settings) -> None:
     from remotegpu.adapters.db.migrate import upgrade
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from remotegpu.entrypoints.data_dir import secure_data_dir, sqlite_file_of
+
+    # Before the first connection: SQLite would create the file world-readable.
+    secure_data_dir(settings.data_dir, create=True, sqlite_file=sqlite_file_of(settings.effective_database_url))
     upgrade(settings.effective_database_url)
 
 

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     # Where the platform reaches the embedded host's private services (Jupyter is published there only).
     agent_private_address: str = "127.0.0.1"
     base_image: str = "remotegpu/base:latest"
+    # Comma-separated glob patterns of the images environments may use (the base image always may).
+    allowed_images: str = "remotegpu/*"
+    # /metrics: this bearer token (Prometheus' scrape config); unset → platform admins only.
+    metrics_token: str | None = None
     # Containers carry this label so two platforms (or tests) on one Docker daemon never adopt each other's.
     docker_scope: str = "default"
     heartbeat_seconds: float = Field(5.0, gt=0, le=300)
@@ -110,7 +114,7 @@ class Settings(BaseSettings):
         return ",".join(str(n) for n in parse_networks(text))
 
     @field_validator("database_url", "redis_url", "secret_key", "public_url", "agent_fake_gpus", "agent_name", "ssh_host",
-                     mode="before")
+                     "metrics_token", mode="before")
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
         return None if v == "" else v
@@ -139,7 +143,7 @@ class Settings(BaseSettings):
         path = self.data_dir / "secret_key"
         if path.exists():
             return path.read_text().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = secrets.token_urlsafe(48)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:

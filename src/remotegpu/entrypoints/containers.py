@@ -23,6 +23,7 @@ from remotegpu.adapters.ratelimit.memory import InMemoryRateLimiter
 from remotegpu.adapters.ratelimit.redis_limiter import RedisRateLimiter
 from remotegpu.adapters.security.jwt_tokens import JwtAccessTokenIssuer
 from remotegpu.adapters.security.passwords import Argon2PasswordHasher
+from remotegpu.adapters.security.secret_box import AesGcmSecretBox
 from remotegpu.adapters.tasks.dramatiq_queue import DramatiqTaskQueue, make_broker
 from remotegpu.adapters.tasks.inline import InlineTaskQueue
 from remotegpu.application.identity.account import AccountService
@@ -40,7 +41,9 @@ from remotegpu.application.fleet.hosts import HostService
 from remotegpu.application.workspaces.invitations import InvitationService
 from remotegpu.entrypoints.workspace_policy import workspace_policy_from
 from remotegpu.application.workspaces.service import WorkspaceService
+from remotegpu.domain.environments.images import ImagePolicy, parse_patterns
 from remotegpu.entrypoints.config import Settings
+from remotegpu.entrypoints.data_dir import secure_data_dir, sqlite_file_of
 from remotegpu.entrypoints.readiness import AlwaysReady, SqlReadiness
 
 
@@ -155,13 +158,17 @@ class Container(containers.DeclarativeContainer):
         audit_retention=providers.Factory(timedelta, days=config.audit_retention_days),
     )
 
+    secret_box = providers.Singleton(AesGcmSecretBox, config.secret_key)
+    image_policy = providers.Singleton(
+        lambda patterns, base: ImagePolicy(parse_patterns(patterns or ""), default_image=base), config.allowed_images, config.base_image,
+    )
     # Per-environment SSH keys, their private halves sealed under the server's secret.
     environment_credentials = providers.Singleton(
         EnvironmentCredentials, keys=providers.Singleton(Ed25519KeyPairs), sealer=providers.Singleton(AesGcmSealer, config.secret_key),
     )
     environment_service = providers.Singleton(
         EnvironmentService, uow=uow.provider, clock=clock, default_image=config.base_image, credentials=environment_credentials,
-        quotas=workspace_policy,
+        quotas=workspace_policy, images=image_policy, secrets=secret_box,
     )
     host_service = providers.Singleton(HostService, uow=uow.provider, clock=clock, environments=environment_service)
     access_gateway = providers.Singleton(DirectSshGateway)
@@ -188,6 +195,8 @@ class Container(containers.DeclarativeContainer):
 
 
 def build_container(settings: Settings, *, persistence: str = "sql") -> Container:
+    sqlite_file = sqlite_file_of(settings.effective_database_url) if persistence == "sql" else None
+    secure_data_dir(settings.data_dir, create=sqlite_file is not None, sqlite_file=sqlite_file)  # 0700 / 0600, every start
     container = Container(settings=settings)
     container.config.from_dict(
         {
@@ -211,6 +220,8 @@ def build_container(settings: Settings, *, persistence: str = "sql") -> Containe
             "register_limit_per_ip": settings.register_limit_per_ip,
             "register_window_seconds": settings.register_window_seconds,
             "base_image": settings.base_image,
+            "allowed_images": settings.allowed_images,
+            "metrics_token": settings.metrics_token,
             "heartbeat_seconds": settings.heartbeat_seconds,
             "allow_loopback_agents": settings.allow_loopback_agents,
             "stranded_after_seconds": settings.stranded_after_seconds,

@@ -60,7 +60,8 @@ def environments_api(server, ui):
     return body["items"]
 
 
-def create_in_browser(page, ui, model: str, shot: str | None = None, env_var: tuple[str, str] | None = None) -> tuple[str, str]:
+def create_in_browser(page, ui, model: str, shot: str | None = None, env_var: tuple[str, str] | None = None,
+                      secret_var: tuple[str, str] | None = None) -> tuple[str, str]:
     """Fill the create form (GPU card, name, small CPU/memory; one variable under Advanced) and land on the detail page."""
     page.get_by_test_id("nav-create").click()
     page.wait_for_url("**/environments/new")
@@ -78,6 +79,12 @@ def create_in_browser(page, ui, model: str, shot: str | None = None, env_var: tu
         page.get_by_test_id("create-env-key-0").fill(env_var[0])
         page.get_by_test_id("create-env-value-0").fill(env_var[1])
         expect(page.get_by_test_id("summary-env")).to_have_text(env_var[0])
+    if secret_var:  # a second row, marked secret: typed into a password field, sent as secret_env
+        page.get_by_test_id("create-env-add").click()
+        page.get_by_test_id("create-env-key-1").fill(secret_var[0])
+        page.get_by_test_id("create-env-secret-1").click()
+        page.get_by_test_id("create-env-value-1").fill(secret_var[1])
+        expect(page.get_by_test_id("create-env-value-1")).to_have_attribute("type", "password")
     if shot:
         ui.shot(page, shot)
     page.get_by_test_id("create-submit").click()
@@ -85,7 +92,10 @@ def create_in_browser(page, ui, model: str, shot: str | None = None, env_var: tu
     expect(page.get_by_test_id("env-title")).to_have_text(env_name)
     expect(page.get_by_test_id("env-disk")).to_have_text("20 GiB")
     if env_var:
-        expect(page.get_by_test_id("env-vars")).to_have_text(f"{env_var[0]}={env_var[1]}")
+        expect(page.get_by_test_id(f"env-var-{env_var[0]}")).to_have_text(f"{env_var[0]}={env_var[1]}")
+    if secret_var:  # shown masked, its value nowhere on the page
+        expect(page.get_by_test_id(f"env-var-{secret_var[0]}")).to_contain_text(f"{secret_var[0]}=••••••")
+        expect(page.locator("body")).not_to_contain_text(secret_var[1])
     # Running arrives through the live stream: no reload here.
     expect(page.locator("[data-testid=env-status][data-status=running]")).to_be_visible(timeout=RUNNING_TIMEOUT_MS)
     return env_name, page.url.rsplit("/", 1)[1]
@@ -112,7 +122,9 @@ def test_environment_lifecycle_in_the_browser(page, ui, server, docker, environm
     expect(page.get_by_test_id("ssh-key-table")).to_contain_text("SHA256:")
 
     var_value = f"v{secrets.token_hex(4)}"
-    env_name, env_id = create_in_browser(page, ui, model, shot="environment-create", env_var=("E2E_VAR", var_value))
+    secret_value = f"s{secrets.token_hex(6)}"
+    env_name, env_id = create_in_browser(page, ui, model, shot="environment-create", env_var=("E2E_VAR", var_value),
+                                         secret_var=("E2E_SECRET", secret_value))
     containers = docker.containers.list(filters={"label": f"remotegpu.env_id={env_id}"})
     assert len(containers) == 1 and containers[0].labels.get("remotegpu.scope") == server.scope
     volume = docker.volumes.get(f"rgpu-vol-{env_id}")
@@ -137,6 +149,11 @@ def test_environment_lifecycle_in_the_browser(page, ui, server, docker, environm
     page.keyboard.type("echo var-$E2E_VAR-end\n")
     page.wait_for_function(
         "m => (document.querySelector('.xterm-rows')?.innerText ?? '').includes(m)", arg=f"var-{var_value}-end", timeout=15_000
+    )
+    # So is the secret one: write-only through the API, an ordinary variable inside.
+    page.keyboard.type("echo sec-$E2E_SECRET-end\n")
+    page.wait_for_function(
+        "m => (document.querySelector('.xterm-rows')?.innerText ?? '').includes(m)", arg=f"sec-{secret_value}-end", timeout=15_000
     )
     ui.shot(page, "environment-terminal")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import re
 import time
@@ -166,6 +167,8 @@ class DockerRuntime(ThreadedRuntime):
         elif spec.gpu_uuids or spec.gpu_indices:
             ids = list(spec.gpu_uuids) or [str(i) for i in spec.gpu_indices]
             device_requests = [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
+        if not (spec.gpu_uuids or spec.gpu_indices):  # no GPU: an NVIDIA default runtime would honour an image's =all
+            env["NVIDIA_VISIBLE_DEVICES"] = "void"
         kwargs = dict(
             image=spec.image,
             name=self.container_name(spec.env_id),
@@ -185,7 +188,10 @@ class DockerRuntime(ThreadedRuntime):
         except ImageNotFound:
             if not self._pull_missing:
                 raise
-            self._client.images.pull(spec.image)
+            try:
+                self._client.images.pull(spec.image)
+            except DockerException as exc:
+                raise ImagePullFailed(spec.image, exc) from exc
             return self._client.containers.create(**kwargs)
         except APIError as exc:
             if exc.status_code != 409:  # 409: another caller created it meanwhile
@@ -406,7 +412,20 @@ def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(f"{match.group(1)}.{fraction}").replace(tzinfo=timezone.utc)
 
 
+class ImagePullFailed(DockerException):
+    """Pulling an image failed. Users are told only that (``_explain``): the daemon's
+    reason can carry probes of the host's network (addresses, DNS answers, TLS errors);
+    operators find it in the agent's log."""
+
+    def __init__(self, image: str, cause: Exception) -> None:
+        super().__init__(f"image {image} could not be pulled")
+        self.image = image
+        logging.getLogger("remotegpu.runtime.docker").warning("pulling %s failed: %s", image, cause)
+
+
 def _explain(exc: DockerException) -> str:
+    if isinstance(exc, ImagePullFailed):
+        return f"image {exc.image} could not be pulled"
     if isinstance(exc, ImageNotFound):
         return f"image not found ({exc.explanation or exc}); build it with `make image` or push it"
     if isinstance(exc, APIError):

@@ -15,6 +15,8 @@ remote-desktop (Guacamole) adapter would create a connection and answer its URL.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,12 +39,49 @@ class HostProvision:
     authorized_keys: list[str] = field(default_factory=list)
 
 
+#: What may stand in a ``~/.ssh/config`` line, a command or a known_hosts line we hand
+#: to users: ssh reads the config line by line, so one newline in a name would let its
+#: author add directives (``ProxyCommand`` runs commands on the reader's workstation).
+_HOST_NAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*")
+_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+_ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_HOST_KEY = re.compile(r"[a-z0-9-]{1,64} [A-Za-z0-9+/]{1,8192}={0,3}")
+
+
+class UnsafeSshEndpoint(ValueError):
+    """A part of an SSH endpoint would not be safe in a config line or a command."""
+
+
+def safe_host(host: str) -> bool:
+    """A DNS name or an IP address, nothing else (no IPv6 zone: ``%anything`` parses as one)."""
+    if "%" in host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(_HOST_NAME.fullmatch(host))
+
+
 @dataclass(frozen=True)
 class SshEndpoint:
+    """Where and how to SSH in. Every part is checked on construction, so the command,
+    the config block and the known_hosts line are built only from validated parts."""
+
     host: str
     port: int
     user: str = "root"
     host_key: str = ""  # what its sshd presents ("type base64"); "" while not known
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, str) or not safe_host(self.host):
+            raise UnsafeSshEndpoint(f"unsafe SSH host {self.host!r}")
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65535:
+            raise UnsafeSshEndpoint(f"invalid SSH port {self.port!r}")
+        if not isinstance(self.user, str) or not _USER.fullmatch(self.user):
+            raise UnsafeSshEndpoint(f"unsafe SSH user {self.user!r}")
+        if self.host_key and not _HOST_KEY.fullmatch(self.host_key):
+            raise UnsafeSshEndpoint("unsafe SSH host key")
 
     @property
     def command(self) -> str:
@@ -57,6 +96,9 @@ class SshEndpoint:
         return f"{name} {self.host_key}"
 
     def config(self, alias: str) -> str:
+        """A ``~/.ssh/config`` block; ``alias`` must be a plain token (UnsafeSshEndpoint otherwise)."""
+        if not isinstance(alias, str) or not _ALIAS.fullmatch(alias):
+            raise UnsafeSshEndpoint(f"unsafe SSH config alias {alias!r}")
         return f"Host {alias}\n    HostName {self.host}\n    Port {self.port}\n    User {self.user}\n"
 
 

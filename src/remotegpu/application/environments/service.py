@@ -6,14 +6,16 @@ scheduling lock; the host agent makes the runtime match on its next heartbeat.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from remotegpu.application.environments import placement as pl
-from remotegpu.application.environments.access import load_operable, load_visible
+from remotegpu.application.environments.access import load_operable, load_visible, load_visible_with_role, may_operate
 from remotegpu.application.environments.credentials import EnvironmentCredentials
+from remotegpu.application.environments.secrets import SecretBox, seal_variables
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from remotegpu.application.workspaces.quotas import WorkspacePolicy
 from remotegpu.application.workspaces.service import authorize
+from remotegpu.domain.environments.images import ImagePolicy
 from remotegpu.domain.environments.models import (
     DEFAULT_DISK_GIB,
     Desired,
@@ -23,10 +25,11 @@ from remotegpu.domain.environments.models import (
     HostPort,
     validate_request,
 )
+from remotegpu.domain.environments.variables import check_variables
 from remotegpu.domain.fleet.models import Gpu, Host, HostStatus
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.scheduling import QueuedRequest, plan_queue
-from remotegpu.domain.shared.errors import Conflict, QuotaExceeded
+from remotegpu.domain.shared.errors import Conflict, InvalidInput
 from remotegpu.domain.shared.ids import new_id
 from remotegpu.domain.workspaces.models import Role
 from remotegpu.domain.workspaces.quota import Usage
@@ -45,6 +48,7 @@ class CreateRequest:
     memory_gib: int = 8
     disk_gib: int = DEFAULT_DISK_GIB
     env: dict[str, str] = field(default_factory=dict)
+    secret_env: dict[str, str] = field(default_factory=dict)  # write-only: sealed at once, never shown
     stop_after_minutes: int | None = None
     idle_stop_minutes: int | None = None
     idle_gpu_threshold: int = 5
@@ -58,6 +62,8 @@ class EnvironmentView:
     ports: list[HostPort]
     host: Host | None
     gpus: list[Gpu] = field(default_factory=list)
+    # The viewer may operate it (access.may_operate): only then are plain variables' values shown.
+    manageable: bool = False
 
 
 @dataclass
@@ -68,10 +74,17 @@ class EnvironmentService:
     # Per-environment SSH keys, made at creation (None: none, e.g. unit tests of other rules).
     credentials: EnvironmentCredentials | None = None
     quotas: WorkspacePolicy = field(default_factory=WorkspacePolicy)  # the workspace's quota and its owners' caps
+    images: ImagePolicy | None = None  # None: any well-formed image (tests); the server always sets one
+    secrets: SecretBox | None = None  # None: secret variables are refused
 
     # --- user-facing use cases ---------------------------------------------------------
     async def create(self, actor: User, req: CreateRequest) -> EnvironmentView:
         validate_request(req.gpu_count, req.cpu_cores, req.memory_gib, req.name, req.disk_gib)
+        check_variables(req.env, req.secret_env)
+        if req.secret_env and self.secrets is None:
+            raise InvalidInput("secret variables are not available on this server", details={"field": "secret_env"})
+        if self.images is not None:
+            self.images.check(req.image or self.default_image)
         for attempt in range(RETRIES):
             try:
                 async with self.uow() as uow:
@@ -98,23 +111,25 @@ class EnvironmentService:
     ) -> tuple[list[EnvironmentView], int]:
         async with self.uow() as uow:
             if workspace_id is not None:
-                await authorize(uow, actor, workspace_id, Role.VIEWER)
+                roles = {workspace_id: (await authorize(uow, actor, workspace_id, Role.VIEWER)).role}
                 ids = [workspace_id]
             else:
                 rows, _ = await uow.workspaces.list_for_user(actor.id, limit=10_000, offset=0)
                 ids = [w.id for w, _ in rows]
+                roles = {w.id: m.role for w, m in rows}
             envs, total = await uow.environments.list(
                 workspace_ids=ids, statuses=statuses, include_deleted=False, limit=limit, offset=offset
             )
             positions = await self._positions(uow)
             hosts = {h.id: h for h in await uow.hosts.list()} if envs else {}
-            views = [await self._view(uow, e, positions, hosts) for e in envs]
+            views = [replace(await self._view(uow, e, positions, hosts), manageable=may_operate(actor, roles.get(e.workspace_id), e))
+                     for e in envs]
         return views, total
 
     async def get(self, actor: User, env_id: str) -> EnvironmentView:
         async with self.uow() as uow:
-            env = await load_visible(uow, actor, env_id)
-            return await self._view(uow, env)
+            env, role = await load_visible_with_role(uow, actor, env_id)
+            return replace(await self._view(uow, env), manageable=may_operate(actor, role, env))
 
     async def start(self, actor: User, env_id: str, *, gpu: bool = True) -> EnvironmentView:
         async def op(uow: UnitOfWork, env: Environment) -> None:
@@ -262,5 +277,7 @@ class EnvironmentService:
             env=dict(req.env), stop_after_minutes=req.stop_after_minutes, idle_stop_minutes=req.idle_stop_minutes,
             idle_gpu_threshold=req.idle_gpu_threshold, shared=req.shared, queued_at=now,
         )
+        if req.secret_env:
+            env.secret_env = seal_variables(self.secrets, env.id, req.secret_env)
         env.pending_events.append(EnvironmentEvent(new_id(), env.id, now, None, EnvStatus.QUEUED, "created"))
         return env

@@ -17,6 +17,7 @@ from remotegpu.application.environments.terminal import RUNTIMES_WITHOUT_SSHD
 
 from remotegpu.application.environments.placement import JUPYTER_CONTAINER_PORT, container_ports
 from remotegpu.application.environments.ports import RuntimeSpec
+from remotegpu.application.environments.secrets import open_variables
 from remotegpu.application.environments.service import EnvironmentService
 from remotegpu.application.fleet.agent_protocol import (
     DEFAULT_HEARTBEAT_SECONDS,
@@ -323,6 +324,7 @@ class AgentService:
             gpu_uuids=[g.uuid for g in chosen], gpu_indices=[g.index for g in chosen], fake_gpus=host.fake_gpus,
             env={
                 **env.env,
+                **open_variables(self.environments.secrets, env.id, env.secret_env),  # secrets: opened only here
                 "REMOTEGPU_ENV_ID": env.id,
                 "REMOTEGPU_JUPYTER_TOKEN": env.jupyter_token,
                 "REMOTEGPU_JUPYTER_BASE_URL": jupyter_base_url(env.id),

@@ -8,11 +8,11 @@ platform's view of where the environment is on that road. Every status change is
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
+from remotegpu.domain.environments.variables import check_environment_name
 from remotegpu.domain.shared.errors import Conflict, InvalidInput
 from remotegpu.domain.shared.ids import new_id
 
@@ -84,6 +84,9 @@ class Environment:
     status: EnvStatus = EnvStatus.QUEUED
     desired: Desired = Desired.RUNNING
     env: dict[str, str] = field(default_factory=dict)
+    # Secret variables: name → value as a SecretBox sealed it (application/environments/
+    # secrets.py). Never plaintext here; opened only into the runtime spec.
+    secret_env: dict[str, str] = field(default_factory=dict)
     host_id: str | None = None  # where its disk lives once it first started
     with_gpu: bool = True  # False: "start without GPU" for cheap data work
     generation: int = 0  # bumped by restart: the agent recreates the container
@@ -173,8 +176,7 @@ def validate_request(gpu_count: int, cpu_cores: int, memory_gib: int, name: str,
         raise InvalidInput("cpu_cores and memory_gib must be at least 1", details={"field": "cpu_cores"})
     if not 1 <= disk_gib <= MAX_DISK_GIB:
         raise InvalidInput(f"disk_gib must be between 1 and {MAX_DISK_GIB}", details={"field": "disk_gib"})
-    if not name.strip() or len(name) > 64:
-        raise InvalidInput("name must be 1-64 characters", details={"field": "name"})
+    check_environment_name(name)
 
 
 @dataclass(frozen=True)

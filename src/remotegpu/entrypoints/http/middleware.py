@@ -17,6 +17,7 @@ from remotegpu.entrypoints.http.session import platform_authorization, same_orig
 
 AGENT_PATH_PREFIX = "/api/v1/agent/"
 AUTH_PATH_PREFIX = "/api/v1/auth/"
+METRICS_PATH = "/metrics"
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 access_log = logging.getLogger("remotegpu.access")
 
@@ -90,7 +91,8 @@ async def auth_middleware(request: web.Request, handler):
         if origin is not None and not same_origin(request, origin):
             raise PermissionDenied("cross-site requests to the auth endpoints are refused", code="origin_mismatch")
     header = platform_authorization(request)
-    if header and not request.path.startswith(AGENT_PATH_PREFIX):  # agents carry their own token
+    # Agents carry their own token; /metrics checks its own (system.metrics: the scrape token or an admin's).
+    if header and not request.path.startswith(AGENT_PATH_PREFIX) and request.path != METRICS_PATH:
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():
             raise Unauthenticated("Authorization header must be 'Bearer <token>'")

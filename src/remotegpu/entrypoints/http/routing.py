@@ -25,6 +25,16 @@ if TYPE_CHECKING:
 
 _PATH_PARAM = re.compile(r"{(\w+)}")
 
+#: Every JSON body: at most this deep (objects/arrays inside each other) and this many
+#: values in all (array items and object members, counted through every level). Strings
+#: are bounded by the body size (app.MAX_BODY_BYTES). Deeper or bigger answers 422.
+MAX_JSON_DEPTH = 32
+MAX_JSON_ITEMS = 10_000
+#: Agents report a whole host (every environment, GPU and port) and list what they
+#: know in one body: their routes (authenticated by the agent token) may hold more.
+AGENT_MAX_JSON_ITEMS = 200_000
+_AGENT_PREFIX = "/api/v1/agent/"
+
 
 @dataclass
 class Call:
@@ -146,7 +156,7 @@ def _is_json(content_type: str) -> bool:
     return content_type == "application/json" or (content_type.startswith("application/") and content_type.endswith("+json"))
 
 
-async def _parse_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
+async def _parse_body(request: web.Request, model: type[BaseModel], *, max_items: int = MAX_JSON_ITEMS) -> BaseModel:
     raw = await request.read()
     if not raw:
         raw = b"{}"
@@ -159,12 +169,43 @@ async def _parse_body(request: web.Request, model: type[BaseModel]) -> BaseModel
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("request body is not valid JSON", code="invalid_json") from None
+    except RecursionError:  # the decoder itself gave up: far deeper than MAX_JSON_DEPTH
+        raise _too_deep() from None
+    check_json_bounds(data, max_items=max_items)
     if not isinstance(data, dict):
         raise InvalidInput("request body must be a JSON object", code="invalid_json")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise _validation_error(exc, "body") from None
+
+
+def _too_deep() -> InvalidInput:
+    return InvalidInput(f"request body is nested deeper than {MAX_JSON_DEPTH} levels", code="too_deep",
+                        details={"max_depth": MAX_JSON_DEPTH})
+
+
+def check_json_bounds(data: Any, *, max_depth: int = MAX_JSON_DEPTH, max_items: int = MAX_JSON_ITEMS) -> None:
+    """InvalidInput (422 ``too_deep`` / ``too_many_items``) when decoded JSON is nested
+    deeper than ``max_depth`` or holds more than ``max_items`` values. Iterative, so a
+    pathological body costs one pass and no recursion (pydantic would recurse on it)."""
+    items = 0
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > max_depth:
+            raise _too_deep()
+        items += len(children)
+        if items > max_items:
+            raise InvalidInput(f"request body holds more than {max_items} values", code="too_many_items",
+                               details={"max_items": max_items})
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
 
 
 def _parse_query(request: web.Request, model: type[BaseModel]) -> BaseModel:
@@ -182,7 +223,8 @@ def _adapt(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse
         if route.query is not None:
             call.query = _parse_query(request, route.query)
         if route.body is not None:
-            call.body = await _parse_body(request, route.body)
+            max_items = AGENT_MAX_JSON_ITEMS if route.path.startswith(_AGENT_PREFIX) else MAX_JSON_ITEMS
+            call.body = await _parse_body(request, route.body, max_items=max_items)
         result = await route.handler(call)
         if result is None:
             return web.Response(status=204)

@@ -1,14 +1,22 @@
-"""Operational endpoints: health, readiness, metrics, the OpenAPI document and its docs page."""
+"""Operational endpoints: health, readiness, metrics, the OpenAPI document and its docs page.
+
+``/metrics`` is not public (route names, request counts and latencies tell an outsider
+what runs here and when): it answers ``Authorization: Bearer <REMOTEGPU_METRICS_TOKEN>``
+(what Prometheus' scrape config sends), or a platform admin's access token, API token or
+console session. Anyone else gets 401 (no credential) or 403.
+"""
 
 from __future__ import annotations
 
+import hmac
 import json
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from remotegpu.domain.shared.errors import PermissionDenied, Unauthenticated
 from remotegpu.entrypoints.http.errors import error_response
-from remotegpu.entrypoints.http.keys import CONTAINER
+from remotegpu.entrypoints.http.keys import CONTAINER, PRINCIPAL
 
 METRICS_KEY: web.AppKey = web.AppKey("http_metrics")
 SPEC_KEY: web.AppKey[bytes] = web.AppKey("openapi_spec")
@@ -37,7 +45,27 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready", "database": "ok"})
 
 
+async def _check_metrics_reader(request: web.Request) -> None:
+    container = request.app[CONTAINER]
+    principal = request.get(PRINCIPAL)  # a console session (the session middleware)
+    header = request.headers.get("Authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    credentials = credentials.strip()
+    if header:
+        if scheme.lower() != "bearer" or not credentials:
+            raise Unauthenticated("Authorization header must be 'Bearer <token>'")
+        wanted = container.settings().metrics_token
+        if wanted and hmac.compare_digest(credentials.encode(), wanted.encode()):
+            return
+        principal = await container.auth_service().authenticate(credentials)  # Unauthenticated if not a token
+    if principal is None:
+        raise Unauthenticated("metrics need 'Authorization: Bearer <REMOTEGPU_METRICS_TOKEN>' or an admin's credentials")
+    if not principal.user.is_admin:
+        raise PermissionDenied("only platform admins (or the metrics token) may read metrics", code="admin_required")
+
+
 async def metrics(request: web.Request) -> web.Response:
+    await _check_metrics_reader(request)
     body = generate_latest(request.app[METRICS_KEY].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -27,6 +27,7 @@ def _env_values(env: Environment) -> dict[str, Any]:
     values["status"] = env.status.value
     values["desired"] = env.desired.value
     values["env"] = dict(env.env)
+    values["secret_env"] = dict(env.secret_env)
     return values
 
 
@@ -35,6 +36,7 @@ def _env(row: Any) -> Environment:
     m["status"] = EnvStatus(m["status"])
     m["desired"] = Desired(m["desired"])
     m["env"] = dict(m["env"])
+    m["secret_env"] = dict(m["secret_env"] or {})
     return Environment(**m)
 
 

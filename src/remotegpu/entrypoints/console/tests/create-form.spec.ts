@@ -102,9 +102,20 @@ describe('create environment form', () => {
     await flushPromises()
     await new Promise((r) => setTimeout(r, 150))
     expect(row(1).text()).toContain('“HF_HOME” is already set above')
+    await input(wrapper, 'create-env-key-1').setValue('LD_PRELOAD')
+    await flushPromises()
+    await new Promise((r) => setTimeout(r, 150))
+    expect(row(1).text()).toContain('“LD_PRELOAD” is reserved by the platform (LD_*)')
     await wrapper.find('[data-testid="create-env-remove-1"]').trigger('click')
     await flushPromises()
     expect(wrapper.find('[data-testid="create-env-key-1"]').exists()).toBe(false)
+    // A secret row: its value is typed into a password field and sent as secret_env.
+    await wrapper.find('[data-testid="create-env-add"]').trigger('click')
+    await input(wrapper, 'create-env-key-1').setValue('HF_TOKEN')
+    await wrapper.find('[data-testid="create-env-secret-1"] input').setValue(true)
+    await flushPromises()
+    expect((input(wrapper, 'create-env-value-1').element as HTMLInputElement).type).toBe('password')
+    await input(wrapper, 'create-env-value-1').setValue('hf_secret')
     const summary = wrapper.find('.summary').text()
     expect(summary).toContain('after 30 min idle (GPU < 10%)')
     expect(summary).toContain('With workspace members')
@@ -114,6 +125,7 @@ describe('create environment form', () => {
     const post = calls.find((c) => c.method === 'POST')
     expect(post?.body).toMatchObject({
       gpu_model: 'T4', gpu_count: 1, idle_stop_minutes: 30, idle_gpu_threshold: 10, shared: true, env: { HF_HOME: '/root/workspace/hf' },
+      secret_env: { HF_TOKEN: 'hf_secret' },
     })
   })
 
@@ -128,7 +140,7 @@ describe('create environment form', () => {
     await flushPromises()
     const body = calls.find((c) => c.method === 'POST')?.body as Record<string, unknown>
     expect(body.gpu_count).toBe(0)
-    for (const k of ['idle_stop_minutes', 'idle_gpu_threshold', 'shared', 'env']) expect(body).not.toHaveProperty(k)
+    for (const k of ['idle_stop_minutes', 'idle_gpu_threshold', 'shared', 'env', 'secret_env']) expect(body).not.toHaveProperty(k)
   })
 
   it('still works (CPU only) when the GPU inventory API is not there yet', async () => {

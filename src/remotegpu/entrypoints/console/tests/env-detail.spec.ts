@@ -39,4 +39,26 @@ describe('environment detail overview', () => {
     for (const k of ['WANDB_API_KEY', 'HF_TOKEN', 'DB_PASSWORD', 'MY_SECRET']) expect(vars).toContain(`${k}=••••`)
     for (const v of ['abc123', 'hf_x', 'pw']) expect(vars).not.toContain(`=${v}`)
   })
+
+  it('shows secret variables masked and, for viewers, plain ones without their values', async () => {
+    const variables = [
+      { name: 'HF_HOME', secret: false, value: null },
+      { name: 'HF_TOKEN', secret: true, value: null },
+    ]
+    const { fetch } = fakeFetch((c) => {
+      if (c.url === '/api/v1/environments/e1') return json(200, { ...env, env: {}, variables })
+      if (c.url.startsWith('/api/v1/workspaces')) return json(200, { items: [], total: 0 })
+      return json(404, { error: { code: 'not_found', message: 'no such resource' } })
+    })
+    configureClient({ fetch, auth: null, notify: () => {} })
+    wrapper = mount(EnvironmentDetailView, {
+      props: { id: 'e1' },
+      global: { plugins: [createPinia(), makeI18n('en'), ElementPlus], stubs: { EnvActions: true, TerminalPanel: true } },
+    })
+    await flushPromises()
+    const secret = wrapper.find('[data-testid="env-var-HF_TOKEN"]').text()
+    expect(secret).toContain('HF_TOKEN=••••••')
+    expect(secret).toContain('secret')
+    expect(wrapper.find('[data-testid="env-var-HF_HOME"]').text()).toContain('HF_HOME=(hidden)')
+  })
 })

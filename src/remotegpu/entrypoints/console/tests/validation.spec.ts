@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { ENV_KEY_RE, toCreateBody, validateCreateForm, validateEnvRows, willQueue, type CreateForm } from '../src/utils/validation'
+import { ENV_KEY_RE, NAME_RE, reservedEnvRule, toCreateBody, validateCreateForm, validateEnvRows, willQueue, type CreateForm } from '../src/utils/validation'
 import { maskEnvValue } from '../src/utils/format'
 
 const gpus = [
@@ -25,6 +25,28 @@ describe('create form validation', () => {
     expect(errors.gpu_count).toEqual({ key: 'create.rules.gpuCount', params: { max: 8 } })
     expect(validateCreateForm({ ...base(), name: 'x'.repeat(64) }, gpus).name).toBeDefined()
     expect(validateCreateForm({ ...base(), cpu_cores: 2.5 }, gpus).cpu_cores).toBeDefined()
+  })
+
+  it('takes environment names as DNS labels, like the API', () => {
+    for (const good of ['a', 'train-1', '0x', 'a'.repeat(63)]) expect(NAME_RE.test(good)).toBe(true)
+    for (const bad of ['Train', 'my env', 'a_b', 'a.b', '-a', 'a-', 'a'.repeat(64), 'x\n  ProxyCommand id', 'é']) {
+      expect(NAME_RE.test(bad)).toBe(false)
+      expect(validateCreateForm({ ...base(), name: bad }, gpus).name).toEqual({ key: 'create.rules.name' })
+    }
+  })
+
+  it('refuses reserved variable names with their rule and sends secret rows as secret_env', () => {
+    for (const [name, rule] of [['NVIDIA_VISIBLE_DEVICES', 'NVIDIA_*'], ['cuda_visible_devices', 'CUDA_*'], ['LD_PRELOAD', 'LD_*'],
+      ['PYTHONPATH', 'PYTHON*'], ['REMOTEGPU_X', 'REMOTEGPU_*'], ['JUPYTER_TOKEN', 'JUPYTER_*'], ['SSH_AUTH_SOCK', 'SSH_*'],
+      ['DOCKER_HOST', 'DOCKER_*'], ['PATH', 'PATH'], ['HOME', 'HOME'], ['SHELL', 'SHELL'], ['USER', 'USER']]) {
+      expect(reservedEnvRule(name)).toBe(rule)
+      expect(validateEnvRows([{ key: name, value: 'x' }])).toEqual({ 0: { key: 'create.rules.envReserved', params: { name, rule } } })
+    }
+    for (const free of ['PYTHONUNBUFFERED', 'CUDA_LAUNCH_BLOCKING', 'HF_HOME', 'MY_PATH']) expect(reservedEnvRule(free)).toBeNull()
+    const body = toCreateBody({ ...base(), env: [{ key: 'A', value: '1' }, { key: 'TOKEN', value: 's3cret', secret: true }] })
+    expect(body.env).toEqual({ A: '1' })
+    expect(body.secret_env).toEqual({ TOKEN: 's3cret' })
+    expect(toCreateBody({ ...base(), env: [{ key: 'A', value: '1' }] })).not.toHaveProperty('secret_env')
   })
 
   it('checks the disk size (1 to 4096 GiB, whole numbers)', () => {

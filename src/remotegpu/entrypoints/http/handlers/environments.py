@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import logging
+
+from remotegpu.application.environments.access_gateway import Endpoints, UnsafeSshEndpoint
 from remotegpu.application.environments.service import CreateRequest, EnvironmentView
+from remotegpu.domain.environments.variables import ENV_NAME_RE
 from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.routing import Call
 from remotegpu.entrypoints.http.schemas.common import Page, PageQuery
@@ -18,15 +22,28 @@ from remotegpu.entrypoints.http.schemas.environments import (
     SshAccessOut,
     StartIn,
     TerminalAccessOut,
+    VariableOut,
 )
+
+log = logging.getLogger("remotegpu.http.environments")
 
 TAGS = ["environments"]
 ENV = "/api/v1/environments/{environment_id}"
 OPS = [401, 403, 404, 409]
 
 
+def variables_out(view: EnvironmentView) -> tuple[dict[str, str], list[VariableOut]]:
+    """Plain variables' values only for those who may operate the environment; secret
+    ones by name only, to everyone."""
+    e, shown = view.env, view.manageable
+    plain = [VariableOut(name=k, secret=False, value=v if shown else None) for k, v in sorted(e.env.items())]
+    secret = [VariableOut(name=k, secret=True, value=None) for k in sorted(e.secret_env)]
+    return (dict(e.env) if shown else {}), plain + secret
+
+
 def env_out(view: EnvironmentView) -> EnvironmentOut:
     e = view.env
+    env, variables = variables_out(view)
     return EnvironmentOut(
         id=e.id, name=e.name, workspace_id=e.workspace_id, owner_id=e.owner_id, status=e.status, desired=e.desired,
         status_message=e.status_message, queue_position=view.queue_position, image=e.image, gpu_count=e.gpu_count,
@@ -34,7 +51,7 @@ def env_out(view: EnvironmentView) -> EnvironmentOut:
         host_id=e.host_id,
         host_name=view.host.name if view.host else None,
         gpus=[GpuOut(index=g.index, uuid=g.uuid, model=g.model, memory_mib=g.memory_mib) for g in view.gpus],
-        ports=[PortOut(purpose=p.purpose, port=p.port) for p in view.ports], env=e.env,
+        ports=[PortOut(purpose=p.purpose, port=p.port) for p in view.ports], env=env, variables=variables,
         stop_after_minutes=e.stop_after_minutes, idle_stop_minutes=e.idle_stop_minutes, shared=e.shared,
         created_at=e.created_at, started_at=e.started_at,
     )
@@ -116,11 +133,16 @@ async def get_environment_access(call: Call) -> AccessOut:
     if e.status.value != "running":
         return AccessOut(ssh=None, jupyter=None, terminal=None)
     ports = {p.purpose: p.port for p in view.ports}
-    endpoints = call.container.access_gateway().endpoints(e, view.host, ports, call.request.url.host or "127.0.0.1")
+    try:
+        endpoints = call.container.access_gateway().endpoints(e, view.host, ports, call.request.url.host or "127.0.0.1")
+    except UnsafeSshEndpoint as exc:  # e.g. a host address that is no host name: offer no SSH rather than a bad line
+        log.warning("no SSH access offered: %s", exc, extra={"environment_id": e.id})
+        endpoints = Endpoints()
     ssh = None
     if endpoints.ssh is not None:
         point = endpoints.ssh
-        alias = f"remotegpu-{e.name}".replace(" ", "-")
+        # Names are DNS labels (checked on create, old ones rewritten by migration 0009); the id is the fallback.
+        alias = f"remotegpu-{e.name if ENV_NAME_RE.fullmatch(e.name) else e.id}"
         ssh = SshAccessOut(
             host=point.host, port=point.port, user=point.user, command=point.command, config=point.config(alias),
             known_hosts=point.known_hosts or None,

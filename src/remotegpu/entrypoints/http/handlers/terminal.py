@@ -123,7 +123,7 @@ def _control(text: str) -> dict | None:
         return None
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested, not a control message
         return None
     return value if isinstance(value, dict) and "type" in value else None
 

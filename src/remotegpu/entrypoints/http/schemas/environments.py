@@ -5,17 +5,27 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+
 from remotegpu.domain.environments.models import DEFAULT_DISK_GIB, MAX_DISK_GIB, Desired, EnvStatus
+from remotegpu.domain.environments.variables import MAX_VALUE_LENGTH, MAX_VARIABLES, NAME_RULE
 from remotegpu.domain.fleet.models import HostStatus
 from remotegpu.entrypoints.http.schemas.common import PageQuery, Strict
 
 _ENV_KEY = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+_Variables = dict[Annotated[str, StringConstraints(pattern=_ENV_KEY)], Annotated[str, StringConstraints(max_length=MAX_VALUE_LENGTH)]]
+_RESERVED_DOC = (
+    "Reserved names are refused (422 `reserved_variable`): NVIDIA_*, CUDA_*, LD_*, PYTHON*, REMOTEGPU_*, JUPYTER_*, "
+    "SSH_*, DOCKER_*, PATH, HOME, SHELL, USER and a few more (see domain/environments/variables.py)."
+)
 
 
 class EnvironmentIn(Strict):
-    name: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=64, description=f"{NAME_RULE}; anything else answers 422 `invalid_name`")
     workspace_id: str = Field(min_length=1, max_length=64)
-    image: str | None = Field(None, min_length=1, max_length=255, description="default: the platform's base image")
+    image: str | None = Field(
+        None, min_length=1, max_length=255,
+        description="default: the platform's base image; must match REMOTEGPU_ALLOWED_IMAGES (else 422 `image_not_allowed`)",
+    )
     gpu_count: int = Field(0, ge=0, le=8)
     gpu_model: str | None = Field(None, min_length=1, max_length=128)
     cpu_cores: int = Field(2, ge=1, le=256)
@@ -24,8 +34,15 @@ class EnvironmentIn(Strict):
         DEFAULT_DISK_GIB, ge=1, le=MAX_DISK_GIB,
         description="size of its disk (kept while stopped), counted against the workspace's storage quota until deleted",
     )
-    env: dict[Annotated[str, StringConstraints(pattern=_ENV_KEY)], Annotated[str, StringConstraints(max_length=4096)]] = Field(
-        default_factory=dict, max_length=64, description="extra environment variables"
+    env: _Variables = Field(
+        default_factory=dict, max_length=MAX_VARIABLES,
+        description="extra environment variables; their values are shown to those who may operate the environment. "
+        + _RESERVED_DOC,
+    )
+    secret_env: _Variables = Field(
+        default_factory=dict, max_length=MAX_VARIABLES,
+        description="secret environment variables (write-only): stored encrypted, never returned (names only), "
+        "set in the container's environment like `env`. A name may not be in both.",
     )
     stop_after_minutes: int | None = Field(None, ge=1, le=60 * 24 * 365)
     idle_stop_minutes: int | None = Field(None, ge=1, le=60 * 24 * 30)
@@ -54,6 +71,12 @@ class PortOut(BaseModel):
     port: int
 
 
+class VariableOut(BaseModel):
+    name: str
+    secret: bool = Field(description="write-only: its value is never returned")
+    value: str | None = Field(description="null for secret variables, and for callers who may not operate the environment")
+
+
 class EnvironmentOut(BaseModel):
     id: str
     name: str
@@ -74,7 +97,11 @@ class EnvironmentOut(BaseModel):
     host_name: str | None
     gpus: list[GpuOut]
     ports: list[PortOut]
-    env: dict[str, str]
+    env: dict[str, str] = Field(
+        description="plain (non-secret) variables with their values; empty for callers who may not operate the "
+        "environment (viewers, other members): `variables` still names them"
+    )
+    variables: list[VariableOut] = Field(description="every variable by name, plain ones first; values as in `env`")
     stop_after_minutes: int | None
     idle_stop_minutes: int | None
     shared: bool
@@ -128,8 +155,8 @@ class GpuTypeList(BaseModel):
 
 
 class HostIn(Strict):
-    name: str = Field(min_length=1, max_length=64)
-    address: str = Field("", max_length=255, description="public address users reach SSH ports on")
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$", description="a label (no control characters)")
+    address: str = Field("", max_length=255, description="public address users reach SSH ports on: a DNS name or an IP address")
     labels: dict[str, str] = Field(default_factory=dict, max_length=32)
     allow_loopback: bool = Field(
         False, description="let this host's agent report loopback addresses (an agent on the server's own machine)"

@@ -171,11 +171,19 @@ export interface Environment {
   with_gpu?: boolean
   desired?: 'running' | 'stopped' | 'deleted'
   started_at?: string | null
-  /** extra environment variables given at create */
+  /** plain variables with values; empty for those who may not operate it (viewers) */
   env?: Record<string, string>
+  /** every variable by name; value null for secret ones and for viewers */
+  variables?: EnvVariable[]
   idle_stop_minutes?: number | null
   /** workspace members with access may log in too */
   shared?: boolean
+}
+
+export interface EnvVariable {
+  name: string
+  secret: boolean
+  value: string | null
 }
 
 export interface EnvironmentCreate {
@@ -193,8 +201,10 @@ export interface EnvironmentCreate {
   /** percent, 0 to 100 (server default 5) */
   idle_gpu_threshold?: number
   shared?: boolean
-  /** at most 64; names match ^[A-Za-z_][A-Za-z0-9_]{0,127}$, values at most 4096 characters */
+  /** at most 64 with secret_env; names match ^[A-Za-z_][A-Za-z0-9_]{0,127}$ and are not reserved, values at most 4096 characters */
   env?: Record<string, string>
+  /** write-only variables: stored encrypted, never returned */
+  secret_env?: Record<string, string>
 }
 
 export interface EnvEvent {

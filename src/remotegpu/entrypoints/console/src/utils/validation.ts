@@ -10,7 +10,26 @@ export const IDLE_STOP_OPTIONS = [0, 15, 30, 60, 120, 240]
 /** Environment variable names the API accepts (schemas/environments.py _ENV_KEY). */
 export const ENV_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/
 export const DEFAULT_DISK_GIB = 50
-export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/
+/** Environment names are DNS labels (domain/environments/variables.py ENV_NAME_RE): they reach ~/.ssh/config blocks and host names. */
+export const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
+/** Variables the platform owns (domain/environments/variables.py: one list, kept in step). Compared upper-cased. */
+export const RESERVED_ENV_PREFIXES = ['NVIDIA_', 'CUDA_', 'LD_', 'DYLD_', 'PYTHON', 'REMOTEGPU_', 'JUPYTER_', 'SSH_', 'DOCKER_', 'BASH_FUNC_']
+export const RESERVED_ENV_NAMES = [
+  'PATH', 'HOME', 'SHELL', 'USER', 'LOGNAME', 'HOSTNAME', 'PWD', 'IFS', 'ENV', 'BASH_ENV', 'PROMPT_COMMAND', 'GCONV_PATH',
+  'GLIBC_TUNABLES', 'BROWSER', 'NODE_OPTIONS', 'PERL5OPT', 'PERL5LIB', 'RUBYOPT', 'RUBYLIB',
+]
+export const ALLOWED_DESPITE_PREFIX = [
+  'PYTHONUNBUFFERED', 'PYTHONHASHSEED', 'PYTHONDONTWRITEBYTECODE', 'CUDA_LAUNCH_BLOCKING', 'CUDA_DEVICE_MAX_CONNECTIONS', 'CUDA_MODULE_LOADING',
+]
+
+/** The rule a variable name falls under ("LD_*", "PATH"), or null when users may set it. */
+export function reservedEnvRule(name: string): string | null {
+  const upper = name.toUpperCase()
+  if (ALLOWED_DESPITE_PREFIX.includes(upper)) return null
+  if (RESERVED_ENV_NAMES.includes(upper)) return upper
+  const prefix = RESERVED_ENV_PREFIXES.find((p) => upper.startsWith(p))
+  return prefix ? `${prefix}*` : null
+}
 // registry/namespace/name[:tag][@digest] — permissive, lowercase path components.
 export const IMAGE_RE = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/
 
@@ -36,6 +55,8 @@ export interface CreateForm {
 export interface EnvVarRow {
   key: string
   value: string
+  /** write-only: sent as secret_env, stored encrypted, never shown again */
+  secret?: boolean
 }
 
 export interface FieldError {
@@ -97,7 +118,9 @@ export function validateEnvRows(rows: EnvVarRow[]): Record<number, FieldError> {
   rows.forEach((row, i) => {
     if (isBlankRow(row)) return
     const key = row.key.trim()
+    const rule = reservedEnvRule(key)
     if (!ENV_KEY_RE.test(key)) errors[i] = { key: 'create.rules.envKey' }
+    else if (rule) errors[i] = { key: 'create.rules.envReserved', params: { name: key, rule } }
     else if (seen.has(key)) errors[i] = { key: 'create.rules.envDuplicate', params: { name: key } }
     else if (row.value.length > LIMITS.maxEnvValue) errors[i] = { key: 'create.rules.envValue', params: { max: LIMITS.maxEnvValue } }
     seen.add(key)
@@ -105,9 +128,11 @@ export function validateEnvRows(rows: EnvVarRow[]): Record<number, FieldError> {
   return errors
 }
 
-/** The rows that will be sent, as [name, value] (blank rows dropped, names trimmed). */
-export function envEntries(rows: EnvVarRow[]): [string, string][] {
-  return rows.filter((r) => !isBlankRow(r)).map((r) => [r.key.trim(), r.value])
+/** The rows that will be sent, as [name, value] (blank rows dropped, names trimmed); secret ones too unless plainOnly. */
+export function envEntries(rows: EnvVarRow[], which: 'all' | 'plain' | 'secret' = 'all'): [string, string][] {
+  return rows
+    .filter((r) => !isBlankRow(r) && (which === 'all' || (which === 'secret') === !!r.secret))
+    .map((r) => [r.key.trim(), r.value])
 }
 
 /** True when the request will wait in the queue (fewer free GPUs of the model than asked). */
@@ -136,8 +161,10 @@ export function toCreateBody(form: CreateForm): EnvironmentCreate {
     body.idle_gpu_threshold = form.idle_gpu_threshold ?? DEFAULT_IDLE_GPU_THRESHOLD
   }
   if (form.shared) body.shared = true
-  const env = envEntries(form.env ?? [])
+  const env = envEntries(form.env ?? [], 'plain')
   if (env.length) body.env = Object.fromEntries(env)
+  const secret = envEntries(form.env ?? [], 'secret')
+  if (secret.length) body.secret_env = Object.fromEntries(secret)
   return body
 }
 

@@ -155,7 +155,7 @@ async def test_secret_variables_are_write_only_sealed_at_rest_and_reach_the_cont
     async with container.uow() as uow:
         stored = await uow.environments.get(env["id"])
     assert set(stored.secret_env) == {"HF_TOKEN"} and SECRET not in stored.secret_env["HF_TOKEN"]
-    assert stored.secret_env["HF_TOKEN"].startswith("v1:") and "HF_TOKEN" not in stored.env
+    assert stored.secret_env["HF_TOKEN"].startswith("v1.") and "HF_TOKEN" not in stored.env
 
     # The container gets it: the agent's desired spec carries the plaintext, platform variables win.
     (desired,) = (await agent.beat())["desired"]
@@ -182,7 +182,7 @@ async def test_secret_variables_are_write_only_sealed_at_rest_and_reach_the_cont
 
 
 async def test_secret_values_do_not_open_with_another_servers_key_or_in_another_environment(client, new_account, tmp_path):
-    from remotegpu.adapters.security.secret_box import AesGcmSecretBox
+    from remotegpu.adapters.security.sealer import AesGcmSealer
     from remotegpu.application.environments.secrets import open_variables
 
     admin, agent = await admin_and_host(client, new_account)
@@ -192,10 +192,10 @@ async def test_secret_values_do_not_open_with_another_servers_key_or_in_another_
     container = client.server.app[CONTAINER]
     async with container.uow() as uow:
         sealed = (await uow.environments.get(a["id"])).secret_env
-    box = container.secret_box()
+    box = container.sealer()
     assert open_variables(box, a["id"], sealed) == {"K": SECRET}
     assert open_variables(box, b["id"], sealed) == {}  # copied to another row: does not open
-    assert open_variables(AesGcmSecretBox("another-server-secret"), a["id"], sealed) == {}
+    assert open_variables(AesGcmSealer("another-server-secret"), a["id"], sealed) == {}
 
 
 # --- images ---------------------------------------------------------------------------------------

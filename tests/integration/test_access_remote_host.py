@@ -53,7 +53,7 @@ class RemoteWorld:
         database row and its secret."""
         from types import SimpleNamespace
 
-        from remotegpu.adapters.access.sealed_secrets import AesGcmSealer
+        from remotegpu.adapters.security.sealer import AesGcmSealer
         from remotegpu.adapters.access.ssh_keys import Ed25519KeyPairs
         from remotegpu.application.environments.credentials import EnvironmentCredentials
 

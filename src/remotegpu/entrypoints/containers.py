@@ -12,7 +12,6 @@ from datetime import timedelta
 from dependency_injector import containers, providers
 
 from remotegpu.adapters.access.direct_ssh import DirectSshGateway
-from remotegpu.adapters.access.sealed_secrets import AesGcmSealer
 from remotegpu.adapters.access.ssh_keys import Ed25519KeyPairs
 from remotegpu.adapters.cache.user_cache import LocalUserCache, RedisBroadcastUserCache
 from remotegpu.adapters.memory.store import InMemoryStore
@@ -23,7 +22,7 @@ from remotegpu.adapters.ratelimit.memory import InMemoryRateLimiter
 from remotegpu.adapters.ratelimit.redis_limiter import RedisRateLimiter
 from remotegpu.adapters.security.jwt_tokens import JwtAccessTokenIssuer
 from remotegpu.adapters.security.passwords import Argon2PasswordHasher
-from remotegpu.adapters.security.secret_box import AesGcmSecretBox
+from remotegpu.adapters.security.sealer import AesGcmSealer
 from remotegpu.adapters.tasks.dramatiq_queue import DramatiqTaskQueue, make_broker
 from remotegpu.adapters.tasks.inline import InlineTaskQueue
 from remotegpu.application.identity.account import AccountService
@@ -158,17 +157,18 @@ class Container(containers.DeclarativeContainer):
         audit_retention=providers.Factory(timedelta, days=config.audit_retention_days),
     )
 
-    secret_box = providers.Singleton(AesGcmSecretBox, config.secret_key)
+    # Secrets the server keeps and uses but never shows (SSH private keys, secret variables).
+    sealer = providers.Singleton(AesGcmSealer, config.secret_key)
     image_policy = providers.Singleton(
         lambda patterns, base: ImagePolicy(parse_patterns(patterns or ""), default_image=base), config.allowed_images, config.base_image,
     )
     # Per-environment SSH keys, their private halves sealed under the server's secret.
     environment_credentials = providers.Singleton(
-        EnvironmentCredentials, keys=providers.Singleton(Ed25519KeyPairs), sealer=providers.Singleton(AesGcmSealer, config.secret_key),
+        EnvironmentCredentials, keys=providers.Singleton(Ed25519KeyPairs), sealer=sealer,
     )
     environment_service = providers.Singleton(
         EnvironmentService, uow=uow.provider, clock=clock, default_image=config.base_image, credentials=environment_credentials,
-        quotas=workspace_policy, images=image_policy, secrets=secret_box,
+        quotas=workspace_policy, images=image_policy, secrets=sealer,
     )
     host_service = providers.Singleton(HostService, uow=uow.provider, clock=clock, environments=environment_service)
     access_gateway = providers.Singleton(DirectSshGateway)

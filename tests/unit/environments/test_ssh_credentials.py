@@ -11,12 +11,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from remotegpu.adapters.access.direct_ssh import CLIENT_KEY_OPTIONS, DirectSshGateway
-from remotegpu.adapters.access.sealed_secrets import AesGcmSealer
+from remotegpu.adapters.security.sealer import AesGcmSealer
 from remotegpu.adapters.access.ssh_keys import Ed25519KeyPairs
 from remotegpu.adapters.access.ssh_terminal import SshTerminals, _pinned
 from remotegpu.adapters.fleet.wire import observed_from_dict
 from remotegpu.application.environments.access_gateway import Entrant, SshEndpoint
-from remotegpu.application.environments.credentials import EnvironmentCredentials, SealBroken
+from remotegpu.application.environments.credentials import EnvironmentCredentials
+from remotegpu.application.shared.sealing import SealBroken
 from remotegpu.application.environments.ports import EnvironmentRuntimeError
 from remotegpu.application.environments.service import CreateRequest
 from remotegpu.application.environments.terminal import TerminalTarget

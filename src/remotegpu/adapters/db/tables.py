@@ -305,7 +305,7 @@ environments = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("desired", sa.String(16), nullable=False),
     sa.Column("env", sa.JSON, nullable=False),
-    # Secret variables: name → value sealed by the SecretBox (never plaintext here).
+    # Secret variables: name → value sealed by the SecretSealer (never plaintext here).
     sa.Column("secret_env", sa.JSON, nullable=False, server_default="{}"),  # 0009
     _id("host_id", nullable=True),
     sa.Column("with_gpu", sa.Boolean, nullable=False),

@@ -34,6 +34,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from remotegpu.application.shared.sealing import SealBroken, SecretSealer
 from remotegpu.domain.environments.models import Environment
 
 log = logging.getLogger(__name__)
@@ -41,21 +42,6 @@ log = logging.getLogger(__name__)
 #: The comment on the client key's authorized_keys line (shown to users inside).
 CLIENT_KEY_COMMENT = "remotegpu-web-terminal"
 
-
-class SealBroken(Exception):
-    """A sealed secret does not open: another server secret, another row, or tampered."""
-
-
-class SecretSealer(Protocol):
-    """Authenticated encryption of small server-side secrets (port)."""
-
-    def seal(self, plaintext: bytes, *, context: str) -> str:
-        """A printable sealed form of ``plaintext``, openable only with the same ``context``."""
-        ...
-
-    def open(self, sealed: str, *, context: str) -> bytes:
-        """The plaintext; raises ``SealBroken`` when it does not open."""
-        ...
 
 
 class SshKeyPairs(Protocol):

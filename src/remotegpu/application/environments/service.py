@@ -11,8 +11,9 @@ from dataclasses import dataclass, field, replace
 from remotegpu.application.environments import placement as pl
 from remotegpu.application.environments.access import load_operable, load_visible, load_visible_with_role, may_operate
 from remotegpu.application.environments.credentials import EnvironmentCredentials
-from remotegpu.application.environments.secrets import SecretBox, seal_variables
+from remotegpu.application.environments.secrets import seal_variables
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from remotegpu.application.shared.sealing import SecretSealer
 from remotegpu.application.workspaces.quotas import WorkspacePolicy
 from remotegpu.application.workspaces.service import authorize
 from remotegpu.domain.environments.images import ImagePolicy
@@ -75,7 +76,7 @@ class EnvironmentService:
     credentials: EnvironmentCredentials | None = None
     quotas: WorkspacePolicy = field(default_factory=WorkspacePolicy)  # the workspace's quota and its owners' caps
     images: ImagePolicy | None = None  # None: any well-formed image (tests); the server always sets one
-    secrets: SecretBox | None = None  # None: secret variables are refused
+    secrets: SecretSealer | None = None  # None: secret variables are refused
 
     # --- user-facing use cases ---------------------------------------------------------
     async def create(self, actor: User, req: CreateRequest) -> EnvironmentView:

@@ -84,7 +84,7 @@ class Environment:
     status: EnvStatus = EnvStatus.QUEUED
     desired: Desired = Desired.RUNNING
     env: dict[str, str] = field(default_factory=dict)
-    # Secret variables: name → value as a SecretBox sealed it (application/environments/
+    # Secret variables: name → value as the SecretSealer sealed it (application/environments/
     # secrets.py). Never plaintext here; opened only into the runtime spec.
     secret_env: dict[str, str] = field(default_factory=dict)
     host_id: str | None = None  # where its disk lives once it first started

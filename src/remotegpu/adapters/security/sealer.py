@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from remotegpu.application.environments.credentials import SealBroken
+from remotegpu.application.shared.sealing import SealBroken
 
 _PREFIX = "v1."
 _INFO = b"remotegpu sealed secrets v1"  # another purpose of the server secret gets another key

@@ -36,6 +36,10 @@ export default defineConfig({
     chunkSizeWarningLimit: 2000,
     // dist/.vite/manifest.json: tests/e2e/console/test_console_bundle.py reads the chunk graph.
     manifest: true,
+    // One stylesheet, loaded with the page (CSS is not in the JS budget): a route's first
+    // visit then fetches only JS, which is retried on failure (utils/lazy.ts), and
+    // style.css stays after the Element Plus rules it adjusts.
+    cssCodeSplit: false,
     rollupOptions: {
       output: {
         // Element Plus and xterm are split by use (per route, and the terminal panel), not

@@ -5,6 +5,8 @@ import { ElMessage } from 'element-plus'
 // the message and confirm boxes are called from code, so their styles come here.
 import 'element-plus/es/components/message/style/css'
 import 'element-plus/es/components/message-box/style/css'
+// Before style.css, which adjusts it (otherwise the card's own rule, loaded later, would win).
+import 'element-plus/es/components/card/style/css'
 import 'element-plus/theme-chalk/dark/css-vars.css'
 import App from './App.vue'
 import { i18n, translate, setLocale } from './i18n'

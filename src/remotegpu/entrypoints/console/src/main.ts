@@ -1,9 +1,13 @@
 import { createApp } from 'vue'
 import { createPinia } from 'pinia'
-import ElementPlus, { ElMessage } from 'element-plus'
-import 'element-plus/dist/index.css'
+import { ElMessage } from 'element-plus'
+// Element Plus components and their styles are imported per template (vite.config.ts);
+// the message and confirm boxes are called from code, so their styles come here.
+import 'element-plus/es/components/message/style/css'
+import 'element-plus/es/components/message-box/style/css'
+// Before style.css, which adjusts it (otherwise the card's own rule, loaded later, would win).
+import 'element-plus/es/components/card/style/css'
 import 'element-plus/theme-chalk/dark/css-vars.css'
-import * as Icons from '@element-plus/icons-vue'
 import App from './App.vue'
 import { i18n, translate, setLocale } from './i18n'
 import { makeRouter } from './router'
@@ -15,8 +19,6 @@ const app = createApp(App)
 const pinia = createPinia()
 app.use(pinia)
 app.use(i18n)
-app.use(ElementPlus)
-for (const [name, component] of Object.entries(Icons)) app.component(name, component)
 const router = makeRouter()
 
 const auth = useAuthStore()

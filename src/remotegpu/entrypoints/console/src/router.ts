@@ -2,6 +2,7 @@ import { createRouter, createWebHistory, type RouteRecordRaw, type Router } from
 import { ElMessage } from 'element-plus'
 import { useAuthStore } from './stores/auth'
 import { i18n } from './i18n'
+import { retryingImport as lazy } from './utils/lazy'
 
 declare module 'vue-router' {
   interface RouteMeta {
@@ -12,24 +13,24 @@ declare module 'vue-router' {
 }
 
 export const routes: RouteRecordRaw[] = [
-  { path: '/login', name: 'login', component: () => import('./views/LoginView.vue'), meta: { public: true, title: 'auth.login' } },
-  { path: '/register', name: 'register', component: () => import('./views/RegisterView.vue'), meta: { public: true, title: 'auth.register' } },
+  { path: '/login', name: 'login', component: lazy(() => import('./views/LoginView.vue')), meta: { public: true, title: 'auth.login' } },
+  { path: '/register', name: 'register', component: lazy(() => import('./views/RegisterView.vue')), meta: { public: true, title: 'auth.register' } },
   {
     path: '/',
-    component: () => import('./layouts/AppLayout.vue'),
+    component: lazy(() => import('./layouts/AppLayout.vue')),
     children: [
       { path: '', redirect: { name: 'environments' } },
-      { path: 'environments', name: 'environments', component: () => import('./views/EnvironmentsView.vue'), meta: { title: 'nav.environments' } },
-      { path: 'environments/new', name: 'environment-create', component: () => import('./views/EnvironmentCreateView.vue'), meta: { title: 'nav.create' } },
-      { path: 'environments/:id', name: 'environment', component: () => import('./views/EnvironmentDetailView.vue'), props: true, meta: { title: 'nav.environments' } },
-      { path: 'workspaces', name: 'workspaces', component: () => import('./views/WorkspacesView.vue'), meta: { title: 'nav.workspaces' } },
-      { path: 'account', name: 'account', component: () => import('./views/AccountView.vue'), meta: { title: 'nav.account' } },
+      { path: 'environments', name: 'environments', component: lazy(() => import('./views/EnvironmentsView.vue')), meta: { title: 'nav.environments' } },
+      { path: 'environments/new', name: 'environment-create', component: lazy(() => import('./views/EnvironmentCreateView.vue')), meta: { title: 'nav.create' } },
+      { path: 'environments/:id', name: 'environment', component: lazy(() => import('./views/EnvironmentDetailView.vue')), props: true, meta: { title: 'nav.environments' } },
+      { path: 'workspaces', name: 'workspaces', component: lazy(() => import('./views/WorkspacesView.vue')), meta: { title: 'nav.workspaces' } },
+      { path: 'account', name: 'account', component: lazy(() => import('./views/AccountView.vue')), meta: { title: 'nav.account' } },
       { path: 'admin', redirect: { name: 'admin-hosts' } },
-      { path: 'admin/hosts', name: 'admin-hosts', component: () => import('./views/admin/HostsView.vue'), meta: { admin: true, title: 'nav.hosts' } },
-      { path: 'admin/users', name: 'admin-users', component: () => import('./views/admin/UsersView.vue'), meta: { admin: true, title: 'nav.users' } },
-      { path: 'admin/quotas', name: 'admin-quotas', component: () => import('./views/admin/QuotasView.vue'), meta: { admin: true, title: 'nav.quotas' } },
-      { path: 'admin/audit', name: 'admin-audit', component: () => import('./views/admin/AuditView.vue'), meta: { admin: true, title: 'nav.audit' } },
-      { path: ':pathMatch(.*)*', name: 'not-found', component: () => import('./views/NotFoundView.vue') },
+      { path: 'admin/hosts', name: 'admin-hosts', component: lazy(() => import('./views/admin/HostsView.vue')), meta: { admin: true, title: 'nav.hosts' } },
+      { path: 'admin/users', name: 'admin-users', component: lazy(() => import('./views/admin/UsersView.vue')), meta: { admin: true, title: 'nav.users' } },
+      { path: 'admin/quotas', name: 'admin-quotas', component: lazy(() => import('./views/admin/QuotasView.vue')), meta: { admin: true, title: 'nav.quotas' } },
+      { path: 'admin/audit', name: 'admin-audit', component: lazy(() => import('./views/admin/AuditView.vue')), meta: { admin: true, title: 'nav.audit' } },
+      { path: ':pathMatch(.*)*', name: 'not-found', component: lazy(() => import('./views/NotFoundView.vue')) },
     ],
   },
 ]

@@ -119,6 +119,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
             log.info("agent %s starting: server %s, runtime %s, %d GPU(s)%s", name, args.server, runtime_name,
                      len(probe.inventory()), " (fake)" if fake_spec else "")
             await agent.run_forever(stop)
+        if (close := getattr(runtime, "close", None)) is not None:  # unused networks, firewall rules
+            await close()
         log.info("agent %s stopped", name)
 
     configure_logging(os.environ.get("REMOTEGPU_LOG_LEVEL", "INFO").upper(), os.environ.get("REMOTEGPU_LOG_FORMAT", "json"))

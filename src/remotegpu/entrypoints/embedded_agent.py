@@ -92,6 +92,9 @@ def embedded_agent_ctx(container: Container):
             t.cancel()
             with suppress(asyncio.CancelledError, Exception):
                 await t
+        if (close := getattr(agent.runtime, "close", None)) is not None:  # unused networks, firewall rules
+            with suppress(Exception):
+                await close()
 
     return ctx
 

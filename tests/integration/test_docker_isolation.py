@@ -92,7 +92,14 @@ def world():
                 await w.runtime.remove(env_id)
             await w.runtime.close()
 
-        asyncio.run(teardown())
+        try:
+            asyncio.run(teardown())
+        finally:
+            label = {"label": f"remotegpu.scope={w.scope}"}
+            for container in docker.containers.list(all=True, filters=label):
+                container.remove(force=True)
+            for volume in docker.volumes.list(filters=label):
+                volume.remove(force=True)
         leftovers = docker.networks.list(filters={"label": f"remotegpu.scope={w.scope}"})
         rules = iptables_rules()
         # What the test leaves behind is a failure (and is cleaned up anyway).
@@ -249,8 +256,8 @@ async def test_the_egress_rules_are_put_back_when_something_flushed_them(world):
     world.egress.remove()  # a firewall reload, say
     assert not world.egress.installed()
     world.runtime._egress_checked_at = float("-inf")  # the next round re-checks at once
-    await world.runtime.list()
-    assert world.egress.installed()
+    await world.runtime.list()  # starts the round in the background
+    await eventually(lambda: asyncio.to_thread(world.egress.installed), timeout=30)
 
 
 async def test_networks_go_with_their_last_container(world):
@@ -259,10 +266,11 @@ async def test_networks_go_with_their_last_container(world):
     name = f"rgpu-net-{world.scope}-ws-short"
     await world.runtime.stop(a.env_id)
     world.runtime._pruned_at = float("-inf")
-    await world.runtime.list()
+    await world.runtime.housekeeping()
     assert world.docker.networks.list(names=[name]), "a stopped container still needs its network"
     await world.runtime.remove(a.env_id)
     world.env_ids.remove(a.env_id)
+    await world.runtime.housekeeping()  # what the agent's next round starts
     assert not world.docker.networks.list(names=[name])
 
 

@@ -91,11 +91,12 @@ class WorkspaceNetworks:
         """Attach an existing container to ``tenant``'s network and detach it from every
         other (a container made before networks were per workspace sat on Docker's
         default bridge with everybody else). Works on stopped containers too."""
-        name = self.ensure(tenant)
         networks = dict((container.attrs.get("NetworkSettings") or {}).get("Networks") or {})
+        name = self.name_for(tenant)
         if set(networks) == {name}:
             return
-        with self.lock:
+        with self.lock:  # no prune between making the network and attaching to it
+            self.ensure(tenant)
             if name not in networks:
                 self._client.networks.get(name).connect(container)
             for other in networks:

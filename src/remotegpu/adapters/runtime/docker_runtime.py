@@ -64,7 +64,7 @@ _ENV_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
 _STOPPED_EXIT_CODES = {0, 137, 143}
 _EGRESS_CHECK_SECONDS = 30.0  # how often the agent re-checks its firewall rules
 _EGRESS_LOG_SECONDS = 300.0  # how often a missing firewall is logged again
-_PRUNE_EVERY_SECONDS = 60.0  # unused networks, besides right after a remove
+_PRUNE_EVERY_SECONDS = 60.0  # unused networks, besides on the round after a remove
 
 log = logging.getLogger("remotegpu.runtime.docker")
 
@@ -119,6 +119,7 @@ class DockerRuntime(ThreadedRuntime):
         self._egress_checked_at = float("-inf")
         self._egress_logged_at = float("-inf")
         self._pruned_at = float("-inf")
+        self._housekeeper: asyncio.Future[None] | None = None
 
     @staticmethod
     def container_name(env_id: str) -> str:
@@ -241,17 +242,33 @@ class DockerRuntime(ThreadedRuntime):
 
     async def remove(self, env_id: str) -> None:
         await super().remove(env_id)
-        await asyncio.to_thread(self._prune_networks, force=True)
+        # Its network goes in the next housekeeping (started by the agent's next ``list``),
+        # not here: the agent reports the removal first.
+        self._pruned_at = float("-inf")
 
     async def list(self) -> list[RuntimeState]:
+        """The port's ``list``; it also starts a round of housekeeping (egress rules
+        checked, unused networks removed) in the background, so that the agent's report
+        does not wait for it."""
         states = await super().list()
-        await asyncio.to_thread(self._housekeeping)
+        running = self._housekeeper is not None and not self._housekeeper.done() \
+            and self._housekeeper.get_loop() is asyncio.get_running_loop()
+        if not running:
+            self._housekeeper = asyncio.ensure_future(self.housekeeping())
         return states
+
+    async def housekeeping(self) -> None:
+        """Keep the egress rules in place and remove networks no container uses (each at
+        most every so often, and the networks at once after a ``remove``)."""
+        await asyncio.to_thread(self._housekeeping)
 
     async def close(self) -> None:
         """The owner (the agent) stops: unused networks go, and the egress rules go with
         the last network of this scope. While any environment of the scope remains, its
         rules stay: a container outlives its agent, and so does its confinement."""
+        housekeeper = self._housekeeper
+        if housekeeper is not None and not housekeeper.done() and housekeeper.get_loop() is asyncio.get_running_loop():
+            await asyncio.gather(housekeeper, return_exceptions=True)
         await asyncio.to_thread(self._close)
 
     def _prepare(self, spec: RuntimeSpec) -> None:
@@ -270,8 +287,8 @@ class DockerRuntime(ThreadedRuntime):
         except DockerException as exc:  # retried on the next round
             log.warning("could not prune networks: %s", _explain(exc))
 
-    def _prune_networks(self, *, force: bool = False) -> None:
-        if force or time.monotonic() - self._pruned_at >= _PRUNE_EVERY_SECONDS:
+    def _prune_networks(self) -> None:
+        if time.monotonic() - self._pruned_at >= _PRUNE_EVERY_SECONDS:
             self._pruned_at = time.monotonic()
             self._networks.prune()
 

@@ -4,6 +4,7 @@ hardening settings, the workspace network; and the operator's settings parse str
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from docker.errors import NotFound
 
 from remotegpu.adapters.runtime.docker_hardening import ADDED_CAPABILITIES, Hardening, has_nvidia_runtime
 from remotegpu.adapters.runtime.docker_runtime import DockerRuntime
-from remotegpu.adapters.runtime.egress import EgressPolicy
+from remotegpu.adapters.runtime.egress import EgressPolicy, EgressRules
 from remotegpu.adapters.runtime.select import docker_runtime
 from remotegpu.application.environments.ports import RuntimeSpec
 
@@ -148,3 +149,14 @@ def test_operator_settings_parse_strictly():
         docker_runtime("unit", "127.0.0.1", {"REMOTEGPU_PIDS_LIMIT": "10"})
     with pytest.raises(ValueError, match="REMOTEGPU_PIDS_LIMIT"):
         docker_runtime("unit", "127.0.0.1", {"REMOTEGPU_PIDS_LIMIT": "many"})
+
+
+def test_without_iptables_the_runtime_says_so_loudly_and_keeps_working(caplog):
+    egress = EgressRules("unit", "rgabcde", iptables="/nonexistent/iptables")
+    runtime = DockerRuntime(FakeDocker(PLAIN_INFO), scope="unit", egress=egress)  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR):
+        runtime._keep_egress()
+    assert "is not installed" in (runtime.egress_problem or "")
+    assert "EGRESS RULES NOT INSTALLED" in caplog.text
+    runtime._create_container(spec(), {})  # environments still start (a laptop in development)
+    assert not egress.installed()

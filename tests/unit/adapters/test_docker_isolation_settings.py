@@ -160,3 +160,17 @@ def test_without_iptables_the_runtime_says_so_loudly_and_keeps_working(caplog):
     assert "EGRESS RULES NOT INSTALLED" in caplog.text
     runtime._create_container(spec(), {})  # environments still start (a laptop in development)
     assert not egress.installed()
+
+
+def test_the_servers_settings_carry_the_confinement_and_refuse_bad_values():
+    from pydantic import ValidationError
+
+    from remotegpu.entrypoints.config import Settings
+
+    settings = Settings(egress_deny="10.0.0.0/8 192.168.1.1/16", egress_internet="false", pids_limit="4096")
+    assert (settings.egress_deny, settings.egress_internet, settings.pids_limit) == ("10.0.0.0/8,192.168.0.0/16", False, 4096)
+    assert (Settings().pids_limit, Settings().egress_deny, Settings().egress_internet) == (2048, "", True)
+    with pytest.raises(ValidationError, match="'lan' is not an IPv4 CIDR"):
+        Settings(egress_deny="lan")
+    with pytest.raises(ValidationError):
+        Settings(pids_limit=10)

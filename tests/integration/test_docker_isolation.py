@@ -265,12 +265,12 @@ async def test_networks_go_with_their_last_container(world):
     await world.runtime.ensure_running(a)
     name = f"rgpu-net-{world.scope}-ws-short"
     await world.runtime.stop(a.env_id)
-    world.runtime._pruned_at = float("-inf")
-    await world.runtime.housekeeping()
+    world.runtime._networks.prune(grace_seconds=0)
     assert world.docker.networks.list(names=[name]), "a stopped container still needs its network"
     await world.runtime.remove(a.env_id)
     world.env_ids.remove(a.env_id)
-    await world.runtime.housekeeping()  # what the agent's next round starts
+    assert world.docker.networks.list(names=[name]), "a network younger than a minute is kept a while"
+    world.runtime._networks.prune(grace_seconds=0)  # what housekeeping does once it is older
     assert not world.docker.networks.list(names=[name])
 
 

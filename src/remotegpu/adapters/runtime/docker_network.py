@@ -28,6 +28,7 @@ import hashlib
 import logging
 import re
 import threading
+from datetime import datetime, timezone
 from typing import Any
 
 from docker.errors import APIError, NotFound
@@ -38,6 +39,7 @@ LABEL_MANAGED = "remotegpu.managed"
 LABEL_SCOPE = "remotegpu.scope"
 LABEL_NETWORK_OF = "remotegpu.network_of"  # the workspace (or "env:<id>") the network serves
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+GRACE_SECONDS = 60.0  # a network this young is not pruned by housekeeping
 
 
 def interface_prefix(scope: str) -> str:
@@ -110,11 +112,15 @@ class WorkspaceNetworks:
     def list(self) -> list[Any]:
         return self._client.networks.list(filters={"label": [f"{LABEL_MANAGED}=true", f"{LABEL_SCOPE}={self._scope}"]})
 
-    def prune(self) -> list[str]:
-        """Remove this scope's networks that no container (of any state) uses; the names removed."""
+    def prune(self, *, grace_seconds: float = GRACE_SECONDS) -> list[str]:
+        """Remove this scope's networks that no container (of any state) uses and that are
+        older than ``grace_seconds`` (another process of the scope may be about to attach
+        a container to a new one: the lock is this process's only); the names removed."""
         removed = []
         with self.lock:
             for network in self.list():
+                if grace_seconds > 0 and _younger_than(network, grace_seconds):
+                    continue
                 if self._client.containers.list(all=True, filters={"network": network.name}):
                     continue
                 try:
@@ -138,3 +144,15 @@ class WorkspaceNetworks:
         if labels.get(LABEL_MANAGED) != "true" or labels.get(LABEL_SCOPE) != self._scope:
             raise RuntimeError(f"a network named {name} exists that this installation did not make; remove or rename it")
         return network
+
+
+def _younger_than(network: Any, seconds: float) -> bool:
+    """Whether Docker created ``network`` less than ``seconds`` ago (its RFC 3339
+    ``Created``, nanoseconds cut); unknown counts as young."""
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?", str(network.attrs.get("Created") or ""))
+    if not match:
+        return True
+    fraction = (match.group(2) or ".0")[1:7].ljust(6, "0")
+    zone = match.group(3) or "Z"
+    created = datetime.fromisoformat(f"{match.group(1)}.{fraction}{'+00:00' if zone == 'Z' else zone}")
+    return (datetime.now(timezone.utc) - created).total_seconds() < seconds

@@ -242,8 +242,8 @@ class DockerRuntime(ThreadedRuntime):
 
     async def remove(self, env_id: str) -> None:
         await super().remove(env_id)
-        # Its network goes in the next housekeeping (started by the agent's next ``list``),
-        # not here: the agent reports the removal first.
+        # Its network goes in the next housekeeping (started by the agent's next ``list``;
+        # one younger than a minute a round later), not here: the agent reports first.
         self._pruned_at = float("-inf")
 
     async def list(self) -> list[RuntimeState]:
@@ -313,7 +313,7 @@ class DockerRuntime(ThreadedRuntime):
 
     def _close(self) -> None:
         try:
-            self._networks.prune()
+            self._networks.prune(grace_seconds=0)  # this process attaches nothing any more
             if self._egress is not None and not self._networks.list():
                 self._egress.remove()
         except DockerException as exc:

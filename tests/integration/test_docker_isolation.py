@@ -274,6 +274,19 @@ async def test_networks_go_with_their_last_container(world):
     assert not world.docker.networks.list(names=[name])
 
 
+async def test_a_container_from_before_workspace_networks_moves_to_its_own_at_its_next_start(world):
+    a = world.spec("ws-move")
+    await world.runtime.ensure_running(a)
+    await world.runtime.stop(a.env_id)
+    own = f"rgpu-net-{world.scope}-ws-move"
+    world.docker.networks.get("bridge").connect(world.container(a.env_id))  # as an older version left it
+    world.docker.networks.get(own).disconnect(world.container(a.env_id))
+
+    await world.runtime.ensure_running(a)
+
+    assert list(world.container(a.env_id).attrs["NetworkSettings"]["Networks"]) == [own]
+
+
 # -- helpers --------------------------------------------------------------------------------
 
 

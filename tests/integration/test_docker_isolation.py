@@ -166,6 +166,10 @@ async def test_root_logs_in_over_ssh_and_installs_packages(world, tmp_path):
 
     result = await eventually(lambda: asyncio.to_thread(lambda: (r := login()).returncode == 0 and r))
     assert result.stdout.split()[0] == "0" and "NoNewPrivs:\t1" in result.stdout
+    with_pty = ssh_argv(key, spec.ports[22], "tty")
+    with_pty.insert(1, "-tt")  # an interactive session: sshd allocates a pty (needs AUDIT_WRITE)
+    result = subprocess.run(with_pty, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0 and "/dev/pts/" in result.stdout, result.stderr
 
     package = (
         "set -e; d=$(mktemp -d); mkdir -p $d/pkg/DEBIAN $d/pkg/opt/rgpu-probe; echo hi > $d/pkg/opt/rgpu-probe/file; "

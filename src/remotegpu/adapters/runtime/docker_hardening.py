@@ -8,9 +8,9 @@ The user is root inside their environment, with only the capabilities below; Doc
 default set is dropped first (``cap_drop=["ALL"]``). Left out on purpose, although Docker
 grants them by default: ``NET_RAW`` (raw sockets: ARP/ICMP spoofing on the bridge),
 ``MKNOD`` (device nodes), ``SETFCAP`` and ``SETPCAP`` (granting capabilities to files and
-processes). ``ping`` then does not work inside an environment; ``apt`` still installs
-packages (a package that sets file capabilities in its maintainer script, like
-``iputils-ping``, falls back or warns).
+processes). ``ping`` then does not work inside an environment, and a package whose
+maintainer script sets file capabilities may warn; ``apt``, ``dpkg`` and ``pip`` install
+as root, no ``sudo`` needed (nor possible: see ``no-new-privileges``).
 """
 
 from __future__ import annotations
@@ -20,18 +20,24 @@ from typing import Any
 
 from remotegpu.application.environments.ports import RuntimeSpec
 
-#: Capabilities added back after dropping all, and what needs each.
+#: Capabilities added back after dropping all, and what needs each. Checked on the base
+#: image by taking each one away in turn (sshd login with and without a pty, dpkg, apt,
+#: pip, root handling other users' files and processes).
 ADDED_CAPABILITIES: dict[str, str] = {
-    "CHOWN": "apt/dpkg and pip chown the files they unpack; sshd chowns the session's pty",
-    "DAC_OVERRIDE": "root reads and writes files it does not own (apt's lists, /root as root expects)",
-    "FOWNER": "chmod/utime on files of other users (dpkg, tar, pip unpacking)",
-    "FSETID": "keep setgid bits when dpkg/tar unpack and chown files",
-    "SETUID": "sshd's privilege separation drops to the 'sshd' user; apt drops to '_apt' to download",
-    "SETGID": "idem, for groups (sshd, apt's _apt sandbox, su)",
-    "KILL": "root signals processes of other users (the entrypoint stops sshd/Jupyter; users kill jobs)",
-    "NET_BIND_SERVICE": "sshd listens on port 22, and users may serve on ports below 1024",
-    "SYS_CHROOT": "sshd chroots its unprivileged pre-authentication child",
-    "AUDIT_WRITE": "sshd and PAM write login audit records; without it root's SSH login fails",
+    "SETUID": "sshd's privilege separation (setresuid to 'sshd' before authentication: without it no login); "
+              "apt drops to '_apt' to download",
+    "SETGID": "idem for groups (sshd's setgroups: without it no login; apt's _apt sandbox)",
+    "SYS_CHROOT": "sshd chroots its pre-authentication child into /run/sshd: without it no login",
+    "AUDIT_WRITE": "sshd writes a login audit record when it allocates a pty: without it interactive SSH "
+                   "sessions (and the web terminal over SSH) fail",
+    "CHOWN": "chown to other users: useradd, package scripts giving a service its directories",
+    "DAC_OVERRIDE": "root writes files it does not own whatever their mode, as root expects to",
+    "FOWNER": "chmod/utime on files of other users (dpkg and tar unpacking, root tidying up)",
+    "FSETID": "keep setuid/setgid bits when root sets them on files of another group (dpkg unpacking "
+              "setgid binaries such as crontab)",
+    "KILL": "root signals processes of other users (a user's own services, jobs run as another user)",
+    "NET_BIND_SERVICE": "sshd on port 22 on Docker before 20.10 (newer Docker lets anyone bind low ports in "
+                        "the container's network namespace, so there it changes nothing)",
 }
 
 #: What ``no-new-privileges`` blocks: gaining privileges through execve of a setuid/setgid

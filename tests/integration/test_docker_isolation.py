@@ -204,8 +204,10 @@ async def test_a_fork_bomb_stops_at_the_pid_limit_and_the_host_keeps_answering(w
 
         reached = await eventually(lambda: asyncio.to_thread(lambda: (n := pids()) >= PIDS_LIMIT - 5 and n), timeout=120)
         assert reached <= PIDS_LIMIT
-        # The container cannot start one more process; the host can.
-        assert container.exec_run(["true"]).exit_code != 0 or pids() <= PIDS_LIMIT
+        # It stays there (the bomb keeps trying), and the host still starts processes.
+        for _ in range(3):
+            assert await asyncio.to_thread(pids) <= PIDS_LIMIT
+            await asyncio.sleep(0.5)
         assert subprocess.run(["sh", "-c", "echo alive"], capture_output=True, text=True, timeout=10).stdout == "alive\n"
         assert world.docker.ping()
     finally:

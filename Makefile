@@ -29,10 +29,17 @@ console-test: $(CONSOLE_DEPS)
 	cd $(CONSOLE) && npm test --silent
 
 # Starts the platform on embedded defaults (SQLite, in-process queue, local agent).
+# Environments run in Docker. Without a Docker daemon (and no REMOTEGPU_RUNTIME chosen)
+# it says so and starts in the explicit single-user development mode instead.
 run: install console
 	-@./deploy/images/build-base.sh --if-docker
 	$(BIN)/remotegpu migrate
-	$(BIN)/remotegpu serve
+	@if [ -z "$$REMOTEGPU_RUNTIME" ] && ! docker info >/dev/null 2>&1; then \
+	    echo "make run: no Docker daemon answers, so environments will be plain processes on this machine," \
+	         "running as you, not isolated (REMOTEGPU_RUNTIME=local: single-user development only; user" \
+	         "environment variables are refused). Install and start Docker for real environments."; \
+	    export REMOTEGPU_RUNTIME=local; \
+	fi; exec $(BIN)/remotegpu serve
 
 lint-imports: install
 	$(BIN)/lint-imports

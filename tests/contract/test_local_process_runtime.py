@@ -6,23 +6,26 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
 from remotegpu.adapters.runtime.local_process import LocalProcessRuntime
-from remotegpu.adapters.runtime.select import select_runtime
+from remotegpu.adapters.runtime.select import runtime_problem, select_runtime
 from remotegpu.application.environments.ports import (
     LABEL_GENERATION,
     WORKSPACE_PATH,
     EnvironmentRuntime,
+    EnvironmentRuntimeError,
     RuntimeSpec,
     RuntimeWithExec,
 )
+from remotegpu.application.fleet.agent import authorized_keys_command
 
 
 def spec(env_id: str = "env-a", generation: int = 1, **kwargs) -> RuntimeSpec:
     return RuntimeSpec(env_id=env_id, image="ignored", labels={LABEL_GENERATION: str(generation)},
-                       env={"GREETING": "hello"}, **kwargs)
+                       env={"REMOTEGPU_GREETING": "hello"}, **kwargs)
 
 
 @pytest.fixture
@@ -65,7 +68,7 @@ async def test_start_is_idempotent(runtime):
 
 async def test_exec_runs_in_the_workspace_with_the_spec_env(runtime):
     await runtime.ensure_running(spec(gpu_indices=[0, 1], fake_gpus=True))
-    code, out = await runtime.exec("env-a", ["sh", "-c", f"echo $GREETING $CUDA_VISIBLE_DEVICES > {WORKSPACE_PATH}/f; pwd"])
+    code, out = await runtime.exec("env-a", ["sh", "-c", f"echo $REMOTEGPU_GREETING $CUDA_VISIBLE_DEVICES > {WORKSPACE_PATH}/f; pwd"])
     assert code == 0 and out.strip() == str(runtime.workspace("env-a"))
     assert await runtime.exec("env-a", ["cat", f"{WORKSPACE_PATH}/f"]) == (0, "hello 0,1\n")
     code, _ = await runtime.exec("env-a", ["sh", "-c", "exit 3"])
@@ -139,10 +142,41 @@ async def test_bad_env_ids_are_refused(runtime):
             await runtime.inspect(bad)
 
 
-def test_select_runtime(tmp_path):
+async def test_user_environment_variables_are_refused(runtime):
+    """Processes here run as the server's user: a variable such as PYTHONWARNINGS or
+    BROWSER would run commands as that user. Only the platform's own pass."""
+    bad = RuntimeSpec(env_id="env-a", image="ignored", env={"REMOTEGPU_ENV_ID": "env-a", "PYTHONWARNINGS": "x"})
+    with pytest.raises(EnvironmentRuntimeError, match="refuses environment variables \\(PYTHONWARNINGS\\)"):
+        await runtime.ensure_running(bad)
+    assert (await runtime.inspect("env-a")) is None  # nothing started
+
+
+async def test_key_sync_never_touches_the_hosts_own_authorized_keys(runtime):
+    await runtime.ensure_running(spec())
+    target = Path(os.path.expanduser("~/.ssh/authorized_keys"))
+    before = target.read_bytes() if target.exists() else None
+
+    code, out = await runtime.exec("env-a", authorized_keys_command(["ssh-ed25519 AAAAC3Nza intruder"]))
+
+    assert code == 0 and "not installed" in out
+    assert (target.read_bytes() if target.exists() else None) == before
+
+
+def test_select_runtime(tmp_path, monkeypatch):
     rt, name = select_runtime("local", data_dir=tmp_path)
     assert name == "local" and isinstance(rt, LocalProcessRuntime) and rt.root == tmp_path / "local-runtime"
     assert select_runtime("memory", data_dir=tmp_path)[1] == "memory"
-    assert select_runtime("auto", data_dir=tmp_path)[1] in ("docker", "local")
     with pytest.raises(ValueError, match="unknown runtime"):
         select_runtime("kubernetes", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["auto", "docker"])
+def test_without_docker_auto_is_an_error_saying_what_to_do_never_local(tmp_path, monkeypatch, kind):
+    import remotegpu.adapters.runtime.docker_runtime as docker_runtime
+
+    monkeypatch.setattr(docker_runtime, "docker_available", lambda timeout=2.0: False)
+    with pytest.raises(ValueError) as raised:
+        select_runtime(kind, data_dir=tmp_path)
+    assert "install it" in str(raised.value) and "REMOTEGPU_RUNTIME=local" in str(raised.value)
+    assert runtime_problem(kind) == str(raised.value)
+    assert runtime_problem("local") is None and not (tmp_path / "local-runtime").exists()

@@ -21,6 +21,7 @@ from typing import Any, Awaitable, Callable
 import pytest
 
 from remotegpu.adapters.runtime import InMemoryRuntime
+from remotegpu.adapters.runtime.docker_hardening import ADDED_CAPABILITIES, DEFAULT_PIDS_LIMIT
 from remotegpu.application.environments.ports import (
     LABEL_ENV_ID,
     LABEL_MANAGED,
@@ -55,6 +56,7 @@ class Harness:
     read_file: Callable[[str, str], Awaitable[str | None]]
     plant_unmanaged: Callable[[str], None]
     env_ids: list[str] = field(default_factory=list)
+    workspaces: list[str] = field(default_factory=list)  # workspace ids its specs named
 
     def new_env_id(self) -> str:
         env_id = f"ct-{uuid.uuid4().hex[:12]}"
@@ -71,6 +73,8 @@ class Harness:
             env={"REMOTEGPU_JUPYTER_ENABLED": "0"},
         )
         values.update(overrides)
+        if values.get("workspace_id"):
+            self.workspaces.append(values["workspace_id"])
         return RuntimeSpec(**values)
 
 
@@ -135,6 +139,14 @@ def docker_cleanup(client: Any, harness: Harness, planted: list[str]) -> None:
             client.volumes.get(DockerRuntime.volume_name(env_id)).remove(force=True)
         except Exception:  # noqa: BLE001 - already gone
             pass
+    networks = harness.runtime._networks  # this harness's networks (docker_network.py), if unused
+    for tenant in [*(networks.tenant_of(None, e) for e in harness.env_ids), *harness.workspaces]:
+        for network in client.networks.list(names=[networks.name_for(tenant)]):
+            if not client.containers.list(all=True, filters={"network": network.name}):
+                try:
+                    network.remove()
+                except Exception:  # noqa: BLE001 - a parallel run attached to it meanwhile
+                    pass
 
 
 @pytest.fixture
@@ -286,14 +298,21 @@ async def test_the_container_has_its_limits_labels_and_fake_gpus(docker_h: Harne
     h = docker_h
     env_id = h.new_env_id()
     spec = h.spec(env_id, cpu_cores=1.5, memory_gib=0.75, gpu_indices=[0, 1], fake_gpus=True,
-                  gpu_uuids=["GPU-a", "GPU-b"], labels={"remotegpu.workspace": "ws-1"}, disk_gib=75)
+                  gpu_uuids=["GPU-a", "GPU-b"], labels={"remotegpu.workspace": "ws-1"}, disk_gib=75,
+                  workspace_id="ws-1")
     await h.runtime.ensure_running(spec)
 
     attrs = h.runtime._client.containers.get(f"rgpu-env-{env_id}").attrs
     env = dict(item.split("=", 1) for item in attrs["Config"]["Env"])
 
-    assert attrs["HostConfig"]["NanoCpus"] == 1_500_000_000
-    assert attrs["HostConfig"]["Memory"] == int(0.75 * 1024**3)
+    host = attrs["HostConfig"]
+    assert host["NanoCpus"] == 1_500_000_000
+    assert host["Memory"] == host["MemorySwap"] == int(0.75 * 1024**3)  # no swap
+    assert host["CapDrop"] == ["ALL"] and "NET_RAW" not in host["CapAdd"]
+    assert sorted(host["CapAdd"]) == sorted(ADDED_CAPABILITIES)
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["PidsLimit"] == DEFAULT_PIDS_LIMIT
+    assert host["NetworkMode"] == "rgpu-net-contract-tests-ws-1"  # the workspace's network
     assert not attrs["HostConfig"].get("DeviceRequests")
     labels = attrs["Config"]["Labels"]
     assert labels[LABEL_MANAGED] == "true" and labels[LABEL_ENV_ID] == env_id

@@ -77,6 +77,12 @@ def remove_scope(docker, scope: str) -> None:
         container.remove(force=True)
     for volume in docker.volumes.list(filters=label):
         volume.remove(force=True)
+    for network in docker.networks.list(filters=label):  # workspace networks (docker_network.py)
+        network.remove()
+    from remotegpu.adapters.runtime.docker_network import interface_prefix
+    from remotegpu.adapters.runtime.egress import EgressRules
+
+    EgressRules(scope, interface_prefix(scope)).remove()  # the embedded agent's firewall rules
 
 
 def binary(name: str) -> str:

@@ -49,7 +49,7 @@ def add_agent_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", type=Path,
                    help=f"where the agent keeps its token and local sandboxes (default: $REMOTEGPU_DATA_DIR/agent or {DEFAULT_STATE_DIR})")
     p.add_argument("--runtime", choices=["auto", "docker", "local", "memory"],
-                   help="default: $REMOTEGPU_RUNTIME or auto (Docker when the daemon answers, else local processes)")
+                   help="default: $REMOTEGPU_RUNTIME or auto (= docker; local: single-user development only, never a fallback)")
     p.add_argument("--fake-gpus", help='fake inventory like "4xNVIDIA A100-SXM4-80GB" (default: $REMOTEGPU_AGENT_FAKE_GPUS)')
     p.add_argument("--address", default="", help="address users reach this host's published ports at (SSH)")
     p.add_argument("--private-address", default=None,
@@ -123,6 +123,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
             log.info("agent %s starting: server %s, runtime %s, %d GPU(s)%s", name, args.server, runtime_name,
                      len(probe.inventory()), " (fake)" if fake_spec else "")
             await agent.run_forever(stop)
+        if (close := getattr(runtime, "close", None)) is not None:  # unused networks, firewall rules
+            await close()
         log.info("agent %s stopped", name)
 
     configure_logging(os.environ.get("REMOTEGPU_LOG_LEVEL", "INFO").upper(), os.environ.get("REMOTEGPU_LOG_FORMAT", "json"))

@@ -44,6 +44,13 @@ def cmd_serve(args) -> int:
     overrides = {k: v for k, v in (("http_host", args.host), ("http_port", args.port)) if v is not None}
     settings = load_settings_or_exit(**overrides)
     configure_logging(settings.log_level, settings.log_format)
+    if settings.embedded_agent:  # `auto` means Docker: no silent fallback to local processes
+        from remotegpu.adapters.runtime.select import runtime_problem
+
+        if (problem := runtime_problem(settings.runtime)) is not None:
+            print(f"remotegpu serve: {problem} (or REMOTEGPU_EMBEDDED_AGENT=false for a server without a host)",
+                  file=sys.stderr)
+            return 2
     if settings.database_url is None:
         _migrate(settings)  # embedded SQLite: keep the file's schema current by itself
     app = create_app(build_container(settings), bootstrap_admin=True)

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     # Containers carry this label so two platforms (or tests) on one Docker daemon never adopt each other's.
     docker_scope: str = "default"
     heartbeat_seconds: float = Field(5.0, gt=0, le=300)
+    # Confinement of environment containers (adapters/runtime/docker_hardening.py, egress.py);
+    # a remote agent reads the same REMOTEGPU_* variables from its environment.
+    pids_limit: int = Field(2048, ge=64)
+    egress_deny: str = ""  # IPv4 CIDRs environments may not reach, comma-separated
+    egress_internet: bool = True
     sweep_interval_seconds: float = Field(2.0, gt=0, le=300)
     # Every agent may report loopback addresses (tests, single-machine development only);
     # otherwise only the embedded host and hosts an admin created with allow_loopback.
@@ -131,6 +136,16 @@ class Settings(BaseSettings):
         if not (v.startswith("postgresql+asyncpg://") or v.startswith("sqlite+aiosqlite:///")):
             raise ValueError("must be postgresql://… or sqlite:///…")
         return v
+
+    @field_validator("egress_deny")
+    @classmethod
+    def _cidrs(cls, v: str) -> str:
+        from remotegpu.adapters.runtime.egress import EgressPolicy
+
+        try:
+            return ",".join(EgressPolicy.parse(v).deny)
+        except ValueError as exc:  # "REMOTEGPU_EGRESS_DENY: 'lan' is not ...": the key is named already
+            raise ValueError(str(exc).split(": ", 1)[-1]) from None
 
     @property
     def effective_database_url(self) -> str:

@@ -58,6 +58,8 @@ async def build_embedded_agent(container: Container) -> HostAgent:
     private_address = settings.agent_private_address.strip() or "127.0.0.1"
     runtime, runtime_name = select_runtime(
         settings.runtime, data_dir=settings.data_dir, docker_scope=settings.docker_scope, private_address=private_address,
+        environ={"REMOTEGPU_PIDS_LIMIT": str(settings.pids_limit), "REMOTEGPU_EGRESS_DENY": settings.egress_deny,
+                 "REMOTEGPU_EGRESS_INTERNET": str(settings.egress_internet).lower()},
     )
     address = settings.ssh_host or (settings.http_host if settings.http_host not in ("0.0.0.0", "::") else "127.0.0.1")
     return HostAgent(
@@ -92,6 +94,9 @@ def embedded_agent_ctx(container: Container):
             t.cancel()
             with suppress(asyncio.CancelledError, Exception):
                 await t
+        if (close := getattr(agent.runtime, "close", None)) is not None:  # unused networks, firewall rules
+            with suppress(Exception):
+                await close()
 
     return ctx
 

@@ -144,6 +144,15 @@ async def test_disk_size_is_validated_and_reaches_the_agent(world):
     assert next(d for d in reply.desired if d.env_id == view.env.id).spec.disk_gib == 50
 
 
+async def test_the_agent_learns_the_workspace_its_environment_is_networked_by(world):
+    host = await world.add_host()
+    alice = await world.user("alice")
+    ws = await world.personal_ws(alice)
+    view = await world.envs.create(alice, req(ws))
+    reply = await host.beat()
+    assert next(d for d in reply.desired if d.env_id == view.env.id).spec.workspace_id == view.env.workspace_id == ws
+
+
 async def test_a_failed_start_releases_resources_and_lets_the_queue_move(world):
     host = await world.add_host(spec="1xNVIDIA A100-SXM4-80GB")
     alice = await world.user("alice")

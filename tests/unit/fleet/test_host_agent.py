@@ -314,3 +314,24 @@ async def test_run_forever_stops_promptly_with_the_real_sleep(agent, link):
         await asyncio.sleep(0.01)
     stop.set()
     await asyncio.wait_for(task, timeout=2)
+
+
+async def test_on_the_local_runtime_user_variables_fail_the_environment_with_the_reason(link, credentials, tmp_path):
+    """How the refusal surfaces: the environment is reported failed, the reason in its
+    message (the server records it as the environment's failure, shown in its events)."""
+    from remotegpu.adapters.runtime.local_process import LocalProcessRuntime
+
+    runtime = LocalProcessRuntime(tmp_path / "rt")
+    agent = HostAgent(runtime, FakeGpuProbe("", seed="gpu-1"), link, FixedSystem(), name="gpu-1",
+                      credentials=credentials, address="10.0.0.5", join_token="join-1")
+    spec = RuntimeSpec(env_id="env-a", image="img", env={"BROWSER": "sh -c id", "REMOTEGPU_ENV_ID": "env-a"},
+                       labels={LABEL_GENERATION: "1"})
+    link.desired["env-a"] = DesiredEnvironment("env-a", "running", 1, spec)
+    try:
+        await agent.beat_once()
+        status, _, message = link.last_observed()["env-a"]
+        assert status == "failed" and "refuses environment variables (BROWSER)" in message
+        assert await runtime.inspect("env-a") is None
+    finally:
+        for state in await runtime.list():
+            await runtime.remove(state.env_id)

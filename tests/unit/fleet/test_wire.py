@@ -42,7 +42,7 @@ REPORT = HostReport(
 SPEC = RuntimeSpec(
     env_id="env-1", image="remotegpu/base:latest", cpu_cores=7.5, memory_gib=30.0, gpu_uuids=["GPU-aaaa"],
     gpu_indices=[0], fake_gpus=True, env={"A": "1"}, ports={22: 40022, 8888: 40023},
-    labels={"remotegpu.generation": "3"}, disk_gib=100,
+    labels={"remotegpu.generation": "3"}, disk_gib=100, workspace_id="ws-1",
 )
 REPLY = HeartbeatReply(
     host_id="host-1",
@@ -96,6 +96,16 @@ def test_an_older_server_without_disk_gib_sends_none():
     del data["disk_gib"]
     assert spec_from_dict(data).disk_gib is None
     assert spec_from_dict(through_json(spec_to_dict(RuntimeSpec("env-2", "img")))).disk_gib is None
+
+
+def test_an_older_server_without_workspace_id_sends_none():
+    data = through_json(spec_to_dict(SPEC))
+    assert data["workspace_id"] == "ws-1"
+    del data["workspace_id"]
+    assert spec_from_dict(data).workspace_id is None
+    assert spec_from_dict({**data, "workspace_id": None}).workspace_id is None
+    with pytest.raises(ValueError, match="spec.workspace_id: expected a string"):
+        spec_from_dict({**data, "workspace_id": 3})
 
 
 def test_int_port_keys_are_accepted_too():

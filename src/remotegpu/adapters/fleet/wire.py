@@ -109,6 +109,7 @@ def spec_to_dict(spec: RuntimeSpec) -> dict[str, Any]:
         "labels": dict(spec.labels),
         "private_ports": sorted(spec.private_ports),
         "disk_gib": spec.disk_gib,
+        "workspace_id": spec.workspace_id,
     }
 
 
@@ -163,6 +164,12 @@ class _Reader:
         if non_empty and not value.strip():
             raise ValueError(f"{self.path}.{key}: must not be empty")
         return value
+
+    def optional_text(self, key: str) -> str | None:
+        """A non-empty string, or None when absent or null."""
+        if self._get(key, None) is None:
+            return None
+        return self.text(key, non_empty=True)
 
     def flag(self, key: str, default: Any = _MISSING) -> bool:
         value = self._get(key, default)
@@ -311,6 +318,7 @@ def spec_from_dict(data: Any, path: str = "spec") -> RuntimeSpec:
         labels=r.str_map("labels"),
         private_ports=private,
         disk_gib=r.integer("disk_gib", None, minimum=1, nullable=True),  # absent from older servers
+        workspace_id=r.optional_text("workspace_id"),  # idem
     )
 
 

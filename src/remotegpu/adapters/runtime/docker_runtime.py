@@ -33,6 +33,15 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest
 
+from remotegpu.adapters.runtime.docker_hardening import (
+    Hardening,
+    container_limits,
+    gpu_environment,
+    has_nvidia_runtime,
+    user_environment,
+)
+from remotegpu.adapters.runtime.docker_network import WorkspaceNetworks
+from remotegpu.adapters.runtime.egress import EgressRules, EgressUnavailable
 from remotegpu.adapters.runtime.threaded import ThreadedRuntime
 from remotegpu.application.environments.ports import (
     LABEL_ENV_ID,
@@ -51,6 +60,11 @@ LABEL_DISK_GIB = "remotegpu.disk_gib"  # recorded, not enforced (see the module 
 _ENV_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
 # Exit codes of a container stopped on purpose (0 from the entrypoint, or SIGTERM/SIGKILL).
 _STOPPED_EXIT_CODES = {0, 137, 143}
+_EGRESS_CHECK_SECONDS = 30.0  # how often the agent re-checks its firewall rules
+_EGRESS_LOG_SECONDS = 300.0  # how often a missing firewall is logged again
+_PRUNE_EVERY_SECONDS = 60.0  # unused networks, besides on the round after a remove
+
+log = logging.getLogger("remotegpu.runtime.docker")
 
 
 def docker_available(timeout: float = 2.0) -> bool:
@@ -81,6 +95,9 @@ class DockerRuntime(ThreadedRuntime):
         private_bind_address: str = "127.0.0.1",
         stop_timeout: int = 5,
         pull_missing: bool = True,
+        hardening: Hardening | None = None,
+        egress: EgressRules | None = None,
+        nvidia_runtime: bool | None = None,
     ) -> None:
         self._client = client or docker.from_env()
         self._scope = scope
@@ -89,6 +106,18 @@ class DockerRuntime(ThreadedRuntime):
         self._stop_timeout = stop_timeout
         self._pull_missing = pull_missing
         self._locks: dict[str, asyncio.Lock] = {}
+        # Isolation (see docker_hardening.py, docker_network.py, egress.py). ``egress``
+        # None: this instance installs no firewall rules (lookups, tests of other things);
+        # the agent's runtime gets one from select_runtime.
+        self._hardening = hardening or Hardening()
+        self._networks = WorkspaceNetworks(self._client, scope)
+        self._egress = egress
+        self._nvidia_runtime = nvidia_runtime  # None: asked from `docker info` when first needed
+        self.egress_problem: str | None = None  # why the egress rules are not in place, if they are not
+        self._egress_checked_at = float("-inf")
+        self._egress_logged_at = float("-inf")
+        self._pruned_at = float("-inf")
+        self._housekeeper: asyncio.Future[None] | None = None
 
     @staticmethod
     def container_name(env_id: str) -> str:
@@ -159,47 +188,137 @@ class DockerRuntime(ThreadedRuntime):
             raise
 
     def _create_container(self, spec: RuntimeSpec, labels: dict[str, str]) -> Any:
-        env = dict(spec.env)
+        nvidia = self._has_nvidia_runtime()
+        # The GPU variables come last: neither the spec nor the image decides what is visible.
+        env = {**user_environment(spec), **gpu_environment(spec, nvidia_runtime=nvidia)}
         device_requests = None
-        if spec.fake_gpus:
-            visible = ",".join(str(i) for i in spec.gpu_indices) or ",".join(spec.gpu_uuids)
-            env.update(CUDA_VISIBLE_DEVICES=visible, NVIDIA_VISIBLE_DEVICES=visible)
-        elif spec.gpu_uuids or spec.gpu_indices:
+        if not spec.fake_gpus and (spec.gpu_uuids or spec.gpu_indices):
             ids = list(spec.gpu_uuids) or [str(i) for i in spec.gpu_indices]
             device_requests = [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
-        if not (spec.gpu_uuids or spec.gpu_indices):  # no GPU: an NVIDIA default runtime would honour an image's =all
-            env["NVIDIA_VISIBLE_DEVICES"] = "void"
         kwargs = dict(
             image=spec.image,
             name=self.container_name(spec.env_id),
             hostname=_hostname(spec.env_id),
             labels={**labels, LABEL_SPEC: _spec_hash(spec)},
             environment=env,
-            nano_cpus=int(spec.cpu_cores * 1e9),
-            mem_limit=int(spec.memory_gib * 1024**3),
+            **container_limits(spec, self._hardening),
             volumes={self.volume_name(spec.env_id): {"bind": WORKSPACE_PATH, "mode": "rw"}},
             ports={f"{c}/tcp": (self._bind_for(c, spec), h) for c, h in spec.ports.items()},
             device_requests=device_requests,
             init=False,
             detach=True,
         )
-        try:
-            return self._client.containers.create(**kwargs)
-        except ImageNotFound:
-            if not self._pull_missing:
-                raise
+        with self._networks.lock:  # no prune between making the network and attaching to it
+            kwargs["network"] = self._networks.ensure(self._networks.tenant_of(spec.workspace_id, spec.env_id))
             try:
-                self._client.images.pull(spec.image)
-            except DockerException as exc:
-                raise ImagePullFailed(spec.image, exc) from exc
-            return self._client.containers.create(**kwargs)
-        except APIError as exc:
-            if exc.status_code != 409:  # 409: another caller created it meanwhile
-                raise
+                return self._client.containers.create(**kwargs)
+            except ImageNotFound:
+                if not self._pull_missing:
+                    raise
+                try:
+                    self._client.images.pull(spec.image)
+                except DockerException as exc:
+                    raise ImagePullFailed(spec.image, exc) from exc
+                return self._client.containers.create(**kwargs)
+            except APIError as exc:
+                if exc.status_code != 409:  # 409: another caller created it meanwhile
+                    raise
+                container = self._container(spec.env_id)
+                if container is None:
+                    raise
+                return container
+
+    def _has_nvidia_runtime(self) -> bool:
+        if self._nvidia_runtime is None:
+            self._nvidia_runtime = has_nvidia_runtime(self._client.info())
+        return self._nvidia_runtime
+
+    # -- isolation: networks and egress rules (around the port's calls) ------------------
+
+    async def ensure_running(self, spec: RuntimeSpec) -> RuntimeState:
+        self._validate_env_id(spec.env_id)
+        async with self._lock(spec.env_id):
+            await asyncio.to_thread(self._prepare, spec)
+        return await super().ensure_running(spec)
+
+    async def remove(self, env_id: str) -> None:
+        await super().remove(env_id)
+        # Its network goes in the next housekeeping (started by the agent's next ``list``;
+        # one younger than a minute a round later), not here: the agent reports first.
+        self._pruned_at = float("-inf")
+
+    async def list(self) -> list[RuntimeState]:
+        """The port's ``list``; it also starts a round of housekeeping (egress rules
+        checked, unused networks removed) in the background, so that the agent's report
+        does not wait for it."""
+        states = await super().list()
+        running = self._housekeeper is not None and not self._housekeeper.done() \
+            and self._housekeeper.get_loop() is asyncio.get_running_loop()
+        if not running:
+            self._housekeeper = asyncio.ensure_future(self.housekeeping())
+        return states
+
+    async def housekeeping(self) -> None:
+        """Keep the egress rules in place and remove networks no container uses (each at
+        most every so often, and the networks at once after a ``remove``)."""
+        await asyncio.to_thread(self._housekeeping)
+
+    async def close(self) -> None:
+        """The owner (the agent) stops: unused networks go, and the egress rules go with
+        the last network of this scope. While any environment of the scope remains, its
+        rules stay: a container outlives its agent, and so does its confinement."""
+        housekeeper = self._housekeeper
+        if housekeeper is not None and not housekeeper.done() and housekeeper.get_loop() is asyncio.get_running_loop():
+            await asyncio.gather(housekeeper, return_exceptions=True)
+        await asyncio.to_thread(self._close)
+
+    def _prepare(self, spec: RuntimeSpec) -> None:
+        self._keep_egress()
+        try:
             container = self._container(spec.env_id)
-            if container is None:
-                raise
-            return container
+            if container is not None:  # made elsewhere or by an older version: onto its own network
+                self._networks.connect_only(container, self._networks.tenant_of(spec.workspace_id, spec.env_id))
+        except DockerException as exc:
+            raise EnvironmentRuntimeError(f"environment {spec.env_id}: {_explain(exc)}") from exc
+
+    def _housekeeping(self) -> None:
+        self._keep_egress()
+        try:
+            self._prune_networks()
+        except DockerException as exc:  # retried on the next round
+            log.warning("could not prune networks: %s", _explain(exc))
+
+    def _prune_networks(self) -> None:
+        if time.monotonic() - self._pruned_at >= _PRUNE_EVERY_SECONDS:
+            self._pruned_at = time.monotonic()
+            self._networks.prune()
+
+    def _keep_egress(self) -> None:
+        """Install the egress rules, and re-check them now and then (a firewall reload or
+        a Docker restart may flush them). Without them environments still start: the
+        problem is logged loudly and kept in ``egress_problem``."""
+        if self._egress is None or time.monotonic() - self._egress_checked_at < _EGRESS_CHECK_SECONDS:
+            return
+        self._egress_checked_at = time.monotonic()
+        try:
+            if self.egress_problem is not None or not self._egress.installed():
+                self._egress.install()
+                log.info("egress rules installed (chains %s, %s)", self._egress.input_chain, self._egress.forward_chain)
+            self.egress_problem = None
+        except EgressUnavailable as exc:
+            self.egress_problem = str(exc)
+            if time.monotonic() - self._egress_logged_at >= _EGRESS_LOG_SECONDS:
+                self._egress_logged_at = time.monotonic()
+                log.error("EGRESS RULES NOT INSTALLED: environments on this host can reach the host's own "
+                          "addresses and cloud metadata services: %s", exc)
+
+    def _close(self) -> None:
+        try:
+            self._networks.prune(grace_seconds=0)  # this process attaches nothing any more
+            if self._egress is not None and not self._networks.list():
+                self._egress.remove()
+        except DockerException as exc:
+            log.warning("could not clean up networks on close: %s", _explain(exc))
 
     def _bind_for(self, container_port: int, spec: RuntimeSpec) -> str:
         return self._private_bind_address if container_port in spec.private_ports else self._bind_address

@@ -1,7 +1,18 @@
 """EnvironmentRuntime of plain local processes: for development on machines without Docker.
 
 Not isolation: an "environment" is a sandbox directory and a long-lived placeholder
-process (``REMOTEGPU_RUNTIME=local``). Layout under ``root_dir``::
+process (``REMOTEGPU_RUNTIME=local``, chosen by name only: never a fallback). Whoever may
+create an environment here runs code as the server's user, so this is a single-user
+development mode, and two things a multi-user platform would hand through are refused:
+
+* user environment variables: a spec with variables other than the platform's own
+  (``REMOTEGPU_*``) does not start (``PYTHONWARNINGS``, ``BROWSER``, ``LD_PRELOAD``...
+  would run commands as the server's user); the environment goes ``failed`` with that
+  reason in its event log;
+* SSH keys: there is no sshd here, and an exec that touches ``~/.ssh`` (the agent's key
+  sync) does nothing, so the host's own ``authorized_keys`` is never written.
+
+Layout under ``root_dir``::
 
     envs/<env_id>/state.json   spec, generation, pid of the placeholder (null when stopped)
     envs/<env_id>/workspace/   the environment's disk: kept on stop, deleted by remove
@@ -46,6 +57,7 @@ _STATE = "state.json"
 _WORKSPACE = "workspace"
 _PLACEHOLDER = "import time\nwhile True: time.sleep(3600)"
 _STOP_GRACE_SECONDS = 5.0
+_PLATFORM_VARIABLE_PREFIX = "REMOTEGPU_"  # set by the platform; users may not (the API refuses them)
 
 
 class LocalProcessRuntime(ThreadedRuntime):
@@ -75,6 +87,9 @@ class LocalProcessRuntime(ThreadedRuntime):
         _check_env_id(env_id)
         if not argv:
             raise ValueError("exec needs a command")
+        if any(".ssh" in arg for arg in argv):
+            # The agent's authorized_keys sync: its paths are the host's own ~/.ssh here.
+            return 0, "local runtime: SSH keys are not installed (no sshd; the host's ~/.ssh is left alone)\n"
         state = self._read_state(env_id)
         if state is None or not self._alive(state):
             raise EnvironmentRuntimeError(f"environment {env_id} is not running")
@@ -93,6 +108,13 @@ class LocalProcessRuntime(ThreadedRuntime):
     # -- blocking implementation --------------------------------------------------
 
     def _ensure_running(self, spec: RuntimeSpec) -> RuntimeState:
+        refused = sorted(k for k in spec.env if not k.startswith(_PLATFORM_VARIABLE_PREFIX))
+        if refused:
+            raise EnvironmentRuntimeError(
+                f"environment {spec.env_id}: the local runtime (single-user development: processes of the "
+                f"server's user, not isolated) refuses environment variables ({', '.join(refused)}); "
+                "create it without them, or run the platform on Docker"
+            )
         sandbox = self.sandbox(spec.env_id)
         state = self._read_state(spec.env_id)
         if state is not None and self._alive(state):
@@ -214,7 +236,7 @@ class LocalProcessRuntime(ThreadedRuntime):
     def _environ(self, env_id: str, spec: dict[str, Any]) -> dict[str, str]:
         environ = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")}
         environ.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-        environ.update(spec.get("env") or {})
+        environ.update({k: v for k, v in (spec.get("env") or {}).items() if k.startswith(_PLATFORM_VARIABLE_PREFIX)})
         environ["HOME"] = str(self.workspace(env_id))
         indices, uuids = spec.get("gpu_indices") or [], spec.get("gpu_uuids") or []
         if spec.get("fake_gpus") or indices or uuids:

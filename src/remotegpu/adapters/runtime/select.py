@@ -1,23 +1,54 @@
-"""Pick the EnvironmentRuntime an agent drives: ``REMOTEGPU_RUNTIME=auto|docker|local|memory``."""
+"""Pick the EnvironmentRuntime an agent drives: ``REMOTEGPU_RUNTIME=auto|docker|local|memory``.
+
+``auto`` means Docker. There is no silent fallback to local processes: they give users
+code execution on this machine as the server's user, so they run only when asked for by
+name (single-user development).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Mapping
 
 from remotegpu.application.environments.ports import EnvironmentRuntime
 
 RUNTIME_KINDS = ("auto", "docker", "local", "memory")
 
+NO_DOCKER = (
+    "no Docker daemon answers (DOCKER_HOST, or /var/run/docker.sock: is dockerd running, may this user use "
+    "it?). Environments run in Docker: install it (https://docs.docker.com/engine/install/) and start it. "
+    "For single-user development without Docker, set REMOTEGPU_RUNTIME=local explicitly: environments are "
+    "then plain processes on this machine, running as you, not isolated"
+)
+
+
+def runtime_problem(kind: str) -> str | None:
+    """Why ``kind`` cannot run here (a sentence saying what to do), or None. For start-up
+    checks that should fail before anything else starts."""
+    kind = (kind or "auto").strip().lower()
+    if kind not in RUNTIME_KINDS:
+        return f"unknown runtime {kind!r}: choose one of {', '.join(RUNTIME_KINDS)}"
+    if kind in ("auto", "docker"):
+        from remotegpu.adapters.runtime.docker_runtime import docker_available
+
+        if not docker_available():
+            return f"runtime {kind!r} needs Docker, but {NO_DOCKER}"
+    return None
+
 
 def select_runtime(
     kind: str, *, data_dir: Path, docker_scope: str = "default", private_address: str = "127.0.0.1",
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[EnvironmentRuntime, str]:
     """(runtime, its name as the agent reports it: "docker" | "local" | "memory").
 
-    ``auto`` is Docker when a daemon answers, else local processes (dev only) whose
-    sandboxes live in ``data_dir / "local-runtime"``. ``docker`` without a daemon, or an
-    unknown kind, raises ``ValueError`` with what to do about it. Docker publishes
-    private ports (Jupyter) on ``private_address`` only.
+    ``auto`` and ``docker`` are Docker; without a daemon they raise ``ValueError`` saying
+    what to install. ``local`` runs local processes (dev only) whose sandboxes live in
+    ``data_dir / "local-runtime"``. Docker publishes private ports (Jupyter) on
+    ``private_address`` only, and is confined as ``environ`` says (``REMOTEGPU_PIDS_LIMIT``,
+    ``REMOTEGPU_EGRESS_DENY``, ``REMOTEGPU_EGRESS_INTERNET``; default: this process's
+    environment); a bad value raises ``ValueError`` naming the key.
     """
     kind = (kind or "auto").strip().lower()
     if kind not in RUNTIME_KINDS:
@@ -26,16 +57,29 @@ def select_runtime(
         from remotegpu.adapters.runtime.memory import InMemoryRuntime
 
         return InMemoryRuntime(), "memory"
-    if kind in ("auto", "docker"):
-        from remotegpu.adapters.runtime.docker_runtime import DockerRuntime, docker_available
+    if kind == "local":
+        from remotegpu.adapters.runtime.local_process import LocalProcessRuntime
 
-        if docker_available():
-            return DockerRuntime(scope=docker_scope, private_bind_address=private_address or "127.0.0.1"), "docker"
-        if kind == "docker":
-            raise ValueError(
-                "runtime 'docker' asked for, but no Docker daemon answers (check DOCKER_HOST, the socket's "
-                "permissions, or use --runtime local for development)"
-            )
-    from remotegpu.adapters.runtime.local_process import LocalProcessRuntime
+        return LocalProcessRuntime(Path(data_dir) / "local-runtime"), "local"
+    problem = runtime_problem(kind)
+    if problem is not None:
+        raise ValueError(problem)
+    return docker_runtime(docker_scope, private_address, os.environ if environ is None else environ), "docker"
 
-    return LocalProcessRuntime(Path(data_dir) / "local-runtime"), "local"
+
+def docker_runtime(scope: str, private_address: str, environ: Mapping[str, str]) -> EnvironmentRuntime:
+    """The agent's DockerRuntime: hardened containers, workspace networks, egress rules."""
+    from remotegpu.adapters.runtime.docker_hardening import DEFAULT_PIDS_LIMIT, Hardening
+    from remotegpu.adapters.runtime.docker_network import interface_prefix
+    from remotegpu.adapters.runtime.docker_runtime import DockerRuntime
+    from remotegpu.adapters.runtime.egress import EgressPolicy, EgressRules
+
+    raw_limit = environ.get("REMOTEGPU_PIDS_LIMIT", "").strip() or str(DEFAULT_PIDS_LIMIT)
+    try:
+        hardening = Hardening(pids_limit=int(raw_limit))
+    except ValueError as exc:
+        raise ValueError(f"REMOTEGPU_PIDS_LIMIT: {exc} (got {raw_limit!r})") from None
+    policy = EgressPolicy.parse(environ.get("REMOTEGPU_EGRESS_DENY", ""), environ.get("REMOTEGPU_EGRESS_INTERNET", "true"))
+    egress = EgressRules(scope, interface_prefix(scope), policy)
+    return DockerRuntime(scope=scope, private_bind_address=private_address or "127.0.0.1",
+                         hardening=hardening, egress=egress)

@@ -37,6 +37,9 @@ class RuntimeSpec:
     ``CUDA_VISIBLE_DEVICES``/``NVIDIA_VISIBLE_DEVICES`` (machines without GPUs).
     ``disk_gib`` is the size of the environment's disk (None: not given, e.g. by an
     older server); a runtime that cannot enforce a size records it (see DockerRuntime).
+    ``workspace_id`` is the tenant the environment belongs to: environments of one
+    workspace share a network, those of different workspaces cannot reach each other
+    (None from an older server: the environment then gets a network of its own).
     """
 
     env_id: str
@@ -51,6 +54,7 @@ class RuntimeSpec:
     labels: dict[str, str] = field(default_factory=dict)
     private_ports: frozenset[int] = frozenset()
     disk_gib: int | None = None
+    workspace_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -333,4 +333,5 @@ class AgentService:
             private_ports=frozenset({JUPYTER_CONTAINER_PORT}) & ports.keys(),
             labels={GENERATION_LABEL: str(env.generation)},
             disk_gib=env.disk_gib,
+            workspace_id=env.workspace_id,
         )

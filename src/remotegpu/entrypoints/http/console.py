@@ -1,8 +1,8 @@
 """Serve the built web console (``src/remotegpu/entrypoints/console/dist``) at ``/``.
 
 Hashed files under ``/assets/`` are immutable and cached for a year; ``index.html`` is
-answered with ``no-cache`` for ``/`` and for every other GET path that is not the API, the
-proxy or an operational endpoint, so that vue-router's history mode works on reload.
+answered with ``no-cache`` for ``/`` and for every other GET path that is not the API or an
+operational endpoint, so that vue-router's history mode works on reload.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from aiohttp import web
 DEFAULT_DIST = Path(__file__).resolve().parent.parent / "console" / "dist"
 DIST_KEY: web.AppKey[Path] = web.AppKey("console_dist", Path)
 
-_RESERVED_PREFIXES = ("/api/", "/proxy/")
-_RESERVED_EXACT = {"/api", "/proxy", "/healthz", "/readyz", "/metrics"}
+_RESERVED_PREFIXES = ("/api/",)
+_RESERVED_EXACT = {"/api", "/healthz", "/readyz", "/metrics"}
 _IMMUTABLE = "public, max-age=31536000, immutable"
 
 _NOT_BUILT = """<!doctype html><html><head><meta charset="utf-8"><title>RemoteGPU</title>

@@ -20,7 +20,8 @@ The handshake (``application/environments/app_access.py`` holds the rules):
    ``SameSite=Lax``, ``__Host-`` prefixed and ``Secure`` on HTTPS — and redirects to the
    path first asked for.
 
-Every request with an app cookie checks it (signature, kind, this very host, expiry), then
+Requests from other origins are refused (``_from_itself``): app hosts are same-site with
+each other. Every request with an app cookie checks it (signature, kind, this very host, expiry), then
 that its user is active and may still enter the environment (cached ``ADMIT_TTL`` seconds
 at most), so a disabled user or a removed member is refused within seconds; open
 websockets re-check the same every ``live_recheck_seconds`` and close (``proxy.py``).
@@ -158,6 +159,8 @@ class Apps:
         if address is None:
             return error_response(404, "not_found", "no such app")
         host = _hostname(request)
+        if not self._from_itself(request, address):
+            return error_response(403, "origin_mismatch", "an app host answers its own pages only")
         if request.path == CALLBACK_PATH:
             return await self._callback(request, address, host)
         grant = self._grant_from_cookies(request, host)
@@ -208,6 +211,24 @@ class Apps:
             self._admitted.clear()
         self._admitted[key] = (now + ADMIT_TTL, upstream)
         return upstream
+
+    def _from_itself(self, request: web.Request, address: AppAddress) -> bool:
+        """Whether a request may act on the app: sent by the app's own pages, or a page
+        navigation. App hosts are same-site with each other (``*.{apps_domain}``), so a
+        page on one could otherwise drive another with the browser's app cookie for it
+        (SameSite=Lax lets same-site requests carry it): a foreign ``Origin`` (fetch,
+        form, websocket; ``null`` from a sandbox) or a same-site/cross-site request that
+        is not a navigation is refused. Jupyter's own Origin check does not do this for
+        requests carrying its token."""
+        origin = request.headers.get(hdrs.ORIGIN)
+        if origin is not None:
+            mine = {origin_of(f"{request.scheme}://{request.host}"), self.config.app_origin(address)}
+            if origin_of(origin) not in mine:
+                return False
+        site = request.headers.get("Sec-Fetch-Site")
+        if site in ("cross-site", "same-site") and request.headers.get("Sec-Fetch-Mode") != "navigate":
+            return False
+        return True
 
     def _grant_from_cookies(self, request: web.Request, host: str) -> AppGrant | None:
         """The first app cookie that verifies for this host. Every value sent is tried (a

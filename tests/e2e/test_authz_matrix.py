@@ -35,6 +35,11 @@ MATRIX = [
     ("PATCH", "/api/v1/users/{target}", {"is_active": False}, [401, 403, 403, 403, 403, 200]),
     ("GET", "/api/v1/audit-events", None, [401, 403, 403, 403, 403, 200]),
     ("POST", "/api/v1/invites", {}, [401, 403, 403, 403, 403, 201]),
+    # The console's cookie session: Bearer callers have none; its POST/DELETE need the console's Origin.
+    ("GET", "/api/v1/auth/session", None, [401, 401, 401, 401, 401, 401]),
+    ("POST", "/api/v1/auth/session", {"username": "x", "password": "y"}, [403, 403, 403, 403, 403, 403]),
+    ("POST", "/api/v1/auth/session/refresh", None, [403, 403, 403, 403, 403, 403]),
+    ("DELETE", "/api/v1/auth/session", None, [403, 403, 403, 403, 403, 403]),
 ]
 
 CASES = [

@@ -129,6 +129,15 @@ async def test_disabling_the_account_ends_its_open_stream(client, new_account):
     await asyncio.wait_for(until_closed(stream), 15)  # the server ended it
 
 
+async def test_a_password_change_ends_the_open_streams(client, new_account):
+    bob = await new_account()
+    stream = await open_stream(client, bob)
+    r = await client.post("/api/v1/users/me/password", json={"current_password": bob.password, "new_password": "another long password"},
+                          headers=bob.headers)
+    assert r.status in (200, 204), await r.text()
+    await asyncio.wait_for(until_closed(stream), 15)
+
+
 async def test_revoking_the_api_token_ends_the_stream_it_opened(client, new_account):
     bob = await new_account()
     r = await client.post("/api/v1/users/me/tokens", json={"name": "ci"}, headers=bob.headers)

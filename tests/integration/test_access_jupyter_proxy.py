@@ -332,12 +332,12 @@ async def test_jupyter_also_listens_on_a_unix_socket_the_proxy_can_reach(access_
 
 @pytest.fixture(scope="module")
 def shared_env(access_world):
-    """A shared environment in a team workspace of alice's, with carol and dave as members."""
+    """A shared environment in a team workspace of alice's, with carol, dave and erin as members."""
     server = access_world.server
     admin = server.login("admin", "admin-password-123")
     suffix = uuid.uuid4().hex[:6]
     people = {}
-    for name in ("carol", "dave"):
+    for name in ("carol", "dave", "erin"):
         username = f"{name}{suffix}"
         token = server.signup(username, PASSWORD)
         code, me = server.request("GET", "/api/v1/users/me", token=token)
@@ -424,3 +424,19 @@ async def test_a_disabled_user_loses_the_kernel_websocket_the_terminal_and_the_e
         stream.close()
         await kernel_ws.close()
         await terminal.close()
+
+
+async def test_a_password_change_ends_the_app_session_and_its_websocket(access_world, shared_env):
+    username, token, _ = shared_env["erin"]
+    async with Browser(access_world, username) as erin:
+        app = await erin.open(shared_env["env_id"])
+        await wait_jupyter(erin.session, app)
+        kernel = await start_kernel(erin.session, app)
+        async with erin.session.ws_connect(f"{app}/api/kernels/{kernel}/channels", headers={"Origin": app}) as ws:
+            assert await run_code(ws, "3*3") == "9"
+            code, body = access_world.server.request(
+                "POST", "/api/v1/users/me/password", {"current_password": PASSWORD, "new_password": "a brand new password"}, token=token)
+            assert code in (200, 204), body
+            assert await closed_within(ws, 15) == 1008
+        async with erin.session.get(f"{app}/api/status") as r:
+            assert r.status == 404  # the app cookie from before the change admits no more

@@ -147,6 +147,8 @@ async def test_a_refused_direct_route_is_502_and_looked_up_again(aiohttp_server,
     r = await client.get(f"/api/status")
     assert r.status == 502 and (await r.json())["error"]["code"] == "upstream_unavailable"
     assert ENV not in proxy._direct
+    r = await client.get(f"/lab", headers={"Accept": "text/html"})  # a tab opened too early reloads itself
+    assert r.status == 502 and r.headers["Retry-After"] == "2" and 'http-equiv="refresh"' in await r.text()
     direct = await start_jupyter(aiohttp_server, "container")  # Jupyter came up
     docker.route = (direct.host, direct.port)
     r = await client.get(f"/api/status")

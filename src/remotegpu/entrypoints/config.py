@@ -97,11 +97,11 @@ class Settings(BaseSettings):
 
         domain = self.apps_domain.strip().strip(".").lower()
         if not domain or any(not label for label in domain.split(".")):
-            raise ValueError("apps_domain must be a DNS name such as apps.example.com")
+            raise ValueError("REMOTEGPU_APPS_DOMAIN must be a DNS name such as apps.example.com")
         console = (urlsplit(self.public_url).hostname or "") if self.public_url else self.http_host
         console = "127.0.0.1" if console in ("", "0.0.0.0", "::", "localhost") and not self.public_url else console.lower()
         if console == domain or console.endswith("." + domain):
-            raise ValueError(f"apps_domain {domain} is the console's host ({console}) or a parent of it; "
+            raise ValueError(f"REMOTEGPU_APPS_DOMAIN={domain} is the console's host ({console}) or a parent of it; "
                              "give app hosts a domain of their own (e.g. apps.example.com)")
         return self
 

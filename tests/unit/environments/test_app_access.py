@@ -60,3 +60,12 @@ def test_after_the_handshake_the_browser_stays_on_the_app_host():
     assert safe_next("/lab/tree/x.ipynb?reset") == "/lab/tree/x.ipynb?reset"
     for bad in ("//evil.example/", "/\\evil.example", "https://evil.example/", "javascript:alert(1)", "", None, "/a\nb"):
         assert safe_next(bad) == "/", bad
+
+
+def test_the_password_tag_follows_the_password_hash_and_survives_renewal():
+    creds = AppCredentials("secret")
+    tag = creds.password_tag("$argon2id$v=19$m=65536,t=3,p=4$old")
+    assert tag == creds.password_tag("$argon2id$v=19$m=65536,t=3,p=4$old") != creds.password_tag("$argon2id$new")
+    assert "argon2" not in tag and AppCredentials("other").password_tag("$argon2id$new") != creds.password_tag("$argon2id$new")
+    token, grant = creds.issue(APP, "u1", AppAddress(ENV_A, "jupyter"), HOST_A, now=1000, password_tag=tag)
+    assert creds.verify(token, kind=APP, host=HOST_A, now=1001).password_tag == tag

@@ -15,7 +15,9 @@ own, minted by the platform for one user, one environment and one app:
   and against every other environment's host.
 
 Both are the same signed claim (HMAC-SHA256 under a key derived from the platform
-secret), told apart by ``kind``. Stateless: any replica verifies them. They only say who
+secret), told apart by ``kind``, and carry a tag of the user's password hash at the
+handshake (``password_tag``): a password change ends every app credential of that user
+at its next check, renewals included. Stateless: any replica verifies them. They only say who
 was let in; whether that user may still enter is checked again on every request (the
 caller caches that for a few seconds at most), so revocation does not wait for expiry.
 """
@@ -80,6 +82,7 @@ class AppGrant:
     issued_at: int
     expires_at: int
     nonce: str
+    password_tag: str = ""
 
     @property
     def address(self) -> AppAddress:
@@ -101,11 +104,18 @@ class AppCredentials:
         # A key of its own: nothing else the platform signs verifies as an app grant.
         self._key = hashlib.sha256(b"remotegpu-app-credentials:" + secret.encode()).digest()
 
-    def issue(self, kind: str, user_id: str, address: AppAddress, host: str, now: int) -> tuple[str, AppGrant]:
+    def password_tag(self, password_hash: str) -> str:
+        """A short keyed digest of the user's password hash (which never leaves the server)."""
+        return _b64(hmac.new(self._key, b"password:" + password_hash.encode(), hashlib.sha256).digest()[:12])
+
+    def issue(
+        self, kind: str, user_id: str, address: AppAddress, host: str, now: int, password_tag: str = "",
+    ) -> tuple[str, AppGrant]:
         life = TICKET_SECONDS if kind == TICKET else APP_CREDENTIAL_SECONDS
-        grant = AppGrant(kind, user_id, address.env_id, address.app, host.lower(), now, now + life, secrets.token_urlsafe(16))
+        grant = AppGrant(kind, user_id, address.env_id, address.app, host.lower(), now, now + life, secrets.token_urlsafe(16),
+                         password_tag)
         claims = {"k": grant.kind, "u": grant.user_id, "e": grant.env_id, "a": grant.app, "h": grant.host,
-                  "i": grant.issued_at, "x": grant.expires_at, "n": grant.nonce}
+                  "i": grant.issued_at, "x": grant.expires_at, "n": grant.nonce, "p": grant.password_tag}
         payload = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
         return f"{payload}.{self._sign(payload)}", grant
 
@@ -116,7 +126,8 @@ class AppCredentials:
             return None
         try:
             c = json.loads(_unb64(payload))
-            grant = AppGrant(str(c["k"]), str(c["u"]), str(c["e"]), str(c["a"]), str(c["h"]), int(c["i"]), int(c["x"]), str(c["n"]))
+            grant = AppGrant(str(c["k"]), str(c["u"]), str(c["e"]), str(c["a"]), str(c["h"]), int(c["i"]), int(c["x"]), str(c["n"]),
+                             str(c.get("p", "")))
         except (ValueError, KeyError, TypeError):
             return None
         address = AppAddress.parse(host.split(".", 1)[0])

@@ -22,7 +22,7 @@ The handshake (``application/environments/app_access.py`` holds the rules):
 
 Requests from other origins are refused (``_from_itself``): app hosts are same-site with
 each other. Every request with an app cookie checks it (signature, kind, this very host, expiry), then
-that its user is active and may still enter the environment (cached ``ADMIT_TTL`` seconds
+that its user is active, has not changed their password since, and may still enter the environment (cached ``ADMIT_TTL`` seconds
 at most), so a disabled user or a removed member is refused within seconds; open
 websockets re-check the same every ``live_recheck_seconds`` and close (``proxy.py``).
 """
@@ -173,7 +173,7 @@ class Apps:
         extra: dict[str, str] = {}
         now = int(time.time())
         if grant.due_for_renewal(now):
-            token, _ = self.credentials.issue(APP, grant.user_id, address, host, now)
+            token, _ = self.credentials.issue(APP, grant.user_id, address, host, now, grant.password_tag)
             extra[hdrs.SET_COOKIE] = self._cookie_header(token)
 
         async def still_admitted() -> bool:
@@ -199,8 +199,8 @@ class Apps:
         container = self._app[CONTAINER]
         async with container.uow() as uow:
             user = await uow.users.get(grant.user_id)
-        if user is None or not user.is_active:
-            self._admitted.pop(key, None)
+        if user is None or not user.is_active or grant.password_tag != self.credentials.password_tag(user.password_hash):
+            self._admitted.pop(key, None)  # disabled, or the password changed since the handshake
             raise NotFound("environment not found")
         try:
             upstream = await container.environment_entry().jupyter(user, grant.env_id)
@@ -264,7 +264,7 @@ class Apps:
             await self.admit(grant, fresh=True)
         except NotFound:
             return error_response(404, "not_found", "environment not found")
-        token, _ = self.credentials.issue(APP, grant.user_id, address, host, now)
+        token, _ = self.credentials.issue(APP, grant.user_id, address, host, now, grant.password_tag)
         response = web.HTTPFound(safe_next(request.query.get("next")), headers={
             hdrs.CACHE_CONTROL: "no-store", "Referrer-Policy": "no-referrer", hdrs.SET_COOKIE: self._cookie_header(token),
         })
@@ -290,7 +290,8 @@ class Apps:
             await container.environment_entry().jupyter(principal.user, address.env_id)
         except PermissionDenied:
             raise NotFound("environment not found") from None
-        ticket, _ = self.credentials.issue(TICKET, principal.user.id, address, address.host(self.config.apps_domain), int(time.time()))
+        ticket, _ = self.credentials.issue(TICKET, principal.user.id, address, address.host(self.config.apps_domain), int(time.time()),
+                                           self.credentials.password_tag(principal.user.password_hash))
         target = f"{self.config.app_origin(address)}{CALLBACK_PATH}?{urlencode({'ticket': ticket, 'next': safe_next(next_path)})}"
         return web.HTTPFound(target, headers={hdrs.CACHE_CONTROL: "no-store", "Referrer-Policy": "no-referrer"})
 

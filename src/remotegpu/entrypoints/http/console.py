@@ -18,6 +18,8 @@ DIST_KEY: web.AppKey[Path] = web.AppKey("console_dist", Path)
 _RESERVED_PREFIXES = ("/api/",)
 _RESERVED_EXACT = {"/api", "/healthz", "/readyz", "/metrics"}
 _IMMUTABLE = "public, max-age=31536000, immutable"
+#: No other origin (an environment's app host above all) may frame the console.
+_NO_FRAMING = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
 
 _NOT_BUILT = """<!doctype html><html><head><meta charset="utf-8"><title>RemoteGPU</title>
 <style>body{font-family:system-ui,sans-serif;max-width:640px;margin:4rem auto;padding:0 1rem;color:#1f2937}
@@ -35,8 +37,8 @@ async def _index(request: web.Request) -> web.StreamResponse:
     dist = request.app[DIST_KEY]
     index = dist / "index.html"
     if not index.is_file():
-        return web.Response(text=_NOT_BUILT, content_type="text/html", headers={"Cache-Control": "no-cache"})
-    return web.FileResponse(index, headers={"Cache-Control": "no-cache", "Content-Type": "text/html; charset=utf-8"})
+        return web.Response(text=_NOT_BUILT, content_type="text/html", headers={"Cache-Control": "no-cache", **_NO_FRAMING})
+    return web.FileResponse(index, headers={"Cache-Control": "no-cache", "Content-Type": "text/html; charset=utf-8", **_NO_FRAMING})
 
 
 async def _asset(request: web.Request) -> web.StreamResponse:

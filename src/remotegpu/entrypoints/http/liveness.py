@@ -9,8 +9,9 @@ change or a removed membership for as long as the browser keeps them open. Every
   (``AuthService.authenticate``): the account active, an API token not revoked, an
   access token not invalidated (whatever the identity service checks there, such as a
   session epoch after a password change, applies here too);
-* once an access token has merely *expired* (they live minutes; a terminal may stay
-  open for hours) it cannot be re-run: then the account must still be active;
+* whatever the credential, the account active and its password unchanged since the
+  connection opened (an access token that merely *expired* — they live minutes, a
+  terminal may stay open for hours — cannot be re-run; this still holds for it);
 * plus whatever the connection adds (the terminal: may this user still enter the
   environment).
 
@@ -64,8 +65,10 @@ class AdmissionCheck:
                     again = None
                 if again is not None and again.user.id != principal.user.id:
                     return False
-            if not await auth.is_active(principal.user.id):
-                return False
+            async with container.uow() as uow:
+                user = await uow.users.get(principal.user.id)
+            if user is None or not user.is_active or user.password_hash != principal.user.password_hash:
+                return False  # disabled, deleted, or the password changed since the connection opened
             if self.extra is not None and not await self.extra():
                 return False
         except (NotFound, PermissionDenied):

@@ -187,7 +187,7 @@ class JupyterProxy:
                     if _worth_another_way(exc, target, direct):
                         continue
                 log.warning("jupyter of %s unreachable: %s", upstream.env_id, exc)
-                return error_response(502, "upstream_unavailable", "JupyterLab of this environment does not answer (yet)")
+                return _unavailable(request)
         try:
             return await self._answer(request, exchange, upstream, extra)
         finally:
@@ -334,6 +334,21 @@ class JupyterProxy:
             else:
                 await client_ws.close()
         return client_ws
+
+
+_STARTING_PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
+<title>Starting JupyterLab…</title><style>body{font-family:system-ui,sans-serif;margin:4rem auto;max-width:40rem;color:#1f2937}</style>
+</head><body><h1>Starting JupyterLab…</h1><p>It does not answer yet; this page reloads by itself.</p></body></html>"""
+
+
+def _unavailable(request: web.Request) -> web.Response:
+    """502 while JupyterLab is not up (yet). A page navigation gets a page that reloads
+    itself every 2 s instead of a JSON error, so a JupyterLab tab opened from the console
+    right after the environment started simply comes up."""
+    if request.method == "GET" and "text/html" in request.headers.get(hdrs.ACCEPT, ""):
+        return web.Response(status=502, text=_STARTING_PAGE, content_type="text/html",
+                            headers={hdrs.CACHE_CONTROL: "no-store", hdrs.RETRY_AFTER: "2"})
+    return error_response(502, "upstream_unavailable", "JupyterLab of this environment does not answer (yet)")
 
 
 def _worth_another_way(exc: UpstreamError, target: Target, direct: _DirectRoute | None) -> bool:

@@ -150,7 +150,7 @@ class Apps:
         self.config = config
         self.credentials = credentials
         self._proxy = proxy
-        self._admitted: dict[tuple[str, str, str], tuple[float, Upstream]] = {}
+        self._admitted: dict[tuple[str, str, str, str], tuple[float, Upstream]] = {}
 
     # --- app hosts ----------------------------------------------------------------------
 
@@ -191,7 +191,7 @@ class Apps:
     async def admit(self, grant: AppGrant, *, fresh: bool = False) -> Upstream:
         """The upstream of the grant's app, if its user is active and may enter the
         environment now (``NotFound`` otherwise); reused for ``ADMIT_TTL`` unless ``fresh``."""
-        key = (grant.user_id, grant.env_id, grant.app)
+        key = (grant.user_id, grant.env_id, grant.app, grant.password_tag)
         now = time.monotonic()
         hit = self._admitted.get(key)
         if not fresh and hit is not None and hit[0] > now:
@@ -202,7 +202,7 @@ class Apps:
         if user is None or not user.is_active or grant.password_tag != self.credentials.password_tag(user.password_hash):
             self._admitted.pop(key, None)  # disabled, or the password changed since the handshake
             raise NotFound("environment not found")
-        try:
+        try:  # (one app today; TensorBoard, a desktop… will each name their upstream here)
             upstream = await container.environment_entry().jupyter(user, grant.env_id)
         except (NotFound, PermissionDenied):
             self._admitted.pop(key, None)

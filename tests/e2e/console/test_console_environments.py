@@ -327,3 +327,29 @@ def test_a_page_on_an_app_origin_cannot_take_over_the_visitors_account(make_page
     assert status == 200 and me["username"] == victim
     for env_id, token in ((bait, mallory_token), (own, victim_token)):
         server.request("DELETE", f"/api/v1/environments/{env_id}", token=token)
+
+
+def test_opening_an_app_signs_in_through_the_console_and_comes_back(make_page, ui, server):
+    """An app link opened without a console session goes to the login page and, after it,
+    straight on to the app; with an expired access cookie the console renews it silently."""
+    owner = ui.unique("opener")
+    token = server.signup(owner, ui.password)
+    env_id = new_environment(server, token, personal_workspace(server, token), ui.unique("app"))
+    wait_running(server, token, env_id)
+    app = app_origin(env_id, int(server.url.rsplit(":", 1)[1]))
+
+    page = make_page()
+    page.goto(f"{app}/api/status")
+    page.wait_for_url("**/login?next=**")
+    page.get_by_test_id("login-username").fill(owner)
+    page.get_by_test_id("login-password").fill(ui.password)
+    page.get_by_test_id("login-submit").click()
+    page.wait_for_url(f"{app}/api/status")
+
+    later = make_page()
+    ui.login(later, owner)
+    session = next(c for c in later.context.cookies() if c["name"] == "rgpu_session")
+    later.context.add_cookies([{**session, "value": "expired.garbage.token"}])
+    later.goto(f"{app}/api/status")
+    later.wait_for_url(f"{app}/api/status")  # no login form on the way: the refresh cookie renewed the session
+    server.request("DELETE", f"/api/v1/environments/{env_id}", token=token)

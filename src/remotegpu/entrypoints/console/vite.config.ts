@@ -25,7 +25,6 @@ export default defineConfig({
   server: {
     proxy: {
       '/api': { target: api, changeOrigin: false, ws: true },
-      '/proxy': { target: api, changeOrigin: false, ws: true },
     },
   },
   test: {

@@ -66,7 +66,7 @@ async def _fallback(request: web.Request) -> web.StreamResponse:
 
 @web.middleware
 async def _spa_middleware(request: web.Request, handler):
-    """GET paths no route knows (and that are not the API/proxy/ops) get the console's index.html.
+    """GET paths no route knows (and that are not the API or ops) get the console's index.html.
 
     A middleware rather than a catch-all route, so that routes registered after ``install``
     (the proxy, new API modules) are never shadowed.

@@ -278,3 +278,18 @@ async def test_the_jupyter_url_the_api_gives_is_the_apps_own_host(browser, conta
 
     assert app[APP_URL]("0b8f2a3c-1d2e-4f5a-8b9c-0d1e2f3a4b5c", "jupyter") == \
         "http://0b8f2a3c-1d2e-4f5a-8b9c-0d1e2f3a4b5c--jupyter.localhost:8080/"
+
+
+async def test_the_cookie_does_not_speak_for_requests_another_sites_page_sends(browser):
+    """With apps on *.apps.example.com next to gpu.example.com, SameSite=Lax lets a page on
+    an app host send requests that carry the console's cookie; the browser says so
+    (Sec-Fetch-Site) and the cookie then authenticates nothing. Navigations still count."""
+    account = await signup(browser, "sitecheck")
+    await login(browser, account)
+    for site in ("same-site", "cross-site"):
+        r = await browser.get("/api/v1/users/me", headers={"Sec-Fetch-Site": site, "Sec-Fetch-Mode": "cors"})
+        assert r.status == 401, site
+        r = await browser.get("/api/v1/users/me", headers={"Sec-Fetch-Site": site, "Sec-Fetch-Mode": "navigate"})
+        assert r.status == 200, site
+    r = await browser.get("/api/v1/users/me", headers={"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"})
+    assert r.status == 200

@@ -28,6 +28,8 @@ So the console's credentials are never readable by scripts:
   of the console: every browser sends one on a POST/DELETE, and a sibling's is not ours.
 * Websocket upgrades (the terminal) must come from the console's origin: the cookie
   authorises the upgrade request itself.
+* A request another site's page made the browser send (``Sec-Fetch-Site`` same-site or
+  cross-site, not a navigation) is not authenticated by the cookie at all.
 
 App hosts never reach this middleware (``apps.apps_middleware`` answers them first), so
 no console cookie, Bearer token or CSRF header is ever honoured there.
@@ -166,8 +168,8 @@ async def session_middleware(request: web.Request, handler):
     if platform_authorization(request) is not None:
         return await handler(request)
     token = session_token(request)
-    if not token:
-        return await handler(request)
+    if not token or _sent_by_another_site(request):
+        return await handler(request)  # anonymous: the cookie only speaks for the console's own pages
     try:
         principal = await request.app[CONTAINER].auth_service().authenticate(token)
     except Unauthenticated:
@@ -180,6 +182,16 @@ async def session_middleware(request: web.Request, handler):
         if not sent or not hmac.compare_digest(sent, csrf_token_for(request.app, token)):
             raise PermissionDenied(f"missing or wrong {CSRF_HEADER} header", code="csrf_failed")
     return await handler(request)
+
+
+def _sent_by_another_site(request: web.Request) -> bool:
+    """A request another site's page made the browser send (``Sec-Fetch-Site``), other than
+    a page navigation (a link, the app handshake). With the apps domain same-site with the
+    console (``*.apps.example.com`` next to ``gpu.example.com``), ``SameSite=Lax`` still
+    lets such requests carry the cookie; CSRF tokens and CORS already keep them from doing
+    or reading anything, and this keeps the cookie from authenticating them at all."""
+    site = request.headers.get("Sec-Fetch-Site")
+    return site in ("same-site", "cross-site") and request.headers.get("Sec-Fetch-Mode") != "navigate"
 
 
 def is_https(request: web.Request) -> bool:

@@ -293,3 +293,14 @@ async def test_the_cookie_does_not_speak_for_requests_another_sites_page_sends(b
         assert r.status == 200, site
     r = await browser.get("/api/v1/users/me", headers={"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"})
     assert r.status == 200
+
+
+async def test_the_bare_apps_domain_sends_browsers_to_the_console(browser):
+    """http://localhost:8080 is the apps domain itself in the embedded default (same-site
+    with every app host): the console's pages are not served there."""
+    async with browser_session() as b:
+        async with b.get(f"http://localhost:{browser.port}/environments?x=1", headers={"Accept": "text/html"},
+                         allow_redirects=False) as r:
+            assert r.status == 302 and r.headers["Location"] == "http://127.0.0.1:8080/environments?x=1"
+        async with b.get(f"http://localhost:{browser.port}/api/v1/gpu-types") as r:
+            assert r.status == 401  # API clients (agents, the CLI) are served as before

@@ -314,10 +314,17 @@ def make_apps_middleware(apps_of: Callable[[web.Application], Apps]):
     @web.middleware
     async def apps_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
         apps = apps_of(request.app)
-        label = apps.config.label_of(_hostname(request))
-        if label is None:
-            return await handler(request)
-        return await apps.handle(request, label)
+        hostname = _hostname(request)
+        label = apps.config.label_of(hostname)
+        if label is not None:
+            return await apps.handle(request, label)
+        if hostname == apps.config.apps_domain and request.method in ("GET", "HEAD") and \
+                "text/html" in request.headers.get(hdrs.ACCEPT, ""):
+            # The apps domain itself (http://localhost:8080 in the embedded default) is no
+            # place for the console: its cookies would be same-site with every app host.
+            # Browsers go to the console's origin; API clients and agents are served as before.
+            return web.HTTPFound(f"{apps.config.console_origin}{request.path_qs}")
+        return await handler(request)
 
     return apps_middleware
 

@@ -79,7 +79,10 @@ async def _stream(call: Call) -> web.StreamResponse:
         await response.write(f"retry: {RETRY_MS}\n: connected\n\n".encode())
         deadline = time.monotonic() + MAX_STREAM_SECONDS
         recheck_at = time.monotonic() + recheck_seconds
+        ping_at = time.monotonic() + PING_SECONDS
         while not shutdown.is_set() and time.monotonic() < deadline:
+            if request.transport is None or request.transport.is_closing():
+                break  # the browser went away (its place under the per-user cap is free again)
             if time.monotonic() >= recheck_at:
                 if not await check.holds():
                     log.info("event stream closed: access revoked")
@@ -91,7 +94,9 @@ async def _stream(call: Call) -> web.StreamResponse:
                 log.info("event stream fell behind; closing it so the console re-reads")
                 break
             if change is None:
-                await response.write(b": ping\n\n")
+                if time.monotonic() >= ping_at:
+                    await response.write(b": ping\n\n")
+                    ping_at = time.monotonic() + PING_SECONDS
                 continue
             for view in await watcher.views_for(change):
                 payload = {"type": "environment", "environment": env_out(view).model_dump(mode="json")}

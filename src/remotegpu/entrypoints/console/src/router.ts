@@ -41,7 +41,7 @@ export function installGuards(router: Router): void {
       if ((to.name === 'login' || to.name === 'register') && (await auth.ensureUser())) {
         // Signed in already (a reload, or a handshake that found the access cookie expired).
         if (isAppAuthorizePath(to.query.next)) {
-          window.location.assign(to.query.next)
+          window.location.assign(String(to.query.next))
           return false
         }
         return { name: 'environments' }

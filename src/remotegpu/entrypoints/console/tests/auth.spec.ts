@@ -4,7 +4,10 @@ import { configureClient, http } from '../src/api/client'
 import { isAppAuthorizePath, useAuthStore } from '../src/stores/auth'
 import { fakeFetch, json } from './helpers'
 
-const ALICE = { id: 'u1', username: 'alice', is_admin: false }
+const ALICE = {
+  id: 'u1', username: 'alice', email: 'alice@example.com', display_name: '', is_active: true, is_admin: false,
+  created_at: '2026-01-01T00:00:00Z', last_login_at: null,
+}
 
 function session(csrf: string, expiresIn = 900) {
   return { csrf_token: csrf, expires_in: expiresIn, user: ALICE }

@@ -26,7 +26,7 @@ async function withRefreshLock<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 /** Where a login may send the browser with a full page load: the handshake that opens an environment's app. */
-export function isAppAuthorizePath(path: unknown): path is string {
+export function isAppAuthorizePath(path: unknown): boolean {
   return typeof path === 'string' && /^\/api\/v1\/environments\/[0-9a-f-]{36}\/apps\/[a-z]+\/authorize(\?|$)/.test(path)
 }
 

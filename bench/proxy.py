@@ -1,4 +1,4 @@
-"""The Jupyter reverse proxy's cost: /proxy/environments/{id}/jupyter/ vs the container direct.
+"""The Jupyter reverse proxy's cost: the app host {env}--jupyter.localhost vs the container direct.
 
 Runs the real ``remotegpu serve`` on Docker (embedded agent, SQLite), starts one
 environment, puts a 1 MiB file in its workspace, then in the same run measures:
@@ -14,7 +14,7 @@ environment, puts a 1 MiB file in its workspace, then in the same run measures:
     stalls of 50-100 ms that every path shows, Jupyter's or the client's garbage
     collection, so it varies more from run to run than the p50s).
 
-Through the proxy (Bearer token); direct to Jupyter's published loopback port, the way
+Through the proxy (on the app's own host, with the app cookie the handshake gives); direct to Jupyter's published loopback port, the way
 into the container without the platform (``Authorization: token``); and, for reference,
 to the container's own IP, which skips Docker's port proxy (the route the platform proxy
 itself takes to the embedded host's containers). Aim (issue #4): the proxy adds < 2 ms
@@ -39,6 +39,8 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.app_hosts import LoopbackResolver, app_origin, console_login, handshake  # noqa: E402
+from tests.support.app_hosts import browser_session  # noqa: E402
 from tests.support.live_server import live_server  # noqa: E402
 
 IMAGE = "remotegpu/base:latest"
@@ -79,14 +81,22 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
 
 
-async def measure(proxy_base: str, direct_base: str, container_base: str, bearer: str, token: str, args) -> list[tuple]:
+async def app_cookie(console: str, env_id: str, password: str) -> str:
+    """Sign in as a browser would: console session, then the app handshake."""
+    async with browser_session() as browser:
+        await console_login(browser, console, "bench", password)
+        await handshake(browser, console, env_id, int(console.rsplit(":", 1)[1]))
+        return next(c.value for c in browser.cookie_jar if c.key == "rgpu_app")
+
+
+async def measure(proxy_base: str, direct_base: str, container_base: str, cookie: str, token: str, args) -> list[tuple]:
     rows = []
     targets = {
-        "proxy": (proxy_base, {"Authorization": f"Bearer {bearer}"}),
+        "proxy": (proxy_base, {"Cookie": f"rgpu_app={cookie}"}),
         "direct": (direct_base, {"Authorization": f"token {token}"}),
         "container": (container_base, {"Authorization": f"token {token}"}),
     }
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64, resolver=LoopbackResolver())) as session:
         for name, (base, headers) in targets.items():  # warm up both paths
             await sequential(session, base + "api/status", headers, 50)
             await sequential(session, base + "files/blob.bin", headers, 5)
@@ -139,8 +149,9 @@ def main() -> None:
             container.exec_run(["sh", "-c", "head -c 1048576 /dev/urandom > /root/workspace/blob.bin"])
             token = dict(v.split("=", 1) for v in container.attrs["Config"]["Env"])["REMOTEGPU_JUPYTER_TOKEN"]
             jport = {p["purpose"]: p["port"] for p in env["ports"]}["jupyter"]
-            path = f"/proxy/environments/{env['id']}/jupyter/"
-            proxy_base, direct_base = server.url + path, f"http://127.0.0.1:{jport}{path}"
+            path = "/"  # JupyterLab's base_url: it has a host of its own
+            proxy_base = app_origin(env["id"], int(server.url.rsplit(":", 1)[1])) + path
+            direct_base = f"http://127.0.0.1:{jport}{path}"
             container.reload()
             ip = next(iter(container.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
             container_base = f"http://{ip}:8888{path}"
@@ -152,7 +163,8 @@ def main() -> None:
                 except Exception:  # noqa: BLE001
                     assert time.monotonic() < deadline, "JupyterLab did not come up"
                     time.sleep(0.5)
-            rows = asyncio.run(measure(proxy_base, direct_base, container_base, bearer, token, args))
+            cookie = asyncio.run(app_cookie(server.url, env["id"], "correct horse battery"))
+            rows = asyncio.run(measure(proxy_base, direct_base, container_base, cookie, token, args))
         finally:
             for c in client.containers.list(all=True, filters={"label": f"remotegpu.scope={scope}"}):
                 c.remove(force=True)

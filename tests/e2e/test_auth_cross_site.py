@@ -122,7 +122,9 @@ async def test_the_console_own_origin_and_non_browser_clients_still_log_in(brows
     await mallory(browser)
     own = f"http://{browser.host}:{browser.port}"
     r = await browser.post("/api/v1/auth/login", json={"username": "mallory", "password": MALLORY_PASSWORD}, headers={"Origin": own})
-    assert r.status == 200 and session_cookies(r)
+    assert r.status == 200 and not session_cookies(r)  # the API login answers tokens only
+    r = await browser.post("/api/v1/auth/session", json={"username": "mallory", "password": MALLORY_PASSWORD}, headers={"Origin": own})
+    assert r.status == 200 and session_cookies(r)  # the console's login sets the cookie session
     browser.session.cookie_jar.clear()
     r = await browser.post("/api/v1/auth/login", json={"username": "mallory", "password": MALLORY_PASSWORD})  # CLI: no Origin
     assert r.status == 200
@@ -130,7 +132,7 @@ async def test_the_console_own_origin_and_non_browser_clients_still_log_in(brows
         "/api/v1/auth/login", data=FORM_BODY, headers={"Content-Type": "application/json; charset=utf-8", "Origin": own}
     )
     assert r.status == 200
-    assert await successful_logins(browser) == 3
+    assert await successful_logins(browser) == 4
 
 
 async def test_the_configured_public_url_is_this_site(aiohttp_client, tmp_path):

@@ -55,6 +55,11 @@ MATRIX = [
     ("DELETE", "/api/v1/hosts/{host}?force=true", None, [401, 403, 403, 403, 403, 204]),
     ("POST", "/api/v1/users/me/sign-out", {}, [401, 204, 204, 204, 204, 204]),
     ("POST", "/api/v1/users/{target}/sign-out", {}, [401, 403, 403, 403, 403, 204]),
+    # The console's cookie session: Bearer callers have none; its POST/DELETE need the console's Origin.
+    ("GET", "/api/v1/auth/session", None, [401, 401, 401, 401, 401, 401]),
+    ("POST", "/api/v1/auth/session", {"username": "x", "password": "y"}, [403, 403, 403, 403, 403, 403]),
+    ("POST", "/api/v1/auth/session/refresh", None, [403, 403, 403, 403, 403, 403]),
+    ("DELETE", "/api/v1/auth/session", None, [403, 403, 403, 403, 403, 403]),
 ]
 
 CASES = [

@@ -114,21 +114,65 @@ async def test_stream_needs_authentication(client):
     assert body["error"]["code"]
 
 
-async def test_disabling_the_account_ends_its_open_stream(client, new_account, monkeypatch):
-    from remotegpu.entrypoints.http.handlers import events
+async def until_closed(stream: EventReader) -> None:
+    while await stream.response.content.readline():
+        pass
 
-    monkeypatch.setattr(events, "RECHECK_SECONDS", 0.2)
+
+async def test_disabling_the_account_ends_its_open_stream(client, new_account):
+    """Within the re-check interval (2.5 s by default), not at the next reconnect."""
     admin = await new_account(admin=True)
     bob = await new_account()
     stream = await open_stream(client, bob)
     r = await client.patch(f"/api/v1/users/{bob.id}", json={"is_active": False}, headers=admin.headers)
     assert r.status == 200
+    await asyncio.wait_for(until_closed(stream), 15)  # the server ended it
 
-    async def until_closed() -> None:
-        while await stream.response.content.readline():
-            pass
 
-    await asyncio.wait_for(until_closed(), 5)  # the server ended it
+async def test_a_password_change_ends_the_open_streams(client, new_account):
+    bob = await new_account()
+    stream = await open_stream(client, bob)
+    r = await client.post("/api/v1/users/me/password", json={"current_password": bob.password, "new_password": "another long password"},
+                          headers=bob.headers)
+    assert r.status in (200, 204), await r.text()
+    await asyncio.wait_for(until_closed(stream), 15)
+
+
+async def test_revoking_the_api_token_ends_the_stream_it_opened(client, new_account):
+    bob = await new_account()
+    r = await client.post("/api/v1/users/me/tokens", json={"name": "ci"}, headers=bob.headers)
+    assert r.status == 201, await r.text()
+    created_token = await r.json()
+    by_token = type(bob)(bob.id, bob.username, bob.password, created_token["token"], bob.refresh_token, bob.personal_workspace_id)
+    stream = await open_stream(client, by_token)
+    other = await open_stream(client, bob)  # the same user's access-token stream stays
+    r = await client.delete(f"/api/v1/users/me/tokens/{created_token['id']}", headers=bob.headers)
+    assert r.status == 204
+    await asyncio.wait_for(until_closed(stream), 15)
+    assert not other.response.content.at_eof()
+    other.response.close()
+
+
+async def test_a_user_may_hold_a_bounded_number_of_streams(client, new_account):
+    """Eight by default (REMOTEGPU_MAX_EVENT_STREAMS_PER_USER); one more is 429, and a
+    closed one frees its place. Other users are not affected."""
+    bob, alice = await new_account(), await new_account()
+    streams = [await open_stream(client, bob) for _ in range(8)]
+    r = await client.get(STREAM, headers=bob.headers)
+    assert r.status == 429 and (await r.json())["error"]["code"] == "too_many_streams"
+    mine = await open_stream(client, alice)
+    streams[0].response.close()
+    for _ in range(100):  # the server notices the closed stream at its next write or ping
+        r = await client.get(STREAM, headers=bob.headers)
+        if r.status == 200:
+            r.close()
+            break
+        assert r.status == 429
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("a closed stream did not free its place")
+    for s in [*streams[1:], mine]:
+        s.response.close()
 
 
 async def test_queue_positions_moved_by_another_tenant_are_pushed(client, new_account, monkeypatch):

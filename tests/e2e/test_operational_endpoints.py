@@ -80,8 +80,11 @@ async def test_an_admins_console_session_reads_metrics_and_a_users_does_not(aioh
     browser = await aiohttp_client(create_app(container, run_background=False), cookie_jar=aiohttp.CookieJar(unsafe=True))
     admin = await signup(browser, "metricsadmin", admin_container=container)
     browser.session.cookie_jar.clear()
-    r = await browser.post("/api/v1/auth/login", json={"username": admin.username, "password": admin.password})
+    own = {"Origin": f"http://{browser.host}:{browser.port}"}
+    r = await browser.post("/api/v1/auth/session", json={"username": admin.username, "password": admin.password}, headers=own)
     assert r.status == 200
     assert (await browser.get("/metrics")).status == 200
-    user = await signup(browser, "metricsuser")  # logs the browser in as this user
+    user = await signup(browser, "metricsuser")
+    r = await browser.post("/api/v1/auth/session", json={"username": user.username, "password": user.password}, headers=own)
+    assert r.status == 200  # the console session is now this user's
     assert (await browser.get("/metrics")).status == 403, user

@@ -134,7 +134,10 @@ async def test_a_user_signs_out_everywhere(client):
 async def test_the_browser_session_cookie_ends_with_a_password_change(aiohttp_client, container):
     browser = await aiohttp_client(create_app(container, run_background=False), cookie_jar=aiohttp.CookieJar(unsafe=True))
     acct = await signup(browser, "cookieuser")
-    tokens = await login(browser, "cookieuser", acct.password)
+    r = await browser.post("/api/v1/auth/session", json={"username": "cookieuser", "password": acct.password},
+                           headers={"Origin": f"http://{browser.host}:{browser.port}"})
+    assert r.status == 200, await r.text()
+    tokens = await r.json()
     assert (await browser.get("/api/v1/users/me")).status == 200  # by the cookie
     r = await browser.post(
         "/api/v1/users/me/password", json={"current_password": acct.password, "new_password": NEW_PASSWORD},

@@ -25,6 +25,7 @@ import pytest
 
 from tests.integration.conftest import IMAGE, wait_running
 from tests.support.components import docker_with_image, remove_scope
+from tests.support.app_hosts import signed_in_app
 from tests.support.live_server import live_server
 
 REMOTE_GPU = "NVIDIA T4 16GB"
@@ -148,11 +149,11 @@ def test_jupyter_is_published_on_the_private_address_only(remote_world):
 
 
 async def test_jupyter_status_through_the_proxy(remote_world):
-    url = f"/proxy/environments/{remote_world.env_id}/jupyter/api/status"
-    async with aiohttp.ClientSession(remote_world.server.url, headers=bearer(remote_world.alice_token)) as s:
+    s, app = await signed_in_app(remote_world.server.url, "alice", "correct horse battery", remote_world.env_id)
+    async with s:
         deadline = time.monotonic() + 60
         while True:
-            async with s.get(url) as r:
+            async with s.get(f"{app}/api/status") as r:
                 if r.status == 200:
                     assert "started" in await r.json()
                     break
@@ -210,9 +211,9 @@ async def test_terminal_over_the_ssh_bridge_echoes(remote_world):
             assert ws.close_code == 1000
 
 
-async def test_a_non_member_gets_404_from_the_proxy_and_the_terminal(remote_world):
+async def test_a_non_member_gets_404_from_the_app_handshake_and_the_terminal(remote_world):
     async with aiohttp.ClientSession(remote_world.server.url, headers=bearer(remote_world.bob_token)) as s:
-        async with s.get(f"/proxy/environments/{remote_world.env_id}/jupyter/api/status") as r:
+        async with s.get(f"/api/v1/environments/{remote_world.env_id}/apps/jupyter/authorize", allow_redirects=False) as r:
             assert r.status == 404
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await s.ws_connect(f"/api/v1/environments/{remote_world.env_id}/terminal")

@@ -41,7 +41,8 @@ def test_access_describes_the_ssh_endpoint(access_world):
     assert code == 200, access
     assert access["ssh"]["port"] == access_world.ssh_port
     assert access["ssh"]["command"] == f"ssh -p {access_world.ssh_port} root@{access['ssh']['host']}"
-    assert access["jupyter"]["url"] == f"/proxy/environments/{access_world.env_id}/jupyter/"
+    port = access_world.server.url.rsplit(":", 1)[1]
+    assert access["jupyter"]["url"] == f"http://{access_world.env_id}--jupyter.localhost:{port}/"  # the app's own host
     assert access["terminal"]["path"] == f"/api/v1/environments/{access_world.env_id}/terminal"
 
 

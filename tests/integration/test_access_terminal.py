@@ -30,8 +30,9 @@ async def read_until(ws, needle: str, timeout: float = 20) -> str:
 async def test_echo_through_the_terminal_with_the_session_cookie(access_world):
     marker = f"hello-{random.randrange(10**9)}"
     async with aiohttp.ClientSession(access_world.server.url, cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
-        async with browser.post("/api/v1/auth/login", json={"username": "alice", "password": access_world.alice.password}) as r:
-            assert r.status == 200
+        async with browser.post("/api/v1/auth/session", json={"username": "alice", "password": access_world.alice.password},
+                                headers={"Origin": access_world.server.url}) as r:
+            assert r.status == 200  # the console's login: session cookies
         async with browser.ws_connect(path(access_world), headers={"Origin": access_world.server.url}) as ws:
             await ws.send_str(json.dumps({"type": "resize", "cols": 132, "rows": 40}))
             await ws.send_str(f"echo {marker}; stty size\r")

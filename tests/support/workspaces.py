@@ -27,3 +27,15 @@ async def join(container, inviter, workspace_id: str, invitee, role: Role = Role
     invitations = container.invitation_service()
     view = await invitations.invite(inviter, workspace_id, role, username=invitee.username)
     await invitations.accept(invitee, view.invitation.id)
+
+
+def join_workspace_live(server, inviter_token: str, workspace_id: str, username: str, invitee_token: str,
+                        role: str = "member") -> dict:
+    """Against a live server (``tests.support.live_server``): invite ``username``, who accepts."""
+    code, invitation = server.request(
+        "POST", f"/api/v1/workspaces/{workspace_id}/invitations", {"username": username, "role": role}, token=inviter_token,
+    )
+    assert code == 201, invitation
+    code, workspace = server.request("POST", f"/api/v1/users/me/invitations/{invitation['id']}/accept", token=invitee_token)
+    assert code == 200, workspace
+    return workspace

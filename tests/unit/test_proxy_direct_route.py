@@ -1,7 +1,8 @@
 """The Jupyter proxy's direct route to the embedded host's containers: used when the
 local Docker runtime knows the container's address, skipped for other hosts, abandoned
 for the published port when that address cannot be reached, and 502 (looked up again
-next time) when it refuses the connection."""
+next time) when it refuses the connection. Websockets go through the container's Unix
+socket too, and close once what admitted them no longer holds."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from aiohttp import web
 from remotegpu.application.environments.entry import Upstream
 from remotegpu.domain.fleet.models import Host
 from remotegpu.entrypoints.http import local_host
-from remotegpu.entrypoints.http.keys import CONTAINER, PRINCIPAL
-from remotegpu.entrypoints.http.proxy import PATH, JupyterProxy
+from remotegpu.entrypoints.http.keys import CONTAINER
+from remotegpu.entrypoints.http.proxy import JupyterProxy
 from remotegpu.entrypoints.http.upstream import UpstreamError
 
 ENV = "0b6c3d52-5f8e-4f49-9a57-2a4c1f1f0a11"
@@ -63,26 +64,20 @@ async def start_jupyter_on_socket(path: str) -> web.AppRunner:
     return runner
 
 
-async def platform(aiohttp_client, published_port: int, docker: FakeDocker, *, local: bool):
+async def platform(aiohttp_client, published_port: int, docker: FakeDocker, *, local: bool, still_admitted=None):
+    """The proxy alone, as ``apps.py`` calls it for an app host whose request it admitted
+    (authorisation is tested in tests/e2e/test_session.py and tests/integration)."""
     app = web.Application()
-    app[CONTAINER] = SimpleNamespace(environment_entry=lambda: NoActivity())
+    app[CONTAINER] = SimpleNamespace(environment_entry=lambda: NoActivity(), settings=lambda: SimpleNamespace(live_recheck_seconds=0.2))
     proxy = JupyterProxy(app)
     app.cleanup_ctx.append(proxy.ctx)
     host = Host(id="h-local", name="box", private_address="127.0.0.1")
     upstream = Upstream(env_id=ENV, host=host, port=published_port, jupyter_token="tok")
 
-    async def resolve(user, env_id):
-        return upstream
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await proxy.serve(request, upstream, still_admitted=still_admitted)
 
-    proxy._resolve = resolve  # authorisation is tested elsewhere (tests/integration)
-
-    @web.middleware
-    async def signed_in(request, handler):
-        request[PRINCIPAL] = SimpleNamespace(user=SimpleNamespace(id="u1"))
-        return await handler(request)
-
-    app.middlewares.append(signed_in)
-    app.router.add_route("*", PATH, proxy.handle)
+    app.router.add_route("*", "/{tail:.*}", handle)
     state = local_host._of(app)
     state["host_id"] = "h-local" if local else "h-elsewhere"
     state["docker_runtime"] = docker
@@ -95,9 +90,9 @@ async def test_the_embedded_hosts_container_is_reached_directly(aiohttp_server, 
     docker = FakeDocker((direct.host, direct.port))
     client, _ = await platform(aiohttp_client, published.port, docker, local=True)
     for _ in range(3):
-        r = await client.get(f"/proxy/environments/{ENV}/jupyter/api/status")
+        r = await client.get(f"/api/status")
         assert r.status == 200
-        assert (await r.json()) == {"served_by": "container", "path": f"/proxy/environments/{ENV}/jupyter/api/status"}
+        assert (await r.json()) == {"served_by": "container", "path": f"/api/status"}
     assert docker.asked == [(ENV, 8888), (ENV, "root")]  # looked up once, then cached
 
 
@@ -108,10 +103,10 @@ async def test_plain_http_prefers_the_containers_unix_socket_and_falls_back_to_i
     runner = await start_jupyter_on_socket(str(tmp_path / "run" / "remotegpu" / "jupyter.sock"))
     docker = FakeDocker((direct.host, direct.port), root=str(tmp_path))
     client, proxy = await platform(aiohttp_client, published.port, docker, local=True)
-    r = await client.get(f"/proxy/environments/{ENV}/jupyter/api/status")
+    r = await client.get(f"/api/status")
     assert (await r.json())["served_by"] == "socket"
     await runner.cleanup()  # Jupyter restarting: the socket is gone
-    r = await client.get(f"/proxy/environments/{ENV}/jupyter/api/status")
+    r = await client.get(f"/api/status")
     assert r.status == 200 and (await r.json())["served_by"] == "container"
     assert ENV not in proxy._direct  # forgotten: the next request looks again
 
@@ -120,7 +115,7 @@ async def test_other_hosts_use_the_published_port(aiohttp_server, aiohttp_client
     published = await start_jupyter(aiohttp_server, "published")
     docker = FakeDocker(("127.0.0.1", unused_tcp_port))
     client, _ = await platform(aiohttp_client, published.port, docker, local=False)
-    r = await client.get(f"/proxy/environments/{ENV}/jupyter/api/status")
+    r = await client.get(f"/api/status")
     assert (await r.json())["served_by"] == "published"
     assert docker.asked == []
 
@@ -137,7 +132,7 @@ async def test_an_unreachable_direct_route_falls_back_to_the_published_port(aioh
         return await connect(key)
 
     monkeypatch.setattr(proxy._upstream, "_connect", no_route)
-    r = await client.get(f"/proxy/environments/{ENV}/jupyter/api/status")
+    r = await client.get(f"/api/status")
     assert r.status == 200 and (await r.json())["served_by"] == "published"
     assert ENV not in proxy._direct  # forgotten: the next request looks again
 
@@ -149,12 +144,14 @@ async def test_a_refused_direct_route_is_502_and_looked_up_again(aiohttp_server,
     published = await start_jupyter(aiohttp_server, "published")
     docker = FakeDocker(("127.0.0.1", unused_tcp_port))  # nothing listens there
     client, proxy = await platform(aiohttp_client, published.port, docker, local=True)
-    r = await client.get(f"/proxy/environments/{ENV}/jupyter/api/status")
+    r = await client.get(f"/api/status")
     assert r.status == 502 and (await r.json())["error"]["code"] == "upstream_unavailable"
     assert ENV not in proxy._direct
+    r = await client.get(f"/lab", headers={"Accept": "text/html"})  # a tab opened too early reloads itself
+    assert r.status == 502 and r.headers["Retry-After"] == "2" and 'http-equiv="refresh"' in await r.text()
     direct = await start_jupyter(aiohttp_server, "container")  # Jupyter came up
     docker.route = (direct.host, direct.port)
-    r = await client.get(f"/proxy/environments/{ENV}/jupyter/api/status")
+    r = await client.get(f"/api/status")
     assert r.status == 200 and (await r.json())["served_by"] == "container"
 
 
@@ -184,12 +181,12 @@ async def test_small_and_streamed_bodies_are_scrubbed_and_never_compressed(aioht
     upstream = await aiohttp_server(app)
     client, _ = await platform(aiohttp_client, upstream.port, FakeDocker(None), local=True)
     for size in (100, 300_000):  # one answered whole, one streamed in chunks
-        r = await client.get(f"/proxy/environments/{ENV}/jupyter/files/x?size={size}", headers={"Accept-Encoding": "gzip"})
+        r = await client.get(f"/files/x?size={size}", headers={"Accept-Encoding": "gzip"})
         body = await r.read()
         assert r.status == 200 and len(body) == int(r.headers["Content-Length"])
         assert b"tok" not in body
         assert body.startswith(b"secret=***;") and body.endswith(b";again ***;identity")  # never compressed upstream
-    r = await client.get(f"/proxy/environments/{ENV}/jupyter/files/x?size=300000&chunked=1")
+    r = await client.get(f"/files/x?size=300000&chunked=1")
     body = await r.read()
     assert r.status == 200 and "Content-Length" not in r.headers
     assert len(body) == len(b"secret=tok;") + (300_000 - 40) + len(b";again tok;identity") + len(b"tok")
@@ -206,10 +203,78 @@ async def test_head_and_not_modified_answers_carry_no_body(aiohttp_server, aioht
     app.router.add_get("/{tail:.*}", asset)  # HEAD too
     upstream = await aiohttp_server(app)
     client, _ = await platform(aiohttp_client, upstream.port, FakeDocker(None), local=True)
-    url = f"/proxy/environments/{ENV}/jupyter/static/app.js"
+    url = f"/static/app.js"
     r = await client.head(url)
     assert r.status == 200 and r.headers["Content-Length"] == "200000" and await r.read() == b""
     r = await client.get(url, headers={"If-None-Match": '"v1"'})
     assert r.status == 304 and r.headers["ETag"] == '"v1"' and await r.read() == b""
     r = await client.get(url)  # the same connections still in step
     assert r.status == 200 and len(await r.read()) == 200_000
+
+
+async def echo_ws(request: web.Request) -> web.StreamResponse:
+    assert request.headers["Authorization"] == "token tok"
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    async for msg in ws:
+        await ws.send_str(f"{request.app[NAME]}:{msg.data}")
+    return ws
+
+
+async def start_ws_jupyter_on_socket(path: str) -> web.AppRunner:
+    app = web.Application()
+    app[NAME] = "socket"
+    app.router.add_get("/api/kernels/k/channels", echo_ws)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.UnixSite(runner, path).start()
+    return runner
+
+
+async def test_websockets_go_through_the_containers_unix_socket(aiohttp_server, aiohttp_client, tmp_path, unused_tcp_port):
+    """The token travels on no network: with Jupyter's socket there, neither the
+    container's IP (nothing listens: it would be refused) nor the published port is used."""
+    published = web.Application()
+    published[NAME] = "published"
+    published.router.add_get("/api/kernels/k/channels", echo_ws)
+    published_server = await aiohttp_server(published)
+    (tmp_path / "run" / "remotegpu").mkdir(parents=True)
+    runner = await start_ws_jupyter_on_socket(str(tmp_path / "run" / "remotegpu" / "jupyter.sock"))
+    docker = FakeDocker(("127.0.0.1", unused_tcp_port), root=str(tmp_path))
+    client, _ = await platform(aiohttp_client, published_server.port, docker, local=True)
+    async with client.ws_connect("/api/kernels/k/channels") as ws:
+        await ws.send_str("hi tok")
+        assert (await ws.receive(timeout=10)).data == "socket:hi ***"
+    await runner.cleanup()
+    # No socket (an older image): the container's IP refuses, so 502 as for HTTP.
+    import aiohttp
+
+    try:
+        await client.ws_connect("/api/kernels/k/channels")
+        raise AssertionError("expected a refused handshake")
+    except aiohttp.WSServerHandshakeError as exc:
+        assert exc.status == 502
+
+
+async def test_a_websocket_closes_once_its_admission_no_longer_holds(aiohttp_server, aiohttp_client, tmp_path):
+    (tmp_path / "run" / "remotegpu").mkdir(parents=True)
+    runner = await start_ws_jupyter_on_socket(str(tmp_path / "run" / "remotegpu" / "jupyter.sock"))
+    allowed = True
+
+    async def still_admitted() -> bool:
+        return allowed
+
+    client, _ = await platform(aiohttp_client, 1, FakeDocker(None, root=str(tmp_path)), local=True, still_admitted=still_admitted)
+    try:
+        async with client.ws_connect("/api/kernels/k/channels") as ws:
+            await ws.send_str("one")
+            assert (await ws.receive(timeout=10)).data == "socket:one"
+            await asyncio.sleep(0.5)  # several re-checks pass
+            await ws.send_str("two")
+            assert (await ws.receive(timeout=10)).data == "socket:two"
+            allowed = False
+            msg = await ws.receive(timeout=10)
+            assert msg.type.name in ("CLOSE", "CLOSED", "CLOSING"), msg
+            assert ws.close_code == 1008
+    finally:
+        await runner.cleanup()

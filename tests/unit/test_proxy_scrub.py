@@ -39,3 +39,28 @@ def test_a_chunk_that_cannot_end_in_a_token_is_passed_whole():
     assert sent is data and tail == b""
     sent, tail = _scrub_stream(data + TOKEN[:5], TOKEN)
     assert sent == data and tail == TOKEN[:5]
+
+
+def test_upstream_set_cookie_with_a_domain_or_a_platform_name_is_dropped():
+    """What the container's owner serves sets cookies for its own host only: none for
+    the apps domain (siblings, the console's site), none named like the platform's."""
+    from multidict import CIMultiDict
+
+    from remotegpu.entrypoints.http.proxy import _response_headers
+
+    upstream = CIMultiDict([
+        ("Set-Cookie", "_xsrf=abc; Path=/"),
+        ("Set-Cookie", "username-x=1; Path=/; HttpOnly"),
+        ("Set-Cookie", "evil=1; Domain=localhost; Path=/"),
+        ("Set-Cookie", "evil2=1; path=/; domain=.example.com"),
+        ("Set-Cookie", "rgpu_app=forged; Path=/"),
+        ("Set-Cookie", "__Host-rgpu_app=forged; Path=/; Secure"),
+        ("Set-Cookie", "rgpu_session=forged; Path=/"),
+        ("Set-Cookie", "__Secure-rgpu_refresh=forged; Path=/api/v1/auth/session; Secure"),
+        ("Set-Cookie", "leak=tok; Path=/"),
+        ("Content-Type", "text/html"),
+    ])
+    out = _response_headers(upstream, "tok", {"Set-Cookie": "rgpu_app=renewed; Path=/; HttpOnly"})
+    assert out.getall("Set-Cookie") == ["_xsrf=abc; Path=/", "username-x=1; Path=/; HttpOnly", "leak=***; Path=/",
+                                        "rgpu_app=renewed; Path=/; HttpOnly"]
+    assert out["Content-Type"] == "text/html"

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from remotegpu.domain.identity.models import RegistrationPolicy
@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     http_port: int = Field(8080, ge=1, le=65535)
     secret_key: str | None = None  # default: generated once, kept in data_dir
     public_url: str | None = None
+    # Environment web apps (JupyterLab…) are served at {env_id}--{app}.{apps_domain}, never on
+    # the console's host (see README "Apps domain"). Default "localhost": *.localhost is loopback.
+    apps_domain: str = "localhost"
+    # Live connections (websockets, terminals, event streams) re-check their admission this often.
+    live_recheck_seconds: float = Field(2.5, gt=0, le=60)
+    max_event_streams_per_user: int = Field(8, ge=1, le=1000)
 
     registration_policy: RegistrationPolicy = RegistrationPolicy.OPEN
     access_token_ttl_seconds: int = Field(900, ge=30, le=86400)
@@ -146,6 +152,21 @@ class Settings(BaseSettings):
             return ",".join(EgressPolicy.parse(v).deny)
         except ValueError as exc:  # "REMOTEGPU_EGRESS_DENY: 'lan' is not ...": the key is named already
             raise ValueError(str(exc).split(": ", 1)[-1]) from None
+
+    @model_validator(mode="after")
+    def _apps_domain_apart(self) -> "Settings":
+        """App hosts must not be the console's host nor share it as a parent domain."""
+        from urllib.parse import urlsplit
+
+        domain = self.apps_domain.strip().strip(".").lower()
+        if not domain or any(not label for label in domain.split(".")):
+            raise ValueError("REMOTEGPU_APPS_DOMAIN must be a DNS name such as apps.example.com")
+        console = (urlsplit(self.public_url).hostname or "") if self.public_url else self.http_host
+        console = "127.0.0.1" if console in ("", "0.0.0.0", "::", "localhost") and not self.public_url else console.lower()
+        if console == domain or console.endswith("." + domain):
+            raise ValueError(f"REMOTEGPU_APPS_DOMAIN={domain} is the console's host ({console}) or a parent of it; "
+                             "give app hosts a domain of their own (e.g. apps.example.com)")
+        return self
 
     @property
     def effective_database_url(self) -> str:

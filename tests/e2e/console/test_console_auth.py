@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from playwright.sync_api import expect
 
 
@@ -30,7 +28,7 @@ def test_register_login_and_add_ssh_key(page, ui):
     page.get_by_test_id("user-menu").click()
     page.get_by_test_id("logout").click()
     page.wait_for_url("**/login**")
-    assert page.evaluate("localStorage.getItem('rgpu.session')") is None
+    assert "rgpu_session" not in {c["name"] for c in page.context.cookies()}
     page.get_by_test_id("login-username").fill(name)
     page.get_by_test_id("login-password").fill("wrong password!")
     page.get_by_test_id("login-submit").click()
@@ -68,32 +66,46 @@ def test_register_login_and_add_ssh_key(page, ui):
     ui.shot(page, "account-token-created")
 
 
+def cookies(page) -> dict[str, dict]:
+    return {c["name"]: c for c in page.context.cookies()}
+
+
+def replace_cookie(page, name: str, value: str) -> None:
+    old = cookies(page)[name]
+    page.context.add_cookies([{**old, "value": value}])
+
+
 def test_session_refreshes_itself(page, ui):
+    """The console holds no token: the session is in httpOnly cookies, and the refresh
+    cookie (scoped to /api/v1/auth/session) renews an expired access cookie."""
     name = ui.user("bob")
     ui.login(page, name)
-    before = json.loads(page.evaluate("localStorage.getItem('rgpu.session')"))
-    # The access token "expires": the next API call gets 401, refreshes once, retries.
-    page.evaluate(
-        """() => { const s = JSON.parse(localStorage.getItem('rgpu.session'));
-                   s.accessToken = 'expired.garbage.token'; localStorage.setItem('rgpu.session', JSON.stringify(s)); }"""
-    )
+    before = cookies(page)
+    assert before["rgpu_session"]["httpOnly"] and before["rgpu_refresh"]["httpOnly"] and before["rgpu_bind"]["httpOnly"]
+    assert before["rgpu_refresh"]["path"] == "/api/v1/auth/session" and before["rgpu_refresh"]["sameSite"] == "Strict"
+    assert page.evaluate("document.cookie") == ""
+    assert page.evaluate("Object.keys(localStorage).filter(k => k !== 'rgpu.locale').concat(Object.keys(sessionStorage))") == []
+    # The access cookie "expires": the reloaded console finds no session, refreshes once by cookie.
+    replace_cookie(page, "rgpu_session", "expired.garbage.token")
     page.reload()
     expect(page.get_by_test_id("user-menu")).to_contain_text(name)
     page.get_by_test_id("nav-account").click()
     expect(page.get_by_test_id("ssh-key-table")).to_be_visible()
-    after = json.loads(page.evaluate("localStorage.getItem('rgpu.session')"))
-    assert after["refreshToken"] != before["refreshToken"]  # rotated
-    assert after["accessToken"] != "expired.garbage.token"
+    after = cookies(page)
+    assert after["rgpu_refresh"]["value"] != before["rgpu_refresh"]["value"]  # rotated
+    assert after["rgpu_session"]["value"] != "expired.garbage.token"
     expect(page.locator(".el-message--error")).to_have_count(0)
+    # A state-changing request works after the reload: the CSRF token was fetched again.
+    page.get_by_test_id("ssh-key-input").fill(ui.ssh_public_key())
+    page.get_by_test_id("ssh-key-add").click()
+    expect(page.get_by_test_id("ssh-key-table")).to_contain_text("SHA256:")
 
 
 def test_a_dead_session_goes_back_to_login(page, ui):
     name = ui.user("carol")
     ui.login(page, name)
-    page.evaluate(
-        """() => { const s = JSON.parse(localStorage.getItem('rgpu.session'));
-                   s.accessToken = 'x'; s.refreshToken = 'rgr_revoked'; localStorage.setItem('rgpu.session', JSON.stringify(s)); }"""
-    )
+    replace_cookie(page, "rgpu_session", "x")
+    replace_cookie(page, "rgpu_refresh", "rgr_revoked")
     page.goto("/account")
     page.wait_for_url("**/login**")
-    assert page.evaluate("localStorage.getItem('rgpu.session')") is None
+    expect(page.get_by_test_id("login-username")).to_be_visible()

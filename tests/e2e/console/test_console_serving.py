@@ -35,10 +35,10 @@ def test_index_assets_and_history_fallback(server):
     assert status == 200 and headers["content-type"].startswith("image/svg")
 
 
-def test_api_proxy_and_ops_paths_are_not_swallowed(server):
-    for path in ("/api/v1/no-such-thing", "/api/nope", "/proxy/environments/x/jupyter/"):
+def test_api_and_ops_paths_are_not_swallowed(server):
+    for path in ("/api/v1/no-such-thing", "/api/nope"):
         status, headers, body = get(server.url + path)
-        # 404 here, or the proxy's own 401/404: never the console's index.html.
+        # 404 here: never the console's index.html.
         assert 400 <= status < 500, path
         assert headers["content-type"].startswith("application/json"), path
         assert b'"error"' in body

@@ -57,7 +57,7 @@ async def _host_of_agent(uow: UnitOfWork, agent_token: str) -> Host:
 
 
 def jupyter_base_url(env_id: str) -> str:
-    return f"/proxy/environments/{env_id}/jupyter/"
+    return "/"  # JupyterLab has a host of its own ({env_id}--jupyter.{apps_domain}, see entrypoints/http/apps.py)
 
 
 @dataclass

@@ -53,7 +53,6 @@ export default defineConfig({
   server: {
     proxy: {
       '/api': { target: api, changeOrigin: false, ws: true },
-      '/proxy': { target: api, changeOrigin: false, ws: true },
     },
   },
   test: {

@@ -12,10 +12,12 @@ from aiohttp import web
 from remotegpu.entrypoints import bootstrap
 from remotegpu.entrypoints.containers import Container, close_container
 from remotegpu.entrypoints.embedded_agent import embedded_agent_ctx, sweeper_ctx
-from remotegpu.entrypoints.http import console, proxy, session, system
+from remotegpu.application.environments.app_access import AppCredentials
+from remotegpu.entrypoints.config import ConfigError
+from remotegpu.entrypoints.http import apps, console, proxy, session, system
 from remotegpu.entrypoints.http.errors import error_middleware
 from remotegpu.entrypoints.http.handlers import api, events
-from remotegpu.entrypoints.http.keys import CONTAINER
+from remotegpu.entrypoints.http.keys import APP_URL, CONTAINER
 from remotegpu.entrypoints.http.middleware import HttpMetrics, auth_middleware, make_request_middleware
 from remotegpu.entrypoints.http.openapi import build_spec
 
@@ -25,16 +27,28 @@ MAX_BODY_BYTES = 1024 * 1024
 
 def create_app(container: Container, *, run_background: bool = True, bootstrap_admin: bool = False) -> web.Application:
     metrics = HttpMetrics()
+    settings = container.settings()
+    try:
+        apps_config = apps.apps_config(settings)
+    except apps.AppsDomainError as exc:
+        raise ConfigError(str(exc)) from None
+    if warning := apps.same_site_warning(apps_config):
+        log.warning(warning)
+    # App hosts are answered by apps_middleware, ahead of the platform's authentication:
+    # no console cookie or Bearer token is ever looked at there.
     app = web.Application(
-        middlewares=[make_request_middleware(metrics), error_middleware, auth_middleware, session.session_middleware],
+        middlewares=[make_request_middleware(metrics), error_middleware, apps.make_apps_middleware(lambda a: a[apps.APPS_KEY]),
+                     auth_middleware, session.session_middleware],
         client_max_size=MAX_BODY_BYTES,
     )
     app[CONTAINER] = container
     app[system.METRICS_KEY] = metrics
-    session.install(app, container.config.secret_key(), container.settings().public_url)
+    session.install(app, container.config.secret_key(), settings.public_url)
     api.install(app)
     events.install(app)
-    proxy.install(app)
+    jupyter = proxy.install(app)
+    app[apps.APPS_KEY] = apps.Apps(app, apps_config, AppCredentials(container.config.secret_key()), jupyter)
+    app[APP_URL] = apps_config.app_url
     system.install(app, build_spec(api.routes))
     console.install(app, console.DEFAULT_DIST)
 

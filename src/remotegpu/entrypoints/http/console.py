@@ -1,8 +1,8 @@
 """Serve the built web console (``src/remotegpu/entrypoints/console/dist``) at ``/``.
 
 Hashed files under ``/assets/`` are immutable and cached for a year; ``index.html`` is
-answered with ``no-cache`` for ``/`` and for every other GET path that is not the API, the
-proxy or an operational endpoint, so that vue-router's history mode works on reload.
+answered with ``no-cache`` for ``/`` and for every other GET path that is not the API or an
+operational endpoint, so that vue-router's history mode works on reload.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from aiohttp import web
 DEFAULT_DIST = Path(__file__).resolve().parent.parent / "console" / "dist"
 DIST_KEY: web.AppKey[Path] = web.AppKey("console_dist", Path)
 
-_RESERVED_PREFIXES = ("/api/", "/proxy/")
-_RESERVED_EXACT = {"/api", "/proxy", "/healthz", "/readyz", "/metrics"}
+_RESERVED_PREFIXES = ("/api/",)
+_RESERVED_EXACT = {"/api", "/healthz", "/readyz", "/metrics"}
 _IMMUTABLE = "public, max-age=31536000, immutable"
+#: No other origin (an environment's app host above all) may frame the console.
+_NO_FRAMING = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
 
 _NOT_BUILT = """<!doctype html><html><head><meta charset="utf-8"><title>RemoteGPU</title>
 <style>body{font-family:system-ui,sans-serif;max-width:640px;margin:4rem auto;padding:0 1rem;color:#1f2937}
@@ -35,8 +37,8 @@ async def _index(request: web.Request) -> web.StreamResponse:
     dist = request.app[DIST_KEY]
     index = dist / "index.html"
     if not index.is_file():
-        return web.Response(text=_NOT_BUILT, content_type="text/html", headers={"Cache-Control": "no-cache"})
-    return web.FileResponse(index, headers={"Cache-Control": "no-cache", "Content-Type": "text/html; charset=utf-8"})
+        return web.Response(text=_NOT_BUILT, content_type="text/html", headers={"Cache-Control": "no-cache", **_NO_FRAMING})
+    return web.FileResponse(index, headers={"Cache-Control": "no-cache", "Content-Type": "text/html; charset=utf-8", **_NO_FRAMING})
 
 
 async def _asset(request: web.Request) -> web.StreamResponse:
@@ -64,7 +66,7 @@ async def _fallback(request: web.Request) -> web.StreamResponse:
 
 @web.middleware
 async def _spa_middleware(request: web.Request, handler):
-    """GET paths no route knows (and that are not the API/proxy/ops) get the console's index.html.
+    """GET paths no route knows (and that are not the API or ops) get the console's index.html.
 
     A middleware rather than a catch-all route, so that routes registered after ``install``
     (the proxy, new API modules) are never shadowed.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from aiohttp import web
 
@@ -13,3 +13,6 @@ if TYPE_CHECKING:
 CONTAINER: web.AppKey["Container"] = web.AppKey("container")
 PRINCIPAL: web.RequestKey["Principal"] = web.RequestKey("principal")
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
+
+#: (environment id, app name) → the absolute URL of that app's own host (``apps.py``).
+APP_URL: web.AppKey[Callable[[str, str], str]] = web.AppKey("app_url")

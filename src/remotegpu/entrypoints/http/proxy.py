@@ -1,29 +1,29 @@
-"""The platform's authenticated reverse proxy to JupyterLab: ``/proxy/environments/{id}/jupyter/``.
+"""The reverse proxy to an environment's JupyterLab, on the app's own host (``apps.py``).
 
-* Authorised per request by the session cookie (or a Bearer token): anonymous → 401, or
-  a redirect to the console's login page for a browser navigation; anyone who may not
-  enter the environment → 404 (``EnvironmentEntry``). Websocket upgrades are authorised
-  the same way, and their ``Origin`` is checked (``session`` middleware).
+* ``apps.py`` dispatches by host (``{env_id}--jupyter.{apps_domain}``), authenticates the
+  request by the app cookie and checks that its user may enter the environment; this
+  module only carries the exchange. Jupyter runs with ``base_url`` ``/`` (the whole host
+  is its own), so paths travel unchanged, and ``Host`` is kept so Jupyter's own Origin
+  check agrees with the browser's.
 * Forwards to the host's *private* address + the environment's allocated Jupyter host
   port, for every host (embedded or remote): agents publish Jupyter on their private
   address only (``--private-address``; loopback for the embedded host), never on the
-  public one users SSH to. Jupyter runs with the proxy path as its ``base_url``, so
-  paths travel unchanged, and ``Host`` is kept so Jupyter's own Origin check agrees
-  with ours.
+  public one users SSH to.
 * For the embedded host's Docker environments the proxy skips Docker's userland port
-  proxy: plain HTTP goes to Jupyter's Unix socket inside the container (seen through
-  ``/proc/<pid>/root``, following no link the container's user may have planted; no
-  TCP, bridge or netfilter: a 1 MiB download takes about a fifth less time than over
-  the container's IP), websockets to the container's own IP
-  and Jupyter port. Should the socket not answer, the IP is used; should the IP be
-  unreachable (a container recreated meanwhile, a Docker network the server cannot
-  route to), the published port. A refused IP means Jupyter is not up yet: 502, as
-  the published port would give.
-* Strips the platform's cookies, ``Authorization`` and ``X-CSRF-Token``; sets
-  ``Authorization: token <jupyter token>`` itself. Bodies stream both ways in chunks
+  proxy and every network: plain HTTP *and websockets* go to Jupyter's Unix socket inside
+  the container (seen through ``/proc/<pid>/root``, following no link the container's
+  user may have planted), so the Jupyter token never crosses a network other containers
+  can see. Only where no socket answers (an older image) does a websocket go to the
+  container's IP, then to the published port; plain HTTP likewise.
+* Strips the platform's cookies (console and app), ``Authorization`` and
+  ``X-CSRF-Token``; sets ``Authorization: token <jupyter token>`` itself. Upstream
+  ``Set-Cookie`` headers with a ``Domain`` attribute (they would reach sibling hosts) or
+  the name of a platform or app cookie are dropped. Bodies stream both ways in chunks
   (nothing big is buffered): responses through ``upstream.py``'s lean client, straight
   from the upstream socket's callback to the client's transport; websockets, through
   aiohttp's client, are pumped frame by frame both ways.
+* An open websocket re-checks its admission every ``live_recheck_seconds`` (the user
+  still active and still allowed in) and closes with 1008 when it no longer holds.
 * The Jupyter token never reaches the client: response headers, bodies and websocket
   text frames are scrubbed of it (Jupyter does not send it; this is the guarantee).
 * Each proxied request counts as access activity (throttled) for the idle policy.
@@ -34,21 +34,20 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator
-from urllib.parse import quote
+from typing import AsyncIterator, Awaitable, Callable
 
 import aiohttp
-from aiohttp import HttpVersion11, hdrs, web
+from aiohttp import HttpVersion11, WSCloseCode, hdrs, web
 from multidict import CIMultiDict
 from yarl import URL
 
 from remotegpu.application.environments.entry import Upstream
 from remotegpu.domain.environments.models import JUPYTER_CONTAINER_PORT, JUPYTER_CONTAINER_SOCKET
-from remotegpu.domain.shared.errors import NotFound, PermissionDenied, Unauthenticated
 from remotegpu.entrypoints.http.errors import error_response
-from remotegpu.entrypoints.http.keys import CONTAINER, PRINCIPAL
+from remotegpu.entrypoints.http.keys import CONTAINER
 from remotegpu.entrypoints.http.local_host import local_docker_runtime, local_host_id
 from remotegpu.entrypoints.http.session import PLATFORM_COOKIES, is_websocket_upgrade
 from remotegpu.entrypoints.http.upstream import (
@@ -58,18 +57,21 @@ from remotegpu.entrypoints.http.upstream import (
     UpstreamError,
     UpstreamPool,
     UpstreamTimeout,
+    _open_contained,
 )
 
 log = logging.getLogger("remotegpu.proxy")
 
-PATH = "/proxy/environments/{environment_id}/jupyter/{tail:.*}"
+#: Never forwarded upstream, never set by upstream: the console's and the app host's own.
+_PROTECTED_COOKIES = PLATFORM_COOKIES | frozenset({"rgpu_app", "__Host-rgpu_app"})
+
 #: How much response body may wait in the kernel-bound buffer of the client's connection
 #: before the proxy stops reading upstream (asyncio's default is 64 KiB: with it the
 #: proxy reads a chunk, waits until the client took it, reads the next — no overlap).
 WRITE_BUFFER = 1024 * 1024
 #: Responses up to this size (with a Content-Length) are read whole and sent in one write.
 SMALL_BODY = 64 * 1024
-#: How long an authorisation + upstream lookup is reused for the same user and environment.
+#: How long a direct route to a container (Docker lookup) is reused.
 RESOLVE_TTL_SECONDS = 5.0
 _HOP_BY_HOP = frozenset(h.lower() for h in (
     "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer", "Trailers",
@@ -100,7 +102,6 @@ class JupyterProxy:
         self._app = app
         self._client: aiohttp.ClientSession | None = None  # websockets
         self._upstream = UpstreamPool()  # plain HTTP
-        self._resolved: dict[tuple[str, str], tuple[float, Upstream]] = {}
         # env id → (until, route or None): the embedded host's direct routes.
         self._direct: dict[str, tuple[float, _DirectRoute | None]] = {}
 
@@ -118,25 +119,26 @@ class JupyterProxy:
 
     # --- the handler --------------------------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        env_id = request.match_info["environment_id"]
-        principal = request.get(PRINCIPAL)
-        if principal is None:
-            if request.method == "GET" and not is_websocket_upgrade(request) and "text/html" in request.headers.get(hdrs.ACCEPT, ""):
-                raise web.HTTPFound(f"/login?next={quote(request.path_qs, safe='')}")
-            raise Unauthenticated("sign in first: the session cookie or a Bearer token authorises the proxy")
-        upstream = await self._resolve(principal.user, env_id)
+    async def serve(
+        self, request: web.Request, upstream: Upstream, *, extra_headers: dict[str, str] | None = None,
+        still_admitted: Callable[[], Awaitable[bool]] | None = None,
+    ) -> web.StreamResponse:
+        """Carry one request (authorised by ``apps.py``) to ``upstream``'s JupyterLab.
+        ``extra_headers`` are added to the answer (a renewed app cookie); an open
+        websocket closes once ``still_admitted`` answers False."""
         container = request.app[CONTAINER]
-        asyncio.ensure_future(_quietly(container.environment_entry().record_activity(env_id)))
+        asyncio.ensure_future(_quietly(container.environment_entry().record_activity(upstream.env_id)))
         direct = await self._direct_route(request.app, upstream)
+        extra = extra_headers or {}
         if is_websocket_upgrade(request):
-            if direct is not None and direct.address is not None:
+            ways: list[Target] = [t for t in (direct.socket, direct.address) if t is not None] if direct else []
+            for target in ways:
                 try:
-                    return await self._websocket(request, _url(request, *direct.address), upstream, direct=True)
+                    return await self._websocket(request, target, upstream, extra, still_admitted, direct=True)
                 except _DirectUnreachable:
-                    pass
-            return await self._websocket(request, _url(request, upstream.address, upstream.port), upstream)
-        return await self._http(request, upstream, direct)
+                    continue
+            return await self._websocket(request, (upstream.address, upstream.port), upstream, extra, still_admitted)
+        return await self._http(request, upstream, direct, extra)
 
     async def _direct_route(self, app: web.Application, upstream: Upstream) -> _DirectRoute | None:
         """The ways to the container that skip Docker's port proxy, when it runs on this
@@ -162,24 +164,9 @@ class JupyterProxy:
         self._direct[upstream.env_id] = (now + RESOLVE_TTL_SECONDS, route)
         return route
 
-    async def _resolve(self, user, env_id: str) -> Upstream:
-        key = (user.id, env_id)
-        now = time.monotonic()
-        hit = self._resolved.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        try:
-            upstream = await self._app[CONTAINER].environment_entry().jupyter(user, env_id)
-        except PermissionDenied:
-            raise NotFound("environment not found") from None
-        if len(self._resolved) > 10_000:
-            self._resolved.clear()
-        self._resolved[key] = (now + RESOLVE_TTL_SECONDS, upstream)
-        return upstream
-
     # --- HTTP -------------------------------------------------------------------------
 
-    async def _http(self, request: web.Request, upstream: Upstream, direct: _DirectRoute | None) -> web.StreamResponse:
+    async def _http(self, request: web.Request, upstream: Upstream, direct: _DirectRoute | None, extra: dict[str, str]) -> web.StreamResponse:
         headers = _forward_headers(request, upstream, _REQUEST_DROP)
         length = request.headers.get(hdrs.CONTENT_LENGTH)
         has_body = request.body_exists
@@ -200,18 +187,15 @@ class JupyterProxy:
                     if _worth_another_way(exc, target, direct):
                         continue
                 log.warning("jupyter of %s unreachable: %s", upstream.env_id, exc)
-                return error_response(502, "upstream_unavailable", "JupyterLab of this environment does not answer (yet)")
+                return _unavailable(request)
         try:
-            return await self._answer(request, exchange, upstream)
+            return await self._answer(request, exchange, upstream, extra)
         finally:
             exchange.abort()  # a no-op once the response was read whole
 
-    async def _answer(self, request: web.Request, exchange: Exchange, upstream: Upstream) -> web.StreamResponse:
+    async def _answer(self, request: web.Request, exchange: Exchange, upstream: Upstream, extra: dict[str, str]) -> web.StreamResponse:
         token = upstream.jupyter_token.encode()
-        headers = CIMultiDict(
-            (name, _scrub_text(value, upstream.jupyter_token))
-            for name, value in exchange.headers.items() if name.lower() not in _RESPONSE_DROP
-        )
+        headers = _response_headers(exchange.headers, upstream.jupyter_token, extra)
         length = exchange.headers.get(hdrs.CONTENT_LENGTH)
         scrub = bool(token) and hdrs.CONTENT_ENCODING not in exchange.headers
         if request.method == "HEAD":
@@ -253,28 +237,57 @@ class JupyterProxy:
 
     # --- websockets -------------------------------------------------------------------
 
-    async def _websocket(self, request: web.Request, url: URL, upstream: Upstream, *, direct: bool = False) -> web.StreamResponse:
+    async def _websocket(
+        self, request: web.Request, target: Target, upstream: Upstream, extra: dict[str, str],
+        still_admitted: Callable[[], Awaitable[bool]] | None, *, direct: bool = False,
+    ) -> web.StreamResponse:
         assert self._client is not None
         headers = _forward_headers(request, upstream, _WS_DROP)
         protocols = [p.strip() for p in request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL, "").split(",") if p.strip()]
+        own_session: aiohttp.ClientSession | None = None
         try:
-            upstream_ws = await self._client.ws_connect(
-                url.with_scheme("ws"), headers=headers, protocols=protocols, max_msg_size=0, autoping=True,
-            )
+            if isinstance(target, ContainedSocket):
+                # Jupyter's Unix socket in the container, reached through an O_PATH
+                # descriptor of it (no link followed): no network carries the token.
+                leaf = _open_contained(target)
+                try:
+                    own_session = aiohttp.ClientSession(
+                        connector=aiohttp.UnixConnector(path=f"/proc/self/fd/{leaf}"), auto_decompress=False,
+                        cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10),
+                    )
+                    upstream_ws = await own_session.ws_connect(
+                        _url(request, "localhost", JUPYTER_CONTAINER_PORT).with_scheme("ws"),
+                        headers=headers, protocols=protocols, max_msg_size=0, autoping=True,
+                    )
+                finally:
+                    os.close(leaf)
+            else:
+                upstream_ws = await self._client.ws_connect(
+                    _url(request, *target).with_scheme("ws"), headers=headers, protocols=protocols, max_msg_size=0, autoping=True,
+                )
         except aiohttp.WSServerHandshakeError as exc:
+            await _close(own_session)
             return error_response(exc.status if exc.status >= 400 else 502, "upstream_refused", "JupyterLab refused the websocket")
-        except aiohttp.ClientConnectorError as exc:
+        except (aiohttp.ClientConnectorError, OSError) as exc:
+            await _close(own_session)
             if direct:
                 self._direct.pop(upstream.env_id, None)
-                if exc.os_error.errno != errno.ECONNREFUSED:  # as for HTTP (_worth_another_way)
+                os_error = getattr(exc, "os_error", exc)
+                # As for HTTP (_worth_another_way): a refused container address means
+                # Jupyter does not listen yet; anything else, try the next way.
+                if isinstance(target, ContainedSocket) or getattr(os_error, "errno", None) != errno.ECONNREFUSED:
                     raise _DirectUnreachable() from None
             return error_response(502, "upstream_unavailable", "JupyterLab of this environment does not answer (yet)")
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            await _close(own_session)
             return error_response(502, "upstream_unavailable", "JupyterLab of this environment does not answer (yet)")
         client_ws = web.WebSocketResponse(protocols=[upstream_ws.protocol] if upstream_ws.protocol else (), max_msg_size=0)
+        for name, value in extra.items():
+            client_ws.headers.add(name, value)
         await client_ws.prepare(request)
         token = upstream.jupyter_token
         entry = request.app[CONTAINER].environment_entry()
+        revoked = False
 
         async def downstream() -> None:  # Jupyter → browser
             async for msg in upstream_ws:
@@ -295,7 +308,18 @@ class JupyterProxy:
                     break
                 await entry.record_activity(upstream.env_id)
 
-        tasks = [asyncio.ensure_future(downstream()), asyncio.ensure_future(upstream_pump())]
+        async def watch() -> None:  # what admitted the socket must keep holding
+            nonlocal revoked
+            if still_admitted is None:
+                await asyncio.Event().wait()
+            interval = live_recheck_seconds(request.app)
+            while True:
+                await asyncio.sleep(interval)
+                if not await still_admitted():
+                    revoked = True
+                    return
+
+        tasks = [asyncio.ensure_future(downstream()), asyncio.ensure_future(upstream_pump()), asyncio.ensure_future(watch())]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -303,8 +327,28 @@ class JupyterProxy:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await upstream_ws.close()
-            await client_ws.close()
+            await _close(own_session)
+            if revoked:
+                log.info("websocket to %s closed: access revoked", upstream.env_id)
+                await client_ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"access revoked")
+            else:
+                await client_ws.close()
         return client_ws
+
+
+_STARTING_PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
+<title>Starting JupyterLab…</title><style>body{font-family:system-ui,sans-serif;margin:4rem auto;max-width:40rem;color:#1f2937}</style>
+</head><body><h1>Starting JupyterLab…</h1><p>It does not answer yet; this page reloads by itself.</p></body></html>"""
+
+
+def _unavailable(request: web.Request) -> web.Response:
+    """502 while JupyterLab is not up (yet). A page navigation gets a page that reloads
+    itself every 2 s instead of a JSON error, so a JupyterLab tab opened from the console
+    right after the environment started simply comes up."""
+    if request.method == "GET" and "text/html" in request.headers.get(hdrs.ACCEPT, ""):
+        return web.Response(status=502, text=_STARTING_PAGE, content_type="text/html",
+                            headers={hdrs.CACHE_CONTROL: "no-store", hdrs.RETRY_AFTER: "2"})
+    return error_response(502, "upstream_unavailable", "JupyterLab of this environment does not answer (yet)")
 
 
 def _worth_another_way(exc: UpstreamError, target: Target, direct: _DirectRoute | None) -> bool:
@@ -322,12 +366,50 @@ def _url(request: web.Request, host: str, port: int) -> URL:
                      path=request.raw_path.split("?", 1)[0], query_string=request.query_string)
 
 
+def live_recheck_seconds(app: web.Application) -> float:
+    return app[CONTAINER].settings().live_recheck_seconds
+
+
+async def _close(session: aiohttp.ClientSession | None) -> None:
+    if session is not None:
+        await session.close()
+
+
+def _response_headers(upstream_headers: CIMultiDict[str], jupyter_token: str, extra: dict[str, str]) -> CIMultiDict[str]:
+    """What of upstream's response headers the browser gets: hop-by-hop ones dropped, the
+    token masked, and no ``Set-Cookie`` that could reach beyond this host (``Domain``) or
+    stand in for the platform's own cookies; then ``extra``."""
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, value in upstream_headers.items():
+        lowered = name.lower()
+        if lowered in _RESPONSE_DROP:
+            continue
+        if lowered == "set-cookie" and not _harmless_cookie(value):
+            log.info("dropped an upstream Set-Cookie that names a platform cookie or a Domain")
+            continue
+        headers.add(name, _scrub_text(value, jupyter_token))
+    for name, value in extra.items():
+        headers.add(name, value)
+    return headers
+
+
+def _harmless_cookie(set_cookie: str) -> bool:
+    """A cookie upstream may set: host-only (no ``Domain``) and not named like ours."""
+    name = set_cookie.split("=", 1)[0].strip()
+    if name in _PROTECTED_COOKIES or name.lower().startswith("rgpu_") or name.lower().startswith(("__host-rgpu", "__secure-rgpu")):
+        return False
+    for attribute in set_cookie.split(";")[1:]:
+        if attribute.strip().lower().startswith("domain"):
+            return False
+    return True
+
+
 def _forward_headers(request: web.Request, upstream: Upstream, drop: frozenset[str]) -> dict[str, str]:
     headers: dict[str, str] = {}
     for name, value in request.headers.items():
         if name.lower() not in drop:
             headers[name] = value
-    cookies = [f"{k}={v}" for k, v in request.cookies.items() if k not in PLATFORM_COOKIES]
+    cookies = [f"{k}={v}" for k, v in request.cookies.items() if k not in _PROTECTED_COOKIES]
     if cookies:
         headers[hdrs.COOKIE] = "; ".join(cookies)
     headers[hdrs.HOST] = request.host  # Jupyter checks Origin against Host
@@ -438,5 +520,4 @@ async def _quietly(coro) -> None:
 def install(app: web.Application) -> JupyterProxy:
     proxy = JupyterProxy(app)
     app.cleanup_ctx.append(proxy.ctx)
-    app.router.add_route("*", PATH, proxy.handle, name="jupyter_proxy")
     return proxy

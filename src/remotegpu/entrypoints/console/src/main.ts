@@ -25,9 +25,8 @@ const auth = useAuthStore()
 let lastMessage = { text: '', at: 0 }
 configureClient({
   auth: {
-    getAccessToken: () => auth.accessToken,
-    // From the login/refresh answer, else the readable rgpu_csrf cookie the server also sets.
-    getCsrfToken: () => auth.csrfToken ?? (document.cookie.match(/(?:^|;\s*)rgpu_csrf=([^;]+)/)?.[1] ?? null),
+    // In memory only: from the login/refresh answer or GET /api/v1/auth/session after a reload.
+    getCsrfToken: () => auth.csrfToken,
     refresh: () => auth.refresh(),
     onAuthLost: () => {
       auth.clear()

@@ -1,6 +1,6 @@
 import { createRouter, createWebHistory, type RouteRecordRaw, type Router } from 'vue-router'
 import { ElMessage } from 'element-plus'
-import { useAuthStore } from './stores/auth'
+import { isAppAuthorizePath, useAuthStore } from './stores/auth'
 import { i18n } from './i18n'
 import { retryingImport as lazy } from './utils/lazy'
 
@@ -39,10 +39,16 @@ export function installGuards(router: Router): void {
   router.beforeEach(async (to) => {
     const auth = useAuthStore()
     if (to.meta.public) {
-      if (auth.isLoggedIn && (to.name === 'login' || to.name === 'register')) return { name: 'environments' }
+      if ((to.name === 'login' || to.name === 'register') && (await auth.ensureUser())) {
+        // Signed in already (a reload, or a handshake that found the access cookie expired).
+        if (isAppAuthorizePath(to.query.next)) {
+          window.location.assign(String(to.query.next))
+          return false
+        }
+        return { name: 'environments' }
+      }
       return true
     }
-    if (!auth.isLoggedIn) return { name: 'login', query: to.fullPath !== '/' ? { next: to.fullPath } : {} }
     const user = await auth.ensureUser()
     if (!user) return { name: 'login', query: { next: to.fullPath } }
     if (to.meta.admin && !user.is_admin) {

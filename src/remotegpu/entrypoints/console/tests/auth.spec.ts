@@ -1,68 +1,88 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest'
 import { createPinia, setActivePinia } from 'pinia'
 import { configureClient, http } from '../src/api/client'
-import { STORAGE_KEY, useAuthStore } from '../src/stores/auth'
+import { isAppAuthorizePath, useAuthStore } from '../src/stores/auth'
 import { fakeFetch, json } from './helpers'
 
-function seed(access: string, refresh: string) {
-  localStorage.setItem(STORAGE_KEY, JSON.stringify({ accessToken: access, refreshToken: refresh, csrfToken: null, expiresAt: Date.now() + 60_000 }))
+const ALICE = {
+  id: 'u1', username: 'alice', email: 'alice@example.com', display_name: '', is_active: true, is_admin: false,
+  created_at: '2026-01-01T00:00:00Z', last_login_at: null,
+}
+
+function session(csrf: string, expiresIn = 900) {
+  return { csrf_token: csrf, expires_in: expiresIn, user: ALICE }
 }
 
 function wire(store: ReturnType<typeof useAuthStore>, onAuthLost = vi.fn()) {
   configureClient({
     notify: () => {},
-    auth: {
-      getAccessToken: () => store.accessToken,
-      getCsrfToken: () => store.csrfToken,
-      refresh: () => store.refresh(),
-      onAuthLost,
-    },
+    auth: { getCsrfToken: () => store.csrfToken, refresh: () => store.refresh(), onAuthLost },
   })
   return onAuthLost
 }
 
-describe('auth store', () => {
+describe('auth store (cookie session)', () => {
   beforeEach(() => {
     localStorage.clear()
+    sessionStorage.clear()
     setActivePinia(createPinia())
   })
 
-  it('restores the session from localStorage and persists a login', async () => {
-    const { fetch, calls } = fakeFetch((c) =>
-      c.url.endsWith('/auth/login')
-        ? json(200, { access_token: 'A1', refresh_token: 'R1', token_type: 'bearer', expires_in: 900, csrf_token: 'C1' })
-        : json(200, { id: 'u1', username: 'alice', is_admin: false }),
-    )
+  it('logs in through the cookie endpoint, keeps only the CSRF token in memory, stores nothing', async () => {
+    const { fetch, calls } = fakeFetch((c) => (c.url === '/api/v1/auth/session' && c.method === 'POST' ? json(200, session('C1')) : json(200, { ok: true })))
     configureClient({ fetch })
     const store = useAuthStore()
     wire(store)
     expect(store.isLoggedIn).toBe(false)
     await store.login('alice', 'pw')
     expect(store.user?.username).toBe('alice')
-    expect(calls[1].headers.Authorization).toBe('Bearer A1')
-    const saved = JSON.parse(localStorage.getItem(STORAGE_KEY)!)
-    expect(saved).toMatchObject({ accessToken: 'A1', refreshToken: 'R1', csrfToken: 'C1' })
-
-    setActivePinia(createPinia())
-    const again = useAuthStore()
-    expect(again.isLoggedIn).toBe(true)
-    expect(again.accessToken).toBe('A1')
-    expect(again.csrfToken).toBe('C1')
+    expect(store.csrfToken).toBe('C1')
+    await http.post('/api/v1/users/me/ssh-keys', { public_key: 'k' })
+    expect(calls[1].headers.Authorization).toBeUndefined()
+    expect(calls[1].headers['X-CSRF-Token']).toBe('C1')
+    expect(calls[1].credentials).toBe('same-origin')
+    expect(localStorage.length).toBe(0)
+    expect(sessionStorage.length).toBe(0)
   })
 
-  it('single-flight: concurrent 401s share ONE refresh, and every request is retried with the new token', async () => {
-    seed('expired', 'R0')
+  it('after a reload asks the server for the session (GET), and refreshes by cookie when the access cookie expired', async () => {
+    let expired = true
+    const { fetch, calls } = fakeFetch((c) => {
+      if (c.url === '/api/v1/auth/session' && c.method === 'GET') return expired ? json(401, { error: { code: 'no_session', message: 'x' } }) : json(200, session('C2'))
+      if (c.url === '/api/v1/auth/session/refresh') return json(200, session('C3'))
+      return json(404, {})
+    })
+    configureClient({ fetch })
+    const store = useAuthStore()
+    wire(store)
+    expect((await store.ensureUser())?.username).toBe('alice')
+    expect(store.csrfToken).toBe('C3')
+    expect(calls.map((c) => `${c.method} ${c.url}`)).toEqual([
+      'GET /api/v1/auth/session', 'GET /api/v1/auth/session', 'POST /api/v1/auth/session/refresh',
+    ])
+    expect(calls[2].body).toEqual({})
+
+    setActivePinia(createPinia())
+    expired = false
+    const again = useAuthStore()
+    expect((await again.ensureUser())?.username).toBe('alice')
+    expect(again.csrfToken).toBe('C2')
+  })
+
+  it('single-flight: concurrent 401s share ONE refresh, and every request is retried', async () => {
     let refreshes = 0
+    let renewed = false
     let release!: () => void
     const gate = new Promise<void>((r) => (release = r))
     const { fetch, calls } = fakeFetch(async (c) => {
-      if (c.url.endsWith('/auth/refresh')) {
+      if (c.url === '/api/v1/auth/session') return json(401, { error: { code: 'no_session', message: 'x' } })
+      if (c.url === '/api/v1/auth/session/refresh') {
         refreshes += 1
         await gate
-        const n = refreshes
-        return json(200, { access_token: `A${n}`, refresh_token: `R${n}`, expires_in: 900 })
+        renewed = true
+        return json(200, session(`C${refreshes}`))
       }
-      return c.headers.Authorization === 'Bearer A1' ? json(200, { url: c.url }) : json(401, { error: { code: 'unauthenticated', message: 'expired' } })
+      return renewed ? json(200, { url: c.url }) : json(401, { error: { code: 'unauthenticated', message: 'expired' } })
     })
     configureClient({ fetch })
     const store = useAuthStore()
@@ -73,60 +93,56 @@ describe('auth store', () => {
     const results = await Promise.all(pending)
     expect(results.map((r: any) => r.url)).toEqual(['/api/v1/a', '/api/v1/b', '/api/v1/c'])
     expect(refreshes).toBe(1)
-    expect(calls.filter((c) => c.url.endsWith('/auth/refresh'))).toHaveLength(1)
-    expect(store.refreshToken).toBe('R1')
-    // A later expiry refreshes again, with the rotated token.
-    expect(await store.refresh()).toBe(true)
-    expect(refreshes).toBe(2)
-    expect(calls.filter((c) => c.url.endsWith('/auth/refresh')).map((c) => c.body)).toEqual([{ refresh_token: 'R0' }, { refresh_token: 'R1' }])
+    expect(calls.filter((c) => c.url.endsWith('/session/refresh'))).toHaveLength(1)
   })
 
   it('a failed refresh clears the session and reports it lost', async () => {
-    seed('expired', 'R0')
     const { fetch } = fakeFetch((c) =>
-      c.url.endsWith('/auth/refresh')
-        ? json(401, { error: { code: 'refresh_token_reused', message: 'reused' } })
-        : json(401, { error: { code: 'unauthenticated', message: 'expired' } }),
+      c.url.includes('/auth/session') ? json(401, { error: { code: 'refresh_token_reused', message: 'reused' } }) : json(401, { error: { code: 'unauthenticated', message: 'expired' } }),
     )
     configureClient({ fetch })
     const store = useAuthStore()
+    store.adopt(session('C'))
     const onAuthLost = wire(store)
     await expect(http.get('/api/v1/users/me')).rejects.toMatchObject({ status: 401 })
     expect(onAuthLost).toHaveBeenCalledTimes(1)
     expect(store.isLoggedIn).toBe(false)
-    expect(localStorage.getItem(STORAGE_KEY)).toBeNull()
+    expect(store.csrfToken).toBeNull()
   })
 
-  it('adopts the pair another tab already rotated instead of spending the old refresh token', async () => {
-    seed('expired', 'R0')
-    const store = useAuthStore()
-    const { fetch, calls } = fakeFetch(() => json(500, {}))
+  it('adopts the session another tab already renewed instead of spending the refresh cookie again', async () => {
+    const { fetch, calls } = fakeFetch((c) => (c.url === '/api/v1/auth/session' ? json(200, session('C9')) : json(500, {})))
     configureClient({ fetch })
+    const store = useAuthStore()
     wire(store)
-    // Another tab refreshed meanwhile and stored the new pair.
-    seed('A9', 'R9')
     expect(await store.refresh()).toBe(true)
-    expect(store.accessToken).toBe('A9')
-    expect(calls).toHaveLength(0)
+    expect(store.csrfToken).toBe('C9')
+    expect(calls.map((c) => c.url)).toEqual(['/api/v1/auth/session'])
   })
 
   it('keeps the session on a network error during refresh (try again later)', async () => {
-    seed('expired', 'R0')
     configureClient({ fetch: (() => Promise.reject(new TypeError('offline'))) as unknown as typeof fetch, notify: () => {} })
     const store = useAuthStore()
+    store.adopt(session('C'))
     await expect(store.refresh()).rejects.toMatchObject({ code: 'network_error' })
     expect(store.isLoggedIn).toBe(true)
   })
 
-  it('logout revokes the refresh token and forgets the session', async () => {
-    seed('A', 'R')
+  it('logout deletes the cookie session and forgets the user', async () => {
     const { fetch, calls } = fakeFetch(() => new Response(null, { status: 204 }))
     configureClient({ fetch })
     const store = useAuthStore()
+    store.adopt(session('C'))
     await store.logout()
-    expect(calls[0].url).toBe('/api/v1/auth/logout')
-    expect(calls[0].body).toEqual({ refresh_token: 'R' })
+    expect(calls[0].url).toBe('/api/v1/auth/session')
+    expect(calls[0].method).toBe('DELETE')
     expect(store.isLoggedIn).toBe(false)
-    expect(localStorage.getItem(STORAGE_KEY)).toBeNull()
+  })
+
+  it('only the app handshake may be a login target outside the console', () => {
+    expect(isAppAuthorizePath('/api/v1/environments/0b8f2a3c-1d2e-4f5a-8b9c-0d1e2f3a4b5c/apps/jupyter/authorize?next=%2F')).toBe(true)
+    expect(isAppAuthorizePath('/api/v1/users/me/tokens')).toBe(false)
+    expect(isAppAuthorizePath('https://evil.example/api/v1/environments/x/apps/jupyter/authorize')).toBe(false)
+    expect(isAppAuthorizePath('//evil.example/')).toBe(false)
   })
 })

@@ -80,17 +80,17 @@ describe('API client', () => {
     expect(notify).toHaveBeenCalledWith('Bad Gateway')
   })
 
-  it('sends bearer + same-origin credentials, CSRF only on state-changing requests, and parses bodies', async () => {
+  it('sends same-origin credentials and no token, CSRF only on state-changing requests, and parses bodies', async () => {
     const { fetch, calls } = fakeFetch((c) => (c.method === 'DELETE' ? new Response(null, { status: 204 }) : json(200, { ok: true })))
     configureClient({
       fetch,
-      auth: { getAccessToken: () => 'AT', getCsrfToken: () => 'CSRF', refresh: async () => false, onAuthLost: () => {} },
+      auth: { getCsrfToken: () => 'CSRF', refresh: async () => false, onAuthLost: () => {} },
     })
     expect(await http.get('/api/v1/users/me', { query: { limit: 5, search: '', x: undefined } })).toEqual({ ok: true })
     await http.post('/api/v1/users/me/ssh-keys', { public_key: 'k' })
     expect(await http.delete('/api/v1/users/me/ssh-keys/1')).toBeUndefined()
     expect(calls[0].url).toBe('/api/v1/users/me?limit=5')
-    expect(calls[0].headers.Authorization).toBe('Bearer AT')
+    expect(calls[0].headers.Authorization).toBeUndefined()
     expect(calls[0].headers['X-CSRF-Token']).toBeUndefined()
     expect(calls[0].credentials).toBe('same-origin')
     expect(calls[1].headers['X-CSRF-Token']).toBe('CSRF')
@@ -101,13 +101,14 @@ describe('API client', () => {
 
   it('on 401 refreshes once and retries; when refresh fails the session is lost', async () => {
     let token = 'old'
-    const { fetch, calls } = fakeFetch((c) => (c.headers.Authorization === 'Bearer new' ? json(200, { id: 'u' }) : json(401, { error: { code: 'unauthenticated', message: 'expired' } })))
+    // The cookie jar stands in for the browser's: refresh renews the (httpOnly) cookie.
+    const { fetch, calls } = fakeFetch(() => (token === 'new' ? json(200, { id: 'u' }) : json(401, { error: { code: 'unauthenticated', message: 'expired' } })))
     const onAuthLost = vi.fn()
     const refresh = vi.fn(async () => {
       token = 'new'
       return true
     })
-    configureClient({ fetch, auth: { getAccessToken: () => token, getCsrfToken: () => null, refresh, onAuthLost } })
+    configureClient({ fetch, auth: { getCsrfToken: () => null, refresh, onAuthLost } })
     expect(await http.get('/api/v1/users/me')).toEqual({ id: 'u' })
     expect(refresh).toHaveBeenCalledTimes(1)
     expect(calls).toHaveLength(2)
@@ -123,7 +124,7 @@ describe('API client', () => {
   it('does not refresh for requests made without auth (login with a wrong password)', async () => {
     const { fetch } = fakeFetch(() => json(401, { error: { code: 'invalid_credentials', message: 'nope' } }))
     const refresh = vi.fn(async () => true)
-    configureClient({ fetch, auth: { getAccessToken: () => 'x', getCsrfToken: () => null, refresh, onAuthLost: () => {} } })
+    configureClient({ fetch, auth: { getCsrfToken: () => null, refresh, onAuthLost: () => {} } })
     await expect(http.post('/api/v1/auth/login', {}, { auth: false })).rejects.toBeInstanceOf(ApiError)
     expect(refresh).not.toHaveBeenCalled()
     expect(notify).toHaveBeenCalledWith('Wrong username or password.')

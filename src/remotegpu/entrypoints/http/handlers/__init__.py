@@ -9,6 +9,7 @@ from remotegpu.entrypoints.http.handlers import (  # noqa: E402,F401
     admin,
     agent,
     auth,
+    browser_session,
     environments,
     events,
     hosts,

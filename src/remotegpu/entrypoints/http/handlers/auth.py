@@ -18,7 +18,6 @@ def _session_response(call: Call, pair) -> web.Response:
     """The token pair as JSON, plus the browser session cookie and its CSRF token."""
     response = web.Response(content_type="application/json")
     out = _tokens(pair)
-    out.csrf_token = session.start_session(call.request, response, pair.access_token, pair.expires_in)
     response.body = out.model_dump_json().encode()
     return response
 

@@ -6,6 +6,7 @@ from remotegpu.application.environments.access_gateway import Endpoints, UnsafeS
 from remotegpu.application.environments.service import CreateRequest, EnvironmentView
 from remotegpu.domain.environments.variables import ENV_NAME_RE
 from remotegpu.entrypoints.http.handlers import api
+from remotegpu.entrypoints.http.keys import APP_URL
 from remotegpu.entrypoints.http.routing import Call
 from remotegpu.entrypoints.http.schemas.common import Page, PageQuery
 from remotegpu.entrypoints.http.schemas.environments import (
@@ -149,6 +150,6 @@ async def get_environment_access(call: Call) -> AccessOut:
         )
     return AccessOut(
         ssh=ssh,
-        jupyter=JupyterAccessOut(url=f"/proxy/environments/{e.id}/jupyter/"),
+        jupyter=JupyterAccessOut(url=call.request.app[APP_URL](e.id, "jupyter")),
         terminal=TerminalAccessOut(path=f"/api/v1/environments/{e.id}/terminal"),
     )

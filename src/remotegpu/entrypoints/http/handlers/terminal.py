@@ -10,8 +10,11 @@ others 404. Frames:
 * server → client: terminal output as text frames (UTF-8, decoded incrementally).
 
 The socket closes with code 1000 (``terminal session ended``) when the shell exits,
-and with 1001 (going away, ``environment stopped``) when the environment is stopped,
-restarted or deleted — within the seconds its container takes to stop. The shell
+with 1001 (going away, ``environment stopped``) when the environment is stopped,
+restarted or deleted — within the seconds its container takes to stop — and with 1008
+(``access revoked``) within ``live_recheck_seconds`` once what opened it no longer
+holds: the account disabled, the token revoked, the user no longer allowed to enter
+(``liveness.py``). The shell
 comes from ``docker exec`` for environments on this machine's embedded Docker host,
 from an SSH session with the environment's own key for every other host (``TerminalRouter``);
 an environment neither reaches answers 409 ``terminal_unavailable``.
@@ -28,6 +31,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from remotegpu.application.environments.ports import EnvironmentRuntimeError
 from remotegpu.domain.shared.errors import Conflict
+from remotegpu.entrypoints.http.liveness import AdmissionCheck
 from remotegpu.entrypoints.http.errors import error_response
 from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.local_host import terminal_router
@@ -56,7 +60,18 @@ async def open_terminal(call: Call) -> web.StreamResponse:
     try:
         await ws.prepare(request)
         await entry.record_activity(env.id)
-        await _bridge(ws, session, lambda: entry.record_activity(env.id), ended=lambda: _why_ended(entry, env.id))
+        user, env_id = call.user, env.id
+
+        async def may_still_enter() -> bool:
+            try:
+                await entry.load_enterable(user, env_id)
+            except Conflict:  # stopped: the shell ends by itself, with its own reason
+                pass
+            return True  # (NotFound: no longer allowed in — AdmissionCheck says False)
+
+        check = AdmissionCheck(request, extra=may_still_enter)
+        await _bridge(ws, session, lambda: entry.record_activity(env.id), ended=lambda: _why_ended(entry, env.id),
+                      revoked=check.until_revoked)
     finally:
         await session.close()
     return ws
@@ -74,10 +89,11 @@ async def _why_ended(entry, env_id: str) -> tuple[int, bytes]:
     return WSCloseCode.GOING_AWAY, b"environment stopped"
 
 
-async def _bridge(ws: web.WebSocketResponse, session, touch, *, ended=None) -> None:
+async def _bridge(ws: web.WebSocketResponse, session, touch, *, ended=None, revoked=None) -> None:
     """Pump output to the socket and keystrokes to the session until either side ends.
     ``ended`` (async, optional) gives the close code and message when the session's
-    output ended first; otherwise 1000 ``terminal session ended``."""
+    output ended first; otherwise 1000 ``terminal session ended``. ``revoked`` (async,
+    optional) returns once the user's access was revoked: 1008 ``access revoked``."""
     async def output() -> None:
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         while True:
@@ -105,15 +121,19 @@ async def _bridge(ws: web.WebSocketResponse, session, touch, *, ended=None) -> N
             await touch()
 
     out, keys = asyncio.ensure_future(output()), asyncio.ensure_future(keystrokes())
+    watch = asyncio.ensure_future(revoked() if revoked is not None else asyncio.Event().wait())
     try:
-        done, _ = await asyncio.wait([out, keys], return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait([out, keys, watch], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (out, keys):
+        for task in (out, keys, watch):
             task.cancel()
-        await asyncio.gather(out, keys, return_exceptions=True)
+        await asyncio.gather(out, keys, watch, return_exceptions=True)
     if not ws.closed:
         code, message = WSCloseCode.OK, b"terminal session ended"
-        if ended is not None and out in done:
+        if watch in done and not watch.cancelled() and watch.exception() is None:
+            log.info("terminal closed: access revoked")
+            code, message = WSCloseCode.POLICY_VIOLATION, b"access revoked"
+        elif ended is not None and out in done:
             code, message = await ended()
         await ws.close(code=code, message=message)
 

@@ -1,7 +1,8 @@
 /**
  * The one HTTP client of the console.
  *
- * Everything goes through `request()`: it adds the bearer token and the CSRF header, turns
+ * Everything goes through `request()`: it sends the session cookies (same origin only; the
+ * console never holds a token) and the CSRF header, turns
  * every non-2xx answer into an `ApiError`, and is the ONE place that handles
  * 401 → refresh (single-flight, owned by the auth store) → retry once, and that shows
  * errors to the user (through the notifier installed by main.ts, ElMessage in the app).
@@ -30,9 +31,8 @@ export class ApiError extends Error {
 }
 
 export interface AuthHooks {
-  getAccessToken(): string | null
   getCsrfToken(): string | null
-  /** Refresh the session; resolves true when a new access token is available. Single-flight. */
+  /** Refresh the session; resolves true when the session cookie was renewed. Single-flight. */
   refresh(): Promise<boolean>
   /** The session is gone (refresh failed): forget it and go to the login page. */
   onAuthLost(): void
@@ -63,7 +63,7 @@ export function configureClient(partial: Partial<ClientConfig>): void {
 export interface RequestOptions {
   body?: unknown
   query?: Record<string, string | number | boolean | null | undefined>
-  /** Send the bearer token and refresh on 401 (default true). */
+  /** Refresh the session on 401 and retry (default true). */
   auth?: boolean
   /** Do not show the error to the user: true for all, or a list of statuses to keep quiet. */
   quiet?: boolean | number[]
@@ -102,11 +102,6 @@ async function toApiError(resp: Response): Promise<ApiError> {
 async function send(method: string, path: string, opts: RequestOptions): Promise<Response> {
   const headers: Record<string, string> = { Accept: 'application/json' }
   if (opts.body !== undefined) headers['Content-Type'] = 'application/json'
-  const useAuth = opts.auth !== false && config.auth !== null
-  if (useAuth) {
-    const token = config.auth!.getAccessToken()
-    if (token) headers.Authorization = `Bearer ${token}`
-  }
   if (!SAFE_METHODS.has(method)) {
     const csrf = config.auth?.getCsrfToken()
     if (csrf) headers['X-CSRF-Token'] = csrf

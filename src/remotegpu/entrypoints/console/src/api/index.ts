@@ -2,7 +2,7 @@
 import { http, type RequestOptions } from './client'
 import type {
   ApiToken, ApiTokenCreated, AuditEvent, EnvAccess, EnvEvent, Environment, EnvironmentCreate, GpuType, Host, HostCreated, HostToken,
-  Invitation, Invite, Member, Page, Quota, Role, SshKey, TokenPair, User, UserQuota, Workspace,
+  Invitation, Invite, Member, Page, Quota, Role, SshKey, BrowserSession, User, UserQuota, Workspace,
 } from './types'
 
 export * from './client'
@@ -11,14 +11,15 @@ export * from './types'
 const enc = encodeURIComponent
 
 export const authApi = {
+  /** Console login: the server sets httpOnly cookies; the answer holds the CSRF token, never a token. */
   login: (username: string, password: string) =>
-    http.post<TokenPair>('/api/v1/auth/login', { username, password }, { auth: false }),
+    http.post<BrowserSession>('/api/v1/auth/session', { username, password }, { auth: false }),
   register: (body: { username: string; email: string; password: string; display_name?: string; invite_code?: string | null }) =>
     http.post<User>('/api/v1/auth/register', body, { auth: false }),
-  refresh: (refresh_token: string) =>
-    http.post<TokenPair>('/api/v1/auth/refresh', { refresh_token }, { auth: false, quiet: true }),
-  logout: (refresh_token: string) =>
-    http.post<void>('/api/v1/auth/logout', { refresh_token }, { auth: false, quiet: true }),
+  /** The cookie session's CSRF token and user (after a reload); 401 without a session. */
+  session: () => http.get<BrowserSession>('/api/v1/auth/session', { auth: false, quiet: true }),
+  refreshSession: () => http.post<BrowserSession>('/api/v1/auth/session/refresh', undefined, { auth: false, quiet: true }),
+  logout: () => http.delete<void>('/api/v1/auth/session', { auth: false, quiet: true }),
 }
 
 export const meApi = {

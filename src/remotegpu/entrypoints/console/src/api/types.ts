@@ -11,6 +11,13 @@ export interface ErrorBody {
   details?: Record<string, unknown>
 }
 
+/** The console's cookie session as the server describes it (no token: those stay in httpOnly cookies). */
+export interface BrowserSession {
+  csrf_token: string
+  expires_in: number
+  user: User
+}
+
 export interface TokenPair {
   access_token: string
   refresh_token: string

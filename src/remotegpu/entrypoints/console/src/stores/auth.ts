@@ -1,37 +1,23 @@
 /**
- * The session: tokens in localStorage (until the httpOnly cookie lands), the current user,
- * and the refresh logic. Refresh tokens rotate on every use and reusing an old one revokes
- * the whole family, so refreshes are serialized: one in flight per tab (a shared promise),
- * and across tabs with the Web Locks API where the browser has it (a tab that waited for the
- * lock adopts the pair the other tab stored instead of spending the old token again).
+ * The session. The console never holds a token: the server keeps the session in httpOnly
+ * cookies (access, and a refresh cookie scoped to /api/v1/auth/session), and nothing is
+ * written to localStorage or sessionStorage — a page of another origin (an environment's
+ * JupyterLab, whose every byte its owner controls) has nothing to read. What the console
+ * keeps, in memory only, is the CSRF token it sends on state-changing requests; after a
+ * reload it asks for it again (GET /api/v1/auth/session, readable by this origin only).
+ *
+ * Refresh tokens rotate on every use and reusing an old one revokes the whole family, so
+ * refreshes are serialized: one in flight per tab (a shared promise), and across tabs with
+ * the Web Locks API where the browser has it (the cookies are shared: a tab that waited for
+ * the lock first asks whether the other tab's refresh already renewed the session).
  */
 import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
-import { ApiError, authApi, meApi, type TokenPair, type User } from '../api'
+import { ApiError, authApi, type BrowserSession, type User } from '../api'
 
-export const STORAGE_KEY = 'rgpu.session'
 const LOCK_NAME = 'rgpu-refresh'
-/** Refresh this long before the access token expires. */
+/** Refresh this long before the access cookie expires. */
 const REFRESH_MARGIN_MS = 60_000
-
-interface StoredSession {
-  accessToken: string
-  refreshToken: string
-  csrfToken: string | null
-  expiresAt: number
-}
-
-function readStored(): StoredSession | null {
-  try {
-    const raw = localStorage.getItem(STORAGE_KEY)
-    if (!raw) return null
-    const s = JSON.parse(raw)
-    if (typeof s?.accessToken === 'string' && typeof s?.refreshToken === 'string') return s as StoredSession
-  } catch {
-    /* corrupted: ignore */
-  }
-  return null
-}
 
 async function withRefreshLock<T>(fn: () => Promise<T>): Promise<T> {
   const locks = (globalThis.navigator as Navigator | undefined)?.locks
@@ -39,86 +25,70 @@ async function withRefreshLock<T>(fn: () => Promise<T>): Promise<T> {
   return fn()
 }
 
+/** Where a login may send the browser with a full page load: the handshake that opens an environment's app. */
+export function isAppAuthorizePath(path: unknown): boolean {
+  return typeof path === 'string' && /^\/api\/v1\/environments\/[0-9a-f-]{36}\/apps\/[a-z]+\/authorize(\?|$)/.test(path)
+}
+
 export const useAuthStore = defineStore('auth', () => {
-  const stored = readStored()
-  const accessToken = ref<string | null>(stored?.accessToken ?? null)
-  const refreshToken = ref<string | null>(stored?.refreshToken ?? null)
-  const csrfToken = ref<string | null>(stored?.csrfToken ?? null)
-  const expiresAt = ref<number>(stored?.expiresAt ?? 0)
+  const csrfToken = ref<string | null>(null)
+  const expiresAt = ref<number>(0)
   const user = ref<User | null>(null)
 
-  const isLoggedIn = computed(() => !!refreshToken.value)
+  const isLoggedIn = computed(() => !!user.value)
   const isAdmin = computed(() => !!user.value?.is_admin)
 
   let inflight: Promise<boolean> | null = null
+  let restoring: Promise<User | null> | null = null
   let timer: ReturnType<typeof setTimeout> | null = null
   let autoRefresh = typeof window !== 'undefined' && !import.meta.env?.VITEST
 
-  function persist(): void {
-    if (refreshToken.value && accessToken.value) {
-      const s: StoredSession = {
-        accessToken: accessToken.value,
-        refreshToken: refreshToken.value,
-        csrfToken: csrfToken.value,
-        expiresAt: expiresAt.value,
-      }
-      localStorage.setItem(STORAGE_KEY, JSON.stringify(s))
-    } else {
-      localStorage.removeItem(STORAGE_KEY)
-    }
-  }
-
-  function adopt(s: StoredSession | null): void {
-    accessToken.value = s?.accessToken ?? null
-    refreshToken.value = s?.refreshToken ?? null
-    csrfToken.value = s?.csrfToken ?? null
-    expiresAt.value = s?.expiresAt ?? 0
-    schedule()
-  }
-
-  function setTokens(pair: TokenPair): void {
-    accessToken.value = pair.access_token
-    refreshToken.value = pair.refresh_token
-    if (pair.csrf_token !== undefined) csrfToken.value = pair.csrf_token || null
-    expiresAt.value = Date.now() + pair.expires_in * 1000
-    persist()
+  function adopt(s: BrowserSession): void {
+    csrfToken.value = s.csrf_token
+    expiresAt.value = Date.now() + s.expires_in * 1000
+    if (s.user) user.value = s.user
     schedule()
   }
 
   function clear(): void {
-    accessToken.value = null
-    refreshToken.value = null
     csrfToken.value = null
     expiresAt.value = 0
     user.value = null
     if (timer) clearTimeout(timer)
     timer = null
-    persist()
   }
 
-  /** Keep the session alive: refresh shortly before the access token expires. */
+  /** Keep the session alive: refresh shortly before the access cookie expires. */
   function schedule(): void {
     if (timer) clearTimeout(timer)
     timer = null
-    if (!autoRefresh || !refreshToken.value || !expiresAt.value) return
+    if (!autoRefresh || !expiresAt.value) return
     const delay = Math.max(5_000, expiresAt.value - Date.now() - REFRESH_MARGIN_MS)
     timer = setTimeout(() => {
       refresh().catch(() => {})
     }, delay)
   }
 
+  /** The session the cookies hold now, or null (none, or expired). */
+  async function current(): Promise<BrowserSession | null> {
+    try {
+      return await authApi.session()
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) return null
+      throw err
+    }
+  }
+
   async function doRefresh(): Promise<boolean> {
-    const spent = refreshToken.value
-    if (!spent) return false
     return withRefreshLock(async () => {
-      // Another tab may have rotated the pair while we waited for the lock.
-      const latest = readStored()
-      if (latest && latest.refreshToken !== spent) {
-        adopt(latest)
+      // Another tab may have renewed the (shared) cookies while we waited for the lock.
+      const now = await current()
+      if (now && now.expires_in * 1000 > REFRESH_MARGIN_MS) {
+        adopt(now)
         return true
       }
       try {
-        setTokens(await authApi.refresh(spent))
+        adopt(await authApi.refreshSession())
         return true
       } catch (err) {
         if (err instanceof ApiError && err.status !== 0 && err.status < 500) {
@@ -141,8 +111,8 @@ export const useAuthStore = defineStore('auth', () => {
   }
 
   async function login(username: string, password: string): Promise<User> {
-    setTokens(await authApi.login(username, password))
-    return fetchUser()
+    adopt(await authApi.login(username, password))
+    return user.value!
   }
 
   async function register(body: { username: string; email: string; password: string; display_name?: string; invite_code?: string | null }): Promise<User> {
@@ -151,36 +121,37 @@ export const useAuthStore = defineStore('auth', () => {
   }
 
   async function fetchUser(): Promise<User> {
-    user.value = await meApi.get()
-    return user.value
+    const s = await authApi.session()
+    adopt(s)
+    return s.user
   }
 
-  /** For the router guard: the user, loading it once; null when not logged in. */
+  /** For the router guard: the user of the cookie session (after a reload: asked for, refreshed if need be); null when none. */
   async function ensureUser(): Promise<User | null> {
-    if (!isLoggedIn.value) return null
     if (user.value) return user.value
-    try {
-      return await fetchUser()
-    } catch {
-      return isLoggedIn.value ? user.value : null
+    if (!restoring) {
+      restoring = (async () => {
+        try {
+          const s = await current()
+          if (s) {
+            adopt(s)
+            return s.user
+          }
+          return (await refresh()) ? user.value : null
+        } catch {
+          return null
+        } finally {
+          restoring = null
+        }
+      })()
     }
+    return restoring
   }
 
   async function logout(): Promise<void> {
-    const token = refreshToken.value
     clear()
-    if (token) await authApi.logout(token).catch(() => {})
+    await authApi.logout().catch(() => {})
   }
-
-  /** Keep tabs in step: another tab logged in, refreshed or logged out. */
-  function onStorage(e: StorageEvent): void {
-    if (e.key !== STORAGE_KEY) return
-    const s = readStored()
-    adopt(s)
-    if (!s) user.value = null
-  }
-  if (typeof window !== 'undefined') window.addEventListener('storage', onStorage)
-  schedule()
 
   function setAutoRefresh(on: boolean): void {
     autoRefresh = on
@@ -188,7 +159,7 @@ export const useAuthStore = defineStore('auth', () => {
   }
 
   return {
-    accessToken, refreshToken, csrfToken, expiresAt, user, isLoggedIn, isAdmin,
-    setTokens, clear, refresh, login, register, logout, fetchUser, ensureUser, setAutoRefresh,
+    csrfToken, expiresAt, user, isLoggedIn, isAdmin,
+    adopt, clear, refresh, login, register, logout, fetchUser, ensureUser, setAutoRefresh,
   }
 })

@@ -64,6 +64,23 @@ describe('API client', () => {
     expect(notify).toHaveBeenCalledWith('The server cannot be reached. Check your connection.')
   })
 
+  it('asks again for a read whose connection dropped, but never repeats a write', async () => {
+    let failures = 1
+    const { fetch, calls } = fakeFetch(() => {
+      if (failures-- > 0) return Promise.reject(new TypeError('net::ERR_NETWORK_CHANGED'))
+      return json(200, { ok: true })
+    })
+    configureClient({ fetch })
+    expect(await http.get('/api/v1/users/me')).toEqual({ ok: true })
+    expect(calls).toHaveLength(2)
+    expect(notify).not.toHaveBeenCalled()
+
+    failures = 1
+    const err = (await http.delete('/api/v1/environments/e1').catch((e) => e)) as ApiError
+    expect(err.code).toBe('network_error')
+    expect(calls).toHaveLength(3) // the DELETE went once
+  })
+
   it('keeps quiet for the statuses the caller handles, and detects a missing route', async () => {
     const { fetch } = fakeFetch(() => json(404, { error: { code: 'not_found', message: 'no such resource', details: {} } }))
     configureClient({ fetch })

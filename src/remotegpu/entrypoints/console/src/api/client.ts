@@ -71,6 +71,7 @@ export interface RequestOptions {
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
+const READ_RETRY_MS = [150, 600]
 
 export function buildUrl(path: string, query?: RequestOptions['query']): string {
   let url = config.baseUrl + path
@@ -106,17 +107,25 @@ async function send(method: string, path: string, opts: RequestOptions): Promise
     const csrf = config.auth?.getCsrfToken()
     if (csrf) headers['X-CSRF-Token'] = csrf
   }
-  try {
-    return await config.fetch(buildUrl(path, opts.query), {
-      method,
-      headers,
-      body: opts.body !== undefined ? JSON.stringify(opts.body) : undefined,
-      credentials: 'same-origin',
-      signal: opts.signal,
-    })
-  } catch (err) {
-    if ((err as Error)?.name === 'AbortError') throw err
-    throw new ApiError(0, { code: 'network_error', message: 'The server cannot be reached.' })
+  // A read whose connection dropped is asked again (a moment later, twice at most): a
+  // browser aborts requests in flight when the machine's network interfaces change.
+  // Writes are not repeated: the first may have taken effect.
+  const waits = SAFE_METHODS.has(method) ? [...READ_RETRY_MS] : []
+  for (;;) {
+    try {
+      return await config.fetch(buildUrl(path, opts.query), {
+        method,
+        headers,
+        body: opts.body !== undefined ? JSON.stringify(opts.body) : undefined,
+        credentials: 'same-origin',
+        signal: opts.signal,
+      })
+    } catch (err) {
+      if ((err as Error)?.name === 'AbortError') throw err
+      const wait = waits.shift()
+      if (wait === undefined) throw new ApiError(0, { code: 'network_error', message: 'The server cannot be reached.' })
+      await new Promise((resolve) => setTimeout(resolve, wait))
+    }
   }
 }
 

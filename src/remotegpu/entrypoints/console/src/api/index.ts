@@ -100,7 +100,7 @@ export const envApi = {
   create: (body: EnvironmentCreate) => http.post<Environment>('/api/v1/environments', body),
   action: (id: string, action: EnvAction, body?: { gpu?: boolean }) =>
     http.post<Environment>(`/api/v1/environments/${enc(id)}/${action}`, body ?? {}),
-  remove: (id: string) => http.delete<Environment | void>(`/api/v1/environments/${enc(id)}`),
+  remove: (id: string, opts?: RequestOptions) => http.delete<Environment | void>(`/api/v1/environments/${enc(id)}`, opts),
   events: (id: string, opts?: RequestOptions) =>
     http.get<Page<EnvEvent> | { items: EnvEvent[] }>(`/api/v1/environments/${enc(id)}/events`, opts),
   access: (id: string, opts?: RequestOptions) => http.get<EnvAccess>(`/api/v1/environments/${enc(id)}/access`, opts),

@@ -25,6 +25,7 @@ from aiohttp import web
 from remotegpu.application.shared.change_feed import FeedOverflow
 from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.handlers.environments import env_out
+from remotegpu.entrypoints.http.handlers.notifications import UNREAD, UnreadPush
 from remotegpu.entrypoints.http.routing import Call
 
 log = logging.getLogger("remotegpu.events")
@@ -43,6 +44,8 @@ async def event_stream(call: Call) -> web.StreamResponse:
     """text/event-stream of changes to the environments of the caller's workspaces."""
     request = call.request
     subscription, watcher = call.container.environment_watch().subscribe(call.user)
+    unread = UnreadPush(call)  # also: event "notifications" with the unread count
+    subscription = unread.wrap(subscription)
     shutdown = request.app.get(SHUTDOWN) or asyncio.Event()
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream; charset=utf-8",
@@ -53,6 +56,7 @@ async def event_stream(call: Call) -> web.StreamResponse:
         await response.prepare(request)
         await watcher.prime()
         await response.write(f"retry: {RETRY_MS}\n: connected\n\n".encode())
+        await response.write(await unread.frame())
         deadline = time.monotonic() + MAX_STREAM_SECONDS
         recheck_at = time.monotonic() + RECHECK_SECONDS
         while not shutdown.is_set() and time.monotonic() < deadline:
@@ -67,7 +71,10 @@ async def event_stream(call: Call) -> web.StreamResponse:
                 log.info("event stream fell behind; closing it so the console re-reads")
                 break
             if change is None:
-                await response.write(b": ping\n\n")
+                await response.write(b": ping\n\n" + await unread.frame())
+                continue
+            if change is UNREAD:
+                await response.write(await unread.frame())
                 continue
             for view in await watcher.views_for(change):
                 payload = {"type": "environment", "environment": env_out(view).model_dump(mode="json")}

@@ -50,6 +50,8 @@ class SmtpEmailSender:
                 use_tls=s.security == "tls", start_tls=True if s.security == "starttls" else False,
                 timeout=s.timeout,
             )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            raise PermanentEmailError(f"SMTP refused the recipient: {exc.recipients[0] if exc.recipients else ''}") from None
         except aiosmtplib.SMTPResponseException as exc:
             if 400 <= exc.code < 500:
                 raise TransientEmailError(f"SMTP {exc.code}: {exc.message}") from None

@@ -9,6 +9,7 @@ the in-memory adapters and on PostgreSQL (the SQL repository and migration 0015)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email
 import socket
 from datetime import timedelta
@@ -21,6 +22,7 @@ from dependency_injector import providers
 
 from remotegpu.adapters.db.migrate import upgrade_async
 from remotegpu.application.environments.service import CreateRequest
+from remotegpu.application.fleet.agent_protocol import ObservedEnvironment
 from remotegpu.application.shared.clock import FrozenClock
 from remotegpu.domain.notifications.models import Category, Channel, DeliveryStatus
 from remotegpu.domain.notifications.preferences import NotificationPreferences
@@ -68,7 +70,7 @@ def smtp():
     controller.stop()
 
 
-@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def world(request, tmp_path, smtp):
     overrides = dict(smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_security="none", smtp_from="RemoteGPU <noreply@gpu.example>",
                      public_url="https://gpu.example")
@@ -77,6 +79,10 @@ async def world(request, tmp_path, smtp):
         await asyncio.to_thread(reset_schema, url)  # it runs its own event loop
         await upgrade_async(url)
         container = build_container(make_settings(tmp_path, database_url=url, **overrides), persistence="sql")
+    elif request.param == "sqlite":  # the embedded default
+        url = f"sqlite+aiosqlite:///{tmp_path / 'data' / 'remotegpu.db'}"
+        container = build_container(make_settings(tmp_path, database_url=url, **overrides), persistence="sql")
+        await upgrade_async(url)
     else:
         container = build_container(make_settings(tmp_path, **overrides), persistence="memory")
     clock = FrozenClock()
@@ -216,3 +222,42 @@ async def test_security_events_notify_the_account_owner(world, smtp):
     items, _, unread = await world.container.notification_service().inbox(alice.id, unread_only=False, limit=50, offset=0)
     assert sorted(n.kind for n in items) == ["security.password_changed", "security.token_created"] and unread == 2
     assert len(smtp.inbox.to(alice.email)) == 2
+
+
+async def test_a_failed_environment_tells_its_owner_and_the_workspace_admins_not_viewers(world, smtp):
+    owner, admin, viewer = [await world.user(n) for n in ("owner", "wsadmin", "viewer")]
+    ws = (await world.container.workspace_service().create(owner, "team")).workspace.id
+    await join(world.container, owner, ws, admin, Role.ADMIN)
+    await join(world.container, owner, ws, viewer, Role.VIEWER)
+    host = await world.add_host()
+    req = CreateRequest(workspace_id=ws, name="crashy", gpu_count=1, cpu_cores=2, memory_gib=8)
+    env_id = (await world.envs.create(owner, req)).env.id
+    await host.beat_all_running()
+    report = dataclasses.replace(host.report(), observed=[ObservedEnvironment(env_id, "failed", 0, "exit code 137")])
+    await world.agents.heartbeat(host.token, report)
+    await world.agents.heartbeat(host.token, report)  # reported again: told once
+    await world.container.task_queue().drain()
+    notifications = world.container.notification_service()
+    for user, expected in ((owner, 1), (admin, 1), (viewer, 0)):
+        items, _, _ = await notifications.inbox(user.id, unread_only=False, limit=50, offset=0)
+        failed = [n for n in items if n.kind == "environment.failed"]
+        assert len(failed) == expected, (user.username, items)
+        assert len(smtp.inbox.to(user.email)) == expected
+    assert "exit code 137" in failed_body(await notifications.inbox(owner.id, unread_only=False, limit=5, offset=0))
+
+
+def failed_body(inbox) -> str:
+    return next(n.body for n in inbox[0] if n.kind == "environment.failed")
+
+
+async def test_a_rolled_back_change_tells_nobody(world, smtp):
+    owner = await world.user("owner")
+    account = world.container.account_service()
+    async with world.container.uow() as uow:  # the use case records the event, then fails before commit
+        from remotegpu.application.identity import audit
+
+        await audit.record(uow, world.clock, "token.created", actor_id=owner.id, target_type="api_token", target_id="t", name="x")
+    await account.create_api_token(owner.id, "real")
+    await world.container.task_queue().drain()
+    items, _, _ = await world.container.notification_service().inbox(owner.id, unread_only=False, limit=50, offset=0)
+    assert [n.title for n in items] == ["New API token real"]

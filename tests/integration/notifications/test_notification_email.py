@@ -261,3 +261,18 @@ async def test_a_rolled_back_change_tells_nobody(world, smtp):
     await world.container.task_queue().drain()
     items, _, _ = await world.container.notification_service().inbox(owner.id, unread_only=False, limit=50, offset=0)
     assert [n.title for n in items] == ["New API token real"]
+
+
+async def test_platform_admins_as_an_audience_and_dispatching_twice_tells_nobody_twice(world, smtp):
+    from remotegpu.domain.notifications.models import Audience, Message, Severity
+
+    admin, user = await world.user("root", admin=True), await world.user("plain")
+    message = Message("environment.lost", Category.ENVIRONMENT, Severity.WARNING, Audience(admins=True), "event-1",
+                      {"name": "x", "reason": "host gone"})
+    dispatcher = world.container.notification_dispatcher()
+    assert [n.user_id for n in await dispatcher.dispatch([message])] == [admin.id]
+    assert await dispatcher.dispatch([message]) == []  # the same event again: already told
+    await world.container.task_queue().drain()
+    assert await world.container.notification_service().unread_count(admin.id) == 1
+    assert await world.container.notification_service().unread_count(user.id) == 0
+    assert len(smtp.inbox.to(admin.email)) == 1 and smtp.inbox.to(user.email) == []

@@ -60,6 +60,12 @@ MATRIX = [
     ("POST", "/api/v1/auth/session", {"username": "x", "password": "y"}, [403, 403, 403, 403, 403, 403]),
     ("POST", "/api/v1/auth/session/refresh", None, [403, 403, 403, 403, 403, 403]),
     ("DELETE", "/api/v1/auth/session", None, [403, 403, 403, 403, 403, 403]),
+    # Notifications are the signed-in user's own; {notification} is the target user's: 404 for everyone else.
+    ("GET", "/api/v1/notifications", None, [401, 200, 200, 200, 200, 200]),
+    ("POST", "/api/v1/notifications/read-all", None, [401, 200, 200, 200, 200, 200]),
+    ("POST", "/api/v1/notifications/{notification}/read", None, [401, 404, 404, 404, 404, 404]),
+    ("GET", "/api/v1/users/me/notification-preferences", None, [401, 200, 200, 200, 200, 200]),
+    ("PUT", "/api/v1/users/me/notification-preferences", {"locale": "zh-CN"}, [401, 200, 200, 200, 200, 200]),
 ]
 
 CASES = [
@@ -90,7 +96,10 @@ async def _world(client):
     r = await client.post("/api/v1/hosts", json={"name": "gpu-x"}, headers=accounts["platform_admin"].headers)
     assert r.status == 201, await r.text()
     host = (await r.json())["id"]
-    return accounts, {"ws": ws, "target": target.id, "newcomer": newcomer.username, "invitation": invitation, "host": host}
+    await client.post("/api/v1/users/me/tokens", json={"name": "n"}, headers=target.headers)  # a notification of target's
+    notification = (await (await client.get("/api/v1/notifications", headers=target.headers)).json())["items"][0]["id"]
+    return accounts, {"ws": ws, "target": target.id, "newcomer": newcomer.username, "invitation": invitation, "host": host,
+                      "notification": notification}
 
 
 def _key():

@@ -102,6 +102,16 @@ class Settings(BaseSettings):
     def _unlimited_is_none(cls, v: Any) -> Any:
         return None if isinstance(v, str) and v.strip().lower() in ("", "none", "unlimited") else v
 
+    # Email notifications (application/notifications): the operator's SMTP server.
+    # No host → the email channel is off (said at start-up); in-app notifications still work.
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "RemoteGPU <noreply@localhost>"
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"  # "tls": implicit TLS (port 465)
+    smtp_timeout_seconds: float = Field(15.0, gt=0, le=120)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
     # Cheaper argon2 for tests and benchmarks that create many users; never in production.
@@ -125,7 +135,7 @@ class Settings(BaseSettings):
         return ",".join(str(n) for n in parse_networks(text))
 
     @field_validator("database_url", "redis_url", "secret_key", "public_url", "agent_fake_gpus", "agent_name", "ssh_host",
-                     "metrics_token", mode="before")
+                     "metrics_token", "smtp_host", "smtp_username", "smtp_password", mode="before")
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
         return None if v == "" else v

@@ -18,6 +18,11 @@ from remotegpu.adapters.memory.store import InMemoryStore
 from remotegpu.adapters.memory.uow import InMemoryUnitOfWork
 from remotegpu.adapters.events import LocalChangeFeed, RedisChangeFeed
 from remotegpu.application.shared.change_feed import ChangeTrackingUnitOfWork
+from remotegpu.adapters.notifications.memory import InMemoryNotificationRepository
+from remotegpu.adapters.notifications.signals import LocalUnreadSignals
+from remotegpu.application.notifications.delivery import DeliveryService
+from remotegpu.application.notifications.dispatch import DELIVER_TASK, Dispatcher, NotifyingUnitOfWork
+from remotegpu.application.notifications.service import NotificationService
 from remotegpu.adapters.ratelimit.memory import InMemoryRateLimiter
 from remotegpu.adapters.ratelimit.redis_limiter import RedisRateLimiter
 from remotegpu.adapters.security.jwt_tokens import JwtAccessTokenIssuer
@@ -70,12 +75,57 @@ def _redis(url: str):
     return Redis.from_url(url)
 
 
-def _task_handlers(maintenance: Maintenance) -> dict:
-    """Background tasks by name; the Dramatiq worker registers actors of the same names."""
+def _task_handlers(maintenance: Maintenance, deliveries=None) -> dict:
+    """Background tasks by name; the Dramatiq worker registers actors of the same names.
+
+    Every one runs periodically without arguments too (the maintenance loop):
+    ``notifications.deliver`` then has nothing to do. ``deliveries`` is a provider,
+    resolved when a task runs (its service needs the task queue built from this).
+    """
+
+    async def deliver(delivery_id: str | None = None) -> None:
+        if delivery_id is not None and deliveries is not None:
+            await deliveries().deliver(delivery_id)
+
+    async def send_due() -> None:
+        if deliveries is not None:
+            await deliveries().send_due()
+
     return {
         "identity.purge_expired_refresh_tokens": lambda: maintenance.purge_expired_refresh_tokens(),
         "identity.purge_old_audit_events": lambda: maintenance.purge_old_audit_events(),
+        DELIVER_TASK: deliver,
+        "notifications.send_due": send_due,
     }
+
+
+def _sql_notifications(session_factory):
+    from remotegpu.adapters.db.repositories.notifications import SqlNotificationRepository
+
+    return SqlNotificationRepository(session_factory)
+
+
+def _email_sender(settings: Settings):
+    """The SMTP sender, or None when no SMTP host is configured (email channel off)."""
+    if not settings.smtp_host:
+        return None
+    from remotegpu.adapters.notifications.smtp import SmtpEmailSender, SmtpSettings
+
+    return SmtpEmailSender(SmtpSettings(
+        host=settings.smtp_host, port=settings.smtp_port, sender=settings.smtp_from, username=settings.smtp_username,
+        password=settings.smtp_password, security=settings.smtp_security, timeout=settings.smtp_timeout_seconds,
+    ))
+
+
+class _LateQueue:
+    """The task queue, looked up when first used: it is built from the task handlers,
+    which reach the unit of work that the dispatcher (its user) is part of."""
+
+    def __init__(self, container):
+        self._container = container
+
+    async def enqueue(self, task: str, **kwargs) -> None:
+        await self._container.task_queue().enqueue(task, **kwargs)
 
 
 _HASH_PROFILES = {"default": {}, "fast": {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}}
@@ -127,7 +177,31 @@ class Container(containers.DeclarativeContainer):
         memory=providers.Singleton(LocalChangeFeed),
         redis=providers.Singleton(lambda r, ns: RedisChangeFeed(r, channel=f"{ns}:environment-changes"), redis, config.redis_namespace),
     )
-    uow = providers.Factory(ChangeTrackingUnitOfWork, storage_uow, change_feed)
+    # Notifications (application/notifications): committed environment and audit events
+    # become in-app messages and emails (NotifyingUnitOfWork wraps every use case's uow).
+    __self__ = providers.Self()
+    notification_repo = providers.Selector(
+        config.persistence,
+        sql=providers.Singleton(_sql_notifications, session_factory),
+        memory=providers.Singleton(InMemoryNotificationRepository),
+    )
+    unread_signals = providers.Singleton(LocalUnreadSignals)
+    email_sender = providers.Singleton(_email_sender, settings)
+    email_enabled = providers.Callable(lambda s: bool(s.smtp_host), settings)
+    late_task_queue = providers.Singleton(_LateQueue, __self__)
+    plain_uow = providers.Factory(ChangeTrackingUnitOfWork, storage_uow, change_feed)
+    notification_dispatcher = providers.Singleton(
+        Dispatcher, uow=plain_uow.provider, repo=notification_repo, clock=clock, queue=late_task_queue,
+        signals=unread_signals, email_enabled=email_enabled,
+    )
+    uow = providers.Factory(NotifyingUnitOfWork, plain_uow, notification_dispatcher)
+    notification_service = providers.Singleton(
+        NotificationService, repo=notification_repo, clock=clock, signals=unread_signals, email_enabled=email_enabled,
+    )
+    delivery_service = providers.Singleton(
+        DeliveryService, uow=plain_uow.provider, repo=notification_repo, clock=clock, sender=email_sender,
+        queue=late_task_queue, public_url=providers.Callable(lambda s: s.public_url, settings),
+    )
 
     # --- use cases -----------------------------------------------------------------
     auth_settings = providers.Singleton(
@@ -184,7 +258,7 @@ class Container(containers.DeclarativeContainer):
     )
 
     # --- background work -----------------------------------------------------------
-    task_handlers = providers.Singleton(_task_handlers, maintenance)
+    task_handlers = providers.Singleton(_task_handlers, maintenance, delivery_service.provider)
     task_queue = providers.Selector(
         config.queue,
         inline=providers.Singleton(InlineTaskQueue, task_handlers),

@@ -108,12 +108,16 @@ def sweeper_ctx(container: Container):
         interval = container.settings().sweep_interval_seconds
 
         async def loop() -> None:
+            sweeps = 0
             while True:
                 await asyncio.sleep(interval)
+                sweeps += 1
                 try:
                     await container.agent_service().mark_offline_hosts()
                     await container.agent_service().finish_stranded()
                     await container.autostop().sweep()
+                    if sweeps % max(1, int(60 / interval)) == 0:  # about once a minute
+                        await container.delivery_service().send_due()  # emails held by quiet hours, lost jobs
                 except Exception:  # noqa: BLE001 - a bad sweep must not end the loop
                     log.exception("sweep failed")
 

@@ -12,7 +12,8 @@ from remotegpu.adapters.tasks.dramatiq_queue import QUEUE_NAME, make_broker
 from remotegpu.entrypoints.config import load_settings_or_exit
 from remotegpu.entrypoints.containers import Container, build_container
 
-TASK_NAMES = ("identity.purge_expired_refresh_tokens", "identity.purge_old_audit_events")
+TASK_NAMES = ("identity.purge_expired_refresh_tokens", "identity.purge_old_audit_events",
+              "notifications.deliver", "notifications.send_due")
 
 _settings = load_settings_or_exit()
 if not _settings.redis_url:

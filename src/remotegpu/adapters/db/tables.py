@@ -361,3 +361,58 @@ host_ports = sa.Table(
     sa.Column("purpose", sa.String(16), nullable=False),
     sa.UniqueConstraint("host_id", "port"),  # also serves ports_on_host
 )
+
+# --- notifications (application/notifications) ------------------------------------
+# One row per recipient; in_inbox false = email only (the user turned in-app off).
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    _id(primary_key=True),
+    _user_fk(),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("category", sa.String(16), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("title", sa.String(500), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("link", sa.String(500), nullable=True),
+    sa.Column("in_inbox", sa.Boolean, nullable=False),
+    sa.Column("dedupe_key", sa.String(200), nullable=False),  # event × recipient: never told twice
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("read_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("dedupe_key"),
+    sa.Index(None, "user_id", "created_at"),
+)
+
+# One row per notification × channel; status pending → sending → sent | failed | unknown.
+notification_deliveries = sa.Table(
+    "notification_deliveries",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("notification_id", sa.String(36), sa.ForeignKey("notifications.id", ondelete="CASCADE"), nullable=False),
+    _user_fk(),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("idempotency_key", sa.String(100), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("not_before", UTCDateTime, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("sent_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("idempotency_key"),
+    sa.Index(None, "notification_id"),
+    sa.Index(None, "status", "not_before"),
+)
+
+# No row = defaults (English, UTC, no quiet hours, everything on).
+notification_preferences = sa.Table(
+    "notification_preferences",
+    metadata,
+    sa.Column("user_id", sa.String(36), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("locale", sa.String(16), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("quiet_start", sa.String(5), nullable=True),  # "HH:MM" in the user's time zone
+    sa.Column("quiet_end", sa.String(5), nullable=True),
+    sa.Column("disabled", sa.JSON, nullable=False),  # ["environment/email", ...]
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)

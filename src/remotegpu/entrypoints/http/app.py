@@ -53,6 +53,10 @@ def create_app(container: Container, *, run_background: bool = True, bootstrap_a
     console.install(app, console.DEFAULT_DIST)
 
     async def container_ctx(app: web.Application) -> AsyncIterator[None]:
+        if container.settings().smtp_host:
+            log.info("email notifications: on, through %s:%s", container.settings().smtp_host, container.settings().smtp_port)
+        else:
+            log.info("email notifications: off (REMOTEGPU_SMTP_HOST is not set); in-app notifications only")
         if bootstrap_admin:
             await bootstrap.ensure_first_admin(container)
         # Redis-backed cache and change feed hear other processes through a listener each.

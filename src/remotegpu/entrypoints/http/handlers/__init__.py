@@ -13,6 +13,7 @@ from remotegpu.entrypoints.http.handlers import (  # noqa: E402,F401
     environments,
     events,
     hosts,
+    notifications,
     terminal,
     workspaces,
 )

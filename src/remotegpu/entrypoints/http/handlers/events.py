@@ -30,6 +30,7 @@ from remotegpu.entrypoints.http.errors import error_response
 from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.handlers.environments import env_out
 from remotegpu.entrypoints.http.liveness import AdmissionCheck
+from remotegpu.entrypoints.http.handlers.notifications import UNREAD, UnreadPush
 from remotegpu.entrypoints.http.routing import Call
 
 log = logging.getLogger("remotegpu.events")
@@ -67,6 +68,8 @@ async def _stream(call: Call) -> web.StreamResponse:
     check = AdmissionCheck(request)
     recheck_seconds = check.interval
     subscription, watcher = call.container.environment_watch().subscribe(call.user)
+    unread = UnreadPush(call)  # also: event "notifications" with the unread count
+    subscription = unread.wrap(subscription)
     shutdown = request.app.get(SHUTDOWN) or asyncio.Event()
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream; charset=utf-8",
@@ -77,6 +80,7 @@ async def _stream(call: Call) -> web.StreamResponse:
         await response.prepare(request)
         await watcher.prime()
         await response.write(f"retry: {RETRY_MS}\n: connected\n\n".encode())
+        await response.write(await unread.frame())
         deadline = time.monotonic() + MAX_STREAM_SECONDS
         recheck_at = time.monotonic() + recheck_seconds
         ping_at = time.monotonic() + PING_SECONDS
@@ -95,8 +99,11 @@ async def _stream(call: Call) -> web.StreamResponse:
                 break
             if change is None:
                 if time.monotonic() >= ping_at:
-                    await response.write(b": ping\n\n")
+                    await response.write(b": ping\n\n" + await unread.frame())
                     ping_at = time.monotonic() + PING_SECONDS
+                continue
+            if change is UNREAD:
+                await response.write(await unread.frame())
                 continue
             for view in await watcher.views_for(change):
                 payload = {"type": "environment", "environment": env_out(view).model_dump(mode="json")}

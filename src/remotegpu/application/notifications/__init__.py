@@ -1,0 +1,1 @@
+"""The notifications context: events become messages; inbox, email, preferences."""

@@ -1,0 +1,101 @@
+"""Ports of the notifications context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from remotegpu.domain.notifications.models import Delivery, DeliveryStatus, Notification
+from remotegpu.domain.notifications.preferences import NotificationPreferences
+
+
+class NotificationRepository(Protocol):
+    """Notifications, their deliveries and users' preferences.
+
+    Every method is its own short transaction: notifications are written after the
+    event that caused them was committed (see dispatch.py), and delivery state must be
+    durable before and after each send, whatever happens to the sender's process.
+    """
+
+    async def add(self, notifications: list[Notification], deliveries: list[Delivery]) -> list[Notification]:
+        """Store them, skipping any whose ``dedupe_key`` exists (with its deliveries); return those stored."""
+        ...
+
+    async def get(self, notification_id: str) -> Notification | None: ...
+
+    async def list_for_user(self, user_id: str, *, unread_only: bool, limit: int, offset: int) -> tuple[list[Notification], int]:
+        """The user's inbox, newest first."""
+        ...
+
+    async def unread_count(self, user_id: str) -> int: ...
+
+    async def mark_read(self, user_id: str, notification_id: str, at: datetime) -> bool:
+        """False when the user has no such notification in the inbox."""
+        ...
+
+    async def mark_all_read(self, user_id: str, at: datetime) -> int: ...
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
+
+    async def list_deliveries(self, notification_id: str) -> list[Delivery]: ...
+
+    async def claim_delivery(self, delivery_id: str, at: datetime) -> Delivery | None:
+        """Atomically pending (and due) → sending, attempts + 1; None when it is not pending or not due."""
+        ...
+
+    async def finish_delivery(self, delivery_id: str, status: DeliveryStatus, at: datetime, error: str = "") -> None:
+        """Record the outcome of a claimed delivery (sent, failed, or pending again)."""
+        ...
+
+    async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
+        """Pending deliveries whose time has come (quiet hours over, or a lost job)."""
+        ...
+
+    async def expire_sending(self, before: datetime, at: datetime) -> int:
+        """Deliveries left ``sending`` since before ``before`` (their worker died): → unknown."""
+        ...
+
+    async def get_preferences(self, user_id: str) -> NotificationPreferences | None: ...
+
+    async def save_preferences(self, preferences: NotificationPreferences) -> None: ...
+
+
+@dataclass(frozen=True)
+class EmailMessage:
+    to: str
+    subject: str
+    text: str
+    html: str
+    #: Stable per notification × channel: the Message-ID, so a mail system can tell repeats apart.
+    idempotency_key: str
+
+
+class TransientEmailError(Exception):
+    """Not sent, may work later (connection refused, timeout, 4xx reply)."""
+
+
+class PermanentEmailError(Exception):
+    """Not sent and never will be as it is (5xx reply: bad address, refused)."""
+
+
+class EmailSender(Protocol):
+    async def send(self, message: EmailMessage) -> None:
+        """Hand the message to the mail system; raise Transient/PermanentEmailError when it was not."""
+        ...
+
+
+class UnreadSignals(Protocol):
+    """Tells a user's open event streams that their unread count changed."""
+
+    def notify(self, user_id: str) -> None: ...
+
+    def subscribe(self, user_id: str) -> "UnreadSubscription": ...
+
+
+class UnreadSubscription(Protocol):
+    async def wait(self) -> None:
+        """Return once the user's unread count may have changed."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Notifications: what happened, to whom, in which language, on which channels."""

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from remotegpu.entrypoints.http.schemas.common import PageQuery, Strict
+
+CategoryName = Literal["environment", "billing", "alert", "security", "support", "system"]
+ChannelName = Literal["in_app", "email"]
+
+
+class NotificationOut(BaseModel):
+    id: str
+    kind: str
+    category: str
+    severity: str
+    title: str
+    body: str
+    link: str | None
+    created_at: datetime
+    read_at: datetime | None
+
+
+class InboxOut(BaseModel):
+    items: list[NotificationOut]
+    total: int
+    unread: int
+
+
+class InboxQuery(PageQuery):
+    unread: bool = False  # only unread ones
+
+
+class ReadAllOut(BaseModel):
+    marked: int
+    unread: int
+
+
+class ChannelSwitches(Strict):
+    in_app: bool = True
+    email: bool = True
+
+
+class QuietHours(Strict):
+    start: str = Field(pattern=r"^\d{2}:\d{2}$", examples=["22:00"])
+    end: str = Field(pattern=r"^\d{2}:\d{2}$", examples=["07:00"])
+
+
+class PreferencesIn(Strict):
+    locale: Literal["en", "zh-CN"] = "en"
+    timezone: str = Field("UTC", max_length=64)
+    quiet_hours: QuietHours | None = None
+    #: Per category; a category left out keeps every channel on.
+    categories: dict[CategoryName, ChannelSwitches] = Field(default_factory=dict)
+
+
+class PreferencesOut(BaseModel):
+    locale: str
+    timezone: str
+    quiet_hours: QuietHours | None
+    categories: dict[str, ChannelSwitches]
+    #: Categories that cannot be turned off (critical notifications always arrive too).
+    always_on: list[str]
+    #: Channels this platform can deliver on (email needs the operator's SMTP settings).
+    channels: list[str]

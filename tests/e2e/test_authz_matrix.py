@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import signup
+from tests.support.webhooks import seed_webhook
 from tests.support.workspaces import join_workspace
 
 CALLERS = ["anonymous", "other", "viewer", "member", "ws_admin", "platform_admin"]
@@ -55,6 +56,17 @@ MATRIX = [
     ("DELETE", "/api/v1/hosts/{host}?force=true", None, [401, 403, 403, 403, 403, 204]),
     ("POST", "/api/v1/users/me/sign-out", {}, [401, 204, 204, 204, 204, 204]),
     ("POST", "/api/v1/users/{target}/sign-out", {}, [401, 403, 403, 403, 403, 204]),
+    # Webhooks: workspace admins (and platform admins) manage a workspace's endpoints.
+    ("GET", "/api/v1/webhooks/event-types", None, [401, 200, 200, 200, 200, 200]),
+    ("GET", "/api/v1/webhooks?workspace_id={ws}", None, [401, 404, 403, 403, 200, 200]),
+    ("POST", "/api/v1/webhooks", {"workspace_id": "{ws}", "url": "https://hooks.example.com/in"}, [401, 404, 403, 403, 201, 201]),
+    ("GET", "/api/v1/webhooks/{webhook}", None, [401, 404, 403, 403, 200, 200]),
+    ("PATCH", "/api/v1/webhooks/{webhook}", {"description": "d"}, [401, 404, 403, 403, 200, 200]),
+    ("DELETE", "/api/v1/webhooks/{webhook}", None, [401, 404, 403, 403, 204, 204]),
+    ("POST", "/api/v1/webhooks/{webhook}/rotate-secret", None, [401, 404, 403, 403, 200, 200]),
+    ("POST", "/api/v1/webhooks/{webhook}/test", None, [401, 404, 403, 403, 200, 200]),
+    ("GET", "/api/v1/webhooks/{webhook}/deliveries", None, [401, 404, 403, 403, 200, 200]),
+    ("POST", "/api/v1/webhooks/{webhook}/deliveries/{delivery}/redeliver", None, [401, 404, 403, 403, 202, 202]),
 ]
 
 CASES = [
@@ -85,7 +97,9 @@ async def _world(client):
     r = await client.post("/api/v1/hosts", json={"name": "gpu-x"}, headers=accounts["platform_admin"].headers)
     assert r.status == 201, await r.text()
     host = (await r.json())["id"]
-    return accounts, {"ws": ws, "target": target.id, "newcomer": newcomer.username, "invitation": invitation, "host": host}
+    webhook, delivery = await seed_webhook(client.server.app[_key()], ws, owner.id)
+    return accounts, {"ws": ws, "target": target.id, "newcomer": newcomer.username, "invitation": invitation, "host": host,
+                      "webhook": webhook, "delivery": delivery}
 
 
 def _key():

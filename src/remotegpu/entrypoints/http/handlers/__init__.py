@@ -13,5 +13,6 @@ from remotegpu.entrypoints.http.handlers import (  # noqa: E402,F401
     events,
     hosts,
     terminal,
+    webhooks,
     workspaces,
 )

@@ -67,17 +67,15 @@ class AddressPolicy:
     def is_allowed(self, ip: IPAddress) -> bool:
         if any(ip.version == net.version and ip in net for net in self.allowed):
             return True
+        if isinstance(ip, ipaddress.IPv6Address):
+            inner = _embedded_ipv4(ip)
+            if inner is not None:  # judged by the IPv4 address it carries (and reaches)
+                return self.is_allowed(inner)
         if ip.is_multicast or ip.is_unspecified or ip.is_loopback or ip.is_link_local or ip.is_reserved:
             return False
         if any(ip.version == net.version and ip in net for net in _FORBIDDEN):
             return False
-        if isinstance(ip, ipaddress.IPv6Address):
-            inner = _embedded_ipv4(ip)
-            if inner is not None:
-                return self.is_allowed(inner)
-            if ip.is_private or ip.is_site_local:
-                return False
-        elif ip.is_private:
+        if ip.is_private or (isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local):
             return False
         return True
 

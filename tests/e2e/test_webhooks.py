@@ -4,6 +4,7 @@ driven by a controllable clock (the dispatcher is called by the test, not a time
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ import aiohttp
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from remotegpu.adapters.db.migrate import upgrade
 from remotegpu.application.shared.clock import FrozenClock
 from remotegpu.entrypoints.containers import build_container
 from remotegpu.entrypoints.http.app import create_app
@@ -27,11 +29,15 @@ def clock():
     return FrozenClock()
 
 
-@pytest.fixture
-async def wh(aiohttp_client, tmp_path, clock):
+@pytest.fixture(params=["memory", "sqlite"])
+async def wh(request, aiohttp_client, tmp_path, clock):
     """(client, container) with 127.0.0.1 allowlisted for the test's receiver; the
-    webhooks run on ``clock`` (sign-in keeps the real one: its tokens must stay valid)."""
-    container = build_container(make_settings(tmp_path, webhook_allow_cidrs="127.0.0.1/32"), persistence="memory")
+    webhooks run on ``clock`` (sign-in keeps the real one: its tokens must stay valid).
+    Every test runs on the in-memory store and on SQLite (migrated, secrets sealed)."""
+    settings = make_settings(tmp_path, webhook_allow_cidrs="127.0.0.1/32")
+    container = build_container(settings, persistence="memory" if request.param == "memory" else "sql")  # makes the data dir
+    if request.param == "sqlite":
+        await asyncio.to_thread(upgrade, settings.effective_database_url)
     container.webhook_service.add_kwargs(clock=clock)
     client = await aiohttp_client(create_app(container, run_background=False), cookie_jar=aiohttp.DummyCookieJar())
     return client, container
@@ -255,8 +261,6 @@ async def test_redeliver_sends_the_same_message_again(wh, receiver):
 
 async def test_the_dispatcher_runs_by_itself(aiohttp_client, tmp_path, receiver):
     """With background work on, a published event is delivered without anyone calling dispatch."""
-    import asyncio
-
     container = build_container(make_settings(tmp_path, webhook_allow_cidrs="127.0.0.1/32"), persistence="memory")
     client = await aiohttp_client(create_app(container, run_background=True), cookie_jar=aiohttp.DummyCookieJar())
     user = await signup(client)

@@ -126,15 +126,16 @@ class SqlWebhookStore:
         await self._write(_D.update().where(_D.c.id == delivery.id).values(**row))
 
     async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
+        # One statement, so the choice and the lease are atomic: SQLite runs it alone;
+        # PostgreSQL skips rows another dispatcher's statement has locked.
         async with self._sessions() as s, s.begin():
-            query = (sa.select(_D).where(_D.c.status == DeliveryStatus.PENDING.value, _D.c.next_attempt_at <= now)
-                     .order_by(_D.c.next_attempt_at).limit(limit))
+            due = (sa.select(_D.c.id).where(_D.c.status == DeliveryStatus.PENDING.value, _D.c.next_attempt_at <= now)
+                   .order_by(_D.c.next_attempt_at).limit(limit))
             if s.get_bind().dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)  # several servers dispatch side by side
-            rows = (await s.execute(query)).all()
-            if rows:
-                await s.execute(_D.update().where(_D.c.id.in_([r.id for r in rows])).values(next_attempt_at=now + lease))
-        return [self._delivery(r) for r in rows]
+                due = due.with_for_update(skip_locked=True)
+            rows = (await s.execute(_D.update().where(_D.c.id.in_(due.scalar_subquery()))
+                                    .values(next_attempt_at=now + lease).returning(*_D.c))).all()
+        return sorted((self._delivery(r) for r in rows), key=lambda d: (d.created_at, d.id))
 
     async def list_deliveries(self, endpoint_id: str, limit: int, offset: int) -> tuple[list[Delivery], int]:
         async with self._sessions() as s:

@@ -23,6 +23,7 @@ export const routes: RouteRecordRaw[] = [
       { path: 'environments/new', name: 'environment-create', component: () => import('./views/EnvironmentCreateView.vue'), meta: { title: 'nav.create' } },
       { path: 'environments/:id', name: 'environment', component: () => import('./views/EnvironmentDetailView.vue'), props: true, meta: { title: 'nav.environments' } },
       { path: 'workspaces', name: 'workspaces', component: () => import('./views/WorkspacesView.vue'), meta: { title: 'nav.workspaces' } },
+      { path: 'webhooks', name: 'webhooks', component: () => import('./views/WebhooksView.vue'), meta: { title: 'nav.webhooks' } },
       { path: 'account', name: 'account', component: () => import('./views/AccountView.vue'), meta: { title: 'nav.account' } },
       { path: 'admin', redirect: { name: 'admin-hosts' } },
       { path: 'admin/hosts', name: 'admin-hosts', component: () => import('./views/admin/HostsView.vue'), meta: { admin: true, title: 'nav.hosts' } },

@@ -117,6 +117,11 @@ async def test_claim_due_leases_and_the_log_pages(stores):
     d.next_attempt_at, d.last_attempt_at = None, at(111)
     await store.update_delivery(d)
     assert await store.get_delivery(d.id) == d
+    others = again[1:3]
+    for n, other in enumerate(others):
+        other.status, other.attempts, other.response_status, other.next_attempt_at = DeliveryStatus.SUCCEEDED, 1 + n, 204, None
+    await store.update_deliveries(others)  # the dispatcher's batch write
+    assert [await store.get_delivery(o.id) for o in others] == others
     page, total = await store.list_deliveries(e.id, 2, 0)
     assert total == 7 and [p.id for p in page] == [done.id, later.id]  # newest first
     assert [p.id for p in (await store.list_deliveries(e.id, 2, 6))[0]] == [due[0].id]

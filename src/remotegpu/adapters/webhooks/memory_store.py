@@ -63,6 +63,10 @@ class InMemoryWebhookStore:
         if delivery.id in self.deliveries:
             self.deliveries[delivery.id] = replace(delivery)
 
+    async def update_deliveries(self, deliveries: list[Delivery]) -> None:
+        for d in deliveries:
+            await self.update_delivery(d)
+
     async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
         due = sorted(
             (d for d in self.deliveries.values()

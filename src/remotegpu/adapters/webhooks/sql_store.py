@@ -125,6 +125,21 @@ class SqlWebhookStore:
             row.pop(key)
         await self._write(_D.update().where(_D.c.id == delivery.id).values(**row))
 
+    async def update_deliveries(self, deliveries: list[Delivery]) -> None:
+        if not deliveries:
+            return
+        rows = []
+        for d in deliveries:
+            row = self._delivery_row(d)
+            row["_id"] = row.pop("id")
+            for key in ("endpoint_id", "workspace_id", "message_id", "event_type", "body", "created_at"):
+                row.pop(key)
+            rows.append(row)
+        statement = _D.update().where(_D.c.id == sa.bindparam("_id")).values(
+            {key: sa.bindparam(key) for key in rows[0] if key != "_id"})
+        async with self._sessions() as s, s.begin():
+            await s.execute(statement, rows)  # one transaction, executemany
+
     async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
         # One statement, so the choice and the lease are atomic: SQLite runs it alone;
         # PostgreSQL skips rows another dispatcher's statement has locked.

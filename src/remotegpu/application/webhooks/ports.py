@@ -41,6 +41,10 @@ class WebhookStore(Protocol):
 
     async def update_delivery(self, delivery: Delivery) -> None: ...
 
+    async def update_deliveries(self, deliveries: list[Delivery]) -> None:
+        """Several at once, in one transaction (the dispatcher's outcomes of a round)."""
+        ...
+
     async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
         """Pending deliveries due by ``now``, oldest first; each is pushed to ``now + lease``
         so that no other dispatcher takes it meanwhile (and a crashed one's work comes back)."""

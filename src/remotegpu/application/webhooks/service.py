@@ -192,12 +192,20 @@ class WebhookService:
         semaphore = asyncio.Semaphore(self.concurrency)
         endpoints: dict[str, WebhookEndpoint | None] = {}
 
-        async def one(delivery: Delivery) -> None:
+        loading: dict[str, asyncio.Task] = {}
+
+        async def endpoint_of(endpoint_id: str) -> WebhookEndpoint | None:
+            if endpoint_id not in endpoints:
+                if endpoint_id not in loading:  # one lookup per endpoint and round, however many deliveries wait
+                    loading[endpoint_id] = asyncio.ensure_future(self.store.get_endpoint(endpoint_id))
+                endpoints[endpoint_id] = await loading[endpoint_id]
+            return endpoints[endpoint_id]
+
+        async def one(delivery: Delivery, done: list[Delivery]) -> None:
             async with semaphore:
-                if delivery.endpoint_id not in endpoints:
-                    endpoints[delivery.endpoint_id] = await self.store.get_endpoint(delivery.endpoint_id)
                 try:
-                    await self._attempt(delivery, endpoints[delivery.endpoint_id])
+                    if await self._attempt(delivery, await endpoint_of(delivery.endpoint_id), save=False):
+                        done.append(delivery)
                 except Exception:  # noqa: BLE001 - one bad delivery must not stop the others; its lease brings it back
                     log.exception("webhook delivery %s failed unexpectedly", delivery.id)
 
@@ -205,19 +213,25 @@ class WebhookService:
             claimed = await self.store.claim_due(self.clock.now(), self.batch, self.lease)
             if not claimed:
                 return total
-            await asyncio.gather(*(one(d) for d in claimed))
+            done: list[Delivery] = []
+            await asyncio.gather(*(one(d, done) for d in claimed))
+            # Outcomes of the round in one transaction. A crash before it re-sends these after
+            # the lease: at least once, with the same webhook-id, as the spec expects receivers to handle.
+            await self.store.update_deliveries(done)
             total += len(claimed)
             if len(claimed) < self.batch:
                 return total
 
-    async def _attempt(self, delivery: Delivery, endpoint: WebhookEndpoint | None) -> None:
+    async def _attempt(self, delivery: Delivery, endpoint: WebhookEndpoint | None, *, save: bool = True) -> bool:
+        """One attempt; the delivery's new state is written (``save``) or left to the caller (returns True)."""
         is_test = delivery.event_type == events.TEST_EVENT
         now = self.clock.now()
         if endpoint is None or (not endpoint.enabled and not is_test):
             delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
             delivery.error = "endpoint deleted" if endpoint is None else f"endpoint disabled: {endpoint.disabled_reason}"
-            await self.store.update_delivery(delivery)
-            return
+            if save:
+                await self.store.update_delivery(delivery)
+            return True
         headers = signing.headers(endpoint.signing_secrets(now), delivery.message_id, int(now.timestamp()), delivery.body)
         result = await self.sender.send(endpoint.url, headers, delivery.body.encode())
         delivery.attempts += 1
@@ -232,7 +246,9 @@ class WebhookService:
             delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
         else:
             await self._failed(delivery, endpoint, result, now)
-        await self.store.update_delivery(delivery)
+        if save:
+            await self.store.update_delivery(delivery)
+        return True
 
     async def _failed(self, delivery: Delivery, endpoint: WebhookEndpoint, result: SendResult, now: datetime) -> None:
         if result.status == 410:

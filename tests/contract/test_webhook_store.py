@@ -125,6 +125,9 @@ async def test_claim_due_leases_and_the_log_pages(stores):
     page, total = await store.list_deliveries(e.id, 2, 0)
     assert total == 7 and [p.id for p in page] == [done.id, later.id]  # newest first
     assert [p.id for p in (await store.list_deliveries(e.id, 2, 6))[0]] == [due[0].id]
+    # Retention: finished deliveries created before the cut go; pending ones stay whatever their age.
+    assert await store.purge_finished(at(3)) == 2  # `done` (created at 7) is newer; d and others[0] are older
+    assert {p.id for p in (await store.list_deliveries(e.id, 10, 0))[0]} == {x.id for x in [*due, later, done]} - {d.id, others[0].id}
 
 
 async def test_concurrent_dispatchers_never_claim_the_same_delivery(stores):

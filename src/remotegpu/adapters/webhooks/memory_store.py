@@ -75,7 +75,13 @@ class InMemoryWebhookStore:
         )[:limit]
         for d in due:
             d.next_attempt_at = now + lease
-        return [replace(d) for d in due]
+        return [replace(d) for d in sorted(due, key=lambda d: (d.created_at, d.id))]  # as the SQL store
+
+    async def purge_finished(self, before: datetime) -> int:
+        old = [d.id for d in self.deliveries.values() if d.status is not DeliveryStatus.PENDING and d.created_at < before]
+        for delivery_id in old:
+            del self.deliveries[delivery_id]
+        return len(old)
 
     async def list_deliveries(self, endpoint_id: str, limit: int, offset: int) -> tuple[list[Delivery], int]:
         mine = sorted((d for d in self.deliveries.values() if d.endpoint_id == endpoint_id),

@@ -44,7 +44,8 @@ class SafeResolver(AbstractResolver):
         for answer in answers:
             ip = ipaddress.ip_address(answer["host"].split("%", 1)[0])
             if not self._policy.is_allowed(ip):
-                raise AddressRefusedError(f"{host} resolves to {ip}, which webhooks may not reach (not a public address)")
+                # Not the address itself: a tenant must not learn internal DNS answers from the log.
+                raise AddressRefusedError(f"{host} resolves to an address webhooks may not reach (not a public address)")
         return answers
 
     async def close(self) -> None:

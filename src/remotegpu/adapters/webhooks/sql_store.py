@@ -152,6 +152,11 @@ class SqlWebhookStore:
                                     .values(next_attempt_at=now + lease).returning(*_D.c))).all()
         return sorted((self._delivery(r) for r in rows), key=lambda d: (d.created_at, d.id))
 
+    async def purge_finished(self, before: datetime) -> int:
+        async with self._sessions() as s, s.begin():
+            result = await s.execute(_D.delete().where(_D.c.status != DeliveryStatus.PENDING.value, _D.c.created_at < before))
+        return result.rowcount or 0
+
     async def list_deliveries(self, endpoint_id: str, limit: int, offset: int) -> tuple[list[Delivery], int]:
         async with self._sessions() as s:
             total = (await s.execute(sa.select(sa.func.count()).select_from(_D).where(_D.c.endpoint_id == endpoint_id))).scalar_one()

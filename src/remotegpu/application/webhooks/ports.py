@@ -50,6 +50,10 @@ class WebhookStore(Protocol):
         so that no other dispatcher takes it meanwhile (and a crashed one's work comes back)."""
         ...
 
+    async def purge_finished(self, before: datetime) -> int:
+        """Delete succeeded and failed deliveries created before ``before``; returns how many."""
+        ...
+
     async def list_deliveries(self, endpoint_id: str, limit: int, offset: int) -> tuple[list[Delivery], int]:
         """Newest first, and the total."""
         ...

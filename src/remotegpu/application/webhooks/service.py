@@ -25,6 +25,8 @@ from remotegpu.domain.workspaces.models import Role
 log = logging.getLogger(__name__)
 
 MAX_DESCRIPTION = 500
+#: The delivery log keeps finished deliveries this long.
+LOG_RETENTION = timedelta(days=30)
 MAX_ENDPOINTS_PER_WORKSPACE = 50
 
 
@@ -171,6 +173,10 @@ class WebhookService:
             await self.store.add_deliveries(deliveries)
             self.wake()
         return len(deliveries)
+
+    async def purge_log(self) -> int:
+        """Forget finished deliveries older than the retention (pending ones stay, whatever their age)."""
+        return await self.store.purge_finished(self.clock.now() - LOG_RETENTION)
 
     def wake(self) -> None:
         if self._wake is not None:

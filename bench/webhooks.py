@@ -118,9 +118,11 @@ async def run_service(kind: str, base: str, events: int, endpoints: int, tmp: Pa
     start = time.perf_counter()
     for i in range(events):
         await service.publish(WORKSPACE, "environment.stopped", {"environment_id": f"env-{i}", "reason": "idle"})
+    published = time.perf_counter() - start
     while await service.dispatch_due():
         pass
     elapsed = time.perf_counter() - start
+    print(f"  ({kind}: publishing {published:.2f} s, sending {elapsed - published:.2f} s)")
     distinct, _ = receiver_count(base)
     if kind == "memory":
         succeeded = sum(1 for d in store.deliveries.values() if d.status is DeliveryStatus.SUCCEEDED)

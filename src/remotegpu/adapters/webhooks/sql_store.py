@@ -13,7 +13,7 @@ from remotegpu.adapters.db import tables as t
 from remotegpu.domain.webhooks.models import Delivery, DeliveryStatus, WebhookEndpoint
 
 _E, _D = t.webhook_endpoints, t.webhook_deliveries
-_SECRET_CONTEXT = "webhook-secret"
+_SECRET_CONTEXT = "webhook-secret:{}"  # + the endpoint's id: a sealed secret opens only in its own row
 
 
 class SqlWebhookStore:
@@ -25,27 +25,27 @@ class SqlWebhookStore:
 
     # --- mapping ------------------------------------------------------------------------
 
-    def _seal(self, secret: str) -> str:
-        return self._sealer.seal(secret.encode(), context=_SECRET_CONTEXT) if secret else ""
+    def _seal(self, secret: str, endpoint_id: str) -> str:
+        return self._sealer.seal(secret.encode(), context=_SECRET_CONTEXT.format(endpoint_id)) if secret else ""
 
-    def _open(self, sealed: str) -> str:
-        return self._sealer.open(sealed, context=_SECRET_CONTEXT).decode() if sealed else ""
+    def _open(self, sealed: str, endpoint_id: str) -> str:
+        return self._sealer.open(sealed, context=_SECRET_CONTEXT.format(endpoint_id)).decode() if sealed else ""
 
     def _endpoint_row(self, e: WebhookEndpoint) -> dict[str, Any]:
         return dict(
             id=e.id, workspace_id=e.workspace_id, url=e.url, description=e.description,
             event_types=json.dumps(e.event_types), enabled=e.enabled, disabled_reason=e.disabled_reason[:200],
-            secret_sealed=self._seal(e.secret), previous_secret_sealed=self._seal(e.previous_secret),
+            secret_sealed=self._seal(e.secret, e.id), previous_secret_sealed=self._seal(e.previous_secret, e.id),
             previous_secret_expires_at=e.previous_secret_expires_at, failing_since=e.failing_since,
             created_by=e.created_by, created_at=e.created_at, updated_at=e.updated_at,
         )
 
     def _endpoint(self, r: Any) -> WebhookEndpoint:
         return WebhookEndpoint(
-            id=r.id, workspace_id=r.workspace_id, url=r.url, secret=self._open(r.secret_sealed), created_by=r.created_by,
+            id=r.id, workspace_id=r.workspace_id, url=r.url, secret=self._open(r.secret_sealed, r.id), created_by=r.created_by,
             created_at=r.created_at, updated_at=r.updated_at, description=r.description,
             event_types=json.loads(r.event_types), enabled=r.enabled, disabled_reason=r.disabled_reason,
-            previous_secret=self._open(r.previous_secret_sealed), previous_secret_expires_at=r.previous_secret_expires_at,
+            previous_secret=self._open(r.previous_secret_sealed, r.id), previous_secret_expires_at=r.previous_secret_expires_at,
             failing_since=r.failing_since,
         )
 

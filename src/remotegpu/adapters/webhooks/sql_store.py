@@ -72,6 +72,10 @@ class SqlWebhookStore:
             for statement in statements:
                 await s.execute(statement)
 
+    async def _write_many(self, statement: Any, rows: list[dict[str, Any]]) -> None:
+        async with self._sessions() as s, s.begin():
+            await s.execute(statement, rows)  # executemany: one round of binds, not one giant statement
+
     async def _rows(self, query: Any) -> list[Any]:
         async with self._sessions() as s:
             return list((await s.execute(query)).all())
@@ -113,7 +117,7 @@ class SqlWebhookStore:
 
     async def add_deliveries(self, deliveries: list[Delivery]) -> None:
         if deliveries:
-            await self._write(_D.insert().values([self._delivery_row(d) for d in deliveries]))
+            await self._write_many(_D.insert(), [self._delivery_row(d) for d in deliveries])
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         rows = await self._rows(sa.select(_D).where(_D.c.id == delivery_id))

@@ -152,3 +152,28 @@ async def test_response_bodies_are_capped(aiohttp_client, tmp_path):
     finally:
         await sender.close()
         await runner.cleanup()
+
+
+async def test_a_slow_endpoint_times_out():
+    import asyncio
+
+    from aiohttp import web
+
+    async def slow(request):
+        await asyncio.sleep(5)
+        return web.Response(text="late")
+
+    app = web.Application()
+    app.router.add_post("/", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    sender = AiohttpWebhookSender(AddressPolicy(parse_cidrs("127.0.0.1/32")), timeout=0.3)  # 15 s in production
+    try:
+        result = await sender.send(f"http://127.0.0.1:{port}/", {}, b"{}")
+        assert result.status is None and result.error.startswith("timed out") and not result.refused
+    finally:
+        await sender.close()
+        await runner.cleanup()

@@ -102,6 +102,34 @@ async def test_environment_lifecycle_reaches_the_receiver_signed(wh, receiver, c
     assert json.loads(log[-1]["request_body"])["type"] == "environment.created"
 
 
+async def test_an_environment_stopped_for_idleness_sends_one_signed_webhook(wh, receiver, clock):
+    client, container = wh
+    container.autostop.add_kwargs(clock=clock)
+    admin = await signup(client, admin_container=container)
+    agent = await add_host(client, admin)
+    plain_report = agent.report
+
+    def idle_report() -> dict:  # every GPU at 0% utilisation
+        report = plain_report()
+        report["utilization"] = {g.uuid: 0 for g in agent.gpus}
+        return report
+
+    agent.report = idle_report
+    user = await signup(client)
+    endpoint = await register(client, user, receiver.url, event_types=["environment.stopped"])
+    env = await created(client, user, "idle", idle_stop_minutes=1)
+    await agent.converge()
+    assert await container.autostop().sweep() == []  # idle from now on
+    clock.advance(minutes=2)
+    assert await container.autostop().sweep() == [env["id"]]
+    await agent.converge()  # the host stops it: stopping → stopped
+    await container.webhook_service().dispatch_due()
+    [got] = receiver.received
+    payload = verified(endpoint["secret"], got)
+    assert payload["type"] == "environment.stopped" and payload["data"]["environment_id"] == env["id"]
+    assert payload["data"]["previous_status"] == "stopping"  # (the idle reason is on the stopping step, in the event log)
+
+
 async def test_event_type_filter_and_other_workspaces(wh, receiver):
     client, container = wh
     user, stranger = await signup(client), await signup(client)

@@ -210,8 +210,8 @@ class WebhookService:
         async def one(delivery: Delivery, done: list[Delivery]) -> None:
             async with semaphore:
                 try:
-                    if await self._attempt(delivery, await endpoint_of(delivery.endpoint_id), save=False):
-                        done.append(delivery)
+                    await self._attempt(delivery, await endpoint_of(delivery.endpoint_id), save=False)
+                    done.append(delivery)
                 except Exception:  # noqa: BLE001 - one bad delivery must not stop the others; its lease brings it back
                     log.exception("webhook delivery %s failed unexpectedly", delivery.id)
 
@@ -228,8 +228,8 @@ class WebhookService:
             if len(claimed) < self.batch:
                 return total
 
-    async def _attempt(self, delivery: Delivery, endpoint: WebhookEndpoint | None, *, save: bool = True) -> bool:
-        """One attempt; the delivery's new state is written (``save``) or left to the caller (returns True)."""
+    async def _attempt(self, delivery: Delivery, endpoint: WebhookEndpoint | None, *, save: bool = True) -> None:
+        """One attempt; the delivery's new state is written (``save``) or left to the caller."""
         is_test = delivery.event_type == events.TEST_EVENT
         now = self.clock.now()
         if endpoint is None or (not endpoint.enabled and not is_test):
@@ -237,7 +237,7 @@ class WebhookService:
             delivery.error = "endpoint deleted" if endpoint is None else f"endpoint disabled: {endpoint.disabled_reason}"
             if save:
                 await self.store.update_delivery(delivery)
-            return True
+            return
         headers = signing.headers(endpoint.signing_secrets(now), delivery.message_id, int(now.timestamp()), delivery.body)
         result = await self.sender.send(endpoint.url, headers, delivery.body.encode())
         delivery.attempts += 1
@@ -254,7 +254,6 @@ class WebhookService:
             await self._failed(delivery, endpoint, result, now)
         if save:
             await self.store.update_delivery(delivery)
-        return True
 
     async def _failed(self, delivery: Delivery, endpoint: WebhookEndpoint, result: SendResult, now: datetime) -> None:
         if result.status == 410:

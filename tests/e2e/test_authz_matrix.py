@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import signup
+from tests.support.webhooks import seed_webhook
 from tests.support.workspaces import join_workspace
 
 CALLERS = ["anonymous", "other", "viewer", "member", "ws_admin", "platform_admin"]
@@ -66,6 +67,17 @@ MATRIX = [
     ("POST", "/api/v1/notifications/{notification}/read", None, [401, 404, 404, 404, 404, 404]),
     ("GET", "/api/v1/users/me/notification-preferences", None, [401, 200, 200, 200, 200, 200]),
     ("PUT", "/api/v1/users/me/notification-preferences", {"locale": "zh-CN"}, [401, 200, 200, 200, 200, 200]),
+    # Webhooks: workspace admins (and platform admins) manage a workspace's endpoints.
+    ("GET", "/api/v1/webhooks/event-types", None, [401, 200, 200, 200, 200, 200]),
+    ("GET", "/api/v1/webhooks?workspace_id={ws}", None, [401, 404, 403, 403, 200, 200]),
+    ("POST", "/api/v1/webhooks", {"workspace_id": "{ws}", "url": "https://hooks.example.com/in"}, [401, 404, 403, 403, 201, 201]),
+    ("GET", "/api/v1/webhooks/{webhook}", None, [401, 404, 403, 403, 200, 200]),
+    ("PATCH", "/api/v1/webhooks/{webhook}", {"description": "d"}, [401, 404, 403, 403, 200, 200]),
+    ("DELETE", "/api/v1/webhooks/{webhook}", None, [401, 404, 403, 403, 204, 204]),
+    ("POST", "/api/v1/webhooks/{webhook}/rotate-secret", None, [401, 404, 403, 403, 200, 200]),
+    ("POST", "/api/v1/webhooks/{webhook}/test", None, [401, 404, 403, 403, 200, 200]),
+    ("GET", "/api/v1/webhooks/{webhook}/deliveries", None, [401, 404, 403, 403, 200, 200]),
+    ("POST", "/api/v1/webhooks/{webhook}/deliveries/{delivery}/redeliver", None, [401, 404, 403, 403, 202, 202]),
 ]
 
 CASES = [
@@ -98,8 +110,9 @@ async def _world(client):
     host = (await r.json())["id"]
     await client.post("/api/v1/users/me/tokens", json={"name": "n"}, headers=target.headers)  # a notification of target's
     notification = (await (await client.get("/api/v1/notifications", headers=target.headers)).json())["items"][0]["id"]
+    webhook, delivery = await seed_webhook(client.server.app[_key()], ws, owner.id)
     return accounts, {"ws": ws, "target": target.id, "newcomer": newcomer.username, "invitation": invitation, "host": host,
-                      "notification": notification}
+                      "notification": notification, "webhook": webhook, "delivery": delivery}
 
 
 def _key():

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     allow_loopback_agents: bool = False
     # An environment stopping / being deleted on a host offline this long is finished without it.
     stranded_after_seconds: float = Field(600.0, gt=0)
+    # Webhooks: CIDRs deliveries may reach although not public (comma-separated, e.g. a
+    # receiver on this machine: "127.0.0.1/32"); everything else private is refused (SSRF).
+    webhook_allow_cidrs: str = ""
+    # How often due webhook deliveries (retries) are looked for; new events are sent at once.
+    webhook_dispatch_interval_seconds: float = Field(1.0, gt=0, le=60)
 
     # Workspaces. Quota every workspace has until an admin sets its own; each user's cap over
     # all the workspaces they own (admin-editable per user); empty or "unlimited" = no limit.
@@ -133,6 +138,14 @@ class Settings(BaseSettings):
 
         text = ",".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v or "")
         return ",".join(str(n) for n in parse_networks(text))
+
+    @field_validator("webhook_allow_cidrs", mode="before")
+    @classmethod
+    def _webhook_cidrs(cls, v: Any) -> str:
+        from remotegpu.domain.webhooks.addresses import parse_cidrs
+
+        text = ",".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v or "")
+        return ",".join(str(n) for n in parse_cidrs(text))  # a bad CIDR fails at start, not at the first delivery
 
     @field_validator("database_url", "redis_url", "secret_key", "public_url", "agent_fake_gpus", "agent_name", "ssh_host",
                      "metrics_token", "smtp_host", "smtp_username", "smtp_password", mode="before")

@@ -43,6 +43,11 @@ from remotegpu.application.environments.watch import EnvironmentWatch
 from remotegpu.application.fleet.agent_service import AgentService
 from remotegpu.application.fleet.hosts import HostService
 from remotegpu.application.workspaces.invitations import InvitationService
+from remotegpu.adapters.webhooks.memory_store import InMemoryWebhookStore
+from remotegpu.adapters.webhooks.sender import AiohttpWebhookSender
+from remotegpu.application.webhooks.environment_events import EnvironmentEventsUnitOfWork
+from remotegpu.application.webhooks.service import WebhookService
+from remotegpu.domain.webhooks.addresses import AddressPolicy, parse_cidrs
 from remotegpu.entrypoints.workspace_policy import workspace_policy_from
 from remotegpu.application.workspaces.service import WorkspaceService
 from remotegpu.domain.environments.images import ImagePolicy, parse_patterns
@@ -67,6 +72,12 @@ def _sql_uow(session_factory):
     from remotegpu.adapters.db.uow import SqlUnitOfWork
 
     return SqlUnitOfWork(session_factory)
+
+
+def _sql_webhook_store(session_factory, sealer):
+    from remotegpu.adapters.webhooks.sql_store import SqlWebhookStore
+
+    return SqlWebhookStore(session_factory, sealer)
 
 
 def _redis(url: str):
@@ -177,6 +188,21 @@ class Container(containers.DeclarativeContainer):
         memory=providers.Singleton(LocalChangeFeed),
         redis=providers.Singleton(lambda r, ns: RedisChangeFeed(r, channel=f"{ns}:environment-changes"), redis, config.redis_namespace),
     )
+    # Secrets the server keeps and uses but never shows (SSH private keys, secret variables, webhook secrets).
+    sealer = providers.Singleton(AesGcmSealer, config.secret_key)
+    # --- webhooks (their use cases authorize with the plain unit of work: no cycle) ---
+    webhook_store = providers.Selector(
+        config.persistence,
+        sql=providers.Singleton(_sql_webhook_store, session_factory, sealer),
+        memory=providers.Singleton(InMemoryWebhookStore),
+    )
+    webhook_addresses = providers.Singleton(lambda cidrs: AddressPolicy(parse_cidrs(cidrs or "")), config.webhook_allow_cidrs)
+    webhook_sender = providers.Singleton(AiohttpWebhookSender, webhook_addresses)
+    webhook_service = providers.Singleton(
+        WebhookService, uow=storage_uow.provider, store=webhook_store, sender=webhook_sender, clock=clock, addresses=webhook_addresses,
+    )
+    # Environment lifecycle transitions become webhook events after their commit.
+    events_uow = providers.Factory(EnvironmentEventsUnitOfWork, storage_uow, providers.Factory(lambda s: s.publish, webhook_service))
     # Notifications (application/notifications): committed environment and audit events
     # become in-app messages and emails (NotifyingUnitOfWork wraps every use case's uow).
     __self__ = providers.Self()
@@ -189,7 +215,7 @@ class Container(containers.DeclarativeContainer):
     email_sender = providers.Singleton(_email_sender, settings)
     email_enabled = providers.Callable(lambda s: bool(s.smtp_host), settings)
     late_task_queue = providers.Singleton(_LateQueue, __self__)
-    plain_uow = providers.Factory(ChangeTrackingUnitOfWork, storage_uow, change_feed)
+    plain_uow = providers.Factory(ChangeTrackingUnitOfWork, events_uow, change_feed)
     notification_dispatcher = providers.Singleton(
         Dispatcher, uow=plain_uow.provider, repo=notification_repo, clock=clock, queue=late_task_queue,
         signals=unread_signals, email_enabled=email_enabled,
@@ -231,8 +257,6 @@ class Container(containers.DeclarativeContainer):
         audit_retention=providers.Factory(timedelta, days=config.audit_retention_days),
     )
 
-    # Secrets the server keeps and uses but never shows (SSH private keys, secret variables).
-    sealer = providers.Singleton(AesGcmSealer, config.secret_key)
     image_policy = providers.Singleton(
         lambda patterns, base: ImagePolicy(parse_patterns(patterns or ""), default_image=base), config.allowed_images, config.base_image,
     )
@@ -299,6 +323,7 @@ def build_container(settings: Settings, *, persistence: str = "sql") -> Containe
             "heartbeat_seconds": settings.heartbeat_seconds,
             "allow_loopback_agents": settings.allow_loopback_agents,
             "stranded_after_seconds": settings.stranded_after_seconds,
+            "webhook_allow_cidrs": settings.webhook_allow_cidrs,
         }
     )
     return container

@@ -416,3 +416,50 @@ notification_preferences = sa.Table(
     sa.Column("disabled", sa.JSON, nullable=False),  # ["environment/email", ...]
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
+
+
+# --- webhooks ---------------------------------------------------------------------------
+
+# A workspace's webhook endpoints. Secrets are sealed under the server's secret; the
+# previous one keeps signing until previous_secret_expires_at after a rotation.
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("description", sa.String(500), nullable=False),
+    sa.Column("event_types", sa.Text, nullable=False),  # JSON list; [] = every type
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("disabled_reason", sa.String(200), nullable=False),
+    sa.Column("secret_sealed", sa.Text, nullable=False),
+    sa.Column("previous_secret_sealed", sa.Text, nullable=False),
+    sa.Column("previous_secret_expires_at", UTCDateTime, nullable=True),
+    sa.Column("failing_since", UTCDateTime, nullable=True),
+    _id("created_by", nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index(None, "workspace_id"),
+)
+
+# One message to one endpoint, with its retry state and the outcome of its last attempt.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("endpoint_id", sa.String(36), sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False),
+    _id("workspace_id", nullable=False),
+    sa.Column("message_id", sa.String(64), nullable=False),
+    sa.Column("event_type", sa.String(100), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("response_status", sa.Integer, nullable=True),
+    sa.Column("response_body", sa.Text, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Index(None, "status", "next_attempt_at"),  # the dispatcher's "due" query
+    sa.Index(None, "endpoint_id", "created_at"),  # the delivery log
+)

@@ -24,6 +24,7 @@ export const routes: RouteRecordRaw[] = [
       { path: 'environments/new', name: 'environment-create', component: lazy(() => import('./views/EnvironmentCreateView.vue')), meta: { title: 'nav.create' } },
       { path: 'environments/:id', name: 'environment', component: lazy(() => import('./views/EnvironmentDetailView.vue')), props: true, meta: { title: 'nav.environments' } },
       { path: 'workspaces', name: 'workspaces', component: lazy(() => import('./views/WorkspacesView.vue')), meta: { title: 'nav.workspaces' } },
+      { path: 'webhooks', name: 'webhooks', component: lazy(() => import('./views/WebhooksView.vue')), meta: { title: 'nav.webhooks' } },
       { path: 'notifications', name: 'notifications', component: lazy(() => import('./views/NotificationsView.vue')), meta: { title: 'notifications.title' } },
       { path: 'account', name: 'account', component: lazy(() => import('./views/AccountView.vue')), meta: { title: 'nav.account' } },
       { path: 'admin', redirect: { name: 'admin-hosts' } },

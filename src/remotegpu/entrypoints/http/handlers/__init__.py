@@ -15,5 +15,6 @@ from remotegpu.entrypoints.http.handlers import (  # noqa: E402,F401
     hosts,
     notifications,
     terminal,
+    webhooks,
     workspaces,
 )

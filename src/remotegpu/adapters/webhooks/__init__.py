@@ -1,0 +1,1 @@
+"""Webhook adapters: the SSRF-safe HTTP sender and the delivery stores."""

@@ -1,0 +1,1 @@
+"""Webhook endpoints and deliveries: registration, fan-out, retries."""

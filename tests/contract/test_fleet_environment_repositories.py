@@ -339,6 +339,36 @@ async def test_allocations_round_trip_and_release_is_idempotent(uow_factory):
         await uow.commit()
 
 
+async def test_release_gpus_keeps_the_ports_a_stopped_environment_holds(uow_factory):
+    host = make_host(1, gpus=2)
+    e1, e2 = make_env(1), make_env(2)
+    await add_hosts(uow_factory, host)
+    await add_envs(uow_factory, e1, e2)
+    g = [gpu.uuid for gpu in host.gpus]
+    async with uow_factory() as uow:
+        await uow.allocations.add_gpus([GpuAllocation(e1.id, host.id, g[0])])
+        await uow.allocations.add_ports([HostPort(host.id, 40022, "ssh", e1.id)])
+        await uow.commit()
+    async with uow_factory() as uow:
+        await uow.allocations.release_gpus(e1.id)
+        await uow.allocations.release_gpus(e1.id)  # idempotent
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.allocations.gpus() == []
+        assert await uow.allocations.ports_of(e1.id) == [HostPort(host.id, 40022, "ssh", e1.id)]
+        # Still held: another environment cannot take the stopped one's port.
+        with pytest.raises(Conflict):
+            await uow.allocations.add_ports([HostPort(host.id, 40022, "ssh", e2.id)])
+            await uow.commit()
+    async with uow_factory() as uow:
+        await uow.allocations.release_ports(e1.id)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.allocations.ports_of(e1.id) == []
+        await uow.allocations.add_ports([HostPort(host.id, 40022, "ssh", e2.id)])
+        await uow.commit()
+
+
 async def test_a_gpu_allocated_twice_in_one_unit_of_work_is_a_conflict(uow_factory):
     host = make_host(1)
     await add_hosts(uow_factory, host)

@@ -186,7 +186,7 @@ class EnvironmentRepository(Protocol):
 
 
 class AllocationRepository(Protocol):
-    """GPUs and host ports held by live environments.
+    """GPUs held by running environments, host ports held by environments until deleted.
 
     The database refuses a second live allocation of the same GPU or of the same port
     on a host (unique indexes): ``add_*`` raise ``Conflict`` then — at the latest on
@@ -201,6 +201,12 @@ class AllocationRepository(Protocol):
     async def gpus_of(self, env_id: str) -> list[GpuAllocation]: ...
     async def ports_of(self, env_id: str) -> list[HostPort]: ...
     async def ports_on_host(self, host_id: str) -> set[int]: ...
+    async def release_gpus(self, env_id: str) -> None:
+        """Drop the environment's GPU allocations (stop: its ports stay held, idempotent)."""
+        ...
+    async def release_ports(self, env_id: str) -> None:
+        """Drop the environment's host ports (idempotent)."""
+        ...
     async def release(self, env_id: str) -> None:
-        """Drop every GPU and port allocation of the environment (idempotent)."""
+        """Drop every GPU and port allocation of the environment (delete; idempotent)."""
         ...

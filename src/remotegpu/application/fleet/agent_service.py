@@ -14,7 +14,7 @@ from datetime import timedelta
 from remotegpu.application.environments.access_gateway import AccessGateway
 from remotegpu.application.environments.entry import entrants
 
-from remotegpu.application.environments.placement import JUPYTER_CONTAINER_PORT, container_ports
+from remotegpu.application.environments.placement import JUPYTER_CONTAINER_PORT, container_ports, release_gpus
 from remotegpu.application.environments.ports import RuntimeSpec
 from remotegpu.application.environments.service import EnvironmentService
 from remotegpu.application.fleet.agent_protocol import (
@@ -108,7 +108,7 @@ class AgentService:
                     freed |= self._observe(env, observed.get(env.id), came_back)
                 if env.status in (EnvStatus.FAILED,) and env.desired is Desired.RUNNING:
                     env.desired = Desired.STOPPED
-                    await uow.allocations.release(env.id)
+                    await release_gpus(uow, env)  # like a stop: ports and disk stay
                     freed = True
                 if env.status is EnvStatus.DELETED:
                     await uow.allocations.release(env.id)

@@ -100,6 +100,9 @@ class Environment:
     # the container: users pin it (known_hosts), the web terminal's SSH bridge checks it.
     ssh_host_key: str = ""
     shared: bool = False  # members of the workspace may access it too
+    # The GPUs it held when it last stopped: asked for first when it starts again, so
+    # the stopped container is started as it was (no recreation for other devices).
+    last_gpu_uuids: list[str] = field(default_factory=list)
     # Filled in by the events collected during a use case, saved by the repository.
     pending_events: list[EnvironmentEvent] = field(default_factory=list, repr=False, compare=False)
 

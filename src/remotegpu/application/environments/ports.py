@@ -20,7 +20,12 @@ LABEL_MANAGED = "remotegpu.managed"
 #: bumps it, and the agent recreates a container that runs an older one.
 LABEL_GENERATION = "remotegpu.generation"
 
-#: The one path that survives stop/start: the environment's disk.
+#: Label (on ``RuntimeSpec.labels``) naming the host the environment was placed on:
+#: what an agent that registered again under a new host id finds on old containers.
+LABEL_HOST = "remotegpu.host_id"
+
+#: The environment's disk (a volume): survives stop/start and recreation. A runtime
+#: that can also keeps the rest of the container's filesystem across stop/start.
 WORKSPACE_PATH = "/root/workspace"
 
 
@@ -78,6 +83,8 @@ class RuntimeState:
     generation: int | None = None
     ssh_sessions: int = 0
     ssh_host_key: str = ""
+    # The ``LABEL_HOST`` it carries ("" when none): the host it was created for.
+    host_id: str = ""
 
 
 def generation_of(labels: dict[str, str] | None) -> int | None:

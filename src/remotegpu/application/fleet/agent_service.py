@@ -15,7 +15,7 @@ from remotegpu.application.environments.access_gateway import AccessGateway
 from remotegpu.application.environments.entry import entrants
 
 from remotegpu.application.environments.placement import JUPYTER_CONTAINER_PORT, container_ports, release_gpus
-from remotegpu.application.environments.ports import RuntimeSpec
+from remotegpu.application.environments.ports import LABEL_HOST, RuntimeSpec
 from remotegpu.application.environments.service import EnvironmentService
 from remotegpu.application.fleet.agent_protocol import (
     DEFAULT_HEARTBEAT_SECONDS,
@@ -257,6 +257,6 @@ class AgentService:
             },
             ports=ports,
             private_ports=frozenset({JUPYTER_CONTAINER_PORT}) & ports.keys(),
-            labels={GENERATION_LABEL: str(env.generation)},
+            labels={GENERATION_LABEL: str(env.generation), LABEL_HOST: host.id},
             disk_gib=env.disk_gib,
         )

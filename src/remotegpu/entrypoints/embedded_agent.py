@@ -57,7 +57,7 @@ async def build_embedded_agent(container: Container) -> HostAgent:
         join_token = await _new_join_token(container, name)
     private_address = settings.agent_private_address.strip() or "127.0.0.1"
     runtime, runtime_name = select_runtime(
-        settings.runtime, data_dir=settings.data_dir, docker_scope=settings.docker_scope, private_address=private_address,
+        settings.runtime, data_dir=settings.data_dir, docker_scope=settings.effective_docker_scope(), private_address=private_address,
     )
     address = settings.ssh_host or (settings.http_host if settings.http_host not in ("0.0.0.0", "::") else "127.0.0.1")
     return HostAgent(

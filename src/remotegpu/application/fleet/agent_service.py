@@ -8,6 +8,7 @@ host. Anything that frees capacity lets the queue move.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -30,11 +31,15 @@ from remotegpu.application.shared.change_feed import ChangeFeed, FeedOverflow
 from remotegpu.application.identity.secrets import hash_secret, new_secret
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from remotegpu.domain.environments.models import Desired, Environment, EnvStatus
-from remotegpu.domain.fleet.models import Host, HostStatus
+from remotegpu.domain.fleet.models import Host, HostStatus, QuarantineEntry
 from remotegpu.domain.shared.errors import Conflict, InvalidInput, Unauthenticated
 
 AGENT_TOKEN_PREFIX = "rga_"
+#: At most this many quarantined environments are kept per host (a report may not flood the row).
+MAX_QUARANTINE_ENTRIES = 500
 GENERATION_LABEL = "remotegpu.generation"
+
+log = logging.getLogger(__name__)
 
 
 def desired_state(env: Environment) -> str:
@@ -97,6 +102,8 @@ class AgentService:
             await uow.lock_scheduling()
             host = await _host_of_agent(uow, agent_token)
             came_back = self._apply_report(host, report)
+            if report.runtime_healthy:
+                await self._note_quarantine(uow, host, report)
             await uow.hosts.update(host)
             observed = {o.env_id: o for o in report.observed}
             desired: list[DesiredEnvironment] = []
@@ -115,6 +122,7 @@ class AgentService:
                 await uow.environments.update(env)
                 if env.status is not EnvStatus.DELETED:
                     desired.append(await self._desired(uow, env, host))
+            desired += await self._deleted_in_quarantine(uow, host, {d.env_id for d in desired})
             if freed:
                 await self.environments.drain_queue(uow)
             await uow.commit()
@@ -139,6 +147,9 @@ class AgentService:
                 host = await _host_of_agent(uow, agent_token)
                 current = {env.id: (desired_state(env), env.generation) for env in await uow.environments.list_for_host(host.id)
                            if env.status is not EnvStatus.DELETED}
+            # A "deleted" the agent was told for something in quarantine is not one of the
+            # host's environments: it asks for nothing more once the agent removed it.
+            known = {k: v for k, v in known.items() if k in current or v[0] != "deleted"}
             if current != known:
                 return True
             loop = asyncio.get_running_loop()
@@ -174,6 +185,39 @@ class AgentService:
                         await uow.environments.update(env)
             await uow.commit()
         return gone
+
+    # --- quarantine ------------------------------------------------------------------------
+    async def _note_quarantine(self, uow: UnitOfWork, host: Host, report: HostReport) -> None:
+        """Keep the host's quarantine list as its agent reports it; audit each new entry.
+
+        The agent quarantines (stops and keeps) whatever carries its installation's
+        labels but was not asked for; admins see the list on the host and decide."""
+        now = self.clock.now()
+        before = {q.env_id: q for q in host.quarantined}
+        entries = []
+        for item in report.quarantined[:MAX_QUARANTINE_ENTRIES]:
+            entry = before.get(item.env_id)
+            if entry is None:
+                entry = QuarantineEntry(item.env_id, item.host_id, now)
+                await audit.record(uow, self.clock, "host.quarantined", target_type="host", target_id=host.id,
+                                   env_id=item.env_id, made_for_host=item.host_id)
+                log.warning("host %s quarantined environment %s (made for host %s): stopped and kept",
+                            host.name, item.env_id, item.host_id or "?")
+            entries.append(entry)
+        host.quarantined = entries
+
+    async def _deleted_in_quarantine(self, uow: UnitOfWork, host: Host, told: set[str]) -> list[DesiredEnvironment]:
+        """``deleted`` for what the agent holds in quarantine and the server did mark
+        deleted (e.g. the environment of the host id the agent had before it registered
+        again, deleted since): the one case where its disk may go."""
+        out = []
+        for entry in host.quarantined:
+            if entry.env_id in told:
+                continue
+            env = await uow.environments.get(entry.env_id)
+            if env is not None and env.desired is Desired.DELETED and env.host_id in (host.id, entry.host_id):
+                out.append(DesiredEnvironment(env.id, "deleted", env.generation))
+        return out
 
     # --- helpers ---------------------------------------------------------------------------
     def _apply_report(self, host: Host, report: HostReport) -> bool:

@@ -5,7 +5,7 @@ from remotegpu.domain.fleet.models import HostStatus
 from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.routing import Call
 from remotegpu.entrypoints.http.schemas.common import Page
-from remotegpu.entrypoints.http.schemas.environments import HostCreatedOut, HostGpuOut, HostIn, HostOut
+from remotegpu.entrypoints.http.schemas.environments import HostCreatedOut, HostGpuOut, HostIn, HostOut, QuarantinedOut
 
 TAGS = ["hosts"]
 HOST = "/api/v1/hosts/{host_id}"
@@ -26,6 +26,7 @@ def host_out(item: HostWithUsage) -> HostOut:
             )
             for g in h.gpus
         ],
+        quarantined=[QuarantinedOut(env_id=q.env_id, host_id=q.host_id, since=q.since) for q in h.quarantined],
     )
 
 

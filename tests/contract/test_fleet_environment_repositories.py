@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from remotegpu.domain.environments.models import Desired, Environment, EnvStatus, GpuAllocation, HostPort
-from remotegpu.domain.fleet.models import Gpu, Host, HostStatus, parse_fake_gpus
+from remotegpu.domain.fleet.models import Gpu, Host, HostStatus, QuarantineEntry, parse_fake_gpus
 from remotegpu.domain.shared.errors import Conflict
 from remotegpu.domain.workspaces.quota import Usage
 
@@ -73,6 +73,7 @@ async def test_a_host_reads_back_with_gpus_labels_and_utilization(uow_factory):
             Gpu(1, "GPU-b", "NVIDIA A100-SXM4-80GB", 81920, numa_node=None, nvlink_group=None, healthy=False),
         ],
         gpu_utilization={"GPU-a": 87, "GPU-b": 0},
+        quarantined=[QuarantineEntry("env-9", "host-0", at(4)), QuarantineEntry("env-8", "", at(5))],
     )
     await add_hosts(uow_factory, host)
     async with uow_factory() as uow:
@@ -193,6 +194,7 @@ async def test_an_environment_reads_back_field_for_field_in_utc(uow_factory):
         queued_at=datetime(2026, 3, 1, 14, 0, 0, 999999, tzinfo=plus_two), started_at=at(2),
         stop_after_minutes=120, idle_stop_minutes=30, idle_gpu_threshold=10, idle_since=at(3),
         last_activity_at=at(4), status_message="up", jupyter_token="secret", shared=True,
+        last_gpu_uuids=["GPU-b", "GPU-a"],
     )
     await add_envs(uow_factory, env)
     async with uow_factory() as uow:

@@ -158,3 +158,24 @@ async def test_a_recreation_cut_short_loses_nothing(runtime, docker, monkeypatch
 
     await runtime.ensure_running(spec(env_id, ports, [1]))
     await check(runtime, env_id)
+
+
+async def test_a_deep_snapshot_is_flattened_and_keeps_every_file(runtime, docker):
+    """Each recreation stacks one layer; past the limit the files are flattened into a
+    one-layer snapshot with the base image's config (it still starts, sshd answers)."""
+    runtime.max_snapshot_layers = 2  # base image: 1 layer; one commit: 2; the next one flattens
+    env_id = f"disk-{uuid.uuid4().hex[:10]}"
+    ports = {22: free_port()}
+    await runtime.ensure_running(spec(env_id, ports, [0]))
+    code, out = await runtime.exec(env_id, change_the_system())
+    assert code == 0, out
+    layers = []
+    for gpu in (1, 2, 3):
+        await runtime.stop(env_id)
+        await runtime.ensure_running(spec(env_id, ports, [gpu]))
+        await check(runtime, env_id)
+        (snapshot,) = snapshots(docker, env_id)
+        layers.append(len(docker.images.get(snapshot).attrs["RootFS"]["Layers"]))
+    assert layers == [2, 1, 2]
+    code, out = await runtime.exec(env_id, ["sh", "-c", 'echo "$CUDA_VISIBLE_DEVICES $PATH"; pgrep -x sshd >/dev/null && echo sshd'])
+    assert code == 0 and out.split() == ["3", docker.images.get(IMAGE).attrs["Config"]["Env"][0].split("=", 1)[1], "sshd"]

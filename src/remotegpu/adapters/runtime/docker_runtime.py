@@ -60,8 +60,14 @@ from remotegpu.domain.environments.models import SSH_CONTAINER_PORT, ssh_host_ke
 
 LABEL_SCOPE = "remotegpu.scope"
 LABEL_SPEC = "remotegpu.spec"
-LABEL_IMAGE = "remotegpu.image"  # the image the spec asked for (a snapshot's base)
+# The image the spec asked for (a snapshot's base). Not "remotegpu.image": the base
+# image itself carries that label, and a container inherits its image's labels.
+LABEL_IMAGE = "remotegpu.spec_image"
 SNAPSHOT_REPOSITORY = "rgpu-snapshot"
+# A snapshot made by commit is one layer more than the container's image; past this
+# many the container's files are flattened into a one-layer snapshot instead (overlay2
+# cannot stack more than ~125 layers).
+MAX_SNAPSHOT_LAYERS = 60
 LABEL_DISK_GIB = "remotegpu.disk_gib"  # recorded, not enforced (see the module docstring)
 SSH_HOST_KEY_FILE = "/etc/ssh/ssh_host_ed25519_key.pub"  # made per container by the base image
 _ENV_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
@@ -175,12 +181,34 @@ class DockerRuntime(ThreadedRuntime):
             return self._create(spec)
         stale = self._stale_env(old.attrs, spec)
         tag = f"{spec.env_id}-{int(time.time() * 1000)}"
-        old.commit(repository=SNAPSHOT_REPOSITORY, tag=tag, message=f"remotegpu: files of environment {spec.env_id}")
+        if self._layers(old.attrs.get("Image", "")) + 1 > self.max_snapshot_layers:
+            self._flatten(old, spec, tag)
+        else:
+            old.commit(repository=SNAPSHOT_REPOSITORY, tag=tag, message=f"remotegpu: files of environment {spec.env_id}")
         snapshot = f"{SNAPSHOT_REPOSITORY}:{tag}"
         old.remove(force=True)
         container = self._create(spec, image=snapshot, clear_env=stale)
         self._remove_snapshots(spec.env_id, keep=snapshot)
         return container
+
+    max_snapshot_layers = MAX_SNAPSHOT_LAYERS
+
+    def _layers(self, image_id: str) -> int:
+        try:
+            return len(((self._client.images.get(image_id).attrs.get("RootFS") or {}).get("Layers")) or [])
+        except DockerException:
+            return 0
+
+    def _flatten(self, old: Any, spec: RuntimeSpec, tag: str) -> None:
+        """A one-layer snapshot of ``old``'s whole filesystem (``docker export`` streamed
+        into ``docker import``, the volume not included), with ``spec.image``'s config
+        (entrypoint, command, variables, working directory, ...) and ``old``'s labels."""
+        config = self._client.images.get(spec.image).attrs.get("Config") or {}
+        labels = {**(config.get("Labels") or {}), **{k: v for k, v in (old.labels or {}).items() if k.startswith("remotegpu.")}}
+        self._client.api.import_image(
+            src=old.export(), repository=SNAPSHOT_REPOSITORY, tag=tag, changes=_dockerfile_config(config, labels),
+            stream_src=True,
+        )
 
     def _stale_env(self, attrs: dict[str, Any], spec: RuntimeSpec) -> list[str]:
         """Variables in ``attrs`` (of the old container, or of a snapshot) that neither
@@ -421,6 +449,31 @@ def _state(env_id: str, container: Any) -> RuntimeState:
         reason = "out of memory" if status.get("OOMKilled") else status.get("Error") or f"exited with code {code}"
         return RuntimeState(env_id, "failed", container.id, message=reason, generation=generation, host_id=host_id)
     return RuntimeState(env_id, "stopped", container.id, generation=generation, host_id=host_id)
+
+
+def _dockerfile_config(config: dict[str, Any], labels: dict[str, str]) -> list[str]:
+    """An image config as the Dockerfile instructions ``docker import --change`` takes."""
+    def quoted(value: str) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    changes = []
+    for item in config.get("Env") or []:
+        key, _, value = item.partition("=")
+        changes.append(f"ENV {key}={quoted(value)}")
+    for instruction, key in (("ENTRYPOINT", "Entrypoint"), ("CMD", "Cmd")):
+        if config.get(key):
+            changes.append(f"{instruction} {json.dumps(list(config[key]))}")
+    if config.get("WorkingDir"):
+        changes.append(f"WORKDIR {config['WorkingDir']}")
+    if config.get("User"):
+        changes.append(f"USER {config['User']}")
+    if config.get("StopSignal"):
+        changes.append(f"STOPSIGNAL {config['StopSignal']}")
+    for port in config.get("ExposedPorts") or {}:
+        changes.append(f"EXPOSE {port}")
+    for key, value in labels.items():
+        changes.append(f"LABEL {quoted(key)}={quoted(value)}")
+    return changes
 
 
 def _snapshot_time(ref: str) -> int:

@@ -113,8 +113,9 @@ class EnvironmentRuntime(Protocol):
 
         Creates it if absent, starts it if stopped, and does nothing if it already runs
         as specified. When a stopped environment is started with other ports, GPUs or
-        limits, it is recreated on the same disk. A running environment whose spec
-        changed is left alone (stop it first). Raises ``EnvironmentRuntimeError`` when it cannot
+        limits, it is recreated on the same disk — and, where the runtime can (Docker:
+        a snapshot of the container), with the rest of its filesystem too. A running
+        environment whose spec changed is left alone (stop it first). Raises ``EnvironmentRuntimeError`` when it cannot
         be started (the returned state is never ``missing``).
         """
         ...
@@ -138,7 +139,7 @@ class EnvironmentRuntime(Protocol):
 
     async def list(self) -> list[RuntimeState]:
         """Every environment this runtime manages (found by its labels, not by memory),
-        so an agent that restarts can adopt them or remove orphans."""
+        so an agent that restarts can adopt them (or quarantine those it is not asked for)."""
         ...
 
 

@@ -222,6 +222,8 @@ export interface Host {
   fake_gpus?: boolean
   environments?: number
   labels?: Record<string, string>
+  /** containers/volumes of this installation the server did not ask for: stopped and kept, never removed by the agent */
+  quarantined?: { env_id: string; host_id: string; since: string }[]
 }
 
 export interface HostCreated extends Host {

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from remotegpu.domain.environments.models import Desired, Environment, EnvStatus, GpuAllocation, HostPort
-from remotegpu.domain.fleet.models import Gpu, Host, HostStatus, parse_fake_gpus
+from remotegpu.domain.fleet.models import Gpu, Host, HostStatus, QuarantineEntry, parse_fake_gpus
 from remotegpu.domain.shared.errors import Conflict
 from remotegpu.domain.workspaces.quota import Usage
 
@@ -73,6 +73,7 @@ async def test_a_host_reads_back_with_gpus_labels_and_utilization(uow_factory):
             Gpu(1, "GPU-b", "NVIDIA A100-SXM4-80GB", 81920, numa_node=None, nvlink_group=None, healthy=False),
         ],
         gpu_utilization={"GPU-a": 87, "GPU-b": 0},
+        quarantined=[QuarantineEntry("env-9", "host-0", at(4)), QuarantineEntry("env-8", "", at(5))],
     )
     await add_hosts(uow_factory, host)
     async with uow_factory() as uow:
@@ -211,6 +212,7 @@ async def test_an_environment_reads_back_field_for_field_in_utc(uow_factory):
         stop_after_minutes=120, idle_stop_minutes=30, idle_gpu_threshold=10, idle_since=at(3),
         last_activity_at=at(4), status_message="up", jupyter_token="secret", shared=True,
         secret_env={"HF_TOKEN": "v1:sealed-value"},
+        last_gpu_uuids=["GPU-b", "GPU-a"],
     )
     await add_envs(uow_factory, env)
     async with uow_factory() as uow:
@@ -354,6 +356,36 @@ async def test_allocations_round_trip_and_release_is_idempotent(uow_factory):
         await uow.commit()
     async with uow_factory() as uow:
         await uow.allocations.release(e1.id)  # idempotent across units of work too
+        await uow.commit()
+
+
+async def test_release_gpus_keeps_the_ports_a_stopped_environment_holds(uow_factory):
+    host = make_host(1, gpus=2)
+    e1, e2 = make_env(1), make_env(2)
+    await add_hosts(uow_factory, host)
+    await add_envs(uow_factory, e1, e2)
+    g = [gpu.uuid for gpu in host.gpus]
+    async with uow_factory() as uow:
+        await uow.allocations.add_gpus([GpuAllocation(e1.id, host.id, g[0])])
+        await uow.allocations.add_ports([HostPort(host.id, 40022, "ssh", e1.id)])
+        await uow.commit()
+    async with uow_factory() as uow:
+        await uow.allocations.release_gpus(e1.id)
+        await uow.allocations.release_gpus(e1.id)  # idempotent
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.allocations.gpus() == []
+        assert await uow.allocations.ports_of(e1.id) == [HostPort(host.id, 40022, "ssh", e1.id)]
+        # Still held: another environment cannot take the stopped one's port.
+        with pytest.raises(Conflict):
+            await uow.allocations.add_ports([HostPort(host.id, 40022, "ssh", e2.id)])
+            await uow.commit()
+    async with uow_factory() as uow:
+        await uow.allocations.release_ports(e1.id)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.allocations.ports_of(e1.id) == []
+        await uow.allocations.add_ports([HostPort(host.id, 40022, "ssh", e2.id)])
         await uow.commit()
 
 

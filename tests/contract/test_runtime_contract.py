@@ -139,6 +139,9 @@ def docker_cleanup(client: Any, harness: Harness, planted: list[str]) -> None:
             client.volumes.get(DockerRuntime.volume_name(env_id)).remove(force=True)
         except Exception:  # noqa: BLE001 - already gone
             pass
+        for image in client.images.list(name="rgpu-snapshot", filters={"label": [f"{LABEL_ENV_ID}={env_id}"]}):
+            for ref in image.tags:
+                client.images.remove(ref)
     networks = harness.runtime._networks  # this harness's networks (docker_network.py), if unused
     for tenant in [*(networks.tenant_of(None, e) for e in harness.env_ids), *harness.workspaces]:
         for network in client.networks.list(names=[networks.name_for(tenant)]):

@@ -31,6 +31,10 @@ def server(docker, tmp_path_factory):
     ) as srv:
         srv.token = srv.login("admin", "admin-password-123")
         srv.scope = scope
+        deadline = time.monotonic() + 60
+        while free_gpus(srv) != 4:  # the embedded agent registers just after start-up
+            assert time.monotonic() < deadline, "the embedded agent's host did not show up"
+            time.sleep(0.2)
         yield srv
         remove_scope(docker, scope)
 
@@ -105,4 +109,73 @@ def test_create_stop_start_delete_with_disk_kept_and_nothing_left(server, docker
         time.sleep(0.3)
     code, _ = server.request("GET", f"/api/v1/environments/{env['id']}", token=server.token)
     assert code == 404
+    assert free_gpus(server) == 4
+
+
+def create(server, ws_id: str, name: str, gpus: int) -> dict:
+    code, env = server.request(
+        "POST", "/api/v1/environments",
+        {"name": name, "workspace_id": ws_id, "gpu_count": gpus, "cpu_cores": 1, "memory_gib": 1}, token=server.token,
+    )
+    assert code == 202, env
+    return env
+
+
+def ssh_port(env: dict) -> int:
+    return next(p["port"] for p in env["ports"] if p["purpose"] == "ssh")
+
+
+def delete_and_wait(server, docker, env_id: str) -> None:
+    code, _ = server.request("DELETE", f"/api/v1/environments/{env_id}", token=server.token)
+    assert code == 202
+    deadline = time.monotonic() + 60
+    while container_of(docker, env_id) is not None or docker.images.list(
+        name="rgpu-snapshot", filters={"label": f"remotegpu.env_id={env_id}"}
+    ):
+        assert time.monotonic() < deadline, "container or snapshot left behind"
+        time.sleep(0.3)
+
+
+def test_stop_start_keeps_the_whole_disk_and_the_ssh_port(server, docker):
+    """A file in /opt, a pip install into the image's venv and a dotfile in /root survive
+    stop/start (the same container, started again) and a start on other GPUs (the
+    container recreated from a snapshot of its files); the SSH port never changes."""
+    from tests.integration.test_docker_disk_kept import CHECK_THE_SYSTEM, EXPECTED, change_the_system
+
+    code, ws = server.request("GET", "/api/v1/workspaces", token=server.token)
+    ws_id = ws["items"][0]["id"]
+    env = wait_for(server, create(server, ws_id, "whole-disk", 1)["id"], "running")
+    first = container_of(docker, env["id"])
+    code, out = first.exec_run(change_the_system())
+    assert code == 0, out
+    port, gpus = ssh_port(env), [g["uuid"] for g in env["gpus"]]
+
+    server.request("POST", f"/api/v1/environments/{env['id']}/stop", token=server.token)
+    stopped = wait_for(server, env["id"], "stopped")
+    assert ssh_port(stopped) == port, "the SSH port is held while stopped"
+    code, _ = server.request("POST", f"/api/v1/environments/{env['id']}/start", {}, token=server.token)
+    assert code == 202
+    again = wait_for(server, env["id"], "running")
+    assert ssh_port(again) == port and [g["uuid"] for g in again["gpus"]] == gpus
+    assert container_of(docker, env["id"]).id == first.id, "started again, not recreated"
+    code, out = container_of(docker, env["id"]).exec_run(CHECK_THE_SYSTEM)
+    assert (code, out.decode()) == (0, EXPECTED)
+
+    # Stopped, its GPU taken by another environment: it starts on another GPU.
+    server.request("POST", f"/api/v1/environments/{env['id']}/stop", token=server.token)
+    wait_for(server, env["id"], "stopped")
+    other = create(server, ws_id, "takes-the-gpu", 3)
+    assert set(gpus) <= {g["uuid"] for g in other["gpus"]}, "precondition: the other environment took its GPU"
+    server.request("POST", f"/api/v1/environments/{env['id']}/start", {}, token=server.token)
+    moved = wait_for(server, env["id"], "running")
+    assert ssh_port(moved) == port and [g["uuid"] for g in moved["gpus"]] != gpus
+    recreated = container_of(docker, env["id"])
+    assert recreated.id != first.id
+    code, out = recreated.exec_run(CHECK_THE_SYSTEM)
+    assert (code, out.decode()) == (0, EXPECTED)
+    code, out = recreated.exec_run(["printenv", "CUDA_VISIBLE_DEVICES"])
+    assert out.decode().strip() == ",".join(str(g["index"]) for g in moved["gpus"])
+
+    for env_id in (env["id"], other["id"]):
+        delete_and_wait(server, docker, env_id)
     assert free_gpus(server) == 4

@@ -4,7 +4,8 @@
   container exists, or right after the container appeared: a new server on the same
   data dir and Docker scope converges — the environment runs exactly once, in one
   container, with no orphan container and no leaked allocation.
-* A container carrying this scope's labels that the server does not know is removed.
+* A container carrying this scope's labels that the server does not know is
+  quarantined: stopped, kept (container and volume), listed on the host; never removed.
 * A remote agent (``remotegpu agent`` over HTTP, in-memory runtime) that stops
   answering makes its host ``offline`` and its environment ``lost`` within about three
   heartbeats; when it comes back (resumed, or restarted with its saved token) the host
@@ -117,6 +118,12 @@ def docker_server(data_dir: Path, scope: str, heartbeat: float = 1.0):
         yield srv
 
 
+def quarantined_on_hosts(server) -> list[str]:
+    code, hosts = server.request("GET", "/api/v1/hosts", token=server.token)
+    assert code == 200, hosts
+    return [q["env_id"] for h in hosts["items"] for q in h["quarantined"]]
+
+
 def allocated(server) -> list[str]:
     code, hosts = server.request("GET", "/api/v1/hosts", token=server.token)
     assert code == 200, hosts
@@ -145,19 +152,24 @@ def kill_hard(server) -> None:
     server.process.wait(10)
 
 
-def assert_converged(server, docker, scope: str, env_id: str, gpu_count: int) -> dict:
-    """Running exactly once: one container, running, holding exactly its GPUs; nothing else in the scope."""
+def assert_converged(server, docker, scope: str, env_id: str, gpu_count: int, besides: frozenset = frozenset()) -> dict:
+    """Running exactly once: one container, running, holding exactly its GPUs; nothing
+    else in the scope but the environments ``besides`` (in quarantine)."""
     env = wait_status(server, server.token, env_id, "running")
-    found = wait_until(lambda: (c := containers(docker, scope)) and len(c) == 1 and c[0].status == "running" and c,
+
+    def ours():
+        return [c for c in containers(docker, scope) if c.labels["remotegpu.env_id"] not in besides]
+
+    found = wait_until(lambda: (c := ours()) and len(c) == 1 and c[0].status == "running" and c,
                        30, "exactly one running container in the scope")
     assert found[0].labels["remotegpu.env_id"] == env_id
-    assert [v.name for v in volumes(docker, scope)] == [f"rgpu-vol-{env_id}"]
+    assert [v.name for v in volumes(docker, scope) if v.attrs["Labels"]["remotegpu.env_id"] not in besides] == [f"rgpu-vol-{env_id}"]
     assert len(env["gpus"]) == gpu_count
     held = allocated(server)
     assert sorted(held) == sorted(g["uuid"] for g in env["gpus"]), "an allocation leaked or went missing"
     assert free_gpus(server, server.token) == 4 - gpu_count
     time.sleep(2.5)  # a few more beats: it stays put (no second container, no restart loop)
-    again = containers(docker, scope)
+    again = ours()
     assert [c.id for c in again] == [found[0].id]
     again[0].reload()
     assert again[0].status == "running" and again[0].attrs["RestartCount"] == 0
@@ -200,12 +212,20 @@ def test_killed_after_allocation_before_the_container_then_restart_converges(doc
     )
     try:
         with docker_server(data, scope) as second:
-            converged = assert_converged(second, docker, scope, env["id"], 2)
+            converged = assert_converged(second, docker, scope, env["id"], 2, besides=frozenset({orphan_id}))
             assert [g["uuid"] for g in converged["gpus"]] == [g["uuid"] for g in env["gpus"]]  # same GPUs as allocated
-            assert orphan_id not in [c.labels["remotegpu.env_id"] for c in containers(docker, scope)]
-            assert not [v for v in volumes(docker, scope) if orphan_id in v.name]
+            # The unknown one is quarantined: stopped, kept with its volume, shown to admins.
+            orphan.reload()
+            assert orphan.status == "exited"
+            assert docker.volumes.get(f"rgpu-vol-{orphan_id}")
+            quarantined = wait_until(lambda: quarantined_on_hosts(second), 30, "the quarantine on the host")
+            assert quarantined == [orphan_id]
             foreign.reload()
             assert foreign.status == "running"  # another scope's container is never touched
+            # What an operator does once sure it is nobody's: remove it by hand.
+            orphan.remove(force=True)
+            docker.volumes.get(f"rgpu-vol-{orphan_id}").remove(force=True)
+            wait_until(lambda: not quarantined_on_hosts(second), 30, "the quarantine list to empty")
             delete_and_check_nothing_left(second, docker, scope, env["id"])
             assert "Traceback" not in second.log_path.read_text()
     finally:

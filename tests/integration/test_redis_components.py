@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -92,12 +93,42 @@ def test_worker_runs_housekeeping_from_the_queue(tmp_path):
         return 0 if found is None else 1
 
     asyncio.run(seed())
-    worker = subprocess.Popen([sys.executable, "-m", "remotegpu.entrypoints.cli", "worker", "--threads", "1"], env=env)
+    # Its own process group: `remotegpu worker` starts Dramatiq's master, which starts
+    # the worker processes; all of them must be gone when the test ends.
+    worker = subprocess.Popen([sys.executable, "-m", "remotegpu.entrypoints.cli", "worker", "--threads", "1"], env=env,
+                              start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while asyncio.run(remaining()):
             assert time.monotonic() < deadline, "the worker did not purge the expired token"
             time.sleep(0.5)
-    finally:
+        # SIGTERM, as a service manager stops it: every process of the worker ends.
         worker.terminate()
-        worker.wait(timeout=30)
+        worker.wait(timeout=60)
+        assert _group_gone(worker.pid, wait_seconds=60), "`remotegpu worker` left Dramatiq processes running after SIGTERM"
+    finally:
+        _kill_group(worker)
+
+
+def _group_gone(pgid: int, *, wait_seconds: float) -> bool:
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """Whatever happened above, nothing of the worker outlives the test."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    _group_gone(process.pid, wait_seconds=30)

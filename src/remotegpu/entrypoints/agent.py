@@ -58,8 +58,9 @@ def add_agent_arguments(p: argparse.ArgumentParser) -> None:
                         "host's private-network address; Jupyter is published there only "
                         "(default: $REMOTEGPU_AGENT_PRIVATE_ADDRESS or 127.0.0.1, right only when the server "
                         "runs on this machine)")
-    p.add_argument("--docker-scope", default="default",
-                   help="label scope of the containers this agent manages; distinct per agent sharing one Docker daemon")
+    p.add_argument("--docker-scope", default=None,
+                   help="label scope of the containers this agent manages (default: $REMOTEGPU_DOCKER_SCOPE, else "
+                        "an installation id generated once in the state directory): it only ever touches its own")
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
@@ -102,8 +103,12 @@ def cmd_agent(args: argparse.Namespace) -> int:
     except DomainError as exc:
         return fail(exc.message)
     try:
+        from remotegpu.entrypoints.installation import installation_id
+
+        scope = (getattr(args, "docker_scope", None) or os.environ.get("REMOTEGPU_DOCKER_SCOPE", "")).strip() or \
+            installation_id(state_dir, legacy_marker=credentials.path)
         runtime, runtime_name = select_runtime(
-            kind, data_dir=state_dir, docker_scope=args.docker_scope, private_address=private_address,
+            kind, data_dir=state_dir, docker_scope=scope, private_address=private_address,
         )
     except ValueError as exc:
         return fail(str(exc))

@@ -8,6 +8,7 @@ import getpass
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 
@@ -70,13 +71,24 @@ def cmd_worker(args) -> int:
         [sys.executable, "-m", "dramatiq", "remotegpu.entrypoints.worker", "--processes", str(args.processes),
          "--threads", str(args.threads), "--queues", "remotegpu"]
     )
+
+    def _on_sigterm(signum, frame) -> None:
+        # SIGTERM's default would end this process at once and leave Dramatiq's
+        # processes running without a parent: end the loop so `finally` stops them.
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         asyncio.run(_schedule_periodic(settings, child))
     except KeyboardInterrupt:
         pass
     finally:
         child.terminate()
-        child.wait(timeout=30)
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
     return child.returncode or 0
 
 

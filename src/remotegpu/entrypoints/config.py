@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     # /metrics: this bearer token (Prometheus' scrape config); unset → platform admins only.
     metrics_token: str | None = None
     # Containers carry this label so two platforms (or tests) on one Docker daemon never adopt each other's.
-    docker_scope: str = "default"
+    # Default: this installation's id, generated once in the data dir (see entrypoints/installation.py).
+    docker_scope: str | None = None
     heartbeat_seconds: float = Field(5.0, gt=0, le=300)
     # Confinement of environment containers (adapters/runtime/docker_hardening.py, egress.py);
     # a remote agent reads the same REMOTEGPU_* variables from its environment.
@@ -208,6 +209,15 @@ class Settings(BaseSettings):
         with os.fdopen(fd, "w") as f:
             f.write(key)
         return key
+
+
+    def effective_docker_scope(self) -> str:
+        """REMOTEGPU_DOCKER_SCOPE, or this installation's id (kept in the data dir)."""
+        if self.docker_scope and self.docker_scope.strip():
+            return self.docker_scope.strip()
+        from remotegpu.entrypoints.installation import installation_id
+
+        return installation_id(self.data_dir, legacy_marker=self.data_dir / "agent" / "agent-credentials.json")
 
 
 class ConfigError(Exception):

@@ -57,7 +57,7 @@ async def build_embedded_agent(container: Container) -> HostAgent:
         join_token = await _new_join_token(container, name)
     private_address = settings.agent_private_address.strip() or "127.0.0.1"
     runtime, runtime_name = select_runtime(
-        settings.runtime, data_dir=settings.data_dir, docker_scope=settings.docker_scope, private_address=private_address,
+        settings.runtime, data_dir=settings.data_dir, docker_scope=settings.effective_docker_scope(), private_address=private_address,
         environ={"REMOTEGPU_PIDS_LIMIT": str(settings.pids_limit), "REMOTEGPU_EGRESS_DENY": settings.egress_deny,
                  "REMOTEGPU_EGRESS_INTERNET": str(settings.egress_internet).lower()},
     )

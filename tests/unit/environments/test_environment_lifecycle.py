@@ -37,21 +37,61 @@ async def test_create_places_on_a_host_and_runs_when_the_agent_reports_it(world)
     assert (await world.envs.get(alice, view.env.id)).env.status is EnvStatus.RUNNING
 
 
-async def test_stop_releases_gpus_and_ports_but_keeps_the_host_for_the_disk(world):
+async def test_stop_releases_gpus_but_keeps_ports_and_the_host_for_the_disk(world):
     host = await world.add_host()
     alice = await world.user("alice")
-    env_id = (await world.envs.create(alice, req(await world.personal_ws(alice), gpus=4))).env.id
+    created = await world.envs.create(alice, req(await world.personal_ws(alice), gpus=2))
+    env_id, ports, gpus = created.env.id, created.ports, created.gpus
     await host.beat_all_running()
     view = await world.envs.stop(alice, env_id)
-    assert view.env.status is EnvStatus.STOPPING and view.ports == [] and view.gpus == []
+    # Ports stay for the environment's life (users keep their ~/.ssh/config); GPUs go.
+    assert view.env.status is EnvStatus.STOPPING and view.ports == ports and view.gpus == []
     assert await free_gpus(world) == 4
     reply = await host.beat({env_id: ("running", 0)})
     assert [(d.env_id, d.desired) for d in reply.desired] == [(env_id, "stopped")]
     await host.beat({env_id: ("stopped", 0)})
     view = await world.envs.get(alice, env_id)
-    assert view.env.status is EnvStatus.STOPPED and view.env.host_id == host.host_id
+    assert view.env.status is EnvStatus.STOPPED and view.env.host_id == host.host_id and view.ports == ports
     view = await world.envs.start(alice, env_id)
-    assert view.env.status is EnvStatus.STARTING and view.env.host_id == host.host_id and len(view.gpus) == 4
+    # Same host, same ports, and the GPUs it had (free again): its container is reused as it was.
+    assert view.env.status is EnvStatus.STARTING and view.env.host_id == host.host_id
+    assert view.ports == ports and view.gpus == gpus
+
+
+async def test_start_takes_other_gpus_when_its_own_are_taken_and_keeps_its_ports(world):
+    host = await world.add_host()
+    alice = await world.user("alice")
+    ws = await world.personal_ws(alice)
+    first = await world.envs.create(alice, req(ws, name="first", gpus=2))
+    await host.beat_all_running()
+    await world.envs.stop(alice, first.env.id)
+    await host.beat({first.env.id: ("stopped", 0)})
+    # Another environment takes exactly the GPUs the first one had (the scheduler packs
+    # from the lowest index) plus the rest.
+    other = await world.envs.create(alice, req(ws, name="other", gpus=3))
+    assert {g.uuid for g in first.gpus} <= {g.uuid for g in other.gpus}
+    await world.envs.stop(alice, other.env.id)  # frees 3 GPUs, two of them first's
+    second = await world.envs.create(alice, req(ws, name="second", gpus=1))
+    taken = {g.uuid for g in second.gpus}
+    view = await world.envs.start(alice, first.env.id)
+    assert view.env.status is EnvStatus.STARTING and view.ports == first.ports and len(view.gpus) == 2
+    assert taken & {g.uuid for g in first.gpus}  # one of its own GPUs is busy now
+    assert not taken & {g.uuid for g in view.gpus}
+    # No port on the host is held twice, stopped environments included.
+    held = [p.port for v in (view, await world.envs.get(alice, other.env.id), second) for p in v.ports]
+    assert len(held) == len(set(held)) == 6
+
+
+async def test_delete_releases_the_ports_of_a_stopped_environment(world):
+    host = await world.add_host()
+    alice = await world.user("alice")
+    env_id = (await world.envs.create(alice, req(await world.personal_ws(alice), gpus=1))).env.id
+    await host.beat_all_running()
+    await world.envs.stop(alice, env_id)
+    await host.beat({env_id: ("stopped", 0)})
+    await world.envs.delete(alice, env_id)
+    async with world.container.uow() as uow:
+        assert await uow.allocations.ports_of(env_id) == []
 
 
 async def test_start_without_gpu_takes_no_gpu(world):

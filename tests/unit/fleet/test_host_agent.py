@@ -9,9 +9,9 @@ import pytest
 
 from remotegpu.adapters.fleet.fake_probe import FakeGpuProbe
 from remotegpu.adapters.runtime import InMemoryRuntime
-from remotegpu.application.environments.ports import LABEL_GENERATION, WORKSPACE_PATH, RuntimeSpec
+from remotegpu.application.environments.ports import LABEL_GENERATION, LABEL_HOST, WORKSPACE_PATH, RuntimeSpec
 from remotegpu.application.fleet.agent import AgentNotRegistered, HostAgent
-from remotegpu.application.fleet.agent_protocol import DesiredEnvironment, HeartbeatReply, HostReport
+from remotegpu.application.fleet.agent_protocol import DesiredEnvironment, HeartbeatReply, HostReport, QuarantinedEnvironment
 from remotegpu.application.fleet.ports import AgentLinkError, AgentTokenRejected
 from tests.support.agent_fakes import FixedSystem, MemoryCredentials
 
@@ -191,15 +191,45 @@ async def test_desired_deleted_removes_everything(agent, link, runtime):
     assert link.last_observed() == {}  # "missing": the server can finish the delete
 
 
-async def test_orphans_are_removed(agent, link, runtime):
-    # e.g. the server crashed after the container started but before it recorded it.
-    await runtime.ensure_running(make_spec("orphan"))
-    await runtime.stop("orphan")
-    await runtime.ensure_running(make_spec("orphan-running"))
+async def test_unknown_environments_are_quarantined_stopped_and_kept_never_removed(agent, link, runtime):
+    # e.g. an agent that registered again under a new host id, or a restored database:
+    # the server does not ask for them, but their disks are someone's.
+    await runtime.ensure_running(make_spec("stranger-stopped"))
+    await runtime.stop("stranger-stopped")
+    old_host = RuntimeSpec(env_id="stranger-running", image="img", labels={LABEL_GENERATION: "1", LABEL_HOST: "host-0"})
+    await runtime.ensure_running(old_host)
+    runtime.write_file("stranger-running", FILE, "someone's work")
     link.want("env-a", "running")
+
+    for _ in range(3):  # beat after beat: stopped, kept, reported
+        await agent.beat_once()
+
+    states = {s.env_id: s.status for s in await runtime.list()}
+    assert states == {"env-a": "running", "stranger-stopped": "stopped", "stranger-running": "stopped"}
+    assert runtime.disk("stranger-running") == {FILE: "someone's work"}
+    assert link.reports[-1].quarantined == [
+        QuarantinedEnvironment("stranger-running", "host-0"), QuarantinedEnvironment("stranger-stopped", ""),
+    ]
+
+
+async def test_a_quarantined_environment_the_server_asks_for_again_runs_on_its_disk(agent, link, runtime):
+    await runtime.ensure_running(make_spec("env-b"))
+    runtime.write_file("env-b", FILE, "kept")
     await agent.beat_once()
-    assert [s.env_id for s in await runtime.list()] == ["env-a"]
-    assert set(link.last_observed()) == {"env-a"}
+    assert (await runtime.inspect("env-b")).status == "stopped"
+    link.want("env-b", "running")  # e.g. the agent's credentials were restored
+    await agent.beat_once()
+    assert (await runtime.inspect("env-b")).status == "running" and runtime.disk("env-b") == {FILE: "kept"}
+    assert link.reports[-1].quarantined == []
+
+
+async def test_a_quarantined_environment_the_server_marked_deleted_is_removed(agent, link, runtime):
+    await runtime.ensure_running(make_spec("env-b"))
+    await agent.beat_once()
+    link.want("env-b", "deleted")
+    await agent.beat_once()
+    assert await runtime.inspect("env-b") is None
+    assert link.reports[-1].quarantined == []
 
 
 async def test_one_failing_environment_does_not_block_the_others(agent, link, runtime):

@@ -25,6 +25,7 @@ from remotegpu.application.fleet.agent_protocol import (
     HeartbeatReply,
     HostReport,
     ObservedEnvironment,
+    QuarantinedEnvironment,
 )
 from remotegpu.domain.fleet.models import Gpu
 
@@ -38,6 +39,7 @@ REPORT = HostReport(
     observed=[ObservedEnvironment("env-1", "running", 3, ssh_sessions=2),
               ObservedEnvironment("env-2", "failed", None, "image missing")],
     utilization={"GPU-aaaa": 97, "GPU-bbbb": 0}, address="10.0.0.7", private_address="192.168.0.7", agent_version="0.1.0",
+    quarantined=[QuarantinedEnvironment("env-9", "host-0"), QuarantinedEnvironment("env-8")],
 )
 SPEC = RuntimeSpec(
     env_id="env-1", image="remotegpu/base:latest", cpu_cores=7.5, memory_gib=30.0, gpu_uuids=["GPU-aaaa"],
@@ -145,6 +147,10 @@ def _report_with(path, value):
         (("observed", 0, "ssh_sessions"), "1", "report.observed[0].ssh_sessions: expected an integer, got str"),
         (("utilization", "GPU-aaaa"), 101, "report.utilization['GPU-aaaa']: must be at most 100"),
         (("address",), None, "report.address: expected a string, got null"),
+        (("quarantined", 1, "env_id"), "env-9", "report.quarantined: 'env-9' appears twice"),
+        (("quarantined", 0, "env_id"), "", "report.quarantined[0].env_id: must not be empty"),
+        (("quarantined", 0, "host_id"), "a b", "report.quarantined[0].host_id: expected an id"),
+        (("quarantined",), {}, "report.quarantined: expected a list"),
     ],
 )
 def test_bad_reports_are_refused_with_a_clear_message(path, value, message):

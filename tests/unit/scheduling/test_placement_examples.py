@@ -185,3 +185,16 @@ def test_first_fit_takes_the_first_host_in_order():
 def test_invalid_requests_are_rejected(kwargs):
     with pytest.raises(InvalidInput):
         PlacementRequest(**kwargs)
+
+
+def test_a_pinned_restart_gets_the_gpus_it_had_when_they_are_free():
+    a = host("a")
+    mine = (a.gpus[5].uuid, a.gpus[6].uuid)  # not what packing would pick (0, 1)
+    fleet = FleetState([a], [used(a, 2)])
+    request = PlacementRequest(gpu_count=2, pin_host_id="a", prefer_gpu_uuids=mine)
+    assert place(fleet, request).gpu_uuids == mine
+    # One of them busy, a different count, or another model asked for: chosen as usual.
+    busy = FleetState([a], [used(a, 6)])
+    assert set(place(busy, request).gpu_uuids) != set(mine)
+    assert len(place(fleet, PlacementRequest(gpu_count=3, pin_host_id="a", prefer_gpu_uuids=mine)).gpu_uuids) == 3
+    assert place(fleet, PlacementRequest(gpu_count=2, gpu_model="H100", pin_host_id="a", prefer_gpu_uuids=mine)) is None

@@ -254,6 +254,8 @@ hosts = sa.Table(
     sa.Column("allow_loopback", sa.Boolean, nullable=False, server_default=sa.false()),  # 0011
     # GPUs its agent reported that another host owns: uuid -> owner host id (not scheduled).
     sa.Column("gpu_conflicts", sa.JSON, nullable=False, server_default="{}"),  # 0011
+    # What the agent holds in quarantine: [{"env_id", "host_id", "since"}] (see AgentService).
+    sa.Column("quarantined", sa.JSON, nullable=False, server_default="[]"),  # 0010
     sa.UniqueConstraint("name"),
     sa.UniqueConstraint("join_token_hash"),
     sa.UniqueConstraint("agent_token_hash"),
@@ -320,6 +322,8 @@ environments = sa.Table(
     sa.Column("status_message", sa.Text, nullable=False),
     sa.Column("jupyter_token", sa.String(255), nullable=False),
     sa.Column("shared", sa.Boolean, nullable=False),
+    # The GPUs it held when it last stopped, preferred when it starts again.
+    sa.Column("last_gpu_uuids", sa.JSON, nullable=False, server_default="[]"),  # 0010
     sa.Index(None, "workspace_id"),
     sa.Index(None, "host_id"),
     sa.Index(None, "status"),
@@ -340,7 +344,9 @@ environment_events = sa.Table(
     sa.Index(None, "environment_id", "at"),
 )
 
-# Live allocations only: releasing deletes the rows. The unique constraints are the
+# Live allocations only: releasing deletes the rows. Host ports are held for the
+# environment's life (also while stopped: users keep their ~/.ssh/config), GPUs only
+# while it runs. The unique constraints are the
 # last line of defence against double allocation (placement also holds the
 # scheduling lock). The PKs' leading environment_id serves gpus_of / ports_of / release.
 gpu_allocations = sa.Table(

@@ -23,6 +23,7 @@ from remotegpu.application.fleet.agent_protocol import (
     HeartbeatReply,
     HostReport,
     ObservedEnvironment,
+    QuarantinedEnvironment,
 )
 from remotegpu.domain.fleet.models import Gpu
 
@@ -44,6 +45,7 @@ __all__ = [
     "gpu_to_dict",
     "observed_from_dict",
     "observed_to_dict",
+    "quarantined_from_dict",
     "reply_from_dict",
     "reply_to_dict",
     "report_from_dict",
@@ -92,6 +94,7 @@ def report_to_dict(report: HostReport) -> dict[str, Any]:
         "address": report.address,
         "private_address": report.private_address,
         "agent_version": report.agent_version,
+        "quarantined": [{"env_id": q.env_id, "host_id": q.host_id} for q in report.quarantined],
     }
 
 
@@ -276,6 +279,8 @@ def report_from_dict(data: Any, path: str = "report") -> HostReport:
         utilization[uuid] = _int(percent, f"{path}.utilization[{uuid!r}]", 0, 100)
     observed = [observed_from_dict(o, f"{path}.observed[{i}]") for i, o in enumerate(r.array("observed", []))]
     _unique([o.env_id for o in observed], f"{path}.observed")
+    quarantined = [quarantined_from_dict(q, f"{path}.quarantined[{i}]") for i, q in enumerate(r.array("quarantined", []))]
+    _unique([q.env_id for q in quarantined], f"{path}.quarantined")
     gpus = [gpu_from_dict(g, f"{path}.gpus[{i}]") for i, g in enumerate(r.array("gpus"))]
     _unique([g.uuid for g in gpus], f"{path}.gpus (uuid)")
     return HostReport(
@@ -291,7 +296,18 @@ def report_from_dict(data: Any, path: str = "report") -> HostReport:
         address=r.text("address", ""),
         private_address=r.text("private_address", ""),  # absent from older agents
         agent_version=r.text("agent_version", ""),
+        quarantined=quarantined,  # absent from older agents
     )
+
+
+def quarantined_from_dict(data: Any, path: str = "quarantined") -> QuarantinedEnvironment:
+    r = _Reader(data, path)
+    env_id = r.text("env_id", non_empty=True)
+    host_id = r.text("host_id", "")
+    for key, value in (("env_id", env_id), ("host_id", host_id)):
+        if len(value) > 200 or any(c.isspace() for c in value):
+            raise ValueError(f"{path}.{key}: expected an id (at most 200 characters, no spaces)")
+    return QuarantinedEnvironment(env_id=env_id, host_id=host_id)
 
 
 def spec_from_dict(data: Any, path: str = "spec") -> RuntimeSpec:

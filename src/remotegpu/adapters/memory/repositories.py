@@ -448,8 +448,17 @@ class InMemoryAllocationRepository(_Repository):
     async def ports_on_host(self, host_id: str) -> set[int]:
         return {p.port for _, p in self._tx.rows("host_ports") if p.host_id == host_id}
 
+    async def release_gpus(self, env_id: str) -> None:
+        self._delete_of("gpu_allocations", env_id)
+
+    async def release_ports(self, env_id: str) -> None:
+        self._delete_of("host_ports", env_id)
+
     async def release(self, env_id: str) -> None:
         for table in ("gpu_allocations", "host_ports"):
-            for key, row in list(self._tx.rows(table)):
-                if row.environment_id == env_id:
-                    self._tx.delete(table, key)
+            self._delete_of(table, env_id)
+
+    def _delete_of(self, table: str, env_id: str) -> None:
+        for key, row in list(self._tx.rows(table)):
+            if row.environment_id == env_id:
+                self._tx.delete(table, key)

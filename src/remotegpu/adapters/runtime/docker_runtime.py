@@ -1,12 +1,24 @@
 """EnvironmentRuntime on a Docker engine (the docker SDK, blocking calls in threads).
 
 One environment = one container ``rgpu-env-<id>`` plus one named volume
-``rgpu-vol-<id>`` mounted at ``/root/workspace`` (its disk). Both carry the labels
-``remotegpu.managed=true``, ``remotegpu.env_id=<id>`` and ``remotegpu.scope=<scope>``,
-so a restarted agent finds them again without any state of its own. The container
-also records a hash of its spec: a stopped environment started with other ports,
-GPUs, limits, image or variables is recreated on the same volume (anything written
-outside ``/root/workspace`` is lost then, by design).
+``rgpu-vol-<id>`` mounted at ``/root/workspace``. Both carry the labels
+``remotegpu.managed=true``, ``remotegpu.env_id=<id>``, ``remotegpu.scope=<scope>`` (the
+installation: see ``entrypoints/installation.py``) and ``remotegpu.host_id`` (the host
+it was placed on), so a restarted agent finds them again without any state of its own,
+and never takes another installation's for its own.
+
+The whole disk survives stop/start: stop is ``docker stop``, never a removal. The
+container records a hash of its spec; started again with the same spec (the usual
+case: the same ports, held for the environment's life, and the same GPUs when free)
+it is simply ``docker start``-ed. When something Docker cannot change in place did
+change (other GPUs, a restart's new generation), its filesystem is carried over:
+the stopped container is committed to a per-environment snapshot image
+``rgpu-snapshot:<id>-<ms>``, removed, and created again from that snapshot; older
+snapshots of the environment are dropped. A container that is missing while a
+snapshot exists (an agent that died between the two steps) is created from the
+snapshot too. Only a change of image starts from the new image (the volume stays).
+``remove`` (delete) removes container, volume and snapshots. Containers are never
+removed on stop, so they also survive a reboot of the host (Docker keeps them).
 
 Disk size: ``RuntimeSpec.disk_gib`` is only *recorded*, as the volume label
 ``remotegpu.disk_gib`` when the volume is created; it is not enforced. Docker's
@@ -45,6 +57,7 @@ from remotegpu.adapters.runtime.egress import EgressRules, EgressUnavailable
 from remotegpu.adapters.runtime.threaded import ThreadedRuntime
 from remotegpu.application.environments.ports import (
     LABEL_ENV_ID,
+    LABEL_HOST,
     LABEL_MANAGED,
     WORKSPACE_PATH,
     EnvironmentRuntimeError,
@@ -56,6 +69,14 @@ from remotegpu.domain.environments.models import SSH_CONTAINER_PORT
 
 LABEL_SCOPE = "remotegpu.scope"
 LABEL_SPEC = "remotegpu.spec"
+# The image the spec asked for (a snapshot's base). Not "remotegpu.image": the base
+# image itself carries that label, and a container inherits its image's labels.
+LABEL_IMAGE = "remotegpu.spec_image"
+SNAPSHOT_REPOSITORY = "rgpu-snapshot"
+# A snapshot made by commit is one layer more than the container's image; past this
+# many the container's files are flattened into a one-layer snapshot instead (overlay2
+# cannot stack more than ~125 layers).
+MAX_SNAPSHOT_LAYERS = 60
 LABEL_DISK_GIB = "remotegpu.disk_gib"  # recorded, not enforced (see the module docstring)
 _ENV_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
 # Exit codes of a container stopped on purpose (0 from the entrypoint, or SIGTERM/SIGKILL).
@@ -157,10 +178,11 @@ class DockerRuntime(ThreadedRuntime):
             container = self._container(spec.env_id)
             if container is not None and container.status != "running":
                 if container.labels.get(LABEL_SPEC) != _spec_hash(spec):
-                    container.remove(force=True)
-                    container = None
+                    container = self._recreate_keeping_files(container, spec)
             if container is None:
-                container = self._create(spec)
+                snapshot = self._snapshot_for(spec)
+                stale = self._stale_env(self._client.images.get(snapshot).attrs, spec) if snapshot else None
+                container = self._create(spec, image=snapshot, clear_env=stale)
             if container.status == "paused":
                 container.unpause()
             elif container.status != "running":
@@ -173,30 +195,117 @@ class DockerRuntime(ThreadedRuntime):
             raise EnvironmentRuntimeError(f"environment {spec.env_id} did not start: {state.message}")
         return state
 
-    def _create(self, spec: RuntimeSpec) -> Any:
-        labels = {**spec.labels, **self._labels(spec.env_id)}
+    def _recreate_keeping_files(self, old: Any, spec: RuntimeSpec) -> Any:
+        """Replace the stopped container ``old`` by one made for ``spec``, with the files
+        ``old`` had: commit it to a new snapshot, remove it, create from the snapshot,
+        then drop the environment's older snapshots. At every step the files exist
+        somewhere (the old container, then the snapshot), so a failure or a crash in
+        between loses nothing: the next attempt starts from the snapshot."""
+        base = old.labels.get(LABEL_IMAGE, spec.image)
+        if base != spec.image:
+            # Another image was asked for: its files, not the old image's (the disk stays).
+            old.remove(force=True)
+            self._remove_snapshots(spec.env_id)
+            return self._create(spec)
+        stale = self._stale_env(old.attrs, spec)
+        tag = f"{spec.env_id}-{int(time.time() * 1000)}"
+        if self._layers(old.attrs.get("Image", "")) + 1 > self.max_snapshot_layers:
+            self._flatten(old, spec, tag)
+        else:
+            old.commit(repository=SNAPSHOT_REPOSITORY, tag=tag, message=f"remotegpu: files of environment {spec.env_id}")
+        snapshot = f"{SNAPSHOT_REPOSITORY}:{tag}"
+        old.remove(force=True)
+        container = self._create(spec, image=snapshot, clear_env=stale)
+        self._remove_snapshots(spec.env_id, keep=snapshot)
+        return container
+
+    max_snapshot_layers = MAX_SNAPSHOT_LAYERS
+
+    def _layers(self, image_id: str) -> int:
+        try:
+            return len(((self._client.images.get(image_id).attrs.get("RootFS") or {}).get("Layers")) or [])
+        except DockerException:
+            return 0
+
+    def _flatten(self, old: Any, spec: RuntimeSpec, tag: str) -> None:
+        """A one-layer snapshot of ``old``'s whole filesystem (``docker export`` streamed
+        into ``docker import``, the volume not included), with ``spec.image``'s config
+        (entrypoint, command, variables, working directory, ...) and ``old``'s labels."""
+        config = self._client.images.get(spec.image).attrs.get("Config") or {}
+        labels = {**(config.get("Labels") or {}), **{k: v for k, v in (old.labels or {}).items() if k.startswith("remotegpu.")}}
+        self._client.api.import_image(
+            src=old.export(), repository=SNAPSHOT_REPOSITORY, tag=tag, changes=_dockerfile_config(config, labels),
+            stream_src=True,
+        )
+
+    def _stale_env(self, attrs: dict[str, Any], spec: RuntimeSpec) -> list[str]:
+        """Variables in ``attrs`` (of the old container, or of a snapshot) that neither
+        ``spec.image`` nor ``spec`` sets any more: a snapshot keeps the container's
+        variables in its config, and Docker offers no way to unset one, so the new
+        container gets them empty."""
+        try:
+            image_env = (self._client.images.get(spec.image).attrs.get("Config") or {}).get("Env") or []
+        except DockerException:
+            return []  # the image is gone: which variables were its own is unknown, clear none
+        keep = {e.split("=", 1)[0] for e in image_env} | set(spec.env)
+        had = [e.split("=", 1)[0] for e in (attrs.get("Config") or {}).get("Env") or []]
+        return [key for key in had if key not in keep]
+
+    def _snapshot_for(self, spec: RuntimeSpec) -> str | None:
+        """The environment's latest snapshot of ``spec.image``, if any (a container
+        removed by ``_recreate_keeping_files`` whose replacement was never created)."""
+        newest = None
+        for image in self._snapshots(spec.env_id):
+            if (image.labels or {}).get(LABEL_IMAGE, spec.image) != spec.image:
+                continue
+            for ref in image.tags:
+                if newest is None or _snapshot_time(ref) > _snapshot_time(newest):
+                    newest = ref
+        return newest
+
+    def _snapshots(self, env_id: str) -> list[Any]:
+        filters = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_ENV_ID}={env_id}", f"{LABEL_SCOPE}={self._scope}"]}
+        return self._client.images.list(name=SNAPSHOT_REPOSITORY, filters=filters)
+
+    def _remove_snapshots(self, env_id: str, keep: str | None = None) -> None:
+        """Untag (and so delete, unless a newer snapshot builds on it) every snapshot of
+        ``env_id`` but ``keep``."""
+        for image in self._snapshots(env_id):
+            for ref in image.tags:
+                if ref == keep or not ref.startswith(f"{SNAPSHOT_REPOSITORY}:{env_id}-"):
+                    continue
+                try:
+                    self._client.images.remove(ref)
+                except NotFound:
+                    pass
+
+    def _create(self, spec: RuntimeSpec, *, image: str | None = None, clear_env: list[str] | None = None) -> Any:
+        labels = {**spec.labels, **self._labels(spec.env_id), LABEL_IMAGE: spec.image}
         new_disk = self._volume(spec.env_id) is None
         volume_labels = dict(labels)
         if spec.disk_gib is not None:
             volume_labels[LABEL_DISK_GIB] = str(spec.disk_gib)
         volume = self._client.volumes.create(name=self.volume_name(spec.env_id), labels=volume_labels)
         try:
-            return self._create_container(spec, labels)
+            return self._create_container(spec, labels, image=image, clear_env=clear_env)
         except Exception:
             if new_disk:  # a failed first start leaves no disk behind
                 volume.remove(force=True)
             raise
 
-    def _create_container(self, spec: RuntimeSpec, labels: dict[str, str]) -> Any:
+    def _create_container(
+        self, spec: RuntimeSpec, labels: dict[str, str], *, image: str | None = None, clear_env: list[str] | None = None,
+    ) -> Any:
         nvidia = self._has_nvidia_runtime()
         # The GPU variables come last: neither the spec nor the image decides what is visible.
-        env = {**user_environment(spec), **gpu_environment(spec, nvidia_runtime=nvidia)}
+        # clear_env: see _stale_env.
+        env = {**dict.fromkeys(clear_env or [], ""), **user_environment(spec), **gpu_environment(spec, nvidia_runtime=nvidia)}
         device_requests = None
         if not spec.fake_gpus and (spec.gpu_uuids or spec.gpu_indices):
             ids = list(spec.gpu_uuids) or [str(i) for i in spec.gpu_indices]
             device_requests = [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
         kwargs = dict(
-            image=spec.image,
+            image=image or spec.image,  # image: a snapshot of the environment's own files
             name=self.container_name(spec.env_id),
             hostname=_hostname(spec.env_id),
             labels={**labels, LABEL_SPEC: _spec_hash(spec)},
@@ -333,12 +442,15 @@ class DockerRuntime(ThreadedRuntime):
             pass
 
     def _remove(self, env_id: str) -> None:
+        """Delete: container, volume and snapshots. Only for an environment the server
+        marked deleted (the agent never removes anything else)."""
         container = self._container(env_id)
         if container is not None:
             try:
                 container.remove(force=True)
             except NotFound:
                 pass
+        self._remove_snapshots(env_id)
         volume = self._volume(env_id)
         if volume is not None:
             try:
@@ -362,9 +474,11 @@ class DockerRuntime(ThreadedRuntime):
             if LABEL_ENV_ID in c.labels
         }
         for volume in self._client.volumes.list(filters=filters):
-            env_id = (volume.attrs.get("Labels") or {}).get(LABEL_ENV_ID)
+            labels = volume.attrs.get("Labels") or {}
+            env_id = labels.get(LABEL_ENV_ID)
             if env_id and env_id not in states:
-                states[env_id] = RuntimeState(env_id, "stopped", None, message="disk kept, no container")
+                states[env_id] = RuntimeState(env_id, "stopped", None, message="disk kept, no container",
+                                              host_id=labels.get(LABEL_HOST, ""))
         return [states[k] for k in sorted(states)]
 
     def _running_container(self, env_id: str) -> Any | None:
@@ -447,16 +561,49 @@ def _state(env_id: str, container: Any) -> RuntimeState:
     attrs = container.attrs
     status = attrs.get("State", {})
     generation = generation_of(container.labels)
+    host_id = (container.labels or {}).get(LABEL_HOST, "")
     if status.get("Running") and not status.get("Restarting"):
         return RuntimeState(
             env_id, "running", container.id, _published_ports(attrs), _parse_time(status.get("StartedAt")),
             generation=generation, ssh_sessions=established_connections(status.get("Pid"), SSH_CONTAINER_PORT),
+            host_id=host_id,
         )
     code = status.get("ExitCode", 0)
     if status.get("Status") in ("dead", "restarting") or status.get("OOMKilled") or code not in _STOPPED_EXIT_CODES:
         reason = "out of memory" if status.get("OOMKilled") else status.get("Error") or f"exited with code {code}"
-        return RuntimeState(env_id, "failed", container.id, message=reason, generation=generation)
-    return RuntimeState(env_id, "stopped", container.id, generation=generation)
+        return RuntimeState(env_id, "failed", container.id, message=reason, generation=generation, host_id=host_id)
+    return RuntimeState(env_id, "stopped", container.id, generation=generation, host_id=host_id)
+
+
+def _dockerfile_config(config: dict[str, Any], labels: dict[str, str]) -> list[str]:
+    """An image config as the Dockerfile instructions ``docker import --change`` takes."""
+    def quoted(value: str) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    changes = []
+    for item in config.get("Env") or []:
+        key, _, value = item.partition("=")
+        changes.append(f"ENV {key}={quoted(value)}")
+    for instruction, key in (("ENTRYPOINT", "Entrypoint"), ("CMD", "Cmd")):
+        if config.get(key):
+            changes.append(f"{instruction} {json.dumps(list(config[key]))}")
+    if config.get("WorkingDir"):
+        changes.append(f"WORKDIR {config['WorkingDir']}")
+    if config.get("User"):
+        changes.append(f"USER {config['User']}")
+    if config.get("StopSignal"):
+        changes.append(f"STOPSIGNAL {config['StopSignal']}")
+    for port in config.get("ExposedPorts") or {}:
+        changes.append(f"EXPOSE {port}")
+    for key, value in labels.items():
+        changes.append(f"LABEL {quoted(key)}={quoted(value)}")
+    return changes
+
+
+def _snapshot_time(ref: str) -> int:
+    """The milliseconds in a snapshot's tag ``rgpu-snapshot:<env id>-<ms>`` (0 if none)."""
+    stamp = ref.rsplit("-", 1)[-1]
+    return int(stamp) if stamp.isdigit() else 0
 
 
 def _endpoint_of(container: Any, container_port: int) -> tuple[str, int] | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from remotegpu.application.environments.ports import (
+    LABEL_HOST,
     WORKSPACE_PATH,
     EnvironmentRuntimeError,
     RuntimeSpec,
@@ -134,11 +135,13 @@ class InMemoryRuntime:
 
     def _state(self, env_id: str, env: _Environment) -> RuntimeState:
         generation = generation_of(env.spec.labels)
+        host_id = env.spec.labels.get(LABEL_HOST, "")
         if env_id in self._failed:
-            return RuntimeState(env_id, "failed", env.container_id, message=self._failed[env_id], generation=generation)
+            return RuntimeState(env_id, "failed", env.container_id, message=self._failed[env_id], generation=generation,
+                                host_id=host_id)
         if env.running:
             return RuntimeState(
                 env_id, "running", env.container_id, dict(env.spec.ports), env.started_at, generation=generation,
-                ssh_sessions=self._ssh_sessions.get(env_id, 0),
+                ssh_sessions=self._ssh_sessions.get(env_id, 0), host_id=host_id,
             )
-        return RuntimeState(env_id, "stopped", env.container_id, generation=generation)
+        return RuntimeState(env_id, "stopped", env.container_id, generation=generation, host_id=host_id)

@@ -30,6 +30,7 @@ def request_of(env: Environment, *, pin: bool) -> PlacementRequest:
         cpu_cores=env.cpu_cores,
         memory_gib=env.memory_gib,
         pin_host_id=env.host_id if pin else None,
+        prefer_gpu_uuids=tuple(env.last_gpu_uuids) if pin else (),
     )
 
 
@@ -51,17 +52,35 @@ async def fleet_snapshot(uow: UnitOfWork, hosts: list[Host] | None = None) -> Fl
     return FleetState(hosts, allocations)
 
 
+PORT_PURPOSES = ("ssh", "jupyter")
+
+
 async def allocate(uow: UnitOfWork, env: Environment, placement: Placement, host: Host) -> None:
-    """Record the placement's GPUs and two host ports (SSH, Jupyter) for ``env``."""
+    """Record the placement's GPUs for ``env``, and its host ports (SSH, Jupyter) unless
+    it already holds them there: an environment keeps its ports for its whole life."""
     await uow.allocations.add_gpus([GpuAllocation(env.id, placement.host_id, u) for u in placement.gpu_uuids])
-    used = await uow.allocations.ports_on_host(placement.host_id)
-    ports = _pick_ports(host, used, 2)
-    await uow.allocations.add_ports(
-        [HostPort(placement.host_id, ports[0], "ssh", env.id), HostPort(placement.host_id, ports[1], "jupyter", env.id)]
-    )
+    held = await uow.allocations.ports_of(env.id)
+    if any(p.host_id != placement.host_id for p in held):
+        # Ports on another host mean nothing here (an environment moved by an admin).
+        await uow.allocations.release_ports(env.id)
+        held = []
+    missing = [purpose for purpose in PORT_PURPOSES if purpose not in {p.purpose for p in held}]
+    if missing:
+        used = await uow.allocations.ports_on_host(placement.host_id)
+        ports = _pick_ports(host, used, len(missing))
+        await uow.allocations.add_ports([HostPort(placement.host_id, port, purpose, env.id) for port, purpose in zip(ports, missing)])
     env.host_id = placement.host_id
     if not env.jupyter_token:
         env.jupyter_token = secrets.token_urlsafe(24)
+
+
+async def release_gpus(uow: UnitOfWork, env: Environment) -> None:
+    """Stop: free the GPUs (remembered as the ones to ask for first on the next start);
+    host ports and disk stay with the environment."""
+    held = [a.gpu_uuid for a in await uow.allocations.gpus_of(env.id)]
+    if held:
+        env.last_gpu_uuids = held
+    await uow.allocations.release_gpus(env.id)
 
 
 def _pick_ports(host: Host, used: set[int], count: int) -> list[int]:

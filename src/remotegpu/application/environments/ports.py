@@ -20,7 +20,12 @@ LABEL_MANAGED = "remotegpu.managed"
 #: bumps it, and the agent recreates a container that runs an older one.
 LABEL_GENERATION = "remotegpu.generation"
 
-#: The one path that survives stop/start: the environment's disk.
+#: Label (on ``RuntimeSpec.labels``) naming the host the environment was placed on:
+#: what an agent that registered again under a new host id finds on old containers.
+LABEL_HOST = "remotegpu.host_id"
+
+#: The environment's disk (a volume): survives stop/start and recreation. A runtime
+#: that can also keeps the rest of the container's filesystem across stop/start.
 WORKSPACE_PATH = "/root/workspace"
 
 
@@ -81,6 +86,8 @@ class RuntimeState:
     message: str = ""
     generation: int | None = None
     ssh_sessions: int = 0
+    # The ``LABEL_HOST`` it carries ("" when none): the host it was created for.
+    host_id: str = ""
 
 
 def generation_of(labels: dict[str, str] | None) -> int | None:
@@ -109,8 +116,9 @@ class EnvironmentRuntime(Protocol):
 
         Creates it if absent, starts it if stopped, and does nothing if it already runs
         as specified. When a stopped environment is started with other ports, GPUs or
-        limits, it is recreated on the same disk. A running environment whose spec
-        changed is left alone (stop it first). Raises ``EnvironmentRuntimeError`` when it cannot
+        limits, it is recreated on the same disk — and, where the runtime can (Docker:
+        a snapshot of the container), with the rest of its filesystem too. A running
+        environment whose spec changed is left alone (stop it first). Raises ``EnvironmentRuntimeError`` when it cannot
         be started (the returned state is never ``missing``).
         """
         ...
@@ -134,7 +142,7 @@ class EnvironmentRuntime(Protocol):
 
     async def list(self) -> list[RuntimeState]:
         """Every environment this runtime manages (found by its labels, not by memory),
-        so an agent that restarts can adopt them or remove orphans."""
+        so an agent that restarts can adopt them (or quarantine those it is not asked for)."""
         ...
 
 
@@ -190,7 +198,7 @@ class EnvironmentRepository(Protocol):
 
 
 class AllocationRepository(Protocol):
-    """GPUs and host ports held by live environments.
+    """GPUs held by running environments, host ports held by environments until deleted.
 
     The database refuses a second live allocation of the same GPU or of the same port
     on a host (unique indexes): ``add_*`` raise ``Conflict`` then — at the latest on
@@ -205,6 +213,12 @@ class AllocationRepository(Protocol):
     async def gpus_of(self, env_id: str) -> list[GpuAllocation]: ...
     async def ports_of(self, env_id: str) -> list[HostPort]: ...
     async def ports_on_host(self, host_id: str) -> set[int]: ...
+    async def release_gpus(self, env_id: str) -> None:
+        """Drop the environment's GPU allocations (stop: its ports stay held, idempotent)."""
+        ...
+    async def release_ports(self, env_id: str) -> None:
+        """Drop the environment's host ports (idempotent)."""
+        ...
     async def release(self, env_id: str) -> None:
-        """Drop every GPU and port allocation of the environment (idempotent)."""
+        """Drop every GPU and port allocation of the environment (delete; idempotent)."""
         ...

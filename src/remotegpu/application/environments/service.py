@@ -193,10 +193,11 @@ class EnvironmentService:
 
     # --- shared steps (also used by the agent service and the sweeper) -------------------
     async def stop_env(self, uow: UnitOfWork, env: Environment, reason: str) -> None:
-        """Desired stopped; GPUs and ports are released now, the disk stays on its host."""
+        """Desired stopped; its GPUs are released now. Its host ports stay held (users keep
+        their ~/.ssh/config) and its container and disk stay on its host, until deleted."""
         now = self.clock.now()
         env.desired = Desired.STOPPED
-        await uow.allocations.release(env.id)
+        await pl.release_gpus(uow, env)
         if env.status is EnvStatus.QUEUED:
             env.transition(EnvStatus.STOPPED, reason, now)  # nothing runs yet: stopped at once
         else:

@@ -10,9 +10,16 @@ on the next one:
 * desired ``running``: started (or created) unless it already runs the desired
   generation; one running an older generation (a restart) is stopped and started
   again, which recreates it on the same disk;
-* desired ``stopped``: stopped, its disk kept; desired ``deleted``: removed, disk too;
-* managed by the runtime but not desired at all: an orphan (e.g. the server crashed
-  between allocating and recording), removed.
+* desired ``stopped``: stopped, its disk kept; desired ``deleted``: removed, disk too —
+  the only way anything is ever removed: the server marked that environment deleted;
+* managed by the runtime (it carries this installation's labels) but not desired at
+  all: *quarantined* — stopped, kept, and reported in every heartbeat
+  (``HostReport.quarantined``) so admins see it on the host. That is what an agent
+  that registered again under a new host id, or a server restored from an older
+  database, finds: the disks of environments it cannot vouch for. It never removes
+  them; should the server ask for one again (its credentials restored), it is
+  simply started; should the server mark it deleted, it is removed; otherwise an
+  operator decides (see the README).
 
 One environment's failure never holds back the others: its error is reported as
 observed ``failed`` (with the message) on the following beats, until an action on it
@@ -37,6 +44,7 @@ from remotegpu.application.fleet.agent_protocol import (
     HeartbeatReply,
     HostReport,
     ObservedEnvironment,
+    QuarantinedEnvironment,
 )
 from remotegpu.application.fleet.ports import (
     AgentCredentialStore,
@@ -123,6 +131,8 @@ class HostAgent:
         # env id → (desired, generation) of the last reply: what a long-poll compares with.
         self._known: dict[str, tuple[str, int]] = {}
         self._listed: tuple[float, list[RuntimeState]] | None = None
+        # env id → what the last reconcile quarantined (reported until it is gone or desired).
+        self._quarantined: dict[str, QuarantinedEnvironment] = {}
         self._can_wait = isinstance(link, WaitingAgentLink)
 
     @property
@@ -169,6 +179,8 @@ class HostAgent:
         }
         for env_id, failure in self._failures.items():
             observed[env_id] = ObservedEnvironment(env_id, "failed", failure.generation, failure.message)
+        listed = {s.env_id for s in states}
+        quarantined = [q for env_id, q in sorted(self._quarantined.items()) if env_id in listed]
         return HostReport(
             gpus=self.probe.inventory(),
             cpu_cores=self.system.cpu_cores(),
@@ -182,6 +194,7 @@ class HostAgent:
             address=self.address,
             private_address=self.private_address,
             agent_version=self.agent_version,
+            quarantined=quarantined,
         )
 
     async def _list_runtime(self) -> tuple[list[RuntimeState], bool]:
@@ -209,8 +222,11 @@ class HostAgent:
         desired = {d.env_id: d for d in reply.desired}
         before = dict(self._failures)
         jobs = [self._guarded(d.env_id, d.generation, self._converge_and_sync(d, states.get(d.env_id))) for d in desired.values()]
-        jobs += [self._guarded(env_id, None, self._remove_orphan(env_id)) for env_id in states if env_id not in desired]
+        jobs += [self._guarded(env_id, None, self._quarantine(states[env_id])) for env_id in states if env_id not in desired]
         results = await asyncio.gather(*jobs)
+        for env_id in list(self._quarantined):
+            if env_id in desired or env_id not in states:
+                del self._quarantined[env_id]  # asked for again, or removed by an operator
         # Failures of environments the server no longer mentions and the runtime no
         # longer has are over: nothing is left to report about them.
         for env_id in list(self._failures):
@@ -297,10 +313,21 @@ class HostAgent:
             return True
         raise ValueError(f"environment {want.env_id}: unknown desired state {want.desired!r}")
 
-    async def _remove_orphan(self, env_id: str) -> bool:
-        log.info("environment %s is not desired on this host: removing it", env_id, extra={"env_id": env_id})
-        await self.runtime.remove(env_id)
-        return True
+    async def _quarantine(self, seen: RuntimeState) -> bool:
+        """An environment of this installation the server did not ask for: stop it, keep
+        it, report it. Never removed here (see the module docstring). True when the
+        server should hear about it now (newly quarantined, or stopped just now)."""
+        env_id = seen.env_id
+        new = env_id not in self._quarantined
+        if new:
+            log.warning(
+                "environment %s (made for host %s) is not known to the server for this host: quarantined "
+                "(stopped and kept, never removed by the agent)", env_id, seen.host_id or "?", extra={"env_id": env_id},
+            )
+        self._quarantined[env_id] = QuarantinedEnvironment(env_id, seen.host_id)
+        if seen.status in ("running", "failed"):
+            await self.runtime.stop(env_id)  # silent for one that is not running
+        return new or seen.status == "running"
 
     # --- the loop ---------------------------------------------------------------------
 

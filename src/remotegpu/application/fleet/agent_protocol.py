@@ -28,6 +28,15 @@ class ObservedEnvironment:
 
 
 @dataclass(frozen=True)
+class QuarantinedEnvironment:
+    """An environment whose container or volume carries the agent's labels but that the
+    server did not ask for: stopped and kept, never removed by the agent."""
+
+    env_id: str
+    host_id: str = ""  # the host it was made for (its label); "" when unknown
+
+
+@dataclass(frozen=True)
 class HostReport:
     gpus: list[Gpu]
     cpu_cores: int
@@ -43,6 +52,7 @@ class HostReport:
     # environments' SSH for the web terminal: the host's private-network address.
     private_address: str = ""
     agent_version: str = ""
+    quarantined: list[QuarantinedEnvironment] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

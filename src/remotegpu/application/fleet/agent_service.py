@@ -8,6 +8,7 @@ host. Anything that frees capacity lets the queue move.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -15,8 +16,8 @@ from remotegpu.application.environments.access_gateway import AccessGateway
 from remotegpu.application.environments.entry import entrants
 from remotegpu.application.environments.terminal import RUNTIMES_WITHOUT_SSHD
 
-from remotegpu.application.environments.placement import JUPYTER_CONTAINER_PORT, container_ports
-from remotegpu.application.environments.ports import RuntimeSpec
+from remotegpu.application.environments.placement import JUPYTER_CONTAINER_PORT, container_ports, release_gpus
+from remotegpu.application.environments.ports import LABEL_HOST, RuntimeSpec
 from remotegpu.application.environments.secrets import open_variables
 from remotegpu.application.environments.service import EnvironmentService
 from remotegpu.application.fleet.agent_protocol import (
@@ -33,11 +34,15 @@ from remotegpu.application.identity.secrets import hash_secret, new_secret
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from remotegpu.domain.environments.models import Desired, Environment, EnvStatus
 from remotegpu.domain.fleet.addresses import check_address
-from remotegpu.domain.fleet.models import Host, HostStatus
+from remotegpu.domain.fleet.models import Host, HostStatus, QuarantineEntry
 from remotegpu.domain.shared.errors import Conflict, InvalidInput, Unauthenticated
 
 AGENT_TOKEN_PREFIX = "rga_"
+#: At most this many quarantined environments are kept per host (a report may not flood the row).
+MAX_QUARANTINE_ENTRIES = 500
 GENERATION_LABEL = "remotegpu.generation"
+
+log = logging.getLogger(__name__)
 
 
 def desired_state(env: Environment) -> str:
@@ -106,6 +111,8 @@ class AgentService:
             await uow.lock_scheduling()
             host = await _host_of_agent(uow, agent_token)
             came_back = await self._apply_report(uow, host, report)
+            if report.runtime_healthy:
+                await self._note_quarantine(uow, host, report)
             await uow.hosts.update(host)
             observed = {o.env_id: o for o in report.observed}
             desired: list[DesiredEnvironment] = []
@@ -117,13 +124,14 @@ class AgentService:
                     freed |= self._observe(env, observed.get(env.id), came_back)
                 if env.status in (EnvStatus.FAILED,) and env.desired is Desired.RUNNING:
                     env.desired = Desired.STOPPED
-                    await uow.allocations.release(env.id)
+                    await release_gpus(uow, env)  # like a stop: ports and disk stay
                     freed = True
                 if env.status is EnvStatus.DELETED:
                     await uow.allocations.release(env.id)
                 await uow.environments.update(env)
                 if env.status is not EnvStatus.DELETED:
                     desired.append(await self._desired(uow, env, host))
+            desired += await self._deleted_in_quarantine(uow, host, {d.env_id for d in desired})
             if freed:
                 await self.environments.drain_queue(uow)
             await uow.commit()
@@ -148,6 +156,9 @@ class AgentService:
                 host = await _host_of_agent(uow, agent_token)
                 current = {env.id: (desired_state(env), env.generation) for env in await uow.environments.list_for_host(host.id)
                            if env.status is not EnvStatus.DELETED}
+            # A "deleted" the agent was told for something in quarantine is not one of the
+            # host's environments: it asks for nothing more once the agent removed it.
+            known = {k: v for k, v in known.items() if k in current or v[0] != "deleted"}
             if current != known:
                 return True
             loop = asyncio.get_running_loop()
@@ -223,6 +234,39 @@ class AgentService:
                 finished.append(env.id)
             await uow.commit()
         return finished
+
+    # --- quarantine ------------------------------------------------------------------------
+    async def _note_quarantine(self, uow: UnitOfWork, host: Host, report: HostReport) -> None:
+        """Keep the host's quarantine list as its agent reports it; audit each new entry.
+
+        The agent quarantines (stops and keeps) whatever carries its installation's
+        labels but was not asked for; admins see the list on the host and decide."""
+        now = self.clock.now()
+        before = {q.env_id: q for q in host.quarantined}
+        entries = []
+        for item in report.quarantined[:MAX_QUARANTINE_ENTRIES]:
+            entry = before.get(item.env_id)
+            if entry is None:
+                entry = QuarantineEntry(item.env_id, item.host_id, now)
+                await audit.record(uow, self.clock, "host.quarantined", target_type="host", target_id=host.id,
+                                   env_id=item.env_id, made_for_host=item.host_id)
+                log.warning("host %s quarantined environment %s (made for host %s): stopped and kept",
+                            host.name, item.env_id, item.host_id or "?")
+            entries.append(entry)
+        host.quarantined = entries
+
+    async def _deleted_in_quarantine(self, uow: UnitOfWork, host: Host, told: set[str]) -> list[DesiredEnvironment]:
+        """``deleted`` for what the agent holds in quarantine and the server did mark
+        deleted (e.g. the environment of the host id the agent had before it registered
+        again, deleted since): the one case where its disk may go."""
+        out = []
+        for entry in host.quarantined:
+            if entry.env_id in told:
+                continue
+            env = await uow.environments.get(entry.env_id)
+            if env is not None and env.desired is Desired.DELETED and env.host_id in (host.id, entry.host_id):
+                out.append(DesiredEnvironment(env.id, "deleted", env.generation))
+        return out
 
     # --- helpers ---------------------------------------------------------------------------
     async def _apply_report(self, uow: UnitOfWork, host: Host, report: HostReport) -> bool:
@@ -331,7 +375,7 @@ class AgentService:
             },
             ports=ports,
             private_ports=frozenset({JUPYTER_CONTAINER_PORT}) & ports.keys(),
-            labels={GENERATION_LABEL: str(env.generation)},
+            labels={GENERATION_LABEL: str(env.generation), LABEL_HOST: host.id},
             disk_gib=env.disk_gib,
             workspace_id=env.workspace_id,
         )

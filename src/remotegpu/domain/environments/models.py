@@ -110,6 +110,9 @@ class Environment:
     ssh_client_key: str = ""
     ssh_client_key_sealed: str = field(default="", repr=False)
     shared: bool = False  # members of the workspace may access it too
+    # The GPUs it held when it last stopped: asked for first when it starts again, so
+    # the stopped container is started as it was (no recreation for other devices).
+    last_gpu_uuids: list[str] = field(default_factory=list)
     # Filled in by the events collected during a use case, saved by the repository.
     pending_events: list[EnvironmentEvent] = field(default_factory=list, repr=False, compare=False)
 

@@ -45,6 +45,20 @@ class Gpu:
     healthy: bool = True
 
 
+@dataclass(frozen=True)
+class QuarantineEntry:
+    """A container or volume of this installation that the host's agent found without
+    the server asking for it (e.g. after the agent registered again, or a database was
+    restored): stopped and kept, never removed, until an operator decides.
+
+    ``host_id`` is the host it was made for (its label; "" when it carries none),
+    ``since`` when the server first heard of it."""
+
+    env_id: str
+    host_id: str
+    since: datetime
+
+
 @dataclass
 class Host:
     """A GPU host.
@@ -88,6 +102,8 @@ class Host:
     # GPUs the agent reported that another host already owns: uuid → owner host id.
     # They are kept out of this host's inventory (never scheduled here) and shown to admins.
     gpu_conflicts: dict[str, str] = field(default_factory=dict)
+    # What its agent holds in quarantine, as of its last healthy report.
+    quarantined: list[QuarantineEntry] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.admin_status.is_admin_choice:

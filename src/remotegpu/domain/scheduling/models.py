@@ -18,7 +18,10 @@ class PlacementRequest:
     ``gpu_model`` None means any model (the GPUs of one placement are still all of
     one model). ``labels`` is a selector: every key must be present on the host with
     the same value. ``pin_host_id`` restricts the choice to one host — used to start
-    a stopped environment again where its disk lives.
+    a stopped environment again where its disk lives. ``prefer_gpu_uuids``: on a
+    pinned host, take exactly these GPUs when they are all free and fit the request
+    (an environment started again gets the GPUs it had, so its container is reused
+    as it was instead of being recreated for other devices).
     """
 
     gpu_count: int = 0
@@ -27,6 +30,7 @@ class PlacementRequest:
     memory_gib: int = 0
     labels: Mapping[str, str] = field(default_factory=dict)
     pin_host_id: str | None = None
+    prefer_gpu_uuids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.gpu_count <= MAX_GPUS_PER_REQUEST:

@@ -75,6 +75,9 @@ def _place_on(host: HostCapacity, request: PlacementRequest) -> Placement | None
         return None
     if request.gpu_count == 0:
         return Placement(host.id, ())
+    preferred = _preferred_gpus(host, request)
+    if preferred:
+        return Placement(host.id, preferred)
     options = []
     for model in host.models_for(request):
         gpus, penalty = choose_gpus(host.free[model], request.gpu_count)
@@ -83,6 +86,18 @@ def _place_on(host: HostCapacity, request: PlacementRequest) -> Placement | None
         return None
     _, _, gpus = min(options, key=lambda o: (o[0], o[1]))
     return Placement(host.id, tuple(g.uuid for g in gpus))
+
+
+def _preferred_gpus(host: HostCapacity, request: PlacementRequest) -> tuple[str, ...]:
+    """``request.prefer_gpu_uuids`` when they are exactly as many as asked, all free,
+    and all of one model the request accepts; else ()."""
+    wanted = tuple(dict.fromkeys(request.prefer_gpu_uuids))
+    if len(wanted) != request.gpu_count or not all(u in host.free_uuids for u in wanted):
+        return ()
+    models = {host.gpus[u].model for u in wanted}
+    if len(models) != 1 or (request.gpu_model is not None and request.gpu_model not in models):
+        return ()
+    return wanted
 
 
 def _place_cpu_only(fleet: FleetState, request: PlacementRequest, exclude: Container[str]) -> Placement | None:

@@ -68,7 +68,7 @@ def _embedded_docker(app: web.Application) -> str | None:
             from remotegpu.adapters.runtime.docker_runtime import docker_available
 
             if docker_available():
-                return settings.docker_scope
+                return settings.effective_docker_scope()
         return None
 
     return _memo(app, "docker_scope", make)

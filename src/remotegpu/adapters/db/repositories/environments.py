@@ -28,6 +28,7 @@ def _env_values(env: Environment) -> dict[str, Any]:
     values["desired"] = env.desired.value
     values["env"] = dict(env.env)
     values["secret_env"] = dict(env.secret_env)
+    values["last_gpu_uuids"] = list(env.last_gpu_uuids)
     return values
 
 
@@ -37,6 +38,7 @@ def _env(row: Any) -> Environment:
     m["desired"] = Desired(m["desired"])
     m["env"] = dict(m["env"])
     m["secret_env"] = dict(m["secret_env"] or {})
+    m["last_gpu_uuids"] = list(m["last_gpu_uuids"] or [])
     return Environment(**m)
 
 
@@ -166,6 +168,12 @@ class SqlAllocationRepository(SqlRepository):
         query = select(host_ports.c.port).where(host_ports.c.host_id == host_id)
         return set((await self._session.execute(query)).scalars())
 
-    async def release(self, env_id: str) -> None:
+    async def release_gpus(self, env_id: str) -> None:
         await self._execute(delete(gpu_allocations).where(gpu_allocations.c.environment_id == env_id))
+
+    async def release_ports(self, env_id: str) -> None:
         await self._execute(delete(host_ports).where(host_ports.c.environment_id == env_id))
+
+    async def release(self, env_id: str) -> None:
+        await self.release_gpus(env_id)
+        await self.release_ports(env_id)

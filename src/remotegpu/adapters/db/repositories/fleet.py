@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 from typing import Any, Iterable
 
 from sqlalchemy import delete, insert, select, update
@@ -10,7 +11,7 @@ from sqlalchemy import delete, insert, select, update
 from remotegpu.adapters.db.repositories._base import SqlRepository
 from remotegpu.adapters.db.repositories.environments import insert_rows
 from remotegpu.adapters.db.tables import host_gpus, hosts
-from remotegpu.domain.fleet.models import Gpu, Host, HostStatus
+from remotegpu.domain.fleet.models import Gpu, Host, HostStatus, QuarantineEntry
 
 _GPU_FIELDS = ("index", "uuid", "model", "memory_mib", "numa_node", "nvlink_group", "healthy")
 
@@ -26,6 +27,7 @@ def _host_values(host: Host) -> dict[str, Any]:
         "gpu_utilization": dict(host.gpu_utilization),
         "port_range_start": host.port_range[0], "port_range_end": host.port_range[1],
         "allow_loopback": host.allow_loopback, "gpu_conflicts": dict(host.gpu_conflicts),
+        "quarantined": [{"env_id": q.env_id, "host_id": q.host_id, "since": q.since.isoformat()} for q in host.quarantined],
     }
 
 
@@ -42,6 +44,10 @@ def _host(row: Any, gpus: list[Gpu]) -> Host:
         gpu_utilization={k: int(v) for k, v in m["gpu_utilization"].items()},
         port_range=(m["port_range_start"], m["port_range_end"]),
         allow_loopback=m["allow_loopback"], gpu_conflicts=dict(m["gpu_conflicts"] or {}),
+        quarantined=[
+            QuarantineEntry(q["env_id"], q.get("host_id", ""), datetime.fromisoformat(q["since"]))
+            for q in m["quarantined"] or []
+        ],
     )
 
 

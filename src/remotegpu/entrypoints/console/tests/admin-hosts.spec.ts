@@ -14,7 +14,9 @@ const BASE = {
   gpus: [{ index: 0, uuid: 'GPU-1', model: 'H100', memory_mib: 81559, healthy: true, allocated: false, utilization: null, numa_node: 0, nvlink_group: null }],
 }
 const HOSTS = [
-  { ...BASE, id: 'h-live', name: 'gpu-live', status: 'ready', schedulable: 'ready', address: '203.0.113.5', private_address: '10.0.0.5', environments: 2 },
+  { ...BASE, id: 'h-live', name: 'gpu-live', status: 'ready', schedulable: 'ready', address: '203.0.113.5', private_address: '10.0.0.5',
+    environments: 2,
+    quarantined: [{ env_id: 'env-from-before', host_id: 'h-before', since: '2026-03-01T12:00:00Z' }] },
   { ...BASE, id: 'h-off-cordoned', name: 'gpu-off-cordoned', status: 'offline', schedulable: 'cordoned', address: '203.0.113.6', private_address: '' },
   { ...BASE, id: 'h-off-ready', name: 'gpu-off-ready', status: 'offline', schedulable: 'ready', address: '203.0.113.7', private_address: '10.0.0.7' },
   { ...BASE, id: 'h-off-draining', name: 'gpu-off-draining', status: 'offline', schedulable: 'draining', address: '203.0.113.8', private_address: '' },
@@ -120,6 +122,23 @@ describe('admin hosts page', () => {
     expect(addr.find('[data-testid="host-private-address"]').text()).toBe('10.0.0.5')
     // the address column shows it too
     expect(wrapper.find('[data-testid="hosts-table"]').text()).toContain('10.0.0.5')
+  })
+
+  it('lists what the agent holds in quarantine, and nothing for a host without any', async () => {
+    const { wrapper } = setup()
+    await flushPromises()
+    const rows = wrapper.findAll('[data-testid="hosts-table"] .el-table__row')
+    await rows[0].find('.el-table__expand-icon').trigger('click')
+    await flushPromises()
+    const box = byTestId(wrapper, 'host-quarantine-gpu-live')
+    expect(box.exists()).toBe(true)
+    expect(box.text()).toContain('Quarantined: 1')
+    expect(box.text()).toContain('env-from-before')
+    expect(box.text()).toContain('made for host h-before')
+    expect(box.text()).toContain('never removed by the agent')
+    await rows[1].find('.el-table__expand-icon').trigger('click')
+    await flushPromises()
+    expect(byTestId(wrapper, 'host-quarantine-gpu-off-cordoned').exists()).toBe(false)
   })
 
   it('says "not set" when a host has no private address', async () => {

@@ -13,6 +13,7 @@ from remotegpu.entrypoints.http.schemas.environments import (
     HostOut,
     HostRemoveQuery,
     HostTokenOut,
+    QuarantinedOut,
 )
 
 TAGS = ["hosts"]
@@ -36,6 +37,7 @@ def host_out(item: HostWithUsage) -> HostOut:
             )
             for g in h.gpus
         ],
+        quarantined=[QuarantinedOut(env_id=q.env_id, host_id=q.host_id, since=q.since) for q in h.quarantined],
     )
 
 

@@ -187,6 +187,13 @@ class HostGpuOut(GpuOut):
     utilization: int | None
 
 
+class QuarantinedOut(BaseModel):
+    env_id: str = Field(description="the environment id its container / volume carries")
+    host_id: str = Field(description="the host it was made for (its label; \"\" when none): after an agent registered "
+                                     "again, its previous host id")
+    since: datetime = Field(description="when the agent first reported it")
+
+
 class HostOut(BaseModel):
     id: str
     name: str
@@ -209,6 +216,11 @@ class HostOut(BaseModel):
     environments: int
     allow_loopback: bool = Field(False, description="its agent may report loopback addresses")
     conditions: list[HostConditionOut] = Field(default_factory=list, description="what an admin should look at; empty when healthy")
+    quarantined: list[QuarantinedOut] = Field(
+        default_factory=list,
+        description="containers/volumes of this installation on the host that the server did not ask for (e.g. "
+        "after the agent registered again): stopped and kept, never removed by the agent (README: Quarantine)",
+    )
 
 
 class HostCreatedOut(HostOut):

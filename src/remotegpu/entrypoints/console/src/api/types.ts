@@ -266,6 +266,8 @@ export interface Host {
   allow_loopback?: boolean
   /** empty when healthy */
   conditions?: HostCondition[]
+  /** containers/volumes of this installation the server did not ask for: stopped and kept, never removed by the agent */
+  quarantined?: { env_id: string; host_id: string; since: string }[]
 }
 
 export interface HostCreated extends Host {

@@ -120,6 +120,7 @@ export default {
     hosts: 'Hosts', users: 'Users', quotas: 'Workspace quotas', audit: 'Audit log',
     host: { add: 'Add host', joinTitle: 'Join the host', joinHint: 'Run this on the GPU host. The token is shown only once.', runtime: 'Runtime', envCount: '{n} environments', address: 'Address', publicAddress: 'Public address', privateAddress: 'Private address', notSet: 'not set',
       statuses: { ready: 'Ready', cordoned: 'Cordoned', draining: 'Draining', offline: 'Offline' },
+      quarantined: 'Quarantined', quarantineHint: 'Containers of this installation that the server did not ask for (e.g. after the agent registered again): stopped and kept, never removed by the agent. See the README to release them.', madeFor: 'made for host {host}',
       offlineChoice: 'Offline; takes effect when its agent reports', offlineNote: 'The host is offline: the choice is recorded and applies when its agent reports again.', heartbeat: 'Last heartbeat', gpus: 'GPUs', cordon: 'Cordon', uncordon: 'Uncordon', drain: 'Drain',
       confirmCordon: 'Cordon {name}? No new environments are placed on it.', confirmUncordon: 'Uncordon {name}?',
       remove: 'Remove', rotate: 'Rotate token', removed: 'Host removed', confirmRemove: 'Remove {name}? Its agent is refused from now on.',

@@ -120,6 +120,7 @@ export default {
     hosts: '主机', users: '用户', quotas: '空间配额', audit: '审计日志',
     host: { add: '添加主机', joinTitle: '接入主机', joinHint: '在 GPU 主机上运行此命令。令牌只显示一次。', runtime: '运行时', envCount: '{n} 个实例', address: '地址', publicAddress: '公网地址', privateAddress: '内网地址', notSet: '未设置',
       statuses: { ready: '就绪', cordoned: '已封锁', draining: '排空中', offline: '离线' },
+      quarantined: '已隔离', quarantineHint: '服务器未要求的本安装容器（例如代理重新注册之后）：已停止并保留，代理不会删除。如何处理请参阅 README。', madeFor: '原属主机 {host}',
       offlineChoice: '主机离线；其 agent 上报后生效', offlineNote: '主机当前离线：此设置已记录，将在其 agent 重新上报后生效。', heartbeat: '最近心跳', gpus: 'GPU', cordon: '封锁', uncordon: '解除封锁', drain: '排空',
       confirmCordon: '封锁 {name}？新实例将不再调度到该主机。', confirmUncordon: '解除封锁 {name}？',
       remove: '移除', rotate: '轮换令牌', removed: '主机已移除', confirmRemove: '移除 {name}？其 agent 将从此被拒绝。',

@@ -33,6 +33,7 @@ from remotegpu.application.shared.clock import SystemClock
 from remotegpu.application.environments.autostop import AutoStop
 from remotegpu.application.environments.credentials import EnvironmentCredentials
 from remotegpu.application.environments.entry import EnvironmentEntry
+from remotegpu.application.environments.queue_pass import QueuePass, QueueingUnitOfWork
 from remotegpu.application.environments.service import EnvironmentService
 from remotegpu.application.environments.watch import EnvironmentWatch
 from remotegpu.application.fleet.agent_service import AgentService
@@ -125,7 +126,10 @@ class Container(containers.DeclarativeContainer):
         memory=providers.Singleton(LocalChangeFeed),
         redis=providers.Singleton(lambda r, ns: RedisChangeFeed(r, channel=f"{ns}:environment-changes"), redis, config.redis_namespace),
     )
-    uow = providers.Factory(ChangeTrackingUnitOfWork, storage_uow, change_feed)
+    tracked_uow = providers.Factory(ChangeTrackingUnitOfWork, storage_uow, change_feed)
+    # Every scheduling transaction ends with a queue pass: the queue moves whenever capacity frees.
+    workspace_policy = providers.Singleton(workspace_policy_from, settings)
+    uow = providers.Factory(QueueingUnitOfWork, tracked_uow, providers.Singleton(QueuePass, clock=clock, quotas=workspace_policy))
 
     # --- use cases -----------------------------------------------------------------
     auth_settings = providers.Singleton(
@@ -147,7 +151,6 @@ class Container(containers.DeclarativeContainer):
         AccountService, uow=uow.provider, clock=clock, hasher=hasher, users=user_cache, limiter=rate_limiter
     )
     admin_service = providers.Singleton(AdminService, uow=uow.provider, clock=clock, hasher=hasher, users=user_cache)
-    workspace_policy = providers.Singleton(workspace_policy_from, settings)
     workspace_service = providers.Singleton(WorkspaceService, uow=uow.provider, clock=clock, policy=workspace_policy)
     invitation_service = providers.Singleton(InvitationService, uow=uow.provider, clock=clock, policy=workspace_policy)
     maintenance = providers.Singleton(

@@ -254,6 +254,9 @@ hosts = sa.Table(
     sa.Column("allow_loopback", sa.Boolean, nullable=False, server_default=sa.false()),  # 0011
     # GPUs its agent reported that another host owns: uuid -> owner host id (not scheduled).
     sa.Column("gpu_conflicts", sa.JSON, nullable=False, server_default="{}"),  # 0011
+    # Admin-set overcommit: scheduling counts requests against capacity x ratio.
+    sa.Column("cpu_overcommit", sa.Float, nullable=False, server_default="1.0"),  # 0014
+    sa.Column("memory_overcommit", sa.Float, nullable=False, server_default="1.0"),  # 0014
     sa.UniqueConstraint("name"),
     sa.UniqueConstraint("join_token_hash"),
     sa.UniqueConstraint("agent_token_hash"),

@@ -26,6 +26,7 @@ def _host_values(host: Host) -> dict[str, Any]:
         "gpu_utilization": dict(host.gpu_utilization),
         "port_range_start": host.port_range[0], "port_range_end": host.port_range[1],
         "allow_loopback": host.allow_loopback, "gpu_conflicts": dict(host.gpu_conflicts),
+        "cpu_overcommit": host.cpu_overcommit, "memory_overcommit": host.memory_overcommit,
     }
 
 
@@ -42,6 +43,7 @@ def _host(row: Any, gpus: list[Gpu]) -> Host:
         gpu_utilization={k: int(v) for k, v in m["gpu_utilization"].items()},
         port_range=(m["port_range_start"], m["port_range_end"]),
         allow_loopback=m["allow_loopback"], gpu_conflicts=dict(m["gpu_conflicts"] or {}),
+        cpu_overcommit=float(m["cpu_overcommit"]), memory_overcommit=float(m["memory_overcommit"]),
     )
 
 

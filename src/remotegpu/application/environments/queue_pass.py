@@ -50,10 +50,12 @@ class QueuePass:
         by_id = {h.id: h for h in hosts}
         fleet = await pl.fleet_snapshot(uow, hosts)
         started: list[str] = []
-        # A workspace at its quota must neither start nor hold capacity for the others:
-        # plan, and when the plan starts one over quota, drop it and plan again (each
-        # round drops one, so at most len(queue) rounds; usually one).
-        blocked: set[str] = set()
+        # A workspace at its quota must neither start nor hold capacity for the others.
+        # Those over quota now are dropped up front (usage only grows during a pass, so
+        # they cannot come back in it); then plan, and when the plan starts one that the
+        # starts before it pushed over quota, drop it and plan again (each round drops
+        # one, so at most len(queue) rounds; usually one).
+        blocked = await self._over_quota(uow, queued)
         while True:
             waiting = [e for e in queued if e.id not in blocked and e.id not in started]
             plan = plan_queue(fleet.copy(), [QueuedRequest(e.id, pl.request_of(e, pin=pl.must_pin(e))) for e in waiting])
@@ -74,6 +76,17 @@ class QueuePass:
                 break
         await self._explain_waits(uow, fleet, [e for e in queued if e.id not in started], blocked)
         return started
+
+    async def _over_quota(self, uow: UnitOfWork, queued: list[Environment]) -> set[str]:
+        verdicts: dict[tuple, bool] = {}  # queues repeat a few (workspace, shape) pairs
+        blocked = set()
+        for env in queued:
+            key = (env.workspace_id, env.gpus_wanted, env.cpu_cores, env.memory_gib)
+            if key not in verdicts:
+                verdicts[key] = await self.quotas.fits(uow, env.workspace_id, _usage(env))
+            if not verdicts[key]:
+                blocked.add(env.id)
+        return blocked
 
     async def _explain_waits(self, uow: UnitOfWork, fleet: FleetState, waiting: list[Environment], blocked: set[str]) -> None:
         """Say what each waiting environment waits for (shown as its status message)."""

@@ -69,7 +69,7 @@ def describe_wait(fleet: FleetState, request: PlacementRequest) -> str:
     most_cpu = max(h.cpu_free for h in hosts)
     most_memory = max(h.memory_free for h in hosts)
     if most_cpu < request.cpu_cores:
-        return f"waiting for {request.cpu_cores} vCPU{_gpu_phrase(request)}; most free on such a host: {max(most_cpu, 0)}"
+        return f"waiting for {request.cpu_cores} vCPU{_gpu_phrase(request)}; most free on such a host: {max(most_cpu, 0)} vCPU"
     if most_memory < request.memory_gib:
         return f"waiting for {request.memory_gib} GiB memory{_gpu_phrase(request)}; most free on such a host: {max(most_memory, 0)} GiB"
     if not any(h.fits_resources(request) for h in hosts):
@@ -107,7 +107,7 @@ def model_headroom(
     counts = fleet.gpu_counts()
     hosts = list(hosts)
     out = []
-    for model in sorted(set(fleet.models()) | set(counts)):
+    for model in sorted(counts):  # models on hosts that accept work, as the form offers them
         total, free = counts.get(model, (0, 0))
         request = PlacementRequest(gpu_count=gpu_count, gpu_model=model, cpu_cores=cpu_cores, memory_gib=memory_gib)
         fitting = [

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from datetime import datetime, timezone
+
 from remotegpu.domain.fleet.models import Gpu, Host, HostStatus
 from remotegpu.domain.scheduling import Allocation, FleetState, PlacementRequest, QueuedRequest, place
 from remotegpu.domain.scheduling.headroom import describe_wait, ever_fits, largest_host, model_headroom
@@ -13,7 +15,11 @@ from remotegpu.domain.shared.errors import InvalidInput
 A100 = "A100"
 
 
+SEEN = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
 def small(name: str = "h", cores: int = 2, memory: int = 8, gpus: int = 4, **kw) -> Host:
+    kw.setdefault("last_heartbeat_at", SEEN)
     return Host(
         id=name, name=name, cpu_cores=cores, memory_gib=memory,
         gpus=[Gpu(index=i, uuid=f"{name}-{i}", model=A100, memory_mib=81920) for i in range(gpus)], **kw,
@@ -52,6 +58,7 @@ def test_ever_fits_ignores_current_use_and_status_but_not_size():
     assert ever_fits(hosts, PlacementRequest(cpu_cores=8))
     assert not ever_fits(hosts, PlacementRequest(gpu_count=8, gpu_model=A100))
     assert ever_fits([], one_gpu(cpu=64))  # no hosts yet: wait for the first one
+    assert ever_fits([*hosts, Host(id="new", name="new")], one_gpu(cpu=64))  # its agent has not reported: size unknown
     assert largest_host(hosts, A100, 1) == (2, 8)
 
 

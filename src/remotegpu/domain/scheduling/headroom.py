@@ -20,10 +20,11 @@ from remotegpu.domain.scheduling.queue import QueuedRequest, plan_queue
 def ever_fits(hosts: Iterable[Host], request: PlacementRequest) -> bool:
     """Could some host (whatever its status or current use) ever hold the request?
 
-    Cordoned and offline hosts count: they may come back. A fleet with no hosts yet
-    answers True: the request waits for the first host to join."""
+    Cordoned and offline hosts count: they may come back. A fleet with no hosts yet,
+    or with a host whose agent never reported (its size is unknown), answers True:
+    the request waits for that host."""
     hosts = list(hosts)
-    if not hosts:
+    if not hosts or any(h.last_heartbeat_at is None for h in hosts):
         return True
     for host in hosts:
         capacity = HostCapacity(host)

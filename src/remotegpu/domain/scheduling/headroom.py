@@ -95,36 +95,54 @@ class ModelHeadroom:
     ever_fits: bool  # some host of the model could hold the request when empty
 
 
+@dataclass(frozen=True)
+class NewcomerView:
+    """The fleet as a request created now would find it: the queue planned first, and
+    the hosts its waiting requests hold back. Depends only on the fleet snapshot and
+    the queue, so a reader may build it once per snapshot and answer many requests."""
+
+    fleet: FleetState  # after the queue's planned starts; not to be mutated
+    reserved: frozenset[str]
+    counts: dict[str, tuple[int, int]]  # model → (total, free) on hosts that accept work, before the plan
+    hosts: tuple[Host, ...]
+
+
+def newcomer_view(fleet: FleetState, queued: Sequence[QueuedRequest] = (), hosts: Iterable[Host] = ()) -> NewcomerView:
+    """Plan ``queued`` on a copy of ``fleet`` (``fleet`` itself is not changed)."""
+    planned = fleet.copy()
+    reserved = _reserved(planned, queued)
+    return NewcomerView(planned, frozenset(reserved), fleet.gpu_counts(), tuple(hosts))
+
+
+def headroom_for(view: NewcomerView, gpu_count: int, cpu_cores: int, memory_gib: int) -> list[ModelHeadroom]:
+    """Per GPU model: can ``gpu_count`` of it with ``cpu_cores``/``memory_gib`` start now?"""
+    out = []
+    for model in sorted(view.counts):  # models on hosts that accept work, as the form offers them
+        total, free = view.counts[model]
+        request = PlacementRequest(gpu_count=gpu_count, gpu_model=model, cpu_cores=cpu_cores, memory_gib=memory_gib)
+        fitting = [
+            h for h in view.fleet.hosts()
+            if h.schedulable and h.id not in view.reserved and h.totals.get(model) and h.free_count(model) >= gpu_count
+        ]
+        max_cpu, max_memory = largest_host(view.hosts, model, gpu_count)
+        out.append(ModelHeadroom(
+            model=model, total=total, free=free,
+            startable_now=place(view.fleet, request, exclude=view.reserved) is not None,
+            cpu_cores_free=max((max(h.cpu_free, 0) for h in fitting), default=0),
+            memory_gib_free=max((max(h.memory_free, 0) for h in fitting), default=0),
+            max_cpu_cores=max_cpu, max_memory_gib=max_memory,
+            ever_fits=ever_fits(view.hosts, request) if view.hosts else True,
+        ))
+    return out
+
+
 def model_headroom(
     fleet: FleetState, gpu_count: int, cpu_cores: int, memory_gib: int, queued: Sequence[QueuedRequest] = (),
     hosts: Iterable[Host] = (),
 ) -> list[ModelHeadroom]:
-    """Per GPU model: can ``gpu_count`` of it with ``cpu_cores``/``memory_gib`` start now?
-
-    "Now" respects the queue: the queued requests are planned first (on a copy), and
-    hosts they reserve are not offered, exactly as the create would find them."""
-    planned = fleet.copy()
-    reserved = _reserved(planned, queued)
-    counts = fleet.gpu_counts()
-    hosts = list(hosts)
-    out = []
-    for model in sorted(counts):  # models on hosts that accept work, as the form offers them
-        total, free = counts.get(model, (0, 0))
-        request = PlacementRequest(gpu_count=gpu_count, gpu_model=model, cpu_cores=cpu_cores, memory_gib=memory_gib)
-        fitting = [
-            h for h in planned.hosts()
-            if h.schedulable and h.id not in reserved and h.totals.get(model) and h.free_count(model) >= gpu_count
-        ]
-        max_cpu, max_memory = largest_host(hosts, model, gpu_count)
-        out.append(ModelHeadroom(
-            model=model, total=total, free=free,
-            startable_now=place(planned, request, exclude=reserved) is not None,
-            cpu_cores_free=max((max(h.cpu_free, 0) for h in fitting), default=0),
-            memory_gib_free=max((max(h.memory_free, 0) for h in fitting), default=0),
-            max_cpu_cores=max_cpu, max_memory_gib=max_memory,
-            ever_fits=ever_fits(hosts, request) if hosts else True,
-        ))
-    return out
+    """``headroom_for`` on a fresh ``newcomer_view``: "now" respects the queue, exactly
+    as a create would find the fleet."""
+    return headroom_for(newcomer_view(fleet, queued, hosts), gpu_count, cpu_cores, memory_gib)
 
 
 def _reserved(fleet: FleetState, queued: Sequence[QueuedRequest]) -> set[str]:

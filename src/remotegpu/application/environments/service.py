@@ -26,7 +26,7 @@ from remotegpu.domain.environments.models import (
 )
 from remotegpu.domain.fleet.models import Gpu, Host, HostStatus
 from remotegpu.domain.identity.models import User
-from remotegpu.domain.scheduling import QueuedRequest
+from remotegpu.domain.scheduling import PlacementRequest, QueuedRequest
 from remotegpu.domain.scheduling.headroom import ModelHeadroom, ever_fits, largest_host, model_headroom
 from remotegpu.domain.shared.errors import Conflict, QuotaExceeded
 from remotegpu.domain.shared.ids import new_id
@@ -187,7 +187,7 @@ class EnvironmentService:
 
     async def _refuse_never_fits(self, uow: UnitOfWork, req: CreateRequest) -> None:
         """409 ``never_fits`` for a request no host could hold even empty: it would wait forever."""
-        request = pl.PlacementRequest(
+        request = PlacementRequest(
             gpu_count=req.gpu_count, gpu_model=req.gpu_model if req.gpu_count else None,
             cpu_cores=req.cpu_cores, memory_gib=req.memory_gib,
         )

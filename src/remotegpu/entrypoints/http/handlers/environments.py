@@ -70,7 +70,8 @@ async def list_environments(call: Call) -> Page[EnvironmentOut]:
 
 @api.post("/api/v1/environments", body=EnvironmentIn, response=EnvironmentOut, status=202, tags=TAGS, errors=[401, 403, 404, 409, 422])
 async def create_environment(call: Call) -> EnvironmentOut:
-    """Create an environment: placed at once (starting) or waiting in the queue (queued)."""
+    """Create an environment: placed at once (starting) or waiting in the queue (queued);
+    409 `never_fits` when no host could ever hold the request (it would wait forever)."""
     b: EnvironmentIn = call.body
     view = await call.container.environment_service().create(call.user, CreateRequest(**b.model_dump()))
     return env_out(view)

@@ -114,6 +114,7 @@ class QueueWorld(RuleBasedStateMachine):
         async def go():
             svc = self.container.environment_service()
             for _ in range(count):  # several at once: the queue should be busy
+                self.clock.advance(seconds=1)  # a queue order that does not hang on random ids
                 req = CreateRequest(self.workspaces[who], f"e{len(self.env_ids)}", gpu_count=gpus,
                                     gpu_model=MODEL if gpus else None, cpu_cores=cpu, memory_gib=memory, disk_gib=1)
                 try:
@@ -192,7 +193,7 @@ class QueueWorld(RuleBasedStateMachine):
 
 
 QueueWorld.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=30, deadline=None,
+    max_examples=100, stateful_step_count=30, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 test_queue_never_stalls = QueueWorld.TestCase

@@ -23,7 +23,7 @@ from remotegpu.application.environments import placement as pl
 from remotegpu.application.shared.ports import Clock, UnitOfWork
 from remotegpu.application.workspaces.quotas import WorkspacePolicy
 from remotegpu.domain.environments.models import Environment, EnvStatus
-from remotegpu.domain.scheduling import FleetState, QueuedRequest, plan_queue
+from remotegpu.domain.scheduling import FleetState, QueuedRequest, place, plan_queue
 from remotegpu.domain.scheduling.headroom import describe_wait
 from remotegpu.domain.workspaces.quota import Usage
 
@@ -50,12 +50,18 @@ class QueuePass:
         by_id = {h.id: h for h in hosts}
         fleet = await pl.fleet_snapshot(uow, hosts)
         started: list[str] = []
+        # Most passes (a heartbeat of a full fleet) can start nothing: when no queued
+        # request fits any host even ignoring the queue's order, skip the quota reads.
+        fitting = [i for i, e in enumerate(queued) if place(fleet, pl.request_of(e, pin=pl.must_pin(e))) is not None]
+        if not fitting:
+            await self._explain_waits(uow, fleet, queued, set())
+            return []
         # A workspace at its quota must neither start nor hold capacity for the others.
         # Those over quota now are dropped up front (usage only grows during a pass, so
-        # they cannot come back in it); then plan, and when the plan starts one that the
-        # starts before it pushed over quota, drop it and plan again (each round drops
-        # one, so at most len(queue) rounds; usually one).
-        blocked = await self._over_quota(uow, queued)
+        # they cannot come back in it; only those up to the last that fits matter);
+        # then plan, and when the plan starts one that the starts before it pushed over
+        # quota, drop it and plan again (each round drops one; usually one round).
+        blocked = await self._over_quota(uow, queued[: fitting[-1] + 1])
         while True:
             waiting = [e for e in queued if e.id not in blocked and e.id not in started]
             plan = plan_queue(fleet.copy(), [QueuedRequest(e.id, pl.request_of(e, pin=pl.must_pin(e))) for e in waiting])

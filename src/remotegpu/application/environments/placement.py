@@ -53,9 +53,9 @@ async def fleet_snapshot(uow: UnitOfWork, hosts: list[Host] | None = None) -> Fl
 
 async def allocate(uow: UnitOfWork, env: Environment, placement: Placement, host: Host) -> None:
     """Record the placement's GPUs and two host ports (SSH, Jupyter) for ``env``."""
-    await uow.allocations.add_gpus([GpuAllocation(env.id, placement.host_id, u) for u in placement.gpu_uuids])
     used = await uow.allocations.ports_on_host(placement.host_id)
-    ports = _pick_ports(host, used, 2)
+    ports = _pick_ports(host, used, 2)  # first: a host out of ports (Conflict) must leave nothing written
+    await uow.allocations.add_gpus([GpuAllocation(env.id, placement.host_id, u) for u in placement.gpu_uuids])
     await uow.allocations.add_ports(
         [HostPort(placement.host_id, ports[0], "ssh", env.id), HostPort(placement.host_id, ports[1], "jupyter", env.id)]
     )

@@ -25,6 +25,7 @@ from remotegpu.application.workspaces.quotas import WorkspacePolicy
 from remotegpu.domain.environments.models import Environment, EnvStatus
 from remotegpu.domain.scheduling import FleetState, QueuedRequest, place, plan_queue
 from remotegpu.domain.scheduling.headroom import describe_wait
+from remotegpu.domain.shared.errors import Conflict
 from remotegpu.domain.workspaces.quota import Usage
 
 
@@ -54,7 +55,7 @@ class QueuePass:
         # request fits any host even ignoring the queue's order, skip the quota reads.
         fitting = [i for i, e in enumerate(queued) if place(fleet, pl.request_of(e, pin=pl.must_pin(e))) is not None]
         if not fitting:
-            await self._explain_waits(uow, fleet, queued, set())
+            await self._explain_waits(uow, fleet, queued, {})
             return []
         # A workspace at its quota must neither start nor hold capacity for the others.
         # Those over quota now are dropped up front (usage only grows during a pass, so
@@ -70,10 +71,19 @@ class QueuePass:
             for env_id, placement in plan.started:
                 env = envs[env_id]
                 if not await self.quotas.fits(uow, env.workspace_id, _usage(env)):
-                    blocked.add(env_id)
+                    blocked[env_id] = _QUOTA
                     replan = True
                     break
-                await pl.allocate(uow, env, placement, by_id[placement.host_id])
+                try:
+                    await pl.allocate(uow, env, placement, by_id[placement.host_id])
+                except Conflict as exc:
+                    if exc.code != "no_free_ports":
+                        raise
+                    # That host is out of ports: this one waits (nothing was written) and
+                    # the pass goes on, so an unrelated use case committing it never fails.
+                    blocked[env_id] = f"waiting: {exc.message}"
+                    replan = True
+                    break
                 fleet.allocate(placement.allocation(pl.request_of(env, pin=pl.must_pin(env))))
                 env.transition(EnvStatus.STARTING, "capacity freed up: placed on a host", self.clock.now())
                 await uow.environments.update(env)
@@ -83,23 +93,23 @@ class QueuePass:
         await self._explain_waits(uow, fleet, [e for e in queued if e.id not in started], blocked)
         return started
 
-    async def _over_quota(self, uow: UnitOfWork, queued: list[Environment]) -> set[str]:
+    async def _over_quota(self, uow: UnitOfWork, queued: list[Environment]) -> dict[str, str]:
         verdicts: dict[tuple, bool] = {}  # queues repeat a few (workspace, shape) pairs
-        blocked = set()
+        blocked = {}
         for env in queued:
             key = (env.workspace_id, env.gpus_wanted, env.cpu_cores, env.memory_gib)
             if key not in verdicts:
                 verdicts[key] = await self.quotas.fits(uow, env.workspace_id, _usage(env))
             if not verdicts[key]:
-                blocked.add(env.id)
+                blocked[env.id] = _QUOTA
         return blocked
 
-    async def _explain_waits(self, uow: UnitOfWork, fleet: FleetState, waiting: list[Environment], blocked: set[str]) -> None:
+    async def _explain_waits(self, uow: UnitOfWork, fleet: FleetState, waiting: list[Environment], blocked: dict[str, str]) -> None:
         """Say what each waiting environment waits for (shown as its status message)."""
         by_shape: dict[object, str] = {}  # queues repeat a few shapes
         for env in waiting:
             if env.id in blocked:
-                why = "waiting for its workspace's quota to allow it"
+                why = blocked[env.id]
             else:
                 request = pl.request_of(env, pin=pl.must_pin(env))
                 shape = (request.gpu_count, request.gpu_model, request.cpu_cores, request.memory_gib, request.pin_host_id)
@@ -113,6 +123,7 @@ class QueuePass:
 
 
 _SEPARATOR = ": waiting for "
+_QUOTA = "waiting for its workspace's quota to allow it"
 
 
 def _with_reason(message: str | None, why: str) -> str:

@@ -53,6 +53,8 @@ MATRIX = [
     ("GET", "/api/v1/hosts", None, [401, 403, 403, 403, 403, 200]),
     ("POST", "/api/v1/hosts/{host}/token", None, [401, 403, 403, 403, 403, 200]),
     ("DELETE", "/api/v1/hosts/{host}/token", None, [401, 403, 403, 403, 403, 204]),
+    ("PATCH", "/api/v1/hosts/{host}", {"cpu_overcommit": 2.0}, [401, 403, 403, 403, 403, 200]),
+    ("GET", "/api/v1/gpu-types?gpu_count=1&cpu_cores=2&memory_gib=4", None, [401, 200, 200, 200, 200, 200]),
     ("DELETE", "/api/v1/hosts/{host}?force=true", None, [401, 403, 403, 403, 403, 204]),
     ("POST", "/api/v1/users/me/sign-out", {}, [401, 204, 204, 204, 204, 204]),
     ("POST", "/api/v1/users/{target}/sign-out", {}, [401, 403, 403, 403, 403, 204]),

@@ -38,6 +38,7 @@ from remotegpu.application.shared.clock import SystemClock
 from remotegpu.application.environments.autostop import AutoStop
 from remotegpu.application.environments.credentials import EnvironmentCredentials
 from remotegpu.application.environments.entry import EnvironmentEntry
+from remotegpu.application.environments.queue_pass import QueuePass, QueueingUnitOfWork
 from remotegpu.application.environments.service import EnvironmentService
 from remotegpu.application.environments.watch import EnvironmentWatch
 from remotegpu.application.fleet.agent_service import AgentService
@@ -220,7 +221,10 @@ class Container(containers.DeclarativeContainer):
         Dispatcher, uow=plain_uow.provider, repo=notification_repo, clock=clock, queue=late_task_queue,
         signals=unread_signals, email_enabled=email_enabled,
     )
-    uow = providers.Factory(NotifyingUnitOfWork, plain_uow, notification_dispatcher)
+    # Every scheduling transaction ends with a queue pass: the queue moves whenever capacity frees.
+    workspace_policy = providers.Singleton(workspace_policy_from, settings)
+    queueing_uow = providers.Factory(QueueingUnitOfWork, plain_uow, providers.Singleton(QueuePass, clock=clock, quotas=workspace_policy))
+    uow = providers.Factory(NotifyingUnitOfWork, queueing_uow, notification_dispatcher)
     notification_service = providers.Singleton(
         NotificationService, repo=notification_repo, clock=clock, signals=unread_signals, email_enabled=email_enabled,
     )
@@ -249,7 +253,6 @@ class Container(containers.DeclarativeContainer):
         AccountService, uow=uow.provider, clock=clock, hasher=hasher, users=user_cache, limiter=rate_limiter
     )
     admin_service = providers.Singleton(AdminService, uow=uow.provider, clock=clock, hasher=hasher, users=user_cache)
-    workspace_policy = providers.Singleton(workspace_policy_from, settings)
     workspace_service = providers.Singleton(WorkspaceService, uow=uow.provider, clock=clock, policy=workspace_policy)
     invitation_service = providers.Singleton(InvitationService, uow=uow.provider, clock=clock, policy=workspace_policy)
     maintenance = providers.Singleton(

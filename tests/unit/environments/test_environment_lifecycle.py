@@ -19,7 +19,7 @@ def req(ws: str, name: str = "e", gpus: int = 1, **kw) -> CreateRequest:
 
 
 async def free_gpus(world) -> int:
-    return sum(free for _, free, _ in (await world.envs.gpu_types()).values())
+    return sum(t.free for t in (await world.envs.gpu_types())[0])
 
 
 async def test_create_places_on_a_host_and_runs_when_the_agent_reports_it(world):

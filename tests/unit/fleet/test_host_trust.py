@@ -132,7 +132,8 @@ async def test_a_host_reporting_another_hosts_gpu_uuid_takes_nothing_from_it(wor
     (condition,) = thief.conditions
     assert condition.code == "gpu_uuid_conflict"
     assert condition.details == {"uuid": held.uuid, "owner_host_id": one.host_id, "owner_host_name": "gpu-1"}
-    assert await world.envs.gpu_types() == {L4: (4, 3, 24 * 1024)}
+    types, memory = await world.envs.gpu_types()
+    assert [(t.model, t.total, t.free) for t in types] == [(L4, 4, 3)] and memory[L4] == 24 * 1024
     (event,) = await audit_actions(world, "host.gpu_conflict")
     assert event.target_id == two.host_id and event.details["conflicts"] == {held.uuid: one.host_id}
 

@@ -256,6 +256,9 @@ hosts = sa.Table(
     sa.Column("gpu_conflicts", sa.JSON, nullable=False, server_default="{}"),  # 0011
     # What the agent holds in quarantine: [{"env_id", "host_id", "since"}] (see AgentService).
     sa.Column("quarantined", sa.JSON, nullable=False, server_default="[]"),  # 0010
+    # Admin-set overcommit: scheduling counts requests against capacity x ratio.
+    sa.Column("cpu_overcommit", sa.Float, nullable=False, server_default="1.0"),  # 0014
+    sa.Column("memory_overcommit", sa.Float, nullable=False, server_default="1.0"),  # 0014
     sa.UniqueConstraint("name"),
     sa.UniqueConstraint("join_token_hash"),
     sa.UniqueConstraint("agent_token_hash"),

@@ -57,17 +57,21 @@ PORT_PURPOSES = ("ssh", "jupyter")
 
 async def allocate(uow: UnitOfWork, env: Environment, placement: Placement, host: Host) -> None:
     """Record the placement's GPUs for ``env``, and its host ports (SSH, Jupyter) unless
-    it already holds them there: an environment keeps its ports for its whole life."""
-    await uow.allocations.add_gpus([GpuAllocation(env.id, placement.host_id, u) for u in placement.gpu_uuids])
+    it already holds them there: an environment keeps its ports for its whole life. New
+    ports are picked before anything is written: a host out of ports (Conflict) leaves
+    no GPU row behind."""
     held = await uow.allocations.ports_of(env.id)
     if any(p.host_id != placement.host_id for p in held):
         # Ports on another host mean nothing here (an environment moved by an admin).
         await uow.allocations.release_ports(env.id)
         held = []
     missing = [purpose for purpose in PORT_PURPOSES if purpose not in {p.purpose for p in held}]
+    ports: list[int] = []
     if missing:
         used = await uow.allocations.ports_on_host(placement.host_id)
         ports = _pick_ports(host, used, len(missing))
+    await uow.allocations.add_gpus([GpuAllocation(env.id, placement.host_id, u) for u in placement.gpu_uuids])
+    if missing:
         await uow.allocations.add_ports([HostPort(placement.host_id, port, purpose, env.id) for port, purpose in zip(ports, missing)])
     env.host_id = placement.host_id
     if not env.jupyter_token:

@@ -12,6 +12,7 @@ from remotegpu.application.environments import placement as pl
 from remotegpu.application.environments.access import load_operable, load_visible, load_visible_with_role, may_operate
 from remotegpu.application.environments.credentials import EnvironmentCredentials
 from remotegpu.application.environments.secrets import seal_variables
+from remotegpu.application.environments.queue_pass import QueuePass
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from remotegpu.application.shared.sealing import SecretSealer
 from remotegpu.application.workspaces.quotas import WorkspacePolicy
@@ -29,7 +30,8 @@ from remotegpu.domain.environments.models import (
 from remotegpu.domain.environments.variables import check_variables
 from remotegpu.domain.fleet.models import Gpu, Host, HostStatus
 from remotegpu.domain.identity.models import User
-from remotegpu.domain.scheduling import QueuedRequest, plan_queue
+from remotegpu.domain.scheduling import PlacementRequest, QueuedRequest
+from remotegpu.domain.scheduling.headroom import ModelHeadroom, ever_fits, largest_host, model_headroom
 from remotegpu.domain.shared.errors import Conflict, InvalidInput
 from remotegpu.domain.shared.ids import new_id
 from remotegpu.domain.workspaces.models import Role
@@ -95,6 +97,7 @@ class EnvironmentService:
                         gpus=req.gpu_count, environments=1, cpu_cores=req.cpu_cores, memory_gib=req.memory_gib,
                         storage_gib=req.disk_gib,
                     ))
+                    await self._refuse_never_fits(uow, req)
                     env = self._new(actor, req)
                     if self.credentials is not None:
                         self.credentials.ensure(env)  # known_hosts is in the access info at once
@@ -174,7 +177,6 @@ class EnvironmentService:
                     # No agent to ask: done now (a returning host's agent removes what is left).
                     why = "its host was removed" if host is None else f"host {host.name} is offline"
                     env.transition(EnvStatus.DELETED, f"{why}: nothing to wait for", now)
-            await self.drain_queue(uow)
 
         return await self._operate(actor, env_id, op)
 
@@ -183,13 +185,41 @@ class EnvironmentService:
             await load_visible(uow, actor, env_id)
             return await uow.environments.events(env_id, limit=limit, offset=offset)
 
-    async def gpu_types(self) -> dict[str, tuple[int, int, int]]:
-        """model → (total, free, memory_mib) over schedulable hosts."""
+    async def gpu_types(
+        self, gpu_count: int = 1, cpu_cores: int = 2, memory_gib: int = 8
+    ) -> tuple[list[ModelHeadroom], dict[str, int]]:
+        """Per model over schedulable hosts: totals and whether ``gpu_count`` of it with
+        ``cpu_cores``/``memory_gib`` starts now (queue and overcommit included), with
+        each model's memory_mib."""
         async with self.uow() as uow:
             hosts = await uow.hosts.list()
             fleet = await pl.fleet_snapshot(uow, hosts)
+            queued = [
+                QueuedRequest(e.id, pl.request_of(e, pin=pl.must_pin(e)))
+                for e in await uow.environments.list_by_status([EnvStatus.QUEUED])
+            ]
         memory = {g.model: g.memory_mib for h in hosts for g in h.gpus}
-        return {m: (t, f, memory.get(m, 0)) for m, (t, f) in fleet.gpu_counts().items()}
+        return model_headroom(fleet, gpu_count, cpu_cores, memory_gib, queued, hosts), memory
+
+    async def _refuse_never_fits(self, uow: UnitOfWork, req: CreateRequest) -> None:
+        """409 ``never_fits`` for a request no host could hold even empty: it would wait forever."""
+        request = PlacementRequest(
+            gpu_count=req.gpu_count, gpu_model=req.gpu_model if req.gpu_count else None,
+            cpu_cores=req.cpu_cores, memory_gib=req.memory_gib,
+        )
+        hosts = await uow.hosts.list()
+        if ever_fits(hosts, request):
+            return
+        cpu, memory = largest_host(hosts, request.gpu_model, request.gpu_count)
+        gpus = f" with {req.gpu_count} × {req.gpu_model or 'GPU'}" if req.gpu_count else ""
+        if req.gpu_count and cpu == 0 and memory == 0:
+            message = f"no host has {req.gpu_count} × {req.gpu_model or 'GPU'}: this request would wait forever"
+        else:
+            message = (
+                f"no host could ever hold {req.cpu_cores} vCPU and {req.memory_gib} GiB{gpus}: "
+                f"the largest such host offers {cpu} vCPU and {memory} GiB"
+            )
+        raise Conflict(message, code="never_fits", details={"max_cpu_cores": cpu, "max_memory_gib": memory})
 
     # --- shared steps (also used by the agent service and the sweeper) -------------------
     async def stop_env(self, uow: UnitOfWork, env: Environment, reason: str) -> None:
@@ -202,32 +232,12 @@ class EnvironmentService:
             env.transition(EnvStatus.STOPPED, reason, now)  # nothing runs yet: stopped at once
         else:
             env.transition(EnvStatus.STOPPING, reason, now)
-        await self.drain_queue(uow)
+        # The queue moves when this transaction commits (QueueingUnitOfWork).
 
     async def drain_queue(self, uow: UnitOfWork, known: dict[str, Environment] | None = None) -> list[str]:
-        """Start queued environments that fit now (FIFO with backfill); return their ids.
-
-        ``known``: instances the caller holds and will save again; they are updated in
-        place so the caller's copy does not overwrite the new state.
-        """
-        queued = [(known or {}).get(e.id, e) for e in await uow.environments.list_by_status([EnvStatus.QUEUED])]
-        if not queued:
-            return []
-        hosts = await uow.hosts.list()
-        fleet = await pl.fleet_snapshot(uow, hosts)
-        by_id = {h.id: h for h in hosts}
-        plan = plan_queue(fleet, [QueuedRequest(e.id, pl.request_of(e, pin=pl.must_pin(e))) for e in queued])
-        envs = {e.id: e for e in queued}
-        started = []
-        for env_id, placement in plan.started:
-            env = envs[env_id]
-            if not await self.quotas.fits(uow, env.workspace_id, Usage(gpus=env.gpus_wanted, cpu_cores=env.cpu_cores, memory_gib=env.memory_gib)):
-                continue  # capacity is there but the workspace is at its quota: keep waiting
-            await pl.allocate(uow, env, placement, by_id[placement.host_id])
-            env.transition(EnvStatus.STARTING, "capacity freed up: placed on a host", self.clock.now())
-            await uow.environments.update(env)
-            started.append(env_id)
-        return started
+        """Run a queue pass now, inside ``uow`` (see queue_pass.py). Rarely needed: every
+        scheduling unit of work runs one when it commits."""
+        return await QueuePass(self.clock, self.quotas)(uow, known)
 
     async def _place_or_queue(self, uow: UnitOfWork, env: Environment, reason: str) -> None:
         """Join the queue, then let the queue decide: FIFO with backfill, no jumping ahead."""
@@ -235,7 +245,7 @@ class EnvironmentService:
         env.queued_at = now
         env.transition(EnvStatus.QUEUED, f"{reason}: waiting for capacity", now)
         await uow.environments.update(env)
-        await self.drain_queue(uow, known={env.id: env})
+        # Placed (or told what it waits for) when this transaction commits: QueueingUnitOfWork.
 
     async def _operate(self, actor: User, env_id: str, op) -> EnvironmentView:
         for attempt in range(RETRIES):

@@ -92,8 +92,7 @@ class AgentService:
             host.agent_token_hash = hash_secret(token)
             await self._apply_report(uow, host, report)
             await uow.hosts.update(host)
-            if host.status.accepts_new_work:  # not when an admin cordoned it before it joined
-                await self.environments.drain_queue(uow)  # new capacity: queued environments may start
+            # new capacity: the queue moves as this commits (QueueingUnitOfWork)
             await audit.record(uow, self.clock, "host.registered", target_type="host", target_id=host.id, name=name)
             await uow.commit()
         return host.id, token
@@ -116,24 +115,20 @@ class AgentService:
             await uow.hosts.update(host)
             observed = {o.env_id: o for o in report.observed}
             desired: list[DesiredEnvironment] = []
-            # Back to the admin's choice: only a ready host offers its capacity to the queue.
-            freed = came_back and host.status.accepts_new_work
+            # Whatever this frees (a failure, a host back), the queue moves as it commits.
             for env in await uow.environments.list_for_host(host.id):
                 # An agent whose runtime did not answer saw nothing: keep statuses as they are.
                 if report.runtime_healthy:
-                    freed |= self._observe(env, observed.get(env.id), came_back)
+                    self._observe(env, observed.get(env.id), came_back)
                 if env.status in (EnvStatus.FAILED,) and env.desired is Desired.RUNNING:
                     env.desired = Desired.STOPPED
                     await release_gpus(uow, env)  # like a stop: ports and disk stay
-                    freed = True
                 if env.status is EnvStatus.DELETED:
                     await uow.allocations.release(env.id)
                 await uow.environments.update(env)
                 if env.status is not EnvStatus.DELETED:
                     desired.append(await self._desired(uow, env, host))
             desired += await self._deleted_in_quarantine(uow, host, {d.env_id for d in desired})
-            if freed:
-                await self.environments.drain_queue(uow)
             await uow.commit()
         return HeartbeatReply(host_id=host.id, desired=desired, interval_seconds=self.heartbeat_seconds)
 

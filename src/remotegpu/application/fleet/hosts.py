@@ -107,9 +107,24 @@ class HostService:
                     if env.status in (EnvStatus.STARTING, EnvStatus.RUNNING, EnvStatus.QUEUED, EnvStatus.LOST):
                         await self.environments.stop_env(uow, env, f"host {host.name} is being drained")
                         await uow.environments.update(env)
-            if host.status.accepts_new_work:  # ready and online
-                await self.environments.drain_queue(uow)  # capacity is back: queued environments may start
+            # capacity back (uncordon): the queue moves as this commits (QueueingUnitOfWork)
             await audit.record(uow, self.clock, f"admin.host.{status.value}", actor_id=actor.id, target_type="host", target_id=host.id)
+            await uow.commit()
+        return host
+
+    async def set_overcommit(self, actor: User, host_id: str, *, cpu: float | None, memory: float | None) -> Host:
+        """Set the CPU / memory overcommit ratios (None keeps one). Raising one frees
+        capacity: the queue moves as this commits; lowering one never evicts anything."""
+        require_admin(actor)
+        async with self.uow() as uow:
+            await uow.lock_scheduling()
+            host = await self._host(uow, host_id)
+            before = (host.cpu_overcommit, host.memory_overcommit)
+            host.set_overcommit(cpu, memory)
+            await uow.hosts.update(host)
+            await audit.record(uow, self.clock, "admin.host.overcommit_set", actor_id=actor.id, target_type="host", target_id=host_id,
+                               cpu_overcommit=host.cpu_overcommit, memory_overcommit=host.memory_overcommit,
+                               previous=list(before))
             await uow.commit()
         return host
 

@@ -217,6 +217,7 @@ class WorkspaceService:
             await authorize(uow, actor, workspace_id, Role.VIEWER)
             if not actor.is_admin:
                 raise PermissionDenied("only platform administrators set quotas", code="admin_required")
+            await uow.lock_scheduling()  # a raised quota lets the queue move (QueueingUnitOfWork)
             await uow.workspaces.clear_quota(workspace_id)
             await audit.record(uow, self.clock, "admin.quota.reset", actor_id=actor.id, target_type="workspace", target_id=workspace_id)
             await uow.commit()
@@ -239,6 +240,7 @@ class WorkspaceService:
         if not actor.is_admin:
             raise PermissionDenied("only platform administrators set quotas", code="admin_required")
         async with self.uow() as uow:
+            await uow.lock_scheduling()  # a raised cap lets the queue move (QueueingUnitOfWork)
             await self._user_quota_view(uow, user_id)  # 404 for an unknown user
             if quota is None:
                 await uow.workspaces.clear_user_quota(user_id)
@@ -269,6 +271,7 @@ class WorkspaceService:
             raise PermissionDenied("only platform administrators set quotas", code="admin_required")
         async with self.uow() as uow:
             await authorize(uow, actor, workspace_id, Role.VIEWER)
+            await uow.lock_scheduling()  # a raised quota lets the queue move (QueueingUnitOfWork)
             await uow.workspaces.set_quota(workspace_id, quota)
             await audit.record(uow, self.clock, "admin.quota.set", actor_id=actor.id, target_type="workspace", target_id=workspace_id, **{k: v for k, v in quota.__dict__.items()})
             await uow.commit()

@@ -59,6 +59,9 @@ class QuarantineEntry:
     since: datetime
 
 
+OVERCOMMIT_RANGE = (1.0, 10.0)  # admin-set CPU / memory overcommit ratio bounds
+
+
 @dataclass
 class Host:
     """A GPU host.
@@ -104,6 +107,29 @@ class Host:
     gpu_conflicts: dict[str, str] = field(default_factory=dict)
     # What its agent holds in quarantine, as of its last healthy report.
     quarantined: list[QuarantineEntry] = field(default_factory=list)
+    # Admin-set overcommit: the scheduler counts CPU / memory requests against
+    # capacity × ratio, while each container still gets its full limits (as requests
+    # vs limits in Kubernetes). 1.0 = no overcommit.
+    cpu_overcommit: float = 1.0
+    memory_overcommit: float = 1.0
+
+    @property
+    def schedulable_cpu_cores(self) -> int:
+        return int(self.cpu_cores * self.cpu_overcommit + 1e-9)
+
+    @property
+    def schedulable_memory_gib(self) -> int:
+        return int(self.memory_gib * self.memory_overcommit + 1e-9)
+
+    def set_overcommit(self, cpu: float | None = None, memory: float | None = None) -> None:
+        """Change the overcommit ratios (None keeps one); each within OVERCOMMIT_RANGE."""
+        low, high = OVERCOMMIT_RANGE
+        for name, value in (("cpu_overcommit", cpu), ("memory_overcommit", memory)):
+            if value is None:
+                continue
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+                raise InvalidInput(f"{name} must be between {low} and {high}", details={"field": name})
+            setattr(self, name, float(value))
 
     def __post_init__(self) -> None:
         if not self.admin_status.is_admin_choice:

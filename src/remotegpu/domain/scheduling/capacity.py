@@ -38,14 +38,19 @@ class HostCapacity:
 
     __slots__ = (
         "host", "id", "schedulable", "cpu_free", "memory_free", "free", "free_uuids", "totals", "gpus", "jobs",
+        "cpu_capacity", "memory_capacity",
     )
 
     def __init__(self, host: Host):
         self.host = host
         self.id = host.id
         self.schedulable = host.status.accepts_new_work
-        self.cpu_free = host.cpu_cores
-        self.memory_free = host.memory_gib
+        # Scheduling counts requests against capacity × the admin's overcommit ratio
+        # (containers still get their full limits); whole units, rounded down.
+        self.cpu_capacity = host.schedulable_cpu_cores
+        self.memory_capacity = host.schedulable_memory_gib
+        self.cpu_free = self.cpu_capacity
+        self.memory_free = self.memory_capacity
         self.jobs = 0
         self.gpus: dict[str, Gpu] = {g.uuid: g for g in host.gpus}
         # model → free healthy GPUs, kept sorted by index (stable, predictable choices)
@@ -59,7 +64,7 @@ class HostCapacity:
 
     def copy(self) -> "HostCapacity":
         clone = object.__new__(HostCapacity)
-        for name in ("host", "id", "schedulable", "cpu_free", "memory_free", "gpus", "totals", "jobs"):
+        for name in ("host", "id", "schedulable", "cpu_free", "memory_free", "gpus", "totals", "jobs", "cpu_capacity", "memory_capacity"):
             setattr(clone, name, getattr(self, name))
         clone.free = {model: list(gpus) for model, gpus in self.free.items()}
         clone.free_uuids = set(self.free_uuids)
@@ -96,7 +101,7 @@ class HostCapacity:
         """Would the request fit if this host were empty? (Used to protect queued work.)"""
         if not self.matches(request):
             return False
-        if self.host.cpu_cores < request.cpu_cores or self.host.memory_gib < request.memory_gib:
+        if self.cpu_capacity < request.cpu_cores or self.memory_capacity < request.memory_gib:
             return False
         if request.gpu_count == 0:
             return True

@@ -28,6 +28,7 @@ def _host_values(host: Host) -> dict[str, Any]:
         "port_range_start": host.port_range[0], "port_range_end": host.port_range[1],
         "allow_loopback": host.allow_loopback, "gpu_conflicts": dict(host.gpu_conflicts),
         "quarantined": [{"env_id": q.env_id, "host_id": q.host_id, "since": q.since.isoformat()} for q in host.quarantined],
+        "cpu_overcommit": host.cpu_overcommit, "memory_overcommit": host.memory_overcommit,
     }
 
 
@@ -48,6 +49,7 @@ def _host(row: Any, gpus: list[Gpu]) -> Host:
             QuarantineEntry(q["env_id"], q.get("host_id", ""), datetime.fromisoformat(q["since"]))
             for q in m["quarantined"] or []
         ],
+        cpu_overcommit=float(m["cpu_overcommit"]), memory_overcommit=float(m["memory_overcommit"]),
     )
 
 

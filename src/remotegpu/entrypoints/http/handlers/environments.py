@@ -18,6 +18,7 @@ from remotegpu.entrypoints.http.schemas.environments import (
     GpuOut,
     GpuTypeList,
     GpuTypeOut,
+    GpuTypeQuery,
     JupyterAccessOut,
     PortOut,
     SshAccessOut,
@@ -58,11 +59,20 @@ def env_out(view: EnvironmentView) -> EnvironmentOut:
     )
 
 
-@api.get("/api/v1/gpu-types", response=GpuTypeList, tags=TAGS, errors=[401])
+@api.get("/api/v1/gpu-types", query=GpuTypeQuery, response=GpuTypeList, tags=TAGS, errors=[401, 422])
 async def list_gpu_types(call: Call) -> GpuTypeList:
-    """GPU models with total and free counts: what the create form offers."""
-    types = await call.container.environment_service().gpu_types()
-    items = [GpuTypeOut(model=m, total=t, free=f, memory_mib=mem) for m, (t, f, mem) in sorted(types.items())]
+    """GPU models with total and free counts, and whether the request being composed
+    (`gpu_count` × model with `cpu_cores` and `memory_gib`) would start now: what the create form offers."""
+    q: GpuTypeQuery = call.query
+    types, memory = await call.container.environment_service().gpu_types(q.gpu_count, q.cpu_cores, q.memory_gib)
+    items = [
+        GpuTypeOut(
+            model=t.model, total=t.total, free=t.free, memory_mib=memory.get(t.model, 0), startable_now=t.startable_now,
+            cpu_cores_free=t.cpu_cores_free, memory_gib_free=t.memory_gib_free, max_cpu_cores=t.max_cpu_cores,
+            max_memory_gib=t.max_memory_gib, ever_fits=t.ever_fits,
+        )
+        for t in types
+    ]
     return GpuTypeList(items=items, total=len(items))
 
 
@@ -78,7 +88,8 @@ async def list_environments(call: Call) -> Page[EnvironmentOut]:
 
 @api.post("/api/v1/environments", body=EnvironmentIn, response=EnvironmentOut, status=202, tags=TAGS, errors=[401, 403, 404, 409, 422])
 async def create_environment(call: Call) -> EnvironmentOut:
-    """Create an environment: placed at once (starting) or waiting in the queue (queued)."""
+    """Create an environment: placed at once (starting) or waiting in the queue (queued);
+    409 `never_fits` when no host could ever hold the request (it would wait forever)."""
     b: EnvironmentIn = call.body
     view = await call.container.environment_service().create(call.user, CreateRequest(**b.model_dump()))
     return env_out(view)

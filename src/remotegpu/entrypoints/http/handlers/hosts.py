@@ -11,6 +11,7 @@ from remotegpu.entrypoints.http.schemas.environments import (
     HostGpuOut,
     HostIn,
     HostOut,
+    HostPatchIn,
     HostRemoveQuery,
     HostTokenOut,
     QuarantinedOut,
@@ -27,7 +28,8 @@ def host_out(item: HostWithUsage) -> HostOut:
         labels=h.labels, cpu_cores=h.cpu_cores,
         memory_gib=h.memory_gib, disk_gib=h.disk_gib, runtime=h.runtime, runtime_healthy=h.runtime_healthy,
         fake_gpus=h.fake_gpus, last_heartbeat_at=h.last_heartbeat_at, environments=item.environments,
-        allow_loopback=h.allow_loopback,
+        allow_loopback=h.allow_loopback, cpu_overcommit=h.cpu_overcommit, memory_overcommit=h.memory_overcommit,
+        schedulable_cpu_cores=h.schedulable_cpu_cores, schedulable_memory_gib=h.schedulable_memory_gib,
         conditions=[HostConditionOut(code=c.code, message=c.message, details=c.details) for c in item.conditions],
         gpus=[
             HostGpuOut(
@@ -63,6 +65,16 @@ async def add_host(call: Call) -> HostCreatedOut:
 async def get_host(call: Call) -> HostOut:
     """One host (platform admins)."""
     return host_out(await call.container.host_service().get(call.user, call.path("host_id")))
+
+
+@api.patch(HOST, body=HostPatchIn, response=HostOut, tags=TAGS, errors=[401, 403, 404, 422])
+async def update_host(call: Call) -> HostOut:
+    """Set the host's CPU / memory overcommit ratios (platform admins): the scheduler counts
+    requests against capacity × ratio, containers keep their full limits. Omitted fields stay."""
+    b: HostPatchIn = call.body
+    svc = call.container.host_service()
+    await svc.set_overcommit(call.user, call.path("host_id"), cpu=b.cpu_overcommit, memory=b.memory_overcommit)
+    return host_out(await svc.get(call.user, call.path("host_id")))
 
 
 async def _set(call: Call, status: HostStatus) -> HostOut:

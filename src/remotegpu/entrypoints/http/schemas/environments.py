@@ -142,11 +142,28 @@ class AccessOut(BaseModel):
     terminal: TerminalAccessOut | None
 
 
+class GpuTypeQuery(Strict):
+    """The request being composed: each model answers whether it would start now."""
+
+    gpu_count: int = Field(1, ge=0, le=8)
+    cpu_cores: int = Field(1, ge=1, le=4096)
+    memory_gib: int = Field(1, ge=1, le=65536)
+
+
 class GpuTypeOut(BaseModel):
     model: str
     total: int
     free: int
     memory_mib: int
+    startable_now: bool = Field(
+        description="gpu_count of this model with cpu_cores and memory_gib would start at once "
+        "(overcommit applied; hosts held for earlier queued requests excluded)"
+    )
+    cpu_cores_free: int = Field(description="most vCPU free now on one host with gpu_count of this model free")
+    memory_gib_free: int = Field(description="most GiB free now on one host with gpu_count of this model free")
+    max_cpu_cores: int = Field(description="most vCPU any host with gpu_count of this model offers when empty")
+    max_memory_gib: int = Field(description="most GiB any host with gpu_count of this model offers when empty")
+    ever_fits: bool = Field(description="false: no host could ever hold this request (create answers 409 never_fits)")
 
 
 class GpuTypeList(BaseModel):
@@ -167,6 +184,15 @@ class HostConditionOut(BaseModel):
     code: str = Field(description="e.g. `gpu_uuid_conflict`: the agent reports a GPU another host owns (not scheduled here)")
     message: str
     details: dict[str, str]
+
+
+class HostPatchIn(Strict):
+    cpu_overcommit: float | None = Field(
+        None, ge=1.0, le=10.0, description="schedule CPU requests against cores × this ratio (1.0: no overcommit)"
+    )
+    memory_overcommit: float | None = Field(
+        None, ge=1.0, le=10.0, description="schedule memory requests against GiB × this ratio (1.0: no overcommit)"
+    )
 
 
 class HostRemoveQuery(Strict):
@@ -221,6 +247,10 @@ class HostOut(BaseModel):
         description="containers/volumes of this installation on the host that the server did not ask for (e.g. "
         "after the agent registered again): stopped and kept, never removed by the agent (README: Quarantine)",
     )
+    cpu_overcommit: float = Field(1.0, description="CPU requests are scheduled against cpu_cores × this (limits stay whole)")
+    memory_overcommit: float = Field(1.0, description="memory requests are scheduled against memory_gib × this")
+    schedulable_cpu_cores: int = Field(0, description="cpu_cores × cpu_overcommit, rounded down: what the scheduler hands out")
+    schedulable_memory_gib: int = Field(0, description="memory_gib × memory_overcommit, rounded down")
 
 
 class HostCreatedOut(HostOut):

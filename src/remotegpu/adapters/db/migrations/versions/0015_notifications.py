@@ -1,7 +1,7 @@
 """Notifications: per-recipient messages, their deliveries per channel, users' preferences.
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-11-29
 
 Frozen like 0001-0006: it does not import ``tables.py``.
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015"
-down_revision = "0013"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

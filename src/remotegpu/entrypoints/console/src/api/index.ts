@@ -1,7 +1,7 @@
 /** Typed endpoint functions over the client. */
 import { http, type RequestOptions } from './client'
 import type {
-  ApiToken, ApiTokenCreated, AuditEvent, EnvAccess, EnvEvent, Environment, EnvironmentCreate, GpuType, Host, HostCreated, HostToken,
+  ApiToken, ApiTokenCreated, AuditEvent, CapacityQuery, EnvAccess, EnvEvent, Environment, EnvironmentCreate, GpuType, Host, HostCreated, HostToken,
   Invitation, Invite, Member, Page, Quota, Role, SshKey, BrowserSession, User, UserQuota, Workspace,
 } from './types'
 
@@ -77,6 +77,8 @@ export const adminApi = {
   hosts: (opts?: RequestOptions) => http.get<Page<Host>>('/api/v1/hosts', { query: { limit: 200 }, ...opts }),
   createHost: (name: string, address: string, allowLoopback = false) =>
     http.post<HostCreated>('/api/v1/hosts', { name, address: address || undefined, allow_loopback: allowLoopback || undefined }),
+  setOvercommit: (id: string, ratios: { cpu_overcommit?: number; memory_overcommit?: number }) =>
+    http.patch<Host>(`/api/v1/hosts/${enc(id)}`, ratios),
   hostAction: (id: string, action: 'cordon' | 'uncordon' | 'drain') => http.post<Host>(`/api/v1/hosts/${enc(id)}/${action}`),
   /** New one-time join token; the agent's current token stops working at once. */
   rotateHostToken: (id: string) => http.post<HostToken>(`/api/v1/hosts/${enc(id)}/token`),
@@ -89,7 +91,9 @@ export const adminApi = {
 }
 
 export const gpuApi = {
-  types: (opts?: RequestOptions) => http.get<Page<GpuType> | { items: GpuType[] }>('/api/v1/gpu-types', opts),
+  /** With ``request``: each model also says whether that request would start now. */
+  types: (opts?: RequestOptions, request?: CapacityQuery) =>
+    http.get<Page<GpuType> | { items: GpuType[] }>('/api/v1/gpu-types', request ? { ...opts, query: { ...request } } : opts),
 }
 
 export type EnvAction = 'start' | 'stop' | 'restart'

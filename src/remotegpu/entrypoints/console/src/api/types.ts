@@ -142,6 +142,23 @@ export interface GpuType {
   total: number
   free: number
   memory_mib: number
+  /** For the request asked about (gpu_count × this model, cpu_cores, memory_gib): would it start at once? */
+  startable_now?: boolean
+  /** most vCPU / GiB free now on one host with the request's GPUs of this model free */
+  cpu_cores_free?: number
+  memory_gib_free?: number
+  /** most vCPU / GiB any host with the request's GPUs of this model offers when empty */
+  max_cpu_cores?: number
+  max_memory_gib?: number
+  /** false: no host could ever hold the request (create answers 409 never_fits) */
+  ever_fits?: boolean
+}
+
+/** The request the create form is composing, as asked of GET /gpu-types. */
+export interface CapacityQuery {
+  gpu_count: number
+  cpu_cores: number
+  memory_gib: number
 }
 
 export const ENV_STATUSES = [
@@ -268,6 +285,11 @@ export interface Host {
   conditions?: HostCondition[]
   /** containers/volumes of this installation the server did not ask for: stopped and kept, never removed by the agent */
   quarantined?: { env_id: string; host_id: string; since: string }[]
+  /** scheduling counts CPU / memory requests against capacity × these (containers keep their limits) */
+  cpu_overcommit?: number
+  memory_overcommit?: number
+  schedulable_cpu_cores?: number
+  schedulable_memory_gib?: number
 }
 
 export interface HostCreated extends Host {

@@ -6,11 +6,12 @@ scheduling lock; the host agent makes the runtime match on its next heartbeat.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from remotegpu.application.environments import placement as pl
 from remotegpu.application.environments.access import load_operable, load_visible
 from remotegpu.application.environments.credentials import EnvironmentCredentials
+from remotegpu.application.environments.ports import EnvironmentListing
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from remotegpu.application.workspaces.quotas import WorkspacePolicy
 from remotegpu.application.workspaces.service import authorize
@@ -26,7 +27,7 @@ from remotegpu.domain.environments.models import (
 from remotegpu.domain.fleet.models import Gpu, Host, HostStatus
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.scheduling import QueuedRequest, plan_queue
-from remotegpu.domain.shared.errors import Conflict, QuotaExceeded
+from remotegpu.domain.shared.errors import Conflict, NotFound, QuotaExceeded
 from remotegpu.domain.shared.ids import new_id
 from remotegpu.domain.workspaces.models import Role
 from remotegpu.domain.workspaces.quota import Usage
@@ -56,8 +57,17 @@ class EnvironmentView:
     env: Environment
     queue_position: int | None
     ports: list[HostPort]
-    host: Host | None
+    host: Host | None  # loaded where the host itself is needed (access info); lists and details carry host_name only
     gpus: list[Gpu] = field(default_factory=list)
+    host_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.host is not None and self.host_name is None:
+            object.__setattr__(self, "host_name", self.host.name)
+
+    @classmethod
+    def of(cls, listing: EnvironmentListing) -> "EnvironmentView":
+        return cls(listing.env, listing.queue_position, listing.ports, None, listing.gpus, listing.host_name)
 
 
 @dataclass
@@ -96,25 +106,31 @@ class EnvironmentService:
     async def list(
         self, actor: User, *, workspace_id: str | None, statuses: list[EnvStatus] | None, limit: int, offset: int
     ) -> tuple[list[EnvironmentView], int]:
+        """The hottest read (the console polls it): a bounded number of queries whatever
+        the page's length (``EnvironmentRepository.listings``)."""
         async with self.uow() as uow:
             if workspace_id is not None:
                 await authorize(uow, actor, workspace_id, Role.VIEWER)
-                ids = [workspace_id]
+                listings, total = await uow.environments.listings(
+                    workspace_id=workspace_id, statuses=statuses, limit=limit, offset=offset
+                )
             else:
-                rows, _ = await uow.workspaces.list_for_user(actor.id, limit=10_000, offset=0)
-                ids = [w.id for w, _ in rows]
-            envs, total = await uow.environments.list(
-                workspace_ids=ids, statuses=statuses, include_deleted=False, limit=limit, offset=offset
-            )
-            positions = await self._positions(uow)
-            hosts = {h.id: h for h in await uow.hosts.list()} if envs else {}
-            views = [await self._view(uow, e, positions, hosts) for e in envs]
-        return views, total
+                listings, total = await uow.environments.listings(
+                    member_id=actor.id, statuses=statuses, limit=limit, offset=offset
+                )
+        return [EnvironmentView.of(item) for item in listings], total
 
-    async def get(self, actor: User, env_id: str) -> EnvironmentView:
+    async def get(self, actor: User, env_id: str, *, with_host: bool = False) -> EnvironmentView:
+        """One environment as lists show it; ``with_host`` also loads its host (access info needs its addresses)."""
         async with self.uow() as uow:
-            env = await load_visible(uow, actor, env_id)
-            return await self._view(uow, env)
+            listings, _ = await uow.environments.listings(env_id=env_id, limit=1, offset=0)
+            if not listings:
+                raise NotFound("environment not found")
+            await authorize(uow, actor, listings[0].env.workspace_id, Role.VIEWER)  # NotFound outside the workspace
+            view = EnvironmentView.of(listings[0])
+            if with_host and view.env.host_id is not None:
+                view = replace(view, host=await uow.hosts.get(view.env.host_id))
+            return view
 
     async def start(self, actor: User, env_id: str, *, gpu: bool = True) -> EnvironmentView:
         async def op(uow: UnitOfWork, env: Environment) -> None:
@@ -234,24 +250,6 @@ class EnvironmentService:
                 if exc.code != "conflict" or attempt == RETRIES - 1:
                     raise
         return await self.get(actor, env_id) if env.status is not EnvStatus.DELETED else EnvironmentView(env, None, [], None)
-
-    async def _view(
-        self, uow: UnitOfWork, env: Environment, positions: dict[str, int] | None = None, hosts: dict[str, Host] | None = None
-    ) -> EnvironmentView:
-        if positions is None:
-            positions = await self._positions(uow) if env.status is EnvStatus.QUEUED else {}
-        if hosts is not None:
-            host = hosts.get(env.host_id) if env.host_id else None
-        else:
-            host = await uow.hosts.get(env.host_id) if env.host_id else None
-        held = {a.gpu_uuid for a in await uow.allocations.gpus_of(env.id)}
-        gpus = sorted((g for g in (host.gpus if host else []) if g.uuid in held), key=lambda g: g.index)
-        return EnvironmentView(env, positions.get(env.id), await uow.allocations.ports_of(env.id), host, gpus)
-
-    @staticmethod
-    async def _positions(uow: UnitOfWork) -> dict[str, int]:
-        queued = await uow.environments.list_by_status([EnvStatus.QUEUED])
-        return {e.id: i + 1 for i, e in enumerate(queued)}
 
     def _new(self, actor: User, req: CreateRequest) -> Environment:
         now = self.clock.now()

@@ -55,10 +55,10 @@ async def authorize(uow: UnitOfWork, actor: User, workspace_id: str, needed: Rol
     Non-members get NotFound (the workspace is invisible to them); members with too
     small a role get PermissionDenied. Platform admins may do anything.
     """
-    workspace = await uow.workspaces.get(workspace_id)
-    if workspace is None:
+    found = await uow.workspaces.get_with_member(workspace_id, actor.id)  # one query: on every request
+    if found is None:
         raise NotFound("workspace not found")
-    member = await uow.workspaces.get_member(workspace_id, actor.id)
+    workspace, member = found
     if member is None and not actor.is_admin:
         raise NotFound("workspace not found")
     if not actor.is_admin and not member.role.at_least(needed):

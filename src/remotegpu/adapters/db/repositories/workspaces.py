@@ -64,6 +64,19 @@ class SqlWorkspaceRepository(SqlRepository):
         row = (await self._session.execute(select(workspaces).where(workspaces.c.id == workspace_id))).first()
         return _workspace(row) if row else None
 
+    async def get_with_member(self, workspace_id: str, user_id: str) -> tuple[Workspace, Membership | None] | None:
+        m = workspace_members.c
+        query = (
+            select(workspaces, m.user_id, m.role, m.created_at.label("member_since"))
+            .select_from(workspaces.outerjoin(workspace_members, (m.workspace_id == workspaces.c.id) & (m.user_id == user_id)))
+            .where(workspaces.c.id == workspace_id)
+        )
+        row = (await self._session.execute(query)).first()
+        if row is None:
+            return None
+        member = None if row.user_id is None else Membership(workspace_id, row.user_id, Role(row.role), row.member_since)
+        return _workspace(row), member
+
     async def update(self, workspace: Workspace) -> None:
         values = {k: v for k, v in asdict(workspace).items() if k != "id"}
         await self._execute(update(workspaces).where(workspaces.c.id == workspace.id).values(values))
@@ -88,7 +101,7 @@ class SqlWorkspaceRepository(SqlRepository):
             .where(workspace_members.c.user_id == user_id)
             .order_by(workspaces.c.created_at, workspaces.c.id)
         )
-        rows, total = await self._page(query, limit=limit, offset=offset)
+        rows, total = await self._page_with_total(query, limit=limit, offset=offset)
         items = [
             (_workspace(r), Membership(r.workspace_id, r.user_id, Role(r.role), r.member_since))
             for r in rows

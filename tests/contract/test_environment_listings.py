@@ -1,12 +1,15 @@
-"""The hot read of environments: ``EnvironmentRepository.listings`` gives each environment
+"""The hot reads. ``EnvironmentRepository.listings`` gives each environment
 of a page with its queue position, host name, GPUs and ports — memory, SQLite and
 PostgreSQL alike — and the environment list costs a bounded number of SQL statements
 whatever its length (it once cost five per environment: 17 req/s with 50 of them).
+``HostRepository.gpu_types`` counts in one query what the scheduler's fleet snapshot counts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
@@ -15,9 +18,11 @@ from sqlalchemy import event
 from remotegpu.adapters.db.engine import create_engine, create_session_factory
 from remotegpu.adapters.db.migrate import upgrade
 from remotegpu.adapters.db.uow import SqlUnitOfWork
+from remotegpu.application.environments import placement as pl
 from remotegpu.application.environments.service import EnvironmentService
 from remotegpu.application.workspaces.service import WorkspaceService
 from remotegpu.domain.environments.models import EnvironmentEvent, EnvStatus, GpuAllocation, HostPort
+from remotegpu.domain.fleet.models import HostStatus, parse_fake_gpus
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.shared.errors import NotFound
 from remotegpu.domain.workspaces.models import Membership, Role, Workspace
@@ -190,3 +195,44 @@ async def test_outside_the_workspace_the_list_and_detail_do_not_exist(counted):
         await service.get(stranger, views[0].env.id)
     with pytest.raises(NotFound):
         await service.get(viewer, "no-such-environment")
+
+
+# --- GPU types: one aggregate query, the scheduler's counts --------------------------------------
+
+
+async def _reference_gpu_types(uow) -> dict[str, tuple[int, int, int]]:
+    """What the scheduler's own FleetState says (how gpu-types was computed before)."""
+    hosts = await uow.hosts.list()
+    fleet = await pl.fleet_snapshot(uow, hosts)
+    memory = {g.model: g.memory_mib for h in hosts for g in h.gpus}
+    return {m: (t, f, memory[m]) for m, (t, f) in fleet.gpu_counts().items()}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_gpu_types_count_what_the_scheduler_counts(uow_factory, seed):
+    rng = random.Random(seed)
+    fleet = []
+    for n in range(1, 9):
+        model = rng.choice(["NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3", "NVIDIA L4"])
+        gpus = [replace(g, healthy=rng.random() > 0.15) for g in parse_fake_gpus(f"{rng.randint(1, 4)}x{model}", seed=f"{seed}-{n}")]
+        status = rng.choice([HostStatus.READY, HostStatus.READY, HostStatus.CORDONED, HostStatus.OFFLINE, HostStatus.DRAINING])
+        status = HostStatus.READY if n <= 2 else status  # something to count
+        fleet.append(make_host(n, gpus=gpus, status=status))
+    await add_hosts(uow_factory, *fleet)
+    envs, allocations = [], []
+    for n in range(1, 30):
+        host = rng.choice(fleet)
+        status = rng.choice([EnvStatus.RUNNING, EnvStatus.STARTING, EnvStatus.LOST, EnvStatus.STOPPING, EnvStatus.QUEUED])
+        env = make_env(n, status=status, host_id=None if status is EnvStatus.QUEUED else host.id)
+        envs.append(env)
+        free = [g for g in host.gpus if g.uuid not in {a.gpu_uuid for a in allocations}]
+        if env.host_id and free:  # a stopping one's rows would be released already: not counted either way
+            allocations += [GpuAllocation(env.id, host.id, g.uuid) for g in rng.sample(free, rng.randint(1, len(free)))]
+    await add_envs(uow_factory, *envs)
+    async with uow_factory() as uow:
+        await uow.allocations.add_gpus(allocations)
+        await uow.commit()
+    async with uow_factory() as uow:
+        expected = await _reference_gpu_types(uow)
+        assert await uow.hosts.gpu_types() == expected
+        assert expected  # the seeds give a fleet with something schedulable

@@ -7,7 +7,7 @@ can compare results row for row.
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
@@ -31,6 +31,16 @@ class _Repository:
     def _first(self, table: str, where: Callable[[Any], bool]) -> Any | None:
         found = self._find(table, where)
         return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A live environment's allocation, as the scheduler's FleetState takes it."""
+
+    host_id: str
+    gpu_uuids: tuple[str, ...]
+    cpu_cores: int
+    memory_gib: int
 
 
 def _page(rows: Iterable[Any], limit: int, offset: int) -> tuple[list[Any], int]:
@@ -356,6 +366,23 @@ class InMemoryHostRepository(_Repository):
 
     async def list(self) -> list[Host]:
         return sorted((self._with_gpus(h) for h in self._find("hosts", lambda h: True)), key=lambda h: (h.name, h.id))
+
+    async def gpu_types(self) -> dict[str, tuple[int, int, int]]:
+        from remotegpu.domain.scheduling import FleetState
+
+        hosts = await self.list()
+        held: dict[str, list[str]] = {}
+        for _, a in self._tx.rows("gpu_allocations"):
+            held.setdefault(a.environment_id, []).append(a.gpu_uuid)
+        envs = [e for _, e in self._tx.rows("environments") if e.status.holds_resources and e.host_id is not None]
+        fleet = FleetState(hosts, [_Held(e.host_id, tuple(held.get(e.id, ())), e.cpu_cores, e.memory_gib) for e in envs])
+        memory: dict[str, int] = {}
+        for capacity in fleet.hosts():
+            if capacity.schedulable:
+                for gpu in capacity.host.gpus:
+                    if gpu.healthy:
+                        memory[gpu.model] = max(memory.get(gpu.model, 0), gpu.memory_mib)
+        return {model: (total, free, memory[model]) for model, (total, free) in fleet.gpu_counts().items()}
 
     async def delete(self, host_id: str) -> None:
         self._tx.delete("hosts", host_id)  # cascades to host_gpus

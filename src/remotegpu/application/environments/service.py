@@ -184,12 +184,9 @@ class EnvironmentService:
             return await uow.environments.events(env_id, limit=limit, offset=offset)
 
     async def gpu_types(self) -> dict[str, tuple[int, int, int]]:
-        """model → (total, free, memory_mib) over schedulable hosts."""
+        """model → (total, free, memory_mib) over schedulable hosts (one aggregate query)."""
         async with self.uow() as uow:
-            hosts = await uow.hosts.list()
-            fleet = await pl.fleet_snapshot(uow, hosts)
-        memory = {g.model: g.memory_mib for h in hosts for g in h.gpus}
-        return {m: (t, f, memory.get(m, 0)) for m, (t, f) in fleet.gpu_counts().items()}
+            return await uow.hosts.gpu_types()
 
     # --- shared steps (also used by the agent service and the sweeper) -------------------
     async def stop_env(self, uow: UnitOfWork, env: Environment, reason: str) -> None:

@@ -60,7 +60,20 @@ def endpoints(workspace_id: str, env_id: str) -> dict[str, str]:
     }
 
 
-def wrk(url: str, token: str | None, connections: int, duration: float) -> tuple[float, float, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used (Linux): what a request costs, whatever else loads the machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(url: str, token: str | None, connections: int, duration: float, pid: int) -> tuple[float, float, float, float]:
+    """(req/s, p50 ms, p99 ms, server CPU ms per request)."""
+    before = cpu_seconds(pid)
+    rps, p50, p99, requests = wrk(url, token, connections, duration)
+    return rps, p50, p99, (cpu_seconds(pid) - before) * 1000 / max(requests, 1)
+
+
+def wrk(url: str, token: str | None, connections: int, duration: float) -> tuple[float, float, float, int]:
     cmd = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration}s", "--timeout", "10s", "--latency", url]
     if token:
         cmd[1:1] = ["-H", f"Authorization: Bearer {token}"]
@@ -69,12 +82,15 @@ def wrk(url: str, token: str | None, connections: int, duration: float) -> tuple
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non2xx:
         raise SystemExit(f"{non2xx.group(1)} requests failed during the benchmark of {url}:\n{out}")
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    if requests == 0 or "Socket errors" in out:
+        print(f"wrk reported errors for {url} at {connections} connections:\n{out}", file=sys.stderr)
 
     def pct(p: str) -> float:
         value, unit = re.search(rf"{p}%\s+([\d.]+)(us|ms|s)", out).groups()
         return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
 
-    return rps, pct("50"), pct("99")
+    return rps, pct("50"), pct("99"), requests
 
 
 def check(url: str, token: str | None) -> None:
@@ -107,7 +123,7 @@ def run_baseline(args, pg: str | None, seeded) -> list[tuple]:
             wrk(base + path, None, 10, 1)  # warm-up
             for c in args.connections:
                 label = "bare aiohttp" if name == "users/me" else "bare aiohttp+asyncpg"
-                rows.append((label, name, c, *wrk(base + path, None, c, args.duration)))
+                rows.append((label, name, c, *measure(base + path, None, c, args.duration, proc.pid)))
     finally:
         proc.terminate()
         proc.wait()
@@ -129,7 +145,7 @@ def run_platform(label: str, args, database_url: str, data_dir: Path, reset) -> 
             check(srv.url + path, token)
             wrk(srv.url + path, token, 10, 1)  # warm-up
             for c in args.connections:
-                rows.append((label, name, c, *wrk(srv.url + path, token, c, args.duration)))
+                rows.append((label, name, c, *measure(srv.url + path, token, c, args.duration, srv.process.pid)))
     return rows, seeded
 
 
@@ -172,11 +188,13 @@ def main() -> None:
           f"load average {load_before[0]:.1f} before / {load_after[0]:.1f} after, {time.monotonic() - started:.0f} s in all")
     print("seeded: " + ", ".join(f"{v:,} {k}" for k, v in counts().items()))
     base = {(name, c): rps for label, name, c, rps, *_ in rows if label.startswith("bare")}
-    print(f"{'server':<24}{'endpoint':<12}{'conns':>6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'vs bare':>9}")
-    for label, name, c, rps, p50, p99 in rows:
+    print("CPU ms/req: the server process's own CPU time per request (PostgreSQL's not included); 1000 / it is\n"
+          "what one otherwise idle core could answer, the figure least moved by other load on the machine.")
+    print(f"{'server':<24}{'endpoint':<12}{'conns':>6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>11}{'vs bare':>9}")
+    for label, name, c, rps, p50, p99, cpu in rows:
         ref = base.get((name, c))
         ratio = f"{rps / ref:>8.0%}" if ref and not label.startswith("bare") else ""
-        print(f"{label:<24}{name:<12}{c:>6}{rps:>9.0f}{p50:>9.2f}{p99:>9.2f}{ratio:>9}")
+        print(f"{label:<24}{name:<12}{c:>6}{rps:>9.0f}{p50:>9.2f}{p99:>9.2f}{cpu:>11.3f}{ratio:>9}")
 
 
 if __name__ == "__main__":

@@ -78,6 +78,9 @@ class EnvironmentService:
     # Per-environment SSH keys, made at creation (None: none, e.g. unit tests of other rules).
     credentials: EnvironmentCredentials | None = None
     quotas: WorkspacePolicy = field(default_factory=WorkspacePolicy)  # the workspace's quota and its owners' caps
+    # Units of work for the read-only use cases (list, get, events, gpu-types): cheaper where
+    # the adapter can skip the transaction; None: ``uow``.
+    reads: UnitOfWorkFactory | None = None
 
     # --- user-facing use cases ---------------------------------------------------------
     async def create(self, actor: User, req: CreateRequest) -> EnvironmentView:
@@ -108,7 +111,7 @@ class EnvironmentService:
     ) -> tuple[list[EnvironmentView], int]:
         """The hottest read (the console polls it): a bounded number of queries whatever
         the page's length (``EnvironmentRepository.listings``)."""
-        async with self.uow() as uow:
+        async with self._reads() as uow:
             if workspace_id is not None:
                 await authorize(uow, actor, workspace_id, Role.VIEWER)
                 listings, total = await uow.environments.listings(
@@ -122,7 +125,7 @@ class EnvironmentService:
 
     async def get(self, actor: User, env_id: str, *, with_host: bool = False) -> EnvironmentView:
         """One environment as lists show it; ``with_host`` also loads its host (access info needs its addresses)."""
-        async with self.uow() as uow:
+        async with self._reads() as uow:
             listings, _ = await uow.environments.listings(env_id=env_id, limit=1, offset=0)
             if not listings:
                 raise NotFound("environment not found")
@@ -179,13 +182,13 @@ class EnvironmentService:
         return await self._operate(actor, env_id, op)
 
     async def events(self, actor: User, env_id: str, *, limit: int, offset: int) -> tuple[list[EnvironmentEvent], int]:
-        async with self.uow() as uow:
+        async with self._reads() as uow:
             await load_visible(uow, actor, env_id)
             return await uow.environments.events(env_id, limit=limit, offset=offset)
 
     async def gpu_types(self) -> dict[str, tuple[int, int, int]]:
         """model → (total, free, memory_mib) over schedulable hosts (one aggregate query)."""
-        async with self.uow() as uow:
+        async with self._reads() as uow:
             return await uow.hosts.gpu_types()
 
     # --- shared steps (also used by the agent service and the sweeper) -------------------
@@ -247,6 +250,9 @@ class EnvironmentService:
                 if exc.code != "conflict" or attempt == RETRIES - 1:
                     raise
         return await self.get(actor, env_id) if env.status is not EnvStatus.DELETED else EnvironmentView(env, None, [], None)
+
+    def _reads(self) -> UnitOfWork:
+        return (self.reads or self.uow)()
 
     def _new(self, actor: User, req: CreateRequest) -> Environment:
         now = self.clock.now()

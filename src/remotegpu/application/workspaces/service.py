@@ -71,6 +71,8 @@ class WorkspaceService:
     uow: UnitOfWorkFactory
     clock: Clock
     policy: WorkspacePolicy = field(default_factory=WorkspacePolicy)
+    # Units of work for the hot reads (list_mine, get_quota); None: ``uow``.
+    reads: UnitOfWorkFactory | None = None
 
     async def create(self, actor: User, name: str) -> WorkspaceView:
         name = name.strip()
@@ -94,7 +96,7 @@ class WorkspaceService:
         return WorkspaceView(workspace, Role.OWNER)
 
     async def list_mine(self, actor: User, *, limit: int, offset: int) -> tuple[list[WorkspaceView], int]:
-        async with self.uow() as uow:
+        async with (self.reads or self.uow)() as uow:
             rows, total = await uow.workspaces.list_for_user(actor.id, limit=limit, offset=offset)
         return [WorkspaceView(w, m.role) for w, m in rows], total
 
@@ -207,7 +209,7 @@ class WorkspaceService:
 
     # --- quota ------------------------------------------------------------------------
     async def get_quota(self, actor: User, workspace_id: str) -> QuotaView:
-        async with self.uow() as uow:
+        async with (self.reads or self.uow)() as uow:
             await authorize(uow, actor, workspace_id, Role.VIEWER)
             return await self._quota_view(uow, workspace_id)
 

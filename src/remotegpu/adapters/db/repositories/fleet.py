@@ -19,6 +19,25 @@ _HOLDING = [s.value for s in EnvStatus if s.holds_resources]
 _GPU_FIELDS = ("index", "uuid", "model", "memory_mib", "numa_node", "nvlink_group", "healthy")
 
 
+_HELD = (
+    select(gpu_allocations.c.gpu_uuid, environments.c.host_id)
+    .join(environments, environments.c.id == gpu_allocations.c.environment_id)
+    .where(environments.c.status.in_(_HOLDING))
+    .subquery("held")
+)
+#: model, healthy GPUs on hosts that accept new work, how many of them live environments
+#: hold (on the host they are on, as FleetState counts them), memory_mib. Built once.
+_GPU_TYPES = (
+    select(host_gpus.c.model, func.count(), func.count(_HELD.c.gpu_uuid), func.max(host_gpus.c.memory_mib))
+    .select_from(
+        host_gpus.join(hosts, hosts.c.id == host_gpus.c.host_id)
+        .outerjoin(_HELD, and_(_HELD.c.gpu_uuid == host_gpus.c.uuid, _HELD.c.host_id == host_gpus.c.host_id))
+    )
+    .where(host_gpus.c.healthy.is_(True), hosts.c.status.in_(_ACCEPTING))
+    .group_by(host_gpus.c.model)
+)
+
+
 def _host_values(host: Host) -> dict[str, Any]:
     return {
         "id": host.id, "name": host.name, "status": host.status.value, "admin_status": host.admin_status.value, "labels": dict(host.labels),
@@ -104,22 +123,7 @@ class SqlHostRepository(SqlRepository):
     async def gpu_types(self) -> dict[str, tuple[int, int, int]]:
         """One aggregate query, a row per model: the create form and the API poll it, and
         the fleet snapshot it replaces read every host, GPU and live environment."""
-        held = (
-            select(gpu_allocations.c.gpu_uuid, environments.c.host_id)
-            .join(environments, environments.c.id == gpu_allocations.c.environment_id)
-            .where(environments.c.status.in_(_HOLDING))
-            .subquery("held")
-        )
-        query = (
-            select(host_gpus.c.model, func.count(), func.count(held.c.gpu_uuid), func.max(host_gpus.c.memory_mib))
-            .select_from(
-                host_gpus.join(hosts, hosts.c.id == host_gpus.c.host_id)
-                .outerjoin(held, and_(held.c.gpu_uuid == host_gpus.c.uuid, held.c.host_id == host_gpus.c.host_id))
-            )
-            .where(host_gpus.c.healthy.is_(True), hosts.c.status.in_(_ACCEPTING))
-            .group_by(host_gpus.c.model)
-        )
-        return {model: (total, total - used, memory) for model, total, used, memory in await self._session.execute(query)}
+        return {model: (total, total - used, memory) for model, total, used, memory in await self._session.execute(_GPU_TYPES)}
 
     async def delete(self, host_id: str) -> None:
         await self._execute(delete(hosts).where(hosts.c.id == host_id))  # cascades to host_gpus

@@ -74,7 +74,7 @@ def measure(url: str, token: str | None, connections: int, duration: float, pid:
 
 
 def wrk(url: str, token: str | None, connections: int, duration: float) -> tuple[float, float, float, int]:
-    cmd = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration}s", "--timeout", "10s", "--latency", url]
+    cmd = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration:g}s", "--timeout", "10s", "--latency", url]
     if token:
         cmd[1:1] = ["-H", f"Authorization: Bearer {token}"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout

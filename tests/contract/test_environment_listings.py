@@ -13,10 +13,11 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from remotegpu.adapters.db.engine import create_engine, create_session_factory
 from remotegpu.adapters.db.migrate import upgrade
+from remotegpu.adapters.db.tables import metadata
 from remotegpu.adapters.db.uow import SqlUnitOfWork
 from remotegpu.application.environments import placement as pl
 from remotegpu.application.environments.service import EnvironmentService
@@ -26,6 +27,8 @@ from remotegpu.domain.fleet.models import HostStatus, parse_fake_gpus
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.shared.errors import NotFound
 from remotegpu.domain.workspaces.models import Membership, Role, Workspace
+from remotegpu.entrypoints.containers import _read_session_factory
+from tests.contract.conftest import _pg_engine
 from tests.contract.test_fleet_environment_repositories import OWNER, WS1, WS2, add_envs, add_hosts, at, make_env, make_host
 
 ids = lambda listings: [int(item.env.id[-3:]) for item in listings]  # noqa: E731
@@ -140,7 +143,7 @@ async def _seed_page(uow_factory, n: int) -> User:
         for i in range(1, n + 1)
     ]
     for env in envs:
-        env.pending_events.append(EnvironmentEvent(f"ev-{env.id}", env.id, at(0), None, EnvStatus.QUEUED, "created"))
+        env.pending_events.append(EnvironmentEvent("4" + env.id[1:], env.id, at(0), None, EnvStatus.QUEUED, "created"))
     await add_envs(uow_factory, *envs)
     async with uow_factory() as uow:
         for i, env in enumerate(envs):
@@ -236,3 +239,36 @@ async def test_gpu_types_count_what_the_scheduler_counts(uow_factory, seed):
         expected = await _reference_gpu_types(uow)
         assert await uow.hosts.gpu_types() == expected
         assert expected  # the seeds give a fleet with something schedulable
+
+
+# --- reads on PostgreSQL: no BEGIN, no ROLLBACK -------------------------------------------------
+
+
+async def test_read_units_of_work_on_postgresql_run_without_a_transaction(repo_pg_schema):
+    """The read-only use cases' sessions (entrypoints/containers.py) skip BEGIN/ROLLBACK:
+    each statement is its own transaction (its own transaction id) within one session."""
+    url, schema = repo_pg_schema
+    engine = _pg_engine(url, schema)
+    try:
+        async with engine.begin() as conn:
+            for table in reversed(metadata.sorted_tables):
+                await conn.execute(table.delete())
+        writes, reads = create_session_factory(engine), _read_session_factory(engine)
+
+        async def one_transaction(sessions) -> bool:
+            async with sessions() as session:
+                first = (await session.execute(text("SELECT txid_current()"))).scalar()
+                return (await session.execute(text("SELECT txid_current()"))).scalar() == first
+
+        assert await one_transaction(reads) is False
+        assert await one_transaction(writes) is True  # the use cases that write keep their transaction
+
+        viewer = await _seed_page(lambda: SqlUnitOfWork(writes), 6)
+        plain = EnvironmentService(uow=lambda: SqlUnitOfWork(writes), clock=_Clock())
+        fast = EnvironmentService(uow=lambda: SqlUnitOfWork(writes), clock=_Clock(), reads=lambda: SqlUnitOfWork(reads))
+        listed = await fast.list(viewer, workspace_id=WS1, statuses=None, limit=50, offset=0)
+        assert listed == await plain.list(viewer, workspace_id=WS1, statuses=None, limit=50, offset=0)
+        assert listed[1] == 6 and await fast.get(viewer, listed[0][0].env.id) == listed[0][0]
+        assert await fast.gpu_types() == await plain.gpu_types()
+    finally:
+        await engine.dispose()

@@ -20,6 +20,7 @@ from remotegpu.adapters.db.migrate import upgrade
 from remotegpu.adapters.db.tables import metadata
 from remotegpu.adapters.db.uow import SqlUnitOfWork
 from remotegpu.application.environments import placement as pl
+from remotegpu.application.environments.autostop import AutoStop
 from remotegpu.application.environments.service import EnvironmentService
 from remotegpu.application.workspaces.service import WorkspaceService
 from remotegpu.domain.environments.models import EnvironmentEvent, EnvStatus, GpuAllocation, HostPort
@@ -113,14 +114,14 @@ async def test_listings_of_a_members_workspaces(uow_factory):
 
 @pytest.fixture
 async def counted(tmp_path):
-    """(unit-of-work factory, list of SQL statements run) over a migrated SQLite file."""
+    """(unit-of-work factory, list of SQL statements run, the engine) over a migrated SQLite file."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'count.db'}"
     await asyncio.to_thread(upgrade, url)  # the sync entry point, from a thread (as start-up does)
     engine = create_engine(url)
     statements: list[str] = []
     event.listen(engine.sync_engine, "before_cursor_execute", lambda _c, _cur, sql, *_: statements.append(sql))
     sessions = create_session_factory(engine)
-    yield (lambda: SqlUnitOfWork(sessions)), statements
+    yield (lambda: SqlUnitOfWork(sessions)), statements, engine.sync_engine
     await engine.dispose()
 
 
@@ -157,7 +158,7 @@ async def _seed_page(uow_factory, n: int) -> User:
 
 @pytest.mark.parametrize("n", [3, 50])
 async def test_the_environment_list_costs_a_bounded_number_of_statements(counted, n):
-    uow_factory, statements = counted
+    uow_factory, statements, _ = counted
     viewer = await _seed_page(uow_factory, n)
     service = EnvironmentService(uow=uow_factory, clock=_Clock())
 
@@ -186,7 +187,7 @@ async def test_the_environment_list_costs_a_bounded_number_of_statements(counted
 
 
 async def test_outside_the_workspace_the_list_and_detail_do_not_exist(counted):
-    uow_factory, _ = counted
+    uow_factory, _, _ = counted
     viewer = await _seed_page(uow_factory, 3)
     stranger = await add_user(uow_factory, "00000000-0000-0000-0000-0000000000cc", "stranger")
     service = EnvironmentService(uow=uow_factory, clock=_Clock())
@@ -272,3 +273,36 @@ async def test_read_units_of_work_on_postgresql_run_without_a_transaction(repo_p
         assert await fast.gpu_types() == await plain.gpu_types()
     finally:
         await engine.dispose()
+
+
+# --- the auto-stop sweep (every 2 s) writes only what it changes -----------------------------------
+
+
+async def test_a_sweep_with_nothing_to_stop_writes_nothing(counted):
+    """It once re-saved every running environment on every sweep: with 1,200 of them a
+    third of a core, all the time, under the scheduling lock."""
+    uow_factory, statements, engine = counted
+    viewer = await _seed_page(uow_factory, 12)  # 8 running, none with a limit
+    service = EnvironmentService(uow=uow_factory, clock=_Clock())
+    sweeper = AutoStop(uow=uow_factory, clock=_Clock(), environments=service)
+    statements.clear()
+    assert await sweeper.sweep() == []
+    assert not [s for s in statements if s.lstrip().upper().startswith(("UPDATE", "INSERT", "DELETE"))], statements
+
+    # One past its time limit: that one is stopped (and saved), the others still are not.
+    views, _ = await service.list(viewer, workspace_id=WS1, statuses=[EnvStatus.RUNNING], limit=50, offset=0)
+    async with uow_factory() as uow:
+        env = await uow.environments.get(views[0].env.id)
+        env.stop_after_minutes, env.started_at = 1, at(0)
+        await uow.environments.update(env)
+        await uow.commit()
+    saved: list[str] = []  # ids of the environments UPDATEd (the statement's last parameter)
+
+    def record(_conn, _cursor, sql, parameters, *_):
+        if sql.lstrip().upper().startswith("UPDATE ENVIRONMENTS"):
+            saved.append(parameters[-1])
+
+    event.listen(engine, "before_cursor_execute", record)
+    assert await sweeper.sweep() == [env.id]
+    running = {v.env.id for v in views}
+    assert env.id in saved and not (set(saved) & running) - {env.id}, saved  # queued ones may start meanwhile

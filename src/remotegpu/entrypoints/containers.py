@@ -69,6 +69,17 @@ def _session_factory(engine):
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def _read_session_factory(engine):
+    """Sessions of read-only use cases (the hot GETs). On PostgreSQL without BEGIN and
+    ROLLBACK — two of a list's six round trips; under READ COMMITTED every statement
+    reads its own snapshot anyway. SQLite's driver begins no transaction for a SELECT."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    if engine.dialect.name == "postgresql":
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
 def _sql_uow(session_factory):
     from remotegpu.adapters.db.uow import SqlUnitOfWork
 
@@ -156,6 +167,12 @@ class Container(containers.DeclarativeContainer):
     storage_uow = providers.Selector(
         config.persistence,
         sql=providers.Factory(_sql_uow, session_factory),
+        memory=providers.Factory(InMemoryUnitOfWork, memory_store),
+    )
+    # Units of work that only read (see _read_session_factory); nothing they load is saved.
+    read_uow = providers.Selector(
+        config.persistence,
+        sql=providers.Factory(_sql_uow, providers.Singleton(_read_session_factory, engine)),
         memory=providers.Factory(InMemoryUnitOfWork, memory_store),
     )
     readiness = providers.Selector(
@@ -253,7 +270,9 @@ class Container(containers.DeclarativeContainer):
         AccountService, uow=uow.provider, clock=clock, hasher=hasher, users=user_cache, limiter=rate_limiter
     )
     admin_service = providers.Singleton(AdminService, uow=uow.provider, clock=clock, hasher=hasher, users=user_cache)
-    workspace_service = providers.Singleton(WorkspaceService, uow=uow.provider, clock=clock, policy=workspace_policy)
+    workspace_service = providers.Singleton(
+        WorkspaceService, uow=uow.provider, clock=clock, policy=workspace_policy, reads=read_uow.provider
+    )
     invitation_service = providers.Singleton(InvitationService, uow=uow.provider, clock=clock, policy=workspace_policy)
     maintenance = providers.Singleton(
         Maintenance, uow=uow.provider, clock=clock,
@@ -269,7 +288,7 @@ class Container(containers.DeclarativeContainer):
     )
     environment_service = providers.Singleton(
         EnvironmentService, uow=uow.provider, clock=clock, default_image=config.base_image, credentials=environment_credentials,
-        quotas=workspace_policy, images=image_policy, secrets=sealer,
+        quotas=workspace_policy, images=image_policy, secrets=sealer, reads=read_uow.provider,
     )
     host_service = providers.Singleton(HostService, uow=uow.provider, clock=clock, environments=environment_service)
     access_gateway = providers.Singleton(DirectSshGateway)

@@ -7,7 +7,7 @@ can compare results row for row.
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
@@ -31,6 +31,16 @@ class _Repository:
     def _first(self, table: str, where: Callable[[Any], bool]) -> Any | None:
         found = self._find(table, where)
         return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A live environment's allocation, as the scheduler's FleetState takes it."""
+
+    host_id: str
+    gpu_uuids: tuple[str, ...]
+    cpu_cores: int
+    memory_gib: int
 
 
 def _page(rows: Iterable[Any], limit: int, offset: int) -> tuple[list[Any], int]:
@@ -178,6 +188,10 @@ class InMemoryWorkspaceRepository(_Repository):
 
     async def get(self, workspace_id: str) -> Workspace | None:
         return self._tx.get("workspaces", workspace_id)
+
+    async def get_with_member(self, workspace_id: str, user_id: str) -> tuple[Workspace, Membership | None] | None:
+        workspace = self._tx.get("workspaces", workspace_id)
+        return None if workspace is None else (workspace, await self.get_member(workspace_id, user_id))
 
     async def update(self, workspace: Workspace) -> None:
         self._tx.update("workspaces", workspace.id, workspace)
@@ -353,6 +367,23 @@ class InMemoryHostRepository(_Repository):
     async def list(self) -> list[Host]:
         return sorted((self._with_gpus(h) for h in self._find("hosts", lambda h: True)), key=lambda h: (h.name, h.id))
 
+    async def gpu_types(self) -> dict[str, tuple[int, int, int]]:
+        from remotegpu.domain.scheduling import FleetState
+
+        hosts = await self.list()
+        held: dict[str, list[str]] = {}
+        for _, a in self._tx.rows("gpu_allocations"):
+            held.setdefault(a.environment_id, []).append(a.gpu_uuid)
+        envs = [e for _, e in self._tx.rows("environments") if e.status.holds_resources and e.host_id is not None]
+        fleet = FleetState(hosts, [_Held(e.host_id, tuple(held.get(e.id, ())), e.cpu_cores, e.memory_gib) for e in envs])
+        memory: dict[str, int] = {}
+        for capacity in fleet.hosts():
+            if capacity.schedulable:
+                for gpu in capacity.host.gpus:
+                    if gpu.healthy:
+                        memory[gpu.model] = max(memory.get(gpu.model, 0), gpu.memory_mib)
+        return {model: (total, free, memory[model]) for model, (total, free) in fleet.gpu_counts().items()}
+
     async def delete(self, host_id: str) -> None:
         self._tx.delete("hosts", host_id)  # cascades to host_gpus
 
@@ -409,6 +440,38 @@ class InMemoryEnvironmentRepository(_Repository):
         found = self._find("environments", lambda e: e.status in statuses)
         # SQL: ORDER BY queued_at NULLS LAST, created_at, id
         return sorted(found, key=lambda e: (e.queued_at is None, e.queued_at or e.created_at, e.created_at, e.id))
+
+    async def listings(
+        self, *, workspace_id: str | None = None, member_id: str | None = None, env_id: str | None = None,
+        statuses: list[EnvStatus] | None = None, limit: int, offset: int,
+    ):
+        from remotegpu.application.environments.ports import EnvironmentListing
+
+        member_of = None if member_id is None else {
+            m.workspace_id for _, m in self._tx.rows("workspace_members") if m.user_id == member_id
+        }
+        found = self._find(
+            "environments",
+            lambda e: e.status is not EnvStatus.DELETED
+            and (workspace_id is None or e.workspace_id == workspace_id)
+            and (member_of is None or e.workspace_id in member_of)
+            and (env_id is None or e.id == env_id)
+            and (statuses is None or e.status in statuses),
+        )
+        page, total = _page(reversed(_by_creation(found)), limit, offset)
+        queue = await self.list_by_status([EnvStatus.QUEUED])
+        positions = {e.id: i for i, e in enumerate(queue, start=1)}
+        listings = []
+        for env in page:
+            host = self._tx.get("hosts", env.host_id) if env.host_id else None
+            held = {uuid for (eid, uuid), _ in self._tx.rows("gpu_allocations") if eid == env.id}
+            gpus = sorted(
+                (copy.deepcopy(gpu) for (hid, _), (_, gpu) in self._tx.rows("host_gpus") if hid == env.host_id and gpu.uuid in held),
+                key=lambda g: g.index,
+            )
+            ports = sorted(self._find("host_ports", lambda p: p.environment_id == env.id), key=lambda p: (p.host_id, p.port))
+            listings.append(EnvironmentListing(env, positions.get(env.id), host.name if host else None, gpus, ports))
+        return listings, total
 
     async def events(self, env_id: str, *, limit: int, offset: int) -> tuple[list[EnvironmentEvent], int]:
         rows = sorted(

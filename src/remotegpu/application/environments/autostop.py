@@ -28,6 +28,7 @@ class AutoStop:
             await uow.lock_scheduling()
             hosts = {h.id: h for h in await uow.hosts.list()}
             for env in await uow.environments.list_by_status([EnvStatus.RUNNING]):
+                idle_since = env.idle_since
                 reason = self._time_limit_reason(env, now)
                 if reason is None and env.idle_stop_minutes:
                     utilization = hosts[env.host_id].gpu_utilization if env.host_id in hosts else {}
@@ -36,7 +37,8 @@ class AutoStop:
                 if reason is not None:
                     await self.environments.stop_env(uow, env, reason)
                     stopped.append(env.id)
-                await uow.environments.update(env)
+                if reason is not None or env.idle_since != idle_since:  # not every running one, every sweep
+                    await uow.environments.update(env)
             await uow.commit()
         return stopped
 

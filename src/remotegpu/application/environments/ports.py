@@ -168,6 +168,19 @@ from remotegpu.domain.environments.models import (  # noqa: E402
     GpuAllocation,
     HostPort,
 )
+from remotegpu.domain.fleet.models import Gpu  # noqa: E402
+
+
+@dataclass(frozen=True)
+class EnvironmentListing:
+    """One environment with what a list or detail page shows of it, read in bulk: a page
+    costs the same few queries whatever its length (see ``EnvironmentRepository.listings``)."""
+
+    env: Environment
+    queue_position: int | None  # 1 = next in the queue; None unless queued
+    host_name: str | None
+    gpus: list[Gpu]  # the GPUs it holds, by index
+    ports: list[HostPort]  # the host ports it holds, by (host, port)
 
 
 class EnvironmentRepository(Protocol):
@@ -194,6 +207,14 @@ class EnvironmentRepository(Protocol):
         ...
     async def events(self, env_id: str, *, limit: int, offset: int) -> tuple[list[EnvironmentEvent], int]:
         """Oldest first."""
+        ...
+    async def listings(
+        self, *, workspace_id: str | None = None, member_id: str | None = None, env_id: str | None = None,
+        statuses: list[EnvStatus] | None = None, limit: int, offset: int,
+    ) -> tuple[list["EnvironmentListing"], int]:
+        """Not-deleted environments newest first, each with its queue position, host name,
+        GPUs and ports, and the total without paging — in a bounded number of queries.
+        Filters combine: one workspace, the workspaces ``member_id`` belongs to, one id."""
         ...
 
 

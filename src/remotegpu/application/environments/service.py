@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from remotegpu.application.environments import placement as pl
-from remotegpu.application.environments.access import load_operable, load_visible, load_visible_with_role, may_operate
+from remotegpu.application.environments.access import load_operable, load_visible, may_operate
 from remotegpu.application.environments.credentials import EnvironmentCredentials
 from remotegpu.application.environments.secrets import seal_variables
 from remotegpu.application.environments.queue_pass import QueuePass
+from remotegpu.application.environments.ports import EnvironmentListing
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from remotegpu.application.shared.sealing import SecretSealer
 from remotegpu.application.workspaces.quotas import WorkspacePolicy
@@ -32,7 +33,7 @@ from remotegpu.domain.fleet.models import Gpu, Host, HostStatus
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.scheduling import PlacementRequest, QueuedRequest
 from remotegpu.domain.scheduling.headroom import ModelHeadroom, ever_fits, largest_host, model_headroom
-from remotegpu.domain.shared.errors import Conflict, InvalidInput
+from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound
 from remotegpu.domain.shared.ids import new_id
 from remotegpu.domain.workspaces.models import Role
 from remotegpu.domain.workspaces.quota import Usage
@@ -63,10 +64,19 @@ class EnvironmentView:
     env: Environment
     queue_position: int | None
     ports: list[HostPort]
-    host: Host | None
+    host: Host | None  # loaded where the host itself is needed (access info); lists and details carry host_name only
     gpus: list[Gpu] = field(default_factory=list)
     # The viewer may operate it (access.may_operate): only then are plain variables' values shown.
     manageable: bool = False
+    host_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.host is not None and self.host_name is None:
+            object.__setattr__(self, "host_name", self.host.name)
+
+    @classmethod
+    def of(cls, listing: EnvironmentListing) -> "EnvironmentView":
+        return cls(listing.env, listing.queue_position, listing.ports, None, listing.gpus, host_name=listing.host_name)
 
 
 @dataclass
@@ -79,6 +89,9 @@ class EnvironmentService:
     quotas: WorkspacePolicy = field(default_factory=WorkspacePolicy)  # the workspace's quota and its owners' caps
     images: ImagePolicy | None = None  # None: any well-formed image (tests); the server always sets one
     secrets: SecretSealer | None = None  # None: secret variables are refused
+    # Units of work for the read-only use cases (list, get, events, gpu-types): cheaper where
+    # the adapter can skip the transaction; None: ``uow``.
+    reads: UnitOfWorkFactory | None = None
 
     # --- user-facing use cases ---------------------------------------------------------
     async def create(self, actor: User, req: CreateRequest) -> EnvironmentView:
@@ -113,27 +126,39 @@ class EnvironmentService:
     async def list(
         self, actor: User, *, workspace_id: str | None, statuses: list[EnvStatus] | None, limit: int, offset: int
     ) -> tuple[list[EnvironmentView], int]:
-        async with self.uow() as uow:
+        """The hottest read (the console polls it): a bounded number of queries whatever
+        the page's length (``EnvironmentRepository.listings``)."""
+        async with self._reads() as uow:
             if workspace_id is not None:
-                roles = {workspace_id: (await authorize(uow, actor, workspace_id, Role.VIEWER)).role}
-                ids = [workspace_id]
+                membership = await authorize(uow, actor, workspace_id, Role.VIEWER)
+                roles = {workspace_id: membership.role}
+                listings, total = await uow.environments.listings(
+                    workspace_id=workspace_id, statuses=statuses, limit=limit, offset=offset
+                )
             else:
-                rows, _ = await uow.workspaces.list_for_user(actor.id, limit=10_000, offset=0)
-                ids = [w.id for w, _ in rows]
-                roles = {w.id: m.role for w, m in rows}
-            envs, total = await uow.environments.list(
-                workspace_ids=ids, statuses=statuses, include_deleted=False, limit=limit, offset=offset
-            )
-            positions = await self._positions(uow)
-            hosts = {h.id: h for h in await uow.hosts.list()} if envs else {}
-            views = [replace(await self._view(uow, e, positions, hosts), manageable=may_operate(actor, roles.get(e.workspace_id), e))
-                     for e in envs]
-        return views, total
+                listings, total = await uow.environments.listings(
+                    member_id=actor.id, statuses=statuses, limit=limit, offset=offset
+                )
+                # The caller's role in each workspace on this page: whether they see plain values.
+                roles = {}
+                for ws_id in {item.env.workspace_id for item in listings}:
+                    roles[ws_id] = (await authorize(uow, actor, ws_id, Role.VIEWER)).role
+        return [
+            replace(EnvironmentView.of(item), manageable=may_operate(actor, roles.get(item.env.workspace_id), item.env))
+            for item in listings
+        ], total
 
-    async def get(self, actor: User, env_id: str) -> EnvironmentView:
-        async with self.uow() as uow:
-            env, role = await load_visible_with_role(uow, actor, env_id)
-            return replace(await self._view(uow, env), manageable=may_operate(actor, role, env))
+    async def get(self, actor: User, env_id: str, *, with_host: bool = False) -> EnvironmentView:
+        """One environment as lists show it; ``with_host`` also loads its host (access info needs its addresses)."""
+        async with self._reads() as uow:
+            listings, _ = await uow.environments.listings(env_id=env_id, limit=1, offset=0)
+            if not listings:
+                raise NotFound("environment not found")
+            membership = await authorize(uow, actor, listings[0].env.workspace_id, Role.VIEWER)  # NotFound outside the workspace
+            view = replace(EnvironmentView.of(listings[0]), manageable=may_operate(actor, membership.role, listings[0].env))
+            if with_host and view.env.host_id is not None:
+                view = replace(view, host=await uow.hosts.get(view.env.host_id))
+            return view
 
     async def start(self, actor: User, env_id: str, *, gpu: bool = True) -> EnvironmentView:
         async def op(uow: UnitOfWork, env: Environment) -> None:
@@ -181,7 +206,7 @@ class EnvironmentService:
         return await self._operate(actor, env_id, op)
 
     async def events(self, actor: User, env_id: str, *, limit: int, offset: int) -> tuple[list[EnvironmentEvent], int]:
-        async with self.uow() as uow:
+        async with self._reads() as uow:
             await load_visible(uow, actor, env_id)
             return await uow.environments.events(env_id, limit=limit, offset=offset)
 
@@ -191,7 +216,7 @@ class EnvironmentService:
         """Per model over schedulable hosts: totals and whether ``gpu_count`` of it with
         ``cpu_cores``/``memory_gib`` starts now (queue and overcommit included), with
         each model's memory_mib."""
-        async with self.uow() as uow:
+        async with self._reads() as uow:
             hosts = await uow.hosts.list()
             fleet = await pl.fleet_snapshot(uow, hosts)
             queued = [
@@ -262,23 +287,8 @@ class EnvironmentService:
                     raise
         return await self.get(actor, env_id) if env.status is not EnvStatus.DELETED else EnvironmentView(env, None, [], None)
 
-    async def _view(
-        self, uow: UnitOfWork, env: Environment, positions: dict[str, int] | None = None, hosts: dict[str, Host] | None = None
-    ) -> EnvironmentView:
-        if positions is None:
-            positions = await self._positions(uow) if env.status is EnvStatus.QUEUED else {}
-        if hosts is not None:
-            host = hosts.get(env.host_id) if env.host_id else None
-        else:
-            host = await uow.hosts.get(env.host_id) if env.host_id else None
-        held = {a.gpu_uuid for a in await uow.allocations.gpus_of(env.id)}
-        gpus = sorted((g for g in (host.gpus if host else []) if g.uuid in held), key=lambda g: g.index)
-        return EnvironmentView(env, positions.get(env.id), await uow.allocations.ports_of(env.id), host, gpus)
-
-    @staticmethod
-    async def _positions(uow: UnitOfWork) -> dict[str, int]:
-        queued = await uow.environments.list_by_status([EnvStatus.QUEUED])
-        return {e.id: i + 1 for i, e in enumerate(queued)}
+    def _reads(self) -> UnitOfWork:
+        return (self.reads or self.uow)()
 
     def _new(self, actor: User, req: CreateRequest) -> Environment:
         now = self.clock.now()

@@ -58,6 +58,10 @@ class HostRepository(Protocol):
     async def list(self) -> "list[Host]":
         """Every host, ordered by name."""
         ...
+    async def gpu_types(self) -> dict[str, tuple[int, int, int]]:
+        """model → (healthy GPUs, of them not held by a live environment, memory_mib) over
+        hosts that accept new work: ``FleetState.gpu_counts`` without building the fleet."""
+        ...
     async def delete(self, host_id: str) -> None: ...
 
 

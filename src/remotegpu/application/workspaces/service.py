@@ -55,10 +55,10 @@ async def authorize(uow: UnitOfWork, actor: User, workspace_id: str, needed: Rol
     Non-members get NotFound (the workspace is invisible to them); members with too
     small a role get PermissionDenied. Platform admins may do anything.
     """
-    workspace = await uow.workspaces.get(workspace_id)
-    if workspace is None:
+    found = await uow.workspaces.get_with_member(workspace_id, actor.id)  # one query: on every request
+    if found is None:
         raise NotFound("workspace not found")
-    member = await uow.workspaces.get_member(workspace_id, actor.id)
+    workspace, member = found
     if member is None and not actor.is_admin:
         raise NotFound("workspace not found")
     if not actor.is_admin and not member.role.at_least(needed):
@@ -71,6 +71,8 @@ class WorkspaceService:
     uow: UnitOfWorkFactory
     clock: Clock
     policy: WorkspacePolicy = field(default_factory=WorkspacePolicy)
+    # Units of work for the hot reads (list_mine, get_quota); None: ``uow``.
+    reads: UnitOfWorkFactory | None = None
 
     async def create(self, actor: User, name: str) -> WorkspaceView:
         name = name.strip()
@@ -94,7 +96,7 @@ class WorkspaceService:
         return WorkspaceView(workspace, Role.OWNER)
 
     async def list_mine(self, actor: User, *, limit: int, offset: int) -> tuple[list[WorkspaceView], int]:
-        async with self.uow() as uow:
+        async with (self.reads or self.uow)() as uow:
             rows, total = await uow.workspaces.list_for_user(actor.id, limit=limit, offset=offset)
         return [WorkspaceView(w, m.role) for w, m in rows], total
 
@@ -207,7 +209,7 @@ class WorkspaceService:
 
     # --- quota ------------------------------------------------------------------------
     async def get_quota(self, actor: User, workspace_id: str) -> QuotaView:
-        async with self.uow() as uow:
+        async with (self.reads or self.uow)() as uow:
             await authorize(uow, actor, workspace_id, Role.VIEWER)
             return await self._quota_view(uow, workspace_id)
 

@@ -3,13 +3,24 @@ the GPUs and host ports live environments hold."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import Integer, Table, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import Select
 
 from remotegpu.adapters.db.repositories._base import SqlRepository, conflict_from
-from remotegpu.adapters.db.tables import environment_events, environments, gpu_allocations, host_ports
+from remotegpu.adapters.db.tables import (
+    environment_events,
+    environments,
+    gpu_allocations,
+    host_gpus,
+    host_ports,
+    hosts,
+    workspace_members,
+)
+from remotegpu.application.environments.ports import EnvironmentListing
 from remotegpu.domain.environments.models import (
     Desired,
     Environment,
@@ -18,6 +29,7 @@ from remotegpu.domain.environments.models import (
     GpuAllocation,
     HostPort,
 )
+from remotegpu.domain.fleet.models import Gpu
 
 _ENV_COLUMNS = tuple(c.name for c in environments.c)
 
@@ -40,6 +52,79 @@ def _env(row: Any) -> Environment:
     m["secret_env"] = dict(m["secret_env"] or {})
     m["last_gpu_uuids"] = list(m["last_gpu_uuids"] or [])
     return Environment(**m)
+
+
+def _env_of(m: Any) -> Environment:
+    """An environment from a row that may carry more columns than the table's."""
+    values = {name: m[name] for name in _ENV_COLUMNS}
+    values["status"] = EnvStatus(values["status"])
+    values["desired"] = Desired(values["desired"])
+    values["env"] = dict(values["env"])
+    return Environment(**values)
+
+
+_GPU_FIELDS = ("index", "uuid", "model", "memory_mib", "numa_node", "nvlink_group", "healthy")
+
+#: Every queued environment's place in the queue, in the order the queue serves them
+#: (``list_by_status``: queued_at, then created_at, then id). A few hundred rows at most,
+#: read through the status index.
+_QUEUE = (
+    select(
+        environments.c.id,
+        func.row_number().over(
+            order_by=(environments.c.queued_at.asc().nulls_last(), environments.c.created_at, environments.c.id)
+        ).label("position"),
+    )
+    .where(environments.c.status == EnvStatus.QUEUED.value)
+    .subquery("queue")
+)
+
+
+_FILTERS = ("workspace_id", "member_id", "env_id")
+
+
+@lru_cache(maxsize=None)
+def _listing_statements(shape: tuple[str, ...]) -> tuple[Select, Select]:
+    """(page, count) statements of ``listings`` for one combination of filters, built
+    once: values come as bound parameters, so a request only executes them."""
+    e = environments.c
+    where = [e.status != EnvStatus.DELETED.value]
+    if "workspace_id" in shape:
+        where.append(e.workspace_id == bindparam("workspace_id"))
+    if "member_id" in shape:
+        where.append(e.workspace_id.in_(
+            select(workspace_members.c.workspace_id).where(workspace_members.c.user_id == bindparam("member_id"))
+        ))
+    if "env_id" in shape:
+        where.append(e.id == bindparam("env_id"))
+    if "statuses" in shape:
+        where.append(e.status.in_(bindparam("statuses", expanding=True)))
+    page = (
+        select(
+            environments, hosts.c.name.label("_host_name"), _QUEUE.c.position.label("_position"),
+            func.count().over().label("_total"),
+        )
+        .select_from(environments.outerjoin(hosts, hosts.c.id == e.host_id).outerjoin(_QUEUE, _QUEUE.c.id == e.id))
+        .where(*where)
+        .order_by(e.created_at.desc(), e.id.desc())
+        .limit(bindparam("limit", type_=Integer)).offset(bindparam("offset", type_=Integer))
+    )
+    return page, select(func.count()).select_from(environments).where(*where)
+
+
+#: The GPUs a page's placed environments hold (on the host the environment is on), by index.
+_HELD_GPUS = (
+    select(gpu_allocations.c.environment_id, host_gpus)
+    .join(host_gpus, host_gpus.c.uuid == gpu_allocations.c.gpu_uuid)
+    .join(environments, and_(environments.c.id == gpu_allocations.c.environment_id,
+                             environments.c.host_id == host_gpus.c.host_id))
+    .where(gpu_allocations.c.environment_id.in_(bindparam("ids", expanding=True)))
+    .order_by(host_gpus.c.index)
+)
+_HELD_PORTS = (
+    select(host_ports).where(host_ports.c.environment_id.in_(bindparam("ids", expanding=True)))
+    .order_by(host_ports.c.host_id, host_ports.c.port)
+)
 
 
 def _event(row: Any) -> EnvironmentEvent:
@@ -113,8 +198,44 @@ class SqlEnvironmentRepository(SqlRepository):
             .where(environment_events.c.environment_id == env_id)
             .order_by(environment_events.c.at, environment_events.c.seq)
         )
-        rows, total = await self._page(query, limit=limit, offset=offset)
+        rows, total = await self._page_with_total(query, limit=limit, offset=offset)
         return [_event(r) for r in rows], total
+
+    async def listings(
+        self, *, workspace_id: str | None = None, member_id: str | None = None, env_id: str | None = None,
+        statuses: list[EnvStatus] | None = None, limit: int, offset: int,
+    ) -> tuple[list[EnvironmentListing], int]:
+        """At most four queries whatever the page's length: the page (with its total, host
+        names and queue positions), its GPUs, its ports, and a count only for a page past
+        the end. The hot read of the console and the API: keep it that way."""
+        params = {"workspace_id": workspace_id, "member_id": member_id, "env_id": env_id, "limit": limit, "offset": offset}
+        shape = tuple(name for name in _FILTERS if params[name] is not None) + (("statuses",) if statuses is not None else ())
+        if statuses is not None:
+            params["statuses"] = [s.value for s in statuses]
+        page, count = _listing_statements(shape)
+        rows = (await self._session.execute(page, params)).all()
+        if rows:
+            total = rows[0]._mapping["_total"]
+        elif offset == 0:
+            total = 0
+        else:  # past the end: no row carries the total
+            total = (await self._session.execute(count, params)).scalar_one()
+        envs = [(_env_of(r._mapping), r._mapping["_host_name"], r._mapping["_position"]) for r in rows]
+        placed = [env.id for env, _, _ in envs if env.host_id is not None]  # only placed ones hold anything
+        gpus: dict[str, list[Gpu]] = {}
+        ports: dict[str, list[HostPort]] = {}
+        if placed:
+            for r in await self._session.execute(_HELD_GPUS, {"ids": placed}):
+                m = r._mapping
+                gpus.setdefault(m["environment_id"], []).append(Gpu(**{n: m[n] for n in _GPU_FIELDS}))
+            for r in await self._session.execute(_HELD_PORTS, {"ids": placed}):
+                ports.setdefault(r.environment_id, []).append(HostPort(r.host_id, r.port, r.purpose, r.environment_id))
+        listings = [
+            EnvironmentListing(env, position if env.status is EnvStatus.QUEUED else None, host_name,
+                               gpus.get(env.id, []), ports.get(env.id, []))
+            for env, host_name, position in envs
+        ]
+        return listings, total
 
     async def _flush_events(self, env: Environment) -> None:
         """Append ``pending_events`` to the log, numbered after the last one, and clear them."""

@@ -6,14 +6,37 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 
 from remotegpu.adapters.db.repositories._base import SqlRepository
 from remotegpu.adapters.db.repositories.environments import insert_rows
-from remotegpu.adapters.db.tables import host_gpus, hosts
+from remotegpu.adapters.db.tables import environments, gpu_allocations, host_gpus, hosts
+from remotegpu.domain.environments.models import EnvStatus
 from remotegpu.domain.fleet.models import Gpu, Host, HostStatus, QuarantineEntry
 
+# The domain's definitions, as the scheduler's FleetState applies them.
+_ACCEPTING = [s.value for s in HostStatus if s.accepts_new_work]
+_HOLDING = [s.value for s in EnvStatus if s.holds_resources]
 _GPU_FIELDS = ("index", "uuid", "model", "memory_mib", "numa_node", "nvlink_group", "healthy")
+
+
+_HELD = (
+    select(gpu_allocations.c.gpu_uuid, environments.c.host_id)
+    .join(environments, environments.c.id == gpu_allocations.c.environment_id)
+    .where(environments.c.status.in_(_HOLDING))
+    .subquery("held")
+)
+#: model, healthy GPUs on hosts that accept new work, how many of them live environments
+#: hold (on the host they are on, as FleetState counts them), memory_mib. Built once.
+_GPU_TYPES = (
+    select(host_gpus.c.model, func.count(), func.count(_HELD.c.gpu_uuid), func.max(host_gpus.c.memory_mib))
+    .select_from(
+        host_gpus.join(hosts, hosts.c.id == host_gpus.c.host_id)
+        .outerjoin(_HELD, and_(_HELD.c.gpu_uuid == host_gpus.c.uuid, _HELD.c.host_id == host_gpus.c.host_id))
+    )
+    .where(host_gpus.c.healthy.is_(True), hosts.c.status.in_(_ACCEPTING))
+    .group_by(host_gpus.c.model)
+)
 
 
 def _host_values(host: Host) -> dict[str, Any]:
@@ -104,6 +127,11 @@ class SqlHostRepository(SqlRepository):
         for row in await self._session.execute(select(host_gpus).order_by(host_gpus.c.host_id, host_gpus.c.index)):
             gpus[row.host_id].append(_gpu(row))
         return sorted((_host(r, gpus.get(r.id, [])) for r in rows), key=lambda h: (h.name, h.id))
+
+    async def gpu_types(self) -> dict[str, tuple[int, int, int]]:
+        """One aggregate query, a row per model: the create form and the API poll it, and
+        the fleet snapshot it replaces read every host, GPU and live environment."""
+        return {model: (total, total - used, memory) for model, total, used, memory in await self._session.execute(_GPU_TYPES)}
 
     async def delete(self, host_id: str) -> None:
         await self._execute(delete(hosts).where(hosts.c.id == host_id))  # cascades to host_gpus

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from remotegpu.adapters.db.repositories._base import SqlRepository
@@ -25,6 +25,18 @@ from remotegpu.domain.workspaces.quota import Quota, Usage, UserQuota
 
 _QUOTA_COLUMNS = tuple(c.name for c in workspace_quotas.c if c.name != "workspace_id")
 _HOLDING = [s.value for s in EnvStatus if s.holds_resources]
+
+
+#: A workspace and one user's membership of it (NULLs when not a member): every
+#: authorization reads it, so it is built once and only executed.
+_WITH_MEMBER = (
+    select(workspaces, workspace_members.c.user_id, workspace_members.c.role,
+           workspace_members.c.created_at.label("member_since"))
+    .select_from(workspaces.outerjoin(workspace_members, and_(
+        workspace_members.c.workspace_id == workspaces.c.id, workspace_members.c.user_id == bindparam("user_id"),
+    )))
+    .where(workspaces.c.id == bindparam("workspace_id"))
+)
 
 
 def _workspace(row: Any) -> Workspace:
@@ -56,6 +68,40 @@ def _invitation(row: Any) -> Invitation:
     )
 
 
+def _usage_statement(in_scope):
+    """What the environments matching ``in_scope`` hold now, in one aggregate query.
+
+    gpus: live GPU allocations of those environments; environments: those not
+    deleted; cpu_cores / memory_gib: summed over environments whose status holds
+    resources (starting, running, lost); storage_gib: disk_gib summed over those not
+    deleted (a stopped environment keeps its disk).
+    """
+    holding = environments.c.status.in_(_HOLDING)
+    has_disk = environments.c.status != EnvStatus.DELETED.value
+    gpus = (
+        select(func.count())
+        .select_from(gpu_allocations.join(environments, environments.c.id == gpu_allocations.c.environment_id))
+        .where(in_scope)
+        .scalar_subquery()
+    )
+    return select(
+        gpus,
+        func.count(case((has_disk, 1))),
+        func.coalesce(func.sum(case((holding, environments.c.cpu_cores), else_=0)), 0),
+        func.coalesce(func.sum(case((holding, environments.c.memory_gib), else_=0)), 0),
+        func.coalesce(func.sum(case((has_disk, environments.c.disk_gib), else_=0)), 0),
+    ).where(in_scope)
+
+
+# Built once (quota reads and every placement's quota check run them), executed with bound values.
+_WORKSPACE_USAGE = _usage_statement(environments.c.workspace_id == bindparam("workspace_id"))
+_OWNED_USAGE = _usage_statement(environments.c.workspace_id.in_(
+    select(workspace_members.c.workspace_id).where(
+        workspace_members.c.user_id == bindparam("owner_id"), workspace_members.c.role == Role.OWNER.value
+    )
+))
+
+
 class SqlWorkspaceRepository(SqlRepository):
     async def add(self, workspace: Workspace) -> None:
         await self._execute(insert(workspaces).values(asdict(workspace)))
@@ -63,6 +109,13 @@ class SqlWorkspaceRepository(SqlRepository):
     async def get(self, workspace_id: str) -> Workspace | None:
         row = (await self._session.execute(select(workspaces).where(workspaces.c.id == workspace_id))).first()
         return _workspace(row) if row else None
+
+    async def get_with_member(self, workspace_id: str, user_id: str) -> tuple[Workspace, Membership | None] | None:
+        row = (await self._session.execute(_WITH_MEMBER, {"workspace_id": workspace_id, "user_id": user_id})).first()
+        if row is None:
+            return None
+        member = None if row.user_id is None else Membership(workspace_id, row.user_id, Role(row.role), row.member_since)
+        return _workspace(row), member
 
     async def update(self, workspace: Workspace) -> None:
         values = {k: v for k, v in asdict(workspace).items() if k != "id"}
@@ -88,7 +141,7 @@ class SqlWorkspaceRepository(SqlRepository):
             .where(workspace_members.c.user_id == user_id)
             .order_by(workspaces.c.created_at, workspaces.c.id)
         )
-        rows, total = await self._page(query, limit=limit, offset=offset)
+        rows, total = await self._page_with_total(query, limit=limit, offset=offset)
         items = [
             (_workspace(r), Membership(r.workspace_id, r.user_id, Role(r.role), r.member_since))
             for r in rows
@@ -192,35 +245,13 @@ class SqlWorkspaceRepository(SqlRepository):
         await self._execute(statement.on_conflict_do_update(index_elements=[key], set_=values))
 
     async def usage(self, workspace_id: str) -> Usage:
-        return await self._usage(environments.c.workspace_id == workspace_id)
+        return await self._usage(_WORKSPACE_USAGE, {"workspace_id": workspace_id})
 
     async def owned_usage(self, user_id: str) -> Usage:
-        return await self._usage(environments.c.workspace_id.in_(self._owned_by(user_id)))
+        return await self._usage(_OWNED_USAGE, {"owner_id": user_id})
 
-    async def _usage(self, in_scope) -> Usage:
-        """What the environments matching ``in_scope`` hold now, in one aggregate query.
-
-        gpus: live GPU allocations of those environments; environments: those not
-        deleted; cpu_cores / memory_gib: summed over environments whose status holds
-        resources (starting, running, lost); storage_gib: disk_gib summed over those not
-        deleted (a stopped environment keeps its disk).
-        """
-        holding = environments.c.status.in_(_HOLDING)
-        has_disk = environments.c.status != EnvStatus.DELETED.value
-        gpus = (
-            select(func.count())
-            .select_from(gpu_allocations.join(environments, environments.c.id == gpu_allocations.c.environment_id))
-            .where(in_scope)
-            .scalar_subquery()
-        )
-        query = select(
-            gpus,
-            func.count(case((has_disk, 1))),
-            func.coalesce(func.sum(case((holding, environments.c.cpu_cores), else_=0)), 0),
-            func.coalesce(func.sum(case((holding, environments.c.memory_gib), else_=0)), 0),
-            func.coalesce(func.sum(case((has_disk, environments.c.disk_gib), else_=0)), 0),
-        ).where(in_scope)
-        n_gpus, n_envs, cpu, memory, disk = (await self._session.execute(query)).one()
+    async def _usage(self, query, params: dict[str, str]) -> Usage:
+        n_gpus, n_envs, cpu, memory, disk = (await self._session.execute(query, params)).one()
         return Usage(
             gpus=int(n_gpus), environments=int(n_envs), cpu_cores=int(cpu), memory_gib=int(memory), storage_gib=int(disk)
         )

@@ -1,0 +1,42 @@
+"""``env_out`` builds the API's environment without validation (the hot list): the values
+it takes from the domain must be exactly what the schema would have validated."""
+
+from __future__ import annotations
+
+import warnings
+from datetime import datetime, timezone
+
+import pytest
+
+from remotegpu.application.environments.service import EnvironmentView
+from remotegpu.domain.environments.models import Desired, Environment, EnvStatus, HostPort
+from remotegpu.domain.fleet.models import parse_fake_gpus
+from remotegpu.entrypoints.http.handlers.environments import env_out
+from remotegpu.entrypoints.http.schemas.environments import EnvironmentOut
+
+T = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def _view(**kw) -> EnvironmentView:
+    env = Environment(
+        id="e1", name="train", workspace_id="w1", owner_id="u1", image="img:1", gpu_count=2, gpu_model="NVIDIA L4",
+        cpu_cores=4, memory_gib=16, created_at=T, updated_at=T, status=EnvStatus.RUNNING, desired=Desired.RUNNING,
+        env={"A": "1"}, host_id="h1", started_at=T, stop_after_minutes=60, shared=True, status_message="ok", **kw,
+    )
+    gpus = parse_fake_gpus("2xNVIDIA L4", seed="x")
+    return EnvironmentView(env, None, [HostPort("h1", 40022, "ssh", "e1")], None, gpus, host_name="gpu-01")
+
+
+@pytest.mark.parametrize("view", [
+    _view(),
+    EnvironmentView(Environment(id="e2", name="q", workspace_id="w1", owner_id="u1", image="i", gpu_count=0,
+                                gpu_model=None, cpu_cores=1, memory_gib=1, created_at=T, updated_at=T), 3, [], None),
+])
+def test_env_out_is_what_validation_would_give(view):
+    out = env_out(view)
+    assert out.model_fields_set == set(EnvironmentOut.model_fields)  # nothing left to a default
+    validated = EnvironmentOut.model_validate(out.model_dump())
+    assert validated == out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pydantic warns when a value is not of its field's type
+        assert out.model_dump_json() == validated.model_dump_json()

@@ -72,15 +72,17 @@ def docker_with_image(image: str):
 
 def remove_scope(docker, scope: str) -> None:
     """Remove every container, volume and snapshot image a test's runtime made under ``scope``."""
-    label = {"label": f"remotegpu.scope={scope}"}
-    for container in docker.containers.list(all=True, filters=label):
+    def label() -> dict:  # a fresh dict each time: docker-py's images.list(name=) adds to the one it gets
+        return {"label": f"remotegpu.scope={scope}"}
+
+    for container in docker.containers.list(all=True, filters=label()):
         container.remove(force=True)
-    for volume in docker.volumes.list(filters=label):
+    for volume in docker.volumes.list(filters=label()):
         volume.remove(force=True)
-    for image in docker.images.list(name="rgpu-snapshot", filters=label):
+    for image in docker.images.list(name="rgpu-snapshot", filters=label()):
         for ref in image.tags:
             docker.images.remove(ref)
-    for network in docker.networks.list(filters=label):  # workspace networks (docker_network.py)
+    for network in docker.networks.list(filters=label()):  # workspace networks (docker_network.py)
         network.remove()
     from remotegpu.adapters.runtime.docker_network import interface_prefix
     from remotegpu.adapters.runtime.egress import EgressRules

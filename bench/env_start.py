@@ -5,7 +5,9 @@ its own Docker scope) and, in the same run, starts the same image with plain
 ``docker run -d``: same entrypoint (the image's), same CPU and memory limits, same
 environment variables, same port bindings, a fresh named volume at /root/workspace.
 The two alternate (API first on even repetitions, raw first on odd ones); every
-container and volume is removed after each repetition and at the end.
+container and volume is removed after each repetition and at the end, and that removal
+is timed too: the API's DELETE until Docker holds neither the container nor the volume
+(aim ≤ 2 s on an idle host), against `docker rm -f` + `docker volume rm`.
 
 "Usable" is measured the same way for both: from the request (the POST, or launching
 ``docker run``) until the SSH port accepts a TCP connection and answers with its
@@ -116,16 +118,22 @@ class ApiRunner:
             raise RuntimeError(f"environment {env['id']} never reported running")
         return accepted, running[0], banner, env["id"]
 
-    def remove(self, env_id: str) -> None:
+    def remove(self, env_id: str) -> float:
+        """DELETE, then wait until the API answers 404 and Docker has neither the container
+        nor the volume; returns seconds from the request until Docker had neither."""
+        t0 = time.monotonic()
         code, body = self.srv.request("DELETE", f"/api/v1/environments/{env_id}", token=self.token)
         if code != 202:
             raise RuntimeError(f"delete answered {code}: {body}")
-        deadline = time.monotonic() + 60
+        deadline = t0 + 60
+        docker_gone = None
         while time.monotonic() < deadline:
-            gone = self.srv.request("GET", f"/api/v1/environments/{env_id}", token=self.token)[0] == 404
-            if gone and not docker("ps", "-aq", "--filter", f"label=remotegpu.env_id={env_id}"):
-                return
-            time.sleep(0.1)
+            if docker_gone is None and not docker("ps", "-aq", "--filter", f"label=remotegpu.env_id={env_id}") \
+                    and not docker("volume", "ls", "-q", "--filter", f"label=remotegpu.env_id={env_id}"):
+                docker_gone = time.monotonic() - t0
+            if docker_gone is not None and self.srv.request("GET", f"/api/v1/environments/{env_id}", token=self.token)[0] == 404:
+                return docker_gone
+            time.sleep(0.05)
         raise RuntimeError(f"environment {env_id} was not removed")
 
 
@@ -168,9 +176,11 @@ class RawRunner:
         return returned[0], banner, name
 
     @staticmethod
-    def remove(name: str) -> None:
+    def remove(name: str) -> float:
+        t0 = time.monotonic()
         docker("rm", "-f", name, check=False)
         docker("volume", "rm", "-f", name, check=False)
+        return time.monotonic() - t0
 
 
 def docker_image_entrypoint():
@@ -191,7 +201,9 @@ def cleanup(scope: str) -> None:
 
 def bench(heartbeat: float, reps: int) -> dict:
     scope = f"bench{uuid.uuid4().hex[:8]}"
-    rows: dict[str, list[float]] = {k: [] for k in ("api_accepted", "api_running", "api_ssh", "raw_returned", "raw_ssh")}
+    rows: dict[str, list[float]] = {
+        k: [] for k in ("api_accepted", "api_running", "api_ssh", "api_delete", "raw_returned", "raw_ssh", "raw_delete")
+    }
     try:
         with tempfile.TemporaryDirectory() as tmp, live_server(
             Path(tmp), REMOTEGPU_RUNTIME="docker", REMOTEGPU_AGENT_FAKE_GPUS=FAKE, REMOTEGPU_DOCKER_SCOPE=scope,
@@ -218,13 +230,13 @@ def bench(heartbeat: float, reps: int) -> dict:
                 for which in order:
                     if which == "api":
                         accepted, running, ssh, env_id = api.run(i)
-                        api.remove(env_id)
+                        rows["api_delete"].append(api.remove(env_id))
                         rows["api_accepted"].append(accepted)
                         rows["api_running"].append(running)
                         rows["api_ssh"].append(ssh)
                     else:
                         returned, ssh, name = raw.run(i)
-                        raw.remove(name)
+                        rows["raw_delete"].append(raw.remove(name))
                         rows["raw_returned"].append(returned)
                         rows["raw_ssh"].append(ssh)
                 print(f"  heartbeat {heartbeat:g}s rep {i + 1}/{reps}: api running {rows['api_running'][-1]:.2f}s "
@@ -258,15 +270,19 @@ def main() -> None:
     med = statistics.median
     print(f"\nEnvironment start, {args.reps} repetitions each, alternating, {os.cpu_count()} CPUs, "
           f"{IMAGE}, 1 CPU / 1 GiB / 1 fake GPU; medians (p90) in seconds")
-    print(f"{'heartbeat':>9}  {'raw run -d':>14}  {'raw SSH':>14}  {'API 202':>8}  {'API running':>14}  {'API SSH':>14}  {'SSH ratio':>9}")
+    print(f"{'heartbeat':>9}  {'raw run -d':>14}  {'raw SSH':>14}  {'API 202':>8}  {'API running':>14}  {'API SSH':>14}  {'SSH ratio':>9}"
+          f"  {'raw rm -f':>14}  {'API delete':>14}")
     for hb, r in results:
         def cell(xs: list[float]) -> str:
             return f"{med(xs):.2f} ({statistics.quantiles(xs, n=10)[-1]:.2f})" if len(xs) > 1 else f"{xs[0]:.2f}"
 
         ratio = med(r["api_ssh"]) / med(r["raw_ssh"])
         print(f"{hb:>8g}s  {cell(r['raw_returned']):>14}  {cell(r['raw_ssh']):>14}  {med(r['api_accepted']):>8.3f}  "
-              f"{cell(r['api_running']):>14}  {cell(r['api_ssh']):>14}  {ratio:>8.2f}x")
+              f"{cell(r['api_running']):>14}  {cell(r['api_ssh']):>14}  {ratio:>8.2f}x"
+              f"  {cell(r['raw_delete']):>14}  {cell(r['api_delete']):>14}")
     print("\nratio = median API create→SSH banner / median raw `docker run -d`→SSH banner (aim ≤ 1.3x)")
+    print("API delete = DELETE request → neither the container nor the volume left in Docker (aim ≤ 2 s);"
+          " raw rm -f = `docker rm -f` + `docker volume rm` of the same")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from remotegpu.application.notifications.ports import NotificationRepository, UnreadSignals
+from remotegpu.application.shared.environment_tap import TappedEnvironments
 from remotegpu.application.shared.ports import Clock, TaskQueue, UnitOfWork, UnitOfWorkFactory
 from remotegpu.domain.environments.models import Environment
 from remotegpu.domain.identity.models import AuditEvent
@@ -137,25 +138,10 @@ class Dispatcher:
             log.exception("turning %d event(s) into notifications failed", len(messages))
 
 
-class _NotedEnvironments:
-    def __init__(self, inner: Any, noted: list):
-        self._inner, self._noted = inner, noted
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def _note(self, env: Environment) -> None:
-        if env.pending_events:  # the repository empties them when it writes them to the log
-            facts = rules.EnvironmentFacts(env.id, env.name, env.workspace_id, env.owner_id)
-            self._noted.append((facts, list(env.pending_events)))
-
-    async def add(self, env: Environment) -> None:
-        self._note(env)
-        await self._inner.add(env)
-
-    async def update(self, env: Environment) -> None:
-        self._note(env)
-        await self._inner.update(env)
+def _note_environment(noted: list, env: Environment) -> None:
+    if env.pending_events:  # the repository empties them when it writes them to the log
+        facts = rules.EnvironmentFacts(env.id, env.name, env.workspace_id, env.owner_id)
+        noted.append((facts, list(env.pending_events)))
 
 
 class _NotedAudit:
@@ -186,7 +172,7 @@ class NotifyingUnitOfWork:
     async def __aenter__(self) -> "NotifyingUnitOfWork":
         await self._inner.__aenter__()
         self._envs, self._audits = [], []
-        self.environments = _NotedEnvironments(self._inner.environments, self._envs)
+        self.environments = TappedEnvironments(self._inner.environments, lambda env: _note_environment(self._envs, env))
         self.audit = _NotedAudit(self._inner.audit, self._audits)
         return self
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Awaitable, Callable
 
+from remotegpu.application.shared.environment_tap import TappedEnvironments
 from remotegpu.application.shared.ports import UnitOfWork
 from remotegpu.domain.environments.models import Environment, EnvironmentEvent, EnvStatus
 from remotegpu.domain.webhooks import events
@@ -42,26 +43,11 @@ def event_data(env: Environment, event: EnvironmentEvent) -> dict[str, Any]:
     }
 
 
-class _NotingEnvironments:
-    def __init__(self, inner: Any, noted: list[tuple[str, str, dict[str, Any]]]):
-        self._inner, self._noted = inner, noted
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def _note(self, env: Environment) -> None:  # before the repository clears pending_events
-        for event in env.pending_events:
-            event_type = event_type_of(event)
-            if event_type is not None:
-                self._noted.append((env.workspace_id, event_type, event_data(env, event)))
-
-    async def add(self, env: Environment) -> None:
-        self._note(env)
-        await self._inner.add(env)
-
-    async def update(self, env: Environment) -> None:
-        self._note(env)
-        await self._inner.update(env)
+def _note_environment(noted: list[tuple[str, str, dict[str, Any]]], env: Environment) -> None:
+    for event in env.pending_events:
+        event_type = event_type_of(event)
+        if event_type is not None:
+            noted.append((env.workspace_id, event_type, event_data(env, event)))
 
 
 class EnvironmentEventsUnitOfWork:
@@ -78,7 +64,7 @@ class EnvironmentEventsUnitOfWork:
     async def __aenter__(self) -> "EnvironmentEventsUnitOfWork":
         await self._inner.__aenter__()
         self._noted = []
-        self.environments = _NotingEnvironments(self._inner.environments, self._noted)
+        self.environments = TappedEnvironments(self._inner.environments, lambda env: _note_environment(self._noted, env))
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -84,11 +84,13 @@ def access_world(tmp_path_factory):
     binary("ssh")
     keys_dir = tmp_path_factory.mktemp("keys")
     scope = f"acc{int(time.time())}"
-    with live_server(
-        tmp_path_factory.mktemp("access"), REMOTEGPU_RUNTIME="docker", REMOTEGPU_AGENT_FAKE_GPUS="2xNVIDIA L4 24GB",
-        REMOTEGPU_HEARTBEAT_SECONDS="1", REMOTEGPU_DOCKER_SCOPE=scope, REMOTEGPU_AGENT_NAME=f"host-{scope}",
-    ) as server:
-        try:
+    # The scope goes once the server (and its agent, which would recreate what it still
+    # wants running) has stopped.
+    try:
+        with live_server(
+            tmp_path_factory.mktemp("access"), REMOTEGPU_RUNTIME="docker", REMOTEGPU_AGENT_FAKE_GPUS="2xNVIDIA L4 24GB",
+            REMOTEGPU_HEARTBEAT_SECONDS="1", REMOTEGPU_DOCKER_SCOPE=scope, REMOTEGPU_AGENT_NAME=f"host-{scope}",
+        ) as server:
             people = {}
             for name in ("alice", "bob"):
                 password = "correct horse battery"
@@ -111,5 +113,5 @@ def access_world(tmp_path_factory):
             ports = {p["purpose"]: p["port"] for p in env["ports"]}
             world.env_id, world.ssh_port, world.jupyter_port = env["id"], ports["ssh"], ports["jupyter"]
             yield world
-        finally:
-            remove_scope(docker, scope)
+    finally:
+        remove_scope(docker, scope)

@@ -25,17 +25,21 @@ def docker():
 @pytest.fixture(scope="module")
 def server(docker, tmp_path_factory):
     scope = f"it{int(time.time())}"
-    with live_server(
-        tmp_path_factory.mktemp("docker-env"), REMOTEGPU_RUNTIME="docker", REMOTEGPU_AGENT_FAKE_GPUS=FAKE,
-        REMOTEGPU_HEARTBEAT_SECONDS="1", REMOTEGPU_DOCKER_SCOPE=scope, REMOTEGPU_AGENT_NAME=f"host-{scope}",
-    ) as srv:
-        srv.token = srv.login("admin", "admin-password-123")
-        srv.scope = scope
-        deadline = time.monotonic() + 60
-        while free_gpus(srv) != 4:  # the embedded agent registers just after start-up
-            assert time.monotonic() < deadline, "the embedded agent's host did not show up"
-            time.sleep(0.2)
-        yield srv
+    # The scope goes once the server (and its agent, which would recreate what it still
+    # wants running) has stopped.
+    try:
+        with live_server(
+            tmp_path_factory.mktemp("docker-env"), REMOTEGPU_RUNTIME="docker", REMOTEGPU_AGENT_FAKE_GPUS=FAKE,
+            REMOTEGPU_HEARTBEAT_SECONDS="1", REMOTEGPU_DOCKER_SCOPE=scope, REMOTEGPU_AGENT_NAME=f"host-{scope}",
+        ) as srv:
+            srv.token = srv.login("admin", "admin-password-123")
+            srv.scope = scope
+            deadline = time.monotonic() + 60
+            while free_gpus(srv) != 4:  # the embedded agent registers just after start-up
+                assert time.monotonic() < deadline, "the embedded agent's host did not show up"
+                time.sleep(0.2)
+            yield srv
+    finally:
         remove_scope(docker, scope)
 
 

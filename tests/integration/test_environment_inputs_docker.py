@@ -26,13 +26,17 @@ def docker():
 def server(docker, tmp_path_factory):
     scope = f"inp{int(time.time())}"
     data_dir = tmp_path_factory.mktemp("inputs") / "data"
-    with live_server(
-        data_dir, REMOTEGPU_RUNTIME="docker", REMOTEGPU_HEARTBEAT_SECONDS="1", REMOTEGPU_DOCKER_SCOPE=scope,
-        REMOTEGPU_AGENT_NAME=f"host-{scope}", REMOTEGPU_LOG_LEVEL="DEBUG",
-    ) as srv:
-        srv.token = srv.login("admin", "admin-password-123")
-        srv.data_dir = data_dir
-        yield srv
+    # The scope goes once the server (and its agent, which would recreate what it still
+    # wants running) has stopped.
+    try:
+        with live_server(
+            data_dir, REMOTEGPU_RUNTIME="docker", REMOTEGPU_HEARTBEAT_SECONDS="1", REMOTEGPU_DOCKER_SCOPE=scope,
+            REMOTEGPU_AGENT_NAME=f"host-{scope}", REMOTEGPU_LOG_LEVEL="DEBUG",
+        ) as srv:
+            srv.token = srv.login("admin", "admin-password-123")
+            srv.data_dir = data_dir
+            yield srv
+    finally:
         remove_scope(docker, scope)
 
 

@@ -49,6 +49,18 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { log "dockerd did not start"; tail -n 20 /var/log/dockerd.log >&2; exit 1; }
 fi
 
+# Components of single contexts (an S3 server, a registry, Prometheus...): each has its
+# own idempotent installer in services.d/, run here so a fresh CI machine gets them all.
+# They print nothing on stdout (stdout is the env file); exports go through the
+# REMOTEGPU_SERVICES_ENV file they may append to.
+export REMOTEGPU_SERVICES_ENV=$(mktemp)
+for part in "$(dirname "$0")"/services.d/*.sh; do
+  [ -e "$part" ] || continue
+  log "running $(basename "$part")"
+  bash "$part" >&2 || { log "$(basename "$part") failed"; exit 1; }
+done
+cat "$REMOTEGPU_SERVICES_ENV"; rm -f "$REMOTEGPU_SERVICES_ENV"
+
 echo "export REMOTEGPU_TEST_POSTGRES_URL=postgresql+asyncpg://remotegpu:remotegpu@127.0.0.1:5432/remotegpu_test"
 echo "export REMOTEGPU_BENCH_POSTGRES_URL=postgresql+asyncpg://remotegpu:remotegpu@127.0.0.1:5432/remotegpu_bench"
 echo "export REMOTEGPU_TEST_REDIS_URL=redis://127.0.0.1:6379/15"

@@ -1,0 +1,1 @@
+"""Storage: datasets and models in object storage (versions, uploads, downloads)."""

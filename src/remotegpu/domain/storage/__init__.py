@@ -1,0 +1,1 @@
+"""Storage: datasets, models, versions and their manifests."""

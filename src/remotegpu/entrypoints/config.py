@@ -83,6 +83,21 @@ class Settings(BaseSettings):
     webhook_allow_cidrs: str = ""
     # How often due webhook deliveries (retries) are looked for; new events are sent at once.
     webhook_dispatch_interval_seconds: float = Field(1.0, gt=0, le=60)
+    # Datasets and models (object storage). "local": files under storage_dir (default
+    # <data_dir>/storage); "s3": any S3-compatible store through the minio client.
+    storage_backend: Literal["local", "s3"] = "local"
+    storage_dir: Path | None = None
+    s3_endpoint: str = ""  # http(s)://host[:port]
+    s3_bucket: str = "remotegpu"
+    s3_region: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_addressing: Literal["auto", "path", "virtual"] = "auto"  # path- or virtual-host-style bucket URLs
+    s3_verify_tls: bool = True
+    # An upload untouched this long is abandoned (cleaned); no blob younger than this is collected.
+    storage_upload_grace_hours: float = Field(24.0, gt=0)
+    # Presigned URLs (downloads, parts sent straight to S3) are valid this long.
+    storage_presign_seconds: int = Field(3600, ge=60, le=7 * 86400)
 
     # Workspaces. Quota every workspace has until an admin sets its own; each user's cap over
     # all the workspaces they own (admin-editable per user); empty or "unlimited" = no limit.
@@ -176,6 +191,12 @@ class Settings(BaseSettings):
             return ",".join(EgressPolicy.parse(v).deny)
         except ValueError as exc:  # "REMOTEGPU_EGRESS_DENY: 'lan' is not ...": the key is named already
             raise ValueError(str(exc).split(": ", 1)[-1]) from None
+
+    @model_validator(mode="after")
+    def _s3_complete(self) -> "Settings":
+        if self.storage_backend == "s3" and not (self.s3_endpoint and self.s3_bucket):
+            raise ValueError("storage_backend=s3 needs s3_endpoint and s3_bucket")
+        return self
 
     @model_validator(mode="after")
     def _apps_domain_apart(self) -> "Settings":

@@ -92,13 +92,48 @@ def _sql_webhook_store(session_factory, sealer):
     return SqlWebhookStore(session_factory, sealer)
 
 
+def _object_store(settings: Settings):
+    """The configured object store: files under the data dir (default) or S3 (minio client)."""
+    if settings.storage_backend == "s3":
+        from remotegpu.adapters.storage.s3_store import S3Config, S3ObjectStore
+
+        return S3ObjectStore(S3Config(
+            endpoint=settings.s3_endpoint, bucket=settings.s3_bucket, access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key, region=settings.s3_region or None, addressing=settings.s3_addressing,
+            verify_tls=settings.s3_verify_tls,
+        ))
+    from remotegpu.adapters.storage.local_store import LocalObjectStore
+
+    return LocalObjectStore(settings.storage_dir or settings.data_dir / "storage")
+
+
+def _sql_storage_catalog(session_factory):
+    from remotegpu.adapters.storage.sql_catalog import SqlStorageCatalog
+
+    return SqlStorageCatalog(session_factory)
+
+
+def _storage_service(uow, catalog, store, clock, policy, settings: Settings):
+    from remotegpu.application.storage.service import StorageService
+
+    return StorageService(uow=uow, catalog=catalog, store=store, clock=clock, policy=policy,
+                          grace=timedelta(hours=settings.storage_upload_grace_hours),
+                          presign_ttl=timedelta(seconds=settings.storage_presign_seconds))
+
+
+def _storage_catalog_memory():
+    from remotegpu.adapters.storage.memory_catalog import InMemoryStorageCatalog
+
+    return InMemoryStorageCatalog()
+
+
 def _redis(url: str):
     from redis.asyncio import Redis
 
     return Redis.from_url(url)
 
 
-def _task_handlers(maintenance: Maintenance, deliveries=None) -> dict:
+def _task_handlers(maintenance: Maintenance, deliveries=None, storage=None) -> dict:
     """Background tasks by name; the Dramatiq worker registers actors of the same names.
 
     Every one runs periodically without arguments too (the maintenance loop):
@@ -114,11 +149,16 @@ def _task_handlers(maintenance: Maintenance, deliveries=None) -> dict:
         if deliveries is not None:
             await deliveries().send_due()
 
+    async def collect_storage() -> None:
+        if storage is not None:  # abandoned uploads and unreferenced blobs (past the grace period)
+            await storage().collect()
+
     return {
         "identity.purge_expired_refresh_tokens": lambda: maintenance.purge_expired_refresh_tokens(),
         "identity.purge_old_audit_events": lambda: maintenance.purge_old_audit_events(),
         DELIVER_TASK: deliver,
         "notifications.send_due": send_due,
+        "storage.collect": collect_storage,
     }
 
 
@@ -303,8 +343,19 @@ class Container(containers.DeclarativeContainer):
         EnvironmentEntry, uow=uow.provider, autostop=autostop, gateway=access_gateway, credentials=environment_credentials,
     )
 
+    # --- storage: datasets and models (their use cases authorize with the plain unit of work) ---
+    object_store = providers.Singleton(_object_store, settings)
+    storage_catalog = providers.Selector(
+        config.persistence,
+        sql=providers.Singleton(_sql_storage_catalog, session_factory),
+        memory=providers.Singleton(_storage_catalog_memory),
+    )
+    storage_service = providers.Singleton(
+        _storage_service, storage_uow.provider, storage_catalog, object_store, clock, workspace_policy, settings,
+    )
+
     # --- background work -----------------------------------------------------------
-    task_handlers = providers.Singleton(_task_handlers, maintenance, delivery_service.provider)
+    task_handlers = providers.Singleton(_task_handlers, maintenance, delivery_service.provider, storage_service.provider)
     task_queue = providers.Selector(
         config.queue,
         inline=providers.Singleton(InlineTaskQueue, task_handlers),

@@ -472,3 +472,87 @@ webhook_deliveries = sa.Table(
     sa.Index(None, "status", "next_attempt_at"),  # the dispatcher's "due" query
     sa.Index(None, "endpoint_id", "created_at"),  # the delivery log
 )
+
+
+# --- storage (datasets and models) --------------------------------------------------------
+
+# A dataset or a model of a workspace. tags: JSON {name: version number}; model: JSON
+# metadata of models (framework, format, task, base model, metrics), null for datasets.
+storage_repositories = sa.Table(
+    "storage_repositories",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("description", sa.String(2000), nullable=False),
+    sa.Column("visibility", sa.String(16), nullable=False),
+    sa.Column("tags", sa.Text, nullable=False),
+    sa.Column("model", sa.Text, nullable=True),
+    _id("created_by", nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("workspace_id", "kind", "name"),
+    sa.Index(None, "visibility"),
+)
+
+# An immutable version: its manifest is the rows of storage_version_files.
+storage_versions = sa.Table(
+    "storage_versions",
+    metadata,
+    sa.Column("repository_id", sa.String(36), sa.ForeignKey("storage_repositories.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("message", sa.String(2000), nullable=False),
+    _id("created_by", nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+storage_version_files = sa.Table(
+    "storage_version_files",
+    metadata,
+    sa.Column("repository_id", sa.String(36), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("path", sa.String(1024), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.ForeignKeyConstraint(["repository_id", "number"], ["storage_versions.repository_id", "storage_versions.number"],
+                            ondelete="CASCADE"),
+    sa.Index(None, "sha256"),  # garbage collection: is a blob still referenced?
+)
+
+# Content-addressed bytes, stored once (object key blobs/sha256/<ab>/<sha256>).
+storage_blobs = sa.Table(
+    "storage_blobs",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# An upload in progress: the manifest it will commit and the blobs it still brings (JSON).
+storage_uploads = sa.Table(
+    "storage_uploads",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("repository_id", sa.String(36), sa.ForeignKey("storage_repositories.id", ondelete="CASCADE"), nullable=False),
+    _id("workspace_id", nullable=False),
+    _id("created_by", nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("part_size", sa.BigInteger, nullable=False),
+    sa.Column("message", sa.String(2000), nullable=False),
+    sa.Column("tag", sa.String(64), nullable=True),
+    sa.Column("files", sa.Text, nullable=False),
+    sa.Column("pending", sa.Text, nullable=False),
+    sa.Index(None, "updated_at"),
+)
+
+# Blobs an open upload will reference at commit: garbage collection leaves them alone.
+storage_upload_blobs = sa.Table(
+    "storage_upload_blobs",
+    metadata,
+    sa.Column("upload_id", sa.String(36), sa.ForeignKey("storage_uploads.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Index(None, "sha256"),
+)

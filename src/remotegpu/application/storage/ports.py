@@ -100,7 +100,8 @@ class StorageCatalog(Protocol):
     async def find_repository(self, workspace_id: str, kind: str, name: str) -> Repository | None: ...
 
     async def list_repositories(self, kind: str, workspace_id: str | None, *, public: bool) -> list[Repository]:
-        """A workspace's (or every workspace's when None), plus every public one when ``public``."""
+        """With a workspace: its own, plus every public one when ``public``. Without: the
+        public ones when ``public``, else every one (platform admins)."""
         ...
 
     async def update_repository(self, repo: Repository) -> None: ...

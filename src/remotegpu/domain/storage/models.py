@@ -105,6 +105,7 @@ class PendingBlob:
     staging_key: str
     multipart_id: str
     verified: bool = False
+    parts: dict[int, tuple[str, int]] = field(default_factory=dict)  # number → (etag, size), as received
 
 
 @dataclass

@@ -14,6 +14,7 @@ from remotegpu.entrypoints.http.handlers import (  # noqa: E402,F401
     events,
     hosts,
     notifications,
+    storage,
     terminal,
     webhooks,
     workspaces,

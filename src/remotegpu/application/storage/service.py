@@ -1,0 +1,461 @@
+"""Datasets and models: repositories, immutable versions, uploads, downloads, garbage collection.
+
+Authorization as everywhere: another tenant's dataset answers 404 (public ones excepted,
+which every user reads); viewers read, members write; only platform admins make one public.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tarfile
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import AsyncIterator
+
+from remotegpu.application.shared.ports import Clock, UnitOfWorkFactory
+from remotegpu.application.storage.ports import ObjectNotFound, ObjectStore, PartInfo, StorageCatalog
+from remotegpu.application.workspaces.quotas import WorkspacePolicy
+from remotegpu.application.workspaces.service import authorize
+from remotegpu.domain.identity.models import User
+from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, PermissionDenied, QuotaExceeded
+from remotegpu.domain.shared.ids import new_id
+from remotegpu.domain.storage import models as m
+from remotegpu.domain.storage.models import (
+    Blob, Diff, FileEntry, Kind, ModelInfo, PendingBlob, Repository, Upload, UploadState, Version, Visibility,
+)
+from remotegpu.domain.workspaces.models import Role
+
+log = logging.getLogger(__name__)
+GiB = 1024**3
+MAX_DESCRIPTION = 2000
+
+
+@dataclass(frozen=True)
+class GcReport:
+    blobs_removed: int
+    bytes_freed: int
+    uploads_cleaned: int
+
+
+@dataclass
+class StorageService:
+    uow: UnitOfWorkFactory  # workspace membership and quota
+    catalog: StorageCatalog
+    store: ObjectStore
+    clock: Clock
+    policy: WorkspacePolicy = field(default_factory=WorkspacePolicy)
+    #: An upload untouched this long is abandoned (cleaned); a blob younger than this is never collected.
+    grace: timedelta = timedelta(days=1)
+    presign_ttl: timedelta = timedelta(hours=1)
+    _ready: bool = field(default=False, init=False, repr=False)
+
+    async def _ensure_store(self) -> None:
+        """The bucket (or directory) exists: checked once per process, at the first upload."""
+        if not self._ready:
+            await self.store.ensure_ready()
+            self._ready = True
+
+    # --- authorization ----------------------------------------------------------------
+
+    async def _repo(self, actor: User, repo_id: str, needed: Role, kind: Kind | None = None) -> Repository:
+        repo = await self.catalog.get_repository(repo_id)
+        label = (kind or (repo.kind if repo else Kind.DATASET)).value
+        if repo is None or (kind is not None and repo.kind is not kind):
+            raise NotFound(f"{label} not found")
+        if needed is Role.VIEWER and repo.visibility is Visibility.PUBLIC:
+            return repo
+        try:
+            async with self.uow() as uow:
+                await authorize(uow, actor, repo.workspace_id, needed)
+        except NotFound:
+            raise NotFound(f"{label} not found") from None
+        return repo
+
+    # --- repositories -----------------------------------------------------------------
+
+    async def create(self, actor: User, kind: Kind, workspace_id: str, name: str, *, description: str = "",
+                     visibility: Visibility = Visibility.PRIVATE, model: ModelInfo | None = None) -> Repository:
+        async with self.uow() as uow:
+            await authorize(uow, actor, workspace_id, Role.MEMBER)
+        if visibility is Visibility.PUBLIC and not actor.is_admin:
+            raise PermissionDenied("only platform administrators make a dataset or model public", code="admin_required")
+        if len(description) > MAX_DESCRIPTION:
+            raise InvalidInput(f"description: at most {MAX_DESCRIPTION} characters", details={"field": "description"})
+        now = self.clock.now()
+        repo = Repository(id=new_id(), workspace_id=workspace_id, kind=kind, name=m.check_name(name), created_by=actor.id,
+                          created_at=now, updated_at=now, description=description, visibility=visibility,
+                          model=(model or ModelInfo()) if kind is Kind.MODEL else None)
+        await self.catalog.add_repository(repo)
+        return repo
+
+    async def list(self, actor: User, kind: Kind, workspace_id: str | None, *, public: bool = True) -> list[Repository]:
+        """A workspace's (with the public shelf when ``public``); without a workspace: the public shelf."""
+        if workspace_id is not None:
+            async with self.uow() as uow:
+                await authorize(uow, actor, workspace_id, Role.VIEWER)
+        return await self.catalog.list_repositories(kind.value, workspace_id, public=public or workspace_id is None)
+
+    async def get(self, actor: User, kind: Kind, repo_id: str) -> Repository:
+        return await self._repo(actor, repo_id, Role.VIEWER, kind)
+
+    async def update(self, actor: User, kind: Kind, repo_id: str, *, description: str | None = None,
+                     visibility: Visibility | None = None, model: ModelInfo | None = None) -> Repository:
+        repo = await self._repo(actor, repo_id, Role.MEMBER, kind)
+        if visibility is not None and visibility is not repo.visibility:
+            if not actor.is_admin:
+                raise PermissionDenied("only platform administrators change visibility", code="admin_required")
+            repo.visibility = visibility
+        if description is not None:
+            if len(description) > MAX_DESCRIPTION:
+                raise InvalidInput(f"description: at most {MAX_DESCRIPTION} characters", details={"field": "description"})
+            repo.description = description
+        if model is not None:
+            if kind is not Kind.MODEL:
+                raise InvalidInput("only models carry model metadata", details={"field": "model"})
+            repo.model = model
+        repo.updated_at = self.clock.now()
+        await self.catalog.update_repository(repo)
+        return repo
+
+    async def delete(self, actor: User, kind: Kind, repo_id: str) -> None:
+        """With its versions; blobs no other version references go at the next collection."""
+        repo = await self._repo(actor, repo_id, Role.MEMBER, kind)
+        for upload in await self._open_uploads(repo.id):
+            await self._drop_upload(upload)
+        await self.catalog.delete_repository(repo.id)
+
+    async def usage(self, actor: User, kind: Kind, repo_id: str) -> int:
+        repo = await self._repo(actor, repo_id, Role.VIEWER, kind)
+        return await self.catalog.repository_bytes(repo.id)
+
+    # --- versions and tags ------------------------------------------------------------
+
+    async def versions(self, actor: User, kind: Kind, repo_id: str) -> list[Version]:
+        repo = await self._repo(actor, repo_id, Role.VIEWER, kind)
+        return await self.catalog.list_versions(repo.id)
+
+    async def _resolve(self, repo: Repository, ref: str) -> Version:
+        if ref == m.LATEST:
+            versions = await self.catalog.list_versions(repo.id)
+            if not versions:
+                raise NotFound(f"{repo.kind.value} {repo.name} has no version yet")
+            return versions[-1]
+        number = int(ref) if ref.isdigit() else repo.tags.get(ref)
+        version = await self.catalog.get_version(repo.id, number) if number is not None else None
+        if version is None:
+            raise NotFound(f"version {ref!r} not found")
+        return version
+
+    async def version(self, actor: User, kind: Kind, repo_id: str, ref: str) -> tuple[Repository, Version]:
+        repo = await self._repo(actor, repo_id, Role.VIEWER, kind)
+        return repo, await self._resolve(repo, ref)
+
+    async def diff(self, actor: User, kind: Kind, repo_id: str, before: str, after: str) -> tuple[Version, Version, Diff]:
+        repo = await self._repo(actor, repo_id, Role.VIEWER, kind)
+        a, b = await self._resolve(repo, before), await self._resolve(repo, after)
+        return a, b, m.diff(a.files, b.files)
+
+    async def set_tag(self, actor: User, kind: Kind, repo_id: str, tag: str, ref: str) -> Repository:
+        repo = await self._repo(actor, repo_id, Role.MEMBER, kind)
+        version = await self._resolve(repo, ref)
+        repo.tags[m.check_tag(tag)] = version.number
+        repo.updated_at = self.clock.now()
+        await self.catalog.update_repository(repo)
+        return repo
+
+    async def delete_tag(self, actor: User, kind: Kind, repo_id: str, tag: str) -> Repository:
+        repo = await self._repo(actor, repo_id, Role.MEMBER, kind)
+        if repo.tags.pop(tag, None) is None:
+            raise NotFound(f"tag {tag!r} not found")
+        await self.catalog.update_repository(repo)
+        return repo
+
+    async def delete_version(self, actor: User, kind: Kind, repo_id: str, number: int) -> None:
+        repo = await self._repo(actor, repo_id, Role.MEMBER, kind)
+        if await self.catalog.get_version(repo.id, number) is None:
+            raise NotFound(f"version {number} not found")
+        await self.catalog.delete_version(repo.id, number)
+
+    # --- quota --------------------------------------------------------------------------
+
+    async def _check_quota(self, workspace_id: str, files: list[FileEntry]) -> None:
+        """Deduplicated bytes (each blob once per workspace) plus environment disks stay within storage_gib."""
+        async with self.uow() as uow:
+            quota, _ = await self.policy.workspace_quota(uow, workspace_id)
+            disks = (await uow.workspaces.usage(workspace_id)).storage_gib
+        limit = quota.max_storage_gib
+        if limit is None:
+            return
+        held = await self.catalog.workspace_bytes(workspace_id)
+        # Bytes of the workspace's own versions already: those blobs cost nothing more.
+        new = {f.sha256: f.size for f in files}
+        known = await self._workspace_digests(workspace_id, set(new))
+        adding = sum(size for digest, size in new.items() if digest not in known)
+        used = disks * GiB + held
+        if adding and used + adding > limit * GiB:
+            raise QuotaExceeded(
+                f"the workspace's storage quota is {limit} GiB; {used / GiB:.2f} GiB are used and this version adds {adding / GiB:.2f} GiB",
+                details={"resource": "storage_gib", "limit": limit, "used_bytes": used, "requested_bytes": adding},
+            )
+
+    async def _workspace_digests(self, workspace_id: str, digests: set[str]) -> set[str]:
+        found: set[str] = set()
+        for repo in await self.catalog.list_repositories(Kind.DATASET.value, workspace_id, public=False) + \
+                await self.catalog.list_repositories(Kind.MODEL.value, workspace_id, public=False):
+            for v in await self.catalog.list_versions(repo.id):
+                found |= {f.sha256 for f in v.files if f.sha256 in digests}
+        return found
+
+    async def workspace_usage(self, actor: User, workspace_id: str) -> int:
+        async with self.uow() as uow:
+            await authorize(uow, actor, workspace_id, Role.VIEWER)
+        return await self.catalog.workspace_bytes(workspace_id)
+
+    # --- uploads ------------------------------------------------------------------------
+
+    async def start_upload(self, actor: User, kind: Kind, repo_id: str, files: list[FileEntry], *, message: str = "",
+                           tag: str | None = None, part_size: int = m.DEFAULT_PART_SIZE) -> Upload:
+        """Declare the files of the next version. Blobs the platform has already are not sent again."""
+        repo = await self._repo(actor, repo_id, Role.MEMBER, kind)
+        files = m.check_manifest(files)
+        if tag is not None:
+            m.check_tag(tag)
+        if len(message) > MAX_DESCRIPTION:
+            raise InvalidInput(f"message: at most {MAX_DESCRIPTION} characters", details={"field": "message"})
+        m.check_part_size(part_size)
+        await self._check_quota(repo.workspace_id, files)
+        await self._ensure_store()
+        sizes = {f.sha256: f.size for f in files}
+        known = await self.catalog.get_blobs(list(sizes))
+        for digest, blob in known.items():
+            if blob.size != sizes[digest]:
+                raise InvalidInput(f"sha256 {digest} is known with another size", details={"field": "files"})
+        now = self.clock.now()
+        upload_id = new_id()
+        pending: dict[str, PendingBlob] = {}
+        try:
+            for digest in sorted(set(sizes) - set(known)):
+                key = f"uploads/{upload_id}/{digest}"
+                pending[digest] = PendingBlob(digest, sizes[digest], key, await self.store.create_multipart(key))
+        except BaseException:
+            for p in pending.values():
+                await self.store.abort_multipart(p.staging_key, p.multipart_id)
+            raise
+        upload = Upload(id=upload_id, repository_id=repo.id, workspace_id=repo.workspace_id, created_by=actor.id, created_at=now,
+                        updated_at=now, files=files, part_size=part_size, pending=pending, message=message, tag=tag)
+        await self.catalog.add_upload(upload)
+        return upload
+
+    async def _upload(self, actor: User, upload_id: str) -> Upload:
+        upload = await self.catalog.get_upload(upload_id)
+        if upload is None or upload.state is not UploadState.OPEN:
+            raise NotFound("upload not found")
+        try:
+            await self._repo(actor, upload.repository_id, Role.MEMBER)
+        except NotFound:
+            raise NotFound("upload not found") from None
+        return upload
+
+    async def get_upload(self, actor: User, upload_id: str) -> Upload:
+        """With the parts received so far (resume: send the others)."""
+        return await self._upload(actor, upload_id)
+
+    @staticmethod
+    def _pending(upload: Upload, digest: str) -> PendingBlob:
+        blob = upload.pending.get(digest)
+        if blob is None:
+            raise NotFound(f"the upload does not bring a blob {digest}")
+        if blob.verified:
+            raise Conflict("that file is already verified", code="already_verified")
+        return blob
+
+    @staticmethod
+    def _check_part(upload: Upload, blob: PendingBlob, number: int, size: int | None) -> int:
+        count = m.part_count(blob.size, upload.part_size)
+        if not 1 <= number <= count:
+            raise InvalidInput(f"part number: 1..{count} for this file", details={"field": "number"})
+        expected = upload.part_size if number < count else blob.size - upload.part_size * (count - 1)
+        if size is not None and size != expected:
+            raise InvalidInput(f"part {number} holds {expected} bytes, not {size}", code="wrong_part_size",
+                               details={"expected": expected})
+        return expected
+
+    async def part_urls(self, actor: User, upload_id: str, digest: str, numbers: list[int]) -> dict[int, str] | None:
+        """Presigned URLs to PUT parts straight to the object store; None when it cannot sign
+        (then the parts go through the platform: ``put_part``)."""
+        upload = await self._upload(actor, upload_id)
+        blob = self._pending(upload, digest)
+        if not self.store.presigns:
+            return None
+        urls = {}
+        for n in numbers:
+            self._check_part(upload, blob, n, None)
+            urls[n] = await self.store.presign_part(blob.staging_key, blob.multipart_id, n, self.presign_ttl)
+        return urls
+
+    async def put_part(self, actor: User, upload_id: str, digest: str, number: int, data: bytes) -> str:
+        """One part through the platform; a part sent again replaces the earlier one."""
+        upload = await self._upload(actor, upload_id)
+        blob = self._pending(upload, digest)
+        self._check_part(upload, blob, number, len(data))
+        etag = await self.store.upload_part(blob.staging_key, blob.multipart_id, number, data)
+        # Re-read: parts of other files may have been recorded meanwhile (one row per upload).
+        upload = await self._upload(actor, upload_id)
+        upload.pending[digest].parts[number] = (etag, len(data))
+        upload.updated_at = self.clock.now()
+        await self.catalog.update_upload(upload)
+        return etag
+
+    async def complete_file(self, actor: User, upload_id: str, digest: str,
+                            parts: list[tuple[int, str]] | None = None) -> Upload:
+        """Assemble the parts (the recorded ones, or ``parts`` reported by a client that sent
+        them by presigned URL), then recompute sha256 and size from the stored bytes. A
+        mismatch discards the bytes (InvalidInput ``checksum_mismatch``: send the file again)."""
+        upload = await self._upload(actor, upload_id)
+        blob = self._pending(upload, digest)
+        count = m.part_count(blob.size, upload.part_size)
+        got = dict(blob.parts)
+        for number, etag in parts or []:
+            got[number] = (etag.strip('"'), self._check_part(upload, blob, number, None))
+        missing = [n for n in range(1, count + 1) if n not in got]
+        if missing:
+            raise Conflict(f"parts missing: {missing[:20]}", code="parts_missing", details={"missing": missing[:1000]})
+        await self.store.complete_multipart(blob.staging_key, blob.multipart_id,
+                                            [PartInfo(n, got[n][0], got[n][1]) for n in range(1, count + 1)])
+        digest_now, size = hashlib.sha256(), 0
+        async for chunk in await self.store.get(blob.staging_key):
+            digest_now.update(chunk)
+            size += len(chunk)
+        if digest_now.hexdigest() != digest or size != blob.size:
+            await self.store.delete(blob.staging_key)
+            upload = await self._upload(actor, upload_id)
+            fresh = upload.pending[digest]
+            fresh.multipart_id, fresh.parts = await self.store.create_multipart(fresh.staging_key), {}
+            upload.updated_at = self.clock.now()
+            await self.catalog.update_upload(upload)
+            raise InvalidInput(f"the bytes received for {digest} do not match it (sha256 {digest_now.hexdigest()}, {size} bytes); "
+                               "send the file again", code="checksum_mismatch",
+                               details={"sha256": digest_now.hexdigest(), "size": size})
+        await self.store.copy(blob.staging_key, m.blob_key(digest))
+        await self.catalog.add_blob(Blob(digest, size, self.clock.now()))
+        await self.store.delete(blob.staging_key)
+        upload = await self._upload(actor, upload_id)
+        upload.pending[digest].verified = True
+        upload.pending[digest].parts = {}
+        upload.updated_at = self.clock.now()
+        await self.catalog.update_upload(upload)
+        return upload
+
+    async def commit(self, actor: User, upload_id: str) -> Version:
+        """The new version, once every file is verified (Conflict ``upload_incomplete`` before)."""
+        upload = await self._upload(actor, upload_id)
+        waiting = sorted(d for d, p in upload.pending.items() if not p.verified)
+        if waiting:
+            raise Conflict(f"{len(waiting)} file(s) not uploaded and verified yet", code="upload_incomplete",
+                           details={"waiting": waiting[:1000]})
+        digests = sorted({f.sha256 for f in upload.files})
+        known = await self.catalog.get_blobs(digests)
+        if len(known) != len(digests):  # collected meanwhile (an upload older than the grace period)
+            raise Conflict("some blobs are gone; start the upload again", code="blobs_gone")
+        repo = await self._repo(actor, upload.repository_id, Role.MEMBER)
+        await self._check_quota(repo.workspace_id, upload.files)
+        for _ in range(5):
+            versions = await self.catalog.list_versions(repo.id)
+            version = Version(repository_id=repo.id, number=(versions[-1].number + 1) if versions else 1, files=upload.files,
+                              created_by=actor.id, created_at=self.clock.now(), message=upload.message)
+            try:
+                await self.catalog.add_version(version)
+                break
+            except Conflict:  # another commit took the number
+                continue
+        else:
+            raise Conflict("could not number the version; try again", code="busy")
+        if upload.tag:
+            repo = await self.catalog.get_repository(repo.id) or repo
+            repo.tags[upload.tag] = version.number
+            repo.updated_at = self.clock.now()
+            await self.catalog.update_repository(repo)
+        await self.catalog.delete_upload(upload.id)
+        return version
+
+    async def abort(self, actor: User, upload_id: str) -> None:
+        await self._drop_upload(await self._upload(actor, upload_id))
+
+    async def _open_uploads(self, repo_id: str) -> list[Upload]:
+        far = self.clock.now() + timedelta(days=36500)
+        return [u for u in await self.catalog.stale_uploads(far) if u.repository_id == repo_id]
+
+    async def _drop_upload(self, upload: Upload) -> None:
+        for p in upload.pending.values():
+            if not p.verified:
+                await self.store.abort_multipart(p.staging_key, p.multipart_id)
+                await self.store.delete(p.staging_key)
+        await self.catalog.delete_upload(upload.id)
+
+    # --- downloads ----------------------------------------------------------------------
+
+    @staticmethod
+    def _file(version: Version, path: str) -> FileEntry:
+        for f in version.files:
+            if f.path == path:
+                return f
+        raise NotFound(f"no file {path!r} in version {version.number}")
+
+    async def file(self, actor: User, kind: Kind, repo_id: str, ref: str, path: str) -> tuple[Version, FileEntry]:
+        _, version = await self.version(actor, kind, repo_id, ref)
+        return version, self._file(version, path)
+
+    async def open_file(self, entry: FileEntry, *, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        return await self.store.get(m.blob_key(entry.sha256), offset=offset, length=length)
+
+    async def file_url(self, entry: FileEntry) -> str | None:
+        """A presigned GET URL of the file (None: the store cannot sign; download through the platform)."""
+        return await self.store.presign_get(m.blob_key(entry.sha256), self.presign_ttl, filename=entry.path.rsplit("/", 1)[-1])
+
+    async def archive(self, version: Version, prefix: str) -> AsyncIterator[bytes]:
+        """The whole version as an uncompressed tar, streamed file by file (POSIX/pax headers)."""
+        for f in version.files:
+            info = tarfile.TarInfo(f"{prefix}/{f.path}")
+            info.size, info.mode, info.mtime = f.size, 0o644, int(version.created_at.timestamp())
+            yield info.tobuf(format=tarfile.PAX_FORMAT)
+            async for chunk in await self.store.get(m.blob_key(f.sha256)):
+                yield chunk
+            if f.size % tarfile.BLOCKSIZE:
+                yield b"\0" * (tarfile.BLOCKSIZE - f.size % tarfile.BLOCKSIZE)
+        yield b"\0" * (tarfile.BLOCKSIZE * 2)
+
+    # --- housekeeping -------------------------------------------------------------------
+
+    async def collect(self) -> GcReport:
+        """Abandoned uploads (untouched for the grace period) are cleaned; blobs no version and
+        no open upload references, older than the grace period, are removed. Crash-safe: the
+        catalog row goes first, in a transaction that re-checks both conditions; a crash
+        before the object is deleted leaves only an orphan object, which the next run removes
+        once it is older than the grace period too."""
+        cutoff = self.clock.now() - self.grace
+        cleaned = 0
+        for upload in await self.catalog.stale_uploads(cutoff):
+            await self._drop_upload(upload)
+            cleaned += 1
+        removed = freed = 0
+        for blob in await self.catalog.unreferenced_blobs(cutoff):
+            if await self.catalog.delete_blob(blob.sha256, cutoff):
+                await self.store.delete(m.blob_key(blob.sha256))
+                removed += 1
+                freed += blob.size
+        # Orphans: objects under blobs/ without a catalog row (a crash between the two steps).
+        listed = await self.store.list("blobs/sha256/")
+        known = await self.catalog.get_blobs([o.key.rsplit("/", 1)[-1] for o in listed])
+        for o in listed:
+            digest = o.key.rsplit("/", 1)[-1]
+            if digest not in known and o.modified is not None and o.modified < cutoff:
+                await self.store.delete(o.key)
+                removed += 1
+                freed += o.size
+        if removed or cleaned:
+            log.info("storage collection: %d blobs (%d bytes) removed, %d abandoned uploads cleaned", removed, freed, cleaned)
+        return GcReport(removed, freed, cleaned)
+
+
+__all__ = ["StorageService", "GcReport", "ObjectNotFound"]

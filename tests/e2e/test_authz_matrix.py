@@ -6,9 +6,12 @@ and a platform admin who is not a member. A workspace you are not in answers 404
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from tests.conftest import signup
+from tests.support.storage import seed_dataset
 from tests.support.webhooks import seed_webhook
 from tests.support.workspaces import join_workspace
 
@@ -80,6 +83,35 @@ MATRIX = [
     ("POST", "/api/v1/webhooks/{webhook}/test", None, [401, 404, 403, 403, 200, 200]),
     ("GET", "/api/v1/webhooks/{webhook}/deliveries", None, [401, 404, 403, 403, 200, 200]),
     ("POST", "/api/v1/webhooks/{webhook}/deliveries/{delivery}/redeliver", None, [401, 404, 403, 403, 202, 202]),
+    # Datasets and models: viewers read, members write; {dataset} is private to {ws}.
+    ("GET", "/api/v1/datasets?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("POST", "/api/v1/datasets", {"workspace_id": "{ws}", "name": "fresh"}, [401, 404, 403, 201, 201, 201]),
+    ("GET", "/api/v1/datasets/{dataset}", None, [401, 404, 200, 200, 200, 200]),
+    ("PATCH", "/api/v1/datasets/{dataset}", {"description": "d"}, [401, 404, 403, 200, 200, 200]),
+    ("DELETE", "/api/v1/datasets/{dataset}", None, [401, 404, 403, 204, 204, 204]),
+    ("GET", "/api/v1/datasets/{dataset}/versions", None, [401, 404, 200, 200, 200, 200]),
+    ("GET", "/api/v1/datasets/{dataset}/versions/latest", None, [401, 404, 200, 200, 200, 200]),
+    ("DELETE", "/api/v1/datasets/{dataset}/versions/1", None, [401, 404, 403, 204, 204, 204]),
+    ("GET", "/api/v1/datasets/{dataset}/diff?from=stable&to=1", None, [401, 404, 200, 200, 200, 200]),
+    ("PUT", "/api/v1/datasets/{dataset}/tags/best", {"version": "1"}, [401, 404, 403, 200, 200, 200]),
+    ("DELETE", "/api/v1/datasets/{dataset}/tags/stable", None, [401, 404, 403, 204, 204, 204]),
+    ("POST", "/api/v1/datasets/{dataset}/uploads", {"files": [{"path": "n", "size": 1, "sha256": "c" * 64}]},
+     [401, 404, 403, 201, 201, 201]),
+    ("GET", "/api/v1/datasets/{dataset}/versions/1/file?path=a.txt", None, [401, 404, 200, 200, 200, 200]),
+    ("GET", "/api/v1/datasets/{dataset}/versions/1/file-url?path=a.txt", None, [401, 404, 200, 200, 200, 200]),
+    ("GET", "/api/v1/datasets/{dataset}/versions/1/archive", None, [401, 404, 200, 200, 200, 200]),
+    ("GET", "/api/v1/models?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("POST", "/api/v1/models", {"workspace_id": "{ws}", "name": "m", "model": {"framework": "pytorch"}}, [401, 404, 403, 201, 201, 201]),
+    ("GET", "/api/v1/models/{dataset}", None, [401, 404, 404, 404, 404, 404]),  # a dataset is no model
+    # {upload} is an open upload of {dataset}: members (and platform admins) carry it on.
+    ("GET", "/api/v1/uploads/{upload}", None, [401, 404, 403, 200, 200, 200]),
+    ("POST", "/api/v1/uploads/{upload}/files/{sha_b}/part-urls", {"numbers": [1]}, [401, 404, 403, 200, 200, 200]),
+    ("PUT", "/api/v1/uploads/{upload}/files/{sha_b}/parts/1", "bb", [401, 404, 403, 422, 422, 422]),  # 4 bytes, not 3
+    ("POST", "/api/v1/uploads/{upload}/files/{sha_b}/complete", {}, [401, 404, 403, 409, 409, 409]),  # parts missing
+    ("POST", "/api/v1/uploads/{upload}/commit", None, [401, 404, 403, 409, 409, 409]),  # not verified yet
+    ("DELETE", "/api/v1/uploads/{upload}", None, [401, 404, 403, 204, 204, 204]),
+    ("GET", "/api/v1/storage/usage?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("POST", "/api/v1/storage/collect", None, [401, 403, 403, 403, 403, 200]),
 ]
 
 CASES = [
@@ -113,7 +145,9 @@ async def _world(client):
     await client.post("/api/v1/users/me/tokens", json={"name": "n"}, headers=target.headers)  # a notification of target's
     notification = (await (await client.get("/api/v1/notifications", headers=target.headers)).json())["items"][0]["id"]
     webhook, delivery = await seed_webhook(client.server.app[_key()], ws, owner.id)
-    return accounts, {"ws": ws, "target": target.id, "newcomer": newcomer.username, "invitation": invitation, "host": host,
+    dataset, upload = await seed_dataset(client.server.app[_key()], ws, owner.id)
+    storage = {"dataset": dataset, "upload": upload, "sha_b": hashlib.sha256(b"bbb").hexdigest()}
+    return accounts, {**storage, "ws": ws, "target": target.id, "newcomer": newcomer.username, "invitation": invitation, "host": host,
                       "notification": notification, "webhook": webhook, "delivery": delivery}
 
 

@@ -53,7 +53,7 @@ async def push(client, headers, kind: str, repo_id: str, files: dict[str, bytes]
 async def seed_dataset(container, workspace_id: str, user_id: str) -> tuple[str, str]:
     """A dataset with version 1 (one file) and an open upload; returns (dataset id, upload id)."""
     service = container.storage_service()
-    async with container.storage_uow()() as uow:
+    async with container.storage_uow() as uow:
         user = await uow.users.get(user_id)
     from remotegpu.domain.storage.models import Kind
 

@@ -1,0 +1,131 @@
+"""Storage catalog contract: memory, SQLite and PostgreSQL (migrated by Alembic) behave alike."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from remotegpu.adapters.db import tables as t
+from remotegpu.adapters.db.engine import create_engine, create_session_factory
+from remotegpu.adapters.db.migrate import upgrade
+from remotegpu.adapters.db.uow import SqlUnitOfWork
+from remotegpu.adapters.memory.store import InMemoryStore
+from remotegpu.adapters.memory.uow import InMemoryUnitOfWork
+from remotegpu.adapters.storage.memory_catalog import InMemoryStorageCatalog
+from remotegpu.adapters.storage.sql_catalog import SqlStorageCatalog
+from remotegpu.domain.shared.errors import Conflict
+from remotegpu.domain.storage.models import (
+    Blob, FileEntry, Kind, ModelInfo, PendingBlob, Repository, Upload, Version, Visibility,
+)
+from tests.contract.conftest import _pg_engine
+from tests.contract.test_repositories import add_users, at, make_user, make_workspace
+
+
+@pytest.fixture
+async def catalog(repo_backend, tmp_path):
+    name, pg = repo_backend
+    if name == "memory":
+        store = InMemoryStore()
+        yield (lambda: InMemoryUnitOfWork(store)), InMemoryStorageCatalog()
+        return
+    if name == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'storage.db'}"
+        await asyncio.to_thread(upgrade, url)
+        engine = create_engine(url)
+    else:
+        engine = _pg_engine(*pg)
+        async with engine.begin() as conn:
+            for table in reversed(t.metadata.sorted_tables):
+                await conn.execute(table.delete())
+    sessions = create_session_factory(engine)
+    yield (lambda: SqlUnitOfWork(sessions)), SqlStorageCatalog(sessions)
+    await engine.dispose()
+
+
+async def _workspaces(uow_factory, n=2) -> list[str]:
+    owner = make_user(1)
+    await add_users(uow_factory, owner)
+    ids = []
+    async with uow_factory() as uow:
+        for i in range(1, n + 1):
+            ws = make_workspace(i, owner)
+            await uow.workspaces.add(ws)
+            ids.append(ws.id)
+        await uow.commit()
+    return ids
+
+
+def _repo(n: int, ws: str, kind=Kind.DATASET, name=None, visibility=Visibility.PRIVATE) -> Repository:
+    return Repository(f"60000000-0000-0000-0000-{n:012d}", ws, kind, name or f"r{n}", "u", at(n), at(n), description=f"d{n}",
+                      visibility=visibility, model=ModelInfo(framework="pytorch", metrics={"loss": 0.5}) if kind is Kind.MODEL else None)
+
+
+def _f(path: str, ch: str, size: int = 10) -> FileEntry:
+    return FileEntry(path, size, ch * 64)
+
+
+async def test_repositories_versions_and_bytes(catalog):
+    uow_factory, c = catalog
+    ws1, ws2 = await _workspaces(uow_factory)
+    a, b = _repo(1, ws1), _repo(2, ws1, Kind.MODEL)
+    pub = _repo(3, ws2, visibility=Visibility.PUBLIC)
+    for r in (a, b, pub):
+        await c.add_repository(r)
+    with pytest.raises(Conflict):
+        await c.add_repository(_repo(9, ws1, name="r1"))
+    await c.add_repository(_repo(10, ws1, Kind.MODEL, name="r1"))  # same name, other kind: fine
+    got = await c.get_repository(b.id)
+    assert got.model.metrics == {"loss": 0.5} and got.kind is Kind.MODEL
+    assert [r.name for r in await c.list_repositories("dataset", ws1, public=False)] == ["r1"]
+    assert [r.name for r in await c.list_repositories("dataset", ws1, public=True)] == ["r1", "r3"]
+    assert [r.name for r in await c.list_repositories("dataset", None, public=True)] == ["r3"]
+    assert (await c.find_repository(ws1, "model", "r2")).id == b.id
+
+    await c.add_version(Version(a.id, 1, [_f("x", "a"), _f("y/z", "b", 20)], "u", at(5), "one"))
+    await c.add_version(Version(a.id, 2, [_f("x", "a"), _f("w", "c", 30)], "u", at(6)))
+    await c.add_version(Version(pub.id, 1, [_f("x", "a")], "u", at(6)))
+    with pytest.raises(Conflict):
+        await c.add_version(Version(a.id, 2, [_f("q", "d")], "u", at(7)))
+    versions = await c.list_versions(a.id)
+    assert [v.number for v in versions] == [1, 2] and versions[0].files == [_f("x", "a"), _f("y/z", "b", 20)]
+    assert versions[0].message == "one"
+    assert await c.repository_bytes(a.id) == 60 and await c.workspace_bytes(ws1) == 60 and await c.workspace_bytes(ws2) == 10
+
+    a.tags = {"stable": 1, "new": 2}
+    await c.update_repository(a)
+    await c.delete_version(a.id, 1)
+    assert (await c.get_repository(a.id)).tags == {"new": 2}
+    assert await c.get_version(a.id, 1) is None and await c.repository_bytes(a.id) == 40
+    await c.delete_repository(a.id)
+    assert await c.get_repository(a.id) is None and await c.list_versions(a.id) == []
+
+
+async def test_blob_collection_spares_referenced_young_and_uploading(catalog):
+    uow_factory, c = catalog
+    ws1, _ = await _workspaces(uow_factory)
+    repo = _repo(1, ws1)
+    await c.add_repository(repo)
+    for ch, n in (("a", 1), ("b", 1), ("c", 1), ("d", 9)):
+        assert await c.add_blob(Blob(ch * 64, 10, at(n)))
+    assert not await c.add_blob(Blob("a" * 64, 10, at(1)))
+    await c.add_version(Version(repo.id, 1, [_f("x", "a")], "u", at(2)))
+    upload = Upload("70000000-0000-0000-0000-000000000001", repo.id, ws1, "u", at(3), at(3), [_f("y", "b")], 8 << 20,
+                    {"e" * 64: PendingBlob("e" * 64, 5, "uploads/k/e", "mp", parts={1: ("etag", 5)})}, tag="t")
+    await c.add_upload(upload)
+    got = await c.get_upload(upload.id)
+    assert got.pending["e" * 64].parts == {1: ("etag", 5)} and got.tag == "t" and got.files == [_f("y", "b")]
+    cutoff = at(5)
+    # a: referenced by a version; b: by an open upload; d: too young; c: collectable.
+    assert [b.sha256 for b in await c.unreferenced_blobs(cutoff)] == ["c" * 64]
+    assert not await c.delete_blob("a" * 64, cutoff) and not await c.delete_blob("d" * 64, cutoff)
+    assert await c.delete_blob("c" * 64, cutoff)
+    assert await c.get_blobs(["a" * 64, "c" * 64]) == {"a" * 64: Blob("a" * 64, 10, at(1))}
+    assert [u.id for u in await c.stale_uploads(at(4))] == [upload.id] and await c.stale_uploads(at(3)) == []
+    got.pending["e" * 64].verified = True
+    got.updated_at = at(8)
+    await c.update_upload(got)
+    assert (await c.get_upload(upload.id)).pending["e" * 64].verified
+    await c.delete_upload(upload.id)
+    assert [b.sha256 for b in await c.unreferenced_blobs(cutoff)] == ["b" * 64]

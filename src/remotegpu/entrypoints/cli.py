@@ -167,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("agent", help="run the host agent on a GPU machine (registers with --token, then heartbeats)")
     add_agent_arguments(p)
     p.set_defaults(fn=cmd_agent)
+    from remotegpu.entrypoints.storage_cli import add_commands as add_storage_commands
+
+    add_storage_commands(sub)  # dataset / model
     args = parser.parse_args(argv)
     return args.fn(args)
 

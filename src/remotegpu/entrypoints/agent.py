@@ -61,6 +61,9 @@ def add_agent_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--docker-scope", default=None,
                    help="label scope of the containers this agent manages (default: $REMOTEGPU_DOCKER_SCOPE, else "
                         "an installation id generated once in the state directory): it only ever touches its own")
+    p.add_argument("--storage-cache-gib", type=float, default=float(os.environ.get("REMOTEGPU_AGENT_STORAGE_CACHE_GIB", "100")),
+                   help="size of the host's cache of mounted dataset/model versions (least recently used go first; "
+                        "never what a running environment mounts). Default: $REMOTEGPU_AGENT_STORAGE_CACHE_GIB or 100")
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
@@ -119,11 +122,17 @@ def cmd_agent(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         async with HttpAgentLink(args.server) as link:
+            from remotegpu.adapters.storage.mount_cache import DataMountMaterializer, MountCache
+            from remotegpu.adapters.storage.mount_sources import HttpVersionSource
+
+            versions = HttpVersionSource(args.server)
+            mounts = DataMountMaterializer(
+                MountCache(state_dir / "storage-cache", int(getattr(args, "storage_cache_gib", 100) * 1024**3)), versions)
             agent = HostAgent(
                 runtime, probe, link, HostSystemInfo(state_dir), name=name, join_token=args.token,
                 credentials=credentials, address=args.address or "", private_address=private_address,
                 runtime_name=runtime_name,
-                fake_gpus=bool(fake_spec and fake_spec.strip()), agent_version=__version__,
+                fake_gpus=bool(fake_spec and fake_spec.strip()), agent_version=__version__, data_mounts=mounts,
             )
             log.info("agent %s starting: server %s, runtime %s, %d GPU(s)%s", name, args.server, runtime_name,
                      len(probe.inventory()), " (fake)" if fake_spec else "")

@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     storage_upload_grace_hours: float = Field(24.0, gt=0)
     # Presigned URLs (downloads, parts sent straight to S3) are valid this long.
     storage_presign_seconds: int = Field(3600, ge=60, le=7 * 86400)
+    # The embedded agent's cache of mounted versions (remote agents: --storage-cache-gib).
+    storage_cache_gib: float = Field(100.0, gt=0)
 
     # Workspaces. Quota every workspace has until an admin sets its own; each user's cap over
     # all the workspaces they own (admin-editable per user); empty or "unlimited" = no limit.

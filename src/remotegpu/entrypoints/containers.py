@@ -121,6 +121,12 @@ def _storage_service(uow, catalog, store, clock, policy, settings: Settings):
                           presign_ttl=timedelta(seconds=settings.storage_presign_seconds))
 
 
+def _storage_mounts(service):
+    from remotegpu.application.storage.service import StorageMounts
+
+    return StorageMounts(service)
+
+
 def _storage_catalog_memory():
     from remotegpu.adapters.storage.memory_catalog import InMemoryStorageCatalog
 
@@ -319,30 +325,6 @@ class Container(containers.DeclarativeContainer):
         audit_retention=providers.Factory(timedelta, days=config.audit_retention_days),
     )
 
-    image_policy = providers.Singleton(
-        lambda patterns, base: ImagePolicy(parse_patterns(patterns or ""), default_image=base), config.allowed_images, config.base_image,
-    )
-    # Per-environment SSH keys, their private halves sealed under the server's secret.
-    environment_credentials = providers.Singleton(
-        EnvironmentCredentials, keys=providers.Singleton(Ed25519KeyPairs), sealer=sealer,
-    )
-    environment_service = providers.Singleton(
-        EnvironmentService, uow=uow.provider, clock=clock, default_image=config.base_image, credentials=environment_credentials,
-        quotas=workspace_policy, images=image_policy, secrets=sealer, reads=read_uow.provider,
-    )
-    host_service = providers.Singleton(HostService, uow=uow.provider, clock=clock, environments=environment_service)
-    access_gateway = providers.Singleton(DirectSshGateway)
-    agent_service = providers.Singleton(
-        AgentService, uow=uow.provider, clock=clock, environments=environment_service, heartbeat_seconds=config.heartbeat_seconds,
-        gateway=access_gateway, feed=change_feed,
-        allow_loopback=config.allow_loopback_agents, stranded_after_seconds=config.stranded_after_seconds,
-    )
-    autostop = providers.Singleton(AutoStop, uow=uow.provider, clock=clock, environments=environment_service)
-    environment_watch = providers.Singleton(EnvironmentWatch, uow=uow.provider, environments=environment_service, feed=change_feed)
-    environment_entry = providers.Singleton(
-        EnvironmentEntry, uow=uow.provider, autostop=autostop, gateway=access_gateway, credentials=environment_credentials,
-    )
-
     # --- storage: datasets and models (their use cases authorize with the plain unit of work) ---
     object_store = providers.Singleton(_object_store, settings)
     storage_catalog = providers.Selector(
@@ -352,6 +334,32 @@ class Container(containers.DeclarativeContainer):
     )
     storage_service = providers.Singleton(
         _storage_service, storage_uow.provider, storage_catalog, object_store, clock, workspace_policy, settings,
+    )
+    storage_mounts = providers.Singleton(_storage_mounts, storage_service)
+
+    image_policy = providers.Singleton(
+        lambda patterns, base: ImagePolicy(parse_patterns(patterns or ""), default_image=base), config.allowed_images, config.base_image,
+    )
+    # Per-environment SSH keys, their private halves sealed under the server's secret.
+    environment_credentials = providers.Singleton(
+        EnvironmentCredentials, keys=providers.Singleton(Ed25519KeyPairs), sealer=sealer,
+    )
+    environment_service = providers.Singleton(
+        EnvironmentService, uow=uow.provider, clock=clock, default_image=config.base_image, credentials=environment_credentials,
+        quotas=workspace_policy, images=image_policy, secrets=sealer, reads=read_uow.provider, data_mounts=storage_mounts,
+    )
+    host_service = providers.Singleton(HostService, uow=uow.provider, clock=clock, environments=environment_service)
+    access_gateway = providers.Singleton(DirectSshGateway)
+    agent_service = providers.Singleton(
+        AgentService, uow=uow.provider, clock=clock, environments=environment_service, heartbeat_seconds=config.heartbeat_seconds,
+        gateway=access_gateway, feed=change_feed,
+        allow_loopback=config.allow_loopback_agents, stranded_after_seconds=config.stranded_after_seconds,
+        data_mounts=storage_mounts,
+    )
+    autostop = providers.Singleton(AutoStop, uow=uow.provider, clock=clock, environments=environment_service)
+    environment_watch = providers.Singleton(EnvironmentWatch, uow=uow.provider, environments=environment_service, feed=change_feed)
+    environment_entry = providers.Singleton(
+        EnvironmentEntry, uow=uow.provider, autostop=autostop, gateway=access_gateway, credentials=environment_credentials,
     )
 
     # --- background work -----------------------------------------------------------

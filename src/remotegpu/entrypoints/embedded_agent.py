@@ -62,10 +62,17 @@ async def build_embedded_agent(container: Container) -> HostAgent:
                  "REMOTEGPU_EGRESS_INTERNET": str(settings.egress_internet).lower()},
     )
     address = settings.ssh_host or (settings.http_host if settings.http_host not in ("0.0.0.0", "::") else "127.0.0.1")
+    from remotegpu.adapters.storage.mount_cache import DataMountMaterializer, MountCache
+    from remotegpu.adapters.storage.mount_sources import InProcessVersionSource
+
+    mounts = DataMountMaterializer(
+        MountCache(state_dir / "storage-cache", int(settings.storage_cache_gib * 1024**3)),
+        InProcessVersionSource(container.agent_service(), container.storage_mounts()),
+    )
     return HostAgent(
         runtime, detect_probe(settings.agent_fake_gpus, seed=name), InProcessAgentLink(container.agent_service()),
         HostSystemInfo(settings.data_dir), name=name, join_token=join_token, credentials=credentials,
-        address=address, private_address=private_address, runtime_name=runtime_name,
+        address=address, private_address=private_address, runtime_name=runtime_name, data_mounts=mounts,
     )
 
 

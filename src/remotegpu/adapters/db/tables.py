@@ -327,6 +327,7 @@ environments = sa.Table(
     sa.Column("shared", sa.Boolean, nullable=False),
     # The GPUs it held when it last stopped, preferred when it starts again.
     sa.Column("last_gpu_uuids", sa.JSON, nullable=False, server_default="[]"),  # 0010
+    sa.Column("data_mounts", sa.JSON, nullable=False, server_default="[]"),  # 0018: dataset/model mounts
     sa.Index(None, "workspace_id"),
     sa.Index(None, "host_id"),
     sa.Index(None, "status"),

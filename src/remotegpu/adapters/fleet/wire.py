@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any, get_args
 
-from remotegpu.application.environments.ports import RuntimeSpec, RuntimeStatus
+from remotegpu.application.environments.ports import DataMountSpec, RuntimeSpec, RuntimeStatus
 from remotegpu.application.fleet.agent_protocol import (
     DesiredEnvironment,
     HeartbeatReply,
@@ -113,6 +113,8 @@ def spec_to_dict(spec: RuntimeSpec) -> dict[str, Any]:
         "private_ports": sorted(spec.private_ports),
         "disk_gib": spec.disk_gib,
         "workspace_id": spec.workspace_id,
+        "data_mounts": [{"target": m.target, "kind": m.kind, "repository_id": m.repository_id, "version": m.version}
+                        for m in spec.data_mounts],
     }
 
 
@@ -335,7 +337,17 @@ def spec_from_dict(data: Any, path: str = "spec") -> RuntimeSpec:
         private_ports=private,
         disk_gib=r.integer("disk_gib", None, minimum=1, nullable=True),  # absent from older servers
         workspace_id=r.optional_text("workspace_id"),  # idem
+        data_mounts=tuple(_data_mount(m, f"{path}.data_mounts[{i}]") for i, m in enumerate(r.array("data_mounts", []))),
     )
+
+
+def _data_mount(data: Any, path: str) -> DataMountSpec:
+    r = _Reader(data, path)
+    target = r.text("target", non_empty=True)
+    if not (target.startswith("/datasets/") or target.startswith("/models/")) or ".." in target.split("/"):
+        raise ValueError(f"{path}.target: expected /datasets/<name> or /models/<name>")
+    return DataMountSpec(target=target, kind=r.text("kind", non_empty=True), repository_id=r.text("repository_id", non_empty=True),
+                         version=r.integer("version", minimum=1))
 
 
 def desired_from_dict(data: Any, path: str = "desired") -> DesiredEnvironment:

@@ -311,7 +311,8 @@ class DockerRuntime(ThreadedRuntime):
             labels={**labels, LABEL_SPEC: _spec_hash(spec)},
             environment=env,
             **container_limits(spec, self._hardening),
-            volumes={self.volume_name(spec.env_id): {"bind": WORKSPACE_PATH, "mode": "rw"}},
+            volumes={self.volume_name(spec.env_id): {"bind": WORKSPACE_PATH, "mode": "rw"},
+                     **{host: {"bind": target, "mode": "ro"} for host, target in spec.read_only_binds}},
             ports={f"{c}/tcp": (self._bind_for(c, spec), h) for c, h in spec.ports.items()},
             device_requests=device_requests,
             init=False,
@@ -554,6 +555,8 @@ def _spec_hash(spec: RuntimeSpec) -> str:
     }
     if spec.private_ports:  # only when set, so older containers keep their hash
         fields["private"] = sorted(spec.private_ports)
+    if spec.read_only_binds:  # idem
+        fields["binds"] = sorted(spec.read_only_binds)
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 

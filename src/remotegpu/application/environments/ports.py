@@ -30,6 +30,17 @@ WORKSPACE_PATH = "/root/workspace"
 
 
 @dataclass(frozen=True)
+class DataMountSpec:
+    """A dataset/model version to mount read-only at ``target`` (the server resolved its
+    version); the agent materializes it in the host's cache and binds it."""
+
+    target: str  # /datasets/<name> or /models/<name>
+    kind: str
+    repository_id: str
+    version: int
+
+
+@dataclass(frozen=True)
 class RuntimeSpec:
     """What one environment should look like on this host.
 
@@ -60,6 +71,10 @@ class RuntimeSpec:
     private_ports: frozenset[int] = frozenset()
     disk_gib: int | None = None
     workspace_id: str | None = None
+    # Set by the server: versions to mount. Set by the agent once materialized: (host
+    # directory, container path) pairs the runtime binds read-only.
+    data_mounts: tuple[DataMountSpec, ...] = ()
+    read_only_binds: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

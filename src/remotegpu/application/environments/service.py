@@ -7,6 +7,7 @@ scheduling lock; the host agent makes the runtime match on its next heartbeat.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from remotegpu.application.environments import placement as pl
 from remotegpu.application.environments.access import load_operable, load_visible, may_operate
@@ -57,6 +58,14 @@ class CreateRequest:
     idle_stop_minutes: int | None = None
     idle_gpu_threshold: int = 5
     shared: bool = False
+    # Dataset/model versions to mount read-only: {"kind", "name" (or id), "version"} each.
+    mounts: list[dict[str, str]] = field(default_factory=list)
+
+
+class DataMountPolicy(Protocol):
+    """Checks what an environment may mount (the storage context answers)."""
+
+    async def check_mounts(self, actor: User, workspace_id: str, requests: list[dict[str, str]]) -> list[dict[str, str]]: ...
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,7 @@ class EnvironmentService:
     # Units of work for the read-only use cases (list, get, events, gpu-types): cheaper where
     # the adapter can skip the transaction; None: ``uow``.
     reads: UnitOfWorkFactory | None = None
+    data_mounts: DataMountPolicy | None = None  # None: mounts are refused
 
     # --- user-facing use cases ---------------------------------------------------------
     async def create(self, actor: User, req: CreateRequest) -> EnvironmentView:
@@ -101,6 +111,11 @@ class EnvironmentService:
             raise InvalidInput("secret variables are not available on this server", details={"field": "secret_env"})
         if self.images is not None:
             self.images.check(req.image or self.default_image)
+        mounts: list[dict[str, str]] = []
+        if req.mounts:
+            if self.data_mounts is None:
+                raise InvalidInput("dataset and model mounts are not available on this server", details={"field": "mounts"})
+            mounts = await self.data_mounts.check_mounts(actor, req.workspace_id, req.mounts)
         for attempt in range(RETRIES):
             try:
                 async with self.uow() as uow:
@@ -112,6 +127,7 @@ class EnvironmentService:
                     ))
                     await self._refuse_never_fits(uow, req)
                     env = self._new(actor, req)
+                    env.data_mounts = mounts
                     if self.credentials is not None:
                         self.credentials.ensure(env)  # known_hosts is in the access info at once
                     await uow.environments.add(env)

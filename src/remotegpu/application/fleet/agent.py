@@ -36,8 +36,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from remotegpu.application.environments.ports import EnvironmentRuntime, RuntimeState, RuntimeWithExec
+from remotegpu.application.environments.ports import EnvironmentRuntime, RuntimeSpec, RuntimeState, RuntimeWithExec
 from remotegpu.application.fleet.agent_protocol import (
     DEFAULT_HEARTBEAT_SECONDS,
     DesiredEnvironment,
@@ -79,6 +80,12 @@ class _Failure:
     generation: int | None
 
 
+class DataMounts(Protocol):
+    """Materializes a spec's dataset/model mounts on this host (adapters/storage/mount_cache.py)."""
+
+    async def prepare(self, spec: RuntimeSpec, agent_token: str, running: set[str]) -> RuntimeSpec: ...
+
+
 class HostAgent:
     """One host's agent. See the module docstring for the reconciliation rules.
 
@@ -106,6 +113,7 @@ class HostAgent:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         max_concurrent_actions: int = MAX_CONCURRENT_ACTIONS,
+        data_mounts: DataMounts | None = None,
     ) -> None:
         self.runtime = runtime
         self.probe = probe
@@ -134,6 +142,9 @@ class HostAgent:
         # env id → what the last reconcile quarantined (reported until it is gone or desired).
         self._quarantined: dict[str, QuarantinedEnvironment] = {}
         self._can_wait = isinstance(link, WaitingAgentLink)
+        # Dataset/model versions environments mount (storage): materialized before a start.
+        self.data_mounts = data_mounts
+        self._running_ids: set[str] = set()
 
     @property
     def host_id(self) -> str | None:
@@ -220,6 +231,7 @@ class HostAgent:
             log.warning("not reconciling: runtime cannot list its environments: %s", exc)
             return False
         desired = {d.env_id: d for d in reply.desired}
+        self._running_ids = {d.env_id for d in reply.desired if d.desired == "running"}
         before = dict(self._failures)
         jobs = [self._guarded(d.env_id, d.generation, self._converge_and_sync(d, states.get(d.env_id))) for d in desired.values()]
         jobs += [self._guarded(env_id, None, self._quarantine(states[env_id])) for env_id in states if env_id not in desired]
@@ -299,7 +311,10 @@ class HostAgent:
                     return False  # already runs as desired
                 log.info("environment %s: generation %s → %s, recreating", want.env_id, seen.generation, want.generation)
                 await self.runtime.stop(want.env_id)
-            await self.runtime.ensure_running(want.spec)
+            spec = want.spec
+            if spec.data_mounts and self.data_mounts is not None:
+                spec = await self.data_mounts.prepare(spec, self._token or "", self._running_ids)
+            await self.runtime.ensure_running(spec)
             return True
         if want.desired == "stopped":
             if seen is None or seen.status in ("stopped", "missing"):

@@ -11,13 +11,14 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from remotegpu.application.environments.access_gateway import AccessGateway
 from remotegpu.application.environments.entry import entrants
 from remotegpu.application.environments.terminal import RUNTIMES_WITHOUT_SSHD
 
 from remotegpu.application.environments.placement import JUPYTER_CONTAINER_PORT, container_ports, release_gpus
-from remotegpu.application.environments.ports import LABEL_HOST, RuntimeSpec
+from remotegpu.application.environments.ports import LABEL_HOST, DataMountSpec, RuntimeSpec
 from remotegpu.application.environments.secrets import open_variables
 from remotegpu.application.environments.service import EnvironmentService
 from remotegpu.application.fleet.agent_protocol import (
@@ -35,7 +36,7 @@ from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFact
 from remotegpu.domain.environments.models import Desired, Environment, EnvStatus
 from remotegpu.domain.fleet.addresses import check_address
 from remotegpu.domain.fleet.models import Host, HostStatus, QuarantineEntry
-from remotegpu.domain.shared.errors import Conflict, InvalidInput, Unauthenticated
+from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 
 AGENT_TOKEN_PREFIX = "rga_"
 #: At most this many quarantined environments are kept per host (a report may not flood the row).
@@ -65,6 +66,12 @@ def jupyter_base_url(env_id: str) -> str:
     return "/"  # JupyterLab has a host of its own ({env_id}--jupyter.{apps_domain}, see entrypoints/http/apps.py)
 
 
+class DataMountResolver(Protocol):
+    async def resolve(self, workspace_id: str, mounts: list[dict[str, str]]) -> list[tuple[str, str, str, int]]:
+        """(target, kind, repository id, version number) of the mounts that resolve now."""
+        ...
+
+
 @dataclass
 class AgentService:
     uow: UnitOfWorkFactory
@@ -79,6 +86,8 @@ class AgentService:
     # An environment stopping or being deleted on a host silent for longer than this is
     # finished without it (finish_stranded): nobody is left to ask.
     stranded_after_seconds: float = 600.0
+    # Dataset/model mounts (the storage context): resolved into each spec at start. None: none.
+    data_mounts: DataMountResolver | None = None
 
     async def register(self, join_token: str, name: str, report: HostReport) -> tuple[str, str]:
         """Trade the one-time join token for the agent's own token."""
@@ -373,4 +382,20 @@ class AgentService:
             labels={GENERATION_LABEL: str(env.generation), LABEL_HOST: host.id},
             disk_gib=env.disk_gib,
             workspace_id=env.workspace_id,
+            data_mounts=await self._data_mounts(env),
         )
+
+    async def _data_mounts(self, env: Environment) -> tuple[DataMountSpec, ...]:
+        if not env.data_mounts or self.data_mounts is None:
+            return ()
+        resolved = await self.data_mounts.resolve(env.workspace_id, env.data_mounts)
+        return tuple(DataMountSpec(target, kind, repo_id, version) for target, kind, repo_id, version in resolved)
+
+    async def agent_may_read(self, agent_token: str, repository_id: str) -> None:
+        """Agents read the versions that environments placed on their own host mount (else NotFound)."""
+        async with self.uow() as uow:
+            host = await _host_of_agent(uow, agent_token)
+            for env in await uow.environments.list_for_host(host.id):
+                if any(m.get("repository_id") == repository_id for m in env.data_mounts):
+                    return
+        raise NotFound("not mounted on this host")

@@ -459,3 +459,77 @@ class StorageService:
 
 
 __all__ = ["StorageService", "GcReport", "ObjectNotFound"]
+
+
+# --- mounts into environments ---------------------------------------------------------------
+
+MAX_MOUNTS = 20
+
+
+async def check_mounts(service: StorageService, actor: User, workspace_id: str,
+                       requests: list[dict[str, str]]) -> list[dict[str, str]]:
+    """What an environment of ``workspace_id`` created by ``actor`` may mount: datasets and
+    models of that workspace (by name or id) or public ones (by id); the version must
+    resolve now (it is resolved again at every start). Returns the stored form."""
+    if len(requests) > MAX_MOUNTS:
+        raise InvalidInput(f"at most {MAX_MOUNTS} mounts", details={"field": "mounts"})
+    found: list[dict[str, str]] = []
+    targets: set[str] = set()
+    for req in requests:
+        kind = Kind(req["kind"])
+        repo = await service.catalog.find_repository(workspace_id, kind.value, req["name"])
+        if repo is None:
+            candidate = await service.catalog.get_repository(req["name"])
+            if candidate is not None and candidate.kind is kind and (
+                    candidate.workspace_id == workspace_id or candidate.visibility is Visibility.PUBLIC):
+                repo = candidate
+        if repo is None:
+            raise InvalidInput(f"no {kind.value} {req['name']!r} in this workspace (or public)", code="mount_not_found",
+                               details={"field": "mounts", "name": req["name"]})
+        ref = req.get("version") or m.LATEST
+        await service._resolve(repo, ref)  # NotFound → the caller learns now, not at start
+        target = f"/{kind.value}s/{repo.name}"
+        if target in targets:
+            raise InvalidInput(f"{target} is mounted twice", details={"field": "mounts"})
+        targets.add(target)
+        found.append({"kind": kind.value, "repository_id": repo.id, "name": repo.name, "ref": ref})
+    return found
+
+
+@dataclass
+class StorageMounts:
+    """The storage side of environment mounts: validation at create (for the environment
+    service), resolution at start (for the agent service), manifests and blobs for agents."""
+
+    service: StorageService
+
+    async def check_mounts(self, actor: User, workspace_id: str, requests: list[dict[str, str]]) -> list[dict[str, str]]:
+        return await check_mounts(self.service, actor, workspace_id, requests)
+
+    async def resolve(self, workspace_id: str, mounts: list[dict[str, str]]) -> list[tuple[str, str, str, int]]:
+        """(target, kind, repository id, version number) of each mount that still resolves;
+        one that does not (deleted meanwhile) is left out and logged."""
+        resolved = []
+        for mount in mounts:
+            repo = await self.service.catalog.get_repository(mount["repository_id"])
+            if repo is None or (repo.workspace_id != workspace_id and repo.visibility is not Visibility.PUBLIC):
+                log.warning("mount %s/%s: the %s is gone; not mounted", mount["kind"], mount["name"], mount["kind"])
+                continue
+            try:
+                version = await self.service._resolve(repo, mount["ref"])
+            except NotFound:
+                log.warning("mount %s/%s: version %r is gone; not mounted", mount["kind"], mount["name"], mount["ref"])
+                continue
+            resolved.append((f"/{repo.kind.value}s/{repo.name}", repo.kind.value, repo.id, version.number))
+        return resolved
+
+    async def manifest(self, repository_id: str, version: int) -> list[FileEntry]:
+        found = await self.service.catalog.get_version(repository_id, version)
+        if found is None:
+            raise NotFound("version not found")
+        return found.files
+
+    async def open_blob(self, digest: str) -> AsyncIterator[bytes]:
+        if not await self.service.catalog.get_blobs([digest]):
+            raise NotFound("blob not found")
+        return await self.service.store.get(m.blob_key(digest))

@@ -113,6 +113,9 @@ class Environment:
     # The GPUs it held when it last stopped: asked for first when it starts again, so
     # the stopped container is started as it was (no recreation for other devices).
     last_gpu_uuids: list[str] = field(default_factory=list)
+    # Dataset/model versions mounted read-only (storage context): {"kind", "repository_id",
+    # "name", "ref"} each; the ref ("latest", a tag or a number) is resolved at every start.
+    data_mounts: list[dict[str, str]] = field(default_factory=list)
     # Filled in by the events collected during a use case, saved by the repository.
     pending_events: list[EnvironmentEvent] = field(default_factory=list, repr=False, compare=False)
 

@@ -41,6 +41,7 @@ def _env_values(env: Environment) -> dict[str, Any]:
     values["env"] = dict(env.env)
     values["secret_env"] = dict(env.secret_env)
     values["last_gpu_uuids"] = list(env.last_gpu_uuids)
+    values["data_mounts"] = [dict(m) for m in env.data_mounts]
     return values
 
 
@@ -51,6 +52,7 @@ def _env(row: Any) -> Environment:
     m["env"] = dict(m["env"])
     m["secret_env"] = dict(m["secret_env"] or {})
     m["last_gpu_uuids"] = list(m["last_gpu_uuids"] or [])
+    m["data_mounts"] = [dict(x) for x in m.get("data_mounts") or []]
     return Environment(**m)
 
 

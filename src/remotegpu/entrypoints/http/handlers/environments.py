@@ -10,6 +10,7 @@ from remotegpu.entrypoints.http.keys import APP_URL
 from remotegpu.entrypoints.http.routing import Call
 from remotegpu.entrypoints.http.schemas.common import Page, PageQuery
 from remotegpu.entrypoints.http.schemas.environments import (
+    DataMountOut,
     AccessOut,
     EnvironmentEventOut,
     EnvironmentIn,
@@ -59,6 +60,8 @@ def env_out(view: EnvironmentView) -> EnvironmentOut:
         ports=[PortOut.model_construct(purpose=p.purpose, port=p.port) for p in view.ports], env=env, variables=variables,
         stop_after_minutes=e.stop_after_minutes, idle_stop_minutes=e.idle_stop_minutes, shared=e.shared,
         created_at=e.created_at, started_at=e.started_at,
+        mounts=[DataMountOut.model_construct(kind=m["kind"], repository_id=m["repository_id"], name=m["name"], version=m["ref"],
+                                             path=f"/{m['kind']}s/{m['name']}") for m in e.data_mounts],
     )
 
 

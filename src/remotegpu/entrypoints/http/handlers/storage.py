@@ -316,3 +316,42 @@ async def collect_storage(call: Call) -> CollectOut:
         raise PermissionDenied("platform administrators only", code="admin_required")
     report = await call.container.storage_service().collect()
     return CollectOut(blobs_removed=report.blobs_removed, bytes_freed=report.bytes_freed, uploads_cleaned=report.uploads_cleaned)
+
+
+# --- agents: what environments on their host mount ------------------------------------------
+
+@api.get("/api/v1/agent/storage/{repository_id}/versions/{version}", response=VersionDetailOut, auth=False, tags=["agent"],
+         errors=[401, 404])
+async def agent_storage_manifest(call: Call) -> VersionDetailOut:
+    """A version's manifest, for an agent whose host runs an environment that mounts it (Bearer: agent token)."""
+    from remotegpu.entrypoints.http.handlers.agent import _agent_token
+
+    repo_id, number = call.path("repository_id"), call.path("version")
+    await call.container.agent_service().agent_may_read(_agent_token(call), repo_id)
+    if not number.isdigit():
+        raise NotFound("version not found")
+    mounts = call.container.storage_mounts()
+    files = await mounts.manifest(repo_id, int(number))
+    repo = await mounts.service.catalog.get_repository(repo_id)
+    version = await mounts.service.catalog.get_version(repo_id, int(number))
+    return _version(repo, version, files=True) if files else _version(repo, version, files=True)
+
+
+@api.get("/api/v1/agent/storage/{repository_id}/blobs/{sha256}", auth=False, tags=["agent"], errors=[401, 404])
+async def agent_storage_blob(call: Call) -> web.StreamResponse:
+    """A blob's bytes, for an agent whose host runs an environment that mounts its dataset or model (Bearer: agent token)."""
+    from remotegpu.entrypoints.http.handlers.agent import _agent_token
+
+    repo_id, digest = call.path("repository_id"), call.path("sha256")
+    await call.container.agent_service().agent_may_read(_agent_token(call), repo_id)
+    mounts = call.container.storage_mounts()
+    version_files = [f for v in await mounts.service.catalog.list_versions(repo_id) for f in v.files if f.sha256 == digest]
+    if not version_files:
+        raise NotFound("blob not found")
+    chunks = await mounts.open_blob(digest)
+    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream", "Content-Length": str(version_files[0].size)})
+    await response.prepare(call.request)
+    async for chunk in chunks:
+        await response.write(chunk)
+    await response.write_eof()
+    return response

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -17,6 +17,20 @@ _RESERVED_DOC = (
     "Reserved names are refused (422 `reserved_variable`): NVIDIA_*, CUDA_*, LD_*, PYTHON*, REMOTEGPU_*, JUPYTER_*, "
     "SSH_*, DOCKER_*, PATH, HOME, SHELL, USER and a few more (see domain/environments/variables.py)."
 )
+
+
+class DataMountIn(Strict):
+    kind: Literal["dataset", "model"]
+    name: str = Field(min_length=1, max_length=64, description="the dataset's or model's name in the workspace (or its id)")
+    version: str = Field("latest", min_length=1, max_length=64, description="'latest', a tag or a version number")
+
+
+class DataMountOut(BaseModel):
+    kind: str
+    repository_id: str
+    name: str
+    version: str
+    path: str
 
 
 class EnvironmentIn(Strict):
@@ -48,6 +62,11 @@ class EnvironmentIn(Strict):
     idle_stop_minutes: int | None = Field(None, ge=1, le=60 * 24 * 30)
     idle_gpu_threshold: int = Field(5, ge=0, le=100)
     shared: bool = Field(False, description="members of the workspace may access it too")
+    mounts: list[DataMountIn] = Field(
+        default_factory=list, max_length=20,
+        description="dataset/model versions mounted read-only at /datasets/<name> or /models/<name>; "
+        "the version ('latest', a tag or a number) is resolved at every start",
+    )
 
 
 class StartIn(Strict):
@@ -107,6 +126,7 @@ class EnvironmentOut(BaseModel):
     shared: bool
     created_at: datetime
     started_at: datetime | None
+    mounts: list[DataMountOut] = Field(default_factory=list, description="dataset/model versions mounted read-only")
 
 
 class EnvironmentEventOut(BaseModel):

@@ -98,9 +98,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("upload_id", "sha256", name="pk_storage_upload_blobs"),
     )
     op.create_index("ix_storage_upload_blobs_sha256", "storage_upload_blobs", ["sha256"])
+    op.add_column("environments", sa.Column("data_mounts", sa.JSON(), nullable=False, server_default="[]"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("environments") as batch:  # SQLite: DROP COLUMN through a table copy
+        batch.drop_column("data_mounts")
     for table in ("storage_upload_blobs", "storage_uploads", "storage_blobs", "storage_version_files", "storage_versions",
                   "storage_repositories"):
         op.drop_table(table)

@@ -549,6 +549,18 @@ storage_uploads = sa.Table(
     sa.Index(None, "updated_at"),
 )
 
+# Parts received of an open upload's blobs (number 0: the blob is verified). A row each,
+# so that parts sent in parallel never overwrite each other's record.
+storage_upload_parts = sa.Table(
+    "storage_upload_parts",
+    metadata,
+    sa.Column("upload_id", sa.String(36), sa.ForeignKey("storage_uploads.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("etag", sa.String(200), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+)
+
 # Blobs an open upload will reference at commit: garbage collection leaves them alone.
 storage_upload_blobs = sa.Table(
     "storage_upload_blobs",

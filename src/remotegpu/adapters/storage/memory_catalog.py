@@ -118,5 +118,23 @@ class InMemoryStorageCatalog:
     async def delete_upload(self, upload_id: str) -> None:
         self.uploads.pop(upload_id, None)
 
+    async def record_part(self, upload_id: str, sha256: str, number: int, etag: str, size: int, now: datetime) -> None:
+        upload = self.uploads.get(upload_id)
+        if upload is not None and sha256 in upload.pending:
+            upload.pending[sha256].parts[number] = (etag, size)
+            upload.updated_at = now
+
+    async def mark_verified(self, upload_id: str, sha256: str, now: datetime) -> None:
+        upload = self.uploads.get(upload_id)
+        if upload is not None and sha256 in upload.pending:
+            upload.pending[sha256].verified = True
+            upload.pending[sha256].parts = {}
+            upload.updated_at = now
+
+    async def reset_parts(self, upload_id: str, sha256: str) -> None:
+        upload = self.uploads.get(upload_id)
+        if upload is not None and sha256 in upload.pending:
+            upload.pending[sha256].parts = {}
+
     async def stale_uploads(self, before: datetime) -> list[Upload]:
         return [copy.deepcopy(u) for u in self.uploads.values() if u.state is UploadState.OPEN and u.updated_at < before]

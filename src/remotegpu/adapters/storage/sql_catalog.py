@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from remotegpu.domain.storage.models import (
 )
 
 _R, _V, _F, _B = t.storage_repositories, t.storage_versions, t.storage_version_files, t.storage_blobs
-_U, _UB = t.storage_uploads, t.storage_upload_blobs
+_U, _UB, _UP = t.storage_uploads, t.storage_upload_blobs, t.storage_upload_parts
 
 
 def _repo_row(r: Repository) -> dict[str, Any]:
@@ -36,13 +37,27 @@ def _repo(row: Any) -> Repository:
 def _upload_row(u: Upload) -> dict[str, Any]:
     return dict(id=u.id, repository_id=u.repository_id, workspace_id=u.workspace_id, created_by=u.created_by,
                 created_at=u.created_at, updated_at=u.updated_at, state=u.state.value, part_size=u.part_size,
-                message=u.message, tag=u.tag, files=files_json(u.files), pending=pending_json(u.pending))
+                message=u.message, tag=u.tag, files=files_json(u.files),
+                # parts and verification live in storage_upload_parts (one row each): not here
+                pending=pending_json({k: replace(v, parts={}, verified=False) for k, v in u.pending.items()}))
 
 
 def _upload(row: Any) -> Upload:
     return Upload(id=row.id, repository_id=row.repository_id, workspace_id=row.workspace_id, created_by=row.created_by,
                   created_at=row.created_at, updated_at=row.updated_at, files=files_of(row.files), part_size=row.part_size,
                   pending=pending_of(row.pending), message=row.message, tag=row.tag, state=UploadState(row.state))
+
+
+def _with_parts(upload: Upload, parts: list[Any]) -> Upload:
+    for p in parts:
+        blob = upload.pending.get(p.sha256)
+        if blob is None:
+            continue
+        if p.number == 0:
+            blob.verified, blob.parts = True, {}
+        elif not blob.verified:
+            blob.parts[p.number] = (p.etag, p.size)
+    return upload
 
 
 def _unreferenced(older_than: datetime):
@@ -196,8 +211,12 @@ class SqlStorageCatalog:
                 await s.execute(_UB.insert(), [dict(upload_id=upload.id, sha256=d) for d in digests])
 
     async def get_upload(self, upload_id: str) -> Upload | None:
-        rows = await self._rows(sa.select(_U).where(_U.c.id == upload_id))
-        return _upload(rows[0]) if rows else None
+        async with self._sessions() as s:
+            rows = (await s.execute(sa.select(_U).where(_U.c.id == upload_id))).all()
+            if not rows:
+                return None
+            parts = (await s.execute(sa.select(_UP).where(_UP.c.upload_id == upload_id))).all()
+        return _with_parts(_upload(rows[0]), parts)
 
     async def update_upload(self, upload: Upload) -> None:
         row = _upload_row(upload)
@@ -208,9 +227,30 @@ class SqlStorageCatalog:
 
     async def delete_upload(self, upload_id: str) -> None:
         async with self._sessions() as s, s.begin():
+            await s.execute(_UP.delete().where(_UP.c.upload_id == upload_id))
             await s.execute(_UB.delete().where(_UB.c.upload_id == upload_id))
             await s.execute(_U.delete().where(_U.c.id == upload_id))
 
     async def stale_uploads(self, before: datetime) -> list[Upload]:
         rows = await self._rows(sa.select(_U).where(_U.c.state == UploadState.OPEN.value, _U.c.updated_at < before))
-        return [_upload(r) for r in rows]
+        found = []
+        for r in rows:
+            parts = await self._rows(sa.select(_UP).where(_UP.c.upload_id == r.id))
+            found.append(_with_parts(_upload(r), parts))
+        return found
+
+    async def record_part(self, upload_id: str, sha256: str, number: int, etag: str, size: int, now: datetime) -> None:
+        async with self._sessions() as s, s.begin():
+            await s.execute(_UP.delete().where(_UP.c.upload_id == upload_id, _UP.c.sha256 == sha256, _UP.c.number == number))
+            await s.execute(_UP.insert().values(upload_id=upload_id, sha256=sha256, number=number, etag=etag, size=size))
+            await s.execute(_U.update().where(_U.c.id == upload_id).values(updated_at=now))
+
+    async def mark_verified(self, upload_id: str, sha256: str, now: datetime) -> None:
+        async with self._sessions() as s, s.begin():
+            await s.execute(_UP.delete().where(_UP.c.upload_id == upload_id, _UP.c.sha256 == sha256))
+            await s.execute(_UP.insert().values(upload_id=upload_id, sha256=sha256, number=0, etag="verified", size=0))
+            await s.execute(_U.update().where(_U.c.id == upload_id).values(updated_at=now))
+
+    async def reset_parts(self, upload_id: str, sha256: str) -> None:
+        async with self._sessions() as s, s.begin():
+            await s.execute(_UP.delete().where(_UP.c.upload_id == upload_id, _UP.c.sha256 == sha256))

@@ -155,6 +155,17 @@ class StorageCatalog(Protocol):
 
     async def delete_upload(self, upload_id: str) -> None: ...
 
+    async def record_part(self, upload_id: str, sha256: str, number: int, etag: str, size: int, now: datetime) -> None:
+        """Record one received part (replacing an earlier one of that number); atomic per part,
+        so that parts sent in parallel never lose each other. get_upload shows them in ``pending``."""
+        ...
+
+    async def mark_verified(self, upload_id: str, sha256: str, now: datetime) -> None: ...
+
+    async def reset_parts(self, upload_id: str, sha256: str) -> None:
+        """Forget the parts received of one blob (its bytes did not verify)."""
+        ...
+
     async def stale_uploads(self, before: datetime) -> list[Upload]:
         """Open uploads last touched before ``before``."""
         ...

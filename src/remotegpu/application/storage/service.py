@@ -300,11 +300,7 @@ class StorageService:
         blob = self._pending(upload, digest)
         self._check_part(upload, blob, number, len(data))
         etag = await self.store.upload_part(blob.staging_key, blob.multipart_id, number, data)
-        # Re-read: parts of other files may have been recorded meanwhile (one row per upload).
-        upload = await self._upload(actor, upload_id)
-        upload.pending[digest].parts[number] = (etag, len(data))
-        upload.updated_at = self.clock.now()
-        await self.catalog.update_upload(upload)
+        await self.catalog.record_part(upload.id, digest, number, etag, len(data), self.clock.now())
         return etag
 
     async def complete_file(self, actor: User, upload_id: str, digest: str,
@@ -329,23 +325,20 @@ class StorageService:
             size += len(chunk)
         if digest_now.hexdigest() != digest or size != blob.size:
             await self.store.delete(blob.staging_key)
+            await self.catalog.reset_parts(upload_id, digest)
             upload = await self._upload(actor, upload_id)
             fresh = upload.pending[digest]
             fresh.multipart_id, fresh.parts = await self.store.create_multipart(fresh.staging_key), {}
             upload.updated_at = self.clock.now()
-            await self.catalog.update_upload(upload)
+            await self.catalog.update_upload(upload)  # the new multipart id (one file: no concurrent writer)
             raise InvalidInput(f"the bytes received for {digest} do not match it (sha256 {digest_now.hexdigest()}, {size} bytes); "
                                "send the file again", code="checksum_mismatch",
                                details={"sha256": digest_now.hexdigest(), "size": size})
         await self.store.copy(blob.staging_key, m.blob_key(digest))
         await self.catalog.add_blob(Blob(digest, size, self.clock.now()))
         await self.store.delete(blob.staging_key)
-        upload = await self._upload(actor, upload_id)
-        upload.pending[digest].verified = True
-        upload.pending[digest].parts = {}
-        upload.updated_at = self.clock.now()
-        await self.catalog.update_upload(upload)
-        return upload
+        await self.catalog.mark_verified(upload_id, digest, self.clock.now())
+        return await self._upload(actor, upload_id)
 
     async def commit(self, actor: User, upload_id: str) -> Version:
         """The new version, once every file is verified (Conflict ``upload_incomplete`` before)."""

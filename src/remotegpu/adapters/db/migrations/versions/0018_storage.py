@@ -90,6 +90,17 @@ def upgrade() -> None:
     )
     op.create_index("ix_storage_uploads_updated_at", "storage_uploads", ["updated_at"])
     op.create_table(
+        "storage_upload_parts",
+        sa.Column("upload_id", sa.String(36), nullable=False),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("number", sa.Integer(), nullable=False),
+        sa.Column("etag", sa.String(200), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(["upload_id"], ["storage_uploads.id"], name="fk_storage_upload_parts_upload_id_storage_uploads",
+                                ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("upload_id", "sha256", "number", name="pk_storage_upload_parts"),
+    )
+    op.create_table(
         "storage_upload_blobs",
         sa.Column("upload_id", sa.String(36), nullable=False),
         sa.Column("sha256", sa.String(64), nullable=False),
@@ -104,6 +115,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("environments") as batch:  # SQLite: DROP COLUMN through a table copy
         batch.drop_column("data_mounts")
-    for table in ("storage_upload_blobs", "storage_uploads", "storage_blobs", "storage_version_files", "storage_versions",
+    for table in ("storage_upload_blobs", "storage_upload_parts", "storage_uploads", "storage_blobs", "storage_version_files", "storage_versions",
                   "storage_repositories"):
         op.drop_table(table)

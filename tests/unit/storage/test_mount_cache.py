@@ -1,0 +1,81 @@
+"""The host cache of mounted versions: once per host, shared blobs, verified, LRU under a
+size, never evicting what a running environment mounts."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import pytest
+
+from remotegpu.adapters.storage.mount_cache import CachedFile, ChecksumMismatch, MountCache, tree_id
+
+
+class Source:
+    def __init__(self, blobs: dict[str, bytes]):
+        self.blobs = blobs
+        self.fetched: list[str] = []
+
+    async def fetch(self, digest, destination):
+        self.fetched.append(digest)
+        destination.write_bytes(self.blobs[digest])
+
+
+def version(files: dict[str, bytes], source: Source) -> list[CachedFile]:
+    out = []
+    for path, data in files.items():
+        digest = hashlib.sha256(data).hexdigest()
+        source.blobs[digest] = data
+        out.append(CachedFile(path, len(data), digest))
+    return out
+
+
+async def test_materialized_once_shared_blobs_linked_and_cached_second_time(tmp_path):
+    src = Source({})
+    cache = MountCache(tmp_path / "cache", 10**9, src.fetch)
+    v1 = version({"a/x.bin": b"x" * 1000, "y.txt": b"y", "copy-of-x": b"x" * 1000}, src)
+    v2 = version({"a/x.bin": b"x" * 1000, "y.txt": b"y2"}, src)
+    p1 = await cache.materialize(v1)
+    assert (p1 / "a/x.bin").read_bytes() == b"x" * 1000 and (p1 / "copy-of-x").read_bytes() == b"x" * 1000
+    assert len(src.fetched) == 2  # x once, although two paths hold it
+    p2 = await cache.materialize(v2)
+    assert len(src.fetched) == 3  # only y2
+    assert os.stat(p1 / "a/x.bin").st_ino == os.stat(p2 / "a/x.bin").st_ino  # one copy of the bytes on the host
+    assert cache.usage() == 1000 + 1 + 2
+    started = time.monotonic()
+    assert await cache.materialize(v1) == p1  # cached: nothing fetched, immediate
+    assert time.monotonic() - started < 0.5 and len(src.fetched) == 3
+    assert p1.name == tree_id(v1)
+    assert os.stat(p1 / "y.txt").st_mode & 0o777 == 0o444  # read-only bytes (and bound read-only)
+
+
+async def test_bytes_that_do_not_match_are_refused_and_nothing_is_cached(tmp_path):
+    src = Source({})
+    v = version({"f": b"good"}, src)
+    src.blobs[v[0].sha256] = b"evil"
+    cache = MountCache(tmp_path / "cache", 10**9, src.fetch)
+    with pytest.raises(ChecksumMismatch):
+        await cache.materialize(v)
+    assert not cache.cached(tree_id(v)) and cache.usage() == 0
+    assert not list((tmp_path / "cache/tmp").iterdir())
+
+
+async def test_lru_eviction_never_touches_what_runs(tmp_path):
+    src = Source({})
+    cache = MountCache(tmp_path / "cache", 2500, src.fetch)
+    a = version({"a": b"a" * 1000}, src)
+    b = version({"b": b"b" * 1000}, src)
+    c = version({"c": b"c" * 1000}, src)
+    await cache.materialize(a)
+    await cache.materialize(b)
+    os.utime(cache._marker(tree_id(a)), (1, 1))  # a is the least recently used ...
+    await cache.materialize(c, in_use={tree_id(a)})  # ... but a running environment mounts it
+    assert cache.cached(tree_id(a)) and not cache.cached(tree_id(b)) and cache.cached(tree_id(c))
+    assert cache.usage() == 2000 and not (tmp_path / "cache/trees" / tree_id(b)).exists()
+    # Nothing evictable: the cache may exceed its size rather than pull a mounted tree away.
+    d = version({"d": b"d" * 1000}, src)
+    await cache.materialize(d, in_use={tree_id(a), tree_id(c)})
+    assert all(cache.cached(tree_id(v)) for v in (a, c, d)) and cache.usage() == 3000
+    # Once a and c are no longer mounted, the oldest of them goes.
+    assert await cache.evict(in_use={tree_id(d)}) and cache.usage() <= 2500

@@ -112,6 +112,9 @@ MATRIX = [
     ("DELETE", "/api/v1/uploads/{upload}", None, [401, 404, 403, 204, 204, 204]),
     ("GET", "/api/v1/storage/usage?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
     ("POST", "/api/v1/storage/collect", None, [401, 403, 403, 403, 403, 200]),
+    # Agents' reads of mounted versions take an agent token: no user's token opens them.
+    ("GET", "/api/v1/agent/storage/{dataset}/versions/1", None, [401, 401, 401, 401, 401, 401]),
+    ("GET", "/api/v1/agent/storage/{dataset}/blobs/{sha_b}", None, [401, 401, 401, 401, 401, 401]),
 ]
 
 CASES = [

@@ -245,3 +245,42 @@ async def test_gc_frees_only_unreferenced_blobs_and_abandoned_uploads(client, co
 
 async def _one(data: bytes):
     yield data
+
+
+async def test_environment_mounts_are_checked_at_create(client, container_of):
+    me, stranger = await signup(client), await signup(client)
+    admin = await signup(client, admin_container=container_of)
+    ws = me.personal_workspace_id
+    mine = await _dataset(client, me, "mine")
+    await push(client, me.headers, "dataset", mine["id"], {"f": b"f"})
+    theirs = await _dataset(client, stranger, "theirs")
+    await push(client, stranger.headers, "dataset", theirs["id"], {"g": b"g"})
+    base = {"workspace_id": ws, "cpu_cores": 1, "memory_gib": 1}
+
+    async def create(name, mounts):
+        return await client.post("/api/v1/environments", json={**base, "name": name, "mounts": mounts}, headers=me.headers)
+
+    r = await create("a", [{"kind": "dataset", "name": "mine"}, {"kind": "model", "name": "nope"}])
+    assert r.status == 422 and (await r.json())["error"]["code"] == "mount_not_found"
+    r = await create("b", [{"kind": "dataset", "name": theirs["id"]}])  # another tenant's, even by id
+    assert r.status == 422
+    r = await create("c", [{"kind": "dataset", "name": "mine", "version": "7"}])
+    assert r.status == 404
+    r = await create("d", [{"kind": "dataset", "name": "mine"}, {"kind": "dataset", "name": mine["id"]}])
+    assert r.status == 422  # the same path twice
+    # A public dataset of another workspace may be mounted (by id).
+    assert (await client.patch(f"/api/v1/datasets/{theirs['id']}", json={"visibility": "public"}, headers=admin.headers)).status == 200
+    r = await create("e", [{"kind": "dataset", "name": "mine", "version": "1"}, {"kind": "dataset", "name": theirs["id"]}])
+    assert r.status == 202, await r.text()
+    env = await r.json()
+    assert env["mounts"] == [
+        {"kind": "dataset", "repository_id": mine["id"], "name": "mine", "version": "1", "path": "/datasets/mine"},
+        {"kind": "dataset", "repository_id": theirs["id"], "name": "theirs", "version": "latest", "path": "/datasets/theirs"},
+    ]
+    r = await client.get(f"/api/v1/environments/{env['id']}", headers=me.headers)
+    assert (await r.json())["mounts"] == env["mounts"]
+    # What the agent gets: versions resolved now.
+    async with container_of.storage_uow() as uow:
+        stored = await uow.environments.get(env["id"])
+    assert await container_of.storage_mounts().resolve(ws, stored.data_mounts) == [
+        ("/datasets/mine", "dataset", mine["id"], 1), ("/datasets/theirs", "dataset", theirs["id"], 1)]

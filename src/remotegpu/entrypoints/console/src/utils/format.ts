@@ -34,3 +34,13 @@ export const SECRET_ENV_RE = /TOKEN|SECRET|PASSWORD|KEY/i
 export function maskEnvValue(key: string, value: string): string {
   return SECRET_ENV_RE.test(key) ? '••••' : value
 }
+
+/** Bytes as B / KiB / MiB / GiB / TiB. */
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`
+  const units = ['KiB', 'MiB', 'GiB', 'TiB']
+  let v = n / 1024
+  let i = 0
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++ }
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`
+}

@@ -8,10 +8,34 @@ export default {
     notAvailable: 'Not available yet', notAvailableHint: 'This part of the platform is not deployed on this server yet.',
     saved: 'Saved', language: 'Language', minutes: '{n} min', hours: '{n} h',
   },
+  data: {
+    title: { dataset: 'Datasets', model: 'Models' },
+    new: { dataset: 'New dataset', model: 'New model' },
+    intro: {
+      dataset: 'Versioned datasets of the workspace (and the public shelf). Environments mount a version read-only at /datasets/<name>.',
+      model: 'Versioned models with their metadata. Environments mount a version read-only at /models/<name>.',
+    },
+    kind: { dataset: 'Dataset', model: 'Model' },
+    none: 'Nothing here yet', noVersions: 'No version yet: upload files to make version 1',
+    created: '{name} created', uploaded: 'Version {n} committed',
+    visibility: 'Visibility', private: 'Private', public: 'Public', latest: 'Latest', size: 'Size', description: 'Description',
+    versions: 'Versions', version: 'Version', files: 'Files', tags: 'Tags', message: 'Message', path: 'Path',
+    browse: 'Files', download: 'Download', mountAt: 'Mounted at',
+    model: { framework: 'Framework', format: 'Format', task: 'Task', baseModel: 'Base model', metrics: 'Metrics (key=value, …)' },
+    upload: {
+      title: 'Upload a new version', drop: 'Drop files here or click to choose', message: 'What changed (optional)', start: 'Upload and commit',
+      phase: { hashing: 'Computing checksums…', uploading: 'Uploading…', verifying: 'Verifying…', done: 'Committed' },
+    },
+    diff: { title: 'Compare versions', run: 'Compare', unchanged: '{n} unchanged' },
+    mount: {
+      add: 'Mount a dataset or model', choose: 'Choose…',
+      hint: 'Read-only; the version (latest, a tag or a number) is resolved at every start; cached on the host.',
+    },
+  },
   nav: {
     environments: 'Environments', create: 'New environment', workspaces: 'Workspaces', webhooks: 'Webhooks', account: 'Account',
     admin: 'Admin', hosts: 'Hosts', users: 'Users', quotas: 'Workspace quotas', audit: 'Audit log',
-    logout: 'Log out', apiDocs: 'API docs',
+    logout: 'Log out', apiDocs: 'API docs', datasets: 'Datasets', models: 'Models',
   },
   auth: {
     login: 'Log in', register: 'Create account', username: 'Username', usernameOrEmail: 'Username or email',

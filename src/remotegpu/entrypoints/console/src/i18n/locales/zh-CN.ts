@@ -8,10 +8,34 @@ export default {
     notAvailable: '暂未开放', notAvailableHint: '本服务器尚未部署该功能。',
     saved: '已保存', language: '语言', minutes: '{n} 分钟', hours: '{n} 小时',
   },
+  data: {
+    title: { dataset: '数据集', model: '模型' },
+    new: { dataset: '新建数据集', model: '新建模型' },
+    intro: {
+      dataset: '工作空间的版本化数据集（以及公共数据）。实例可将某个版本以只读方式挂载到 /datasets/<名称>。',
+      model: '带元数据的版本化模型。实例可将某个版本以只读方式挂载到 /models/<名称>。',
+    },
+    kind: { dataset: '数据集', model: '模型' },
+    none: '暂无内容', noVersions: '还没有版本：上传文件即生成版本 1',
+    created: '已创建 {name}', uploaded: '版本 {n} 已提交',
+    visibility: '可见性', private: '私有', public: '公开', latest: '最新版本', size: '大小', description: '描述',
+    versions: '版本', version: '版本', files: '文件', tags: '标签', message: '说明', path: '路径',
+    browse: '文件', download: '下载', mountAt: '挂载路径',
+    model: { framework: '框架', format: '格式', task: '任务', baseModel: '基础模型', metrics: '指标（key=value, …）' },
+    upload: {
+      title: '上传新版本', drop: '将文件拖到此处，或点击选择', message: '本次变更（可选）', start: '上传并提交',
+      phase: { hashing: '正在计算校验和…', uploading: '正在上传…', verifying: '正在校验…', done: '已提交' },
+    },
+    diff: { title: '版本对比', run: '对比', unchanged: '{n} 个未变' },
+    mount: {
+      add: '挂载数据集或模型', choose: '请选择…',
+      hint: '只读挂载；每次启动时解析版本（latest、标签或版本号）；在主机上缓存。',
+    },
+  },
   nav: {
     environments: '我的实例', create: '创建实例', workspaces: '工作空间', webhooks: 'Webhooks', account: '账号设置',
     admin: '管理后台', hosts: '主机', users: '用户', quotas: '空间配额', audit: '审计日志',
-    logout: '退出登录', apiDocs: 'API 文档',
+    logout: '退出登录', apiDocs: 'API 文档', datasets: '数据集', models: '模型',
   },
   auth: {
     login: '登录', register: '注册账号', username: '用户名', usernameOrEmail: '用户名或邮箱',

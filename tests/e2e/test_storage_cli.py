@@ -69,6 +69,13 @@ async def test_push_ls_versions_diff_pull(cli, tmp_path, capsys):
     assert await cli("dataset", "pull", "corpus:first", str(dst)) == 0
     assert (dst / "data/big.bin").read_bytes() == BIG and (dst / "README.md").read_bytes() == b"v1"
     assert not (dst / "data/big.bin.part").exists()
+    # A partial file whose bytes are wrong: the resumed download does not verify, is removed, and the next pull fixes it.
+    (dst / "data/big.bin").unlink()
+    (dst / "data/big.bin.part").write_bytes(b"\0" * (5 * MiB))
+    assert await cli("dataset", "pull", "corpus:first", str(dst)) == 1
+    assert not (dst / "data/big.bin.part").exists() and not (dst / "data/big.bin").exists()
+    assert await cli("dataset", "pull", "corpus:first", str(dst)) == 0
+    assert (dst / "data/big.bin").read_bytes() == BIG
 
     assert await cli("model", "create", "bert-ft", "--framework", "pytorch", "--metric", "f1=0.91") == 0
     assert await cli("dataset", "versions", "nope") == 1

@@ -213,22 +213,30 @@ async def pull(api: Api, kind: str, repo: dict, ref: str, directory: Path, *, pa
                                    + quote(f["path"]))
             url = where["url"] if where["presigned"] else api.url + where["url"]
             headers = {} if where["presigned"] else dict(api.headers)
+            digest = None  # hashed while it streams in (no second read of the file)
             if have < f["size"]:
                 if have:
                     headers["Range"] = f"bytes={have}-"
                 async with api.session.get(url, headers=headers) as r:
                     if r.status not in (200, 206):
                         raise CliError(f"{f['path']}: HTTP {r.status}")
-                    mode = "ab" if r.status == 206 else "wb"
+                    resumed = r.status == 206 and have > 0
                     if r.status == 200 and have:
                         progress.add(-have)
-                    with open(partial, mode) as out:
+                    digest = hashlib.sha256()
+                    if resumed:  # the bytes already here count too
+                        with open(partial, "rb") as existing:
+                            while block := existing.read(CHUNK * 4):
+                                digest.update(block)
+                    with open(partial, "ab" if resumed else "wb") as out:
                         async for chunk in r.content.iter_chunked(CHUNK):
                             out.write(chunk)
+                            digest.update(chunk)
                             progress.add(len(chunk))
             elif not partial.exists():
                 partial.touch()
-            if await asyncio.to_thread(sha256_file, partial) != f["sha256"]:
+            actual = digest.hexdigest() if digest is not None else await asyncio.to_thread(sha256_file, partial)
+            if actual != f["sha256"]:
                 partial.unlink()
                 raise CliError(f"{f['path']}: sha256 mismatch after download (removed; run pull again)")
             os.replace(partial, target)

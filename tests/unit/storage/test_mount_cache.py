@@ -79,3 +79,39 @@ async def test_lru_eviction_never_touches_what_runs(tmp_path):
     assert all(cache.cached(tree_id(v)) for v in (a, c, d)) and cache.usage() == 3000
     # Once a and c are no longer mounted, the oldest of them goes.
     assert await cache.evict(in_use={tree_id(d)}) and cache.usage() <= 2500
+
+
+async def test_slow_downloads_run_beside_the_agent_loop(tmp_path):
+    import asyncio
+
+    from remotegpu.adapters.storage.mount_cache import DataMountMaterializer
+    from remotegpu.application.environments.ports import DataMountSpec, RuntimeSpec
+
+    gate = asyncio.Event()
+    data = b"slow bytes"
+    digest = hashlib.sha256(data).hexdigest()
+
+    class SlowSource:
+        async def manifest(self, token, repository_id, version):
+            return [CachedFile("f.txt", len(data), digest)]
+
+        async def fetch(self, token, repository_id, sha256, destination):
+            await gate.wait()
+            destination.write_bytes(data)
+
+    mounts = DataMountMaterializer(MountCache(tmp_path / "cache", 10**9), SlowSource())
+    spec = RuntimeSpec(env_id="e1", image="img", data_mounts=(DataMountSpec("/datasets/d", "dataset", "r1", 1),))
+    started = time.monotonic()
+    assert await mounts.prepare(spec, "token", {"e1"}) is None  # not ready: the agent's beat goes on
+    assert time.monotonic() - started < 5
+    assert await mounts.prepare(spec, "token", {"e1"}) is None  # still downloading, not started twice
+    gate.set()
+    for _ in range(100):
+        ready = await mounts.prepare(spec, "token", {"e1"})
+        if ready is not None:
+            break
+        await asyncio.sleep(0.05)
+    (host, target), = ready.read_only_binds
+    assert target == "/datasets/d" and (tmp_path / "cache/trees").exists() and open(f"{host}/f.txt", "rb").read() == data
+    again = await mounts.prepare(spec, "token", {"e1"})  # cached: at once
+    assert again.read_only_binds == ready.read_only_binds

@@ -52,6 +52,7 @@ class ChecksumMismatch(Exception):
     pass
 
 
+
 class MountCache:
     def __init__(self, root: Path, max_bytes: int, fetch: Fetch | None = None):
         self.root = Path(root)
@@ -213,9 +214,13 @@ class DataMountMaterializer:
     Which trees each environment mounts is kept in <cache>/mounts.json, so that an agent
     restarted while environments run still knows what it must not evict."""
 
-    def __init__(self, cache: MountCache, source: VersionSource):
+    def __init__(self, cache: MountCache, source: VersionSource, *, background: bool = True):
         self.cache = cache
         self.source = source
+        # Downloads run beside the agent's loop (its heartbeats go on meanwhile): env id →
+        # the task materializing its mounts. ``background=False``: inline (tests).
+        self.background = background
+        self._tasks: dict[str, tuple[tuple, asyncio.Task]] = {}
         self._state = cache.root / "mounts.json"
         try:
             self._trees: dict[str, list[str]] = json.loads(self._state.read_text())
@@ -225,9 +230,39 @@ class DataMountMaterializer:
     def in_use(self, running: set[str]) -> set[str]:
         return {tid for env_id in running for tid in self._trees.get(env_id, [])}
 
-    async def prepare(self, spec: "RuntimeSpec", agent_token: str, running: set[str]) -> "RuntimeSpec":
+    async def prepare(self, spec: "RuntimeSpec", agent_token: str, running: set[str]) -> "RuntimeSpec | None":
+        """The spec with its mounts bound, once every version is in the cache; None while
+        one is still downloading (in the background): the agent tries again on its next
+        beat, and its heartbeats never wait for a download."""
         if not spec.data_mounts:
             return spec
+        if not self.background:
+            return await self._prepare(spec, agent_token, running)
+        key = tuple(spec.data_mounts)
+        found = self._tasks.get(spec.env_id)
+        if found is not None and found[0] == key:
+            task = found[1]
+            if not task.done():
+                return None
+            del self._tasks[spec.env_id]
+            return task.result()  # a failure raises here: the agent reports it
+        if found is not None:
+            found[1].cancel()
+        task = asyncio.ensure_future(self._prepare(spec, agent_token, running))
+        self._tasks[spec.env_id] = (key, task)
+        await asyncio.sleep(0)
+        try:
+            # Cached versions are ready at once: no beat is lost waiting for the next one.
+            return await asyncio.wait_for(asyncio.shield(task), timeout=2.0)
+        except asyncio.TimeoutError:
+            log.info("environment %s: its mounts are downloading; it starts once they are cached", spec.env_id,
+                     extra={"env_id": spec.env_id})
+            return None
+        finally:
+            if task.done():
+                self._tasks.pop(spec.env_id, None)
+
+    async def _prepare(self, spec: "RuntimeSpec", agent_token: str, running: set[str]) -> "RuntimeSpec":
         binds: list[tuple[str, str]] = []
         trees: list[str] = []
         for mount in spec.data_mounts:

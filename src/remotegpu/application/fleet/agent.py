@@ -83,7 +83,9 @@ class _Failure:
 class DataMounts(Protocol):
     """Materializes a spec's dataset/model mounts on this host (adapters/storage/mount_cache.py)."""
 
-    async def prepare(self, spec: RuntimeSpec, agent_token: str, running: set[str]) -> RuntimeSpec: ...
+    async def prepare(self, spec: RuntimeSpec, agent_token: str, running: set[str]) -> RuntimeSpec | None:
+        """The spec with its mounts bound; None while they are still being downloaded."""
+        ...
 
 
 class HostAgent:
@@ -313,7 +315,10 @@ class HostAgent:
                 await self.runtime.stop(want.env_id)
             spec = want.spec
             if spec.data_mounts and self.data_mounts is not None:
-                spec = await self.data_mounts.prepare(spec, self._token or "", self._running_ids)
+                prepared = await self.data_mounts.prepare(spec, self._token or "", self._running_ids)
+                if prepared is None:  # still downloading beside the loop: the next beat tries again
+                    return False
+                spec = prepared
             await self.runtime.ensure_running(spec)
             return True
         if want.desired == "stopped":

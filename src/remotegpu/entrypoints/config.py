@@ -132,6 +132,48 @@ class Settings(BaseSettings):
     password_hash_workers: int = Field(2, ge=1, le=64)
     trusted_proxies: str = ""
 
+    # Support tickets (application/support): business hours the SLA clock counts in, targets per
+    # priority as PRIORITY=FIRST_RESPONSE/RESOLUTION in business hours (h) or minutes (m),
+    # and the automations' timers (calendar days).
+    support_business_hours: str = "mon-fri 09:00-18:00"
+    support_timezone: str = "UTC"
+    support_sla_targets: str = "urgent=1h/4h,high=4h/16h,normal=8h/40h,low=24h/80h"
+    support_sla_warn_percent: int = Field(80, ge=1, le=99)
+    support_close_solved_days: float = Field(4.0, gt=0, le=365)
+    support_remind_pending_days: float = Field(3.0, gt=0, le=365)
+    support_solve_pending_days: float = Field(7.0, gt=0, le=365)
+    support_sweep_interval_seconds: float = Field(60.0, gt=0, le=3600)
+
+    @field_validator("support_sla_targets")
+    @classmethod
+    def _sla_targets(cls, v: str) -> str:
+        from remotegpu.domain.support.sla import parse_targets
+
+        parse_targets(v)  # CalendarError is a ValueError: one line naming the key
+        return v
+
+    @field_validator("support_business_hours")
+    @classmethod
+    def _business_hours(cls, v: str) -> str:
+        from remotegpu.domain.support.calendar import BusinessHours
+
+        BusinessHours.parse(v)
+        return v
+
+    @field_validator("support_timezone")
+    @classmethod
+    def _support_timezone(cls, v: str) -> str:
+        from remotegpu.domain.support.calendar import BusinessHours
+
+        BusinessHours.parse("24x7", v)
+        return v
+
+    @model_validator(mode="after")
+    def _pending_timers(self) -> "Settings":
+        if self.support_remind_pending_days >= self.support_solve_pending_days:
+            raise ValueError("REMOTEGPU_SUPPORT_REMIND_PENDING_DAYS must be less than REMOTEGPU_SUPPORT_SOLVE_PENDING_DAYS")
+        return self
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _cidr_list(cls, v: Any) -> str:

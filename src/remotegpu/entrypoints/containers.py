@@ -55,6 +55,8 @@ from remotegpu.domain.environments.images import ImagePolicy, parse_patterns
 from remotegpu.entrypoints.config import Settings
 from remotegpu.entrypoints.data_dir import secure_data_dir, sqlite_file_of
 from remotegpu.entrypoints.readiness import AlwaysReady, SqlReadiness
+from remotegpu.adapters.support.memory import InMemoryTicketRepository
+from remotegpu.application.support.service import SupportSettings, TicketService
 
 
 def _sql_engine(url: str):
@@ -90,6 +92,26 @@ def _sql_webhook_store(session_factory, sealer):
     from remotegpu.adapters.webhooks.sql_store import SqlWebhookStore
 
     return SqlWebhookStore(session_factory, sealer)
+
+
+def _sql_tickets(session_factory):
+    from remotegpu.adapters.support.sql import SqlTicketRepository
+
+    return SqlTicketRepository(session_factory)
+
+
+def _support_settings(settings: Settings) -> SupportSettings:
+    from remotegpu.domain.support.calendar import BusinessHours
+    from remotegpu.domain.support.sla import SlaPolicy, parse_targets
+
+    days = lambda n: timedelta(days=n)  # noqa: E731
+    return SupportSettings(
+        sla=SlaPolicy(hours=BusinessHours.parse(settings.support_business_hours, settings.support_timezone),
+                      targets=parse_targets(settings.support_sla_targets), warn_ratio=settings.support_sla_warn_percent / 100),
+        close_solved_after=days(settings.support_close_solved_days),
+        remind_pending_after=days(settings.support_remind_pending_days),
+        solve_pending_after=days(settings.support_solve_pending_days),
+    )
 
 
 def _redis(url: str):
@@ -301,6 +323,18 @@ class Container(containers.DeclarativeContainer):
     environment_watch = providers.Singleton(EnvironmentWatch, uow=uow.provider, environments=environment_service, feed=change_feed)
     environment_entry = providers.Singleton(
         EnvironmentEntry, uow=uow.provider, autostop=autostop, gateway=access_gateway, credentials=environment_credentials,
+    )
+
+    # --- support tickets (application/support) ---------------------------------------
+    ticket_repo = providers.Selector(
+        config.persistence,
+        sql=providers.Singleton(_sql_tickets, session_factory),
+        memory=providers.Singleton(InMemoryTicketRepository),
+    )
+    ticket_service = providers.Singleton(
+        TicketService, uow=plain_uow.provider, repo=ticket_repo, clock=clock, notifier=notification_dispatcher,
+        publish=providers.Factory(lambda s: s.publish, webhook_service),
+        settings=providers.Singleton(_support_settings, settings),
     )
 
     # --- background work -----------------------------------------------------------

@@ -472,3 +472,57 @@ webhook_deliveries = sa.Table(
     sa.Index(None, "status", "next_attempt_at"),  # the dispatcher's "due" query
     sa.Index(None, "endpoint_id", "created_at"),  # the delivery log
 )
+
+# --- support (tickets) -------------------------------------------------------------------
+
+# A support ticket. version: optimistic concurrency (every save checks and bumps it).
+support_tickets = sa.Table(
+    "support_tickets",
+    metadata,
+    _id(primary_key=True),
+    _user_fk("requester_id"),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("category", sa.String(32), nullable=False),
+    sa.Column("priority", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    _id("workspace_id", nullable=True),  # no FK: a ticket outlives the workspace it was about
+    _id("environment_id", nullable=True),
+    _id("assignee_id", nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("first_response_at", UTCDateTime, nullable=True),
+    sa.Column("solved_at", UTCDateTime, nullable=True),
+    sa.Column("closed_at", UTCDateTime, nullable=True),
+    sa.Column("pending_since", UTCDateTime, nullable=True),
+    sa.Column("reminded_at", UTCDateTime, nullable=True),
+    sa.Column("sla_elapsed", sa.Float, nullable=False),
+    sa.Column("sla_running_since", UTCDateTime, nullable=True),
+    sa.Column("sla_alerts", sa.Text, nullable=False),  # JSON list
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Index(None, "requester_id", "updated_at"),
+    sa.Index(None, "status", "updated_at"),
+)
+
+# Public replies and internal notes (public = false: support staff only).
+support_comments = sa.Table(
+    "support_comments",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("ticket_id", sa.String(36), sa.ForeignKey("support_tickets.id", ondelete="CASCADE"), nullable=False),
+    _id("author_id", nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("public", sa.Boolean, nullable=False),
+    sa.Column("by_staff", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "ticket_id", "created_at"),
+)
+
+# The support team besides platform admins (the "support" role).
+support_agents = sa.Table(
+    "support_agents",
+    metadata,
+    sa.Column("user_id", sa.String(36), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    _id("added_by", nullable=False),
+    sa.Column("added_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,81 @@
+"""support: tickets, their comments (public replies, internal notes), the support team.
+
+Revision ID: 0021
+Revises: 0016
+Create Date: 2026-11-29
+
+Frozen: it does not import ``tables.py``.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0021"
+down_revision = "0016"
+branch_labels = None
+depends_on = None
+
+
+def _ts(name: str, nullable: bool = True) -> sa.Column:
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "support_tickets",
+        sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("requester_id", sa.String(36), nullable=False),
+        sa.Column("subject", sa.String(200), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("category", sa.String(32), nullable=False),
+        sa.Column("priority", sa.String(16), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("workspace_id", sa.String(36), nullable=True),
+        sa.Column("environment_id", sa.String(36), nullable=True),
+        sa.Column("assignee_id", sa.String(36), nullable=True),
+        _ts("created_at", False),
+        _ts("updated_at", False),
+        _ts("first_response_at"),
+        _ts("solved_at"),
+        _ts("closed_at"),
+        _ts("pending_since"),
+        _ts("reminded_at"),
+        sa.Column("sla_elapsed", sa.Float(), nullable=False),
+        _ts("sla_running_since"),
+        sa.Column("sla_alerts", sa.Text(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["requester_id"], ["users.id"], name="fk_support_tickets_requester_id_users", ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name="pk_support_tickets"),
+    )
+    op.create_index("ix_support_tickets_requester_id_updated_at", "support_tickets", ["requester_id", "updated_at"])
+    op.create_index("ix_support_tickets_status_updated_at", "support_tickets", ["status", "updated_at"])
+    op.create_table(
+        "support_comments",
+        sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("ticket_id", sa.String(36), nullable=False),
+        sa.Column("author_id", sa.String(36), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("public", sa.Boolean(), nullable=False),
+        sa.Column("by_staff", sa.Boolean(), nullable=False),
+        _ts("created_at", False),
+        sa.ForeignKeyConstraint(["ticket_id"], ["support_tickets.id"], name="fk_support_comments_ticket_id_support_tickets",
+                                ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name="pk_support_comments"),
+    )
+    op.create_index("ix_support_comments_ticket_id_created_at", "support_comments", ["ticket_id", "created_at"])
+    op.create_table(
+        "support_agents",
+        sa.Column("user_id", sa.String(36), nullable=False),
+        sa.Column("added_by", sa.String(36), nullable=False),
+        _ts("added_at", False),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_support_agents_user_id_users", ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("user_id", name="pk_support_agents"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("support_agents")
+    op.drop_table("support_comments")
+    op.drop_table("support_tickets")

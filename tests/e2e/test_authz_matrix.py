@@ -80,6 +80,21 @@ MATRIX = [
     ("POST", "/api/v1/webhooks/{webhook}/test", None, [401, 404, 403, 403, 200, 200]),
     ("GET", "/api/v1/webhooks/{webhook}/deliveries", None, [401, 404, 403, 403, 200, 200]),
     ("POST", "/api/v1/webhooks/{webhook}/deliveries/{delivery}/redeliver", None, [401, 404, 403, 403, 202, 202]),
+    # Tickets are their requester's (here: the target user's, about the workspace) and the support
+    # team's (platform admins): workspace roles give no access, anyone else gets 404.
+    ("POST", "/api/v1/tickets", {"subject": "s", "description": "d"}, [401, 201, 201, 201, 201, 201]),
+    ("POST", "/api/v1/tickets", {"subject": "s", "description": "d", "workspace_id": "{ws}"}, [401, 404, 201, 201, 201, 201]),
+    ("GET", "/api/v1/tickets", None, [401, 200, 200, 200, 200, 200]),
+    ("GET", "/api/v1/tickets/{ticket}", None, [401, 404, 404, 404, 404, 200]),
+    ("PATCH", "/api/v1/tickets/{ticket}", {"priority": "high"}, [401, 404, 404, 404, 404, 200]),
+    ("POST", "/api/v1/tickets/{ticket}/comments", {"body": "b"}, [401, 404, 404, 404, 404, 201]),
+    ("POST", "/api/v1/tickets/{ticket}/solve", None, [401, 404, 404, 404, 404, 200]),
+    ("POST", "/api/v1/tickets/{ticket}/reopen", None, [401, 404, 404, 404, 404, 409]),
+    ("GET", "/api/v1/support/me", None, [401, 200, 200, 200, 200, 200]),
+    ("GET", "/api/v1/support/queue", None, [401, 403, 403, 403, 403, 200]),
+    ("GET", "/api/v1/support/agents", None, [401, 403, 403, 403, 403, 200]),
+    ("PUT", "/api/v1/support/agents/{target}", None, [401, 403, 403, 403, 403, 200]),
+    ("DELETE", "/api/v1/support/agents/{target}", None, [401, 403, 403, 403, 403, 404]),
 ]
 
 CASES = [
@@ -113,8 +128,11 @@ async def _world(client):
     await client.post("/api/v1/users/me/tokens", json={"name": "n"}, headers=target.headers)  # a notification of target's
     notification = (await (await client.get("/api/v1/notifications", headers=target.headers)).json())["items"][0]["id"]
     webhook, delivery = await seed_webhook(client.server.app[_key()], ws, owner.id)
+    r = await client.post("/api/v1/tickets", json={"subject": "help", "description": "d", "workspace_id": ws}, headers=target.headers)
+    assert r.status == 201, await r.text()
+    ticket = (await r.json())["id"]
     return accounts, {"ws": ws, "target": target.id, "newcomer": newcomer.username, "invitation": invitation, "host": host,
-                      "notification": notification, "webhook": webhook, "delivery": delivery}
+                      "notification": notification, "webhook": webhook, "delivery": delivery, "ticket": ticket}
 
 
 def _key():

@@ -175,6 +175,23 @@ export default {
     testOk: 'Delivered: the endpoint answered {status}.', testFailed: 'Not delivered: {error}', redeliverQueued: 'Queued for delivery.',
     status: { pending: 'Retrying', succeeded: 'Delivered', failed: 'Failed' },
   },
+  tickets: {
+    nav: 'Support', queueNav: 'Support queue', title: 'Support tickets', queueTitle: 'Support queue', new: 'New ticket',
+    submit: 'Submit ticket', none: 'No tickets', totalN: '{n} tickets',
+    hint: 'Ask the platform team for help. You are notified of every reply; a solved ticket closes after a few days unless you reopen it.',
+    fields: { subject: 'Subject', description: 'Description', category: 'Category', priority: 'Priority', status: 'Status', assignee: 'Assignee', updated: 'Updated' },
+    status: { new: 'New', open: 'Open', pending: 'Waiting on you', on_hold: 'On hold', solved: 'Solved', closed: 'Closed' },
+    priority: { low: 'Low', normal: 'Normal', high: 'High', urgent: 'Urgent' },
+    category: { environment: 'Environment', billing: 'Billing', account: 'Account', bug: 'Bug', question: 'Question', other: 'Other' },
+    openedBy: 'Opened by {user} {time}', staff: 'Support', internalNote: 'Internal note', replyPlaceholder: 'Write a reply…',
+    sendReply: 'Send reply', addNote: 'Add note', submitAs: 'Then set status…', sent: 'Sent.', markSolved: 'Mark solved', reopen: 'Reopen',
+    closedHint: 'This ticket is closed. Open a new ticket if you need more help.', manage: 'Manage', unassigned: 'Unassigned',
+    assignToMe: 'Assign to me', unassign: 'Unassign', assignedToMe: 'Assigned to me',
+    sla: {
+      first_response: 'First response', resolution: 'Resolution', met: 'Met', breached: 'Breached', paused: 'Paused (waiting on requester)',
+      running: 'Running', target: 'Target {target} business time, {elapsed} used', due: 'Due {time}', breachedShort: '{target} missed',
+    },
+  },
   errors: {
     always_on: 'Security notifications cannot be turned off.',
     address_refused: 'That address is not reachable for webhooks: only public http(s) addresses.',
@@ -228,5 +245,9 @@ export default {
     invitation_stale: 'Whoever invited you can no longer grant this role; ask for a new invitation.',
     workspace_creation_restricted: 'On this platform only administrators create workspaces.',
     userQuotaExceeded: 'The quota of {username} across the workspaces they own is exceeded.',
+    ticket_closed: 'This ticket is closed; open a new one.',
+    support_role_required: 'Only the support team can do this.',
+    not_support_staff: 'The assignee must be on the support team.',
+    ticket_changed: 'Someone changed this ticket meanwhile; reload it and try again.',
   },
 }

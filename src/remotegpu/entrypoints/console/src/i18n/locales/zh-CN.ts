@@ -175,6 +175,23 @@ export default {
     testOk: '已送达：端点返回 {status}。', testFailed: '未送达：{error}', redeliverQueued: '已加入投递队列。',
     status: { pending: '重试中', succeeded: '已送达', failed: '失败' },
   },
+  tickets: {
+    nav: '工单支持', queueNav: '工单队列', title: '我的工单', queueTitle: '工单队列', new: '提交工单',
+    submit: '提交', none: '暂无工单', totalN: '共 {n} 个工单',
+    hint: '向平台团队寻求帮助。每条回复都会通知您；已解决的工单在几天后自动关闭，期间您可以重新打开。',
+    fields: { subject: '标题', description: '问题描述', category: '类别', priority: '优先级', status: '状态', assignee: '处理人', updated: '更新时间' },
+    status: { new: '新建', open: '处理中', pending: '等待您回复', on_hold: '挂起', solved: '已解决', closed: '已关闭' },
+    priority: { low: '低', normal: '普通', high: '高', urgent: '紧急' },
+    category: { environment: '实例', billing: '计费', account: '账号', bug: '故障', question: '咨询', other: '其他' },
+    openedBy: '由 {user} 于 {time} 提交', staff: '客服', internalNote: '内部备注', replyPlaceholder: '输入回复…',
+    sendReply: '发送回复', addNote: '添加备注', submitAs: '回复后设置状态…', sent: '已发送。', markSolved: '标记为已解决', reopen: '重新打开',
+    closedHint: '该工单已关闭。如需更多帮助，请提交新工单。', manage: '处理', unassigned: '未分配',
+    assignToMe: '分配给我', unassign: '取消分配', assignedToMe: '分配给我的',
+    sla: {
+      first_response: '首次响应', resolution: '解决', met: '已达成', breached: '已违约', paused: '已暂停（等待用户）',
+      running: '计时中', target: '目标 {target} 工作时间，已用 {elapsed}', due: '截止 {time}', breachedShort: '{target}超时',
+    },
+  },
   errors: {
     always_on: '安全通知不能关闭。',
     address_refused: '该地址不允许用于 Webhook：只能是公网的 http(s) 地址。',
@@ -228,5 +245,9 @@ export default {
     invitation_stale: '邀请人已无权授予该角色，请让对方重新邀请。',
     workspace_creation_restricted: '本平台仅管理员可以创建工作空间。',
     userQuotaExceeded: '{username} 拥有的全部工作空间的总配额已超出。',
+    ticket_closed: '该工单已关闭，请提交新工单。',
+    support_role_required: '只有客服团队可以执行此操作。',
+    not_support_staff: '处理人必须是客服团队成员。',
+    ticket_changed: '该工单已被他人修改，请刷新后重试。',
   },
 }

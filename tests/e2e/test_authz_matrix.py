@@ -95,6 +95,11 @@ MATRIX = [
     ("GET", "/api/v1/support/agents", None, [401, 403, 403, 403, 403, 200]),
     ("PUT", "/api/v1/support/agents/{target}", None, [401, 403, 403, 403, 403, 200]),
     ("DELETE", "/api/v1/support/agents/{target}", None, [401, 403, 403, 403, 403, 404]),
+    # A phone number is the signed-in user's own (no SMS provider here: 409 sms_not_configured).
+    ("GET", "/api/v1/users/me/phone", None, [401, 200, 200, 200, 200, 200]),
+    ("PUT", "/api/v1/users/me/phone", {"number": "+8613800138000"}, [401, 409, 409, 409, 409, 409]),
+    ("POST", "/api/v1/users/me/phone/verify", {"code": "123456"}, [401, 409, 409, 409, 409, 409]),
+    ("DELETE", "/api/v1/users/me/phone", None, [401, 204, 204, 204, 204, 204]),
 ]
 
 CASES = [

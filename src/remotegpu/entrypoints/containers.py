@@ -56,6 +56,8 @@ from remotegpu.entrypoints.config import Settings
 from remotegpu.entrypoints.data_dir import secure_data_dir, sqlite_file_of
 from remotegpu.entrypoints.readiness import AlwaysReady, SqlReadiness
 from remotegpu.adapters.support.memory import InMemoryTicketRepository
+from remotegpu.adapters.notifications.phones import InMemoryPhoneRepository
+from remotegpu.application.notifications.phones import PhoneService
 from remotegpu.application.support.service import SupportSettings, TicketService
 
 
@@ -112,6 +114,26 @@ def _support_settings(settings: Settings) -> SupportSettings:
         remind_pending_after=days(settings.support_remind_pending_days),
         solve_pending_after=days(settings.support_solve_pending_days),
     )
+
+
+def _sms_sender(settings: Settings):
+    """The SMS provider's client, or None when no provider is configured (no SMS channel)."""
+    if not settings.sms_provider:
+        return None
+    from remotegpu.adapters.notifications.aliyun_sms import AliyunSmsSender, AliyunSmsSettings
+    from remotegpu.domain.notifications.sms import TEMPLATE_NOTIFY, TEMPLATE_VERIFY
+
+    return AliyunSmsSender(AliyunSmsSettings(
+        access_key_id=settings.sms_access_key_id, access_key_secret=settings.sms_access_key_secret,
+        sign_name=settings.sms_sign_name, endpoint=settings.sms_endpoint, region=settings.sms_region,
+        templates={TEMPLATE_VERIFY: settings.sms_template_verify, TEMPLATE_NOTIFY: settings.sms_template_notify},
+    ))
+
+
+def _sql_phones(session_factory):
+    from remotegpu.adapters.notifications.phones import SqlPhoneRepository
+
+    return SqlPhoneRepository(session_factory)
 
 
 def _redis(url: str):
@@ -252,13 +274,24 @@ class Container(containers.DeclarativeContainer):
         memory=providers.Singleton(InMemoryNotificationRepository),
     )
     unread_signals = providers.Singleton(LocalUnreadSignals)
+    # SMS: verified phone numbers, per-number limits, the provider (None: no SMS channel).
+    phone_repo = providers.Selector(
+        config.persistence,
+        sql=providers.Singleton(_sql_phones, session_factory),
+        memory=providers.Singleton(InMemoryPhoneRepository),
+    )
+    sms_sender = providers.Singleton(_sms_sender, settings)
+    phone_service = providers.Singleton(
+        PhoneService, repo=phone_repo, clock=clock, sender=sms_sender,
+        code_key=providers.Callable(lambda k: k.encode(), config.secret_key),
+    )
     email_sender = providers.Singleton(_email_sender, settings)
     email_enabled = providers.Callable(lambda s: bool(s.smtp_host), settings)
     late_task_queue = providers.Singleton(_LateQueue, __self__)
     plain_uow = providers.Factory(ChangeTrackingUnitOfWork, events_uow, change_feed)
     notification_dispatcher = providers.Singleton(
         Dispatcher, uow=plain_uow.provider, repo=notification_repo, clock=clock, queue=late_task_queue,
-        signals=unread_signals, email_enabled=email_enabled,
+        signals=unread_signals, email_enabled=email_enabled, phones=phone_service,
     )
     # Every scheduling transaction ends with a queue pass: the queue moves whenever capacity frees.
     workspace_policy = providers.Singleton(workspace_policy_from, settings)
@@ -269,7 +302,7 @@ class Container(containers.DeclarativeContainer):
     )
     delivery_service = providers.Singleton(
         DeliveryService, uow=plain_uow.provider, repo=notification_repo, clock=clock, sender=email_sender,
-        queue=late_task_queue, public_url=providers.Callable(lambda s: s.public_url, settings),
+        queue=late_task_queue, public_url=providers.Callable(lambda s: s.public_url, settings), phones=phone_service,
     )
 
     # --- use cases -----------------------------------------------------------------
@@ -393,3 +426,6 @@ async def close_container(container: Container) -> None:
         await container.engine().dispose()
     if cfg["redis_url"]:
         await container.redis().aclose()
+    sms = container.sms_sender()
+    if sms is not None:
+        await sms.close()

@@ -424,6 +424,8 @@ notification_preferences = sa.Table(
     sa.Column("quiet_end", sa.String(5), nullable=True),
     sa.Column("disabled", sa.JSON, nullable=False),  # ["environment/email", ...]
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("sms", sa.JSON, nullable=True),  # categories also sent by SMS (opt-in); NULL = none
+    sa.Column("digest", sa.JSON, nullable=True),  # {"categories": [...], "period": "daily"}; NULL = no digest
 )
 
 
@@ -525,4 +527,31 @@ support_agents = sa.Table(
     sa.Column("user_id", sa.String(36), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     _id("added_by", nullable=False),
     sa.Column("added_at", UTCDateTime, nullable=False),
+)
+
+# --- SMS (notifications) -------------------------------------------------------------------
+
+# A user's phone: the verified number SMS goes to, and one being verified (code as an HMAC).
+user_phones = sa.Table(
+    "user_phones",
+    metadata,
+    sa.Column("user_id", sa.String(36), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("number", sa.String(16), nullable=True),
+    sa.Column("verified_at", UTCDateTime, nullable=True),
+    sa.Column("pending_number", sa.String(16), nullable=True),
+    sa.Column("code_hash", sa.String(64), nullable=True),
+    sa.Column("code_expires_at", UTCDateTime, nullable=True),
+    sa.Column("code_attempts", sa.Integer, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=True),
+)
+
+# Every SMS asked of the provider (also "user:<id>" for codes a user requested): the per-number limits.
+sms_sends = sa.Table(
+    "sms_sends",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("number", sa.String(64), nullable=False),
+    sa.Column("template", sa.String(32), nullable=False),
+    sa.Column("sent_at", UTCDateTime, nullable=False),
+    sa.Index(None, "number", "template", "sent_at"),
 )

@@ -20,18 +20,23 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from remotegpu.application.notifications.dispatch import DELIVER_TASK
+from remotegpu.application.notifications.phones import SmsLimited
 from remotegpu.application.notifications.ports import (
     EmailMessage,
     EmailSender,
     NotificationRepository,
     PermanentEmailError,
+    PermanentSmsError,
     TransientEmailError,
+    TransientSmsError,
 )
 from remotegpu.application.shared.ports import Clock, TaskQueue, UnitOfWorkFactory
 from remotegpu.domain.notifications.models import Channel, DeliveryStatus
 from remotegpu.domain.notifications.preferences import NotificationPreferences
+from remotegpu.domain.notifications.sms import TEMPLATE_NOTIFY
 from remotegpu.domain.notifications.templates import email_parts
 
 log = logging.getLogger(__name__)
@@ -51,6 +56,7 @@ class DeliveryService:
     queue: TaskQueue
     public_url: str | None = None
     backoff: tuple[float, ...] = field(default=DEFAULT_BACKOFF)
+    phones: Any = None  # PhoneService: the SMS channel (None: off)
 
     async def deliver(self, delivery_id: str) -> DeliveryStatus | None:
         """Send one delivery, retrying transient failures; return its final status
@@ -70,6 +76,8 @@ class DeliveryService:
         return DeliveryStatus.FAILED  # not reached
 
     async def _attempt(self, delivery) -> tuple[DeliveryStatus, str]:
+        if delivery.channel is Channel.SMS:
+            return await self._attempt_sms(delivery)
         if delivery.channel is not Channel.EMAIL or self.sender is None:
             return DeliveryStatus.FAILED, "email is not configured on this platform"
         notification = await self.repo.get(delivery.notification_id)
@@ -86,6 +94,26 @@ class DeliveryService:
         except TransientEmailError as exc:
             return DeliveryStatus.PENDING, str(exc)[:500]
         except PermanentEmailError as exc:
+            return DeliveryStatus.FAILED, str(exc)[:500]
+        return DeliveryStatus.SENT, ""
+
+    async def _attempt_sms(self, delivery) -> tuple[DeliveryStatus, str]:
+        """The notification's title to the user's verified number (the provider's template
+        carries the platform's name); never beyond the per-number limits: a message over
+        them is not sent (failed, said so) — the inbox and email still carry it."""
+        if self.phones is None or not self.phones.enabled:
+            return DeliveryStatus.FAILED, "SMS is not configured on this platform"
+        notification = await self.repo.get(delivery.notification_id)
+        number = await self.phones.verified_number(delivery.user_id)
+        if notification is None or number is None:
+            return DeliveryStatus.FAILED, "the recipient has no verified phone number any more"
+        try:
+            await self.phones.send_limited(number, TEMPLATE_NOTIFY, {"title": notification.title[:35]}, delivery.idempotency_key)
+        except SmsLimited as exc:
+            return DeliveryStatus.FAILED, str(exc)
+        except TransientSmsError as exc:
+            return DeliveryStatus.PENDING, str(exc)[:500]
+        except PermanentSmsError as exc:
             return DeliveryStatus.FAILED, str(exc)[:500]
         return DeliveryStatus.SENT, ""
 

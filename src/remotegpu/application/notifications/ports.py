@@ -99,3 +99,46 @@ class UnreadSubscription(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# --- SMS ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SmsMessage:
+    to: str  # E.164
+    template: str  # TEMPLATE_VERIFY | TEMPLATE_NOTIFY (domain/notifications/sms.py); the adapter maps it
+    params: dict[str, str]
+    #: Stable per notification × channel (or per code sent): the provider's OutId.
+    idempotency_key: str
+
+
+class TransientSmsError(Exception):
+    """Not sent, may work later (timeout, 5xx, the provider's flow control)."""
+
+
+class PermanentSmsError(Exception):
+    """Not sent and never will be as it is (bad number, template or signature refused)."""
+
+
+class SmsSender(Protocol):
+    async def send(self, message: SmsMessage) -> None:
+        """Hand it to the provider; raise Transient/PermanentSmsError when it was not accepted."""
+        ...
+
+
+class PhoneRepository(Protocol):
+    """Users' phone numbers and the SMS send log (for the per-number limits). Short transactions."""
+
+    async def get(self, user_id: str) -> "PhoneNumber | None": ...
+
+    async def save(self, phone: "PhoneNumber") -> None: ...
+
+    async def delete(self, user_id: str) -> bool: ...
+
+    async def sends_since(self, number: str, template: str, since: datetime) -> list[datetime]: ...
+
+    async def record_send(self, number: str, template: str, at: datetime) -> None: ...
+
+
+from remotegpu.domain.notifications.sms import PhoneNumber  # noqa: E402 - for the annotations above

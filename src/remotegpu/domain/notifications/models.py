@@ -34,6 +34,7 @@ class Severity(str, Enum):
 class Channel(str, Enum):
     IN_APP = "in_app"
     EMAIL = "email"
+    SMS = "sms"  # opt-in per category, to a verified phone number (critical ones always)
 
 
 @dataclass(frozen=True)

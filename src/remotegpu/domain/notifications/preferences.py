@@ -45,8 +45,10 @@ class NotificationPreferences:
     timezone: str = "UTC"
     quiet_start: time | None = None
     quiet_end: time | None = None
-    #: (category, channel) pairs switched off; everything else is on.
+    #: (category, channel) pairs switched off; everything else is on (in-app and email).
     disabled: set[tuple[Category, Channel]] = field(default_factory=set)
+    #: SMS is opt-in (it costs, and numbers are rate-limited): categories sent by SMS too.
+    sms: set[Category] = field(default_factory=set)
 
     def validate(self) -> None:
         if self.locale not in LOCALES:
@@ -62,6 +64,8 @@ class NotificationPreferences:
                                details={"field": "channels", "locked": locked})
 
     def allows(self, category: Category, severity: Severity, channel: Channel) -> bool:
+        if channel is Channel.SMS:  # critical ones reach a verified number whatever the switches
+            return severity is Severity.CRITICAL or category in self.sms
         if category in ALWAYS_ON or severity is Severity.CRITICAL:
             return True
         return (category, channel) not in self.disabled

@@ -165,6 +165,7 @@ class SqlNotificationRepository:
             user_id=r.user_id, locale=r.locale, timezone=r.timezone,
             quiet_start=parse_clock(r.quiet_start, "quiet_start") if r.quiet_start else None,
             quiet_end=parse_clock(r.quiet_end, "quiet_end") if r.quiet_end else None, disabled=disabled,
+            sms=_categories(r.sms or []),
         )
 
     async def save_preferences(self, p: NotificationPreferences) -> None:
@@ -175,8 +176,19 @@ class SqlNotificationRepository:
             quiet_start=p.quiet_start.strftime("%H:%M") if p.quiet_start else None,
             quiet_end=p.quiet_end.strftime("%H:%M") if p.quiet_end else None,
             disabled=sorted(f"{c.value}/{ch.value}" for c, ch in p.disabled), updated_at=utcnow(),
+            sms=sorted(c.value for c in p.sms),
         )
         async with self._sessions() as s, s.begin():
             result = await s.execute(update(P).where(P.c.user_id == p.user_id).values(**values))
             if result.rowcount != 1:
                 await s.execute(P.insert().values(user_id=p.user_id, **values))
+
+
+def _categories(values: list) -> set[Category]:
+    found = set()
+    for v in values:
+        try:
+            found.add(Category(v))
+        except ValueError:
+            continue  # a category that no longer exists
+    return found

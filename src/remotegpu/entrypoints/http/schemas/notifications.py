@@ -41,6 +41,7 @@ class ReadAllOut(BaseModel):
 class ChannelSwitches(Strict):
     in_app: bool = True
     email: bool = True
+    sms: bool = Field(False, description="opt-in; to your verified phone number (critical ones are always sent)")
 
 
 class QuietHours(Strict):
@@ -65,3 +66,19 @@ class PreferencesOut(BaseModel):
     always_on: list[str]
     #: Channels this platform can deliver on (email needs the operator's SMTP settings).
     channels: list[str]
+
+
+class PhoneIn(Strict):
+    number: str = Field(min_length=5, max_length=32, description="international form, e.g. +8613800138000")
+
+
+class PhoneCodeIn(Strict):
+    code: str = Field(min_length=4, max_length=8, pattern=r"^\s*\d+\s*$")
+
+
+class PhoneOut(BaseModel):
+    number: str | None = Field(description="the verified number SMS notifications go to")
+    verified_at: datetime | None
+    pending_number: str | None = Field(description="a number waiting for its code")
+    code_expires_at: datetime | None
+    sms_enabled: bool = Field(description="this platform has an SMS provider")

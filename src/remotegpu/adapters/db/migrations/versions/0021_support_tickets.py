@@ -1,4 +1,5 @@
-"""support: tickets, their comments (public replies, internal notes), the support team.
+"""support: tickets, their comments (public replies, internal notes), the support team;
+notifications: users' phone numbers, the SMS send log, SMS and digest preferences.
 
 Revision ID: 0021
 Revises: 0016
@@ -74,8 +75,39 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("user_id", name="pk_support_agents"),
     )
 
+    op.create_table(
+        "user_phones",
+        sa.Column("user_id", sa.String(36), nullable=False),
+        sa.Column("number", sa.String(16), nullable=True),
+        _ts("verified_at"),
+        sa.Column("pending_number", sa.String(16), nullable=True),
+        sa.Column("code_hash", sa.String(64), nullable=True),
+        _ts("code_expires_at"),
+        sa.Column("code_attempts", sa.Integer(), nullable=False),
+        _ts("updated_at"),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="fk_user_phones_user_id_users", ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("user_id", name="pk_user_phones"),
+    )
+    op.create_table(
+        "sms_sends",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("number", sa.String(64), nullable=False),
+        sa.Column("template", sa.String(32), nullable=False),
+        _ts("sent_at", False),
+        sa.PrimaryKeyConstraint("id", name="pk_sms_sends"),
+    )
+    op.create_index("ix_sms_sends_number_template_sent_at", "sms_sends", ["number", "template", "sent_at"])
+    with op.batch_alter_table("notification_preferences") as batch:
+        batch.add_column(sa.Column("sms", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("digest", sa.JSON(), nullable=True))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("notification_preferences") as batch:
+        batch.drop_column("digest")
+        batch.drop_column("sms")
+    op.drop_table("sms_sends")
+    op.drop_table("user_phones")
     op.drop_table("support_agents")
     op.drop_table("support_comments")
     op.drop_table("support_tickets")

@@ -2,7 +2,7 @@
 import { http } from './client'
 
 export type NotificationCategory = 'environment' | 'billing' | 'alert' | 'security' | 'support' | 'system'
-export type NotificationChannel = 'in_app' | 'email'
+export type NotificationChannel = 'in_app' | 'email' | 'sms'
 
 export interface AppNotification {
   id: string
@@ -22,7 +22,7 @@ export interface Inbox {
   unread: number
 }
 
-export interface ChannelSwitches { in_app: boolean; email: boolean }
+export interface ChannelSwitches { in_app: boolean; email: boolean; sms?: boolean }
 
 export interface NotificationPreferences {
   locale: 'en' | 'zh-CN'

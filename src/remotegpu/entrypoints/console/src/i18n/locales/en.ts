@@ -192,6 +192,14 @@ export default {
       running: 'Running', target: 'Target {target} business time, {elapsed} used', due: 'Due {time}', breachedShort: '{target} missed',
     },
   },
+  sms: {
+    tab: 'Phone (SMS)', channel: 'SMS', number: 'Phone number', change: 'Use another number', sendCode: 'Send code',
+    codeFor: 'Code sent to {number}', verify: 'Verify', verified: 'Verified', verifiedNow: 'Phone number verified.',
+    codeSent: 'A code was sent to {number}; it is valid for 10 minutes.', removeConfirm: 'Remove your phone number? No more SMS will be sent.',
+    hint: 'SMS notifications go to a verified number only. Choose which categories also come by SMS in your notification preferences; critical alerts always do.',
+    notConfigured: 'This platform has no SMS provider: notifications come in the app and by email.',
+    prefsHint: 'SMS goes to the number verified on your account page (at most 1 a minute, 5 an hour, 10 a day); critical alerts always come by SMS.',
+  },
   errors: {
     always_on: 'Security notifications cannot be turned off.',
     address_refused: 'That address is not reachable for webhooks: only public http(s) addresses.',
@@ -249,5 +257,11 @@ export default {
     support_role_required: 'Only the support team can do this.',
     not_support_staff: 'The assignee must be on the support team.',
     ticket_changed: 'Someone changed this ticket meanwhile; reload it and try again.',
+    invalid_phone: 'Not a valid phone number: use the international form, e.g. +8613800138000.',
+    code_expired: 'No valid code is waiting (expired or too many wrong tries): request a new one.',
+    invalid_code: 'Wrong code.',
+    sms_not_configured: 'This platform has no SMS provider.',
+    sms_rejected: 'The SMS provider refused the message.',
+    sms_unavailable: 'The SMS provider is not answering; try again shortly.',
   },
 }

@@ -192,6 +192,14 @@ export default {
       running: '计时中', target: '目标 {target} 工作时间，已用 {elapsed}', due: '截止 {time}', breachedShort: '{target}超时',
     },
   },
+  sms: {
+    tab: '手机号（短信）', channel: '短信', number: '手机号', change: '更换手机号', sendCode: '发送验证码',
+    codeFor: '验证码已发送至 {number}', verify: '验证', verified: '已验证', verifiedNow: '手机号已验证。',
+    codeSent: '验证码已发送至 {number}，10 分钟内有效。', removeConfirm: '删除手机号？之后将不再发送短信。',
+    hint: '短信通知仅发送到已验证的手机号。可在通知设置中选择哪些类别同时发送短信；紧急告警始终发送。',
+    notConfigured: '本平台未配置短信服务：通知通过站内信和邮件发送。',
+    prefsHint: '短信发送到账号页面中已验证的手机号（每分钟最多 1 条，每小时 5 条，每天 10 条）；紧急告警始终发送短信。',
+  },
   errors: {
     always_on: '安全通知不能关闭。',
     address_refused: '该地址不允许用于 Webhook：只能是公网的 http(s) 地址。',
@@ -249,5 +257,11 @@ export default {
     support_role_required: '只有客服团队可以执行此操作。',
     not_support_staff: '处理人必须是客服团队成员。',
     ticket_changed: '该工单已被他人修改，请刷新后重试。',
+    invalid_phone: '手机号无效：请使用国际格式，例如 +8613800138000。',
+    code_expired: '没有有效的验证码（已过期或错误次数过多），请重新获取。',
+    invalid_code: '验证码错误。',
+    sms_not_configured: '本平台未配置短信服务。',
+    sms_rejected: '短信服务商拒绝了该短信。',
+    sms_unavailable: '短信服务暂时不可用，请稍后重试。',
   },
 }

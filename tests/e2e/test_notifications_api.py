@@ -100,3 +100,16 @@ async def test_preferences_round_trip_and_refuse_turning_security_off(client, ne
         if field:
             assert error["details"].get("field") == field, error
     assert (await (await client.get(PREFS, headers=alice.headers)).json())["locale"] == "zh-CN"  # unchanged
+
+
+async def test_digest_preferences_round_trip(client, new_account):
+    alice = await new_account()
+    assert (await (await client.get(PREFS, headers=alice.headers)).json())["digest"] == {"categories": [], "period": "daily"}
+    r = await client.put(PREFS, json={"digest": {"categories": ["environment", "support"], "period": "hourly"}}, headers=alice.headers)
+    assert r.status == 200, await r.text()
+    got = await (await client.get(PREFS, headers=alice.headers)).json()
+    assert got["digest"] == {"categories": ["environment", "support"], "period": "hourly"}
+    r = await client.put(PREFS, json={"digest": {"categories": ["security"]}}, headers=alice.headers)
+    assert r.status == 422 and (await r.json())["error"]["code"] == "always_on"
+    r = await client.put(PREFS, json={"digest": {"period": "weekly"}}, headers=alice.headers)
+    assert r.status == 422

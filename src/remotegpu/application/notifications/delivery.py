@@ -37,6 +37,7 @@ from remotegpu.application.shared.ports import Clock, TaskQueue, UnitOfWorkFacto
 from remotegpu.domain.notifications.models import Channel, DeliveryStatus
 from remotegpu.domain.notifications.preferences import NotificationPreferences
 from remotegpu.domain.notifications.sms import TEMPLATE_NOTIFY
+from remotegpu.domain.notifications.digest import digest_email
 from remotegpu.domain.notifications.templates import email_parts
 
 log = logging.getLogger(__name__)
@@ -127,4 +128,41 @@ class DeliveryService:
         due = await self.repo.due_deliveries(now, limit)
         for d in due:
             await self.queue.enqueue(DELIVER_TASK, delivery_id=d.id)
+        await self.send_digests()
         return len(due)
+
+    async def send_digests(self, limit: int = 200) -> int:
+        """One email per user whose digest is due, holding every notification waiting for it.
+        Record-before-send like single emails: claimed (sending), sent, then marked; a
+        transient failure puts them back for the next round, a permanent one fails them."""
+        if self.sender is None:
+            return 0
+        sent = 0
+        for user_id in await self.repo.due_digest_users(self.clock.now(), limit):
+            claimed = await self.repo.claim_digest(user_id, self.clock.now())
+            if not claimed:
+                continue  # another worker took it
+            status, error = await self._send_digest(user_id, claimed)
+            for d in claimed:
+                await self.repo.finish_delivery(d.id, status, self.clock.now(), error)
+            sent += status is DeliveryStatus.SENT
+        return sent
+
+    async def _send_digest(self, user_id: str, claimed: list) -> tuple[DeliveryStatus, str]:
+        async with self.uow() as uow:
+            user = await uow.users.get(user_id)
+        if user is None or not user.is_active or not user.email:
+            return DeliveryStatus.FAILED, "the recipient no longer exists or has no email address"
+        notifications = [n for d in claimed if (n := await self.repo.get(d.notification_id)) is not None]
+        if not notifications:
+            return DeliveryStatus.FAILED, "the notifications are gone"
+        prefs = await self.repo.get_preferences(user_id) or NotificationPreferences(user_id)
+        subject, text, html = digest_email(notifications, prefs.locale, self.public_url)
+        key = f"digest.{user_id}.{claimed[0].id}"
+        try:
+            await self.sender.send(EmailMessage(user.email, subject, text, html, key))
+        except TransientEmailError as exc:
+            return DeliveryStatus.DIGEST, str(exc)[:500]
+        except PermanentEmailError as exc:
+            return DeliveryStatus.FAILED, str(exc)[:500]
+        return DeliveryStatus.SENT, ""

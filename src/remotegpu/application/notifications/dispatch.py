@@ -74,7 +74,8 @@ class Dispatcher:
         stored = await self.repo.add(notifications, deliveries)
         stored_ids = {n.id for n in stored}
         for d in deliveries:
-            if d.notification_id in stored_ids and d.channel in (Channel.EMAIL, Channel.SMS) and d.not_before is None:
+            if (d.notification_id in stored_ids and d.channel in (Channel.EMAIL, Channel.SMS) and d.not_before is None
+                    and d.status is DeliveryStatus.PENDING):
                 await self.queue.enqueue(DELIVER_TASK, delivery_id=d.id)
         for user_id in {n.user_id for n in stored if n.in_inbox}:
             self.signals.notify(user_id)
@@ -100,11 +101,14 @@ class Dispatcher:
         for channel in wanted:
             # In-app is delivered by being stored; email waits for a worker (and quiet hours).
             in_app = channel is Channel.IN_APP
+            # Low-severity email of a digest category waits for the user's next digest.
+            digest = prefs.in_digest(message.category, message.severity, channel)
+            status = DeliveryStatus.SENT if in_app else DeliveryStatus.DIGEST if digest else DeliveryStatus.PENDING
             deliveries.append(Delivery(
                 id=new_id(), notification_id=notification.id, user_id=user.id, channel=channel,
-                idempotency_key=f"{notification.id}.{channel.value}",
-                status=DeliveryStatus.SENT if in_app else DeliveryStatus.PENDING, created_at=now, updated_at=now,
-                not_before=prefs.quiet_until(now, message.severity, channel), sent_at=now if in_app else None,
+                idempotency_key=f"{notification.id}.{channel.value}", status=status, created_at=now, updated_at=now,
+                not_before=prefs.next_digest(now) if digest else prefs.quiet_until(now, message.severity, channel),
+                sent_at=now if in_app else None,
             ))
         return notification, deliveries
 

@@ -93,6 +93,8 @@ class DeliveryStatus(str, Enum):
     SENT = "sent"
     FAILED = "failed"
     UNKNOWN = "unknown"
+    #: Waiting for the user's digest (low-severity email batched per period; ``not_before`` = when).
+    DIGEST = "digest"
 
 
 @dataclass

@@ -11,6 +11,7 @@ from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.routing import Call
 from remotegpu.entrypoints.http.schemas.notifications import (
     ChannelSwitches,
+    Digest,
     InboxOut,
     InboxQuery,
     NotificationOut,
@@ -59,7 +60,8 @@ def _prefs_out(p: NotificationPreferences, email_enabled: bool, sms_enabled: boo
     quiet = QuietHours(start=p.quiet_start.strftime("%H:%M"), end=p.quiet_end.strftime("%H:%M")) if p.quiet_start and p.quiet_end else None
     return PreferencesOut(
         locale=p.locale, timezone=p.timezone, quiet_hours=quiet, categories=categories,
-        always_on=sorted(c.value for c in ALWAYS_ON), channels=["in_app"] + (["email"] if email_enabled else []) + (["sms"] if sms_enabled else []),
+        always_on=sorted(c.value for c in ALWAYS_ON),
+        digest=Digest(categories=sorted(c.value for c in p.digest), period=p.digest_period), channels=["in_app"] + (["email"] if email_enabled else []) + (["sms"] if sms_enabled else []),
     )
 
 
@@ -86,7 +88,7 @@ async def put_preferences(call: Call) -> PreferencesOut:
         user_id=call.user.id, locale=b.locale, timezone=b.timezone,
         quiet_start=parse_clock(b.quiet_hours.start, "quiet_hours.start") if b.quiet_hours else None,
         quiet_end=parse_clock(b.quiet_hours.end, "quiet_hours.end") if b.quiet_hours else None,
-        disabled=disabled, sms=sms,
+        disabled=disabled, sms=sms, digest={Category(c) for c in b.digest.categories}, digest_period=b.digest.period,
     )
     service = call.container.notification_service()
     return _prefs_out(await service.set_preferences(prefs), service.email_enabled, call.container.phone_service().enabled)

@@ -49,12 +49,19 @@ class QuietHours(Strict):
     end: str = Field(pattern=r"^\d{2}:\d{2}$", examples=["07:00"])
 
 
+class Digest(Strict):
+    categories: list[CategoryName] = Field(default_factory=list, max_length=6,
+                                           description="their info-level emails come batched, one digest per period")
+    period: Literal["hourly", "daily"] = Field("daily", description="hourly: at the top of each hour; daily: at 08:00 your time")
+
+
 class PreferencesIn(Strict):
     locale: Literal["en", "zh-CN"] = "en"
     timezone: str = Field("UTC", max_length=64)
     quiet_hours: QuietHours | None = None
     #: Per category; a category left out keeps every channel on.
     categories: dict[CategoryName, ChannelSwitches] = Field(default_factory=dict)
+    digest: Digest = Field(default_factory=Digest)
 
 
 class PreferencesOut(BaseModel):
@@ -66,6 +73,7 @@ class PreferencesOut(BaseModel):
     always_on: list[str]
     #: Channels this platform can deliver on (email needs the operator's SMTP settings).
     channels: list[str]
+    digest: Digest
 
 
 class PhoneIn(Strict):

@@ -1,5 +1,6 @@
 """SMS in the browser: verify a phone number with the code a local SMS provider received
-(the provider checks each request's signature), then opt a category into SMS."""
+(the provider checks each request's signature), then opt a category into SMS and into
+the email digest."""
 
 from __future__ import annotations
 
@@ -61,12 +62,14 @@ def provider() -> Iterator[_Provider]:
 def sms_server(console_built, tmp_path_factory, provider) -> Iterator[LiveServer]:
     env = dict(REMOTEGPU_SMS_PROVIDER="aliyun", REMOTEGPU_SMS_ENDPOINT=provider.url, REMOTEGPU_SMS_ACCESS_KEY_ID="id",
                REMOTEGPU_SMS_ACCESS_KEY_SECRET=SECRET, REMOTEGPU_SMS_SIGN_NAME="RemoteGPU",
-               REMOTEGPU_SMS_TEMPLATE_VERIFY="SMS_1", REMOTEGPU_SMS_TEMPLATE_NOTIFY="SMS_2")
+               REMOTEGPU_SMS_TEMPLATE_VERIFY="SMS_1", REMOTEGPU_SMS_TEMPLATE_NOTIFY="SMS_2",
+               # Email on (the digest is an email option); nothing is sent in this test.
+               REMOTEGPU_SMTP_HOST="127.0.0.1", REMOTEGPU_SMTP_PORT="1", REMOTEGPU_SMTP_SECURITY="none")
     with live_server(tmp_path_factory.mktemp("console-sms"), **env) as srv:
         yield srv
 
 
-def test_verify_a_phone_number_and_opt_into_sms(browser, sms_server, provider):
+def test_verify_a_phone_number_and_opt_into_sms_and_a_digest(browser, sms_server, provider):
     context = browser.new_context(base_url=sms_server.url, locale="en-US", viewport={"width": 1440, "height": 900})
     context.set_default_timeout(15_000)
     try:
@@ -87,10 +90,14 @@ def test_verify_a_phone_number_and_opt_into_sms(browser, sms_server, provider):
 
         page.goto("/notifications?tab=preferences")
         page.get_by_test_id("pref-support-sms").click()
+        page.get_by_test_id("pref-environment-digest").click()
+        page.get_by_test_id("digest-period").get_by_text("Hourly").click()
+        expect(page.get_by_test_id("pref-security-digest").locator("input")).to_be_disabled()
         page.get_by_test_id("save-preferences").click()
         expect(page.locator(".el-message--success")).to_be_visible()
         token = sms_server.login(name, PASSWORD)
         status, prefs = sms_server.request("GET", "/api/v1/users/me/notification-preferences", token=token)
         assert status == 200 and prefs["categories"]["support"]["sms"] is True and "sms" in prefs["channels"]
+        assert prefs["digest"] == {"categories": ["environment"], "period": "hourly"}
     finally:
         context.close()

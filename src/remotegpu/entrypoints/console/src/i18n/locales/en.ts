@@ -200,6 +200,10 @@ export default {
     notConfigured: 'This platform has no SMS provider: notifications come in the app and by email.',
     prefsHint: 'SMS goes to the number verified on your account page (at most 1 a minute, 5 an hour, 10 a day); critical alerts always come by SMS.',
   },
+  digest: {
+    column: 'Digest', period: 'Digest', hourly: 'Hourly', daily: 'Daily (08:00 your time)',
+    hint: 'Info-level emails of the ticked categories come together in one email per period; warnings and critical ones are sent at once. The inbox is not affected.',
+  },
   errors: {
     always_on: 'Security notifications cannot be turned off.',
     address_refused: 'That address is not reachable for webhooks: only public http(s) addresses.',

@@ -200,6 +200,10 @@ export default {
     notConfigured: '本平台未配置短信服务：通知通过站内信和邮件发送。',
     prefsHint: '短信发送到账号页面中已验证的手机号（每分钟最多 1 条，每小时 5 条，每天 10 条）；紧急告警始终发送短信。',
   },
+  digest: {
+    column: '摘要', period: '摘要频率', hourly: '每小时', daily: '每天（您所在时区 08:00）',
+    hint: '勾选类别的普通级别邮件将按周期合并为一封摘要邮件；警告和紧急通知仍立即发送。站内信不受影响。',
+  },
   errors: {
     always_on: '安全通知不能关闭。',
     address_refused: '该地址不允许用于 Webhook：只能是公网的 http(s) 地址。',

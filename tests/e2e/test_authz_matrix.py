@@ -80,6 +80,8 @@ MATRIX = [
     ("POST", "/api/v1/webhooks/{webhook}/test", None, [401, 404, 403, 403, 200, 200]),
     ("GET", "/api/v1/webhooks/{webhook}/deliveries", None, [401, 404, 403, 403, 200, 200]),
     ("POST", "/api/v1/webhooks/{webhook}/deliveries/{delivery}/redeliver", None, [401, 404, 403, 403, 202, 202]),
+    ("POST", "/api/v1/webhooks/{webhook}/replay", {"since": "2020-01-01T00:00:00Z", "until": "2030-01-01T00:00:00Z"},
+     [401, 404, 403, 403, 202, 202]),
     # Tickets are their requester's (here: the target user's, about the workspace) and the support
     # team's (platform admins): workspace roles give no access, anyone else gets 404.
     ("POST", "/api/v1/tickets", {"subject": "s", "description": "d"}, [401, 201, 201, 201, 201, 201]),

@@ -184,6 +184,17 @@ def _email_sender(settings: Settings):
     ))
 
 
+class _LateNotifier:
+    """The notifications dispatcher, looked up when first used: it is built from the unit of
+    work that publishes webhooks, so the webhook service cannot take it directly."""
+
+    def __init__(self, container):
+        self._container = container
+
+    async def dispatch(self, messages):
+        return await self._container.notification_dispatcher().dispatch(messages)
+
+
 class _LateQueue:
     """The task queue, looked up when first used: it is built from the task handlers,
     which reach the unit of work that the dispatcher (its user) is part of."""
@@ -252,6 +263,7 @@ class Container(containers.DeclarativeContainer):
     )
     # Secrets the server keeps and uses but never shows (SSH private keys, secret variables, webhook secrets).
     sealer = providers.Singleton(AesGcmSealer, config.secret_key)
+    __self__ = providers.Self()
     # --- webhooks (their use cases authorize with the plain unit of work: no cycle) ---
     webhook_store = providers.Selector(
         config.persistence,
@@ -262,12 +274,12 @@ class Container(containers.DeclarativeContainer):
     webhook_sender = providers.Singleton(AiohttpWebhookSender, webhook_addresses)
     webhook_service = providers.Singleton(
         WebhookService, uow=storage_uow.provider, store=webhook_store, sender=webhook_sender, clock=clock, addresses=webhook_addresses,
+        notifier=providers.Singleton(_LateNotifier, __self__),
     )
     # Environment lifecycle transitions become webhook events after their commit.
     events_uow = providers.Factory(EnvironmentEventsUnitOfWork, storage_uow, providers.Factory(lambda s: s.publish, webhook_service))
     # Notifications (application/notifications): committed environment and audit events
     # become in-app messages and emails (NotifyingUnitOfWork wraps every use case's uow).
-    __self__ = providers.Self()
     notification_repo = providers.Selector(
         config.persistence,
         sql=providers.Singleton(_sql_notifications, session_factory),

@@ -204,6 +204,12 @@ export default {
     column: 'Digest', period: 'Digest', hourly: 'Hourly', daily: 'Daily (08:00 your time)',
     hint: 'Info-level emails of the ticked categories come together in one email per period; warnings and critical ones are sent at once. The inbox is not affected.',
   },
+  webhookReplay: {
+    open: 'Replay…', title: 'Replay a time range', range: 'Messages created', since: 'From', until: 'To',
+    onlyFailed: 'Only messages never delivered', submit: 'Replay',
+    hint: 'Sends the logged messages of the range again, each once, with its original webhook-id (the log keeps 30 days).',
+    done: '{queued} queued, {skipped} skipped.', truncated: 'The range holds more than 10,000 messages: replay again from the last one.',
+  },
   errors: {
     always_on: 'Security notifications cannot be turned off.',
     address_refused: 'That address is not reachable for webhooks: only public http(s) addresses.',

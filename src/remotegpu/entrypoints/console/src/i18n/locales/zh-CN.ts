@@ -204,6 +204,12 @@ export default {
     column: '摘要', period: '摘要频率', hourly: '每小时', daily: '每天（您所在时区 08:00）',
     hint: '勾选类别的普通级别邮件将按周期合并为一封摘要邮件；警告和紧急通知仍立即发送。站内信不受影响。',
   },
+  webhookReplay: {
+    open: '重放…', title: '重放时间段', range: '消息创建时间', since: '开始', until: '结束',
+    onlyFailed: '仅重放从未投递成功的消息', submit: '重放',
+    hint: '重新发送该时间段内记录的消息，每条一次，保留原 webhook-id（投递记录保留 30 天）。',
+    done: '已加入队列 {queued} 条，跳过 {skipped} 条。', truncated: '该时间段超过 10,000 条消息：请从最后一条起再次重放。',
+  },
   errors: {
     always_on: '安全通知不能关闭。',
     address_refused: '该地址不允许用于 Webhook：只能是公网的 http(s) 地址。',

@@ -236,3 +236,30 @@ async def test_queue_filters_agents_and_webhook_events(world, clock):
     assert r.status == 404
     r = await client.post(TICKETS, json={"subject": " ", "description": "d"}, headers=alice.headers)
     assert r.status == 422
+
+
+async def test_an_sla_breach_is_a_webhook_event_of_the_tickets_workspace(world, clock):
+    client, container, admin = world
+    alice = await signup(client)
+    r = await client.post("/api/v1/webhooks", json={"workspace_id": alice.personal_workspace_id, "url": "https://hooks.example.com/in",
+                                                      "event_types": ["ticket.sla_breached"]}, headers=alice.headers)
+    hook = (await r.json())["id"]
+    await _open(client, alice, priority="urgent", workspace_id=alice.personal_workspace_id)  # first response due in 1 h
+    clock.advance(minutes=61)
+    assert (await container.ticket_service().sweep())["sla_alerts"] == 1  # straight to breach: no warning first
+    deliveries, _ = await container.webhook_store().list_deliveries(hook, 50, 0)
+    assert [d.event_type for d in deliveries] == ["ticket.sla_breached"]
+    assert '"target":"first_response"' in deliveries[0].body and '"priority":"urgent"' in deliveries[0].body
+
+
+async def test_two_agents_acting_at_once_do_not_overwrite_each_other(world, clock):
+    client, container, admin = world
+    alice = await signup(client)
+    tid = (await _open(client, alice))["id"]
+    repo = container.ticket_repo()
+    stale = await repo.get(tid)  # what a slower agent read before the other one saved
+    r = await client.patch(f"{TICKETS}/{tid}", json={"priority": "urgent"}, headers=admin.headers)
+    assert r.status == 200
+    stale.priority = stale.priority.LOW
+    assert await repo.save(stale) is False
+    assert (await repo.get(tid)).priority.value == "urgent"

@@ -45,10 +45,10 @@ def test_ticket_from_user_to_support_queue_and_back(make_page, ui):
     staff.get_by_test_id("ticket-send").click()
     expect(staff.get_by_test_id("ticket-note-tag")).to_have_count(1)
     staff.get_by_test_id("ticket-reply").fill("Please restart the environment and tell us.")
-    _pick(staff, "ticket-reply-status", "Waiting on you")
+    _pick(staff, "ticket-reply-status", "Pending (waiting on requester)")
     staff.get_by_test_id("ticket-send").click()
     expect(staff.get_by_test_id("ticket-comment")).to_have_count(2)
-    expect(staff.get_by_test_id("ticket-status")).to_have_text("Waiting on you")
+    expect(staff.get_by_test_id("ticket-status")).to_have_text("Pending (waiting on requester)")
     expect(staff.get_by_test_id("sla-first_response")).to_have_text("Met")
     ui.shot(staff, "tickets-staff-detail")
 

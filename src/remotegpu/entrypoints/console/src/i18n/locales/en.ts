@@ -186,6 +186,7 @@ export default {
     openedBy: 'Opened by {user} {time}', staff: 'Support', internalNote: 'Internal note', replyPlaceholder: 'Write a reply…',
     sendReply: 'Send reply', addNote: 'Add note', submitAs: 'Then set status…', sent: 'Sent.', markSolved: 'Mark solved', reopen: 'Reopen',
     closedHint: 'This ticket is closed. Open a new ticket if you need more help.', manage: 'Manage', unassigned: 'Unassigned',
+    staffPending: 'Pending (waiting on requester)',
     assignToMe: 'Assign to me', unassign: 'Unassign', assignedToMe: 'Assigned to me',
     sla: {
       first_response: 'First response', resolution: 'Resolution', met: 'Met', breached: 'Breached', paused: 'Paused (waiting on requester)',

@@ -89,7 +89,11 @@ async def test_lists_filter_and_page(repo):
     assert [x.subject for x in (await tickets.list(assignee_id=u3))[0]] == ["s2"]
     assert [x.subject for x in (await tickets.list(unassigned=True))[0]] == ["s3", "s1"]
     assert [x.subject for x in (await tickets.list(priority=Priority.URGENT))[0]] == ["s3"]
-    assert [x.subject for x in await tickets.in_statuses([TicketStatus.NEW, TicketStatus.SOLVED], 10)] == ["s1", "s3"]
+    assert [x.subject for x in await tickets.in_statuses([TicketStatus.NEW, TicketStatus.SOLVED], 10)] == ["s1", "s3"]  # by id
+    first = await tickets.in_statuses([TicketStatus.NEW, TicketStatus.PENDING, TicketStatus.SOLVED], 2)
+    assert [x.subject for x in first] == ["s1", "s2"]
+    assert [x.subject for x in await tickets.in_statuses([TicketStatus.NEW, TicketStatus.PENDING, TicketStatus.SOLVED], 2,
+                                                         first[-1].id)] == ["s3"]
 
 
 async def test_the_support_team(repo):

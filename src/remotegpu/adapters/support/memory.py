@@ -51,8 +51,9 @@ class InMemoryTicketRepository:
         found.sort(key=lambda t: (t.updated_at, t.id), reverse=True)
         return [copy.deepcopy(t) for t in found[offset:offset + limit]], len(found)
 
-    async def in_statuses(self, statuses: list[TicketStatus], limit: int) -> list[Ticket]:
-        found = sorted((t for t in self.tickets.values() if t.status in statuses), key=lambda t: (t.updated_at, t.id))
+    async def in_statuses(self, statuses: list[TicketStatus], limit: int, after: str | None = None) -> list[Ticket]:
+        found = sorted((t for t in self.tickets.values() if t.status in statuses and (after is None or t.id > after)),
+                       key=lambda t: t.id)
         return [copy.deepcopy(t) for t in found[:limit]]
 
     async def agents(self) -> list[str]:

@@ -104,10 +104,12 @@ class SqlTicketRepository:
                                     .limit(limit).offset(offset))).all()
         return [_ticket(r) for r in rows], total
 
-    async def in_statuses(self, statuses: list[TicketStatus], limit: int) -> list[Ticket]:
+    async def in_statuses(self, statuses: list[TicketStatus], limit: int, after: str | None = None) -> list[Ticket]:
+        where = [_T.c.status.in_([x.value for x in statuses])]
+        if after is not None:
+            where.append(_T.c.id > after)
         async with self._sessions() as s:
-            rows = (await s.execute(sa.select(_T).where(_T.c.status.in_([x.value for x in statuses]))
-                                    .order_by(_T.c.updated_at, _T.c.id).limit(limit))).all()
+            rows = (await s.execute(sa.select(_T).where(*where).order_by(_T.c.id).limit(limit))).all()
         return [_ticket(r) for r in rows]
 
     async def agents(self) -> list[str]:

@@ -34,8 +34,8 @@ class TicketRepository(Protocol):
         """Newest first (by last update), and the total."""
         ...
 
-    async def in_statuses(self, statuses: list[TicketStatus], limit: int) -> list[Ticket]:
-        """Tickets the automations look at (oldest update first)."""
+    async def in_statuses(self, statuses: list[TicketStatus], limit: int, after: str | None = None) -> list[Ticket]:
+        """Tickets the automations look at: a page ordered by id, those after ``after``."""
         ...
 
     async def agents(self) -> list[str]:

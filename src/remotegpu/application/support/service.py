@@ -282,12 +282,17 @@ class TicketService:
         now = self.clock.now()
         s = self.settings
         done = {"closed": 0, "reminded": 0, "auto_solved": 0, "sla_alerts": 0}
-        for ticket in await self.repo.in_statuses([TicketStatus.SOLVED, TicketStatus.PENDING, *CLOCK_RUNS], _SWEEP_BATCH):
-            try:
-                await self._sweep_one(ticket, now, s, done)
-            except Exception:  # noqa: BLE001 - one ticket must not stop the others
-                log.exception("support automation failed on ticket %s", ticket.id)
-        return done
+        after: str | None = None
+        while True:  # every ticket that may need something, a page at a time (keyset on id)
+            page = await self.repo.in_statuses([TicketStatus.SOLVED, TicketStatus.PENDING, *CLOCK_RUNS], _SWEEP_BATCH, after)
+            for ticket in page:
+                try:
+                    await self._sweep_one(ticket, now, s, done)
+                except Exception:  # noqa: BLE001 - one ticket must not stop the others
+                    log.exception("support automation failed on ticket %s", ticket.id)
+            if len(page) < _SWEEP_BATCH:
+                return done
+            after = page[-1].id
 
     async def _sweep_one(self, ticket: Ticket, now: datetime, s: SupportSettings, done: dict[str, int]) -> None:
         if ticket.status is TicketStatus.SOLVED and ticket.solved_at and now >= ticket.solved_at + s.close_solved_after:

@@ -20,7 +20,8 @@ class InMemoryPhoneRepository:
 
     def __init__(self) -> None:
         self.phones: dict[str, PhoneNumber] = {}
-        self.sends: list[tuple[str, str, datetime]] = []
+        self.sends: dict[int, tuple[str, str, datetime]] = {}
+        self._next = 0
 
     async def get(self, user_id: str) -> PhoneNumber | None:
         p = self.phones.get(user_id)
@@ -33,10 +34,15 @@ class InMemoryPhoneRepository:
         return self.phones.pop(user_id, None) is not None
 
     async def sends_since(self, number: str, template: str, since: datetime) -> list[datetime]:
-        return sorted(at for n, tp, at in self.sends if n == number and tp == template and at > since)
+        return sorted(at for n, tp, at in self.sends.values() if n == number and tp == template and at > since)
 
-    async def record_send(self, number: str, template: str, at: datetime) -> None:
-        self.sends.append((number, template, at))
+    async def record_send(self, number: str, template: str, at: datetime) -> int:
+        self._next += 1
+        self.sends[self._next] = (number, template, at)
+        return self._next
+
+    async def cancel_send(self, send_id: int) -> None:
+        self.sends.pop(send_id, None)
 
 
 def _row(p: PhoneNumber) -> dict[str, Any]:
@@ -75,6 +81,11 @@ class SqlPhoneRepository:
                                                                  _S.c.sent_at > since).order_by(_S.c.sent_at))
             return list(rows.scalars())
 
-    async def record_send(self, number: str, template: str, at: datetime) -> None:
+    async def record_send(self, number: str, template: str, at: datetime) -> int:
         async with self._sessions() as s, s.begin():
-            await s.execute(_S.insert().values(number=number, template=template, sent_at=at))
+            result = await s.execute(_S.insert().values(number=number, template=template, sent_at=at).returning(_S.c.id))
+            return result.scalar_one()
+
+    async def cancel_send(self, send_id: int) -> None:
+        async with self._sessions() as s, s.begin():
+            await s.execute(_S.delete().where(_S.c.id == send_id))

@@ -44,13 +44,23 @@ class PhoneService:
         recorded before the provider is asked, so a crash never lets a number exceed them."""
         if self.sender is None:
             raise PermanentSmsError("SMS is not configured on this platform")
+        await self._reserve(number, template, SmsLimited)
+        await self.sender.send(SmsMessage(number, template, params, key))
+
+    async def _reserve(self, key: str, template: str, refuse) -> None:
+        """Log the send first, then count: of two workers racing for the last slot neither
+        can both pass (each sees the other's row; at worst both refuse), so no number ever
+        gets more than the rules allow. A refused send's row is taken back."""
         now = self.clock.now()
         window = max(w for w, _ in rules.RATE_RULES)
-        wait = rules.retry_after(await self.repo.sends_since(number, template, now - window), now)
+        mine = await self.repo.record_send(key, template, now)
+        others = await self.repo.sends_since(key, template, now - window)
+        if now in others:
+            others.remove(now)  # our own row
+        wait = rules.retry_after(others, now)
         if wait is not None:
-            raise SmsLimited(wait)
-        await self.repo.record_send(number, template, now)
-        await self.sender.send(SmsMessage(number, template, params, key))
+            await self.repo.cancel_send(mine)
+            raise refuse(wait)
 
     def _hash(self, user_id: str, number: str, code: str) -> str:
         return hmac.new(self.code_key, f"{user_id}:{number}:{code}".encode(), hashlib.sha256).hexdigest()
@@ -66,12 +76,8 @@ class PhoneService:
         phone = await self.get(user)
         code = f"{secrets.randbelow(10**6):06d}"
         # The same limits per user as per number: nobody sprays codes over many numbers.
-        now = self.clock.now()
-        by_user = f"user:{user.id}"
-        wait = rules.retry_after(await self.repo.sends_since(by_user, rules.TEMPLATE_VERIFY, now - max(w for w, _ in rules.RATE_RULES)), now)
-        if wait is not None:
-            raise RateLimited("too many codes requested; try again later", retry_after=wait)
-        await self.repo.record_send(by_user, rules.TEMPLATE_VERIFY, now)
+        await self._reserve(f"user:{user.id}", rules.TEMPLATE_VERIFY,
+                            lambda wait: RateLimited("too many codes requested; try again later", retry_after=wait))
         try:
             await self.send_limited(number, rules.TEMPLATE_VERIFY, {"code": code}, f"verify-{secrets.token_hex(8)}")
         except SmsLimited as exc:

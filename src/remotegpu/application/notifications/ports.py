@@ -147,7 +147,13 @@ class PhoneRepository(Protocol):
 
     async def sends_since(self, number: str, template: str, since: datetime) -> list[datetime]: ...
 
-    async def record_send(self, number: str, template: str, at: datetime) -> None: ...
+    async def record_send(self, number: str, template: str, at: datetime) -> int:
+        """Log one send (committed at once); returns its id."""
+        ...
+
+    async def cancel_send(self, send_id: int) -> None:
+        """Forget a logged send that was not made after all."""
+        ...
 
 
 from remotegpu.domain.notifications.sms import PhoneNumber  # noqa: E402 - for the annotations above

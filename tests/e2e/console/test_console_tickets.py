@@ -15,6 +15,12 @@ def _pick(page, select_testid: str, option: str) -> None:
 def test_ticket_from_user_to_support_queue_and_back(make_page, ui):
     alice = ui.user("alice")
     subject = ui.unique("GPU missing ")
+    token = ui.server.login(alice, ui.password)
+    _, workspaces = ui.server.request("GET", "/api/v1/workspaces", token=token)
+    personal = next(w["id"] for w in workspaces["items"] if w["is_personal"])
+    status, env = ui.server.request("POST", "/api/v1/environments", {
+        "name": "trainer", "workspace_id": personal, "gpu_count": 0, "cpu_cores": 1, "memory_gib": 1}, token=token)
+    assert status == 202, env
     user_page = make_page()
     ui.login(user_page, alice)
     user_page.get_by_test_id("nav-tickets").click()
@@ -23,6 +29,7 @@ def test_ticket_from_user_to_support_queue_and_back(make_page, ui):
     user_page.get_by_test_id("ticket-new").click()
     user_page.get_by_test_id("ticket-form-subject").fill(subject)
     _pick(user_page, "ticket-form-priority", "High")
+    _pick(user_page, "ticket-form-environment", "trainer")
     user_page.get_by_test_id("ticket-form-description").fill("nvidia-smi shows no device")
     user_page.get_by_test_id("ticket-form-submit").click()
     user_page.wait_for_url("**/tickets/*")
@@ -31,6 +38,8 @@ def test_ticket_from_user_to_support_queue_and_back(make_page, ui):
     expect(user_page.get_by_test_id("sla-first_response")).to_have_text("Running")
     expect(user_page.get_by_test_id("ticket-staff")).to_have_count(0)
     ticket_url = user_page.url
+    status, got = ui.server.request("GET", "/api/v1/tickets/" + ticket_url.rsplit("/", 1)[1], token=token)
+    assert status == 200 and got["environment_id"] == env["id"] and got["workspace_id"] == personal
 
     staff = make_page()
     ui.login(staff, "admin", "admin-password-123")

@@ -37,6 +37,7 @@ def test_ticket_from_user_to_support_queue_and_back(make_page, ui):
     expect(user_page.get_by_test_id("ticket-status")).to_have_text("New")
     expect(user_page.get_by_test_id("sla-first_response")).to_have_text("Running")
     expect(user_page.get_by_test_id("ticket-staff")).to_have_count(0)
+    expect(user_page.get_by_test_id("ticket-environment")).to_have_attribute("href", f"/environments/{env['id']}")
     ticket_url = user_page.url
     status, got = ui.server.request("GET", "/api/v1/tickets/" + ticket_url.rsplit("/", 1)[1], token=token)
     assert status == 200 and got["environment_id"] == env["id"] and got["workspace_id"] == personal

@@ -188,6 +188,7 @@ export default {
     sendReply: 'Send reply', addNote: 'Add note', submitAs: 'Then set status…', sent: 'Sent.', markSolved: 'Mark solved', reopen: 'Reopen',
     closedHint: 'This ticket is closed. Open a new ticket if you need more help.', manage: 'Manage', unassigned: 'Unassigned',
     staffPending: 'Pending (waiting on requester)',
+    openEnvironment: 'Open the environment',
     assignToMe: 'Assign to me', unassign: 'Unassign', assignedToMe: 'Assigned to me',
     sla: {
       first_response: 'First response', resolution: 'Resolution', met: 'Met', breached: 'Breached', paused: 'Paused (waiting on requester)',

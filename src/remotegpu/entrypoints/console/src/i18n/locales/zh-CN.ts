@@ -188,6 +188,7 @@ export default {
     sendReply: '发送回复', addNote: '添加备注', submitAs: '回复后设置状态…', sent: '已发送。', markSolved: '标记为已解决', reopen: '重新打开',
     closedHint: '该工单已关闭。如需更多帮助，请提交新工单。', manage: '处理', unassigned: '未分配',
     staffPending: '待用户回复',
+    openEnvironment: '打开相关实例',
     assignToMe: '分配给我', unassign: '取消分配', assignedToMe: '分配给我的',
     sla: {
       first_response: '首次响应', resolution: '解决', met: '已达成', breached: '已违约', paused: '已暂停（等待用户）',

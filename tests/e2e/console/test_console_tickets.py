@@ -82,3 +82,24 @@ def test_ticket_from_user_to_support_queue_and_back(make_page, ui):
     expect(user_page.get_by_test_id("ticket-reopen")).to_be_visible()
     user_page.get_by_test_id("nav-tickets").click()
     expect(user_page.get_by_test_id("ticket-subject").filter(has_text=subject)).to_have_count(1)
+
+
+def test_a_platform_admin_puts_a_user_on_the_support_team(make_page, ui):
+    bob = ui.user("bob")
+    admin = make_page()
+    ui.login(admin, "admin", "admin-password-123")
+    admin.goto("/support/queue")
+    admin.get_by_test_id("support-agent-username").fill(bob)
+    admin.get_by_test_id("support-agent-add").click()
+    expect(admin.get_by_test_id("support-agent").filter(has_text=bob)).to_have_count(1)
+    page = make_page()
+    ui.login(page, bob)
+    page.get_by_test_id("nav-support-queue").click()
+    page.wait_for_url("**/support/queue")
+    expect(page.get_by_test_id("queue-table")).to_be_visible()
+    expect(page.get_by_test_id("support-team")).to_have_count(0)  # managing the team is for platform admins
+    admin.get_by_test_id("support-agent").filter(has_text=bob).locator(".el-tag__close").click()
+    expect(admin.get_by_test_id("support-agent").filter(has_text=bob)).to_have_count(0)
+    token = ui.server.login(bob, ui.password)
+    status, _ = ui.server.request("GET", "/api/v1/support/queue", token=token)
+    assert status == 403

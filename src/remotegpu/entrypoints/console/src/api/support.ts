@@ -95,4 +95,6 @@ export const supportApi = {
   solve: (id: string) => http.post<Ticket>(`${ONE(id)}/solve`),
   reopen: (id: string) => http.post<Ticket>(`${ONE(id)}/reopen`),
   agents: () => http.get<Page<{ id: string; username: string; display_name: string }>>('/api/v1/support/agents'),
+  addAgent: (userId: string) => http.put<{ id: string; username: string }>(`/api/v1/support/agents/${enc(userId)}`),
+  removeAgent: (userId: string) => http.delete<void>(`/api/v1/support/agents/${enc(userId)}`),
 }

@@ -213,6 +213,10 @@ export default {
     hint: 'Sends the logged messages of the range again, each once, with its original webhook-id (the log keeps 30 days).',
     done: '{queued} queued, {skipped} skipped.', truncated: 'The range holds more than 10,000 messages: replay again from the last one.',
   },
+  supportTeam: {
+    title: 'Support team', none: 'Only platform admins so far.', noSuchUser: 'No user named {name}.',
+    hint: 'Users on the support team see every ticket, reply, add internal notes and receive SLA alerts. Platform admins always belong to it.',
+  },
   errors: {
     always_on: 'Security notifications cannot be turned off.',
     address_refused: 'That address is not reachable for webhooks: only public http(s) addresses.',

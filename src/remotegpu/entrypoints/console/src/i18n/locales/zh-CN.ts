@@ -213,6 +213,10 @@ export default {
     hint: '重新发送该时间段内记录的消息，每条一次，保留原 webhook-id（投递记录保留 30 天）。',
     done: '已加入队列 {queued} 条，跳过 {skipped} 条。', truncated: '该时间段超过 10,000 条消息：请从最后一条起再次重放。',
   },
+  supportTeam: {
+    title: '客服团队', none: '目前仅有平台管理员。', noSuchUser: '没有名为 {name} 的用户。',
+    hint: '客服团队成员可以查看所有工单、回复、添加内部备注并接收 SLA 告警。平台管理员始终属于该团队。',
+  },
   errors: {
     always_on: '安全通知不能关闭。',
     address_refused: '该地址不允许用于 Webhook：只能是公网的 http(s) 地址。',

@@ -141,3 +141,16 @@ async def test_concurrent_dispatchers_never_claim_the_same_delivery(stores):
     assert len(ids) == len(set(ids))
     rest = await store.claim_due(at(10), 500, timedelta(seconds=60))
     assert len(ids) + len(rest) == 200
+
+
+async def test_deliveries_between_is_the_replay_window(stores):
+    uow_factory, store, _ = stores
+    ws = await _workspace(uow_factory)
+    e, other = _endpoint(1, ws), _endpoint(2, ws)
+    await store.add_endpoint(e)
+    await store.add_endpoint(other)
+    mine = [_delivery(n, e, due=n) for n in range(1, 6)]
+    await store.add_deliveries([*mine, _delivery(9, other, due=3)])
+    got = await store.deliveries_between(e.id, mine[1].created_at, mine[4].created_at, 10)
+    assert [d.id for d in got] == [d.id for d in mine[1:4]]  # [since, until), oldest first, this endpoint only
+    assert [d.id for d in await store.deliveries_between(e.id, mine[0].created_at, mine[4].created_at, 2)] == [d.id for d in mine[:2]]

@@ -115,6 +115,28 @@ MATRIX = [
     # Agents' reads of mounted versions take an agent token: no user's token opens them.
     ("GET", "/api/v1/agent/storage/{dataset}/versions/1", None, [401, 401, 401, 401, 401, 401]),
     ("GET", "/api/v1/agent/storage/{dataset}/blobs/{sha_b}", None, [401, 401, 401, 401, 401, 401]),
+    ("POST", "/api/v1/webhooks/{webhook}/replay", {"since": "2020-01-01T00:00:00Z", "until": "2030-01-01T00:00:00Z"},
+     [401, 404, 403, 403, 202, 202]),
+    # Tickets are their requester's (here: the target user's, about the workspace) and the support
+    # team's (platform admins): workspace roles give no access, anyone else gets 404.
+    ("POST", "/api/v1/tickets", {"subject": "s", "description": "d"}, [401, 201, 201, 201, 201, 201]),
+    ("POST", "/api/v1/tickets", {"subject": "s", "description": "d", "workspace_id": "{ws}"}, [401, 404, 201, 201, 201, 201]),
+    ("GET", "/api/v1/tickets", None, [401, 200, 200, 200, 200, 200]),
+    ("GET", "/api/v1/tickets/{ticket}", None, [401, 404, 404, 404, 404, 200]),
+    ("PATCH", "/api/v1/tickets/{ticket}", {"priority": "high"}, [401, 404, 404, 404, 404, 200]),
+    ("POST", "/api/v1/tickets/{ticket}/comments", {"body": "b"}, [401, 404, 404, 404, 404, 201]),
+    ("POST", "/api/v1/tickets/{ticket}/solve", None, [401, 404, 404, 404, 404, 200]),
+    ("POST", "/api/v1/tickets/{ticket}/reopen", None, [401, 404, 404, 404, 404, 409]),
+    ("GET", "/api/v1/support/me", None, [401, 200, 200, 200, 200, 200]),
+    ("GET", "/api/v1/support/queue", None, [401, 403, 403, 403, 403, 200]),
+    ("GET", "/api/v1/support/agents", None, [401, 403, 403, 403, 403, 200]),
+    ("PUT", "/api/v1/support/agents/{target}", None, [401, 403, 403, 403, 403, 200]),
+    ("DELETE", "/api/v1/support/agents/{target}", None, [401, 403, 403, 403, 403, 404]),
+    # A phone number is the signed-in user's own (no SMS provider here: 409 sms_not_configured).
+    ("GET", "/api/v1/users/me/phone", None, [401, 200, 200, 200, 200, 200]),
+    ("PUT", "/api/v1/users/me/phone", {"number": "+8613800138000"}, [401, 409, 409, 409, 409, 409]),
+    ("POST", "/api/v1/users/me/phone/verify", {"code": "123456"}, [401, 409, 409, 409, 409, 409]),
+    ("DELETE", "/api/v1/users/me/phone", None, [401, 204, 204, 204, 204, 204]),
 ]
 
 CASES = [
@@ -150,8 +172,12 @@ async def _world(client):
     webhook, delivery = await seed_webhook(client.server.app[_key()], ws, owner.id)
     dataset, upload = await seed_dataset(client.server.app[_key()], ws, owner.id)
     storage = {"dataset": dataset, "upload": upload, "sha_b": hashlib.sha256(b"bbb").hexdigest()}
-    return accounts, {**storage, "ws": ws, "target": target.id, "newcomer": newcomer.username, "invitation": invitation, "host": host,
-                      "notification": notification, "webhook": webhook, "delivery": delivery}
+    r = await client.post("/api/v1/tickets", json={"subject": "help", "description": "d", "workspace_id": ws}, headers=target.headers)
+    assert r.status == 201, await r.text()
+    names = {**storage, "ws": ws, "target": target.id, "newcomer": newcomer.username, "invitation": invitation, "host": host,
+             "notification": notification, "webhook": webhook, "delivery": delivery}
+    names["ticket"] = (await r.json())["id"]
+    return accounts, names
 
 
 def _key():

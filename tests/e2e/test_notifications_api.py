@@ -68,7 +68,7 @@ async def test_preferences_round_trip_and_refuse_turning_security_off(client, ne
     assert r.status == 200
     prefs = await r.json()
     assert prefs["locale"] == "en" and prefs["timezone"] == "UTC" and prefs["quiet_hours"] is None
-    assert prefs["categories"]["environment"] == {"in_app": True, "email": True}
+    assert prefs["categories"]["environment"] == {"in_app": True, "email": True, "sms": False}
     assert prefs["always_on"] == ["security"] and prefs["channels"] == ["in_app"]  # no SMTP configured here
 
     wanted = {"locale": "zh-CN", "timezone": "Asia/Shanghai", "quiet_hours": {"start": "22:00", "end": "07:00"},
@@ -77,8 +77,8 @@ async def test_preferences_round_trip_and_refuse_turning_security_off(client, ne
     assert r.status == 200, await r.text()
     got = await (await client.get(PREFS, headers=alice.headers)).json()
     assert got["locale"] == "zh-CN" and got["quiet_hours"] == {"start": "22:00", "end": "07:00"}
-    assert got["categories"]["environment"] == {"in_app": True, "email": False}
-    assert got["categories"]["billing"] == {"in_app": True, "email": True}
+    assert got["categories"]["environment"] == {"in_app": True, "email": False, "sms": False}
+    assert got["categories"]["billing"] == {"in_app": True, "email": True, "sms": False}
 
     # Rendered in the chosen language from now on.
     await client.post("/api/v1/users/me/tokens", json={"name": "ci"}, headers=alice.headers)
@@ -100,3 +100,16 @@ async def test_preferences_round_trip_and_refuse_turning_security_off(client, ne
         if field:
             assert error["details"].get("field") == field, error
     assert (await (await client.get(PREFS, headers=alice.headers)).json())["locale"] == "zh-CN"  # unchanged
+
+
+async def test_digest_preferences_round_trip(client, new_account):
+    alice = await new_account()
+    assert (await (await client.get(PREFS, headers=alice.headers)).json())["digest"] == {"categories": [], "period": "daily"}
+    r = await client.put(PREFS, json={"digest": {"categories": ["environment", "support"], "period": "hourly"}}, headers=alice.headers)
+    assert r.status == 200, await r.text()
+    got = await (await client.get(PREFS, headers=alice.headers)).json()
+    assert got["digest"] == {"categories": ["environment", "support"], "period": "hourly"}
+    r = await client.put(PREFS, json={"digest": {"categories": ["security"]}}, headers=alice.headers)
+    assert r.status == 422 and (await r.json())["error"]["code"] == "always_on"
+    r = await client.put(PREFS, json={"digest": {"period": "weekly"}}, headers=alice.headers)
+    assert r.status == 422

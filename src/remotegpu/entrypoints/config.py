@@ -149,6 +149,70 @@ class Settings(BaseSettings):
     password_hash_workers: int = Field(2, ge=1, le=64)
     trusted_proxies: str = ""
 
+    # SMS notifications: an Aliyun-style SMS API (adapters/notifications/aliyun_sms.py). Unset
+    # provider → no SMS channel. Templates: the provider's template codes for the verification
+    # code (variable ${code}) and for notifications (variable ${title}).
+    sms_provider: Literal["", "aliyun"] = ""
+    sms_endpoint: str = "https://dysmsapi.aliyuncs.com/"
+    sms_region: str = "cn-hangzhou"
+    sms_access_key_id: str = ""
+    sms_access_key_secret: str = ""
+    sms_sign_name: str = ""
+    sms_template_verify: str = ""
+    sms_template_notify: str = ""
+
+    @model_validator(mode="after")
+    def _sms_complete(self) -> "Settings":
+        if self.sms_provider:
+            missing = [k for k in ("sms_access_key_id", "sms_access_key_secret", "sms_sign_name", "sms_template_verify")
+                       if not getattr(self, k)]
+            if missing:
+                raise ValueError(f"REMOTEGPU_SMS_PROVIDER={self.sms_provider} also needs "
+                                 + ", ".join("REMOTEGPU_" + k.upper() for k in missing))
+        return self
+
+    # Support tickets (application/support): business hours the SLA clock counts in, targets per
+    # priority as PRIORITY=FIRST_RESPONSE/RESOLUTION in business hours (h) or minutes (m),
+    # and the automations' timers (calendar days).
+    support_business_hours: str = "mon-fri 09:00-18:00"
+    support_timezone: str = "UTC"
+    support_sla_targets: str = "urgent=1h/4h,high=4h/16h,normal=8h/40h,low=24h/80h"
+    support_sla_warn_percent: int = Field(80, ge=1, le=99)
+    support_close_solved_days: float = Field(4.0, gt=0, le=365)
+    support_remind_pending_days: float = Field(3.0, gt=0, le=365)
+    support_solve_pending_days: float = Field(7.0, gt=0, le=365)
+    support_sweep_interval_seconds: float = Field(60.0, gt=0, le=3600)
+
+    @field_validator("support_sla_targets")
+    @classmethod
+    def _sla_targets(cls, v: str) -> str:
+        from remotegpu.domain.support.sla import parse_targets
+
+        parse_targets(v)  # CalendarError is a ValueError: one line naming the key
+        return v
+
+    @field_validator("support_business_hours")
+    @classmethod
+    def _business_hours(cls, v: str) -> str:
+        from remotegpu.domain.support.calendar import BusinessHours
+
+        BusinessHours.parse(v)
+        return v
+
+    @field_validator("support_timezone")
+    @classmethod
+    def _support_timezone(cls, v: str) -> str:
+        from remotegpu.domain.support.calendar import BusinessHours
+
+        BusinessHours.parse("24x7", v)
+        return v
+
+    @model_validator(mode="after")
+    def _pending_timers(self) -> "Settings":
+        if self.support_remind_pending_days >= self.support_solve_pending_days:
+            raise ValueError("REMOTEGPU_SUPPORT_REMIND_PENDING_DAYS must be less than REMOTEGPU_SUPPORT_SOLVE_PENDING_DAYS")
+        return self
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _cidr_list(cls, v: Any) -> str:

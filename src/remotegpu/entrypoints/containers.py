@@ -55,6 +55,10 @@ from remotegpu.domain.environments.images import ImagePolicy, parse_patterns
 from remotegpu.entrypoints.config import Settings
 from remotegpu.entrypoints.data_dir import secure_data_dir, sqlite_file_of
 from remotegpu.entrypoints.readiness import AlwaysReady, SqlReadiness
+from remotegpu.adapters.support.memory import InMemoryTicketRepository
+from remotegpu.adapters.notifications.phones import InMemoryPhoneRepository
+from remotegpu.application.notifications.phones import PhoneService
+from remotegpu.application.support.service import SupportSettings, TicketService
 
 
 def _sql_engine(url: str):
@@ -133,6 +137,46 @@ def _storage_catalog_memory():
     return InMemoryStorageCatalog()
 
 
+def _sql_tickets(session_factory):
+    from remotegpu.adapters.support.sql import SqlTicketRepository
+
+    return SqlTicketRepository(session_factory)
+
+
+def _support_settings(settings: Settings) -> SupportSettings:
+    from remotegpu.domain.support.calendar import BusinessHours
+    from remotegpu.domain.support.sla import SlaPolicy, parse_targets
+
+    days = lambda n: timedelta(days=n)  # noqa: E731
+    return SupportSettings(
+        sla=SlaPolicy(hours=BusinessHours.parse(settings.support_business_hours, settings.support_timezone),
+                      targets=parse_targets(settings.support_sla_targets), warn_ratio=settings.support_sla_warn_percent / 100),
+        close_solved_after=days(settings.support_close_solved_days),
+        remind_pending_after=days(settings.support_remind_pending_days),
+        solve_pending_after=days(settings.support_solve_pending_days),
+    )
+
+
+def _sms_sender(settings: Settings):
+    """The SMS provider's client, or None when no provider is configured (no SMS channel)."""
+    if not settings.sms_provider:
+        return None
+    from remotegpu.adapters.notifications.aliyun_sms import AliyunSmsSender, AliyunSmsSettings
+    from remotegpu.domain.notifications.sms import TEMPLATE_NOTIFY, TEMPLATE_VERIFY
+
+    return AliyunSmsSender(AliyunSmsSettings(
+        access_key_id=settings.sms_access_key_id, access_key_secret=settings.sms_access_key_secret,
+        sign_name=settings.sms_sign_name, endpoint=settings.sms_endpoint, region=settings.sms_region,
+        templates={TEMPLATE_VERIFY: settings.sms_template_verify, TEMPLATE_NOTIFY: settings.sms_template_notify},
+    ))
+
+
+def _sql_phones(session_factory):
+    from remotegpu.adapters.notifications.phones import SqlPhoneRepository
+
+    return SqlPhoneRepository(session_factory)
+
+
 def _redis(url: str):
     from redis.asyncio import Redis
 
@@ -184,6 +228,17 @@ def _email_sender(settings: Settings):
         host=settings.smtp_host, port=settings.smtp_port, sender=settings.smtp_from, username=settings.smtp_username,
         password=settings.smtp_password, security=settings.smtp_security, timeout=settings.smtp_timeout_seconds,
     ))
+
+
+class _LateNotifier:
+    """The notifications dispatcher, looked up when first used: it is built from the unit of
+    work that publishes webhooks, so the webhook service cannot take it directly."""
+
+    def __init__(self, container):
+        self._container = container
+
+    async def dispatch(self, messages):
+        return await self._container.notification_dispatcher().dispatch(messages)
 
 
 class _LateQueue:
@@ -254,6 +309,7 @@ class Container(containers.DeclarativeContainer):
     )
     # Secrets the server keeps and uses but never shows (SSH private keys, secret variables, webhook secrets).
     sealer = providers.Singleton(AesGcmSealer, config.secret_key)
+    __self__ = providers.Self()
     # --- webhooks (their use cases authorize with the plain unit of work: no cycle) ---
     webhook_store = providers.Selector(
         config.persistence,
@@ -264,25 +320,36 @@ class Container(containers.DeclarativeContainer):
     webhook_sender = providers.Singleton(AiohttpWebhookSender, webhook_addresses)
     webhook_service = providers.Singleton(
         WebhookService, uow=storage_uow.provider, store=webhook_store, sender=webhook_sender, clock=clock, addresses=webhook_addresses,
+        notifier=providers.Singleton(_LateNotifier, __self__),
     )
     # Environment lifecycle transitions become webhook events after their commit.
     events_uow = providers.Factory(EnvironmentEventsUnitOfWork, storage_uow, providers.Factory(lambda s: s.publish, webhook_service))
     # Notifications (application/notifications): committed environment and audit events
     # become in-app messages and emails (NotifyingUnitOfWork wraps every use case's uow).
-    __self__ = providers.Self()
     notification_repo = providers.Selector(
         config.persistence,
         sql=providers.Singleton(_sql_notifications, session_factory),
         memory=providers.Singleton(InMemoryNotificationRepository),
     )
     unread_signals = providers.Singleton(LocalUnreadSignals)
+    # SMS: verified phone numbers, per-number limits, the provider (None: no SMS channel).
+    phone_repo = providers.Selector(
+        config.persistence,
+        sql=providers.Singleton(_sql_phones, session_factory),
+        memory=providers.Singleton(InMemoryPhoneRepository),
+    )
+    sms_sender = providers.Singleton(_sms_sender, settings)
+    phone_service = providers.Singleton(
+        PhoneService, repo=phone_repo, clock=clock, sender=sms_sender,
+        code_key=providers.Callable(lambda k: k.encode(), config.secret_key),
+    )
     email_sender = providers.Singleton(_email_sender, settings)
     email_enabled = providers.Callable(lambda s: bool(s.smtp_host), settings)
     late_task_queue = providers.Singleton(_LateQueue, __self__)
     plain_uow = providers.Factory(ChangeTrackingUnitOfWork, events_uow, change_feed)
     notification_dispatcher = providers.Singleton(
         Dispatcher, uow=plain_uow.provider, repo=notification_repo, clock=clock, queue=late_task_queue,
-        signals=unread_signals, email_enabled=email_enabled,
+        signals=unread_signals, email_enabled=email_enabled, phones=phone_service,
     )
     # Every scheduling transaction ends with a queue pass: the queue moves whenever capacity frees.
     workspace_policy = providers.Singleton(workspace_policy_from, settings)
@@ -293,7 +360,7 @@ class Container(containers.DeclarativeContainer):
     )
     delivery_service = providers.Singleton(
         DeliveryService, uow=plain_uow.provider, repo=notification_repo, clock=clock, sender=email_sender,
-        queue=late_task_queue, public_url=providers.Callable(lambda s: s.public_url, settings),
+        queue=late_task_queue, public_url=providers.Callable(lambda s: s.public_url, settings), phones=phone_service,
     )
 
     # --- use cases -----------------------------------------------------------------
@@ -362,6 +429,18 @@ class Container(containers.DeclarativeContainer):
         EnvironmentEntry, uow=uow.provider, autostop=autostop, gateway=access_gateway, credentials=environment_credentials,
     )
 
+    # --- support tickets (application/support) ---------------------------------------
+    ticket_repo = providers.Selector(
+        config.persistence,
+        sql=providers.Singleton(_sql_tickets, session_factory),
+        memory=providers.Singleton(InMemoryTicketRepository),
+    )
+    ticket_service = providers.Singleton(
+        TicketService, uow=plain_uow.provider, repo=ticket_repo, clock=clock, notifier=notification_dispatcher,
+        publish=providers.Factory(lambda s: s.publish, webhook_service),
+        settings=providers.Singleton(_support_settings, settings),
+    )
+
     # --- background work -----------------------------------------------------------
     task_handlers = providers.Singleton(_task_handlers, maintenance, delivery_service.provider, storage_service.provider)
     task_queue = providers.Selector(
@@ -418,3 +497,6 @@ async def close_container(container: Container) -> None:
         await container.engine().dispose()
     if cfg["redis_url"]:
         await container.redis().aclose()
+    sms = container.sms_sender()
+    if sms is not None:
+        await sms.close()

@@ -425,6 +425,8 @@ notification_preferences = sa.Table(
     sa.Column("quiet_end", sa.String(5), nullable=True),
     sa.Column("disabled", sa.JSON, nullable=False),  # ["environment/email", ...]
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("sms", sa.JSON, nullable=True),  # categories also sent by SMS (opt-in); NULL = none
+    sa.Column("digest", sa.JSON, nullable=True),  # {"categories": [...], "period": "daily"}; NULL = no digest
 )
 
 
@@ -568,4 +570,85 @@ storage_upload_blobs = sa.Table(
     sa.Column("upload_id", sa.String(36), sa.ForeignKey("storage_uploads.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("sha256", sa.String(64), primary_key=True),
     sa.Index(None, "sha256"),
+)
+
+# --- support (tickets) -------------------------------------------------------------------
+
+# A support ticket. version: optimistic concurrency (every save checks and bumps it).
+support_tickets = sa.Table(
+    "support_tickets",
+    metadata,
+    _id(primary_key=True),
+    _user_fk("requester_id"),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("category", sa.String(32), nullable=False),
+    sa.Column("priority", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    _id("workspace_id", nullable=True),  # no FK: a ticket outlives the workspace it was about
+    _id("environment_id", nullable=True),
+    _id("assignee_id", nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("first_response_at", UTCDateTime, nullable=True),
+    sa.Column("solved_at", UTCDateTime, nullable=True),
+    sa.Column("closed_at", UTCDateTime, nullable=True),
+    sa.Column("pending_since", UTCDateTime, nullable=True),
+    sa.Column("reminded_at", UTCDateTime, nullable=True),
+    sa.Column("sla_elapsed", sa.Float, nullable=False),
+    sa.Column("sla_running_since", UTCDateTime, nullable=True),
+    sa.Column("sla_alerts", sa.Text, nullable=False),  # JSON list
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Index(None, "requester_id", "updated_at"),
+    sa.Index(None, "status", "updated_at"),
+)
+
+# Public replies and internal notes (public = false: support staff only).
+support_comments = sa.Table(
+    "support_comments",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("ticket_id", sa.String(36), sa.ForeignKey("support_tickets.id", ondelete="CASCADE"), nullable=False),
+    _id("author_id", nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("public", sa.Boolean, nullable=False),
+    sa.Column("by_staff", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "ticket_id", "created_at"),
+)
+
+# The support team besides platform admins (the "support" role).
+support_agents = sa.Table(
+    "support_agents",
+    metadata,
+    sa.Column("user_id", sa.String(36), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    _id("added_by", nullable=False),
+    sa.Column("added_at", UTCDateTime, nullable=False),
+)
+
+# --- SMS (notifications) -------------------------------------------------------------------
+
+# A user's phone: the verified number SMS goes to, and one being verified (code as an HMAC).
+user_phones = sa.Table(
+    "user_phones",
+    metadata,
+    sa.Column("user_id", sa.String(36), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("number", sa.String(16), nullable=True),
+    sa.Column("verified_at", UTCDateTime, nullable=True),
+    sa.Column("pending_number", sa.String(16), nullable=True),
+    sa.Column("code_hash", sa.String(64), nullable=True),
+    sa.Column("code_expires_at", UTCDateTime, nullable=True),
+    sa.Column("code_attempts", sa.Integer, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=True),
+)
+
+# Every SMS asked of the provider (also "user:<id>" for codes a user requested): the per-number limits.
+sms_sends = sa.Table(
+    "sms_sends",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("number", sa.String(64), nullable=False),
+    sa.Column("template", sa.String(32), nullable=False),
+    sa.Column("sent_at", UTCDateTime, nullable=False),
+    sa.Index(None, "number", "template", "sent_at"),
 )

@@ -94,6 +94,19 @@ class InMemoryNotificationRepository:
             d.status, d.updated_at, d.last_error = DeliveryStatus.UNKNOWN, at, "the worker stopped mid-send; not resent"
         return len(stale)
 
+    async def due_digest_users(self, now: datetime, limit: int) -> list[str]:
+        due = sorted((d for d in self._deliveries.values()
+                      if d.status is DeliveryStatus.DIGEST and d.not_before is not None and d.not_before <= now),
+                     key=lambda d: d.not_before)
+        return list(dict.fromkeys(d.user_id for d in due))[:limit]
+
+    async def claim_digest(self, user_id: str, at: datetime) -> list[Delivery]:
+        async with self._lock:
+            mine = [d for d in self._deliveries.values() if d.user_id == user_id and d.status is DeliveryStatus.DIGEST]
+            for d in mine:
+                d.status, d.attempts, d.updated_at = DeliveryStatus.SENDING, d.attempts + 1, at
+            return [replace(d) for d in sorted(mine, key=lambda d: (d.created_at, d.id))]
+
     async def get_preferences(self, user_id: str) -> NotificationPreferences | None:
         p = self._preferences.get(user_id)
         return copy.deepcopy(p) if p else None

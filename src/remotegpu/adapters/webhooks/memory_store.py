@@ -87,3 +87,8 @@ class InMemoryWebhookStore:
         mine = sorted((d for d in self.deliveries.values() if d.endpoint_id == endpoint_id),
                       key=lambda d: (d.created_at, d.id), reverse=True)
         return [replace(d) for d in mine[offset:offset + limit]], len(mine)
+
+    async def deliveries_between(self, endpoint_id: str, since: datetime, until: datetime, limit: int) -> list[Delivery]:
+        found = sorted((d for d in self.deliveries.values() if d.endpoint_id == endpoint_id and since <= d.created_at < until),
+                       key=lambda d: (d.created_at, d.id))
+        return [replace(d) for d in found[:limit]]

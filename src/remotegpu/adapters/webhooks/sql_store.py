@@ -167,3 +167,8 @@ class SqlWebhookStore:
             rows = (await s.execute(sa.select(_D).where(_D.c.endpoint_id == endpoint_id)
                                     .order_by(_D.c.created_at.desc(), _D.c.id.desc()).limit(limit).offset(offset))).all()
         return [self._delivery(r) for r in rows], total
+
+    async def deliveries_between(self, endpoint_id: str, since: datetime, until: datetime, limit: int) -> list[Delivery]:
+        rows = await self._rows(sa.select(_D).where(_D.c.endpoint_id == endpoint_id, _D.c.created_at >= since, _D.c.created_at < until)
+                                .order_by(_D.c.created_at, _D.c.id).limit(limit))
+        return [self._delivery(r) for r in rows]

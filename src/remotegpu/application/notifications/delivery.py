@@ -20,18 +20,24 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from remotegpu.application.notifications.dispatch import DELIVER_TASK
+from remotegpu.application.notifications.phones import SmsLimited
 from remotegpu.application.notifications.ports import (
     EmailMessage,
     EmailSender,
     NotificationRepository,
     PermanentEmailError,
+    PermanentSmsError,
     TransientEmailError,
+    TransientSmsError,
 )
 from remotegpu.application.shared.ports import Clock, TaskQueue, UnitOfWorkFactory
 from remotegpu.domain.notifications.models import Channel, DeliveryStatus
 from remotegpu.domain.notifications.preferences import NotificationPreferences
+from remotegpu.domain.notifications.sms import TEMPLATE_NOTIFY
+from remotegpu.domain.notifications.digest import digest_email
 from remotegpu.domain.notifications.templates import email_parts
 
 log = logging.getLogger(__name__)
@@ -51,6 +57,7 @@ class DeliveryService:
     queue: TaskQueue
     public_url: str | None = None
     backoff: tuple[float, ...] = field(default=DEFAULT_BACKOFF)
+    phones: Any = None  # PhoneService: the SMS channel (None: off)
 
     async def deliver(self, delivery_id: str) -> DeliveryStatus | None:
         """Send one delivery, retrying transient failures; return its final status
@@ -70,6 +77,8 @@ class DeliveryService:
         return DeliveryStatus.FAILED  # not reached
 
     async def _attempt(self, delivery) -> tuple[DeliveryStatus, str]:
+        if delivery.channel is Channel.SMS:
+            return await self._attempt_sms(delivery)
         if delivery.channel is not Channel.EMAIL or self.sender is None:
             return DeliveryStatus.FAILED, "email is not configured on this platform"
         notification = await self.repo.get(delivery.notification_id)
@@ -89,6 +98,26 @@ class DeliveryService:
             return DeliveryStatus.FAILED, str(exc)[:500]
         return DeliveryStatus.SENT, ""
 
+    async def _attempt_sms(self, delivery) -> tuple[DeliveryStatus, str]:
+        """The notification's title to the user's verified number (the provider's template
+        carries the platform's name); never beyond the per-number limits: a message over
+        them is not sent (failed, said so) — the inbox and email still carry it."""
+        if self.phones is None or not self.phones.enabled:
+            return DeliveryStatus.FAILED, "SMS is not configured on this platform"
+        notification = await self.repo.get(delivery.notification_id)
+        number = await self.phones.verified_number(delivery.user_id)
+        if notification is None or number is None:
+            return DeliveryStatus.FAILED, "the recipient has no verified phone number any more"
+        try:
+            await self.phones.send_limited(number, TEMPLATE_NOTIFY, {"title": notification.title[:35]}, delivery.idempotency_key)
+        except SmsLimited as exc:
+            return DeliveryStatus.FAILED, str(exc)
+        except TransientSmsError as exc:
+            return DeliveryStatus.PENDING, str(exc)[:500]
+        except PermanentSmsError as exc:
+            return DeliveryStatus.FAILED, str(exc)[:500]
+        return DeliveryStatus.SENT, ""
+
     async def send_due(self, limit: int = 200) -> int:
         """Periodic: enqueue pending deliveries whose quiet hours ended (or whose job was lost);
         mark the ones a dead worker left ``sending`` as ``unknown``."""
@@ -99,4 +128,41 @@ class DeliveryService:
         due = await self.repo.due_deliveries(now, limit)
         for d in due:
             await self.queue.enqueue(DELIVER_TASK, delivery_id=d.id)
+        await self.send_digests()
         return len(due)
+
+    async def send_digests(self, limit: int = 200) -> int:
+        """One email per user whose digest is due, holding every notification waiting for it.
+        Record-before-send like single emails: claimed (sending), sent, then marked; a
+        transient failure puts them back for the next round, a permanent one fails them."""
+        if self.sender is None:
+            return 0
+        sent = 0
+        for user_id in await self.repo.due_digest_users(self.clock.now(), limit):
+            claimed = await self.repo.claim_digest(user_id, self.clock.now())
+            if not claimed:
+                continue  # another worker took it
+            status, error = await self._send_digest(user_id, claimed)
+            for d in claimed:
+                await self.repo.finish_delivery(d.id, status, self.clock.now(), error)
+            sent += status is DeliveryStatus.SENT
+        return sent
+
+    async def _send_digest(self, user_id: str, claimed: list) -> tuple[DeliveryStatus, str]:
+        async with self.uow() as uow:
+            user = await uow.users.get(user_id)
+        if user is None or not user.is_active or not user.email:
+            return DeliveryStatus.FAILED, "the recipient no longer exists or has no email address"
+        notifications = [n for d in claimed if (n := await self.repo.get(d.notification_id)) is not None]
+        if not notifications:
+            return DeliveryStatus.FAILED, "the notifications are gone"
+        prefs = await self.repo.get_preferences(user_id) or NotificationPreferences(user_id)
+        subject, text, html = digest_email(notifications, prefs.locale, self.public_url)
+        key = f"digest.{user_id}.{claimed[0].id}"
+        try:
+            await self.sender.send(EmailMessage(user.email, subject, text, html, key))
+        except TransientEmailError as exc:
+            return DeliveryStatus.DIGEST, str(exc)[:500]
+        except PermanentEmailError as exc:
+            return DeliveryStatus.FAILED, str(exc)[:500]
+        return DeliveryStatus.SENT, ""

@@ -50,6 +50,8 @@ class Dispatcher:
     queue: TaskQueue
     signals: UnreadSignals
     email_enabled: bool
+    #: Verified numbers of users (application/notifications/phones.py); None: no SMS channel.
+    phones: Any = None
 
     async def dispatch(self, messages: list[Message]) -> list[Notification]:
         """Store and send the messages; return the notifications created (none twice)."""
@@ -62,23 +64,30 @@ class Dispatcher:
             for message in messages:
                 for user in await self._recipients(uow, message):
                     prefs = await self.repo.get_preferences(user.id) or NotificationPreferences(user.id)
-                    made = self._notification_for(message, user, prefs, now)
+                    phone = None
+                    if self.phones is not None and self.phones.enabled and prefs.allows(message.category, message.severity, Channel.SMS):
+                        phone = await self.phones.verified_number(user.id)
+                    made = self._notification_for(message, user, prefs, now, phone)
                     if made is not None:
                         notifications.append(made[0])
                         deliveries.extend(made[1])
         stored = await self.repo.add(notifications, deliveries)
         stored_ids = {n.id for n in stored}
         for d in deliveries:
-            if d.notification_id in stored_ids and d.channel is Channel.EMAIL and d.not_before is None:
+            if (d.notification_id in stored_ids and d.channel in (Channel.EMAIL, Channel.SMS) and d.not_before is None
+                    and d.status is DeliveryStatus.PENDING):
                 await self.queue.enqueue(DELIVER_TASK, delivery_id=d.id)
         for user_id in {n.user_id for n in stored if n.in_inbox}:
             self.signals.notify(user_id)
         return stored
 
-    def _notification_for(self, message: Message, user: Any, prefs: NotificationPreferences, now) -> tuple[Notification, list[Delivery]] | None:
+    def _notification_for(self, message: Message, user: Any, prefs: NotificationPreferences, now,
+                          phone: str | None = None) -> tuple[Notification, list[Delivery]] | None:
         channels = [Channel.IN_APP]
         if self.email_enabled and user.email:
             channels.append(Channel.EMAIL)
+        if phone:
+            channels.append(Channel.SMS)
         wanted = [c for c in channels if prefs.allows(message.category, message.severity, c)]
         if not wanted:
             return None
@@ -92,11 +101,14 @@ class Dispatcher:
         for channel in wanted:
             # In-app is delivered by being stored; email waits for a worker (and quiet hours).
             in_app = channel is Channel.IN_APP
+            # Low-severity email of a digest category waits for the user's next digest.
+            digest = prefs.in_digest(message.category, message.severity, channel)
+            status = DeliveryStatus.SENT if in_app else DeliveryStatus.DIGEST if digest else DeliveryStatus.PENDING
             deliveries.append(Delivery(
                 id=new_id(), notification_id=notification.id, user_id=user.id, channel=channel,
-                idempotency_key=f"{notification.id}.{channel.value}",
-                status=DeliveryStatus.SENT if in_app else DeliveryStatus.PENDING, created_at=now, updated_at=now,
-                not_before=prefs.quiet_until(now, message.severity, channel), sent_at=now if in_app else None,
+                idempotency_key=f"{notification.id}.{channel.value}", status=status, created_at=now, updated_at=now,
+                not_before=prefs.next_digest(now) if digest else prefs.quiet_until(now, message.severity, channel),
+                sent_at=now if in_app else None,
             ))
         return notification, deliveries
 

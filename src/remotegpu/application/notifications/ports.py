@@ -56,6 +56,15 @@ class NotificationRepository(Protocol):
         """Deliveries left ``sending`` since before ``before`` (their worker died): → unknown."""
         ...
 
+    async def due_digest_users(self, now: datetime, limit: int) -> list[str]:
+        """Users with a digest delivery whose time has come."""
+        ...
+
+    async def claim_digest(self, user_id: str, at: datetime) -> list[Delivery]:
+        """Atomically every digest delivery of the user → sending (attempts + 1); returns them
+        (none when another worker claimed them first)."""
+        ...
+
     async def get_preferences(self, user_id: str) -> NotificationPreferences | None: ...
 
     async def save_preferences(self, preferences: NotificationPreferences) -> None: ...
@@ -99,3 +108,52 @@ class UnreadSubscription(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# --- SMS ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SmsMessage:
+    to: str  # E.164
+    template: str  # TEMPLATE_VERIFY | TEMPLATE_NOTIFY (domain/notifications/sms.py); the adapter maps it
+    params: dict[str, str]
+    #: Stable per notification × channel (or per code sent): the provider's OutId.
+    idempotency_key: str
+
+
+class TransientSmsError(Exception):
+    """Not sent, may work later (timeout, 5xx, the provider's flow control)."""
+
+
+class PermanentSmsError(Exception):
+    """Not sent and never will be as it is (bad number, template or signature refused)."""
+
+
+class SmsSender(Protocol):
+    async def send(self, message: SmsMessage) -> None:
+        """Hand it to the provider; raise Transient/PermanentSmsError when it was not accepted."""
+        ...
+
+
+class PhoneRepository(Protocol):
+    """Users' phone numbers and the SMS send log (for the per-number limits). Short transactions."""
+
+    async def get(self, user_id: str) -> "PhoneNumber | None": ...
+
+    async def save(self, phone: "PhoneNumber") -> None: ...
+
+    async def delete(self, user_id: str) -> bool: ...
+
+    async def sends_since(self, number: str, template: str, since: datetime) -> list[datetime]: ...
+
+    async def record_send(self, number: str, template: str, at: datetime) -> int:
+        """Log one send (committed at once); returns its id."""
+        ...
+
+    async def cancel_send(self, send_id: int) -> None:
+        """Forget a logged send that was not made after all."""
+        ...
+
+
+from remotegpu.domain.notifications.sms import PhoneNumber  # noqa: E402 - for the annotations above

@@ -58,6 +58,10 @@ class WebhookStore(Protocol):
         """Newest first, and the total."""
         ...
 
+    async def deliveries_between(self, endpoint_id: str, since: datetime, until: datetime, limit: int) -> list[Delivery]:
+        """The endpoint's deliveries created in [since, until), oldest first (at most ``limit``)."""
+        ...
+
 
 @dataclass(frozen=True)
 class SendResult:

@@ -16,7 +16,7 @@ from remotegpu.application.workspaces.service import authorize
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.shared.errors import InvalidInput, NotFound
 from remotegpu.domain.shared.ids import new_id
-from remotegpu.domain.webhooks import events, signing
+from remotegpu.domain.webhooks import events, notices, signing
 from remotegpu.domain.webhooks.addresses import AddressPolicy, parse_url
 from remotegpu.domain.webhooks.models import Delivery, DeliveryStatus, WebhookEndpoint
 from remotegpu.domain.webhooks.schedule import next_delay
@@ -28,6 +28,15 @@ MAX_DESCRIPTION = 500
 #: The delivery log keeps finished deliveries this long.
 LOG_RETENTION = timedelta(days=30)
 MAX_ENDPOINTS_PER_WORKSPACE = 50
+#: Messages one replay sends at most (ask again from where it stopped for more).
+MAX_REPLAY = 10_000
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    queued: int
+    skipped: int  # delivered already (only_failed), or still being retried
+    truncated: bool  # the range held more than MAX_REPLAY messages
 
 
 def new_message_id() -> str:
@@ -46,6 +55,8 @@ class WebhookService:
     sender: WebhookSender
     clock: Clock
     addresses: AddressPolicy = field(default_factory=AddressPolicy)
+    #: The notifications dispatcher (``dispatch(messages)``): tells workspace admins of a disabled endpoint.
+    notifier: Any = None
     concurrency: int = 200  # attempts in flight at once, per process
     batch: int = 500  # deliveries claimed per round
     lease: timedelta = timedelta(seconds=60)  # > the sender's timeout: a claimed delivery is not re-sent meanwhile
@@ -147,6 +158,30 @@ class WebhookService:
         await self.store.add_deliveries([again])
         self.wake()
         return again
+
+    async def replay(self, actor: User, endpoint_id: str, since: datetime, until: datetime, *,
+                     only_failed: bool = True) -> "ReplayResult":
+        """Send again every message the log holds for this endpoint from ``since`` to ``until``
+        (each once, same webhook-id, oldest first); ``only_failed``: those never delivered."""
+        endpoint = await self._endpoint(actor, endpoint_id)
+        if until <= since:
+            raise InvalidInput("until must be after since", details={"field": "until"})
+        logged = await self.store.deliveries_between(endpoint.id, since, until, MAX_REPLAY * 4 + 1)
+        delivered = {d.message_id for d in logged if d.status is DeliveryStatus.SUCCEEDED}
+        firsts: dict[str, Delivery] = {}
+        for d in logged:
+            if d.event_type != events.TEST_EVENT:
+                firsts.setdefault(d.message_id, d)
+        chosen = [d for d in firsts.values() if not (only_failed and d.message_id in delivered)]
+        truncated = len(chosen) > MAX_REPLAY or len(logged) > MAX_REPLAY * 4
+        chosen = chosen[:MAX_REPLAY]
+        pending = {d.message_id for d in logged if d.status is DeliveryStatus.PENDING}
+        now = self.clock.now()
+        again = [Delivery(new_id(), endpoint.id, endpoint.workspace_id, d.message_id, d.event_type, d.body, created_at=now,
+                          next_attempt_at=now) for d in chosen if d.message_id not in pending]  # still retrying: not twice
+        await self.store.add_deliveries(again)
+        self.wake()
+        return ReplayResult(queued=len(again), skipped=len(firsts) - len(again), truncated=truncated)
 
     async def send_test(self, actor: User, endpoint_id: str) -> Delivery:
         """One ``webhook.test`` message, attempted right away (once: a test is not retried)."""
@@ -274,3 +309,9 @@ class WebhookService:
         endpoint.disable(reason, now)
         await self.store.disable_endpoint(endpoint.id, reason, now)
         log.warning("webhook endpoint %s disabled: %s", endpoint.id, reason)
+        if self.notifier is not None:  # the workspace's owners and admins hear of it (in-app, email)
+            message = notices.endpoint_disabled(endpoint.workspace_id, endpoint.id, endpoint.url, reason, now)
+            try:
+                await self.notifier.dispatch([message])
+            except Exception:  # noqa: BLE001 - the endpoint is disabled either way
+                log.exception("telling the admins of workspace %s that a webhook endpoint was disabled failed", endpoint.workspace_id)

@@ -34,6 +34,7 @@ class Severity(str, Enum):
 class Channel(str, Enum):
     IN_APP = "in_app"
     EMAIL = "email"
+    SMS = "sms"  # opt-in per category, to a verified phone number (critical ones always)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ class DeliveryStatus(str, Enum):
     SENT = "sent"
     FAILED = "failed"
     UNKNOWN = "unknown"
+    #: Waiting for the user's digest (low-severity email batched per period; ``not_before`` = when).
+    DIGEST = "digest"
 
 
 @dataclass

@@ -15,6 +15,9 @@ from remotegpu.domain.notifications.models import Category, Channel, Severity
 from remotegpu.domain.shared.errors import InvalidInput
 
 LOCALES = ("en", "zh-CN")
+DIGEST_PERIODS = ("hourly", "daily")
+#: Daily digests go out at this hour of the user's own day.
+DIGEST_HOUR = 8
 DEFAULT_LOCALE = "en"
 #: Categories nobody may switch off, on any channel.
 ALWAYS_ON = frozenset({Category.SECURITY})
@@ -45,8 +48,13 @@ class NotificationPreferences:
     timezone: str = "UTC"
     quiet_start: time | None = None
     quiet_end: time | None = None
-    #: (category, channel) pairs switched off; everything else is on.
+    #: (category, channel) pairs switched off; everything else is on (in-app and email).
     disabled: set[tuple[Category, Channel]] = field(default_factory=set)
+    #: SMS is opt-in (it costs, and numbers are rate-limited): categories sent by SMS too.
+    sms: set[Category] = field(default_factory=set)
+    #: Categories whose low-severity (info) emails are batched into one digest per period.
+    digest: set[Category] = field(default_factory=set)
+    digest_period: str = "daily"  # "hourly" (at the top of each hour) or "daily" (at DIGEST_HOUR, local time)
 
     def validate(self) -> None:
         if self.locale not in LOCALES:
@@ -56,12 +64,19 @@ class NotificationPreferences:
             raise InvalidInput("quiet hours need both a start and an end", details={"field": "quiet_hours"})
         if self.quiet_start is not None and self.quiet_start == self.quiet_end:
             raise InvalidInput("quiet hours cannot start and end at the same time", details={"field": "quiet_hours"})
+        if self.digest_period not in DIGEST_PERIODS:
+            raise InvalidInput(f"digest period must be one of {', '.join(DIGEST_PERIODS)}", details={"field": "digest.period"})
+        if self.digest & ALWAYS_ON:
+            raise InvalidInput("security notifications are never batched into a digest", code="always_on",
+                               details={"field": "digest.categories"})
         locked = sorted(f"{c.value}/{ch.value}" for c, ch in self.disabled if c in ALWAYS_ON)
         if locked:
             raise InvalidInput("security notifications cannot be turned off", code="always_on",
                                details={"field": "channels", "locked": locked})
 
     def allows(self, category: Category, severity: Severity, channel: Channel) -> bool:
+        if channel is Channel.SMS:  # critical ones reach a verified number whatever the switches
+            return severity is Severity.CRITICAL or category in self.sms
         if category in ALWAYS_ON or severity is Severity.CRITICAL:
             return True
         return (category, channel) not in self.disabled
@@ -84,3 +99,19 @@ class NotificationPreferences:
             end_day = local.date() if t < end else local.date() + timedelta(days=1)
         # Wall-clock end in the user's zone (ZoneInfo resolves DST gaps/folds).
         return datetime.combine(end_day, end, tzinfo=zone).astimezone(now.tzinfo)
+
+    def in_digest(self, category: Category, severity: Severity, channel: Channel) -> bool:
+        """Email of an info-level notification in a digest category waits for the digest."""
+        return channel is Channel.EMAIL and severity is Severity.INFO and category in self.digest and category not in ALWAYS_ON
+
+    def next_digest(self, now: datetime) -> datetime:
+        """When the digest that a notification arriving ``now`` joins goes out (UTC)."""
+        zone = ZoneInfo(self.timezone)
+        local = now.astimezone(zone)
+        if self.digest_period == "hourly":
+            at = local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+            return at.astimezone(now.tzinfo)
+        at = datetime.combine(local.date(), time(DIGEST_HOUR), tzinfo=zone)
+        if at <= local:
+            at = datetime.combine(local.date() + timedelta(days=1), time(DIGEST_HOUR), tzinfo=zone)
+        return at.astimezone(now.tzinfo)

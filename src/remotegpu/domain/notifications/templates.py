@@ -48,6 +48,14 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 
+def register_templates(texts: dict[str, dict[str, tuple[str, str]]]) -> None:
+    """Other contexts add their message kinds (kind → locale → (title, body)); "en" is required."""
+    for kind, by_locale in texts.items():
+        if DEFAULT_LOCALE not in by_locale:
+            raise ValueError(f"template {kind!r} has no {DEFAULT_LOCALE!r} text")
+        TEMPLATES[kind] = dict(by_locale)
+
+
 @dataclass(frozen=True)
 class Rendered:
     title: str

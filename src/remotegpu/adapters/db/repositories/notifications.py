@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from sqlalchemy import and_, func, or_, select, update
@@ -149,6 +150,28 @@ class SqlNotificationRepository:
                 status=DeliveryStatus.UNKNOWN.value, updated_at=at, last_error="the worker stopped mid-send; not resent"))
             return result.rowcount or 0
 
+    async def due_digest_users(self, now: datetime, limit: int) -> list[str]:
+        async with self._sessions() as s:
+            rows = await s.execute(select(D.c.user_id, func.min(D.c.not_before).label("due")).where(
+                D.c.status == DeliveryStatus.DIGEST.value, D.c.not_before <= now,
+            ).group_by(D.c.user_id).order_by("due").limit(limit))
+            return [r.user_id for r in rows]
+
+    async def claim_digest(self, user_id: str, at: datetime) -> list[Delivery]:
+        # One conditional UPDATE marks this claim (a token in last_error) on exactly the rows it moved:
+        # of two workers claiming at once, each gets only what it changed.
+        token = f"claim:{uuid.uuid4().hex}"
+        async with self._sessions() as s, s.begin():
+            await s.execute(update(D).where(D.c.user_id == user_id, D.c.status == DeliveryStatus.DIGEST.value).values(
+                status=DeliveryStatus.SENDING.value, attempts=D.c.attempts + 1, updated_at=at, last_error=token))
+            rows = (await s.execute(select(D).where(D.c.user_id == user_id, D.c.last_error == token)
+                                    .order_by(D.c.created_at, D.c.id))).all()
+            await s.execute(update(D).where(D.c.user_id == user_id, D.c.last_error == token).values(last_error=""))
+        claimed = [_delivery(r) for r in rows]
+        for d in claimed:
+            d.last_error = ""
+        return claimed
+
     async def get_preferences(self, user_id: str) -> NotificationPreferences | None:
         async with self._sessions() as s:
             r = (await s.execute(select(P).where(P.c.user_id == user_id))).first()
@@ -165,6 +188,9 @@ class SqlNotificationRepository:
             user_id=r.user_id, locale=r.locale, timezone=r.timezone,
             quiet_start=parse_clock(r.quiet_start, "quiet_start") if r.quiet_start else None,
             quiet_end=parse_clock(r.quiet_end, "quiet_end") if r.quiet_end else None, disabled=disabled,
+            sms=_categories(r.sms or []),
+            digest=_categories((r.digest or {}).get("categories", [])),
+            digest_period=(r.digest or {}).get("period", "daily"),
         )
 
     async def save_preferences(self, p: NotificationPreferences) -> None:
@@ -175,8 +201,20 @@ class SqlNotificationRepository:
             quiet_start=p.quiet_start.strftime("%H:%M") if p.quiet_start else None,
             quiet_end=p.quiet_end.strftime("%H:%M") if p.quiet_end else None,
             disabled=sorted(f"{c.value}/{ch.value}" for c, ch in p.disabled), updated_at=utcnow(),
+            sms=sorted(c.value for c in p.sms),
+            digest={"categories": sorted(c.value for c in p.digest), "period": p.digest_period},
         )
         async with self._sessions() as s, s.begin():
             result = await s.execute(update(P).where(P.c.user_id == p.user_id).values(**values))
             if result.rowcount != 1:
                 await s.execute(P.insert().values(user_id=p.user_id, **values))
+
+
+def _categories(values: list) -> set[Category]:
+    found = set()
+    for v in values:
+        try:
+            found.add(Category(v))
+        except ValueError:
+            continue  # a category that no longer exists
+    return found

@@ -18,4 +18,6 @@ from remotegpu.entrypoints.http.handlers import (  # noqa: E402,F401
     terminal,
     webhooks,
     workspaces,
+    support,
+    phones,
 )

@@ -11,6 +11,7 @@ from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.routing import Call
 from remotegpu.entrypoints.http.schemas.notifications import (
     ChannelSwitches,
+    Digest,
     InboxOut,
     InboxQuery,
     NotificationOut,
@@ -50,15 +51,17 @@ async def read_one(call: Call) -> None:
     await call.container.notification_service().mark_read(call.user.id, call.path("notification_id"))
 
 
-def _prefs_out(p: NotificationPreferences, email_enabled: bool) -> PreferencesOut:
+def _prefs_out(p: NotificationPreferences, email_enabled: bool, sms_enabled: bool = False) -> PreferencesOut:
     categories = {
-        c.value: ChannelSwitches(in_app=(c, Channel.IN_APP) not in p.disabled, email=(c, Channel.EMAIL) not in p.disabled)
+        c.value: ChannelSwitches(in_app=(c, Channel.IN_APP) not in p.disabled, email=(c, Channel.EMAIL) not in p.disabled,
+                                 sms=c in p.sms)
         for c in Category
     }
     quiet = QuietHours(start=p.quiet_start.strftime("%H:%M"), end=p.quiet_end.strftime("%H:%M")) if p.quiet_start and p.quiet_end else None
     return PreferencesOut(
         locale=p.locale, timezone=p.timezone, quiet_hours=quiet, categories=categories,
-        always_on=sorted(c.value for c in ALWAYS_ON), channels=["in_app", "email"] if email_enabled else ["in_app"],
+        always_on=sorted(c.value for c in ALWAYS_ON),
+        digest=Digest(categories=sorted(c.value for c in p.digest), period=p.digest_period), channels=["in_app"] + (["email"] if email_enabled else []) + (["sms"] if sms_enabled else []),
     )
 
 
@@ -66,15 +69,17 @@ def _prefs_out(p: NotificationPreferences, email_enabled: bool) -> PreferencesOu
 async def get_preferences(call: Call) -> PreferencesOut:
     """Language, time zone, quiet hours and the category × channel switches."""
     service = call.container.notification_service()
-    return _prefs_out(await service.preferences(call.user.id), service.email_enabled)
+    return _prefs_out(await service.preferences(call.user.id), service.email_enabled, call.container.phone_service().enabled)
 
 
 @api.put("/api/v1/users/me/notification-preferences", body=PreferencesIn, response=PreferencesOut, tags=TAGS, errors=[401, 422])
 async def put_preferences(call: Call) -> PreferencesOut:
     """Replace the preferences; security notifications cannot be turned off (422)."""
     b: PreferencesIn = call.body
-    disabled = set()
+    disabled, sms = set(), set()
     for name, switches in b.categories.items():
+        if switches.sms:
+            sms.add(Category(name))
         if not switches.in_app:
             disabled.add((Category(name), Channel.IN_APP))
         if not switches.email:
@@ -83,10 +88,10 @@ async def put_preferences(call: Call) -> PreferencesOut:
         user_id=call.user.id, locale=b.locale, timezone=b.timezone,
         quiet_start=parse_clock(b.quiet_hours.start, "quiet_hours.start") if b.quiet_hours else None,
         quiet_end=parse_clock(b.quiet_hours.end, "quiet_hours.end") if b.quiet_hours else None,
-        disabled=disabled,
+        disabled=disabled, sms=sms, digest={Category(c) for c in b.digest.categories}, digest_period=b.digest.period,
     )
     service = call.container.notification_service()
-    return _prefs_out(await service.set_preferences(prefs), service.email_enabled)
+    return _prefs_out(await service.set_preferences(prefs), service.email_enabled, call.container.phone_service().enabled)
 
 
 # --- the unread count on the event stream (events.py) --------------------------------

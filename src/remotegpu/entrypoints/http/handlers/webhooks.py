@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from remotegpu.domain.shared.errors import InvalidInput
 from remotegpu.domain.webhooks import events
 from remotegpu.domain.webhooks.models import Delivery, WebhookEndpoint
 from remotegpu.entrypoints.http.handlers import api
@@ -10,6 +11,8 @@ from remotegpu.entrypoints.http.schemas.webhooks import (
     DeliveryListQuery,
     DeliveryOut,
     EventTypeOut,
+    ReplayIn,
+    ReplayOut,
     WebhookIn,
     WebhookListQuery,
     WebhookOut,
@@ -116,3 +119,15 @@ async def list_webhook_deliveries(call: Call) -> Page[DeliveryOut]:
 async def redeliver_webhook(call: Call) -> DeliveryOut:
     """Send a logged message again (same webhook-id), now."""
     return _delivery(await call.container.webhook_service().redeliver(call.user, call.path("webhook_id"), call.path("delivery_id")))
+
+
+@api.post(ONE + "/replay", body=ReplayIn, response=ReplayOut, status=202, tags=TAGS, errors=[401, 403, 404, 422])
+async def replay_webhook(call: Call) -> ReplayOut:
+    """Send again the logged messages of a time range (the log keeps 30 days), each once, same webhook-id."""
+    b: ReplayIn = call.body
+    for name, value in (("since", b.since), ("until", b.until)):
+        if value.tzinfo is None:
+            raise InvalidInput(f"{name} needs a time zone (e.g. 2026-11-30T08:00:00Z)", details={"field": name})
+    result = await call.container.webhook_service().replay(call.user, call.path("webhook_id"), b.since, b.until,
+                                                           only_failed=b.only_failed)
+    return ReplayOut(queued=result.queued, skipped=result.skipped, truncated=result.truncated)

@@ -71,3 +71,15 @@ class DeliveryOut(BaseModel):
     response_status: int | None
     response_body: str = Field(description=f"what the endpoint answered (first {LOG_EXCERPT} characters)")
     error: str
+
+
+class ReplayIn(Strict):
+    since: datetime = Field(description="from this instant (inclusive; with a time zone)")
+    until: datetime = Field(description="to this instant (exclusive)")
+    only_failed: bool = Field(True, description="only messages never delivered; false: every message in the range")
+
+
+class ReplayOut(BaseModel):
+    queued: int = Field(description="messages sent again (same webhook-id), oldest first")
+    skipped: int = Field(description="delivered already, or still being retried")
+    truncated: bool = Field(description="the range holds more messages than one replay sends (10,000): replay again from the last one")

@@ -2,7 +2,7 @@
 import { http } from './client'
 
 export type NotificationCategory = 'environment' | 'billing' | 'alert' | 'security' | 'support' | 'system'
-export type NotificationChannel = 'in_app' | 'email'
+export type NotificationChannel = 'in_app' | 'email' | 'sms'
 
 export interface AppNotification {
   id: string
@@ -22,7 +22,7 @@ export interface Inbox {
   unread: number
 }
 
-export interface ChannelSwitches { in_app: boolean; email: boolean }
+export interface ChannelSwitches { in_app: boolean; email: boolean; sms?: boolean }
 
 export interface NotificationPreferences {
   locale: 'en' | 'zh-CN'
@@ -31,6 +31,8 @@ export interface NotificationPreferences {
   categories: Record<string, ChannelSwitches>
   always_on?: string[]
   channels?: NotificationChannel[]
+  /** Info-level emails of these categories come batched: one digest per period. */
+  digest?: { categories: NotificationCategory[]; period: 'hourly' | 'daily' }
 }
 
 export const CATEGORIES: NotificationCategory[] = ['environment', 'billing', 'alert', 'security', 'support', 'system']
@@ -45,5 +47,6 @@ export const notificationApi = {
   savePreferences: (p: NotificationPreferences) =>
     http.put<NotificationPreferences>('/api/v1/users/me/notification-preferences', {
       locale: p.locale, timezone: p.timezone, quiet_hours: p.quiet_hours, categories: p.categories,
+      ...(p.digest ? { digest: p.digest } : {}),
     }),
 }

@@ -66,4 +66,6 @@ export const webhookApi = {
   deliveries: (id: string, limit = 50, offset = 0) =>
     http.get<Page<WebhookDelivery>>(`${ONE(id)}/deliveries`, { query: { limit, offset } }),
   redeliver: (id: string, deliveryId: string) => http.post<WebhookDelivery>(`${ONE(id)}/deliveries/${enc(deliveryId)}/redeliver`),
+  replay: (id: string, since: string, until: string, onlyFailed = true) =>
+    http.post<{ queued: number; skipped: number; truncated: boolean }>(`${ONE(id)}/replay`, { since, until, only_failed: onlyFailed }),
 }

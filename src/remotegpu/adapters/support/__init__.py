@@ -1,0 +1,1 @@
+"""Ticket repositories: in memory (tests) and SQL (SQLite, PostgreSQL)."""

@@ -1,0 +1,1 @@
+"""Support: tickets, their conversation, workflow and service-level targets."""

@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     webhook_allow_cidrs: str = ""
     # How often due webhook deliveries (retries) are looked for; new events are sent at once.
     webhook_dispatch_interval_seconds: float = Field(1.0, gt=0, le=60)
+    # Billing (application/billing). Off by default: usage is metered and rated (prices
+    # start empty = free) but nothing is refused or stopped for money.
+    billing_enabled: bool = False
+    billing_tick_seconds: float = Field(60.0, gt=0, le=3600)  # metering pass: segments rated, ledger charged
+    billing_arrears_delete_days: int = Field(15, ge=1, le=3650)  # disks of a workspace in arrears this long are deleted
+    billing_currency: str = Field("CNY", pattern=r"^[A-Z]{3}$")
 
     # Workspaces. Quota every workspace has until an admin sets its own; each user's cap over
     # all the workspaces they own (admin-editable per user); empty or "unlimited" = no limit.

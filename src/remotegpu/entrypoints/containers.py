@@ -55,6 +55,12 @@ from remotegpu.domain.environments.images import ImagePolicy, parse_patterns
 from remotegpu.entrypoints.config import Settings
 from remotegpu.entrypoints.data_dir import secure_data_dir, sqlite_file_of
 from remotegpu.entrypoints.readiness import AlwaysReady, SqlReadiness
+from remotegpu.adapters.billing.memory_store import InMemoryBillingStore
+from remotegpu.adapters.billing.offline import OfflineTransfers
+from remotegpu.application.billing.funds import FundsCheck
+from remotegpu.application.billing.metering import BillingSettings, Metering
+from remotegpu.application.billing.recording import MeteringUnitOfWork
+from remotegpu.application.billing.service import BillingService
 
 
 def _sql_engine(url: str):
@@ -90,6 +96,12 @@ def _sql_webhook_store(session_factory, sealer):
     from remotegpu.adapters.webhooks.sql_store import SqlWebhookStore
 
     return SqlWebhookStore(session_factory, sealer)
+
+
+def _sql_billing_store(session_factory):
+    from remotegpu.adapters.billing.sql_store import SqlBillingStore
+
+    return SqlBillingStore(session_factory)
 
 
 def _redis(url: str):
@@ -219,8 +231,15 @@ class Container(containers.DeclarativeContainer):
     webhook_service = providers.Singleton(
         WebhookService, uow=storage_uow.provider, store=webhook_store, sender=webhook_sender, clock=clock, addresses=webhook_addresses,
     )
+    # --- billing: every status transition is a meter reading, in its own transaction ------
+    billing_store = providers.Selector(
+        config.persistence,
+        sql=providers.Singleton(_sql_billing_store, session_factory),
+        memory=providers.Singleton(InMemoryBillingStore),
+    )
+    metering_uow = providers.Factory(MeteringUnitOfWork, storage_uow, billing_store)
     # Environment lifecycle transitions become webhook events after their commit.
-    events_uow = providers.Factory(EnvironmentEventsUnitOfWork, storage_uow, providers.Factory(lambda s: s.publish, webhook_service))
+    events_uow = providers.Factory(EnvironmentEventsUnitOfWork, metering_uow, providers.Factory(lambda s: s.publish, webhook_service))
     # Notifications (application/notifications): committed environment and audit events
     # become in-app messages and emails (NotifyingUnitOfWork wraps every use case's uow).
     __self__ = providers.Self()
@@ -289,6 +308,8 @@ class Container(containers.DeclarativeContainer):
     environment_service = providers.Singleton(
         EnvironmentService, uow=uow.provider, clock=clock, default_image=config.base_image, credentials=environment_credentials,
         quotas=workspace_policy, images=image_policy, secrets=sealer, reads=read_uow.provider,
+        funds=providers.Callable(lambda on, check: check if on else None, config.billing_enabled, providers.Singleton(
+            FundsCheck, store=billing_store, clock=clock, currency=config.billing_currency)),
     )
     host_service = providers.Singleton(HostService, uow=uow.provider, clock=clock, environments=environment_service)
     access_gateway = providers.Singleton(DirectSshGateway)
@@ -301,6 +322,19 @@ class Container(containers.DeclarativeContainer):
     environment_watch = providers.Singleton(EnvironmentWatch, uow=uow.provider, environments=environment_service, feed=change_feed)
     environment_entry = providers.Singleton(
         EnvironmentEntry, uow=uow.provider, autostop=autostop, gateway=access_gateway, credentials=environment_credentials,
+    )
+
+    billing_settings = providers.Singleton(
+        BillingSettings, enabled=config.billing_enabled, tick_seconds=config.billing_tick_seconds,
+        arrears_delete_days=config.billing_arrears_delete_days, currency=config.billing_currency,
+    )
+    metering = providers.Singleton(
+        Metering, store=billing_store, clock=clock, settings=billing_settings, uow=uow.provider,
+        environments=environment_service, notify=providers.Factory(lambda d: d.dispatch, notification_dispatcher),
+    )
+    billing_service = providers.Singleton(
+        BillingService, store=billing_store, uow=uow.provider, clock=clock, payments=providers.Singleton(OfflineTransfers),
+        currency=config.billing_currency, enabled=config.billing_enabled,
     )
 
     # --- background work -----------------------------------------------------------
@@ -346,6 +380,10 @@ def build_container(settings: Settings, *, persistence: str = "sql") -> Containe
             "allow_loopback_agents": settings.allow_loopback_agents,
             "stranded_after_seconds": settings.stranded_after_seconds,
             "webhook_allow_cidrs": settings.webhook_allow_cidrs,
+            "billing_enabled": settings.billing_enabled,
+            "billing_tick_seconds": settings.billing_tick_seconds,
+            "billing_arrears_delete_days": settings.billing_arrears_delete_days,
+            "billing_currency": settings.billing_currency,
         }
     )
     return container

@@ -1,0 +1,259 @@
+"""Billing in SQL (SQLite or PostgreSQL): prices, readings, segments, ledger, wallets, bills."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, AsyncIterator
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from remotegpu.adapters.db import tables as t
+from remotegpu.application.billing.service import lines_from_json, lines_json
+from remotegpu.domain.billing.ledger import EntryKind, LedgerEntry
+from remotegpu.domain.billing.metering import Reading, Segment
+from remotegpu.domain.billing.models import Bill, RatedSegment, Wallet
+from remotegpu.domain.billing.prices import Price, ResourceKind
+from remotegpu.domain.shared.errors import Conflict
+from remotegpu.domain.shared.ids import new_id
+
+#: pg_advisory_xact_lock key of the metering pass ("RGPUBILL").
+METERING_LOCK_KEY = 0x5247505542494C4C
+_P, _R, _M, _S, _L, _W, _B = (t.billing_prices, t.meter_readings, t.meters, t.usage_segments, t.ledger_entries, t.wallets, t.bills)
+_IN_CHUNK = 500
+_SQLITE_LOCKS: dict[int, asyncio.Lock] = {}
+
+
+def _insert(session: AsyncSession, table: sa.Table):
+    return (postgresql.insert(table) if session.get_bind().dialect.name == "postgresql" else sqlite.insert(table))
+
+
+async def add_readings(session: AsyncSession, readings: list[Reading]) -> None:
+    """Readings and their meters' versions, in the caller's transaction (SqlUnitOfWork.meter_readings)."""
+    if not readings:
+        return
+    await session.execute(_R.insert(), [
+        dict(id=new_id(), environment_id=r.environment_id, workspace_id=r.workspace_id, owner_id=r.owner_id, at=r.at, n=r.seq,
+             status=r.status, gpu_model=r.gpu_model, gpu_count=r.gpu_count, with_gpu=r.with_gpu, cpu_cores=r.cpu_cores,
+             memory_gib=r.memory_gib, disk_gib=r.disk_gib)
+        for r in readings
+    ])
+    for env_id, ws in sorted({(r.environment_id, r.workspace_id) for r in readings}):
+        stmt = _insert(session, _M).values(environment_id=env_id, workspace_id=ws, version=1, metered_version=0, open_segments=0)
+        await session.execute(stmt.on_conflict_do_update(index_elements=[_M.c.environment_id],
+                                                         set_={"version": _M.c.version + 1}))
+
+
+class SqlMeterReadings:
+    """``uow.meter_readings`` of the SQL unit of work: readings in the state change's transaction."""
+
+    def __init__(self, session: AsyncSession):
+        self._session = session
+
+    async def add(self, readings: list[Reading]) -> None:
+        await add_readings(self._session, readings)
+
+
+def _price(r: Any) -> Price:
+    return Price(r.id, ResourceKind(r.kind), r.model, r.unit_price, r.effective_from, r.created_by)
+
+
+def _reading(r: Any) -> Reading:
+    return Reading(r.environment_id, r.workspace_id, r.owner_id, r.at, r.status, r.gpu_model, r.gpu_count, r.with_gpu,
+                   r.cpu_cores, r.memory_gib, r.disk_gib, r.n)
+
+
+def _rated(r: Any) -> RatedSegment:
+    g = Segment(r.key, r.environment_id, r.workspace_id, r.owner_id, ResourceKind(r.kind), r.model, r.quantity,
+                r.start_at, r.end_at, r.price_id, r.unit_price)
+    return RatedSegment(g, r.rated_until, r.amount, r.charged)
+
+
+def segment_row(rs: RatedSegment) -> dict[str, Any]:
+    g = rs.segment
+    return dict(key=g.key, environment_id=g.environment_id, workspace_id=g.workspace_id, owner_id=g.owner_id, kind=g.kind.value,
+                model=g.model, quantity=g.quantity, start_at=g.start, end_at=g.end, price_id=g.price_id, unit_price=g.unit_price,
+                period=rs.period, rated_until=rs.rated_until, amount=rs.amount, charged=rs.charged)
+
+
+def _entry(r: Any) -> LedgerEntry:
+    return LedgerEntry(r.id, r.workspace_id, EntryKind(r.kind), r.amount, r.at, r.reason, r.actor_id, r.reference, r.period, r.expires_at)
+
+
+def entry_row(e: LedgerEntry) -> dict[str, Any]:
+    return dict(id=e.id, workspace_id=e.workspace_id, kind=e.kind.value, amount=e.amount, at=e.at, reason=e.reason,
+                actor_id=e.actor_id, reference=e.reference, period=e.period, expires_at=e.expires_at)
+
+
+def _wallet(r: Any) -> Wallet:
+    return Wallet(r.workspace_id, r.warn_below, r.warned, r.arrears_since, r.disk_warnings, r.budget_monthly,
+                  r.budget_hard_stop, r.budget_notified)
+
+
+class SqlBillingTx:
+    def __init__(self, session: AsyncSession):
+        self.s = session
+        self._sqlite_lock: asyncio.Lock | None = None
+
+    @property
+    def _pg(self) -> bool:
+        return self.s.get_bind().dialect.name == "postgresql"
+
+    async def lock(self) -> None:
+        if self._pg:
+            await self.s.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": METERING_LOCK_KEY})
+        else:
+            lock = _SQLITE_LOCKS.setdefault(id(asyncio.get_running_loop()), asyncio.Lock())
+            await lock.acquire()
+            self._sqlite_lock = lock
+
+    def release(self) -> None:
+        if self._sqlite_lock is not None:
+            self._sqlite_lock.release()
+            self._sqlite_lock = None
+
+    async def prices(self) -> list[Price]:
+        return [_price(r) for r in await self.s.execute(sa.select(_P))]
+
+    async def add_price(self, price: Price) -> None:
+        await self.s.execute(_P.insert().values(id=price.id, kind=price.kind.value, model=price.model, unit_price=price.unit_price,
+                                                effective_from=price.effective_from, created_by=price.created_by,
+                                                created_at=price.effective_from))
+
+    async def add_readings(self, readings: list[Reading]) -> None:
+        await add_readings(self.s, readings)
+
+    async def to_meter(self) -> list[tuple[str, int]]:
+        rows = await self.s.execute(sa.select(_M.c.environment_id, _M.c.version).where(
+            sa.or_(_M.c.version > _M.c.metered_version, _M.c.open_segments > 0)).order_by(_M.c.environment_id))
+        return [(r.environment_id, r.version) for r in rows]
+
+    async def readings(self, environment_ids: list[str]) -> dict[str, list[Reading]]:
+        out: dict[str, list[Reading]] = {}
+        for i in range(0, len(environment_ids), _IN_CHUNK):
+            rows = await self.s.execute(sa.select(_R).where(_R.c.environment_id.in_(environment_ids[i:i + _IN_CHUNK])))
+            for r in rows:
+                out.setdefault(r.environment_id, []).append(_reading(r))
+        return out
+
+    async def segments(self, environment_ids: list[str]) -> dict[str, list[RatedSegment]]:
+        out: dict[str, list[RatedSegment]] = {}
+        for i in range(0, len(environment_ids), _IN_CHUNK):
+            rows = await self.s.execute(sa.select(_S).where(_S.c.environment_id.in_(environment_ids[i:i + _IN_CHUNK])))
+            for r in rows:
+                out.setdefault(r.environment_id, []).append(_rated(r))
+        return out
+
+    async def save_segments(self, upserts: list[RatedSegment], deleted_keys: list[str]) -> None:
+        if deleted_keys:
+            await self.s.execute(_S.delete().where(_S.c.key.in_(deleted_keys)))
+        if upserts:
+            stmt = _insert(self.s, _S)
+            stmt = stmt.on_conflict_do_update(index_elements=[_S.c.key], set_={
+                c: stmt.excluded[c] for c in ("quantity", "end_at", "price_id", "unit_price", "period", "rated_until", "amount", "charged")
+            })
+            await self.s.execute(stmt, [segment_row(rs) for rs in upserts])
+
+    async def mark_metered(self, marks: list[tuple[str, int, int]]) -> None:
+        if marks:
+            await self.s.execute(
+                _M.update().where(_M.c.environment_id == sa.bindparam("e")).values(
+                    metered_version=sa.bindparam("v"), open_segments=sa.bindparam("o")),
+                [{"e": e, "v": v, "o": o} for e, v, o in marks],
+            )
+
+    async def add_entries(self, entries: list[LedgerEntry]) -> None:
+        if entries:
+            try:
+                async with self.s.begin_nested():
+                    await self.s.execute(_L.insert(), [entry_row(e) for e in entries])
+            except IntegrityError:
+                raise Conflict("a ledger entry with this reference exists", code="duplicate_reference") from None
+
+    async def has_reference(self, reference: str) -> bool:
+        return (await self.s.execute(sa.select(_L.c.id).where(_L.c.reference == reference))).first() is not None
+
+    async def balance(self, workspace_id: str) -> int:
+        return int((await self.s.execute(sa.select(sa.func.coalesce(sa.func.sum(_L.c.amount), 0)).where(
+            _L.c.workspace_id == workspace_id))).scalar_one())
+
+    async def balances(self, workspace_ids: list[str] | None = None) -> dict[str, int]:
+        q = sa.select(_L.c.workspace_id, sa.func.sum(_L.c.amount)).group_by(_L.c.workspace_id)
+        out = {r[0]: int(r[1]) for r in await self.s.execute(q)}
+        for (ws,) in await self.s.execute(sa.select(_W.c.workspace_id)):
+            out.setdefault(ws, 0)
+        if workspace_ids is not None:
+            return {ws: out.get(ws, 0) for ws in workspace_ids}
+        return out
+
+    async def entries(self, workspace_id: str, *, limit: int, offset: int) -> tuple[list[LedgerEntry], int]:
+        where = _L.c.workspace_id == workspace_id
+        total = (await self.s.execute(sa.select(sa.func.count()).select_from(_L).where(where))).scalar_one()
+        rows = await self.s.execute(sa.select(_L).where(where).order_by(_L.c.at.desc(), _L.c.id).limit(limit).offset(offset))
+        return [_entry(r) for r in rows], int(total)
+
+    async def all_entries(self, workspace_id: str) -> list[LedgerEntry]:
+        return [_entry(r) for r in await self.s.execute(sa.select(_L).where(_L.c.workspace_id == workspace_id).order_by(_L.c.at))]
+
+    async def period_charges(self, workspace_id: str, period: str) -> int:
+        return int((await self.s.execute(sa.select(sa.func.coalesce(sa.func.sum(_L.c.amount), 0)).where(
+            _L.c.workspace_id == workspace_id, _L.c.period == period, _L.c.kind == EntryKind.CHARGE.value))).scalar_one())
+
+    async def wallet(self, workspace_id: str) -> Wallet:
+        r = (await self.s.execute(sa.select(_W).where(_W.c.workspace_id == workspace_id))).first()
+        return _wallet(r) if r is not None else Wallet(workspace_id)
+
+    async def wallets(self) -> list[Wallet]:
+        return [_wallet(r) for r in await self.s.execute(sa.select(_W))]
+
+    async def save_wallet(self, w: Wallet) -> None:
+        values = dict(warn_below=w.warn_below, warned=w.warned, arrears_since=w.arrears_since, disk_warnings=w.disk_warnings,
+                      budget_monthly=w.budget_monthly, budget_hard_stop=w.budget_hard_stop, budget_notified=w.budget_notified)
+        stmt = _insert(self.s, _W).values(workspace_id=w.workspace_id, **values)
+        await self.s.execute(stmt.on_conflict_do_update(index_elements=[_W.c.workspace_id], set_=values))
+
+    async def usage(self, workspace_id: str, start: datetime, end: datetime) -> list[RatedSegment]:
+        rows = await self.s.execute(sa.select(_S).where(_S.c.workspace_id == workspace_id, _S.c.start_at >= start, _S.c.start_at < end))
+        return [_rated(r) for r in rows]
+
+    async def period_segments(self, workspace_id: str, period: str) -> list[RatedSegment]:
+        rows = await self.s.execute(sa.select(_S).where(_S.c.workspace_id == workspace_id, _S.c.period == period))
+        return [_rated(r) for r in rows]
+
+    async def bill(self, workspace_id: str, period: str) -> Bill | None:
+        r = (await self.s.execute(sa.select(_B).where(_B.c.workspace_id == workspace_id, _B.c.period == period))).first()
+        if r is None:
+            return None
+        return Bill(r.workspace_id, r.period, "finalized", r.total, r.total, lines_from_json(r.lines), r.finalized_at)
+
+    async def add_bill(self, bill: Bill) -> None:
+        await self.s.execute(_B.insert().values(workspace_id=bill.workspace_id, period=bill.period, total=bill.total,
+                                                lines=lines_json(bill.lines), finalized_at=bill.finalized_at))
+
+    async def commit(self) -> None:
+        try:
+            await self.s.commit()
+        except IntegrityError as exc:
+            raise Conflict("billing write conflict", code="conflict") from exc
+
+
+class SqlBillingStore:
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession]):
+        self._sessions = session_factory
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqlBillingTx]:
+        async with self._sessions() as session:
+            tx = SqlBillingTx(session)
+            try:
+                yield tx
+            finally:
+                try:
+                    await session.rollback()
+                finally:
+                    tx.release()
+

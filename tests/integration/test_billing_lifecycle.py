@@ -1,0 +1,169 @@
+"""Billing through the real use cases: an environment created, run (as its agent reports),
+stopped and started again is charged to the second; a workspace at zero has its running
+environments stopped (GPUs released, disk kept), is warned, and after N days in arrears
+its disks are deleted. On the in-memory store, SQLite and PostgreSQL (migrated schema)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from dependency_injector import providers
+
+from remotegpu.adapters.db.migrate import upgrade_async
+from remotegpu.application.environments.service import CreateRequest
+from remotegpu.application.shared.clock import FrozenClock
+from remotegpu.domain.billing.money import rate
+from remotegpu.domain.environments.models import EnvStatus
+from remotegpu.domain.shared.errors import Conflict, NotFound
+from remotegpu.entrypoints.containers import build_container, close_container
+from tests.conftest import make_settings
+from tests.support.components import postgres_url
+from tests.support.postgres import reset_schema
+from tests.unit.environments.conftest import World
+
+MODEL = "NVIDIA A100-SXM4-80GB"
+T0 = datetime(2026, 3, 10, 10, 0, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def world(request, tmp_path):
+    persistence, url = "memory", None
+    if request.param == "sqlite":
+        persistence, url = "sql", f"sqlite+aiosqlite:///{tmp_path / 'billing.db'}"
+    elif request.param == "postgres":
+        persistence, url = "sql", postgres_url()
+        await asyncio.to_thread(reset_schema, url)
+    if url:
+        await upgrade_async(url)
+    settings = make_settings(tmp_path, billing_enabled=True, **({"database_url": url} if url else {}))
+    container = build_container(settings, persistence=persistence)
+    clock = FrozenClock(T0)
+    container.clock.override(providers.Object(clock))
+    yield World(container, clock)
+    await close_container(container)
+
+
+async def _setup(world):
+    admin = await world.user("root", admin=True)
+    alice = await world.user("alice")
+    ws = await world.personal_ws(alice)
+    billing = world.container.billing_service()
+    for kind, model, price in (("gpu", MODEL, 1000), ("cpu", "", 10), ("memory", "", 1), ("disk", "", 24)):
+        await billing.set_price(admin, kind, model, price, None)
+    host = await world.add_host()
+    return admin, alice, ws, billing, host
+
+
+def _expected(gpu_s: int, compute_s: int, disk_s: int) -> int:
+    return (rate(1, 1000, gpu_s, 3600) + rate(2, 10, compute_s, 3600) + rate(8, 1, compute_s, 3600)
+            + rate(10, 24, disk_s, 86400))
+
+
+async def test_run_stop_start_is_charged_to_the_second_and_zero_balance_stops_it(world):
+    admin, alice, ws, billing, host = await _setup(world)
+    metering = world.container.metering()
+    envs = world.envs
+    req = CreateRequest(ws, "train", gpu_count=1, gpu_model=MODEL, cpu_cores=2, memory_gib=8, disk_gib=10)
+
+    # Pay-as-you-go: no money, no GPU environment (409 with balance and hourly price).
+    with pytest.raises(Conflict) as refused:
+        await envs.create(alice, req)
+    assert refused.value.code == "insufficient_funds"
+    assert refused.value.details["balance"] == 0
+    assert refused.value.details["hourly_price"] == 1000 + 20 + 8 + 10  # disk: 10 GiB × 24/day = 10/h
+
+    await billing.post(admin, ws, "topup", 5000, "bank transfer #1", reference="tx-1")
+    with pytest.raises(Conflict):  # the same transfer is booked once
+        await billing.post(admin, ws, "topup", 5000, "bank transfer #1 again", reference="tx-1")
+    env = (await envs.create(alice, req)).env
+    await host.beat_all_running()
+    assert (await envs.get(alice, env.id)).env.status is EnvStatus.RUNNING
+    run1 = world.clock.now()
+
+    world.clock.advance(seconds=125)
+    await metering.run()
+    assert (await billing.wallet(alice, ws)).balance == 5000 - _expected(125, 125, 125)
+
+    world.clock.advance(seconds=3600 + 17)  # ran 1 h 2 min 22 s in all
+    await envs.stop(alice, env.id)
+    await host.beat_all_running()
+    assert (await envs.get(alice, env.id)).env.status is EnvStatus.STOPPED
+    ran = int((world.clock.now() - run1).total_seconds())
+    stopped_at = world.clock.now()
+
+    world.clock.advance(seconds=600)  # stopped: only the disk is charged
+    await metering.run()
+    world.clock.advance(seconds=33)
+    await envs.start(alice, env.id)
+    await host.beat_all_running()
+    run2 = world.clock.now()
+    world.clock.advance(seconds=61)
+    await metering.run()
+    await metering.run()  # a second pass at the same instant charges nothing more
+
+    disk_s = int((world.clock.now() - run1).total_seconds())
+    compute_s = ran + 61
+    # The disk exists from the first "starting" (same instant as running here: one agent beat).
+    expected = rate(1, 1000, ran, 3600) + rate(1, 1000, 61, 3600) + rate(2, 10, ran, 3600) + rate(2, 10, 61, 3600) \
+        + rate(8, 1, ran, 3600) + rate(8, 1, 61, 3600) + rate(10, 24, disk_s, 86400)
+    wallet = await billing.wallet(alice, ws)
+    assert wallet.balance == 5000 - expected, (wallet.balance, expected, compute_s)
+    entries, total = await billing.ledger(alice, ws, limit=100, offset=0)
+    assert sum(e.amount for e in entries if e.kind.value == "charge") == -expected
+    # The draft bill's lines are the segments; its total equals the ledger's charges exactly.
+    bill = await billing.bill(alice, ws, "2026-03")
+    assert bill.status == "draft" and bill.total == bill.charged == expected
+    gpu_lines = [line for line in bill.lines if line.kind == "gpu"]
+    assert sum(line.seconds for line in gpu_lines) == ran + 61 and run2 - stopped_at == timedelta(seconds=633)
+    usage = await billing.usage(alice, ws, start=None, end=None, group_by="gpu_model")
+    assert usage["total"] == expected and {g["key"] for g in usage["groups"]} == {"", MODEL}
+    csv_text = await billing.bill_csv(alice, ws, "2026-03")
+    assert csv_text.splitlines()[-1].endswith(f",total,,,,,{expected}")
+
+    # Another tenant sees no wallet at all.
+    mallory = await world.user("mallory")
+    with pytest.raises(NotFound):
+        await billing.wallet(mallory, ws)
+
+    # Zero balance: the next pass stops it (GPUs released, disk kept) and says why.
+    balance = (await billing.wallet(alice, ws)).balance
+    await billing.post(admin, ws, "adjustment", -balance, "test: drain the wallet")
+    world.clock.advance(seconds=30)
+    result = await metering.run()
+    assert result.stopped == [env.id]
+    stopped = (await envs.get(alice, env.id)).env
+    assert stopped.desired.value == "stopped" and "arrears" in stopped.status_message
+    async with world.container.uow() as uow:
+        assert await uow.allocations.gpus_of(env.id) == []
+    await host.beat_all_running()
+    assert (await envs.get(alice, env.id)).env.status is EnvStatus.STOPPED  # disk kept
+    notes, _ = await world.container.notification_repo().list_for_user(alice.id, unread_only=False, limit=50, offset=0)
+    assert "billing.arrears_stopped" in {n.kind for n in notes}
+    with pytest.raises(Conflict) as again:
+        await envs.start(alice, env.id)
+    assert again.value.code == "insufficient_funds"
+
+    # Disk charges go on; warnings before the disks are deleted after 15 days in arrears.
+    async def warnings() -> int:
+        notes, _ = await world.container.notification_repo().list_for_user(alice.id, unread_only=False, limit=50, offset=0)
+        return [n.kind for n in notes].count("billing.disk_deletion_warning")
+
+    for days, expected_warnings in ((9, 1), (3, 2), (1, 2), (1, 3)):  # 7, 3 and 1 day(s) before day 15
+        world.clock.advance(days=days)
+        await metering.run()
+        assert await warnings() == expected_warnings, days
+        assert (await envs.get(alice, env.id)).env.status is EnvStatus.STOPPED
+    world.clock.advance(days=1, seconds=1)
+    result = await metering.run()
+    assert result.deleted == [env.id]
+    assert (await envs.get(alice, env.id)).env.status in (EnvStatus.DELETING, EnvStatus.DELETED)
+    notes, _ = await world.container.notification_repo().list_for_user(alice.id, unread_only=False, limit=50, offset=0)
+    assert "billing.disks_deleted" in {n.kind for n in notes}
+    # Disk charges went on while stopped: the ledger's charges still equal the segments exactly.
+    await host.beat_all_running()
+    await metering.run()
+    segments_total = (await billing.usage(alice, ws, start=T0, end=world.clock.now() + timedelta(seconds=1), group_by="kind"))["total"]
+    entries, _ = await billing.ledger(alice, ws, limit=1000, offset=0)
+    assert -sum(e.amount for e in entries if e.kind.value == "charge") == segments_total

@@ -80,6 +80,20 @@ MATRIX = [
     ("POST", "/api/v1/webhooks/{webhook}/test", None, [401, 404, 403, 403, 200, 200]),
     ("GET", "/api/v1/webhooks/{webhook}/deliveries", None, [401, 404, 403, 403, 200, 200]),
     ("POST", "/api/v1/webhooks/{webhook}/deliveries/{delivery}/redeliver", None, [401, 404, 403, 403, 202, 202]),
+    # Billing: prices are public to users, set by platform admins; a workspace's wallet, usage and
+    # bills are read by its viewers, its settings by its admins; money is booked by platform admins.
+    ("GET", "/api/v1/billing/prices", None, [401, 200, 200, 200, 200, 200]),
+    ("POST", "/api/v1/billing/prices", {"kind": "cpu", "unit_price": 5}, [401, 403, 403, 403, 403, 201]),
+    ("GET", "/api/v1/billing/estimate?gpu_count=0&cpu_cores=2&memory_gib=4", None, [401, 200, 200, 200, 200, 200]),
+    ("GET", "/api/v1/billing/wallet?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("PATCH", "/api/v1/billing/wallet", {"workspace_id": "{ws}", "warn_below": 500}, [401, 404, 403, 403, 200, 200]),
+    ("GET", "/api/v1/billing/wallet/entries?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("POST", "/api/v1/billing/wallet/entries", {"workspace_id": "{ws}", "kind": "topup", "amount": 1000, "reason": "transfer"},
+     [401, 404, 403, 403, 403, 201]),
+    ("GET", "/api/v1/billing/usage?workspace_id={ws}&group_by=gpu_model", None, [401, 404, 200, 200, 200, 200]),
+    ("GET", "/api/v1/billing/bills?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("GET", "/api/v1/billing/bills/2026-11?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("GET", "/api/v1/billing/bills/2026-11/csv?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
 ]
 
 CASES = [

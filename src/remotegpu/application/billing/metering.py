@@ -152,6 +152,9 @@ class Metering:
         for wallet in wallets.values():
             if wallet.arrears_since is not None:
                 await self._arrears(wallet, balances.get(wallet.workspace_id, 0), now, result, messages)
+            elif wallet.budget_hard_stop and wallet.budget_notified == f"{period_of(now)}:100":
+                await self._stop_all(wallet.workspace_id, "stopped: the workspace's monthly budget is spent (hard stop); disk kept",
+                                     result)
         if messages and self.notify is not None:
             try:
                 await self.notify(messages)
@@ -220,6 +223,19 @@ class Metering:
             messages.append(self._message("billing.disk_deletion_warning", wallet.workspace_id,
                                           f"diskwarn:{wallet.workspace_id}:{since}:{len(due)}", Severity.CRITICAL, workspace=name,
                                           since=since, balance=format_minor(balance, cur), delete_on=delete_on.date().isoformat()))
+
+    async def _stop_all(self, workspace_id: str, reason: str, result: PassResult) -> None:
+        assert self.uow is not None and self.environments is not None
+        async with self.uow() as uow:
+            await uow.lock_scheduling()
+            envs, _ = await uow.environments.list(workspace_ids=[workspace_id], statuses=_BILLED_RUNNING, include_deleted=False,
+                                                  limit=10_000, offset=0)
+            for env in envs:
+                if env.desired.value == "running":
+                    await self.environments.stop_env(uow, env, reason)
+                    await uow.environments.update(env)
+                    result.stopped.append(env.id)
+            await uow.commit()
 
     async def _workspace_name(self, workspace_id: str) -> str:
         if self.uow is None:

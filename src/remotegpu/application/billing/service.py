@@ -137,8 +137,8 @@ class BillingService:
     async def post(self, actor: User, workspace_id: str, kind: str, amount: int, reason: str, *,
                    reference: str | None = None, expires_at: datetime | None = None, ip: str | None = None) -> LedgerEntry:
         """Admins: top-up (payment port: a confirmed offline transfer), adjustment, credit grant, refund."""
+        await self._authorize(actor, workspace_id)  # another tenant's workspace: not found
         _admin(actor)
-        await self._authorize(actor, workspace_id)  # the workspace exists
         try:
             ek = EntryKind(kind)
         except ValueError:

@@ -27,12 +27,11 @@ MODEL = "NVIDIA A100-SXM4-80GB"
 T0 = datetime(2026, 3, 10, 10, 0, 0, tzinfo=timezone.utc)
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def world(request, tmp_path):
+async def _world(kind: str, tmp_path):
     persistence, url = "memory", None
-    if request.param == "sqlite":
+    if kind == "sqlite":
         persistence, url = "sql", f"sqlite+aiosqlite:///{tmp_path / 'billing.db'}"
-    elif request.param == "postgres":
+    elif kind == "postgres":
         persistence, url = "sql", postgres_url()
         await asyncio.to_thread(reset_schema, url)
     if url:
@@ -41,8 +40,21 @@ async def world(request, tmp_path):
     container = build_container(settings, persistence=persistence)
     clock = FrozenClock(T0)
     container.clock.override(providers.Object(clock))
-    yield World(container, clock)
-    await close_container(container)
+    return World(container, clock)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def world(request, tmp_path):
+    w = await _world(request.param, tmp_path)
+    yield w
+    await close_container(w.container)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def sql_world(request, tmp_path):
+    w = await _world(request.param, tmp_path)
+    yield w
+    await close_container(w.container)
 
 
 async def _setup(world):
@@ -167,3 +179,58 @@ async def test_run_stop_start_is_charged_to_the_second_and_zero_balance_stops_it
     segments_total = (await billing.usage(alice, ws, start=T0, end=world.clock.now() + timedelta(seconds=1), group_by="kind"))["total"]
     entries, _ = await billing.ledger(alice, ws, limit=1000, offset=0)
     assert -sum(e.amount for e in entries if e.kind.value == "charge") == segments_total
+
+
+async def test_a_crash_in_a_pass_and_a_restart_bill_exactly_once(sql_world):
+    world = sql_world
+    admin, alice, ws, billing, host = await _setup(world)
+    await billing.post(admin, ws, "topup", 100_000, "bank transfer", reference="tx-crash")
+    env = (await world.envs.create(alice, CreateRequest(ws, "crash", gpu_count=1, gpu_model=MODEL, cpu_cores=2,
+                                                        memory_gib=8, disk_gib=10))).env
+    await host.beat_all_running()
+    world.clock.advance(seconds=100)
+    metering = world.container.metering()
+    await metering.run()
+
+    # The next pass dies after writing its segments, before its ledger entries: nothing of it stays.
+    world.clock.advance(seconds=50)
+    store = world.container.billing_store()
+    real = store.transaction
+
+    def crashing():
+        cm = real()
+
+        class Crash:
+            async def __aenter__(self):
+                tx = await cm.__aenter__()
+
+                async def boom(entries):
+                    raise RuntimeError("server killed mid-pass")
+
+                tx.add_entries = boom
+                return tx
+
+            async def __aexit__(self, *exc):
+                return await cm.__aexit__(*exc)
+
+        return Crash()
+
+    store.transaction = crashing
+    with pytest.raises(RuntimeError):
+        await metering.meter()
+    store.transaction = real
+
+    # A new server process on the same database: its first pass bills exactly the 150 s.
+    settings = world.container.settings()
+    restarted = build_container(settings, persistence="sql")
+    restarted.clock.override(providers.Object(world.clock))
+    try:
+        await restarted.metering().run()
+        await restarted.metering().run()
+        wallet = await restarted.billing_service().wallet(alice, ws)
+        assert wallet.balance == 100_000 - _expected(150, 150, 150)
+        entries, _ = await restarted.billing_service().ledger(alice, ws, limit=100, offset=0)
+        assert sorted(e.amount for e in entries if e.kind.value == "charge") == sorted(
+            [-_expected(100, 100, 100), -(_expected(150, 150, 150) - _expected(100, 100, 100))])
+    finally:
+        await close_container(restarted)

@@ -16,7 +16,7 @@ from remotegpu.application.environments.service import CreateRequest
 from remotegpu.application.shared.clock import FrozenClock
 from remotegpu.domain.billing.money import rate
 from remotegpu.domain.environments.models import EnvStatus
-from remotegpu.domain.shared.errors import Conflict, NotFound
+from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound
 from remotegpu.entrypoints.containers import build_container, close_container
 from tests.conftest import make_settings
 from tests.support.components import postgres_url
@@ -234,3 +234,34 @@ async def test_a_crash_in_a_pass_and_a_restart_bill_exactly_once(sql_world):
             [-_expected(100, 100, 100), -(_expected(150, 150, 150) - _expected(100, 100, 100))])
     finally:
         await close_container(restarted)
+
+
+async def test_a_month_ends_its_bill_is_finalized_equal_to_the_ledger_and_never_changes(world):
+    admin, alice, ws, billing, host = await _setup(world)
+    world.clock._now = datetime(2026, 3, 31, 23, 0, 0, tzinfo=timezone.utc)
+    await billing.post(admin, ws, "topup", 1_000_000, "bank transfer", reference="tx-month")
+    env = (await world.envs.create(alice, CreateRequest(ws, "month", gpu_count=1, gpu_model=MODEL, cpu_cores=2,
+                                                        memory_gib=8, disk_gib=10))).env
+    await host.beat_all_running()
+    metering = world.container.metering()
+    world.clock.advance(seconds=1800)
+    await metering.run()
+    with pytest.raises(InvalidInput):
+        await billing.finalize("2026-03")  # the month still runs
+    world.clock.advance(seconds=1800 + 45)  # 45 s into April
+    with pytest.raises(InvalidInput):
+        await billing.finalize("2026-04")  # April runs
+    await metering.run()
+    assert await billing.finalize() == 1
+    assert await billing.finalize() == 0  # once
+    march = await billing.bill(alice, ws, "2026-03")
+    assert march.status == "finalized" and march.total == march.charged == _expected(3600, 3600, 3600)
+    assert sum(line.seconds for line in march.lines if line.kind == "gpu") == 3600
+    world.clock.advance(seconds=600)
+    await metering.run()
+    assert (await billing.bill(alice, ws, "2026-03")).lines == march.lines  # immutable
+    april = await billing.bill(alice, ws, "2026-04")
+    assert april.status == "draft" and april.total == april.charged == _expected(645, 645, 645)
+    bills = await billing.bills(alice, ws)
+    assert [b.period for b in bills] == ["2026-04", "2026-03"]
+    assert env.id in {line.environment_id for line in march.lines}

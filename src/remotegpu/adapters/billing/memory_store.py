@@ -11,7 +11,7 @@ from typing import AsyncIterator
 
 from remotegpu.domain.billing.ledger import EntryKind, LedgerEntry
 from remotegpu.domain.billing.metering import Reading
-from remotegpu.domain.billing.models import Bill, RatedSegment, Wallet
+from remotegpu.domain.billing.models import Bill, BillLine, RatedSegment, Wallet, bill_lines
 from remotegpu.domain.billing.prices import Price
 from remotegpu.domain.shared.errors import Conflict
 
@@ -131,6 +131,30 @@ class _Tx:
 
     async def add_bill(self, bill: Bill) -> None:
         self.st.bills[(bill.workspace_id, bill.period)] = bill
+
+    async def period_lines(self, period: str) -> dict[str, list[BillLine]]:
+        by: dict[str, list[RatedSegment]] = {}
+        for rs in self.st.segments.values():
+            if rs.period == period:
+                by.setdefault(rs.segment.workspace_id, []).append(rs)
+        return {ws: bill_lines(segs, datetime.max) for ws, segs in by.items()}
+
+    async def period_charges_all(self, period: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for e in self.st.entries:
+            if e.period == period and e.kind is EntryKind.CHARGE:
+                out[e.workspace_id] = out.get(e.workspace_id, 0) + e.amount
+        return out
+
+    async def open_workspaces(self, period: str) -> set[str]:
+        return {rs.segment.workspace_id for rs in self.st.segments.values() if rs.period == period and rs.segment.end is None}
+
+    async def finalized(self, period: str) -> set[str]:
+        return {ws for ws, p in self.st.bills if p == period}
+
+    async def add_bills(self, bills: list[Bill]) -> None:
+        for b in bills:
+            self.st.bills[(b.workspace_id, b.period)] = b
 
     async def commit(self) -> None:
         self._store.state = self.st

@@ -16,7 +16,7 @@ from remotegpu.adapters.db import tables as t
 from remotegpu.application.billing.service import lines_from_json, lines_json
 from remotegpu.domain.billing.ledger import EntryKind, LedgerEntry
 from remotegpu.domain.billing.metering import Reading, Segment
-from remotegpu.domain.billing.models import Bill, RatedSegment, Wallet
+from remotegpu.domain.billing.models import Bill, BillLine, RatedSegment, Wallet
 from remotegpu.domain.billing.prices import Price, ResourceKind
 from remotegpu.domain.shared.errors import Conflict
 from remotegpu.domain.shared.ids import new_id
@@ -233,6 +233,40 @@ class SqlBillingTx:
     async def add_bill(self, bill: Bill) -> None:
         await self.s.execute(_B.insert().values(workspace_id=bill.workspace_id, period=bill.period, total=bill.total,
                                                 lines=lines_json(bill.lines), finalized_at=bill.finalized_at))
+
+    # --- bills of a whole month at once (set-based: 1,000,000 segments in seconds) -------------
+    def _seconds(self):
+        end = sa.func.coalesce(_S.c.end_at, _S.c.rated_until)
+        if self._pg:
+            return sa.func.sum(sa.cast(sa.extract("epoch", end - _S.c.start_at), sa.BigInteger))
+        return sa.func.sum(sa.cast(sa.func.round((sa.func.julianday(end) - sa.func.julianday(_S.c.start_at)) * 86400), sa.BigInteger))
+
+    async def period_lines(self, period: str) -> dict[str, list[BillLine]]:
+        cols = (_S.c.workspace_id, _S.c.environment_id, _S.c.kind, _S.c.model, _S.c.quantity, _S.c.unit_price)
+        q = sa.select(*cols, self._seconds().label("seconds"), sa.func.sum(_S.c.amount).label("amount")).where(
+            _S.c.period == period).group_by(*cols).order_by(*cols[:4])
+        out: dict[str, list[BillLine]] = {}
+        for r in await self.s.execute(q):
+            out.setdefault(r.workspace_id, []).append(
+                BillLine(r.environment_id, r.kind, r.model, r.quantity, r.unit_price, int(r.seconds or 0), int(r.amount)))
+        return out
+
+    async def period_charges_all(self, period: str) -> dict[str, int]:
+        q = sa.select(_L.c.workspace_id, sa.func.sum(_L.c.amount)).where(
+            _L.c.period == period, _L.c.kind == EntryKind.CHARGE.value).group_by(_L.c.workspace_id)
+        return {r[0]: int(r[1]) for r in await self.s.execute(q)}
+
+    async def open_workspaces(self, period: str) -> set[str]:
+        q = sa.select(_S.c.workspace_id).where(_S.c.period == period, _S.c.end_at.is_(None)).distinct()
+        return {r[0] for r in await self.s.execute(q)}
+
+    async def finalized(self, period: str) -> set[str]:
+        return {r[0] for r in await self.s.execute(sa.select(_B.c.workspace_id).where(_B.c.period == period))}
+
+    async def add_bills(self, bills: list[Bill]) -> None:
+        if bills:
+            await self.s.execute(_B.insert(), [dict(workspace_id=b.workspace_id, period=b.period, total=b.total,
+                                                    lines=lines_json(b.lines), finalized_at=b.finalized_at) for b in bills])
 
     async def commit(self) -> None:
         try:

@@ -244,29 +244,30 @@ class BillingService:
         lines = bill_lines(segments, self.clock.now())
         return Bill(workspace_id, period, "draft", sum(line.amount for line in lines), charged, lines)
 
-    async def finalize(self, workspace_ids: list[str] | None = None) -> int:
-        """Finalize last month's bills (after the pass that rated its last seconds): they never change again."""
+    async def finalize(self, period: str | None = None) -> int:
+        """Finalize a month's bills (default: last month): once every segment of the month is
+        closed and each workspace's lines add up to its ledger charges for that month, its
+        bill is stored and never changes again. Set-based: a few queries for every workspace."""
         now = self.clock.now()
-        period = period_of(month_start(now) - timedelta(days=1))
-        made = 0
+        period = period or period_of(month_start(now) - timedelta(days=1))
+        if period >= period_of(now):
+            raise InvalidInput("only a month that has ended can be finalized", details={"field": "period"})
         async with self.store.transaction() as tx:
-            ids = workspace_ids if workspace_ids is not None else list((await tx.balances()).keys())
-        for workspace_id in ids:
-            async with self.store.transaction() as tx:
-                if await tx.bill(workspace_id, period) is not None:
+            lines = await tx.period_lines(period)
+            charged = await tx.period_charges_all(period)
+            waiting = await tx.open_workspaces(period) | await tx.finalized(period)
+            bills = []
+            for workspace_id in sorted(set(lines) | set(charged)):
+                if workspace_id in waiting:
                     continue
-                segments = await tx.period_segments(workspace_id, period)
-                if any(rs.segment.end is None for rs in segments):
-                    continue  # not rated to its end yet: the next pass closes it at the month start
-                charged = -await tx.period_charges(workspace_id, period)
-                lines = bill_lines(segments, now)
-                total = sum(line.amount for line in lines)
-                if total != charged:
-                    continue  # a charge is still on its way; finalized on a later pass
-                await tx.add_bill(Bill(workspace_id, period, "finalized", total, charged, lines, now))
-                await tx.commit()
-                made += 1
-        return made
+                ws_lines = lines.get(workspace_id, [])
+                total = sum(line.amount for line in ws_lines)
+                if total != -charged.get(workspace_id, 0):
+                    continue  # a charge is still on its way: a later pass finalizes it
+                bills.append(Bill(workspace_id, period, "finalized", total, total, ws_lines, now))
+            await tx.add_bills(bills)
+            await tx.commit()
+        return len(bills)
 
     async def bill_csv(self, actor: User, workspace_id: str, period: str) -> str:
         bill = await self.bill(actor, workspace_id, period)

@@ -55,8 +55,11 @@ class _Tx:
             m = self.st.meters.setdefault(r.environment_id, [r.workspace_id, 0, 0, 0])
             m[1] += 1
 
-    async def to_meter(self) -> list[tuple[str, int]]:
-        return sorted((e, m[1]) for e, m in self.st.meters.items() if m[1] > m[2] or m[3] > 0)
+    async def to_meter(self) -> list[tuple[str, int, bool]]:
+        return sorted((e, m[1], m[1] > m[2]) for e, m in self.st.meters.items() if m[1] > m[2] or m[3] > 0)
+
+    async def open_segments(self, environment_ids: list[str]) -> dict[str, list[RatedSegment]]:
+        return {e: [rs for rs in segs if rs.segment.end is None] for e, segs in (await self.segments(environment_ids)).items()}
 
     async def readings(self, environment_ids: list[str]) -> dict[str, list[Reading]]:
         return {e: list(self.st.readings.get(e, [])) for e in environment_ids}

@@ -127,10 +127,19 @@ class SqlBillingTx:
     async def add_readings(self, readings: list[Reading]) -> None:
         await add_readings(self.s, readings)
 
-    async def to_meter(self) -> list[tuple[str, int]]:
-        rows = await self.s.execute(sa.select(_M.c.environment_id, _M.c.version).where(
+    async def to_meter(self) -> list[tuple[str, int, bool]]:
+        rows = await self.s.execute(sa.select(_M.c.environment_id, _M.c.version, _M.c.metered_version).where(
             sa.or_(_M.c.version > _M.c.metered_version, _M.c.open_segments > 0)).order_by(_M.c.environment_id))
-        return [(r.environment_id, r.version) for r in rows]
+        return [(r.environment_id, r.version, r.version > r.metered_version) for r in rows]
+
+    async def open_segments(self, environment_ids: list[str]) -> dict[str, list[RatedSegment]]:
+        out: dict[str, list[RatedSegment]] = {}
+        for i in range(0, len(environment_ids), _IN_CHUNK):
+            rows = await self.s.execute(sa.select(_S).where(_S.c.environment_id.in_(environment_ids[i:i + _IN_CHUNK]),
+                                                            _S.c.end_at.is_(None)))
+            for r in rows:
+                out.setdefault(r.environment_id, []).append(_rated(r))
+        return out
 
     async def readings(self, environment_ids: list[str]) -> dict[str, list[Reading]]:
         out: dict[str, list[Reading]] = {}

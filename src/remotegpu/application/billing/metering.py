@@ -22,7 +22,7 @@ from remotegpu.application.billing.ports import BillingStore
 from remotegpu.application.shared.ports import Clock, UnitOfWorkFactory
 from remotegpu.domain.billing import notices  # noqa: F401 - registers the billing templates
 from remotegpu.domain.billing.ledger import EntryKind, LedgerEntry
-from remotegpu.domain.billing.metering import second, segments_of
+from remotegpu.domain.billing.metering import next_month, second, segments_of
 from remotegpu.domain.billing.models import RatedSegment, Wallet, period_of
 from remotegpu.domain.billing.money import format_minor
 from remotegpu.domain.billing.prices import PriceBook
@@ -78,12 +78,35 @@ class Metering:
             book = PriceBook(await tx.prices())
             todo = await tx.to_meter()
             deltas: dict[tuple[str, str], int] = defaultdict(int)
-            for i in range(0, len(todo), batch):
-                chunk = todo[i:i + batch]
+            # Fast path, the usual minute tick: nothing new was read for an environment, so its
+            # closed segments stand; its open ones are re-rated to now unless a price change or
+            # a month start falls since they began (then the whole history is derived again).
+            clean = [env_id for env_id, _, dirty in todo if not dirty]
+            full = [(env_id, version) for env_id, version, dirty in todo if dirty]
+            for i in range(0, len(clean), batch):
+                chunk = clean[i:i + batch]
+                opened = await tx.open_segments(chunk)
+                upserts = []
+                for env_id in chunk:
+                    segs = opened.get(env_id, [])
+                    if any(book.changes(rs.segment.kind, rs.segment.model, rs.segment.start, now + timedelta(seconds=1))
+                           or next_month(rs.segment.start) <= now for rs in segs):
+                        full.append((env_id, -1))
+                        continue
+                    for rs in segs:
+                        amount = rs.segment.amount(now)
+                        if rs.rated_until != now:
+                            deltas[(rs.segment.workspace_id, rs.period)] += amount - rs.charged
+                            upserts.append(RatedSegment(rs.segment, now, amount, amount))
+                await tx.save_segments(upserts, [])
+                result.metered += len(chunk)
+                result.segments += len(upserts)
+            for i in range(0, len(full), batch):
+                chunk = full[i:i + batch]
                 ids = [env_id for env_id, _ in chunk]
                 readings = await tx.readings(ids)
                 stored = await tx.segments(ids)
-                upserts: list[RatedSegment] = []
+                upserts = []
                 deleted: list[str] = []
                 marks = []
                 for env_id, version in chunk:
@@ -99,7 +122,8 @@ class Metering:
                     for key, gone in old.items():  # history changed under it (a late reading): give back its charge
                         deltas[(gone.segment.workspace_id, gone.period)] -= gone.charged
                         deleted.append(key)
-                    marks.append((env_id, version, sum(1 for g in fresh if g.end is None)))
+                    if version >= 0:
+                        marks.append((env_id, version, sum(1 for g in fresh if g.end is None)))
                 await tx.save_segments(upserts, deleted)
                 await tx.mark_metered(marks)
                 result.metered += len(chunk)

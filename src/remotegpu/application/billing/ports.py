@@ -21,8 +21,10 @@ class BillingTx(Protocol):
     async def add_readings(self, readings: list[Reading]) -> None:
         """Store readings and mark their environments as to be metered again."""
 
-    async def to_meter(self) -> list[tuple[str, int]]:
-        """(environment id, version) of environments with new readings or open segments."""
+    async def to_meter(self) -> list[tuple[str, int, bool]]:
+        """(environment id, version, dirty) of environments with new readings (dirty) or open segments."""
+
+    async def open_segments(self, environment_ids: list[str]) -> dict[str, list[RatedSegment]]: ...
 
     async def readings(self, environment_ids: list[str]) -> dict[str, list[Reading]]: ...
     async def segments(self, environment_ids: list[str]) -> dict[str, list[RatedSegment]]: ...

@@ -23,7 +23,7 @@ holds, and no two segments of one resource overlap.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from remotegpu.domain.billing.money import rate
@@ -95,7 +95,9 @@ class Segment:
 
 def second(t: datetime) -> datetime:
     """Cut to the whole second, in UTC."""
-    return t.astimezone(timezone.utc).replace(microsecond=0)
+    if t.tzinfo is not timezone.utc:
+        t = t.astimezone(timezone.utc)
+    return t.replace(microsecond=0) if t.microsecond else t
 
 
 def month_start(t: datetime) -> datetime:
@@ -112,21 +114,20 @@ def segment_key(environment_id: str, kind: ResourceKind, model: str, start: date
     return f"{environment_id}:{kind.value}{suffix}:{int(start.timestamp())}"
 
 
-def timeline(readings: list[Reading], now: datetime) -> list[Reading]:
-    """Ordered, deduplicated readings, one per second (the last of each second), none after ``now``."""
-    unique = {(r.at, r.seq, r.status): r for r in readings if second(r.at) <= now}
-    out: list[Reading] = []
+def timeline(readings: list[Reading], now: datetime) -> list[tuple[datetime, Reading]]:
+    """Ordered, deduplicated (second, reading) steps, one per second (the last reading of
+    each second holds from it), none after ``now``."""
+    unique = {(r.at, r.seq, r.status): r for r in readings}
+    out: list[tuple[datetime, Reading]] = []
     for r in sorted(unique.values(), key=lambda r: (r.at, r.seq)):
-        cut = _with_at(r, second(r.at))
-        if out and out[-1].at == cut.at:
-            out[-1] = cut
+        at = second(r.at)
+        if at > now:
+            break
+        if out and out[-1][0] == at:
+            out[-1] = (at, r)
         else:
-            out.append(cut)
+            out.append((at, r))
     return out
-
-
-def _with_at(r: Reading, at: datetime) -> Reading:
-    return replace(r, at=at)
 
 
 def segments_of(readings: list[Reading], prices: PriceBook, now: datetime) -> list[Segment]:
@@ -139,17 +140,16 @@ def segments_of(readings: list[Reading], prices: PriceBook, now: datetime) -> li
     spans: list[tuple[tuple[ResourceKind, str], int, datetime, datetime | None, Reading]] = []
     open_: dict[tuple[ResourceKind, str], tuple[int, datetime, Reading]] = {}
     disk_exists = False
-    for r in steps:
+    for at, r in steps:
         disk_exists = (disk_exists or r.status in _DISK_CREATED) and r.status != DELETED
         held = r.held(disk_exists)
         for res, (qty, start, first) in list(open_.items()):
             if held.get(res) != qty:
-                if r.at > start:
-                    spans.append((res, qty, start, r.at, first))
+                spans.append((res, qty, start, at, first))
                 del open_[res]
         for res, qty in held.items():
             if res not in open_:
-                open_[res] = (qty, r.at, r)
+                open_[res] = (qty, at, r)
     for res, (qty, start, first) in open_.items():
         spans.append((res, qty, start, None, first))
     segments: list[Segment] = []

@@ -9,9 +9,11 @@ baseline measured in the same run.
    the same segment rows written with a bare multi-row ``INSERT`` (no rating), and a bare
    ``INSERT … SELECT`` copy of them inside the database.
 2. **Monthly bills** — ``--segments`` closed segments (default 1,000,000) of last month
-   across ``--workspaces`` workspaces (default 10,000) with their ledger charges, loaded
-   with ``INSERT … SELECT generate_series``; ``BillingService.finalize`` (one GROUP BY,
-   the charge sums, the checks, every bill written with its JSON line items) is timed.
+   across ``--workspaces`` workspaces (default 10,000) with their ledger charges — 20 segments
+   per environment, its quantity fixed, a price change in mid-month: 8 lines per environment —, loaded
+   with ``INSERT … SELECT generate_series``; ``BillingService.finalize`` (on PostgreSQL one
+   ``INSERT … SELECT``: lines grouped and aggregated to JSON, open segments and unequal
+   charge sums excluded) is timed.
    Baseline: a bare ``INSERT INTO … SELECT workspace_id, sum(amount) … GROUP BY`` of the
    same rows. Aims (issue 16): ≥ 10,000 segments/s; bills for 1,000,000 segments < 60 s.
 
@@ -123,7 +125,7 @@ async def bench_rating(engine, store: SqlBillingStore, envs: int) -> None:
 
 async def bench_bills(engine, sessions, segments: int, workspaces: int) -> None:
     period, start = "2026-04", "2026-04-01 00:00:00+00"
-    per_env = 10
+    per_env = 20  # segments of one environment in the month (stop/start cycles, price changes)
     async with engine.begin() as conn:
         await conn.execute(sa.text("TRUNCATE usage_segments, ledger_entries, bills"))
     t0 = time.perf_counter()
@@ -133,10 +135,13 @@ async def bench_bills(engine, sessions, segments: int, workspaces: int) -> None:
             INSERT INTO usage_segments (key, environment_id, workspace_id, owner_id, kind, model, quantity, start_at, end_at,
                                         price_id, unit_price, period, rated_until, amount, charged)
             SELECT 'k' || n, 'env-' || (n / {per_env}), 'ws-' || lpad(((n / {per_env}) % {workspaces})::text, 6, '0'), 'owner',
-                   (ARRAY['gpu','cpu','memory','disk'])[1 + n % 4], CASE WHEN n % 4 = 0 THEN '{MODEL}' ELSE '' END, 1 + n % 8,
+                   (ARRAY['gpu','cpu','memory','disk'])[1 + n % 4], CASE WHEN n % 4 = 0 THEN '{MODEL}' ELSE '' END,
+                   1 + (n / {per_env}) % 8,
                    timestamptz '{start}' + (n % 600) * interval '1 hour', timestamptz '{start}' + (n % 600 + 1) * interval '1 hour',
-                   'price', 100 + n % 7, '{period}', timestamptz '{start}' + (n % 600 + 1) * interval '1 hour',
-                   (1 + n % 8) * (100 + n % 7), (1 + n % 8) * (100 + n % 7)
+                   'price', 100 + n % 4 + (n / ({per_env} / 2)) % 2, '{period}',
+                   timestamptz '{start}' + (n % 600 + 1) * interval '1 hour',
+                   (1 + (n / {per_env}) % 8) * (100 + n % 4 + (n / ({per_env} / 2)) % 2),
+                   (1 + (n / {per_env}) % 8) * (100 + n % 4 + (n / ({per_env} / 2)) % 2)
             FROM generate_series(0, {segments - 1}) AS n"""))
         await conn.execute(sa.text(f"""
             INSERT INTO ledger_entries (id, workspace_id, kind, amount, at, reason, actor_id, reference, period, expires_at)

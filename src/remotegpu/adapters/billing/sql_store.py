@@ -272,6 +272,33 @@ class SqlBillingTx:
     async def finalized(self, period: str) -> set[str]:
         return {r[0] for r in await self.s.execute(sa.select(_B.c.workspace_id).where(_B.c.period == period))}
 
+    async def finalize_in_database(self, period: str, now: datetime) -> int | None:
+        """PostgreSQL: the month's bills in one INSERT … SELECT (lines aggregated to JSON by the
+        database, the same checks as ``BillingService.finalize``). None elsewhere: do it in Python."""
+        if not self._pg:
+            return None
+        result = await self.s.execute(sa.text("""
+            INSERT INTO bills (workspace_id, period, total, lines, finalized_at)
+            SELECT l.workspace_id, :period, sum(l.amount),
+                   json_agg(json_build_object('environment_id', l.environment_id, 'kind', l.kind, 'model', l.model,
+                                              'quantity', l.quantity, 'unit_price', l.unit_price, 'seconds', l.seconds,
+                                              'amount', l.amount)
+                            ORDER BY l.environment_id, l.kind, l.model, l.quantity, l.unit_price)::text, :now
+            FROM (SELECT workspace_id, environment_id, kind, model, quantity, unit_price,
+                         sum(extract(epoch FROM coalesce(end_at, rated_until) - start_at))::bigint AS seconds,
+                         sum(amount) AS amount
+                  FROM usage_segments WHERE period = :period
+                  GROUP BY workspace_id, environment_id, kind, model, quantity, unit_price) AS l
+            LEFT JOIN (SELECT workspace_id, sum(amount) AS charged FROM ledger_entries
+                       WHERE period = :period AND kind = 'charge' GROUP BY workspace_id) AS c USING (workspace_id)
+            WHERE NOT EXISTS (SELECT 1 FROM usage_segments o WHERE o.workspace_id = l.workspace_id AND o.period = :period
+                                                              AND o.end_at IS NULL)
+              AND NOT EXISTS (SELECT 1 FROM bills b WHERE b.workspace_id = l.workspace_id AND b.period = :period)
+            GROUP BY l.workspace_id
+            HAVING sum(l.amount) = -coalesce(max(c.charged), 0)
+        """), {"period": period, "now": now})
+        return int(result.rowcount or 0)
+
     async def add_bills(self, bills: list[Bill]) -> None:
         if bills:
             await self.s.execute(_B.insert(), [dict(workspace_id=b.workspace_id, period=b.period, total=b.total,

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from remotegpu.application.billing.ports import BillingStore, PaymentGateway
@@ -253,6 +253,11 @@ class BillingService:
         if period >= period_of(now):
             raise InvalidInput("only a month that has ended can be finalized", details={"field": "period"})
         async with self.store.transaction() as tx:
+            in_database = getattr(tx, "finalize_in_database", None)
+            made = await in_database(period, now) if in_database is not None else None
+            if made is not None:
+                await tx.commit()
+                return made
             lines = await tx.period_lines(period)
             charged = await tx.period_charges_all(period)
             waiting = await tx.open_workspaces(period) | await tx.finalized(period)
@@ -293,7 +298,9 @@ def _check_period(period: str) -> None:
 
 
 def lines_json(lines: list[BillLine]) -> str:
-    return json.dumps([asdict(line) for line in lines], separators=(",", ":"))
+    return json.dumps([{"environment_id": x.environment_id, "kind": x.kind, "model": x.model, "quantity": x.quantity,
+                        "unit_price": x.unit_price, "seconds": x.seconds, "amount": x.amount} for x in lines],
+                      separators=(",", ":"))
 
 
 def lines_from_json(text: str) -> list[BillLine]:

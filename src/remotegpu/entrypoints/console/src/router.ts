@@ -26,6 +26,7 @@ export const routes: RouteRecordRaw[] = [
       { path: 'workspaces', name: 'workspaces', component: lazy(() => import('./views/WorkspacesView.vue')), meta: { title: 'nav.workspaces' } },
       { path: 'webhooks', name: 'webhooks', component: lazy(() => import('./views/WebhooksView.vue')), meta: { title: 'nav.webhooks' } },
       { path: 'notifications', name: 'notifications', component: lazy(() => import('./views/NotificationsView.vue')), meta: { title: 'notifications.title' } },
+      { path: 'billing', name: 'billing', component: lazy(() => import('./views/BillingView.vue')), meta: { title: 'nav.billing' } },
       { path: 'account', name: 'account', component: lazy(() => import('./views/AccountView.vue')), meta: { title: 'nav.account' } },
       { path: 'admin', redirect: { name: 'admin-hosts' } },
       { path: 'admin/hosts', name: 'admin-hosts', component: lazy(() => import('./views/admin/HostsView.vue')), meta: { admin: true, title: 'nav.hosts' } },

@@ -78,6 +78,9 @@ class _Tx:
         for rs in upserts:
             self.st.segments[rs.segment.key] = rs
 
+    async def rate_open(self, rated: list[RatedSegment]) -> None:
+        await self.save_segments(rated, [])
+
     async def mark_metered(self, marks: list[tuple[str, int, int]]) -> None:
         for e, v, o in marks:
             m = self.st.meters[e]

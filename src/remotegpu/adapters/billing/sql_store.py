@@ -167,6 +167,15 @@ class SqlBillingTx:
             })
             await self.s.execute(stmt, [segment_row(rs) for rs in upserts])
 
+    async def rate_open(self, rated: list[RatedSegment]) -> None:
+        """Open segments re-rated to a later instant: only rated_until, amount and charged move."""
+        if rated:
+            await self.s.execute(
+                _S.update().where(_S.c.key == sa.bindparam("k")).values(
+                    rated_until=sa.bindparam("u"), amount=sa.bindparam("a"), charged=sa.bindparam("c")),
+                [{"k": rs.segment.key, "u": rs.rated_until, "a": rs.amount, "c": rs.charged} for rs in rated],
+            )
+
     async def mark_metered(self, marks: list[tuple[str, int, int]]) -> None:
         if marks:
             await self.s.execute(

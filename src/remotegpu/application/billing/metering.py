@@ -98,7 +98,7 @@ class Metering:
                         if rs.rated_until != now:
                             deltas[(rs.segment.workspace_id, rs.period)] += amount - rs.charged
                             upserts.append(RatedSegment(rs.segment, now, amount, amount))
-                await tx.save_segments(upserts, [])
+                await tx.rate_open(upserts)
                 result.metered += len(chunk)
                 result.segments += len(upserts)
             for i in range(0, len(full), batch):

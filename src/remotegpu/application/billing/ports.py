@@ -29,6 +29,9 @@ class BillingTx(Protocol):
     async def readings(self, environment_ids: list[str]) -> dict[str, list[Reading]]: ...
     async def segments(self, environment_ids: list[str]) -> dict[str, list[RatedSegment]]: ...
     async def save_segments(self, upserts: list[RatedSegment], deleted_keys: list[str]) -> None: ...
+    async def rate_open(self, rated: list[RatedSegment]) -> None:
+        """Update rated_until, amount and charged of stored open segments."""
+
     async def mark_metered(self, marks: list[tuple[str, int, int]]) -> None:
         """(environment id, version seen, open segments) — a newer version stays to be metered."""
 

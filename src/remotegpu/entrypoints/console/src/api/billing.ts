@@ -73,6 +73,10 @@ export interface Bill {
 export const billingApi = {
   prices: () => http.get<Page<Price>>('/api/v1/billing/prices'),
   setPrice: (body: { kind: string; model?: string; unit_price: number }) => http.post<Price>('/api/v1/billing/prices', body),
+  estimate: (q: { gpu_model: string | null; gpu_count: number; cpu_cores: number; memory_gib: number; disk_gib: number }) =>
+    http.get<{ hourly_price: number; currency: string }>('/api/v1/billing/estimate', {
+      query: { ...q, gpu_model: q.gpu_model ?? undefined }, quiet: true,
+    }),
   wallet: (workspaceId: string) => http.get<Wallet>('/api/v1/billing/wallet', { query: { workspace_id: workspaceId } }),
   updateWallet: (workspaceId: string, body: { warn_below?: number; budget_monthly?: number | null; budget_hard_stop?: boolean }) =>
     http.patch<Wallet>('/api/v1/billing/wallet', { workspace_id: workspaceId, ...body }),

@@ -250,5 +250,6 @@ export default {
       credit_expiry: 'Credit expired',
     },
     billStatus: { draft: 'Draft', finalized: 'Finalized' },
+    estimate: 'Price now',
   },
 }

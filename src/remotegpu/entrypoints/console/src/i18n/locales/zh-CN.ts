@@ -250,5 +250,6 @@ export default {
       credit_expiry: '赠送额度过期',
     },
     billStatus: { draft: '未出账', finalized: '已出账' },
+    estimate: '当前价格',
   },
 }

@@ -59,6 +59,7 @@ from remotegpu.adapters.billing.memory_store import InMemoryBillingStore
 from remotegpu.adapters.billing.offline import OfflineTransfers
 from remotegpu.application.billing.funds import FundsCheck
 from remotegpu.application.billing.metering import BillingSettings, Metering
+from remotegpu.application.billing.plans import PlanService, Reservations
 from remotegpu.application.billing.recording import MeteringUnitOfWork
 from remotegpu.application.billing.service import BillingService
 
@@ -259,7 +260,9 @@ class Container(containers.DeclarativeContainer):
     )
     # Every scheduling transaction ends with a queue pass: the queue moves whenever capacity frees.
     workspace_policy = providers.Singleton(workspace_policy_from, settings)
-    queueing_uow = providers.Factory(QueueingUnitOfWork, plain_uow, providers.Singleton(QueuePass, clock=clock, quotas=workspace_policy))
+    reservations = providers.Singleton(Reservations, store=billing_store, clock=clock)  # plans' GPUs are not lent
+    queueing_uow = providers.Factory(QueueingUnitOfWork, plain_uow, providers.Singleton(
+        QueuePass, clock=clock, quotas=workspace_policy, reservations=reservations))
     uow = providers.Factory(NotifyingUnitOfWork, queueing_uow, notification_dispatcher)
     notification_service = providers.Singleton(
         NotificationService, repo=notification_repo, clock=clock, signals=unread_signals, email_enabled=email_enabled,
@@ -328,9 +331,12 @@ class Container(containers.DeclarativeContainer):
         BillingSettings, enabled=config.billing_enabled, tick_seconds=config.billing_tick_seconds,
         arrears_delete_days=config.billing_arrears_delete_days, currency=config.billing_currency,
     )
+    plan_service = providers.Singleton(PlanService, store=billing_store, uow=uow.provider, clock=clock,
+                                       currency=config.billing_currency)
     metering = providers.Singleton(
         Metering, store=billing_store, clock=clock, settings=billing_settings, uow=uow.provider,
         environments=environment_service, notify=providers.Factory(lambda d: d.dispatch, notification_dispatcher),
+        plans=plan_service,
     )
     billing_service = providers.Singleton(
         BillingService, store=billing_store, uow=uow.provider, clock=clock, payments=providers.Singleton(OfflineTransfers),

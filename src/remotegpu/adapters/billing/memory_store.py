@@ -12,6 +12,7 @@ from typing import AsyncIterator
 from remotegpu.domain.billing.ledger import EntryKind, LedgerEntry
 from remotegpu.domain.billing.metering import Reading
 from remotegpu.domain.billing.models import Bill, BillLine, RatedSegment, Wallet, bill_lines
+from remotegpu.domain.billing.plans import Plan
 from remotegpu.domain.billing.prices import Price
 from remotegpu.domain.shared.errors import Conflict
 
@@ -25,6 +26,7 @@ class _State:
         self.entries: list[LedgerEntry] = []
         self.wallets: dict[str, Wallet] = {}
         self.bills: dict[tuple[str, str], Bill] = {}
+        self.plans: dict[str, Plan] = {}
 
 
 class _Tx:
@@ -161,6 +163,16 @@ class _Tx:
     async def add_bills(self, bills: list[Bill]) -> None:
         for b in bills:
             self.st.bills[(b.workspace_id, b.period)] = b
+
+    async def plans(self, workspace_id: str | None = None) -> list[Plan]:
+        return sorted((copy.copy(p) for p in self.st.plans.values() if workspace_id in (None, p.workspace_id)),
+                      key=lambda p: (p.starts_at, p.id))
+
+    async def save_plan(self, plan: Plan) -> None:
+        self.st.plans[plan.id] = copy.copy(plan)
+
+    async def covered_segments(self) -> list[RatedSegment]:
+        return [rs for rs in self.st.segments.values() if (rs.segment.price_id or "").startswith("plan:")]
 
     async def commit(self) -> None:
         self._store.state = self.st

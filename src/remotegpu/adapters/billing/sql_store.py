@@ -17,6 +17,7 @@ from remotegpu.application.billing.service import lines_from_json, lines_json
 from remotegpu.domain.billing.ledger import EntryKind, LedgerEntry
 from remotegpu.domain.billing.metering import Reading, Segment
 from remotegpu.domain.billing.models import Bill, BillLine, RatedSegment, Wallet
+from remotegpu.domain.billing.plans import Plan, PlanTerm
 from remotegpu.domain.billing.prices import Price, ResourceKind
 from remotegpu.domain.shared.errors import Conflict
 from remotegpu.domain.shared.ids import new_id
@@ -24,6 +25,7 @@ from remotegpu.domain.shared.ids import new_id
 #: pg_advisory_xact_lock key of the metering pass ("RGPUBILL").
 METERING_LOCK_KEY = 0x5247505542494C4C
 _P, _R, _M, _S, _L, _W, _B = (t.billing_prices, t.meter_readings, t.meters, t.usage_segments, t.ledger_entries, t.wallets, t.bills)
+_PL = t.billing_plans
 _IN_CHUNK = 500
 _SQLITE_LOCKS: dict[int, asyncio.Lock] = {}
 
@@ -87,6 +89,17 @@ def _entry(r: Any) -> LedgerEntry:
 def entry_row(e: LedgerEntry) -> dict[str, Any]:
     return dict(id=e.id, workspace_id=e.workspace_id, kind=e.kind.value, amount=e.amount, at=e.at, reason=e.reason,
                 actor_id=e.actor_id, reference=e.reference, period=e.period, expires_at=e.expires_at)
+
+
+def _plan(r: Any) -> Plan:
+    return Plan(r.id, r.workspace_id, r.gpu_model, r.gpu_count, PlanTerm(r.term), r.price, r.starts_at, r.ends_at,
+                r.term_started_at, r.auto_renew, r.status, r.created_by, r.terms)
+
+
+def plan_row(p: Plan) -> dict[str, Any]:
+    return dict(id=p.id, workspace_id=p.workspace_id, gpu_model=p.gpu_model, gpu_count=p.gpu_count, term=p.term.value,
+                price=p.price, starts_at=p.starts_at, ends_at=p.ends_at, term_started_at=p.term_started_at,
+                auto_renew=p.auto_renew, status=p.status, created_by=p.created_by, terms=p.terms)
 
 
 def _wallet(r: Any) -> Wallet:
@@ -312,6 +325,22 @@ class SqlBillingTx:
         if bills:
             await self.s.execute(_B.insert(), [dict(workspace_id=b.workspace_id, period=b.period, total=b.total,
                                                     lines=lines_json(b.lines), finalized_at=b.finalized_at) for b in bills])
+
+    # --- plans ---------------------------------------------------------------------------
+    async def plans(self, workspace_id: str | None = None) -> list[Plan]:
+        q = sa.select(_PL)
+        if workspace_id is not None:
+            q = q.where(_PL.c.workspace_id == workspace_id)
+        return [_plan(r) for r in await self.s.execute(q.order_by(_PL.c.starts_at, _PL.c.id))]
+
+    async def save_plan(self, plan: Plan) -> None:
+        values = plan_row(plan)
+        stmt = _insert(self.s, _PL).values(**values)
+        await self.s.execute(stmt.on_conflict_do_update(index_elements=[_PL.c.id], set_={
+            k: v for k, v in values.items() if k != "id"}))
+
+    async def covered_segments(self) -> list[RatedSegment]:
+        return [_rated(r) for r in await self.s.execute(sa.select(_S).where(_S.c.price_id.like("plan:%")))]
 
     async def commit(self) -> None:
         try:

@@ -537,7 +537,7 @@ usage_segments = sa.Table(
     sa.Column("quantity", sa.Integer, nullable=False),
     sa.Column("start_at", UTCDateTime, nullable=False),
     sa.Column("end_at", UTCDateTime, nullable=True),
-    sa.Column("price_id", sa.String(36), nullable=True),
+    sa.Column("price_id", sa.String(64), nullable=True),  # a price id, or "plan:<id>" (covered by a plan)
     sa.Column("unit_price", sa.BigInteger, nullable=False),
     sa.Column("period", sa.String(7), nullable=False),  # "YYYY-MM" of start_at (segments never cross a month)
     sa.Column("rated_until", UTCDateTime, nullable=False),
@@ -587,4 +587,24 @@ bills = sa.Table(
     sa.Column("total", sa.BigInteger, nullable=False),
     sa.Column("lines", sa.Text, nullable=False),  # JSON line items
     sa.Column("finalized_at", UTCDateTime, nullable=False),
+)
+
+# Plans (包月/包年): N GPUs of a model reserved for a workspace, prepaid per term.
+billing_plans = sa.Table(
+    "billing_plans",
+    metadata,
+    _id(primary_key=True),
+    _id("workspace_id", nullable=False),
+    sa.Column("gpu_model", sa.String(200), nullable=False),
+    sa.Column("gpu_count", sa.Integer, nullable=False),
+    sa.Column("term", sa.String(8), nullable=False),
+    sa.Column("price", sa.BigInteger, nullable=False),
+    sa.Column("starts_at", UTCDateTime, nullable=False),
+    sa.Column("ends_at", UTCDateTime, nullable=False),
+    sa.Column("term_started_at", UTCDateTime, nullable=False),
+    sa.Column("auto_renew", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_by", sa.String(36), nullable=False),
+    sa.Column("terms", sa.Integer, nullable=False),
+    sa.Index(None, "workspace_id"),
 )

@@ -25,7 +25,8 @@ from remotegpu.domain.billing.ledger import EntryKind, LedgerEntry
 from remotegpu.domain.billing.metering import next_month, second, segments_of
 from remotegpu.domain.billing.models import RatedSegment, Wallet, period_of
 from remotegpu.domain.billing.money import format_minor
-from remotegpu.domain.billing.prices import PriceBook
+from remotegpu.domain.billing.plans import PlanCover
+from remotegpu.domain.billing.prices import PriceBook, ResourceKind
 from remotegpu.domain.environments.models import EnvStatus
 from remotegpu.domain.notifications.models import Audience, Category, Message, Severity
 from remotegpu.domain.shared.ids import new_id
@@ -63,8 +64,11 @@ class Metering:
     uow: UnitOfWorkFactory | None = None  # environments (stops in arrears); None: metering only
     environments: object | None = None  # EnvironmentService: stop_env / delete_env
     notify: Notify | None = None
+    plans: object | None = None  # PlanService: plans at their end are renewed or expire first
 
     async def run(self) -> PassResult:
+        if self.plans is not None:
+            await self.plans.sweep()
         result = await self.meter()
         if self.settings.enabled and self.uow is not None:
             await self.enforce(result)
@@ -76,6 +80,13 @@ class Metering:
         async with self.store.transaction() as tx:
             await tx.lock()
             book = PriceBook(await tx.prices())
+            plans = await tx.plans()
+            cover = None
+            if plans:
+                cover = PlanCover(plans)
+                for rs in await tx.covered_segments():
+                    g = rs.segment
+                    cover.note(g.workspace_id, g.model, g.environment_id, g.start, g.end, g.quantity)
             todo = await tx.to_meter()
             deltas: dict[tuple[str, str], int] = defaultdict(int)
             # Fast path, the usual minute tick: nothing new was read for an environment, so its
@@ -90,7 +101,10 @@ class Metering:
                 for env_id in chunk:
                     segs = opened.get(env_id, [])
                     if any(book.changes(rs.segment.kind, rs.segment.model, rs.segment.start, now + timedelta(seconds=1))
-                           or next_month(rs.segment.start) <= now for rs in segs):
+                           or next_month(rs.segment.start) <= now
+                           or (cover is not None and rs.segment.kind is ResourceKind.GPU
+                               and cover.cuts(rs.segment.workspace_id, rs.segment.model, rs.segment.start, now + timedelta(seconds=1)))
+                           for rs in segs):
                         full.append((env_id, -1))
                         continue
                     for rs in segs:
@@ -111,7 +125,7 @@ class Metering:
                 marks = []
                 for env_id, version in chunk:
                     old = {rs.segment.key: rs for rs in stored.get(env_id, [])}
-                    fresh = segments_of(readings.get(env_id, []), book, now)
+                    fresh = segments_of(readings.get(env_id, []), book, now, cover)
                     for g in fresh:
                         amount = g.amount(now)
                         before = old.pop(g.key, None)

@@ -8,6 +8,7 @@ from typing import AsyncContextManager, Protocol
 from remotegpu.domain.billing.ledger import LedgerEntry
 from remotegpu.domain.billing.metering import Reading
 from remotegpu.domain.billing.models import Bill, BillLine, RatedSegment, Wallet
+from remotegpu.domain.billing.plans import Plan
 from remotegpu.domain.billing.prices import Price
 
 
@@ -63,6 +64,11 @@ class BillingTx(Protocol):
     async def open_workspaces(self, period: str) -> set[str]: ...
     async def finalized(self, period: str) -> set[str]: ...
     async def add_bills(self, bills: list[Bill]) -> None: ...
+    async def plans(self, workspace_id: str | None = None) -> list[Plan]: ...
+    async def save_plan(self, plan: Plan) -> None: ...
+    async def covered_segments(self) -> list[RatedSegment]:
+        """Segments a plan covers (price id ``plan:…``)."""
+
     async def commit(self) -> None: ...
 
 

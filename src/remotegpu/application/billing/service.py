@@ -70,7 +70,7 @@ class BillingService:
                                details={"field": "effective_from"})
         if not 0 <= unit_price <= MAX_AMOUNT:
             raise InvalidInput("unit_price out of range", details={"field": "unit_price"})
-        price = Price(new_id(), rk, model.strip() if rk is ResourceKind.GPU else "", unit_price, start, actor.id)
+        price = Price(new_id(), rk, model.strip() if rk.per_model else "", unit_price, start, actor.id)
         async with self.store.transaction() as tx:
             await tx.add_price(price)
             await tx.commit()

@@ -130,8 +130,9 @@ def timeline(readings: list[Reading], now: datetime) -> list[tuple[datetime, Rea
     return out
 
 
-def segments_of(readings: list[Reading], prices: PriceBook, now: datetime) -> list[Segment]:
-    """Every usage segment of one environment's history up to ``now`` (see module doc)."""
+def segments_of(readings: list[Reading], prices: PriceBook, now: datetime, plans: "PlanCover | None" = None) -> list[Segment]:
+    """Every usage segment of one environment's history up to ``now`` (see module doc);
+    with ``plans``, GPU segments a plan covers are priced 0 (``plans.py``)."""
     now = second(now)
     steps = timeline(readings, now)
     if not steps:
@@ -154,15 +155,19 @@ def segments_of(readings: list[Reading], prices: PriceBook, now: datetime) -> li
         spans.append((res, qty, start, None, first))
     segments: list[Segment] = []
     for (kind, model), qty, start, end, first in spans:
-        segments.extend(_split(first, kind, model, qty, start, end, prices, now))
+        segments.extend(_split(first, kind, model, qty, start, end, prices, now, plans))
     return sorted(segments, key=lambda s: (s.start, s.kind.value, s.model))
 
 
 def _split(r: Reading, kind: ResourceKind, model: str, qty: int, start: datetime, end: datetime | None,
-           prices: PriceBook, now: datetime) -> list[Segment]:
-    """A span cut at price changes and month starts (only those already reached by ``now``)."""
+           prices: PriceBook, now: datetime, plans: "PlanCover | None" = None) -> list[Segment]:
+    """A span cut at price changes, month starts and plan boundaries (only those already
+    reached by ``now``)."""
     limit = end if end is not None else now
     cuts = set(prices.changes(kind, model, start, limit))
+    planned = plans is not None and kind is ResourceKind.GPU
+    if planned:
+        cuts.update(plans.cuts(r.workspace_id, model, start, limit))
     m = next_month(start)
     while m < limit:
         cuts.add(m)
@@ -172,13 +177,22 @@ def _split(r: Reading, kind: ResourceKind, model: str, qty: int, start: datetime
     for i, s in enumerate(bounds):
         e = bounds[i + 1] if i + 1 < len(bounds) else end
         price = prices.at(kind, model, s)
+        price_id, unit_price = (price.id, price.unit_price) if price else (None, 0)
+        if planned:
+            plan = plans.cover(r.workspace_id, r.environment_id, model, qty, s)
+            if plan is not None:
+                price_id, unit_price = f"plan:{plan.id}", 0
+                plans.note(r.workspace_id, model, r.environment_id, s, e, qty)
         out.append(Segment(
             key=segment_key(r.environment_id, kind, model, s), environment_id=r.environment_id,
             workspace_id=r.workspace_id, owner_id=r.owner_id, kind=kind, model=model, quantity=qty,
-            start=s, end=e, price_id=price.id if price else None, unit_price=price.unit_price if price else 0,
+            start=s, end=e, price_id=price_id, unit_price=unit_price,
         ))
     return out
 
 
 def open_compute(segments: list[Segment]) -> list[Segment]:
     return [s for s in segments if s.end is None and s.kind.compute]
+
+
+from remotegpu.domain.billing.plans import PlanCover  # noqa: E402  (plans.py imports prices only)

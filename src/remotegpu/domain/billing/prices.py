@@ -22,6 +22,9 @@ class ResourceKind(str, Enum):
     MEMORY = "memory"  # per GiB-hour
     DISK = "disk"  # per GiB-day, also while stopped
     NOGPU = "nogpu"  # per hour of an environment started without its GPUs (one flat line)
+    # Plans (prepaid, never metered): the price of one GPU of a model for a month / a year.
+    GPU_MONTH = "gpu_month"
+    GPU_YEAR = "gpu_year"
 
     @property
     def period_seconds(self) -> int:
@@ -29,7 +32,11 @@ class ResourceKind(str, Enum):
 
     @property
     def compute(self) -> bool:
-        return self is not ResourceKind.DISK
+        return self in (ResourceKind.GPU, ResourceKind.CPU, ResourceKind.MEMORY, ResourceKind.NOGPU)
+
+    @property
+    def per_model(self) -> bool:
+        return self in (ResourceKind.GPU, ResourceKind.GPU_MONTH, ResourceKind.GPU_YEAR)
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,7 @@ class Price:
     def __post_init__(self) -> None:
         if self.unit_price < 0:
             raise InvalidInput("a price cannot be negative", details={"field": "unit_price"})
-        if (self.kind is ResourceKind.GPU) != bool(self.model):
+        if self.kind.per_model != bool(self.model):
             raise InvalidInput("a GPU price names its model; other prices do not", details={"field": "model"})
 
 
@@ -59,13 +66,13 @@ class PriceBook:
 
     def at(self, kind: ResourceKind, model: str, when: datetime) -> Price | None:
         """The price in force at ``when`` (None: never priced then → free)."""
-        key = (kind, model if kind is ResourceKind.GPU else "")
+        key = (kind, model if kind.per_model else "")
         i = bisect_right(self._starts.get(key, []), when)
         return self._by[key][i - 1] if i else None
 
     def changes(self, kind: ResourceKind, model: str, after: datetime, before: datetime) -> list[datetime]:
         """Instants in ``(after, before)`` at which the price of this resource changes."""
-        key = (kind, model if kind is ResourceKind.GPU else "")
+        key = (kind, model if kind.per_model else "")
         return [t for t in self._starts.get(key, []) if after < t < before]
 
     def current(self, now: datetime) -> list[Price]:

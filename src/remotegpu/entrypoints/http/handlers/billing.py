@@ -42,7 +42,8 @@ def _currency(call: Call) -> str:
 
 def _price(p: Price, currency: str) -> PriceOut:
     return PriceOut(id=p.id, kind=p.kind.value, model=p.model, unit_price=p.unit_price,
-                    period="day" if p.kind.value == "disk" else "hour", effective_from=p.effective_from, currency=currency)
+                    period={"disk": "day", "gpu_month": "month", "gpu_year": "year"}.get(p.kind.value, "hour"),
+                    effective_from=p.effective_from, currency=currency)
 
 
 def _entry(e: LedgerEntry) -> EntryOut:
@@ -74,7 +75,8 @@ async def list_prices(call: Call) -> Page[PriceOut]:
 async def set_price(call: Call) -> PriceOut:
     """Set a price from `effective_from` on (platform admins, audited); earlier usage keeps its price."""
     b: PriceIn = call.body
-    price = await call.container.billing_service().set_price(call.user, b.kind, b.model, b.unit_price, b.effective_from)
+    model = b.model if b.kind in ("gpu", "gpu_month", "gpu_year") else ""
+    price = await call.container.billing_service().set_price(call.user, b.kind, model, b.unit_price, b.effective_from)
     return _price(price, _currency(call))
 
 
@@ -162,3 +164,51 @@ async def get_bill_csv(call: Call) -> web.StreamResponse:
 
 
 get_bill_csv.content_type = "text/csv"  # type: ignore[attr-defined]  # documented as such (openapi.py)
+
+
+from remotegpu.domain.billing.plans import Plan  # noqa: E402
+from remotegpu.entrypoints.http.schemas.billing import PlanCancelOut, PlanIn, PlanOut, PlanPatchIn  # noqa: E402
+
+PLAN = "/api/v1/billing/plans/{plan_id}"
+
+
+def _plan(p: Plan, currency: str) -> PlanOut:
+    return PlanOut(id=p.id, workspace_id=p.workspace_id, gpu_model=p.gpu_model, gpu_count=p.gpu_count, term=p.term.value,
+                   price=p.price, starts_at=p.starts_at, ends_at=p.ends_at, term_started_at=p.term_started_at,
+                   auto_renew=p.auto_renew, status=p.status, terms=p.terms, currency=currency)
+
+
+@api.get("/api/v1/billing/plans", query=WorkspaceQuery, response=Page[PlanOut], tags=TAGS, errors=[401, 404, 422])
+async def list_plans(call: Call) -> Page[PlanOut]:
+    """The workspace's plans, newest first (workspace viewers)."""
+    plans = await call.container.plan_service().list(call.user, call.query.workspace_id)
+    return Page[PlanOut](items=[_plan(p, _currency(call)) for p in plans], total=len(plans))
+
+
+@api.post("/api/v1/billing/plans", body=PlanIn, response=PlanOut, status=201, tags=TAGS, errors=[401, 403, 404, 409, 422])
+async def buy_plan(call: Call) -> PlanOut:
+    """Buy a monthly or yearly plan reserving `gpu_count` GPUs of `gpu_model` (workspace admins):
+    the wallet is charged the term's price once (409 insufficient_funds)."""
+    b: PlanIn = call.body
+    plan = await call.container.plan_service().purchase(call.user, b.workspace_id, b.gpu_model, b.gpu_count, b.term, b.auto_renew)
+    return _plan(plan, _currency(call))
+
+
+@api.patch(PLAN, body=PlanPatchIn, response=PlanOut, tags=TAGS, errors=[401, 403, 404, 422])
+async def update_plan(call: Call) -> PlanOut:
+    """Turn automatic renewal on or off (workspace admins)."""
+    plan = await call.container.plan_service().update(call.user, call.path("plan_id"), auto_renew=call.body.auto_renew)
+    return _plan(plan, _currency(call))
+
+
+@api.post(PLAN + "/renew", response=PlanOut, tags=TAGS, errors=[401, 403, 404, 409])
+async def renew_plan(call: Call) -> PlanOut:
+    """Pay the next term now (workspace admins)."""
+    return _plan(await call.container.plan_service().renew(call.user, call.path("plan_id")), _currency(call))
+
+
+@api.post(PLAN + "/cancel", response=PlanCancelOut, tags=TAGS, errors=[401, 403, 404, 409])
+async def cancel_plan(call: Call) -> PlanCancelOut:
+    """End it now; the unused part of the current term is refunded pro rata (workspace admins)."""
+    plan, refund = await call.container.plan_service().cancel(call.user, call.path("plan_id"))
+    return PlanCancelOut(plan=_plan(plan, _currency(call)), refund=refund)

@@ -8,13 +8,14 @@ from pydantic import BaseModel, Field
 from remotegpu.entrypoints.http.schemas.common import PageQuery, Strict
 
 MINOR = "integer minor units of the currency (cents, fen)"
-KINDS = Literal["gpu", "cpu", "memory", "disk", "nogpu"]
+KINDS = Literal["gpu", "cpu", "memory", "disk", "nogpu", "gpu_month", "gpu_year"]
 
 
 class PriceIn(Strict):
     kind: KINDS = Field(description="gpu (per GPU-hour of `model`), cpu (core-hour), memory (GiB-hour), disk (GiB-day), "
-                                    "nogpu (hour of an environment started without its GPUs)")
-    model: str = Field("", max_length=200, description="the GPU model (gpu prices only)")
+                                    "nogpu (hour of an environment started without its GPUs), gpu_month / gpu_year "
+                                    "(one GPU of `model` in a monthly / yearly plan)")
+    model: str = Field("", max_length=200, description="the GPU model (gpu, gpu_month, gpu_year prices only)")
     unit_price: int = Field(ge=0, le=10**12, description=MINOR + " per unit per period")
     effective_from: datetime | None = Field(None, description="default now; never in the past (metered usage keeps its price)")
 
@@ -28,7 +29,7 @@ class PriceOut(BaseModel):
     kind: str
     model: str
     unit_price: int = Field(description=MINOR)
-    period: Literal["hour", "day"]
+    period: Literal["hour", "day", "month", "year"]
     effective_from: datetime
     currency: str
 
@@ -142,3 +143,36 @@ class BillOut(BaseModel):
 class BillListOut(BaseModel):
     items: list[BillOut]
     total: int
+
+
+class PlanIn(Strict):
+    workspace_id: str = Field(min_length=1, max_length=36)
+    gpu_model: str = Field(min_length=1, max_length=200)
+    gpu_count: int = Field(ge=1, le=64)
+    term: Literal["month", "year"]
+    auto_renew: bool = False
+
+
+class PlanPatchIn(Strict):
+    auto_renew: bool
+
+
+class PlanOut(BaseModel):
+    id: str
+    workspace_id: str
+    gpu_model: str
+    gpu_count: int
+    term: str
+    price: int = Field(description=MINOR + " paid per term")
+    starts_at: datetime
+    ends_at: datetime = Field(description="the current term's end (a cancelled plan: when it was cancelled)")
+    term_started_at: datetime
+    auto_renew: bool
+    status: Literal["active", "cancelled", "expired"]
+    terms: int
+    currency: str
+
+
+class PlanCancelOut(BaseModel):
+    plan: PlanOut
+    refund: int = Field(description=MINOR + " refunded: the unused part of the term, pro rata, rounded down")

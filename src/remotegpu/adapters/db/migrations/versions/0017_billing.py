@@ -1,4 +1,4 @@
-"""billing: prices, meter readings, usage segments, the ledger, wallets, bills.
+"""billing: prices, meter readings, usage segments, the ledger, wallets, bills, plans.
 
 Revision ID: 0017
 Revises: 0016
@@ -72,7 +72,7 @@ def upgrade() -> None:
         sa.Column("quantity", sa.Integer(), nullable=False),
         sa.Column("start_at", _TS, nullable=False),
         sa.Column("end_at", _TS, nullable=True),
-        sa.Column("price_id", sa.String(36), nullable=True),
+        sa.Column("price_id", sa.String(64), nullable=True),
         sa.Column("unit_price", sa.BigInteger(), nullable=False),
         sa.Column("period", sa.String(7), nullable=False),
         sa.Column("rated_until", _TS, nullable=False),
@@ -119,8 +119,26 @@ def upgrade() -> None:
         sa.Column("finalized_at", _TS, nullable=False),
         sa.PrimaryKeyConstraint("workspace_id", "period", name="pk_bills"),
     )
+    op.create_table(
+        "billing_plans",
+        sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("workspace_id", sa.String(36), nullable=False),
+        sa.Column("gpu_model", sa.String(200), nullable=False),
+        sa.Column("gpu_count", sa.Integer(), nullable=False),
+        sa.Column("term", sa.String(8), nullable=False),
+        sa.Column("price", sa.BigInteger(), nullable=False),
+        sa.Column("starts_at", _TS, nullable=False),
+        sa.Column("ends_at", _TS, nullable=False),
+        sa.Column("term_started_at", _TS, nullable=False),
+        sa.Column("auto_renew", sa.Boolean(), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("created_by", sa.String(36), nullable=False),
+        sa.Column("terms", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_billing_plans"),
+    )
+    op.create_index("ix_billing_plans_workspace_id", "billing_plans", ["workspace_id"])
 
 
 def downgrade() -> None:
-    for table in ("bills", "wallets", "ledger_entries", "usage_segments", "meters", "meter_readings", "billing_prices"):
+    for table in ("billing_plans", "bills", "wallets", "ledger_entries", "usage_segments", "meters", "meter_readings", "billing_prices"):
         op.drop_table(table)

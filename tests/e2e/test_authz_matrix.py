@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import signup
 from tests.support.webhooks import seed_webhook
+from tests.support.billing import seed_plan
 from tests.support.workspaces import join_workspace
 
 CALLERS = ["anonymous", "other", "viewer", "member", "ws_admin", "platform_admin"]
@@ -94,6 +95,13 @@ MATRIX = [
     ("GET", "/api/v1/billing/bills?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
     ("GET", "/api/v1/billing/bills/2026-11?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
     ("GET", "/api/v1/billing/bills/2026-11/csv?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    # Plans: viewers read; workspace admins buy (no plan price here: 422), renew (no money: 409), cancel.
+    ("GET", "/api/v1/billing/plans?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("POST", "/api/v1/billing/plans", {"workspace_id": "{ws}", "gpu_model": "NVIDIA A100-SXM4-80GB", "gpu_count": 1, "term": "month"},
+     [401, 404, 403, 403, 422, 422]),
+    ("PATCH", "/api/v1/billing/plans/{plan}", {"auto_renew": True}, [401, 404, 403, 403, 200, 200]),
+    ("POST", "/api/v1/billing/plans/{plan}/renew", None, [401, 404, 403, 403, 409, 409]),
+    ("POST", "/api/v1/billing/plans/{plan}/cancel", None, [401, 404, 403, 403, 200, 200]),
 ]
 
 CASES = [
@@ -127,8 +135,9 @@ async def _world(client):
     await client.post("/api/v1/users/me/tokens", json={"name": "n"}, headers=target.headers)  # a notification of target's
     notification = (await (await client.get("/api/v1/notifications", headers=target.headers)).json())["items"][0]["id"]
     webhook, delivery = await seed_webhook(client.server.app[_key()], ws, owner.id)
+    plan = await seed_plan(client.server.app[_key()], ws, owner.id)
     return accounts, {"ws": ws, "target": target.id, "newcomer": newcomer.username, "invitation": invitation, "host": host,
-                      "notification": notification, "webhook": webhook, "delivery": delivery}
+                      "notification": notification, "webhook": webhook, "delivery": delivery, "plan": plan}
 
 
 def _key():

@@ -265,3 +265,54 @@ async def test_a_month_ends_its_bill_is_finalized_equal_to_the_ledger_and_never_
     bills = await billing.bills(alice, ws)
     assert [b.period for b in bills] == ["2026-04", "2026-03"]
     assert env.id in {line.environment_id for line in march.lines}
+
+
+async def test_budget_notices_at_50_80_100_percent_and_a_hard_stop(world):
+    admin, alice, ws, billing, host = await _setup(world)
+    await billing.post(admin, ws, "topup", 1_000_000, "bank transfer", reference="tx-budget")
+    await billing.update_wallet(alice, ws, budget_monthly=2000, budget_hard_stop=True)
+    env = (await world.envs.create(alice, CreateRequest(ws, "budget", gpu_count=1, gpu_model=MODEL, cpu_cores=2,
+                                                        memory_gib=8, disk_gib=10))).env
+    await host.beat_all_running()
+    metering = world.container.metering()
+
+    async def notices() -> list[int]:
+        notes, _ = await world.container.notification_repo().list_for_user(alice.id, unread_only=False, limit=50, offset=0)
+        return sorted(int(n.title.split("% ")[0].rsplit(" ", 1)[1]) for n in notes if n.kind == "billing.budget")
+
+    world.clock.advance(seconds=3600)  # 1,038 of 2,000
+    result = await metering.run()
+    assert await notices() == [50] and result.stopped == []
+    world.clock.advance(seconds=1800)  # 1,557: 77 %
+    await metering.run()
+    assert await notices() == [50]
+    world.clock.advance(seconds=300)  # 1,644: 82 %
+    await metering.run()
+    assert await notices() == [50, 80]
+    world.clock.advance(seconds=1500)  # 2,076 of 2,000: notice and hard stop
+    result = await metering.run()
+    assert await notices() == [50, 80, 100]
+    assert result.stopped == [env.id]
+    events, _ = await world.envs.events(alice, env.id, limit=50, offset=0)
+    assert any("budget" in e.reason for e in events)
+
+
+async def test_an_expired_credit_grant_takes_back_only_its_unused_part(world):
+    admin, alice, ws, billing, host = await _setup(world)
+    await billing.post(admin, ws, "topup", 10_000, "bank transfer", reference="tx-credit")
+    await billing.post(admin, ws, "credit", 5_000, "welcome credit", expires_at=T0 + timedelta(hours=3))
+    await world.envs.create(alice, CreateRequest(ws, "credit", gpu_count=1, gpu_model=MODEL, cpu_cores=2, memory_gib=8,
+                                                 disk_gib=10))
+    await host.beat_all_running()
+    metering = world.container.metering()
+    world.clock.advance(seconds=7200)
+    await metering.run()
+    spent = 15_000 - (await billing.wallet(alice, ws)).balance  # charged in those two hours (credit first)
+    world.clock.advance(seconds=3601)
+    await metering.run()  # (charges the third hour too)
+    assert await billing.expire_credits() == 1
+    assert await billing.expire_credits() == 0  # once
+    entries, _ = await billing.ledger(alice, ws, limit=50, offset=0)
+    expired = [e.amount for e in entries if e.kind.value == "credit_expiry"]
+    charged = -sum(e.amount for e in entries if e.kind.value == "charge")
+    assert expired == [-(5_000 - charged)] and spent < charged < 5_000

@@ -108,6 +108,25 @@ def test_prices_topup_usage_bill_and_csv_in_the_console(billing_server, bpage):
     assert csv_text.startswith("period,environment_id,kind") and env["id"] in csv_text
     shot(page, "billing-user")
 
+    # Plans: the admin offers a monthly plan price; the user buys one, then cancels it (refund).
+    code, _ = srv.request("POST", "/api/v1/billing/prices", {"kind": "gpu_month", "model": MODEL, "unit_price": 1000},
+                          token=admin_token)
+    assert code == 201
+    page.reload()
+    page.get_by_role("tab", name="Plans").click()
+    page.get_by_test_id("billing-plan-model").click()
+    page.get_by_role("option", name=MODEL).click()
+    expect(page.get_by_test_id("billing-plan-total")).to_contain_text("10.00 CNY")
+    page.get_by_test_id("billing-plan-buy").click()
+    expect(page.get_by_test_id("billing-plan-status")).to_contain_text("Active")
+    page.get_by_test_id("billing-plan-cancel").click()
+    page.locator(".el-message-box__btns .el-button--primary").last.click()
+    expect(page.get_by_test_id("billing-plan-status")).to_contain_text("Cancelled")
+    entries = srv.request("GET", f"/api/v1/billing/wallet/entries?workspace_id={ws}", token=user_token)[1]["items"]
+    assert [e["amount"] for e in entries if e["kind"] == "plan"] == [-1000]
+    assert [e["kind"] for e in entries].count("refund") == 1
+    shot(page, "billing-plans")
+
     # The same page in Chinese.
     zh = bpage(locale="zh-CN")
     login_ui(zh, name)

@@ -4,10 +4,10 @@ import type { Page } from './types'
 
 export interface Price {
   id: string
-  kind: 'gpu' | 'cpu' | 'memory' | 'disk' | 'nogpu'
+  kind: 'gpu' | 'cpu' | 'memory' | 'disk' | 'nogpu' | 'gpu_month' | 'gpu_year'
   model: string
   unit_price: number
-  period: 'hour' | 'day'
+  period: 'hour' | 'day' | 'month' | 'year'
   effective_from: string
   currency: string
 }
@@ -70,7 +70,29 @@ export interface Bill {
   lines: BillLine[]
 }
 
+export interface Plan {
+  id: string
+  workspace_id: string
+  gpu_model: string
+  gpu_count: number
+  term: 'month' | 'year'
+  price: number
+  starts_at: string
+  ends_at: string
+  term_started_at: string
+  auto_renew: boolean
+  status: 'active' | 'cancelled' | 'expired'
+  terms: number
+  currency: string
+}
+
 export const billingApi = {
+  plans: (workspaceId: string) => http.get<Page<Plan>>('/api/v1/billing/plans', { query: { workspace_id: workspaceId } }),
+  buyPlan: (body: { workspace_id: string; gpu_model: string; gpu_count: number; term: string; auto_renew: boolean }) =>
+    http.post<Plan>('/api/v1/billing/plans', body),
+  setAutoRenew: (id: string, autoRenew: boolean) => http.patch<Plan>(`/api/v1/billing/plans/${encodeURIComponent(id)}`, { auto_renew: autoRenew }),
+  renewPlan: (id: string) => http.post<Plan>(`/api/v1/billing/plans/${encodeURIComponent(id)}/renew`),
+  cancelPlan: (id: string) => http.post<{ plan: Plan; refund: number }>(`/api/v1/billing/plans/${encodeURIComponent(id)}/cancel`),
   prices: () => http.get<Page<Price>>('/api/v1/billing/prices'),
   setPrice: (body: { kind: string; model?: string; unit_price: number }) => http.post<Price>('/api/v1/billing/prices', body),
   estimate: (q: { gpu_model: string | null; gpu_count: number; cpu_cores: number; memory_gib: number; disk_gib: number }) =>

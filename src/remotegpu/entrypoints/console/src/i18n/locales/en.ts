@@ -231,6 +231,11 @@ export default {
     insufficient_funds: "The workspace's balance is too low to run a GPU environment: top up first.",
   },
   billing: {
+    plans: 'Plans', plansHint: 'Monthly and yearly plans reserve GPUs of a model for this workspace, prepaid: their use is not metered. Reserved GPUs are never lent to others. Cancelling refunds the unused part of the term (pro rata, rounded down).',
+    noPlans: 'No plans.', term: 'Term', terms: { month: 'Monthly', year: 'Yearly' }, planPrice: 'Price per term', until: 'Until',
+    planStatus: { active: 'Active', cancelled: 'Cancelled', expired: 'Expired' }, autoRenew: 'Auto-renew', renew: 'Renew',
+    buyPlan: 'Buy a plan', buy: 'Buy', noPlanOffers: 'No plan prices are set.', planBought: 'Plan bought: the wallet was charged once.',
+    cancelConfirm: 'Cancel this plan now? The unused part of the term is refunded.', refunded: 'Cancelled: {amount} refunded',
     title: 'Billing', workspace: 'Workspace', wallet: 'Wallet', usage: 'Usage', bills: 'Bills', prices: 'Prices',
     balance: 'Balance', monthCharges: 'Charged this month', hourlyBurn: 'Cost per hour now', arrears: 'In arrears since {since}',
     disabled: 'Billing is not enforced on this server: usage is metered, nothing is refused or stopped for money.',
@@ -243,8 +248,8 @@ export default {
     environment: 'Environment', model: 'Model', quantity: 'Quantity', unitPrice: 'Unit price', duration: 'Duration',
     noPrices: 'No prices set: usage is free.', setPrice: 'Set a price (applies from now)', since: 'Since', notGpu: '(no GPU)',
     groups: { day: 'By day', gpu_model: 'By GPU model', user: 'By member', environment: 'By environment', kind: 'By resource' },
-    kinds: { gpu: 'GPU', cpu: 'CPU', memory: 'Memory', disk: 'Disk', nogpu: 'No-GPU mode' },
-    per: { gpu: 'GPU-hour', cpu: 'core-hour', memory: 'GiB-hour', disk: 'GiB-day', nogpu: 'hour' },
+    kinds: { gpu: 'GPU', cpu: 'CPU', memory: 'Memory', disk: 'Disk', nogpu: 'No-GPU mode', gpu_month: 'GPU plan (month)', gpu_year: 'GPU plan (year)' },
+    per: { gpu: 'GPU-hour', cpu: 'core-hour', memory: 'GiB-hour', disk: 'GiB-day', nogpu: 'hour', gpu_month: 'GPU-month', gpu_year: 'GPU-year' },
     entryKinds: {
       topup: 'Top-up', charge: 'Usage', plan: 'Plan', refund: 'Refund', adjustment: 'Adjustment', credit: 'Credit grant',
       credit_expiry: 'Credit expired',

@@ -231,6 +231,11 @@ export default {
     insufficient_funds: '工作空间余额不足，无法运行 GPU 环境：请先充值。',
   },
   billing: {
+    plans: '包月/包年', plansHint: '包月、包年套餐为本工作空间预留指定型号的 GPU，预付费，使用不再按秒计费。预留的 GPU 不会借给他人。取消时按剩余时长比例退款（向下取整）。',
+    noPlans: '暂无套餐。', term: '周期', terms: { month: '包月', year: '包年' }, planPrice: '每期价格', until: '到期时间',
+    planStatus: { active: '生效中', cancelled: '已取消', expired: '已到期' }, autoRenew: '自动续费', renew: '续费',
+    buyPlan: '购买套餐', buy: '购买', noPlanOffers: '尚未设置套餐价格。', planBought: '购买成功：已从钱包一次性扣费。',
+    cancelConfirm: '现在取消该套餐？剩余时长的费用将按比例退回。', refunded: '已取消：退款 {amount}',
     title: '费用中心', workspace: '工作空间', wallet: '钱包', usage: '用量', bills: '账单', prices: '价格',
     balance: '余额', monthCharges: '本月消费', hourlyBurn: '当前每小时费用', arrears: '自 {since} 起欠费',
     disabled: '本服务器未启用计费强制：用量照常计量，不会因余额拒绝或停止环境。',
@@ -243,8 +248,8 @@ export default {
     environment: '环境', model: '型号', quantity: '数量', unitPrice: '单价', duration: '时长',
     noPrices: '尚未定价：用量免费。', setPrice: '设置价格（即时生效）', since: '生效时间', notGpu: '（无 GPU）',
     groups: { day: '按天', gpu_model: '按 GPU 型号', user: '按成员', environment: '按环境', kind: '按资源' },
-    kinds: { gpu: 'GPU', cpu: 'CPU', memory: '内存', disk: '磁盘', nogpu: '无卡模式' },
-    per: { gpu: 'GPU·小时', cpu: '核·小时', memory: 'GiB·小时', disk: 'GiB·天', nogpu: '小时' },
+    kinds: { gpu: 'GPU', cpu: 'CPU', memory: '内存', disk: '磁盘', nogpu: '无卡模式', gpu_month: 'GPU 包月', gpu_year: 'GPU 包年' },
+    per: { gpu: 'GPU·小时', cpu: '核·小时', memory: 'GiB·小时', disk: 'GiB·天', nogpu: '小时', gpu_month: 'GPU·月', gpu_year: 'GPU·年' },
     entryKinds: {
       topup: '充值', charge: '用量扣费', plan: '套餐', refund: '退款', adjustment: '调整', credit: '赠送额度',
       credit_expiry: '赠送额度过期',

@@ -332,7 +332,7 @@ class Container(containers.DeclarativeContainer):
         arrears_delete_days=config.billing_arrears_delete_days, currency=config.billing_currency,
     )
     plan_service = providers.Singleton(PlanService, store=billing_store, uow=uow.provider, clock=clock,
-                                       currency=config.billing_currency)
+                                       currency=config.billing_currency, reservations=reservations)
     metering = providers.Singleton(
         Metering, store=billing_store, clock=clock, settings=billing_settings, uow=uow.provider,
         environments=environment_service, notify=providers.Factory(lambda d: d.dispatch, notification_dispatcher),

@@ -3,7 +3,8 @@ scheduler keeps for them (rules: ``domain/billing/plans.py``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from remotegpu.application.billing.ports import BillingStore
 from remotegpu.application.identity import audit
@@ -31,6 +32,11 @@ class PlanService:
     uow: UnitOfWorkFactory
     clock: Clock
     currency: str = "CNY"
+    reservations: "Reservations | None" = None  # told when a plan changes
+
+    def _changed(self) -> None:
+        if self.reservations is not None:
+            self.reservations.invalidate()
 
     async def _authorize(self, actor: User, workspace_id: str, role: Role) -> None:
         async with self.uow() as uow:
@@ -80,6 +86,7 @@ class PlanService:
             await tx.save_plan(plan)
             await tx.add_entries([self._charge(plan, now, 1)])
             await tx.commit()
+        self._changed()
         await self._audit(actor, "billing.plan.purchased", plan)
         return plan
 
@@ -103,6 +110,7 @@ class PlanService:
                 raise Conflict("the balance does not cover the next term", code="insufficient_funds",
                                details={"balance": balance, "price": plan.price, "currency": self.currency})
             await tx.commit()
+        self._changed()
         await self._audit(actor, "billing.plan.renewed", plan)
         return plan
 
@@ -122,6 +130,7 @@ class PlanService:
                                                   f"plan {plan.id} cancelled: unused part refunded", actor.id,
                                                   f"plan-refund:{plan.id}", period_of(now))])
             await tx.commit()
+        self._changed()
         await self._audit(actor, "billing.plan.cancelled", plan, refund=refund)
         return plan, refund
 
@@ -139,6 +148,8 @@ class PlanService:
                     await tx.save_plan(plan)
                 changed.append(plan.id)
             await tx.commit()
+        if changed:
+            self._changed()
         return changed
 
     async def _renew(self, tx, plan: Plan, at) -> bool:
@@ -172,14 +183,26 @@ class Reservations:
 
     store: BillingStore
     clock: Clock
+    ttl_seconds: float = 2.0  # plans are read at most this often (a queue pass asks per environment)
+    _cache: tuple[float, list[Plan]] | None = field(default=None, init=False, repr=False)
+
+    def invalidate(self) -> None:
+        """A plan of this process changed: read them again (other processes: within ttl_seconds)."""
+        self._cache = None
+
+    async def _plans(self) -> list[Plan]:
+        at = time.monotonic()
+        if self._cache is None or at - self._cache[0] > self.ttl_seconds:
+            async with self.store.transaction() as tx:
+                self._cache = (at, [p for p in await tx.plans() if p.status == "active"])
+        return self._cache[1]
 
     async def allows(self, uow: UnitOfWork, env, fleet) -> bool:
         if not env.gpus_wanted or not env.gpu_model:
             return True
         now = self.clock.now()
-        async with self.store.transaction() as tx:
-            plans = [p for p in await tx.plans() if p.gpu_model == env.gpu_model and p.in_force(now)
-                     and p.workspace_id != env.workspace_id]
+        plans = [p for p in await self._plans() if p.gpu_model == env.gpu_model and p.in_force(now)
+                 and p.workspace_id != env.workspace_id]
         if not plans:
             return True
         reserved: dict[str, int] = {}

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.ext.asyncio import async_sessionmaker  # noqa: E402
 
-from remotegpu.adapters.billing.sql_store import SqlBillingStore, segment_row  # noqa: E402
+from remotegpu.adapters.billing.sql_store import SqlBillingStore  # noqa: E402
 from remotegpu.adapters.db import tables as t  # noqa: E402
 from remotegpu.adapters.db.engine import create_engine  # noqa: E402
 from remotegpu.adapters.db.migrate import upgrade_async  # noqa: E402

@@ -14,6 +14,7 @@ from dependency_injector import providers
 from remotegpu.adapters.db.migrate import upgrade_async
 from remotegpu.application.environments.service import CreateRequest
 from remotegpu.application.shared.clock import FrozenClock
+from remotegpu.domain.billing.metering import Reading
 from remotegpu.domain.billing.money import rate
 from remotegpu.domain.environments.models import EnvStatus
 from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound
@@ -185,8 +186,8 @@ async def test_a_crash_in_a_pass_and_a_restart_bill_exactly_once(sql_world):
     world = sql_world
     admin, alice, ws, billing, host = await _setup(world)
     await billing.post(admin, ws, "topup", 100_000, "bank transfer", reference="tx-crash")
-    env = (await world.envs.create(alice, CreateRequest(ws, "crash", gpu_count=1, gpu_model=MODEL, cpu_cores=2,
-                                                        memory_gib=8, disk_gib=10))).env
+    await world.envs.create(alice, CreateRequest(ws, "crash", gpu_count=1, gpu_model=MODEL, cpu_cores=2, memory_gib=8,
+                                                 disk_gib=10))
     await host.beat_all_running()
     world.clock.advance(seconds=100)
     metering = world.container.metering()
@@ -316,3 +317,29 @@ async def test_an_expired_credit_grant_takes_back_only_its_unused_part(world):
     expired = [e.amount for e in entries if e.kind.value == "credit_expiry"]
     charged = -sum(e.amount for e in entries if e.kind.value == "charge")
     assert expired == [-(5_000 - charged)] and spent < charged < 5_000
+
+
+async def test_a_late_reading_for_a_finalized_month_becomes_an_adjustment_and_the_bill_stays(world):
+    admin, alice, ws, billing, host = await _setup(world)
+    world.clock._now = datetime(2026, 3, 31, 22, 0, 0, tzinfo=timezone.utc)
+    await billing.post(admin, ws, "topup", 1_000_000, "bank transfer", reference="tx-late")
+    env = (await world.envs.create(alice, CreateRequest(ws, "late", gpu_count=1, gpu_model=MODEL, cpu_cores=2,
+                                                        memory_gib=8, disk_gib=10))).env
+    await host.beat_all_running()
+    metering = world.container.metering()
+    world.clock._now = datetime(2026, 4, 1, 0, 0, 30, tzinfo=timezone.utc)
+    await metering.run()
+    assert await billing.finalize() == 1
+    march = await billing.bill(alice, ws, "2026-03")
+    # A reading delivered late (an agent's report of a stop at 23:00 in March, stored now).
+    store = world.container.billing_store()
+    async with store.transaction() as tx:
+        await tx.add_readings([Reading(env.id, ws, alice.id, datetime(2026, 3, 31, 23, 0, 0, tzinfo=timezone.utc), "stopped",
+                                       MODEL, 1, True, 2, 8, 10, seq=1)])
+        await tx.commit()
+    world.clock.advance(seconds=30)
+    await metering.run()
+    assert (await billing.bill(alice, ws, "2026-03")).lines == march.lines  # final: unchanged
+    entries, _ = await billing.ledger(alice, ws, limit=100, offset=0)
+    corrections = [e for e in entries if e.kind.value == "adjustment" and "2026-03" in e.reason]
+    assert len(corrections) == 1 and corrections[0].amount > 0 and corrections[0].period == "2026-04"

@@ -144,13 +144,23 @@ class Metering:
                 result.segments += len(upserts)
             entries = []
             stamp = int(now.timestamp())
+            current = period_of(now)
             for (workspace_id, period), delta in sorted(deltas.items()):
-                if delta:
+                if not delta:
+                    continue
+                if period < current and await tx.bill(workspace_id, period) is not None:
+                    # That month's bill is final: the correction is an adjustment now, never a change to it.
+                    entries.append(LedgerEntry(
+                        id=new_id(), workspace_id=workspace_id, kind=EntryKind.ADJUSTMENT, amount=-delta, at=now,
+                        reason=f"correction of usage in {period} (its bill is final)",
+                        reference=f"correction:{workspace_id}:{period}:{stamp}", period=current,
+                    ))
+                else:
                     entries.append(LedgerEntry(
                         id=new_id(), workspace_id=workspace_id, kind=EntryKind.CHARGE, amount=-delta, at=now,
                         reason=f"usage {period}", reference=f"charge:{workspace_id}:{period}:{stamp}", period=period,
                     ))
-                    result.charged[workspace_id] = result.charged.get(workspace_id, 0) + delta
+                result.charged[workspace_id] = result.charged.get(workspace_id, 0) + delta
             await tx.add_entries(entries)
             await tx.commit()
         return result

@@ -24,7 +24,7 @@ from remotegpu.domain.billing.metering import month_start, second
 from remotegpu.domain.billing.models import Bill, BillLine, Wallet, bill_lines, period_of
 from remotegpu.domain.billing.prices import Price, PriceBook, ResourceKind
 from remotegpu.domain.identity.models import User
-from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from remotegpu.domain.shared.errors import Conflict, InvalidInput, PermissionDenied
 from remotegpu.domain.shared.ids import new_id
 from remotegpu.domain.workspaces.models import Role
 

@@ -217,6 +217,47 @@ class SqlBillingTx:
             [{"k": rs.segment.key, "u": rs.rated_until, "a": rs.amount, "c": rs.charged} for rs in rated],
         )
 
+    async def rate_open_in_database(self, now: datetime, month_start: datetime) -> dict[tuple[str, str], tuple[int, int]] | None:
+        """PostgreSQL, the minute tick in one statement: every open segment of an environment
+        with no new reading is re-rated to ``now`` — unless a month start, a price change or a
+        plan boundary of its resource falls since it began (those stay for the full path).
+        Answers (charge delta, segments) by (workspace, period); None elsewhere."""
+        if not self._pg:
+            return None
+        rows = await self.s.execute(sa.text("""
+            WITH todo AS (
+                SELECT seg.key, seg.workspace_id, seg.period, seg.charged,
+                       (2 * seg.quantity * seg.unit_price * floor(extract(epoch FROM (:now - seg.start_at)))::bigint
+                        + CASE WHEN seg.kind = 'disk' THEN 86400 ELSE 3600 END)
+                       / (2 * CASE WHEN seg.kind = 'disk' THEN 86400 ELSE 3600 END) AS amount
+                FROM usage_segments seg JOIN meters m ON m.environment_id = seg.environment_id
+                WHERE seg.end_at IS NULL AND seg.rated_until <> :now AND m.version = m.metered_version
+                  AND seg.start_at >= :month_start
+                  AND NOT EXISTS (SELECT 1 FROM billing_prices p WHERE p.kind = seg.kind AND p.model = seg.model
+                                  AND p.effective_from > seg.start_at AND p.effective_from <= :now)
+                  AND (seg.kind <> 'gpu' OR NOT EXISTS (
+                        SELECT 1 FROM billing_plans pl WHERE pl.workspace_id = seg.workspace_id AND pl.gpu_model = seg.model
+                        AND ((pl.starts_at > seg.start_at AND pl.starts_at <= :now)
+                             OR (pl.ends_at > seg.start_at AND pl.ends_at <= :now))))
+            ), done AS (
+                UPDATE usage_segments u SET rated_until = :now, amount = todo.amount, charged = todo.amount
+                FROM todo WHERE u.key = todo.key
+                RETURNING todo.workspace_id, todo.period, todo.amount - todo.charged AS delta
+            )
+            SELECT workspace_id, period, sum(delta), count(*) FROM done GROUP BY workspace_id, period
+        """), {"now": now, "month_start": month_start})
+        return {(r[0], r[1]): (int(r[2]), int(r[3])) for r in rows}
+
+    async def not_rated_since(self, environment_ids: list[str], now: datetime) -> list[str]:
+        """Of these environments, those with an open segment not rated to ``now``."""
+        out: list[str] = []
+        for i in range(0, len(environment_ids), _IN_CHUNK):
+            rows = await self.s.execute(sa.select(_S.c.environment_id).where(
+                _S.c.environment_id.in_(environment_ids[i:i + _IN_CHUNK]), _S.c.end_at.is_(None),
+                _S.c.rated_until != now).distinct())
+            out.extend(r[0] for r in rows)
+        return out
+
     async def mark_metered(self, marks: list[tuple[str, int, int]]) -> None:
         if not marks:
             return

@@ -22,7 +22,7 @@ from remotegpu.application.billing.ports import BillingStore
 from remotegpu.application.shared.ports import Clock, UnitOfWorkFactory
 from remotegpu.domain.billing import notices  # noqa: F401 - registers the billing templates
 from remotegpu.domain.billing.ledger import EntryKind, LedgerEntry
-from remotegpu.domain.billing.metering import next_month, second, segments_of
+from remotegpu.domain.billing.metering import month_start, next_month, second, segments_of
 from remotegpu.domain.billing.models import RatedSegment, Wallet, period_of
 from remotegpu.domain.billing.money import format_minor
 from remotegpu.domain.billing.plans import PlanCover
@@ -94,6 +94,18 @@ class Metering:
             # a month start falls since they began (then the whole history is derived again).
             clean = [env_id for env_id, _, dirty in todo if not dirty]
             full = [(env_id, version) for env_id, version, dirty in todo if dirty]
+            in_database = getattr(tx, "rate_open_in_database", None)
+            if in_database is not None and clean:
+                # PostgreSQL: the usual minute in one statement; what it leaves (a month start, a
+                # price change or a plan boundary since the segment began) takes the paths below.
+                done = await in_database(now, month_start(now))
+                if done is not None:
+                    for key, (delta, count) in done.items():
+                        deltas[key] += delta
+                        result.segments += count
+                    left = set(await tx.not_rated_since(clean, now))
+                    result.metered += len(clean) - len(left)
+                    clean = [env_id for env_id in clean if env_id in left]
             for i in range(0, len(clean), batch):
                 chunk = clean[i:i + batch]
                 opened = await tx.open_segments(chunk)

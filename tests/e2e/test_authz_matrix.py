@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import signup
 from tests.support.storage import seed_dataset
 from tests.support.webhooks import seed_webhook
+from tests.support.billing import seed_plan
 from tests.support.workspaces import join_workspace
 
 CALLERS = ["anonymous", "other", "viewer", "member", "ws_admin", "platform_admin"]
@@ -137,6 +138,27 @@ MATRIX = [
     ("PUT", "/api/v1/users/me/phone", {"number": "+8613800138000"}, [401, 409, 409, 409, 409, 409]),
     ("POST", "/api/v1/users/me/phone/verify", {"code": "123456"}, [401, 409, 409, 409, 409, 409]),
     ("DELETE", "/api/v1/users/me/phone", None, [401, 204, 204, 204, 204, 204]),
+    # Billing: prices are public to users, set by platform admins; a workspace's wallet, usage and
+    # bills are read by its viewers, its settings by its admins; money is booked by platform admins.
+    ("GET", "/api/v1/billing/prices", None, [401, 200, 200, 200, 200, 200]),
+    ("POST", "/api/v1/billing/prices", {"kind": "cpu", "unit_price": 5}, [401, 403, 403, 403, 403, 201]),
+    ("GET", "/api/v1/billing/estimate?gpu_count=0&cpu_cores=2&memory_gib=4", None, [401, 200, 200, 200, 200, 200]),
+    ("GET", "/api/v1/billing/wallet?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("PATCH", "/api/v1/billing/wallet", {"workspace_id": "{ws}", "warn_below": 500}, [401, 404, 403, 403, 200, 200]),
+    ("GET", "/api/v1/billing/wallet/entries?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("POST", "/api/v1/billing/wallet/entries", {"workspace_id": "{ws}", "kind": "topup", "amount": 1000, "reason": "transfer"},
+     [401, 404, 403, 403, 403, 201]),
+    ("GET", "/api/v1/billing/usage?workspace_id={ws}&group_by=gpu_model", None, [401, 404, 200, 200, 200, 200]),
+    ("GET", "/api/v1/billing/bills?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("GET", "/api/v1/billing/bills/2026-11?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("GET", "/api/v1/billing/bills/2026-11/csv?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    # Plans: viewers read; workspace admins buy (no plan price here: 422), renew (no money: 409), cancel.
+    ("GET", "/api/v1/billing/plans?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("POST", "/api/v1/billing/plans", {"workspace_id": "{ws}", "gpu_model": "NVIDIA A100-SXM4-80GB", "gpu_count": 1, "term": "month"},
+     [401, 404, 403, 403, 422, 422]),
+    ("PATCH", "/api/v1/billing/plans/{plan}", {"auto_renew": True}, [401, 404, 403, 403, 200, 200]),
+    ("POST", "/api/v1/billing/plans/{plan}/renew", None, [401, 404, 403, 403, 409, 409]),
+    ("POST", "/api/v1/billing/plans/{plan}/cancel", None, [401, 404, 403, 403, 200, 200]),
 ]
 
 CASES = [
@@ -177,6 +199,7 @@ async def _world(client):
     names = {**storage, "ws": ws, "target": target.id, "newcomer": newcomer.username, "invitation": invitation, "host": host,
              "notification": notification, "webhook": webhook, "delivery": delivery}
     names["ticket"] = (await r.json())["id"]
+    names["plan"] = await seed_plan(client.server.app[_key()], ws, owner.id)
     return accounts, names
 
 

@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     storage_presign_seconds: int = Field(3600, ge=60, le=7 * 86400)
     # The embedded agent's cache of mounted versions (remote agents: --storage-cache-gib).
     storage_cache_gib: float = Field(100.0, gt=0)
+    # Billing (application/billing). Off by default: usage is metered and rated (prices
+    # start empty = free) but nothing is refused or stopped for money.
+    billing_enabled: bool = False
+    billing_tick_seconds: float = Field(60.0, gt=0, le=3600)  # metering pass: segments rated, ledger charged
+    billing_arrears_delete_days: int = Field(15, ge=1, le=3650)  # disks of a workspace in arrears this long are deleted
+    billing_currency: str = Field("CNY", pattern=r"^[A-Z]{3}$")
 
     # Workspaces. Quota every workspace has until an admin sets its own; each user's cap over
     # all the workspaces they own (admin-editable per user); empty or "unlimited" = no limit.

@@ -59,6 +59,13 @@ from remotegpu.adapters.support.memory import InMemoryTicketRepository
 from remotegpu.adapters.notifications.phones import InMemoryPhoneRepository
 from remotegpu.application.notifications.phones import PhoneService
 from remotegpu.application.support.service import SupportSettings, TicketService
+from remotegpu.adapters.billing.memory_store import InMemoryBillingStore
+from remotegpu.adapters.billing.offline import OfflineTransfers
+from remotegpu.application.billing.funds import FundsCheck
+from remotegpu.application.billing.metering import BillingSettings, Metering
+from remotegpu.application.billing.plans import PlanService, Reservations
+from remotegpu.application.billing.recording import MeteringUnitOfWork
+from remotegpu.application.billing.service import BillingService
 
 
 def _sql_engine(url: str):
@@ -175,6 +182,12 @@ def _sql_phones(session_factory):
     from remotegpu.adapters.notifications.phones import SqlPhoneRepository
 
     return SqlPhoneRepository(session_factory)
+
+
+def _sql_billing_store(session_factory):
+    from remotegpu.adapters.billing.sql_store import SqlBillingStore
+
+    return SqlBillingStore(session_factory)
 
 
 def _redis(url: str):
@@ -322,8 +335,15 @@ class Container(containers.DeclarativeContainer):
         WebhookService, uow=storage_uow.provider, store=webhook_store, sender=webhook_sender, clock=clock, addresses=webhook_addresses,
         notifier=providers.Singleton(_LateNotifier, __self__),
     )
+    # --- billing: every status transition is a meter reading, in its own transaction ------
+    billing_store = providers.Selector(
+        config.persistence,
+        sql=providers.Singleton(_sql_billing_store, session_factory),
+        memory=providers.Singleton(InMemoryBillingStore),
+    )
+    metering_uow = providers.Factory(MeteringUnitOfWork, storage_uow, billing_store)
     # Environment lifecycle transitions become webhook events after their commit.
-    events_uow = providers.Factory(EnvironmentEventsUnitOfWork, storage_uow, providers.Factory(lambda s: s.publish, webhook_service))
+    events_uow = providers.Factory(EnvironmentEventsUnitOfWork, metering_uow, providers.Factory(lambda s: s.publish, webhook_service))
     # Notifications (application/notifications): committed environment and audit events
     # become in-app messages and emails (NotifyingUnitOfWork wraps every use case's uow).
     notification_repo = providers.Selector(
@@ -353,7 +373,9 @@ class Container(containers.DeclarativeContainer):
     )
     # Every scheduling transaction ends with a queue pass: the queue moves whenever capacity frees.
     workspace_policy = providers.Singleton(workspace_policy_from, settings)
-    queueing_uow = providers.Factory(QueueingUnitOfWork, plain_uow, providers.Singleton(QueuePass, clock=clock, quotas=workspace_policy))
+    reservations = providers.Singleton(Reservations, store=billing_store, clock=clock)  # plans' GPUs are not lent
+    queueing_uow = providers.Factory(QueueingUnitOfWork, plain_uow, providers.Singleton(
+        QueuePass, clock=clock, quotas=workspace_policy, reservations=reservations))
     uow = providers.Factory(NotifyingUnitOfWork, queueing_uow, notification_dispatcher)
     notification_service = providers.Singleton(
         NotificationService, repo=notification_repo, clock=clock, signals=unread_signals, email_enabled=email_enabled,
@@ -414,6 +436,8 @@ class Container(containers.DeclarativeContainer):
     environment_service = providers.Singleton(
         EnvironmentService, uow=uow.provider, clock=clock, default_image=config.base_image, credentials=environment_credentials,
         quotas=workspace_policy, images=image_policy, secrets=sealer, reads=read_uow.provider, data_mounts=storage_mounts,
+        funds=providers.Callable(lambda on, check: check if on else None, config.billing_enabled, providers.Singleton(
+            FundsCheck, store=billing_store, clock=clock, currency=config.billing_currency)),
     )
     host_service = providers.Singleton(HostService, uow=uow.provider, clock=clock, environments=environment_service)
     access_gateway = providers.Singleton(DirectSshGateway)
@@ -439,6 +463,22 @@ class Container(containers.DeclarativeContainer):
         TicketService, uow=plain_uow.provider, repo=ticket_repo, clock=clock, notifier=notification_dispatcher,
         publish=providers.Factory(lambda s: s.publish, webhook_service),
         settings=providers.Singleton(_support_settings, settings),
+    )
+
+    billing_settings = providers.Singleton(
+        BillingSettings, enabled=config.billing_enabled, tick_seconds=config.billing_tick_seconds,
+        arrears_delete_days=config.billing_arrears_delete_days, currency=config.billing_currency,
+    )
+    plan_service = providers.Singleton(PlanService, store=billing_store, uow=uow.provider, clock=clock,
+                                       currency=config.billing_currency, reservations=reservations)
+    metering = providers.Singleton(
+        Metering, store=billing_store, clock=clock, settings=billing_settings, uow=uow.provider,
+        environments=environment_service, notify=providers.Factory(lambda d: d.dispatch, notification_dispatcher),
+        plans=plan_service,
+    )
+    billing_service = providers.Singleton(
+        BillingService, store=billing_store, uow=uow.provider, clock=clock, payments=providers.Singleton(OfflineTransfers),
+        currency=config.billing_currency, enabled=config.billing_enabled,
     )
 
     # --- background work -----------------------------------------------------------
@@ -484,6 +524,10 @@ def build_container(settings: Settings, *, persistence: str = "sql") -> Containe
             "allow_loopback_agents": settings.allow_loopback_agents,
             "stranded_after_seconds": settings.stranded_after_seconds,
             "webhook_allow_cidrs": settings.webhook_allow_cidrs,
+            "billing_enabled": settings.billing_enabled,
+            "billing_tick_seconds": settings.billing_tick_seconds,
+            "billing_arrears_delete_days": settings.billing_arrears_delete_days,
+            "billing_currency": settings.billing_currency,
         }
     )
     return container

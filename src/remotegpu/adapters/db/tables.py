@@ -652,3 +652,139 @@ sms_sends = sa.Table(
     sa.Column("sent_at", UTCDateTime, nullable=False),
     sa.Index(None, "number", "template", "sent_at"),
 )
+
+
+# --- billing (domain/billing; money is integer minor units) ------------------------------
+
+# Effective-dated prices: unit_price minor units per unit per period (hour; disk: day).
+billing_prices = sa.Table(
+    "billing_prices",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("unit_price", sa.BigInteger, nullable=False),
+    sa.Column("effective_from", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(36), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "kind", "model", "effective_from"),
+)
+
+# Observed environment states, written in the transaction of each status change.
+meter_readings = sa.Table(
+    "meter_readings",
+    metadata,
+    _id(primary_key=True),
+    _id("environment_id", nullable=False),
+    _id("workspace_id", nullable=False),
+    _id("owner_id", nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("n", sa.BigInteger, nullable=False),  # order of readings of one instant (recording time, µs × 1000 + index)
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("gpu_model", sa.String(200), nullable=False),
+    sa.Column("gpu_count", sa.Integer, nullable=False),
+    sa.Column("with_gpu", sa.Boolean, nullable=False),
+    sa.Column("cpu_cores", sa.Integer, nullable=False),
+    sa.Column("memory_gib", sa.Integer, nullable=False),
+    sa.Column("disk_gib", sa.Integer, nullable=False),
+    sa.Index(None, "environment_id", "at"),
+)
+
+# One row per metered environment: version grows with each reading; metered_version is
+# the version the last metering pass saw (less: it must be metered again).
+meters = sa.Table(
+    "meters",
+    metadata,
+    _id("environment_id", primary_key=True),
+    _id("workspace_id", nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("metered_version", sa.Integer, nullable=False),
+    sa.Column("open_segments", sa.Integer, nullable=False),
+    sa.Index(None, "version", "metered_version"),
+)
+
+# Usage segments, upserted by their deterministic key; amount is rated to rated_until
+# (end_at once closed); charged is what the ledger has been charged for it so far.
+usage_segments = sa.Table(
+    "usage_segments",
+    metadata,
+    sa.Column("key", sa.String(300), primary_key=True),
+    _id("environment_id", nullable=False),
+    _id("workspace_id", nullable=False),
+    _id("owner_id", nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("start_at", UTCDateTime, nullable=False),
+    sa.Column("end_at", UTCDateTime, nullable=True),
+    sa.Column("price_id", sa.String(64), nullable=True),  # a price id, or "plan:<id>" (covered by a plan)
+    sa.Column("unit_price", sa.BigInteger, nullable=False),
+    sa.Column("period", sa.String(7), nullable=False),  # "YYYY-MM" of start_at (segments never cross a month)
+    sa.Column("rated_until", UTCDateTime, nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("charged", sa.BigInteger, nullable=False),
+    sa.Index(None, "workspace_id", "period"),
+    sa.Index(None, "environment_id"),
+)
+
+# The wallet's append-only ledger; the balance is the sum of amount.
+ledger_entries = sa.Table(
+    "ledger_entries",
+    metadata,
+    _id(primary_key=True),
+    _id("workspace_id", nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("reason", sa.String(500), nullable=False),
+    sa.Column("actor_id", sa.String(36), nullable=True),
+    sa.Column("reference", sa.String(300), nullable=True, unique=True),
+    sa.Column("period", sa.String(7), nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Index(None, "workspace_id", "at"),
+)
+
+# Per-workspace wallet settings and arrears state (no row = defaults).
+wallets = sa.Table(
+    "wallets",
+    metadata,
+    _id("workspace_id", primary_key=True),
+    sa.Column("warn_below", sa.BigInteger, nullable=False),
+    sa.Column("warned", sa.Boolean, nullable=False),
+    sa.Column("arrears_since", UTCDateTime, nullable=True),
+    sa.Column("disk_warnings", sa.Integer, nullable=False),
+    sa.Column("budget_monthly", sa.BigInteger, nullable=True),
+    sa.Column("budget_hard_stop", sa.Boolean, nullable=False),
+    sa.Column("budget_notified", sa.String(16), nullable=False),  # "YYYY-MM:pct" of the last budget notice
+)
+
+# Finalized monthly bills: immutable once written (corrections go on the next month).
+bills = sa.Table(
+    "bills",
+    metadata,
+    _id("workspace_id", primary_key=True),
+    sa.Column("period", sa.String(7), primary_key=True),
+    sa.Column("total", sa.BigInteger, nullable=False),
+    sa.Column("lines", sa.Text, nullable=False),  # JSON line items
+    sa.Column("finalized_at", UTCDateTime, nullable=False),
+)
+
+# Plans (包月/包年): N GPUs of a model reserved for a workspace, prepaid per term.
+billing_plans = sa.Table(
+    "billing_plans",
+    metadata,
+    _id(primary_key=True),
+    _id("workspace_id", nullable=False),
+    sa.Column("gpu_model", sa.String(200), nullable=False),
+    sa.Column("gpu_count", sa.Integer, nullable=False),
+    sa.Column("term", sa.String(8), nullable=False),
+    sa.Column("price", sa.BigInteger, nullable=False),
+    sa.Column("starts_at", UTCDateTime, nullable=False),
+    sa.Column("ends_at", UTCDateTime, nullable=False),
+    sa.Column("term_started_at", UTCDateTime, nullable=False),
+    sa.Column("auto_renew", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_by", sa.String(36), nullable=False),
+    sa.Column("terms", sa.Integer, nullable=False),
+    sa.Index(None, "workspace_id"),
+)

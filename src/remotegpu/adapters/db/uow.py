@@ -19,6 +19,7 @@ from remotegpu.adapters.db.repositories.identity import (
 )
 from remotegpu.adapters.db.repositories.workspaces import SqlWorkspaceRepository
 from remotegpu.adapters.memory.locks import SchedulingLockHolder
+from remotegpu.adapters.billing.sql_store import SqlMeterReadings
 
 #: Key of the PostgreSQL advisory lock that serialises placement ("RGPUSCHD" in ASCII).
 SCHEDULING_LOCK_KEY = 0x5247505553434844
@@ -49,6 +50,7 @@ class SqlUnitOfWork:
         self.hosts = SqlHostRepository(session)
         self.environments = SqlEnvironmentRepository(session)
         self.allocations = SqlAllocationRepository(session)
+        self.meter_readings = SqlMeterReadings(session)  # billing: readings in the state change's transaction
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -40,6 +40,8 @@ class QueuePass:
 
     clock: Clock
     quotas: WorkspacePolicy = field(default_factory=WorkspacePolicy)
+    # Plans' reserved GPUs (application/billing/plans.py: Reservations); None: no plans.
+    reservations: Any = None
 
     async def __call__(self, uow: UnitOfWork, known: dict[str, Environment] | None = None) -> list[str]:
         """Run one pass; return the ids started. ``known``: instances the caller holds
@@ -63,6 +65,10 @@ class QueuePass:
         # then plan, and when the plan starts one that the starts before it pushed over
         # quota, drop it and plan again (each round drops one; usually one round).
         blocked = await self._over_quota(uow, queued[: fitting[-1] + 1])
+        if self.reservations is not None:  # what other workspaces' plans hold back neither starts nor holds a slot
+            for env in queued[: fitting[-1] + 1]:
+                if env.id not in blocked and not await self.reservations.allows(uow, env, fleet):
+                    blocked[env.id] = _RESERVED
         while True:
             waiting = [e for e in queued if e.id not in blocked and e.id not in started]
             plan = plan_queue(fleet.copy(), [QueuedRequest(e.id, pl.request_of(e, pin=pl.must_pin(e))) for e in waiting])
@@ -72,6 +78,10 @@ class QueuePass:
                 env = envs[env_id]
                 if not await self.quotas.fits(uow, env.workspace_id, _usage(env)):
                     blocked[env_id] = _QUOTA
+                    replan = True
+                    break
+                if self.reservations is not None and not await self.reservations.allows(uow, env, fleet):
+                    blocked[env_id] = _RESERVED
                     replan = True
                     break
                 try:
@@ -124,6 +134,7 @@ class QueuePass:
 
 _SEPARATOR = ": waiting for "
 _QUOTA = "waiting for its workspace's quota to allow it"
+_RESERVED = "waiting for GPUs: the free ones are reserved by other workspaces' plans"
 
 
 def _with_reason(message: str | None, why: str) -> str:

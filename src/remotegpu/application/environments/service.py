@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from typing import Protocol
+from typing import Any
 
 from remotegpu.application.environments import placement as pl
 from remotegpu.application.environments.access import load_operable, load_visible, may_operate
@@ -102,6 +103,9 @@ class EnvironmentService:
     # the adapter can skip the transaction; None: ``uow``.
     reads: UnitOfWorkFactory | None = None
     data_mounts: DataMountPolicy | None = None  # None: mounts are refused
+    # Pay-as-you-go (application/billing/funds.py): refuses to create or start a GPU
+    # environment without a positive balance; None: billing is off.
+    funds: Any = None
 
     # --- user-facing use cases ---------------------------------------------------------
     async def create(self, actor: User, req: CreateRequest) -> EnvironmentView:
@@ -126,6 +130,9 @@ class EnvironmentService:
                         storage_gib=req.disk_gib,
                     ))
                     await self._refuse_never_fits(uow, req)
+                    if self.funds is not None and req.gpu_count:
+                        await self.funds.check(req.workspace_id, gpu_model=req.gpu_model, gpu_count=req.gpu_count,
+                                               cpu_cores=req.cpu_cores, memory_gib=req.memory_gib, disk_gib=req.disk_gib)
                     env = self._new(actor, req)
                     env.data_mounts = mounts
                     if self.credentials is not None:
@@ -181,6 +188,9 @@ class EnvironmentService:
             env.check_can_start()
             if gpu and env.gpu_count:  # no storage_gib: its disk already counts while stopped
                 await self.quotas.check(uow, env.workspace_id, Usage(gpus=env.gpu_count, cpu_cores=env.cpu_cores, memory_gib=env.memory_gib))
+                if self.funds is not None:
+                    await self.funds.check(env.workspace_id, gpu_model=env.gpu_model, gpu_count=env.gpu_count,
+                                           cpu_cores=env.cpu_cores, memory_gib=env.memory_gib, disk_gib=env.disk_gib)
             env.with_gpu = gpu
             env.desired = Desired.RUNNING
             await self._place_or_queue(uow, env, "started by user" + ("" if gpu else " without GPUs"))
@@ -205,21 +215,25 @@ class EnvironmentService:
     async def delete(self, actor: User, env_id: str) -> EnvironmentView:
         async def op(uow: UnitOfWork, env: Environment) -> None:
             env.check_can_delete()
-            now = self.clock.now()
-            env.desired = Desired.DELETED
-            await uow.allocations.release(env.id)
-            if env.host_id is None:
-                # Never placed: nothing exists on any host.
-                env.transition(EnvStatus.DELETED, f"deleted by {actor.username}", now)
-            else:
-                env.transition(EnvStatus.DELETING, f"deleted by {actor.username}", now)
-                host = await uow.hosts.get(env.host_id)
-                if host is None or host.status is HostStatus.OFFLINE:
-                    # No agent to ask: done now (a returning host's agent removes what is left).
-                    why = "its host was removed" if host is None else f"host {host.name} is offline"
-                    env.transition(EnvStatus.DELETED, f"{why}: nothing to wait for", now)
+            await self.delete_env(uow, env, f"deleted by {actor.username}")
 
         return await self._operate(actor, env_id, op)
+
+    async def delete_env(self, uow: UnitOfWork, env: Environment, reason: str) -> None:
+        """Desired deleted; allocations released; the agent removes container and disk."""
+        now = self.clock.now()
+        env.desired = Desired.DELETED
+        await uow.allocations.release(env.id)
+        if env.host_id is None:
+            # Never placed: nothing exists on any host.
+            env.transition(EnvStatus.DELETED, reason, now)
+        else:
+            env.transition(EnvStatus.DELETING, reason, now)
+            host = await uow.hosts.get(env.host_id)
+            if host is None or host.status is HostStatus.OFFLINE:
+                # No agent to ask: done now (a returning host's agent removes what is left).
+                why = "its host was removed" if host is None else f"host {host.name} is offline"
+                env.transition(EnvStatus.DELETED, f"{why}: nothing to wait for", now)
 
     async def events(self, actor: User, env_id: str, *, limit: int, offset: int) -> tuple[list[EnvironmentEvent], int]:
         async with self._reads() as uow:

@@ -63,6 +63,8 @@ def build_spec(routes: list[Route], *, server_url: str | None = None) -> dict[st
                 "description": "OK",
                 "content": {"application/json": {"schema": refs[(r.response, "serialization")]}},
             }
+        elif (raw := getattr(r.handler, "content_type", None)) is not None:  # e.g. a CSV download
+            op["responses"][str(r.status)] = {"description": "OK", "content": {raw: {"schema": {"type": "string"}}}}
         else:
             op["responses"][str(r.status)] = {"description": "Done"}
         error_codes = set(r.errors) | ({401} if r.auth else set()) | ({422} if (r.body or r.query) else set())

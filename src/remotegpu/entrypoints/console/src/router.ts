@@ -30,6 +30,7 @@ export const routes: RouteRecordRaw[] = [
       { path: 'models', name: 'models', component: lazy(() => import('./views/DataView.vue')), props: { kind: 'model' }, meta: { title: 'nav.models' } },
       { path: 'models/:id', name: 'model', component: lazy(() => import('./views/DataDetailView.vue')), props: (r) => ({ kind: 'model', id: r.params.id }), meta: { title: 'nav.models' } },
       { path: 'notifications', name: 'notifications', component: lazy(() => import('./views/NotificationsView.vue')), meta: { title: 'notifications.title' } },
+      { path: 'billing', name: 'billing', component: lazy(() => import('./views/BillingView.vue')), meta: { title: 'nav.billing' } },
       { path: 'account', name: 'account', component: lazy(() => import('./views/AccountView.vue')), meta: { title: 'nav.account' } },
       { path: 'admin', redirect: { name: 'admin-hosts' } },
       { path: 'admin/hosts', name: 'admin-hosts', component: lazy(() => import('./views/admin/HostsView.vue')), meta: { admin: true, title: 'nav.hosts' } },

@@ -20,4 +20,5 @@ from remotegpu.entrypoints.http.handlers import (  # noqa: E402,F401
     workspaces,
     support,
     phones,
+    billing,
 )

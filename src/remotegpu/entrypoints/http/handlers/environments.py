@@ -71,11 +71,12 @@ async def list_gpu_types(call: Call) -> GpuTypeList:
     (`gpu_count` × model with `cpu_cores` and `memory_gib`) would start now: what the create form offers."""
     q: GpuTypeQuery = call.query
     types, memory = await call.container.environment_service().gpu_types(q.gpu_count, q.cpu_cores, q.memory_gib)
+    prices = await call.container.billing_service().hourly_prices()
     items = [
         GpuTypeOut(
             model=t.model, total=t.total, free=t.free, memory_mib=memory.get(t.model, 0), startable_now=t.startable_now,
             cpu_cores_free=t.cpu_cores_free, memory_gib_free=t.memory_gib_free, max_cpu_cores=t.max_cpu_cores,
-            max_memory_gib=t.max_memory_gib, ever_fits=t.ever_fits,
+            max_memory_gib=t.max_memory_gib, ever_fits=t.ever_fits, hourly_price=prices.get(t.model),
         )
         for t in types
     ]

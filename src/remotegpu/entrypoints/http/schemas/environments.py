@@ -184,6 +184,8 @@ class GpuTypeOut(BaseModel):
     max_cpu_cores: int = Field(description="most vCPU any host with gpu_count of this model offers when empty")
     max_memory_gib: int = Field(description="most GiB any host with gpu_count of this model offers when empty")
     ever_fits: bool = Field(description="false: no host could ever hold this request (create answers 409 never_fits)")
+    hourly_price: int | None = Field(None, description="price of one GPU of this model per hour now, in minor units "
+                                                      "(GET /api/v1/billing/prices); null: not priced")
 
 
 class GpuTypeList(BaseModel):

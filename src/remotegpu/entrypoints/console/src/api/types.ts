@@ -152,6 +152,8 @@ export interface GpuType {
   max_memory_gib?: number
   /** false: no host could ever hold the request (create answers 409 never_fits) */
   ever_fits?: boolean
+  /** price of one GPU of this model per hour now, minor units; null: not priced */
+  hourly_price?: number | null
 }
 
 /** The request the create form is composing, as asked of GET /gpu-types. */

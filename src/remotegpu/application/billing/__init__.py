@@ -1,0 +1,1 @@
+"""Billing use cases: metering and rating, wallets, pay-as-you-go checks and arrears, bills."""

@@ -83,6 +83,16 @@ class Settings(BaseSettings):
     webhook_allow_cidrs: str = ""
     # How often due webhook deliveries (retries) are looked for; new events are sent at once.
     webhook_dispatch_interval_seconds: float = Field(1.0, gt=0, le=60)
+    # Monitoring (see README "Monitoring"): the agent's collection interval, where history
+    # is kept (embedded database or Prometheus), retention of each resolution, alert cadence.
+    metrics_interval_seconds: float = Field(10.0, ge=1.0, le=300)
+    metrics_store: Literal["database", "prometheus"] = "database"
+    metrics_prometheus_url: str = ""
+    metrics_raw_retention_hours: float = Field(24.0, gt=0)
+    metrics_minute_retention_days: float = Field(30.0, gt=0)
+    metrics_hour_retention_days: float = Field(365.0, gt=0)
+    alert_eval_seconds: float = Field(10.0, gt=0, le=300)
+    agent_fake_gpu_control: str = ""  # JSON file the fake GPUs' readings are driven from (tests, demos)
 
     # Workspaces. Quota every workspace has until an admin sets its own; each user's cap over
     # all the workspaces they own (admin-editable per user); empty or "unlimited" = no limit.

@@ -151,6 +151,33 @@ class _LateQueue:
         await self._container.task_queue().enqueue(task, **kwargs)
 
 
+def _metrics_store(persistence: str, settings: Settings, session_factory):
+    from remotegpu.domain.monitoring.metrics import Retention
+
+    retention = Retention(
+        raw_seconds=int(settings.metrics_raw_retention_hours * 3600),
+        minute_seconds=int(settings.metrics_minute_retention_days * 86400),
+        hour_seconds=int(settings.metrics_hour_retention_days * 86400),
+    )
+    if settings.metrics_store == "prometheus":
+        from remotegpu.adapters.monitoring.prometheus_store import PrometheusMetricsStore
+
+        return PrometheusMetricsStore(settings.metrics_prometheus_url)
+    if persistence == "memory":
+        from remotegpu.adapters.monitoring.memory_store import InMemoryMetricsStore
+
+        return InMemoryMetricsStore(retention=retention)
+    from remotegpu.adapters.monitoring.sql_store import SqlMetricsStore
+
+    return SqlMetricsStore(session_factory(), retention=retention)
+
+
+def _metrics_service(uow, store):
+    from remotegpu.application.monitoring.service import MetricsService
+
+    return MetricsService(uow=uow, store=store)
+
+
 _HASH_PROFILES = {"default": {}, "fast": {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}}
 
 
@@ -312,6 +339,10 @@ class Container(containers.DeclarativeContainer):
             DramatiqTaskQueue, providers.Singleton(make_broker, config.redis_url, config.redis_namespace)
         ),
     )
+
+    # --- monitoring (adapters/monitoring, application/monitoring) -------------------
+    metrics_store = providers.Singleton(_metrics_store, config.persistence, settings, session_factory.provider)
+    metrics_service = providers.Singleton(_metrics_service, read_uow.provider, metrics_store)
 
 
 def build_container(settings: Settings, *, persistence: str = "sql") -> Container:

@@ -26,7 +26,8 @@ from remotegpu.application.workspaces.service import authorize
 from remotegpu.domain.environments.models import EnvStatus
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.monitoring import metrics as m
-from remotegpu.domain.shared.errors import InvalidInput, NotFound
+from remotegpu.application.identity.secrets import hash_secret
+from remotegpu.domain.shared.errors import InvalidInput, NotFound, Unauthenticated
 from remotegpu.domain.workspaces.models import Role
 
 SCOPES = ("environment", "workspace", "host", "fleet")
@@ -76,6 +77,15 @@ class MetricsService:
             await self.store.write(samples)
         return len(samples)
 
+    async def ingest_from_agent(self, agent_token: str, rows: list[Any]) -> int:
+        """``ingest`` for the host whose agent token this is (Unauthenticated otherwise)."""
+        async with self.uow() as uow:
+            host = await uow.hosts.get_by_agent_token(hash_secret(agent_token))
+        if host is None:
+            raise Unauthenticated("agent token is invalid; register the agent again with a new join token",
+                                  code="invalid_agent_token")
+        return await self.ingest(host.id, rows)
+
     async def _host_tags(self, host_id: str, now: float) -> _HostTags:
         cached = self._tags.get(host_id)
         if cached is not None and now - cached.at < TAGS_TTL_SECONDS:
@@ -100,6 +110,11 @@ class MetricsService:
             self._tags.clear()
         else:
             self._tags.pop(host_id, None)
+
+    async def fleet_latest(self, window_seconds: float = 120.0) -> list[m.Sample]:
+        """Every series' latest sample (``/metrics``: the caller is already an admin or
+        the scrape token)."""
+        return await self.store.latest(SeriesFilter(), since=self.wall() - window_seconds)
 
     # --- queries ----------------------------------------------------------------------
 

@@ -98,7 +98,7 @@ def _redis(url: str):
     return Redis.from_url(url)
 
 
-def _task_handlers(maintenance: Maintenance, deliveries=None) -> dict:
+def _task_handlers(maintenance: Maintenance, deliveries=None, monitoring=None) -> dict:
     """Background tasks by name; the Dramatiq worker registers actors of the same names.
 
     Every one runs periodically without arguments too (the maintenance loop):
@@ -119,6 +119,7 @@ def _task_handlers(maintenance: Maintenance, deliveries=None) -> dict:
         "identity.purge_old_audit_events": lambda: maintenance.purge_old_audit_events(),
         DELIVER_TASK: deliver,
         "notifications.send_due": send_due,
+        **(monitoring or {}),
     }
 
 
@@ -170,6 +171,37 @@ def _metrics_store(persistence: str, settings: Settings, session_factory):
     from remotegpu.adapters.monitoring.sql_store import SqlMetricsStore
 
     return SqlMetricsStore(session_factory(), retention=retention)
+
+
+def _monitoring_tasks(container) -> dict:
+    """Worker tasks of the monitoring context (they also run in every server, see
+    entrypoints/monitoring_runner.py): alert evaluation and the store's compaction."""
+    import time as _time
+
+    async def evaluate() -> None:
+        await container.alert_service().evaluate()
+
+    async def compact() -> None:
+        await container.metrics_store().compact(_time.time())
+
+    return {"monitoring.evaluate_alerts": evaluate, "monitoring.compact": compact}
+
+
+def _alert_store(persistence: str, session_factory):
+    if persistence == "memory":
+        from remotegpu.adapters.monitoring.memory_alerts import InMemoryAlertStore
+
+        return InMemoryAlertStore()
+    from remotegpu.adapters.monitoring.sql_alerts import SqlAlertStore
+
+    return SqlAlertStore(session_factory())
+
+
+def _alert_service(uow, store, metrics, clock, notify, policy):
+    from remotegpu.application.monitoring.alerts import AlertService
+
+    return AlertService(uow=uow, store=store, metrics=metrics, clock=clock, notify=notify,
+                        default_quota=getattr(policy, "default_quota", None))
 
 
 def _metrics_service(uow, store):
@@ -331,7 +363,8 @@ class Container(containers.DeclarativeContainer):
     )
 
     # --- background work -----------------------------------------------------------
-    task_handlers = providers.Singleton(_task_handlers, maintenance, delivery_service.provider)
+    task_handlers = providers.Singleton(_task_handlers, maintenance, delivery_service.provider,
+                                        providers.Callable(lambda c: _monitoring_tasks(c), __self__))
     task_queue = providers.Selector(
         config.queue,
         inline=providers.Singleton(InlineTaskQueue, task_handlers),
@@ -343,6 +376,11 @@ class Container(containers.DeclarativeContainer):
     # --- monitoring (adapters/monitoring, application/monitoring) -------------------
     metrics_store = providers.Singleton(_metrics_store, config.persistence, settings, session_factory.provider)
     metrics_service = providers.Singleton(_metrics_service, read_uow.provider, metrics_store)
+    alert_store = providers.Singleton(_alert_store, config.persistence, session_factory.provider)
+    alert_service = providers.Singleton(
+        _alert_service, read_uow.provider, alert_store, metrics_store, clock,
+        providers.Callable(lambda d: d.dispatch, notification_dispatcher), workspace_policy,
+    )
 
 
 def build_container(settings: Settings, *, persistence: str = "sql") -> Container:

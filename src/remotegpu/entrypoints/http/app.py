@@ -21,6 +21,7 @@ from remotegpu.entrypoints.http.keys import APP_URL, CONTAINER
 from remotegpu.entrypoints.http.middleware import HttpMetrics, auth_middleware, make_request_middleware
 from remotegpu.entrypoints.http.openapi import build_spec
 from remotegpu.entrypoints.webhooks_runner import webhooks_ctx
+from remotegpu.entrypoints.monitoring_runner import monitoring_ctx
 
 log = logging.getLogger("remotegpu.app")
 MAX_BODY_BYTES = 1024 * 1024
@@ -72,6 +73,7 @@ def create_app(container: Container, *, run_background: bool = True, bootstrap_a
     if run_background:
         app.cleanup_ctx.append(sweeper_ctx(container))
         app.cleanup_ctx.append(webhooks_ctx(container))
+        app.cleanup_ctx.append(monitoring_ctx(container))
         if container.settings().embedded_agent:
             app.cleanup_ctx.append(embedded_agent_ctx(container))
     if run_background and container.config.queue() == "inline":

@@ -486,7 +486,8 @@ class DockerRuntime(ThreadedRuntime):
                 stats = self._client.api.stats(c.id, stream=False, one_shot=True)
             except Exception:  # noqa: BLE001 - gone meanwhile: next round
                 continue
-            out.append(_counters(ContainerCounters, env_id, _time.time(), stats, c.attrs.get("HostConfig") or {}))
+            out.append(_counters(ContainerCounters, env_id, _read_at(stats.get("read")) or _time.time(), stats,
+                                 c.attrs.get("HostConfig") or {}))
         return out
 
     def _list(self) -> list[RuntimeState]:
@@ -699,6 +700,22 @@ def _parse_time(value: str | None) -> datetime | None:
         return None
     fraction = (match.group(2) or ".0")[1:7].ljust(6, "0")
     return datetime.fromisoformat(f"{match.group(1)}.{fraction}").replace(tzinfo=timezone.utc)
+
+
+def _read_at(value: Any) -> float | None:
+    """Docker's stats ``read`` time (RFC 3339, nanoseconds) as epoch seconds: when the
+    counters were read, not when the answer arrived."""
+    if not isinstance(value, str) or value.startswith("0001-"):
+        return None
+    from datetime import datetime
+
+    head, _, frac = value.rstrip("Z").partition(".")
+    try:
+        base = datetime.fromisoformat(head + "+00:00").timestamp()
+    except ValueError:
+        return None
+    digits = "".join(ch for ch in frac if ch.isdigit())
+    return base + (float("0." + digits) if digits else 0.0)
 
 
 def _counters(cls: Any, env_id: str, ts: float, stats: dict, host_config: dict) -> Any:

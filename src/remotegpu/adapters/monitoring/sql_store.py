@@ -149,12 +149,14 @@ class SqlMetricsStore:
                     await session.execute(_W.insert().values(resolution=resolution, done_until=0))
                     done = 0
             if done == 0 or done < now - self.retention.raw_seconds - resolution:
+                # First run, or idle past retention: skip to the oldest raw sample left.
                 oldest = (await session.execute(sa.select(sa.func.min(_S.c.ts)))).scalar()
                 if oldest is None:
                     await session.execute(_W.update().where(_W.c.resolution == resolution).values(done_until=target))
                     return False
-                done = bucket_of(max(oldest, now - self.retention.raw_seconds), resolution)
+                done = max(done, bucket_of(oldest, resolution))  # never back: a watermark only moves on
             if done >= target:
+                await session.execute(_W.update().where(_W.c.resolution == resolution).values(done_until=done))
                 return False
             stop = min(target, done + max(resolution, COMPACT_CHUNK_SECONDS // resolution * resolution))
             floor = sa.func.floor if postgres else (lambda x: sa.cast(x, sa.Integer))

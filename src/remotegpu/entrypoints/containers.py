@@ -160,17 +160,19 @@ def _metrics_store(persistence: str, settings: Settings, session_factory):
         minute_seconds=int(settings.metrics_minute_retention_days * 86400),
         hour_seconds=int(settings.metrics_hour_retention_days * 86400),
     )
-    if settings.metrics_store == "prometheus":
-        from remotegpu.adapters.monitoring.prometheus_store import PrometheusMetricsStore
-
-        return PrometheusMetricsStore(settings.metrics_prometheus_url)
     if persistence == "memory":
         from remotegpu.adapters.monitoring.memory_store import InMemoryMetricsStore
 
-        return InMemoryMetricsStore(retention=retention)
-    from remotegpu.adapters.monitoring.sql_store import SqlMetricsStore
+        store = InMemoryMetricsStore(retention=retention)
+    else:
+        from remotegpu.adapters.monitoring.sql_store import SqlMetricsStore
 
-    return SqlMetricsStore(session_factory(), retention=retention)
+        store = SqlMetricsStore(session_factory(), retention=retention)
+    if settings.metrics_store == "prometheus":
+        from remotegpu.adapters.monitoring.prometheus_store import PrometheusMetricsStore
+
+        return PrometheusMetricsStore(settings.metrics_prometheus_url, store)
+    return store
 
 
 def _monitoring_tasks(container) -> dict:

@@ -41,16 +41,14 @@ class SqlMetricsStore:
     async def write(self, samples: Sequence[Sample]) -> None:
         if not samples:
             return
-        rows = [
-            {"ts": s.ts, "metric": s.metric, "host_id": s.host_id, "env_id": s.env_id, "workspace_id": s.workspace_id,
-             "gpu_uuid": s.gpu_uuid, "value": s.value}
-            for s in samples
-        ]
         async with self._sessions() as session, session.begin():
             if self._dialect(session) == "postgresql":
-                await _copy_rows(session, rows)
+                await _copy_rows(session, [(s.ts, s.metric, s.host_id, s.env_id, s.workspace_id, s.gpu_uuid, s.value)
+                                           for s in samples])
             else:
-                await session.execute(_S.insert(), rows)
+                await session.execute(_S.insert(), [
+                    {"ts": s.ts, "metric": s.metric, "host_id": s.host_id, "env_id": s.env_id,
+                     "workspace_id": s.workspace_id, "gpu_uuid": s.gpu_uuid, "value": s.value} for s in samples])
 
     # --- queries --------------------------------------------------------------------
 
@@ -88,37 +86,59 @@ class SqlMetricsStore:
     async def history(self, flt: SeriesFilter, metric: str, start: float, end: float, step: int, *,
                       now: float) -> list[Series]:
         resolution = self.retention.resolution_for(start, now)
-        async with self._sessions() as session:
-            floor = sa.func.floor if self._dialect(session) == "postgresql" else (lambda x: sa.cast(x, sa.Integer))
-            if resolution == 0:
-                k = floor((_S.c.ts - sa.literal(start, sa.Float(53))) / sa.literal(float(step), sa.Float(53))).label("k")
-                query = sa.select(
-                    _S.c.host_id, _S.c.env_id, _S.c.gpu_uuid, sa.func.max(_S.c.workspace_id).label("ws"), k,
-                    sa.func.count().label("n"), sa.func.sum(_S.c.value).label("total"),
-                    sa.func.min(_S.c.value).label("lo"), sa.func.max(_S.c.value).label("hi"),
-                ).where(_S.c.metric == metric, _S.c.ts >= start, _S.c.ts < end, *self._where(_S, flt))
-                origin = start
-            else:
-                step = max(resolution, step // resolution * resolution)
-                origin = float(bucket_of(start, resolution))
-                k = floor((_R.c.bucket - sa.literal(origin, sa.Float(53))) / sa.literal(float(step), sa.Float(53))).label("k")
-                query = sa.select(
-                    _R.c.host_id, _R.c.env_id, _R.c.gpu_uuid, sa.func.max(_R.c.workspace_id).label("ws"), k,
-                    sa.func.sum(_R.c.count).label("n"), sa.func.sum(_R.c.sum).label("total"),
-                    sa.func.min(_R.c.min).label("lo"), sa.func.max(_R.c.max).label("hi"),
-                ).where(_R.c.resolution == resolution, _R.c.metric == metric, _R.c.bucket >= origin, _R.c.bucket < end,
-                        *self._where(_R, flt))
-            query = query.group_by(sa.text("1"), sa.text("2"), sa.text("3"), sa.text("5")).order_by(sa.text("1"), sa.text("2"), sa.text("3"), sa.text("5"))
-            rows = (await session.execute(query)).all()
+        if resolution:
+            step = max(resolution, step // resolution * resolution)
+        origin = float(bucket_of(start, resolution)) if resolution else start
+        parts = [(resolution, origin, end)]
+        # A step of whole hours inside the year kept: the hourly aggregates answer the same
+        # (exact) values from 60× fewer rows, up to where they have been rolled up; the
+        # finer resolution answers the rest. Whole minutes: the same with the minutes.
+        for coarse in (3600, 60):
+            if resolution < coarse and step % coarse == 0 and start >= now - self._kept(coarse):
+                async with self._sessions() as session:
+                    done = (await session.execute(sa.select(_W.c.done_until).where(_W.c.resolution == coarse))).scalar()
+                aligned = float(bucket_of(start, coarse))
+                cut = aligned + max(0, (min(end, done or 0) - aligned) // step) * step
+                if cut > aligned:
+                    origin = aligned
+                    parts = [(coarse, origin, cut)] + ([(resolution, cut, end)] if cut < end else [])
+                break
         series: dict[tuple, Series] = {}
-        for r in rows:
-            key = (r.host_id, r.env_id, r.gpu_uuid)
-            s = series.get(key)
-            if s is None:
-                s = series[key] = Series(metric, r.host_id, r.env_id, r.ws or "", r.gpu_uuid)
-            n = int(r.n)
-            s.points.append(Point(origin + int(r.k) * step, float(r.total) / n, float(r.lo), float(r.hi), n))
+        async with self._sessions() as session:
+            for res, lo, hi in parts:
+                for r in await self._query(session, res, flt, metric, origin, lo, hi, step):
+                    key = (r.host_id, r.env_id, r.gpu_uuid)
+                    s = series.get(key)
+                    if s is None:
+                        s = series[key] = Series(metric, r.host_id, r.env_id, r.ws or "", r.gpu_uuid)
+                    n = int(r.n)
+                    s.points.append(Point(origin + int(r.k) * step, float(r.total) / n, float(r.lo), float(r.hi), n))
         return list(series.values())
+
+    def _kept(self, resolution: int) -> int:
+        return self.retention.hour_seconds if resolution == 3600 else self.retention.minute_seconds
+
+    async def _query(self, session: AsyncSession, resolution: int, flt: SeriesFilter, metric: str, origin: float,
+                     lo: float, hi: float, step: int) -> list[Any]:
+        """Steps of ``step`` seconds from ``origin`` over [lo, hi), from raw (0) or a rollup resolution."""
+        floor = sa.func.floor if self._dialect(session) == "postgresql" else (lambda x: sa.cast(x, sa.Integer))
+        o, st = sa.literal(origin, sa.Float(53)), sa.literal(float(step), sa.Float(53))
+        if resolution == 0:
+            query = sa.select(
+                _S.c.host_id, _S.c.env_id, _S.c.gpu_uuid, sa.func.max(_S.c.workspace_id).label("ws"),
+                floor((_S.c.ts - o) / st).label("k"), sa.func.count().label("n"), sa.func.sum(_S.c.value).label("total"),
+                sa.func.min(_S.c.value).label("lo"), sa.func.max(_S.c.value).label("hi"),
+            ).where(_S.c.metric == metric, _S.c.ts >= lo, _S.c.ts < hi, *self._where(_S, flt))
+        else:
+            query = sa.select(
+                _R.c.host_id, _R.c.env_id, _R.c.gpu_uuid, sa.func.max(_R.c.workspace_id).label("ws"),
+                floor((_R.c.bucket - o) / st).label("k"), sa.func.sum(_R.c.count).label("n"),
+                sa.func.sum(_R.c.sum).label("total"), sa.func.min(_R.c.min).label("lo"), sa.func.max(_R.c.max).label("hi"),
+            ).where(_R.c.resolution == resolution, _R.c.metric == metric, _R.c.bucket >= lo, _R.c.bucket < hi,
+                    *self._where(_R, flt))
+        query = query.group_by(sa.text("1"), sa.text("2"), sa.text("3"), sa.text("5")).order_by(
+            sa.text("1"), sa.text("2"), sa.text("3"), sa.text("5"))
+        return (await session.execute(query)).all()
 
     # --- compaction -----------------------------------------------------------------
 
@@ -175,10 +195,11 @@ class SqlMetricsStore:
             return stop < target
 
 
-async def _copy_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+_COLUMNS = ["ts", "metric", "host_id", "env_id", "workspace_id", "gpu_uuid", "value"]
+
+
+async def _copy_rows(session: AsyncSession, records: list[tuple]) -> None:
     """PostgreSQL: COPY the rows in (asyncpg's binary copy), far faster than INSERTs."""
     conn = await session.connection()
     raw = await conn.get_raw_connection()
-    driver = raw.driver_connection
-    columns = ["ts", "metric", "host_id", "env_id", "workspace_id", "gpu_uuid", "value"]
-    await driver.copy_records_to_table("metric_samples", records=[tuple(r[c] for c in columns) for r in rows], columns=columns)
+    await raw.driver_connection.copy_records_to_table("metric_samples", records=records, columns=_COLUMNS)

@@ -32,6 +32,8 @@ export const routes: RouteRecordRaw[] = [
       { path: 'admin/users', name: 'admin-users', component: lazy(() => import('./views/admin/UsersView.vue')), meta: { admin: true, title: 'nav.users' } },
       { path: 'admin/quotas', name: 'admin-quotas', component: lazy(() => import('./views/admin/QuotasView.vue')), meta: { admin: true, title: 'nav.quotas' } },
       { path: 'admin/audit', name: 'admin-audit', component: lazy(() => import('./views/admin/AuditView.vue')), meta: { admin: true, title: 'nav.audit' } },
+      { path: 'alerts', name: 'alerts', component: lazy(() => import('./views/AlertsView.vue')), meta: { title: 'monitoring.alertsTitle' } },
+      { path: 'admin/fleet', name: 'admin-fleet', component: lazy(() => import('./views/admin/FleetView.vue')), meta: { admin: true, title: 'monitoring.fleetTitle' } },
       { path: ':pathMatch(.*)*', name: 'not-found', component: lazy(() => import('./views/NotFoundView.vue')) },
     ],
   },

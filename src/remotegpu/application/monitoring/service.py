@@ -114,7 +114,7 @@ class MetricsService:
     async def fleet_latest(self, window_seconds: float = 120.0) -> list[m.Sample]:
         """Every series' latest sample (``/metrics``: the caller is already an admin or
         the scrape token)."""
-        return await self.store.latest(SeriesFilter(), since=self.wall() - window_seconds)
+        return _newest_per_gpu(await self.store.latest(SeriesFilter(), since=self.wall() - window_seconds))
 
     # --- queries ----------------------------------------------------------------------
 
@@ -142,7 +142,7 @@ class MetricsService:
         flt = await self.scope_filter(actor, scope, scope_id)
         for name in metrics or []:
             m.check_metric(name)
-        return await self.store.latest(flt, since=self.wall() - LATEST_WINDOW_SECONDS, metrics=metrics or None)
+        return _newest_per_gpu(await self.store.latest(flt, since=self.wall() - LATEST_WINDOW_SECONDS, metrics=metrics or None))
 
     async def history(self, actor: User, scope: str, scope_id: str | None, metric: str, start: datetime | float | None,
                       end: datetime | float | None, step: int | None) -> tuple[list[Series], float, float, int]:
@@ -163,6 +163,21 @@ class MetricsService:
             raise InvalidInput(f"at most {m.MAX_POINTS} points per series: raise step", code="too_many_points",
                                details={"field": "step"})
         return await self.store.history(flt, metric, start_ts, end_ts, step, now=now), start_ts, end_ts, step
+
+
+def _newest_per_gpu(samples: list[m.Sample]) -> list[m.Sample]:
+    """A GPU that changed hands lately has a series per holder: only the newest one is
+    its latest value (container series are per environment anyway)."""
+    newest: dict[tuple, m.Sample] = {}
+    rest = []
+    for s in samples:
+        if not s.gpu_uuid:
+            rest.append(s)
+            continue
+        key = (s.metric, s.host_id, s.gpu_uuid)
+        if key not in newest or newest[key].ts < s.ts:
+            newest[key] = s
+    return sorted([*newest.values(), *rest], key=lambda s: s.series)
 
 
 def _ts(value: datetime | float) -> float:

@@ -145,6 +145,8 @@ class AlertService:
             if rule.workspace_id != workspace_id:
                 raise NotFound("alert rule not found")
         now = self.clock.now()
+        aware = lambda d: d if d is None or d.tzinfo is not None else d.replace(tzinfo=timezone.utc)  # noqa: E731
+        starts_at, ends_at = aware(starts_at), aware(ends_at)
         silence = Silence(new_id(), scope, workspace_id, starts_at or now, ends_at, actor.id, now, rule_id,
                           dict(matchers or {}), comment)
         silence.validate()

@@ -199,11 +199,11 @@ def _alert_store(persistence: str, session_factory):
     return SqlAlertStore(session_factory())
 
 
-def _alert_service(uow, store, metrics, clock, notify, policy):
+def _alert_service(uow, store, metrics, clock, notify, policy, publish=None):
     from remotegpu.application.monitoring.alerts import AlertService
 
     return AlertService(uow=uow, store=store, metrics=metrics, clock=clock, notify=notify,
-                        default_quota=getattr(policy, "default_quota", None))
+                        default_quota=getattr(policy, "default_quota", None), publish=publish)
 
 
 def _metrics_service(uow, store):
@@ -382,6 +382,7 @@ class Container(containers.DeclarativeContainer):
     alert_service = providers.Singleton(
         _alert_service, read_uow.provider, alert_store, metrics_store, clock,
         providers.Callable(lambda d: d.dispatch, notification_dispatcher), workspace_policy,
+        providers.Callable(lambda w: w.publish, webhook_service),
     )
 
 

@@ -57,6 +57,8 @@ class AlertService:
     notify: Callable[[list[Message]], Awaitable[Any]] | None = None
     wall: Callable[[], float] = time.time
     default_quota: Any = None  # the configured default workspace quota (Quota), for quota_near_limit
+    # Webhooks of the workspace (workspace rules): publish(workspace_id, event_type, data).
+    publish: Callable[[str, str, dict[str, Any]], Awaitable[Any]] | None = None
 
     # --- rules ------------------------------------------------------------------------
 
@@ -180,6 +182,7 @@ class AlertService:
         silences = await self.store.list_silences()
         out: list[tuple[str, str, str]] = []
         messages: list[Message] = []
+        hooks: list[tuple[str, str, dict[str, Any]]] = []
         for rule in await self.store.list_rules(enabled_only=True):
             try:
                 observed = await self._observe(rule, now)
@@ -210,6 +213,16 @@ class AlertService:
                     out.append((rule.id, fp, event))
                     if not silenced:
                         messages.append(_message(rule, record, labels, state, event))
+                        if rule.workspace_id:
+                            hooks.append((rule.workspace_id, f"alert.{event}", {
+                                "alert_id": record.id, "rule_id": rule.id, "rule_name": rule.name, "labels": labels,
+                                "value": state.value, "severity": rule.severity,
+                                "since": datetime.fromtimestamp(state.pending_since, tz=timezone.utc).isoformat()}))
+        for workspace_id, event_type, data in hooks if self.publish is not None else []:
+            try:
+                await self.publish(workspace_id, event_type, data)
+            except Exception:  # noqa: BLE001 - best effort, like notifications
+                log.exception("alert webhook failed")
         if messages and self.notify is not None:
             try:
                 await self.notify(messages)

@@ -28,6 +28,11 @@ from enum import Enum
 from remotegpu.domain.monitoring.metrics import GPU_TEMP, GPU_UTIL, XID_ERRORS, check_metric
 from remotegpu.domain.shared.errors import InvalidInput
 from remotegpu.domain.shared.ids import new_id
+from remotegpu.domain.webhooks import events as webhook_events
+
+#: Webhook event types of workspace alert rules (sent unless a silence mutes the alert).
+ALERT_FIRING = webhook_events.register("alert.firing", "An alert rule of the workspace started firing.")
+ALERT_RESOLVED = webhook_events.register("alert.resolved", "A firing alert of the workspace resolved.")
 
 
 class RuleType(str, Enum):

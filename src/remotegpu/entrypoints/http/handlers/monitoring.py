@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from remotegpu.domain.monitoring import alerts as _alert_events  # noqa: F401 - registers the alert webhook event types
 from remotegpu.domain.monitoring.metrics import METRICS
 from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.handlers.agent import _agent_token

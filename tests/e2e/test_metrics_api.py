@@ -112,5 +112,10 @@ async def test_a_bad_batch_is_refused_and_a_foreign_token_is_401(aiohttp_client,
                               "remotegpu_container_cpu_percent", 50, "someone-elses-env", ""]]},
                               headers={"Authorization": f"Bearer {token}"})
         assert r.status == 200 and (await r.json())["accepted"] == 0
+        # nor rows about a GPU this host does not have
+        r = await client.post("/api/v1/agent/metrics", json={"samples": [[__import__("time").time(),
+                              "DCGM_FI_DEV_GPU_UTIL", 50, "", "GPU-of-another-host"]]},
+                              headers={"Authorization": f"Bearer {token}"})
+        assert r.status == 200 and (await r.json())["accepted"] == 0
     finally:
         await link.close()

@@ -45,6 +45,7 @@ class _HostTags:
     at: float
     env_workspace: dict[str, str]  # env id on this host → workspace id
     gpu_env: dict[str, str]  # GPU uuid → env id holding it
+    gpus: frozenset[str] = frozenset()  # the GPUs of this host's inventory
 
 
 @dataclass
@@ -69,6 +70,8 @@ class MetricsService:
             if not lo <= ts <= hi:
                 continue
             if gpu_uuid:
+                if gpu_uuid not in tags.gpus:
+                    continue  # not this host's GPU: an agent speaks for its own host only
                 env_id = tags.gpu_env.get(gpu_uuid, "")
             elif env_id not in tags.env_workspace:
                 continue
@@ -91,6 +94,7 @@ class MetricsService:
         if cached is not None and now - cached.at < TAGS_TTL_SECONDS:
             return cached
         async with self.uow() as uow:
+            host = await uow.hosts.get(host_id)
             envs = await uow.environments.list_for_host(host_id)
             gpu_env: dict[str, str] = {}
             for env in envs:
@@ -98,7 +102,8 @@ class MetricsService:
                     for a in await uow.allocations.gpus_of(env.id):
                         if a.host_id == host_id:
                             gpu_env[a.gpu_uuid] = env.id
-        tags = _HostTags(now, {e.id: e.workspace_id for e in envs}, gpu_env)
+        tags = _HostTags(now, {e.id: e.workspace_id for e in envs}, gpu_env,
+                         frozenset(g.uuid for g in host.gpus) if host is not None else frozenset())
         if len(self._tags) > 10_000:
             self._tags.clear()
         self._tags[host_id] = tags

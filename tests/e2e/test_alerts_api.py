@@ -126,3 +126,22 @@ async def test_rules_fire_after_for_resolve_and_notify_once(aiohttp_client, tmp_
         assert [n["title"] for n in (await r.json())["items"]].count("Alert firing: hot GPU") == 1
     finally:
         await link.close()
+
+
+async def test_quota_near_limit_fires_for_the_workspace(client, container, new_account):
+    admin = await new_account(admin=True)
+    user = await new_account()
+    ws = user.personal_workspace_id
+    r = await client.put(f"/api/v1/workspaces/{ws}/quota", json={"max_environments": 2}, headers=admin.headers)
+    assert r.status == 200, await r.text()
+    r = await client.post("/api/v1/alert-rules", headers=user.headers, json={
+        "name": "quota", "type": "quota_near_limit", "workspace_id": ws, "threshold": 50, "for_seconds": 0})
+    assert r.status == 201, await r.text()
+    assert await container.alert_service().evaluate() == []  # nothing used yet
+    r = await client.post("/api/v1/environments", json={"name": "one", "workspace_id": ws, "gpu_count": 0, "cpu_cores": 1,
+                                                        "memory_gib": 1}, headers=user.headers)
+    assert r.status in (201, 202), await r.text()
+    assert [t[2] for t in await container.alert_service().evaluate()] == ["firing"]  # 1 of 2 environments: 50 %
+    r = await client.get("/api/v1/alerts", params={"workspace_id": ws, "status": "firing"}, headers=user.headers)
+    [alert] = (await r.json())["items"]
+    assert alert["labels"] == {"workspace": ws} and alert["value"] == 50.0

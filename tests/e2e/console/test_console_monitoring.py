@@ -76,6 +76,8 @@ def test_charts_alert_editor_alert_list_and_fleet(mon_server, browser):
                 break
             time.sleep(1)
         expect(page.get_by_test_id("alerts-table")).to_contain_text("Pending")
+        page.get_by_test_id("rule-silence").first.click()
+        expect(page.get_by_test_id("silences-table")).to_contain_text("busy GPU")
         shot(page, "monitoring-alerts")
 
         zh = context.new_page()

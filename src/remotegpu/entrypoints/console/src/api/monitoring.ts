@@ -71,6 +71,18 @@ export interface Alert {
   silenced: boolean
 }
 
+export interface Silence {
+  id: string
+  scope: string
+  workspace_id: string | null
+  rule_id: string
+  matchers: Record<string, string>
+  starts_at: string
+  ends_at: string
+  comment: string
+  created_at: string
+}
+
 export const GPU_UTIL = 'DCGM_FI_DEV_GPU_UTIL'
 export const FB_USED = 'DCGM_FI_DEV_FB_USED'
 export const POWER = 'DCGM_FI_DEV_POWER_USAGE'
@@ -96,6 +108,10 @@ export const alertApi = {
   updateRule: (id: string, body: Partial<AlertRuleInput> & { enabled?: boolean }) =>
     http.patch<AlertRule>(`/api/v1/alert-rules/${encodeURIComponent(id)}`, body),
   deleteRule: (id: string) => http.delete<void>(`/api/v1/alert-rules/${encodeURIComponent(id)}`),
+  silences: (workspaceId: string | null) => http.get<Page<Silence>>('/api/v1/alert-silences', { query: ws(workspaceId) }),
+  createSilence: (body: { workspace_id: string | null; rule_id: string; ends_at: string; comment?: string }) =>
+    http.post<Silence>('/api/v1/alert-silences', body),
+  deleteSilence: (id: string) => http.delete<void>(`/api/v1/alert-silences/${encodeURIComponent(id)}`),
   alerts: (workspaceId: string | null, status?: string) =>
     http.get<Page<Alert>>('/api/v1/alerts', { query: { ...ws(workspaceId), ...(status ? { status } : {}), limit: 200 } }),
 }

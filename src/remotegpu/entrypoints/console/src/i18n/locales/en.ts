@@ -242,6 +242,7 @@ export default {
     types: { threshold: 'Metric threshold', gpu_overheat: 'GPU overheating', gpu_xid: 'GPU XID error', env_idle: 'Idle environment',
       quota_near_limit: 'Quota near its limit', host_offline: 'Host offline' },
     states: { pending: 'Pending', firing: 'Firing', resolved: 'Resolved' },
+    silence1h: 'Silence 1 h', silences: 'Silences', until: 'Until', comment: 'Comment', endSilence: 'End', allRules: 'every rule', silenceCreated: 'Notifications of this rule are muted for an hour', silencedFromConsole: 'silenced from the console',
     fleetTitle: 'Fleet', heatmap: 'Utilization by host and GPU', idleGpus: 'Idle GPUs held by environments (< 5 %)',
     noIdle: 'No idle GPUs', topConsumers: 'Top consumers', environment: 'Environment', free: 'free',
   },

@@ -242,6 +242,7 @@ export default {
     types: { threshold: '指标阈值', gpu_overheat: 'GPU 过热', gpu_xid: 'GPU XID 错误', env_idle: '环境空闲',
       quota_near_limit: '配额接近上限', host_offline: '主机离线' },
     states: { pending: '等待中', firing: '触发中', resolved: '已恢复' },
+    silence1h: '静默 1 小时', silences: '静默', until: '截止', comment: '备注', endSilence: '结束', allRules: '全部规则', silenceCreated: '此规则的通知已静默 1 小时', silencedFromConsole: '在控制台中静默',
     fleetTitle: '集群总览', heatmap: '按主机和 GPU 的利用率', idleGpus: '环境占用但空闲的 GPU（< 5 %）',
     noIdle: '没有空闲 GPU', topConsumers: '资源消耗排行', environment: '环境', free: '空闲',
   },

@@ -159,6 +159,26 @@ MATRIX = [
     ("PATCH", "/api/v1/billing/plans/{plan}", {"auto_renew": True}, [401, 404, 403, 403, 200, 200]),
     ("POST", "/api/v1/billing/plans/{plan}/renew", None, [401, 404, 403, 403, 409, 409]),
     ("POST", "/api/v1/billing/plans/{plan}/cancel", None, [401, 404, 403, 403, 200, 200]),
+    # Monitoring: a workspace's metrics, rules, alerts and silences for its members (viewers read,
+    # members write); hosts, the fleet and platform rules for platform admins; agents' batches: agent tokens only.
+    ("GET", "/api/v1/metrics/catalog", None, [401, 200, 200, 200, 200, 200]),
+    ("GET", "/api/v1/metrics?scope=workspace&id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("GET", "/api/v1/metrics/history?scope=workspace&id={ws}&metric=DCGM_FI_DEV_GPU_UTIL", None, [401, 404, 200, 200, 200, 200]),
+    ("GET", "/api/v1/metrics?scope=fleet", None, [401, 403, 403, 403, 403, 200]),
+    ("GET", "/api/v1/metrics?scope=host&id={host}", None, [401, 403, 403, 403, 403, 200]),
+    ("POST", "/api/v1/agent/metrics", {"samples": []}, [401, 401, 401, 401, 401, 401]),
+    ("GET", "/api/v1/alert-rules?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("POST", "/api/v1/alert-rules", {"name": "hot", "workspace_id": "{ws}", "type": "gpu_overheat"}, [401, 404, 403, 201, 201, 201]),
+    ("GET", "/api/v1/alert-rules/{rule}", None, [401, 404, 200, 200, 200, 200]),
+    ("PATCH", "/api/v1/alert-rules/{rule}", {"threshold": 80}, [401, 404, 403, 200, 200, 200]),
+    ("DELETE", "/api/v1/alert-rules/{rule}", None, [401, 404, 403, 204, 204, 204]),
+    ("GET", "/api/v1/alert-rules", None, [401, 403, 403, 403, 403, 200]),
+    ("POST", "/api/v1/alert-rules", {"name": "down", "type": "host_offline"}, [401, 403, 403, 403, 403, 201]),
+    ("GET", "/api/v1/alerts?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("GET", "/api/v1/alerts", None, [401, 403, 403, 403, 403, 200]),
+    ("GET", "/api/v1/alert-silences?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("POST", "/api/v1/alert-silences", {"workspace_id": "{ws}", "ends_at": "2099-01-01T00:00:00Z"}, [401, 404, 403, 201, 201, 201]),
+    ("DELETE", "/api/v1/alert-silences/{silence}", None, [401, 404, 403, 204, 204, 204]),
 ]
 
 CASES = [
@@ -200,6 +220,14 @@ async def _world(client):
              "notification": notification, "webhook": webhook, "delivery": delivery}
     names["ticket"] = (await r.json())["id"]
     names["plan"] = await seed_plan(client.server.app[_key()], ws, owner.id)
+    r = await client.post("/api/v1/alert-rules", json={"name": "busy", "workspace_id": ws, "metric": "DCGM_FI_DEV_GPU_UTIL",
+                                                       "op": ">", "threshold": 90}, headers=owner.headers)
+    assert r.status == 201, await r.text()
+    names["rule"] = (await r.json())["id"]
+    r = await client.post("/api/v1/alert-silences", json={"workspace_id": ws, "ends_at": "2099-01-01T00:00:00Z"},
+                          headers=owner.headers)
+    assert r.status == 201, await r.text()
+    names["silence"] = (await r.json())["id"]
     return accounts, names
 
 

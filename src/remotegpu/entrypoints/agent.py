@@ -58,6 +58,9 @@ def add_agent_arguments(p: argparse.ArgumentParser) -> None:
                         "host's private-network address; Jupyter is published there only "
                         "(default: $REMOTEGPU_AGENT_PRIVATE_ADDRESS or 127.0.0.1, right only when the server "
                         "runs on this machine)")
+    p.add_argument("--metrics-interval", type=float, default=None,
+                   help="seconds between metric readings (GPUs, containers), at least 1 "
+                        "(default: $REMOTEGPU_METRICS_INTERVAL_SECONDS or 10)")
     p.add_argument("--docker-scope", default=None,
                    help="label scope of the containers this agent manages (default: $REMOTEGPU_DOCKER_SCOPE, else "
                         "an installation id generated once in the state directory): it only ever touches its own")
@@ -102,7 +105,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
     except OSError as exc:
         return fail(f"cannot create the state directory {state_dir}: {exc} (choose one with --state-dir)")
     try:
-        probe = detect_probe(fake_spec, seed=name)
+        probe = detect_probe(fake_spec, seed=name,
+                             control_file=os.environ.get("REMOTEGPU_AGENT_FAKE_GPU_CONTROL") or None)
     except DomainError as exc:
         return fail(exc.message)
     try:
@@ -115,6 +119,15 @@ def cmd_agent(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         return fail(str(exc))
+
+    try:
+        interval = float(getattr(args, "metrics_interval", None) or os.environ.get("REMOTEGPU_METRICS_INTERVAL_SECONDS") or 10)
+        from remotegpu.application.monitoring.collector import MetricsCollector
+
+        collector = MetricsCollector(probe if hasattr(probe, "telemetry") else None,
+                                     runtime if hasattr(runtime, "container_counters") else None, interval_seconds=interval)
+    except ValueError as exc:
+        return fail(f"--metrics-interval: {exc}")
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -133,6 +146,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
                 credentials=credentials, address=args.address or "", private_address=private_address,
                 runtime_name=runtime_name,
                 fake_gpus=bool(fake_spec and fake_spec.strip()), agent_version=__version__, data_mounts=mounts,
+                collector=collector,
             )
             log.info("agent %s starting: server %s, runtime %s, %d GPU(s)%s", name, args.server, runtime_name,
                      len(probe.inventory()), " (fake)" if fake_spec else "")

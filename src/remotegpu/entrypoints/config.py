@@ -106,6 +106,16 @@ class Settings(BaseSettings):
     billing_tick_seconds: float = Field(60.0, gt=0, le=3600)  # metering pass: segments rated, ledger charged
     billing_arrears_delete_days: int = Field(15, ge=1, le=3650)  # disks of a workspace in arrears this long are deleted
     billing_currency: str = Field("CNY", pattern=r"^[A-Z]{3}$")
+    # Monitoring (see README "Monitoring"): the agent's collection interval, where history
+    # is kept (embedded database or Prometheus), retention of each resolution, alert cadence.
+    metrics_interval_seconds: float = Field(10.0, ge=1.0, le=300)
+    metrics_store: Literal["database", "prometheus"] = "database"
+    metrics_prometheus_url: str = ""
+    metrics_raw_retention_hours: float = Field(24.0, gt=0)
+    metrics_minute_retention_days: float = Field(30.0, gt=0)
+    metrics_hour_retention_days: float = Field(365.0, gt=0)
+    alert_eval_seconds: float = Field(10.0, gt=0, le=300)
+    agent_fake_gpu_control: str = ""  # JSON file the fake GPUs' readings are driven from (tests, demos)
 
     # Workspaces. Quota every workspace has until an admin sets its own; each user's cap over
     # all the workspaces they own (admin-editable per user); empty or "unlimited" = no limit.

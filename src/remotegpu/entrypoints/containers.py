@@ -196,7 +196,7 @@ def _redis(url: str):
     return Redis.from_url(url)
 
 
-def _task_handlers(maintenance: Maintenance, deliveries=None, storage=None) -> dict:
+def _task_handlers(maintenance: Maintenance, deliveries=None, storage=None, monitoring=None) -> dict:
     """Background tasks by name; the Dramatiq worker registers actors of the same names.
 
     Every one runs periodically without arguments too (the maintenance loop):
@@ -222,6 +222,7 @@ def _task_handlers(maintenance: Maintenance, deliveries=None, storage=None) -> d
         DELIVER_TASK: deliver,
         "notifications.send_due": send_due,
         "storage.collect": collect_storage,
+        **(monitoring or {}),
     }
 
 
@@ -263,6 +264,66 @@ class _LateQueue:
 
     async def enqueue(self, task: str, **kwargs) -> None:
         await self._container.task_queue().enqueue(task, **kwargs)
+
+
+def _metrics_store(persistence: str, settings: Settings, session_factory):
+    from remotegpu.domain.monitoring.metrics import Retention
+
+    retention = Retention(
+        raw_seconds=int(settings.metrics_raw_retention_hours * 3600),
+        minute_seconds=int(settings.metrics_minute_retention_days * 86400),
+        hour_seconds=int(settings.metrics_hour_retention_days * 86400),
+    )
+    if persistence == "memory":
+        from remotegpu.adapters.monitoring.memory_store import InMemoryMetricsStore
+
+        store = InMemoryMetricsStore(retention=retention)
+    else:
+        from remotegpu.adapters.monitoring.sql_store import SqlMetricsStore
+
+        store = SqlMetricsStore(session_factory(), retention=retention)
+    if settings.metrics_store == "prometheus":
+        from remotegpu.adapters.monitoring.prometheus_store import PrometheusMetricsStore
+
+        return PrometheusMetricsStore(settings.metrics_prometheus_url, store)
+    return store
+
+
+def _monitoring_tasks(container) -> dict:
+    """Worker tasks of the monitoring context (they also run in every server, see
+    entrypoints/monitoring_runner.py): alert evaluation and the store's compaction."""
+    import time as _time
+
+    async def evaluate() -> None:
+        await container.alert_service().evaluate()
+
+    async def compact() -> None:
+        await container.metrics_store().compact(_time.time())
+
+    return {"monitoring.evaluate_alerts": evaluate, "monitoring.compact": compact}
+
+
+def _alert_store(persistence: str, session_factory):
+    if persistence == "memory":
+        from remotegpu.adapters.monitoring.memory_alerts import InMemoryAlertStore
+
+        return InMemoryAlertStore()
+    from remotegpu.adapters.monitoring.sql_alerts import SqlAlertStore
+
+    return SqlAlertStore(session_factory())
+
+
+def _alert_service(uow, store, metrics, clock, notify, policy, publish=None):
+    from remotegpu.application.monitoring.alerts import AlertService
+
+    return AlertService(uow=uow, store=store, metrics=metrics, clock=clock, notify=notify,
+                        default_quota=getattr(policy, "default_quota", None), publish=publish)
+
+
+def _metrics_service(uow, store):
+    from remotegpu.application.monitoring.service import MetricsService
+
+    return MetricsService(uow=uow, store=store)
 
 
 _HASH_PROFILES = {"default": {}, "fast": {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}}
@@ -482,13 +543,24 @@ class Container(containers.DeclarativeContainer):
     )
 
     # --- background work -----------------------------------------------------------
-    task_handlers = providers.Singleton(_task_handlers, maintenance, delivery_service.provider, storage_service.provider)
+    task_handlers = providers.Singleton(_task_handlers, maintenance, delivery_service.provider, storage_service.provider,
+                                        providers.Callable(lambda c: _monitoring_tasks(c), __self__))
     task_queue = providers.Selector(
         config.queue,
         inline=providers.Singleton(InlineTaskQueue, task_handlers),
         dramatiq=providers.Singleton(
             DramatiqTaskQueue, providers.Singleton(make_broker, config.redis_url, config.redis_namespace)
         ),
+    )
+
+    # --- monitoring (adapters/monitoring, application/monitoring) -------------------
+    metrics_store = providers.Singleton(_metrics_store, config.persistence, settings, session_factory.provider)
+    metrics_service = providers.Singleton(_metrics_service, read_uow.provider, metrics_store)
+    alert_store = providers.Singleton(_alert_store, config.persistence, session_factory.provider)
+    alert_service = providers.Singleton(
+        _alert_service, read_uow.provider, alert_store, metrics_store, clock,
+        providers.Callable(lambda d: d.dispatch, notification_dispatcher), workspace_policy,
+        providers.Callable(lambda w: w.publish, webhook_service),
     )
 
 

@@ -18,6 +18,7 @@ from remotegpu.adapters.fleet.fake_probe import detect_probe
 from remotegpu.adapters.fleet.system_info import HostSystemInfo
 from remotegpu.adapters.runtime.select import select_runtime
 from remotegpu.application.fleet.agent import HostAgent
+from remotegpu.application.monitoring.collector import MetricsCollector
 from remotegpu.application.fleet.agent_protocol import HeartbeatReply, HostReport
 from remotegpu.application.fleet.agent_service import AgentService
 from remotegpu.application.fleet.ports import AgentTokenRejected
@@ -28,8 +29,17 @@ log = logging.getLogger("remotegpu.embedded_agent")
 
 
 class InProcessAgentLink:
-    def __init__(self, service: AgentService):
+    def __init__(self, service: AgentService, metrics=None):
         self._service = service
+        self._metrics = metrics  # MetricsService: samples go straight to it
+
+    async def send_metrics(self, agent_token: str, rows: list) -> int:
+        if self._metrics is None:
+            return 0
+        try:
+            return await self._metrics.ingest_from_agent(agent_token, rows)
+        except Unauthenticated as exc:
+            raise AgentTokenRejected(exc.message, status=401, code=exc.code) from None
 
     async def register(self, join_token: str, name: str, report: HostReport) -> tuple[str, str]:
         return await self._service.register(join_token, name, report)
@@ -69,10 +79,15 @@ async def build_embedded_agent(container: Container) -> HostAgent:
         MountCache(state_dir / "storage-cache", int(settings.storage_cache_gib * 1024**3)),
         InProcessVersionSource(container.agent_service(), container.storage_mounts()),
     )
+    probe = detect_probe(settings.agent_fake_gpus, seed=name, control_file=settings.agent_fake_gpu_control or None)
+    collector = MetricsCollector(probe if hasattr(probe, "telemetry") else None,
+                                 runtime if hasattr(runtime, "container_counters") else None,
+                                 interval_seconds=settings.metrics_interval_seconds)
     return HostAgent(
-        runtime, detect_probe(settings.agent_fake_gpus, seed=name), InProcessAgentLink(container.agent_service()),
+        runtime, probe, InProcessAgentLink(container.agent_service(), container.metrics_service()),
         HostSystemInfo(settings.data_dir), name=name, join_token=join_token, credentials=credentials,
         address=address, private_address=private_address, runtime_name=runtime_name, data_mounts=mounts,
+        collector=collector,
     )
 
 

@@ -788,3 +788,112 @@ billing_plans = sa.Table(
     sa.Column("terms", sa.Integer, nullable=False),
     sa.Index(None, "workspace_id"),
 )
+
+# --- monitoring (adapters/monitoring/sql_store.py, sql_alerts.py) ----------------------
+# Raw samples: ts in epoch seconds; "" = not applicable (env_id, workspace_id, gpu_uuid).
+metric_samples = sa.Table(
+    "metric_samples",
+    metadata,
+    sa.Column("ts", sa.Float(precision=53), nullable=False),
+    sa.Column("metric", sa.String(64), nullable=False),
+    sa.Column("host_id", sa.String(36), nullable=False),
+    sa.Column("env_id", sa.String(36), nullable=False),
+    sa.Column("workspace_id", sa.String(36), nullable=False),
+    sa.Column("gpu_uuid", sa.String(64), nullable=False),
+    sa.Column("value", sa.Float(precision=53), nullable=False),
+    sa.Index(None, "env_id", "metric", "ts"),
+    sa.Index(None, "host_id", "metric", "ts"),
+    sa.Index(None, "workspace_id", "metric", "ts"),
+    sa.Index(None, "ts"),
+)
+
+# Aggregates of the raw samples per series and bucket (resolution 60 or 3600 s).
+metric_rollups = sa.Table(
+    "metric_rollups",
+    metadata,
+    sa.Column("resolution", sa.Integer, primary_key=True),
+    sa.Column("metric", sa.String(64), primary_key=True),
+    sa.Column("host_id", sa.String(36), primary_key=True),
+    sa.Column("env_id", sa.String(36), primary_key=True),
+    sa.Column("gpu_uuid", sa.String(64), primary_key=True),
+    sa.Column("bucket", sa.BigInteger, primary_key=True),
+    sa.Column("workspace_id", sa.String(36), nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("sum", sa.Float(precision=53), nullable=False),
+    sa.Column("min", sa.Float(precision=53), nullable=False),
+    sa.Column("max", sa.Float(precision=53), nullable=False),
+    sa.Index(None, "resolution", "env_id", "metric", "bucket"),
+    sa.Index(None, "resolution", "workspace_id", "metric", "bucket"),
+    sa.Index(None, "resolution", "bucket"),
+)
+
+# Up to where (epoch seconds, exclusive) each resolution has been rolled up.
+metric_compaction = sa.Table(
+    "metric_compaction",
+    metadata,
+    sa.Column("resolution", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("done_until", sa.BigInteger, nullable=False),
+)
+
+alert_rules = sa.Table(
+    "alert_rules",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("metric", sa.String(64), nullable=False),
+    sa.Column("op", sa.String(2), nullable=False),
+    sa.Column("threshold", sa.Float(precision=53), nullable=False),
+    sa.Column("for_seconds", sa.Integer, nullable=False),
+    sa.Column("keep_firing_for_seconds", sa.Integer, nullable=False),
+    sa.Column("env_id", sa.String(36), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    _id("created_by", nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index(None, "workspace_id"),
+)
+
+# One row per episode of one series of one rule (pending → firing → resolved). While
+# open, open_key is the series' fingerprint, so (rule_id, open_key) lets only one
+# replica open it; resolved, it becomes the row's id. version: optimistic updates.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("rule_id", sa.String(36), sa.ForeignKey("alert_rules.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("workspace_id", sa.String(36), nullable=True),
+    sa.Column("fingerprint", sa.String(32), nullable=False),
+    sa.Column("open_key", sa.String(36), nullable=False),
+    sa.Column("labels", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("pending_since", sa.Float(precision=53), nullable=False),
+    sa.Column("last_breach_at", sa.Float(precision=53), nullable=False),
+    sa.Column("fired_at", sa.Float(precision=53), nullable=True),
+    sa.Column("resolved_at", sa.Float(precision=53), nullable=True),
+    sa.Column("value", sa.Float(precision=53), nullable=True),
+    sa.Column("silenced", sa.Boolean, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.UniqueConstraint("rule_id", "open_key"),
+    sa.Index(None, "status"),
+    sa.Index(None, "workspace_id", "pending_since"),
+)
+
+alert_silences = sa.Table(
+    "alert_silences",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("rule_id", sa.String(36), nullable=False),
+    sa.Column("matchers", sa.Text, nullable=False),
+    sa.Column("comment", sa.String(500), nullable=False),
+    sa.Column("starts_at", UTCDateTime, nullable=False),
+    sa.Column("ends_at", UTCDateTime, nullable=False),
+    _id("created_by", nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "workspace_id"),
+)

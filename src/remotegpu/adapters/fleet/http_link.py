@@ -20,6 +20,7 @@ from remotegpu.application.fleet.ports import AgentLinkError, AgentTokenRejected
 REGISTER_PATH = "/api/v1/agent/register"
 HEARTBEAT_PATH = "/api/v1/agent/heartbeat"
 WAIT_PATH = "/api/v1/agent/wait"
+METRICS_PATH = "/api/v1/agent/metrics"
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
 
@@ -62,6 +63,13 @@ class HttpAgentLink:
                                 timeout=aiohttp.ClientTimeout(total=timeout + 10))
         return bool(data.get("work")) if isinstance(data, dict) else False
 
+    async def send_metrics(self, agent_token: str, rows: list) -> int:
+        """One batch of metric rows (see application/monitoring/collector.py), on the
+        same session (kept-alive connection) as the heartbeats."""
+        data = await self._post(METRICS_PATH, {"samples": rows}, what="metrics",
+                                headers={"Authorization": f"Bearer {agent_token}"})
+        return int(data.get("accepted", 0)) if isinstance(data, dict) else 0
+
     async def close(self) -> None:
         if self._owns_session and self._session is not None:
             await self._session.close()
@@ -91,7 +99,7 @@ class HttpAgentLink:
         if status >= 300:
             code, message = _error_of(text, status)
             error = f"{what} refused by the server ({status} {code}): {message}"
-            if status == 401 and path in (HEARTBEAT_PATH, WAIT_PATH):
+            if status == 401 and path in (HEARTBEAT_PATH, WAIT_PATH, METRICS_PATH):
                 raise AgentTokenRejected(error, status=status, code=code)
             raise AgentLinkError(error, status=status, code=code)
         try:

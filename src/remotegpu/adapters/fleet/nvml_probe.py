@@ -143,6 +143,79 @@ class NvmlGpuProbe:
                 continue
         return result
 
+    def telemetry(self) -> list:
+        """DCGM-named fields of every GPU (``GpuTelemetry``); a field the driver cannot
+        read is left out. XID errors come from an NVML event set polled without waiting."""
+        from remotegpu.application.monitoring.ports import GpuReading
+        from remotegpu.domain.monitoring import metrics as m
+
+        if not self.start():
+            return []
+        nvml = self._nvml
+        try:
+            count = nvml.nvmlDeviceGetCount()
+        except nvml.NVMLError:
+            return []
+        xids = self._poll_xids(count)
+        out = []
+        for index in range(count):
+            try:
+                handle = nvml.nvmlDeviceGetHandleByIndex(index)
+                uuid = _text(nvml.nvmlDeviceGetUUID(handle))
+            except nvml.NVMLError:
+                continue
+            values: dict[str, float] = {}
+            reads = [
+                (m.GPU_UTIL, lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu),
+                (m.POWER_USAGE, lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0),  # mW → W
+                (m.GPU_TEMP, lambda: nvml.nvmlDeviceGetTemperature(handle, getattr(nvml, "NVML_TEMPERATURE_GPU", 0))),
+                (m.SM_CLOCK, lambda: nvml.nvmlDeviceGetClockInfo(handle, getattr(nvml, "NVML_CLOCK_SM", 1))),
+            ]
+            for name, read in reads:
+                try:
+                    values[name] = float(read())
+                except (nvml.NVMLError, AttributeError, TypeError):
+                    pass
+            try:
+                info = nvml.nvmlDeviceGetMemoryInfo(handle)
+                values[m.FB_USED] = int(info.used) // (1024 * 1024)
+                values[m.FB_FREE] = int(info.free) // (1024 * 1024)
+            except (nvml.NVMLError, AttributeError):
+                pass
+            values[m.XID_ERRORS] = float(xids.get(uuid, 0))
+            out.append(GpuReading(uuid, values))
+        return out
+
+    def _poll_xids(self, count: int) -> dict[str, int]:
+        """uuid → the last XID since the previous poll (critical XID events)."""
+        nvml = self._nvml
+        event_set = getattr(self, "_xid_set", None)
+        if event_set is None:
+            try:
+                event_set = nvml.nvmlEventSetCreate()
+                kind = getattr(nvml, "nvmlEventTypeXidCriticalError", 8)
+                for index in range(count):
+                    try:
+                        nvml.nvmlDeviceRegisterEvents(nvml.nvmlDeviceGetHandleByIndex(index), kind, event_set)
+                    except nvml.NVMLError:
+                        pass
+            except (nvml.NVMLError, AttributeError):
+                event_set = False
+            self._xid_set = event_set
+        if not event_set:
+            return {}
+        out: dict[str, int] = {}
+        for _ in range(100):
+            try:
+                event = nvml.nvmlEventSetWait(event_set, 0)
+            except nvml.NVMLError:
+                break  # timeout: nothing more pending
+            try:
+                out[_text(nvml.nvmlDeviceGetUUID(event.device))] = int(event.eventData)
+            except (nvml.NVMLError, AttributeError):
+                continue
+        return out
+
     # --- device details --------------------------------------------------------------
 
     def _memory(self, handle: Any) -> tuple[int, bool]:

@@ -467,6 +467,30 @@ class DockerRuntime(ThreadedRuntime):
             return RuntimeState(env_id, "stopped", None, message="disk kept, no container")
         return None
 
+    async def container_counters(self) -> list:
+        """``ContainerStats``: cumulative counters of every running environment container
+        (Docker's one-shot stats: no second sample waited for; rates are the collector's)."""
+        return await asyncio.to_thread(self._container_counters)
+
+    def _container_counters(self) -> list:
+        import time as _time
+
+        from remotegpu.application.monitoring.ports import ContainerCounters
+
+        filters = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_SCOPE}={self._scope}"], "status": "running"}
+        out = []
+        for c in self._client.containers.list(filters=filters):
+            env_id = c.labels.get(LABEL_ENV_ID)
+            if not env_id:
+                continue
+            try:
+                stats = self._client.api.stats(c.id, stream=False, one_shot=True)
+            except Exception:  # noqa: BLE001 - gone meanwhile: next round
+                continue
+            out.append(_counters(ContainerCounters, env_id, _read_at(stats.get("read")) or _time.time(), stats,
+                                 c.attrs.get("HostConfig") or {}))
+        return out
+
     def _list(self) -> list[RuntimeState]:
         filters = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_SCOPE}={self._scope}"]}
         states = {
@@ -679,6 +703,45 @@ def _parse_time(value: str | None) -> datetime | None:
         return None
     fraction = (match.group(2) or ".0")[1:7].ljust(6, "0")
     return datetime.fromisoformat(f"{match.group(1)}.{fraction}").replace(tzinfo=timezone.utc)
+
+
+def _read_at(value: Any) -> float | None:
+    """Docker's stats ``read`` time (RFC 3339, nanoseconds) as epoch seconds: when the
+    counters were read, not when the answer arrived."""
+    if not isinstance(value, str) or value.startswith("0001-"):
+        return None
+    from datetime import datetime
+
+    head, _, frac = value.rstrip("Z").partition(".")
+    try:
+        base = datetime.fromisoformat(head + "+00:00").timestamp()
+    except ValueError:
+        return None
+    digits = "".join(ch for ch in frac if ch.isdigit())
+    return base + (float("0." + digits) if digits else 0.0)
+
+
+def _counters(cls: Any, env_id: str, ts: float, stats: dict, host_config: dict) -> Any:
+    cpu = stats.get("cpu_stats") or {}
+    limit = (host_config.get("NanoCpus") or 0) / 1e9
+    if not limit and host_config.get("CpuQuota") and host_config.get("CpuPeriod"):
+        limit = host_config["CpuQuota"] / host_config["CpuPeriod"]
+    if not limit:
+        limit = float(cpu.get("online_cpus") or 0)
+    mem = stats.get("memory_stats") or {}
+    detail = mem.get("stats") or {}
+    used = int(mem.get("usage") or 0) - int(detail.get("inactive_file", detail.get("total_inactive_file", 0)) or 0)
+    nets = (stats.get("networks") or {}).values()
+    blk = (stats.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
+    reads = sum(int(e.get("value") or 0) for e in blk if str(e.get("op", "")).lower() == "read")
+    writes = sum(int(e.get("value") or 0) for e in blk if str(e.get("op", "")).lower() == "write")
+    return cls(
+        env_id=env_id, ts=ts, cpu_seconds=int((cpu.get("cpu_usage") or {}).get("total_usage") or 0) / 1e9,
+        cpu_limit_cores=float(limit), memory_bytes=max(0, used), memory_limit_bytes=int(mem.get("limit") or 0),
+        net_rx_bytes=sum(int(n.get("rx_bytes") or 0) for n in nets),
+        net_tx_bytes=sum(int(n.get("tx_bytes") or 0) for n in (stats.get("networks") or {}).values()),
+        disk_read_bytes=reads, disk_write_bytes=writes,
+    )
 
 
 class ImagePullFailed(DockerException):

@@ -38,6 +38,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from remotegpu.application.monitoring.collector import MetricsCollector
 from remotegpu.application.environments.ports import EnvironmentRuntime, RuntimeSpec, RuntimeState, RuntimeWithExec
 from remotegpu.application.fleet.agent_protocol import (
     DEFAULT_HEARTBEAT_SECONDS,
@@ -116,7 +117,9 @@ class HostAgent:
         sleep: Callable[[float], Awaitable[None]] | None = None,
         max_concurrent_actions: int = MAX_CONCURRENT_ACTIONS,
         data_mounts: DataMounts | None = None,
+        collector: "MetricsCollector | None" = None,
     ) -> None:
+        self.collector = collector
         self.runtime = runtime
         self.probe = probe
         self.link = link
@@ -370,7 +373,47 @@ class HostAgent:
         assert self._token is not None
         reply = await self.link.heartbeat(self._token, await self.report())
         self._known = {d.env_id: (d.desired, d.generation) for d in reply.desired}
+        await self.send_metrics()
         return reply
+
+    async def send_metrics(self) -> int:
+        """Send the buffered samples over the link (after each heartbeat: the same channel,
+        one request per batch). A failed send keeps them for the next beat."""
+        send = getattr(self.link, "send_metrics", None)
+        if self.collector is None or send is None or self._token is None or not len(self.collector):
+            return 0
+        sent = 0
+        while len(self.collector):
+            rows = self.collector.drain()
+            try:
+                await send(self._token, rows)
+            except asyncio.CancelledError:
+                self.collector.put_back(rows)
+                raise
+            except Exception as exc:  # noqa: BLE001 - metrics never fail a heartbeat
+                self.collector.put_back(rows)
+                log.warning("sending %d metric samples failed (kept for the next beat): %s", len(rows), exc)
+                break
+            sent += len(rows)
+        return sent
+
+    async def collect_forever(self, stop: asyncio.Event) -> None:
+        """Read GPUs and containers every ``collector.interval_seconds`` until ``stop``."""
+        if self.collector is None:
+            return
+        while not stop.is_set():
+            started = self._clock()
+            try:
+                await self.collector.collect_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001
+                log.warning("metrics collection failed", exc_info=True)
+            delay = max(0.0, self.collector.interval_seconds - (self._clock() - started))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            except asyncio.TimeoutError:
+                pass
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Beat every ``interval_seconds`` (from the server's reply) until ``stop`` is set.
@@ -380,6 +423,15 @@ class HostAgent:
         """
         interval = DEFAULT_HEARTBEAT_SECONDS
         failures = 0
+        collecting = asyncio.ensure_future(self.collect_forever(stop)) if self.collector is not None else None
+        try:
+            await self._beat_forever(stop, interval, failures)
+        finally:
+            if collecting is not None:
+                collecting.cancel()
+                await asyncio.gather(collecting, return_exceptions=True)
+
+    async def _beat_forever(self, stop: asyncio.Event, interval: float, failures: int) -> None:
         while not stop.is_set():
             started = self._clock()
             try:

@@ -14,6 +14,14 @@ from remotegpu.domain.notifications.preferences import DEFAULT_LOCALE
 
 # kind → locale → (title, body)
 TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
+    "alert.firing": {
+        "en": ("Alert firing: {rule}", "{rule}: {what} (value {value}) since {since}."),
+        "zh-CN": ("告警触发：{rule}", "{rule}：{what}（当前值 {value}），开始于 {since}。"),
+    },
+    "alert.resolved": {
+        "en": ("Alert resolved: {rule}", "{rule}: {what} is back to normal."),
+        "zh-CN": ("告警已恢复：{rule}", "{rule}：{what} 已恢复正常。"),
+    },
     "environment.stopped_idle": {
         "en": ("Environment {name} was stopped for idleness",
                "Environment {name} was stopped automatically: {reason}. Its disk is kept; start it again when you need it."),

@@ -23,6 +23,7 @@ from remotegpu.entrypoints.http.openapi import build_spec
 from remotegpu.entrypoints.webhooks_runner import webhooks_ctx
 from remotegpu.entrypoints.support_runner import support_ctx
 from remotegpu.entrypoints.billing_runner import billing_ctx
+from remotegpu.entrypoints.monitoring_runner import monitoring_ctx
 
 log = logging.getLogger("remotegpu.app")
 MAX_BODY_BYTES = 1024 * 1024
@@ -76,6 +77,7 @@ def create_app(container: Container, *, run_background: bool = True, bootstrap_a
         app.cleanup_ctx.append(webhooks_ctx(container))
         app.cleanup_ctx.append(support_ctx(container))
         app.cleanup_ctx.append(billing_ctx(container))
+        app.cleanup_ctx.append(monitoring_ctx(container))
         if container.settings().embedded_agent:
             app.cleanup_ctx.append(embedded_agent_ctx(container))
     if run_background and container.config.queue() == "inline":

@@ -67,7 +67,32 @@ async def _check_metrics_reader(request: web.Request) -> None:
 async def metrics(request: web.Request) -> web.Response:
     await _check_metrics_reader(request)
     body = generate_latest(request.app[METRICS_KEY].registry)
+    body += exposition(await request.app[CONTAINER].metrics_service().fleet_latest())
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def exposition(samples) -> bytes:
+    """Per-environment / per-GPU gauges in Prometheus' text format, labelled
+    ``environment``, ``workspace``, ``host``, ``gpu_uuid`` ("" when not applicable)."""
+    from remotegpu.domain.monitoring.metrics import METRICS
+
+    by_metric: dict[str, list] = {}
+    for s in samples:
+        by_metric.setdefault(s.metric, []).append(s)
+    lines = []
+    for name in sorted(by_metric):
+        info = METRICS.get(name)
+        lines.append(f"# HELP {name} {info.help if info else name} ({info.unit if info else ''})")
+        lines.append(f"# TYPE {name} gauge")
+        for s in by_metric[name]:
+            labels = (f'environment="{_label(s.env_id)}",workspace="{_label(s.workspace_id)}",'
+                      f'host="{_label(s.host_id)}",gpu_uuid="{_label(s.gpu_uuid)}"')
+            lines.append(f"{name}{{{labels}}} {repr(float(s.value))}")
+    return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
 async def openapi(request: web.Request) -> web.Response:

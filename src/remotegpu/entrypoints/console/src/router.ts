@@ -40,6 +40,8 @@ export const routes: RouteRecordRaw[] = [
       { path: 'tickets', name: 'tickets', component: lazy(() => import('./views/TicketsView.vue')), meta: { title: 'tickets.title' } },
       { path: 'tickets/:id', name: 'ticket', component: lazy(() => import('./views/TicketDetailView.vue')), props: true, meta: { title: 'tickets.title' } },
       { path: 'support/queue', name: 'support-queue', component: lazy(() => import('./views/SupportQueueView.vue')), meta: { title: 'tickets.queueTitle' } },
+      { path: 'alerts', name: 'alerts', component: lazy(() => import('./views/AlertsView.vue')), meta: { title: 'monitoring.alertsTitle' } },
+      { path: 'admin/fleet', name: 'admin-fleet', component: lazy(() => import('./views/admin/FleetView.vue')), meta: { admin: true, title: 'monitoring.fleetTitle' } },
       { path: ':pathMatch(.*)*', name: 'not-found', component: lazy(() => import('./views/NotFoundView.vue')) },
     ],
   },

@@ -21,4 +21,5 @@ from remotegpu.entrypoints.http.handlers import (  # noqa: E402,F401
     support,
     phones,
     billing,
+    monitoring,
 )

@@ -1,0 +1,1 @@
+"""Monitoring use cases: collection on the agent, ingestion, queries, alert evaluation."""

@@ -1,0 +1,207 @@
+"""Ingestion of agents' samples, and the queries users and admins make.
+
+Ingestion tags every row with what the server itself knows: a GPU's samples belong to
+the environment its allocation names at that moment (and that environment's
+workspace); a container's samples to the environment the agent names only when that
+environment is placed on the reporting host. Anything else an agent sends about other
+hosts' environments is dropped — an agent is trusted with its own host only.
+
+Queries are authorized like the objects: an environment's metrics for whoever may see
+the environment (another tenant's: 404), a workspace's for its members, a host's and
+the fleet's for platform admins.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable
+
+from remotegpu.application.identity.admin import require_admin
+from remotegpu.application.monitoring.ports import MetricsStore, Series, SeriesFilter
+from remotegpu.application.shared.ports import UnitOfWorkFactory
+from remotegpu.application.workspaces.service import authorize
+from remotegpu.domain.environments.models import EnvStatus
+from remotegpu.domain.identity.models import User
+from remotegpu.domain.monitoring import metrics as m
+from remotegpu.application.identity.secrets import hash_secret
+from remotegpu.domain.shared.errors import InvalidInput, NotFound, Unauthenticated
+from remotegpu.domain.workspaces.models import Role
+
+SCOPES = ("environment", "workspace", "host", "fleet")
+#: Rows further in the past / future than this (seconds) are refused: a clock far off.
+MAX_AGE_SECONDS = 3600
+MAX_AHEAD_SECONDS = 300
+#: How long the host → (environment, workspace) tagging is cached per host (seconds).
+TAGS_TTL_SECONDS = 5.0
+#: "Latest" means at most this old (seconds).
+LATEST_WINDOW_SECONDS = 300
+
+
+@dataclass
+class _HostTags:
+    at: float
+    env_workspace: dict[str, str]  # env id on this host → workspace id
+    gpu_env: dict[str, str]  # GPU uuid → env id holding it
+    gpus: frozenset[str] = frozenset()  # the GPUs of this host's inventory
+
+
+@dataclass
+class MetricsService:
+    uow: UnitOfWorkFactory
+    store: MetricsStore
+    wall: Callable[[], float] = time.time
+    _tags: dict[str, _HostTags] = field(default_factory=dict)
+
+    # --- ingestion --------------------------------------------------------------------
+
+    async def ingest(self, host_id: str, rows: list[Any]) -> int:
+        """Store an agent's rows ``[ts, metric, value, env_id, gpu_uuid]``; returns how
+        many were kept. A malformed row answers 422 (nothing stored); rows about
+        environments not on this host, or too old/new, are dropped."""
+        now = self.wall()
+        parsed = _parse_rows(rows)
+        tags = await self._host_tags(host_id, now)
+        samples = []
+        lo, hi = now - MAX_AGE_SECONDS, now + MAX_AHEAD_SECONDS
+        for ts, metric, value, env_id, gpu_uuid in parsed:
+            if not lo <= ts <= hi:
+                continue
+            if gpu_uuid:
+                if gpu_uuid not in tags.gpus:
+                    continue  # not this host's GPU: an agent speaks for its own host only
+                env_id = tags.gpu_env.get(gpu_uuid, "")
+            elif env_id not in tags.env_workspace:
+                continue
+            samples.append(m.Sample(ts, metric, m.quantize(value), host_id, env_id, tags.env_workspace.get(env_id, ""), gpu_uuid))
+        if samples:
+            await self.store.write(samples)
+        return len(samples)
+
+    async def ingest_from_agent(self, agent_token: str, rows: list[Any]) -> int:
+        """``ingest`` for the host whose agent token this is (Unauthenticated otherwise)."""
+        async with self.uow() as uow:
+            host = await uow.hosts.get_by_agent_token(hash_secret(agent_token))
+        if host is None:
+            raise Unauthenticated("agent token is invalid; register the agent again with a new join token",
+                                  code="invalid_agent_token")
+        return await self.ingest(host.id, rows)
+
+    async def _host_tags(self, host_id: str, now: float) -> _HostTags:
+        cached = self._tags.get(host_id)
+        if cached is not None and now - cached.at < TAGS_TTL_SECONDS:
+            return cached
+        async with self.uow() as uow:
+            host = await uow.hosts.get(host_id)
+            envs = await uow.environments.list_for_host(host_id)
+            gpu_env: dict[str, str] = {}
+            for env in envs:
+                if env.status.holds_resources:
+                    for a in await uow.allocations.gpus_of(env.id):
+                        if a.host_id == host_id:
+                            gpu_env[a.gpu_uuid] = env.id
+        tags = _HostTags(now, {e.id: e.workspace_id for e in envs}, gpu_env,
+                         frozenset(g.uuid for g in host.gpus) if host is not None else frozenset())
+        if len(self._tags) > 10_000:
+            self._tags.clear()
+        self._tags[host_id] = tags
+        return tags
+
+    def forget_tags(self, host_id: str | None = None) -> None:
+        """Drop cached tagging (tests, or after an allocation change one wants seen at once)."""
+        if host_id is None:
+            self._tags.clear()
+        else:
+            self._tags.pop(host_id, None)
+
+    async def fleet_latest(self, window_seconds: float = 120.0) -> list[m.Sample]:
+        """Every series' latest sample (``/metrics``: the caller is already an admin or
+        the scrape token)."""
+        return _newest_per_gpu(await self.store.latest(SeriesFilter(), since=self.wall() - window_seconds))
+
+    # --- queries ----------------------------------------------------------------------
+
+    async def scope_filter(self, actor: User, scope: str, scope_id: str | None) -> SeriesFilter:
+        """The series ``actor`` may read in ``scope``: NotFound for an environment or
+        workspace they cannot see, PermissionDenied for hosts and the fleet unless admin."""
+        if scope not in SCOPES:
+            raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}", details={"field": "scope"})
+        if scope in ("environment", "workspace", "host") and not scope_id:
+            raise InvalidInput(f"scope {scope} needs id", details={"field": "id"})
+        if scope in ("host", "fleet"):
+            require_admin(actor)
+            return SeriesFilter(host_id=scope_id) if scope == "host" else SeriesFilter()
+        async with self.uow() as uow:
+            if scope == "workspace":
+                await authorize(uow, actor, scope_id, Role.VIEWER)
+                return SeriesFilter(workspace_id=scope_id)
+            env = await uow.environments.get(scope_id)
+            if env is None or env.status is EnvStatus.DELETED:
+                raise NotFound("environment not found")
+            await authorize(uow, actor, env.workspace_id, Role.VIEWER)  # NotFound outside its workspace
+            return SeriesFilter(env_id=scope_id)
+
+    async def latest(self, actor: User, scope: str, scope_id: str | None, metrics: list[str] | None = None) -> list[m.Sample]:
+        flt = await self.scope_filter(actor, scope, scope_id)
+        for name in metrics or []:
+            m.check_metric(name)
+        return _newest_per_gpu(await self.store.latest(flt, since=self.wall() - LATEST_WINDOW_SECONDS, metrics=metrics or None))
+
+    async def history(self, actor: User, scope: str, scope_id: str | None, metric: str, start: datetime | float | None,
+                      end: datetime | float | None, step: int | None) -> tuple[list[Series], float, float, int]:
+        """(series, start, end, step): ``end`` defaults to now, ``start`` to an hour
+        before it, ``step`` to what gives about 360 points (at least 1 s)."""
+        m.check_metric(metric)
+        flt = await self.scope_filter(actor, scope, scope_id)
+        now = self.wall()
+        end_ts = _ts(end) if end is not None else now
+        start_ts = _ts(start) if start is not None else end_ts - 3600
+        if not (math.isfinite(start_ts) and math.isfinite(end_ts)) or end_ts <= start_ts:
+            raise InvalidInput("from must be before to", details={"field": "from"})
+        if step is None:
+            step = max(1, int(math.ceil((end_ts - start_ts) / 360)))
+        if step < 1:
+            raise InvalidInput("step must be at least 1 second", details={"field": "step"})
+        if (end_ts - start_ts) / step > m.MAX_POINTS:
+            raise InvalidInput(f"at most {m.MAX_POINTS} points per series: raise step", code="too_many_points",
+                               details={"field": "step"})
+        return await self.store.history(flt, metric, start_ts, end_ts, step, now=now), start_ts, end_ts, step
+
+
+def _newest_per_gpu(samples: list[m.Sample]) -> list[m.Sample]:
+    """A GPU that changed hands lately has a series per holder: only the newest one is
+    its latest value (container series are per environment anyway)."""
+    newest: dict[tuple, m.Sample] = {}
+    rest = []
+    for s in samples:
+        if not s.gpu_uuid:
+            rest.append(s)
+            continue
+        key = (s.metric, s.host_id, s.gpu_uuid)
+        if key not in newest or newest[key].ts < s.ts:
+            newest[key] = s
+    return sorted([*newest.values(), *rest], key=lambda s: s.series)
+
+
+def _ts(value: datetime | float) -> float:
+    return value.timestamp() if isinstance(value, datetime) else float(value)
+
+
+def _parse_rows(rows: Any) -> list[tuple[float, str, float, str, str]]:
+    if not isinstance(rows, list):
+        raise InvalidInput("metrics must be a list of rows", code="invalid_metrics")
+    out = []
+    known = m.METRICS
+    for i, row in enumerate(rows):
+        if not (isinstance(row, list) and len(row) == 5):
+            raise InvalidInput(f"metrics[{i}]: expected [ts, metric, value, env_id, gpu_uuid]", code="invalid_metrics")
+        ts, metric, value, env_id, gpu_uuid = row
+        if (type(ts) not in (int, float) or type(value) not in (int, float) or metric not in known
+                or not isinstance(env_id, str) or not isinstance(gpu_uuid, str) or len(env_id) > 36 or len(gpu_uuid) > 64):
+            raise InvalidInput(f"metrics[{i}]: bad row {str(row)[:200]}", code="invalid_metrics")
+        if not (math.isfinite(ts) and math.isfinite(value)):
+            raise InvalidInput(f"metrics[{i}]: not finite", code="invalid_metrics")
+        out.append((float(ts), metric, float(value), env_id, gpu_uuid))
+    return out

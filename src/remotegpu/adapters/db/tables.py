@@ -472,3 +472,12 @@ webhook_deliveries = sa.Table(
     sa.Index(None, "status", "next_attempt_at"),  # the dispatcher's "due" query
     sa.Index(None, "endpoint_id", "created_at"),  # the delivery log
 )
+
+# 0023: one counter moved (by triggers, in the same transaction) by every committed change
+# to what the cached hot reads show: see application/shared/read_cache.py.
+change_epoch = sa.Table(
+    "change_epoch",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+)

@@ -414,6 +414,9 @@ class InMemoryEnvironmentRepository(_Repository):
     async def get(self, env_id: str) -> Environment | None:
         return self._tx.get("environments", env_id)
 
+    async def change_epoch(self) -> int | None:
+        return self._tx.change_epoch()
+
     async def update(self, env: Environment) -> None:
         if self._tx.get("environments", env.id) is None:
             return

@@ -208,6 +208,12 @@ class EnvironmentRepository(Protocol):
     async def events(self, env_id: str, *, limit: int, offset: int) -> tuple[list[EnvironmentEvent], int]:
         """Oldest first."""
         ...
+    async def change_epoch(self) -> int | None:
+        """The committed epoch: it moves with every committed change to what listings,
+        events and the fleet snapshot read (hosts, GPUs, allocations, ports, memberships
+        included), in the same commit as the change. None: not known (nothing is cached)."""
+        ...
+
     async def listings(
         self, *, workspace_id: str | None = None, member_id: str | None = None, env_id: str | None = None,
         statuses: list[EnvStatus] | None = None, limit: int, offset: int,

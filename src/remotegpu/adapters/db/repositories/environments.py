@@ -12,6 +12,7 @@ from sqlalchemy.sql import Select
 
 from remotegpu.adapters.db.repositories._base import SqlRepository, conflict_from
 from remotegpu.adapters.db.tables import (
+    change_epoch,
     environment_events,
     environments,
     gpu_allocations,
@@ -79,6 +80,8 @@ _QUEUE = (
     .subquery("queue")
 )
 
+
+_EPOCH = select(change_epoch.c.epoch).where(change_epoch.c.id == 1)
 
 _FILTERS = ("workspace_id", "member_id", "env_id")
 
@@ -155,6 +158,10 @@ class SqlEnvironmentRepository(SqlRepository):
     async def get(self, env_id: str) -> Environment | None:
         row = (await self._session.execute(select(environments).where(environments.c.id == env_id))).first()
         return _env(row) if row else None
+
+    async def change_epoch(self) -> int | None:
+        """Moved by migration 0023's triggers in the same transaction as every change."""
+        return (await self._session.execute(_EPOCH)).scalar()
 
     async def update(self, env: Environment) -> None:
         values = {k: v for k, v in _env_values(env).items() if k != "id"}

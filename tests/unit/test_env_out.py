@@ -77,3 +77,22 @@ def test_fast_json_of_events_is_what_the_schema_writes():
             {"at": T, "from_status": "queued", "to_status": "starting", "reason": "placed — “ok”"}]
     expected = Page[EnvironmentEventOut](items=[EnvironmentEventOut(**r) for r in rows], total=7).model_dump_json().encode()
     assert fast_json({"items": rows, "total": 7}).body == expected
+
+
+def test_fragments_are_kept_per_environment_object_and_viewer_class():
+    """The list serialises each shared environment object once per "values shown or not";
+    another object (a newer read) is serialised afresh, whatever its id."""
+    from dataclasses import replace
+
+    from remotegpu.entrypoints.http.handlers.environments import _Fragments, env_fields
+
+    fragments = _Fragments(max_entries=2)
+    view = _view()
+    shown, hidden = replace(view, manageable=True), replace(view, manageable=False)
+    assert fragments.of(shown) == env_out(shown).model_dump_json().encode()
+    assert fragments.of(hidden) == env_out(hidden).model_dump_json().encode() != fragments.of(shown)
+    assert fragments.of(shown) is fragments.of(shown)  # kept
+    newer = replace(shown, env=replace(view.env, name="renamed"))
+    assert b'"name":"renamed"' in fragments.of(newer)
+    assert fragments.of(newer) == env_out(newer).model_dump_json().encode()
+    assert env_fields(newer)["name"] == "renamed"

@@ -151,7 +151,9 @@ class EnvironmentService:
                 for ws_id in {item.env.workspace_id for item in listings}:
                     roles[ws_id] = (await authorize(uow, actor, ws_id, Role.VIEWER)).role
         return [
-            replace(EnvironmentView.of(item), manageable=may_operate(actor, roles.get(item.env.workspace_id), item.env))
+            EnvironmentView(item.env, item.queue_position, item.ports, None, item.gpus,
+                            manageable=may_operate(actor, roles.get(item.env.workspace_id), item.env),
+                            host_name=item.host_name)
             for item in listings
         ], total
 

@@ -89,6 +89,32 @@ def env_fields(view: EnvironmentView) -> dict[str, Any]:
     }
 
 
+class _Fragments:
+    """Each environment's JSON, kept for the environment objects the service's epoch
+    cache shares between requests (application/shared/read_cache.py): the same object
+    is the same answer, so a page of 50 is serialised once, not on every request. Keyed
+    by identity (the entry holds the object, so its id cannot be reused meanwhile), one
+    entry per (object, whether values are shown); bounded."""
+
+    def __init__(self, max_entries: int = 8192):
+        self.max_entries = max_entries
+        self._entries: dict[tuple[int, bool], tuple[object, bytes]] = {}
+
+    def of(self, view: EnvironmentView) -> bytes:
+        key = (id(view.env), view.manageable)
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] is view.env:
+            return entry[1]
+        body = orjson.dumps(env_fields(view), option=orjson.OPT_UTC_Z)
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key] = (view.env, body)
+        return body
+
+
+_fragments = _Fragments()
+
+
 def fast_json(data: Any) -> web.Response:
     """A JSON answer serialised by orjson (datetimes as pydantic writes them: UTC as ``Z``)."""
     return web.Response(body=orjson.dumps(data, option=orjson.OPT_UTC_Z), content_type="application/json")
@@ -118,7 +144,8 @@ async def list_environments(call: Call) -> web.Response:
     views, total = await call.container.environment_service().list(
         call.user, workspace_id=q.workspace_id, statuses=[q.status] if q.status else None, limit=q.limit, offset=q.offset
     )
-    return fast_json({"items": [env_fields(v) for v in views], "total": total})
+    body = b'{"items":[' + b",".join([_fragments.of(v) for v in views]) + b'],"total":' + str(total).encode() + b"}"
+    return web.Response(body=body, content_type="application/json")
 
 
 @api.post("/api/v1/environments", body=EnvironmentIn, response=EnvironmentOut, status=202, tags=TAGS, errors=[401, 403, 404, 409, 422])
@@ -133,7 +160,8 @@ async def create_environment(call: Call) -> EnvironmentOut:
 @api.get(ENV, response=EnvironmentOut, tags=TAGS, errors=[401, 404])
 async def get_environment(call: Call) -> web.Response:
     """One environment."""
-    return fast_json(env_fields(await call.container.environment_service().get(call.user, call.path("environment_id"))))
+    view = await call.container.environment_service().get(call.user, call.path("environment_id"))
+    return web.Response(body=_fragments.of(view), content_type="application/json")
 
 
 @api.post(ENV + "/start", body=StartIn, response=EnvironmentOut, status=202, tags=TAGS, errors=OPS + [422])

@@ -221,3 +221,28 @@ async def test_the_epoch_row_is_the_last_lock_a_transaction_takes(uow_factory):
         ))).one()
     assert tuple(row) == (True, True)
 
+
+
+async def test_the_quota_and_its_usage_are_never_older_than_the_last_commit(uow_factory):
+    from remotegpu.application.workspaces.service import WorkspaceService
+    from remotegpu.domain.workspaces.quota import Quota
+
+    viewer = await add_user(uow_factory, "00000000-0000-0000-0000-0000000000bb", "viewer")
+    await add_user(uow_factory, OWNER, "owner")
+    await add_workspaces(uow_factory, viewer.id, WS1)
+    service = WorkspaceService(uow=uow_factory, clock=_Clock())
+    first = await service.get_quota(viewer, WS1)
+    assert await service.get_quota(viewer, WS1) == first and first.usage.environments == 0 and first.is_default
+
+    await add_envs(uow_factory, make_env(1, status=EnvStatus.STOPPED, disk_gib=30))
+    assert (await service.get_quota(viewer, WS1)).usage.storage_gib == 30
+    async with uow_factory() as uow:
+        await uow.workspaces.set_quota(WS1, Quota(max_gpus=3))
+        await uow.commit()
+    view = await service.get_quota(viewer, WS1)
+    assert view.quota.max_gpus == 3 and not view.is_default
+    async with uow_factory() as uow:
+        await uow.workspaces.remove_member(WS1, viewer.id)
+        await uow.commit()
+    with pytest.raises(NotFound):
+        await service.get_quota(viewer, WS1)

@@ -4,7 +4,8 @@ Revision ID: 0023
 Revises: 0016
 Create Date: 2026-11-29
 
-The environment list, detail and timeline and the GPU-type capacity are cached per
+The environment list, detail and timeline the GPU-type capacity and
+workspace quotas with their usage are cached per
 epoch (application/shared/read_cache.py): a request reads the committed epoch, and an
 answer built at that epoch is still the truth. Triggers bump it in the same transaction
 as the change, so the new value becomes visible exactly with the change itself.
@@ -29,7 +30,10 @@ branch_labels = None
 depends_on = None
 
 #: Tables whose rows the cached reads show or schedule with.
-TABLES = ("environments", "environment_events", "gpu_allocations", "host_ports", "hosts", "host_gpus", "workspace_members")
+TABLES = (
+    "environments", "environment_events", "gpu_allocations", "host_ports", "hosts", "host_gpus", "workspace_members",
+    "workspace_quotas",
+)
 #: Columns an UPDATE may change without moving the epoch (PostgreSQL): nothing cached shows
 #: or schedules with them, and heartbeats and the idle sweep rewrite them all the time.
 #: ``hosts.last_heartbeat_at`` counts only when it goes from or to NULL (a host that

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
 from remotegpu.adapters.db.repositories._base import SqlRepository, conflict_from
+from remotegpu.adapters.db.repositories.workspaces import EPOCH_SEEN
 from remotegpu.adapters.db.tables import (
     change_epoch,
     environment_events,
@@ -160,7 +161,14 @@ class SqlEnvironmentRepository(SqlRepository):
         return _env(row) if row else None
 
     async def change_epoch(self) -> int | None:
-        """Moved by migration 0023's triggers in the same transaction as every change."""
+        """Moved by migration 0023's triggers in the same transaction as every change.
+
+        The value the membership check of this unit of work read with it, when there is
+        one (authorize comes first on most hot reads): read before anything the caller
+        computes next, it is as good as a fresh one, and costs no round trip."""
+        seen = self._session.info.pop(EPOCH_SEEN, None)
+        if seen is not None:
+            return seen
         return (await self._session.execute(_EPOCH)).scalar()
 
     async def update(self, env: Environment) -> None:

@@ -182,14 +182,14 @@ async def test_the_environment_list_costs_a_bounded_number_of_statements(counted
     detail = await service.get(viewer, views[0].env.id)
     assert detail == views[0] and len(statements) <= 5, statements
     statements.clear()
-    assert await service.get(viewer, views[0].env.id) == detail and len(statements) == 2, statements
+    assert await service.get(viewer, views[0].env.id) == detail and len(statements) == 1, statements  # authorize+epoch
 
     statements.clear()
     events, total = await service.events(viewer, views[0].env.id, limit=50, offset=0)
-    assert total == 1 and len(events) == 1 and len(statements) <= 3, statements  # epoch, authorize, the events
+    assert total == 1 and len(events) == 1 and len(statements) <= 2, statements  # authorize with the epoch, the events
     statements.clear()
     assert await service.events(viewer, views[0].env.id, limit=50, offset=0) == (events, total)
-    assert len(statements) == 2, statements
+    assert len(statements) == 1, statements
 
     statements.clear()
     workspaces, total = await WorkspaceService(uow=uow_factory, clock=_Clock()).list_mine(viewer, limit=50, offset=0)

@@ -96,6 +96,7 @@ class EnvironmentService:
     # Listings, timelines and the fleet's capacity as of the committed change epoch
     # (application/shared/read_cache.py): exact, shared by every request until a change.
     cache: EpochCache = field(default_factory=EpochCache)
+    _workspace_of: dict[str, str] = field(default_factory=dict, repr=False)  # environment → its workspace (fixed)
 
     # --- user-facing use cases ---------------------------------------------------------
     async def create(self, actor: User, req: CreateRequest) -> EnvironmentView:
@@ -160,15 +161,38 @@ class EnvironmentService:
     async def get(self, actor: User, env_id: str, *, with_host: bool = False) -> EnvironmentView:
         """One environment as lists show it; ``with_host`` also loads its host (access info needs its addresses)."""
         async with self._reads() as uow:
+            listing, role, _ = await self._visible_listing(uow, actor, env_id)
+            view = replace(EnvironmentView.of(listing), manageable=may_operate(actor, role, listing.env))
+            if with_host and view.env.host_id is not None:
+                view = replace(view, host=await uow.hosts.get(view.env.host_id))
+            return view
+
+    async def _visible_listing(
+        self, uow: UnitOfWork, actor: User, env_id: str
+    ) -> tuple[EnvironmentListing, Role | None, int | None]:
+        """The environment as of the committed epoch, the caller's role in its workspace,
+        and that epoch (NotFound when deleted, unknown, or outside the caller's workspaces).
+
+        An environment never changes workspace: once its workspace is known, the
+        membership check comes first and reads the epoch in the same statement (one
+        statement when the answer is cached); otherwise the epoch, the listing, then it."""
+        workspace_id = self._workspace_of.get(env_id)
+        if workspace_id is not None:
+            membership = await authorize(uow, actor, workspace_id, Role.VIEWER)  # every request: never cached
             epoch = await uow.environments.change_epoch()
             listing = await self.cache.get_or_compute(epoch, ("one", env_id), lambda: self._listing_now(uow, env_id))
             if listing is None:
                 raise NotFound("environment not found")
-            membership = await authorize(uow, actor, listing.env.workspace_id, Role.VIEWER)  # NotFound outside the workspace
-            view = replace(EnvironmentView.of(listing), manageable=may_operate(actor, membership.role, listing.env))
-            if with_host and view.env.host_id is not None:
-                view = replace(view, host=await uow.hosts.get(view.env.host_id))
-            return view
+            return listing, membership.role, epoch
+        epoch = await uow.environments.change_epoch()
+        listing = await self.cache.get_or_compute(epoch, ("one", env_id), lambda: self._listing_now(uow, env_id))
+        if listing is None:  # unknown or deleted
+            raise NotFound("environment not found")
+        membership = await authorize(uow, actor, listing.env.workspace_id, Role.VIEWER)  # NotFound outside the workspace
+        if len(self._workspace_of) >= 100_000:
+            self._workspace_of.clear()
+        self._workspace_of[env_id] = listing.env.workspace_id
+        return listing, membership.role, epoch
 
     async def start(self, actor: User, env_id: str, *, gpu: bool = True) -> EnvironmentView:
         async def op(uow: UnitOfWork, env: Environment) -> None:
@@ -217,11 +241,7 @@ class EnvironmentService:
 
     async def events(self, actor: User, env_id: str, *, limit: int, offset: int) -> tuple[list[EnvironmentEvent], int]:
         async with self._reads() as uow:
-            epoch = await uow.environments.change_epoch()
-            listing = await self.cache.get_or_compute(epoch, ("one", env_id), lambda: self._listing_now(uow, env_id))
-            if listing is None:  # unknown or deleted: as load_visible answers
-                raise NotFound("environment not found")
-            await authorize(uow, actor, listing.env.workspace_id, Role.VIEWER)  # NotFound outside the workspace
+            _, _, epoch = await self._visible_listing(uow, actor, env_id)
             return await self.cache.get_or_compute(
                 epoch, ("events", env_id, limit, offset), lambda: uow.environments.events(env_id, limit=limit, offset=offset)
             )

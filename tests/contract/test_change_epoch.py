@@ -217,7 +217,8 @@ async def test_the_epoch_row_is_the_last_lock_a_transaction_takes(uow_factory):
     async with uow_factory() as uow:
         session = uow.environments._session
         row = (await session.execute(text(
-            "SELECT tgdeferrable, tginitdeferred FROM pg_trigger WHERE tgname = 'change_epoch_environments_update'"
+            "SELECT tgdeferrable, tginitdeferred FROM pg_trigger "
+            "WHERE tgname = 'change_epoch_environments_update' AND tgrelid = 'environments'::regclass"
         ))).one()
     assert tuple(row) == (True, True)
 

@@ -31,7 +31,7 @@ from remotegpu.application.fleet.agent_protocol import HostReport, ObservedEnvir
 from remotegpu.application.shared.clock import FrozenClock
 from remotegpu.domain.environments.models import EnvStatus
 from remotegpu.domain.fleet.models import HostStatus, parse_fake_gpus
-from remotegpu.domain.scheduling import place
+from remotegpu.domain.scheduling import Allocation, FleetState, place
 from remotegpu.domain.shared.errors import DomainError
 from remotegpu.domain.workspaces.quota import Quota, Usage, UserQuota
 from remotegpu.entrypoints.containers import build_container
@@ -184,7 +184,15 @@ class QueueWorld(RuleBasedStateMachine):
             policy = self.container.workspace_policy()
             async with self.container.storage_uow() as uow:
                 queued = await uow.environments.list_by_status([EnvStatus.QUEUED])
-                fleet = await pl.fleet_snapshot(uow)
+                # The fleet built here from whole environments, not by fleet_snapshot (the code under test).
+                by_env: dict[str, list[str]] = {}
+                for a in await uow.allocations.gpus():
+                    by_env.setdefault(a.environment_id, []).append(a.gpu_uuid)
+                fleet = FleetState(await uow.hosts.list(), [
+                    Allocation(e.host_id, tuple(by_env.get(e.id, ())), e.cpu_cores, e.memory_gib)
+                    for e in await uow.environments.list_by_status([s for s in EnvStatus if s.holds_resources])
+                    if e.host_id is not None
+                ])
                 for env in queued:
                     usage = Usage(gpus=env.gpus_wanted, cpu_cores=env.cpu_cores, memory_gib=env.memory_gib)
                     if await policy.fits(uow, env.workspace_id, usage):

@@ -205,6 +205,11 @@ class EnvironmentRepository(Protocol):
     async def list_by_status(self, statuses: list[EnvStatus]) -> list[Environment]:
         """Ordered by ``queued_at`` then ``created_at`` (FIFO for the queue)."""
         ...
+    async def held_resources(self) -> list[tuple[str, str, int, int]]:
+        """(id, host id, CPU cores, memory GiB) of every placed environment whose status
+        holds resources, in ``list_by_status`` order: what the fleet snapshot needs of
+        them, without loading whole environments (every scheduling commit reads it)."""
+        ...
     async def events(self, env_id: str, *, limit: int, offset: int) -> tuple[list[EnvironmentEvent], int]:
         """Oldest first."""
         ...

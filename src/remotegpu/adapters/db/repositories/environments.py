@@ -82,6 +82,12 @@ _QUEUE = (
 )
 
 
+_HELD_RESOURCES = (
+    select(environments.c.id, environments.c.host_id, environments.c.cpu_cores, environments.c.memory_gib)
+    .where(environments.c.status.in_([s.value for s in EnvStatus if s.holds_resources]),
+           environments.c.host_id.is_not(None))
+    .order_by(environments.c.queued_at.asc().nulls_last(), environments.c.created_at, environments.c.id)
+)
 _EPOCH = select(change_epoch.c.epoch).where(change_epoch.c.id == 1)
 
 _FILTERS = ("workspace_id", "member_id", "env_id")
@@ -206,6 +212,9 @@ class SqlEnvironmentRepository(SqlRepository):
             .order_by(environments.c.queued_at.asc().nulls_last(), environments.c.created_at, environments.c.id)
         )
         return [_env(r) for r in await self._session.execute(query)]
+
+    async def held_resources(self) -> list[tuple[str, str, int, int]]:
+        return [tuple(r) for r in (await self._session.execute(_HELD_RESOURCES)).tuples()]
 
     async def events(self, env_id: str, *, limit: int, offset: int) -> tuple[list[EnvironmentEvent], int]:
         query = (

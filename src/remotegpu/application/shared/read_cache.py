@@ -10,11 +10,14 @@ what it would have read itself. Authorization is never cached: callers check the
 caller's membership on every request, then take the shared answer.
 
 The cache holds one epoch at a time (a change empties it) and at most ``max_entries``
-answers. Values are shared between requests: callers must not mutate them.
+answers. Values are shared between requests: callers must not mutate them. Requests
+that miss the same answer at the same epoch at once wait for one computation instead
+of each running it (a busy console after a change would otherwise rebuild it 50 times).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
@@ -26,6 +29,7 @@ class EpochCache:
         self.max_entries = max_entries
         self._epoch: int | None = None
         self._entries: dict[Hashable, Any] = {}
+        self._running: dict[tuple[int, Hashable], asyncio.Future] = {}
         self.hits = 0
         self.misses = 0
 
@@ -41,7 +45,25 @@ class EpochCache:
                 self.hits += 1
                 return value
         self.misses += 1
-        value = await compute()
+        if epoch is None:
+            return await compute()
+        running = self._running.get((epoch, key))
+        if running is not None:
+            try:
+                return await asyncio.shield(running)
+            except Exception:  # noqa: BLE001 - the other request's failure is its own: compute here
+                return await compute()
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._running[(epoch, key)] = future
+        try:
+            value = await compute()
+        except BaseException as exc:
+            future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("computation cancelled"))
+            future.exception()  # retrieved: no "never retrieved" warning when nobody waited
+            raise
+        finally:
+            self._running.pop((epoch, key), None)
+        future.set_result(value)
         self._put(epoch, key, value)
         return value
 

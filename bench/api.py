@@ -6,13 +6,19 @@ environments straight into the database, then runs the real ``remotegpu serve`` 
 services.sh prints) — and measures with wrk, as the bench user (owner of a workspace
 of 50 environments, member of two more):
 
-    users/me      GET /api/v1/users/me                        (reference: answered from a cache)
+    users/me      GET /api/v1/users/me                        (reference: no database)
     env list      GET /api/v1/environments?workspace_id=W&limit=50
     env detail    GET /api/v1/environments/E
     env events    GET /api/v1/environments/E/events
     workspaces    GET /api/v1/workspaces
     gpu-types     GET /api/v1/gpu-types
     quota         GET /api/v1/workspaces/W/quota
+
+The hot reads are cached per change epoch (application/shared/read_cache.py): wrk
+repeating one request measures the cached path (one statement: the membership check,
+which reads the epoch with it). ``+chg`` rows repeat env-list and gpu-types while
+another process changes environments ``--churn`` times a second (default 10): each
+change moves the epoch and the next request rebuilds the answer.
 
 Baselines, in the same run: bare aiohttp answering a constant document, and (with
 PostgreSQL) bare aiohttp + asyncpg running the environment list's three queries
@@ -21,13 +27,16 @@ p99 < 50 ms at 50 connections on PostgreSQL, >= 2,000 on SQLite. The table says 
 loaded the machine was (load average before and after): compare rows of one run,
 not runs of different days.
 
-    .venv/bin/python bench/api.py [--duration 10] [--connections 50 200] [--quick] [--only env-list,gpu-types]
+    .venv/bin/python bench/api.py [--duration 10] [--connections 50 200] [--quick] [--only env-list,gpu-types] [--churn 10]
+
+wrk is a Debian package (apt-get install -y wrk); the bench needs it, no test does.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from contextlib import contextmanager
 import os
 import re
 import shutil
@@ -146,7 +155,45 @@ def run_platform(label: str, args, database_url: str, data_dir: Path, reset) -> 
             wrk(srv.url + path, token, 10, 1)  # warm-up
             for c in args.connections:
                 rows.append((label, name, c, *measure(srv.url + path, token, c, args.duration, srv.process.pid)))
+            if args.churn and name in CHURNED:
+                # The same, while other environments change args.churn times a second: every
+                # change moves the change epoch, so cached answers are rebuilt as they must be.
+                with churning(database_url, seeded, args.churn):
+                    for c in args.connections:
+                        rows.append((label, f"{name}+chg", c, *measure(srv.url + path, token, c, args.duration, srv.process.pid)))
+                time.sleep(2)  # what the last connections left queued is answered before the next row
     return rows, seeded
+
+
+#: Endpoints also measured while environments change (--churn).
+CHURNED = ("env-list", "gpu-types")
+
+
+@contextmanager
+def churning(database_url: str, seeded, per_second: float):
+    """A process renaming environments of the bench workspace ``per_second`` times a second
+    (straight UPDATEs: the triggers move the change epoch as any use case's commit does)."""
+    code = f"""
+import asyncio, itertools, sys, time
+from sqlalchemy import text
+from remotegpu.adapters.db.engine import create_engine
+async def main():
+    engine = create_engine({database_url!r})
+    async with engine.connect() as conn:
+        ids = [r[0] for r in await conn.execute(text("SELECT id FROM environments WHERE workspace_id = :w"), {{"w": {seeded.workspace_id!r}}})]
+    for n in itertools.count():
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE environments SET status_message = :m WHERE id = :i"), {{"m": f"churn {{n}}", "i": ids[n % len(ids)]}})
+        await asyncio.sleep({1 / per_second!r})
+asyncio.run(main())
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        time.sleep(1)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 def main() -> None:
@@ -156,6 +203,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 s per row: the whole bench in about two minutes")
     parser.add_argument("--only", default=",".join(endpoints("W", "E")), help="comma-separated endpoint names")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--churn", type=float, default=10,
+                        help="also measure env-list and gpu-types while this many environments change per second (0: not)")
     args = parser.parse_args()
     if args.quick:
         args.duration = 3
@@ -187,12 +236,14 @@ def main() -> None:
     print(f"\nHot endpoints, one server process, wrk -t1, {args.duration:g} s per row, {os.cpu_count()} CPUs, "
           f"load average {load_before[0]:.1f} before / {load_after[0]:.1f} after, {time.monotonic() - started:.0f} s in all")
     print("seeded: " + ", ".join(f"{v:,} {k}" for k, v in counts().items()))
-    base = {(name, c): rps for label, name, c, rps, *_ in rows if label.startswith("bare")}
+    # Each platform row against the bare baseline of its own database (users/me: bare aiohttp).
+    base = {(label.startswith("bare aiohttp+"), name, c): rps for label, name, c, rps, *_ in rows if label.startswith("bare")}
     print("CPU ms/req: the server process's own CPU time per request (PostgreSQL's not included); 1000 / it is\n"
           "what one otherwise idle core could answer, the figure least moved by other load on the machine.")
     print(f"{'server':<24}{'endpoint':<12}{'conns':>6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>11}{'vs bare':>9}")
     for label, name, c, rps, p50, p99, cpu in rows:
-        ref = base.get((name, c))
+        with_db = name != "users/me"  # compared with bare aiohttp+asyncpg, on PostgreSQL only
+        ref = base.get((with_db, name, c)) if not with_db or "PostgreSQL" in label else None
         ratio = f"{rps / ref:>8.0%}" if ref and not label.startswith("bare") else ""
         print(f"{label:<24}{name:<12}{c:>6}{rps:>9.0f}{p50:>9.2f}{p99:>9.2f}{cpu:>11.3f}{ratio:>9}")
 

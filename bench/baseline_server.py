@@ -76,8 +76,8 @@ async def open_pool(app: web.Application) -> None:
     import asyncpg
 
     dsn = app["dsn"].replace("postgresql+asyncpg://", "postgresql://", 1)
-    # SQLAlchemy's default pool: 5 kept + 10 overflow.
-    app["pool"] = await asyncpg.create_pool(dsn, min_size=5, max_size=15)
+    # As many as the platform keeps (adapters/db/engine.py: 20 kept + 20 overflow).
+    app["pool"] = await asyncpg.create_pool(dsn, min_size=20, max_size=40)
 
 
 async def close_pool(app: web.Application) -> None:

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 
 from remotegpu.adapters.db.engine import create_engine
 from remotegpu.adapters.db.repositories.environments import _env_values
@@ -146,6 +146,11 @@ async def seed(url: str) -> Seeded:
             ):
                 for start in range(0, len(rows), 500):
                     await conn.execute(insert(table), rows[start : start + 500])
+        # Planner statistics, as a database in use has them (autovacuum, or SQLite's
+        # ANALYZE): without them PostgreSQL plans the list's queue join as a nested loop.
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("ANALYZE"))
     finally:
         await engine.dispose()
     assert bench_env is not None

@@ -91,7 +91,8 @@ async def uow_factory(repo_backend, tmp_path):
         async with engine.begin() as conn:
             # DELETE beats TRUNCATE on a handful of rows; children before parents.
             for table in reversed(metadata.sorted_tables):
-                await conn.execute(table.delete())
+                if table.name != "change_epoch":  # its one row is the migration's (0023), counting on
+                    await conn.execute(table.delete())
     sessions = create_session_factory(engine)
     yield lambda: SqlUnitOfWork(sessions)
     await engine.dispose()

@@ -165,23 +165,31 @@ async def test_the_environment_list_costs_a_bounded_number_of_statements(counted
     statements.clear()
     views, total = await service.list(viewer, workspace_id=WS1, statuses=None, limit=50, offset=0)
     assert total == n and len(views) == min(n, 50)
-    assert len(statements) <= 4, statements  # authorize, the page, its GPUs, its ports
+    assert len(statements) <= 4, statements  # authorize (with the change epoch), the page, its GPUs, its ports
     assert all(v.host_name == "gpu-01" and len(v.gpus) == 1 and len(v.ports) == 2 for v in views if v.env.host_id)
     assert sorted(v.queue_position for v in views if v.env.status is EnvStatus.QUEUED) == list(range(1, n // 3 + 1))
+    statements.clear()
+    assert await service.list(viewer, workspace_id=WS1, statuses=None, limit=50, offset=0) == (views, total)
+    assert len(statements) == 1, statements  # nothing changed since: authorize (never cached), with the epoch
 
     statements.clear()
     views, total = await service.list(viewer, workspace_id=None, statuses=None, limit=50, offset=0)
     # The member's workspaces are a subquery; one role lookup per workspace on the page (here
     # one) says whether plain variable values are shown (access.may_operate).
-    assert total == n and len(statements) <= 4, statements
+    assert total == n and len(statements) <= 5, statements
 
     statements.clear()
     detail = await service.get(viewer, views[0].env.id)
-    assert detail == views[0] and len(statements) <= 4, statements
+    assert detail == views[0] and len(statements) <= 5, statements
+    statements.clear()
+    assert await service.get(viewer, views[0].env.id) == detail and len(statements) == 1, statements  # authorize+epoch
 
     statements.clear()
     events, total = await service.events(viewer, views[0].env.id, limit=50, offset=0)
-    assert total == 1 and len(events) == 1 and len(statements) <= 3, statements
+    assert total == 1 and len(events) == 1 and len(statements) <= 2, statements  # authorize with the epoch, the events
+    statements.clear()
+    assert await service.events(viewer, views[0].env.id, limit=50, offset=0) == (events, total)
+    assert len(statements) == 1, statements
 
     statements.clear()
     workspaces, total = await WorkspaceService(uow=uow_factory, clock=_Clock()).list_mine(viewer, limit=50, offset=0)

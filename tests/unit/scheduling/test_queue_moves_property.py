@@ -2,7 +2,7 @@
 queue's rule would start is left waiting (hypothesis, stateful, in-memory adapters).
 
 Random sequences of create, stop, start, delete, cordon / uncordon, host offline /
-back, quota change, overcommit change and agent reports (running, stopped, removed,
+back, workspace quota and owner cap changes, overcommit change and agent reports (running, stopped, removed,
 failed) run through the real use cases. After each one, checked on the committed
 state, independently of the queue pass:
 
@@ -31,9 +31,9 @@ from remotegpu.application.fleet.agent_protocol import HostReport, ObservedEnvir
 from remotegpu.application.shared.clock import FrozenClock
 from remotegpu.domain.environments.models import EnvStatus
 from remotegpu.domain.fleet.models import HostStatus, parse_fake_gpus
-from remotegpu.domain.scheduling import place
+from remotegpu.domain.scheduling import Allocation, FleetState, place
 from remotegpu.domain.shared.errors import DomainError
-from remotegpu.domain.workspaces.quota import Quota, Usage
+from remotegpu.domain.workspaces.quota import Quota, Usage, UserQuota
 from remotegpu.entrypoints.containers import build_container
 from tests.conftest import make_settings
 
@@ -167,6 +167,12 @@ class QueueWorld(RuleBasedStateMachine):
             self.admin, self.workspaces[who], Quota(max_gpus=gpus, max_cpu_cores=cpu)
         ))
 
+    @rule(who=st.integers(0, 1), gpus=st.sampled_from([None, 0, 1, 2, 4]), cpu=st.sampled_from([None, 1, 2, 8]))
+    def user_cap(self, who: int, gpus, cpu) -> None:
+        """The owner's cap over every workspace they own (None: back to the default)."""
+        cap = None if gpus is None and cpu is None else UserQuota(Quota(max_gpus=gpus, max_cpu_cores=cpu), max_workspaces=5)
+        self.run(self.container.workspace_service().set_user_quota(self.admin, self.users[who].id, cap))
+
     @rule(host=st.integers(0, 1), cpu=st.sampled_from([1.0, 1.5, 2.0, 4.0]), memory=st.sampled_from([1.0, 2.0]))
     def overcommit(self, host: int, cpu: float, memory: float) -> None:
         self.run(self.container.host_service().set_overcommit(self.admin, self.hosts[host]["id"], cpu=cpu, memory=memory))
@@ -178,7 +184,15 @@ class QueueWorld(RuleBasedStateMachine):
             policy = self.container.workspace_policy()
             async with self.container.storage_uow() as uow:
                 queued = await uow.environments.list_by_status([EnvStatus.QUEUED])
-                fleet = await pl.fleet_snapshot(uow)
+                # The fleet built here from whole environments, not by fleet_snapshot (the code under test).
+                by_env: dict[str, list[str]] = {}
+                for a in await uow.allocations.gpus():
+                    by_env.setdefault(a.environment_id, []).append(a.gpu_uuid)
+                fleet = FleetState(await uow.hosts.list(), [
+                    Allocation(e.host_id, tuple(by_env.get(e.id, ())), e.cpu_cores, e.memory_gib)
+                    for e in await uow.environments.list_by_status([s for s in EnvStatus if s.holds_resources])
+                    if e.host_id is not None
+                ])
                 for env in queued:
                     usage = Usage(gpus=env.gpus_wanted, cpu_cores=env.cpu_cores, memory_gib=env.memory_gib)
                     if await policy.fits(uow, env.workspace_id, usage):

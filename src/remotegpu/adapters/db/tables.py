@@ -897,3 +897,12 @@ alert_silences = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index(None, "workspace_id"),
 )
+
+# 0023: one counter moved (by triggers, in the same transaction) by every committed change
+# to what the cached hot reads show: see application/shared/read_cache.py.
+change_epoch = sa.Table(
+    "change_epoch",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+)

@@ -414,6 +414,9 @@ class InMemoryEnvironmentRepository(_Repository):
     async def get(self, env_id: str) -> Environment | None:
         return self._tx.get("environments", env_id)
 
+    async def change_epoch(self) -> int | None:
+        return self._tx.change_epoch()
+
     async def update(self, env: Environment) -> None:
         if self._tx.get("environments", env.id) is None:
             return
@@ -440,6 +443,10 @@ class InMemoryEnvironmentRepository(_Repository):
         found = self._find("environments", lambda e: e.status in statuses)
         # SQL: ORDER BY queued_at NULLS LAST, created_at, id
         return sorted(found, key=lambda e: (e.queued_at is None, e.queued_at or e.created_at, e.created_at, e.id))
+
+    async def held_resources(self) -> list[tuple[str, str, int, int]]:
+        holding = await self.list_by_status([s for s in EnvStatus if s.holds_resources])
+        return [(e.id, e.host_id, e.cpu_cores, e.memory_gib) for e in holding if e.host_id is not None]
 
     async def listings(
         self, *, workspace_id: str | None = None, member_id: str | None = None, env_id: str | None = None,

@@ -95,6 +95,8 @@ class InMemoryStore:
 
     def __init__(self) -> None:
         self.tables: dict[str, dict[Key, Any]] = {name: {} for name in SPECS}
+        # Moved by every commit that wrote anything (the SQL schema's change_epoch, coarser).
+        self.change_epoch = 0
 
 
 def conflict(constraint: str) -> Conflict:

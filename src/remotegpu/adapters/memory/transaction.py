@@ -31,6 +31,9 @@ class Transaction:
         """Every visible row of ``table`` (uncopied: callers copy what they return)."""
         return iter(self._merged(table).items())
 
+    def change_epoch(self) -> int:
+        return self._store.change_epoch
+
     # --- writes -------------------------------------------------------------------------
     def insert(self, table: str, key: Key, row: Any) -> None:
         if self._raw(table, key) is not None:
@@ -79,12 +82,16 @@ class Transaction:
                 if (table, key) in self._inserted and key in committed[table]:
                     raise conflict(f"pk_{table}")
                 self._check(table, key, row, after_commit)
+        wrote = False
         for table, changes in self._pending.items():
             for key, row in changes.items():
+                wrote = True
                 if row is _DELETED:
                     committed[table].pop(key, None)
                 else:
                     committed[table][key] = row
+        if wrote:
+            self._store.change_epoch += 1
         self.discard()
 
     def discard(self) -> None:

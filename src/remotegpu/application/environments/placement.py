@@ -45,9 +45,8 @@ async def fleet_snapshot(uow: UnitOfWork, hosts: list[Host] | None = None) -> Fl
     for a in await uow.allocations.gpus():
         by_env.setdefault(a.environment_id, []).append(a.gpu_uuid)
     allocations = [
-        Allocation(env.host_id, tuple(by_env.get(env.id, ())), env.cpu_cores, env.memory_gib)
-        for env in await uow.environments.list_by_status(HOLDING)
-        if env.host_id is not None
+        Allocation(host_id, tuple(by_env.get(env_id, ())), cpu_cores, memory_gib)
+        for env_id, host_id, cpu_cores, memory_gib in await uow.environments.held_resources()
     ]
     return FleetState(hosts, allocations)
 

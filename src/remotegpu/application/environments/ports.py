@@ -220,9 +220,20 @@ class EnvironmentRepository(Protocol):
     async def list_by_status(self, statuses: list[EnvStatus]) -> list[Environment]:
         """Ordered by ``queued_at`` then ``created_at`` (FIFO for the queue)."""
         ...
+    async def held_resources(self) -> list[tuple[str, str, int, int]]:
+        """(id, host id, CPU cores, memory GiB) of every placed environment whose status
+        holds resources, in ``list_by_status`` order: what the fleet snapshot needs of
+        them, without loading whole environments (every scheduling commit reads it)."""
+        ...
     async def events(self, env_id: str, *, limit: int, offset: int) -> tuple[list[EnvironmentEvent], int]:
         """Oldest first."""
         ...
+    async def change_epoch(self) -> int | None:
+        """The committed epoch: it moves with every committed change to what listings,
+        events and the fleet snapshot read (hosts, GPUs, allocations, ports, memberships
+        included), in the same commit as the change. None: not known (nothing is cached)."""
+        ...
+
     async def listings(
         self, *, workspace_id: str | None = None, member_id: str | None = None, env_id: str | None = None,
         statuses: list[EnvStatus] | None = None, limit: int, offset: int,

@@ -11,12 +11,13 @@ from typing import Protocol
 from typing import Any
 
 from remotegpu.application.environments import placement as pl
-from remotegpu.application.environments.access import load_operable, load_visible, may_operate
+from remotegpu.application.environments.access import load_operable, may_operate
 from remotegpu.application.environments.credentials import EnvironmentCredentials
 from remotegpu.application.environments.secrets import seal_variables
 from remotegpu.application.environments.queue_pass import QueuePass
 from remotegpu.application.environments.ports import EnvironmentListing
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from remotegpu.application.shared.read_cache import EpochCache
 from remotegpu.application.shared.sealing import SecretSealer
 from remotegpu.application.workspaces.quotas import WorkspacePolicy
 from remotegpu.application.workspaces.service import authorize
@@ -34,7 +35,7 @@ from remotegpu.domain.environments.variables import check_variables
 from remotegpu.domain.fleet.models import Gpu, Host, HostStatus
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.scheduling import PlacementRequest, QueuedRequest
-from remotegpu.domain.scheduling.headroom import ModelHeadroom, ever_fits, largest_host, model_headroom
+from remotegpu.domain.scheduling.headroom import ModelHeadroom, ever_fits, headroom_for, largest_host, newcomer_view
 from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound
 from remotegpu.domain.shared.ids import new_id
 from remotegpu.domain.workspaces.models import Role
@@ -106,6 +107,10 @@ class EnvironmentService:
     # Pay-as-you-go (application/billing/funds.py): refuses to create or start a GPU
     # environment without a positive balance; None: billing is off.
     funds: Any = None
+    # Listings, timelines and the fleet's capacity as of the committed change epoch
+    # (application/shared/read_cache.py): exact, shared by every request until a change.
+    cache: EpochCache = field(default_factory=EpochCache)
+    _workspace_of: dict[str, str] = field(default_factory=dict, repr=False)  # environment → its workspace (fixed)
 
     # --- user-facing use cases ---------------------------------------------------------
     async def create(self, actor: User, req: CreateRequest) -> EnvironmentView:
@@ -152,36 +157,65 @@ class EnvironmentService:
         """The hottest read (the console polls it): a bounded number of queries whatever
         the page's length (``EnvironmentRepository.listings``)."""
         async with self._reads() as uow:
+            shape = tuple(s.value for s in statuses) if statuses is not None else None
             if workspace_id is not None:
-                membership = await authorize(uow, actor, workspace_id, Role.VIEWER)
+                membership = await authorize(uow, actor, workspace_id, Role.VIEWER)  # every request: never cached
                 roles = {workspace_id: membership.role}
-                listings, total = await uow.environments.listings(
-                    workspace_id=workspace_id, statuses=statuses, limit=limit, offset=offset
+                listings, total = await self.cache.get_or_compute(
+                    await uow.environments.change_epoch(), ("list", workspace_id, shape, limit, offset),
+                    lambda: uow.environments.listings(workspace_id=workspace_id, statuses=statuses, limit=limit, offset=offset),
                 )
             else:
-                listings, total = await uow.environments.listings(
-                    member_id=actor.id, statuses=statuses, limit=limit, offset=offset
+                listings, total = await self.cache.get_or_compute(
+                    await uow.environments.change_epoch(), ("mine", actor.id, shape, limit, offset),
+                    lambda: uow.environments.listings(member_id=actor.id, statuses=statuses, limit=limit, offset=offset),
                 )
                 # The caller's role in each workspace on this page: whether they see plain values.
                 roles = {}
                 for ws_id in {item.env.workspace_id for item in listings}:
                     roles[ws_id] = (await authorize(uow, actor, ws_id, Role.VIEWER)).role
         return [
-            replace(EnvironmentView.of(item), manageable=may_operate(actor, roles.get(item.env.workspace_id), item.env))
+            EnvironmentView(item.env, item.queue_position, item.ports, None, item.gpus,
+                            manageable=may_operate(actor, roles.get(item.env.workspace_id), item.env),
+                            host_name=item.host_name)
             for item in listings
         ], total
 
     async def get(self, actor: User, env_id: str, *, with_host: bool = False) -> EnvironmentView:
         """One environment as lists show it; ``with_host`` also loads its host (access info needs its addresses)."""
         async with self._reads() as uow:
-            listings, _ = await uow.environments.listings(env_id=env_id, limit=1, offset=0)
-            if not listings:
-                raise NotFound("environment not found")
-            membership = await authorize(uow, actor, listings[0].env.workspace_id, Role.VIEWER)  # NotFound outside the workspace
-            view = replace(EnvironmentView.of(listings[0]), manageable=may_operate(actor, membership.role, listings[0].env))
+            listing, role, _ = await self._visible_listing(uow, actor, env_id)
+            view = replace(EnvironmentView.of(listing), manageable=may_operate(actor, role, listing.env))
             if with_host and view.env.host_id is not None:
                 view = replace(view, host=await uow.hosts.get(view.env.host_id))
             return view
+
+    async def _visible_listing(
+        self, uow: UnitOfWork, actor: User, env_id: str
+    ) -> tuple[EnvironmentListing, Role | None, int | None]:
+        """The environment as of the committed epoch, the caller's role in its workspace,
+        and that epoch (NotFound when deleted, unknown, or outside the caller's workspaces).
+
+        An environment never changes workspace: once its workspace is known, the
+        membership check comes first and reads the epoch in the same statement (one
+        statement when the answer is cached); otherwise the epoch, the listing, then it."""
+        workspace_id = self._workspace_of.get(env_id)
+        if workspace_id is not None:
+            membership = await authorize(uow, actor, workspace_id, Role.VIEWER)  # every request: never cached
+            epoch = await uow.environments.change_epoch()
+            listing = await self.cache.get_or_compute(epoch, ("one", env_id), lambda: self._listing_now(uow, env_id))
+            if listing is None:
+                raise NotFound("environment not found")
+            return listing, membership.role, epoch
+        epoch = await uow.environments.change_epoch()
+        listing = await self.cache.get_or_compute(epoch, ("one", env_id), lambda: self._listing_now(uow, env_id))
+        if listing is None:  # unknown or deleted
+            raise NotFound("environment not found")
+        membership = await authorize(uow, actor, listing.env.workspace_id, Role.VIEWER)  # NotFound outside the workspace
+        if len(self._workspace_of) >= 100_000:
+            self._workspace_of.clear()
+        self._workspace_of[env_id] = listing.env.workspace_id
+        return listing, membership.role, epoch
 
     async def start(self, actor: User, env_id: str, *, gpu: bool = True) -> EnvironmentView:
         async def op(uow: UnitOfWork, env: Environment) -> None:
@@ -237,8 +271,15 @@ class EnvironmentService:
 
     async def events(self, actor: User, env_id: str, *, limit: int, offset: int) -> tuple[list[EnvironmentEvent], int]:
         async with self._reads() as uow:
-            await load_visible(uow, actor, env_id)
-            return await uow.environments.events(env_id, limit=limit, offset=offset)
+            _, _, epoch = await self._visible_listing(uow, actor, env_id)
+            return await self.cache.get_or_compute(
+                epoch, ("events", env_id, limit, offset), lambda: uow.environments.events(env_id, limit=limit, offset=offset)
+            )
+
+    @staticmethod
+    async def _listing_now(uow: UnitOfWork, env_id: str) -> EnvironmentListing | None:
+        listings, _ = await uow.environments.listings(env_id=env_id, limit=1, offset=0)
+        return listings[0] if listings else None
 
     async def gpu_types(
         self, gpu_count: int = 1, cpu_cores: int = 2, memory_gib: int = 8
@@ -247,14 +288,25 @@ class EnvironmentService:
         ``cpu_cores``/``memory_gib`` starts now (queue and overcommit included), with
         each model's memory_mib."""
         async with self._reads() as uow:
-            hosts = await uow.hosts.list()
-            fleet = await pl.fleet_snapshot(uow, hosts)
-            queued = [
-                QueuedRequest(e.id, pl.request_of(e, pin=pl.must_pin(e)))
-                for e in await uow.environments.list_by_status([EnvStatus.QUEUED])
-            ]
-        memory = {g.model: g.memory_mib for h in hosts for g in h.gpus}
-        return model_headroom(fleet, gpu_count, cpu_cores, memory_gib, queued, hosts), memory
+            epoch = await uow.environments.change_epoch()
+
+            async def snapshot():
+                # The fleet as a request created now would find it: the queue planned on it
+                # once per epoch (the expensive part), whatever the request being composed.
+                hosts = await uow.hosts.list()
+                fleet = await pl.fleet_snapshot(uow, hosts)
+                queued = [
+                    QueuedRequest(e.id, pl.request_of(e, pin=pl.must_pin(e)))
+                    for e in await uow.environments.list_by_status([EnvStatus.QUEUED])
+                ]
+                return newcomer_view(fleet, queued, hosts), {g.model: g.memory_mib for h in hosts for g in h.gpus}
+
+            view, memory = await self.cache.get_or_compute(epoch, ("fleet",), snapshot)
+
+            async def headroom():
+                return headroom_for(view, gpu_count, cpu_cores, memory_gib)
+
+            return await self.cache.get_or_compute(epoch, ("headroom", gpu_count, cpu_cores, memory_gib), headroom), memory
 
     async def _refuse_never_fits(self, uow: UnitOfWork, req: CreateRequest) -> None:
         """409 ``never_fits`` for a request no host could hold even empty: it would wait forever."""

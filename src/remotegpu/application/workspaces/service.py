@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from remotegpu.application.identity import audit
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from remotegpu.application.shared.read_cache import EpochCache
 from remotegpu.application.workspaces.quotas import CreationPolicy, WorkspacePolicy
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -73,6 +74,7 @@ class WorkspaceService:
     policy: WorkspacePolicy = field(default_factory=WorkspacePolicy)
     # Units of work for the hot reads (list_mine, get_quota); None: ``uow``.
     reads: UnitOfWorkFactory | None = None
+    cache: EpochCache = field(default_factory=EpochCache)
 
     async def create(self, actor: User, name: str) -> WorkspaceView:
         name = name.strip()
@@ -210,8 +212,12 @@ class WorkspaceService:
     # --- quota ------------------------------------------------------------------------
     async def get_quota(self, actor: User, workspace_id: str) -> QuotaView:
         async with (self.reads or self.uow)() as uow:
-            await authorize(uow, actor, workspace_id, Role.VIEWER)
-            return await self._quota_view(uow, workspace_id)
+            await authorize(uow, actor, workspace_id, Role.VIEWER)  # every request: never cached
+            # The quota and what the workspace's environments hold, as of the committed
+            # change epoch (application/shared/read_cache.py).
+            return await self.cache.get_or_compute(
+                await uow.environments.change_epoch(), ("quota", workspace_id), lambda: self._quota_view(uow, workspace_id)
+            )
 
     async def reset_quota(self, actor: User, workspace_id: str) -> QuotaView:
         """Drop the workspace's own limits: the configured default applies again (platform admins)."""

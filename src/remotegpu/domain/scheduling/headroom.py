@@ -153,6 +153,13 @@ def _reserved(fleet: FleetState, queued: Sequence[QueuedRequest]) -> set[str]:
     plan = plan_queue(fleet, queued)
     waiting = {q.id: q.request for q in queued if q.id in plan.positions}
     reserved: set[str] = set()
+    seen: set[tuple] = set()  # a queue repeats a few shapes: each is checked against the hosts once
+    hosts = list(fleet.hosts())
     for request in waiting.values():
-        reserved |= {h.id for h in fleet.hosts() if h.could_ever_fit(request)}
+        shape = (request.gpu_count, request.gpu_model, request.cpu_cores, request.memory_gib, request.pin_host_id,
+                 tuple(sorted(request.labels.items())))
+        if shape in seen:
+            continue
+        seen.add(shape)
+        reserved |= {h.id for h in hosts if h.id not in reserved and h.could_ever_fit(request)}
     return reserved

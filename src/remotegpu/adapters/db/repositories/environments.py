@@ -11,7 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
 from remotegpu.adapters.db.repositories._base import SqlRepository, conflict_from
+from remotegpu.adapters.db.repositories.workspaces import EPOCH_SEEN
 from remotegpu.adapters.db.tables import (
+    change_epoch,
     environment_events,
     environments,
     gpu_allocations,
@@ -81,6 +83,14 @@ _QUEUE = (
     .subquery("queue")
 )
 
+
+_HELD_RESOURCES = (
+    select(environments.c.id, environments.c.host_id, environments.c.cpu_cores, environments.c.memory_gib)
+    .where(environments.c.status.in_([s.value for s in EnvStatus if s.holds_resources]),
+           environments.c.host_id.is_not(None))
+    .order_by(environments.c.queued_at.asc().nulls_last(), environments.c.created_at, environments.c.id)
+)
+_EPOCH = select(change_epoch.c.epoch).where(change_epoch.c.id == 1)
 
 _FILTERS = ("workspace_id", "member_id", "env_id")
 
@@ -158,6 +168,17 @@ class SqlEnvironmentRepository(SqlRepository):
         row = (await self._session.execute(select(environments).where(environments.c.id == env_id))).first()
         return _env(row) if row else None
 
+    async def change_epoch(self) -> int | None:
+        """Moved by migration 0023's triggers in the same transaction as every change.
+
+        The value the membership check of this unit of work read with it, when there is
+        one (authorize comes first on most hot reads): read before anything the caller
+        computes next, it is as good as a fresh one, and costs no round trip."""
+        seen = self._session.info.pop(EPOCH_SEEN, None)
+        if seen is not None:
+            return seen
+        return (await self._session.execute(_EPOCH)).scalar()
+
     async def update(self, env: Environment) -> None:
         values = {k: v for k, v in _env_values(env).items() if k != "id"}
         result = await self._execute(update(environments).where(environments.c.id == env.id).values(values))
@@ -193,6 +214,9 @@ class SqlEnvironmentRepository(SqlRepository):
             .order_by(environments.c.queued_at.asc().nulls_last(), environments.c.created_at, environments.c.id)
         )
         return [_env(r) for r in await self._session.execute(query)]
+
+    async def held_resources(self) -> list[tuple[str, str, int, int]]:
+        return [tuple(r) for r in (await self._session.execute(_HELD_RESOURCES)).tuples()]
 
     async def events(self, env_id: str, *, limit: int, offset: int) -> tuple[list[EnvironmentEvent], int]:
         query = (

@@ -82,7 +82,13 @@ def _gpu(row: Any) -> Gpu:
 
 
 class SqlHostRepository(SqlRepository):
-    """Hosts in ``hosts``, their GPUs in ``host_gpus`` (replaced as a whole by update)."""
+    """Hosts in ``hosts``, their GPUs in ``host_gpus`` (replaced as a whole by update,
+    when they differ from what this unit of work loaded: a heartbeat reporting the same
+    inventory writes no GPU row, so it moves no change epoch)."""
+
+    def __init__(self, session: Any) -> None:
+        super().__init__(session)
+        self._loaded_gpus: dict[str, list[Gpu]] = {}
 
     async def add(self, host: Host) -> None:
         await self._execute(insert(hosts).values(_host_values(host)))
@@ -105,6 +111,9 @@ class SqlHostRepository(SqlRepository):
         result = await self._execute(update(hosts).where(hosts.c.id == host.id).values(values))
         if result.rowcount == 0:
             return  # like UPDATE ... WHERE id: nothing when the host does not exist
+        if _same_inventory(self._loaded_gpus.get(host.id), host.gpus):
+            return  # the inventory as it is stored
+        self._loaded_gpus.pop(host.id, None)
         # Replace this host's inventory, and only this host's: a UUID another host owns
         # is the caller's to keep out (Host.take_inventory); the UNIQUE(uuid) constraint
         # refuses it otherwise, never another host's row deleted for it.
@@ -126,6 +135,8 @@ class SqlHostRepository(SqlRepository):
         gpus: dict[str, list[Gpu]] = defaultdict(list)
         for row in await self._session.execute(select(host_gpus).order_by(host_gpus.c.host_id, host_gpus.c.index)):
             gpus[row.host_id].append(_gpu(row))
+        for row in rows:
+            self._loaded_gpus[row.id] = list(gpus.get(row.id, []))
         return sorted((_host(r, gpus.get(r.id, [])) for r in rows), key=lambda h: (h.name, h.id))
 
     async def gpu_types(self) -> dict[str, tuple[int, int, int]]:
@@ -141,10 +152,19 @@ class SqlHostRepository(SqlRepository):
         if row is None:
             return None
         query = select(host_gpus).where(host_gpus.c.host_id == row.id).order_by(host_gpus.c.index)
-        return _host(row, [_gpu(r) for r in await self._session.execute(query)])
+        gpus = [_gpu(r) for r in await self._session.execute(query)]
+        self._loaded_gpus[row.id] = list(gpus)
+        return _host(row, gpus)
 
     async def _insert_gpus(self, host: Host) -> None:
         await insert_rows(self, host_gpus, _gpu_rows(host.id, host.gpus))
+
+
+def _same_inventory(loaded: list[Gpu] | None, gpus: list[Gpu]) -> bool:
+    if loaded is None or len(loaded) != len(gpus):
+        return False
+    key = lambda g: (g.index, g.uuid)  # noqa: E731
+    return sorted(loaded, key=key) == sorted(gpus, key=key)
 
 
 def _gpu_rows(host_id: str, gpus: Iterable[Gpu]) -> list[dict[str, Any]]:

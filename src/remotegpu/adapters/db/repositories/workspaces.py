@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from remotegpu.adapters.db.repositories._base import SqlRepository
 from remotegpu.adapters.db.tables import (
+    change_epoch,
     environments,
     gpu_allocations,
     user_quotas,
@@ -29,9 +30,14 @@ _HOLDING = [s.value for s in EnvStatus if s.holds_resources]
 
 #: A workspace and one user's membership of it (NULLs when not a member): every
 #: authorization reads it, so it is built once and only executed.
+#: Where get_with_member leaves the change epoch it read with the membership, for the
+#: unit of work's next ``environments.change_epoch()`` (one round trip fewer per cached read).
+EPOCH_SEEN = "remotegpu.change_epoch_seen"
+
 _WITH_MEMBER = (
     select(workspaces, workspace_members.c.user_id, workspace_members.c.role,
-           workspace_members.c.created_at.label("member_since"))
+           workspace_members.c.created_at.label("member_since"),
+           select(change_epoch.c.epoch).where(change_epoch.c.id == 1).scalar_subquery().label("_epoch"))
     .select_from(workspaces.outerjoin(workspace_members, and_(
         workspace_members.c.workspace_id == workspaces.c.id, workspace_members.c.user_id == bindparam("user_id"),
     )))
@@ -114,6 +120,7 @@ class SqlWorkspaceRepository(SqlRepository):
         row = (await self._session.execute(_WITH_MEMBER, {"workspace_id": workspace_id, "user_id": user_id})).first()
         if row is None:
             return None
+        self._session.info[EPOCH_SEEN] = row._epoch
         member = None if row.user_id is None else Membership(workspace_id, row.user_id, Role(row.role), row.member_since)
         return _workspace(row), member
 

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
 
 from remotegpu.application.environments.access_gateway import Endpoints, UnsafeSshEndpoint
 from remotegpu.application.environments.service import CreateRequest, EnvironmentView
@@ -65,6 +69,60 @@ def env_out(view: EnvironmentView) -> EnvironmentOut:
     )
 
 
+def env_fields(view: EnvironmentView) -> dict[str, Any]:
+    """``env_out`` as a plain dict, in the schema's field order, for ``fast_json``: the hot
+    GETs (list, detail) skip pydantic altogether. tests/unit/test_env_out.py holds the
+    bytes equal to ``env_out(view).model_dump_json()``."""
+    e, shown = view.env, view.manageable
+    plain = e.env
+    variables = [{"name": k, "secret": False, "value": plain[k] if shown else None} for k in sorted(plain)]
+    if e.secret_env:
+        variables += [{"name": k, "secret": True, "value": None} for k in sorted(e.secret_env)]
+    return {
+        "id": e.id, "name": e.name, "workspace_id": e.workspace_id, "owner_id": e.owner_id, "status": e.status.value,
+        "desired": e.desired.value, "status_message": e.status_message, "queue_position": view.queue_position,
+        "image": e.image, "gpu_count": e.gpu_count, "gpu_model": e.gpu_model, "with_gpu": e.with_gpu,
+        "cpu_cores": e.cpu_cores, "memory_gib": e.memory_gib, "disk_gib": e.disk_gib, "host_id": e.host_id,
+        "host_name": view.host_name,
+        "gpus": [{"index": g.index, "uuid": g.uuid, "model": g.model, "memory_mib": g.memory_mib} for g in view.gpus],
+        "ports": [{"purpose": p.purpose, "port": p.port} for p in view.ports],
+        "env": dict(plain) if shown else {}, "variables": variables,
+        "stop_after_minutes": e.stop_after_minutes, "idle_stop_minutes": e.idle_stop_minutes, "shared": e.shared,
+        "created_at": e.created_at, "started_at": e.started_at,
+    }
+
+
+class _Fragments:
+    """Each environment's JSON, kept for the environment objects the service's epoch
+    cache shares between requests (application/shared/read_cache.py): the same object
+    is the same answer, so a page of 50 is serialised once, not on every request. Keyed
+    by identity (the entry holds the object, so its id cannot be reused meanwhile), one
+    entry per (object, whether values are shown); bounded."""
+
+    def __init__(self, max_entries: int = 8192):
+        self.max_entries = max_entries
+        self._entries: dict[tuple[int, bool], tuple[object, bytes]] = {}
+
+    def of(self, view: EnvironmentView) -> bytes:
+        key = (id(view.env), view.manageable)
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] is view.env:
+            return entry[1]
+        body = orjson.dumps(env_fields(view), option=orjson.OPT_UTC_Z)
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key] = (view.env, body)
+        return body
+
+
+_fragments = _Fragments()
+
+
+def fast_json(data: Any) -> web.Response:
+    """A JSON answer serialised by orjson (datetimes as pydantic writes them: UTC as ``Z``)."""
+    return web.Response(body=orjson.dumps(data, option=orjson.OPT_UTC_Z), content_type="application/json")
+
+
 @api.get("/api/v1/gpu-types", query=GpuTypeQuery, response=GpuTypeList, tags=TAGS, errors=[401, 422])
 async def list_gpu_types(call: Call) -> GpuTypeList:
     """GPU models with total and free counts, and whether the request being composed
@@ -84,13 +142,14 @@ async def list_gpu_types(call: Call) -> GpuTypeList:
 
 
 @api.get("/api/v1/environments", query=EnvironmentListQuery, response=Page[EnvironmentOut], tags=TAGS, errors=[401, 404, 422])
-async def list_environments(call: Call) -> Page[EnvironmentOut]:
+async def list_environments(call: Call) -> web.Response:
     """Environments of the caller's workspaces (or of one), newest first."""
     q: EnvironmentListQuery = call.query
     views, total = await call.container.environment_service().list(
         call.user, workspace_id=q.workspace_id, statuses=[q.status] if q.status else None, limit=q.limit, offset=q.offset
     )
-    return Page[EnvironmentOut](items=[env_out(v) for v in views], total=total)
+    body = b'{"items":[' + b",".join([_fragments.of(v) for v in views]) + b'],"total":' + str(total).encode() + b"}"
+    return web.Response(body=body, content_type="application/json")
 
 
 @api.post("/api/v1/environments", body=EnvironmentIn, response=EnvironmentOut, status=202, tags=TAGS, errors=[401, 403, 404, 409, 422])
@@ -103,9 +162,10 @@ async def create_environment(call: Call) -> EnvironmentOut:
 
 
 @api.get(ENV, response=EnvironmentOut, tags=TAGS, errors=[401, 404])
-async def get_environment(call: Call) -> EnvironmentOut:
+async def get_environment(call: Call) -> web.Response:
     """One environment."""
-    return env_out(await call.container.environment_service().get(call.user, call.path("environment_id")))
+    view = await call.container.environment_service().get(call.user, call.path("environment_id"))
+    return web.Response(body=_fragments.of(view), content_type="application/json")
 
 
 @api.post(ENV + "/start", body=StartIn, response=EnvironmentOut, status=202, tags=TAGS, errors=OPS + [422])
@@ -133,15 +193,16 @@ async def delete_environment(call: Call) -> EnvironmentOut:
 
 
 @api.get(ENV + "/events", query=PageQuery, response=Page[EnvironmentEventOut], tags=TAGS, errors=[401, 404, 422])
-async def list_environment_events(call: Call) -> Page[EnvironmentEventOut]:
+async def list_environment_events(call: Call) -> web.Response:
     """Timeline of every status change with its reason, oldest first."""
     events, total = await call.container.environment_service().events(
         call.user, call.path("environment_id"), limit=call.query.limit, offset=call.query.offset
     )
-    return Page[EnvironmentEventOut](
-        items=[EnvironmentEventOut(at=e.at, from_status=e.from_status, to_status=e.to_status, reason=e.reason) for e in events],
-        total=total,
-    )
+    return fast_json({
+        "items": [{"at": e.at, "from_status": e.from_status.value if e.from_status is not None else None,
+                   "to_status": e.to_status.value, "reason": e.reason} for e in events],
+        "total": total,
+    })
 
 
 @api.get(ENV + "/access", response=AccessOut, tags=TAGS, errors=[401, 404])

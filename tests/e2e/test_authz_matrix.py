@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import signup
+from tests.support.images import seed_images
 from tests.support.webhooks import seed_webhook
 from tests.support.workspaces import join_workspace
 
@@ -80,6 +81,25 @@ MATRIX = [
     ("POST", "/api/v1/webhooks/{webhook}/test", None, [401, 404, 403, 403, 200, 200]),
     ("GET", "/api/v1/webhooks/{webhook}/deliveries", None, [401, 404, 403, 403, 200, 200]),
     ("POST", "/api/v1/webhooks/{webhook}/deliveries/{delivery}/redeliver", None, [401, 404, 403, 403, 202, 202]),
+    # Images: platform images for everyone, a workspace's for its members (404 outside);
+    # platform admins publish; the maker or workspace admins change and delete workspace images.
+    ("GET", "/api/v1/images", None, [401, 200, 200, 200, 200, 200]),
+    ("GET", "/api/v1/images?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("POST", "/api/v1/images", {"name": "tools", "tag": "1", "reference": "registry.test/tools:1"}, [401, 403, 403, 403, 403, 201]),
+    ("GET", "/api/v1/images/{image}", None, [401, 404, 200, 200, 200, 200]),
+    ("PATCH", "/api/v1/images/{image}", {"description": "d"}, [401, 404, 403, 403, 200, 200]),
+    ("GET", "/api/v1/images/{image}/jobs", None, [401, 404, 200, 200, 200, 200]),
+    ("GET", "/api/v1/images/{platform_image}", None, [401, 200, 200, 200, 200, 200]),
+    ("PATCH", "/api/v1/images/{platform_image}", {"description": "d"}, [401, 403, 403, 403, 403, 200]),
+    ("DELETE", "/api/v1/images/{platform_image}", None, [401, 403, 403, 403, 403, 204]),
+    ("GET", "/api/v1/image-jobs/{image_job}", None, [401, 404, 200, 200, 200, 200]),
+    ("POST", "/api/v1/image-jobs/{image_job}/cancel", None, [401, 404, 403, 403, 200, 200]),
+    # The job is running: the image cannot go before it is cancelled.
+    ("DELETE", "/api/v1/images/{image}", None, [401, 404, 403, 403, 409, 409]),
+    # Operating the environment is needed; then: no registry configured here (409).
+    ("POST", "/api/v1/environments/{env}/save-image", {"name": "saved"}, [401, 404, 403, 403, 409, 409]),
+    ("POST", "/api/v1/images/builds", {"workspace_id": "{ws}", "name": "b", "dockerfile": "FROM remotegpu/base:latest"},
+     [401, 404, 403, 409, 409, 409]),
 ]
 
 CASES = [
@@ -113,8 +133,13 @@ async def _world(client):
     await client.post("/api/v1/users/me/tokens", json={"name": "n"}, headers=target.headers)  # a notification of target's
     notification = (await (await client.get("/api/v1/notifications", headers=target.headers)).json())["items"][0]["id"]
     webhook, delivery = await seed_webhook(client.server.app[_key()], ws, owner.id)
+    image, image_job, platform_image = await seed_images(client.server.app[_key()], ws, owner.id)
+    r = await client.post("/api/v1/environments", json={"name": "env1", "workspace_id": ws}, headers=owner.headers)
+    assert r.status == 202, await r.text()
+    env = (await r.json())["id"]
     return accounts, {"ws": ws, "target": target.id, "newcomer": newcomer.username, "invitation": invitation, "host": host,
-                      "notification": notification, "webhook": webhook, "delivery": delivery}
+                      "notification": notification, "webhook": webhook, "delivery": delivery, "image": image,
+                      "image_job": image_job, "platform_image": platform_image, "env": env}
 
 
 def _key():

@@ -51,6 +51,8 @@ from remotegpu.application.webhooks.service import WebhookService
 from remotegpu.domain.webhooks.addresses import AddressPolicy, parse_cidrs
 from remotegpu.entrypoints.workspace_policy import workspace_policy_from
 from remotegpu.application.workspaces.service import WorkspaceService
+from remotegpu.adapters.images.memory_store import InMemoryImageStore
+from remotegpu.application.images.service import ImageService
 from remotegpu.domain.environments.images import ImagePolicy, parse_patterns
 from remotegpu.entrypoints.config import Settings
 from remotegpu.entrypoints.data_dir import secure_data_dir, sqlite_file_of
@@ -90,6 +92,26 @@ def _sql_webhook_store(session_factory, sealer):
     from remotegpu.adapters.webhooks.sql_store import SqlWebhookStore
 
     return SqlWebhookStore(session_factory, sealer)
+
+
+def _sql_image_store(session_factory):
+    from remotegpu.adapters.images.sql_store import SqlImageStore
+
+    return SqlImageStore(session_factory)
+
+
+def _image_registry(settings: Settings):
+    """The configured registry v2, or none (the catalog then holds hosts' local images only)."""
+    from remotegpu.application.images.ports import NoRegistry
+
+    if not settings.registry_url:
+        return NoRegistry()
+    from remotegpu.adapters.images.registry import HttpRegistry
+
+    return HttpRegistry(
+        settings.registry_url, username=settings.registry_username, password=settings.registry_password,
+        pull_username=settings.registry_pull_username, pull_password=settings.registry_pull_password,
+    )
 
 
 def _redis(url: str):
@@ -286,9 +308,20 @@ class Container(containers.DeclarativeContainer):
     environment_credentials = providers.Singleton(
         EnvironmentCredentials, keys=providers.Singleton(Ed25519KeyPairs), sealer=sealer,
     )
+    # --- images (issue 15): the catalog, saves and builds (their agents' jobs) ----------
+    image_store = providers.Selector(
+        config.persistence,
+        sql=providers.Singleton(_sql_image_store, session_factory),
+        memory=providers.Singleton(InMemoryImageStore),
+    )
+    image_registry = providers.Singleton(_image_registry, settings)
+    image_service = providers.Singleton(
+        ImageService, uow=storage_uow.provider, store=image_store, clock=clock, registry=image_registry,
+        namespace=providers.Callable(lambda s: s.registry_namespace, settings), quotas=workspace_policy,
+    )
     environment_service = providers.Singleton(
         EnvironmentService, uow=uow.provider, clock=clock, default_image=config.base_image, credentials=environment_credentials,
-        quotas=workspace_policy, images=image_policy, secrets=sealer, reads=read_uow.provider,
+        quotas=workspace_policy, images=image_policy, secrets=sealer, reads=read_uow.provider, catalog=image_service,
     )
     host_service = providers.Singleton(HostService, uow=uow.provider, clock=clock, environments=environment_service)
     access_gateway = providers.Singleton(DirectSshGateway)
@@ -296,6 +329,7 @@ class Container(containers.DeclarativeContainer):
         AgentService, uow=uow.provider, clock=clock, environments=environment_service, heartbeat_seconds=config.heartbeat_seconds,
         gateway=access_gateway, feed=change_feed,
         allow_loopback=config.allow_loopback_agents, stranded_after_seconds=config.stranded_after_seconds,
+        images=image_service, registry=image_registry,
     )
     autostop = providers.Singleton(AutoStop, uow=uow.provider, clock=clock, environments=environment_service)
     environment_watch = providers.Singleton(EnvironmentWatch, uow=uow.provider, environments=environment_service, feed=change_feed)

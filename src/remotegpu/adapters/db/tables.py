@@ -531,3 +531,12 @@ image_jobs = sa.Table(
     sa.Index(None, "host_id", "status"),
     sa.Index(None, "image_id"),
 )
+
+# Which catalog images each host has (its agent's report): placement prefers those hosts.
+host_images = sa.Table(
+    "host_images",
+    metadata,
+    sa.Column("host_id", sa.String(36), sa.ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("reference", sa.String(300), primary_key=True),
+    sa.Index(None, "reference"),
+)

@@ -12,6 +12,7 @@ class InMemoryImageStore:
     def __init__(self) -> None:
         self._images: dict[str, CatalogImage] = {}
         self._jobs: dict[str, ImageJob] = {}
+        self._host_images: dict[str, set[str]] = {}
 
     async def add_image(self, image: CatalogImage) -> None:
         if any(i.reference == image.reference for i in self._images.values()):
@@ -45,6 +46,12 @@ class InMemoryImageStore:
     async def workspace_image_bytes(self, workspace_id: str) -> int:
         return sum(i.size_bytes for i in self._images.values()
                    if i.workspace_id == workspace_id and i.status is not ImageStatus.FAILED)
+
+    async def set_host_images(self, host_id: str, references: list[str]) -> None:
+        self._host_images[host_id] = set(references)
+
+    async def hosts_with_image(self, reference: str) -> set[str]:
+        return {h for h, refs in self._host_images.items() if reference in refs}
 
     async def add_job(self, job: ImageJob) -> None:
         self._jobs[job.id] = copy.deepcopy(job)

@@ -113,6 +113,22 @@ class SqlImageStore:
             _I.c.workspace_id == workspace_id, _I.c.status != ImageStatus.FAILED.value))
         return int(rows[0][0])
 
+    async def set_host_images(self, host_id: str, references: list[str]) -> None:
+        _H = t.host_images
+        async with self._sessions() as s, s.begin():
+            have = {r.reference for r in (await s.execute(sa.select(_H.c.reference).where(_H.c.host_id == host_id))).all()}
+            want = set(references)
+            if have == want:
+                return
+            if have - want:
+                await s.execute(_H.delete().where(_H.c.host_id == host_id, _H.c.reference.in_(sorted(have - want))))
+            if want - have:
+                await s.execute(_H.insert(), [{"host_id": host_id, "reference": r} for r in sorted(want - have)])
+
+    async def hosts_with_image(self, reference: str) -> set[str]:
+        _H = t.host_images
+        return {r.host_id for r in await self._rows(sa.select(_H.c.host_id).where(_H.c.reference == reference))}
+
     async def add_job(self, job: ImageJob) -> None:
         await self._write(_J.insert().values(**_job_row(job)))
 

@@ -60,6 +60,9 @@ class RuntimeSpec:
     private_ports: frozenset[int] = frozenset()
     disk_gib: int | None = None
     workspace_id: str | None = None
+    # (registry, username, password) to pull ``image`` with, when it lives in the
+    # platform's registry (issue 15); never part of the container, nor of its spec hash.
+    registry_auth: tuple[str, str, str] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ scheduling lock; the host agent makes the runtime match on its next heartbeat.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from remotegpu.application.environments import placement as pl
 from remotegpu.application.environments.access import load_operable, load_visible, may_operate
@@ -57,6 +58,7 @@ class CreateRequest:
     idle_stop_minutes: int | None = None
     idle_gpu_threshold: int = 5
     shared: bool = False
+    image_id: str | None = None  # a catalog image (instead of ``image``)
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,9 @@ class EnvironmentService:
     # Units of work for the read-only use cases (list, get, events, gpu-types): cheaper where
     # the adapter can skip the transaction; None: ``uow``.
     reads: UnitOfWorkFactory | None = None
+    # The image catalog (application/images): ``image_id`` and catalog references resolve
+    # there; another workspace's private image answers 404. None: references only.
+    catalog: Any = None
 
     # --- user-facing use cases ---------------------------------------------------------
     async def create(self, actor: User, req: CreateRequest) -> EnvironmentView:
@@ -99,7 +104,16 @@ class EnvironmentService:
         check_variables(req.env, req.secret_env)
         if req.secret_env and self.secrets is None:
             raise InvalidInput("secret variables are not available on this server", details={"field": "secret_env"})
-        if self.images is not None:
+        if req.image_id is not None and req.image is not None:
+            raise InvalidInput("give image or image_id, not both", details={"field": "image_id"})
+        from_catalog = None
+        if self.catalog is not None and (req.image_id is not None or req.image is not None):
+            from_catalog = await self.catalog.resolve(actor, req.workspace_id, image_id=req.image_id, reference=req.image)
+        elif req.image_id is not None:
+            raise InvalidInput("there is no image catalog here: give image", details={"field": "image_id"})
+        if from_catalog is not None:
+            req = replace(req, image=from_catalog, image_id=None)  # the catalog vouches for it
+        elif self.images is not None:
             self.images.check(req.image or self.default_image)
         for attempt in range(RETRIES):
             try:

@@ -312,10 +312,10 @@ class ImageService:
         """Save an environment (running or stopped, on a host) as a workspace image: its
         host's agent flattens its system disk without data and secrets, pushes it, and the
         image becomes ready (``ImageJob`` shows progress)."""
-        self._need_registry()
         async with self.uow() as uow:
             env = await load_operable(uow, actor, env_id)
             host = await uow.hosts.get(env.host_id) if env.host_id else None
+        self._need_registry()
         if env.status not in (EnvStatus.RUNNING, EnvStatus.STOPPED) or host is None:
             raise Conflict("only a running or stopped environment can be saved as an image",
                            code="environment_not_savable", details={"status": env.status.value})
@@ -338,11 +338,11 @@ class ImageService:
                     timeout_seconds: int = DEFAULT_BUILD_TIMEOUT_SECONDS, cpu_cores: int = 2,
                     memory_gib: int = 4) -> tuple[CatalogImage, ImageJob]:
         """Queue a build of ``dockerfile`` (FROM catalog images only) by a host's agent."""
-        self._need_registry()
         async with self.uow() as uow:
             await authorize(uow, actor, workspace_id, Role.MEMBER)
             hosts = [h for h in await uow.hosts.list()
                      if h.status is HostStatus.READY and h.runtime == "docker" and h.runtime_healthy]
+        self._need_registry()
         bases = dockerfile_bases(dockerfile)
         base_reference = ""
         for base in bases:
@@ -470,3 +470,17 @@ class ImageService:
                 image.status, image.error = ImageStatus.READY, ""
             else:
                 image.status, image.error = ImageStatus.FAILED, error
+
+    async def catalog_for_agents(self) -> tuple[list[str], list[str]]:
+        """(references of ready images, those marked preload): agents say which they
+        have, and pull the preload ones ahead of time."""
+        images = [i for i in await self.store.list_images(None) if i.status is ImageStatus.READY]
+        return sorted(i.reference for i in images)[:2000], sorted(i.reference for i in images if i.preload)
+
+    async def note_host_images(self, host_id: str, references: list[str]) -> None:
+        """Which catalog images a host has (its agent's report): the scheduler prefers,
+        all else equal, a host that has an environment's image."""
+        await self.store.set_host_images(host_id, sorted(set(references))[:2000])
+
+    async def hosts_with(self, reference: str) -> set[str]:
+        return await self.store.hosts_with_image(reference)

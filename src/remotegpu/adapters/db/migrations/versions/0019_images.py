@@ -78,8 +78,17 @@ def upgrade() -> None:
     )
     op.create_index("ix_image_jobs_host_id_status", "image_jobs", ["host_id", "status"])
     op.create_index("ix_image_jobs_image_id", "image_jobs", ["image_id"])
+    op.create_table(
+        "host_images",
+        sa.Column("host_id", sa.String(36), nullable=False),
+        sa.Column("reference", sa.String(300), nullable=False),
+        sa.ForeignKeyConstraint(["host_id"], ["hosts.id"], name="fk_host_images_host_id_hosts", ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("host_id", "reference", name="pk_host_images"),
+    )
+    op.create_index("ix_host_images_reference", "host_images", ["reference"])
 
 
 def downgrade() -> None:
+    op.drop_table("host_images")
     op.drop_table("image_jobs")
     op.drop_table("catalog_images")

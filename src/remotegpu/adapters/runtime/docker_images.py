@@ -1,0 +1,296 @@
+"""Images on a Docker host, for the agent (issue 15): pull with progress and the
+registry's credentials, save an environment as an image, build a Dockerfile, push.
+
+**Save** = ``docker export`` of the environment's container (running or stopped; its
+volume — /root/workspace — and other mounts are never in an export) streamed through a
+filter that drops data and secrets (``domain/images/models.py``: shell histories, SSH
+keys and host keys, Jupyter runtime files and tokens, /etc/environment's variables),
+then ``docker import``-ed as ONE layer with the config of the image the environment was
+made from (entrypoint, variables, ports: never the container's own variables, which
+hold its Jupyter token and secret variables). One layer whatever the history: save →
+start → save cycles never stack layers toward overlay's limit (~125, moby#25957).
+The result is pushed to the platform's registry with the job's credentials.
+
+Blocking docker SDK calls; the agent runs them in threads.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import os
+import tarfile
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import docker
+from docker.errors import DockerException, ImageNotFound, NotFound
+
+from remotegpu.domain.images.models import SAVE_EMPTIED, excluded_from_save
+
+log = logging.getLogger("remotegpu.runtime.docker.images")
+
+Auth = tuple[str, str, str] | None  # (registry, username, password)
+_CHUNK = 1024 * 1024
+
+
+class JobCancelled(Exception):
+    pass
+
+
+class JobFailed(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    reference: str
+    digest: str
+    size_bytes: int
+    layers: int
+
+
+def auth_config(auth: Auth) -> dict[str, str] | None:
+    return None if auth is None else {"username": auth[1], "password": auth[2], "serveraddress": auth[0]}
+
+
+def split_reference(reference: str) -> tuple[str, str]:
+    """``host:5000/a/b:tag`` → (``host:5000/a/b``, ``tag``)."""
+    name, _, digest = reference.partition("@")
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, tag = name.rsplit(":", 1)
+        return repo, tag
+    return name, "latest" if not digest else digest
+
+
+class _Progress:
+    """Aggregates Docker's per-layer pull/push progress into one line, reported in 10% steps."""
+
+    def __init__(self, what: str, report: Callable[[str], None]) -> None:
+        self.what, self.report = what, report
+        self.layers: dict[str, tuple[int, int]] = {}
+        self.step = -1
+
+    def feed(self, event: dict[str, Any]) -> None:
+        detail = event.get("progressDetail") or {}
+        layer = event.get("id")
+        if layer and detail.get("total"):
+            self.layers[layer] = (int(detail.get("current", 0)), int(detail["total"]))
+        elif layer and event.get("status") in ("Pull complete", "Already exists", "Pushed", "Layer already exists",
+                                               "Download complete"):
+            current, total = self.layers.get(layer, (0, 0))
+            self.layers[layer] = (total, total)
+        done = sum(c for c, _t in self.layers.values())
+        total = sum(t for _c, t in self.layers.values())
+        if total <= 0:
+            return
+        percent = min(100, int(done * 100 / total))
+        if percent // 10 > self.step:
+            self.step = percent // 10
+            self.report(f"{self.what}: {percent}% ({done / 1e6:.0f} of {total / 1e6:.0f} MB)")
+
+
+def pull(client: docker.DockerClient, reference: str, auth: Auth, progress: Callable[[str], None]) -> None:
+    """Pull ``reference`` (with the registry's credentials), reporting progress."""
+    repo, tag = split_reference(reference)
+    meter = _Progress(f"pulling image {reference}", progress)
+    for event in client.api.pull(repo, tag=tag, stream=True, decode=True, auth_config=auth_config(auth)):
+        if "error" in event:
+            raise JobFailed(str(event.get("error"))[:500])
+        meter.feed(event)
+
+
+def has_image(client: docker.DockerClient, reference: str) -> bool:
+    try:
+        client.images.get(reference)
+        return True
+    except ImageNotFound:
+        return False
+
+
+def push(client: docker.DockerClient, reference: str, auth: Auth, log_line: Callable[[str], None],
+         cancelled: Callable[[], bool]) -> str:
+    """Push; returns the manifest digest."""
+    repo, tag = split_reference(reference)
+    meter = _Progress(f"pushing {reference}", log_line)
+    digest = ""
+    for event in client.api.push(repo, tag=tag, stream=True, decode=True, auth_config=auth_config(auth)):
+        if cancelled():
+            raise JobCancelled()
+        if "error" in event:
+            raise JobFailed(f"push failed: {str(event.get('error'))[:500]}")
+        meter.feed(event)
+        aux = event.get("aux") or {}
+        digest = aux.get("Digest", digest)
+    if not digest:
+        raise JobFailed("push ended without a digest")
+    return digest
+
+
+class _IterReader(io.RawIOBase):
+    """A file over an iterator of byte chunks (``container.export()``)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks, self._buffer = chunks, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buffer:
+            try:
+                self._buffer = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buffer))
+        b[:n], self._buffer = self._buffer[:n], self._buffer[n:]
+        return n
+
+
+def filtered_export(container: Any, cancelled: Callable[[], bool], counter: list[int]) -> Iterator[bytes]:
+    """The container's filesystem as a tar stream without what a saved image must not
+    carry (see the module docstring); chunks of about 1 MiB."""
+    read_fd, write_fd = os.pipe()
+    errors: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            with os.fdopen(write_fd, "wb", buffering=_CHUNK) as out:
+                source = tarfile.open(fileobj=io.BufferedReader(_IterReader(container.export(chunk_size=_CHUNK)), _CHUNK),
+                                      mode="r|")
+                sink = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)
+                dropped: set[str] = set()
+                for member in source:
+                    if cancelled():
+                        raise JobCancelled()
+                    name = member.name
+                    if excluded_from_save(name) or (member.islnk() and member.linkname.lstrip("/") in dropped):
+                        dropped.add(name.lstrip("/"))
+                        continue
+                    if member.isfile() and name.lstrip("./").lstrip("/") in SAVE_EMPTIED:
+                        member.size = 0
+                        sink.addfile(member, io.BytesIO(b""))
+                        continue
+                    sink.addfile(member, source.extractfile(member) if member.isfile() else None)
+                    counter[0] += member.size if member.isfile() else 0
+                sink.close()
+                source.close()
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            errors.append(exc)
+
+    thread = threading.Thread(target=produce, name="rgpu-save-export", daemon=True)
+    thread.start()
+    with os.fdopen(read_fd, "rb", buffering=0) as reader:
+        while True:
+            chunk = reader.read(_CHUNK)
+            if not chunk:
+                break
+            yield chunk
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+def dockerfile_config(config: dict[str, Any], labels: dict[str, str]) -> list[str]:
+    from remotegpu.adapters.runtime.docker_runtime import _dockerfile_config
+
+    return _dockerfile_config(config, labels)
+
+
+def save_container(client: docker.DockerClient, container: Any, base_image: str, target: str, auth: Auth,
+                   log_line: Callable[[str], None], cancelled: Callable[[], bool]) -> BuiltImage:
+    """Flatten ``container`` (without data and secrets) into ``target`` and push it."""
+    try:
+        config = client.images.get(base_image).attrs.get("Config") or {}
+    except ImageNotFound:
+        config = {}
+    labels = {k: v for k, v in (config.get("Labels") or {}).items() if not k.startswith("remotegpu.") or k == "remotegpu.image"}
+    labels["remotegpu.saved"] = "true"
+    repo, tag = split_reference(target)
+    counter = [0]
+    started = time.monotonic()
+    log_line(f"exporting the environment's system disk (without /root/workspace, mounts, history, keys, tokens)")
+    stop = threading.Event()
+
+    def ticker() -> None:
+        while not stop.wait(5.0):
+            log_line(f"exported {counter[0] / 1e6:.0f} MB")
+
+    tick = threading.Thread(target=ticker, daemon=True)
+    tick.start()
+    try:
+        result = client.api.import_image(
+            src=filtered_export(container, cancelled, counter), repository=repo, tag=tag,
+            changes=dockerfile_config(config, labels), stream_src=True,
+        )
+    finally:
+        stop.set()
+    if cancelled():
+        raise JobCancelled()
+    text = result if isinstance(result, str) else json.dumps(result)
+    if "error" in text.lower() and '"status"' not in text:
+        raise JobFailed(f"import failed: {text[:500]}")
+    image = client.images.get(target)
+    log_line(f"flattened into one layer: {image.attrs.get('Size', 0) / 1e6:.0f} MB in {time.monotonic() - started:.1f} s")
+    digest = push(client, target, auth, log_line, cancelled)
+    log_line(f"pushed {target} ({digest})")
+    layers = len((image.attrs.get("RootFS") or {}).get("Layers") or [])
+    return BuiltImage(target, digest, int(image.attrs.get("Size", 0)), layers)
+
+
+def build(client: docker.DockerClient, dockerfile: str, context_b64: str, target: str, base: str, auth: Auth,
+          cpu_cores: int, memory_gib: int, timeout_seconds: int, log_line: Callable[[str], None],
+          cancelled: Callable[[], bool]) -> BuiltImage:
+    """Build ``dockerfile`` (its FROM images are catalog images: pulled from the registry
+    first when missing, never from Docker Hub: ``pull=False``), then push ``target``."""
+    if base and not has_image(client, base):
+        log_line(f"pulling the base image {base}")
+        pull(client, base, auth, log_line)
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        if context_b64:
+            with tarfile.open(fileobj=io.BytesIO(base64.b64decode(context_b64)), mode="r:*") as given:
+                for member in given:
+                    if member.name.lstrip("./") == "Dockerfile" or member.issym() or member.islnk() or member.isdev():
+                        continue
+                    tar.addfile(member, given.extractfile(member) if member.isfile() else None)
+        data = dockerfile.encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size, info.mtime = len(data), int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    started = time.monotonic()
+    limits = {"memory": memory_gib * 1024 ** 3, "memswap": memory_gib * 1024 ** 3,
+              "cpuquota": cpu_cores * 100_000, "cpuperiod": 100_000}
+    stream = client.api.build(fileobj=context, custom_context=True, tag=target, rm=True, forcerm=True, pull=False,
+                              decode=True, container_limits=limits, timeout=timeout_seconds, labels={"remotegpu.built": "true"})
+    try:
+        for event in stream:
+            if cancelled():
+                raise JobCancelled()
+            if time.monotonic() - started > timeout_seconds:
+                raise JobFailed(f"the build ran past its time limit ({timeout_seconds} s)")
+            if "stream" in event:
+                log_line(event["stream"].rstrip("\n"))
+            if "error" in event:
+                raise JobFailed(f"build failed: {str(event['error'])[:1000]}")
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()  # a cancelled build's connection goes: the engine stops it
+    image = client.images.get(target)
+    digest = push(client, target, auth, log_line, cancelled)
+    log_line(f"pushed {target} ({digest})")
+    return BuiltImage(target, digest, int(image.attrs.get("Size", 0)), len((image.attrs.get("RootFS") or {}).get("Layers") or []))
+
+
+def remove_local(client: docker.DockerClient, reference: str) -> None:
+    try:
+        client.images.remove(reference)
+    except (NotFound, DockerException):
+        pass

@@ -63,10 +63,14 @@ def server(docker, registry, tmp_path_factory):
             yield srv
     finally:
         remove_scope(docker, scope)
-        for image in docker.images.list():
+        import docker as docker_sdk
+
+        patient = docker_sdk.from_env(timeout=120)  # removing images on a busy machine can take a while
+        for image in patient.images.list():
             for ref in image.tags:
                 if ref.startswith(registry.address + "/"):
-                    docker.images.remove(ref, force=True)
+                    patient.images.remove(ref, force=True)
+        patient.close()
 
 
 def wait_env(server, env_id: str, status: str = "running", timeout: float = 180) -> dict:
@@ -86,7 +90,7 @@ def wait_job(server, job_id: str, timeout: float = 600) -> dict:
         code, job = server.request("GET", f"/api/v1/image-jobs/{job_id}", token=server.token)
         assert code == 200, job
         if job["status"] in ("succeeded", "failed", "cancelled"):
-            assert job["status"] == "succeeded", job
+            assert job["status"] == "succeeded", (job["error"], job["log"][-3000:])
             return job
         assert time.monotonic() < deadline, f"job did not finish: {job['status']} {job['progress']}"
         time.sleep(1)

@@ -265,8 +265,10 @@ def build(client: docker.DockerClient, dockerfile: str, context_b64: str, target
         tar.addfile(info, io.BytesIO(data))
     context.seek(0)
     started = time.monotonic()
-    limits = {"memory": memory_gib * 1024 ** 3, "memswap": memory_gib * 1024 ** 3,
-              "cpuquota": cpu_cores * 100_000, "cpuperiod": 100_000}
+    # The classic builder takes memory and a CPU set (no CPU quota): the build's CPUs are
+    # the first ``cpu_cores`` of the host's.
+    cpus = max(1, min(cpu_cores, os.cpu_count() or 1))
+    limits = {"memory": memory_gib * 1024 ** 3, "memswap": memory_gib * 1024 ** 3, "cpusetcpus": f"0-{cpus - 1}"}
     stream = client.api.build(fileobj=context, custom_context=True, tag=target, rm=True, forcerm=True, pull=False,
                               decode=True, container_limits=limits, timeout=timeout_seconds, labels={"remotegpu.built": "true"})
     try:

@@ -262,7 +262,9 @@ class Container(containers.DeclarativeContainer):
     )
     # Every scheduling transaction ends with a queue pass: the queue moves whenever capacity frees.
     workspace_policy = providers.Singleton(workspace_policy_from, settings)
-    queueing_uow = providers.Factory(QueueingUnitOfWork, plain_uow, providers.Singleton(QueuePass, clock=clock, quotas=workspace_policy))
+    queueing_uow = providers.Factory(QueueingUnitOfWork, plain_uow, providers.Singleton(
+        QueuePass, clock=clock, quotas=workspace_policy, locality=providers.Callable(lambda c: c.image_service().locality, __self__),
+    ))
     uow = providers.Factory(NotifyingUnitOfWork, queueing_uow, notification_dispatcher)
     notification_service = providers.Singleton(
         NotificationService, repo=notification_repo, clock=clock, signals=unread_signals, email_enabled=email_enabled,

@@ -484,3 +484,7 @@ class ImageService:
 
     async def hosts_with(self, reference: str) -> set[str]:
         return await self.store.hosts_with_image(reference)
+
+    async def locality(self, references: set[str]) -> dict[str, frozenset[str]]:
+        """Reference → the hosts that have it (QueuePass: placement prefers them)."""
+        return {ref: frozenset(await self.store.hosts_with_image(ref)) for ref in references}

@@ -167,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("agent", help="run the host agent on a GPU machine (registers with --token, then heartbeats)")
     add_agent_arguments(p)
     p.set_defaults(fn=cmd_agent)
+    from remotegpu.entrypoints.images_cli import add_images_arguments, cmd_images  # stdlib-only module
+
+    p = sub.add_parser("images", help="the image catalog over the API: ls, save, build, logs, cancel, rm")
+    add_images_arguments(p)
+    p.set_defaults(fn=cmd_images)
     args = parser.parse_args(argv)
     return args.fn(args)
 

@@ -30,7 +30,12 @@ CYCLES = int(os.environ.get("REMOTEGPU_TEST_IMAGE_CYCLES", "2"))
 
 @pytest.fixture(scope="module")
 def docker():
-    return docker_with_image(IMAGE)
+    docker_with_image(IMAGE)
+    import docker as docker_sdk
+
+    client = docker_sdk.from_env(timeout=300)  # removing and exporting images on a busy machine takes a while
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +68,10 @@ def server(docker, registry, tmp_path_factory):
             yield srv
     finally:
         remove_scope(docker, scope)
-        import docker as docker_sdk
-
-        patient = docker_sdk.from_env(timeout=120)  # removing images on a busy machine can take a while
-        for image in patient.images.list():
+        for image in docker.images.list():
             for ref in image.tags:
                 if ref.startswith(registry.address + "/"):
-                    patient.images.remove(ref, force=True)
-        patient.close()
+                    docker.images.remove(ref, force=True)
 
 
 def wait_env(server, env_id: str, status: str = "running", timeout: float = 180) -> dict:
@@ -230,6 +231,10 @@ def test_save_a_running_environment_then_start_from_it_where_it_must_be_pulled(s
     code, _ = server.request("DELETE", f"/api/v1/images/{image['id']}", token=server.token)
     assert code == 204
     assert not registry_has(registry, image["reference"])
+    # Its layer goes at the registry's garbage collection (deploy/registry/gc.sh).
+    before = registry.blob_bytes()
+    registry.garbage_collect()
+    assert registry.blob_bytes() < before - 100_000_000, (before, registry.blob_bytes())
 
 
 def wait_gone(server, env_id: str, timeout: float = 60) -> None:
@@ -291,3 +296,22 @@ def test_build_from_a_catalog_image_then_start_where_it_must_be_pulled(server, d
     out = sh(container_of(docker, env["id"]), "cat /opt/built.txt /opt/hello.txt")
     assert "built" in out and "from the build context" in out
     assert server.request("DELETE", f"/api/v1/environments/{env['id']}", token=server.token)[0] == 202
+
+
+def test_push_base_image_puts_the_base_in_the_registry_and_the_catalog(server, docker, registry):
+    import subprocess
+    import sys
+
+    data_dir = server.log_path.parent
+    env = {**os.environ, "REMOTEGPU_DATA_DIR": str(data_dir), "REMOTEGPU_REGISTRY_URL": registry.address,
+           "REMOTEGPU_REGISTRY_USERNAME": registry.username, "REMOTEGPU_REGISTRY_PASSWORD": registry.password,
+           "REMOTEGPU_LOG_LEVEL": "WARNING", "REMOTEGPU_SECRET_KEY": "live-server-secret-key-0123456789abcdef"}
+    out = subprocess.run([sys.executable, "-m", "remotegpu.entrypoints.cli", "push-base-image"], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    reference = out.stdout.strip().splitlines()[-1]
+    assert reference == f"{registry.address}/remotegpu/platform/base:latest"
+    assert registry_has(registry, reference)
+    code, images = server.request("GET", "/api/v1/images?visibility=platform", token=server.token)
+    entry = next(i for i in images["items"] if i["reference"] == reference)
+    assert entry["digest"].startswith("sha256:") and entry["preload"] and entry["size_bytes"] > 0

@@ -40,9 +40,14 @@ class TestRegistry:
         return "Basic " + b64encode(f"{self.username}:{self.password}".encode()).decode()
 
     def garbage_collect(self) -> str:
-        """``docker-registry garbage-collect`` on this registry's storage (as the script does)."""
-        return subprocess.run([_binary(), "garbage-collect", "--delete-untagged", str(self.config)],
-                              capture_output=True, text=True, check=True).stdout
+        """deploy/registry/gc.sh on this registry's storage."""
+        script = Path(__file__).resolve().parents[2] / "deploy" / "registry" / "gc.sh"
+        return subprocess.run([str(script), str(self.config)], capture_output=True, text=True, check=True,
+                              env={**os.environ, "REGISTRY_BIN": _binary()}).stdout
+
+    def blob_bytes(self) -> int:
+        blobs = self.storage / "docker" / "registry" / "v2" / "blobs"
+        return sum(f.stat().st_size for f in blobs.rglob("data")) if blobs.exists() else 0
 
 
 def _binary() -> str:

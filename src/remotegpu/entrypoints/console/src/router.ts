@@ -25,6 +25,7 @@ export const routes: RouteRecordRaw[] = [
       { path: 'environments/:id', name: 'environment', component: lazy(() => import('./views/EnvironmentDetailView.vue')), props: true, meta: { title: 'nav.environments' } },
       { path: 'workspaces', name: 'workspaces', component: lazy(() => import('./views/WorkspacesView.vue')), meta: { title: 'nav.workspaces' } },
       { path: 'webhooks', name: 'webhooks', component: lazy(() => import('./views/WebhooksView.vue')), meta: { title: 'nav.webhooks' } },
+      { path: 'images', name: 'images', component: lazy(() => import('./views/ImagesView.vue')), meta: { title: 'nav.images' } },
       { path: 'notifications', name: 'notifications', component: lazy(() => import('./views/NotificationsView.vue')), meta: { title: 'notifications.title' } },
       { path: 'account', name: 'account', component: lazy(() => import('./views/AccountView.vue')), meta: { title: 'nav.account' } },
       { path: 'admin', redirect: { name: 'admin-hosts' } },

@@ -117,7 +117,7 @@ class ImageService:
         if search:
             needle = search.lower()
             images = [i for i in images if needle in i.name.lower() or needle in i.description.lower()
-                      or needle in i.tag.lower() or any(needle in v.lower() for v in i.metadata.values())]
+                      or needle in i.tag.lower() or any(needle in f"{k} {v}".lower() for k, v in i.metadata.items())]
         return sorted(images, key=lambda i: (i.visibility is not Visibility.PLATFORM, i.name, i.tag))
 
     async def get(self, actor: User, image_id: str) -> CatalogImage:

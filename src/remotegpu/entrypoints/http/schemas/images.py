@@ -14,7 +14,7 @@ class ImageListQuery(Strict):
     workspace_id: str | None = Field(None, min_length=1, max_length=36, description="platform images and this workspace's")
     visibility: Visibility | None = None
     status: ImageStatus | None = None
-    q: str = Field("", max_length=100, description="in name, tag, description and metadata values")
+    q: str = Field("", max_length=100, description="in name, tag, description and metadata (keys and values)")
 
 
 class ImagePublishIn(Strict):

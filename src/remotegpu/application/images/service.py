@@ -53,6 +53,12 @@ GIB = 1024 ** 3
 _USING = [s for s in EnvStatus if s is not EnvStatus.DELETED]
 
 
+def _check_reference_length(reference: str) -> None:
+    if len(reference) > 255:
+        raise InvalidInput("name and tag make a reference longer than 255 characters: shorten them",
+                           code="invalid_image_name", details={"field": "name"})
+
+
 @dataclass(frozen=True)
 class JobUpdate:
     """What an agent reports about one job (see ``agent_protocol.ImageJobReport``)."""
@@ -181,6 +187,7 @@ class ImageService:
             raise PermissionDenied("only platform admins publish platform images", code="admin_required")
         name, tag = check_name(name), check_tag(tag)
         reference = reference or self.registry.reference(self._path(Visibility.PLATFORM, None, name), tag)
+        _check_reference_length(reference)
         ImagePolicy(("*",)).check(reference)  # well formed
         now = self.clock.now()
         image = CatalogImage(
@@ -279,6 +286,7 @@ class ImageService:
         name, tag = check_name(name), check_tag(tag)
         now = self.clock.now()
         reference = self.registry.reference(self._path(Visibility.WORKSPACE, workspace_id, name), tag)
+        _check_reference_length(reference)
         existing = await self.store.find_image(reference)
         if existing is not None:
             raise Conflict(f"{name}:{tag} exists in this workspace: pick another tag or delete it first",

@@ -202,9 +202,169 @@ def dockerfile_config(config: dict[str, Any], labels: dict[str, str]) -> list[st
     return _dockerfile_config(config, labels)
 
 
+#: A saved image has at most this many layers: its base's plus one per save. Past it the
+#: save flattens everything into one layer (overlay2 stacks at most ~125).
+MAX_SAVED_LAYERS = 16
+
+
+class _CannotLayer(Exception):
+    """The changes cannot be one layer on the base (flatten instead)."""
+
+
 def save_container(client: docker.DockerClient, container: Any, base_image: str, target: str, auth: Auth,
                    log_line: Callable[[str], None], cancelled: Callable[[], bool]) -> BuiltImage:
-    """Flatten ``container`` (without data and secrets) into ``target`` and push it."""
+    """Save ``container`` (without data and secrets) as ``target`` and push it.
+
+    Usually ONE layer of its changes on top of ``base_image``'s own layers (the catalog
+    image it was made from): hosts that have the base pull only the changes, and the
+    registry stores the base once. Flattened into a single layer instead when the result
+    would have more than ``MAX_SAVED_LAYERS`` layers, when the container does not run the
+    base image itself (a snapshot made by a recreation carries unfiltered files in its own
+    layer), or when the changes cannot stand alone as a layer."""
+    try:
+        return _save_layered(client, container, base_image, target, auth, log_line, cancelled)
+    except _CannotLayer as why:
+        log_line(f"flattening into one layer ({why})")
+    return _save_flat(client, container, base_image, target, auth, log_line, cancelled)
+
+
+def _layer_paths(changes: list[dict[str, Any]]) -> tuple[set[str], list[str]]:
+    """``docker diff`` → (paths added or changed, paths deleted), relative, no leading '/'."""
+    changed, deleted = set(), []
+    for change in changes or []:
+        path = change["Path"].lstrip("/")
+        if change["Kind"] == 2:
+            deleted.append(path)
+        else:
+            changed.add(path)
+    return changed, deleted
+
+
+def _save_layered(client: docker.DockerClient, container: Any, base_image: str, target: str, auth: Auth,
+                  log_line: Callable[[str], None], cancelled: Callable[[], bool]) -> BuiltImage:
+    import hashlib
+    import tempfile
+    from datetime import datetime, timezone
+
+    try:
+        base = client.images.get(base_image)
+    except ImageNotFound:
+        raise _CannotLayer("the base image is not on this host") from None
+    if container.attrs.get("Image") != base.id:
+        raise _CannotLayer("the environment runs a snapshot, not its image")
+    base_layers = list((base.attrs.get("RootFS") or {}).get("Layers") or [])
+    limit = int(os.environ.get("REMOTEGPU_IMAGE_MAX_LAYERS", MAX_SAVED_LAYERS))  # the agent's environment
+    if not base_layers or len(base_layers) + 1 > limit:
+        raise _CannotLayer(f"{len(base_layers)} layers already")
+    changed, deleted = _layer_paths(client.api.diff(container.id))
+    log_line(f"{len(changed)} paths added or changed, {len(deleted)} deleted since the image")
+    started = time.monotonic()
+    kept: set[str] = set()
+    with tempfile.TemporaryFile(prefix="rgpu-save-") as layer:
+        digest = hashlib.sha256()
+
+        class _Hashing(io.RawIOBase):
+            def writable(self) -> bool:
+                return True
+
+            def write(self, b: Any) -> int:
+                digest.update(b)
+                return layer.write(b)
+
+        sink = tarfile.open(fileobj=_Hashing(), mode="w|", format=tarfile.PAX_FORMAT)
+        source = tarfile.open(fileobj=io.BufferedReader(_IterReader(container.export(chunk_size=_CHUNK)), _CHUNK), mode="r|")
+        written = 0
+        for member in source:
+            if cancelled():
+                raise JobCancelled()
+            name = member.name[2:] if member.name.startswith("./") else member.name.lstrip("/")
+            if name.rstrip("/") not in changed or excluded_from_save(name):
+                continue
+            if member.islnk() and member.linkname.lstrip("/") not in kept:
+                raise _CannotLayer(f"a hard link to an unchanged file ({name})")
+            kept.add(name)
+            if member.isfile() and name in SAVE_EMPTIED:
+                member.size = 0
+                sink.addfile(member, io.BytesIO(b""))
+                continue
+            sink.addfile(member, source.extractfile(member) if member.isfile() else None)
+            written += member.size if member.isfile() else 0
+        source.close()
+        for path in deleted:
+            if excluded_from_save(path):
+                continue
+            parent, _, leaf = path.rpartition("/")
+            whiteout = tarfile.TarInfo(f"{parent}/.wh.{leaf}" if parent else f".wh.{leaf}")
+            sink.addfile(whiteout, io.BytesIO(b""))
+        sink.close()
+        diff_id = "sha256:" + digest.hexdigest()
+        size = layer.tell()
+        log_line(f"changes: {written / 1e6:.0f} MB in one layer ({time.monotonic() - started:.1f} s)")
+        config = dict(base.attrs.get("Config") or {})
+        labels = {k: v for k, v in (config.get("Labels") or {}).items() if not k.startswith("remotegpu.") or k == "remotegpu.image"}
+        labels["remotegpu.saved"] = "true"
+        config["Labels"] = labels
+        config.pop("Image", None)
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        history = [{"created": base.attrs.get("Created", now), "created_by": f"layer {i} of {base_image}"}
+                   for i in range(len(base_layers))]
+        history.append({"created": now, "created_by": "remotegpu: saved from an environment (data and secrets left out)"})
+        image_config = json.dumps({
+            "architecture": base.attrs.get("Architecture", "amd64"), "os": base.attrs.get("Os", "linux"),
+            "created": now, "config": config, "history": history,
+            "rootfs": {"type": "layers", "diff_ids": base_layers + [diff_id]},
+        }).encode()
+        config_name = hashlib.sha256(image_config).hexdigest() + ".json"
+        manifest = json.dumps([{
+            "Config": config_name, "RepoTags": [target],
+            # Only the new layer is in the archive: Docker loads the others from its own
+            # store (they are the base's, present here).
+            "Layers": [f"base{i}/layer.tar" for i in range(len(base_layers))] + ["new/layer.tar"],
+        }]).encode()
+        layer.seek(0)
+        read_fd, write_fd = os.pipe()
+        errors: list[BaseException] = []
+
+        def produce() -> None:
+            try:
+                with os.fdopen(write_fd, "wb", buffering=_CHUNK) as out, tarfile.open(fileobj=out, mode="w|") as tar:
+                    for name, data in (("manifest.json", manifest), (config_name, image_config)):
+                        info = tarfile.TarInfo(name)
+                        info.size = len(data)
+                        tar.addfile(info, io.BytesIO(data))
+                    info = tarfile.TarInfo("new/layer.tar")
+                    info.size = size
+                    tar.addfile(info, layer)
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        def chunks() -> Iterator[bytes]:
+            with os.fdopen(read_fd, "rb", buffering=0) as reader:
+                while chunk := reader.read(_CHUNK):
+                    yield chunk
+
+        thread = threading.Thread(target=produce, name="rgpu-save-load", daemon=True)
+        thread.start()
+        try:
+            for event in client.api.load_image(chunks()) or []:
+                if isinstance(event, dict) and "error" in event:
+                    raise JobFailed(f"load failed: {str(event['error'])[:500]}")
+        finally:
+            thread.join()
+        if errors:
+            raise errors[0]
+    image = client.images.get(target)
+    layers = len((image.attrs.get("RootFS") or {}).get("Layers") or [])
+    log_line(f"image: {layers} layers ({len(base_layers)} of {base_image} + the changes), "
+             f"{image.attrs.get('Size', 0) / 1e6:.0f} MB in {time.monotonic() - started:.1f} s")
+    digest_pushed = push(client, target, auth, log_line, cancelled)
+    log_line(f"pushed {target} ({digest_pushed})")
+    return BuiltImage(target, digest_pushed, int(image.attrs.get("Size", 0)), layers)
+
+
+def _save_flat(client: docker.DockerClient, container: Any, base_image: str, target: str, auth: Auth,
+               log_line: Callable[[str], None], cancelled: Callable[[], bool]) -> BuiltImage:
+    """Flatten ``container`` (without data and secrets) into one layer as ``target`` and push it."""
     try:
         config = client.images.get(base_image).attrs.get("Config") or {}
     except ImageNotFound:

@@ -453,8 +453,11 @@ class ImageService:
             if job is None or job.host_id != host_id or job.status.finished:
                 continue  # not this host's, or over: late reports change nothing
             image = await self.store.get_image(job.image_id)
-            if update.log and update.log_from == job.log_received:
-                job.append_log(update.log)  # a re-sent chunk (lost reply) has another offset: ignored
+            received = job.log_received
+            if update.log and update.log_from <= received < update.log_from + len(update.log):
+                # Only what is new: the agent re-sends from the offset of its last reply
+                # (one beat behind, or a lost reply), never skips ahead.
+                job.append_log(update.log[received - update.log_from:])
             job.progress = update.progress[:300]
             if job.status is JobStatus.QUEUED:
                 job.status, job.started_at = JobStatus.RUNNING, now

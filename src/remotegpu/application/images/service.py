@@ -49,6 +49,7 @@ from remotegpu.domain.workspaces.models import Role
 log = logging.getLogger(__name__)
 
 GIB = 1024 ** 3
+CATALOG_CACHE_SECONDS = 15.0
 #: Environments in these states hold on to their image (delete is refused).
 _USING = [s for s in EnvStatus if s is not EnvStatus.DELETED]
 
@@ -83,6 +84,7 @@ class ImageService:
     namespace: str = "remotegpu"  # path prefix of everything the platform pushes
     # The workspaces' quotas: images count against storage_gib, builds against CPU and memory.
     quotas: WorkspacePolicy | None = None
+    _catalog_cache: tuple | None = field(default=None, init=False, repr=False)
 
     # --- reading ------------------------------------------------------------------------
 
@@ -484,9 +486,15 @@ class ImageService:
 
     async def catalog_for_agents(self) -> tuple[list[str], list[str]]:
         """(references of ready images, those marked preload): agents say which they
-        have, and pull the preload ones ahead of time."""
+        have, and pull the preload ones ahead of time. Every heartbeat asks: the answer is
+        kept for ``CATALOG_CACHE_SECONDS`` (agents look at most every 30 s anyway)."""
+        now = self.clock.now()
+        if self._catalog_cache is not None and (now - self._catalog_cache[0]).total_seconds() < CATALOG_CACHE_SECONDS:
+            return self._catalog_cache[1]
         images = [i for i in await self.store.list_images(None) if i.status is ImageStatus.READY]
-        return sorted(i.reference for i in images)[:2000], sorted(i.reference for i in images if i.preload)
+        answer = sorted(i.reference for i in images)[:2000], sorted(i.reference for i in images if i.preload)
+        self._catalog_cache = (now, answer)
+        return answer
 
     async def note_host_images(self, host_id: str, references: list[str]) -> None:
         """Which catalog images a host has (its agent's report): the scheduler prefers,

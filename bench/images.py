@@ -7,12 +7,13 @@ loopback). An environment gets ``--gib`` GiB of changes (random bytes under /opt
 compression cannot shrink them), then:
 
 * **save**: raw = ``docker commit`` of the container + ``docker push`` of the result to
-  a fresh repository (its base layer too: nothing is in the registry yet), timed
-  first; platform = ``POST /environments/{id}/save-image`` until the job succeeded
-  (export without data and secrets → one-layer import → push). The platform's image is
-  flattened (one layer: base + changes), so it pushes about as many bytes as the raw
-  commit's first push; a raw push to a registry that already has the base layer pushes
-  only the changes (also timed and shown: "raw, base already pushed").
+  a fresh repository (its base layer too: nothing is in the registry yet); then the
+  blob is rewritten (another GiB of random bytes) and raw is timed again, the base
+  layer now in the registry ("raw, base already pushed"); then platform =
+  ``POST /environments/{id}/save-image`` until the job succeeded (docker diff + export
+  filtered of data and secrets → one layer on the image's own → docker load → push; the
+  base layer is in the registry by then, like the second raw). The fair pair is the
+  second raw vs platform.
 * **start from the registry**: both images removed locally; raw = ``docker pull`` +
   ``docker run -d`` until the container runs; platform = ``POST /environments`` with the
   saved image until ``running`` (the agent pulls it with progress, then starts it).
@@ -100,7 +101,9 @@ def main() -> None:
                     for line in client.api.push(f"{reg.address}/raw/r{rep}", tag="1", stream=True, decode=True, auth_config=auth):
                         assert "error" not in line, line
                     rows["raw save"].append(time.perf_counter() - t0)
-                    # raw again into another repository: the base layer is in the registry now
+                    # raw again, after another GiB of changes: the base layer is in the registry now
+                    code, out = box.exec_run(["/bin/sh", "-c", f"head -c {mib}M /dev/urandom > /opt/blob && sync"])
+                    assert code == 0, out
                     raw_ref2 = f"{reg.address}/raw/r{rep}b:1"
                     t0 = time.perf_counter()
                     box.commit(repository=f"{reg.address}/raw/r{rep}b", tag="1")
@@ -163,9 +166,10 @@ def main() -> None:
         if values:
             print(f"{name:34} {statistics.median(values):8.1f} {min(values):8.1f}")
     if rows["raw save"] and rows["platform save"]:
-        print(f"\nsave: platform / raw commit+push = {statistics.median(rows['platform save']) / statistics.median(rows['raw save']):.2f}x"
-              f" (vs raw with the base already pushed: "
-              f"{statistics.median(rows['platform save']) / statistics.median(rows['raw save, base already pushed']):.2f}x)")
+        print(f"\nsave: platform / raw commit+push (base already pushed, the same state) = "
+              f"{statistics.median(rows['platform save']) / statistics.median(rows['raw save, base already pushed']):.2f}x"
+              f" (vs the first raw, which also pushed the base: "
+              f"{statistics.median(rows['platform save']) / statistics.median(rows['raw save']):.2f}x)")
         print(f"start from registry: platform / raw pull+run = "
               f"{statistics.median(rows['platform start from registry']) / statistics.median(rows['raw pull + run']):.2f}x")
 

@@ -142,3 +142,21 @@ async def test_cancel_and_time_limit(client):
     assert job.status is JobStatus.FAILED and "timed out" in job.error
     # Images are deletable once their job is over.
     assert (await client.delete(f"/api/v1/images/{image_id}", headers=alice.headers)).status == 204
+
+
+async def test_images_count_against_the_storage_quota(client):
+    alice = await signup(client)
+    admin = await signup(client, admin_container=_container(client))
+    container = _container(client)
+    ws = alice.personal_workspace_id
+    r = await client.put(f"/api/v1/workspaces/{ws}/quota", json={"max_storage_gib": 100}, headers=admin.headers)
+    assert r.status == 200, await r.text()
+    image_id, _job, _ = await seed_images(container, ws, alice.id)
+    store = container.image_store()
+    image = await store.get_image(image_id)
+    image.size_bytes = 60 * 1024 ** 3
+    await store.update_image(image)
+    r = await client.post("/api/v1/environments", json={"name": "big", "workspace_id": ws, "disk_gib": 50}, headers=alice.headers)
+    assert r.status == 409 and (await r.json())["error"]["code"] == "quota_exceeded", await r.text()
+    r = await client.post("/api/v1/environments", json={"name": "small", "workspace_id": ws, "disk_gib": 40}, headers=alice.headers)
+    assert r.status == 202, await r.text()

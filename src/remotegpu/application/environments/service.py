@@ -115,6 +115,8 @@ class EnvironmentService:
             req = replace(req, image=from_catalog, image_id=None)  # the catalog vouches for it
         elif self.images is not None:
             self.images.check(req.image or self.default_image)
+        # The workspace's images take storage too (issue 15): counted with the new disk.
+        images_gib = await self.catalog.workspace_image_gib(req.workspace_id) if self.catalog is not None else 0
         for attempt in range(RETRIES):
             try:
                 async with self.uow() as uow:
@@ -122,7 +124,7 @@ class EnvironmentService:
                     await authorize(uow, actor, req.workspace_id, Role.MEMBER)
                     await self.quotas.check(uow, req.workspace_id, Usage(
                         gpus=req.gpu_count, environments=1, cpu_cores=req.cpu_cores, memory_gib=req.memory_gib,
-                        storage_gib=req.disk_gib,
+                        storage_gib=req.disk_gib + images_gib,
                     ))
                     await self._refuse_never_fits(uow, req)
                     env = self._new(actor, req)

@@ -484,6 +484,11 @@ class ImageService:
             else:
                 image.status, image.error = ImageStatus.FAILED, error
 
+    async def workspace_image_gib(self, workspace_id: str) -> int:
+        """The workspace's images (ready or pending), in whole GiB rounded up: they count
+        against its storage quota with its environments' disks."""
+        return -(-await self.store.workspace_image_bytes(workspace_id) // GIB)
+
     async def catalog_for_agents(self) -> tuple[list[str], list[str]]:
         """(references of ready images, those marked preload): agents say which they
         have, and pull the preload ones ahead of time. Every heartbeat asks: the answer is

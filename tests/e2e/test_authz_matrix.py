@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import signup
 from tests.support.storage import seed_dataset
+from tests.support.images import seed_images
 from tests.support.webhooks import seed_webhook
 from tests.support.billing import seed_plan
 from tests.support.workspaces import join_workspace
@@ -179,6 +180,25 @@ MATRIX = [
     ("GET", "/api/v1/alert-silences?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
     ("POST", "/api/v1/alert-silences", {"workspace_id": "{ws}", "ends_at": "2099-01-01T00:00:00Z"}, [401, 404, 403, 201, 201, 201]),
     ("DELETE", "/api/v1/alert-silences/{silence}", None, [401, 404, 403, 204, 204, 204]),
+    # Images: platform images for everyone, a workspace's for its members (404 outside);
+    # platform admins publish; the maker or workspace admins change and delete workspace images.
+    ("GET", "/api/v1/images", None, [401, 200, 200, 200, 200, 200]),
+    ("GET", "/api/v1/images?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("POST", "/api/v1/images", {"name": "tools", "tag": "1", "reference": "registry.test/tools:1"}, [401, 403, 403, 403, 403, 201]),
+    ("GET", "/api/v1/images/{image}", None, [401, 404, 200, 200, 200, 200]),
+    ("PATCH", "/api/v1/images/{image}", {"description": "d"}, [401, 404, 403, 403, 200, 200]),
+    ("GET", "/api/v1/images/{image}/jobs", None, [401, 404, 200, 200, 200, 200]),
+    ("GET", "/api/v1/images/{platform_image}", None, [401, 200, 200, 200, 200, 200]),
+    ("PATCH", "/api/v1/images/{platform_image}", {"description": "d"}, [401, 403, 403, 403, 403, 200]),
+    ("DELETE", "/api/v1/images/{platform_image}", None, [401, 403, 403, 403, 403, 204]),
+    ("GET", "/api/v1/image-jobs/{image_job}", None, [401, 404, 200, 200, 200, 200]),
+    ("POST", "/api/v1/image-jobs/{image_job}/cancel", None, [401, 404, 403, 403, 200, 200]),
+    # The job is running: the image cannot go before it is cancelled.
+    ("DELETE", "/api/v1/images/{image}", None, [401, 404, 403, 403, 409, 409]),
+    # Operating the environment is needed; then: no registry configured here (409).
+    ("POST", "/api/v1/environments/{env}/save-image", {"name": "saved"}, [401, 404, 403, 403, 409, 409]),
+    ("POST", "/api/v1/images/builds", {"workspace_id": "{ws}", "name": "b", "dockerfile": "FROM remotegpu/base:latest"},
+     [401, 404, 403, 409, 409, 409]),
 ]
 
 CASES = [
@@ -188,7 +208,7 @@ CASES = [
 ]
 
 
-async def _world(client):
+async def _world(client, with_environment: bool = False):
     owner = await signup(client)
     accounts = {
         "other": await signup(client),
@@ -228,6 +248,12 @@ async def _world(client):
                           headers=owner.headers)
     assert r.status == 201, await r.text()
     names["silence"] = (await r.json())["id"]
+    names["image"], names["image_job"], names["platform_image"] = await seed_images(client.server.app[_key()], ws, owner.id)
+    names["env"] = None
+    if with_environment:  # only where a row needs one: a workspace with an environment cannot be deleted
+        r = await client.post("/api/v1/environments", json={"name": "env1", "workspace_id": ws}, headers=owner.headers)
+        assert r.status == 202, await r.text()
+        names["env"] = (await r.json())["id"]
     return accounts, names
 
 
@@ -247,7 +273,7 @@ def _fill(value, names):
 
 @pytest.mark.parametrize("method, path, body, caller, expected", CASES)
 async def test_authorization_matrix(client, method, path, body, caller, expected):
-    accounts, names = await _world(client)
+    accounts, names = await _world(client, with_environment="{env}" in path)
     headers = {} if caller == "anonymous" else accounts[caller].headers
     r = await client.request(method, _fill(path, names), json=_fill(body, names) if body is not None else None, headers=headers)
     assert r.status == expected, await r.text()

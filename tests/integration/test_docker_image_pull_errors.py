@@ -35,3 +35,13 @@ async def test_pull_failure_message_carries_no_network_detail(docker, caplog):
         assert probe not in message, message
     # The operator still learns why.
     assert any("pulling" in r.getMessage() and image in r.getMessage() for r in caplog.records)
+
+
+async def test_the_agents_background_pull_says_as_little(docker):
+    """The same for the agent's own pull (issue 15: in the background, with progress)."""
+    runtime = DockerRuntime(docker, scope=f"pull{int(time.time())}")
+    image = f"registry.invalid:5000/remotegpu/not-here-{uuid.uuid4().hex[:8]}:1"
+    with pytest.raises(EnvironmentRuntimeError) as err:
+        await runtime.pull_image(image, ("registry.invalid:5000", "u", "p"), lambda line: None)
+    message = str(err.value)
+    assert message == f"image {image} could not be pulled", message

@@ -35,3 +35,18 @@ async def ensure_first_admin(container: Container) -> None:
         file=sys.stdout,
         flush=True,
     )
+
+
+async def seed_base_image(container: Container) -> None:
+    """The base image (REMOTEGPU_BASE_IMAGE) is in the catalog from the start, as a
+    platform image marked preload (idempotent; another replica may seed it at once)."""
+    import logging
+
+    settings = container.settings()
+    try:
+        await container.image_service().seed(
+            settings.base_image, name="base", tag=settings.base_image.rsplit(":", 1)[-1] if ":" in settings.base_image.rsplit("/", 1)[-1] else "latest",
+            metadata={"os": "Debian 12", "python": "3.11", "frameworks": "JupyterLab"},
+        )
+    except Exception as exc:  # noqa: BLE001 - the catalog must not stop the server from starting
+        logging.getLogger(__name__).warning("could not seed the base image into the catalog: %s", exc)

@@ -144,6 +144,49 @@ def cmd_openapi(args) -> int:
     return 0
 
 
+def cmd_push_base_image(args) -> int:
+    """Push the base image (REMOTEGPU_BASE_IMAGE, from this machine's Docker) to the
+    configured registry as <registry>/<namespace>/platform/base:<tag> and enter it in the
+    catalog as a preloaded platform image: hosts without it pull it from there. Point
+    REMOTEGPU_BASE_IMAGE at the printed reference to make it the default everywhere."""
+    from remotegpu.entrypoints.containers import build_container, close_container
+
+    settings = load_settings_or_exit()
+    configure_logging(settings.log_level, settings.log_format)
+    if not settings.registry_url:
+        print("REMOTEGPU_REGISTRY_URL is not set", file=sys.stderr)
+        return 2
+    import docker
+
+    from remotegpu.adapters.images.registry import HttpRegistry
+    from remotegpu.adapters.runtime.docker_images import push
+
+    registry = HttpRegistry(settings.registry_url, username=settings.registry_username, password=settings.registry_password)
+    base = settings.base_image
+    tag = base.rsplit(":", 1)[-1] if ":" in base.rsplit("/", 1)[-1] else "latest"
+    target = registry.reference(f"{settings.registry_namespace}/platform/base", tag)
+    client = docker.from_env(timeout=600)
+    image = client.images.get(base)
+    image.tag(target)
+    auth = registry.push_auth()
+    digest = push(client, target, None if auth is None else (auth.registry, auth.username, auth.password),
+                  lambda line: print(line, file=sys.stderr), lambda: False)
+
+    async def enter() -> None:
+        container = build_container(settings)
+        try:
+            entry = await container.image_service().seed(
+                target, name="base", tag=tag, size_bytes=int(image.attrs.get("Size", 0)), digest=digest,
+                metadata={"os": "Debian 12", "python": "3.11", "frameworks": "JupyterLab"},
+            )
+            print(entry.reference)
+        finally:
+            await close_container(container)
+
+    asyncio.run(enter())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="remotegpu", description="RemoteGPU: a self-hosted GPU cloud")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,6 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     from remotegpu.entrypoints.storage_cli import add_commands as add_storage_commands
 
     add_storage_commands(sub)  # dataset / model
+    sub.add_parser("push-base-image", help="push the base image to REMOTEGPU_REGISTRY_URL and add it to the catalog").set_defaults(
+        fn=cmd_push_base_image)
+    from remotegpu.entrypoints.images_cli import add_images_arguments, cmd_images  # stdlib-only module
+
+    p = sub.add_parser("images", help="the image catalog over the API: ls, save, build, logs, cancel, rm")
+    add_images_arguments(p)
+    p.set_defaults(fn=cmd_images)
     args = parser.parse_args(argv)
     return args.fn(args)
 

@@ -229,6 +229,16 @@ class Settings(BaseSettings):
             raise ValueError("REMOTEGPU_SUPPORT_REMIND_PENDING_DAYS must be less than REMOTEGPU_SUPPORT_SOLVE_PENDING_DAYS")
         return self
 
+    # Images (issue 15): the registry v2 images are pushed to and pulled from. Unset: the
+    # catalog holds the base image only, and saves and builds are refused. Its credentials
+    # stay on the server: agents get them for a pull or a job's push, users never see them.
+    registry_url: str = ""  # "127.0.0.1:5000", "http://…", "https://registry.lab"
+    registry_username: str = ""  # pushes (and pulls, unless the pull pair is set)
+    registry_password: str = ""
+    registry_pull_username: str = ""  # a read-only account (Harbor: a pull-only robot) for agents' pulls
+    registry_pull_password: str = ""
+    registry_namespace: str = Field("remotegpu", pattern=r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _cidr_list(cls, v: Any) -> str:

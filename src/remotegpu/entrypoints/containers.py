@@ -51,6 +51,8 @@ from remotegpu.application.webhooks.service import WebhookService
 from remotegpu.domain.webhooks.addresses import AddressPolicy, parse_cidrs
 from remotegpu.entrypoints.workspace_policy import workspace_policy_from
 from remotegpu.application.workspaces.service import WorkspaceService
+from remotegpu.adapters.images.memory_store import InMemoryImageStore
+from remotegpu.application.images.service import ImageService
 from remotegpu.domain.environments.images import ImagePolicy, parse_patterns
 from remotegpu.entrypoints.config import Settings
 from remotegpu.entrypoints.data_dir import secure_data_dir, sqlite_file_of
@@ -188,6 +190,26 @@ def _sql_billing_store(session_factory):
     from remotegpu.adapters.billing.sql_store import SqlBillingStore
 
     return SqlBillingStore(session_factory)
+
+
+def _sql_image_store(session_factory):
+    from remotegpu.adapters.images.sql_store import SqlImageStore
+
+    return SqlImageStore(session_factory)
+
+
+def _image_registry(settings: Settings):
+    """The configured registry v2, or none (the catalog then holds hosts' local images only)."""
+    from remotegpu.application.images.ports import NoRegistry
+
+    if not settings.registry_url:
+        return NoRegistry()
+    from remotegpu.adapters.images.registry import HttpRegistry
+
+    return HttpRegistry(
+        settings.registry_url, username=settings.registry_username, password=settings.registry_password,
+        pull_username=settings.registry_pull_username, pull_password=settings.registry_pull_password,
+    )
 
 
 def _redis(url: str):
@@ -434,9 +456,11 @@ class Container(containers.DeclarativeContainer):
     )
     # Every scheduling transaction ends with a queue pass: the queue moves whenever capacity frees.
     workspace_policy = providers.Singleton(workspace_policy_from, settings)
-    reservations = providers.Singleton(Reservations, store=billing_store, clock=clock)  # plans' GPUs are not lent
+    reservations = providers.Singleton(Reservations, store=billing_store, clock=clock)  # plans GPUs are not lent
     queueing_uow = providers.Factory(QueueingUnitOfWork, plain_uow, providers.Singleton(
-        QueuePass, clock=clock, quotas=workspace_policy, reservations=reservations))
+        QueuePass, clock=clock, quotas=workspace_policy, reservations=reservations,
+        locality=providers.Callable(lambda c: c.image_service().locality, __self__),
+    ))
     uow = providers.Factory(NotifyingUnitOfWork, queueing_uow, notification_dispatcher)
     notification_service = providers.Singleton(
         NotificationService, repo=notification_repo, clock=clock, signals=unread_signals, email_enabled=email_enabled,
@@ -494,11 +518,23 @@ class Container(containers.DeclarativeContainer):
     environment_credentials = providers.Singleton(
         EnvironmentCredentials, keys=providers.Singleton(Ed25519KeyPairs), sealer=sealer,
     )
+    # --- images (issue 15): the catalog, saves and builds (their agents' jobs) ----------
+    image_store = providers.Selector(
+        config.persistence,
+        sql=providers.Singleton(_sql_image_store, session_factory),
+        memory=providers.Singleton(InMemoryImageStore),
+    )
+    image_registry = providers.Singleton(_image_registry, settings)
+    image_service = providers.Singleton(
+        ImageService, uow=storage_uow.provider, store=image_store, clock=clock, registry=image_registry,
+        namespace=providers.Callable(lambda s: s.registry_namespace, settings), quotas=workspace_policy,
+    )
     environment_service = providers.Singleton(
         EnvironmentService, uow=uow.provider, clock=clock, default_image=config.base_image, credentials=environment_credentials,
         quotas=workspace_policy, images=image_policy, secrets=sealer, reads=read_uow.provider, data_mounts=storage_mounts,
         funds=providers.Callable(lambda on, check: check if on else None, config.billing_enabled, providers.Singleton(
             FundsCheck, store=billing_store, clock=clock, currency=config.billing_currency)),
+        catalog=image_service,
     )
     host_service = providers.Singleton(HostService, uow=uow.provider, clock=clock, environments=environment_service)
     access_gateway = providers.Singleton(DirectSshGateway)
@@ -507,6 +543,7 @@ class Container(containers.DeclarativeContainer):
         gateway=access_gateway, feed=change_feed,
         allow_loopback=config.allow_loopback_agents, stranded_after_seconds=config.stranded_after_seconds,
         data_mounts=storage_mounts,
+        images=image_service, registry=image_registry,
     )
     autostop = providers.Singleton(AutoStop, uow=uow.provider, clock=clock, environments=environment_service)
     environment_watch = providers.Singleton(EnvironmentWatch, uow=uow.provider, environments=environment_service, feed=change_feed)

@@ -906,3 +906,71 @@ change_epoch = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("epoch", sa.BigInteger, nullable=False),
 )
+
+
+# --- images -----------------------------------------------------------------------------
+
+# The image catalog: platform images (workspace_id NULL) and workspace images.
+catalog_images = sa.Table(
+    "catalog_images",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("tag", sa.String(128), nullable=False),
+    sa.Column("reference", sa.String(300), nullable=False, unique=True),
+    sa.Column("visibility", sa.String(16), nullable=False),
+    sa.Column("workspace_id", sa.String(36), sa.ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=True),
+    _id("created_by", nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("digest", sa.String(100), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("layers", sa.Integer, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("metadata", sa.Text, nullable=False),  # JSON object of strings
+    sa.Column("preload", sa.Boolean, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Index(None, "workspace_id"),
+)
+
+# Saves and builds, run by a host's agent.
+image_jobs = sa.Table(
+    "image_jobs",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("image_id", sa.String(36), sa.ForeignKey("catalog_images.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("workspace_id", sa.String(36), nullable=True),
+    _id("created_by", nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("target", sa.String(300), nullable=False),
+    sa.Column("host_id", sa.String(36), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("env_id", sa.String(36), nullable=True),
+    sa.Column("dockerfile", sa.Text, nullable=False),
+    sa.Column("context", sa.Text, nullable=False),
+    sa.Column("base_reference", sa.String(300), nullable=False),
+    sa.Column("timeout_seconds", sa.Integer, nullable=False),
+    sa.Column("cpu_cores", sa.Integer, nullable=False),
+    sa.Column("memory_gib", sa.Integer, nullable=False),
+    sa.Column("log", sa.Text, nullable=False),
+    sa.Column("log_dropped", sa.BigInteger, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("progress", sa.String(300), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False),
+    sa.Index(None, "host_id", "status"),
+    sa.Index(None, "image_id"),
+)
+
+# Which catalog images each host has (its agent's report): placement prefers those hosts.
+host_images = sa.Table(
+    "host_images",
+    metadata,
+    sa.Column("host_id", sa.String(36), sa.ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("reference", sa.String(300), primary_key=True),
+    sa.Index(None, "reference"),
+)

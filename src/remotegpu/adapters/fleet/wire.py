@@ -22,6 +22,8 @@ from remotegpu.application.fleet.agent_protocol import (
     DesiredEnvironment,
     HeartbeatReply,
     HostReport,
+    ImageJobOrder,
+    ImageJobReport,
     ObservedEnvironment,
     QuarantinedEnvironment,
 )
@@ -95,7 +97,21 @@ def report_to_dict(report: HostReport) -> dict[str, Any]:
         "private_address": report.private_address,
         "agent_version": report.agent_version,
         "quarantined": [{"env_id": q.env_id, "host_id": q.host_id} for q in report.quarantined],
+        "image_jobs": [job_report_to_dict(j) for j in report.image_jobs],
+        "images": list(report.images),
     }
+
+
+def job_report_to_dict(j: ImageJobReport) -> dict[str, Any]:
+    return {"job_id": j.job_id, "status": j.status, "log_from": j.log_from, "log": j.log, "progress": j.progress,
+            "digest": j.digest, "size_bytes": j.size_bytes, "layers": j.layers, "error": j.error}
+
+
+def job_order_to_dict(o: ImageJobOrder) -> dict[str, Any]:
+    return {"job_id": o.job_id, "kind": o.kind, "target": o.target, "env_id": o.env_id, "dockerfile": o.dockerfile,
+            "context": o.context, "base_reference": o.base_reference, "timeout_seconds": o.timeout_seconds,
+            "cpu_cores": o.cpu_cores, "memory_gib": o.memory_gib, "cancel": o.cancel, "log_received": o.log_received,
+            "auth": None if o.auth is None else list(o.auth)}
 
 
 def spec_to_dict(spec: RuntimeSpec) -> dict[str, Any]:
@@ -115,6 +131,7 @@ def spec_to_dict(spec: RuntimeSpec) -> dict[str, Any]:
         "workspace_id": spec.workspace_id,
         "data_mounts": [{"target": m.target, "kind": m.kind, "repository_id": m.repository_id, "version": m.version}
                         for m in spec.data_mounts],
+        "registry_auth": None if spec.registry_auth is None else list(spec.registry_auth),
     }
 
 
@@ -134,6 +151,10 @@ def reply_to_dict(reply: HeartbeatReply) -> dict[str, Any]:
         "host_id": reply.host_id,
         "desired": [desired_to_dict(d) for d in reply.desired],
         "interval_seconds": reply.interval_seconds,
+        "image_jobs": [job_order_to_dict(o) for o in reply.image_jobs],
+        "catalog": list(reply.catalog),
+        "preload": list(reply.preload),
+        "registry_auth": None if reply.registry_auth is None else list(reply.registry_auth),
     }
 
 
@@ -299,6 +320,50 @@ def report_from_dict(data: Any, path: str = "report") -> HostReport:
         private_address=r.text("private_address", ""),  # absent from older agents
         agent_version=r.text("agent_version", ""),
         quarantined=quarantined,  # absent from older agents
+        image_jobs=[job_report_from_dict(j, f"{path}.image_jobs[{i}]") for i, j in enumerate(r.array("image_jobs", []))],
+        images=_strings(r.array("images", []), f"{path}.images"),
+    )
+
+
+def _strings(values: list[Any], path: str) -> list[str]:
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            raise ValueError(f"{path}[{i}]: expected a string, got {_type_name(v)}")
+    return list(values)
+
+
+def _auth(value: Any, path: str) -> tuple[str, str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 3 or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{path}: expected [registry, username, password]")
+    return (value[0], value[1], value[2])
+
+
+def job_report_from_dict(data: Any, path: str = "image_job") -> ImageJobReport:
+    r = _Reader(data, path)
+    status = r.text("status")
+    if status not in ("running", "succeeded", "failed", "cancelled"):
+        raise ValueError(f"{path}.status: unknown {status!r}")
+    return ImageJobReport(
+        job_id=r.text("job_id", non_empty=True), status=status, log_from=r.integer("log_from", 0, minimum=0),
+        log=r.text("log", ""), progress=r.text("progress", ""), digest=r.text("digest", ""),
+        size_bytes=r.integer("size_bytes", 0, minimum=0), layers=r.integer("layers", 0, minimum=0), error=r.text("error", ""),
+    )
+
+
+def job_order_from_dict(data: Any, path: str = "image_job") -> ImageJobOrder:
+    r = _Reader(data, path)
+    kind = r.text("kind")
+    if kind not in ("save", "build"):
+        raise ValueError(f"{path}.kind: unknown {kind!r}")
+    return ImageJobOrder(
+        job_id=r.text("job_id", non_empty=True), kind=kind, target=r.text("target", non_empty=True),
+        env_id=r.optional_text("env_id"), dockerfile=r.text("dockerfile", ""), context=r.text("context", ""),
+        base_reference=r.text("base_reference", ""), timeout_seconds=r.integer("timeout_seconds", 3600, minimum=1),
+        cpu_cores=r.integer("cpu_cores", 2, minimum=1), memory_gib=r.integer("memory_gib", 4, minimum=1),
+        cancel=r.flag("cancel", False), log_received=r.integer("log_received", 0, minimum=0),
+        auth=_auth(r._get("auth", None), f"{path}.auth"),
     )
 
 
@@ -338,6 +403,7 @@ def spec_from_dict(data: Any, path: str = "spec") -> RuntimeSpec:
         disk_gib=r.integer("disk_gib", None, minimum=1, nullable=True),  # absent from older servers
         workspace_id=r.optional_text("workspace_id"),  # idem
         data_mounts=tuple(_data_mount(m, f"{path}.data_mounts[{i}]") for i, m in enumerate(r.array("data_mounts", []))),
+        registry_auth=_auth(r._get("registry_auth", None), f"{path}.registry_auth"),
     )
 
 
@@ -387,4 +453,10 @@ def reply_from_dict(data: Any, path: str = "reply") -> HeartbeatReply:
         raise ValueError(f"{path}.interval_seconds: must be positive, got {interval}")
     desired = [desired_from_dict(d, f"{path}.desired[{i}]") for i, d in enumerate(r.array("desired"))]
     _unique([d.env_id for d in desired], f"{path}.desired")
-    return HeartbeatReply(host_id=r.text("host_id", non_empty=True), desired=desired, interval_seconds=interval)
+    return HeartbeatReply(
+        host_id=r.text("host_id", non_empty=True), desired=desired, interval_seconds=interval,
+        image_jobs=[job_order_from_dict(o, f"{path}.image_jobs[{i}]") for i, o in enumerate(r.array("image_jobs", []))],
+        catalog=_strings(r.array("catalog", []), f"{path}.catalog"),
+        preload=_strings(r.array("preload", []), f"{path}.preload"),
+        registry_auth=_auth(r._get("registry_auth", None), f"{path}.registry_auth"),
+    )

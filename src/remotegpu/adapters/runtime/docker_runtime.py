@@ -326,7 +326,9 @@ class DockerRuntime(ThreadedRuntime):
                 if not self._pull_missing:
                     raise
                 try:
-                    self._client.images.pull(spec.image)
+                    from remotegpu.adapters.runtime.docker_images import auth_config
+
+                    self._client.images.pull(spec.image, auth_config=auth_config(spec.registry_auth))
                 except DockerException as exc:
                     raise ImagePullFailed(spec.image, exc) from exc
                 return self._client.containers.create(**kwargs)
@@ -342,6 +344,50 @@ class DockerRuntime(ThreadedRuntime):
         if self._nvidia_runtime is None:
             self._nvidia_runtime = has_nvidia_runtime(self._client.info())
         return self._nvidia_runtime
+
+    # -- images (issue 15: the agent's pulls, saves and builds; docker_images.py) --------
+
+    async def has_image(self, reference: str) -> bool:
+        from remotegpu.adapters.runtime import docker_images as di
+
+        return await asyncio.to_thread(di.has_image, self._client, reference)
+
+    async def images_present(self, references: list[str]) -> list[str]:
+        def present() -> list[str]:
+            tags = {t for image in self._client.images.list() for t in image.tags}
+            return [r for r in references if r in tags]
+
+        return await asyncio.to_thread(present)
+
+    async def pull_image(self, reference: str, auth: tuple[str, str, str] | None, progress) -> None:
+        from remotegpu.adapters.runtime import docker_images as di
+
+        try:
+            await asyncio.to_thread(di.pull, self._client, reference, auth, progress)
+        except (DockerException, di.JobFailed) as exc:
+            raise EnvironmentRuntimeError(str(ImagePullFailed(reference, exc))) from exc
+
+    async def save_environment(self, env_id: str, target: str, auth, log_line, cancelled):
+        """Flatten the environment's container into ``target`` and push it (docker_images.save_container)."""
+        from remotegpu.adapters.runtime import docker_images as di
+
+        _check_env_id(env_id)
+
+        def run():
+            container = self._container(env_id)
+            if container is None:
+                raise di.JobFailed("the environment has no container on this host")
+            base = (container.labels or {}).get(LABEL_IMAGE) or container.attrs.get("Config", {}).get("Image", "")
+            return di.save_container(self._client, container, base, target, auth, log_line, cancelled)
+
+        return await asyncio.to_thread(run)
+
+    async def build_image(self, dockerfile: str, context: str, target: str, base: str, auth, cpu_cores: int,
+                          memory_gib: int, timeout_seconds: int, log_line, cancelled):
+        from remotegpu.adapters.runtime import docker_images as di
+
+        return await asyncio.to_thread(di.build, self._client, dockerfile, context, target, base, auth, cpu_cores,
+                                       memory_gib, timeout_seconds, log_line, cancelled)
 
     # -- isolation: networks and egress rules (around the port's calls) ------------------
 

@@ -23,7 +23,7 @@ from remotegpu.domain.shared.errors import Conflict
 HOLDING = [s for s in EnvStatus if s.holds_resources]
 
 
-def request_of(env: Environment, *, pin: bool) -> PlacementRequest:
+def request_of(env: Environment, *, pin: bool, prefer_hosts: frozenset[str] = frozenset()) -> PlacementRequest:
     return PlacementRequest(
         gpu_count=env.gpus_wanted,
         gpu_model=env.gpu_model if env.gpus_wanted else None,
@@ -31,6 +31,7 @@ def request_of(env: Environment, *, pin: bool) -> PlacementRequest:
         memory_gib=env.memory_gib,
         pin_host_id=env.host_id if pin else None,
         prefer_gpu_uuids=tuple(env.last_gpu_uuids) if pin else (),
+        prefer_hosts=frozenset() if pin else prefer_hosts,
     )
 
 

@@ -75,6 +75,9 @@ class RuntimeSpec:
     # directory, container path) pairs the runtime binds read-only.
     data_mounts: tuple[DataMountSpec, ...] = ()
     read_only_binds: tuple[tuple[str, str], ...] = ()
+    # (registry, username, password) to pull ``image`` with, when it lives in the
+    # platform's registry (issue 15); never part of the container, nor of its spec hash.
+    registry_auth: tuple[str, str, str] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

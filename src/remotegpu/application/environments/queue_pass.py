@@ -16,6 +16,7 @@ committed state has a queued environment that the queue's rule would start.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,10 @@ class QueuePass:
     quotas: WorkspacePolicy = field(default_factory=WorkspacePolicy)
     # Plans' reserved GPUs (application/billing/plans.py: Reservations); None: no plans.
     reservations: Any = None
+    # Which hosts have which images (issue 15): ``await locality(references)`` → reference →
+    # host ids. Placement prefers, all else equal, a host that has the environment's image
+    # (no pull). None: no preference.
+    locality: Callable[[set[str]], Awaitable[dict[str, frozenset[str]]]] | None = None
 
     async def __call__(self, uow: UnitOfWork, known: dict[str, Environment] | None = None) -> list[str]:
         """Run one pass; return the ids started. ``known``: instances the caller holds
@@ -53,9 +58,19 @@ class QueuePass:
         by_id = {h.id: h for h in hosts}
         fleet = await pl.fleet_snapshot(uow, hosts)
         started: list[str] = []
+        having: dict[str, frozenset[str]] = {}
+        if self.locality is not None and len(hosts) > 1:
+            try:
+                having = await self.locality({e.image for e in queued if not pl.must_pin(e)})
+            except Exception:  # noqa: BLE001 - a preference only: placement goes on without it
+                having = {}
+
+        def request_of(env: Environment):
+            return pl.request_of(env, pin=pl.must_pin(env), prefer_hosts=having.get(env.image, frozenset()))
+
         # Most passes (a heartbeat of a full fleet) can start nothing: when no queued
         # request fits any host even ignoring the queue's order, skip the quota reads.
-        fitting = [i for i, e in enumerate(queued) if place(fleet, pl.request_of(e, pin=pl.must_pin(e))) is not None]
+        fitting = [i for i, e in enumerate(queued) if place(fleet, request_of(e)) is not None]
         if not fitting:
             await self._explain_waits(uow, fleet, queued, {})
             return []
@@ -71,7 +86,7 @@ class QueuePass:
                     blocked[env.id] = _RESERVED
         while True:
             waiting = [e for e in queued if e.id not in blocked and e.id not in started]
-            plan = plan_queue(fleet.copy(), [QueuedRequest(e.id, pl.request_of(e, pin=pl.must_pin(e))) for e in waiting])
+            plan = plan_queue(fleet.copy(), [QueuedRequest(e.id, request_of(e)) for e in waiting])
             envs = {e.id: e for e in waiting}
             replan = False
             for env_id, placement in plan.started:
@@ -94,7 +109,7 @@ class QueuePass:
                     blocked[env_id] = f"waiting: {exc.message}"
                     replan = True
                     break
-                fleet.allocate(placement.allocation(pl.request_of(env, pin=pl.must_pin(env))))
+                fleet.allocate(placement.allocation(request_of(env)))
                 env.transition(EnvStatus.STARTING, "capacity freed up: placed on a host", self.clock.now())
                 await uow.environments.update(env)
                 started.append(env_id)

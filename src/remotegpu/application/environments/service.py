@@ -7,8 +7,7 @@ scheduling lock; the host agent makes the runtime match on its next heartbeat.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Protocol
-from typing import Any
+from typing import Any, Protocol
 
 from remotegpu.application.environments import placement as pl
 from remotegpu.application.environments.access import load_operable, may_operate
@@ -62,6 +61,7 @@ class CreateRequest:
     shared: bool = False
     # Dataset/model versions to mount read-only: {"kind", "name" (or id), "version"} each.
     mounts: list[dict[str, str]] = field(default_factory=list)
+    image_id: str | None = None  # a catalog image (instead of ``image``)
 
 
 class DataMountPolicy(Protocol):
@@ -111,6 +111,9 @@ class EnvironmentService:
     # (application/shared/read_cache.py): exact, shared by every request until a change.
     cache: EpochCache = field(default_factory=EpochCache)
     _workspace_of: dict[str, str] = field(default_factory=dict, repr=False)  # environment → its workspace (fixed)
+    # The image catalog (application/images): ``image_id`` and catalog references resolve
+    # there; another workspace's private image answers 404. None: references only.
+    catalog: Any = None
 
     # --- user-facing use cases ---------------------------------------------------------
     async def create(self, actor: User, req: CreateRequest) -> EnvironmentView:
@@ -118,13 +121,24 @@ class EnvironmentService:
         check_variables(req.env, req.secret_env)
         if req.secret_env and self.secrets is None:
             raise InvalidInput("secret variables are not available on this server", details={"field": "secret_env"})
-        if self.images is not None:
+        if req.image_id is not None and req.image is not None:
+            raise InvalidInput("give image or image_id, not both", details={"field": "image_id"})
+        from_catalog = None
+        if self.catalog is not None and (req.image_id is not None or req.image is not None):
+            from_catalog = await self.catalog.resolve(actor, req.workspace_id, image_id=req.image_id, reference=req.image)
+        elif req.image_id is not None:
+            raise InvalidInput("there is no image catalog here: give image", details={"field": "image_id"})
+        if from_catalog is not None:
+            req = replace(req, image=from_catalog, image_id=None)  # the catalog vouches for it
+        elif self.images is not None:
             self.images.check(req.image or self.default_image)
         mounts: list[dict[str, str]] = []
         if req.mounts:
             if self.data_mounts is None:
                 raise InvalidInput("dataset and model mounts are not available on this server", details={"field": "mounts"})
             mounts = await self.data_mounts.check_mounts(actor, req.workspace_id, req.mounts)
+        # The workspace's images take storage too (issue 15): counted with the new disk.
+        images_gib = await self.catalog.workspace_image_gib(req.workspace_id) if self.catalog is not None else 0
         for attempt in range(RETRIES):
             try:
                 async with self.uow() as uow:
@@ -132,7 +146,7 @@ class EnvironmentService:
                     await authorize(uow, actor, req.workspace_id, Role.MEMBER)
                     await self.quotas.check(uow, req.workspace_id, Usage(
                         gpus=req.gpu_count, environments=1, cpu_cores=req.cpu_cores, memory_gib=req.memory_gib,
-                        storage_gib=req.disk_gib,
+                        storage_gib=req.disk_gib + images_gib,
                     ))
                     await self._refuse_never_fits(uow, req)
                     if self.funds is not None and req.gpu_count:

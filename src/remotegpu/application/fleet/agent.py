@@ -45,6 +45,8 @@ from remotegpu.application.fleet.agent_protocol import (
     DesiredEnvironment,
     HeartbeatReply,
     HostReport,
+    ImageJobOrder,
+    ImageJobReport,
     ObservedEnvironment,
     QuarantinedEnvironment,
 )
@@ -69,6 +71,31 @@ MAX_BACKOFF_SECONDS = 30.0
 LISTING_REUSE_SECONDS = 5.0
 #: Longest error message reported for one environment.
 MAX_MESSAGE_CHARS = 1000
+
+
+#: Most log characters one report carries per job (the rest follows on the next beats).
+MAX_JOB_LOG_PER_BEAT = 64 * 1024
+#: How often the agent looks which catalog images it has (seconds).
+IMAGES_CHECK_SECONDS = 30.0
+
+
+class _JobRun:
+    """One image job on this agent: its task, log and outcome (reported every beat
+    until the server no longer sends the job)."""
+
+    def __init__(self, order: ImageJobOrder) -> None:
+        self.order = order
+        self.log = ""
+        self.progress = ""
+        self.status = "running"
+        self.result = None
+        self.error = ""
+        self.cancel = False
+        self.task: asyncio.Task | None = None
+
+    def line(self, text: str) -> None:
+        self.log += text + "\n"
+        self.progress = text[:300]
 
 
 class AgentNotRegistered(Exception):
@@ -150,6 +177,14 @@ class HostAgent:
         # Dataset/model versions environments mount (storage): materialized before a start.
         self.data_mounts = data_mounts
         self._running_ids: set[str] = set()
+        # Images (issue 15): pulls running in the background (image → task), environments
+        # waiting for one (env id → image), progress lines, image jobs, catalog images here.
+        self._pulls: dict[str, asyncio.Task] = {}
+        self._pull_progress: dict[str, str] = {}
+        self._waiting_pull: dict[str, str] = {}
+        self._jobs: dict[str, _JobRun] = {}
+        self._images_present: list[str] = []
+        self._images_checked_at = float("-inf")
 
     @property
     def host_id(self) -> str | None:
@@ -195,6 +230,9 @@ class HostAgent:
         }
         for env_id, failure in self._failures.items():
             observed[env_id] = ObservedEnvironment(env_id, "failed", failure.generation, failure.message)
+        for env_id, image in self._waiting_pull.items():
+            if env_id not in observed and image in self._pull_progress:
+                observed[env_id] = ObservedEnvironment(env_id, "missing", None, self._pull_progress[image])
         listed = {s.env_id for s in states}
         quarantined = [q for env_id, q in sorted(self._quarantined.items()) if env_id in listed]
         return HostReport(
@@ -211,7 +249,114 @@ class HostAgent:
             private_address=self.private_address,
             agent_version=self.agent_version,
             quarantined=quarantined,
+            image_jobs=[self._job_report(run) for run in self._jobs.values()],
+            images=list(self._images_present),
         )
+
+    def _job_report(self, run: _JobRun) -> ImageJobReport:
+        start = min(run.order.log_received, len(run.log))
+        result = run.result
+        return ImageJobReport(
+            job_id=run.order.job_id, status=run.status, log_from=start, log=run.log[start:start + MAX_JOB_LOG_PER_BEAT],
+            progress=run.progress, digest=getattr(result, "digest", ""), size_bytes=getattr(result, "size_bytes", 0),
+            layers=getattr(result, "layers", 0), error=run.error,
+        )
+
+    # --- images: background pulls, jobs, what this host has ------------------------------
+
+    def _pull_in_background(self, image: str, auth: tuple[str, str, str] | None) -> asyncio.Task:
+        task = self._pulls.get(image)
+        if task is None:
+            def progress(line: str) -> None:
+                self._pull_progress[image] = line
+
+            self._pull_progress[image] = f"pulling image {image}: starting"
+            task = asyncio.ensure_future(self.runtime.pull_image(image, auth, progress))  # type: ignore[attr-defined]
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no "never retrieved" warning
+            self._pulls[image] = task
+        return task
+
+    async def _needs_pull(self, want: DesiredEnvironment, seen: RuntimeState | None) -> bool:
+        """True while ``want``'s image is being pulled (started here when missing): the
+        beat goes on meanwhile, with progress in the environment's observed message.
+        A failed pull raises (the environment fails, with the reason)."""
+        if seen is not None or want.spec is None or not hasattr(self.runtime, "pull_image"):
+            return False
+        image = want.spec.image
+        task = self._pulls.get(image)
+        if task is None:
+            if await self.runtime.has_image(image):  # type: ignore[attr-defined]
+                return False
+            task = self._pull_in_background(image, want.spec.registry_auth)
+        self._waiting_pull[want.env_id] = image
+        if not task.done():
+            return True
+        del self._pulls[image]
+        self._pull_progress.pop(image, None)
+        self._waiting_pull.pop(want.env_id, None)
+        task.result()  # raises the pull's error
+        return False
+
+    async def _image_work(self, reply: HeartbeatReply) -> None:
+        """Start the image jobs the server sends, pass on cancellations, forget jobs it no
+        longer sends; preload catalog images and note which this host has."""
+        if not hasattr(self.runtime, "save_environment"):
+            return
+        orders = {o.job_id: o for o in reply.image_jobs}
+        for job_id, order in orders.items():
+            run = self._jobs.get(job_id)
+            if run is None:
+                if order.cancel:
+                    continue
+                run = self._jobs[job_id] = _JobRun(order)
+                run.task = asyncio.ensure_future(self._run_job(run))
+            run.order = order
+            if order.cancel and run.status == "running":
+                run.cancel = True
+        for job_id in [j for j, run in self._jobs.items() if j not in orders and run.status != "running"]:
+            del self._jobs[job_id]  # the server has its outcome
+        for image in reply.preload:
+            if image not in self._images_present and image not in self._pulls and len(self._pulls) < 2:
+                if not await self.runtime.has_image(image):  # type: ignore[attr-defined]
+                    self._pull_in_background(image, reply.registry_auth)
+        for image, task in list(self._pulls.items()):
+            if task.done() and image not in self._waiting_pull.values():
+                del self._pulls[image]
+                self._pull_progress.pop(image, None)
+        if reply.catalog and self._clock() - self._images_checked_at >= IMAGES_CHECK_SECONDS:
+            self._images_checked_at = self._clock()
+            try:
+                self._images_present = await self.runtime.images_present(reply.catalog)  # type: ignore[attr-defined]
+            except Exception as exc:  # noqa: BLE001
+                log.warning("could not list images: %s", exc)
+
+    async def _run_job(self, run: _JobRun) -> None:
+        order = run.order
+        cancelled = lambda: run.cancel  # noqa: E731 - read from the job's thread
+        try:
+            if order.kind == "save":
+                run.line(f"saving environment {order.env_id} as {order.target}")
+                work = self.runtime.save_environment(order.env_id, order.target, order.auth, run.line, cancelled)  # type: ignore[attr-defined]
+            else:
+                run.line(f"building {order.target} from {order.base_reference}")
+                work = self.runtime.build_image(  # type: ignore[attr-defined]
+                    order.dockerfile, order.context, order.target, order.base_reference, order.auth,
+                    order.cpu_cores, order.memory_gib, order.timeout_seconds, run.line, cancelled,
+                )
+            run.result = await asyncio.wait_for(work, timeout=order.timeout_seconds)
+            run.status = "succeeded"
+            run.line("done")
+        except asyncio.TimeoutError:
+            run.cancel = True  # the thread stops at its next check
+            run.status, run.error = "failed", f"timed out after {order.timeout_seconds} s"
+            run.line(run.error)
+        except Exception as exc:  # noqa: BLE001 - reported to the server
+            if run.cancel and type(exc).__name__ == "JobCancelled":
+                run.status, run.error = "cancelled", "cancelled"
+            else:
+                run.status, run.error = "failed", (str(exc) or type(exc).__name__)[:MAX_MESSAGE_CHARS]
+            run.line(run.error)
+            log.warning("image job %s: %s", order.job_id, run.error)
 
     async def _list_runtime(self) -> tuple[list[RuntimeState], bool]:
         try:
@@ -316,6 +461,8 @@ class HostAgent:
                     return False  # already runs as desired
                 log.info("environment %s: generation %s → %s, recreating", want.env_id, seen.generation, want.generation)
                 await self.runtime.stop(want.env_id)
+            if await self._needs_pull(want, seen):
+                return False  # pulling in the background; started on a later beat
             spec = want.spec
             if spec.data_mounts and self.data_mounts is not None:
                 prepared = await self.data_mounts.prepare(spec, self._token or "", self._running_ids)
@@ -366,6 +513,7 @@ class HostAgent:
         if await self.reconcile(reply):
             reply = await self._beat()
             await self.reconcile(reply)
+        await self._image_work(reply)
         return reply
 
     async def _beat(self) -> HeartbeatReply:

@@ -37,6 +37,42 @@ class QuarantinedEnvironment:
 
 
 @dataclass(frozen=True)
+class ImageJobReport:
+    """Where one image job (save or build) stands on the agent. ``log`` is the agent's
+    log from character ``log_from`` on (the server keeps what it has not got yet)."""
+
+    job_id: str
+    status: str  # running | succeeded | failed | cancelled
+    log_from: int = 0
+    log: str = ""
+    progress: str = ""
+    digest: str = ""
+    size_bytes: int = 0
+    layers: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ImageJobOrder:
+    """An image job for this host: run it (until it is over), or stop it (``cancel``).
+    ``auth`` = (registry, username, password): pushes ``target`` and pulls the base."""
+
+    job_id: str
+    kind: str  # save | build
+    target: str
+    env_id: str | None = None
+    dockerfile: str = ""
+    context: str = ""  # base64 tar
+    base_reference: str = ""
+    timeout_seconds: int = 3600
+    cpu_cores: int = 2
+    memory_gib: int = 4
+    cancel: bool = False
+    log_received: int = 0
+    auth: tuple[str, str, str] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class HostReport:
     gpus: list[Gpu]
     cpu_cores: int
@@ -53,6 +89,9 @@ class HostReport:
     private_address: str = ""
     agent_version: str = ""
     quarantined: list[QuarantinedEnvironment] = field(default_factory=list)
+    image_jobs: list[ImageJobReport] = field(default_factory=list)
+    # Catalog references present on this host (asked for in ``HeartbeatReply.catalog``).
+    images: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -75,3 +114,10 @@ class HeartbeatReply:
     host_id: str
     desired: list[DesiredEnvironment]
     interval_seconds: float = DEFAULT_HEARTBEAT_SECONDS
+    image_jobs: list[ImageJobOrder] = field(default_factory=list)
+    # References of catalog images: the agent reports which it has (``HostReport.images``)
+    # and pulls those marked preload (``preload``).
+    catalog: list[str] = field(default_factory=list)
+    preload: list[str] = field(default_factory=list)
+    # (registry, username, password): pulls from the platform's registry (preloads).
+    registry_auth: tuple[str, str, str] | None = field(default=None, repr=False)

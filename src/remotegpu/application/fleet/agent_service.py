@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 from datetime import timedelta
 from typing import Protocol
 
@@ -27,13 +28,15 @@ from remotegpu.application.fleet.agent_protocol import (
     DesiredEnvironment,
     HeartbeatReply,
     HostReport,
+    ImageJobOrder,
     ObservedEnvironment,
 )
 from remotegpu.application.identity import audit
 from remotegpu.application.shared.change_feed import ChangeFeed, FeedOverflow
 from remotegpu.application.identity.secrets import hash_secret, new_secret
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
-from remotegpu.domain.environments.models import Desired, Environment, EnvStatus
+from remotegpu.domain.environments.models import Desired, Environment, EnvironmentEvent, EnvStatus
+from remotegpu.domain.shared.ids import new_id
 from remotegpu.domain.fleet.addresses import check_address
 from remotegpu.domain.fleet.models import Host, HostStatus, QuarantineEntry
 from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, Unauthenticated
@@ -42,6 +45,8 @@ AGENT_TOKEN_PREFIX = "rga_"
 #: At most this many quarantined environments are kept per host (a report may not flood the row).
 MAX_QUARANTINE_ENTRIES = 500
 GENERATION_LABEL = "remotegpu.generation"
+#: How an agent's observed message starts while it pulls an environment's image.
+PULLING = "pulling image"
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +93,10 @@ class AgentService:
     stranded_after_seconds: float = 600.0
     # Dataset/model mounts (the storage context): resolved into each spec at start. None: none.
     data_mounts: DataMountResolver | None = None
+    # The image catalog (application/images/service.py): jobs for agents, their reports,
+    # and the registry whose pull credentials agents get. None: no images context.
+    images: Any = None
+    registry: Any = None
 
     async def register(self, join_token: str, name: str, report: HostReport) -> tuple[str, str]:
         """Trade the one-time join token for the agent's own token."""
@@ -115,6 +124,39 @@ class AgentService:
                     raise
 
     async def _heartbeat(self, agent_token: str, report: HostReport) -> HeartbeatReply:
+        reply = await self._heartbeat_environments(agent_token, report)
+        if self.images is None:
+            return reply
+        return await self._image_work(reply, report)
+
+    async def _image_work(self, reply: HeartbeatReply, report: HostReport) -> HeartbeatReply:
+        """Image jobs: fold the agent's reports in, hand it what it should run (or stop);
+        and the catalog's references, so it says which it has (the scheduler prefers
+        those hosts) and pulls those marked preload."""
+        from remotegpu.application.images.service import JobUpdate
+
+        host_id = reply.host_id
+        await self.images.apply_updates(host_id, [
+            JobUpdate(j.job_id, j.status, j.log_from, j.log, j.progress, j.digest, j.size_bytes, j.layers, j.error)
+            for j in report.image_jobs
+        ])
+        auth = self.registry.push_auth() if self.registry is not None else None
+        orders = [
+            ImageJobOrder(
+                job_id=job.id, kind=job.kind.value, target=job.target, env_id=job.env_id, dockerfile=job.dockerfile,
+                context=job.context, base_reference=job.base_reference, timeout_seconds=job.timeout_seconds,
+                cpu_cores=job.cpu_cores, memory_gib=job.memory_gib, cancel=job.cancel_requested,
+                log_received=job.log_received, auth=None if auth is None else (auth.registry, auth.username, auth.password),
+            )
+            for job in await self.images.orders_for(host_id)
+        ]
+        catalog, preload = await self.images.catalog_for_agents()
+        await self.images.note_host_images(host_id, report.images)
+        pull = self.registry.pull_auth() if self.registry is not None else None
+        return replace(reply, image_jobs=orders, catalog=catalog, preload=preload,
+                       registry_auth=None if pull is None else (pull.registry, pull.username, pull.password))
+
+    async def _heartbeat_environments(self, agent_token: str, report: HostReport) -> HeartbeatReply:
         async with self.uow() as uow:
             await uow.lock_scheduling()
             host = await _host_of_agent(uow, agent_token)
@@ -311,6 +353,11 @@ class AgentService:
             env.idle_since = None
         current_generation = seen is not None and (seen.generation is None or seen.generation == env.generation)
         if env.status is EnvStatus.STARTING:
+            if seen is not None and state == "missing" and seen.message.startswith(PULLING) and seen.message != env.status_message:
+                # The agent is pulling its image: progress goes to the events (the agent
+                # reports it in steps, so these stay few).
+                env.pending_events.append(EnvironmentEvent(new_id(), env.id, now, env.status, env.status, seen.message))
+                env.status_message = seen.message
             if state == "running" and current_generation:
                 env.transition(EnvStatus.RUNNING, "container is running", now)
             elif state == "failed":
@@ -383,6 +430,7 @@ class AgentService:
             disk_gib=env.disk_gib,
             workspace_id=env.workspace_id,
             data_mounts=await self._data_mounts(env),
+            registry_auth=self._pull_auth(env.image),
         )
 
     async def _data_mounts(self, env: Environment) -> tuple[DataMountSpec, ...]:
@@ -399,3 +447,11 @@ class AgentService:
                 if any(m.get("repository_id") == repository_id for m in env.data_mounts):
                     return
         raise NotFound("not mounted on this host")
+
+    def _pull_auth(self, image: str) -> tuple[str, str, str] | None:
+        """The registry's pull credentials for an image it holds (agents only: never in
+        the container, never shown to users)."""
+        if self.registry is None or not self.registry.owns(image):
+            return None
+        auth = self.registry.pull_auth()
+        return None if auth is None else (auth.registry, auth.username, auth.password)

@@ -31,6 +31,9 @@ class PlacementRequest:
     labels: Mapping[str, str] = field(default_factory=dict)
     pin_host_id: str | None = None
     prefer_gpu_uuids: tuple[str, ...] = ()
+    # Hosts that already have the environment's image: preferred when all else is equal
+    # (same packing rank and topology; CPU-only: same free GPU count), so no pull is needed.
+    prefer_hosts: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not 0 <= self.gpu_count <= MAX_GPUS_PER_REQUEST:

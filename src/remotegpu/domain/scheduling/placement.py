@@ -10,13 +10,14 @@ Score, best first:
    8-GPU requests; idle hosts come last, so partly used hosts are always filled first;
 2. fewest free GPUs of the model left after placement (best fit among those);
 3. topology of the chosen GPUs: one NVLink group, else one NUMA node, else spread;
-4. the host's position in the bucket (deterministic tie-break).
+4. a host that already has the environment's image (``prefer_hosts``: no pull);
+5. the host's position in the bucket (deterministic tie-break).
 On the 100 x 8 trace of ``bench/scheduler.py`` rule 1 (over plain best fit, which it
 refines) is what takes stranded GPUs from ~8% to >20% fewer than first fit; the price
 is that packing still outranks topology, so a few more 2-4 GPU placements span two
 NVLink groups than under plain best fit (the bench reports that share too).
-CPU-only requests go to the host with the fewest free GPUs, then the tightest CPU
-and memory fit, so they do not eat into GPU hosts' CPU and memory.
+CPU-only requests go to the host with the fewest free GPUs, then one that has the
+image, then the tightest CPU and memory fit, so they do not eat into GPU hosts' CPU and memory.
 
 ``first_fit`` is the naive baseline the benchmark compares against.
 """
@@ -49,19 +50,22 @@ def place(fleet: FleetState, request: PlacementRequest, *, exclude: Container[st
     if request.gpu_count == 0:
         return _place_cpu_only(fleet, request, exclude)
 
-    best: tuple[int, HostCapacity, tuple] | None = None
+    best: tuple[tuple[int, int], HostCapacity, tuple] | None = None
     best_rank = None
     inspected = 0
+    prefer = request.prefer_hosts
     for host, model, free in fleet.candidates(request.gpu_model, request.gpu_count):
         if best is not None and (host.jobs, free) != best_rank:
             break  # later buckets pack worse; topology never outranks packing
         if host.id in exclude or not host.fits_resources(request):
             continue
         gpus, penalty = choose_gpus(host.free[model], request.gpu_count)
-        if penalty == SAME_NVLINK:
+        has_image = not prefer or host.id in prefer
+        if penalty == SAME_NVLINK and has_image:
             return Placement(host.id, tuple(g.uuid for g in gpus))
-        if best is None or penalty < best[0]:
-            best, best_rank = (penalty, host, gpus), (host.jobs, free)
+        key = (penalty, 0 if has_image else 1)  # the image breaks ties of topology, nothing more
+        if best is None or key < best[0]:
+            best, best_rank = (key, host, gpus), (host.jobs, free)
         inspected += 1
         if inspected >= TOPOLOGY_SCAN_LIMIT:
             break
@@ -106,7 +110,8 @@ def _place_cpu_only(fleet: FleetState, request: PlacementRequest, exclude: Conta
     for host in fleet.hosts():
         if host.id in exclude or not host.fits_resources(request):
             continue
-        key = (host.free_count(), host.cpu_free - request.cpu_cores, host.memory_free - request.memory_gib)
+        key = (host.free_count(), 0 if host.id in request.prefer_hosts else 1,
+               host.cpu_free - request.cpu_cores, host.memory_free - request.memory_gib)
         if best_key is None or key < best_key:
             best_key, best_host = key, host
     return None if best_host is None else Placement(best_host.id, ())

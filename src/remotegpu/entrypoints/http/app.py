@@ -63,6 +63,7 @@ def create_app(container: Container, *, run_background: bool = True, bootstrap_a
             log.info("email notifications: off (REMOTEGPU_SMTP_HOST is not set); in-app notifications only")
         if bootstrap_admin:
             await bootstrap.ensure_first_admin(container)
+            await bootstrap.seed_base_image(container)
         # Redis-backed cache and change feed hear other processes through a listener each.
         listeners = [asyncio.create_task(c.listen()) for c in (container.user_cache(), container.change_feed()) if hasattr(c, "listen")]
         yield

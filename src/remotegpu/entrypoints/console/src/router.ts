@@ -29,6 +29,7 @@ export const routes: RouteRecordRaw[] = [
       { path: 'datasets/:id', name: 'dataset', component: lazy(() => import('./views/DataDetailView.vue')), props: (r) => ({ kind: 'dataset', id: r.params.id }), meta: { title: 'nav.datasets' } },
       { path: 'models', name: 'models', component: lazy(() => import('./views/DataView.vue')), props: { kind: 'model' }, meta: { title: 'nav.models' } },
       { path: 'models/:id', name: 'model', component: lazy(() => import('./views/DataDetailView.vue')), props: (r) => ({ kind: 'model', id: r.params.id }), meta: { title: 'nav.models' } },
+      { path: 'images', name: 'images', component: lazy(() => import('./views/ImagesView.vue')), meta: { title: 'nav.images' } },
       { path: 'notifications', name: 'notifications', component: lazy(() => import('./views/NotificationsView.vue')), meta: { title: 'notifications.title' } },
       { path: 'billing', name: 'billing', component: lazy(() => import('./views/BillingView.vue')), meta: { title: 'nav.billing' } },
       { path: 'account', name: 'account', component: lazy(() => import('./views/AccountView.vue')), meta: { title: 'nav.account' } },

@@ -22,4 +22,5 @@ from remotegpu.entrypoints.http.handlers import (  # noqa: E402,F401
     phones,
     billing,
     monitoring,
+    images,
 )

@@ -38,7 +38,13 @@ class EnvironmentIn(Strict):
     workspace_id: str = Field(min_length=1, max_length=64)
     image: str | None = Field(
         None, min_length=1, max_length=255,
-        description="default: the platform's base image; must match REMOTEGPU_ALLOWED_IMAGES (else 422 `image_not_allowed`)",
+        description="default: the platform's base image; a catalog image's reference, or one matching "
+                    "REMOTEGPU_ALLOWED_IMAGES (else 422 `image_not_allowed`); another workspace's private image: 404",
+    )
+    image_id: str | None = Field(
+        None, min_length=1, max_length=64,
+        description="a catalog image (`GET /api/v1/images`) instead of `image`: 404 unless visible to the workspace, "
+                    "409 `image_not_ready` while it is being saved or built",
     )
     gpu_count: int = Field(0, ge=0, le=8)
     gpu_model: str | None = Field(None, min_length=1, max_length=128)

@@ -1,0 +1,1 @@
+"""Images: the catalog of environment images, builds and saves (issue 15)."""

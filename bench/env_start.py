@@ -27,11 +27,28 @@ production). Between beats the agent long-polls the server for work
 (``/api/v1/agent/wait``, in-process here), so a create reaches Docker at once and the
 interval should no longer show in the API's time; give several values to check,
 e.g. ``--heartbeat 1 5``. Aim (issue #3): API median ≤ 1.3× raw.
+
+**JupyterLab ready** (issue #12) is measured in the same repetitions: for the API, from
+the POST until JupyterLab's ``/api/status`` answers 200 *through the platform's URL* —
+the app host ``{env_id}--jupyter.localhost`` after the browser handshake a user's click
+makes (console session → authorize → one-time ticket → app cookie; the authorize step is
+retried until the environment runs); for the raw container, until its published Jupyter
+port answers with the token. The baseline, in the same run: **JupyterHub +
+DockerSpawner** (``bench/jupyterhub_baseline.py``; ``bench/jupyterhub_setup.sh`` installs
+them outside the repository) spawning the same image with the same limits, from ``POST
+/hub/api/users/{name}/server`` until ``/user/{name}/api/status`` answers 200 through its
+proxy. Every probe polls every 20 ms. Then ``--concurrent`` (5) of each start at once
+(``--concurrent-rounds`` times); the host's CPU overcommit is raised so they all fit.
+Aim: API ≤ 0.5× JupyterHub, sequential and concurrent. ``--no-hub`` skips the baseline.
+
+The image: ``REMOTEGPU_BASE_IMAGE`` (default ``remotegpu/base:latest``), for all three.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import os
 import socket
 import statistics
@@ -41,15 +58,19 @@ import tempfile
 import threading
 import time
 import uuid
+from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.jupyterhub_baseline import jupyterhub  # noqa: E402
 from tests.support.live_server import LiveServer, free_port, live_server  # noqa: E402
 
-IMAGE = "remotegpu/base:latest"
-FAKE = "4xNVIDIA A100-SXM4-80GB"
+IMAGE = os.environ.get("REMOTEGPU_BASE_IMAGE", "remotegpu/base:latest")
+FAKE = "8xNVIDIA A100-SXM4-80GB"
 BANNER_TIMEOUT = 120.0
 PROBE_ATTEMPT_SECONDS = 0.25
+POLL_SECONDS = 0.02  # every "ready" probe (Jupyter through the platform, raw, JupyterHub)
+ADMIN = ("admin", "admin-password-123")
 
 
 def ssh_banner_at(port: int, t0: float, timeout: float = BANNER_TIMEOUT) -> float:
@@ -81,12 +102,103 @@ def docker(*args: str, check: bool = True) -> str:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=check).stdout.strip()
 
 
-class ApiRunner:
-    def __init__(self, srv: LiveServer, token: str, workspace_id: str, scope: str):
-        self.srv, self.token, self.ws, self.scope = srv, token, workspace_id, scope
+def _cookies(response: http.client.HTTPResponse) -> dict[str, str]:
+    found = {}
+    for header in response.headers.get_all("Set-Cookie") or []:
+        name, _, value = header.split(";", 1)[0].partition("=")
+        found[name.strip()] = value.strip()
+    return found
 
-    def run(self, i: int) -> tuple[float, float, float, str]:
-        """(accepted, status running, SSH banner) seconds and the environment's id."""
+
+def _get(port: int, host: str, path: str, cookies: dict[str, str], timeout: float = 30) -> tuple[int, dict[str, str], str]:
+    """GET ``path`` from 127.0.0.1:port as ``host``: (status, cookies set, Location)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = {"Host": host, "Accept": "application/json"}
+        if cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        conn.request("GET", path, headers=headers)
+        r = conn.getresponse()
+        r.read()
+        return r.status, _cookies(r), r.headers.get("Location", "")
+    finally:
+        conn.close()
+
+
+class AppBrowser:
+    """What a browser does to reach an environment's JupyterLab through the platform:
+    a console session, then per environment the authorize → callback handshake that
+    leaves an app cookie for ``{env_id}--jupyter.localhost``."""
+
+    def __init__(self, srv: LiveServer, username: str, password: str) -> None:
+        self.port = int(srv.url.rsplit(":", 1)[1])
+        self.console_host = f"127.0.0.1:{self.port}"
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn.request("POST", "/api/v1/auth/session", body=json.dumps({"username": username, "password": password}),
+                     headers={"Content-Type": "application/json", "Origin": srv.url})
+        r = conn.getresponse()
+        r.read()
+        conn.close()
+        if r.status != 200:
+            raise RuntimeError(f"console login answered {r.status}")
+        self.session = _cookies(r)
+
+    def app_host(self, env_id: str) -> str:
+        return f"{env_id}--jupyter.localhost:{self.port}"
+
+    def jupyter_ready(self, env_id: str, t0: float, timeout: float = BANNER_TIMEOUT) -> float:
+        """Seconds from ``t0`` until ``/api/status`` answers 200 on the app host: the
+        authorize step is tried until it hands out a ticket (409 while the environment
+        starts), the ticket spent, then ``/api/status`` polled."""
+        deadline = time.perf_counter() + timeout
+        authorize = f"/api/v1/environments/{env_id}/apps/jupyter/authorize?next=%2Fapi%2Fstatus"
+        while True:
+            code, _, location = _get(self.port, self.console_host, authorize, self.session)
+            if code == 302:
+                break
+            if code != 409 or time.perf_counter() > deadline:
+                raise RuntimeError(f"authorize of {env_id} answered {code}")
+            time.sleep(POLL_SECONDS)
+        callback = location.split(self.app_host(env_id), 1)[1]
+        code, app_cookies, _ = _get(self.port, self.app_host(env_id), callback, {})
+        if code != 302 or not app_cookies:
+            raise RuntimeError(f"callback of {env_id} answered {code}")
+        while time.perf_counter() < deadline:
+            code, _, _ = _get(self.port, self.app_host(env_id), "/api/status", app_cookies)
+            if code == 200:
+                return time.perf_counter() - t0
+            if code not in (502, 503, 504):
+                raise RuntimeError(f"/api/status of {env_id} through the platform answered {code}")
+            time.sleep(POLL_SECONDS)
+        raise RuntimeError(f"JupyterLab of {env_id} did not answer through the platform after {timeout}s")
+
+
+def jupyter_at(port: int, token: str, t0: float, timeout: float = BANNER_TIMEOUT) -> float:
+    """Seconds from ``t0`` until 127.0.0.1:port answers ``/api/status`` 200 (the raw container)."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=PROBE_ATTEMPT_SECONDS)
+        try:
+            conn.request("GET", "/api/status", headers={"Authorization": f"token {token}"})
+            r = conn.getresponse()
+            r.read()
+            if r.status == 200:
+                return time.perf_counter() - t0
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        time.sleep(POLL_SECONDS)
+    raise RuntimeError(f"no JupyterLab on port {port} after {timeout}s")
+
+
+class ApiRunner:
+    def __init__(self, srv: LiveServer, token: str, workspace_id: str, scope: str, browser: AppBrowser):
+        self.srv, self.token, self.ws, self.scope, self.browser = srv, token, workspace_id, scope, browser
+
+    def run(self, i: int) -> dict:
+        """Seconds from the POST: accepted, running (status), ssh (banner), jupyter
+        (through the platform's URL); and the environment's ``id``."""
         t0 = time.perf_counter()
         code, env = self.srv.request(
             "POST", "/api/v1/environments",
@@ -97,26 +209,37 @@ class ApiRunner:
         if code != 202 or env["status"] != "starting":
             raise RuntimeError(f"create answered {code}: {env}")
         ssh_port = next(p["port"] for p in env["ports"] if p["purpose"] == "ssh")
-        running: list[float] = []
+        out: dict = {"accepted": accepted, "id": env["id"]}
+        errors: list[BaseException] = []
 
         def poll() -> None:
             deadline = time.perf_counter() + BANNER_TIMEOUT
             while time.perf_counter() < deadline:
                 code, body = self.srv.request("GET", f"/api/v1/environments/{env['id']}", token=self.token)
                 if code == 200 and body["status"] == "running":
-                    running.append(time.perf_counter() - t0)
+                    out["running"] = time.perf_counter() - t0
                     return
                 if code == 200 and body["status"] == "failed":
                     return
                 time.sleep(0.05)
 
-        poller = threading.Thread(target=poll)
-        poller.start()
-        banner = ssh_banner_at(ssh_port, t0)
-        poller.join()
-        if not running:
+        def jupyter() -> None:
+            try:
+                out["jupyter"] = self.browser.jupyter_ready(env["id"], t0)
+            except BaseException as exc:  # noqa: BLE001 - raised below, in the caller's thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=poll), threading.Thread(target=jupyter)]
+        for t in threads:
+            t.start()
+        out["ssh"] = ssh_banner_at(ssh_port, t0)
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        if "running" not in out:
             raise RuntimeError(f"environment {env['id']} never reported running")
-        return accepted, running[0], banner, env["id"]
+        return out
 
     def remove(self, env_id: str) -> float:
         """DELETE, then wait until the API answers 404 and Docker has neither the container
@@ -144,17 +267,21 @@ class RawRunner:
         self.scope = scope
         config, host = template["Config"], template["HostConfig"]
         self.env = [e for e in config["Env"] if not e.startswith("PATH=")]
+        self.jupyter_token = next((e.split("=", 1)[1] for e in self.env if e.startswith("REMOTEGPU_JUPYTER_TOKEN=")), "")
         self.cpus = host["NanoCpus"] / 1e9
         self.memory = host["Memory"]
         # container port → bind address, as the runtime published them (SSH public, Jupyter private)
         self.bindings = {k: v[0]["HostIp"] or "0.0.0.0" for k, v in (host["PortBindings"] or {}).items() if v}
         if "22/tcp" not in self.bindings:
             raise RuntimeError(f"the API's container publishes no SSH port: {host['PortBindings']}")
+        if "8888/tcp" not in self.bindings:
+            raise RuntimeError(f"the API's container publishes no Jupyter port: {host['PortBindings']}")
         if config.get("Entrypoint") != docker_image_entrypoint() or host.get("Init"):
             raise RuntimeError("the API's container does not use the image's entrypoint as is")
 
-    def run(self, i: int) -> tuple[float, float, str]:
-        """(docker run returned, SSH banner) seconds and the container's name."""
+    def run(self, i: int) -> dict:
+        """Seconds from launching ``docker run``: returned, ssh (banner), jupyter (its
+        published port answers); and the container's ``name``."""
         name = f"rgpu-bench-raw-{self.scope}-{i}"
         ports = {cport: free_port() for cport in self.bindings}
         cmd = ["docker", "run", "-d", "--name", name, "--hostname", f"raw-{i}", "--label", f"remotegpu.scope={self.scope}",
@@ -166,14 +293,19 @@ class RawRunner:
         cmd.append(IMAGE)
         t0 = time.perf_counter()
         process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        returned: list[float] = []
-        waiter = threading.Thread(target=lambda: (process.wait(), returned.append(time.perf_counter() - t0)))
+        out: dict = {"name": name}
+        waiter = threading.Thread(target=lambda: (process.wait(), out.__setitem__("returned", time.perf_counter() - t0)))
         waiter.start()
-        banner = ssh_banner_at(ports["22/tcp"], t0)  # probing from the request on, like the API's
+        jupyter = threading.Thread(target=lambda: out.__setitem__("jupyter", jupyter_at(ports["8888/tcp"], self.jupyter_token, t0)))
+        jupyter.start()
+        out["ssh"] = ssh_banner_at(ports["22/tcp"], t0)  # probing from the request on, like the API's
         waiter.join()
+        jupyter.join()
         if process.returncode != 0:
             raise RuntimeError(f"docker run failed: {process.stderr.read().decode()[:500]}")
-        return returned[0], banner, name
+        if "jupyter" not in out:
+            raise RuntimeError(f"raw container {name}: JupyterLab never answered")
+        return out
 
     @staticmethod
     def remove(name: str) -> float:
@@ -184,64 +316,119 @@ class RawRunner:
 
 
 def docker_image_entrypoint():
-    import json
-
     return json.loads(docker("image", "inspect", IMAGE, "--format", "{{json .Config.Entrypoint}}"))
 
 
 def cleanup(scope: str) -> None:
-    ids = docker("ps", "-aq", "--filter", f"label=remotegpu.scope={scope}", check=False).split()
-    if ids:
-        docker("rm", "-f", *ids, check=False)
-    vols = docker("volume", "ls", "-q", "--filter", f"label=remotegpu.scope={scope}", check=False).split()
-    vols += docker("volume", "ls", "-q", "--filter", f"name=rgpu-bench-raw-{scope}-", check=False).split()
+    """Containers, volumes, workspace networks and firewall rules of ``scope``."""
+    from tests.support.components import docker_client, remove_scope
+
+    remove_scope(docker_client(), scope)
+    vols = docker("volume", "ls", "-q", "--filter", f"name=rgpu-bench-raw-{scope}-", check=False).split()
     if vols:
-        docker("volume", "rm", "-f", *sorted(set(vols)), check=False)
+        docker("volume", "rm", "-f", *vols, check=False)
 
 
-def bench(heartbeat: float, reps: int) -> dict:
+def at_once(n: int, work) -> list:
+    """``work(k)`` for k in 0..n-1, all started together; their results in order."""
+    results: list = [None] * n
+    errors: list[BaseException] = []
+    gate = threading.Barrier(n)
+
+    def one(k: int) -> None:
+        try:
+            gate.wait()
+            results[k] = work(k)
+        except BaseException as exc:  # noqa: BLE001 - raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+ROWS = ("api_accepted", "api_running", "api_ssh", "api_jupyter", "api_delete", "raw_returned", "raw_ssh", "raw_jupyter",
+        "raw_delete", "hub_jupyter", "c_api_jupyter", "c_api_ssh", "c_raw_jupyter", "c_hub_jupyter")
+
+
+def bench(heartbeat: float, reps: int, concurrent: int, rounds: int, with_hub: bool) -> dict:
     scope = f"bench{uuid.uuid4().hex[:8]}"
-    rows: dict[str, list[float]] = {
-        k: [] for k in ("api_accepted", "api_running", "api_ssh", "api_delete", "raw_returned", "raw_ssh", "raw_delete")
-    }
+    rows: dict[str, list[float]] = {k: [] for k in ROWS}
     try:
         with tempfile.TemporaryDirectory() as tmp, live_server(
             Path(tmp), REMOTEGPU_RUNTIME="docker", REMOTEGPU_AGENT_FAKE_GPUS=FAKE, REMOTEGPU_DOCKER_SCOPE=scope,
             REMOTEGPU_AGENT_NAME=f"host-{scope}", REMOTEGPU_HEARTBEAT_SECONDS=str(heartbeat),
-            REMOTEGPU_LOG_LEVEL="WARNING",
+            REMOTEGPU_LOG_LEVEL="WARNING", REMOTEGPU_BASE_IMAGE=IMAGE,
         ) as srv:
-            token = srv.login("admin", "admin-password-123")
+            token = srv.login(*ADMIN)
             ws = srv.request("GET", "/api/v1/workspaces", token=token)[1]["items"][0]["id"]
             deadline = time.monotonic() + 30
             while sum(t["free"] for t in srv.request("GET", "/api/v1/gpu-types", token=token)[1]["items"]) < 1:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the embedded agent did not register")
                 time.sleep(0.2)
-            api = ApiRunner(srv, token, ws, scope)
+            if concurrent > 1:  # whole cores per environment: let `concurrent` 1-core ones fit this host
+                host = srv.request("GET", "/api/v1/hosts", token=token)[1]["items"][0]
+                ratio = min(10.0, max(1.0, (concurrent + 1) / max(1, host["cpu_cores"])))
+                code, body = srv.request("PATCH", f"/api/v1/hosts/{host['id']}", {"cpu_overcommit": ratio}, token=token)
+                if code != 200:
+                    raise RuntimeError(f"setting the host's CPU overcommit answered {code}: {body}")
+            api = ApiRunner(srv, token, ws, scope, AppBrowser(srv, *ADMIN))
             # Warm-up (not counted): also gives the raw runs their template.
-            *_, env_id = api.run(-1)
-            template = docker_inspect(f"rgpu-env-{env_id}")
-            api.remove(env_id)
+            first = api.run(-1)
+            template = docker_inspect(f"rgpu-env-{first['id']}")
+            api.remove(first["id"])
             raw = RawRunner(scope, template)
-            _, _, name = raw.run(-1)
-            raw.remove(name)
-            for i in range(reps):
-                order = ("api", "raw") if i % 2 == 0 else ("raw", "api")
-                for which in order:
-                    if which == "api":
-                        accepted, running, ssh, env_id = api.run(i)
-                        rows["api_delete"].append(api.remove(env_id))
-                        rows["api_accepted"].append(accepted)
-                        rows["api_running"].append(running)
-                        rows["api_ssh"].append(ssh)
-                    else:
-                        returned, ssh, name = raw.run(i)
-                        rows["raw_delete"].append(raw.remove(name))
-                        rows["raw_returned"].append(returned)
-                        rows["raw_ssh"].append(ssh)
-                print(f"  heartbeat {heartbeat:g}s rep {i + 1}/{reps}: api running {rows['api_running'][-1]:.2f}s "
-                      f"ssh {rows['api_ssh'][-1]:.2f}s; raw returned {rows['raw_returned'][-1]:.2f}s "
-                      f"ssh {rows['raw_ssh'][-1]:.2f}s", file=sys.stderr)
+            raw.remove(raw.run(-1)["name"])
+            hub_cm = jupyterhub(IMAGE, raw.cpus, raw.memory, scope) if with_hub else nullcontext(None)
+            with hub_cm as hub:
+                if hub is not None:
+                    hub.spawn("warmup")
+                    hub.stop("warmup")
+                kinds = ["api", "raw"] + (["hub"] if hub is not None else [])
+                for i in range(reps):
+                    for which in kinds[i % len(kinds):] + kinds[: i % len(kinds)]:  # rotating who goes first
+                        if which == "api":
+                            r = api.run(i)
+                            rows["api_delete"].append(api.remove(r["id"]))
+                            for k in ("accepted", "running", "ssh", "jupyter"):
+                                rows[f"api_{k}"].append(r[k])
+                        elif which == "raw":
+                            r = raw.run(i)
+                            rows["raw_delete"].append(raw.remove(r["name"]))
+                            for k in ("returned", "ssh", "jupyter"):
+                                rows[f"raw_{k}"].append(r[k])
+                        else:
+                            rows["hub_jupyter"].append(hub.spawn(f"seq{i}"))
+                            hub.stop(f"seq{i}")
+                    hub_cell = f"; hub {rows['hub_jupyter'][-1]:.2f}s" if hub is not None else ""
+                    print(f"  heartbeat {heartbeat:g}s rep {i + 1}/{reps}: api running {rows['api_running'][-1]:.2f}s "
+                          f"ssh {rows['api_ssh'][-1]:.2f}s jupyter {rows['api_jupyter'][-1]:.2f}s; raw ssh "
+                          f"{rows['raw_ssh'][-1]:.2f}s jupyter {rows['raw_jupyter'][-1]:.2f}s{hub_cell}", file=sys.stderr)
+                for rnd in range(rounds if concurrent > 1 else 0):
+                    for which in kinds[rnd % len(kinds):] + kinds[: rnd % len(kinds)]:
+                        if which == "api":
+                            results = at_once(concurrent, lambda k, rnd=rnd: api.run(1000 + rnd * concurrent + k))
+                            at_once(concurrent, lambda k: api.remove(results[k]["id"]))
+                            rows["c_api_jupyter"] += [r["jupyter"] for r in results]
+                            rows["c_api_ssh"] += [r["ssh"] for r in results]
+                        elif which == "raw":
+                            results = at_once(concurrent, lambda k, rnd=rnd: raw.run(1000 + rnd * concurrent + k))
+                            at_once(concurrent, lambda k: raw.remove(results[k]["name"]))
+                            rows["c_raw_jupyter"] += [r["jupyter"] for r in results]
+                        else:
+                            names = [f"c{rnd}x{k}" for k in range(concurrent)]
+                            rows["c_hub_jupyter"] += at_once(concurrent, lambda k: hub.spawn(names[k]))
+                            at_once(concurrent, lambda k: hub.stop(names[k]))
+                    hub_cell = f"; hub max {max(rows['c_hub_jupyter'][-concurrent:]):.2f}s" if hub is not None else ""
+                    print(f"  heartbeat {heartbeat:g}s {concurrent} at once, round {rnd + 1}/{rounds}: api jupyter max "
+                          f"{max(rows['c_api_jupyter'][-concurrent:]):.2f}s; raw jupyter max "
+                          f"{max(rows['c_raw_jupyter'][-concurrent:]):.2f}s{hub_cell}", file=sys.stderr)
             if "Traceback" in srv.log_path.read_text():
                 raise RuntimeError(f"the server logged an error:\n{srv.log_path.read_text()[-3000:]}")
     finally:
@@ -250,32 +437,39 @@ def bench(heartbeat: float, reps: int) -> dict:
 
 
 def docker_inspect(name: str) -> dict:
-    import json
-
     return json.loads(docker("inspect", name))[0]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--heartbeat", type=float, nargs="+", default=[1.0],
                         help="agent beat interval(s) in seconds to run the API side with")
+    parser.add_argument("--concurrent", type=int, default=5, help="environments started at once (0: none)")
+    parser.add_argument("--concurrent-rounds", type=int, default=2)
+    parser.add_argument("--no-hub", action="store_true", help="no JupyterHub baseline")
     args = parser.parse_args()
     try:
         docker("image", "inspect", IMAGE)
     except (subprocess.CalledProcessError, FileNotFoundError):
         raise SystemExit(f"bench/env_start.py needs a Docker daemon and {IMAGE} (make image)") from None
 
-    results = [(hb, bench(hb, args.reps)) for hb in args.heartbeat]
+    load_before = os.getloadavg()
+    results = [(hb, bench(hb, args.reps, args.concurrent, args.concurrent_rounds, not args.no_hub)) for hb in args.heartbeat]
+    load_after = os.getloadavg()
     med = statistics.median
-    print(f"\nEnvironment start, {args.reps} repetitions each, alternating, {os.cpu_count()} CPUs, "
-          f"{IMAGE}, 1 CPU / 1 GiB / 1 fake GPU; medians (p90) in seconds")
+
+    def cell(xs: list[float]) -> str:
+        if not xs:
+            return "-"
+        return f"{med(xs):.2f} ({statistics.quantiles(xs, n=10)[-1]:.2f})" if len(xs) > 1 else f"{xs[0]:.2f}"
+
+    print(f"\nEnvironment start, {args.reps} repetitions each, rotating order, {os.cpu_count()} CPUs, "
+          f"{IMAGE}, 1 CPU / 1 GiB / 1 fake GPU; medians (p90) in seconds; "
+          f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     print(f"{'heartbeat':>9}  {'raw run -d':>14}  {'raw SSH':>14}  {'API 202':>8}  {'API running':>14}  {'API SSH':>14}  {'SSH ratio':>9}"
           f"  {'raw rm -f':>14}  {'API delete':>14}")
     for hb, r in results:
-        def cell(xs: list[float]) -> str:
-            return f"{med(xs):.2f} ({statistics.quantiles(xs, n=10)[-1]:.2f})" if len(xs) > 1 else f"{xs[0]:.2f}"
-
         ratio = med(r["api_ssh"]) / med(r["raw_ssh"])
         print(f"{hb:>8g}s  {cell(r['raw_returned']):>14}  {cell(r['raw_ssh']):>14}  {med(r['api_accepted']):>8.3f}  "
               f"{cell(r['api_running']):>14}  {cell(r['api_ssh']):>14}  {ratio:>8.2f}x"
@@ -283,6 +477,20 @@ def main() -> None:
     print("\nratio = median API create→SSH banner / median raw `docker run -d`→SSH banner (aim ≤ 1.3x)")
     print("API delete = DELETE request → neither the container nor the volume left in Docker (aim ≤ 2 s);"
           " raw rm -f = `docker rm -f` + `docker volume rm` of the same")
+
+    print(f"\nJupyterLab ready (/api/status 200), medians (p90) in seconds; sequential, then {args.concurrent} at once "
+          f"({args.concurrent_rounds} rounds)")
+    print(f"{'heartbeat':>9}  {'':>10}  {'raw run -d':>14}  {'JupyterHub':>14}  {'API (platform URL)':>18}  {'API/Hub':>8}  {'API SSH':>14}")
+    for hb, r in results:
+        for label, prefix in (("sequential", ""), (f"{args.concurrent} at once", "c_")):
+            api_j, hub_j = r[f"{prefix}api_jupyter"], r[f"{prefix}hub_jupyter"]
+            ratio = f"{med(api_j) / med(hub_j):.2f}x" if api_j and hub_j else "-"
+            print(f"{hb:>8g}s  {label:>10}  {cell(r[f'{prefix}raw_jupyter']):>14}  {cell(hub_j):>14}  {cell(api_j):>18}"
+                  f"  {ratio:>8}  {cell(r[f'{prefix}api_ssh']):>14}")
+    print("\nAPI = POST /api/v1/environments → JupyterLab's /api/status answering through {env_id}--jupyter.localhost"
+          " (handshake included); JupyterHub = POST /hub/api/users/NAME/server → /user/NAME/api/status through its proxy,"
+          " DockerSpawner, same image (+ jupyterhub) and limits; raw = `docker run -d` → the published port."
+          " Aim: API/Hub ≤ 0.5x")
 
 
 if __name__ == "__main__":

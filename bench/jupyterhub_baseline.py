@@ -101,12 +101,22 @@ class Hub:
             logs = subprocess.run(["docker", "logs", "--tail", "30", f"{self.prefix}-{user}"], capture_output=True, text=True)
             raise RuntimeError(f"hub: spawn answered {code}: {body}\n{logs.stdout}{logs.stderr}")
         deadline = t0 + READY_TIMEOUT
+        checked = time.perf_counter()
         while time.perf_counter() < deadline:
             code, _ = self.request("GET", f"/user/{user}/api/status")
             if code == 200:
                 return time.perf_counter() - t0
+            if time.perf_counter() - checked > 0.5:  # a spawn the hub gave up on never gets ready
+                checked = time.perf_counter()
+                code, model = self.request("GET", f"/hub/api/users/{user}")
+                if code == 200 and isinstance(model, dict) and not model.get("pending") and not model.get("servers"):
+                    raise RuntimeError(f"hub: {user}'s spawn failed; log:\n{self.log_tail()}")
             time.sleep(POLL_SECONDS)
-        raise RuntimeError(f"hub: {user}'s server not ready after {READY_TIMEOUT}s; log:\n{self.log_path.read_text()[-3000:]}")
+        raise RuntimeError(f"hub: {user}'s server not ready after {READY_TIMEOUT}s; log:\n{self.log_tail()}")
+
+    def log_tail(self) -> str:
+        lines = [line for line in self.log_path.read_text().splitlines() if " 302 GET " not in line]
+        return "\n".join(lines[-40:])
 
     def stop(self, user: str) -> None:
         self.request("DELETE", f"/hub/api/users/{user}/server")
@@ -154,6 +164,8 @@ c.DockerSpawner.cpu_limit = {cpus}
 c.DockerSpawner.mem_limit = {memory_bytes}
 c.DockerSpawner.extra_create_kwargs = {{"entrypoint": ["/usr/bin/env"]}}  # instead of the image's
 c.DockerSpawner.cmd = ["/opt/jupyter/bin/jupyterhub-singleuser"]
+c.Spawner.start_timeout = 120  # generous: on a busy machine the defaults (60 s, 30 s) fail spawns
+c.Spawner.http_timeout = 120
 c.Spawner.args = ["--allow-root"]  # the image runs as root, as RemoteGPU's environments do
 """)
         log_path = Path(tmp) / "jupyterhub.log"

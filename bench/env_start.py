@@ -53,6 +53,7 @@ import argparse
 import http.client
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -547,6 +548,8 @@ def main() -> None:
     parser.add_argument("--concurrent-rounds", type=int, default=2)
     parser.add_argument("--no-hub", action="store_true", help="no JupyterHub baseline")
     args = parser.parse_args()
+    # Killed (timeout, kill): unwind, so the server, the hub and every container go too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         docker("image", "inspect", IMAGE)
     except (subprocess.CalledProcessError, FileNotFoundError):

@@ -37,7 +37,8 @@ fi
 
 # The recipe hash covers every file that shapes the image (not the README).
 recipe_hash() {
-    (cd "$RECIPE_DIR" && sha256sum packages.txt jupyter-requirements.txt sshd_config dpkg-excludes entrypoint.sh jupyter_unix_socket.py
+    (cd "$RECIPE_DIR" && sha256sum packages.txt jupyter-requirements.txt jupyter_server_config.json sshd_config dpkg-excludes \
+        entrypoint.sh jupyter_unix_socket.py
      sha256sum "$SELF" | cut -d' ' -f1) | sha256sum | cut -d' ' -f1
 }
 RECIPE="$(recipe_hash)"
@@ -115,12 +116,23 @@ pip_env=(PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore)
 [ -s "$ROOTFS/tmp/host-ca.crt" ] && pip_env+=(PIP_CERT=/tmp/host-ca.crt)
 [ -n "${PIP_INDEX_URL:-}" ] && pip_env+=(PIP_INDEX_URL="$PIP_INDEX_URL")
 quietly in_root env "${pip_env[@]}" /opt/jupyter/bin/pip install -r /tmp/jupyter-requirements.txt
+# rfc3987-syntax (pulled in by jupyter-events' jsonschema[format-nongpl]) builds a lark
+# grammar when jsonschema imports it: ~1 s of every JupyterLab start, for checking the
+# "iri" format of event schemas. Without it jsonschema leaves that format unchecked.
+quietly in_root /opt/jupyter/bin/pip uninstall -y rfc3987-syntax lark
+# Platform defaults for every JupyterLab (a user's ~/.jupyter config still wins): no
+# language-server scan, no classic-notebook shim, no PyPI extension manager, no news or
+# update checks (environments may have no Internet; each costs start time or a request).
+install -m 0644 "$RECIPE_DIR/jupyter_server_config.json" "$ROOTFS/opt/jupyter/etc/jupyter/jupyter_server_config.json"
 
 # 4. Services: sshd (key-only root login) and the entrypoint.
 install -m 0644 "$RECIPE_DIR/sshd_config" "$ROOTFS/etc/ssh/sshd_config.d/remotegpu.conf"
 install -m 0755 "$RECIPE_DIR/entrypoint.sh" "$ROOTFS/usr/local/bin/remotegpu-entrypoint"
 # Jupyter's extension for the proxy's Unix socket, importable by Jupyter's Python.
 install -m 0644 "$RECIPE_DIR/jupyter_unix_socket.py" "$ROOTFS"/opt/jupyter/lib/python3*/site-packages/
+# Every module byte-compiled in the image (pip compiled what it installed; this adds the
+# extension above and anything it missed), so no start compiles or writes .pyc files.
+quietly in_root /opt/jupyter/bin/python -m compileall -q -j 0 /opt/jupyter/lib
 # Containers lack CAP_AUDIT_CONTROL: a required pam_loginuid would end every SSH session.
 sed -i 's/^session\s\+required\s\+pam_loginuid.so/session optional pam_loginuid.so/' "$ROOTFS/etc/pam.d/sshd"
 

@@ -3,6 +3,7 @@ on Docker with one running environment owned by ``alice``, shared by every acces
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ import pytest
 from tests.support.components import binary, docker_with_image, remove_scope
 from tests.support.live_server import LiveServer, live_server
 
-IMAGE = "remotegpu/base:latest"
+IMAGE = os.environ.get("REMOTEGPU_BASE_IMAGE", "remotegpu/base:latest")
 
 
 @dataclass

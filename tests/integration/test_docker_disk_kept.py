@@ -9,6 +9,7 @@ still there, and exactly one snapshot image is left (removed with the environmen
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -18,7 +19,7 @@ from remotegpu.application.environments.ports import RuntimeSpec
 from tests.support.components import docker_with_image, remove_scope
 from tests.support.live_server import free_port
 
-IMAGE = "remotegpu/base:latest"
+IMAGE = os.environ.get("REMOTEGPU_BASE_IMAGE", "remotegpu/base:latest")
 
 # Builds a tiny wheel (no network, no setuptools in the image) that pip then installs
 # into the image's venv: a real `pip install`, like a user's.

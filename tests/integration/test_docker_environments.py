@@ -6,6 +6,7 @@ drives it like a user would, checking the containers and volumes Docker really h
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -14,7 +15,7 @@ from tests.support.components import docker_with_image, remove_scope
 from tests.support.live_server import live_server
 
 FAKE = "4xNVIDIA A100-SXM4-80GB"
-IMAGE = "remotegpu/base:latest"
+IMAGE = os.environ.get("REMOTEGPU_BASE_IMAGE", "remotegpu/base:latest")
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from docker import errors as docker_errors
 from tests.support.components import docker_with_image, remove_scope
 from tests.support.live_server import live_server
 
-IMAGE = "remotegpu/base:latest"
+IMAGE = os.environ.get("REMOTEGPU_BASE_IMAGE", "remotegpu/base:latest")
 FAKE = "4xNVIDIA A100-SXM4-80GB"
 ADMIN = ("admin", "admin-password-123")
 

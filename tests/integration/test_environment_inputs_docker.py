@@ -13,7 +13,7 @@ import pytest
 from tests.support.components import docker_with_image, remove_scope
 from tests.support.live_server import live_server
 
-IMAGE = "remotegpu/base:latest"
+IMAGE = os.environ.get("REMOTEGPU_BASE_IMAGE", "remotegpu/base:latest")
 SECRET = "hf_live_real-docker-secret-4c1d"
 
 

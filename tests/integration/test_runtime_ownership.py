@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import os
 import io
 import socket
 import tarfile
@@ -25,7 +26,7 @@ import pytest
 from tests.support.components import docker_with_image, remove_scope
 from tests.support.live_server import live_server
 
-IMAGE = "remotegpu/base:latest"
+IMAGE = os.environ.get("REMOTEGPU_BASE_IMAGE", "remotegpu/base:latest")
 ADMIN = ("admin", "admin-password-123")
 
 

@@ -1,20 +1,23 @@
 """The Jupyter proxy's direct route to the embedded host's containers: used when the
 local Docker runtime knows the container's address, skipped for other hosts, abandoned
-for the published port when that address cannot be reached, and 502 (looked up again
-next time) when it refuses the connection. Websockets go through the container's Unix
-socket too, and close once what admitted them no longer holds."""
+for the published port when that address cannot be reached; a request that finds
+JupyterLab not listening yet waits for it (long just after the environment started,
+briefly later), then 502 (looked up again next time). Websockets go through the
+container's Unix socket too, and close once what admitted them no longer holds."""
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import time
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 from aiohttp import web
 
 from remotegpu.application.environments.entry import Upstream
 from remotegpu.domain.fleet.models import Host
-from remotegpu.entrypoints.http import local_host
+from remotegpu.entrypoints.http import local_host, proxy as proxy_module
 from remotegpu.entrypoints.http.keys import CONTAINER
 from remotegpu.entrypoints.http.proxy import JupyterProxy
 from remotegpu.entrypoints.http.upstream import UpstreamError
@@ -64,7 +67,8 @@ async def start_jupyter_on_socket(path: str) -> web.AppRunner:
     return runner
 
 
-async def platform(aiohttp_client, published_port: int, docker: FakeDocker, *, local: bool, still_admitted=None):
+async def platform(aiohttp_client, published_port: int, docker: FakeDocker, *, local: bool, still_admitted=None,
+                   started_at: datetime | None = None):
     """The proxy alone, as ``apps.py`` calls it for an app host whose request it admitted
     (authorisation is tested in tests/e2e/test_session.py and tests/integration)."""
     app = web.Application()
@@ -72,7 +76,7 @@ async def platform(aiohttp_client, published_port: int, docker: FakeDocker, *, l
     proxy = JupyterProxy(app)
     app.cleanup_ctx.append(proxy.ctx)
     host = Host(id="h-local", name="box", private_address="127.0.0.1")
-    upstream = Upstream(env_id=ENV, host=host, port=published_port, jupyter_token="tok")
+    upstream = Upstream(env_id=ENV, host=host, port=published_port, jupyter_token="tok", started_at=started_at)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         return await proxy.serve(request, upstream, still_admitted=still_admitted)
@@ -137,15 +141,20 @@ async def test_an_unreachable_direct_route_falls_back_to_the_published_port(aioh
     assert ENV not in proxy._direct  # forgotten: the next request looks again
 
 
-async def test_a_refused_direct_route_is_502_and_looked_up_again(aiohttp_server, aiohttp_client, unused_tcp_port):
-    """Refused: the container is there but Jupyter is not listening yet. Its published
-    port leads to the same Jupyter through Docker's port proxy, which would hold the
-    connection open while it retries (a request hung there for minutes)."""
+async def test_a_refused_direct_route_is_502_and_looked_up_again(aiohttp_server, aiohttp_client, unused_tcp_port, monkeypatch):
+    """Refused: the container is there but Jupyter is not listening (an environment that
+    started long ago: it waits ``RESTART_WAIT_SECONDS`` only). Its published port leads
+    to the same Jupyter through Docker's port proxy, which would hold the connection
+    open while it retries (a request hung there for minutes): not tried."""
+    monkeypatch.setattr(proxy_module, "RESTART_WAIT_SECONDS", 0.3)
     published = await start_jupyter(aiohttp_server, "published")
     docker = FakeDocker(("127.0.0.1", unused_tcp_port))  # nothing listens there
-    client, proxy = await platform(aiohttp_client, published.port, docker, local=True)
+    long_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+    client, proxy = await platform(aiohttp_client, published.port, docker, local=True, started_at=long_ago)
+    t0 = time.monotonic()
     r = await client.get(f"/api/status")
     assert r.status == 502 and (await r.json())["error"]["code"] == "upstream_unavailable"
+    assert 0.3 <= time.monotonic() - t0 < 2.5  # waited for a restarting JupyterLab, briefly
     assert ENV not in proxy._direct
     r = await client.get(f"/lab", headers={"Accept": "text/html"})  # a tab opened too early reloads itself
     assert r.status == 502 and r.headers["Retry-After"] == "2" and 'http-equiv="refresh"' in await r.text()
@@ -153,6 +162,34 @@ async def test_a_refused_direct_route_is_502_and_looked_up_again(aiohttp_server,
     docker.route = (direct.host, direct.port)
     r = await client.get(f"/api/status")
     assert r.status == 200 and (await r.json())["served_by"] == "container"
+
+
+async def test_a_request_before_jupyter_listens_waits_for_it(aiohttp_server, aiohttp_client, tmp_path, unused_tcp_port):
+    """Just started: the socket is not there yet and the container's port refuses. The
+    request is not failed (nor sent to the published port): it waits, and is answered
+    by JupyterLab as soon as it listens; the direct route is looked up again meanwhile."""
+    published = await start_jupyter(aiohttp_server, "published")
+    (tmp_path / "run" / "remotegpu").mkdir(parents=True)
+    docker = FakeDocker(("127.0.0.1", unused_tcp_port), root=str(tmp_path))
+    client, _ = await platform(aiohttp_client, published.port, docker, local=True, started_at=datetime.now(timezone.utc))
+    runners = []
+
+    async def jupyter_comes_up() -> None:
+        await asyncio.sleep(1.5)
+        runners.append(await start_jupyter_on_socket(str(tmp_path / "run" / "remotegpu" / "jupyter.sock")))
+
+    coming = asyncio.ensure_future(jupyter_comes_up())
+    try:
+        t0 = time.monotonic()
+        r = await client.get("/api/status")
+        waited = time.monotonic() - t0
+        assert r.status == 200 and (await r.json())["served_by"] == "socket"
+        assert 1.4 <= waited < 1.5 + 1.0, waited  # answered once it listened, not at a poll's or a page reload's pace
+        assert len(docker.asked) >= 4  # looked up at first and again while waiting (≥ 1 s)
+    finally:
+        await coming
+        for runner in runners:
+            await runner.cleanup()
 
 
 async def leaky(request: web.Request) -> web.StreamResponse:

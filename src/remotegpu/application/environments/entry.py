@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from remotegpu.application.environments.access import load_visible
 from remotegpu.application.environments.access_gateway import AccessGateway, Entrant
@@ -64,6 +65,7 @@ class Upstream:
     host: Host
     port: int
     jupyter_token: str
+    started_at: datetime | None = None  # when it last became running (JupyterLab may still be starting)
 
     @property
     def address(self) -> str:
@@ -96,7 +98,7 @@ class EnvironmentEntry:
         env, host, ports = await self.load_enterable(actor, env_id)
         if host is None or "jupyter" not in ports:
             raise Conflict("the environment has no JupyterLab port", code="no_jupyter")
-        return Upstream(env.id, host, ports["jupyter"], env.jupyter_token)
+        return Upstream(env.id, host, ports["jupyter"], env.jupyter_token, env.started_at)
 
     def terminal_target(self, env: Environment, host: Host, ports: dict[str, int]) -> TerminalTarget:
         """Where the web terminal goes for ``env`` (from ``load_enterable``), with the

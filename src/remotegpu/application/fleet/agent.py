@@ -682,7 +682,7 @@ HOST_KEY_VARIABLE = "REMOTEGPU_SSH_HOST_KEY"
 # Installs the platform's host key ($REMOTEGPU_SSH_HOST_KEY) for the container's sshd, then
 # runs the authorized_keys script when "$4" is "keys". POSIX sh, so it works in any image.
 # * It first waits (10 s at most) for sshd's pid file: the image's entrypoint generates
-#   its own host keys before starting sshd (`ssh-keygen -A`), which must not race ours.
+#   its own host keys before starting sshd (`ssh-keygen`), which must not race ours.
 # * The other host key types go, so sshd presents only the platform's key.
 # * sshd is told to reload (SIGHUP: it re-executes itself with the same pid, keeping open
 #   sessions) only when the key changed.

@@ -27,6 +27,12 @@
 * The Jupyter token never reaches the client: response headers, bodies and websocket
   text frames are scrubbed of it (Jupyter does not send it; this is the guarantee).
 * Each proxied request counts as access activity (throttled) for the idle policy.
+* A request that finds JupyterLab not listening yet (no socket, connection refused: it
+  is still starting) waits for it instead of failing: up to ``STARTING_WAIT_SECONDS``
+  in the first ``STARTING_SECONDS`` after the environment started, and
+  ``RESTART_WAIT_SECONDS`` later (the image's entrypoint restarts a JupyterLab that
+  died within about a second). So a tab opened the moment the console shows
+  "running" gets JupyterLab as soon as it listens, not a page that reloads every 2 s.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -73,6 +80,14 @@ WRITE_BUFFER = 1024 * 1024
 SMALL_BODY = 64 * 1024
 #: How long a direct route to a container (Docker lookup) is reused.
 RESOLVE_TTL_SECONDS = 5.0
+#: JupyterLab not listening yet: how long a request waits for it in the first
+#: ``STARTING_SECONDS`` after its environment started, and afterwards; how often it
+#: tries again meanwhile, and looks the container up again (it may have been recreated).
+STARTING_SECONDS = 120.0
+STARTING_WAIT_SECONDS = 15.0
+RESTART_WAIT_SECONDS = 3.0
+NOT_LISTENING_RETRY_SECONDS = 0.025
+NOT_LISTENING_RESOLVE_SECONDS = 1.0
 _HOP_BY_HOP = frozenset(h.lower() for h in (
     "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer", "Trailers",
     "Transfer-Encoding", "Upgrade",
@@ -168,23 +183,26 @@ class JupyterProxy:
 
     async def _http(self, request: web.Request, upstream: Upstream, direct: _DirectRoute | None, extra: dict[str, str]) -> web.StreamResponse:
         headers = _forward_headers(request, upstream, _REQUEST_DROP)
-        length = request.headers.get(hdrs.CONTENT_LENGTH)
-        has_body = request.body_exists
-        direct_targets = [t for t in (direct.socket, direct.address) if t is not None] if direct else []
-        for target in [*direct_targets, (upstream.address, upstream.port)]:
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None  # set once JupyterLab was found not listening
+        resolved_at = loop.time()
+        while True:
             try:
-                exchange = await self._upstream.request(
-                    request.method, target, request.raw_path, headers,
-                    body=request.content.iter_any() if has_body else None,
-                    body_length=int(length) if has_body and length is not None else None,
-                )
+                exchange = await self._send(request, upstream, direct, headers)
                 break
             except UpstreamTimeout:
                 return error_response(504, "upstream_timeout", "JupyterLab of this environment took too long to answer")
             except UpstreamError as exc:
-                if target in direct_targets:
-                    self._direct.pop(upstream.env_id, None)  # looked up afresh next time
-                    if _worth_another_way(exc, target, direct):
+                now = loop.time()
+                if _not_listening(exc):
+                    if deadline is None:
+                        deadline = now + _listening_wait(upstream)
+                    transport = request.transport
+                    if now < deadline and transport is not None and not transport.is_closing():
+                        await asyncio.sleep(NOT_LISTENING_RETRY_SECONDS)
+                        if loop.time() - resolved_at >= NOT_LISTENING_RESOLVE_SECONDS:
+                            resolved_at = loop.time()
+                            direct = await self._direct_route(request.app, upstream)
                         continue
                 log.warning("jupyter of %s unreachable: %s", upstream.env_id, exc)
                 return _unavailable(request)
@@ -192,6 +210,29 @@ class JupyterProxy:
             return await self._answer(request, exchange, upstream, extra)
         finally:
             exchange.abort()  # a no-op once the response was read whole
+
+    async def _send(self, request: web.Request, upstream: Upstream, direct: _DirectRoute | None, headers: dict[str, str]) -> Exchange:
+        """Send the request by the first way that takes it (Jupyter's socket, the
+        container's address, the published port); raises the last way's ``UpstreamError``."""
+        length = request.headers.get(hdrs.CONTENT_LENGTH)
+        has_body = request.body_exists
+        direct_targets = [t for t in (direct.socket, direct.address) if t is not None] if direct else []
+        for target in [*direct_targets, (upstream.address, upstream.port)]:
+            try:
+                return await self._upstream.request(
+                    request.method, target, request.raw_path, headers,
+                    body=request.content.iter_any() if has_body else None,
+                    body_length=int(length) if has_body and length is not None else None,
+                )
+            except UpstreamTimeout:
+                raise
+            except UpstreamError as exc:
+                if target in direct_targets:
+                    self._direct.pop(upstream.env_id, None)  # looked up afresh by the next request
+                    if _worth_another_way(exc, target, direct):
+                        continue
+                raise
+        raise AssertionError("unreachable: the published port is always the last way")
 
     async def _answer(self, request: web.Request, exchange: Exchange, upstream: Upstream, extra: dict[str, str]) -> web.StreamResponse:
         token = upstream.jupyter_token.encode()
@@ -349,6 +390,23 @@ def _unavailable(request: web.Request) -> web.Response:
         return web.Response(status=502, text=_STARTING_PAGE, content_type="text/html",
                             headers={hdrs.CACHE_CONTROL: "no-store", hdrs.RETRY_AFTER: "2"})
     return error_response(502, "upstream_unavailable", "JupyterLab of this environment does not answer (yet)")
+
+
+def _not_listening(exc: UpstreamError) -> bool:
+    """The connection was refused, or Jupyter's socket is not there: nothing of the
+    request was sent, and JupyterLab is (re)starting or gone."""
+    return exc.refused and exc.errno in (errno.ENOENT, errno.ECONNREFUSED)
+
+
+def _listening_wait(upstream: Upstream) -> float:
+    """How long a request waits for JupyterLab to listen (see the module's doc)."""
+    started = upstream.started_at
+    if started is None:
+        return RESTART_WAIT_SECONDS
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=timezone.utc)
+    age = (datetime.now(timezone.utc) - started).total_seconds()
+    return STARTING_WAIT_SECONDS if age < STARTING_SECONDS else RESTART_WAIT_SECONDS
 
 
 def _worth_another_way(exc: UpstreamError, target: Target, direct: _DirectRoute | None) -> bool:

@@ -39,6 +39,10 @@ from remotegpu.application.environments.autostop import AutoStop
 from remotegpu.application.environments.credentials import EnvironmentCredentials
 from remotegpu.application.environments.entry import EnvironmentEntry
 from remotegpu.application.environments.queue_pass import QueuePass, QueueingUnitOfWork
+from remotegpu.adapters.workloads.file_logs import FileJobLogStore, InMemoryJobLogStore
+from remotegpu.application.workloads.heartbeat import JobHeartbeat
+from remotegpu.application.workloads.queue_pass import ChainedQueuePass, JobQueuePass
+from remotegpu.application.workloads.service import TrainingJobService
 from remotegpu.application.environments.service import EnvironmentService
 from remotegpu.application.environments.watch import EnvironmentWatch
 from remotegpu.application.fleet.agent_service import AgentService
@@ -240,7 +244,11 @@ class Container(containers.DeclarativeContainer):
     )
     # Every scheduling transaction ends with a queue pass: the queue moves whenever capacity frees.
     workspace_policy = providers.Singleton(workspace_policy_from, settings)
-    queueing_uow = providers.Factory(QueueingUnitOfWork, plain_uow, providers.Singleton(QueuePass, clock=clock, quotas=workspace_policy))
+    # Environments' queue first, then training jobs' (application/workloads/queue_pass.py).
+    queueing_uow = providers.Factory(QueueingUnitOfWork, plain_uow, providers.Singleton(
+        ChainedQueuePass, providers.Singleton(QueuePass, clock=clock, quotas=workspace_policy),
+        providers.Singleton(JobQueuePass, clock=clock),
+    ))
     uow = providers.Factory(NotifyingUnitOfWork, queueing_uow, notification_dispatcher)
     notification_service = providers.Singleton(
         NotificationService, repo=notification_repo, clock=clock, signals=unread_signals, email_enabled=email_enabled,
@@ -248,6 +256,13 @@ class Container(containers.DeclarativeContainer):
     delivery_service = providers.Singleton(
         DeliveryService, uow=plain_uow.provider, repo=notification_repo, clock=clock, sender=email_sender,
         queue=late_task_queue, public_url=providers.Callable(lambda s: s.public_url, settings),
+    )
+
+    # Training jobs' logs (application/workloads): files in the data dir for now.
+    job_logs = providers.Selector(
+        config.persistence,
+        sql=providers.Singleton(lambda s: FileJobLogStore(s.data_dir / "job-logs"), settings),
+        memory=providers.Singleton(InMemoryJobLogStore),
     )
 
     # --- use cases -----------------------------------------------------------------
@@ -296,11 +311,18 @@ class Container(containers.DeclarativeContainer):
         AgentService, uow=uow.provider, clock=clock, environments=environment_service, heartbeat_seconds=config.heartbeat_seconds,
         gateway=access_gateway, feed=change_feed,
         allow_loopback=config.allow_loopback_agents, stranded_after_seconds=config.stranded_after_seconds,
+        jobs=providers.Singleton(JobHeartbeat, clock, job_logs),
     )
     autostop = providers.Singleton(AutoStop, uow=uow.provider, clock=clock, environments=environment_service)
     environment_watch = providers.Singleton(EnvironmentWatch, uow=uow.provider, environments=environment_service, feed=change_feed)
     environment_entry = providers.Singleton(
         EnvironmentEntry, uow=uow.provider, autostop=autostop, gateway=access_gateway, credentials=environment_credentials,
+    )
+
+    # --- workloads (training jobs) ----------------------------------------------------
+    training_job_service = providers.Singleton(
+        TrainingJobService, uow=uow.provider, clock=clock, logs=job_logs, default_image=config.base_image,
+        images=image_policy, quotas=workspace_policy,
     )
 
     # --- background work -----------------------------------------------------------

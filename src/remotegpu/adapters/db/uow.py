@@ -18,6 +18,7 @@ from remotegpu.adapters.db.repositories.identity import (
     SqlUserRepository,
 )
 from remotegpu.adapters.db.repositories.workspaces import SqlWorkspaceRepository
+from remotegpu.adapters.db.repositories.workloads import SqlTrainingJobRepository
 from remotegpu.adapters.memory.locks import SchedulingLockHolder
 
 #: Key of the PostgreSQL advisory lock that serialises placement ("RGPUSCHD" in ASCII).
@@ -49,6 +50,7 @@ class SqlUnitOfWork:
         self.hosts = SqlHostRepository(session)
         self.environments = SqlEnvironmentRepository(session)
         self.allocations = SqlAllocationRepository(session)
+        self.training_jobs = SqlTrainingJobRepository(session)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -19,8 +19,10 @@ from remotegpu.domain.environments.models import (
 from remotegpu.domain.fleet.models import Host
 from remotegpu.domain.scheduling import Allocation, FleetState, Placement, PlacementRequest, place
 from remotegpu.domain.shared.errors import Conflict
+from remotegpu.domain.workloads.models import JobStatus
 
 HOLDING = [s for s in EnvStatus if s.holds_resources]
+JOB_HOLDING = [s for s in JobStatus if s.holds_resources]
 
 
 def request_of(env: Environment, *, pin: bool) -> PlacementRequest:
@@ -49,6 +51,9 @@ async def fleet_snapshot(uow: UnitOfWork, hosts: list[Host] | None = None) -> Fl
         for env in await uow.environments.list_by_status(HOLDING)
         if env.host_id is not None
     ]
+    # Training jobs' nodes hold GPUs, CPU and memory too (application/workloads).
+    for job in await uow.training_jobs.list_by_status(JOB_HOLDING):
+        allocations += [Allocation(n.host_id, tuple(n.gpu_uuids), job.cpu_cores, job.memory_gib) for n in job.node_states]
     return FleetState(hosts, allocations)
 
 

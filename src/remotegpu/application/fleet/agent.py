@@ -41,11 +41,15 @@ from remotegpu.application.environments.ports import EnvironmentRuntime, Runtime
 from remotegpu.application.fleet.agent_protocol import (
     DEFAULT_HEARTBEAT_SECONDS,
     DesiredEnvironment,
+    DesiredJobNode,
     HeartbeatReply,
     HostReport,
+    JobLogChunk,
     ObservedEnvironment,
+    ObservedJobNode,
     QuarantinedEnvironment,
 )
+from remotegpu.application.workloads.ports import JobRuntime
 from remotegpu.application.fleet.ports import (
     AgentCredentialStore,
     AgentLink,
@@ -67,6 +71,14 @@ MAX_BACKOFF_SECONDS = 30.0
 LISTING_REUSE_SECONDS = 5.0
 #: Longest error message reported for one environment.
 MAX_MESSAGE_CHARS = 1000
+#: While job nodes run here the agent beats at least this often (their logs stream live).
+JOB_BEAT_SECONDS = 1.0
+#: Most log bytes sent per job node, and in all, per beat (a report stays well under
+#: the server's 1 MiB body limit once base64-encoded).
+JOB_LOG_CHUNK_BYTES = 128 * 1024
+JOB_LOG_BEAT_BYTES = 512 * 1024
+#: Prefix of job nodes in the long-poll's ``known`` map (see AgentService.wait_for_work).
+JOB_KEY = "job:"
 
 
 class AgentNotRegistered(Exception):
@@ -106,8 +118,14 @@ class HostAgent:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         max_concurrent_actions: int = MAX_CONCURRENT_ACTIONS,
+        jobs: JobRuntime | None = None,
     ) -> None:
         self.runtime = runtime
+        # Training-job nodes (application/workloads): None = this agent runs none.
+        self.jobs = jobs
+        self._job_failures: dict[str, str] = {}
+        self._log_acked: dict[str, int] = {}  # node id → bytes the server keeps
+        self._jobs_active = False
         self.probe = probe
         self.link = link
         self.system = system
@@ -195,7 +213,77 @@ class HostAgent:
             private_address=self.private_address,
             agent_version=self.agent_version,
             quarantined=quarantined,
+            **(await self._job_report()),
         )
+
+    async def _job_report(self) -> dict:
+        if self.jobs is None:
+            return {}
+        try:
+            states = await self.jobs.list()
+        except Exception as exc:  # noqa: BLE001 - reported as nothing seen; environments go on
+            log.warning("job runtime cannot list its nodes: %s", exc)
+            return {}
+        nodes = [ObservedJobNode(s.node_id, s.status, s.exit_code, s.message[:MAX_MESSAGE_CHARS], s.log_size) for s in states]
+        seen = {s.node_id for s in states}
+        nodes += [ObservedJobNode(nid, "failed", None, msg) for nid, msg in self._job_failures.items() if nid not in seen]
+        chunks = []
+        budget = JOB_LOG_BEAT_BYTES
+        for s in states:
+            offset = self._log_acked.get(s.node_id, 0)
+            if s.log_size > offset and budget > 0:
+                try:
+                    data = await self.jobs.read_log(s.node_id, offset, min(JOB_LOG_CHUNK_BYTES, budget))
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("job node %s: cannot read its log: %s", s.node_id, exc)
+                    continue
+                if data:
+                    chunks.append(JobLogChunk(s.node_id, offset, data))
+                    budget -= len(data)
+        self._jobs_active = any(s.status == "running" for s in states) or bool(chunks)
+        return {"job_nodes": nodes, "job_logs": chunks}
+
+    async def reconcile_jobs(self, wanted: list[DesiredJobNode]) -> bool:
+        """Make the job runtime match ``wanted``; nodes not mentioned are stopped (kept)."""
+        if self.jobs is None:
+            return False
+        try:
+            states = {s.node_id: s for s in await self.jobs.list()}
+        except Exception as exc:  # noqa: BLE001
+            log.warning("not reconciling job nodes: %s", exc)
+            return False
+        changed = False
+        desired = {d.node_id: d for d in wanted}
+        for d in wanted:
+            self._log_acked[d.node_id] = d.log_offset
+            seen = states.get(d.node_id)
+            try:
+                if d.desired == "running" and d.spec is not None:
+                    if seen is None and d.node_id not in self._job_failures:
+                        await self.jobs.ensure_running(d.spec)
+                        changed = True
+                elif d.desired == "stopped":
+                    if seen is not None and seen.status == "running":
+                        await self.jobs.stop(d.node_id)
+                        changed = True
+                elif d.desired == "removed":
+                    if seen is not None:
+                        await self.jobs.remove(d.node_id)
+                        changed = True
+                    self._log_acked.pop(d.node_id, None)
+            except Exception as exc:  # noqa: BLE001 - one node never stops the others
+                message = (str(exc) or type(exc).__name__)[:MAX_MESSAGE_CHARS]
+                log.warning("job node %s: %s", d.node_id, message)
+                self._job_failures[d.node_id] = message
+                changed = True
+        for nid, seen in states.items():
+            if nid not in desired and seen.status == "running":
+                await self.jobs.stop(nid)
+                changed = True
+        for nid in list(self._job_failures):
+            if nid not in desired or desired[nid].desired != "running":
+                del self._job_failures[nid]
+        return changed
 
     async def _list_runtime(self) -> tuple[list[RuntimeState], bool]:
         try:
@@ -340,9 +428,12 @@ class HostAgent:
         beat — whatever that changed is reported on the next regular beat.
         """
         reply = await self._beat()
-        if await self.reconcile(reply):
+        changed = await self.reconcile(reply)
+        changed = await self.reconcile_jobs(reply.job_nodes) or changed
+        if changed:
             reply = await self._beat()
             await self.reconcile(reply)
+            await self.reconcile_jobs(reply.job_nodes)
         return reply
 
     async def _beat(self) -> HeartbeatReply:
@@ -350,6 +441,9 @@ class HostAgent:
         assert self._token is not None
         reply = await self.link.heartbeat(self._token, await self.report())
         self._known = {d.env_id: (d.desired, d.generation) for d in reply.desired}
+        self._known.update({JOB_KEY + d.node_id: (d.desired, 0) for d in reply.job_nodes})
+        if any(d.desired == "running" for d in reply.job_nodes):
+            self._jobs_active = True
         return reply
 
     async def run_forever(self, stop: asyncio.Event) -> None:
@@ -378,6 +472,8 @@ class HostAgent:
                 failures = 0
                 interval = reply.interval_seconds
                 delay = max(0.0, interval - (self._clock() - started))
+                if self._jobs_active:  # job nodes here: their state and logs go up every second
+                    delay = min(delay, JOB_BEAT_SECONDS)
             await self._pause(stop, delay)
 
     def _log_failure(self, exc: Exception, failures: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from remotegpu.application.environments.ports import RuntimeSpec
+from remotegpu.application.workloads.ports import JobNodeSpec
 from remotegpu.domain.fleet.models import Gpu
 
 DEFAULT_HEARTBEAT_SECONDS = 5.0
@@ -53,6 +54,35 @@ class HostReport:
     private_address: str = ""
     agent_version: str = ""
     quarantined: list[QuarantinedEnvironment] = field(default_factory=list)
+    # Training-job nodes (application/workloads): their containers and new log bytes.
+    job_nodes: list["ObservedJobNode"] = field(default_factory=list)
+    job_logs: list["JobLogChunk"] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ObservedJobNode:
+    node_id: str
+    status: str  # JobNodeState.status: running | exited | failed | missing
+    exit_code: int | None = None
+    message: str = ""
+    log_size: int = 0
+
+
+@dataclass(frozen=True)
+class JobLogChunk:
+    """Bytes ``offset``.. of one node's log (the server keeps them; repeated bytes are skipped)."""
+
+    node_id: str
+    offset: int
+    data: bytes = field(repr=False, default=b"")
+
+
+@dataclass(frozen=True)
+class DesiredJobNode:
+    node_id: str
+    desired: str  # running | stopped | removed
+    spec: JobNodeSpec | None = None  # set when desired is running
+    log_offset: int = 0  # bytes of its log the server already keeps: send from here
 
 
 @dataclass(frozen=True)
@@ -75,3 +105,4 @@ class HeartbeatReply:
     host_id: str
     desired: list[DesiredEnvironment]
     interval_seconds: float = DEFAULT_HEARTBEAT_SECONDS
+    job_nodes: list[DesiredJobNode] = field(default_factory=list)

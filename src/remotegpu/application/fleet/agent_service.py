@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any
 from datetime import timedelta
 
 from remotegpu.application.environments.access_gateway import AccessGateway
@@ -38,6 +39,8 @@ from remotegpu.domain.fleet.models import Host, HostStatus, QuarantineEntry
 from remotegpu.domain.shared.errors import Conflict, InvalidInput, Unauthenticated
 
 AGENT_TOKEN_PREFIX = "rga_"
+#: Prefix of job nodes in the agent's ``known`` map (long-poll): ``job:<node id>``.
+JOB_KEY = "job:"
 #: At most this many quarantined environments are kept per host (a report may not flood the row).
 MAX_QUARANTINE_ENTRIES = 500
 GENERATION_LABEL = "remotegpu.generation"
@@ -79,6 +82,8 @@ class AgentService:
     # An environment stopping or being deleted on a host silent for longer than this is
     # finished without it (finish_stranded): nobody is left to ask.
     stranded_after_seconds: float = 600.0
+    # Training-job nodes (application/workloads/heartbeat.py): None = no jobs context.
+    jobs: Any = None
 
     async def register(self, join_token: str, name: str, report: HostReport) -> tuple[str, str]:
         """Trade the one-time join token for the agent's own token."""
@@ -129,8 +134,9 @@ class AgentService:
                 if env.status is not EnvStatus.DELETED:
                     desired.append(await self._desired(uow, env, host))
             desired += await self._deleted_in_quarantine(uow, host, {d.env_id for d in desired})
+            job_nodes = await self.jobs(uow, host, report) if self.jobs is not None else []
             await uow.commit()
-        return HeartbeatReply(host_id=host.id, desired=desired, interval_seconds=self.heartbeat_seconds)
+        return HeartbeatReply(host_id=host.id, desired=desired, interval_seconds=self.heartbeat_seconds, job_nodes=job_nodes)
 
     async def wait_for_work(self, agent_token: str, known: dict[str, tuple[str, int]], timeout: float) -> bool:
         """Long-poll between heartbeats: True as soon as the host's desired state differs
@@ -147,6 +153,8 @@ class AgentService:
             return False
         subscription = self.feed.subscribe()
         try:
+            known_jobs = {k[len(JOB_KEY):] for k, v in known.items() if k.startswith(JOB_KEY) and v[0] == "running"}
+            known = {k: v for k, v in known.items() if not k.startswith(JOB_KEY)}
             async with self.uow() as uow:
                 host = await _host_of_agent(uow, agent_token)
                 current = {env.id: (desired_state(env), env.generation) for env in await uow.environments.list_for_host(host.id)
@@ -156,13 +164,20 @@ class AgentService:
             known = {k: v for k, v in known.items() if k in current or v[0] != "deleted"}
             if current != known:
                 return True
+            if self.jobs is not None and await self._job_nodes_changed(host.id, known_jobs):
+                return True
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
             while (remaining := deadline - loop.time()) > 0:
                 try:
-                    change = await asyncio.wait_for(subscription.get(), remaining)
+                    # Job changes are not on the feed: with a jobs context, look again every second.
+                    change = await asyncio.wait_for(subscription.get(), remaining if self.jobs is None else min(remaining, 1.0))
                 except asyncio.TimeoutError:
-                    return False
+                    if self.jobs is not None and loop.time() < deadline and await self._job_nodes_changed(host.id, known_jobs):
+                        return True
+                    if loop.time() >= deadline or self.jobs is None:
+                        return False
+                    continue
                 except FeedOverflow:
                     return True  # changes were dropped: one of them may be ours
                 if change.for_agent and change.host_id == host.id:
@@ -170,6 +185,16 @@ class AgentService:
             return False
         finally:
             subscription.close()
+
+    async def _job_nodes_changed(self, host_id: str, known_running: set[str]) -> bool:
+        """Whether the job nodes this host should run differ from those the agent runs."""
+        from remotegpu.domain.workloads.models import JobStatus, node_id
+
+        async with self.uow() as uow:
+            jobs = await uow.training_jobs.list_by_status([JobStatus.STARTING, JobStatus.RUNNING])
+        current = {node_id(j.id, j.attempt, n.rank) for j in jobs for n in j.node_states
+                   if n.host_id == host_id and n.state in ("starting", "running")}
+        return current != known_running
 
     async def mark_offline_hosts(self) -> list[str]:
         """Hosts silent for 3 heartbeats go offline; their live environments go lost."""
@@ -187,6 +212,8 @@ class AgentService:
                     if env.status in (EnvStatus.STARTING, EnvStatus.RUNNING):
                         env.transition(EnvStatus.LOST, f"host {host.name} missed {MISSED_BEATS_BEFORE_OFFLINE} heartbeats", self.clock.now())
                         await uow.environments.update(env)
+                if self.jobs is not None:  # its job nodes are lost: their gangs fail (or restart)
+                    await self.jobs.host_lost(uow, host, f"host {host.name} missed {MISSED_BEATS_BEFORE_OFFLINE} heartbeats")
             await uow.commit()
         return gone
 

@@ -149,7 +149,7 @@ class TrainingJob:
     attempt: int = 0  # 0-based; a gang restart increments it
     node_states: list[JobNode] = field(default_factory=list)
     exit_code: int | None = None
-    # Exit codes per node of every finished attempt: [{"attempt", "rank", "exit_code"}].
+    # Every finished attempt's nodes: [{"attempt", "rank", "host_id", "exit_code", "state", "message"}].
     exit_codes: list[dict] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)  # [{"at", "from", "to", "reason"}]
 
@@ -183,13 +183,12 @@ class TrainingJob:
         self.node_states = nodes
         self.transition(JobStatus.STARTING, reason, now)
 
-    def record_exit_codes(self) -> None:
+    def end_attempt(self) -> None:
+        """Record each node's outcome and where it ran (``exit_codes``), then drop the
+        placements: the GPUs are free as this is saved."""
         for n in self.node_states:
-            if n.exit_code is not None:
-                self.exit_codes.append({"attempt": self.attempt, "rank": n.rank, "exit_code": n.exit_code})
-
-    def release(self) -> None:
-        """Drop the node placements (GPUs freed): nodes are kept only as history of exits."""
+            self.exit_codes.append({"attempt": self.attempt, "rank": n.rank, "host_id": n.host_id,
+                                    "exit_code": n.exit_code, "state": n.state, "message": n.message})
         self.node_states = []
 
     def check_can_cancel(self) -> None:

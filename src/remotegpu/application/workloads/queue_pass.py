@@ -1,0 +1,78 @@
+"""The job queue moves with the environments' queue: at the end of every scheduling
+transaction (``QueueingUnitOfWork``), after the environments' pass, in the same
+transaction — so a job that ends (its GPUs released) lets queued environments and
+jobs start in the very commit that ended it.
+
+Rule: ``domain.workloads.gang.plan_gangs`` (all-or-nothing gangs, priority with aging,
+backfill, starving jobs reserve their hosts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from remotegpu.application.environments import placement as pl
+from remotegpu.application.shared.ports import Clock, UnitOfWork
+from remotegpu.domain.scheduling import PlacementRequest
+from remotegpu.domain.workloads.gang import AGING_STEP_SECONDS, STARVATION_SECONDS, QueuedGang, plan_gangs
+from remotegpu.domain.workloads.models import JobNode, JobStatus, TrainingJob
+
+
+def request_of(job: TrainingJob) -> PlacementRequest:
+    return PlacementRequest(
+        gpu_count=job.gpus_per_node, gpu_model=job.gpu_model if job.gpus_per_node else None,
+        cpu_cores=job.cpu_cores, memory_gib=job.memory_gib,
+    )
+
+
+@dataclass
+class JobQueuePass:
+    clock: Clock
+    starvation_seconds: float = STARVATION_SECONDS
+    aging_step_seconds: float = AGING_STEP_SECONDS
+
+    async def __call__(self, uow: UnitOfWork, known: Any = None) -> list[str]:
+        queued = await uow.training_jobs.list_by_status([JobStatus.QUEUED])
+        if not queued:
+            return []
+        hosts = await uow.hosts.list()
+        by_id = {h.id: h for h in hosts}
+        fleet = await pl.fleet_snapshot(uow, hosts)  # environments' and jobs' allocations
+        now = self.clock.now()
+        items = [QueuedGang(j.id, request_of(j), j.nodes, j.priority, j.queued_at or j.created_at) for j in queued]
+        plan = plan_gangs(fleet, items, now, starvation_seconds=self.starvation_seconds, aging_step=self.aging_step_seconds)
+        jobs = {j.id: j for j in queued}
+        started = []
+        for job_id, placements in plan.started:
+            job = jobs[job_id]
+            nodes = []
+            for rank, p in enumerate(placements):
+                host = by_id[p.host_id]
+                chosen = sorted((g for g in host.gpus if g.uuid in set(p.gpu_uuids)), key=lambda g: g.index)
+                nodes.append(JobNode(rank=rank, host_id=p.host_id, gpu_uuids=[g.uuid for g in chosen],
+                                     gpu_indices=[g.index for g in chosen], address=host.private_address or host.address))
+            names = ", ".join(sorted({by_id[p.host_id].name for p in placements}))
+            job.place(nodes, f"placed: {job.nodes} × {job.gpus_per_node} GPU on {names}", now)
+            await uow.training_jobs.update(job)
+            started.append(job_id)
+        for job_id, why in plan.waiting.items():
+            job = jobs[job_id]
+            message = f"queued: {why}"
+            if job.status_message != message:
+                job.status_message = message
+                await uow.training_jobs.update(job)
+        return started
+
+
+class ChainedQueuePass:
+    """Several passes in order, in one transaction (environments first, then jobs)."""
+
+    def __init__(self, *passes: Any):
+        self._passes = passes
+
+    async def __call__(self, uow: UnitOfWork, known: Any = None) -> list[str]:
+        started: list[str] = []
+        for p in self._passes:
+            started += await p(uow, known) if known is not None else await p(uow)
+        return started

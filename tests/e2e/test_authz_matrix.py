@@ -80,6 +80,13 @@ MATRIX = [
     ("POST", "/api/v1/webhooks/{webhook}/test", None, [401, 404, 403, 403, 200, 200]),
     ("GET", "/api/v1/webhooks/{webhook}/deliveries", None, [401, 404, 403, 403, 200, 200]),
     ("POST", "/api/v1/webhooks/{webhook}/deliveries/{delivery}/redeliver", None, [401, 404, 403, 403, 202, 202]),
+    # Training jobs: viewers read, members create and operate their own ({job} is the owner's), admins all.
+    ("GET", "/api/v1/training-jobs?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("POST", "/api/v1/training-jobs", {"workspace_id": "{ws}", "name": "t", "command": ["true"]}, [401, 404, 403, 201, 201, 201]),
+    ("GET", "/api/v1/training-jobs/{job}", None, [401, 404, 200, 200, 200, 200]),
+    ("GET", "/api/v1/training-jobs/{job}/logs", None, [401, 404, 200, 200, 200, 200]),
+    ("GET", "/api/v1/training-jobs/{job}/logs/a0.n0", None, [401, 404, 404, 404, 404, 404]),
+    ("POST", "/api/v1/training-jobs/{job}/cancel", None, [401, 404, 403, 403, 200, 200]),
 ]
 
 CASES = [
@@ -113,7 +120,11 @@ async def _world(client):
     await client.post("/api/v1/users/me/tokens", json={"name": "n"}, headers=target.headers)  # a notification of target's
     notification = (await (await client.get("/api/v1/notifications", headers=target.headers)).json())["items"][0]["id"]
     webhook, delivery = await seed_webhook(client.server.app[_key()], ws, owner.id)
-    return accounts, {"ws": ws, "target": target.id, "newcomer": newcomer.username, "invitation": invitation, "host": host,
+    r = await client.post("/api/v1/training-jobs", json={"workspace_id": ws, "name": "owned", "command": ["true"]},
+                          headers=owner.headers)
+    assert r.status == 201, await r.text()
+    job = (await r.json())["id"]
+    return accounts, {"job": job, "ws": ws, "target": target.id, "newcomer": newcomer.username, "invitation": invitation, "host": host,
                       "notification": notification, "webhook": webhook, "delivery": delivery}
 
 

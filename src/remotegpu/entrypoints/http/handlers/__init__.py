@@ -17,4 +17,5 @@ from remotegpu.entrypoints.http.handlers import (  # noqa: E402,F401
     terminal,
     webhooks,
     workspaces,
+    workloads,
 )

@@ -1,0 +1,119 @@
+"""Training jobs on the wire (``/api/v1/training-jobs``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from remotegpu.domain.environments.variables import MAX_VALUE_LENGTH, MAX_VARIABLES, NAME_RULE
+from remotegpu.domain.workloads.models import (
+    MAX_COMMAND_ARGS,
+    MAX_NODES,
+    MAX_RETRIES,
+    MAX_TIME_LIMIT_MINUTES,
+    PRIORITY_RANGE,
+    JobStatus,
+)
+from remotegpu.entrypoints.http.schemas.common import PageQuery, Strict
+
+_Arg = Annotated[str, StringConstraints(max_length=MAX_VALUE_LENGTH)]
+_Variables = dict[Annotated[str, StringConstraints(max_length=128)], Annotated[str, StringConstraints(max_length=MAX_VALUE_LENGTH)]]
+
+
+class TrainingJobIn(Strict):
+    workspace_id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=64, description=NAME_RULE)
+    command: list[_Arg] = Field(min_length=1, max_length=MAX_COMMAND_ARGS, description="argv run in every node (no shell)")
+    image: str | None = Field(None, min_length=1, max_length=255, description="default: the platform's base image; REMOTEGPU_ALLOWED_IMAGES")
+    env: _Variables = Field(default_factory=dict, max_length=MAX_VARIABLES,
+                            description="environment variables, same rules as environments' (reserved names answer 422)")
+    gpus_per_node: int = Field(0, ge=0, le=8)
+    gpu_model: str | None = Field(None, min_length=1, max_length=128)
+    nodes: int = Field(1, ge=1, le=MAX_NODES, description="nodes placed all at once (gang), one per host")
+    cpu_cores: int = Field(2, ge=1, le=256, description="per node")
+    memory_gib: int = Field(8, ge=1, le=4096, description="per node")
+    time_limit_minutes: int | None = Field(None, ge=1, le=MAX_TIME_LIMIT_MINUTES)
+    max_retries: int = Field(0, ge=0, le=MAX_RETRIES, description="a failed node restarts the whole gang this many times")
+    priority: int = Field(0, ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1], description="higher first; waiting raises it (aging)")
+
+
+class TrainingJobListQuery(PageQuery):
+    workspace_id: str = Field(min_length=1, max_length=64)
+
+
+class JobNodeOut(BaseModel):
+    rank: int
+    host_id: str
+    gpu_uuids: list[str]
+    state: str
+    exit_code: int | None
+    message: str
+
+
+class NodeExitOut(BaseModel):
+    attempt: int
+    rank: int
+    host_id: str | None = None
+    exit_code: int | None = None
+    state: str | None = None
+    message: str | None = None
+
+
+class JobEventOut(BaseModel):
+    at: str
+    from_status: str = Field(alias="from")
+    to: str
+    reason: str
+
+
+class TrainingJobOut(BaseModel):
+    id: str
+    workspace_id: str
+    owner_id: str
+    name: str
+    image: str
+    command: list[str]
+    env: dict[str, str]
+    gpus_per_node: int
+    gpu_model: str | None
+    nodes: int
+    cpu_cores: int
+    memory_gib: int
+    time_limit_minutes: int | None
+    max_retries: int
+    priority: int
+    status: JobStatus
+    status_message: str
+    attempt: int
+    exit_code: int | None
+    node_states: list[JobNodeOut]
+    exit_codes: list[NodeExitOut]
+    history: list[dict]
+    created_at: datetime
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobLogOut(BaseModel):
+    node: str = Field(description="a<attempt>.n<rank>")
+    attempt: int
+    rank: int
+    bytes: int
+
+
+class JobLogsOut(BaseModel):
+    items: list[JobLogOut]
+    total: int
+
+
+class JobLogQuery(Strict):
+    offset: int = Field(0, ge=0, le=2_000_000_000)
+    limit: int | None = Field(None, ge=1, le=64 * 1024 * 1024)
+    download: bool = False
+
+
+class JobLogStreamQuery(Strict):
+    offsets: str | None = Field(None, max_length=4096, description="resume: node=offset,... (default: from the start)")

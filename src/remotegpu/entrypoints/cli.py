@@ -167,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("agent", help="run the host agent on a GPU machine (registers with --token, then heartbeats)")
     add_agent_arguments(p)
     p.set_defaults(fn=cmd_agent)
+    from remotegpu.entrypoints.job_cli import add_job_arguments, cmd_job
+
+    p = sub.add_parser("job", help="training jobs: run (submit, follow the log, exit with its code), list, logs, cancel")
+    add_job_arguments(p)
+    p.set_defaults(fn=cmd_job)
     args = parser.parse_args(argv)
     return args.fn(args)
 

@@ -212,8 +212,8 @@ class AgentService:
                     if env.status in (EnvStatus.STARTING, EnvStatus.RUNNING):
                         env.transition(EnvStatus.LOST, f"host {host.name} missed {MISSED_BEATS_BEFORE_OFFLINE} heartbeats", self.clock.now())
                         await uow.environments.update(env)
-                if self.jobs is not None:  # its job nodes are lost: their gangs fail (or restart)
-                    await self.jobs.host_lost(uow, host, f"host {host.name} missed {MISSED_BEATS_BEFORE_OFFLINE} heartbeats")
+            if self.jobs is not None:  # job nodes on hosts silent for too long are lost: their gangs fail (or restart)
+                await self.jobs.fail_silent_hosts(uow, await uow.hosts.list())
             await uow.commit()
         return gone
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from remotegpu.application.fleet.agent_protocol import DesiredJobNode, HostReport, ObservedJobNode
 from remotegpu.application.shared.ports import Clock, UnitOfWork
 from remotegpu.application.workloads.ports import JobLogStore, JobNodeSpec
-from remotegpu.domain.fleet.models import Host
+from remotegpu.domain.fleet.models import Host, HostStatus
 from remotegpu.domain.workloads.models import (
     JobStatus,
     TrainingJob,
@@ -38,8 +38,8 @@ from remotegpu.domain.workloads.models import (
 
 log = logging.getLogger(__name__)
 
-#: Most log bytes the agent sends per node per beat.
-LOG_CHUNK_BYTES = 256 * 1024
+#: A node whose host has been silent (offline) this long is lost.
+LOST_AFTER_SECONDS = 60.0
 
 
 def node_key(attempt: int, rank: int) -> str:
@@ -65,6 +65,7 @@ def node_spec(job: TrainingJob, rank: int, fake_gpus: bool) -> JobNodeSpec:
 class JobHeartbeat:
     clock: Clock
     logs: JobLogStore
+    lost_after_seconds: float = LOST_AFTER_SECONDS
 
     async def __call__(self, uow: UnitOfWork, host: Host, report: HostReport) -> list[DesiredJobNode]:
         now = self.clock.now()
@@ -125,17 +126,26 @@ class JobHeartbeat:
             desired[seen.node_id] = DesiredJobNode(seen.node_id, "removed" if done else "stopped", None, kept)
         return list(desired.values())
 
-    async def host_lost(self, uow: UnitOfWork, host: Host, reason: str) -> None:
-        """The host went silent: its nodes are lost, so their gangs fail or restart."""
+    async def fail_silent_hosts(self, uow: UnitOfWork, hosts: list[Host]) -> list[str]:
+        """Nodes on a host offline for over ``lost_after_seconds`` are lost, so their gangs
+        fail or restart (a short silence — a slow beat — is not a reason to kill a job: a
+        host that comes back reports its containers as they are)."""
         now = self.clock.now()
+        silent = {h.id: h for h in hosts if h.status is HostStatus.OFFLINE and h.last_heartbeat_at is not None
+                  and (now - h.last_heartbeat_at).total_seconds() >= self.lost_after_seconds}
+        if not silent:
+            return []
+        ended = []
         for job in await uow.training_jobs.list_by_status([JobStatus.STARTING, JobStatus.RUNNING]):
-            mine = [n for n in job.node_states if n.host_id == host.id]
+            mine = [n for n in job.node_states if n.host_id in silent]
             if not mine:
                 continue
             for node in mine:
-                node.state, node.message = "lost", reason
+                node.state, node.message = "lost", f"host {silent[node.host_id].name} has been silent for over {int(self.lost_after_seconds)} s"
             _judge(job, now)
             await uow.training_jobs.update(job)
+            ended.append(job.id)
+        return ended
 
 
 def _ran_here(job: TrainingJob, attempt: int, rank: int, host_id: str) -> bool:

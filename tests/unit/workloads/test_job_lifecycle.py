@@ -165,3 +165,26 @@ async def test_another_tenant_cannot_see_the_job(world):
         await svc(world).get(mallory, job.id)
     with pytest.raises(NotFound):
         await svc(world).cancel(mallory, job.id)
+
+
+async def test_a_host_silent_for_a_minute_loses_its_nodes_and_the_gang_restarts(world):
+    user, ws, agents = await setup(world, hosts=3)
+    job = await svc(world).create(user, job_request(ws, max_retries=1))
+    await beat(agents, 2)
+    running = await svc(world).get(user, job.id)
+    busy = {n.host_id for n in running.node_states}
+    alive = [(a, rt) for a, rt in agents if a.host_id not in busy] + [
+        next((a, rt) for a, rt in agents if a.host_id in busy)]
+    world.clock.advance(seconds=20)
+    await world.agents.mark_offline_hosts()  # offline, but a short silence kills nothing
+    assert (await svc(world).get(user, job.id)).status is JobStatus.RUNNING
+    world.clock.advance(seconds=45)
+    for a, _ in alive:  # these keep beating; the other busy host stays silent
+        await a.beat_once()
+    await world.agents.mark_offline_hosts()
+    restarted = await svc(world).get(user, job.id)
+    assert restarted.attempt == 1, restarted.status_message
+    lost = [e for e in restarted.exit_codes if e["state"] == "lost"]
+    assert lost and "silent" in lost[0]["message"]
+    # the new attempt avoids the silent host
+    assert all(n.host_id in {a.host_id for a, _ in alive} for n in restarted.node_states)

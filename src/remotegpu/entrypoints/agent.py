@@ -112,7 +112,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         )
         from remotegpu.adapters.workloads.select import select_job_runtime
 
-        jobs = select_job_runtime(runtime_name, state_dir=state_dir, docker_scope=scope)
+        jobs = select_job_runtime(runtime_name, state_dir=state_dir, docker_scope=scope, private_address=private_address)
     except ValueError as exc:
         return fail(str(exc))
 

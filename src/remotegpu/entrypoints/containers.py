@@ -43,6 +43,7 @@ from remotegpu.adapters.workloads.file_logs import FileJobLogStore, InMemoryJobL
 from remotegpu.application.workloads.heartbeat import JobHeartbeat
 from remotegpu.application.workloads.queue_pass import ChainedQueuePass, JobQueuePass
 from remotegpu.application.workloads.service import TrainingJobService
+from remotegpu.application.workloads.services import InferenceServiceService, ServiceNodes
 from remotegpu.application.environments.service import EnvironmentService
 from remotegpu.application.environments.watch import EnvironmentWatch
 from remotegpu.application.fleet.agent_service import AgentService
@@ -311,7 +312,7 @@ class Container(containers.DeclarativeContainer):
         AgentService, uow=uow.provider, clock=clock, environments=environment_service, heartbeat_seconds=config.heartbeat_seconds,
         gateway=access_gateway, feed=change_feed,
         allow_loopback=config.allow_loopback_agents, stranded_after_seconds=config.stranded_after_seconds,
-        jobs=providers.Singleton(JobHeartbeat, clock, job_logs),
+        jobs=providers.Singleton(JobHeartbeat, clock, job_logs, services=providers.Singleton(ServiceNodes, clock)),
     )
     autostop = providers.Singleton(AutoStop, uow=uow.provider, clock=clock, environments=environment_service)
     environment_watch = providers.Singleton(EnvironmentWatch, uow=uow.provider, environments=environment_service, feed=change_feed)
@@ -323,6 +324,9 @@ class Container(containers.DeclarativeContainer):
     training_job_service = providers.Singleton(
         TrainingJobService, uow=uow.provider, clock=clock, logs=job_logs, default_image=config.base_image,
         images=image_policy, quotas=workspace_policy,
+    )
+    inference_service_service = providers.Singleton(
+        InferenceServiceService, uow=uow.provider, clock=clock, default_image=config.base_image, images=image_policy,
     )
 
     # --- background work -----------------------------------------------------------

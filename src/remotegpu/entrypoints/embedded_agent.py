@@ -64,7 +64,7 @@ async def build_embedded_agent(container: Container) -> HostAgent:
     from remotegpu.adapters.workloads.select import select_job_runtime
 
     jobs = select_job_runtime(runtime_name, state_dir=state_dir, docker_scope=settings.effective_docker_scope(),
-                              pids_limit=settings.pids_limit)
+                              pids_limit=settings.pids_limit, private_address=private_address)
     address = settings.ssh_host or (settings.http_host if settings.http_host not in ("0.0.0.0", "::") else "127.0.0.1")
     return HostAgent(
         runtime, detect_probe(settings.agent_fake_gpus, seed=name), InProcessAgentLink(container.agent_service()),

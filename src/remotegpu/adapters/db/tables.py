@@ -511,3 +511,17 @@ training_jobs = sa.Table(
     sa.Index(None, "workspace_id"),
     sa.Index(None, "status"),
 )
+
+# Inference services: the indexed columns, the rest (settings, replicas, token hashes) in
+# ``data`` (see adapters/db/repositories/workloads.py).
+inference_services = sa.Table(
+    "inference_services",
+    metadata,
+    _id(primary_key=True),
+    _id("workspace_id", nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Index(None, "workspace_id"),
+    sa.Index(None, "status"),
+)

@@ -18,7 +18,7 @@ from remotegpu.adapters.db.repositories.identity import (
     SqlUserRepository,
 )
 from remotegpu.adapters.db.repositories.workspaces import SqlWorkspaceRepository
-from remotegpu.adapters.db.repositories.workloads import SqlTrainingJobRepository
+from remotegpu.adapters.db.repositories.workloads import SqlInferenceServiceRepository, SqlTrainingJobRepository
 from remotegpu.adapters.memory.locks import SchedulingLockHolder
 
 #: Key of the PostgreSQL advisory lock that serialises placement ("RGPUSCHD" in ASCII).
@@ -51,6 +51,7 @@ class SqlUnitOfWork:
         self.environments = SqlEnvironmentRepository(session)
         self.allocations = SqlAllocationRepository(session)
         self.training_jobs = SqlTrainingJobRepository(session)
+        self.inference_services = SqlInferenceServiceRepository(session)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

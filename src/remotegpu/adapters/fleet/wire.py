@@ -154,6 +154,7 @@ def job_desired_to_dict(d: DesiredJobNode) -> dict[str, Any]:
             "env": dict(d.spec.env), "cpu_cores": d.spec.cpu_cores, "memory_gib": d.spec.memory_gib,
             "gpu_uuids": list(d.spec.gpu_uuids), "gpu_indices": list(d.spec.gpu_indices), "fake_gpus": d.spec.fake_gpus,
             "hostfile": d.spec.hostfile, "alias": d.spec.alias, "workspace_id": d.spec.workspace_id,
+            "ports": {str(c): h for c, h in d.spec.ports.items()}, "network": d.spec.network,
         }
     return {"node_id": d.node_id, "desired": d.desired, "spec": spec, "log_offset": d.log_offset}
 
@@ -192,7 +193,11 @@ def job_desired_from_dict(data: Any, path: str = "job_nodes") -> DesiredJobNode:
             gpu_uuids=list(uuids), gpu_indices=[_int(v, f"{path}.spec.gpu_indices[{i}]", 0) for i, v in enumerate(s.array("gpu_indices", []))],
             fake_gpus=s.flag("fake_gpus", False), hostfile=s.text("hostfile", ""), alias=s.text("alias", ""),
             workspace_id=s.optional_text("workspace_id"),
+            ports={_port(c, f"{path}.spec.ports key"): _port(h, f"{path}.spec.ports[{c!r}]") for c, h in s.mapping("ports", {}).items()},
+            network=s.text("network", ""),
         )
+        if spec.network and not _JOB_NODE_ID.match(spec.network):
+            raise ValueError(f"{path}.spec.network: not a network key")
         if spec.node_id != node_id:
             raise ValueError(f"{path}.spec.node_id: does not match")
     if desired == "running" and spec is None:

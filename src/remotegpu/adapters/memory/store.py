@@ -89,6 +89,7 @@ SPECS: dict[str, TableSpec] = {
     ),
     # Training jobs (application/workloads): one row per job, its nodes inside.
     "training_jobs": TableSpec(),
+    "inference_services": TableSpec(),
 }
 
 

@@ -70,8 +70,10 @@ def network_name(job_id: str) -> str:
 
 class DockerJobRuntime:
     def __init__(self, log_dir: Path, client: docker.DockerClient | None = None, *, scope: str = "default",
-                 hardening: Hardening | None = None, stop_timeout: int = 5, pull_missing: bool = True) -> None:
+                 hardening: Hardening | None = None, stop_timeout: int = 5, pull_missing: bool = True,
+                 private_address: str = "127.0.0.1") -> None:
         self._client = client or docker.from_env()
+        self._private_address = private_address or "127.0.0.1"
         self._scope = scope
         self._log_dir = Path(log_dir)
         self._hardening = hardening or Hardening()
@@ -115,7 +117,7 @@ class DockerJobRuntime:
     def _ensure_running(self, spec: JobNodeSpec) -> None:
         if self._container(spec.node_id) is not None:
             return  # a node runs once
-        net = self._ensure_network(spec.job_id)
+        net = self._ensure_network(spec.network or spec.job_id)
         shim = RuntimeSpec(env_id=spec.node_id, image=spec.image, cpu_cores=spec.cpu_cores, memory_gib=spec.memory_gib,
                            gpu_uuids=list(spec.gpu_uuids), gpu_indices=list(spec.gpu_indices), fake_gpus=spec.fake_gpus,
                            env=dict(spec.env))
@@ -127,9 +129,11 @@ class DockerJobRuntime:
         kwargs = dict(
             image=spec.image, name=container_name(spec.node_id), hostname=spec.alias or None,
             entrypoint=list(_ENTRYPOINT), command=list(spec.command), environment=env,
-            labels={LABEL_JOB_NODE: spec.node_id, LABEL_JOB_ID: spec.job_id, LABEL_JOB_SCOPE: self._scope},
+            labels={LABEL_JOB_NODE: spec.node_id, LABEL_JOB_ID: spec.network or spec.job_id, LABEL_JOB_SCOPE: self._scope},
             **container_limits(shim, self._hardening), device_requests=device_requests, detach=True,
             network=net, networking_config={net: self._client.api.create_endpoint_config(aliases=[spec.alias] if spec.alias else None)},
+            # Inference replicas: their port on the private address only (the router's way in).
+            ports={f"{c}/tcp": (self._private_address, h) for c, h in spec.ports.items()},
         )
         try:
             container = self._client.containers.create(**kwargs)

@@ -54,6 +54,9 @@ async def fleet_snapshot(uow: UnitOfWork, hosts: list[Host] | None = None) -> Fl
     # Training jobs' nodes hold GPUs, CPU and memory too (application/workloads).
     for job in await uow.training_jobs.list_by_status(JOB_HOLDING):
         allocations += [Allocation(n.host_id, tuple(n.gpu_uuids), job.cpu_cores, job.memory_gib) for n in job.node_states]
+    # ... and inference services' replicas, from placement until removed.
+    for service in await uow.inference_services.list_active():
+        allocations += [Allocation(r.host_id, tuple(r.gpu_uuids), service.cpu_cores, service.memory_gib) for r in service.replicas]
     return FleetState(hosts, allocations)
 
 

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from remotegpu.application.fleet.agent_protocol import DesiredJobNode, HostReport, ObservedJobNode
 from remotegpu.application.shared.ports import Clock, UnitOfWork
 from remotegpu.application.workloads.ports import JobLogStore, JobNodeSpec
 from remotegpu.domain.fleet.models import Host, HostStatus
+from remotegpu.domain.workloads.services import REPLICA_PREFIX
 from remotegpu.domain.workloads.models import (
     JobStatus,
     TrainingJob,
@@ -66,6 +68,7 @@ class JobHeartbeat:
     clock: Clock
     logs: JobLogStore
     lost_after_seconds: float = LOST_AFTER_SECONDS
+    services: Any = None  # ServiceNodes: inference replicas ride on the same node protocol
 
     async def __call__(self, uow: UnitOfWork, host: Host, report: HostReport) -> list[DesiredJobNode]:
         now = self.clock.now()
@@ -113,8 +116,11 @@ class JobHeartbeat:
                         nid, want, node_spec(job, node.rank, host.fake_gpus) if want == "running" else None,
                         await self.logs.size(job.id, node_key(job.attempt, node.rank)),
                     )
+        if self.services is not None:
+            for d in await self.services(uow, host, observed, report.runtime_healthy):
+                desired[d.node_id] = d
         for seen in report.job_nodes:
-            if seen.node_id in desired:
+            if seen.node_id in desired or seen.node_id.startswith(REPLICA_PREFIX):
                 continue
             parsed = parse_node_id(seen.node_id)
             job = None if parsed is None else await job_of(parsed[0])

@@ -64,6 +64,10 @@ class JobNodeSpec:
     hostfile: str = ""
     alias: str = ""  # its name on the job's network (node-<rank>)
     workspace_id: str | None = None
+    # Inference replicas: container port → host port, published on the agent's private
+    # address only (the platform's router reaches it). Empty for training nodes.
+    ports: dict[int, int] = field(default_factory=dict)
+    network: str = ""  # the network key ("" = job_id): replicas of one service share one
 
 
 @dataclass(frozen=True)
@@ -97,3 +101,25 @@ class JobRuntime(Protocol):
         """Bytes ``offset``..``offset+limit`` of the node's output (stdout and stderr,
         interleaved as written)."""
         ...
+
+
+# --- inference services -------------------------------------------------------------------
+
+from remotegpu.domain.workloads.services import InferenceService  # noqa: E402
+
+
+class InferenceServiceRepository(Protocol):
+    async def add(self, service: InferenceService) -> None: ...
+    async def get(self, service_id: str) -> InferenceService | None: ...
+    async def update(self, service: InferenceService) -> None: ...
+    async def list(self, *, workspace_ids: list[str] | None, limit: int, offset: int) -> tuple[list[InferenceService], int]:
+        """Not deleted, newest first."""
+        ...
+    async def list_active(self) -> list[InferenceService]: ...
+
+
+class RouterView(Protocol):
+    """What the router knows of replicas right now (per server process)."""
+
+    def ready(self, replica_id: str) -> bool: ...
+    def in_flight(self, replica_id: str) -> int: ...

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from remotegpu.adapters.db import tables as t
 from remotegpu.adapters.db.repositories._base import SqlRepository
 from remotegpu.domain.workloads.models import JobNode, JobStatus, TrainingJob
+from remotegpu.domain.workloads.services import InferenceService, Replica, ServiceStatus
 
 
 def _row(job: TrainingJob) -> dict[str, Any]:
@@ -65,3 +66,51 @@ class SqlTrainingJobRepository(SqlRepository):
             .order_by(c.queued_at.is_(None), c.queued_at, c.created_at, c.id)
         )
         return [_job(r) for r in rows]
+
+
+def service_to_data(s: InferenceService) -> dict[str, Any]:
+    data = {k: v for k, v in s.__dict__.items() if k not in ("replicas", "status", "created_at", "updated_at")}
+    data["replicas"] = [r.to_dict() for r in s.replicas]
+    data["updated_at"] = s.updated_at.isoformat() if s.updated_at else None
+    return data
+
+
+def service_from(data: dict[str, Any], status: str, created_at) -> InferenceService:
+    from datetime import datetime
+
+    d = dict(data)
+    replicas = [Replica.from_dict(r) for r in d.pop("replicas", [])]
+    updated = d.pop("updated_at", None)
+    return InferenceService(**d, replicas=replicas, status=ServiceStatus(status), created_at=created_at,
+                            updated_at=datetime.fromisoformat(updated) if updated else None)
+
+
+class SqlInferenceServiceRepository(SqlRepository):
+    async def add(self, service: InferenceService) -> None:
+        await self._execute(t.inference_services.insert().values(
+            id=service.id, workspace_id=service.workspace_id, status=service.status.value, created_at=service.created_at,
+            data=service_to_data(service)))
+
+    async def get(self, service_id: str) -> InferenceService | None:
+        row = (await self._execute(select(t.inference_services).where(t.inference_services.c.id == service_id))).first()
+        return None if row is None else service_from(row.data, row.status, row.created_at)
+
+    async def update(self, service: InferenceService) -> None:
+        await self._execute(t.inference_services.update().where(t.inference_services.c.id == service.id).values(
+            status=service.status.value, data=service_to_data(service)))
+
+    async def list(self, *, workspace_ids: list[str] | None, limit: int, offset: int) -> tuple[list[InferenceService], int]:
+        c = t.inference_services.c
+        where = [c.status != ServiceStatus.DELETED.value]
+        if workspace_ids is not None:
+            where.append(c.workspace_id.in_(workspace_ids))
+        total = (await self._execute(select(func.count()).select_from(t.inference_services).where(*where))).scalar_one()
+        rows = await self._execute(select(t.inference_services).where(*where)
+                                   .order_by(c.created_at.desc(), c.id.desc()).limit(limit).offset(offset))
+        return [service_from(r.data, r.status, r.created_at) for r in rows], total
+
+    async def list_active(self) -> list[InferenceService]:
+        c = t.inference_services.c
+        rows = await self._execute(select(t.inference_services).where(c.status == ServiceStatus.ACTIVE.value)
+                                   .order_by(c.created_at, c.id))
+        return [service_from(r.data, r.status, r.created_at) for r in rows]

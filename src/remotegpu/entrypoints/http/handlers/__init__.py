@@ -18,4 +18,5 @@ from remotegpu.entrypoints.http.handlers import (  # noqa: E402,F401
     webhooks,
     workspaces,
     workloads,
+    inference,
 )

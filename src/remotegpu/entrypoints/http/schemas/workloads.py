@@ -117,3 +117,97 @@ class JobLogQuery(Strict):
 
 class JobLogStreamQuery(Strict):
     offsets: str | None = Field(None, max_length=4096, description="resume: node=offset,... (default: from the start)")
+
+
+# --- inference services -------------------------------------------------------------------
+
+
+class InferenceServiceIn(Strict):
+    workspace_id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=64, description=NAME_RULE)
+    image: str | None = Field(None, min_length=1, max_length=255)
+    command: list[_Arg] = Field(default_factory=list, max_length=MAX_COMMAND_ARGS, description="argv (empty: the image's own)")
+    port: int = Field(8000, ge=1, le=65535, description="the port the replicas serve HTTP on")
+    env: _Variables = Field(default_factory=dict, max_length=MAX_VARIABLES)
+    health_path: str = Field("/", min_length=1, max_length=512, description="a replica gets requests once this answers < 500")
+    gpus: int = Field(0, ge=0, le=8, description="per replica")
+    gpu_model: str | None = Field(None, min_length=1, max_length=128)
+    cpu_cores: int = Field(1, ge=1, le=256)
+    memory_gib: int = Field(2, ge=1, le=4096)
+    min_replicas: int = Field(0, ge=0, le=64, description="0: scale to zero when idle")
+    max_replicas: int = Field(1, ge=1, le=64)
+    target_concurrency: float = Field(10.0, gt=0, le=10_000, description="requests in flight per replica")
+    scale_down_delay_s: float = Field(300.0, gt=0, le=86_400, description="replicas go only after this long of lower demand")
+    scale_to_zero_after_s: float = Field(300.0, gt=0, le=86_400, description="idle this long: no replica (min_replicas 0)")
+    public: bool = Field(False, description="anyone may call it; otherwise a token of the service is needed")
+
+
+class InferenceServicePatchIn(Strict):
+    image: str | None = Field(None, min_length=1, max_length=255)
+    command: list[_Arg] | None = Field(None, max_length=MAX_COMMAND_ARGS)
+    port: int | None = Field(None, ge=1, le=65535)
+    env: _Variables | None = Field(None, max_length=MAX_VARIABLES)
+    health_path: str | None = Field(None, min_length=1, max_length=512)
+    min_replicas: int | None = Field(None, ge=0, le=64)
+    max_replicas: int | None = Field(None, ge=1, le=64)
+    target_concurrency: float | None = Field(None, gt=0, le=10_000)
+    scale_down_delay_s: float | None = Field(None, gt=0, le=86_400)
+    scale_to_zero_after_s: float | None = Field(None, gt=0, le=86_400)
+    public: bool | None = None
+
+
+class InferenceServiceListQuery(PageQuery):
+    workspace_id: str = Field(min_length=1, max_length=64)
+
+
+class ReplicaOut(BaseModel):
+    id: str
+    generation: int
+    host_id: str
+    state: str
+    ready: bool
+    message: str
+
+
+class ServiceStatsOut(BaseModel):
+    requests: int
+    errors: int
+    cold_starts: int
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    ready_replicas: int
+    in_flight: int
+
+
+class InferenceServiceOut(BaseModel):
+    id: str
+    workspace_id: str
+    owner_id: str
+    name: str
+    url: str = Field(description="the service's stable URL on the apps domain")
+    image: str
+    command: list[str]
+    port: int
+    env: dict[str, str]
+    health_path: str
+    gpus: int
+    gpu_model: str | None
+    cpu_cores: int
+    memory_gib: int
+    min_replicas: int
+    max_replicas: int
+    target_concurrency: float
+    scale_down_delay_s: float
+    scale_to_zero_after_s: float
+    public: bool
+    status: str
+    status_message: str
+    generation: int
+    desired_replicas: int
+    replicas: list[ReplicaOut]
+    stats: ServiceStatsOut
+    created_at: datetime
+
+
+class ServiceTokenOut(BaseModel):
+    token: str = Field(description="shown once: send as 'Authorization: Bearer <token>' to the service's URL")

@@ -1,4 +1,4 @@
-"""training jobs (workloads context): one row per job, nodes as JSON.
+"""workloads: training jobs (one row per job, nodes as JSON) and inference services.
 
 Revision ID: 0022
 Revises: 0016
@@ -52,9 +52,23 @@ def upgrade() -> None:
     )
     op.create_index("ix_training_jobs_workspace_id", "training_jobs", ["workspace_id"])
     op.create_index("ix_training_jobs_status", "training_jobs", ["status"])
+    op.create_table(
+        "inference_services",
+        sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("workspace_id", sa.String(36), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_inference_services"),
+    )
+    op.create_index("ix_inference_services_workspace_id", "inference_services", ["workspace_id"])
+    op.create_index("ix_inference_services_status", "inference_services", ["status"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_inference_services_status", table_name="inference_services")
+    op.drop_index("ix_inference_services_workspace_id", table_name="inference_services")
+    op.drop_table("inference_services")
     op.drop_index("ix_training_jobs_status", table_name="training_jobs")
     op.drop_index("ix_training_jobs_workspace_id", table_name="training_jobs")
     op.drop_table("training_jobs")

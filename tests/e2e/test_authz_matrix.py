@@ -87,6 +87,13 @@ MATRIX = [
     ("GET", "/api/v1/training-jobs/{job}/logs", None, [401, 404, 200, 200, 200, 200]),
     ("GET", "/api/v1/training-jobs/{job}/logs/a0.n0", None, [401, 404, 404, 404, 404, 404]),
     ("POST", "/api/v1/training-jobs/{job}/cancel", None, [401, 404, 403, 403, 200, 200]),
+    # Inference services: the same rule ({service} is the owner's).
+    ("GET", "/api/v1/inference-services?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("POST", "/api/v1/inference-services", {"workspace_id": "{ws}", "name": "s"}, [401, 404, 403, 201, 201, 201]),
+    ("GET", "/api/v1/inference-services/{service}", None, [401, 404, 200, 200, 200, 200]),
+    ("PATCH", "/api/v1/inference-services/{service}", {"max_replicas": 2}, [401, 404, 403, 403, 200, 200]),
+    ("POST", "/api/v1/inference-services/{service}/tokens", None, [401, 404, 403, 403, 201, 201]),
+    ("DELETE", "/api/v1/inference-services/{service}", None, [401, 404, 403, 403, 204, 204]),
 ]
 
 CASES = [
@@ -124,7 +131,10 @@ async def _world(client):
                           headers=owner.headers)
     assert r.status == 201, await r.text()
     job = (await r.json())["id"]
-    return accounts, {"job": job, "ws": ws, "target": target.id, "newcomer": newcomer.username, "invitation": invitation, "host": host,
+    r = await client.post("/api/v1/inference-services", json={"workspace_id": ws, "name": "owned"}, headers=owner.headers)
+    assert r.status == 201, await r.text()
+    service = (await r.json())["id"]
+    return accounts, {"job": job, "service": service, "ws": ws, "target": target.id, "newcomer": newcomer.username, "invitation": invitation, "host": host,
                       "notification": notification, "webhook": webhook, "delivery": delivery}
 
 

@@ -9,6 +9,7 @@ export default {
     saved: 'Saved', language: 'Language', minutes: '{n} min', hours: '{n} h',
   },
   nav: {
+    jobs: 'Training jobs', services: 'Inference services',
     environments: 'Environments', create: 'New environment', workspaces: 'Workspaces', webhooks: 'Webhooks', account: 'Account',
     admin: 'Admin', hosts: 'Hosts', users: 'Users', quotas: 'Workspace quotas', audit: 'Audit log',
     logout: 'Log out', apiDocs: 'API docs',
@@ -174,6 +175,30 @@ export default {
     deleteConfirm: 'Delete the endpoint {url} and its delivery log?',
     testOk: 'Delivered: the endpoint answered {status}.', testFailed: 'Not delivered: {error}', redeliverQueued: 'Queued for delivery.',
     status: { pending: 'Retrying', succeeded: 'Delivered', failed: 'Failed' },
+  },
+  jobs: {
+    title: 'Training jobs', new: 'New job', submit: 'Submit', none: 'No training jobs yet',
+    hint: 'Batch work that runs to completion: every node is placed at once (gang), the GPUs are released when it ends.',
+    shape: 'Nodes × GPUs', shapeValue: '{nodes} × {gpus} GPU', message: 'Message', exitCode: 'Exit code', image: 'Image',
+    imageDefault: 'the platform\'s base image', command: 'Command', gpusPerNode: 'GPUs per node', nodes: 'Nodes',
+    cpu: 'CPU cores per node', memory: 'Memory (GiB) per node', timeLimit: 'Time limit (min)', retries: 'Retries (whole gang)',
+    priority: 'Priority', attempt: 'Attempt', rank: 'Node', finished: 'Finished', logs: 'Logs', allNodes: 'All nodes',
+    noLog: 'No output yet.', cancel: 'Cancel job', cancelConfirm: 'Cancel “{name}”? Every node is stopped.',
+    status: {
+      pending: 'Pending', queued: 'Queued', starting: 'Starting', running: 'Running', succeeded: 'Succeeded', failed: 'Failed',
+      cancelled: 'Cancelled', timed_out: 'Timed out',
+    },
+  },
+  services: {
+    title: 'Inference services', new: 'New service', none: 'No inference services yet',
+    hint: 'Replicas behind the platform\'s router, scaled on requests in flight (to zero when idle).',
+    url: 'URL', replicas: 'Replicas', replicasValue: '{ready} ready / {desired} ({min}–{max})', access: 'Access',
+    public: 'Public', private: 'Token', generation: 'generation {n}', generationShort: 'Generation', newToken: 'New token',
+    deleteConfirm: 'Delete “{name}”? Its replicas stop.', requests: 'Requests', errors: 'Errors', coldStarts: 'Cold starts',
+    latency: 'Latency p50 / p99', noReplicas: 'No replica (scaled to zero)', ready: 'ready', port: 'Port',
+    healthPath: 'Health path', gpus: 'GPUs per replica', minReplicas: 'Min replicas', maxReplicas: 'Max replicas',
+    target: 'Requests in flight per replica', tokenTitle: 'Service token',
+    tokenOnce: 'Shown once: send it as “Authorization: Bearer …” to the service URL.',
   },
   errors: {
     always_on: 'Security notifications cannot be turned off.',

@@ -323,7 +323,7 @@ class Container(containers.DeclarativeContainer):
     # --- workloads (training jobs) ----------------------------------------------------
     training_job_service = providers.Singleton(
         TrainingJobService, uow=uow.provider, clock=clock, logs=job_logs, default_image=config.base_image,
-        images=image_policy, quotas=workspace_policy,
+        images=image_policy, quotas=workspace_policy, notify=providers.Callable(lambda a: a.poke, agent_service),
     )
     inference_service_service = providers.Singleton(
         InferenceServiceService, uow=uow.provider, clock=clock, default_image=config.base_image, images=image_policy,

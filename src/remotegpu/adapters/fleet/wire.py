@@ -156,7 +156,7 @@ def job_desired_to_dict(d: DesiredJobNode) -> dict[str, Any]:
             "hostfile": d.spec.hostfile, "alias": d.spec.alias, "workspace_id": d.spec.workspace_id,
             "ports": {str(c): h for c, h in d.spec.ports.items()}, "network": d.spec.network,
         }
-    return {"node_id": d.node_id, "desired": d.desired, "spec": spec, "log_offset": d.log_offset}
+    return {"node_id": d.node_id, "desired": d.desired, "spec": spec, "log_offset": d.log_offset, "keep_network": d.keep_network}
 
 
 JOB_NODE_STATUSES = frozenset({"running", "exited", "failed", "missing"})
@@ -202,7 +202,7 @@ def job_desired_from_dict(data: Any, path: str = "job_nodes") -> DesiredJobNode:
             raise ValueError(f"{path}.spec.node_id: does not match")
     if desired == "running" and spec is None:
         raise ValueError(f"{path}.spec: required when desired is 'running'")
-    return DesiredJobNode(node_id, desired, spec, r.integer("log_offset", 0, minimum=0))
+    return DesiredJobNode(node_id, desired, spec, r.integer("log_offset", 0, minimum=0), r.flag("keep_network", False))
 
 
 # --- from dict --------------------------------------------------------------------------

@@ -24,6 +24,10 @@
 * Logs: a follower thread per container copies ``docker logs --follow`` (stdout and
   stderr as Docker interleaved them) into ``<log dir>/<node id>.log``; a restarted
   agent copies from the beginning again (the same bytes), so offsets stay valid.
+* Inference replicas use the same machinery: the network is the service's
+  (``rgpu-job-svc-<id>``), the service's port is published on the agent's private
+  address, and the network outlives a scale to zero (dropped when the service is
+  deleted, or after an hour unused).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import logging
 import os
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +46,7 @@ import docker
 from docker.errors import APIError, ImageNotFound, NotFound
 
 from remotegpu.adapters.runtime.docker_hardening import Hardening, container_limits, gpu_environment, has_nvidia_runtime, user_environment
-from remotegpu.adapters.runtime.docker_network import interface_prefix
+from remotegpu.adapters.runtime.docker_network import _younger_than, interface_prefix
 from remotegpu.application.environments.ports import RuntimeSpec
 from remotegpu.application.workloads.ports import LABEL_JOB_ID, LABEL_JOB_NODE, JobNodeSpec, JobNodeState
 from remotegpu.domain.workloads.models import HOSTFILE_PATH
@@ -52,6 +57,8 @@ LABEL_JOB_SCOPE = "remotegpu.job_scope"
 LABEL_JOB_NETWORK = "remotegpu.job_network"
 _NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
 HOSTFILE_VARIABLE = "REMOTEGPU_HOSTFILE_CONTENT"
+#: A service's network kept this long without replicas (its creation time, strictly).
+SERVICE_NETWORK_IDLE_SECONDS = 3600.0
 _ENTRYPOINT = [
     "/bin/sh", "-c",
     f'mkdir -p "$(dirname {HOSTFILE_PATH})" 2>/dev/null && printf "%s" "${HOSTFILE_VARIABLE}" > {HOSTFILE_PATH} 2>/dev/null; '
@@ -80,6 +87,7 @@ class DockerJobRuntime:
         self._stop_timeout = stop_timeout
         self._pull_missing = pull_missing
         self._followers: dict[str, threading.Thread] = {}
+        self._pruned_at = float("-inf")
         self._lock = threading.Lock()
         self._nvidia: bool | None = None
 
@@ -92,9 +100,9 @@ class DockerJobRuntime:
         _check(node_id)
         await asyncio.to_thread(self._stop, node_id)
 
-    async def remove(self, node_id: str) -> None:
+    async def remove(self, node_id: str, keep_network: bool = False) -> None:
         _check(node_id)
-        await asyncio.to_thread(self._remove, node_id)
+        await asyncio.to_thread(self._remove, node_id, keep_network)
 
     async def list(self) -> list[JobNodeState]:
         return await asyncio.to_thread(self._list)
@@ -161,7 +169,7 @@ class DockerJobRuntime:
         except NotFound:
             pass
 
-    def _remove(self, node_id: str) -> None:
+    def _remove(self, node_id: str, keep_network: bool = False) -> None:
         container = self._container(node_id)
         job_id = None
         if container is not None:
@@ -174,10 +182,11 @@ class DockerJobRuntime:
         if thread is not None:
             thread.join(timeout=2)
         self._log_path(node_id).unlink(missing_ok=True)
-        if job_id:
+        if job_id and not keep_network:
             self._drop_network(job_id)
 
     def _list(self) -> list[JobNodeState]:
+        self._prune_service_networks()
         found = self._client.containers.list(all=True, filters={"label": [f"{LABEL_JOB_SCOPE}={self._scope}"]})
         states = []
         for container in found:
@@ -271,6 +280,26 @@ class DockerJobRuntime:
             network.remove()
         except (NotFound, APIError):
             pass
+
+    def _prune_service_networks(self) -> None:
+        """Services' networks outlive their replicas (a service at zero comes back faster);
+        one unused for ``SERVICE_NETWORK_IDLE_SECONDS`` goes (checked once a minute)."""
+        now = time.monotonic()
+        if now - self._pruned_at < 60:
+            return
+        self._pruned_at = now
+        try:
+            for network in self._client.networks.list(filters={"label": f"{LABEL_JOB_SCOPE}={self._scope}"}):
+                key = (network.attrs.get("Labels") or {}).get(LABEL_JOB_NETWORK, "")
+                if not key.startswith("svc-"):
+                    continue
+                if _younger_than(network, SERVICE_NETWORK_IDLE_SECONDS):
+                    continue
+                if self._client.containers.list(all=True, filters={"network": network.name}):
+                    continue
+                network.remove()
+        except (NotFound, APIError) as exc:
+            log.info("service networks not pruned: %s", exc)
 
     def _has_nvidia(self) -> bool:
         if self._nvidia is None:

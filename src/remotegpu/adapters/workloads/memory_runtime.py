@@ -27,7 +27,7 @@ class InMemoryJobRuntime:
             self.status[node_id] = "exited"
             self.exit_codes[node_id] = 137
 
-    async def remove(self, node_id: str) -> None:
+    async def remove(self, node_id: str, keep_network: bool = False) -> None:
         for table in (self.specs, self.status, self.exit_codes, self.logs):
             table.pop(node_id, None)
 

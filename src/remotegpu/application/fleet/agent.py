@@ -268,7 +268,7 @@ class HostAgent:
                         changed = True
                 elif d.desired == "removed":
                     if seen is not None:
-                        await self.jobs.remove(d.node_id)
+                        await self.jobs.remove(d.node_id, keep_network=d.keep_network)
                         changed = True
                     self._log_acked.pop(d.node_id, None)
             except Exception as exc:  # noqa: BLE001 - one node never stops the others

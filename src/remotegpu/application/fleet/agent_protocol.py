@@ -83,6 +83,9 @@ class DesiredJobNode:
     desired: str  # running | stopped | removed
     spec: JobNodeSpec | None = None  # set when desired is running
     log_offset: int = 0  # bytes of its log the server already keeps: send from here
+    # With ``removed``: keep the node's network for later nodes of its group (a service
+    # scaled to zero comes back faster). False: drop it once no container uses it.
+    keep_network: bool = False
 
 
 @dataclass(frozen=True)

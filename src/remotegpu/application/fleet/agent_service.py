@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from datetime import timedelta
 
@@ -84,6 +84,7 @@ class AgentService:
     stranded_after_seconds: float = 600.0
     # Training-job nodes (application/workloads/heartbeat.py): None = no jobs context.
     jobs: Any = None
+    _pokes: dict = field(default_factory=dict, repr=False)  # host id → event (see poke)
 
     async def register(self, join_token: str, name: str, report: HostReport) -> tuple[str, str]:
         """Trade the one-time join token for the agent's own token."""
@@ -168,10 +169,19 @@ class AgentService:
                 return True
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
+            poked = self._pokes.setdefault(host.id, asyncio.Event())
+            poked.clear()
             while (remaining := deadline - loop.time()) > 0:
                 try:
-                    # Job changes are not on the feed: with a jobs context, look again every second.
-                    change = await asyncio.wait_for(subscription.get(), remaining if self.jobs is None else min(remaining, 1.0))
+                    # Job and replica changes are not on the feed: with a jobs context, a
+                    # poke from this process wakes the wait, else a look every second.
+                    if self.jobs is None:
+                        change = await asyncio.wait_for(subscription.get(), remaining)
+                    else:
+                        change = await _first(subscription.get(), poked.wait(), min(remaining, 1.0))
+                        if change is _POKED:
+                            poked.clear()
+                            return True
                 except asyncio.TimeoutError:
                     if self.jobs is not None and loop.time() < deadline and await self._job_nodes_changed(host.id, known_jobs):
                         return True
@@ -192,9 +202,19 @@ class AgentService:
 
         async with self.uow() as uow:
             jobs = await uow.training_jobs.list_by_status([JobStatus.STARTING, JobStatus.RUNNING])
+            services = await uow.inference_services.list_active()
         current = {node_id(j.id, j.attempt, n.rank) for j in jobs for n in j.node_states
                    if n.host_id == host_id and n.state in ("starting", "running")}
+        current |= {r.id for s in services for r in s.replicas
+                    if r.host_id == host_id and r.state in ("starting", "running", "draining")}
         return current != known_running
+
+    def poke(self, host_ids: set[str] | None = None) -> None:
+        """Wake this process's long-polls of these hosts (None: all) at once: their job
+        nodes or replicas changed (those are not on the change feed)."""
+        for host_id, event in list(self._pokes.items()):
+            if host_ids is None or host_id in host_ids:
+                event.set()
 
     async def mark_offline_hosts(self) -> list[str]:
         """Hosts silent for 3 heartbeats go offline; their live environments go lost."""
@@ -401,3 +421,22 @@ class AgentService:
             disk_gib=env.disk_gib,
             workspace_id=env.workspace_id,
         )
+
+
+_POKED = object()
+
+
+async def _first(get, poked, timeout: float):
+    """The next change from ``get``, or ``_POKED`` when ``poked`` fires first; TimeoutError after ``timeout``."""
+    tasks = [asyncio.ensure_future(get), asyncio.ensure_future(poked)]
+    try:
+        done, _ = await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            if not t.done():
+                t.cancel()
+    if tasks[0] in done:
+        return tasks[0].result()
+    if tasks[1] in done:
+        return _POKED
+    raise asyncio.TimeoutError

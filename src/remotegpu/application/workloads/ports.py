@@ -91,8 +91,9 @@ class JobRuntime(Protocol):
         """Stop it (kept, with its log). Silent when absent or not running."""
         ...
 
-    async def remove(self, node_id: str) -> None:
-        """Remove it and, when it was the last node of its job here, the job's network."""
+    async def remove(self, node_id: str, keep_network: bool = False) -> None:
+        """Remove it and, when it was the last node of its job here, the job's network
+        (unless ``keep_network``: a service's replicas come back on it)."""
         ...
 
     async def list(self) -> list[JobNodeState]: ...

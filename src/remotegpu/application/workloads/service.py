@@ -7,6 +7,7 @@ so the queue passes (environments', then jobs') run before it commits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
@@ -64,6 +65,12 @@ class TrainingJobService:
     default_image: str = "remotegpu/base:latest"
     images: ImagePolicy | None = None
     quotas: WorkspacePolicy = field(default_factory=WorkspacePolicy)
+    # Wakes the agents' long-polls after a commit that placed or ended nodes (AgentService.poke).
+    notify: Callable[[set[str] | None], None] | None = None
+
+    def _notify(self) -> None:
+        if self.notify is not None:
+            self.notify(None)
 
     async def create(self, actor: User, request: CreateJob) -> TrainingJob:
         image = request.image or self.default_image
@@ -92,6 +99,7 @@ class TrainingJobService:
             job.transition(JobStatus.QUEUED, "queued: waiting for the scheduler", now)
             await uow.training_jobs.add(job)
             await uow.commit()  # the job queue pass places it now if the whole gang fits
+        self._notify()
         return await self.get(actor, job.id)
 
     async def get(self, actor: User, job_id: str) -> TrainingJob:
@@ -115,6 +123,7 @@ class TrainingJobService:
             job.transition(JobStatus.CANCELLED, f"cancelled by {actor.username}", self.clock.now())
             await uow.training_jobs.update(job)
             await uow.commit()  # queue passes run first: what waited for these GPUs starts
+        self._notify()
         return job
 
     async def log_nodes(self, actor: User, job_id: str) -> tuple[TrainingJob, list[tuple[str, int]]]:

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from remotegpu.application.environments import placement as pl
 from remotegpu.application.fleet.agent_protocol import DesiredJobNode, ObservedJobNode
@@ -168,15 +168,20 @@ class ServiceScaler:
 
     uow: UnitOfWorkFactory
     clock: Clock
+    # Called after a commit that changed replicas, with the hosts concerned (their agents
+    # are woken at once: AgentService.poke).
+    notify: Callable[[set[str]], None] | None = None
 
     async def reconcile(self, desired: dict[str, int], router: RouterView) -> dict[str, InferenceService]:
         """``desired``: service id → replicas wanted now. Returns the services as saved."""
         out: dict[str, InferenceService] = {}
+        touched: set[str] = set()
         async with self.uow() as uow:
             await uow.lock_scheduling()
             services = await uow.inference_services.list_active()
             hosts = {h.id: h for h in await uow.hosts.list()}
             fleet = None
+            before = {s.id: {r.host_id for r in s.replicas} for s in services}
             for service in services:
                 changed = False
                 want = desired.get(service.id, service.desired_replicas)
@@ -235,8 +240,11 @@ class ServiceScaler:
                     changed = True
                 if changed:
                     await uow.inference_services.update(service)
+                    touched |= {r.host_id for r in service.replicas} | before.get(service.id, set())
                 out[service.id] = service
             await uow.commit()
+        if touched and self.notify is not None:
+            self.notify(touched)
         return out
 
 
@@ -273,7 +281,8 @@ class ServiceNodes:
     async def __call__(self, uow: UnitOfWork, host: Host, observed: dict[str, ObservedJobNode], healthy: bool) -> list[DesiredJobNode]:
         desired: list[DesiredJobNode] = []
         known: set[str] = set()
-        for service in await uow.inference_services.list_active():
+        services = await uow.inference_services.list_active()
+        for service in services:
             changed = False
             for r in service.replicas:
                 if r.host_id != host.id:
@@ -289,10 +298,13 @@ class ServiceNodes:
                         r.state, r.message, changed = "failed", "its container disappeared", True
                 want = "running" if r.state in ("starting", "running", "draining") else "removed"
                 desired.append(DesiredJobNode(r.id, want, replica_spec(service, r, host.fake_gpus) if want == "running" else None,
-                                              NO_LOGS))
+                                              NO_LOGS, keep_network=True))
             if changed:
                 await uow.inference_services.update(service)
+        active = {s.id for s in services}
         for node_id in observed:
             if node_id.startswith(REPLICA_PREFIX) and node_id not in known:
-                desired.append(DesiredJobNode(node_id, "removed", None, NO_LOGS))
+                # scaled down: keep the service's network for its next replica; deleted: drop it
+                service_id = node_id[len(REPLICA_PREFIX):].split(".", 1)[0]
+                desired.append(DesiredJobNode(node_id, "removed", None, NO_LOGS, keep_network=service_id in active))
         return desired

@@ -6,7 +6,7 @@ Answered by the same server and port as everything else, dispatched by ``Host`` 
 1. the service (active) or 404; a private service wants ``Authorization: Bearer`` with a
    token made for it (``POST /api/v1/inference-services/{id}/tokens``), else 401 — the
    token is not passed on to the replica;
-2. a ready replica — one whose health path answered (probed every 0.25 s until ready,
+2. a ready replica — one whose health path answered (probed every 0.05 s until ready,
    then every 2 s), not draining — with the fewest requests in flight (least
    outstanding requests; ties to the first). None ready (scaled to zero, cold start,
    all replaced): the request is *held* (at most ``HOLD_SECONDS``) and counted as
@@ -47,7 +47,7 @@ log = logging.getLogger("remotegpu.serve")
 SERVE_SUFFIX = "--serve"
 HOLD_SECONDS = 120.0
 TICK_SECONDS = 1.0
-PROBE_NOT_READY_SECONDS = 0.25
+PROBE_NOT_READY_SECONDS = 0.05
 PROBE_READY_SECONDS = 2.0
 _HOP = {h.lower() for h in (hdrs.CONNECTION, hdrs.KEEP_ALIVE, hdrs.PROXY_AUTHENTICATE, hdrs.PROXY_AUTHORIZATION, hdrs.TE,
                             hdrs.TRAILER, hdrs.TRANSFER_ENCODING, hdrs.UPGRADE, hdrs.HOST, hdrs.AUTHORIZATION,
@@ -58,7 +58,7 @@ ROUTER_KEY = web.AppKey("serve_router", object)
 class ServeRouter:
     def __init__(self, container: "Container") -> None:
         self._container = container
-        self.scaler = ServiceScaler(container.uow, container.clock())
+        self.scaler = ServiceScaler(container.uow, container.clock(), notify=container.agent_service().poke)
         self.services: dict[str, InferenceService] = {}
         self._inflight: dict[str, int] = {}
         self._ready: set[str] = set()
@@ -138,8 +138,8 @@ class ServeRouter:
             probes = []
             for service in list(self.services.values()):
                 for r in service.replicas:
-                    if r.state not in ("running", "draining"):
-                        continue
+                    if r.state not in ("starting", "running", "draining"):
+                        continue  # (starting: its agent may not have said so yet, the probe finds out)
                     every = PROBE_READY_SECONDS if r.id in self._ready else PROBE_NOT_READY_SECONDS
                     if now - self._probed_at.get(r.id, 0) >= every:
                         self._probed_at[r.id] = now
@@ -166,7 +166,7 @@ class ServeRouter:
     def _pick(self, service: InferenceService, avoid: set[str]) -> Replica | None:
         best = None
         for r in service.replicas:
-            if r.state != "running" or r.id not in self._ready or r.id in avoid:
+            if r.state not in ("starting", "running") or r.id not in self._ready or r.id in avoid:
                 continue
             if best is None or self._inflight.get(r.id, 0) < self._inflight.get(best.id, 0):
                 best = r

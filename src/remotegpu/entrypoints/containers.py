@@ -248,7 +248,7 @@ class Container(containers.DeclarativeContainer):
     # Environments' queue first, then training jobs' (application/workloads/queue_pass.py).
     queueing_uow = providers.Factory(QueueingUnitOfWork, plain_uow, providers.Singleton(
         ChainedQueuePass, providers.Singleton(QueuePass, clock=clock, quotas=workspace_policy),
-        providers.Singleton(JobQueuePass, clock=clock),
+        providers.Singleton(JobQueuePass, clock=clock, quotas=workspace_policy),
     ))
     uow = providers.Factory(NotifyingUnitOfWork, queueing_uow, notification_dispatcher)
     notification_service = providers.Singleton(

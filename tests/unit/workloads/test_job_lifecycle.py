@@ -94,7 +94,11 @@ async def test_a_two_node_job_gets_both_nodes_at_once_runs_and_succeeds(world):
 
 
 async def test_a_gang_waits_whole_with_its_reason_and_starts_when_capacity_frees(world):
+    from remotegpu.domain.workspaces.quota import Quota
+
     user, ws, agents = await setup(world)
+    admin = await world.user("root", admin=True)
+    await world.container.workspace_service().set_quota(admin, ws, Quota(max_gpus=16))
     first = await svc(world).create(user, job_request(ws, name="first", nodes=1))
     assert first.status is JobStatus.STARTING
     big = await svc(world).create(user, job_request(ws, name="big"))
@@ -188,3 +192,24 @@ async def test_a_host_silent_for_a_minute_loses_its_nodes_and_the_gang_restarts(
     assert lost and "silent" in lost[0]["message"]
     # the new attempt avoids the silent host
     assert all(n.host_id in {a.host_id for a, _ in alive} for n in restarted.node_states)
+
+
+async def test_jobs_count_against_the_workspace_quota_and_wait_for_it(world):
+    from remotegpu.domain.shared.errors import QuotaExceeded
+    from remotegpu.domain.workspaces.quota import Quota
+
+    user, ws, agents = await setup(world)
+    admin = await world.user("root", admin=True)
+    await world.container.workspace_service().set_quota(admin, ws, Quota(max_gpus=4))
+    with pytest.raises(QuotaExceeded):  # bigger than the whole quota: refused at once
+        await svc(world).create(user, job_request(ws))
+    first = await svc(world).create(user, job_request(ws, name="first", nodes=1))
+    assert first.status is JobStatus.STARTING
+    second = await svc(world).create(user, job_request(ws, name="second", nodes=1))
+    assert second.status is JobStatus.QUEUED and "quota" in second.status_message  # room on the fleet, not in the quota
+    # an environment sees the job's GPUs too
+    from remotegpu.application.environments.service import CreateRequest
+    with pytest.raises(QuotaExceeded):
+        await world.envs.create(user, CreateRequest(workspace_id=ws, name="e", gpu_count=1, gpu_model="NVIDIA A100-SXM4-80GB"))
+    await svc(world).cancel(user, first.id)
+    assert (await svc(world).get(user, second.id)).status is JobStatus.STARTING

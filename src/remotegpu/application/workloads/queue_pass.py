@@ -9,11 +9,13 @@ backfill, starving jobs reserve their hosts).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from remotegpu.application.environments import placement as pl
 from remotegpu.application.shared.ports import Clock, UnitOfWork
+from remotegpu.application.workspaces.quotas import WorkspacePolicy
+from remotegpu.domain.workspaces.quota import Usage
 from remotegpu.domain.scheduling import PlacementRequest
 from remotegpu.domain.workloads.gang import AGING_STEP_SECONDS, STARVATION_SECONDS, QueuedGang, plan_gangs
 from remotegpu.domain.workloads.models import JobNode, JobStatus, TrainingJob
@@ -31,11 +33,19 @@ class JobQueuePass:
     clock: Clock
     starvation_seconds: float = STARVATION_SECONDS
     aging_step_seconds: float = AGING_STEP_SECONDS
+    quotas: WorkspacePolicy = field(default_factory=WorkspacePolicy)
 
     async def __call__(self, uow: UnitOfWork, known: Any = None) -> list[str]:
         queued = await uow.training_jobs.list_by_status([JobStatus.QUEUED])
         if not queued:
             return []
+        # A job its workspace's quota cannot take now waits (and holds nothing back).
+        over = {}
+        for j in queued:
+            usage = Usage(gpus=j.nodes * j.gpus_per_node, cpu_cores=j.nodes * j.cpu_cores, memory_gib=j.nodes * j.memory_gib)
+            if not await self.quotas.fits(uow, j.workspace_id, usage):
+                over[j.id] = "queued: waiting for its workspace's quota to allow it"
+        queued_all, queued = queued, [j for j in queued if j.id not in over]
         hosts = await uow.hosts.list()
         by_id = {h.id: h for h in hosts}
         fleet = await pl.fleet_snapshot(uow, hosts)  # environments' and jobs' allocations
@@ -46,6 +56,11 @@ class JobQueuePass:
         started = []
         for job_id, placements in plan.started:
             job = jobs[job_id]
+            # Jobs started before it in this pass count now: re-check its workspace's quota.
+            usage = Usage(gpus=job.nodes * job.gpus_per_node, cpu_cores=job.nodes * job.cpu_cores, memory_gib=job.nodes * job.memory_gib)
+            if not await self.quotas.fits(uow, job.workspace_id, usage):
+                over[job_id] = "queued: waiting for its workspace's quota to allow it"
+                continue
             nodes = []
             for rank, p in enumerate(placements):
                 host = by_id[p.host_id]
@@ -56,9 +71,10 @@ class JobQueuePass:
             job.place(nodes, f"placed: {job.nodes} × {job.gpus_per_node} GPU on {names}", now)
             await uow.training_jobs.update(job)
             started.append(job_id)
-        for job_id, why in plan.waiting.items():
+        waiting = {**{k: f"queued: {v}" for k, v in plan.waiting.items()}, **over}
+        jobs.update({j.id: j for j in queued_all})
+        for job_id, message in waiting.items():
             job = jobs[job_id]
-            message = f"queued: {why}"
             if job.status_message != message:
                 job.status_message = message
                 await uow.training_jobs.update(job)

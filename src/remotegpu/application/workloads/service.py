@@ -92,8 +92,10 @@ class TrainingJobService:
         async with self.uow() as uow:
             await uow.lock_scheduling()
             await authorize(uow, actor, request.workspace_id, Role.MEMBER)
-            # The whole gang must fit the workspace's quota (over its environments' usage).
-            await self.quotas.check(uow, request.workspace_id, Usage(
+            # A gang bigger than the workspace's whole quota could never run: 409. One that
+            # only has to wait for the workspace's other work queues (the queue pass checks).
+            quota, _ = await self.quotas.workspace_quota(uow, request.workspace_id)
+            quota.check_request(Usage(), Usage(
                 gpus=job.nodes * job.gpus_per_node, cpu_cores=job.nodes * job.cpu_cores, memory_gib=job.nodes * job.memory_gib,
             ))
             job.transition(JobStatus.QUEUED, "queued: waiting for the scheduler", now)

@@ -27,7 +27,9 @@ from remotegpu.application.fleet.agent_protocol import DesiredJobNode, ObservedJ
 from remotegpu.application.identity.secrets import hash_secret, new_secret
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from remotegpu.application.workloads.ports import JobNodeSpec, RouterView
+from remotegpu.application.workspaces.quotas import WorkspacePolicy
 from remotegpu.application.workspaces.service import authorize
+from remotegpu.domain.workspaces.quota import Usage
 from remotegpu.domain.environments.images import ImagePolicy
 from remotegpu.domain.fleet.models import Host
 from remotegpu.domain.identity.models import User
@@ -171,6 +173,7 @@ class ServiceScaler:
     # Called after a commit that changed replicas, with the hosts concerned (their agents
     # are woken at once: AgentService.poke).
     notify: Callable[[set[str]], None] | None = None
+    quotas: WorkspacePolicy = field(default_factory=WorkspacePolicy)
 
     async def reconcile(self, desired: dict[str, int], router: RouterView) -> dict[str, InferenceService]:
         """``desired``: service id → replicas wanted now. Returns the services as saved."""
@@ -200,7 +203,12 @@ class ServiceScaler:
                     if fleet is None:
                         fleet = await pl.fleet_snapshot(uow, list(hosts.values()))
                     request = request_of(service)
+                    replica_usage = Usage(gpus=service.gpus, cpu_cores=service.cpu_cores, memory_gib=service.memory_gib)
                     for _ in range(want - len(current)):
+                        if not await self.quotas.fits(uow, service.workspace_id, replica_usage):
+                            service.status_message = "waiting for the workspace's quota to allow another replica"
+                            changed = True
+                            break
                         placement = place(fleet, request)
                         if placement is None:
                             service.status_message = f"waiting for room for a replica ({request.gpu_count} GPU, {request.cpu_cores} vCPU)"

@@ -58,7 +58,8 @@ ROUTER_KEY = web.AppKey("serve_router", object)
 class ServeRouter:
     def __init__(self, container: "Container") -> None:
         self._container = container
-        self.scaler = ServiceScaler(container.uow, container.clock(), notify=container.agent_service().poke)
+        self.scaler = ServiceScaler(container.uow, container.clock(), notify=container.agent_service().poke,
+                                    quotas=container.workspace_policy())
         self.services: dict[str, InferenceService] = {}
         self._inflight: dict[str, int] = {}
         self._ready: set[str] = set()

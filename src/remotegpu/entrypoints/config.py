@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     webhook_allow_cidrs: str = ""
     # How often due webhook deliveries (retries) are looked for; new events are sent at once.
     webhook_dispatch_interval_seconds: float = Field(1.0, gt=0, le=60)
+    # Training jobs' logs are kept this long after the job ended (then deleted).
+    job_log_retention_days: int = Field(30, ge=1)
 
     # Workspaces. Quota every workspace has until an admin sets its own; each user's cap over
     # all the workspaces they own (admin-editable per user); empty or "unlimited" = no limit.

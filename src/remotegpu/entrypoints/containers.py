@@ -103,7 +103,7 @@ def _redis(url: str):
     return Redis.from_url(url)
 
 
-def _task_handlers(maintenance: Maintenance, deliveries=None) -> dict:
+def _task_handlers(maintenance: Maintenance, deliveries=None, jobs=None, settings=None) -> dict:
     """Background tasks by name; the Dramatiq worker registers actors of the same names.
 
     Every one runs periodically without arguments too (the maintenance loop):
@@ -115,6 +115,10 @@ def _task_handlers(maintenance: Maintenance, deliveries=None) -> dict:
         if delivery_id is not None and deliveries is not None:
             await deliveries().deliver(delivery_id)
 
+    async def purge_job_logs() -> None:
+        if jobs is not None and settings is not None:
+            await jobs().purge_old_logs(settings.job_log_retention_days)
+
     async def send_due() -> None:
         if deliveries is not None:
             await deliveries().send_due()
@@ -124,6 +128,7 @@ def _task_handlers(maintenance: Maintenance, deliveries=None) -> dict:
         "identity.purge_old_audit_events": lambda: maintenance.purge_old_audit_events(),
         DELIVER_TASK: deliver,
         "notifications.send_due": send_due,
+        "workloads.purge_job_logs": purge_job_logs,
     }
 
 
@@ -330,7 +335,7 @@ class Container(containers.DeclarativeContainer):
     )
 
     # --- background work -----------------------------------------------------------
-    task_handlers = providers.Singleton(_task_handlers, maintenance, delivery_service.provider)
+    task_handlers = providers.Singleton(_task_handlers, maintenance, delivery_service.provider, training_job_service.provider, settings)
     task_queue = providers.Selector(
         config.queue,
         inline=providers.Singleton(InlineTaskQueue, task_handlers),

@@ -14,7 +14,7 @@ from remotegpu.entrypoints.config import load_settings_or_exit
 from remotegpu.entrypoints.containers import Container, build_container, close_container
 
 TASK_NAMES = ("identity.purge_expired_refresh_tokens", "identity.purge_old_audit_events",
-              "notifications.deliver", "notifications.send_due")
+              "notifications.deliver", "notifications.send_due", "workloads.purge_job_logs")
 
 _settings = load_settings_or_exit()
 if not _settings.redis_url:

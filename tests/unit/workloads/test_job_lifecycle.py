@@ -213,3 +213,22 @@ async def test_jobs_count_against_the_workspace_quota_and_wait_for_it(world):
         await world.envs.create(user, CreateRequest(workspace_id=ws, name="e", gpu_count=1, gpu_model="NVIDIA A100-SXM4-80GB"))
     await svc(world).cancel(user, first.id)
     assert (await svc(world).get(user, second.id)).status is JobStatus.STARTING
+
+
+async def test_logs_are_kept_for_the_retention_period_then_deleted(world):
+    user, ws, agents = await setup(world, hosts=1)
+    job = await svc(world).create(user, job_request(ws, nodes=1))
+    await beat(agents)
+    (_, rt), = agents
+    (nid,) = rt.specs
+    rt.write(nid, b"hello\n")
+    rt.exit(nid, 0)
+    await beat(agents, 3)
+    assert (await svc(world).read_log(user, job.id, "a0.n0")) == b"hello\n"
+    world.clock.advance(days=29)
+    assert await svc(world).purge_old_logs(30) == []
+    world.clock.advance(days=2)
+    handlers = world.container.task_handlers()
+    await handlers["workloads.purge_job_logs"]()  # what the maintenance loop / worker runs
+    _, nodes = await svc(world).log_nodes(user, job.id)
+    assert nodes == []

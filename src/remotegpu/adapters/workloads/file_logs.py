@@ -76,6 +76,20 @@ class FileJobLogStore:
         return sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".log"))
 
 
+    async def delete(self, job_id: str) -> None:
+        if not _SAFE.match(job_id):
+            return
+        folder = self._root / job_id
+
+        def remove() -> None:
+            if folder.is_dir():
+                for p in folder.iterdir():
+                    p.unlink(missing_ok=True)
+                folder.rmdir()
+
+        await asyncio.to_thread(remove)
+
+
 class InMemoryJobLogStore:
     """The same port in memory (tests, ``persistence=memory``)."""
 
@@ -97,3 +111,7 @@ class InMemoryJobLogStore:
 
     async def nodes(self, job_id: str) -> list[str]:
         return sorted(k for j, k in self._logs if j == job_id)
+
+    async def delete(self, job_id: str) -> None:
+        for key in [k for k in self._logs if k[0] == job_id]:
+            del self._logs[key]

@@ -44,6 +44,9 @@ class JobLogStore(Protocol):
     async def nodes(self, job_id: str) -> list[str]:
         """Node keys (``a{attempt}.n{rank}``) that have a log, sorted."""
         ...
+    async def delete(self, job_id: str) -> None:
+        """Every log of the job (retention). Silent when there is none."""
+        ...
 
 
 @dataclass(frozen=True)

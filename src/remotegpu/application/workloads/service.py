@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from remotegpu.application.workloads.ports import JobLogStore
@@ -127,6 +128,18 @@ class TrainingJobService:
             await uow.commit()  # queue passes run first: what waited for these GPUs starts
         self._notify()
         return job
+
+    async def purge_old_logs(self, retention_days: int) -> list[str]:
+        """Delete the logs of jobs that ended more than ``retention_days`` ago; their ids."""
+        cutoff = self.clock.now() - timedelta(days=retention_days)
+        async with self.uow() as uow:
+            ended = await uow.training_jobs.list_by_status([s for s in JobStatus if s.terminal])
+        purged = []
+        for job in ended:
+            if job.finished_at is not None and job.finished_at < cutoff and await self.logs.nodes(job.id):
+                await self.logs.delete(job.id)
+                purged.append(job.id)
+        return purged
 
     async def log_nodes(self, actor: User, job_id: str) -> tuple[TrainingJob, list[tuple[str, int]]]:
         """The job and (node key, bytes kept) of every node that has a log."""

@@ -232,3 +232,18 @@ async def test_logs_are_kept_for_the_retention_period_then_deleted(world):
     await handlers["workloads.purge_job_logs"]()  # what the maintenance loop / worker runs
     _, nodes = await svc(world).log_nodes(user, job.id)
     assert nodes == []
+
+
+async def test_a_job_runtime_that_cannot_list_loses_no_node(world):
+    user, ws, agents = await setup(world)
+    job = await svc(world).create(user, job_request(ws))
+    await beat(agents, 2)
+    assert (await svc(world).get(user, job.id)).status is JobStatus.RUNNING
+    (_, rt), _ = agents
+
+    async def broken():
+        raise RuntimeError("docker is restarting")
+
+    rt.list = broken
+    await beat(agents, 2)
+    assert (await svc(world).get(user, job.id)).status is JobStatus.RUNNING

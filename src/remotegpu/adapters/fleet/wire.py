@@ -105,6 +105,7 @@ def report_to_dict(report: HostReport) -> dict[str, Any]:
                        "log_size": n.log_size} for n in report.job_nodes],
         "job_logs": [{"node_id": c.node_id, "offset": c.offset, "data": base64.b64encode(c.data).decode()}
                      for c in report.job_logs],
+        "jobs_healthy": report.jobs_healthy,
     }
 
 
@@ -386,6 +387,7 @@ def report_from_dict(data: Any, path: str = "report") -> HostReport:
         quarantined=quarantined,  # absent from older agents
         job_nodes=job_nodes,  # absent from agents without the workloads context
         job_logs=job_logs,
+        jobs_healthy=r.flag("jobs_healthy", False),  # absent: an agent without job runtime
     )
 
 

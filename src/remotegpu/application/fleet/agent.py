@@ -218,12 +218,12 @@ class HostAgent:
 
     async def _job_report(self) -> dict:
         if self.jobs is None:
-            return {}
+            return {"jobs_healthy": False}
         try:
             states = await self.jobs.list()
         except Exception as exc:  # noqa: BLE001 - reported as nothing seen; environments go on
             log.warning("job runtime cannot list its nodes: %s", exc)
-            return {}
+            return {"jobs_healthy": False}
         nodes = [ObservedJobNode(s.node_id, s.status, s.exit_code, s.message[:MAX_MESSAGE_CHARS], s.log_size) for s in states]
         seen = {s.node_id for s in states}
         nodes += [ObservedJobNode(nid, "failed", None, msg) for nid, msg in self._job_failures.items() if nid not in seen]
@@ -241,7 +241,7 @@ class HostAgent:
                     chunks.append(JobLogChunk(s.node_id, offset, data))
                     budget -= len(data)
         self._jobs_active = any(s.status == "running" for s in states) or bool(chunks)
-        return {"job_nodes": nodes, "job_logs": chunks}
+        return {"job_nodes": nodes, "job_logs": chunks, "jobs_healthy": True}
 
     async def reconcile_jobs(self, wanted: list[DesiredJobNode]) -> bool:
         """Make the job runtime match ``wanted``; nodes not mentioned are stopped (kept)."""

@@ -57,6 +57,9 @@ class HostReport:
     # Training-job nodes (application/workloads): their containers and new log bytes.
     job_nodes: list["ObservedJobNode"] = field(default_factory=list)
     job_logs: list["JobLogChunk"] = field(default_factory=list)
+    # True only when the agent's job runtime listed its nodes: otherwise (it did not answer,
+    # the agent has none, an older agent) ``job_nodes`` says nothing, no node is taken for gone.
+    jobs_healthy: bool = False
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,7 @@ class JobHeartbeat:
                 if any(n.host_id == host.id for n in j.node_states)]
         for job in live:
             jobs[job.id] = job
-            if report.runtime_healthy:
+            if report.runtime_healthy and report.jobs_healthy:
                 for node in job.node_states:
                     if node.host_id == host.id:
                         _observe(node, observed.get(node_id(job.id, job.attempt, node.rank)))
@@ -117,7 +117,7 @@ class JobHeartbeat:
                         await self.logs.size(job.id, node_key(job.attempt, node.rank)),
                     )
         if self.services is not None:
-            for d in await self.services(uow, host, observed, report.runtime_healthy):
+            for d in await self.services(uow, host, observed, report.runtime_healthy and report.jobs_healthy):
                 desired[d.node_id] = d
         for seen in report.job_nodes:
             if seen.node_id in desired or seen.node_id.startswith(REPLICA_PREFIX):

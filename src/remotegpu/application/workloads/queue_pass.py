@@ -21,6 +21,14 @@ from remotegpu.domain.workloads.gang import AGING_STEP_SECONDS, STARVATION_SECON
 from remotegpu.domain.workloads.models import JobNode, JobStatus, TrainingJob
 
 
+#: Runtimes whose agents run job nodes and replicas (the single-user ``local`` one does not).
+WORKLOAD_RUNTIMES = frozenset({"docker", "memory", "kubernetes"})
+
+
+def runs_workloads(host) -> bool:
+    return host.runtime in WORKLOAD_RUNTIMES
+
+
 def request_of(job: TrainingJob) -> PlacementRequest:
     return PlacementRequest(
         gpu_count=job.gpus_per_node, gpu_model=job.gpu_model if job.gpus_per_node else None,
@@ -46,7 +54,7 @@ class JobQueuePass:
             if not await self.quotas.fits(uow, j.workspace_id, usage):
                 over[j.id] = "queued: waiting for its workspace's quota to allow it"
         queued_all, queued = queued, [j for j in queued if j.id not in over]
-        hosts = await uow.hosts.list()
+        hosts = [h for h in await uow.hosts.list() if runs_workloads(h)]
         by_id = {h.id: h for h in hosts}
         fleet = await pl.fleet_snapshot(uow, hosts)  # environments' and jobs' allocations
         now = self.clock.now()

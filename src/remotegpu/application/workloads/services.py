@@ -27,6 +27,7 @@ from remotegpu.application.fleet.agent_protocol import DesiredJobNode, ObservedJ
 from remotegpu.application.identity.secrets import hash_secret, new_secret
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from remotegpu.application.workloads.ports import JobNodeSpec, RouterView
+from remotegpu.application.workloads.queue_pass import runs_workloads
 from remotegpu.application.workspaces.quotas import WorkspacePolicy
 from remotegpu.application.workspaces.service import authorize
 from remotegpu.domain.workspaces.quota import Usage
@@ -182,7 +183,7 @@ class ServiceScaler:
         async with self.uow() as uow:
             await uow.lock_scheduling()
             services = await uow.inference_services.list_active()
-            hosts = {h.id: h for h in await uow.hosts.list()}
+            hosts = {h.id: h for h in await uow.hosts.list() if runs_workloads(h)}
             fleet = None
             before = {s.id: {r.host_id for r in s.replicas} for s in services}
             for service in services:

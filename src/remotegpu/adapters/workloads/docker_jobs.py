@@ -59,6 +59,8 @@ _NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
 HOSTFILE_VARIABLE = "REMOTEGPU_HOSTFILE_CONTENT"
 #: A service's network kept this long without replicas (its creation time, strictly).
 SERVICE_NETWORK_IDLE_SECONDS = 3600.0
+#: After making a job's network, how long to wait before looking for a twin another agent made.
+NETWORK_SETTLE_SECONDS = 0.3
 _ENTRYPOINT = [
     "/bin/sh", "-c",
     f'mkdir -p "$(dirname {HOSTFILE_PATH})" 2>/dev/null && printf "%s" "${HOSTFILE_VARIABLE}" > {HOSTFILE_PATH} 2>/dev/null; '
@@ -195,7 +197,11 @@ class DockerJobRuntime:
                 continue
             state = container.attrs.get("State", {})
             follower = self._follow(node_id)
-            if state.get("Running") or state.get("Status") in ("created", "restarting"):
+            if state.get("Status") == "created":
+                # Created but never started (start failed, or the agent died in between):
+                # a node runs once, so this one is over.
+                status, code, message = "exited", None, "its container was created but could not start"
+            elif state.get("Running") or state.get("Status") == "restarting":
                 status, code, message = "running", None, ""
             else:
                 follower.join(timeout=5)  # the whole log is copied before the exit is reported
@@ -249,37 +255,53 @@ class DockerJobRuntime:
             raise RuntimeError(f"a container named {container.name} exists that this agent did not make")
         return container
 
+    def _networks_named(self, name: str) -> list[Any]:
+        return [n for n in self._client.networks.list(names=[name]) if n.name == name]
+
     def _ensure_network(self, job_id: str) -> str:
+        """The id of the job's network, made if missing. Agents sharing one engine may make
+        it at the same moment (Docker's duplicate check is not atomic): whoever made one
+        looks again a moment later, every agent takes the one with the smallest id, and
+        the others (no container is on them yet) are removed."""
         name = network_name(job_id)
-        try:
-            self._client.networks.get(name)
-            return name
-        except NotFound:
-            pass
-        bridge = interface_prefix(self._scope) + "j" + hashlib.sha256(job_id.encode()).hexdigest()[:7]
-        try:
-            self._client.networks.create(
-                name, driver="bridge", check_duplicate=True,
-                options={"com.docker.network.bridge.name": bridge, "com.docker.network.bridge.enable_icc": "true",
-                         "com.docker.network.bridge.enable_ip_masquerade": "true"},
-                labels={LABEL_JOB_NETWORK: job_id, LABEL_JOB_SCOPE: self._scope},
-            )
-        except APIError as exc:
-            if exc.status_code != 409:
-                raise
-        return name
+        found = self._networks_named(name)
+        if not found:
+            bridge = interface_prefix(self._scope) + "j" + hashlib.sha256(job_id.encode()).hexdigest()[:7]
+            try:
+                self._client.networks.create(
+                    name, driver="bridge", check_duplicate=True,
+                    options={"com.docker.network.bridge.name": bridge, "com.docker.network.bridge.enable_icc": "true",
+                             "com.docker.network.bridge.enable_ip_masquerade": "true"},
+                    labels={LABEL_JOB_NETWORK: job_id, LABEL_JOB_SCOPE: self._scope},
+                )
+            except APIError as exc:
+                if exc.status_code not in (409, 500):  # made meanwhile (or its bridge name taken by the twin)
+                    raise
+            time.sleep(NETWORK_SETTLE_SECONDS)  # a twin made at the same moment shows up by now
+            found = self._networks_named(name)
+        if not found:
+            raise RuntimeError(f"network {name} could not be made")
+        found.sort(key=lambda n: n.id)
+        for extra in found[1:]:
+            if (extra.attrs.get("Labels") or {}).get(LABEL_JOB_NETWORK) != job_id:
+                continue
+            try:
+                if not self._client.containers.list(all=True, filters={"network": extra.id}):
+                    extra.remove()
+            except (NotFound, APIError):
+                pass
+        return found[0].id
 
     def _drop_network(self, job_id: str) -> None:
-        name = network_name(job_id)
-        try:
-            network = self._client.networks.get(name)
-            if (network.attrs.get("Labels") or {}).get(LABEL_JOB_NETWORK) != job_id:
-                return
-            if self._client.containers.list(all=True, filters={"network": name}):
-                return  # another node of the job (another agent's, on this engine) still uses it
-            network.remove()
-        except (NotFound, APIError):
-            pass
+        for network in self._networks_named(network_name(job_id)):
+            try:
+                if (network.attrs.get("Labels") or {}).get(LABEL_JOB_NETWORK) != job_id:
+                    continue
+                if self._client.containers.list(all=True, filters={"network": network.id}):
+                    continue  # another node of the job (another agent's, on this engine) still uses it
+                network.remove()
+            except (NotFound, APIError):
+                pass
 
     def _prune_service_networks(self) -> None:
         """Services' networks outlive their replicas (a service at zero comes back faster);

@@ -129,7 +129,10 @@ class JobHeartbeat:
                 continue
             kept = await self.logs.size(job.id, node_key(parsed[1], parsed[2]))
             done = seen.status != "running" and kept >= seen.log_size
-            desired[seen.node_id] = DesiredJobNode(seen.node_id, "removed" if done else "stopped", None, kept)
+            # The job's network stays while the job may still use it (a peer still starting,
+            # the next attempt); once the job ended, the last node out drops it.
+            desired[seen.node_id] = DesiredJobNode(seen.node_id, "removed" if done else "stopped", None, kept,
+                                                   keep_network=not job.status.terminal)
         return list(desired.values())
 
     async def fail_silent_hosts(self, uow: UnitOfWork, hosts: list[Host]) -> list[str]:

@@ -149,6 +149,7 @@ def test_service_through_the_router_scales_and_rolls_without_errors(world):
     wait_until(lambda: all(r["generation"] == 1 for r in service(server, token, sid)["replicas"]), 30, "old replicas gone", 0.5)
     stats = service(server, token, sid)["stats"]
     assert stats["errors"] == 0 and stats["cold_starts"] >= 2 and stats["latency_p50_ms"] is not None
+    assert stats["rps_1m"] > 0
 
     code, _ = server.request("DELETE", f"/api/v1/inference-services/{sid}", token=token)
     assert code == 204

@@ -182,8 +182,10 @@ class ServeRouter:
             if scheme.lower() != "bearer" or not token_matches(service, token.strip()):
                 return error_response(401, "unauthenticated", "send 'Authorization: Bearer <a token of this service>'")
         started = time.monotonic()
-        stats = self.stats.setdefault(service_id, {"requests": 0, "errors": 0, "cold_starts": 0, "latencies": deque(maxlen=2000)})
+        stats = self.stats.setdefault(service_id, {"requests": 0, "errors": 0, "cold_starts": 0, "latencies": deque(maxlen=2000),
+                                                   "arrived": deque(maxlen=100_000)})
         stats["requests"] += 1
+        stats["arrived"].append(started)
         self._arrivals[service_id] = self._arrivals.get(service_id, 0) + 1
         body = await request.read() if request.body_exists else None
         tried: set[str] = set()
@@ -283,6 +285,7 @@ class ServeRouter:
         return {
             "requests": stats.get("requests", 0), "errors": stats.get("errors", 0), "cold_starts": stats.get("cold_starts", 0),
             "latency_p50_ms": pct(0.5), "latency_p99_ms": pct(0.99),
+            "rps_1m": round(sum(1 for t in stats.get("arrived", ()) if t >= time.monotonic() - 60) / 60, 3),
             "ready_replicas": sum(1 for r in (service.replicas if service else []) if r.id in self._ready),
             "in_flight": sum(self._inflight.get(r.id, 0) for r in (service.replicas if service else [])),
         }

@@ -20,7 +20,7 @@ from remotegpu.entrypoints.http.schemas.workloads import (
 
 TAGS = ["inference-services"]
 ONE = "/api/v1/inference-services/{service_id}"
-_EMPTY = {"requests": 0, "errors": 0, "cold_starts": 0, "latency_p50_ms": None, "latency_p99_ms": None,
+_EMPTY = {"requests": 0, "errors": 0, "cold_starts": 0, "latency_p50_ms": None, "latency_p99_ms": None, "rps_1m": 0.0,
           "ready_replicas": 0, "in_flight": 0}
 
 

@@ -175,6 +175,7 @@ class ServiceStatsOut(BaseModel):
     cold_starts: int
     latency_p50_ms: float | None
     latency_p99_ms: float | None
+    rps_1m: float = Field(0.0, description="requests per second over the last minute")
     ready_replicas: int
     in_flight: int
 

@@ -68,6 +68,7 @@ export const jobApi = {
 export interface Replica { id: string; generation: number; host_id: string; state: string; ready: boolean; message: string }
 export interface ServiceStats {
   requests: number; errors: number; cold_starts: number; latency_p50_ms: number | null; latency_p99_ms: number | null
+  rps_1m: number
   ready_replicas: number; in_flight: number
 }
 

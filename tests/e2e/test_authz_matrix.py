@@ -199,6 +199,20 @@ MATRIX = [
     ("POST", "/api/v1/environments/{env}/save-image", {"name": "saved"}, [401, 404, 403, 403, 409, 409]),
     ("POST", "/api/v1/images/builds", {"workspace_id": "{ws}", "name": "b", "dockerfile": "FROM remotegpu/base:latest"},
      [401, 404, 403, 409, 409, 409]),
+    # Training jobs: viewers read, members create and operate their own ({job} is the owner's), admins all.
+    ("GET", "/api/v1/training-jobs?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("POST", "/api/v1/training-jobs", {"workspace_id": "{ws}", "name": "t", "command": ["true"]}, [401, 404, 403, 201, 201, 201]),
+    ("GET", "/api/v1/training-jobs/{job}", None, [401, 404, 200, 200, 200, 200]),
+    ("GET", "/api/v1/training-jobs/{job}/logs", None, [401, 404, 200, 200, 200, 200]),
+    ("GET", "/api/v1/training-jobs/{job}/logs/a0.n0", None, [401, 404, 404, 404, 404, 404]),
+    ("POST", "/api/v1/training-jobs/{job}/cancel", None, [401, 404, 403, 403, 200, 200]),
+    # Inference services: the same rule ({service} is the owner's).
+    ("GET", "/api/v1/inference-services?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("POST", "/api/v1/inference-services", {"workspace_id": "{ws}", "name": "s"}, [401, 404, 403, 201, 201, 201]),
+    ("GET", "/api/v1/inference-services/{service}", None, [401, 404, 200, 200, 200, 200]),
+    ("PATCH", "/api/v1/inference-services/{service}", {"max_replicas": 2}, [401, 404, 403, 403, 200, 200]),
+    ("POST", "/api/v1/inference-services/{service}/tokens", None, [401, 404, 403, 403, 201, 201]),
+    ("DELETE", "/api/v1/inference-services/{service}", None, [401, 404, 403, 403, 204, 204]),
 ]
 
 CASES = [
@@ -249,6 +263,13 @@ async def _world(client, with_environment: bool = False):
     assert r.status == 201, await r.text()
     names["silence"] = (await r.json())["id"]
     names["image"], names["image_job"], names["platform_image"] = await seed_images(client.server.app[_key()], ws, owner.id)
+    r = await client.post("/api/v1/training-jobs", json={"workspace_id": ws, "name": "owned", "command": ["true"]},
+                          headers=owner.headers)
+    assert r.status == 201, await r.text()
+    names["job"] = (await r.json())["id"]
+    r = await client.post("/api/v1/inference-services", json={"workspace_id": ws, "name": "owned"}, headers=owner.headers)
+    assert r.status == 201, await r.text()
+    names["service"] = (await r.json())["id"]
     names["env"] = None
     if with_environment:  # only where a row needs one: a workspace with an environment cannot be deleted
         r = await client.post("/api/v1/environments", json={"name": "env1", "workspace_id": ws}, headers=owner.headers)

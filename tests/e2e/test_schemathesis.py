@@ -19,7 +19,7 @@ from tests.support.live_server import live_server
 # Operations that would end the fuzzing session itself if they succeeded.
 SELF_DESTRUCTIVE = {"POST /api/v1/auth/logout", "POST /api/v1/users/me/sign-out"}
 # Streams that never end on their own (tested in tests/e2e/test_event_stream.py).
-LONG_LIVED = {"GET /api/v1/events/stream"}
+LONG_LIVED = {"GET /api/v1/events/stream", "GET /api/v1/training-jobs/{job_id}/logs/stream"}
 
 
 @pytest.fixture(scope="module")

@@ -117,6 +117,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
         runtime, runtime_name = select_runtime(
             kind, data_dir=state_dir, docker_scope=scope, private_address=private_address,
         )
+        from remotegpu.adapters.workloads.select import select_job_runtime
+
+        jobs = select_job_runtime(runtime_name, state_dir=state_dir, docker_scope=scope, private_address=private_address)
     except ValueError as exc:
         return fail(str(exc))
 
@@ -146,7 +149,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
                 credentials=credentials, address=args.address or "", private_address=private_address,
                 runtime_name=runtime_name,
                 fake_gpus=bool(fake_spec and fake_spec.strip()), agent_version=__version__, data_mounts=mounts,
-                collector=collector,
+                collector=collector, jobs=jobs,
             )
             log.info("agent %s starting: server %s, runtime %s, %d GPU(s)%s", name, args.server, runtime_name,
                      len(probe.inventory()), " (fake)" if fake_spec else "")

@@ -220,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("images", help="the image catalog over the API: ls, save, build, logs, cancel, rm")
     add_images_arguments(p)
     p.set_defaults(fn=cmd_images)
+    from remotegpu.entrypoints.job_cli import add_job_arguments, cmd_job
+
+    p = sub.add_parser("job", help="training jobs: run (submit, follow the log, exit with its code), list, logs, cancel")
+    add_job_arguments(p)
+    p.set_defaults(fn=cmd_job)
     args = parser.parse_args(argv)
     return args.fn(args)
 

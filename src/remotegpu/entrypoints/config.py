@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     metrics_hour_retention_days: float = Field(365.0, gt=0)
     alert_eval_seconds: float = Field(10.0, gt=0, le=300)
     agent_fake_gpu_control: str = ""  # JSON file the fake GPUs' readings are driven from (tests, demos)
+    # Training jobs' logs are kept this long after the job ended (then deleted).
+    job_log_retention_days: int = Field(30, ge=1)
 
     # Workspaces. Quota every workspace has until an admin sets its own; each user's cap over
     # all the workspaces they own (admin-editable per user); empty or "unlimited" = no limit.

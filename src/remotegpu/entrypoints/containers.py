@@ -39,6 +39,11 @@ from remotegpu.application.environments.autostop import AutoStop
 from remotegpu.application.environments.credentials import EnvironmentCredentials
 from remotegpu.application.environments.entry import EnvironmentEntry
 from remotegpu.application.environments.queue_pass import QueuePass, QueueingUnitOfWork
+from remotegpu.adapters.workloads.file_logs import FileJobLogStore, InMemoryJobLogStore
+from remotegpu.application.workloads.heartbeat import JobHeartbeat
+from remotegpu.application.workloads.queue_pass import ChainedQueuePass, JobQueuePass
+from remotegpu.application.workloads.service import TrainingJobService
+from remotegpu.application.workloads.services import InferenceServiceService, ServiceNodes
 from remotegpu.application.environments.service import EnvironmentService
 from remotegpu.application.environments.watch import EnvironmentWatch
 from remotegpu.application.fleet.agent_service import AgentService
@@ -218,7 +223,7 @@ def _redis(url: str):
     return Redis.from_url(url)
 
 
-def _task_handlers(maintenance: Maintenance, deliveries=None, storage=None, monitoring=None) -> dict:
+def _task_handlers(maintenance: Maintenance, deliveries=None, storage=None, monitoring=None, jobs=None, settings=None) -> dict:
     """Background tasks by name; the Dramatiq worker registers actors of the same names.
 
     Every one runs periodically without arguments too (the maintenance loop):
@@ -229,6 +234,10 @@ def _task_handlers(maintenance: Maintenance, deliveries=None, storage=None, moni
     async def deliver(delivery_id: str | None = None) -> None:
         if delivery_id is not None and deliveries is not None:
             await deliveries().deliver(delivery_id)
+
+    async def purge_job_logs() -> None:
+        if jobs is not None and settings is not None:
+            await jobs().purge_old_logs(settings.job_log_retention_days)
 
     async def send_due() -> None:
         if deliveries is not None:
@@ -245,6 +254,7 @@ def _task_handlers(maintenance: Maintenance, deliveries=None, storage=None, moni
         "notifications.send_due": send_due,
         "storage.collect": collect_storage,
         **(monitoring or {}),
+        "workloads.purge_job_logs": purge_job_logs,
     }
 
 
@@ -457,9 +467,14 @@ class Container(containers.DeclarativeContainer):
     # Every scheduling transaction ends with a queue pass: the queue moves whenever capacity frees.
     workspace_policy = providers.Singleton(workspace_policy_from, settings)
     reservations = providers.Singleton(Reservations, store=billing_store, clock=clock)  # plans GPUs are not lent
+    # Environments queue first, then training jobs (application/workloads/queue_pass.py).
     queueing_uow = providers.Factory(QueueingUnitOfWork, plain_uow, providers.Singleton(
-        QueuePass, clock=clock, quotas=workspace_policy, reservations=reservations,
-        locality=providers.Callable(lambda c: c.image_service().locality, __self__),
+        ChainedQueuePass,
+        providers.Singleton(
+            QueuePass, clock=clock, quotas=workspace_policy, reservations=reservations,
+            locality=providers.Callable(lambda c: c.image_service().locality, __self__),
+        ),
+        providers.Singleton(JobQueuePass, clock=clock, quotas=workspace_policy),
     ))
     uow = providers.Factory(NotifyingUnitOfWork, queueing_uow, notification_dispatcher)
     notification_service = providers.Singleton(
@@ -468,6 +483,13 @@ class Container(containers.DeclarativeContainer):
     delivery_service = providers.Singleton(
         DeliveryService, uow=plain_uow.provider, repo=notification_repo, clock=clock, sender=email_sender,
         queue=late_task_queue, public_url=providers.Callable(lambda s: s.public_url, settings), phones=phone_service,
+    )
+
+    # Training jobs' logs (application/workloads): files in the data dir for now.
+    job_logs = providers.Selector(
+        config.persistence,
+        sql=providers.Singleton(lambda s: FileJobLogStore(s.data_dir / "job-logs"), settings),
+        memory=providers.Singleton(InMemoryJobLogStore),
     )
 
     # --- use cases -----------------------------------------------------------------
@@ -544,6 +566,7 @@ class Container(containers.DeclarativeContainer):
         allow_loopback=config.allow_loopback_agents, stranded_after_seconds=config.stranded_after_seconds,
         data_mounts=storage_mounts,
         images=image_service, registry=image_registry,
+        jobs=providers.Singleton(JobHeartbeat, clock, job_logs, services=providers.Singleton(ServiceNodes, clock)),
     )
     autostop = providers.Singleton(AutoStop, uow=uow.provider, clock=clock, environments=environment_service)
     environment_watch = providers.Singleton(EnvironmentWatch, uow=uow.provider, environments=environment_service, feed=change_feed)
@@ -579,9 +602,19 @@ class Container(containers.DeclarativeContainer):
         currency=config.billing_currency, enabled=config.billing_enabled,
     )
 
+    # --- workloads (training jobs) ----------------------------------------------------
+    training_job_service = providers.Singleton(
+        TrainingJobService, uow=uow.provider, clock=clock, logs=job_logs, default_image=config.base_image,
+        images=image_policy, quotas=workspace_policy, notify=providers.Callable(lambda a: a.poke, agent_service),
+    )
+    inference_service_service = providers.Singleton(
+        InferenceServiceService, uow=uow.provider, clock=clock, default_image=config.base_image, images=image_policy,
+    )
+
     # --- background work -----------------------------------------------------------
     task_handlers = providers.Singleton(_task_handlers, maintenance, delivery_service.provider, storage_service.provider,
-                                        providers.Callable(lambda c: _monitoring_tasks(c), __self__))
+                                        providers.Callable(lambda c: _monitoring_tasks(c), __self__),
+                                        training_job_service.provider, settings)
     task_queue = providers.Selector(
         config.queue,
         inline=providers.Singleton(InlineTaskQueue, task_handlers),

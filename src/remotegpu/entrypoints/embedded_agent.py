@@ -71,6 +71,10 @@ async def build_embedded_agent(container: Container) -> HostAgent:
         environ={"REMOTEGPU_PIDS_LIMIT": str(settings.pids_limit), "REMOTEGPU_EGRESS_DENY": settings.egress_deny,
                  "REMOTEGPU_EGRESS_INTERNET": str(settings.egress_internet).lower()},
     )
+    from remotegpu.adapters.workloads.select import select_job_runtime
+
+    jobs = select_job_runtime(runtime_name, state_dir=state_dir, docker_scope=settings.effective_docker_scope(),
+                              pids_limit=settings.pids_limit, private_address=private_address)
     address = settings.ssh_host or (settings.http_host if settings.http_host not in ("0.0.0.0", "::") else "127.0.0.1")
     from remotegpu.adapters.storage.mount_cache import DataMountMaterializer, MountCache
     from remotegpu.adapters.storage.mount_sources import InProcessVersionSource
@@ -87,7 +91,7 @@ async def build_embedded_agent(container: Container) -> HostAgent:
         runtime, probe, InProcessAgentLink(container.agent_service(), container.metrics_service()),
         HostSystemInfo(settings.data_dir), name=name, join_token=join_token, credentials=credentials,
         address=address, private_address=private_address, runtime_name=runtime_name, data_mounts=mounts,
-        collector=collector,
+        collector=collector, jobs=jobs,
     )
 
 

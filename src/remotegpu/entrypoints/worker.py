@@ -15,7 +15,7 @@ from remotegpu.entrypoints.containers import Container, build_container, close_c
 
 TASK_NAMES = ("identity.purge_expired_refresh_tokens", "identity.purge_old_audit_events",
               "notifications.deliver", "notifications.send_due", "storage.collect",
-              "monitoring.evaluate_alerts", "monitoring.compact")
+              "monitoring.evaluate_alerts", "monitoring.compact", "workloads.purge_job_logs")
 
 _settings = load_settings_or_exit()
 if not _settings.redis_url:

@@ -974,3 +974,56 @@ host_images = sa.Table(
     sa.Column("reference", sa.String(300), primary_key=True),
     sa.Index(None, "reference"),
 )
+
+
+# --- workloads (application/workloads) ----------------------------------------------
+# One row per training job; its nodes (host, GPUs, state) are JSON inside: they are
+# read and written with the job, and the scheduler reads the live ones (starting /
+# running) to build its fleet snapshot. No foreign keys (history outlives hosts).
+training_jobs = sa.Table(
+    "training_jobs",
+    metadata,
+    _id(primary_key=True),
+    _id("workspace_id", nullable=False),
+    _id("owner_id", nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("image", sa.String(500), nullable=False),
+    sa.Column("command", sa.JSON, nullable=False),
+    sa.Column("env", sa.JSON, nullable=False),
+    sa.Column("gpus_per_node", sa.Integer, nullable=False),
+    sa.Column("gpu_model", sa.String(200), nullable=True),
+    sa.Column("nodes", sa.Integer, nullable=False),
+    sa.Column("cpu_cores", sa.Integer, nullable=False),
+    sa.Column("memory_gib", sa.Integer, nullable=False),
+    sa.Column("time_limit_minutes", sa.Integer, nullable=True),
+    sa.Column("max_retries", sa.Integer, nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_message", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=True),
+    sa.Column("queued_at", UTCDateTime, nullable=True),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("node_states", sa.JSON, nullable=False),
+    sa.Column("exit_code", sa.Integer, nullable=True),
+    sa.Column("exit_codes", sa.JSON, nullable=False),
+    sa.Column("history", sa.JSON, nullable=False),
+    sa.Index(None, "workspace_id"),
+    sa.Index(None, "status"),
+)
+
+# Inference services: the indexed columns, the rest (settings, replicas, token hashes) in
+# ``data`` (see adapters/db/repositories/workloads.py).
+inference_services = sa.Table(
+    "inference_services",
+    metadata,
+    _id(primary_key=True),
+    _id("workspace_id", nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Index(None, "workspace_id"),
+    sa.Index(None, "status"),
+)

@@ -18,6 +18,7 @@ from remotegpu.adapters.db.repositories.identity import (
     SqlUserRepository,
 )
 from remotegpu.adapters.db.repositories.workspaces import SqlWorkspaceRepository
+from remotegpu.adapters.db.repositories.workloads import SqlInferenceServiceRepository, SqlTrainingJobRepository
 from remotegpu.adapters.memory.locks import SchedulingLockHolder
 from remotegpu.adapters.billing.sql_store import SqlMeterReadings
 
@@ -51,6 +52,8 @@ class SqlUnitOfWork:
         self.environments = SqlEnvironmentRepository(session)
         self.allocations = SqlAllocationRepository(session)
         self.meter_readings = SqlMeterReadings(session)  # billing: readings in the state change's transaction
+        self.training_jobs = SqlTrainingJobRepository(session)
+        self.inference_services = SqlInferenceServiceRepository(session)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

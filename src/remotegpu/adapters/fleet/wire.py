@@ -17,16 +17,22 @@ from __future__ import annotations
 import re
 from typing import Any, get_args
 
+import base64
+
 from remotegpu.application.environments.ports import DataMountSpec, RuntimeSpec, RuntimeStatus
 from remotegpu.application.fleet.agent_protocol import (
     DesiredEnvironment,
+    DesiredJobNode,
     HeartbeatReply,
     HostReport,
     ImageJobOrder,
     ImageJobReport,
+    JobLogChunk,
     ObservedEnvironment,
+    ObservedJobNode,
     QuarantinedEnvironment,
 )
+from remotegpu.application.workloads.ports import JobNodeSpec
 from remotegpu.domain.fleet.models import Gpu
 
 #: What a host key may look like on its way to the agent (written to a file by a shell
@@ -99,6 +105,11 @@ def report_to_dict(report: HostReport) -> dict[str, Any]:
         "quarantined": [{"env_id": q.env_id, "host_id": q.host_id} for q in report.quarantined],
         "image_jobs": [job_report_to_dict(j) for j in report.image_jobs],
         "images": list(report.images),
+        "job_nodes": [{"node_id": n.node_id, "status": n.status, "exit_code": n.exit_code, "message": n.message,
+                       "log_size": n.log_size} for n in report.job_nodes],
+        "job_logs": [{"node_id": c.node_id, "offset": c.offset, "data": base64.b64encode(c.data).decode()}
+                     for c in report.job_logs],
+        "jobs_healthy": report.jobs_healthy,
     }
 
 
@@ -155,7 +166,67 @@ def reply_to_dict(reply: HeartbeatReply) -> dict[str, Any]:
         "catalog": list(reply.catalog),
         "preload": list(reply.preload),
         "registry_auth": None if reply.registry_auth is None else list(reply.registry_auth),
+        "job_nodes": [job_desired_to_dict(d) for d in reply.job_nodes],
     }
+
+
+def job_desired_to_dict(d: DesiredJobNode) -> dict[str, Any]:
+    spec = None
+    if d.spec is not None:
+        spec = {
+            "node_id": d.spec.node_id, "job_id": d.spec.job_id, "image": d.spec.image, "command": list(d.spec.command),
+            "env": dict(d.spec.env), "cpu_cores": d.spec.cpu_cores, "memory_gib": d.spec.memory_gib,
+            "gpu_uuids": list(d.spec.gpu_uuids), "gpu_indices": list(d.spec.gpu_indices), "fake_gpus": d.spec.fake_gpus,
+            "hostfile": d.spec.hostfile, "alias": d.spec.alias, "workspace_id": d.spec.workspace_id,
+            "ports": {str(c): h for c, h in d.spec.ports.items()}, "network": d.spec.network,
+        }
+    return {"node_id": d.node_id, "desired": d.desired, "spec": spec, "log_offset": d.log_offset, "keep_network": d.keep_network}
+
+
+JOB_NODE_STATUSES = frozenset({"running", "exited", "failed", "missing"})
+JOB_DESIRED_STATES = frozenset({"running", "stopped", "removed"})
+_JOB_NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
+
+
+def _job_node_id(r: "_Reader", path: str) -> str:
+    node_id = r.text("node_id", non_empty=True)
+    if not _JOB_NODE_ID.match(node_id):
+        raise ValueError(f"{path}.node_id: not a job node id")
+    return node_id
+
+
+def job_desired_from_dict(data: Any, path: str = "job_nodes") -> DesiredJobNode:
+    r = _Reader(data, path)
+    node_id = _job_node_id(r, path)
+    desired = r.text("desired")
+    if desired not in JOB_DESIRED_STATES:
+        raise ValueError(f"{path}.desired: must be one of {sorted(JOB_DESIRED_STATES)}")
+    raw = r._get("spec", None)
+    spec = None
+    if raw is not None:
+        s = _Reader(raw, f"{path}.spec")
+        command = s.array("command")
+        if not all(isinstance(a, str) for a in command):
+            raise ValueError(f"{path}.spec.command: expected strings")
+        uuids = s.array("gpu_uuids", [])
+        if not all(isinstance(u, str) for u in uuids):
+            raise ValueError(f"{path}.spec.gpu_uuids: expected strings")
+        spec = JobNodeSpec(
+            node_id=s.text("node_id", non_empty=True), job_id=s.text("job_id", non_empty=True), image=s.text("image", non_empty=True),
+            command=list(command), env=s.str_map("env"), cpu_cores=s.number("cpu_cores", 1.0), memory_gib=s.number("memory_gib", 1.0),
+            gpu_uuids=list(uuids), gpu_indices=[_int(v, f"{path}.spec.gpu_indices[{i}]", 0) for i, v in enumerate(s.array("gpu_indices", []))],
+            fake_gpus=s.flag("fake_gpus", False), hostfile=s.text("hostfile", ""), alias=s.text("alias", ""),
+            workspace_id=s.optional_text("workspace_id"),
+            ports={_port(c, f"{path}.spec.ports key"): _port(h, f"{path}.spec.ports[{c!r}]") for c, h in s.mapping("ports", {}).items()},
+            network=s.text("network", ""),
+        )
+        if spec.network and not _JOB_NODE_ID.match(spec.network):
+            raise ValueError(f"{path}.spec.network: not a network key")
+        if spec.node_id != node_id:
+            raise ValueError(f"{path}.spec.node_id: does not match")
+    if desired == "running" and spec is None:
+        raise ValueError(f"{path}.spec: required when desired is 'running'")
+    return DesiredJobNode(node_id, desired, spec, r.integer("log_offset", 0, minimum=0), r.flag("keep_network", False))
 
 
 # --- from dict --------------------------------------------------------------------------
@@ -306,6 +377,23 @@ def report_from_dict(data: Any, path: str = "report") -> HostReport:
     _unique([q.env_id for q in quarantined], f"{path}.quarantined")
     gpus = [gpu_from_dict(g, f"{path}.gpus[{i}]") for i, g in enumerate(r.array("gpus"))]
     _unique([g.uuid for g in gpus], f"{path}.gpus (uuid)")
+    job_nodes = []
+    for i, raw in enumerate(r.array("job_nodes", [])):
+        n, where = _Reader(raw, f"{path}.job_nodes[{i}]"), f"{path}.job_nodes[{i}]"
+        status = n.text("status")
+        if status not in JOB_NODE_STATUSES:
+            raise ValueError(f"{where}.status: must be one of {sorted(JOB_NODE_STATUSES)}")
+        job_nodes.append(ObservedJobNode(_job_node_id(n, where), status, n.integer("exit_code", None, nullable=True),
+                                         n.text("message", "")[:1000], n.integer("log_size", 0, minimum=0)))
+    _unique([n.node_id for n in job_nodes], f"{path}.job_nodes")
+    job_logs = []
+    for i, raw in enumerate(r.array("job_logs", [])):
+        c, where = _Reader(raw, f"{path}.job_logs[{i}]"), f"{path}.job_logs[{i}]"
+        try:
+            data = base64.b64decode(c.text("data", ""), validate=True)
+        except ValueError:
+            raise ValueError(f"{where}.data: expected base64") from None
+        job_logs.append(JobLogChunk(_job_node_id(c, where), c.integer("offset", minimum=0), data))
     return HostReport(
         gpus=gpus,
         cpu_cores=r.integer("cpu_cores", minimum=0),
@@ -364,6 +452,9 @@ def job_order_from_dict(data: Any, path: str = "image_job") -> ImageJobOrder:
         cpu_cores=r.integer("cpu_cores", 2, minimum=1), memory_gib=r.integer("memory_gib", 4, minimum=1),
         cancel=r.flag("cancel", False), log_received=r.integer("log_received", 0, minimum=0),
         auth=_auth(r._get("auth", None), f"{path}.auth"),
+        job_nodes=job_nodes,  # absent from agents without the workloads context
+        job_logs=job_logs,
+        jobs_healthy=r.flag("jobs_healthy", False),  # absent: an agent without job runtime
     )
 
 
@@ -453,10 +544,12 @@ def reply_from_dict(data: Any, path: str = "reply") -> HeartbeatReply:
         raise ValueError(f"{path}.interval_seconds: must be positive, got {interval}")
     desired = [desired_from_dict(d, f"{path}.desired[{i}]") for i, d in enumerate(r.array("desired"))]
     _unique([d.env_id for d in desired], f"{path}.desired")
+    job_nodes = [job_desired_from_dict(d, f"{path}.job_nodes[{i}]") for i, d in enumerate(r.array("job_nodes", []))]
     return HeartbeatReply(
         host_id=r.text("host_id", non_empty=True), desired=desired, interval_seconds=interval,
         image_jobs=[job_order_from_dict(o, f"{path}.image_jobs[{i}]") for i, o in enumerate(r.array("image_jobs", []))],
         catalog=_strings(r.array("catalog", []), f"{path}.catalog"),
         preload=_strings(r.array("preload", []), f"{path}.preload"),
         registry_auth=_auth(r._get("registry_auth", None), f"{path}.registry_auth"),
+        job_nodes=job_nodes,
     )

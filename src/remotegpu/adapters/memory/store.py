@@ -87,6 +87,9 @@ SPECS: dict[str, TableSpec] = {
         unique={"uq_host_ports_host_id_port": lambda p: (p.host_id, p.port)},
         references={"fk_host_ports_environment_id_environments": ("environments", lambda p: p.environment_id)},
     ),
+    # Training jobs (application/workloads): one row per job, its nodes inside.
+    "training_jobs": TableSpec(),
+    "inference_services": TableSpec(),
 }
 
 

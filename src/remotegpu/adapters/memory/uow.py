@@ -16,6 +16,7 @@ from remotegpu.adapters.memory.repositories import (
     InMemoryWorkspaceRepository,
 )
 from remotegpu.adapters.memory.store import InMemoryStore
+from remotegpu.adapters.workloads.memory_jobs import InMemoryInferenceServiceRepository, InMemoryTrainingJobRepository
 from remotegpu.adapters.memory.transaction import Transaction
 
 
@@ -43,6 +44,8 @@ class InMemoryUnitOfWork:
         self.hosts = InMemoryHostRepository(tx)
         self.environments = InMemoryEnvironmentRepository(tx)
         self.allocations = InMemoryAllocationRepository(tx)
+        self.training_jobs = InMemoryTrainingJobRepository(tx)
+        self.inference_services = InMemoryInferenceServiceRepository(tx)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

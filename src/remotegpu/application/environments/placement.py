@@ -19,8 +19,10 @@ from remotegpu.domain.environments.models import (
 from remotegpu.domain.fleet.models import Host
 from remotegpu.domain.scheduling import Allocation, FleetState, Placement, PlacementRequest, place
 from remotegpu.domain.shared.errors import Conflict
+from remotegpu.domain.workloads.models import JobStatus
 
 HOLDING = [s for s in EnvStatus if s.holds_resources]
+JOB_HOLDING = [s for s in JobStatus if s.holds_resources]
 
 
 def request_of(env: Environment, *, pin: bool, prefer_hosts: frozenset[str] = frozenset()) -> PlacementRequest:
@@ -49,6 +51,12 @@ async def fleet_snapshot(uow: UnitOfWork, hosts: list[Host] | None = None) -> Fl
         Allocation(host_id, tuple(by_env.get(env_id, ())), cpu_cores, memory_gib)
         for env_id, host_id, cpu_cores, memory_gib in await uow.environments.held_resources()
     ]
+    # Training jobs' nodes hold GPUs, CPU and memory too (application/workloads).
+    for job in await uow.training_jobs.list_by_status(JOB_HOLDING):
+        allocations += [Allocation(n.host_id, tuple(n.gpu_uuids), job.cpu_cores, job.memory_gib) for n in job.node_states]
+    # ... and inference services' replicas, from placement until removed.
+    for service in await uow.inference_services.list_active():
+        allocations += [Allocation(r.host_id, tuple(r.gpu_uuids), service.cpu_cores, service.memory_gib) for r in service.replicas]
     return FleetState(hosts, allocations)
 
 

@@ -43,13 +43,17 @@ from remotegpu.application.environments.ports import EnvironmentRuntime, Runtime
 from remotegpu.application.fleet.agent_protocol import (
     DEFAULT_HEARTBEAT_SECONDS,
     DesiredEnvironment,
+    DesiredJobNode,
     HeartbeatReply,
     HostReport,
     ImageJobOrder,
     ImageJobReport,
+    JobLogChunk,
     ObservedEnvironment,
+    ObservedJobNode,
     QuarantinedEnvironment,
 )
+from remotegpu.application.workloads.ports import JobRuntime
 from remotegpu.application.fleet.ports import (
     AgentCredentialStore,
     AgentLink,
@@ -71,6 +75,14 @@ MAX_BACKOFF_SECONDS = 30.0
 LISTING_REUSE_SECONDS = 5.0
 #: Longest error message reported for one environment.
 MAX_MESSAGE_CHARS = 1000
+#: While job nodes run here the agent beats at least this often (their logs stream live).
+JOB_BEAT_SECONDS = 1.0
+#: Most log bytes sent per job node, and in all, per beat (a report stays well under
+#: the server's 1 MiB body limit once base64-encoded).
+JOB_LOG_CHUNK_BYTES = 128 * 1024
+JOB_LOG_BEAT_BYTES = 512 * 1024
+#: Prefix of job nodes in the long-poll's ``known`` map (see AgentService.wait_for_work).
+JOB_KEY = "job:"
 
 
 #: Most log characters one report carries per job (the rest follows on the next beats).
@@ -145,9 +157,15 @@ class HostAgent:
         max_concurrent_actions: int = MAX_CONCURRENT_ACTIONS,
         data_mounts: DataMounts | None = None,
         collector: "MetricsCollector | None" = None,
+        jobs: JobRuntime | None = None,
     ) -> None:
         self.collector = collector
         self.runtime = runtime
+        # Training-job nodes (application/workloads): None = this agent runs none.
+        self.jobs = jobs
+        self._job_failures: dict[str, str] = {}
+        self._log_acked: dict[str, int] = {}  # node id → bytes the server keeps
+        self._jobs_active = False
         self.probe = probe
         self.link = link
         self.system = system
@@ -182,7 +200,7 @@ class HostAgent:
         self._pulls: dict[str, asyncio.Task] = {}
         self._pull_progress: dict[str, str] = {}
         self._waiting_pull: dict[str, str] = {}
-        self._jobs: dict[str, _JobRun] = {}
+        self._image_jobs: dict[str, _JobRun] = {}
         self._images_present: list[str] = []
         self._images_checked_at = float("-inf")
 
@@ -249,11 +267,12 @@ class HostAgent:
             private_address=self.private_address,
             agent_version=self.agent_version,
             quarantined=quarantined,
-            image_jobs=[self._job_report(run) for run in self._jobs.values()],
+            image_jobs=[self._image_job_report(run) for run in self._image_jobs.values()],
             images=list(self._images_present),
+            **(await self._job_report()),
         )
 
-    def _job_report(self, run: _JobRun) -> ImageJobReport:
+    def _image_job_report(self, run: _JobRun) -> ImageJobReport:
         start = min(run.order.log_received, len(run.log))
         result = run.result
         return ImageJobReport(
@@ -304,17 +323,17 @@ class HostAgent:
             return
         orders = {o.job_id: o for o in reply.image_jobs}
         for job_id, order in orders.items():
-            run = self._jobs.get(job_id)
+            run = self._image_jobs.get(job_id)
             if run is None:
                 if order.cancel:
                     continue
-                run = self._jobs[job_id] = _JobRun(order)
+                run = self._image_jobs[job_id] = _JobRun(order)
                 run.task = asyncio.ensure_future(self._run_job(run))
             run.order = order
             if order.cancel and run.status == "running":
                 run.cancel = True
-        for job_id in [j for j, run in self._jobs.items() if j not in orders and run.status != "running"]:
-            del self._jobs[job_id]  # the server has its outcome
+        for job_id in [j for j, run in self._image_jobs.items() if j not in orders and run.status != "running"]:
+            del self._image_jobs[job_id]  # the server has its outcome
         for image in reply.preload:
             if image not in self._images_present and image not in self._pulls and len(self._pulls) < 2:
                 if not await self.runtime.has_image(image):  # type: ignore[attr-defined]
@@ -357,6 +376,75 @@ class HostAgent:
                 run.status, run.error = "failed", (str(exc) or type(exc).__name__)[:MAX_MESSAGE_CHARS]
             run.line(run.error)
             log.warning("image job %s: %s", order.job_id, run.error)
+
+    async def _job_report(self) -> dict:
+        if self.jobs is None:
+            return {"jobs_healthy": False}
+        try:
+            states = await self.jobs.list()
+        except Exception as exc:  # noqa: BLE001 - reported as nothing seen; environments go on
+            log.warning("job runtime cannot list its nodes: %s", exc)
+            return {"jobs_healthy": False}
+        nodes = [ObservedJobNode(s.node_id, s.status, s.exit_code, s.message[:MAX_MESSAGE_CHARS], s.log_size) for s in states]
+        seen = {s.node_id for s in states}
+        nodes += [ObservedJobNode(nid, "failed", None, msg) for nid, msg in self._job_failures.items() if nid not in seen]
+        chunks = []
+        budget = JOB_LOG_BEAT_BYTES
+        for s in states:
+            offset = self._log_acked.get(s.node_id, 0)
+            if s.log_size > offset and budget > 0:
+                try:
+                    data = await self.jobs.read_log(s.node_id, offset, min(JOB_LOG_CHUNK_BYTES, budget))
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("job node %s: cannot read its log: %s", s.node_id, exc)
+                    continue
+                if data:
+                    chunks.append(JobLogChunk(s.node_id, offset, data))
+                    budget -= len(data)
+        self._jobs_active = any(s.status == "running" for s in states) or bool(chunks)
+        return {"job_nodes": nodes, "job_logs": chunks, "jobs_healthy": True}
+
+    async def reconcile_jobs(self, wanted: list[DesiredJobNode]) -> bool:
+        """Make the job runtime match ``wanted``; nodes not mentioned are stopped (kept)."""
+        if self.jobs is None:
+            return False
+        try:
+            states = {s.node_id: s for s in await self.jobs.list()}
+        except Exception as exc:  # noqa: BLE001
+            log.warning("not reconciling job nodes: %s", exc)
+            return False
+        changed = False
+        desired = {d.node_id: d for d in wanted}
+        for d in wanted:
+            self._log_acked[d.node_id] = d.log_offset
+            seen = states.get(d.node_id)
+            try:
+                if d.desired == "running" and d.spec is not None:
+                    if seen is None and d.node_id not in self._job_failures:
+                        await self.jobs.ensure_running(d.spec)
+                        changed = True
+                elif d.desired == "stopped":
+                    if seen is not None and seen.status == "running":
+                        await self.jobs.stop(d.node_id)
+                        changed = True
+                elif d.desired == "removed":
+                    if seen is not None:
+                        await self.jobs.remove(d.node_id, keep_network=d.keep_network)
+                        changed = True
+                    self._log_acked.pop(d.node_id, None)
+            except Exception as exc:  # noqa: BLE001 - one node never stops the others
+                message = (str(exc) or type(exc).__name__)[:MAX_MESSAGE_CHARS]
+                log.warning("job node %s: %s", d.node_id, message)
+                self._job_failures[d.node_id] = message
+                changed = True
+        for nid, seen in states.items():
+            if nid not in desired and seen.status == "running":
+                await self.jobs.stop(nid)
+                changed = True
+        for nid in list(self._job_failures):
+            if nid not in desired or desired[nid].desired != "running":
+                del self._job_failures[nid]
+        return changed
 
     async def _list_runtime(self) -> tuple[list[RuntimeState], bool]:
         try:
@@ -510,9 +598,12 @@ class HostAgent:
         beat — whatever that changed is reported on the next regular beat.
         """
         reply = await self._beat()
-        if await self.reconcile(reply):
+        changed = await self.reconcile(reply)
+        changed = await self.reconcile_jobs(reply.job_nodes) or changed
+        if changed:
             reply = await self._beat()
             await self.reconcile(reply)
+            await self.reconcile_jobs(reply.job_nodes)
         await self._image_work(reply)
         return reply
 
@@ -522,6 +613,9 @@ class HostAgent:
         reply = await self.link.heartbeat(self._token, await self.report())
         self._known = {d.env_id: (d.desired, d.generation) for d in reply.desired}
         await self.send_metrics()
+        self._known.update({JOB_KEY + d.node_id: (d.desired, 0) for d in reply.job_nodes})
+        if any(d.desired == "running" for d in reply.job_nodes):
+            self._jobs_active = True
         return reply
 
     async def send_metrics(self) -> int:
@@ -598,6 +692,8 @@ class HostAgent:
                 failures = 0
                 interval = reply.interval_seconds
                 delay = max(0.0, interval - (self._clock() - started))
+                if self._jobs_active:  # job nodes here: their state and logs go up every second
+                    delay = min(delay, JOB_BEAT_SECONDS)
             await self._pause(stop, delay)
 
     def _log_failure(self, exc: Exception, failures: int) -> None:

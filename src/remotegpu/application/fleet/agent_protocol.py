@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from remotegpu.application.environments.ports import RuntimeSpec
+from remotegpu.application.workloads.ports import JobNodeSpec
 from remotegpu.domain.fleet.models import Gpu
 
 DEFAULT_HEARTBEAT_SECONDS = 5.0
@@ -92,6 +93,41 @@ class HostReport:
     image_jobs: list[ImageJobReport] = field(default_factory=list)
     # Catalog references present on this host (asked for in ``HeartbeatReply.catalog``).
     images: list[str] = field(default_factory=list)
+    # Training-job nodes (application/workloads): their containers and new log bytes.
+    job_nodes: list["ObservedJobNode"] = field(default_factory=list)
+    job_logs: list["JobLogChunk"] = field(default_factory=list)
+    # True only when the agent's job runtime listed its nodes: otherwise (it did not answer,
+    # the agent has none, an older agent) ``job_nodes`` says nothing, no node is taken for gone.
+    jobs_healthy: bool = False
+
+
+@dataclass(frozen=True)
+class ObservedJobNode:
+    node_id: str
+    status: str  # JobNodeState.status: running | exited | failed | missing
+    exit_code: int | None = None
+    message: str = ""
+    log_size: int = 0
+
+
+@dataclass(frozen=True)
+class JobLogChunk:
+    """Bytes ``offset``.. of one node's log (the server keeps them; repeated bytes are skipped)."""
+
+    node_id: str
+    offset: int
+    data: bytes = field(repr=False, default=b"")
+
+
+@dataclass(frozen=True)
+class DesiredJobNode:
+    node_id: str
+    desired: str  # running | stopped | removed
+    spec: JobNodeSpec | None = None  # set when desired is running
+    log_offset: int = 0  # bytes of its log the server already keeps: send from here
+    # With ``removed``: keep the node's network for later nodes of its group (a service
+    # scaled to zero comes back faster). False: drop it once no container uses it.
+    keep_network: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,3 +157,4 @@ class HeartbeatReply:
     preload: list[str] = field(default_factory=list)
     # (registry, username, password): pulls from the platform's registry (preloads).
     registry_auth: tuple[str, str, str] | None = field(default=None, repr=False)
+    job_nodes: list[DesiredJobNode] = field(default_factory=list)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 from datetime import timedelta
 from typing import Protocol
@@ -42,6 +42,8 @@ from remotegpu.domain.fleet.models import Host, HostStatus, QuarantineEntry
 from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 
 AGENT_TOKEN_PREFIX = "rga_"
+#: Prefix of job nodes in the agent's ``known`` map (long-poll): ``job:<node id>``.
+JOB_KEY = "job:"
 #: At most this many quarantined environments are kept per host (a report may not flood the row).
 MAX_QUARANTINE_ENTRIES = 500
 GENERATION_LABEL = "remotegpu.generation"
@@ -97,6 +99,9 @@ class AgentService:
     # and the registry whose pull credentials agents get. None: no images context.
     images: Any = None
     registry: Any = None
+    # Training-job nodes (application/workloads/heartbeat.py): None = no jobs context.
+    jobs: Any = None
+    _pokes: dict = field(default_factory=dict, repr=False)  # host id → event (see poke)
 
     async def register(self, join_token: str, name: str, report: HostReport) -> tuple[str, str]:
         """Trade the one-time join token for the agent's own token."""
@@ -180,8 +185,9 @@ class AgentService:
                 if env.status is not EnvStatus.DELETED:
                     desired.append(await self._desired(uow, env, host))
             desired += await self._deleted_in_quarantine(uow, host, {d.env_id for d in desired})
+            job_nodes = await self.jobs(uow, host, report) if self.jobs is not None else []
             await uow.commit()
-        return HeartbeatReply(host_id=host.id, desired=desired, interval_seconds=self.heartbeat_seconds)
+        return HeartbeatReply(host_id=host.id, desired=desired, interval_seconds=self.heartbeat_seconds, job_nodes=job_nodes)
 
     async def wait_for_work(self, agent_token: str, known: dict[str, tuple[str, int]], timeout: float) -> bool:
         """Long-poll between heartbeats: True as soon as the host's desired state differs
@@ -198,6 +204,8 @@ class AgentService:
             return False
         subscription = self.feed.subscribe()
         try:
+            known_jobs = {k[len(JOB_KEY):] for k, v in known.items() if k.startswith(JOB_KEY) and v[0] == "running"}
+            known = {k: v for k, v in known.items() if not k.startswith(JOB_KEY)}
             async with self.uow() as uow:
                 host = await _host_of_agent(uow, agent_token)
                 current = {env.id: (desired_state(env), env.generation) for env in await uow.environments.list_for_host(host.id)
@@ -207,13 +215,29 @@ class AgentService:
             known = {k: v for k, v in known.items() if k in current or v[0] != "deleted"}
             if current != known:
                 return True
+            if self.jobs is not None and await self._job_nodes_changed(host.id, known_jobs):
+                return True
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
+            poked = self._pokes.setdefault(host.id, asyncio.Event())
+            poked.clear()
             while (remaining := deadline - loop.time()) > 0:
                 try:
-                    change = await asyncio.wait_for(subscription.get(), remaining)
+                    # Job and replica changes are not on the feed: with a jobs context, a
+                    # poke from this process wakes the wait, else a look every second.
+                    if self.jobs is None:
+                        change = await asyncio.wait_for(subscription.get(), remaining)
+                    else:
+                        change = await _first(subscription.get(), poked.wait(), min(remaining, 1.0))
+                        if change is _POKED:
+                            poked.clear()
+                            return True
                 except asyncio.TimeoutError:
-                    return False
+                    if self.jobs is not None and loop.time() < deadline and await self._job_nodes_changed(host.id, known_jobs):
+                        return True
+                    if loop.time() >= deadline or self.jobs is None:
+                        return False
+                    continue
                 except FeedOverflow:
                     return True  # changes were dropped: one of them may be ours
                 if change.for_agent and change.host_id == host.id:
@@ -221,6 +245,26 @@ class AgentService:
             return False
         finally:
             subscription.close()
+
+    async def _job_nodes_changed(self, host_id: str, known_running: set[str]) -> bool:
+        """Whether the job nodes this host should run differ from those the agent runs."""
+        from remotegpu.domain.workloads.models import JobStatus, node_id
+
+        async with self.uow() as uow:
+            jobs = await uow.training_jobs.list_by_status([JobStatus.STARTING, JobStatus.RUNNING])
+            services = await uow.inference_services.list_active()
+        current = {node_id(j.id, j.attempt, n.rank) for j in jobs for n in j.node_states
+                   if n.host_id == host_id and n.state in ("starting", "running")}
+        current |= {r.id for s in services for r in s.replicas
+                    if r.host_id == host_id and r.state in ("starting", "running", "draining")}
+        return current != known_running
+
+    def poke(self, host_ids: set[str] | None = None) -> None:
+        """Wake this process's long-polls of these hosts (None: all) at once: their job
+        nodes or replicas changed (those are not on the change feed)."""
+        for host_id, event in list(self._pokes.items()):
+            if host_ids is None or host_id in host_ids:
+                event.set()
 
     async def mark_offline_hosts(self) -> list[str]:
         """Hosts silent for 3 heartbeats go offline; their live environments go lost."""
@@ -238,6 +282,8 @@ class AgentService:
                     if env.status in (EnvStatus.STARTING, EnvStatus.RUNNING):
                         env.transition(EnvStatus.LOST, f"host {host.name} missed {MISSED_BEATS_BEFORE_OFFLINE} heartbeats", self.clock.now())
                         await uow.environments.update(env)
+            if self.jobs is not None:  # job nodes on hosts silent for too long are lost: their gangs fail (or restart)
+                await self.jobs.fail_silent_hosts(uow, await uow.hosts.list())
             await uow.commit()
         return gone
 
@@ -455,3 +501,22 @@ class AgentService:
             return None
         auth = self.registry.pull_auth()
         return None if auth is None else (auth.registry, auth.username, auth.password)
+
+
+_POKED = object()
+
+
+async def _first(get, poked, timeout: float):
+    """The next change from ``get``, or ``_POKED`` when ``poked`` fires first; TimeoutError after ``timeout``."""
+    tasks = [asyncio.ensure_future(get), asyncio.ensure_future(poked)]
+    try:
+        done, _ = await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            if not t.done():
+                t.cancel()
+    if tasks[0] in done:
+        return tasks[0].result()
+    if tasks[1] in done:
+        return _POKED
+    raise asyncio.TimeoutError

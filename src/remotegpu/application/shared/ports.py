@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from remotegpu.application.environments.ports import AllocationRepository, EnvironmentRepository
     from remotegpu.application.fleet.ports import HostRepository
     from remotegpu.application.workspaces.ports import WorkspaceRepository
+    from remotegpu.application.workloads.ports import InferenceServiceRepository, TrainingJobRepository
 
 
 class UnitOfWork(Protocol):
@@ -36,6 +37,8 @@ class UnitOfWork(Protocol):
     hosts: "HostRepository"
     environments: "EnvironmentRepository"
     allocations: "AllocationRepository"
+    training_jobs: "TrainingJobRepository"
+    inference_services: "InferenceServiceRepository"
 
     async def lock_scheduling(self) -> None:
         """Serialise placement decisions until this unit of work ends.

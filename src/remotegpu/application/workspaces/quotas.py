@@ -47,7 +47,8 @@ class WorkspacePolicy:
     async def check(self, uow: UnitOfWork, workspace_id: str, request: Usage) -> None:
         """Raise QuotaExceeded (409) naming the first limit — workspace, then each owner's cap — the request passes."""
         quota, _ = await self.workspace_quota(uow, workspace_id)
-        quota.check_request(await uow.workspaces.usage(workspace_id), request)
+        usage = await uow.workspaces.usage(workspace_id) + await workload_usage(uow, workspace_id)
+        quota.check_request(usage, request)
         for owner_id in await uow.workspaces.list_owners(workspace_id):
             cap, _ = await self.cap_of(uow, owner_id)
             if cap.resources == UNLIMITED:
@@ -70,3 +71,22 @@ class WorkspacePolicy:
         """Refuse one more owned team workspace past the user's max_workspaces (409 quota_exceeded)."""
         cap, _ = await self.cap_of(uow, user_id)
         cap.check_can_own_another(await uow.workspaces.count_owned(user_id), user_id=user_id, username=username)
+
+
+async def workload_usage(uow: UnitOfWork, workspace_id: str) -> Usage:
+    """What the workspace's training jobs (while they hold nodes) and inference replicas
+    use: GPUs, CPU and memory (environments are counted by ``workspaces.usage``). Counted
+    against the workspace's quota; owners' caps over several workspaces do not include
+    them yet."""
+    from remotegpu.domain.workloads.models import JobStatus
+
+    total = Usage()
+    for job in await uow.training_jobs.list_by_status([JobStatus.STARTING, JobStatus.RUNNING]):
+        if job.workspace_id == workspace_id:
+            n = len(job.node_states)
+            total = total + Usage(gpus=n * job.gpus_per_node, cpu_cores=n * job.cpu_cores, memory_gib=n * job.memory_gib)
+    for service in await uow.inference_services.list_active():
+        if service.workspace_id == workspace_id:
+            n = len(service.replicas)
+            total = total + Usage(gpus=n * service.gpus, cpu_cores=n * service.cpu_cores, memory_gib=n * service.memory_gib)
+    return total

@@ -14,7 +14,7 @@ from remotegpu.entrypoints.containers import Container, close_container
 from remotegpu.entrypoints.embedded_agent import embedded_agent_ctx, sweeper_ctx
 from remotegpu.application.environments.app_access import AppCredentials
 from remotegpu.entrypoints.config import ConfigError
-from remotegpu.entrypoints.http import apps, console, proxy, session, system
+from remotegpu.entrypoints.http import apps, console, proxy, serve, session, system
 from remotegpu.entrypoints.http.errors import error_middleware
 from remotegpu.entrypoints.http.handlers import api, events
 from remotegpu.entrypoints.http.keys import APP_URL, CONTAINER
@@ -53,6 +53,7 @@ def create_app(container: Container, *, run_background: bool = True, bootstrap_a
     jupyter = proxy.install(app)
     app[apps.APPS_KEY] = apps.Apps(app, apps_config, AppCredentials(container.config.secret_key()), jupyter)
     app[APP_URL] = apps_config.app_url
+    serve.install(app, container)  # inference services' router ({id}--serve.{apps domain})
     system.install(app, build_spec(api.routes))
     console.install(app, console.DEFAULT_DIST)
 
@@ -81,6 +82,7 @@ def create_app(container: Container, *, run_background: bool = True, bootstrap_a
         app.cleanup_ctx.append(monitoring_ctx(container))
         if container.settings().embedded_agent:
             app.cleanup_ctx.append(embedded_agent_ctx(container))
+        app.cleanup_ctx.append(serve.serve_ctx(container))
     if run_background and container.config.queue() == "inline":
         app.cleanup_ctx.append(_maintenance_loop(container))
     return app

@@ -317,6 +317,12 @@ def make_apps_middleware(apps_of: Callable[[web.Application], Apps]):
         hostname = _hostname(request)
         label = apps.config.label_of(hostname)
         if label is not None:
+            if label.endswith("--serve"):  # an inference service: the platform's router (serve.py)
+                from remotegpu.entrypoints.http.serve import ROUTER_KEY
+
+                router = request.app.get(ROUTER_KEY)
+                if router is not None:
+                    return await router.handle(request, label[: -len("--serve")])
             return await apps.handle(request, label)
         if hostname == apps.config.apps_domain and request.method in ("GET", "HEAD") and \
                 "text/html" in request.headers.get(hdrs.ACCEPT, ""):

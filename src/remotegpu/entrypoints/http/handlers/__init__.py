@@ -23,4 +23,6 @@ from remotegpu.entrypoints.http.handlers import (  # noqa: E402,F401
     billing,
     monitoring,
     images,
+    workloads,
+    inference,
 )

@@ -33,6 +33,7 @@ export default {
     },
   },
   nav: {
+    jobs: 'Training jobs', services: 'Inference services',
     billing: 'Billing', environments: 'Environments', create: 'New environment', workspaces: 'Workspaces', webhooks: 'Webhooks', images: 'Images', account: 'Account',
     admin: 'Admin', hosts: 'Hosts', users: 'Users', quotas: 'Workspace quotas', audit: 'Audit log',
     logout: 'Log out', apiDocs: 'API docs', datasets: 'Datasets', models: 'Models',
@@ -259,6 +260,30 @@ export default {
     saveHint: 'Its system disk (what you installed) becomes an image of the workspace. Not included: /root/workspace and other data, shell history, SSH keys, Jupyter tokens. The environment keeps running.',
     saveStart: 'Save', saveDone: 'Image saved: environments can start from it now.', catalogImage: 'Image',
     catalogHint: 'From the image catalog (platform images and your workspace\'s).',
+  },
+  jobs: {
+    title: 'Training jobs', new: 'New job', submit: 'Submit', none: 'No training jobs yet',
+    hint: 'Batch work that runs to completion: every node is placed at once (gang), the GPUs are released when it ends.',
+    shape: 'Nodes × GPUs', shapeValue: '{nodes} × {gpus} GPU', message: 'Message', exitCode: 'Exit code', image: 'Image',
+    imageDefault: 'the platform\'s base image', command: 'Command', gpusPerNode: 'GPUs per node', nodes: 'Nodes',
+    cpu: 'CPU cores per node', memory: 'Memory (GiB) per node', timeLimit: 'Time limit (min)', retries: 'Retries (whole gang)',
+    priority: 'Priority', attempt: 'Attempt', rank: 'Node', finished: 'Finished', logs: 'Logs', allNodes: 'All nodes',
+    noLog: 'No output yet.', cancel: 'Cancel job', cancelConfirm: 'Cancel “{name}”? Every node is stopped.',
+    status: {
+      pending: 'Pending', queued: 'Queued', starting: 'Starting', running: 'Running', succeeded: 'Succeeded', failed: 'Failed',
+      cancelled: 'Cancelled', timed_out: 'Timed out',
+    },
+  },
+  services: {
+    title: 'Inference services', new: 'New service', none: 'No inference services yet',
+    hint: 'Replicas behind the platform\'s router, scaled on requests in flight (to zero when idle).',
+    url: 'URL', replicas: 'Replicas', replicasValue: '{ready} ready / {desired} ({min}–{max})', access: 'Access',
+    public: 'Public', private: 'Token', generation: 'generation {n}', generationShort: 'Generation', newToken: 'New token',
+    deleteConfirm: 'Delete “{name}”? Its replicas stop.', requests: 'Requests', errors: 'Errors', coldStarts: 'Cold starts',
+    latency: 'Latency p50 / p99', noReplicas: 'No replica (scaled to zero)', ready: 'ready', port: 'Port',
+    healthPath: 'Health path', gpus: 'GPUs per replica', minReplicas: 'Min replicas', maxReplicas: 'Max replicas',
+    target: 'Requests in flight per replica', tokenTitle: 'Service token',
+    tokenOnce: 'Shown once: send it as “Authorization: Bearer …” to the service URL.',
   },
   errors: {
     image_in_use: 'Environments still use this image: delete them first.',

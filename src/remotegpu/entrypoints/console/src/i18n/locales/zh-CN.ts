@@ -33,6 +33,7 @@ export default {
     },
   },
   nav: {
+    jobs: '训练任务', services: '推理服务',
     billing: '费用中心', environments: '我的实例', create: '创建实例', workspaces: '工作空间', webhooks: 'Webhooks', images: '镜像', account: '账号设置',
     admin: '管理后台', hosts: '主机', users: '用户', quotas: '空间配额', audit: '审计日志',
     logout: '退出登录', apiDocs: 'API 文档', datasets: '数据集', models: '模型',
@@ -259,6 +260,30 @@ export default {
     saveHint: '系统盘（你安装的内容）将成为工作空间的镜像。不包含：/root/workspace 等数据、命令历史、SSH 密钥、Jupyter 令牌。实例保持运行。',
     saveStart: '保存', saveDone: '镜像已保存：现在可以用它创建实例。', catalogImage: '镜像',
     catalogHint: '来自镜像目录（平台镜像和本工作空间的镜像）。',
+  },
+  jobs: {
+    title: '训练任务', new: '新建任务', submit: '提交', none: '暂无训练任务',
+    hint: '运行到结束的批量任务：所有节点同时调度（gang），结束即释放 GPU。',
+    shape: '节点 × GPU', shapeValue: '{nodes} × {gpus} GPU', message: '说明', exitCode: '退出码', image: '镜像',
+    imageDefault: '平台基础镜像', command: '命令', gpusPerNode: '每节点 GPU', nodes: '节点数',
+    cpu: '每节点 CPU 核', memory: '每节点内存 (GiB)', timeLimit: '时间上限（分钟）', retries: '重试次数（整组）',
+    priority: '优先级', attempt: '第几次', rank: '节点', finished: '结束时间', logs: '日志', allNodes: '全部节点',
+    noLog: '暂无输出。', cancel: '取消任务', cancelConfirm: '取消“{name}”？所有节点都将停止。',
+    status: {
+      pending: '待处理', queued: '排队中', starting: '启动中', running: '运行中', succeeded: '已成功', failed: '已失败',
+      cancelled: '已取消', timed_out: '已超时',
+    },
+  },
+  services: {
+    title: '推理服务', new: '新建服务', none: '暂无推理服务',
+    hint: '副本位于平台路由之后，按在途请求数自动扩缩（空闲时缩到零）。',
+    url: '地址', replicas: '副本', replicasValue: '{ready} 就绪 / {desired}（{min}–{max}）', access: '访问',
+    public: '公开', private: '令牌', generation: '第 {n} 代', generationShort: '代', newToken: '新建令牌',
+    deleteConfirm: '删除“{name}”？其副本将停止。', requests: '请求数', errors: '错误数', coldStarts: '冷启动',
+    latency: '延迟 p50 / p99', noReplicas: '无副本（已缩到零）', ready: '就绪', port: '端口',
+    healthPath: '健康检查路径', gpus: '每副本 GPU', minReplicas: '最少副本', maxReplicas: '最多副本',
+    target: '每副本在途请求数', tokenTitle: '服务令牌',
+    tokenOnce: '仅显示一次：以“Authorization: Bearer …”发送到服务地址。',
   },
   errors: {
     image_in_use: '仍有实例在使用此镜像：请先删除这些实例。',

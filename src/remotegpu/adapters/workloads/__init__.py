@@ -1,0 +1,1 @@
+"""Adapters of the workloads context: job repositories, log store, job runtimes."""

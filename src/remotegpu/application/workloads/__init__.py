@@ -1,0 +1,1 @@
+"""Workloads use cases: training jobs (create, queue, gang placement, lifecycle, logs)."""

@@ -7,6 +7,7 @@ so every contract test also proves the migrations match what the repositories ne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import pytest
@@ -80,6 +81,15 @@ async def uow_factory(repo_backend, tmp_path):
         store = InMemoryStore()
         yield lambda: InMemoryUnitOfWork(store)
         return
+    async with sql_sessions(repo_backend, tmp_path) as sessions:
+        yield lambda: SqlUnitOfWork(sessions)
+
+
+@contextlib.asynccontextmanager
+async def sql_sessions(repo_backend, tmp_path):
+    """A session factory over an empty SQL database: a migrated SQLite file, or this
+    module's PostgreSQL schema emptied. Every SQL store's contract fixture starts here."""
+    name, pg = repo_backend
     if name == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'contract.db'}"
         # The sync entry point, from a thread while this test's loop runs: as start-up does.
@@ -93,6 +103,7 @@ async def uow_factory(repo_backend, tmp_path):
             for table in reversed(metadata.sorted_tables):
                 if table.name != "change_epoch":  # its one row is the migration's (0023), counting on
                     await conn.execute(table.delete())
-    sessions = create_session_factory(engine)
-    yield lambda: SqlUnitOfWork(sessions)
-    await engine.dispose()
+    try:
+        yield create_session_factory(engine)
+    finally:
+        await engine.dispose()

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 
 import pytest
 
-from remotegpu.adapters.db import tables as t
-from remotegpu.adapters.db.engine import create_engine, create_session_factory
-from remotegpu.adapters.db.migrate import upgrade
 from remotegpu.adapters.db.uow import SqlUnitOfWork
 from remotegpu.adapters.images.memory_store import InMemoryImageStore
 from remotegpu.adapters.images.sql_store import SqlImageStore
@@ -25,7 +21,7 @@ from remotegpu.domain.images.models import (
     Visibility,
 )
 from remotegpu.domain.shared.errors import Conflict
-from tests.contract.conftest import _pg_engine
+from tests.contract.conftest import sql_sessions
 from tests.contract.test_repositories import add_users, at, make_user, make_workspace
 
 
@@ -36,18 +32,8 @@ async def stores(repo_backend, tmp_path):
         store = InMemoryStore()
         yield (lambda: InMemoryUnitOfWork(store)), InMemoryImageStore()
         return
-    if name == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'images.db'}"
-        await asyncio.to_thread(upgrade, url)
-        engine = create_engine(url)
-    else:
-        engine = _pg_engine(*pg)
-        async with engine.begin() as conn:
-            for table in reversed(t.metadata.sorted_tables):
-                await conn.execute(table.delete())
-    sessions = create_session_factory(engine)
-    yield (lambda: SqlUnitOfWork(sessions)), SqlImageStore(sessions)
-    await engine.dispose()
+    async with sql_sessions(repo_backend, tmp_path) as sessions:
+        yield (lambda: SqlUnitOfWork(sessions)), SqlImageStore(sessions)
 
 
 def _image(n: int, ws: str | None, **kw) -> CatalogImage:

@@ -7,9 +7,6 @@ from datetime import datetime, timezone
 
 import pytest
 
-from remotegpu.adapters.db import tables as t
-from remotegpu.adapters.db.engine import create_engine, create_session_factory
-from remotegpu.adapters.db.migrate import upgrade
 from remotegpu.adapters.monitoring.memory_alerts import InMemoryAlertStore
 from remotegpu.adapters.monitoring.memory_store import InMemoryMetricsStore
 from remotegpu.adapters.monitoring.sql_alerts import SqlAlertStore
@@ -18,7 +15,7 @@ from remotegpu.application.monitoring.alert_ports import AlertRecord
 from remotegpu.application.monitoring.ports import SeriesFilter
 from remotegpu.domain.monitoring import metrics as m
 from remotegpu.domain.monitoring.alerts import AlertRule, AlertState, AlertStatus, RuleType, Scope
-from tests.contract.conftest import _pg_engine
+from tests.contract.conftest import sql_sessions
 
 T0 = 1_790_000_000 - 1_790_000_000 % 3600
 
@@ -29,18 +26,8 @@ async def stores(repo_backend, tmp_path):
     if name == "memory":
         yield name, InMemoryMetricsStore(), InMemoryAlertStore()
         return
-    if name == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'metrics.db'}"
-        await asyncio.to_thread(upgrade, url)
-        engine = create_engine(url)
-    else:
-        engine = _pg_engine(*pg)
-        async with engine.begin() as conn:
-            for table in reversed(t.metadata.sorted_tables):
-                await conn.execute(table.delete())
-    sessions = create_session_factory(engine)
-    yield name, SqlMetricsStore(sessions), SqlAlertStore(sessions)
-    await engine.dispose()
+    async with sql_sessions(repo_backend, tmp_path) as sessions:
+        yield name, SqlMetricsStore(sessions), SqlAlertStore(sessions)
 
 
 def _samples() -> list[m.Sample]:

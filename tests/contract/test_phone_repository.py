@@ -4,13 +4,9 @@ and workers racing for a number's last slot never send more than the rules allow
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 import pytest
 
-from remotegpu.adapters.db import tables as t
-from remotegpu.adapters.db.engine import create_engine, create_session_factory
-from remotegpu.adapters.db.migrate import upgrade
 from remotegpu.adapters.db.uow import SqlUnitOfWork
 from remotegpu.adapters.memory.store import InMemoryStore
 from remotegpu.adapters.memory.uow import InMemoryUnitOfWork
@@ -18,7 +14,7 @@ from remotegpu.adapters.notifications.phones import InMemoryPhoneRepository, Sql
 from remotegpu.application.notifications.phones import PhoneService, SmsLimited
 from remotegpu.application.shared.clock import FrozenClock
 from remotegpu.domain.notifications.sms import PhoneNumber
-from tests.contract.conftest import _pg_engine
+from tests.contract.conftest import sql_sessions
 from tests.contract.test_repositories import add_users, at, make_user
 
 
@@ -31,19 +27,9 @@ async def phones(repo_backend, tmp_path):
         await add_users(lambda: InMemoryUnitOfWork(store), user)
         yield InMemoryPhoneRepository(), user.id
         return
-    if name == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'phones.db'}"
-        await asyncio.to_thread(upgrade, url)
-        engine = create_engine(url)
-    else:
-        engine = _pg_engine(*pg)
-        async with engine.begin() as conn:
-            for table in reversed(t.metadata.sorted_tables):
-                await conn.execute(table.delete())
-    sessions = create_session_factory(engine)
-    await add_users(lambda: SqlUnitOfWork(sessions), user)
-    yield SqlPhoneRepository(sessions), user.id
-    await engine.dispose()
+    async with sql_sessions(repo_backend, tmp_path) as sessions:
+        await add_users(lambda: SqlUnitOfWork(sessions), user)
+        yield SqlPhoneRepository(sessions), user.id
 
 
 async def test_phone_round_trip_and_the_send_log(phones):

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 import pytest
 
-from remotegpu.adapters.db import tables as t
-from remotegpu.adapters.db.engine import create_engine, create_session_factory
-from remotegpu.adapters.db.migrate import upgrade
 from remotegpu.adapters.db.uow import SqlUnitOfWork
 from remotegpu.adapters.memory.store import InMemoryStore
 from remotegpu.adapters.memory.uow import InMemoryUnitOfWork
@@ -19,7 +15,7 @@ from remotegpu.domain.shared.errors import Conflict
 from remotegpu.domain.storage.models import (
     Blob, FileEntry, Kind, ModelInfo, PendingBlob, Repository, Upload, Version, Visibility,
 )
-from tests.contract.conftest import _pg_engine
+from tests.contract.conftest import sql_sessions
 from tests.contract.test_repositories import add_users, at, make_user, make_workspace
 
 
@@ -30,18 +26,8 @@ async def catalog(repo_backend, tmp_path):
         store = InMemoryStore()
         yield (lambda: InMemoryUnitOfWork(store)), InMemoryStorageCatalog()
         return
-    if name == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'storage.db'}"
-        await asyncio.to_thread(upgrade, url)
-        engine = create_engine(url)
-    else:
-        engine = _pg_engine(*pg)
-        async with engine.begin() as conn:
-            for table in reversed(t.metadata.sorted_tables):
-                await conn.execute(table.delete())
-    sessions = create_session_factory(engine)
-    yield (lambda: SqlUnitOfWork(sessions)), SqlStorageCatalog(sessions)
-    await engine.dispose()
+    async with sql_sessions(repo_backend, tmp_path) as sessions:
+        yield (lambda: SqlUnitOfWork(sessions)), SqlStorageCatalog(sessions)
 
 
 async def _workspaces(uow_factory, n=2) -> list[str]:

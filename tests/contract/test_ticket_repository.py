@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 
 import pytest
 
-from remotegpu.adapters.db import tables as t
-from remotegpu.adapters.db.engine import create_engine, create_session_factory
-from remotegpu.adapters.db.migrate import upgrade
 from remotegpu.adapters.db.uow import SqlUnitOfWork
 from remotegpu.adapters.memory.store import InMemoryStore
 from remotegpu.adapters.memory.uow import InMemoryUnitOfWork
 from remotegpu.adapters.support.memory import InMemoryTicketRepository
 from remotegpu.adapters.support.sql import SqlTicketRepository
 from remotegpu.domain.support.models import Comment, Priority, Ticket, TicketCategory, TicketStatus
-from tests.contract.conftest import _pg_engine
+from tests.contract.conftest import sql_sessions
 from tests.contract.test_repositories import add_users, at, make_user
 
 
@@ -30,19 +26,9 @@ async def repo(repo_backend, tmp_path):
         await add_users(lambda: InMemoryUnitOfWork(store), *users)
         yield InMemoryTicketRepository(), [u.id for u in users]
         return
-    if name == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'tickets.db'}"
-        await asyncio.to_thread(upgrade, url)
-        engine = create_engine(url)
-    else:
-        engine = _pg_engine(*pg)
-        async with engine.begin() as conn:
-            for table in reversed(t.metadata.sorted_tables):
-                await conn.execute(table.delete())
-    sessions = create_session_factory(engine)
-    await add_users(lambda: SqlUnitOfWork(sessions), *users)
-    yield SqlTicketRepository(sessions), [u.id for u in users]
-    await engine.dispose()
+    async with sql_sessions(repo_backend, tmp_path) as sessions:
+        await add_users(lambda: SqlUnitOfWork(sessions), *users)
+        yield SqlTicketRepository(sessions), [u.id for u in users]
 
 
 def _ticket(n: int, requester: str, **kw) -> Ticket:

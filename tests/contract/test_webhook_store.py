@@ -11,15 +11,13 @@ from sqlalchemy import select
 
 from remotegpu.adapters.security.sealer import AesGcmSealer
 from remotegpu.adapters.db import tables as t
-from remotegpu.adapters.db.engine import create_engine, create_session_factory
-from remotegpu.adapters.db.migrate import upgrade
 from remotegpu.adapters.db.uow import SqlUnitOfWork
 from remotegpu.adapters.memory.store import InMemoryStore
 from remotegpu.adapters.memory.uow import InMemoryUnitOfWork
 from remotegpu.adapters.webhooks.memory_store import InMemoryWebhookStore
 from remotegpu.adapters.webhooks.sql_store import SqlWebhookStore
 from remotegpu.domain.webhooks.models import Delivery, DeliveryStatus, WebhookEndpoint
-from tests.contract.conftest import _pg_engine
+from tests.contract.conftest import sql_sessions
 from tests.contract.test_repositories import add_users, at, make_user, make_workspace
 
 
@@ -31,18 +29,8 @@ async def stores(repo_backend, tmp_path):
         store = InMemoryStore()
         yield (lambda: InMemoryUnitOfWork(store)), InMemoryWebhookStore(), None
         return
-    if name == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'webhooks.db'}"
-        await asyncio.to_thread(upgrade, url)
-        engine = create_engine(url)
-    else:
-        engine = _pg_engine(*pg)
-        async with engine.begin() as conn:
-            for table in reversed(t.metadata.sorted_tables):
-                await conn.execute(table.delete())
-    sessions = create_session_factory(engine)
-    yield (lambda: SqlUnitOfWork(sessions)), SqlWebhookStore(sessions, AesGcmSealer("contract-secret-0123456789abcdef")), engine
-    await engine.dispose()
+    async with sql_sessions(repo_backend, tmp_path) as sessions:
+        yield (lambda: SqlUnitOfWork(sessions)), SqlWebhookStore(sessions, AesGcmSealer("contract-secret-0123456789abcdef")), sessions.kw["bind"]
 
 
 async def _workspace(uow_factory) -> str:

@@ -38,9 +38,14 @@ MAX_BUILD_TIMEOUT_SECONDS = 6 * 3600
 SAVE_TIMEOUT_SECONDS = 3 * 3600
 
 
-class Visibility(str, Enum):
+class ImageVisibility(str, Enum):
     PLATFORM = "platform"
     WORKSPACE = "workspace"
+
+
+# Class names apart from storage's Visibility and workloads' JobStatus: OpenAPI
+# components are keyed by class name.
+Visibility = ImageVisibility
 
 
 class ImageStatus(str, Enum):
@@ -61,7 +66,7 @@ class JobKind(str, Enum):
     BUILD = "build"
 
 
-class JobStatus(str, Enum):
+class ImageJobStatus(str, Enum):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -71,6 +76,9 @@ class JobStatus(str, Enum):
     @property
     def finished(self) -> bool:
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+JobStatus = ImageJobStatus
 
 
 @dataclass

@@ -33,9 +33,13 @@ class Kind(str, Enum):
     MODEL = "model"
 
 
-class Visibility(str, Enum):
+class DataVisibility(str, Enum):
     PRIVATE = "private"  # the workspace's members
     PUBLIC = "public"  # every user of the platform (set by platform admins)
+
+
+# Named apart from the images' visibility: OpenAPI components are keyed by class name.
+Visibility = DataVisibility
 
 
 @dataclass(frozen=True)

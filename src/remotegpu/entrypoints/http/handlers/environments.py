@@ -89,6 +89,8 @@ def env_fields(view: EnvironmentView) -> dict[str, Any]:
         "env": dict(plain) if shown else {}, "variables": variables,
         "stop_after_minutes": e.stop_after_minutes, "idle_stop_minutes": e.idle_stop_minutes, "shared": e.shared,
         "created_at": e.created_at, "started_at": e.started_at,
+        "mounts": [{"kind": m["kind"], "repository_id": m["repository_id"], "name": m["name"], "version": m["ref"],
+                    "path": f"/{m['kind']}s/{m['name']}"} for m in e.data_mounts],
     }
 
 

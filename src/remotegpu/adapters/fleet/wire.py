@@ -410,6 +410,9 @@ def report_from_dict(data: Any, path: str = "report") -> HostReport:
         quarantined=quarantined,  # absent from older agents
         image_jobs=[job_report_from_dict(j, f"{path}.image_jobs[{i}]") for i, j in enumerate(r.array("image_jobs", []))],
         images=_strings(r.array("images", []), f"{path}.images"),
+        job_nodes=job_nodes,  # absent from agents without the workloads context
+        job_logs=job_logs,
+        jobs_healthy=r.flag("jobs_healthy", False),  # absent: an agent without job runtime
     )
 
 
@@ -452,9 +455,6 @@ def job_order_from_dict(data: Any, path: str = "image_job") -> ImageJobOrder:
         cpu_cores=r.integer("cpu_cores", 2, minimum=1), memory_gib=r.integer("memory_gib", 4, minimum=1),
         cancel=r.flag("cancel", False), log_received=r.integer("log_received", 0, minimum=0),
         auth=_auth(r._get("auth", None), f"{path}.auth"),
-        job_nodes=job_nodes,  # absent from agents without the workloads context
-        job_logs=job_logs,
-        jobs_healthy=r.flag("jobs_healthy", False),  # absent: an agent without job runtime
     )
 
 

@@ -104,7 +104,7 @@ def _sshd_stand_in() -> subprocess.Popen:
 
 def _ended_by_hangup(process: subprocess.Popen) -> bool:
     try:
-        return process.wait(timeout=5) == -signal.SIGHUP
+        return process.wait(timeout=15) == -signal.SIGHUP
     except subprocess.TimeoutExpired:
         return False
 

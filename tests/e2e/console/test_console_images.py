@@ -91,7 +91,11 @@ def test_catalog_save_as_image_and_build(img_page, img_server):
     expect(page.get_by_test_id("image-job-status")).to_have_text("Cancelled")
 
     page.goto("/images")
+    # The catalog loads after the page does: filter only once it is there (a search typed
+    # into the empty page was overwritten by the first load on a busy machine).
+    expect(page.get_by_test_id("img-table")).to_contain_text("my-tools")
     page.get_by_test_id("img-search").fill("my-tools")
+    expect(page.get_by_test_id("img-name")).to_have_count(1)
     expect(page.get_by_test_id("img-name")).to_have_text("my-tools:latest")
     expect(page.get_by_test_id("img-status-tag")).to_have_text("Failed")  # the cancelled save
 

@@ -39,9 +39,15 @@ def wait_for(server, token: str, env_id: str, statuses: set[str], seconds: float
 
 def test_deleting_a_running_environment_lets_a_queued_one_start_at_once(server):
     admin = server.login("admin", "admin-password-123")
-    code, hosts = server.request("GET", "/api/v1/hosts", token=admin)
-    assert code == 200 and len(hosts["items"]) == 1, hosts
-    host = hosts["items"][0]
+    deadline = time.monotonic() + 30
+    while True:  # the embedded host exists at once; its inventory comes with the agent's first report
+        code, hosts = server.request("GET", "/api/v1/hosts", token=admin)
+        assert code == 200 and len(hosts["items"]) == 1, hosts
+        host = hosts["items"][0]
+        if host["cpu_cores"] > 0 and host["status"] == "ready":
+            break
+        assert time.monotonic() < deadline, f"the embedded host never reported: {host}"
+        time.sleep(0.1)
     cores = host["cpu_cores"]
     # Two requests of `per_env` cores fill the host exactly (overcommit makes an odd count even).
     per_env = (cores + 1) // 2

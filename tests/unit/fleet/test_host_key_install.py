@@ -99,7 +99,9 @@ def _run(tmp_path, keys, host_key, pid_file_pid: int | None):
 
 
 def _sshd_stand_in() -> subprocess.Popen:
-    return subprocess.Popen(["sleep", "60"])
+    # SIGHUP back to its default in the child: an ignored signal is inherited through exec,
+    # and code run earlier in this test process may have set SIGHUP to ignored.
+    return subprocess.Popen(["sleep", "60"], preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
 
 
 def _ended_by_hangup(process: subprocess.Popen) -> bool:

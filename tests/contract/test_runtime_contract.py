@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable
 
 import pytest
 
+from remotegpu.adapters.runtime.docker_images import list_images
 from remotegpu.adapters.runtime import InMemoryRuntime
 from remotegpu.adapters.runtime.docker_hardening import ADDED_CAPABILITIES, DEFAULT_PIDS_LIMIT
 from remotegpu.application.environments.ports import (
@@ -139,7 +140,7 @@ def docker_cleanup(client: Any, harness: Harness, planted: list[str]) -> None:
             client.volumes.get(DockerRuntime.volume_name(env_id)).remove(force=True)
         except Exception:  # noqa: BLE001 - already gone
             pass
-        for image in client.images.list(name="rgpu-snapshot", filters={"label": [f"{LABEL_ENV_ID}={env_id}"]}):
+        for image in list_images(client, "rgpu-snapshot", {"label": [f"{LABEL_ENV_ID}={env_id}"]}):
             for ref in image.tags:
                 client.images.remove(ref)
     networks = harness.runtime._networks  # this harness's networks (docker_network.py), if unused

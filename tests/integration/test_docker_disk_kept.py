@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 
+from remotegpu.adapters.runtime.docker_images import list_images
 from remotegpu.adapters.runtime.docker_runtime import SNAPSHOT_REPOSITORY, DockerRuntime
 from remotegpu.application.environments.ports import RuntimeSpec
 from tests.support.components import docker_with_image, remove_scope
@@ -82,7 +83,7 @@ def spec(env_id: str, ports: dict[int, int], gpus: list[int], **kw) -> RuntimeSp
 
 
 def snapshots(docker, env_id: str) -> list[str]:
-    return [t for i in docker.images.list(name=SNAPSHOT_REPOSITORY) for t in i.tags if t.startswith(f"{SNAPSHOT_REPOSITORY}:{env_id}-")]
+    return [t for i in list_images(docker, SNAPSHOT_REPOSITORY) for t in i.tags if t.startswith(f"{SNAPSHOT_REPOSITORY}:{env_id}-")]
 
 
 async def check(runtime: DockerRuntime, env_id: str) -> None:

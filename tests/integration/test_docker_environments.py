@@ -6,6 +6,7 @@ drives it like a user would, checking the containers and volumes Docker really h
 
 from __future__ import annotations
 
+from remotegpu.adapters.runtime.docker_images import list_images
 import os
 import time
 
@@ -137,8 +138,8 @@ def delete_and_wait(server, docker, env_id: str) -> None:
     code, _ = server.request("DELETE", f"/api/v1/environments/{env_id}", token=server.token)
     assert code == 202
     deadline = time.monotonic() + 60
-    while container_of(docker, env_id) is not None or docker.images.list(
-        name="rgpu-snapshot", filters={"label": f"remotegpu.env_id={env_id}"}
+    while container_of(docker, env_id) is not None or list_images(
+        docker, "rgpu-snapshot", {"label": f"remotegpu.env_id={env_id}"}
     ):
         assert time.monotonic() < deadline, "container or snapshot left behind"
         time.sleep(0.3)

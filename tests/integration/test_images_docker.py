@@ -8,6 +8,7 @@ credentials in its configuration: users never see them.
 
 from __future__ import annotations
 
+from remotegpu.adapters.runtime.docker_images import list_images
 import base64
 import hashlib
 import io
@@ -71,7 +72,7 @@ def server(docker, registry, tmp_path_factory):
             yield srv
     finally:
         remove_scope(docker, scope)
-        for image in docker.images.list():
+        for image in list_images(docker):
             for ref in image.tags:
                 if ref.startswith(registry.address + "/"):
                     docker.images.remove(ref, force=True)

@@ -6,6 +6,7 @@ In CI (``CI=true``) a missing component fails the test: CI must run everything.
 
 from __future__ import annotations
 
+from remotegpu.adapters.runtime.docker_images import list_images
 import os
 import shutil
 import socket
@@ -79,7 +80,7 @@ def remove_scope(docker, scope: str) -> None:
         container.remove(force=True)
     for volume in docker.volumes.list(filters=label()):
         volume.remove(force=True)
-    for image in docker.images.list(name="rgpu-snapshot", filters=label()):
+    for image in list_images(docker, "rgpu-snapshot", label()):
         for ref in image.tags:
             docker.images.remove(ref)
     for network in docker.networks.list(filters=label()):  # workspace networks (docker_network.py)

@@ -38,6 +38,28 @@ Auth = tuple[str, str, str] | None  # (registry, username, password)
 _CHUNK = 1024 * 1024
 
 
+@dataclass(frozen=True)
+class ImageSummary:
+    id: str
+    tags: list[str]
+    labels: dict[str, str]
+
+
+def list_images(client: docker.DockerClient, name: str | None = None, filters: dict | None = None) -> list[ImageSummary]:
+    """Images from ONE list call. ``client.images.list`` inspects each image it listed,
+    and one removed in between (another environment's snapshot, deleted concurrently)
+    fails the whole call with a 500 "layer does not exist"."""
+    rows = client.api.images(name=name, filters=dict(filters or {}))
+    return [
+        ImageSummary(
+            row["Id"],
+            [t for t in (row.get("RepoTags") or []) if t != "<none>:<none>"],
+            dict(row.get("Labels") or {}),
+        )
+        for row in rows
+    ]
+
+
 class JobCancelled(Exception):
     pass
 

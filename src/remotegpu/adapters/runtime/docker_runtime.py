@@ -264,8 +264,10 @@ class DockerRuntime(ThreadedRuntime):
         return newest
 
     def _snapshots(self, env_id: str) -> list[Any]:
+        from remotegpu.adapters.runtime.docker_images import list_images
+
         filters = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_ENV_ID}={env_id}", f"{LABEL_SCOPE}={self._scope}"]}
-        return self._client.images.list(name=SNAPSHOT_REPOSITORY, filters=filters)
+        return list_images(self._client, SNAPSHOT_REPOSITORY, filters)
 
     def _remove_snapshots(self, env_id: str, keep: str | None = None) -> None:
         """Untag (and so delete, unless a newer snapshot builds on it) every snapshot of
@@ -354,7 +356,9 @@ class DockerRuntime(ThreadedRuntime):
 
     async def images_present(self, references: list[str]) -> list[str]:
         def present() -> list[str]:
-            tags = {t for image in self._client.images.list() for t in image.tags}
+            from remotegpu.adapters.runtime.docker_images import list_images
+
+            tags = {t for image in list_images(self._client) for t in image.tags}
             return [r for r in references if r in tags]
 
         return await asyncio.to_thread(present)

@@ -54,7 +54,7 @@ def create_app(container: Container, *, run_background: bool = True, bootstrap_a
     app[apps.APPS_KEY] = apps.Apps(app, apps_config, AppCredentials(container.config.secret_key()), jupyter)
     app[APP_URL] = apps_config.app_url
     serve.install(app, container)  # inference services' router ({id}--serve.{apps domain})
-    system.install(app, build_spec(api.routes))
+    system.install(app, lambda: build_spec(api.routes))
     console.install(app, console.DEFAULT_DIST)
 
     async def container_ctx(app: web.Application) -> AsyncIterator[None]:

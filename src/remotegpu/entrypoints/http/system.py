@@ -8,8 +8,10 @@ console session. Anyone else gets 401 (no credential) or 403.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
+from typing import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -19,7 +21,9 @@ from remotegpu.entrypoints.http.errors import error_response
 from remotegpu.entrypoints.http.keys import CONTAINER, PRINCIPAL
 
 METRICS_KEY: web.AppKey = web.AppKey("http_metrics")
-SPEC_KEY: web.AppKey[bytes] = web.AppKey("openapi_spec")
+# The spec is built on its first request, not with the app: building it walks every
+# model's JSON schema (~0.2 s), which every test's app and every replica paid at start.
+SPEC_KEY: web.AppKey[Callable[[], bytes]] = web.AppKey("openapi_spec")
 
 _DOCS = """<!doctype html><html><head><meta charset="utf-8"><title>RemoteGPU API</title>
 <style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2rem auto;padding:0 1rem}
@@ -96,15 +100,15 @@ def exposition(samples) -> bytes:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[SPEC_KEY], content_type="application/json")
+    return web.Response(body=request.app[SPEC_KEY](), content_type="application/json")
 
 
 async def docs(request: web.Request) -> web.Response:
     return web.Response(text=_DOCS, content_type="text/html")
 
 
-def install(app: web.Application, spec: dict) -> None:
-    app[SPEC_KEY] = json.dumps(spec).encode()
+def install(app: web.Application, build_spec: Callable[[], dict]) -> None:
+    app[SPEC_KEY] = functools.cache(lambda: json.dumps(build_spec()).encode())
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

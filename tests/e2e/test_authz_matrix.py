@@ -22,6 +22,7 @@ CALLERS = ["anonymous", "other", "viewer", "member", "ws_admin", "platform_admin
 # (method, path template, body, expected statuses in CALLERS order)
 MATRIX = [
     ("GET", "/api/v1/workspaces/{ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("GET", "/api/v1/auth/providers", None, [200, 200, 200, 200, 200, 200]),  # the login page reads it
     ("PATCH", "/api/v1/workspaces/{ws}", {"name": "renamed"}, [401, 404, 403, 403, 200, 200]),
     ("DELETE", "/api/v1/workspaces/{ws}", None, [401, 404, 403, 403, 403, 204]),
     ("GET", "/api/v1/workspaces/{ws}/members", None, [401, 404, 200, 200, 200, 200]),

@@ -6,13 +6,14 @@ In CI (``CI=true``) a missing component fails the test: CI must run everything.
 
 from __future__ import annotations
 
-from remotegpu.adapters.runtime.docker_images import list_images
 import os
 import shutil
 import socket
 from urllib.parse import urlparse
 
 import pytest
+
+from remotegpu.adapters.runtime.docker_images import list_images
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -153,6 +153,42 @@ class Settings(BaseSettings):
     smtp_security: Literal["starttls", "tls", "none"] = "starttls"  # "tls": implicit TLS (port 465)
     smtp_timeout_seconds: float = Field(15.0, gt=0, le=120)
 
+    # Sign-in against LDAP / Active Directory (adapters/identity/ldap_directory.py).
+    # No URL → directory sign-in is off. See README "Sign in with LDAP".
+    ldap_url: str | None = None
+    ldap_user_base: str = ""
+    ldap_user_filter: str = "(uid={login})"
+    ldap_bind_dn: str | None = None
+    ldap_bind_password: str | None = None
+    ldap_group_base: str | None = None
+    ldap_group_filter: str = "(member={dn})"
+    ldap_username_attribute: str = "uid"
+    ldap_email_attribute: str = "mail"
+    ldap_name_attribute: str = "cn"
+    ldap_start_tls: bool = False
+    ldap_admin_groups: str = ""  # comma-separated group cns whose members are platform admins
+    # group=workspace_id:role pairs, comma-separated: members of the group get the role there
+    ldap_workspace_groups: str = ""
+    local_passwords: bool = True  # false: only the directory signs people in; registration closed
+
+    @field_validator("ldap_workspace_groups")
+    @classmethod
+    def _group_grants(cls, v: str) -> str:
+        for pair in filter(None, (p.strip() for p in v.split(","))):
+            group, _, target = pair.partition("=")
+            workspace, _, role = target.partition(":")
+            if not group or not workspace or role not in ("admin", "member", "viewer"):
+                raise ValueError(f"{pair!r}: expected group=workspace_id:role, role admin, member or viewer")
+        return v
+
+    @model_validator(mode="after")
+    def _ldap_complete(self) -> "Settings":
+        if self.ldap_url and not self.ldap_user_base:
+            raise ValueError("REMOTEGPU_LDAP_USER_BASE is required with REMOTEGPU_LDAP_URL")
+        if not self.local_passwords and not self.ldap_url:
+            raise ValueError("REMOTEGPU_LOCAL_PASSWORDS=false needs another way in (REMOTEGPU_LDAP_URL)")
+        return self
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
     # Cheaper argon2 for tests and benchmarks that create many users; never in production.
@@ -258,7 +294,8 @@ class Settings(BaseSettings):
         return ",".join(str(n) for n in parse_cidrs(text))  # a bad CIDR fails at start, not at the first delivery
 
     @field_validator("database_url", "redis_url", "secret_key", "public_url", "agent_fake_gpus", "agent_name", "ssh_host",
-                     "metrics_token", "smtp_host", "smtp_username", "smtp_password", mode="before")
+                     "metrics_token", "smtp_host", "smtp_username", "smtp_password", "ldap_url", "ldap_bind_dn",
+                     "ldap_bind_password", "ldap_group_base", mode="before")
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
         return None if v == "" else v

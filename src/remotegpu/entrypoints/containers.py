@@ -33,6 +33,7 @@ from remotegpu.adapters.tasks.inline import InlineTaskQueue
 from remotegpu.application.identity.account import AccountService
 from remotegpu.application.identity.admin import AdminService
 from remotegpu.application.identity.auth import AuthService, AuthSettings
+from remotegpu.application.identity.directory import DirectoryPolicy, GroupGrant
 from remotegpu.application.identity.maintenance import Maintenance
 from remotegpu.application.shared.clock import SystemClock
 from remotegpu.application.environments.autostop import AutoStop
@@ -361,6 +362,32 @@ def _metrics_service(uow, store):
 _HASH_PROFILES = {"default": {}, "fast": {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}}
 
 
+def _ldap_directory(s: Settings):
+    """The LDAP directory people sign in against, or None (REMOTEGPU_LDAP_URL unset)."""
+    if not s.ldap_url:
+        return None
+    from remotegpu.adapters.identity.ldap_directory import LdapDirectory, LdapSettings
+
+    return LdapDirectory(LdapSettings(
+        url=s.ldap_url, user_base=s.ldap_user_base, user_filter=s.ldap_user_filter, bind_dn=s.ldap_bind_dn,
+        bind_password=s.ldap_bind_password, group_base=s.ldap_group_base, group_filter=s.ldap_group_filter,
+        username_attribute=s.ldap_username_attribute, email_attribute=s.ldap_email_attribute,
+        name_attribute=s.ldap_name_attribute, start_tls=s.ldap_start_tls,
+    ))
+
+
+def _directory_policy(s: Settings) -> DirectoryPolicy:
+    from remotegpu.domain.workspaces.models import Role
+
+    grants = []
+    for pair in filter(None, (p.strip() for p in s.ldap_workspace_groups.split(","))):
+        group, _, target = pair.partition("=")
+        workspace_id, _, role = target.partition(":")
+        grants.append(GroupGrant(group.strip(), workspace_id.strip(), Role(role.strip())))
+    admins = frozenset(g.strip() for g in s.ldap_admin_groups.split(",") if g.strip())
+    return DirectoryPolicy(admin_groups=admins, grants=tuple(grants))
+
+
 class Container(containers.DeclarativeContainer):
     config = providers.Configuration()
     settings = providers.Dependency(instance_of=Settings)
@@ -503,10 +530,14 @@ class Container(containers.DeclarativeContainer):
         login_limit_per_account_all_ips=config.login_limit_per_account_all_ips,
         register_limit_per_ip=config.register_limit_per_ip,
         register_window_seconds=config.register_window_seconds,
+        local_passwords=config.local_passwords,
     )
+    directory = providers.Singleton(_ldap_directory, settings)
+    directory_policy = providers.Singleton(_directory_policy, settings)
     auth_service = providers.Singleton(
         AuthService, uow=uow.provider, clock=clock, hasher=hasher, issuer=token_issuer,
-        limiter=rate_limiter, users=user_cache, settings=auth_settings,
+        limiter=rate_limiter, users=user_cache, settings=auth_settings, directory=directory,
+        directory_policy=directory_policy,
     )
     account_service = providers.Singleton(
         AccountService, uow=uow.provider, clock=clock, hasher=hasher, users=user_cache, limiter=rate_limiter
@@ -650,6 +681,7 @@ def build_container(settings: Settings, *, persistence: str = "sql") -> Containe
             "access_token_ttl_seconds": settings.access_token_ttl_seconds,
             "refresh_token_ttl_days": settings.refresh_token_ttl_days,
             "registration_policy": settings.registration_policy,
+            "local_passwords": settings.local_passwords,
             "login_limit_per_account": settings.login_limit_per_account,
             "login_limit_per_ip": settings.login_limit_per_ip,
             "login_window_seconds": settings.login_window_seconds,

@@ -58,7 +58,11 @@ class AccountService:
             if retry_after := await self.limiter.hit(key, PASSWORD_CHANGE_LIMIT, PASSWORD_CHANGE_WINDOW_SECONDS):
                 raise RateLimited("too many password change attempts; try again later", retry_after=retry_after)
         async with self.uow() as uow:
-            old_hash = (await self._user(uow, user_id)).password_hash
+            user = await self._user(uow, user_id)
+        if user.auth_source != "local":
+            raise Conflict("this account's password is managed by the directory; change it there",
+                           code="password_managed_externally")
+        old_hash = user.password_hash
         # The hashing takes a while: outside any transaction.
         if not await self.hasher.verify(old_hash, current):
             raise Unauthenticated("current password is wrong", code="invalid_credentials")

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from remotegpu.application.identity import audit
-from remotegpu.application.identity.ports import AccessTokenIssuer, PasswordHasher, UserCache
+from remotegpu.application.identity.directory import LDAP, DirectoryPolicy, account_for
+from remotegpu.application.identity.ports import AccessTokenIssuer, DirectoryAuthenticator, PasswordHasher, UserCache
 from remotegpu.application.identity.secrets import (
     API_TOKEN_PREFIX,
     REFRESH_TOKEN_PREFIX,
@@ -41,6 +42,9 @@ class AuthSettings:
     login_window_seconds: int = 300
     register_limit_per_ip: int = 10
     register_window_seconds: int = 3600
+    # False: only the directory (or another identity provider) signs people in;
+    # registration is closed and local passwords never verify.
+    local_passwords: bool = True
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class AuthService:
     limiter: RateLimiter
     users: UserCache
     settings: AuthSettings = field(default_factory=AuthSettings)
+    directory: DirectoryAuthenticator | None = None
+    directory_policy: DirectoryPolicy = field(default_factory=DirectoryPolicy)
     _dummy_hash: str | None = field(default=None, init=False, repr=False)
 
     async def register(
@@ -81,7 +87,7 @@ class AuthService:
         ip: str | None = None,
     ) -> User:
         policy = self.settings.registration_policy
-        if policy is RegistrationPolicy.CLOSED:
+        if policy is RegistrationPolicy.CLOSED or not self.settings.local_passwords:
             raise PermissionDenied("registration is closed; ask an administrator for an account", code="registration_closed")
         s = self.settings
         await self._limit(f"register:ip:{ip}", s.register_limit_per_ip, s.register_window_seconds, "too many registrations from this address")
@@ -132,6 +138,8 @@ class AuthService:
         await self._limit(per_account_and_ip, s.login_limit_per_account, s.login_window_seconds, "too many login attempts")
         backstop = max(s.login_limit_per_account_all_ips, s.login_limit_per_account)
         await self._limit(f"login:acct:{account}", backstop, s.login_window_seconds, "too many login attempts")
+        if self.directory is not None and (user is None or user.auth_source == LDAP):
+            return await self._directory_login(user.username if user else login, password, user, ip, per_account_and_ip)
         # Equal work whether or not the name exists: an unknown one is checked against a
         # hash of a random password, so the answer's timing does not tell them apart.
         verified = await self.hasher.verify(user.password_hash if user else await self._dummy(), password)
@@ -140,7 +148,7 @@ class AuthService:
             # Read again: the account may have changed (disabled, new password) during the
             # hash. An unknown name reads too (nothing): the same work on both paths.
             user = await uow.users.get(user.id if user else "")
-            ok = user is not None and verified and user.password_hash == verified_hash
+            ok = user is not None and verified and user.password_hash == verified_hash and s.local_passwords
             if not ok or not user.is_active:
                 await audit.record(
                     uow, self.clock, "auth.login.failed", actor_id=user.id if user else None, ip=ip,
@@ -158,6 +166,33 @@ class AuthService:
             await uow.commit()
         await self.users.invalidate(user.id)
         await self.limiter.reset(per_account_and_ip)
+        return pair
+
+    async def _directory_login(self, login: str, password: str, user: User | None, ip: str | None,
+                               limit_key: str) -> TokenPair:
+        """Sign in by a bind against the directory; the account follows the entry."""
+        entry = await self.directory.authenticate(login, password)
+        async with self.uow() as uow:
+            if entry is not None:
+                # Read again inside the transaction: another sign-in may have created it.
+                user = await uow.users.get_by_username(entry.username.strip().lower()) or (
+                    await uow.users.get(user.id) if user else None)
+                if user is not None and user.auth_source != LDAP:
+                    entry = None  # a local account with the directory's name: never taken over
+            if entry is None or (user is not None and not user.is_active):
+                await audit.record(uow, self.clock, "auth.login.failed", actor_id=user.id if user else None, ip=ip,
+                                   login=login, reason="bad_credentials" if entry is None else "inactive", source="ldap")
+                await uow.commit()
+                raise Unauthenticated("invalid credentials", code="invalid_credentials")
+            user = await account_for(uow, self.clock, self.directory_policy, entry, user, ip)
+            user.last_login_at = self.clock.now()
+            await uow.users.update(user)
+            pair = await self._issue_pair(uow, user, family_id=new_id())
+            await audit.record(uow, self.clock, "auth.login.succeeded", actor_id=user.id, target_type="user",
+                               target_id=user.id, ip=ip, source="ldap")
+            await uow.commit()
+        await self.users.invalidate(user.id)
+        await self.limiter.reset(limit_key)
         return pair
 
     async def refresh(self, refresh_token: str, *, ip: str | None = None) -> TokenPair:

@@ -21,6 +21,26 @@ class UserRepository(Protocol):
     async def count(self) -> int: ...
 
 
+@dataclass(frozen=True)
+class DirectoryEntry:
+    """A person as the directory (LDAP / Active Directory) knows them, after a
+    successful bind with their password."""
+
+    external_id: str  # the entry's DN
+    username: str
+    email: str
+    display_name: str
+    groups: frozenset[str]  # the groups' common names (cn)
+
+
+class DirectoryAuthenticator(Protocol):
+    async def authenticate(self, username: str, password: str) -> DirectoryEntry | None:
+        """The entry of ``username`` if ``password`` binds as it; None for an unknown
+        name or a wrong password (the same answer). Raises DirectoryUnavailable when the
+        directory cannot be reached."""
+        ...
+
+
 class ApiTokenRepository(Protocol):
     async def add(self, token: ApiToken) -> None: ...
     async def get(self, token_id: str) -> ApiToken | None: ...

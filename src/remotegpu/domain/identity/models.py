@@ -60,6 +60,10 @@ class User:
     # Access tokens carry the epoch they were issued under; raising it (password
     # change, disable, "sign out everywhere") makes every earlier one stop working at once.
     session_epoch: int = 0
+    # Where the password is checked: "local" (password_hash) or "ldap" (a bind against
+    # the directory; password_hash stays empty, so no local password ever works).
+    auth_source: str = "local"
+    external_id: str | None = None  # the directory's DN, the identity provider's subject
 
     def end_sessions(self) -> None:
         self.session_epoch += 1

@@ -54,3 +54,9 @@ class RateLimited(DomainError):
 
 class QuotaExceeded(DomainError):
     code = "quota_exceeded"
+
+
+class Unavailable(DomainError):
+    """Something the platform depends on (e.g. the LDAP directory) cannot be reached now."""
+
+    code = "unavailable"

@@ -16,6 +16,7 @@ from remotegpu.domain.shared.errors import (
     QuotaExceeded,
     RateLimited,
     Unauthenticated,
+    Unavailable,
 )
 
 log = logging.getLogger("remotegpu.http")
@@ -28,12 +29,13 @@ STATUS_BY_ERROR: list[tuple[type[DomainError], int]] = [
     (QuotaExceeded, 409),
     (InvalidInput, 422),
     (RateLimited, 429),
+    (Unavailable, 503),
 ]
 
 _HTTP_CODES = {
     400: "bad_request", 401: "unauthenticated", 403: "permission_denied", 404: "not_found",
     405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 413: "payload_too_large",
-    415: "unsupported_media_type", 422: "invalid_input", 429: "rate_limited",
+    415: "unsupported_media_type", 422: "invalid_input", 429: "rate_limited", 503: "unavailable",
 }
 
 

@@ -5,7 +5,7 @@ from aiohttp import web
 from remotegpu.entrypoints.http import session
 from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.routing import Call
-from remotegpu.entrypoints.http.schemas.identity import LoginIn, RefreshIn, RegisterIn, TokenOut, UserOut
+from remotegpu.entrypoints.http.schemas.identity import LoginIn, RefreshIn, RegisterIn, SignInOptionsOut, TokenOut, UserOut
 
 TAGS = ["auth"]
 
@@ -32,7 +32,14 @@ async def register(call: Call) -> UserOut:
     return UserOut.model_validate(user, from_attributes=True)
 
 
-@api.post("/api/v1/auth/login", body=LoginIn, response=TokenOut, auth=False, tags=TAGS, errors=[401, 403, 422, 429])
+@api.get("/api/v1/auth/providers", response=SignInOptionsOut, auth=False, tags=TAGS)
+async def sign_in_options(call: Call) -> SignInOptionsOut:
+    """How people sign in here, for the login page: local passwords, the LDAP directory, or both."""
+    settings = call.container.settings()
+    return SignInOptionsOut(local_passwords=settings.local_passwords, ldap=bool(settings.ldap_url))
+
+
+@api.post("/api/v1/auth/login", body=LoginIn, response=TokenOut, auth=False, tags=TAGS, errors=[401, 403, 409, 422, 429, 503])
 async def login(call: Call) -> web.Response:
     """Log in by username or email; answers an access token and a rotating refresh token."""
     pair = await call.container.auth_service().login(call.body.username, call.body.password, ip=call.ip)

@@ -44,6 +44,12 @@ class UserOut(BaseModel):
     is_admin: bool
     created_at: datetime
     last_login_at: datetime | None
+    auth_source: str = Field("local", description="where the password is checked: local or ldap (no local password)")
+
+
+class SignInOptionsOut(BaseModel):
+    local_passwords: bool = Field(description="username + password checked by the platform")
+    ldap: bool = Field(description="username + password checked by the organisation's LDAP directory")
 
 
 class UpdateMeIn(Strict):

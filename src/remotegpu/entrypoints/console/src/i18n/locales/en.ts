@@ -39,6 +39,7 @@ export default {
     logout: 'Log out', apiDocs: 'API docs', datasets: 'Datasets', models: 'Models',
   },
   auth: {
+    directoryHint: 'Sign in with your organisation account (LDAP directory).',
     login: 'Log in', register: 'Create account', username: 'Username', usernameOrEmail: 'Username or email',
     email: 'Email', password: 'Password', displayName: 'Display name', inviteCode: 'Invite code',
     inviteOptional: 'Invite code (if required)', noAccount: 'No account yet?', haveAccount: 'Already registered?',

@@ -39,6 +39,7 @@ export default {
     logout: '退出登录', apiDocs: 'API 文档', datasets: '数据集', models: '模型',
   },
   auth: {
+    directoryHint: '请使用单位统一账号（LDAP 目录）登录。',
     login: '登录', register: '注册账号', username: '用户名', usernameOrEmail: '用户名或邮箱',
     email: '邮箱', password: '密码', displayName: '显示名称', inviteCode: '邀请码',
     inviteOptional: '邀请码（如需要）', noAccount: '还没有账号？', haveAccount: '已有账号？',

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Identity: Debian's OpenLDAP server (slapd), for the LDAP sign-in tests (they start
+# their own slapd on a free port from a throwaway config; the packaged service is not
+# used). Idempotent; prints nothing on stdout.
+set -euo pipefail
+if ! [ -x /usr/sbin/slapd ]; then
+  echo "[services] installing slapd" >&2
+  apt-get update -qq >/tmp/remotegpu-apt-identity.log 2>&1
+  # policy-rc.d 101: install the binary without starting the packaged daemon.
+  had_policy=0; [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+  [ "$had_policy" = 1 ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slapd \
+    >>/tmp/remotegpu-apt-identity.log 2>&1 || { tail -n 30 /tmp/remotegpu-apt-identity.log >&2; exit 1; }
+  [ "$had_policy" = 1 ] || rm -f /usr/sbin/policy-rc.d
+fi
+if [ -n "${REMOTEGPU_SERVICES_ENV:-}" ]; then
+  echo "export REMOTEGPU_TEST_SLAPD=/usr/sbin/slapd" >> "$REMOTEGPU_SERVICES_ENV"
+fi

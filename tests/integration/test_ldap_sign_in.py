@@ -65,7 +65,7 @@ async def test_directory_people_sign_in_and_follow_their_groups(aiohttp_client, 
                            **_ldap_settings(ldap, ldap_workspace_groups=f"ml-team={ws}:member"))
 
     r = await client.get("/api/v1/auth/providers")
-    assert await r.json() == {"local_passwords": True, "ldap": True}
+    assert await r.json() == {"local_passwords": True, "ldap": True, "oidc": None}
 
     # A wrong password, an unknown name and a filter-widening name all fail alike.
     for name, password in (("alice", "wrong-password"), ("nobody", "whatever-pw"), ("*", "alice-directory-pw"),
@@ -130,7 +130,7 @@ async def test_local_passwords_off_leaves_only_the_directory(aiohttp_client, tmp
     await bootstrap.close()
     ldap.add_person("carol", "carol-directory-pw")
     client = await _client(aiohttp_client, tmp_path, url, **_ldap_settings(ldap, local_passwords=False))
-    assert await (await client.get("/api/v1/auth/providers")).json() == {"local_passwords": False, "ldap": True}
+    assert await (await client.get("/api/v1/auth/providers")).json() == {"local_passwords": False, "ldap": True, "oidc": None}
     r = await _login(client, local.username, local.password)
     assert r.status == 401 and (await r.json())["error"]["code"] == "invalid_credentials"
     r = await client.post("/api/v1/auth/register", json={"username": "dave", "email": "dave@example.com",

@@ -55,7 +55,7 @@ class LiveServer:
 
 @contextmanager
 def live_server(data_dir: Path, **env: str) -> Iterator[LiveServer]:
-    port = free_port()
+    port = int(env.get("REMOTEGPU_HTTP_PORT") or free_port())  # a port given: e.g. an OIDC redirect URI names it
     full_env = {
         **os.environ,
         "REMOTEGPU_DATA_DIR": str(data_dir),

@@ -16,3 +16,14 @@ fi
 if [ -n "${REMOTEGPU_SERVICES_ENV:-}" ]; then
   echo "export REMOTEGPU_TEST_SLAPD=/usr/sbin/slapd" >> "$REMOTEGPU_SERVICES_ENV"
 fi
+# OpenID Connect: panva's oidc-provider (npm), started by the OIDC sign-in tests.
+OIDC_DIR=/var/cache/remotegpu/oidc-provider
+if ! [ -f "$OIDC_DIR/node_modules/oidc-provider/package.json" ]; then
+  echo "[services] installing oidc-provider (npm)" >&2
+  mkdir -p "$OIDC_DIR"
+  [ -f "$OIDC_DIR/package.json" ] || echo '{"name":"rgpu-oidc","private":true}' > "$OIDC_DIR/package.json"
+  (cd "$OIDC_DIR" && npm install --no-audit --no-fund oidc-provider@8.8.1 >&2)
+fi
+if [ -n "${REMOTEGPU_SERVICES_ENV:-}" ]; then
+  echo "export REMOTEGPU_TEST_OIDC_PROVIDER=$OIDC_DIR/node_modules" >> "$REMOTEGPU_SERVICES_ENV"
+fi

@@ -170,8 +170,18 @@ class Settings(BaseSettings):
     # group=workspace_id:role pairs, comma-separated: members of the group get the role there
     ldap_workspace_groups: str = ""
     local_passwords: bool = True  # false: only the directory signs people in; registration closed
+    # Sign-in with an OpenID Connect provider (adapters/identity/oidc_client.py). No issuer → off.
+    oidc_issuer: str | None = None
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_display_name: str = "SSO"  # the login page's button: "Sign in with {name}"
+    oidc_scopes: str = "openid email profile"
+    oidc_username_claim: str = "preferred_username"
+    oidc_groups_claim: str = "groups"
+    oidc_admin_groups: str = ""
+    oidc_workspace_groups: str = ""
 
-    @field_validator("ldap_workspace_groups")
+    @field_validator("ldap_workspace_groups", "oidc_workspace_groups")
     @classmethod
     def _group_grants(cls, v: str) -> str:
         for pair in filter(None, (p.strip() for p in v.split(","))):
@@ -185,8 +195,10 @@ class Settings(BaseSettings):
     def _ldap_complete(self) -> "Settings":
         if self.ldap_url and not self.ldap_user_base:
             raise ValueError("REMOTEGPU_LDAP_USER_BASE is required with REMOTEGPU_LDAP_URL")
-        if not self.local_passwords and not self.ldap_url:
-            raise ValueError("REMOTEGPU_LOCAL_PASSWORDS=false needs another way in (REMOTEGPU_LDAP_URL)")
+        if not self.local_passwords and not self.ldap_url and not self.oidc_issuer:
+            raise ValueError("REMOTEGPU_LOCAL_PASSWORDS=false needs another way in (REMOTEGPU_LDAP_URL or REMOTEGPU_OIDC_ISSUER)")
+        if self.oidc_issuer and not (self.oidc_client_id and self.oidc_client_secret):
+            raise ValueError("REMOTEGPU_OIDC_CLIENT_ID and REMOTEGPU_OIDC_CLIENT_SECRET are required with REMOTEGPU_OIDC_ISSUER")
         return self
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -295,7 +307,7 @@ class Settings(BaseSettings):
 
     @field_validator("database_url", "redis_url", "secret_key", "public_url", "agent_fake_gpus", "agent_name", "ssh_host",
                      "metrics_token", "smtp_host", "smtp_username", "smtp_password", "ldap_url", "ldap_bind_dn",
-                     "ldap_bind_password", "ldap_group_base", mode="before")
+                     "ldap_bind_password", "ldap_group_base", "oidc_issuer", mode="before")
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
         return None if v == "" else v

@@ -376,16 +376,38 @@ def _ldap_directory(s: Settings):
     ))
 
 
-def _directory_policy(s: Settings) -> DirectoryPolicy:
+def _group_policy(admin_groups: str, workspace_groups: str) -> DirectoryPolicy:
     from remotegpu.domain.workspaces.models import Role
 
     grants = []
-    for pair in filter(None, (p.strip() for p in s.ldap_workspace_groups.split(","))):
+    for pair in filter(None, (p.strip() for p in workspace_groups.split(","))):
         group, _, target = pair.partition("=")
         workspace_id, _, role = target.partition(":")
         grants.append(GroupGrant(group.strip(), workspace_id.strip(), Role(role.strip())))
-    admins = frozenset(g.strip() for g in s.ldap_admin_groups.split(",") if g.strip())
+    admins = frozenset(g.strip() for g in admin_groups.split(",") if g.strip())
     return DirectoryPolicy(admin_groups=admins, grants=tuple(grants))
+
+
+def _directory_policy(s: Settings) -> DirectoryPolicy:
+    return _group_policy(s.ldap_admin_groups, s.ldap_workspace_groups)
+
+
+def _oidc_policy(s: Settings) -> DirectoryPolicy:
+    return _group_policy(s.oidc_admin_groups, s.oidc_workspace_groups)
+
+
+def _oidc_client(s: Settings):
+    """The OpenID Connect provider's client, or None (REMOTEGPU_OIDC_ISSUER unset)."""
+    if not s.oidc_issuer:
+        return None
+    from remotegpu.adapters.identity.oidc_client import OidcClient, OidcSettings
+
+    base = (s.public_url or f"http://{s.http_host}:{s.http_port}").rstrip("/")
+    return OidcClient(OidcSettings(
+        issuer=s.oidc_issuer, client_id=s.oidc_client_id, client_secret=s.oidc_client_secret,
+        redirect_uri=f"{base}/api/v1/auth/oidc/callback", scopes=s.oidc_scopes,
+        username_claim=s.oidc_username_claim, groups_claim=s.oidc_groups_claim,
+    ))
 
 
 class Container(containers.DeclarativeContainer):
@@ -534,6 +556,8 @@ class Container(containers.DeclarativeContainer):
     )
     directory = providers.Singleton(_ldap_directory, settings)
     directory_policy = providers.Singleton(_directory_policy, settings)
+    oidc_client = providers.Singleton(_oidc_client, settings)
+    oidc_policy = providers.Singleton(_oidc_policy, settings)
     auth_service = providers.Singleton(
         AuthService, uow=uow.provider, clock=clock, hasher=hasher, issuer=token_issuer,
         limiter=rate_limiter, users=user_cache, settings=auth_settings, directory=directory,

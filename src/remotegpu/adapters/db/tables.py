@@ -75,6 +75,7 @@ users = sa.Table(
     sa.Column("session_epoch", sa.Integer, nullable=False, server_default="0"),  # 0007
     sa.Column("auth_source", sa.String(32), nullable=False, server_default="local"),  # 0031
     sa.Column("external_id", sa.String(512), nullable=True),  # 0031
+    sa.Index("ix_users_external_identity", "auth_source", "external_id"),  # 0031
     sa.UniqueConstraint("username"),
     sa.UniqueConstraint("email"),
     sa.Index(None, "created_at"),

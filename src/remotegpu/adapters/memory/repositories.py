@@ -65,6 +65,9 @@ class InMemoryUserRepository(_Repository):
     async def get_by_email(self, email: str) -> User | None:
         return self._first("users", lambda u: u.email == email)
 
+    async def get_by_external_id(self, auth_source: str, external_id: str) -> User | None:
+        return self._first("users", lambda u: u.auth_source == auth_source and u.external_id == external_id)
+
     async def update(self, user: User) -> None:
         self._tx.update("users", user.id, user)
 

@@ -7,7 +7,13 @@ from datetime import timedelta
 
 from remotegpu.application.identity import audit
 from remotegpu.application.identity.directory import LDAP, DirectoryPolicy, account_for
-from remotegpu.application.identity.ports import AccessTokenIssuer, DirectoryAuthenticator, PasswordHasher, UserCache
+from remotegpu.application.identity.ports import (
+    AccessTokenIssuer,
+    DirectoryAuthenticator,
+    DirectoryEntry,
+    PasswordHasher,
+    UserCache,
+)
 from remotegpu.application.identity.secrets import (
     API_TOKEN_PREFIX,
     REFRESH_TOKEN_PREFIX,
@@ -193,6 +199,27 @@ class AuthService:
             await uow.commit()
         await self.users.invalidate(user.id)
         await self.limiter.reset(limit_key)
+        return pair
+
+    async def external_login(self, source: str, entry: DirectoryEntry, policy: DirectoryPolicy, *,
+                             ip: str | None = None) -> TokenPair:
+        """Sign in someone an identity provider vouched for (OIDC: a verified ID token).
+        The account is found by (source, subject), never by name or email."""
+        async with self.uow() as uow:
+            user = await uow.users.get_by_external_id(source, entry.external_id)
+            if user is not None and not user.is_active:
+                await audit.record(uow, self.clock, "auth.login.failed", actor_id=user.id, ip=ip, login=user.username,
+                                   reason="inactive", source=source)
+                await uow.commit()
+                raise Unauthenticated("account is disabled", code="account_disabled")
+            user = await account_for(uow, self.clock, policy, entry, user, ip, source=source)
+            user.last_login_at = self.clock.now()
+            await uow.users.update(user)
+            pair = await self._issue_pair(uow, user, family_id=new_id())
+            await audit.record(uow, self.clock, "auth.login.succeeded", actor_id=user.id, target_type="user",
+                               target_id=user.id, ip=ip, source=source)
+            await uow.commit()
+        await self.users.invalidate(user.id)
         return pair
 
     async def refresh(self, refresh_token: str, *, ip: str | None = None) -> TokenPair:

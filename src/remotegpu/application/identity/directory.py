@@ -57,23 +57,33 @@ class DirectoryPolicy:
 
 
 async def account_for(uow: UnitOfWork, clock: Clock, policy: DirectoryPolicy, entry: DirectoryEntry,
-                      user: User | None, ip: str | None) -> User:
-    """The platform account of a directory entry that just bound, made to match it."""
+                      user: User | None, ip: str | None, *, source: str = LDAP) -> User:
+    """The platform account of a directory entry that just bound (or of an identity
+    provider's subject that just signed in: ``source`` "oidc"), made to match it.
+
+    A directory's username is authoritative (LDAP: a name a local account holds is
+    refused); an identity provider's is a suggestion (OIDC: a taken one gets a suffix,
+    since the account is found by its subject, never by name)."""
     now = clock.now()
-    email = normalize_email(entry.email) if entry.email else f"{normalize_username(entry.username)}@ldap.invalid"
+    email = normalize_email(entry.email) if entry.email else f"{_username_from(entry.username)}@{source}.invalid"
     if user is None:
-        username = normalize_username(entry.username)
+        username = normalize_username(entry.username) if source == LDAP else _username_from(entry.username)
+        if source != LDAP:
+            base, n = username, 1
+            while await uow.users.get_by_username(username) is not None:
+                n += 1
+                username = f"{base[:28]}-{n}"
         if await uow.users.get_by_username(username) is not None:
             # A local account already has the name: never merge the two silently.
             raise Conflict("a local account already uses this username; ask an administrator", code="username_taken")
         if await uow.users.get_by_email(email) is not None:
-            raise Conflict("a local account already uses this email address; ask an administrator", code="email_taken")
+            raise Conflict("another account already uses this email address; ask an administrator", code="email_taken")
         user = User(id=new_id(), username=username, email=email, password_hash="", created_at=now,
-                    display_name=entry.display_name[:100], auth_source=LDAP, external_id=entry.external_id)
+                    display_name=entry.display_name[:100], auth_source=source, external_id=entry.external_id)
         await uow.users.add(user)
         await create_personal_workspace(uow, user, now)
         await audit.record(uow, clock, "user.registered", actor_id=user.id, target_type="user", target_id=user.id, ip=ip,
-                           source=LDAP)
+                           source=source)
     else:
         if email != user.email and (other := await uow.users.get_by_email(email)) is not None and other.id != user.id:
             email = user.email  # the directory's new address belongs to someone else here: keep the old one
@@ -85,6 +95,15 @@ async def account_for(uow: UnitOfWork, clock: Clock, policy: DirectoryPolicy, en
                            target_type="user", target_id=user.id, source=LDAP)
     await _sync_memberships(uow, clock, policy, entry, user, now)
     return user
+
+
+def _username_from(suggestion: str) -> str:
+    """A valid platform username from what a provider suggests (preferred_username, an
+    email's local part): lower-case, disallowed characters as '-', 3-32 characters."""
+    import re
+
+    name = re.sub(r"[^a-z0-9_.-]", "-", suggestion.split("@")[0].strip().lower()).strip("-._")[:32]
+    return name if len(name) >= 3 else f"user-{name}".strip("-")[:32] if name else "user"
 
 
 async def _sync_memberships(uow: UnitOfWork, clock: Clock, policy: DirectoryPolicy, entry: DirectoryEntry,

@@ -34,6 +34,11 @@ class SqlUserRepository(SqlRepository):
         row = (await self._session.execute(select(users).where(users.c.email == email))).first()
         return User(**row._mapping) if row else None
 
+    async def get_by_external_id(self, auth_source: str, external_id: str) -> User | None:
+        query = select(users).where(users.c.auth_source == auth_source, users.c.external_id == external_id)
+        row = (await self._session.execute(query)).first()
+        return User(**row._mapping) if row else None
+
     async def update(self, user: User) -> None:
         await self._execute(update(users).where(users.c.id == user.id).values(_values(user, skip=("id",))))
 

@@ -10,6 +10,7 @@ from remotegpu.entrypoints.http.handlers import (  # noqa: E402,F401
     agent,
     auth,
     browser_session,
+    oidc,
     environments,
     events,
     hosts,

@@ -36,7 +36,8 @@ async def register(call: Call) -> UserOut:
 async def sign_in_options(call: Call) -> SignInOptionsOut:
     """How people sign in here, for the login page: local passwords, the LDAP directory, or both."""
     settings = call.container.settings()
-    return SignInOptionsOut(local_passwords=settings.local_passwords, ldap=bool(settings.ldap_url))
+    return SignInOptionsOut(local_passwords=settings.local_passwords, ldap=bool(settings.ldap_url),
+                            oidc=settings.oidc_display_name if settings.oidc_issuer else None)
 
 
 @api.post("/api/v1/auth/login", body=LoginIn, response=TokenOut, auth=False, tags=TAGS, errors=[401, 403, 409, 422, 429, 503])

@@ -50,6 +50,7 @@ class UserOut(BaseModel):
 class SignInOptionsOut(BaseModel):
     local_passwords: bool = Field(description="username + password checked by the platform")
     ldap: bool = Field(description="username + password checked by the organisation's LDAP directory")
+    oidc: str | None = Field(None, description="the OpenID Connect provider's name (sign in at /api/v1/auth/oidc/start); null: none")
 
 
 class UpdateMeIn(Strict):

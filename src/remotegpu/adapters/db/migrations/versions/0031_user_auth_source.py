@@ -21,9 +21,11 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("users", sa.Column("auth_source", sa.String(32), nullable=False, server_default="local"))
     op.add_column("users", sa.Column("external_id", sa.String(512), nullable=True))
+    op.create_index("ix_users_external_identity", "users", ["auth_source", "external_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_users_external_identity", "users")
     with op.batch_alter_table("users") as batch:  # SQLite: DROP COLUMN through a table copy
         batch.drop_column("external_id")
         batch.drop_column("auth_source")

@@ -21,7 +21,7 @@ export const authApi = {
   refreshSession: () => http.post<BrowserSession>('/api/v1/auth/session/refresh', undefined, { auth: false, quiet: true }),
   logout: () => http.delete<void>('/api/v1/auth/session', { auth: false, quiet: true }),
   /** How people sign in here: local passwords, the organisation's LDAP directory, or both. */
-  signInOptions: () => http.get<{ local_passwords: boolean; ldap: boolean }>('/api/v1/auth/providers', { auth: false, quiet: true }),
+  signInOptions: () => http.get<{ local_passwords: boolean; ldap: boolean; oidc?: string | null }>('/api/v1/auth/providers', { auth: false, quiet: true }),
 }
 
 export const meApi = {

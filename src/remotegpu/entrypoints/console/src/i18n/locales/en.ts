@@ -39,6 +39,7 @@ export default {
     logout: 'Log out', apiDocs: 'API docs', datasets: 'Datasets', models: 'Models',
   },
   auth: {
+    ssoSignIn: 'Sign in with {name}', ssoFailed: 'Single sign-on did not complete ({code}). Try again.', orUse: 'or',
     directoryHint: 'Sign in with your organisation account (LDAP directory).',
     login: 'Log in', register: 'Create account', username: 'Username', usernameOrEmail: 'Username or email',
     email: 'Email', password: 'Password', displayName: 'Display name', inviteCode: 'Invite code',

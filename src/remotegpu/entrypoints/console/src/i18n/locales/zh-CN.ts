@@ -39,6 +39,7 @@ export default {
     logout: '退出登录', apiDocs: 'API 文档', datasets: '数据集', models: '模型',
   },
   auth: {
+    ssoSignIn: '使用 {name} 登录', ssoFailed: '单点登录未完成（{code}），请重试。', orUse: '或',
     directoryHint: '请使用单位统一账号（LDAP 目录）登录。',
     login: '登录', register: '注册账号', username: '用户名', usernameOrEmail: '用户名或邮箱',
     email: '邮箱', password: '密码', displayName: '显示名称', inviteCode: '邀请码',

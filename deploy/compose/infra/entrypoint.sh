@@ -28,7 +28,7 @@ case "$service" in
             echo "host all all 0.0.0.0/0 scram-sha-256" >>"$data/pg_hba.conf"
             pw=$(printf '%s' "$POSTGRES_PASSWORD" | sed "s/'/''/g")
             printf "CREATE ROLE \"%s\" LOGIN PASSWORD '%s';\nCREATE DATABASE \"%s\" OWNER \"%s\";\n" "$user" "$pw" "$db" "$user" |
-                setpriv --reuid=postgres --regid=postgres --init-groups "$bin/postgres" --single -D "$data" -j postgres >/dev/null
+                setpriv --reuid=postgres --regid=postgres --init-groups "$bin/postgres" --single -D "$data" postgres >/dev/null
             echo "postgres: initialised $data (role $user, database $db)"
         fi
         as postgres "$bin/postgres" -D "$data" -c listen_addresses='*' -c unix_socket_directories=/run/postgresql "$@" ;;

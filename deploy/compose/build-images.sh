@@ -52,6 +52,7 @@ else
         --change "LABEL remotegpu.inputs=$HASH"
     trap - EXIT
     rootfs_cleanup
+    prune_older "$REPO" "$HASH"
     size=$(docker image inspect -f '{{ .Size }}' "$TAG")
     rootfs_step "built $TAG ($(( size / 1024 / 1024 )) MiB)"
 fi

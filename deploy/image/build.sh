@@ -110,6 +110,7 @@ rootfs_import "$TAG" \
     --change "LABEL remotegpu.image=platform" \
     --change "LABEL remotegpu.inputs=$HASH"
 docker tag "$TAG" "$REPO:latest"
+prune_older "$REPO" "$HASH"
 size=$(docker image inspect -f '{{ .Size }}' "$TAG")
 rootfs_step "built $TAG ($(( size / 1024 / 1024 )) MiB)"
 echo "$TAG"

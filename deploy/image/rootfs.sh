@@ -111,3 +111,12 @@ rootfs_import() {
 image_label() {
     docker image inspect -f "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true
 }
+
+# prune_older REPO KEEP: remove this repository's other tags (older builds), except
+# `latest`; an image a container still uses stays (docker rmi refuses it).
+prune_older() {
+    local tag
+    docker images "$1" --format '{{.Tag}}' | grep -vx -e latest -e "$2" -e '<none>' | while read -r tag; do
+        docker rmi "$1:$tag" >/dev/null 2>&1 && echo "$IMAGE_TOOL: removed the older $1:$tag" >&2 || true
+    done
+}

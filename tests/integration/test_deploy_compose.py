@@ -4,7 +4,8 @@ rootfs, nothing pulled), and the core flow runs against it over HTTP through ngi
 the admin logs in, adds the Docker host (the compose `agent`, on the host network, with
 fake GPUs), creates an environment, reaches its JupyterLab through nginx on the apps
 wildcard host (HTTP and a websocket), stops, starts and deletes it. Two `serve`
-replicas run behind nginx; Prometheus scrapes both.
+replicas run behind nginx; Prometheus scrapes both, loaded the rules and found
+Alertmanager; the registry answers its v2 API.
 
 The stack runs under a project name, subnet and Docker scope of its own; afterwards
 nothing of it is left (containers, volumes, networks, the agent's state directory)."""
@@ -97,7 +98,8 @@ def test_core_flow_through_nginx_on_the_compose_stack(stack: Stack):
            lambda: not s.docker.containers.list(all=True, filters=scoped) and not s.docker.volumes.list(filters=scoped),
            timeout=30)
 
-    # Prometheus (the compose scrape config, DNS discovery of the replicas) sees both up.
+    # Prometheus (the compose scrape config, DNS discovery of the replicas) sees both up,
+    # loaded the rules and found Alertmanager.
     prometheus = f"http://127.0.0.1:{s.prometheus_port}"
 
     def both_up():
@@ -109,3 +111,12 @@ def test_core_flow_through_nginx_on_the_compose_stack(stack: Stack):
     with urllib.request.urlopen(f"{prometheus}/api/v1/rules", timeout=10) as r:
         groups = {g["name"] for g in json.loads(r.read())["data"]["groups"]}
     assert {"remotegpu-service", "remotegpu-fleet"} <= groups
+
+    def alertmanager_known():
+        with urllib.request.urlopen(f"{prometheus}/api/v1/alertmanagers", timeout=10) as r:
+            return [a["url"] for a in json.loads(r.read())["data"]["activeAlertmanagers"]]
+
+    assert any(":9093/" in url for url in s.wait("Prometheus finding Alertmanager", alertmanager_known, timeout=60))
+    # The registry answers the v2 API on its published port.
+    with urllib.request.urlopen(f"http://127.0.0.1:{s.registry_port}/v2/", timeout=10) as r:
+        assert r.status == 200 and r.headers.get("Docker-Distribution-Api-Version") == "registry/2.0"

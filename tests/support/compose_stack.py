@@ -174,6 +174,7 @@ def compose_stack(docker, base_image: str, *, replicas: int = 2, gpus: str = f"2
     s = Stack(compose, project, env_file, port, scope)
     s.docker, s.subnet, s.gateway = docker, subnet, gateway
     s.prometheus_port = int(settings["REMOTEGPU_PROMETHEUS_PORT"])
+    s.registry_port = int(settings["REMOTEGPU_REGISTRY_PORT"])
     try:
         started = time.monotonic()
         up = s.run("up", "-d")

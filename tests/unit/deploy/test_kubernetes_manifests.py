@@ -13,18 +13,21 @@ import yaml
 
 MANIFESTS = Path(__file__).resolve().parents[3] / "deploy" / "kubernetes"
 ALLOWED = {
-    "v1": {"Namespace", "ConfigMap", "Secret", "Service", "ServiceAccount"},
+    "v1": {"Namespace", "ConfigMap", "Secret", "Service", "ServiceAccount", "PersistentVolumeClaim"},
     "apps/v1": {"Deployment"},
     "networking.k8s.io/v1": {"Ingress"},
     "rbac.authorization.k8s.io/v1": {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"},
 }
-#: What the Kubernetes runtime adapter does in the environments' namespace (issue 13):
-#: a Pod per environment, its PVC and Services, owner references, watches with
-#: resourceVersion, the scheduler's reasons from Events; cluster-wide: Nodes (the fleet).
+#: What the Kubernetes runtime adapter (adapters/runtime/kubernetes_runtime.py) does in
+#: the environments' namespace: a Pod per environment (and exec into it), its PVC, its
+#: Services (patched), its variables' Secret (replaced), all watched from a
+#: resourceVersion; Events read; cluster-wide: Nodes (GPU capacity and models).
 ADAPTER_NEEDS = {
-    "pods": {"get", "list", "watch", "create", "delete", "patch"},
-    "persistentvolumeclaims": {"get", "list", "watch", "create", "delete", "patch"},
+    "pods": {"get", "list", "watch", "create", "delete"},
+    "pods/exec": {"create", "get"},
+    "persistentvolumeclaims": {"get", "list", "watch", "create", "delete"},
     "services": {"get", "list", "watch", "create", "delete", "patch"},
+    "secrets": {"get", "list", "create", "update", "delete"},
     "events": {"get", "list", "watch"},
 }
 CLUSTER_NEEDS = {"nodes": {"get", "list", "watch"}}
@@ -82,6 +85,10 @@ def test_deployments_select_their_pods_and_read_existing_config(deployment):
     assert account and one("ServiceAccount", account)["metadata"]["namespace"] == ns
     containers = pod["containers"] + pod.get("initContainers", [])
     volumes = {v["name"] for v in pod.get("volumes", [])}
+    for volume in pod.get("volumes", []):
+        if "persistentVolumeClaim" in volume:
+            claim = one("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+            assert claim["metadata"]["namespace"] == ns
     for c in containers:
         assert c["args"][0] in {"serve", "worker", "migrate", "agent"}, c["args"]
         for source in c.get("envFrom", []):
@@ -161,15 +168,17 @@ def _bound_roles(kind: str, binding_kind: str, account: str, account_ns: str, na
     return roles
 
 
-def test_the_runtime_account_may_do_what_the_adapter_does_and_no_more():
-    config = one("ConfigMap", "remotegpu-config")["data"]
-    env_ns = config["REMOTEGPU_KUBERNETES_NAMESPACE"]
-    account = one("ServiceAccount", "remotegpu")
-    account_ns = account["metadata"]["namespace"]
+def test_the_agent_account_may_do_what_the_runtime_adapter_does_and_no_more():
+    config = one("ConfigMap", "remotegpu-agent-config")["data"]
+    assert config["REMOTEGPU_RUNTIME"] == "kubernetes"
+    env_ns = config["REMOTEGPU_KUBE_NAMESPACE"]
+    agent = one("Deployment", "remotegpu-agent")
+    account = one("ServiceAccount", agent["spec"]["template"]["spec"]["serviceAccountName"])
+    account_name, account_ns = account["metadata"]["name"], account["metadata"]["namespace"]
     assert env_ns != account_ns, "environments must not share the namespace holding the platform's secrets"
     assert env_ns in {d["metadata"]["name"] for d in of_kind("Namespace")}
-    roles = _bound_roles("Role", "RoleBinding", "remotegpu", account_ns, env_ns)
-    assert roles, f"no Role bound to the account in {env_ns}"
+    roles = _bound_roles("Role", "RoleBinding", account_name, account_ns, env_ns)
+    assert roles, f"no Role bound to the agent's account in {env_ns}"
     granted: dict[str, set[str]] = {}
     for role in roles:
         assert role["metadata"]["namespace"] == env_ns
@@ -177,14 +186,32 @@ def test_the_runtime_account_may_do_what_the_adapter_does_and_no_more():
             granted.setdefault(resource, set()).update(verbs)
     for resource, verbs in ADAPTER_NEEDS.items():
         assert verbs <= granted.get(resource, set()), f"{resource}: missing {verbs - granted.get(resource, set())}"
-    assert "*" not in {v for verbs in granted.values() for v in verbs}
-    assert "secrets" not in granted and "*" not in granted
+    assert "*" not in {v for verbs in granted.values() for v in verbs} and "*" not in granted
     cluster: dict[str, set[str]] = {}
-    for role in _bound_roles("ClusterRole", "ClusterRoleBinding", "remotegpu", account_ns, None):
+    for role in _bound_roles("ClusterRole", "ClusterRoleBinding", account_name, account_ns, None):
         cluster.update(_granted(role["rules"]))
     for resource, verbs in CLUSTER_NEEDS.items():
         assert verbs <= cluster.get(resource, set())
     assert set(cluster) == set(CLUSTER_NEEDS), f"cluster-wide grants beyond reading nodes: {set(cluster)}"
     assert all(verbs <= {"get", "list", "watch"} for verbs in cluster.values())
-    # Nothing in the platform's own namespace: the account reads no Secret there.
-    assert not _bound_roles("Role", "RoleBinding", "remotegpu", account_ns, account_ns)
+    # Nothing in the platform's own namespace: the agent reads none of the platform's Secrets.
+    assert not _bound_roles("Role", "RoleBinding", account_name, account_ns, account_ns)
+    # One agent, never two at once with the same token.
+    assert agent["spec"]["replicas"] == 1 and agent["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_servers_and_worker_hold_no_cluster_rights_and_the_agent_reaches_the_servers():
+    for name in ("remotegpu-serve", "remotegpu-worker"):
+        pod = one("Deployment", name)["spec"]["template"]["spec"]
+        account = one("ServiceAccount", pod["serviceAccountName"])
+        assert pod.get("automountServiceAccountToken") is False
+        assert account.get("automountServiceAccountToken") is False
+        for binding in of_kind("RoleBinding") + of_kind("ClusterRoleBinding"):
+            assert all(s["name"] != account["metadata"]["name"] for s in binding["subjects"])
+    server = one("ConfigMap", "remotegpu-agent-config")["data"]["REMOTEGPU_SERVER_URL"]
+    host, _, port = server.split("://", 1)[1].partition(":")
+    name, namespace, suffix = host.split(".", 2)
+    assert suffix.startswith("svc")
+    service = one("Service", name)
+    assert service["metadata"]["namespace"] == namespace
+    assert int(port or 80) in {p["port"] for p in service["spec"]["ports"]}

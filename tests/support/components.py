@@ -97,3 +97,26 @@ def binary(name: str) -> str:
     if path is None:
         missing(f"{name} is not installed")
     return path
+
+
+def wait_listening(process, port: int, name: str, timeout: float = 30.0, log=None) -> None:
+    """Wait until a server the test started accepts connections on 127.0.0.1:``port``;
+    if it exits or times out first, kill it and raise with the tail of its ``log`` file."""
+    import subprocess
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                try:
+                    process.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+                tail = open(log, errors="replace").read()[-2000:] if log else ""
+                raise RuntimeError(f"{name} did not start: {tail or 'timeout'}")
+            time.sleep(0.05)

@@ -12,10 +12,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 
-from tests.support.components import missing
+from tests.support.components import missing, wait_listening
 
 SUFFIX = "dc=example,dc=org"
 ROOT_DN = f"cn=admin,{SUFFIX}"
@@ -128,20 +127,15 @@ def start_ldap_server() -> LdapServer:
     port = _free_port()
     url = f"ldap://127.0.0.1:{port}"
     # -d 0: stay in the foreground (a child we can stop), logging nothing.
-    process = subprocess.Popen([slapd, "-f", f"{folder}/slapd.conf", "-h", f"{url}/", "-d", "0"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(f"{folder}/slapd.log", "wb") as log:
+        process = subprocess.Popen([slapd, "-f", f"{folder}/slapd.conf", "-h", f"{url}/", "-d", "0"],
+                                   stdout=subprocess.DEVNULL, stderr=log)
     server = LdapServer(url, folder, process)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                err = process.stderr.read().decode(errors="replace") if process.poll() is not None else "timeout"
-                server.stop()
-                raise RuntimeError(f"slapd did not start: {err[-2000:]}")
-            time.sleep(0.05)
+    try:
+        wait_listening(process, port, "slapd", 20, f"{folder}/slapd.log")
+    except RuntimeError:
+        server.stop()
+        raise
     with server._connection() as c:
         assert c.add(SUFFIX, ["dcObject", "organization"], {"dc": "example", "o": "Example"}), c.result
         for ou in ("people", "groups"):

@@ -8,11 +8,11 @@ import os
 import shutil
 import socket
 import subprocess
-import time
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.components import missing
+from tests.support.components import missing, wait_listening
 
 SCRIPT = Path(__file__).with_name("oidc_provider.mjs")
 CLIENT_ID = "remotegpu-console"
@@ -23,6 +23,7 @@ CLIENT_SECRET = "oidc-client-secret-for-tests"
 class OidcServer:
     issuer: str
     process: subprocess.Popen
+    log: str
 
     def stop(self) -> None:
         self.process.terminate()
@@ -31,6 +32,7 @@ class OidcServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(5)
+        os.unlink(self.log)
 
 
 def start_oidc_provider(redirect_uri: str, accounts: dict) -> OidcServer:
@@ -48,16 +50,12 @@ def start_oidc_provider(redirect_uri: str, accounts: dict) -> OidcServer:
     env = {**os.environ, "OIDC_PORT": str(port), "OIDC_ISSUER": issuer, "OIDC_CLIENT_ID": CLIENT_ID,
            "OIDC_CLIENT_SECRET": CLIENT_SECRET, "OIDC_REDIRECT_URI": redirect_uri, "OIDC_ACCOUNTS": json.dumps(accounts),
            "NODE_ENV": "development"}
-    process = subprocess.Popen([node, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                err = process.stderr.read().decode(errors="replace") if process.poll() is not None else "timeout"
-                process.kill()
-                raise RuntimeError(f"oidc-provider did not start: {err[-2000:]}")
-            time.sleep(0.1)
-    return OidcServer(issuer, process)
+    # Its output goes to a file: an unread pipe would stall it once full.
+    with tempfile.NamedTemporaryFile(prefix="rgpu-oidc-", suffix=".log", delete=False) as log:
+        process = subprocess.Popen([node, str(script)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_listening(process, port, "oidc-provider", 30, log.name)
+    except RuntimeError:
+        os.unlink(log.name)
+        raise
+    return OidcServer(issuer, process, log.name)

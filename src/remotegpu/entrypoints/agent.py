@@ -48,7 +48,7 @@ def add_agent_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="host name to register (default: this machine's hostname)")
     p.add_argument("--state-dir", type=Path,
                    help=f"where the agent keeps its token and local sandboxes (default: $REMOTEGPU_DATA_DIR/agent or {DEFAULT_STATE_DIR})")
-    p.add_argument("--runtime", choices=["auto", "docker", "local", "memory"],
+    p.add_argument("--runtime", choices=["auto", "docker", "local", "memory", "kubernetes"],
                    help="default: $REMOTEGPU_RUNTIME or auto (= docker; local: single-user development only, never a fallback)")
     p.add_argument("--fake-gpus", help='fake inventory like "4xNVIDIA A100-SXM4-80GB" (default: $REMOTEGPU_AGENT_FAKE_GPUS)')
     p.add_argument("--address", default="", help="address users reach this host's published ports at (SSH)")

@@ -24,6 +24,10 @@ LABEL_GENERATION = "remotegpu.generation"
 #: what an agent that registered again under a new host id finds on old containers.
 LABEL_HOST = "remotegpu.host_id"
 
+#: Label (on ``RuntimeSpec.labels``) naming the model of the GPUs the platform placed the
+#: environment on: a runtime whose own scheduler picks the node (Kubernetes) selects by it.
+LABEL_GPU_MODEL = "remotegpu.gpu_model"
+
 #: The environment's disk (a volume): survives stop/start and recreation. A runtime
 #: that can also keeps the rest of the container's filesystem across stop/start.
 WORKSPACE_PATH = "/root/workspace"

@@ -19,7 +19,7 @@ from remotegpu.application.environments.entry import entrants
 from remotegpu.application.environments.terminal import RUNTIMES_WITHOUT_SSHD
 
 from remotegpu.application.environments.placement import JUPYTER_CONTAINER_PORT, container_ports, release_gpus
-from remotegpu.application.environments.ports import LABEL_HOST, DataMountSpec, RuntimeSpec
+from remotegpu.application.environments.ports import LABEL_GPU_MODEL, LABEL_HOST, DataMountSpec, RuntimeSpec
 from remotegpu.application.environments.secrets import open_variables
 from remotegpu.application.environments.service import EnvironmentService
 from remotegpu.application.fleet.agent_protocol import (
@@ -472,7 +472,8 @@ class AgentService:
             },
             ports=ports,
             private_ports=frozenset({JUPYTER_CONTAINER_PORT}) & ports.keys(),
-            labels={GENERATION_LABEL: str(env.generation), LABEL_HOST: host.id},
+            labels={GENERATION_LABEL: str(env.generation), LABEL_HOST: host.id,
+                    **({LABEL_GPU_MODEL: chosen[0].model} if chosen else {})},
             disk_gib=env.disk_gib,
             workspace_id=env.workspace_id,
             data_mounts=await self._data_mounts(env),

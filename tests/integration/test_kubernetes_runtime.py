@@ -1,0 +1,189 @@
+"""The Kubernetes runtime through a real kube-apiserver, scheduler and controller-manager
+(tests/support/kube_cluster.py: the kubelet is a stand-in, everything else is Kubernetes
+1.20.2 built from Debian's source package)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from remotegpu.adapters.runtime.kubernetes_runtime import GPU_PRODUCT_LABEL, KubernetesRuntime
+from remotegpu.application.environments.ports import LABEL_ENV_ID, LABEL_GPU_MODEL, RuntimeSpec
+from tests.support.kube_cluster import GPU_PRODUCT, kube_cluster  # noqa: F401 - a fixture
+
+MODEL = GPU_PRODUCT.replace("-", " ", 1)  # what the platform's inventory says: "NVIDIA H100-80GB-HBM3"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def kube(kube_cluster):  # noqa: F811
+    from kubernetes import client
+
+    namespace = f"it-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(kube_cluster.api_client())
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    runtime = KubernetesRuntime(kube_cluster.api_client(), namespace=namespace, scope=f"it-{uuid.uuid4().hex[:6]}",
+                                storage_class=kube_cluster.storage_class, start_timeout=30, stop_grace_seconds=2)
+    made: list[str] = []
+    try:
+        yield runtime, core, kube_cluster, made
+    finally:
+        for env_id in made:
+            runtime._remove(env_id)
+        runtime.close()
+        core.delete_namespace(namespace)
+
+
+def spec(env_id: str, **overrides: Any) -> RuntimeSpec:
+    values: dict[str, Any] = dict(env_id=env_id, image="remotegpu/base:latest", cpu_cores=2, memory_gib=4,
+                                  gpu_indices=[0], gpu_uuids=["GPU-k8s-0"], ports={22: free_port()},
+                                  env={"REMOTEGPU_JUPYTER_TOKEN": "s3cret"}, disk_gib=20,
+                                  labels={LABEL_GPU_MODEL: MODEL, "remotegpu.generation": "1"})
+    values.update(overrides)
+    return RuntimeSpec(**values)
+
+
+def objects(core: Any, runtime: KubernetesRuntime, env_id: str) -> dict[str, list[Any]]:
+    selector = f"{LABEL_ENV_ID}={env_id},remotegpu.scope={runtime.scope}"
+    ns = runtime.namespace
+    return {
+        "pods": core.list_namespaced_pod(ns, label_selector=selector).items,
+        "pvcs": core.list_namespaced_persistent_volume_claim(ns, label_selector=selector).items,
+        "services": core.list_namespaced_service(ns, label_selector=selector).items,
+        "secrets": core.list_namespaced_secret(ns, label_selector=selector).items,
+    }
+
+
+async def test_create_running_stop_keeps_the_claim_start_reuses_it_delete_leaves_nothing(kube) -> None:
+    runtime, core, cluster, made = kube
+    env_id = f"env-{uuid.uuid4().hex[:10]}"
+    made.append(env_id)
+    wanted = spec(env_id)
+
+    running = await runtime.ensure_running(wanted)
+
+    assert running.status == "running" and running.ports == wanted.ports and running.generation == 1
+    found = objects(core, runtime, env_id)
+    (pod,) = found["pods"]
+    (claim,) = found["pvcs"]
+    (service,) = found["services"]
+    assert pod.spec.node_name in cluster.nodes and pod.status.pod_ip  # placed by the real scheduler
+    limits = pod.spec.containers[0].resources.limits
+    assert limits == {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "1"}
+    assert pod.spec.containers[0].resources.requests == limits
+    assert pod.spec.node_selector == {GPU_PRODUCT_LABEL: GPU_PRODUCT}
+    assert pod.spec.volumes[0].persistent_volume_claim.claim_name == claim.metadata.name
+    assert claim.spec.resources.requests == {"storage": "20Gi"} and claim.status.phase == "Bound"
+    assert service.spec.type == "NodePort" and [p.node_port for p in service.spec.ports] == [wanted.ports[22]]
+    # Variables (secrets among them) live in a Secret, never in the Pod's spec.
+    assert "s3cret" not in str(pod.spec)
+    assert pod.spec.containers[0].env_from[0].secret_ref.name == f"{claim.metadata.name}-env"
+    for owned in (pod, service, *found["secrets"]):
+        (owner,) = owned.metadata.owner_references
+        assert (owner.kind, owner.uid) == ("PersistentVolumeClaim", claim.metadata.uid)
+    disk = cluster.volume_dir(runtime.namespace, claim.metadata.name)
+    (disk / "notes.txt").write_text("survives stop")
+
+    await runtime.stop(env_id)
+
+    stopped = await runtime.inspect(env_id)
+    assert stopped.status == "stopped" and stopped.container_id is None
+    after_stop = objects(core, runtime, env_id)
+    assert after_stop["pods"] == []
+    assert [c.metadata.uid for c in after_stop["pvcs"]] == [claim.metadata.uid]
+
+    again = await runtime.ensure_running(spec(env_id, ports={22: free_port()}))
+
+    assert again.status == "running" and again.container_id != running.container_id
+    (pod2,) = objects(core, runtime, env_id)["pods"]
+    assert pod2.spec.volumes[0].persistent_volume_claim.claim_name == claim.metadata.name
+    assert (cluster.volume_dir(runtime.namespace, claim.metadata.name) / "notes.txt").read_text() == "survives stop"
+    (service2,) = objects(core, runtime, env_id)["services"]
+    assert [p.node_port for p in service2.spec.ports] == [again.ports[22]]
+
+    await runtime.remove(env_id)
+
+    assert await runtime.inspect(env_id) is None
+    assert all(not items for items in objects(core, runtime, env_id).values())
+
+
+async def test_a_pod_that_cannot_fit_reports_the_schedulers_reason(kube) -> None:
+    runtime, core, cluster, made = kube
+    too_big, no_such_model = f"env-{uuid.uuid4().hex[:10]}", f"env-{uuid.uuid4().hex[:10]}"
+    made.extend([too_big, no_such_model])
+
+    big = await runtime.ensure_running(spec(too_big, gpu_indices=list(range(8)), gpu_uuids=[]))
+    elsewhere = await runtime.ensure_running(spec(no_such_model, labels={LABEL_GPU_MODEL: "NVIDIA B200"}))
+
+    assert big.status == "missing"
+    assert "Insufficient nvidia.com/gpu" in big.message, big.message
+    assert elsewhere.status == "missing"
+    assert "node selector" in elsewhere.message or "affinity" in elsewhere.message, elsewhere.message
+    listed = {s.env_id: s for s in await runtime.list()}
+    assert listed[too_big].message == (await runtime.inspect(too_big)).message
+    # Asking again is idempotent: the same Pod keeps waiting.
+    assert (await runtime.ensure_running(spec(too_big, gpu_indices=list(range(8)), gpu_uuids=[]))).container_id \
+        == big.container_id
+
+
+async def test_a_crash_between_the_claim_and_the_pod_converges(kube) -> None:
+    runtime, core, cluster, made = kube
+    env_id = f"env-{uuid.uuid4().hex[:10]}"
+    made.append(env_id)
+    wanted = spec(env_id)
+    runtime._informers()
+    await asyncio.to_thread(runtime._ensure_claim, wanted, runtime.name_for(env_id))  # ...and the agent died
+
+    assert (await runtime.inspect(env_id)).status == "stopped"
+    assert (await runtime.ensure_running(wanted)).status == "running"
+    assert len(objects(core, runtime, env_id)["pvcs"]) == 1
+
+
+async def test_deleting_the_claim_removes_everything_through_owner_references(kube) -> None:
+    from kubernetes import client
+
+    runtime, core, cluster, made = kube
+    env_id = f"env-{uuid.uuid4().hex[:10]}"
+    made.append(env_id)
+    await runtime.ensure_running(spec(env_id, ports={22: free_port(), 8888: free_port()}, private_ports=frozenset({8888})))
+    services = {s.metadata.name: s.spec.type for s in objects(core, runtime, env_id)["services"]}
+    name = runtime.name_for(env_id)
+    assert services == {name: "NodePort", f"{name}-apps": "ClusterIP"}
+
+    # What an operator's `kubectl delete pvc` does: the garbage collector follows the owners.
+    core.delete_namespaced_persistent_volume_claim(name, runtime.namespace,
+                                                   body=client.V1DeleteOptions(propagation_policy="Background"))
+
+    await asyncio.to_thread(runtime._await_gone, runtime.claims, name, time.monotonic() + 60)
+    for _ in range(100):
+        if all(not items for items in objects(core, runtime, env_id).values()):
+            break
+        await asyncio.sleep(0.2)
+    assert {k: [o.metadata.name for o in v] for k, v in objects(core, runtime, env_id).items() if v} == {}
+    assert await runtime.inspect(env_id) is None
+
+
+async def test_two_installations_never_see_each_other(kube) -> None:
+    runtime, core, cluster, made = kube
+    other = KubernetesRuntime(cluster.api_client(), namespace=runtime.namespace, scope="someone-else",
+                              storage_class=cluster.storage_class, start_timeout=30, stop_grace_seconds=2)
+    env_id = f"env-{uuid.uuid4().hex[:10]}"
+    made.append(env_id)
+    try:
+        await runtime.ensure_running(spec(env_id))
+        assert await other.inspect(env_id) is None
+        assert env_id not in {s.env_id for s in await other.list()}
+        await other.remove(env_id)  # silent: not its own
+        assert (await runtime.inspect(env_id)).status == "running"
+    finally:
+        other.close()

@@ -52,6 +52,7 @@ from remotegpu.application.environments.ports import (
     LABEL_GPU_MODEL,
     LABEL_HOST,
     LABEL_MANAGED,
+    PENDING_PREFIX,
     WORKSPACE_PATH,
     EnvironmentRuntimeError,
     RuntimeSpec,
@@ -66,6 +67,7 @@ ANNOTATION_PORTS = "remotegpu.io/ports"
 ANNOTATION_LABELS = "remotegpu.io/labels"
 ANNOTATION_DISK = "remotegpu.io/disk-gib"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+UNSCHEDULABLE = "unschedulable: "
 DEFAULT_DISK_GIB = 10
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _ENV_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -163,6 +165,8 @@ class KubernetesRuntime(ThreadedRuntime):
         if pod is not None and pod.metadata.deletion_timestamp is None:
             state = self._state(spec.env_id, pod, self.claims.get(name))
             if state.status != "failed":
+                if _scheduler_verdict(state):  # still cannot be placed: say so at once
+                    return state
                 if state.status == "missing":  # pending: give it a moment more, then report why
                     return self._await_start(spec.env_id, name, time.monotonic() + min(5.0, self.start_timeout))
                 return state
@@ -416,8 +420,7 @@ class KubernetesRuntime(ThreadedRuntime):
             state = self._state(env_id, pod, self.claims._objects.get(name))
             if state.status in ("running", "failed"):
                 return state
-            if state.status == "missing" and state.message.startswith("unschedulable") \
-                    and "PersistentVolumeClaim" not in state.message:
+            if _scheduler_verdict(state):
                 return state  # the scheduler's verdict (unbound claims are only a moment's wait)
             return None
 
@@ -459,11 +462,11 @@ class KubernetesRuntime(ThreadedRuntime):
             return RuntimeState(env_id, "running", container_id, ports, started, generation=generation, host_id=host_id)
         unschedulable = _unschedulable(pod)
         if unschedulable is not None:
-            message = f"unschedulable: {unschedulable}"
+            message = f"{PENDING_PREFIX}{UNSCHEDULABLE}{unschedulable}"
         elif pod.spec.node_name:
-            message = f"starting on node {pod.spec.node_name}" + (f": {waiting[0]}" if waiting else "")
+            message = f"{PENDING_PREFIX}starting on node {pod.spec.node_name}" + (f": {waiting[0]}" if waiting else "")
         else:
-            message = "waiting for the cluster scheduler"
+            message = f"{PENDING_PREFIX}waiting for the cluster scheduler"
         return RuntimeState(env_id, "missing", container_id, message=message, generation=generation, host_id=host_id)
 
 
@@ -499,6 +502,12 @@ def _reason(exc: Any) -> str:
         return json.loads(exc.body).get("message") or f"{exc.status} {exc.reason}"
     except Exception:  # noqa: BLE001 - not a Status body
         return f"{exc.status} {exc.reason}"
+
+
+def _scheduler_verdict(state: RuntimeState) -> bool:
+    """The scheduler said the Pod fits no node (not merely: its claim is not bound yet)."""
+    return state.status == "missing" and state.message.startswith(PENDING_PREFIX + UNSCHEDULABLE) \
+        and "PersistentVolumeClaim" not in state.message
 
 
 def _conditions(pod: Any) -> list[Any]:

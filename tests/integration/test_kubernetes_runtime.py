@@ -187,3 +187,26 @@ async def test_two_installations_never_see_each_other(kube) -> None:
         assert (await runtime.inspect(env_id)).status == "running"
     finally:
         other.close()
+
+
+async def test_the_agents_inventory_is_the_nodes_allocatable_gpus(kube) -> None:
+    from remotegpu.adapters.runtime.kube_nodes import KubernetesGpuProbe
+
+    runtime, core, cluster, made = kube
+    probe = KubernetesGpuProbe(cluster.api_client())
+    try:
+        gpus = await asyncio.to_thread(probe.inventory)
+        per_node = cluster.kubelet.gpus_per_node
+        assert len(gpus) == per_node * len(cluster.nodes)
+        assert {g.model for g in gpus} == {GPU_PRODUCT}
+        assert [g.index for g in gpus] == list(range(len(gpus)))
+        assert gpus[0].uuid == f"k8s-{cluster.nodes[0]}-0" and gpus[0].nvlink_group == gpus[per_node - 1].nvlink_group
+
+        core.patch_node(cluster.nodes[0], {"spec": {"unschedulable": True}})  # cordoned: its GPUs leave
+        try:
+            probe.nodes.wait_for(lambda: probe.nodes._objects[cluster.nodes[0]].spec.unschedulable, 10)
+            assert len(await asyncio.to_thread(probe.inventory)) == per_node * (len(cluster.nodes) - 1)
+        finally:
+            core.patch_node(cluster.nodes[0], {"spec": {"unschedulable": None}})
+    finally:
+        probe.close()

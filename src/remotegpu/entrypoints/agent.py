@@ -122,6 +122,10 @@ def cmd_agent(args: argparse.Namespace) -> int:
         jobs = select_job_runtime(runtime_name, state_dir=state_dir, docker_scope=scope, private_address=private_address)
     except ValueError as exc:
         return fail(str(exc))
+    if runtime_name == "kubernetes" and not fake_spec:
+        from remotegpu.adapters.runtime.kube_nodes import KubernetesGpuProbe
+
+        probe = KubernetesGpuProbe(runtime._api, gpu_resource=os.environ.get("REMOTEGPU_KUBE_GPU_RESOURCE") or "nvidia.com/gpu")
 
     try:
         interval = float(getattr(args, "metrics_interval", None) or os.environ.get("REMOTEGPU_METRICS_INTERVAL_SECONDS") or 10)

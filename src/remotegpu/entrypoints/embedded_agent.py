@@ -91,6 +91,10 @@ async def build_embedded_agent(container: Container) -> HostAgent:
         InProcessVersionSource(container.agent_service(), container.storage_mounts()),
     )
     probe = detect_probe(settings.agent_fake_gpus, seed=name, control_file=settings.agent_fake_gpu_control or None)
+    if runtime_name == "kubernetes" and not (settings.agent_fake_gpus or "").strip():
+        from remotegpu.adapters.runtime.kube_nodes import KubernetesGpuProbe
+
+        probe = KubernetesGpuProbe(runtime._api, gpu_resource=settings.kube_gpu_resource)  # the cluster's nodes' GPUs
     collector = MetricsCollector(probe if hasattr(probe, "telemetry") else None,
                                  runtime if hasattr(runtime, "container_counters") else None,
                                  interval_seconds=settings.metrics_interval_seconds)

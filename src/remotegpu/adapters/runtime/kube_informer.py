@@ -18,9 +18,10 @@ log = logging.getLogger(__name__)
 
 
 class Informer:
-    def __init__(self, list_fn: Callable[..., Any], *, namespace: str, label_selector: str, name: str) -> None:
+    def __init__(self, list_fn: Callable[..., Any], *, namespace: str | None, label_selector: str, name: str) -> None:
+        """``namespace`` None: a cluster-scoped kind (``list_fn`` takes no namespace)."""
         self._list_fn = list_fn
-        self._namespace = namespace
+        self._args: tuple[str, ...] = () if namespace is None else (namespace,)
         self._selector = label_selector
         self.name = name
         self._objects: dict[str, Any] = {}
@@ -92,7 +93,7 @@ class Informer:
         while not self._stop.is_set():
             try:
                 if version is None:
-                    listed = self._list_fn(self._namespace, label_selector=self._selector, _request_timeout=30)
+                    listed = self._list_fn(*self._args, label_selector=self._selector, _request_timeout=30)
                     self.relists += 1
                     with self._cond:
                         self._objects = {o.metadata.name: o for o in listed.items}
@@ -100,7 +101,7 @@ class Informer:
                         self._cond.notify_all()
                     version = listed.metadata.resource_version
                 self._watch = watch.Watch()
-                for event in self._watch.stream(self._list_fn, self._namespace, label_selector=self._selector,
+                for event in self._watch.stream(self._list_fn, *self._args, label_selector=self._selector,
                                                 resource_version=version, timeout_seconds=240,
                                                 allow_watch_bookmarks=True, _request_timeout=260):
                     if self._stop.is_set():

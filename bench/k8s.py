@@ -88,7 +88,7 @@ def main() -> int:
         api = cluster.api_client()
         core = client.CoreV1Api(api)
         ns = f"bench-{uuid.uuid4().hex[:6]}"
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+        cluster.create_namespace(ns)
         runtime = KubernetesRuntime(cluster.api_client(), namespace=ns, scope="bench",
                                     storage_class=cluster.storage_class, start_timeout=60, stop_grace_seconds=0)
         runtime._informers()

@@ -179,11 +179,7 @@ def docker_h(request: pytest.FixtureRequest):
 
 @pytest.fixture(scope="session")
 def kube_namespace(kube_cluster) -> str:  # noqa: F811
-    from kubernetes import client
-
-    name = f"contract-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(kube_cluster.api_client()).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    return name
+    return kube_cluster.create_namespace(f"contract-{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture

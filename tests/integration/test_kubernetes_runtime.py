@@ -29,9 +29,8 @@ def free_port() -> int:
 def kube(kube_cluster):  # noqa: F811
     from kubernetes import client
 
-    namespace = f"it-{uuid.uuid4().hex[:8]}"
+    namespace = kube_cluster.create_namespace(f"it-{uuid.uuid4().hex[:8]}")
     core = client.CoreV1Api(kube_cluster.api_client())
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     runtime = KubernetesRuntime(kube_cluster.api_client(), namespace=namespace, scope=f"it-{uuid.uuid4().hex[:6]}",
                                 storage_class=kube_cluster.storage_class, start_timeout=30, stop_grace_seconds=2)
     made: list[str] = []
@@ -210,3 +209,34 @@ async def test_the_agents_inventory_is_the_nodes_allocatable_gpus(kube) -> None:
             core.patch_node(cluster.nodes[0], {"spec": {"unschedulable": None}})
     finally:
         probe.close()
+
+
+async def test_a_watch_resumed_after_etcd_compaction_gets_410_and_lists_again(kube) -> None:
+    from kubernetes import client
+
+    from remotegpu.adapters.runtime.kube_informer import Informer
+
+    runtime, core, cluster, made = kube
+    ns = runtime.namespace
+    # Short watches, no bookmarks: each watch ends after 1 s and resumes from the last event seen.
+    informer = Informer(core.list_namespaced_config_map, namespace=ns, label_selector="t=informer", name="cms",
+                        watch_seconds=1, bookmarks=False)
+
+    def config_map(name: str) -> Any:
+        return client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name, labels={"t": "informer"}))
+
+    core.create_namespaced_config_map(ns, config_map("before"))
+    informer.start()
+    try:
+        assert informer.relists == 1 and informer.get("before") is not None
+        # History moves on elsewhere, then is compacted: the informer's version is gone.
+        core.create_namespaced_config_map(ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="unwatched")))
+        await asyncio.to_thread(cluster.compact_etcd)
+        assert await asyncio.to_thread(informer.wait_for, lambda: informer.relists >= 2, 15), informer.last_error
+        # ...and it keeps following changes after the resync.
+        core.create_namespaced_config_map(ns, config_map("after"))
+        core.delete_namespaced_config_map("before", ns)
+        assert await asyncio.to_thread(
+            informer.wait_for, lambda: "after" in informer._objects and "before" not in informer._objects, 15)
+    finally:
+        informer.stop()

@@ -18,8 +18,12 @@ log = logging.getLogger(__name__)
 
 
 class Informer:
-    def __init__(self, list_fn: Callable[..., Any], *, namespace: str | None, label_selector: str, name: str) -> None:
-        """``namespace`` None: a cluster-scoped kind (``list_fn`` takes no namespace)."""
+    def __init__(self, list_fn: Callable[..., Any], *, namespace: str | None, label_selector: str, name: str,
+                 watch_seconds: int = 240, bookmarks: bool = True) -> None:
+        """``namespace`` None: a cluster-scoped kind (``list_fn`` takes no namespace).
+        ``watch_seconds``: how long one watch request lasts before it is resumed."""
+        self._watch_seconds = watch_seconds
+        self._bookmarks = bookmarks
         self._list_fn = list_fn
         self._args: tuple[str, ...] = () if namespace is None else (namespace,)
         self._selector = label_selector
@@ -102,8 +106,9 @@ class Informer:
                     version = listed.metadata.resource_version
                 self._watch = watch.Watch()
                 for event in self._watch.stream(self._list_fn, *self._args, label_selector=self._selector,
-                                                resource_version=version, timeout_seconds=240,
-                                                allow_watch_bookmarks=True, _request_timeout=260):
+                                                resource_version=version, timeout_seconds=self._watch_seconds,
+                                                allow_watch_bookmarks=self._bookmarks,
+                                                _request_timeout=self._watch_seconds + 20):
                     if self._stop.is_set():
                         return
                     kind, obj = event["type"], event["object"]

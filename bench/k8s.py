@@ -127,7 +127,7 @@ def main() -> int:
                 metadata=client.V1ObjectMeta(name=f"barepvc-{i}"),
                 spec=client.V1PersistentVolumeClaimSpec(access_modes=["ReadWriteOnce"],
                                                         storage_class_name=cluster.storage_class,
-                                                        resources=client.V1ResourceRequirements(requests={"storage": "10Gi"}))))
+                                                        resources={"requests": {"storage": "10Gi"}})))
             wait_bound(core, ns, f"barepvc-{i}")
             template.metadata.name = f"barepvc-{i}"
             template.metadata.labels = {"bench": "barepvc"}

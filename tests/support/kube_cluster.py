@@ -239,7 +239,9 @@ def start_cluster(bins: dict[str, Path], gpu_nodes: int = 2, gpus_per_node: int 
         (directory / "tokens.csv").write_text(
             f'{tokens["admin"]},admin,admin,"system:masters"\n'
             f'{tokens["scheduler"]},system:kube-scheduler,scheduler\n'
-            f'{tokens["controller"]},system:kube-controller-manager,controller-manager\n'
+            # The controller-manager runs its controllers under its own name; system:masters
+            # spares the per-controller service-account credentials (a slower start).
+            f'{tokens["controller"]},system:kube-controller-manager,controller-manager,"system:masters"\n'
         )
         etcd_client, etcd_peer = _free_port(), _free_port()
         _start(cluster, "etcd", [
@@ -429,11 +431,13 @@ class StandInKubelet:
                                       spec=client.V1LeaseSpec(holder_identity=name, lease_duration_seconds=40,
                                                               renew_time=now))
                 try:
-                    self.coordination.replace_namespaced_lease(name, "kube-node-lease", body)
+                    self.coordination.patch_namespaced_lease(name, "kube-node-lease", {"spec": {
+                        "holderIdentity": name, "leaseDurationSeconds": 40,
+                        "renewTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}}, _preload_content=False)
                 except ApiException as exc:
                     if exc.status != 404:
-                        raise
-                    self.coordination.create_namespaced_lease("kube-node-lease", body)
+                        raise RuntimeError(f"lease {name}: {exc.status} {exc.body}") from None
+                    self.coordination.create_namespaced_lease("kube-node-lease", body, _preload_content=False)
 
     # pods
     def _pods(self) -> None:
@@ -442,7 +446,8 @@ class StandInKubelet:
                 continue
             try:
                 if pod.metadata.deletion_timestamp is not None:
-                    self.core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
+                    self.core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0,
+                                                    _preload_content=False)
                 elif pod.status.phase == "Pending":
                     self._run(pod)
             except Exception as exc:  # noqa: BLE001 - gone meanwhile
@@ -498,7 +503,7 @@ class StandInKubelet:
             if pv.status is not None and pv.status.phase == "Released":
                 shutil.rmtree(self.volumes / pv.metadata.name, ignore_errors=True)
                 try:
-                    self.core.delete_persistent_volume(pv.metadata.name)
+                    self.core.delete_persistent_volume(pv.metadata.name, _preload_content=False)
                 except ApiException as exc:
                     if exc.status != 404:
                         raise

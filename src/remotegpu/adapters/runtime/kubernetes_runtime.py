@@ -291,7 +291,7 @@ class KubernetesRuntime(ThreadedRuntime):
                                          annotations={ANNOTATION_DISK: str(size)}),
             spec=client.V1PersistentVolumeClaimSpec(
                 access_modes=["ReadWriteOnce"], storage_class_name=self.storage_class,
-                resources=client.V1ResourceRequirements(requests={"storage": f"{size}Gi"})))
+                resources={"requests": {"storage": f"{size}Gi"}}))
         try:
             claim = self._core.create_namespaced_persistent_volume_claim(self.namespace, body)
         except ApiException as exc:
@@ -491,7 +491,8 @@ def _ignore_404(call: Any, *args: Any, **kwargs: Any) -> None:
     from kubernetes.client.exceptions import ApiException
 
     try:
-        call(*args, **kwargs)
+        # Not deserialized: 1.20 answers some deletes with a Status where current clients expect the object.
+        call(*args, _preload_content=False, **kwargs)
     except ApiException as exc:
         if exc.status != 404:
             raise EnvironmentRuntimeError(f"Kubernetes: {_reason(exc)}") from None

@@ -159,9 +159,10 @@ async def test_deleting_the_claim_removes_everything_through_owner_references(ku
     name = runtime.name_for(env_id)
     assert services == {name: "NodePort", f"{name}-apps": "ClusterIP"}
 
-    # What an operator's `kubectl delete pvc` does: the garbage collector follows the owners.
-    core.delete_namespaced_persistent_volume_claim(name, runtime.namespace,
-                                                   body=client.V1DeleteOptions(propagation_policy="Background"))
+    # What an operator's `kubectl delete pvc --cascade=foreground` does: the garbage collector
+    # deletes the dependents (the Pod first, which releases the claim's protection), then the claim.
+    core.delete_namespaced_persistent_volume_claim(name, runtime.namespace, _preload_content=False,
+                                                   body=client.V1DeleteOptions(propagation_policy="Foreground"))
 
     await asyncio.to_thread(runtime._await_gone, runtime.claims, name, time.monotonic() + 60)
     for _ in range(100):
@@ -230,13 +231,15 @@ async def test_a_watch_resumed_after_etcd_compaction_gets_410_and_lists_again(ku
     try:
         assert informer.relists == 1 and informer.get("before") is not None
         # History moves on elsewhere, then is compacted: the informer's version is gone.
-        core.create_namespaced_config_map(ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="unwatched")))
+        for other in ("unwatched-1", "unwatched-2"):  # two: the watch resumes at list revision + 1
+            core.create_namespaced_config_map(ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=other)))
         await asyncio.to_thread(cluster.compact_etcd)
         assert await asyncio.to_thread(informer.wait_for, lambda: informer.relists >= 2, 15), informer.last_error
         # ...and it keeps following changes after the resync.
         core.create_namespaced_config_map(ns, config_map("after"))
         core.delete_namespaced_config_map("before", ns)
         assert await asyncio.to_thread(
-            informer.wait_for, lambda: "after" in informer._objects and "before" not in informer._objects, 15)
+            informer.wait_for, lambda: "after" in informer._objects and "before" not in informer._objects, 15), \
+            (informer.relists, informer.last_error, sorted(informer._objects))
     finally:
         informer.stop()

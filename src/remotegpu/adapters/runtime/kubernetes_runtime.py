@@ -209,7 +209,7 @@ class KubernetesRuntime(ThreadedRuntime):
             _ignore_404(self._core.delete_namespaced_secret, secret, self.namespace)
         if self.claims.get(name) is not None:
             _ignore_404(self._core.delete_namespaced_persistent_volume_claim, name, self.namespace,
-                        body=client.V1DeleteOptions(propagation_policy="Background"))
+                        body=client.V1DeleteOptions(propagation_policy="Foreground"))
         deadline = time.monotonic() + self.stop_grace_seconds + 60
         self._await_gone(self.pods, name, deadline)
         self._await_gone(self.claims, name, deadline)

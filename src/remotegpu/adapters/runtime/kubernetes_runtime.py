@@ -350,13 +350,14 @@ class KubernetesRuntime(ThreadedRuntime):
             metadata=client.V1ObjectMeta(name=name, labels=self._labels(env_id), owner_references=self._owner(claim),
                                          annotations={ANNOTATION_PORTS: json.dumps({str(k): v for k, v in ports.items()})}),
             spec=client.V1ServiceSpec(type=kind, selector=selector, ports=wanted))
+        # Read first: creating a Service whose NodePort its own earlier copy holds answers 422, not 409.
         try:
+            current = self._core.read_namespaced_service(name, self.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
             self._core.create_namespaced_service(self.namespace, body)
             return
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-        current = self._core.read_namespaced_service(name, self.namespace)
         have = {(p.port, p.node_port if kind != "ClusterIP" else None) for p in current.spec.ports or []}
         if have != {(p.port, p.node_port) for p in wanted} or current.spec.type != kind:
             self._core.patch_namespaced_service(name, self.namespace, {

@@ -41,6 +41,7 @@ import logging
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
@@ -117,6 +118,7 @@ class KubernetesRuntime(ThreadedRuntime):
                                label_selector=selector, name="claims")
         self._started = False
         self._start_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="kube-runtime")
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -132,6 +134,7 @@ class KubernetesRuntime(ThreadedRuntime):
     def close(self) -> None:
         self.pods.stop()
         self.claims.stop()
+        self._pool.shutdown(wait=False)
 
     # -- names ----------------------------------------------------------------------
 
@@ -175,9 +178,12 @@ class KubernetesRuntime(ThreadedRuntime):
             self._await_gone(self.pods, name, time.monotonic() + self.stop_grace_seconds + 30)
         try:
             claim = self._ensure_claim(spec, name)
-            self._ensure_env_secret(spec, name, claim)
-            pull_secret = self._ensure_pull_secret(spec, name, claim)
-            self._ensure_services(spec, name, claim)
+            # The Secrets and Services depend only on the claim (their owner): made side by side.
+            futures = [self._pool.submit(self._ensure_env_secret, spec, name, claim),
+                       self._pool.submit(self._ensure_pull_secret, spec, name, claim),
+                       self._pool.submit(self._ensure_services, spec, name, claim)]
+            results = [f.result() for f in futures]
+            pull_secret = results[1]
             created = self._core.create_namespaced_pod(self.namespace, self._pod(spec, name, claim, pull_secret))
             self.pods.observe(created)
         except ApiException as exc:
@@ -309,11 +315,11 @@ class KubernetesRuntime(ThreadedRuntime):
             metadata=client.V1ObjectMeta(name=name, labels=self._labels(env_id), owner_references=self._owner(claim)),
             string_data=data, type=kind or "Opaque")
         try:
-            self._core.create_namespaced_secret(self.namespace, body)
+            self._core.create_namespaced_secret(self.namespace, body, _preload_content=False)
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            self._core.replace_namespaced_secret(name, self.namespace, body)
+            self._core.replace_namespaced_secret(name, self.namespace, body, _preload_content=False)
 
     def _ensure_env_secret(self, spec: RuntimeSpec, name: str, claim: Any) -> None:
         self._apply_secret(f"{name}-env", claim, spec.env_id, dict(spec.env), None)
@@ -350,14 +356,19 @@ class KubernetesRuntime(ThreadedRuntime):
             metadata=client.V1ObjectMeta(name=name, labels=self._labels(env_id), owner_references=self._owner(claim),
                                          annotations={ANNOTATION_PORTS: json.dumps({str(k): v for k, v in ports.items()})}),
             spec=client.V1ServiceSpec(type=kind, selector=selector, ports=wanted))
-        # Read first: creating a Service whose NodePort its own earlier copy holds answers 422, not 409.
         try:
-            current = self._core.read_namespaced_service(name, self.namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            self._core.create_namespaced_service(self.namespace, body)
+            self._core.create_namespaced_service(self.namespace, body, _preload_content=False)
             return
+        except ApiException as exc:
+            # It exists (409) — or its NodePort is held, by its own earlier copy (422): compare.
+            if exc.status not in (409, 422):
+                raise
+            try:
+                current = self._core.read_namespaced_service(name, self.namespace)
+            except ApiException as missing:
+                if missing.status == 404:
+                    raise exc from None  # the port is someone else's
+                raise
         have = {(p.port, p.node_port if kind != "ClusterIP" else None) for p in current.spec.ports or []}
         if have != {(p.port, p.node_port) for p in wanted} or current.spec.type != kind:
             self._core.patch_namespaced_service(name, self.namespace, {

@@ -243,3 +243,20 @@ async def test_a_watch_resumed_after_etcd_compaction_gets_410_and_lists_again(ku
             (informer.relists, informer.last_error, sorted(informer._objects))
     finally:
         informer.stop()
+
+
+async def test_remotegpu_runtime_kubernetes_selects_the_adapter_from_its_variables(kube, tmp_path) -> None:
+    from remotegpu.adapters.runtime.select import select_runtime
+
+    runtime, core, cluster, made = kube
+    selected, name = select_runtime("kubernetes", data_dir=tmp_path, docker_scope="install-1", environ={
+        "REMOTEGPU_KUBECONFIG": str(cluster.kubeconfig), "REMOTEGPU_KUBE_NAMESPACE": runtime.namespace,
+        "REMOTEGPU_KUBE_STORAGE_CLASS": cluster.storage_class, "REMOTEGPU_KUBE_RUNTIME_CLASS": "nvidia"})
+    try:
+        assert name == "kubernetes" and isinstance(selected, KubernetesRuntime)
+        assert (selected.namespace, selected.scope, selected.runtime_class) == (runtime.namespace, "install-1", "nvidia")
+        assert await selected.list() == []  # it reaches the API server with that kubeconfig
+    finally:
+        selected.close()
+    with pytest.raises(ValueError, match="REMOTEGPU_KUBECONFIG"):
+        select_runtime("kubernetes", data_dir=tmp_path, environ={"REMOTEGPU_KUBECONFIG": str(tmp_path / "none")})

@@ -36,7 +36,6 @@ from remotegpu.application.environments.ports import (
     RuntimeWithExec,
 )
 from tests.support.components import docker_client
-from tests.support.kube_cluster import kube_cluster  # noqa: F401 - a fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = os.environ.get("REMOTEGPU_BASE_IMAGE", "remotegpu/base:latest")
@@ -178,7 +177,7 @@ def docker_h(request: pytest.FixtureRequest):
 
 
 @pytest.fixture(scope="session")
-def kube_namespace(kube_cluster) -> str:  # noqa: F811
+def kube_namespace(kube_cluster) -> str:
     return kube_cluster.create_namespace(f"contract-{uuid.uuid4().hex[:8]}")
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from remotegpu.adapters.runtime.kubernetes_runtime import GPU_PRODUCT_LABEL, KubernetesRuntime
 from remotegpu.application.environments.ports import LABEL_ENV_ID, LABEL_GPU_MODEL, RuntimeSpec
-from tests.support.kube_cluster import GPU_PRODUCT, kube_cluster  # noqa: F401 - a fixture
+from tests.support.kube_cluster import GPU_PRODUCT
 
 MODEL = GPU_PRODUCT.replace("-", " ", 1)  # what the platform's inventory says: "NVIDIA H100-80GB-HBM3"
 
@@ -26,7 +26,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def kube(kube_cluster):  # noqa: F811
+def kube(kube_cluster):
     from kubernetes import client
 
     namespace = kube_cluster.create_namespace(f"it-{uuid.uuid4().hex[:8]}")

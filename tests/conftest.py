@@ -11,6 +11,8 @@ import pytest
 from remotegpu.entrypoints.config import load_settings
 from remotegpu.entrypoints.containers import build_container
 from remotegpu.entrypoints.http.app import create_app
+# One Kubernetes control plane per session, shared by every module that asks for it.
+from tests.support.kube_cluster import kube_cluster  # noqa: F401, E402 - a fixture
 
 _counter = itertools.count()
 

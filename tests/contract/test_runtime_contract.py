@@ -1,4 +1,8 @@
-"""The EnvironmentRuntime contract, run against the in-memory and the Docker runtime.
+"""The EnvironmentRuntime contract, run against the in-memory, the Docker and the Kubernetes runtime.
+
+The Kubernetes case runs against a real kube-apiserver, scheduler and controller-manager
+(tests/support/kube_cluster.py, with a kubelet stand-in): its "disk" is the directory the
+stand-in provisioned for the environment's PersistentVolumeClaim.
 
 The Docker case needs a daemon (skipped locally without one, a failure in CI) and the
 base image, which is built once per session by deploy/images/build-base.sh if missing.
@@ -172,10 +176,64 @@ def docker_h(request: pytest.FixtureRequest):
         docker_cleanup(client, h, planted)
 
 
-@pytest.fixture(params=["memory", "docker"])
+@pytest.fixture(scope="session")
+def kube_namespace(kube_cluster) -> str:
+    return kube_cluster.create_namespace(f"contract-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def kube_h(request: pytest.FixtureRequest):
+    """A Kubernetes harness (its own scope label) that removes everything its test made."""
+    from kubernetes import client
+
+    from remotegpu.adapters.runtime.kubernetes_runtime import KubernetesRuntime
+
+    cluster = request.getfixturevalue("kube_cluster")
+    namespace = request.getfixturevalue("kube_namespace")
+    runtime = KubernetesRuntime(cluster.api_client(), namespace=namespace, scope=f"ct-{uuid.uuid4().hex[:8]}",
+                                storage_class=cluster.storage_class, start_timeout=30, stop_grace_seconds=2)
+    core = client.CoreV1Api(cluster.api_client())
+    planted: list[str] = []
+
+    def disk(env_id: str, path: str) -> Path | None:
+        volume = cluster.volume_dir(namespace, runtime.name_for(env_id))
+        return None if volume is None else volume / Path(path).relative_to("/root/workspace")
+
+    async def write_file(env_id: str, path: str, content: str) -> None:
+        target = await asyncio.to_thread(disk, env_id, path)
+        assert target is not None, f"{env_id} has no bound volume"
+        target.write_text(content)
+
+    async def read_file(env_id: str, path: str) -> str | None:
+        target = await asyncio.to_thread(disk, env_id, path)
+        return target.read_text() if target is not None and target.exists() else None
+
+    def plant_unmanaged(name: str) -> None:
+        planted.append(name)
+        core.create_namespaced_pod(namespace, client.V1Pod(
+            metadata=client.V1ObjectMeta(name=name, labels={LABEL_ENV_ID: name, "remotegpu.scope": runtime.scope}),
+            spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="stranger:latest")])))
+
+    h = Harness("kubernetes", runtime, BASE_IMAGE, write_file, read_file, plant_unmanaged)
+    try:
+        yield h
+    finally:
+        for env_id in h.env_ids:
+            runtime._remove(env_id)  # the blocking half of ``remove``
+        for name in planted:
+            try:
+                core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        runtime.close()
+
+
+@pytest.fixture(params=["memory", "docker", "kubernetes"])
 def harness(request: pytest.FixtureRequest) -> Harness:
     if request.param == "memory":
         return memory_harness()
+    if request.param == "kubernetes":
+        return request.getfixturevalue("kube_h")
     return request.getfixturevalue("docker_h")
 
 
@@ -268,6 +326,8 @@ async def test_remove_leaves_nothing_behind(harness: Harness) -> None:
         client = harness.runtime._client
         assert not client.containers.list(all=True, filters={"name": f"rgpu-env-{env_id}"})
         assert not client.volumes.list(filters={"name": f"rgpu-vol-{env_id}"})
+    if harness.kind == "kubernetes":
+        assert await asyncio.to_thread(kube_leftovers, harness.runtime, env_id) == []
 
 
 async def test_list_finds_managed_environments_and_ignores_others(harness: Harness) -> None:
@@ -293,6 +353,19 @@ async def test_unknown_environments_are_absent_and_silent(harness: Harness) -> N
     await harness.runtime.remove(env_id)
     with pytest.raises(EnvironmentRuntimeError):
         await harness.runtime.exec(env_id, ["true"])
+
+
+def kube_leftovers(runtime: Any, env_id: str) -> list[str]:
+    """Every object of the environment still in its namespace (by its labels)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(runtime._api)
+    selector = f"{LABEL_ENV_ID}={env_id},remotegpu.scope={runtime.scope}"
+    found = []
+    for kind, lister in (("pod", core.list_namespaced_pod), ("pvc", core.list_namespaced_persistent_volume_claim),
+                         ("service", core.list_namespaced_service), ("secret", core.list_namespaced_secret)):
+        found += [f"{kind}/{o.metadata.name}" for o in lister(runtime.namespace, label_selector=selector).items]
+    return found
 
 
 # -- Docker only: what the container really looks like ----------------------------

@@ -48,7 +48,7 @@ def add_agent_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="host name to register (default: this machine's hostname)")
     p.add_argument("--state-dir", type=Path,
                    help=f"where the agent keeps its token and local sandboxes (default: $REMOTEGPU_DATA_DIR/agent or {DEFAULT_STATE_DIR})")
-    p.add_argument("--runtime", choices=["auto", "docker", "local", "memory"],
+    p.add_argument("--runtime", choices=["auto", "docker", "local", "memory", "kubernetes"],
                    help="default: $REMOTEGPU_RUNTIME or auto (= docker; local: single-user development only, never a fallback)")
     p.add_argument("--fake-gpus", help='fake inventory like "4xNVIDIA A100-SXM4-80GB" (default: $REMOTEGPU_AGENT_FAKE_GPUS)')
     p.add_argument("--address", default="", help="address users reach this host's published ports at (SSH)")
@@ -122,6 +122,10 @@ def cmd_agent(args: argparse.Namespace) -> int:
         jobs = select_job_runtime(runtime_name, state_dir=state_dir, docker_scope=scope, private_address=private_address)
     except ValueError as exc:
         return fail(str(exc))
+    if runtime_name == "kubernetes" and not fake_spec:
+        from remotegpu.adapters.runtime.kube_nodes import KubernetesGpuProbe
+
+        probe = KubernetesGpuProbe(runtime._api, gpu_resource=os.environ.get("REMOTEGPU_KUBE_GPU_RESOURCE") or "nvidia.com/gpu")
 
     try:
         interval = float(getattr(args, "metrics_interval", None) or os.environ.get("REMOTEGPU_METRICS_INTERVAL_SECONDS") or 10)

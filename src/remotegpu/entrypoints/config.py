@@ -51,7 +51,16 @@ class Settings(BaseSettings):
     admin_email: str | None = None
 
     # Environments: the in-process agent of embedded mode and its runtime.
-    runtime: Literal["auto", "docker", "local", "memory"] = "auto"
+    runtime: Literal["auto", "docker", "local", "memory", "kubernetes"] = "auto"
+    # runtime "kubernetes" (adapters/runtime/kubernetes_runtime.py, README "Kubernetes"):
+    kubeconfig: str = ""  # a kubeconfig path; empty: the in-cluster service account
+    kube_namespace: str = "remotegpu"  # one namespace; objects carry the installation's scope label
+    kube_storage_class: str = ""  # the disks' storage class; empty: the cluster's default
+    kube_service_type: Literal["NodePort", "LoadBalancer", "ClusterIP"] = "NodePort"  # how SSH is published
+    kube_image_pull_secret: str = ""  # a dockerconfigjson Secret in the namespace, added to every Pod
+    kube_runtime_class: str = ""  # e.g. "nvidia"
+    kube_gpu_resource: str = "nvidia.com/gpu"
+    kube_start_timeout_seconds: float = Field(60.0, gt=0, le=3600)
     embedded_agent: bool = True
     agent_name: str | None = None  # default: this machine's hostname
     agent_fake_gpus: str | None = None  # e.g. "4xNVIDIA A100-SXM4-80GB" on machines without GPUs

@@ -69,7 +69,14 @@ async def build_embedded_agent(container: Container) -> HostAgent:
     runtime, runtime_name = select_runtime(
         settings.runtime, data_dir=settings.data_dir, docker_scope=settings.effective_docker_scope(), private_address=private_address,
         environ={"REMOTEGPU_PIDS_LIMIT": str(settings.pids_limit), "REMOTEGPU_EGRESS_DENY": settings.egress_deny,
-                 "REMOTEGPU_EGRESS_INTERNET": str(settings.egress_internet).lower()},
+                 "REMOTEGPU_EGRESS_INTERNET": str(settings.egress_internet).lower(),
+                 "REMOTEGPU_KUBECONFIG": settings.kubeconfig, "REMOTEGPU_KUBE_NAMESPACE": settings.kube_namespace,
+                 "REMOTEGPU_KUBE_STORAGE_CLASS": settings.kube_storage_class,
+                 "REMOTEGPU_KUBE_SERVICE_TYPE": settings.kube_service_type,
+                 "REMOTEGPU_KUBE_IMAGE_PULL_SECRET": settings.kube_image_pull_secret,
+                 "REMOTEGPU_KUBE_RUNTIME_CLASS": settings.kube_runtime_class,
+                 "REMOTEGPU_KUBE_GPU_RESOURCE": settings.kube_gpu_resource,
+                 "REMOTEGPU_KUBE_START_TIMEOUT_SECONDS": str(settings.kube_start_timeout_seconds)},
     )
     from remotegpu.adapters.workloads.select import select_job_runtime
 
@@ -84,6 +91,10 @@ async def build_embedded_agent(container: Container) -> HostAgent:
         InProcessVersionSource(container.agent_service(), container.storage_mounts()),
     )
     probe = detect_probe(settings.agent_fake_gpus, seed=name, control_file=settings.agent_fake_gpu_control or None)
+    if runtime_name == "kubernetes" and not (settings.agent_fake_gpus or "").strip():
+        from remotegpu.adapters.runtime.kube_nodes import KubernetesGpuProbe
+
+        probe = KubernetesGpuProbe(runtime._api, gpu_resource=settings.kube_gpu_resource)  # the cluster's nodes' GPUs
     collector = MetricsCollector(probe if hasattr(probe, "telemetry") else None,
                                  runtime if hasattr(runtime, "container_counters") else None,
                                  interval_seconds=settings.metrics_interval_seconds)

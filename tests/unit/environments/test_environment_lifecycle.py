@@ -94,6 +94,40 @@ async def test_delete_releases_the_ports_of_a_stopped_environment(world):
         assert await uow.allocations.ports_of(env_id) == []
 
 
+async def test_a_container_its_runtime_cannot_place_yet_shows_why_and_is_still_cleaned_up(world):
+    """A Kubernetes Pod still Pending: reported ``missing`` with ``pending: …`` (the cluster
+    scheduler's reason). The environment stays starting with that reason; stopping and
+    deleting wait until the agent reports it really gone."""
+    from remotegpu.application.fleet.agent_protocol import ObservedEnvironment
+
+    host = await world.add_host()
+    alice = await world.user("alice")
+    env_id = (await world.envs.create(alice, req(await world.personal_ws(alice), gpus=1))).env.id
+    reason = "pending: unschedulable: 0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
+
+    async def beat_pending():
+        report = host.report()
+        report.observed.append(ObservedEnvironment(env_id, "missing", 0, reason))
+        return await world.agents.heartbeat(host.token, report)
+
+    await beat_pending()
+    view = await world.envs.get(alice, env_id)
+    assert view.env.status is EnvStatus.STARTING and view.env.status_message == reason
+    await world.envs.stop(alice, env_id)
+    await beat_pending()
+    assert (await world.envs.get(alice, env_id)).env.status is EnvStatus.STOPPING  # the Pod is still there
+    await host.beat({})
+    assert (await world.envs.get(alice, env_id)).env.status is EnvStatus.STOPPED
+    await world.envs.start(alice, env_id)
+    await beat_pending()
+    await world.envs.delete(alice, env_id)
+    await beat_pending()
+    assert (await world.envs.get(alice, env_id)).env.status is EnvStatus.DELETING
+    await host.beat({})
+    async with world.container.uow() as uow:
+        assert (await uow.environments.get(env_id)).status is EnvStatus.DELETED
+
+
 async def test_start_without_gpu_takes_no_gpu(world):
     host = await world.add_host()
     alice = await world.user("alice")

@@ -122,6 +122,34 @@ async def test_report_describes_the_host(agent, runtime):
     assert [(o.env_id, o.status, o.generation) for o in report.observed] == [("env-a", "running", 3)]
 
 
+async def test_a_pending_container_desired_stopped_is_stopped(agent, link, runtime, monkeypatch):
+    """A runtime with its own scheduler (Kubernetes) reports a Pod still waiting for a node as
+    ``missing`` with ``pending: …``: something exists, so a stop must still reach it."""
+    from remotegpu.application.environments.ports import RuntimeState
+
+    stops: list[str] = []
+
+    async def pending_list():
+        return [RuntimeState("env-p", "missing", "pod-uid", message="pending: unschedulable: no node fits")]
+
+    async def stop(env_id):
+        stops.append(env_id)
+
+    monkeypatch.setattr(runtime, "list", pending_list)
+    monkeypatch.setattr(runtime, "inspect", lambda env_id: _pending_inspect(env_id))
+    monkeypatch.setattr(runtime, "stop", stop)
+    link.want("env-p", "stopped")
+    await agent.beat_once()
+    assert stops and stops[0] == "env-p"
+    assert link.reports[0].observed[0].message.startswith("pending: ")
+
+
+async def _pending_inspect(env_id):
+    from remotegpu.application.environments.ports import RuntimeState
+
+    return RuntimeState(env_id, "missing", "pod-uid", message="pending: unschedulable: no node fits")
+
+
 async def test_a_runtime_that_cannot_list_is_reported_unhealthy(agent, runtime, monkeypatch):
     async def broken():
         raise RuntimeError("daemon gone")

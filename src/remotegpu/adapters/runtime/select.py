@@ -1,4 +1,4 @@
-"""Pick the EnvironmentRuntime an agent drives: ``REMOTEGPU_RUNTIME=auto|docker|local|memory``.
+"""Pick the EnvironmentRuntime an agent drives: ``REMOTEGPU_RUNTIME=auto|docker|local|memory|kubernetes``.
 
 ``auto`` means Docker. There is no silent fallback to local processes: they give users
 code execution on this machine as the server's user, so they run only when asked for by
@@ -13,7 +13,7 @@ from typing import Mapping
 
 from remotegpu.application.environments.ports import EnvironmentRuntime
 
-RUNTIME_KINDS = ("auto", "docker", "local", "memory")
+RUNTIME_KINDS = ("auto", "docker", "local", "memory", "kubernetes")
 
 NO_DOCKER = (
     "no Docker daemon answers (DOCKER_HOST, or /var/run/docker.sock: is dockerd running, may this user use "
@@ -61,6 +61,8 @@ def select_runtime(
         from remotegpu.adapters.runtime.local_process import LocalProcessRuntime
 
         return LocalProcessRuntime(Path(data_dir) / "local-runtime"), "local"
+    if kind == "kubernetes":
+        return kubernetes_runtime(docker_scope, os.environ if environ is None else environ), "kubernetes"
     problem = runtime_problem(kind)
     if problem is not None:
         raise ValueError(problem)
@@ -83,3 +85,31 @@ def docker_runtime(scope: str, private_address: str, environ: Mapping[str, str])
     egress = EgressRules(scope, interface_prefix(scope), policy)
     return DockerRuntime(scope=scope, private_bind_address=private_address or "127.0.0.1",
                          hardening=hardening, egress=egress)
+
+
+def kubernetes_runtime(scope: str, environ: Mapping[str, str]) -> EnvironmentRuntime:
+    """The KubernetesRuntime configured by ``REMOTEGPU_KUBE*`` (see the README's table):
+    ``REMOTEGPU_KUBECONFIG`` (a path; empty: the in-cluster service account),
+    ``REMOTEGPU_KUBE_NAMESPACE``, ``REMOTEGPU_KUBE_STORAGE_CLASS``, ``REMOTEGPU_KUBE_SERVICE_TYPE``,
+    ``REMOTEGPU_KUBE_IMAGE_PULL_SECRET``, ``REMOTEGPU_KUBE_RUNTIME_CLASS``, ``REMOTEGPU_KUBE_GPU_RESOURCE``,
+    ``REMOTEGPU_KUBE_START_TIMEOUT_SECONDS``. The installation's scope labels every object."""
+    from remotegpu.adapters.runtime.kubernetes_runtime import KubernetesRuntime, load_api_client
+
+    def get(key: str, default: str = "") -> str:
+        return (environ.get(key) or default).strip()
+
+    try:
+        timeout = float(get("REMOTEGPU_KUBE_START_TIMEOUT_SECONDS", "60"))
+    except ValueError:
+        raise ValueError(f"REMOTEGPU_KUBE_START_TIMEOUT_SECONDS: not a number: {get('REMOTEGPU_KUBE_START_TIMEOUT_SECONDS')!r}") from None
+    try:
+        api = load_api_client(get("REMOTEGPU_KUBECONFIG") or None)
+    except Exception as exc:  # noqa: BLE001 - no kubeconfig, not in a cluster
+        raise ValueError(f"runtime 'kubernetes': cannot load REMOTEGPU_KUBECONFIG or the in-cluster service account: {exc}") from None
+    return KubernetesRuntime(
+        api, namespace=get("REMOTEGPU_KUBE_NAMESPACE", "remotegpu"), scope=scope,
+        storage_class=get("REMOTEGPU_KUBE_STORAGE_CLASS") or None, service_type=get("REMOTEGPU_KUBE_SERVICE_TYPE", "NodePort"),
+        image_pull_secret=get("REMOTEGPU_KUBE_IMAGE_PULL_SECRET") or None,
+        runtime_class=get("REMOTEGPU_KUBE_RUNTIME_CLASS") or None,
+        gpu_resource=get("REMOTEGPU_KUBE_GPU_RESOURCE", "nvidia.com/gpu"), start_timeout=timeout,
+    )

@@ -24,6 +24,21 @@ LABEL_GENERATION = "remotegpu.generation"
 #: what an agent that registered again under a new host id finds on old containers.
 LABEL_HOST = "remotegpu.host_id"
 
+#: Label (on ``RuntimeSpec.labels``) naming the model of the GPUs the platform placed the
+#: environment on: a runtime whose own scheduler picks the node (Kubernetes) selects by it.
+LABEL_GPU_MODEL = "remotegpu.gpu_model"
+
+#: Prefix of the ``message`` of an environment reported ``missing`` (nothing runs) although
+#: its container exists, waiting for the runtime's own scheduler (a Kubernetes Pod still
+#: Pending; the scheduler's reason follows). Stop and remove must still clean it up.
+PENDING_PREFIX = "pending: "
+
+
+def is_pending(status: str, message: str) -> bool:
+    """A ``missing`` environment whose container waits to be placed (see ``PENDING_PREFIX``)."""
+    return status == "missing" and message.startswith(PENDING_PREFIX)
+
+
 #: The environment's disk (a volume): survives stop/start and recreation. A runtime
 #: that can also keeps the rest of the container's filesystem across stop/start.
 WORKSPACE_PATH = "/root/workspace"
@@ -137,7 +152,8 @@ class EnvironmentRuntime(Protocol):
         limits, it is recreated on the same disk — and, where the runtime can (Docker:
         a snapshot of the container), with the rest of its filesystem too. A running
         environment whose spec changed is left alone (stop it first). Raises ``EnvironmentRuntimeError`` when it cannot
-        be started (the returned state is never ``missing``).
+        be started (the returned state is never ``missing``, except ``is_pending``: a runtime
+        with its own scheduler that cannot place it yet says why in ``message``).
         """
         ...
 

@@ -39,7 +39,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from remotegpu.application.monitoring.collector import MetricsCollector
-from remotegpu.application.environments.ports import EnvironmentRuntime, RuntimeSpec, RuntimeState, RuntimeWithExec
+from remotegpu.application.environments.ports import (
+    EnvironmentRuntime,
+    RuntimeSpec,
+    RuntimeState,
+    RuntimeWithExec,
+    is_pending,
+)
 from remotegpu.application.fleet.agent_protocol import (
     DEFAULT_HEARTBEAT_SECONDS,
     DesiredEnvironment,
@@ -560,7 +566,7 @@ class HostAgent:
             await self.runtime.ensure_running(spec)
             return True
         if want.desired == "stopped":
-            if seen is None or seen.status in ("stopped", "missing"):
+            if seen is None or seen.status == "stopped" or (seen.status == "missing" and not is_pending(seen.status, seen.message)):
                 return False
             await self.runtime.stop(want.env_id)  # running, or failed: stop is silent then
             return seen.status == "running"

@@ -19,7 +19,7 @@ from remotegpu.application.environments.entry import entrants
 from remotegpu.application.environments.terminal import RUNTIMES_WITHOUT_SSHD
 
 from remotegpu.application.environments.placement import JUPYTER_CONTAINER_PORT, container_ports, release_gpus
-from remotegpu.application.environments.ports import LABEL_HOST, DataMountSpec, RuntimeSpec
+from remotegpu.application.environments.ports import LABEL_GPU_MODEL, LABEL_HOST, DataMountSpec, RuntimeSpec, is_pending
 from remotegpu.application.environments.secrets import open_variables
 from remotegpu.application.environments.service import EnvironmentService
 from remotegpu.application.fleet.agent_protocol import (
@@ -399,6 +399,10 @@ class AgentService:
             env.idle_since = None
         current_generation = seen is not None and (seen.generation is None or seen.generation == env.generation)
         if env.status is EnvStatus.STARTING:
+            if seen is not None and is_pending(state, seen.message) and seen.message != env.status_message:
+                # Its runtime's scheduler cannot place it yet (Kubernetes): show the reason.
+                env.pending_events.append(EnvironmentEvent(new_id(), env.id, now, env.status, env.status, seen.message))
+                env.status_message = seen.message
             if seen is not None and state == "missing" and seen.message.startswith(PULLING) and seen.message != env.status_message:
                 # The agent is pulling its image: progress goes to the events (the agent
                 # reports it in steps, so these stay few).
@@ -424,10 +428,10 @@ class AgentService:
             elif env.desired is Desired.STOPPED:
                 env.transition(EnvStatus.STOPPING, "host is back; stopping", now)
         elif env.status is EnvStatus.STOPPING:
-            if state in ("stopped", "missing", "failed"):
+            if state in ("stopped", "missing", "failed") and not (seen is not None and is_pending(state, seen.message)):
                 env.transition(EnvStatus.STOPPED, "container stopped; disk kept", now)
         elif env.status is EnvStatus.DELETING:
-            if state == "missing":
+            if state == "missing" and not (seen is not None and is_pending(state, seen.message)):
                 env.transition(EnvStatus.DELETED, "container and volume removed", now)
         return False
 
@@ -472,7 +476,8 @@ class AgentService:
             },
             ports=ports,
             private_ports=frozenset({JUPYTER_CONTAINER_PORT}) & ports.keys(),
-            labels={GENERATION_LABEL: str(env.generation), LABEL_HOST: host.id},
+            labels={GENERATION_LABEL: str(env.generation), LABEL_HOST: host.id,
+                    **({LABEL_GPU_MODEL: chosen[0].model} if chosen else {})},
             disk_gib=env.disk_gib,
             workspace_id=env.workspace_id,
             data_mounts=await self._data_mounts(env),

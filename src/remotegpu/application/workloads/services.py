@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from remotegpu.application.environments import placement as pl
 from remotegpu.application.fleet.agent_protocol import DesiredJobNode, ObservedJobNode
@@ -37,7 +37,9 @@ from remotegpu.domain.identity.models import User
 from remotegpu.domain.scheduling import PlacementRequest, place
 from remotegpu.domain.shared.errors import Conflict, NotFound, PermissionDenied
 from remotegpu.domain.shared.ids import new_id
+from remotegpu.domain.workloads.autoscaler import AutoscalePolicy
 from remotegpu.domain.workloads.services import (
+    POLICY_FIELDS,
     REPLICA_PREFIX,
     InferenceService,
     Replica,
@@ -92,10 +94,11 @@ class InferenceServiceService:
             "name", "command", "env", "port", "health_path", "gpus", "cpu_cores", "memory_gib", "min_replicas",
             "max_replicas", "target_concurrency", "scale_down_delay_s", "scale_to_zero_after_s")})
         now = self.clock.now()
+        policy = AutoscalePolicy(**{k: fields.pop(k) for k in POLICY_FIELDS if k in fields})
         service = InferenceService(id=new_id(), workspace_id=workspace_id, owner_id=actor.id, created_at=now, updated_at=now,
-                                   **fields)
+                                   autoscale=policy, **fields)
         service.gpu_model = service.gpu_model if service.gpus else None
-        service.desired_replicas = service.min_replicas
+        service.desired_replicas = policy.min_replicas
         async with self.uow() as uow:
             await uow.lock_scheduling()
             await authorize(uow, actor, workspace_id, Role.MEMBER)
@@ -121,12 +124,15 @@ class InferenceServiceService:
             changes = {k: v for k, v in changes.items() if k in MUTABLE and v is not None}
             if "image" in changes and self.images is not None:
                 self.images.check(changes["image"])
-            merged = {**{k: getattr(service, k) for k in MUTABLE}, **changes}
+            current = {k: getattr(service.autoscale if k in POLICY_FIELDS else service, k) for k in MUTABLE}
+            merged = {**current, **changes}
             validate_service(name=service.name, gpus=service.gpus, cpu_cores=service.cpu_cores, memory_gib=service.memory_gib,
                              **{k: merged[k] for k in MUTABLE if k not in ("image", "public")})
-            rolling = any(k in changes and changes[k] != getattr(service, k) for k in ROLLING)
+            rolling = any(k in changes and changes[k] != current[k] for k in ROLLING)
             for k, v in changes.items():
-                setattr(service, k, v)
+                if k not in POLICY_FIELDS:
+                    setattr(service, k, v)
+            service.autoscale = replace(service.autoscale, **{k: v for k, v in changes.items() if k in POLICY_FIELDS})
             if rolling:
                 service.generation += 1
                 service.status_message = f"rolling update to generation {service.generation}"

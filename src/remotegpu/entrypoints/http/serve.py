@@ -114,7 +114,7 @@ class ServeRouter:
         now = time.monotonic()
         desired = {}
         for sid, service in self.services.items():
-            policy = service.policy()
+            policy = service.autoscale
             if self._policies.get(sid) != policy:
                 self._policies[sid] = policy
                 self._scalers[sid] = Autoscaler(policy)

@@ -566,7 +566,7 @@ class Container(containers.DeclarativeContainer):
         allow_loopback=config.allow_loopback_agents, stranded_after_seconds=config.stranded_after_seconds,
         data_mounts=storage_mounts,
         images=image_service, registry=image_registry,
-        jobs=providers.Singleton(JobHeartbeat, clock, job_logs, services=providers.Singleton(ServiceNodes, clock)),
+        training_nodes=providers.Singleton(JobHeartbeat, clock, job_logs, services=providers.Singleton(ServiceNodes, clock)),
     )
     autostop = providers.Singleton(AutoStop, uow=uow.provider, clock=clock, environments=environment_service)
     environment_watch = providers.Singleton(EnvironmentWatch, uow=uow.provider, environments=environment_service, feed=change_feed)

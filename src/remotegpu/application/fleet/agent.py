@@ -157,12 +157,13 @@ class HostAgent:
         max_concurrent_actions: int = MAX_CONCURRENT_ACTIONS,
         data_mounts: DataMounts | None = None,
         collector: "MetricsCollector | None" = None,
-        jobs: JobRuntime | None = None,
+        training_nodes: JobRuntime | None = None,
     ) -> None:
         self.collector = collector
         self.runtime = runtime
-        # Training-job nodes (application/workloads): None = this agent runs none.
-        self.jobs = jobs
+        # Training-job nodes and inference replicas (application/workloads; the wire calls
+        # them job_nodes): None = this agent runs none.
+        self.training_nodes = training_nodes
         self._job_failures: dict[str, str] = {}
         self._log_acked: dict[str, int] = {}  # node id → bytes the server keeps
         self._jobs_active = False
@@ -378,10 +379,10 @@ class HostAgent:
             log.warning("image job %s: %s", order.job_id, run.error)
 
     async def _job_report(self) -> dict:
-        if self.jobs is None:
+        if self.training_nodes is None:
             return {"jobs_healthy": False}
         try:
-            states = await self.jobs.list()
+            states = await self.training_nodes.list()
         except Exception as exc:  # noqa: BLE001 - reported as nothing seen; environments go on
             log.warning("job runtime cannot list its nodes: %s", exc)
             return {"jobs_healthy": False}
@@ -394,7 +395,7 @@ class HostAgent:
             offset = self._log_acked.get(s.node_id, 0)
             if s.log_size > offset and budget > 0:
                 try:
-                    data = await self.jobs.read_log(s.node_id, offset, min(JOB_LOG_CHUNK_BYTES, budget))
+                    data = await self.training_nodes.read_log(s.node_id, offset, min(JOB_LOG_CHUNK_BYTES, budget))
                 except Exception as exc:  # noqa: BLE001
                     log.warning("job node %s: cannot read its log: %s", s.node_id, exc)
                     continue
@@ -404,12 +405,12 @@ class HostAgent:
         self._jobs_active = any(s.status == "running" for s in states) or bool(chunks)
         return {"job_nodes": nodes, "job_logs": chunks, "jobs_healthy": True}
 
-    async def reconcile_jobs(self, wanted: list[DesiredJobNode]) -> bool:
+    async def reconcile_training_nodes(self, wanted: list[DesiredJobNode]) -> bool:
         """Make the job runtime match ``wanted``; nodes not mentioned are stopped (kept)."""
-        if self.jobs is None:
+        if self.training_nodes is None:
             return False
         try:
-            states = {s.node_id: s for s in await self.jobs.list()}
+            states = {s.node_id: s for s in await self.training_nodes.list()}
         except Exception as exc:  # noqa: BLE001
             log.warning("not reconciling job nodes: %s", exc)
             return False
@@ -421,15 +422,15 @@ class HostAgent:
             try:
                 if d.desired == "running" and d.spec is not None:
                     if seen is None and d.node_id not in self._job_failures:
-                        await self.jobs.ensure_running(d.spec)
+                        await self.training_nodes.ensure_running(d.spec)
                         changed = True
                 elif d.desired == "stopped":
                     if seen is not None and seen.status == "running":
-                        await self.jobs.stop(d.node_id)
+                        await self.training_nodes.stop(d.node_id)
                         changed = True
                 elif d.desired == "removed":
                     if seen is not None:
-                        await self.jobs.remove(d.node_id, keep_network=d.keep_network)
+                        await self.training_nodes.remove(d.node_id, keep_network=d.keep_network)
                         changed = True
                     self._log_acked.pop(d.node_id, None)
             except Exception as exc:  # noqa: BLE001 - one node never stops the others
@@ -439,7 +440,7 @@ class HostAgent:
                 changed = True
         for nid, seen in states.items():
             if nid not in desired and seen.status == "running":
-                await self.jobs.stop(nid)
+                await self.training_nodes.stop(nid)
                 changed = True
         for nid in list(self._job_failures):
             if nid not in desired or desired[nid].desired != "running":
@@ -599,11 +600,11 @@ class HostAgent:
         """
         reply = await self._beat()
         changed = await self.reconcile(reply)
-        changed = await self.reconcile_jobs(reply.job_nodes) or changed
+        changed = await self.reconcile_training_nodes(reply.job_nodes) or changed
         if changed:
             reply = await self._beat()
             await self.reconcile(reply)
-            await self.reconcile_jobs(reply.job_nodes)
+            await self.reconcile_training_nodes(reply.job_nodes)
         await self._image_work(reply)
         return reply
 

@@ -17,6 +17,7 @@ from remotegpu.adapters.cache.user_cache import LocalUserCache, RedisBroadcastUs
 from remotegpu.adapters.memory.store import InMemoryStore
 from remotegpu.adapters.memory.uow import InMemoryUnitOfWork
 from remotegpu.adapters.events import LocalChangeFeed, RedisChangeFeed
+from remotegpu.adapters.workloads.router_state import LocalRouterState, RedisRouterState
 from remotegpu.application.shared.change_feed import ChangeTrackingUnitOfWork
 from remotegpu.adapters.notifications.memory import InMemoryNotificationRepository
 from remotegpu.adapters.notifications.signals import LocalUnreadSignals
@@ -412,6 +413,12 @@ class Container(containers.DeclarativeContainer):
         config.ratelimit,
         memory=providers.Singleton(LocalChangeFeed),
         redis=providers.Singleton(lambda r, ns: RedisChangeFeed(r, channel=f"{ns}:environment-changes"), redis, config.redis_namespace),
+    )
+    # The inference router's shared state: Redis when several server processes route.
+    serve_router_state = providers.Selector(
+        config.ratelimit,
+        memory=providers.Singleton(LocalRouterState),
+        redis=providers.Singleton(lambda r, ns: RedisRouterState(r, prefix=f"{ns}:serve"), redis, config.redis_namespace),
     )
     # Secrets the server keeps and uses but never shows (SSH private keys, secret variables, webhook secrets).
     sealer = providers.Singleton(AesGcmSealer, config.secret_key)

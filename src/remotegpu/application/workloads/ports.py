@@ -123,7 +123,11 @@ class InferenceServiceRepository(Protocol):
 
 
 class RouterView(Protocol):
-    """What the router knows of replicas right now (per server process)."""
+    """What the router knows of replicas right now (readiness: this process's probes;
+    requests in flight: every routing process's, when they share state)."""
 
     def ready(self, replica_id: str) -> bool: ...
     def in_flight(self, replica_id: str) -> int: ...
+    def drained(self, replica_id: str) -> bool:
+        """A draining replica may go: nothing in flight to it, none on its way."""
+        ...

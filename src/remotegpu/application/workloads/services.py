@@ -11,7 +11,8 @@ and the scaler that turns the autoscaler's count into replicas.
   ready as desired (at least one): zero failed requests on a rolling update; when the
   fleet has no room for an extra replica, old ones are replaced one at a time (drained
   first; a request finding no ready replica for a moment is held, not failed);
-* a draining replica goes once the router has no request in flight to it; a failed one
+* a draining replica goes once the router has no request in flight to it (from any
+  routing process: ``RouterView.drained``); a failed one
   goes at once; either way its GPUs are free in that commit.
 """
 
@@ -200,7 +201,7 @@ class ServiceScaler:
                 # failed replicas go; draining ones once nothing is in flight
                 keep = []
                 for r in service.replicas:
-                    if r.state == "failed" or (r.state == "draining" and router.in_flight(r.id) == 0):
+                    if r.state == "failed" or (r.state == "draining" and router.drained(r.id)):
                         changed = True
                         continue
                     keep.append(r)

@@ -573,7 +573,8 @@ class Container(containers.DeclarativeContainer):
         allow_loopback=config.allow_loopback_agents, stranded_after_seconds=config.stranded_after_seconds,
         data_mounts=storage_mounts,
         images=image_service, registry=image_registry,
-        training_nodes=providers.Singleton(JobHeartbeat, clock, job_logs, services=providers.Singleton(ServiceNodes, clock)),
+        training_nodes=providers.Singleton(JobHeartbeat, clock, job_logs, data_mounts=storage_mounts,
+                                           services=providers.Singleton(ServiceNodes, clock, data_mounts=storage_mounts)),
     )
     autostop = providers.Singleton(AutoStop, uow=uow.provider, clock=clock, environments=environment_service)
     environment_watch = providers.Singleton(EnvironmentWatch, uow=uow.provider, environments=environment_service, feed=change_feed)
@@ -613,9 +614,11 @@ class Container(containers.DeclarativeContainer):
     training_job_service = providers.Singleton(
         TrainingJobService, uow=uow.provider, clock=clock, logs=job_logs, default_image=config.base_image,
         images=image_policy, quotas=workspace_policy, notify=providers.Callable(lambda a: a.poke, agent_service),
+        data_mounts=storage_mounts,
     )
     inference_service_service = providers.Singleton(
         InferenceServiceService, uow=uow.provider, clock=clock, default_image=config.base_image, images=image_policy,
+        data_mounts=storage_mounts,
     )
 
     # --- background work -----------------------------------------------------------

@@ -179,6 +179,8 @@ def training_node_desired_to_dict(d: DesiredJobNode) -> dict[str, Any]:
             "gpu_uuids": list(d.spec.gpu_uuids), "gpu_indices": list(d.spec.gpu_indices), "fake_gpus": d.spec.fake_gpus,
             "hostfile": d.spec.hostfile, "alias": d.spec.alias, "workspace_id": d.spec.workspace_id,
             "ports": {str(c): h for c, h in d.spec.ports.items()}, "network": d.spec.network,
+            "data_mounts": [{"target": m.target, "kind": m.kind, "repository_id": m.repository_id, "version": m.version}
+                            for m in d.spec.data_mounts],
         }
     return {"node_id": d.node_id, "desired": d.desired, "spec": spec, "log_offset": d.log_offset, "keep_network": d.keep_network}
 
@@ -219,6 +221,7 @@ def training_node_desired_from_dict(data: Any, path: str = "job_nodes") -> Desir
             workspace_id=s.optional_text("workspace_id"),
             ports={_port(c, f"{path}.spec.ports key"): _port(h, f"{path}.spec.ports[{c!r}]") for c, h in s.mapping("ports", {}).items()},
             network=s.text("network", ""),
+            data_mounts=tuple(_data_mount(m, f"{path}.spec.data_mounts[{i}]") for i, m in enumerate(s.array("data_mounts", []))),
         )
         if spec.network and not _JOB_NODE_ID.match(spec.network):
             raise ValueError(f"{path}.spec.network: not a network key")

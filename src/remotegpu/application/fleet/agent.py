@@ -124,7 +124,8 @@ class DataMounts(Protocol):
     """Materializes a spec's dataset/model mounts on this host (adapters/storage/mount_cache.py)."""
 
     async def prepare(self, spec: RuntimeSpec, agent_token: str, running: set[str]) -> RuntimeSpec | None:
-        """The spec with its mounts bound; None while they are still being downloaded."""
+        """The spec with its mounts bound; None while they are still being downloaded.
+        Job-node specs (``JobNodeSpec``) pass through the same way, keyed by node id."""
         ...
 
 
@@ -196,6 +197,7 @@ class HostAgent:
         # Dataset/model versions environments mount (storage): materialized before a start.
         self.data_mounts = data_mounts
         self._running_ids: set[str] = set()
+        self._running_nodes: set[str] = set()  # job nodes and replicas the server wants running
         # Images (issue 15): pulls running in the background (image → task), environments
         # waiting for one (env id → image), progress lines, image jobs, catalog images here.
         self._pulls: dict[str, asyncio.Task] = {}
@@ -416,13 +418,21 @@ class HostAgent:
             return False
         changed = False
         desired = {d.node_id: d for d in wanted}
+        self._running_nodes = {d.node_id for d in wanted if d.desired == "running"}
         for d in wanted:
             self._log_acked[d.node_id] = d.log_offset
             seen = states.get(d.node_id)
             try:
                 if d.desired == "running" and d.spec is not None:
                     if seen is None and d.node_id not in self._job_failures:
-                        await self.training_nodes.ensure_running(d.spec)
+                        spec = d.spec
+                        if spec.data_mounts:  # materialized in the host cache first (as for environments)
+                            if self.data_mounts is None:
+                                raise RuntimeError("this agent has no dataset/model cache for mounts")
+                            spec = await self.data_mounts.prepare(spec, self._token or "", self._running_ids | self._running_nodes)
+                            if spec is None:
+                                continue  # still downloading: the next beat starts it
+                        await self.training_nodes.ensure_running(spec)
                         changed = True
                 elif d.desired == "stopped":
                     if seen is not None and seen.status == "running":
@@ -554,7 +564,7 @@ class HostAgent:
                 return False  # pulling in the background; started on a later beat
             spec = want.spec
             if spec.data_mounts and self.data_mounts is not None:
-                prepared = await self.data_mounts.prepare(spec, self._token or "", self._running_ids)
+                prepared = await self.data_mounts.prepare(spec, self._token or "", self._running_ids | self._running_nodes)
                 if prepared is None:  # still downloading beside the loop: the next beat tries again
                     return False
                 spec = prepared

@@ -40,6 +40,7 @@ from remotegpu.domain.shared.ids import new_id
 from remotegpu.domain.fleet.addresses import check_address
 from remotegpu.domain.fleet.models import Host, HostStatus, QuarantineEntry
 from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from remotegpu.domain.workloads.models import JobStatus
 
 AGENT_TOKEN_PREFIX = "rga_"
 #: Prefix of job nodes in the agent's ``known`` map (long-poll): ``job:<node id>``.
@@ -492,6 +493,15 @@ class AgentService:
             for env in await uow.environments.list_for_host(host.id):
                 if any(m.get("repository_id") == repository_id for m in env.data_mounts):
                     return
+            if self.training_nodes is not None:  # job nodes and inference replicas placed here
+                for job in await uow.training_jobs.list_by_status([JobStatus.STARTING, JobStatus.RUNNING]):
+                    if any(n.host_id == host.id for n in job.node_states) and \
+                            any(m.get("repository_id") == repository_id for m in job.data_mounts):
+                        return
+                for service in await uow.inference_services.list_active():
+                    if any(r.host_id == host.id for r in service.replicas) and \
+                            any(m.get("repository_id") == repository_id for m in service.data_mounts):
+                        return
         raise NotFound("not mounted on this host")
 
     def _pull_auth(self, image: str) -> tuple[str, str, str] | None:

@@ -27,8 +27,9 @@ from remotegpu.application.environments import placement as pl
 from remotegpu.application.fleet.agent_protocol import DesiredJobNode, ObservedJobNode
 from remotegpu.application.identity.secrets import hash_secret, new_secret
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
-from remotegpu.application.workloads.ports import JobNodeSpec, RouterView
+from remotegpu.application.workloads.ports import DataMountResolver, JobNodeSpec, RouterView, resolve_mounts
 from remotegpu.application.workloads.queue_pass import runs_workloads
+from remotegpu.application.workloads.service import DataMountCheck, checked_mounts
 from remotegpu.application.workspaces.quotas import WorkspacePolicy
 from remotegpu.application.workspaces.service import authorize
 from remotegpu.domain.workspaces.quota import Usage
@@ -85,8 +86,10 @@ class InferenceServiceService:
     clock: Clock
     default_image: str = "remotegpu/base:latest"
     images: ImagePolicy | None = None
+    data_mounts: DataMountCheck | None = None  # the storage context (None: no mounts)
 
     async def create(self, actor: User, workspace_id: str, **fields) -> InferenceService:
+        mounts = fields.pop("mounts", None) or []
         fields.setdefault("image", None)
         fields["image"] = fields["image"] or self.default_image
         if self.images is not None:
@@ -100,6 +103,10 @@ class InferenceServiceService:
                                    autoscale=policy, **fields)
         service.gpu_model = service.gpu_model if service.gpus else None
         service.desired_replicas = policy.min_replicas
+        if mounts:
+            async with self.uow() as uow:
+                await authorize(uow, actor, workspace_id, Role.MEMBER)
+            service.data_mounts = await checked_mounts(self.data_mounts, actor, workspace_id, mounts)
         async with self.uow() as uow:
             await uow.lock_scheduling()
             await authorize(uow, actor, workspace_id, Role.MEMBER)
@@ -278,13 +285,14 @@ async def _free_port(uow: UnitOfWork, host: Host) -> int:
     raise Conflict(f"host {host.name} has no free ports left", code="no_free_ports")
 
 
-def replica_spec(service: InferenceService, replica: Replica, fake_gpus: bool) -> JobNodeSpec:
+def replica_spec(service: InferenceService, replica: Replica, fake_gpus: bool, mounts: tuple = ()) -> JobNodeSpec:
     return JobNodeSpec(
         node_id=replica.id, job_id=service.id, image=service.image, command=list(service.command),
         env={**service.env, "REMOTEGPU_SERVICE_ID": service.id, "REMOTEGPU_REPLICA_ID": replica.id, "PORT": str(service.port)},
         cpu_cores=float(service.cpu_cores), memory_gib=float(service.memory_gib), gpu_uuids=list(replica.gpu_uuids),
         gpu_indices=list(replica.gpu_indices), fake_gpus=fake_gpus, alias=f"replica-{replica.id.rsplit('.r', 1)[-1]}",
         workspace_id=service.workspace_id, ports={service.port: replica.host_port}, network=f"svc-{service.id}",
+        data_mounts=tuple(mounts),
     )
 
 
@@ -293,6 +301,7 @@ class ServiceNodes:
     """Replicas in the agent conversation (called by ``JobHeartbeat`` for every beat)."""
 
     clock: Clock
+    data_mounts: DataMountResolver | None = None  # the storage context: replicas' mounts
 
     async def __call__(self, uow: UnitOfWork, host: Host, observed: dict[str, ObservedJobNode], healthy: bool) -> list[DesiredJobNode]:
         desired: list[DesiredJobNode] = []
@@ -313,8 +322,11 @@ class ServiceNodes:
                     elif seen is None and r.state == "running":
                         r.state, r.message, changed = "failed", "its container disappeared", True
                 want = "running" if r.state in ("starting", "running", "draining") else "removed"
-                desired.append(DesiredJobNode(r.id, want, replica_spec(service, r, host.fake_gpus) if want == "running" else None,
-                                              NO_LOGS, keep_network=True))
+                spec = None
+                if want == "running":
+                    mounts = await resolve_mounts(self.data_mounts, service.workspace_id, service.data_mounts)
+                    spec = replica_spec(service, r, host.fake_gpus, mounts)
+                desired.append(DesiredJobNode(r.id, want, spec, NO_LOGS, keep_network=True))
             if changed:
                 await uow.inference_services.update(service)
         active = {s.id for s in services}

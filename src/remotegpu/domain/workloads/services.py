@@ -84,6 +84,8 @@ class InferenceService:
     desired_replicas: int = 0
     replicas: list[Replica] = field(default_factory=list)
     token_hashes: list[str] = field(default_factory=list)  # API tokens scoped to this service
+    # Dataset/model versions mounted read-only in every replica (as for training jobs).
+    data_mounts: list[dict] = field(default_factory=list)
     next_replica: int = 0
     updated_at: datetime | None = None
 

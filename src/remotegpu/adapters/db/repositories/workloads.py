@@ -23,6 +23,7 @@ def _row(job: TrainingJob) -> dict[str, Any]:
         "updated_at": job.updated_at, "queued_at": job.queued_at, "started_at": job.started_at,
         "finished_at": job.finished_at, "attempt": job.attempt, "node_states": [n.to_dict() for n in job.node_states],
         "exit_code": job.exit_code, "exit_codes": list(job.exit_codes), "history": list(job.history),
+        "data_mounts": [dict(m) for m in job.data_mounts],
     }
 
 
@@ -34,7 +35,7 @@ def _job(r: Any) -> TrainingJob:
         max_retries=r.max_retries, priority=r.priority, status=JobStatus(r.status), status_message=r.status_message,
         updated_at=r.updated_at, queued_at=r.queued_at, started_at=r.started_at, finished_at=r.finished_at,
         attempt=r.attempt, node_states=[JobNode.from_dict(n) for n in r.node_states], exit_code=r.exit_code,
-        exit_codes=list(r.exit_codes), history=list(r.history),
+        exit_codes=list(r.exit_codes), history=list(r.history), data_mounts=[dict(m) for m in r.data_mounts or []],
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from remotegpu.domain.workloads.services import InferenceService
 from remotegpu.entrypoints.http.handlers import api
+from remotegpu.entrypoints.http.handlers.workloads import mounts_out
 from remotegpu.entrypoints.http.routing import Call
 from remotegpu.entrypoints.http.schemas.common import Page
 from remotegpu.entrypoints.http.schemas.workloads import (
@@ -50,7 +51,7 @@ def service_out(call: Call, s: InferenceService) -> InferenceServiceOut:
         generation=s.generation, desired_replicas=s.desired_replicas,
         replicas=[ReplicaOut(id=r.id, generation=r.generation, host_id=r.host_id, state=r.state,
                              ready=bool(router and router.ready(r.id)), message=r.message) for r in s.replicas],
-        stats=ServiceStatsOut(**stats), created_at=s.created_at,
+        mounts=mounts_out(s.data_mounts), stats=ServiceStatsOut(**stats), created_at=s.created_at,
     )
 
 

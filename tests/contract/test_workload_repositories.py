@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from remotegpu.domain.workloads.autoscaler import AutoscalePolicy
 from remotegpu.domain.workloads.models import JobNode, JobStatus, TrainingJob
 from remotegpu.domain.workloads.services import InferenceService, Replica, ServiceStatus
 
@@ -47,7 +48,8 @@ async def test_training_jobs_round_trip_list_and_queue_order(uow_factory):
 
 async def test_inference_services_round_trip(uow_factory):
     s = InferenceService(id="00000000-0000-0000-0000-0000000000a1", workspace_id="ws", owner_id="u", name="s", image="img",
-                         command=[], port=8000, created_at=T0, max_replicas=3, target_concurrency=2.5)
+                         command=[], port=8000, created_at=T0,
+                         autoscale=AutoscalePolicy(max_replicas=3, target_concurrency=2.5))
     async with uow_factory() as uow:
         await uow.inference_services.add(s)
         await uow.commit()
@@ -59,7 +61,8 @@ async def test_inference_services_round_trip(uow_factory):
         await uow.commit()
     async with uow_factory() as uow:
         got = await uow.inference_services.get(s.id)
-        assert got.replicas[0].host_port == 20001 and got.next_replica == 1 and got.target_concurrency == 2.5
+        assert got.replicas[0].host_port == 20001 and got.next_replica == 1 and got.autoscale.target_concurrency == 2.5 \
+            and got.autoscale.max_replicas == 3
         assert [x.id for x in await uow.inference_services.list_active()] == [s.id]
         got.status = ServiceStatus.DELETED
         await uow.inference_services.update(got)

@@ -23,7 +23,7 @@ async def _agent(container, name="gpu-a"):
     _, join = await container.host_service().add(None, name)
     jobs = InMemoryJobRuntime()
     agent = HostAgent(InMemoryRuntime(), FakeGpuProbe("2xNVIDIA L4 24GB", seed=name), InProcessAgentLink(container.agent_service()),
-                      FixedSystem(16, 64), name=name, join_token=join, credentials=MemoryCredentials(), jobs=jobs)
+                      FixedSystem(16, 64), name=name, join_token=join, credentials=MemoryCredentials(), training_nodes=jobs)
     await agent.ensure_registered()
     return agent, jobs
 

@@ -63,8 +63,10 @@ def service(server, token, sid) -> dict:
 
 
 def replicas(docker, scope, sid, running_only=True):
-    found = docker.containers.list(all=not running_only, filters={"label": f"remotegpu.job_scope={scope}"})
-    return [c for c in found if c.labels.get("remotegpu.job_id") == f"svc-{sid}"]
+    # sparse: one Docker call (a full list inspects each container, and one removed in
+    # between fails the whole list with 404)
+    found = docker.containers.list(all=not running_only, sparse=True, filters={"label": f"remotegpu.job_scope={scope}"})
+    return [c for c in found if (c.attrs.get("Labels") or {}).get("remotegpu.job_id") == f"svc-{sid}"]
 
 
 async def load(url: str, headers: dict, clients: int, seconds: float, path: str = "/") -> list[tuple[int, str]]:

@@ -153,7 +153,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
                 credentials=credentials, address=args.address or "", private_address=private_address,
                 runtime_name=runtime_name,
                 fake_gpus=bool(fake_spec and fake_spec.strip()), agent_version=__version__, data_mounts=mounts,
-                collector=collector, jobs=jobs,
+                collector=collector, training_nodes=jobs,
             )
             log.info("agent %s starting: server %s, runtime %s, %d GPU(s)%s", name, args.server, runtime_name,
                      len(probe.inventory()), " (fake)" if fake_spec else "")

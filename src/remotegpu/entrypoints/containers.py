@@ -17,6 +17,7 @@ from remotegpu.adapters.cache.user_cache import LocalUserCache, RedisBroadcastUs
 from remotegpu.adapters.memory.store import InMemoryStore
 from remotegpu.adapters.memory.uow import InMemoryUnitOfWork
 from remotegpu.adapters.events import LocalChangeFeed, RedisChangeFeed
+from remotegpu.adapters.workloads.router_state import LocalRouterState, RedisRouterState
 from remotegpu.application.shared.change_feed import ChangeTrackingUnitOfWork
 from remotegpu.adapters.notifications.memory import InMemoryNotificationRepository
 from remotegpu.adapters.notifications.signals import LocalUnreadSignals
@@ -462,6 +463,12 @@ class Container(containers.DeclarativeContainer):
         memory=providers.Singleton(LocalChangeFeed),
         redis=providers.Singleton(lambda r, ns: RedisChangeFeed(r, channel=f"{ns}:environment-changes"), redis, config.redis_namespace),
     )
+    # The inference router's shared state: Redis when several server processes route.
+    serve_router_state = providers.Selector(
+        config.ratelimit,
+        memory=providers.Singleton(LocalRouterState),
+        redis=providers.Singleton(lambda r, ns: RedisRouterState(r, prefix=f"{ns}:serve"), redis, config.redis_namespace),
+    )
     # Secrets the server keeps and uses but never shows (SSH private keys, secret variables, webhook secrets).
     sealer = providers.Singleton(AesGcmSealer, config.secret_key)
     __self__ = providers.Self()
@@ -621,7 +628,8 @@ class Container(containers.DeclarativeContainer):
         allow_loopback=config.allow_loopback_agents, stranded_after_seconds=config.stranded_after_seconds,
         data_mounts=storage_mounts,
         images=image_service, registry=image_registry,
-        jobs=providers.Singleton(JobHeartbeat, clock, job_logs, services=providers.Singleton(ServiceNodes, clock)),
+        training_nodes=providers.Singleton(JobHeartbeat, clock, job_logs, data_mounts=storage_mounts,
+                                           services=providers.Singleton(ServiceNodes, clock, data_mounts=storage_mounts)),
     )
     autostop = providers.Singleton(AutoStop, uow=uow.provider, clock=clock, environments=environment_service)
     environment_watch = providers.Singleton(EnvironmentWatch, uow=uow.provider, environments=environment_service, feed=change_feed)
@@ -661,9 +669,11 @@ class Container(containers.DeclarativeContainer):
     training_job_service = providers.Singleton(
         TrainingJobService, uow=uow.provider, clock=clock, logs=job_logs, default_image=config.base_image,
         images=image_policy, quotas=workspace_policy, notify=providers.Callable(lambda a: a.poke, agent_service),
+        data_mounts=storage_mounts,
     )
     inference_service_service = providers.Singleton(
         InferenceServiceService, uow=uow.provider, clock=clock, default_image=config.base_image, images=image_policy,
+        data_mounts=storage_mounts,
     )
 
     # --- background work -----------------------------------------------------------

@@ -102,7 +102,7 @@ async def build_embedded_agent(container: Container) -> HostAgent:
         runtime, probe, InProcessAgentLink(container.agent_service(), container.metrics_service()),
         HostSystemInfo(settings.data_dir), name=name, join_token=join_token, credentials=credentials,
         address=address, private_address=private_address, runtime_name=runtime_name, data_mounts=mounts,
-        collector=collector, jobs=jobs,
+        collector=collector, training_nodes=jobs,
     )
 
 

@@ -42,6 +42,7 @@ def test_submit_a_job_and_follow_its_live_log(make_page, ui):
     page.get_by_test_id("nav-jobs").click()
     page.get_by_test_id("jobs-new").click()
     page.get_by_test_id("job-form-name").fill("steps")
+    expect(page.get_by_test_id("mount-picker")).to_be_visible()  # datasets/models to mount (none here)
     page.get_by_test_id("job-form-command").fill('sh -c "for i in 1 2 3; do echo step $i; sleep 1; done"')
     page.get_by_test_id("job-form-cpu").locator("input").fill("1")
     page.get_by_test_id("job-form-cpu").locator("input").press("Tab")

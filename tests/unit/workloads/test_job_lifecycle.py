@@ -22,7 +22,7 @@ async def job_host(world, name: str, gpus: str = "4xNVIDIA A100-SXM4-80GB"):
     _, join = await world.hosts.add(None, name)
     jobs = InMemoryJobRuntime()
     agent = HostAgent(InMemoryRuntime(), FakeGpuProbe(gpus, seed=name), InProcessAgentLink(world.agents), FixedSystem(64, 256),
-                      name=name, join_token=join, credentials=MemoryCredentials(), jobs=jobs)
+                      name=name, join_token=join, credentials=MemoryCredentials(), training_nodes=jobs)
     await agent.ensure_registered()
     return agent, jobs
 

@@ -1013,6 +1013,7 @@ training_jobs = sa.Table(
     sa.Column("exit_code", sa.Integer, nullable=True),
     sa.Column("exit_codes", sa.JSON, nullable=False),
     sa.Column("history", sa.JSON, nullable=False),
+    sa.Column("data_mounts", sa.JSON, nullable=False, server_default="[]"),  # migration 0028
     sa.Index(None, "workspace_id"),
     sa.Index(None, "status"),
 )

@@ -103,7 +103,7 @@ def report_to_dict(report: HostReport) -> dict[str, Any]:
         "private_address": report.private_address,
         "agent_version": report.agent_version,
         "quarantined": [{"env_id": q.env_id, "host_id": q.host_id} for q in report.quarantined],
-        "image_jobs": [job_report_to_dict(j) for j in report.image_jobs],
+        "image_jobs": [image_job_report_to_dict(j) for j in report.image_jobs],
         "images": list(report.images),
         "job_nodes": [{"node_id": n.node_id, "status": n.status, "exit_code": n.exit_code, "message": n.message,
                        "log_size": n.log_size} for n in report.job_nodes],
@@ -113,12 +113,12 @@ def report_to_dict(report: HostReport) -> dict[str, Any]:
     }
 
 
-def job_report_to_dict(j: ImageJobReport) -> dict[str, Any]:
+def image_job_report_to_dict(j: ImageJobReport) -> dict[str, Any]:
     return {"job_id": j.job_id, "status": j.status, "log_from": j.log_from, "log": j.log, "progress": j.progress,
             "digest": j.digest, "size_bytes": j.size_bytes, "layers": j.layers, "error": j.error}
 
 
-def job_order_to_dict(o: ImageJobOrder) -> dict[str, Any]:
+def image_job_order_to_dict(o: ImageJobOrder) -> dict[str, Any]:
     return {"job_id": o.job_id, "kind": o.kind, "target": o.target, "env_id": o.env_id, "dockerfile": o.dockerfile,
             "context": o.context, "base_reference": o.base_reference, "timeout_seconds": o.timeout_seconds,
             "cpu_cores": o.cpu_cores, "memory_gib": o.memory_gib, "cancel": o.cancel, "log_received": o.log_received,
@@ -162,15 +162,15 @@ def reply_to_dict(reply: HeartbeatReply) -> dict[str, Any]:
         "host_id": reply.host_id,
         "desired": [desired_to_dict(d) for d in reply.desired],
         "interval_seconds": reply.interval_seconds,
-        "image_jobs": [job_order_to_dict(o) for o in reply.image_jobs],
+        "image_jobs": [image_job_order_to_dict(o) for o in reply.image_jobs],
         "catalog": list(reply.catalog),
         "preload": list(reply.preload),
         "registry_auth": None if reply.registry_auth is None else list(reply.registry_auth),
-        "job_nodes": [job_desired_to_dict(d) for d in reply.job_nodes],
+        "job_nodes": [training_node_desired_to_dict(d) for d in reply.job_nodes],
     }
 
 
-def job_desired_to_dict(d: DesiredJobNode) -> dict[str, Any]:
+def training_node_desired_to_dict(d: DesiredJobNode) -> dict[str, Any]:
     spec = None
     if d.spec is not None:
         spec = {
@@ -179,6 +179,8 @@ def job_desired_to_dict(d: DesiredJobNode) -> dict[str, Any]:
             "gpu_uuids": list(d.spec.gpu_uuids), "gpu_indices": list(d.spec.gpu_indices), "fake_gpus": d.spec.fake_gpus,
             "hostfile": d.spec.hostfile, "alias": d.spec.alias, "workspace_id": d.spec.workspace_id,
             "ports": {str(c): h for c, h in d.spec.ports.items()}, "network": d.spec.network,
+            "data_mounts": [{"target": m.target, "kind": m.kind, "repository_id": m.repository_id, "version": m.version}
+                            for m in d.spec.data_mounts],
         }
     return {"node_id": d.node_id, "desired": d.desired, "spec": spec, "log_offset": d.log_offset, "keep_network": d.keep_network}
 
@@ -195,7 +197,7 @@ def _job_node_id(r: "_Reader", path: str) -> str:
     return node_id
 
 
-def job_desired_from_dict(data: Any, path: str = "job_nodes") -> DesiredJobNode:
+def training_node_desired_from_dict(data: Any, path: str = "job_nodes") -> DesiredJobNode:
     r = _Reader(data, path)
     node_id = _job_node_id(r, path)
     desired = r.text("desired")
@@ -219,6 +221,7 @@ def job_desired_from_dict(data: Any, path: str = "job_nodes") -> DesiredJobNode:
             workspace_id=s.optional_text("workspace_id"),
             ports={_port(c, f"{path}.spec.ports key"): _port(h, f"{path}.spec.ports[{c!r}]") for c, h in s.mapping("ports", {}).items()},
             network=s.text("network", ""),
+            data_mounts=tuple(_data_mount(m, f"{path}.spec.data_mounts[{i}]") for i, m in enumerate(s.array("data_mounts", []))),
         )
         if spec.network and not _JOB_NODE_ID.match(spec.network):
             raise ValueError(f"{path}.spec.network: not a network key")
@@ -408,7 +411,7 @@ def report_from_dict(data: Any, path: str = "report") -> HostReport:
         private_address=r.text("private_address", ""),  # absent from older agents
         agent_version=r.text("agent_version", ""),
         quarantined=quarantined,  # absent from older agents
-        image_jobs=[job_report_from_dict(j, f"{path}.image_jobs[{i}]") for i, j in enumerate(r.array("image_jobs", []))],
+        image_jobs=[image_job_report_from_dict(j, f"{path}.image_jobs[{i}]") for i, j in enumerate(r.array("image_jobs", []))],
         images=_strings(r.array("images", []), f"{path}.images"),
         job_nodes=job_nodes,  # absent from agents without the workloads context
         job_logs=job_logs,
@@ -431,7 +434,7 @@ def _auth(value: Any, path: str) -> tuple[str, str, str] | None:
     return (value[0], value[1], value[2])
 
 
-def job_report_from_dict(data: Any, path: str = "image_job") -> ImageJobReport:
+def image_job_report_from_dict(data: Any, path: str = "image_job") -> ImageJobReport:
     r = _Reader(data, path)
     status = r.text("status")
     if status not in ("running", "succeeded", "failed", "cancelled"):
@@ -443,7 +446,7 @@ def job_report_from_dict(data: Any, path: str = "image_job") -> ImageJobReport:
     )
 
 
-def job_order_from_dict(data: Any, path: str = "image_job") -> ImageJobOrder:
+def image_job_order_from_dict(data: Any, path: str = "image_job") -> ImageJobOrder:
     r = _Reader(data, path)
     kind = r.text("kind")
     if kind not in ("save", "build"):
@@ -544,10 +547,10 @@ def reply_from_dict(data: Any, path: str = "reply") -> HeartbeatReply:
         raise ValueError(f"{path}.interval_seconds: must be positive, got {interval}")
     desired = [desired_from_dict(d, f"{path}.desired[{i}]") for i, d in enumerate(r.array("desired"))]
     _unique([d.env_id for d in desired], f"{path}.desired")
-    job_nodes = [job_desired_from_dict(d, f"{path}.job_nodes[{i}]") for i, d in enumerate(r.array("job_nodes", []))]
+    job_nodes = [training_node_desired_from_dict(d, f"{path}.job_nodes[{i}]") for i, d in enumerate(r.array("job_nodes", []))]
     return HeartbeatReply(
         host_id=r.text("host_id", non_empty=True), desired=desired, interval_seconds=interval,
-        image_jobs=[job_order_from_dict(o, f"{path}.image_jobs[{i}]") for i, o in enumerate(r.array("image_jobs", []))],
+        image_jobs=[image_job_order_from_dict(o, f"{path}.image_jobs[{i}]") for i, o in enumerate(r.array("image_jobs", []))],
         catalog=_strings(r.array("catalog", []), f"{path}.catalog"),
         preload=_strings(r.array("preload", []), f"{path}.preload"),
         registry_auth=_auth(r._get("registry_auth", None), f"{path}.registry_auth"),

@@ -144,6 +144,8 @@ class DockerJobRuntime:
             network=net, networking_config={net: self._client.api.create_endpoint_config(aliases=[spec.alias] if spec.alias else None)},
             # Inference replicas: their port on the private address only (the router's way in).
             ports={f"{c}/tcp": (self._private_address, h) for c, h in spec.ports.items()},
+            # Dataset/model versions from the host's cache (the agent filled these in), read-only.
+            volumes={host: {"bind": target, "mode": "ro"} for host, target in spec.read_only_binds},
         )
         try:
             container = self._client.containers.create(**kwargs)

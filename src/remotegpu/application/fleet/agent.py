@@ -130,7 +130,8 @@ class DataMounts(Protocol):
     """Materializes a spec's dataset/model mounts on this host (adapters/storage/mount_cache.py)."""
 
     async def prepare(self, spec: RuntimeSpec, agent_token: str, running: set[str]) -> RuntimeSpec | None:
-        """The spec with its mounts bound; None while they are still being downloaded."""
+        """The spec with its mounts bound; None while they are still being downloaded.
+        Job-node specs (``JobNodeSpec``) pass through the same way, keyed by node id."""
         ...
 
 
@@ -163,12 +164,13 @@ class HostAgent:
         max_concurrent_actions: int = MAX_CONCURRENT_ACTIONS,
         data_mounts: DataMounts | None = None,
         collector: "MetricsCollector | None" = None,
-        jobs: JobRuntime | None = None,
+        training_nodes: JobRuntime | None = None,
     ) -> None:
         self.collector = collector
         self.runtime = runtime
-        # Training-job nodes (application/workloads): None = this agent runs none.
-        self.jobs = jobs
+        # Training-job nodes and inference replicas (application/workloads; the wire calls
+        # them job_nodes): None = this agent runs none.
+        self.training_nodes = training_nodes
         self._job_failures: dict[str, str] = {}
         self._log_acked: dict[str, int] = {}  # node id → bytes the server keeps
         self._jobs_active = False
@@ -201,6 +203,7 @@ class HostAgent:
         # Dataset/model versions environments mount (storage): materialized before a start.
         self.data_mounts = data_mounts
         self._running_ids: set[str] = set()
+        self._running_nodes: set[str] = set()  # job nodes and replicas the server wants running
         # Images (issue 15): pulls running in the background (image → task), environments
         # waiting for one (env id → image), progress lines, image jobs, catalog images here.
         self._pulls: dict[str, asyncio.Task] = {}
@@ -384,10 +387,10 @@ class HostAgent:
             log.warning("image job %s: %s", order.job_id, run.error)
 
     async def _job_report(self) -> dict:
-        if self.jobs is None:
+        if self.training_nodes is None:
             return {"jobs_healthy": False}
         try:
-            states = await self.jobs.list()
+            states = await self.training_nodes.list()
         except Exception as exc:  # noqa: BLE001 - reported as nothing seen; environments go on
             log.warning("job runtime cannot list its nodes: %s", exc)
             return {"jobs_healthy": False}
@@ -400,7 +403,7 @@ class HostAgent:
             offset = self._log_acked.get(s.node_id, 0)
             if s.log_size > offset and budget > 0:
                 try:
-                    data = await self.jobs.read_log(s.node_id, offset, min(JOB_LOG_CHUNK_BYTES, budget))
+                    data = await self.training_nodes.read_log(s.node_id, offset, min(JOB_LOG_CHUNK_BYTES, budget))
                 except Exception as exc:  # noqa: BLE001
                     log.warning("job node %s: cannot read its log: %s", s.node_id, exc)
                     continue
@@ -410,32 +413,40 @@ class HostAgent:
         self._jobs_active = any(s.status == "running" for s in states) or bool(chunks)
         return {"job_nodes": nodes, "job_logs": chunks, "jobs_healthy": True}
 
-    async def reconcile_jobs(self, wanted: list[DesiredJobNode]) -> bool:
+    async def reconcile_training_nodes(self, wanted: list[DesiredJobNode]) -> bool:
         """Make the job runtime match ``wanted``; nodes not mentioned are stopped (kept)."""
-        if self.jobs is None:
+        if self.training_nodes is None:
             return False
         try:
-            states = {s.node_id: s for s in await self.jobs.list()}
+            states = {s.node_id: s for s in await self.training_nodes.list()}
         except Exception as exc:  # noqa: BLE001
             log.warning("not reconciling job nodes: %s", exc)
             return False
         changed = False
         desired = {d.node_id: d for d in wanted}
+        self._running_nodes = {d.node_id for d in wanted if d.desired == "running"}
         for d in wanted:
             self._log_acked[d.node_id] = d.log_offset
             seen = states.get(d.node_id)
             try:
                 if d.desired == "running" and d.spec is not None:
                     if seen is None and d.node_id not in self._job_failures:
-                        await self.jobs.ensure_running(d.spec)
+                        spec = d.spec
+                        if spec.data_mounts:  # materialized in the host cache first (as for environments)
+                            if self.data_mounts is None:
+                                raise RuntimeError("this agent has no dataset/model cache for mounts")
+                            spec = await self.data_mounts.prepare(spec, self._token or "", self._running_ids | self._running_nodes)
+                            if spec is None:
+                                continue  # still downloading: the next beat starts it
+                        await self.training_nodes.ensure_running(spec)
                         changed = True
                 elif d.desired == "stopped":
                     if seen is not None and seen.status == "running":
-                        await self.jobs.stop(d.node_id)
+                        await self.training_nodes.stop(d.node_id)
                         changed = True
                 elif d.desired == "removed":
                     if seen is not None:
-                        await self.jobs.remove(d.node_id, keep_network=d.keep_network)
+                        await self.training_nodes.remove(d.node_id, keep_network=d.keep_network)
                         changed = True
                     self._log_acked.pop(d.node_id, None)
             except Exception as exc:  # noqa: BLE001 - one node never stops the others
@@ -445,7 +456,7 @@ class HostAgent:
                 changed = True
         for nid, seen in states.items():
             if nid not in desired and seen.status == "running":
-                await self.jobs.stop(nid)
+                await self.training_nodes.stop(nid)
                 changed = True
         for nid in list(self._job_failures):
             if nid not in desired or desired[nid].desired != "running":
@@ -559,7 +570,7 @@ class HostAgent:
                 return False  # pulling in the background; started on a later beat
             spec = want.spec
             if spec.data_mounts and self.data_mounts is not None:
-                prepared = await self.data_mounts.prepare(spec, self._token or "", self._running_ids)
+                prepared = await self.data_mounts.prepare(spec, self._token or "", self._running_ids | self._running_nodes)
                 if prepared is None:  # still downloading beside the loop: the next beat tries again
                     return False
                 spec = prepared
@@ -605,11 +616,11 @@ class HostAgent:
         """
         reply = await self._beat()
         changed = await self.reconcile(reply)
-        changed = await self.reconcile_jobs(reply.job_nodes) or changed
+        changed = await self.reconcile_training_nodes(reply.job_nodes) or changed
         if changed:
             reply = await self._beat()
             await self.reconcile(reply)
-            await self.reconcile_jobs(reply.job_nodes)
+            await self.reconcile_training_nodes(reply.job_nodes)
         await self._image_work(reply)
         return reply
 

@@ -40,6 +40,7 @@ from remotegpu.domain.shared.ids import new_id
 from remotegpu.domain.fleet.addresses import check_address
 from remotegpu.domain.fleet.models import Host, HostStatus, QuarantineEntry
 from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from remotegpu.domain.workloads.models import JobStatus
 
 AGENT_TOKEN_PREFIX = "rga_"
 #: Prefix of job nodes in the agent's ``known`` map (long-poll): ``job:<node id>``.
@@ -100,7 +101,7 @@ class AgentService:
     images: Any = None
     registry: Any = None
     # Training-job nodes (application/workloads/heartbeat.py): None = no jobs context.
-    jobs: Any = None
+    training_nodes: Any = None
     _pokes: dict = field(default_factory=dict, repr=False)  # host id → event (see poke)
 
     async def register(self, join_token: str, name: str, report: HostReport) -> tuple[str, str]:
@@ -185,7 +186,7 @@ class AgentService:
                 if env.status is not EnvStatus.DELETED:
                     desired.append(await self._desired(uow, env, host))
             desired += await self._deleted_in_quarantine(uow, host, {d.env_id for d in desired})
-            job_nodes = await self.jobs(uow, host, report) if self.jobs is not None else []
+            job_nodes = await self.training_nodes(uow, host, report) if self.training_nodes is not None else []
             await uow.commit()
         return HeartbeatReply(host_id=host.id, desired=desired, interval_seconds=self.heartbeat_seconds, job_nodes=job_nodes)
 
@@ -215,7 +216,7 @@ class AgentService:
             known = {k: v for k, v in known.items() if k in current or v[0] != "deleted"}
             if current != known:
                 return True
-            if self.jobs is not None and await self._job_nodes_changed(host.id, known_jobs):
+            if self.training_nodes is not None and await self._job_nodes_changed(host.id, known_jobs):
                 return True
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
@@ -225,7 +226,7 @@ class AgentService:
                 try:
                     # Job and replica changes are not on the feed: with a jobs context, a
                     # poke from this process wakes the wait, else a look every second.
-                    if self.jobs is None:
+                    if self.training_nodes is None:
                         change = await asyncio.wait_for(subscription.get(), remaining)
                     else:
                         change = await _first(subscription.get(), poked.wait(), min(remaining, 1.0))
@@ -233,9 +234,9 @@ class AgentService:
                             poked.clear()
                             return True
                 except asyncio.TimeoutError:
-                    if self.jobs is not None and loop.time() < deadline and await self._job_nodes_changed(host.id, known_jobs):
+                    if self.training_nodes is not None and loop.time() < deadline and await self._job_nodes_changed(host.id, known_jobs):
                         return True
-                    if loop.time() >= deadline or self.jobs is None:
+                    if loop.time() >= deadline or self.training_nodes is None:
                         return False
                     continue
                 except FeedOverflow:
@@ -282,8 +283,8 @@ class AgentService:
                     if env.status in (EnvStatus.STARTING, EnvStatus.RUNNING):
                         env.transition(EnvStatus.LOST, f"host {host.name} missed {MISSED_BEATS_BEFORE_OFFLINE} heartbeats", self.clock.now())
                         await uow.environments.update(env)
-            if self.jobs is not None:  # job nodes on hosts silent for too long are lost: their gangs fail (or restart)
-                await self.jobs.fail_silent_hosts(uow, await uow.hosts.list())
+            if self.training_nodes is not None:  # job nodes on hosts silent for too long are lost: their gangs fail (or restart)
+                await self.training_nodes.fail_silent_hosts(uow, await uow.hosts.list())
             await uow.commit()
         return gone
 
@@ -497,6 +498,15 @@ class AgentService:
             for env in await uow.environments.list_for_host(host.id):
                 if any(m.get("repository_id") == repository_id for m in env.data_mounts):
                     return
+            if self.training_nodes is not None:  # job nodes and inference replicas placed here
+                for job in await uow.training_jobs.list_by_status([JobStatus.STARTING, JobStatus.RUNNING]):
+                    if any(n.host_id == host.id for n in job.node_states) and \
+                            any(m.get("repository_id") == repository_id for m in job.data_mounts):
+                        return
+                for service in await uow.inference_services.list_active():
+                    if any(r.host_id == host.id for r in service.replicas) and \
+                            any(m.get("repository_id") == repository_id for m in service.data_mounts):
+                        return
         raise NotFound("not mounted on this host")
 
     def _pull_auth(self, image: str) -> tuple[str, str, str] | None:

@@ -28,9 +28,10 @@ from remotegpu.domain.identity.models import User
 from remotegpu.domain.monitoring import metrics as m
 from remotegpu.application.identity.secrets import hash_secret
 from remotegpu.domain.shared.errors import InvalidInput, NotFound, Unauthenticated
+from remotegpu.domain.workloads.models import JobStatus
 from remotegpu.domain.workspaces.models import Role
 
-SCOPES = ("environment", "workspace", "host", "fleet")
+SCOPES = ("environment", "workspace", "host", "fleet", "job", "service")
 #: Rows further in the past / future than this (seconds) are refused: a clock far off.
 MAX_AGE_SECONDS = 3600
 MAX_AHEAD_SECONDS = 300
@@ -102,7 +103,20 @@ class MetricsService:
                     for a in await uow.allocations.gpus_of(env.id):
                         if a.host_id == host_id:
                             gpu_env[a.gpu_uuid] = env.id
-        tags = _HostTags(now, {e.id: e.workspace_id for e in envs}, gpu_env,
+            owners = {e.id: e.workspace_id for e in envs}
+            # Training-job nodes and inference replicas on this host: their GPUs' samples
+            # carry the job's or the service's id (in the environment tag).
+            for job in await uow.training_jobs.list_by_status([JobStatus.STARTING, JobStatus.RUNNING]):
+                for node in job.node_states:
+                    if node.host_id == host_id:
+                        owners[job.id] = job.workspace_id
+                        gpu_env.update({g: job.id for g in node.gpu_uuids})
+            for service in await uow.inference_services.list_active():
+                for replica in service.replicas:
+                    if replica.host_id == host_id:
+                        owners[service.id] = service.workspace_id
+                        gpu_env.update({g: service.id for g in replica.gpu_uuids})
+        tags = _HostTags(now, owners, gpu_env,
                          frozenset(g.uuid for g in host.gpus) if host is not None else frozenset())
         if len(self._tags) > 10_000:
             self._tags.clear()
@@ -128,7 +142,7 @@ class MetricsService:
         workspace they cannot see, PermissionDenied for hosts and the fleet unless admin."""
         if scope not in SCOPES:
             raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}", details={"field": "scope"})
-        if scope in ("environment", "workspace", "host") and not scope_id:
+        if scope in ("environment", "workspace", "host", "job", "service") and not scope_id:
             raise InvalidInput(f"scope {scope} needs id", details={"field": "id"})
         if scope in ("host", "fleet"):
             require_admin(actor)
@@ -137,6 +151,12 @@ class MetricsService:
             if scope == "workspace":
                 await authorize(uow, actor, scope_id, Role.VIEWER)
                 return SeriesFilter(workspace_id=scope_id)
+            if scope in ("job", "service"):  # the GPUs its nodes or replicas held
+                found = await (uow.training_jobs if scope == "job" else uow.inference_services).get(scope_id)
+                if found is None or getattr(found.status, "value", "") == "deleted":
+                    raise NotFound(f"{'training job' if scope == 'job' else 'inference service'} not found")
+                await authorize(uow, actor, found.workspace_id, Role.VIEWER)  # NotFound outside its workspace
+                return SeriesFilter(env_id=scope_id)
             env = await uow.environments.get(scope_id)
             if env is None or env.status is EnvStatus.DELETED:
                 raise NotFound("environment not found")

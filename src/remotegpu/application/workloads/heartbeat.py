@@ -26,7 +26,7 @@ from typing import Any
 
 from remotegpu.application.fleet.agent_protocol import DesiredJobNode, HostReport, ObservedJobNode
 from remotegpu.application.shared.ports import Clock, UnitOfWork
-from remotegpu.application.workloads.ports import JobLogStore, JobNodeSpec
+from remotegpu.application.workloads.ports import DataMountResolver, JobLogStore, JobNodeSpec, resolve_mounts
 from remotegpu.domain.fleet.models import Host, HostStatus
 from remotegpu.domain.workloads.services import REPLICA_PREFIX
 from remotegpu.domain.workloads.models import (
@@ -52,7 +52,7 @@ def alias(rank: int) -> str:
     return f"node-{rank}"
 
 
-def node_spec(job: TrainingJob, rank: int, fake_gpus: bool) -> JobNodeSpec:
+def node_spec(job: TrainingJob, rank: int, fake_gpus: bool, mounts: tuple = ()) -> JobNodeSpec:
     node = job.node_states[rank]
     env = {**job.env, **rendezvous_env(job, rank, alias(0))}
     return JobNodeSpec(
@@ -60,6 +60,7 @@ def node_spec(job: TrainingJob, rank: int, fake_gpus: bool) -> JobNodeSpec:
         cpu_cores=float(job.cpu_cores), memory_gib=float(job.memory_gib), gpu_uuids=list(node.gpu_uuids),
         gpu_indices=list(node.gpu_indices), fake_gpus=fake_gpus,
         hostfile=hostfile(job, [alias(n.rank) for n in job.node_states]), alias=alias(rank), workspace_id=job.workspace_id,
+        data_mounts=tuple(mounts),
     )
 
 
@@ -69,6 +70,7 @@ class JobHeartbeat:
     logs: JobLogStore
     lost_after_seconds: float = LOST_AFTER_SECONDS
     services: Any = None  # ServiceNodes: inference replicas ride on the same node protocol
+    data_mounts: DataMountResolver | None = None  # the storage context: nodes' dataset/model mounts
 
     async def __call__(self, uow: UnitOfWork, host: Host, report: HostReport) -> list[DesiredJobNode]:
         now = self.clock.now()
@@ -112,8 +114,12 @@ class JobHeartbeat:
                 if node.host_id == host.id:
                     nid = node_id(job.id, job.attempt, node.rank)
                     want = "running" if node.state in ("starting", "running") else "stopped"
+                    spec = None
+                    if want == "running":
+                        spec = node_spec(job, node.rank, host.fake_gpus,
+                                         await resolve_mounts(self.data_mounts, job.workspace_id, job.data_mounts))
                     desired[nid] = DesiredJobNode(
-                        nid, want, node_spec(job, node.rank, host.fake_gpus) if want == "running" else None,
+                        nid, want, spec,
                         await self.logs.size(job.id, node_key(job.attempt, node.rank)),
                     )
         if self.services is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from remotegpu.application.environments.ports import DataMountSpec
 from remotegpu.domain.workloads.models import JobStatus, TrainingJob
 
 #: Labels of job containers (besides the runtime's scope label).
@@ -71,6 +72,15 @@ class JobNodeSpec:
     # address only (the platform's router reaches it). Empty for training nodes.
     ports: dict[int, int] = field(default_factory=dict)
     network: str = ""  # the network key ("" = job_id): replicas of one service share one
+    # Dataset/model versions to mount read-only (resolved by the server); the agent
+    # materializes them in its host cache and fills ``read_only_binds`` (host path, target).
+    data_mounts: tuple[DataMountSpec, ...] = ()
+    read_only_binds: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def env_id(self) -> str:
+        """The key the agent's mount cache files this node's trees under."""
+        return self.node_id
 
 
 @dataclass(frozen=True)
@@ -122,8 +132,26 @@ class InferenceServiceRepository(Protocol):
     async def list_active(self) -> list[InferenceService]: ...
 
 
+class DataMountResolver(Protocol):
+    async def resolve(self, workspace_id: str, mounts: list[dict[str, str]]) -> list[tuple[str, str, str, int]]:
+        """(target, kind, repository id, version number) of the mounts that resolve now."""
+        ...
+
+
+async def resolve_mounts(resolver: DataMountResolver | None, workspace_id: str, mounts: list[dict]) -> tuple[DataMountSpec, ...]:
+    """A job node's or replica's mounts as the agent gets them (one that no longer
+    resolves is left out: the storage context logs it)."""
+    if not mounts or resolver is None:
+        return ()
+    return tuple(DataMountSpec(t, k, r, v) for t, k, r, v in await resolver.resolve(workspace_id, mounts))
+
+
 class RouterView(Protocol):
-    """What the router knows of replicas right now (per server process)."""
+    """What the router knows of replicas right now (readiness: this process's probes;
+    requests in flight: every routing process's, when they share state)."""
 
     def ready(self, replica_id: str) -> bool: ...
     def in_flight(self, replica_id: str) -> int: ...
+    def drained(self, replica_id: str) -> bool:
+        """A draining replica may go: nothing in flight to it, none on its way."""
+        ...

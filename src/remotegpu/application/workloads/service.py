@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 from datetime import timedelta
 
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
@@ -17,7 +18,7 @@ from remotegpu.application.workspaces.quotas import WorkspacePolicy
 from remotegpu.application.workspaces.service import authorize
 from remotegpu.domain.environments.images import ImagePolicy
 from remotegpu.domain.identity.models import User
-from remotegpu.domain.shared.errors import NotFound, PermissionDenied
+from remotegpu.domain.shared.errors import InvalidInput, NotFound, PermissionDenied
 from remotegpu.domain.shared.ids import new_id
 from remotegpu.domain.workloads.models import JobStatus, TrainingJob, validate_job
 from remotegpu.domain.workspaces.models import Role
@@ -39,6 +40,21 @@ class CreateJob:
     time_limit_minutes: int | None = None
     max_retries: int = 0
     priority: int = 0
+    # [{"kind": "dataset"|"model", "name": name or id, "version": ref}] (the storage context checks them)
+    mounts: list[dict] = field(default_factory=list)
+
+
+class DataMountCheck(Protocol):
+    async def check_mounts(self, actor: User, workspace_id: str, requests: list[dict[str, str]]) -> list[dict[str, str]]: ...
+
+
+async def checked_mounts(checker: DataMountCheck | None, actor: User, workspace_id: str, requests: list[dict]) -> list[dict]:
+    """The stored form of dataset/model mounts (422 naming the one that does not resolve)."""
+    if not requests:
+        return []
+    if checker is None:
+        raise InvalidInput("dataset and model mounts are not available on this server", details={"field": "mounts"})
+    return await checker.check_mounts(actor, workspace_id, [dict(m) for m in requests])
 
 
 def may_operate(actor: User, role: Role | None, job: TrainingJob) -> bool:
@@ -68,6 +84,7 @@ class TrainingJobService:
     quotas: WorkspacePolicy = field(default_factory=WorkspacePolicy)
     # Wakes the agents' long-polls after a commit that placed or ended nodes (AgentService.poke).
     notify: Callable[[set[str] | None], None] | None = None
+    data_mounts: DataMountCheck | None = None  # the storage context (None: no mounts)
 
     def _notify(self) -> None:
         if self.notify is not None:
@@ -90,6 +107,9 @@ class TrainingJobService:
             nodes=request.nodes, cpu_cores=request.cpu_cores, memory_gib=request.memory_gib,
             time_limit_minutes=request.time_limit_minutes, max_retries=request.max_retries, priority=request.priority,
         )
+        async with self.uow() as uow:
+            await authorize(uow, actor, request.workspace_id, Role.MEMBER)
+        job.data_mounts = await checked_mounts(self.data_mounts, actor, request.workspace_id, request.mounts)
         async with self.uow() as uow:
             await uow.lock_scheduling()
             await authorize(uow, actor, request.workspace_id, Role.MEMBER)

@@ -11,7 +11,8 @@ and the scaler that turns the autoscaler's count into replicas.
   ready as desired (at least one): zero failed requests on a rolling update; when the
   fleet has no room for an extra replica, old ones are replaced one at a time (drained
   first; a request finding no ready replica for a moment is held, not failed);
-* a draining replica goes once the router has no request in flight to it; a failed one
+* a draining replica goes once the router has no request in flight to it (from any
+  routing process: ``RouterView.drained``); a failed one
   goes at once; either way its GPUs are free in that commit.
 """
 
@@ -20,14 +21,15 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from remotegpu.application.environments import placement as pl
 from remotegpu.application.fleet.agent_protocol import DesiredJobNode, ObservedJobNode
 from remotegpu.application.identity.secrets import hash_secret, new_secret
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
-from remotegpu.application.workloads.ports import JobNodeSpec, RouterView
+from remotegpu.application.workloads.ports import DataMountResolver, JobNodeSpec, RouterView, resolve_mounts
 from remotegpu.application.workloads.queue_pass import runs_workloads
+from remotegpu.application.workloads.service import DataMountCheck, checked_mounts
 from remotegpu.application.workspaces.quotas import WorkspacePolicy
 from remotegpu.application.workspaces.service import authorize
 from remotegpu.domain.workspaces.quota import Usage
@@ -37,7 +39,9 @@ from remotegpu.domain.identity.models import User
 from remotegpu.domain.scheduling import PlacementRequest, place
 from remotegpu.domain.shared.errors import Conflict, NotFound, PermissionDenied
 from remotegpu.domain.shared.ids import new_id
+from remotegpu.domain.workloads.autoscaler import AutoscalePolicy
 from remotegpu.domain.workloads.services import (
+    POLICY_FIELDS,
     REPLICA_PREFIX,
     InferenceService,
     Replica,
@@ -82,8 +86,10 @@ class InferenceServiceService:
     clock: Clock
     default_image: str = "remotegpu/base:latest"
     images: ImagePolicy | None = None
+    data_mounts: DataMountCheck | None = None  # the storage context (None: no mounts)
 
     async def create(self, actor: User, workspace_id: str, **fields) -> InferenceService:
+        mounts = fields.pop("mounts", None) or []
         fields.setdefault("image", None)
         fields["image"] = fields["image"] or self.default_image
         if self.images is not None:
@@ -92,10 +98,15 @@ class InferenceServiceService:
             "name", "command", "env", "port", "health_path", "gpus", "cpu_cores", "memory_gib", "min_replicas",
             "max_replicas", "target_concurrency", "scale_down_delay_s", "scale_to_zero_after_s")})
         now = self.clock.now()
+        policy = AutoscalePolicy(**{k: fields.pop(k) for k in POLICY_FIELDS if k in fields})
         service = InferenceService(id=new_id(), workspace_id=workspace_id, owner_id=actor.id, created_at=now, updated_at=now,
-                                   **fields)
+                                   autoscale=policy, **fields)
         service.gpu_model = service.gpu_model if service.gpus else None
-        service.desired_replicas = service.min_replicas
+        service.desired_replicas = policy.min_replicas
+        if mounts:
+            async with self.uow() as uow:
+                await authorize(uow, actor, workspace_id, Role.MEMBER)
+            service.data_mounts = await checked_mounts(self.data_mounts, actor, workspace_id, mounts)
         async with self.uow() as uow:
             await uow.lock_scheduling()
             await authorize(uow, actor, workspace_id, Role.MEMBER)
@@ -121,12 +132,15 @@ class InferenceServiceService:
             changes = {k: v for k, v in changes.items() if k in MUTABLE and v is not None}
             if "image" in changes and self.images is not None:
                 self.images.check(changes["image"])
-            merged = {**{k: getattr(service, k) for k in MUTABLE}, **changes}
+            current = {k: getattr(service.autoscale if k in POLICY_FIELDS else service, k) for k in MUTABLE}
+            merged = {**current, **changes}
             validate_service(name=service.name, gpus=service.gpus, cpu_cores=service.cpu_cores, memory_gib=service.memory_gib,
                              **{k: merged[k] for k in MUTABLE if k not in ("image", "public")})
-            rolling = any(k in changes and changes[k] != getattr(service, k) for k in ROLLING)
+            rolling = any(k in changes and changes[k] != current[k] for k in ROLLING)
             for k, v in changes.items():
-                setattr(service, k, v)
+                if k not in POLICY_FIELDS:
+                    setattr(service, k, v)
+            service.autoscale = replace(service.autoscale, **{k: v for k, v in changes.items() if k in POLICY_FIELDS})
             if rolling:
                 service.generation += 1
                 service.status_message = f"rolling update to generation {service.generation}"
@@ -194,7 +208,7 @@ class ServiceScaler:
                 # failed replicas go; draining ones once nothing is in flight
                 keep = []
                 for r in service.replicas:
-                    if r.state == "failed" or (r.state == "draining" and router.in_flight(r.id) == 0):
+                    if r.state == "failed" or (r.state == "draining" and router.drained(r.id)):
                         changed = True
                         continue
                     keep.append(r)
@@ -271,13 +285,14 @@ async def _free_port(uow: UnitOfWork, host: Host) -> int:
     raise Conflict(f"host {host.name} has no free ports left", code="no_free_ports")
 
 
-def replica_spec(service: InferenceService, replica: Replica, fake_gpus: bool) -> JobNodeSpec:
+def replica_spec(service: InferenceService, replica: Replica, fake_gpus: bool, mounts: tuple = ()) -> JobNodeSpec:
     return JobNodeSpec(
         node_id=replica.id, job_id=service.id, image=service.image, command=list(service.command),
         env={**service.env, "REMOTEGPU_SERVICE_ID": service.id, "REMOTEGPU_REPLICA_ID": replica.id, "PORT": str(service.port)},
         cpu_cores=float(service.cpu_cores), memory_gib=float(service.memory_gib), gpu_uuids=list(replica.gpu_uuids),
         gpu_indices=list(replica.gpu_indices), fake_gpus=fake_gpus, alias=f"replica-{replica.id.rsplit('.r', 1)[-1]}",
         workspace_id=service.workspace_id, ports={service.port: replica.host_port}, network=f"svc-{service.id}",
+        data_mounts=tuple(mounts),
     )
 
 
@@ -286,6 +301,7 @@ class ServiceNodes:
     """Replicas in the agent conversation (called by ``JobHeartbeat`` for every beat)."""
 
     clock: Clock
+    data_mounts: DataMountResolver | None = None  # the storage context: replicas' mounts
 
     async def __call__(self, uow: UnitOfWork, host: Host, observed: dict[str, ObservedJobNode], healthy: bool) -> list[DesiredJobNode]:
         desired: list[DesiredJobNode] = []
@@ -306,8 +322,11 @@ class ServiceNodes:
                     elif seen is None and r.state == "running":
                         r.state, r.message, changed = "failed", "its container disappeared", True
                 want = "running" if r.state in ("starting", "running", "draining") else "removed"
-                desired.append(DesiredJobNode(r.id, want, replica_spec(service, r, host.fake_gpus) if want == "running" else None,
-                                              NO_LOGS, keep_network=True))
+                spec = None
+                if want == "running":
+                    mounts = await resolve_mounts(self.data_mounts, service.workspace_id, service.data_mounts)
+                    spec = replica_spec(service, r, host.fake_gpus, mounts)
+                desired.append(DesiredJobNode(r.id, want, spec, NO_LOGS, keep_network=True))
             if changed:
                 await uow.inference_services.update(service)
         active = {s.id for s in services}

@@ -152,6 +152,9 @@ class TrainingJob:
     # Every finished attempt's nodes: [{"attempt", "rank", "host_id", "exit_code", "state", "message"}].
     exit_codes: list[dict] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)  # [{"at", "from", "to", "reason"}]
+    # Dataset/model versions mounted read-only in every node (the storage context's stored
+    # form: {"kind", "repository_id", "name", "ref"}; resolved again at every attempt).
+    data_mounts: list[dict] = field(default_factory=list)
 
     # --- lifecycle ------------------------------------------------------------------
     def transition(self, to: JobStatus, reason: str, now: datetime) -> None:

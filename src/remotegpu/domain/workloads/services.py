@@ -25,6 +25,9 @@ from remotegpu.domain.shared.errors import InvalidInput
 from remotegpu.domain.workloads.autoscaler import MAX_REPLICAS, AutoscalePolicy
 from remotegpu.domain.workloads.models import MAX_COMMAND_ARGS, MAX_COMMAND_CHARS
 
+#: The service's autoscaling settings (its ``AutoscalePolicy``'s fields that users set).
+POLICY_FIELDS = ("min_replicas", "max_replicas", "target_concurrency", "scale_down_delay_s", "scale_to_zero_after_s")
+
 #: Prefix of replica node ids (``svc-<service id>.g<generation>.r<n>``).
 REPLICA_PREFIX = "svc-"
 
@@ -71,11 +74,9 @@ class InferenceService:
     gpu_model: str | None = None
     cpu_cores: int = 1
     memory_gib: int = 2
-    min_replicas: int = 0
-    max_replicas: int = 1
-    target_concurrency: float = 10.0
-    scale_down_delay_s: float = 300.0
-    scale_to_zero_after_s: float = 300.0
+    # min/max replicas, target concurrency, scale-down and scale-to-zero delays (the API
+    # shows them as flat fields of the service; see POLICY_FIELDS).
+    autoscale: AutoscalePolicy = field(default_factory=AutoscalePolicy)
     public: bool = False
     status: ServiceStatus = ServiceStatus.ACTIVE
     status_message: str = ""
@@ -83,14 +84,10 @@ class InferenceService:
     desired_replicas: int = 0
     replicas: list[Replica] = field(default_factory=list)
     token_hashes: list[str] = field(default_factory=list)  # API tokens scoped to this service
+    # Dataset/model versions mounted read-only in every replica (as for training jobs).
+    data_mounts: list[dict] = field(default_factory=list)
     next_replica: int = 0
     updated_at: datetime | None = None
-
-    def policy(self) -> AutoscalePolicy:
-        return AutoscalePolicy(
-            min_replicas=self.min_replicas, max_replicas=self.max_replicas, target_concurrency=self.target_concurrency,
-            scale_down_delay_s=self.scale_down_delay_s, scale_to_zero_after_s=self.scale_to_zero_after_s,
-        )
 
     def new_replica_id(self) -> str:
         self.next_replica += 1

@@ -18,9 +18,14 @@ Answered by the same server and port as everything else, dispatched by ``Host`` 
 
 Once a second the router feeds each service's concurrency to its ``Autoscaler`` and lets
 ``ServiceScaler`` bring the replicas to the count (placing, draining, replacing a failed
-one, rolling a new generation). The router's view — readiness, in-flight counts — is
-this process's: run the router in one server process (the embedded default), or put
-one replica of the platform in front of the services (not shared across replicas yet).
+one, rolling a new generation).
+
+Several server processes can route at once: with REMOTEGPU_REDIS_URL the requests in
+flight per replica, the held requests and arrivals per service are shared through
+Redis, one process (a leased leader) runs the autoscalers and the reconcile, and the
+others follow the services from the database (``adapters/workloads/router_state.py``).
+Readiness and the per-request statistics (latencies, cold starts) stay per process.
+Without Redis the state is this process's (the embedded default).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import TYPE_CHECKING, AsyncIterator
 import aiohttp
 from aiohttp import hdrs, web
 
+from remotegpu.adapters.workloads.router_state import SYNC_SECONDS, LocalRouterState
 from remotegpu.application.workloads.services import ServiceScaler, token_matches
 from remotegpu.domain.workloads.autoscaler import Autoscaler
 from remotegpu.domain.workloads.services import InferenceService, Replica
@@ -49,6 +55,9 @@ HOLD_SECONDS = 120.0
 TICK_SECONDS = 1.0
 PROBE_NOT_READY_SECONDS = 0.05
 PROBE_READY_SECONDS = 2.0
+#: With several routing processes, a draining replica is removed only after this long
+#: (and nothing in flight anywhere): the other processes learn it drains first.
+DRAIN_GRACE_SECONDS = 2.5
 _HOP = {h.lower() for h in (hdrs.CONNECTION, hdrs.KEEP_ALIVE, hdrs.PROXY_AUTHENTICATE, hdrs.PROXY_AUTHORIZATION, hdrs.TE,
                             hdrs.TRAILER, hdrs.TRANSFER_ENCODING, hdrs.UPGRADE, hdrs.HOST, hdrs.AUTHORIZATION,
                             hdrs.CONTENT_LENGTH, hdrs.COOKIE)}
@@ -56,8 +65,12 @@ ROUTER_KEY = web.AppKey("serve_router", object)
 
 
 class ServeRouter:
-    def __init__(self, container: "Container") -> None:
+    def __init__(self, container: "Container", state=None) -> None:
         self._container = container
+        # Shared with the other routing processes (Redis) or this process's own.
+        self.state = state if state is not None else LocalRouterState()
+        self.leading = False  # this process runs the autoscalers (always, without Redis)
+        self._draining_since: dict[str, float] = {}
         self.scaler = ServiceScaler(container.uow, container.clock(), notify=container.agent_service().poke,
                                     quotas=container.workspace_policy())
         self.services: dict[str, InferenceService] = {}
@@ -78,7 +91,18 @@ class ServeRouter:
         return replica_id in self._ready
 
     def in_flight(self, replica_id: str) -> int:
-        return self._inflight.get(replica_id, 0)
+        """Requests in flight to the replica from every routing process."""
+        return self._inflight.get(replica_id, 0) + self.state.remote_in_flight(replica_id)
+
+    def drained(self, replica_id: str) -> bool:
+        """Nothing in flight to it anywhere, and (several processes) it has drained long
+        enough that every process knows not to send it more."""
+        if self.in_flight(replica_id) != 0:
+            return False
+        if not self.state.shared:
+            return True
+        since = self._draining_since.get(replica_id)
+        return since is not None and time.monotonic() - since >= DRAIN_GRACE_SECONDS
 
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -86,13 +110,17 @@ class ServeRouter:
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30), auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
         )
+        await self.state.start(self._wake.set)
         self._tasks = [asyncio.create_task(self._scale_loop(), name="serve-scale"),
                        asyncio.create_task(self._probe_loop(), name="serve-probe")]
+        if self.state.shared:
+            self._tasks.append(asyncio.create_task(self._sync_loop(), name="serve-sync"))
 
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.state.stop()
         if self._session is not None:
             await self._session.close()
 
@@ -110,20 +138,61 @@ class ServeRouter:
                 pass
             self._wake.clear()
 
+    async def _sync_loop(self) -> None:
+        while True:
+            try:
+                await self._sync()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - Redis away for a moment: counts are this process's meanwhile
+                log.warning("router state: sync failed", exc_info=True)
+                await asyncio.sleep(1.0)
+            await asyncio.sleep(SYNC_SECONDS)
+
+    async def _sync(self) -> None:
+        arrivals, self._arrivals = self._arrivals, {}
+        await self.state.publish(dict(self._inflight), dict(self._waiting), arrivals)
+
+    async def _held(self) -> None:
+        """A request held here: the leader (maybe another process) reconciles now."""
+        try:
+            await self._sync()
+            await self.state.poke()
+        except Exception:  # noqa: BLE001 - the next sync and tick carry it anyway
+            log.warning("router state: poke failed", exc_info=True)
+
     async def tick(self) -> None:
         now = time.monotonic()
+        if not await self.state.leader():
+            # Another process scales: follow the services it saves.
+            self.leading = False
+            self._scalers.clear()
+            self._policies.clear()
+            async with self._container.read_uow() as uow:
+                self.services = {s.id: s for s in await uow.inference_services.list_active()}
+            self._after_tick(now)
+            return
+        self.leading = True
+        remote_arrivals = await self.state.take_arrivals()
         desired = {}
         for sid, service in self.services.items():
-            policy = service.policy()
+            policy = service.autoscale
             if self._policies.get(sid) != policy:
                 self._policies[sid] = policy
                 self._scalers[sid] = Autoscaler(policy)
             scaler = self._scalers[sid]
-            inflight = sum(self._inflight.get(r.id, 0) for r in service.replicas) + self._waiting.get(sid, 0)
-            scaler.observe(now, inflight, self._arrivals.pop(sid, 0))
+            waiting = self._waiting.get(sid, 0) + self.state.remote_waiting(sid)
+            inflight = sum(self.in_flight(r.id) for r in service.replicas) + waiting
+            scaler.observe(now, inflight, self._arrivals.pop(sid, 0) + remote_arrivals.get(sid, 0))
             current = [r for r in service.replicas if r.generation == service.generation and r.state != "draining"]
-            desired[sid] = scaler.decide(now, len(current), self._waiting.get(sid, 0))
+            desired[sid] = scaler.decide(now, len(current), waiting)
+        before = _shape(self.services)
         self.services = await self.scaler.reconcile(desired, self)
+        if self.state.shared and _shape(self.services) != before:
+            await self.state.poke()  # the others reload the replicas now
+        self._after_tick(now)
+
+    def _after_tick(self, now: float) -> None:
         for sid in list(self._scalers):
             if sid not in self.services:
                 del self._scalers[sid]
@@ -131,6 +200,8 @@ class ServeRouter:
         for rid in list(self._ready):
             if rid not in live:
                 self._ready.discard(rid)
+        draining = {r.id for s in self.services.values() for r in s.replicas if r.state == "draining"}
+        self._draining_since = {rid: self._draining_since.get(rid, now) for rid in draining}
 
     async def _probe_loop(self) -> None:
         while True:
@@ -169,7 +240,7 @@ class ServeRouter:
         for r in service.replicas:
             if r.state not in ("starting", "running") or r.id not in self._ready or r.id in avoid:
                 continue
-            if best is None or self._inflight.get(r.id, 0) < self._inflight.get(best.id, 0):
+            if best is None or self.in_flight(r.id) < self.in_flight(best.id):
                 best = r
         return best
 
@@ -236,6 +307,8 @@ class ServeRouter:
                     stats["cold_starts"] += 1 if not any(r.id in self._ready for r in service.replicas) else 0
                     self._waiting[service_id] = self._waiting.get(service_id, 0) + 1
                     self._wake.set()  # the scale loop runs now: a replica for the held request
+                    if self.state.shared:
+                        asyncio.ensure_future(self._held())
                 event = self._events.setdefault(service_id, asyncio.Event())
                 event.clear()
                 remaining = deadline - time.monotonic()
@@ -287,8 +360,12 @@ class ServeRouter:
             "latency_p50_ms": pct(0.5), "latency_p99_ms": pct(0.99),
             "rps_1m": round(sum(1 for t in stats.get("arrived", ()) if t >= time.monotonic() - 60) / 60, 3),
             "ready_replicas": sum(1 for r in (service.replicas if service else []) if r.id in self._ready),
-            "in_flight": sum(self._inflight.get(r.id, 0) for r in (service.replicas if service else [])),
+            "in_flight": sum(self.in_flight(r.id) for r in (service.replicas if service else [])),
         }
+
+
+def _shape(services: dict[str, InferenceService]) -> dict[str, tuple]:
+    return {sid: tuple((r.id, r.state) for r in s.replicas) for sid, s in services.items()}
 
 
 class _NotSent(Exception):
@@ -306,6 +383,6 @@ def serve_ctx(container: "Container"):
 
 
 def install(app: web.Application, container: "Container") -> ServeRouter:
-    router = ServeRouter(container)
+    router = ServeRouter(container, container.serve_router_state())
     app[ROUTER_KEY] = router
     return router

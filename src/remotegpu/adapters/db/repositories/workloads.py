@@ -8,8 +8,9 @@ from sqlalchemy import func, select
 
 from remotegpu.adapters.db import tables as t
 from remotegpu.adapters.db.repositories._base import SqlRepository
+from remotegpu.domain.workloads.autoscaler import AutoscalePolicy
 from remotegpu.domain.workloads.models import JobNode, JobStatus, TrainingJob
-from remotegpu.domain.workloads.services import InferenceService, Replica, ServiceStatus
+from remotegpu.domain.workloads.services import POLICY_FIELDS, InferenceService, Replica, ServiceStatus
 
 
 def _row(job: TrainingJob) -> dict[str, Any]:
@@ -22,6 +23,7 @@ def _row(job: TrainingJob) -> dict[str, Any]:
         "updated_at": job.updated_at, "queued_at": job.queued_at, "started_at": job.started_at,
         "finished_at": job.finished_at, "attempt": job.attempt, "node_states": [n.to_dict() for n in job.node_states],
         "exit_code": job.exit_code, "exit_codes": list(job.exit_codes), "history": list(job.history),
+        "data_mounts": [dict(m) for m in job.data_mounts],
     }
 
 
@@ -33,7 +35,7 @@ def _job(r: Any) -> TrainingJob:
         max_retries=r.max_retries, priority=r.priority, status=JobStatus(r.status), status_message=r.status_message,
         updated_at=r.updated_at, queued_at=r.queued_at, started_at=r.started_at, finished_at=r.finished_at,
         attempt=r.attempt, node_states=[JobNode.from_dict(n) for n in r.node_states], exit_code=r.exit_code,
-        exit_codes=list(r.exit_codes), history=list(r.history),
+        exit_codes=list(r.exit_codes), history=list(r.history), data_mounts=[dict(m) for m in r.data_mounts or []],
     )
 
 
@@ -69,7 +71,8 @@ class SqlTrainingJobRepository(SqlRepository):
 
 
 def service_to_data(s: InferenceService) -> dict[str, Any]:
-    data = {k: v for k, v in s.__dict__.items() if k not in ("replicas", "status", "created_at", "updated_at")}
+    data = {k: v for k, v in s.__dict__.items() if k not in ("replicas", "status", "created_at", "updated_at", "autoscale")}
+    data.update({k: getattr(s.autoscale, k) for k in POLICY_FIELDS})  # stored flat, as before
     data["replicas"] = [r.to_dict() for r in s.replicas]
     data["updated_at"] = s.updated_at.isoformat() if s.updated_at else None
     return data
@@ -81,7 +84,8 @@ def service_from(data: dict[str, Any], status: str, created_at) -> InferenceServ
     d = dict(data)
     replicas = [Replica.from_dict(r) for r in d.pop("replicas", [])]
     updated = d.pop("updated_at", None)
-    return InferenceService(**d, replicas=replicas, status=ServiceStatus(status), created_at=created_at,
+    policy = AutoscalePolicy(**{k: d.pop(k) for k in POLICY_FIELDS if k in d})
+    return InferenceService(**d, autoscale=policy, replicas=replicas, status=ServiceStatus(status), created_at=created_at,
                             updated_at=datetime.fromisoformat(updated) if updated else None)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from remotegpu.domain.workloads.services import InferenceService
 from remotegpu.entrypoints.http.handlers import api
+from remotegpu.entrypoints.http.handlers.workloads import mounts_out
 from remotegpu.entrypoints.http.routing import Call
 from remotegpu.entrypoints.http.schemas.common import Page
 from remotegpu.entrypoints.http.schemas.workloads import (
@@ -43,13 +44,14 @@ def service_out(call: Call, s: InferenceService) -> InferenceServiceOut:
     return InferenceServiceOut(
         id=s.id, workspace_id=s.workspace_id, owner_id=s.owner_id, name=s.name, url=service_url(call, s.id), image=s.image,
         command=s.command, port=s.port, env=s.env, health_path=s.health_path, gpus=s.gpus, gpu_model=s.gpu_model,
-        cpu_cores=s.cpu_cores, memory_gib=s.memory_gib, min_replicas=s.min_replicas, max_replicas=s.max_replicas,
-        target_concurrency=s.target_concurrency, scale_down_delay_s=s.scale_down_delay_s,
-        scale_to_zero_after_s=s.scale_to_zero_after_s, public=s.public, status=s.status.value, status_message=s.status_message,
+        cpu_cores=s.cpu_cores, memory_gib=s.memory_gib, min_replicas=s.autoscale.min_replicas,
+        max_replicas=s.autoscale.max_replicas, target_concurrency=s.autoscale.target_concurrency,
+        scale_down_delay_s=s.autoscale.scale_down_delay_s, scale_to_zero_after_s=s.autoscale.scale_to_zero_after_s,
+        public=s.public, status=s.status.value, status_message=s.status_message,
         generation=s.generation, desired_replicas=s.desired_replicas,
         replicas=[ReplicaOut(id=r.id, generation=r.generation, host_id=r.host_id, state=r.state,
                              ready=bool(router and router.ready(r.id)), message=r.message) for r in s.replicas],
-        stats=ServiceStatsOut(**stats), created_at=s.created_at,
+        mounts=mounts_out(s.data_mounts), stats=ServiceStatsOut(**stats), created_at=s.created_at,
     )
 
 

@@ -54,7 +54,7 @@ async def metric_catalog(call: Call) -> Page[MetricInfoOut]:
 
 @api.get("/api/v1/metrics", query=LatestQuery, response=LatestOut, tags=TAGS, errors=[401, 403, 404, 422])
 async def latest_metrics(call: Call) -> LatestOut:
-    """Latest value of each series in a scope (environment/workspace: who may see it; host/fleet: admins)."""
+    """Latest value of each series in a scope (environment/workspace/job/service: who may see it; host/fleet: admins)."""
     q: LatestQuery = call.query
     names = [n.strip() for n in q.metric.split(",") if n.strip()] if q.metric else None
     samples = await call.container.metrics_service().latest(call.user, q.scope, q.id, names)

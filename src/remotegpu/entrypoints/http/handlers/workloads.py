@@ -22,6 +22,7 @@ from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.liveness import AdmissionCheck
 from remotegpu.entrypoints.http.routing import Call
 from remotegpu.entrypoints.http.schemas.common import Page
+from remotegpu.entrypoints.http.schemas.environments import DataMountOut
 from remotegpu.entrypoints.http.schemas.workloads import (
     JobLogOut,
     JobLogQuery,
@@ -42,6 +43,11 @@ STREAM_MAX_SECONDS = 60 * 60
 STREAM_CHUNK = 64 * 1024
 
 
+def mounts_out(mounts: list[dict]) -> list[DataMountOut]:
+    return [DataMountOut(kind=m["kind"], repository_id=m["repository_id"], name=m["name"], version=m["ref"],
+                         path=f"/{m['kind']}s/{m['name']}") for m in mounts]
+
+
 def job_out(j: TrainingJob) -> TrainingJobOut:
     return TrainingJobOut(
         id=j.id, workspace_id=j.workspace_id, owner_id=j.owner_id, name=j.name, image=j.image, command=j.command,
@@ -50,7 +56,8 @@ def job_out(j: TrainingJob) -> TrainingJobOut:
         status=j.status, status_message=j.status_message, attempt=j.attempt, exit_code=j.exit_code,
         node_states=[JobNodeOut(rank=n.rank, host_id=n.host_id, gpu_uuids=n.gpu_uuids, state=n.state, exit_code=n.exit_code,
                                 message=n.message) for n in j.node_states],
-        exit_codes=[NodeExitOut(**e) for e in j.exit_codes], history=j.history, created_at=j.created_at,
+        exit_codes=[NodeExitOut(**e) for e in j.exit_codes], history=j.history, mounts=mounts_out(j.data_mounts),
+        created_at=j.created_at,
         queued_at=j.queued_at, started_at=j.started_at, finished_at=j.finished_at,
     )
 

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from remotegpu.entrypoints.http.schemas.common import Strict
 
-ScopeName = Literal["environment", "workspace", "host", "fleet"]
+ScopeName = Literal["environment", "workspace", "host", "fleet", "job", "service"]
 
 
 class AgentMetricsIn(BaseModel):
@@ -24,7 +24,8 @@ class AgentMetricsOut(BaseModel):
 
 class MetricsScopeQuery(Strict):
     scope: ScopeName = "environment"
-    id: str | None = Field(None, max_length=36, description="the environment, workspace or host id (not for fleet)")
+    id: str | None = Field(None, max_length=36, description="the environment, workspace, host, training job or inference "
+                           "service id (not for fleet); a job's or service's series are its nodes' or replicas' GPUs")
 
 
 class LatestQuery(MetricsScopeQuery):
@@ -45,7 +46,8 @@ class SampleOut(BaseModel):
     value: float
     at: datetime
     host_id: str
-    environment_id: str = Field(description='"" when the GPU or host is not held by an environment')
+    environment_id: str = Field(description='"" when the GPU or host is not held by an environment; '
+                                "a training job's or inference service's id for the GPUs it holds")
     workspace_id: str
     gpu_uuid: str
 

@@ -17,6 +17,7 @@ from remotegpu.domain.workloads.models import (
     JobStatus,
 )
 from remotegpu.entrypoints.http.schemas.common import PageQuery, Strict
+from remotegpu.entrypoints.http.schemas.environments import DataMountIn, DataMountOut
 
 _Arg = Annotated[str, StringConstraints(max_length=MAX_VALUE_LENGTH)]
 _Variables = dict[Annotated[str, StringConstraints(max_length=128)], Annotated[str, StringConstraints(max_length=MAX_VALUE_LENGTH)]]
@@ -37,6 +38,11 @@ class TrainingJobIn(Strict):
     time_limit_minutes: int | None = Field(None, ge=1, le=MAX_TIME_LIMIT_MINUTES)
     max_retries: int = Field(0, ge=0, le=MAX_RETRIES, description="a failed node restarts the whole gang this many times")
     priority: int = Field(0, ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1], description="higher first; waiting raises it (aging)")
+    mounts: list[DataMountIn] = Field(
+        default_factory=list, max_length=20,
+        description="dataset/model versions mounted read-only at /datasets/<name> or /models/<name> in every node; "
+        "the version ('latest', a tag or a number) is resolved at every attempt",
+    )
 
 
 class TrainingJobListQuery(PageQuery):
@@ -91,6 +97,7 @@ class TrainingJobOut(BaseModel):
     node_states: list[JobNodeOut]
     exit_codes: list[NodeExitOut]
     history: list[dict]
+    mounts: list[DataMountOut] = Field(default_factory=list, description="dataset/model versions mounted read-only")
     created_at: datetime
     queued_at: datetime | None
     started_at: datetime | None
@@ -140,6 +147,11 @@ class InferenceServiceIn(Strict):
     scale_down_delay_s: float = Field(300.0, gt=0, le=86_400, description="replicas go only after this long of lower demand")
     scale_to_zero_after_s: float = Field(300.0, gt=0, le=86_400, description="idle this long: no replica (min_replicas 0)")
     public: bool = Field(False, description="anyone may call it; otherwise a token of the service is needed")
+    mounts: list[DataMountIn] = Field(
+        default_factory=list, max_length=20,
+        description="dataset/model versions mounted read-only at /datasets/<name> or /models/<name> in every replica; "
+        "the version ('latest', a tag or a number) is resolved at every replica start",
+    )
 
 
 class InferenceServicePatchIn(Strict):
@@ -206,6 +218,7 @@ class InferenceServiceOut(BaseModel):
     generation: int
     desired_replicas: int
     replicas: list[ReplicaOut]
+    mounts: list[DataMountOut] = Field(default_factory=list, description="dataset/model versions mounted read-only")
     stats: ServiceStatsOut
     created_at: datetime
 

@@ -49,6 +49,7 @@ export interface JobInput {
   max_retries: number
   priority: number
   env?: Record<string, string>
+  mounts?: { kind: 'dataset' | 'model'; name: string; version: string }[]
 }
 
 export interface JobLog { node: string; attempt: number; rank: number; bytes: number }
@@ -113,6 +114,7 @@ export interface ServiceInput {
   max_replicas: number
   target_concurrency: number
   public: boolean
+  mounts?: { kind: 'dataset' | 'model'; name: string; version: string }[]
 }
 
 const SVC = (id: string) => `/api/v1/inference-services/${encodeURIComponent(id)}`

@@ -2,7 +2,7 @@
 their JSON document).
 
 Revision ID: 0028
-Revises: 0022
+Revises: 0031
 Create Date: 2026-11-29
 
 Frozen: it does not import ``tables.py``.
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0028"
-down_revision = "0022"
+down_revision = "0031"
 branch_labels = None
 depends_on = None
 

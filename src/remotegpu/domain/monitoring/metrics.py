@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from remotegpu.domain.shared.errors import InvalidInput
 
@@ -78,9 +78,11 @@ def check_metric(name: str) -> str:
 # --- samples --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One reading. ``ts`` is seconds since the epoch; "" = not applicable."""
+class Sample(NamedTuple):
+    """One reading. ``ts`` is seconds since the epoch; "" = not applicable.
+
+    A named tuple, not a dataclass: ingestion makes one per sample (tens of thousands a
+    second), and a tuple is built about five times faster than a frozen dataclass."""
 
     ts: float
     metric: str

@@ -219,6 +219,8 @@ class SqlMetricsStore:
     async def _exclusive(self, session: AsyncSession) -> bool:
         """Take the compaction lock (PostgreSQL; waits for writers in flight); True on PostgreSQL."""
         if self._dialect(session) != "postgresql":
+            # SQLite: a write first, so this transaction holds the write lock before it reads.
+            await session.execute(sa.text("DELETE FROM metric_late_buckets WHERE 1 = 0"))
             return False
         await session.execute(sa.text(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})"))
         return True
@@ -259,17 +261,12 @@ class SqlMetricsStore:
         target = bucket_of(now - ROLLUP_GRACE_SECONDS, resolution)
         async with self._sessions() as session, session.begin():
             postgres = await self._exclusive(session)
-            if postgres:
-                await session.execute(
-                    sa.text("INSERT INTO metric_compaction (resolution, done_until) VALUES (:r, 0) ON CONFLICT DO NOTHING"),
-                    {"r": resolution})
-                done = (await session.execute(sa.select(_W.c.done_until).where(_W.c.resolution == resolution)
-                                              .with_for_update())).scalar_one()
-            else:
-                done = (await session.execute(sa.select(_W.c.done_until).where(_W.c.resolution == resolution))).scalar()
-                if done is None:
-                    await session.execute(_W.insert().values(resolution=resolution, done_until=0))
-                    done = 0
+            # Both dialects know ON CONFLICT DO NOTHING; on SQLite this also takes the write lock.
+            await session.execute(
+                sa.text("INSERT INTO metric_compaction (resolution, done_until) VALUES (:r, 0) ON CONFLICT DO NOTHING"),
+                {"r": resolution})
+            done = (await session.execute(sa.select(_W.c.done_until).where(_W.c.resolution == resolution)
+                                          .with_for_update())).scalar_one()
             if done == 0 or done < now - self.retention.raw_seconds - resolution:
                 # First run, or idle past retention: skip to the oldest raw sample left.
                 oldest = (await session.execute(sa.select(sa.func.min(_P.c.ts)))).scalar()

@@ -38,7 +38,8 @@ def _at(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
-@api.post("/api/v1/agent/metrics", body=AgentMetricsIn, response=AgentMetricsOut, auth=False, tags=["agent"], errors=[401, 422])
+@api.post("/api/v1/agent/metrics", body=AgentMetricsIn, response=AgentMetricsOut, auth=False, tags=["agent"], errors=[401, 422],
+          bulk=True)
 async def agent_metrics(call: Call) -> AgentMetricsOut:
     """A batch of metric samples from a host's agent (Bearer: agent token), sent after its heartbeats."""
     accepted = await call.container.metrics_service().ingest_from_agent(_agent_token(call), call.body.samples)

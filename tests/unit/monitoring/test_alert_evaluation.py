@@ -82,3 +82,65 @@ async def test_stale_series_stop_breaching():
     assert [t for _, _, t in await service.evaluate()] == ["firing"]
     clock["now"] += 600  # the agent went quiet: no data is no breach
     assert [t for _, _, t in await service.evaluate()] == ["resolved"]
+
+
+async def test_balance_low_watches_runway_with_hysteresis_and_tells_the_wallet_owners():
+    service, metrics, alerts, _, clock = world()
+    wallets = {"w1": (4_000, 200)}  # 20 h of runway at 200 per hour
+
+    async def balances(ids):
+        return {ws: v for ws, v in wallets.items() if ids is None or ws in ids}
+
+    sent = []
+
+    async def notify(messages):
+        sent.extend(messages)
+
+    service.balances, service.notify = balances, notify
+    low = rule(RuleType.BALANCE_LOW)
+    assert (low.metric, low.op, low.threshold, low.keep_firing_for_seconds) == ("runway_hours", "<", 24.0, 3600)
+    await alerts.add_rule(low)
+    assert [t for _, _, t in await service.evaluate()] == ["firing"]
+    [record] = await alerts.open_alerts(low.id)
+    assert (record.labels, record.state.value) == ({"workspace": "w1"}, 20.0)
+    [message] = sent
+    from remotegpu.domain.workspaces.models import Role
+    assert (message.audience.workspace_id, set(message.audience.roles), message.link) == ("w1", {Role.OWNER, Role.ADMIN}, "/billing")
+
+    wallets["w1"] = (5_000, 200)  # topped up to 25 h: back over, but within keep_firing_for: still firing, nobody told
+    clock["now"] += 600
+    assert await service.evaluate() == []
+    wallets["w1"] = (4_600, 200)  # flapping under again: the same alert, no second notice
+    clock["now"] += 600
+    assert await service.evaluate() == []
+    wallets["w1"] = (50_000, 0)  # nothing runs: runway is not low at any balance
+    clock["now"] += 600
+    assert await service.evaluate() == []
+    clock["now"] += 3600
+    assert [t for _, _, t in await service.evaluate()] == ["resolved"]
+    assert [m.kind for m in sent] == ["alert.firing", "alert.resolved"]
+
+    wallets["w1"] = (0, 0)  # empty: no runway whatever it burns
+    clock["now"] += 10
+    assert [t for _, _, t in await service.evaluate()] == ["firing"]
+
+
+async def test_balance_low_on_the_balance_and_for_every_wallet_of_a_platform_rule():
+    service, _, alerts, _, _ = world()
+
+    async def balances(ids):
+        assert ids is None  # a platform rule: every wallet
+        return {"w1": (900, 10), "w2": (2_000, 10)}
+
+    service.balances = balances
+    rule_ = AlertRule.create(name="low", type=RuleType.BALANCE_LOW, scope=Scope.PLATFORM, workspace_id=None, created_by="u",
+                             now=datetime.fromtimestamp(NOW, tz=timezone.utc), for_seconds=0, metric="balance",
+                             threshold=1_000)
+    await alerts.add_rule(rule_)
+    await service.evaluate()
+    assert [a.labels for a in await alerts.open_alerts(rule_.id)] == [{"workspace": "w1"}]
+    import pytest
+
+    from remotegpu.domain.shared.errors import InvalidInput
+    with pytest.raises(InvalidInput):
+        rule(RuleType.BALANCE_LOW, metric=m.GPU_UTIL)

@@ -103,8 +103,8 @@ async def create_alert_rule(call: Call) -> AlertRuleOut:
     """Create an alert rule: a workspace's (members) or the platform's (admins)."""
     b: AlertRuleIn = call.body
     fields = b.model_dump(exclude={"type", "workspace_id"})
-    if b.type != "threshold":
-        fields = {k: v for k, v in fields.items() if k not in ("metric", "op")}
+    if b.type != "threshold":  # fixed by the type (balance_low: its metric picks runway hours or balance)
+        fields = {k: v for k, v in fields.items() if k not in (("op",) if b.type == "balance_low" else ("metric", "op"))}
     rule = await call.container.alert_service().create_rule(
         call.user, scope="workspace" if b.workspace_id else "platform", workspace_id=b.workspace_id, type=b.type, **fields)
     return _rule_out(rule)

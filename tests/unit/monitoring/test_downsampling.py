@@ -13,7 +13,7 @@ from remotegpu.adapters.db.engine import create_engine
 from remotegpu.adapters.db.migrate import upgrade
 from remotegpu.adapters.monitoring.sql_store import SqlMetricsStore
 from remotegpu.application.monitoring.ports import SeriesFilter
-from remotegpu.domain.monitoring.metrics import Retention, Sample, aggregate, downsample, quantize
+from remotegpu.domain.monitoring.metrics import ROLLUP_RESOLUTIONS, Retention, Sample, aggregate, downsample, quantize
 
 T0 = 1_700_000_000 - 1_700_000_000 % 3600  # an hour boundary
 DAY = 86400
@@ -123,7 +123,7 @@ async def stored_rollups(engine) -> dict[tuple, tuple]:
 
 def expected_rollups(samples: list[Sample]) -> dict[tuple, tuple]:
     out = {}
-    for resolution in (60, 3600):
+    for resolution in ROLLUP_RESOLUTIONS:
         for r in downsample(samples, resolution):
             key = (resolution, r.metric, r.host_id, r.env_id, r.gpu_uuid, r.bucket, r.workspace_id)
             out[key] = (r.agg.count, r.agg.sum, r.agg.min, r.agg.max)

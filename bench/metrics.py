@@ -90,7 +90,8 @@ async def ingest(server_url: str, admin_token: str, hosts: int, batch: int, seco
     conn = await asyncpg.connect(dsn)
     backends = [r["pid"] for r in await conn.fetch(
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
-    cpu0 = (_cpu_seconds(server_pid), sum(map(_cpu_seconds, backends)), time.process_time())
+    backend_cpu0 = {p: _cpu_seconds(p) for p in backends}
+    cpu0 = (_cpu_seconds(server_pid), sum(backend_cpu0.values()), time.process_time())
     stop = time.monotonic() + seconds
 
     async def host(i: int) -> None:
@@ -105,7 +106,10 @@ async def ingest(server_url: str, admin_token: str, hosts: int, batch: int, seco
     started = time.monotonic()
     await asyncio.gather(*(host(i) for i in range(hosts)))
     elapsed = time.monotonic() - started
-    cpu1 = (_cpu_seconds(server_pid), sum(map(_cpu_seconds, backends)), time.process_time())
+    alive = {r["pid"] for r in await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")}
+    cpu1 = (_cpu_seconds(server_pid), sum(_cpu_seconds(p) for p in backends if p in alive), time.process_time())
+    # a backend that closed meanwhile counts neither before nor after
+    cpu0 = (cpu0[0], cpu0[1] - sum(before for p, before in backend_cpu0.items() if p not in alive), cpu0[2])
     await conn.close()
     for link in links:
         await link.close()

@@ -144,3 +144,39 @@ async def test_balance_low_on_the_balance_and_for_every_wallet_of_a_platform_rul
     from remotegpu.domain.shared.errors import InvalidInput
     with pytest.raises(InvalidInput):
         rule(RuleType.BALANCE_LOW, metric=m.GPU_UTIL)
+
+
+async def test_a_silenced_alert_still_fires_and_resolves_but_nobody_is_told():
+    from datetime import timedelta
+
+    from remotegpu.domain.monitoring.alerts import Silence
+
+    service, metrics, alerts, published, clock = world()
+    sent = []
+
+    async def notify(messages):
+        sent.extend(messages)
+
+    service.notify = notify
+    hot = rule(RuleType.GPU_OVERHEAT)
+    await alerts.add_rule(hot)
+    at = datetime.fromtimestamp(NOW, tz=timezone.utc)
+    # a silence of this rule for GPU-1 only, for the next 10 minutes
+    await alerts.add_silence(Silence("s1", Scope.WORKSPACE, "w1", at - timedelta(seconds=1), at + timedelta(minutes=10), "u",
+                                     at, hot.id, {"gpu_uuid": "GPU-1"}))
+    await metrics.write([m.Sample(NOW, m.GPU_TEMP, 95, "h1", "e1", "w1", "GPU-1"),
+                         m.Sample(NOW, m.GPU_TEMP, 95, "h1", "e1", "w1", "GPU-2")])
+    assert sorted(t for _, _, t in await service.evaluate()) == ["firing", "firing"]  # both fire: state is never muted
+    records = {r.labels["gpu_uuid"]: r for r in await alerts.open_alerts(hot.id)}
+    assert (records["GPU-1"].silenced, records["GPU-2"].silenced) == (True, False)
+    assert [m_.params["what"].count("GPU-2") for m_ in sent] == [1] and len(published) == 1  # GPU-2 only was told
+    clock["now"] += 10
+    await metrics.write([m.Sample(clock["now"], m.GPU_TEMP, 60, "h1", "e1", "w1", "GPU-1"),
+                         m.Sample(clock["now"], m.GPU_TEMP, 60, "h1", "e1", "w1", "GPU-2")])
+    assert sorted(t for _, _, t in await service.evaluate()) == ["resolved", "resolved"]
+    assert len(sent) == 2 and all("GPU-2" in m_.params["what"] for m_ in sent)
+    # another workspace's silence mutes nothing here
+    other = Silence("s2", Scope.WORKSPACE, "w9", at, at + timedelta(minutes=10), "u", at)
+    assert not other.mutes(hot, {"workspace": "w1", "gpu_uuid": "GPU-1"}, at)
+    assert not Silence("s3", Scope.WORKSPACE, "w1", at + timedelta(minutes=1), at + timedelta(minutes=10), "u", at).mutes(
+        hot, {"workspace": "w1"}, at)  # not started yet

@@ -145,3 +145,34 @@ async def test_quota_near_limit_fires_for_the_workspace(client, container, new_a
     r = await client.get("/api/v1/alerts", params={"workspace_id": ws, "status": "firing"}, headers=user.headers)
     [alert] = (await r.json())["items"]
     assert alert["labels"] == {"workspace": ws} and alert["value"] == 50.0
+
+
+async def test_balance_low_fires_for_the_wallet_owner_on_real_billing(aiohttp_client, tmp_path):
+    settings = make_settings(tmp_path, embedded_agent=False, billing_enabled=True)
+    container = build_container(settings)
+    await asyncio.to_thread(upgrade, settings.effective_database_url)
+    client = await aiohttp_client(create_app(container, run_background=False), cookie_jar=aiohttp.DummyCookieJar())
+    admin = await signup(client, admin_container=container)
+    user, other = await signup(client), await signup(client)
+    ws = user.personal_workspace_id
+    r = await client.post("/api/v1/alert-rules", json={"name": "wallet low", "type": "balance_low", "metric": "balance",
+                                                      "threshold": 1000, "for_seconds": 0}, headers=admin.headers)
+    assert r.status == 201, await r.text()
+    assert (await r.json())["metric"] == "balance"
+    r = await client.post("/api/v1/alert-rules", json={"name": "x", "type": "balance_low", "workspace_id": ws},
+                          headers=other.headers)
+    assert r.status == 404  # another tenant's wallet
+    r = await client.post("/api/v1/alert-rules", json={"name": "x", "type": "balance_low", "metric": "DCGM_FI_DEV_GPU_UTIL",
+                                                      "workspace_id": ws}, headers=user.headers)
+    assert r.status == 422
+    r = await client.post("/api/v1/billing/wallet/entries", json={"workspace_id": ws, "kind": "topup", "amount": 500,
+                                                                  "reason": "first", "reference": "t-1"}, headers=admin.headers)
+    assert r.status == 201, await r.text()
+    assert [t for _, _, t in await container.alert_service().evaluate()] == ["firing"]
+    r = await client.get("/api/v1/notifications", headers=user.headers)
+    assert [n["title"] for n in (await r.json())["items"]].count("Alert firing: wallet low") == 1
+    r = await client.get("/api/v1/notifications", headers=other.headers)
+    assert not [n for n in (await r.json())["items"] if n["title"].startswith("Alert")]
+    r = await client.get("/api/v1/alerts", headers=admin.headers)
+    [alert] = (await r.json())["items"]
+    assert (alert["labels"], alert["value"], alert["status"]) == ({"workspace": ws}, 500.0, "firing")

@@ -347,11 +347,11 @@ def _alert_store(persistence: str, session_factory):
     return SqlAlertStore(session_factory())
 
 
-def _alert_service(uow, store, metrics, clock, notify, policy, publish=None):
+def _alert_service(uow, store, metrics, clock, notify, policy, publish=None, balances=None):
     from remotegpu.application.monitoring.alerts import AlertService
 
     return AlertService(uow=uow, store=store, metrics=metrics, clock=clock, notify=notify,
-                        default_quota=getattr(policy, "default_quota", None), publish=publish)
+                        default_quota=getattr(policy, "default_quota", None), publish=publish, balances=balances)
 
 
 def _metrics_service(uow, store):
@@ -696,6 +696,7 @@ class Container(containers.DeclarativeContainer):
         _alert_service, read_uow.provider, alert_store, metrics_store, clock,
         providers.Callable(lambda d: d.dispatch, notification_dispatcher), workspace_policy,
         providers.Callable(lambda w: w.publish, webhook_service),
+        providers.Callable(lambda b: b.balances_and_burn, billing_service),
     )
 
 

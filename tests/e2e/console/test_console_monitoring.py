@@ -5,6 +5,7 @@ that fires and shows in the alert list, the Chinese page, and the admins' fleet 
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Iterator
 
@@ -63,6 +64,11 @@ def test_charts_alert_editor_alert_list_and_fleet(mon_server, browser):
         expect(metrics.get_by_test_id("metric-chart").first).to_contain_text("95")
         shot(page, "monitoring-env-charts")
 
+        # the host page is the admins': a member is sent away from it
+        page.goto("/admin/hosts/whatever/metrics")
+        expect(page).not_to_have_url(re.compile(r"/admin/hosts/"))
+        expect(page.get_by_test_id("host-metrics")).to_have_count(0)
+
         page.goto("/alerts")
         page.get_by_test_id("rule-new").click()
         page.get_by_test_id("rule-name").fill("busy GPU")
@@ -95,6 +101,19 @@ def test_charts_alert_editor_alert_list_and_fleet(mon_server, browser):
             expect(ap.get_by_test_id("fleet-cell").first).to_be_visible()
             expect(ap.get_by_test_id("fleet-cell")).to_have_count(2)
             shot(ap, "monitoring-fleet")
+            # a host's charts (admins): per GPU util/memory/temperature/power, per environment CPU and memory
+            ap.get_by_test_id("fleet-host").first.click()
+            host = ap.get_by_test_id("host-metrics")
+            expect(host).to_contain_text("Host metrics")
+            expect(host.get_by_test_id("metric-chart")).to_have_count(6)
+            expect(host.get_by_test_id("metric-chart").first.locator("path").first).to_be_attached(timeout=30_000)
+            expect(host.get_by_test_id("metric-chart").first).to_contain_text("95")
+            expect(host.get_by_test_id("metric-chart").nth(2)).to_contain_text("GPU temperature")
+            shot(ap, "monitoring-host")
+            ap.evaluate("localStorage.setItem('rgpu.locale', 'zh-CN')")
+            ap.reload()
+            expect(ap.get_by_test_id("host-metrics")).to_contain_text("主机监控", timeout=10_000)
+            expect(ap.get_by_test_id("host-metrics")).to_contain_text("GPU 温度")
         finally:
             admin.close()
     finally:

@@ -13,7 +13,7 @@ from remotegpu.adapters.db.engine import create_engine
 from remotegpu.adapters.db.migrate import upgrade
 from remotegpu.adapters.monitoring.sql_store import SqlMetricsStore
 from remotegpu.application.monitoring.ports import SeriesFilter
-from remotegpu.domain.monitoring.metrics import Retention, Sample, aggregate, downsample, quantize
+from remotegpu.domain.monitoring.metrics import ROLLUP_RESOLUTIONS, Retention, Sample, aggregate, downsample, quantize
 
 T0 = 1_700_000_000 - 1_700_000_000 % 3600  # an hour boundary
 DAY = 86400
@@ -88,3 +88,74 @@ def test_sql_rollups_and_range_queries_equal_the_raw_samples_exactly(tmp_path_fa
     for p in (hourly[0].points if hourly else []):
         vals = [s.value for s in samples if s.env_id == "e1" and p.t <= s.ts < p.t + 3600]
         assert (p.count, p.min, p.max, p.avg) == (len(vals), min(vals), max(vals), math.fsum(vals) / len(vals))
+
+
+# --- late samples: rollups equal the raw aggregates whatever the arrival order ------------
+
+_template: dict[str, object] = {}
+
+
+def _fresh_store(tmp_path_factory):
+    """A migrated SQLite file per example (copied from one migrated template: fast)."""
+    import shutil
+
+    if "path" not in _template:
+        path = tmp_path_factory.mktemp("late-template") / "t.db"
+        upgrade(f"sqlite+aiosqlite:///{path}")
+        _template["path"] = path
+    path = tmp_path_factory.mktemp("late") / "m.db"
+    shutil.copy(_template["path"], path)
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    return SqlMetricsStore(async_sessionmaker(engine, expire_on_commit=False)), engine
+
+
+async def stored_rollups(engine) -> dict[tuple, tuple]:
+    import sqlalchemy as sa
+
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.text(
+            "SELECT resolution, metric, host_id, env_id, gpu_uuid, bucket, workspace_id, count, sum, min, max "
+            "FROM metric_rollups"))).all()
+    return {tuple(r[:7]): tuple(r[7:]) for r in rows}
+
+
+def expected_rollups(samples: list[Sample]) -> dict[tuple, tuple]:
+    out = {}
+    for resolution in ROLLUP_RESOLUTIONS:
+        for r in downsample(samples, resolution):
+            key = (resolution, r.metric, r.host_id, r.env_id, r.gpu_uuid, r.bucket, r.workspace_id)
+            out[key] = (r.agg.count, r.agg.sum, r.agg.min, r.agg.max)
+    return out
+
+
+# Samples over 2 hours, each arriving with a delay of up to an hour (what ingestion
+# accepts), in batches; compaction runs between batches at the arrival clock.
+late_rows = st.lists(st.tuples(st.floats(min_value=0, max_value=2 * 3600 - 0.001), values, st.sampled_from(["e1", "e2"]),
+                               st.integers(0, 3600)), min_size=1, max_size=120)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=late_rows, batch=st.integers(1, 40))
+def test_rollups_equal_raw_aggregates_whatever_the_arrival_order(tmp_path_factory, rows, batch):
+    store, engine = _fresh_store(tmp_path_factory)
+    samples = [Sample(T0 + dt, "DCGM_FI_DEV_GPU_UTIL", v, "h1", env, "w1" if env == "e1" else "w2", "GPU-" + env)
+               for dt, v, env, _ in rows]
+    arrivals = sorted(zip([T0 + dt + delay for dt, _, _, delay in rows], range(len(rows)), samples))
+
+    async def run():
+        for i in range(0, len(arrivals), batch):
+            chunk = arrivals[i:i + batch]
+            await store.write([s for _, _, s in chunk])
+            await store.compact(max(at for at, _, _ in chunk))  # some buckets are rolled up before their late samples
+        await store.compact(T0 + 4 * 3600)  # every bucket finished, late ones included
+        first = await stored_rollups(engine)
+        await store.compact(T0 + 4 * 3600)  # idempotent
+        second = await stored_rollups(engine)
+        await engine.dispose()
+        return first, second
+
+    first, second = _loop.run_until_complete(run())
+    assert first == expected_rollups(samples)
+    assert second == first

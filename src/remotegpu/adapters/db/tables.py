@@ -793,21 +793,41 @@ billing_plans = sa.Table(
 )
 
 # --- monitoring (adapters/monitoring/sql_store.py, sql_alerts.py) ----------------------
-# Raw samples: ts in epoch seconds; "" = not applicable (env_id, workspace_id, gpu_uuid).
-metric_samples = sa.Table(
-    "metric_samples",
+# A series: what one metric of one host/environment/GPU is; "" = not applicable
+# (env_id, workspace_id, gpu_uuid). Raw points refer to it by number, so a raw row is
+# three numbers (series, ts, value) with one index to keep: ingestion's cost (issue 18).
+metric_series = sa.Table(
+    "metric_series",
     metadata,
-    sa.Column("ts", sa.Float(precision=53), nullable=False),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("metric", sa.String(64), nullable=False),
     sa.Column("host_id", sa.String(36), nullable=False),
     sa.Column("env_id", sa.String(36), nullable=False),
     sa.Column("workspace_id", sa.String(36), nullable=False),
     sa.Column("gpu_uuid", sa.String(64), nullable=False),
+    sa.UniqueConstraint("metric", "host_id", "env_id", "gpu_uuid"),
+    sa.Index(None, "env_id", "metric"),
+    sa.Index(None, "host_id", "metric"),
+    sa.Index(None, "workspace_id", "metric"),
+)
+
+# Raw samples: ts in epoch seconds. No foreign key (a COPY per batch, nothing checked per row).
+metric_points = sa.Table(
+    "metric_points",
+    metadata,
+    sa.Column("series_id", sa.Integer, nullable=False),
+    sa.Column("ts", sa.Float(precision=53), nullable=False),
     sa.Column("value", sa.Float(precision=53), nullable=False),
-    sa.Index(None, "env_id", "metric", "ts"),
-    sa.Index(None, "host_id", "metric", "ts"),
-    sa.Index(None, "workspace_id", "metric", "ts"),
+    sa.Index(None, "series_id", "ts"),
     sa.Index(None, "ts"),
+)
+
+# Buckets already rolled up that a late sample fell into: compaction recomputes them.
+metric_late_buckets = sa.Table(
+    "metric_late_buckets",
+    metadata,
+    sa.Column("resolution", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("bucket", sa.BigInteger, primary_key=True, autoincrement=False),
 )
 
 # Aggregates of the raw samples per series and bucket (resolution 60 or 3600 s).

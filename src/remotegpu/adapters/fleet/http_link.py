@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import aiohttp
+import orjson
 
 from remotegpu.adapters.fleet.wire import reply_from_dict, report_to_dict
 from remotegpu.application.fleet.agent_protocol import HeartbeatReply, HostReport
@@ -67,7 +68,7 @@ class HttpAgentLink:
         """One batch of metric rows (see application/monitoring/collector.py), on the
         same session (kept-alive connection) as the heartbeats."""
         data = await self._post(METRICS_PATH, {"samples": rows}, what="metrics",
-                                headers={"Authorization": f"Bearer {agent_token}"})
+                                headers={"Authorization": f"Bearer {agent_token}"}, fast_json=True)
         return int(data.get("accepted", 0)) if isinstance(data, dict) else 0
 
     async def close(self) -> None:
@@ -84,12 +85,17 @@ class HttpAgentLink:
     # ----------------------------------------------------------------------------------
 
     async def _post(self, path: str, body: dict[str, Any], *, what: str,
-                    headers: dict[str, str] | None = None, timeout: aiohttp.ClientTimeout | None = None) -> Any:
+                    headers: dict[str, str] | None = None, timeout: aiohttp.ClientTimeout | None = None,
+                    fast_json: bool = False) -> Any:
+        """POST ``body`` as JSON; ``fast_json``: encoded by orjson (metric batches: plain
+        lists of numbers and strings, a tenth of ``json.dumps``' time)."""
         if self._session is None:
             self._session = aiohttp.ClientSession()
         url = self.server_url + path
         try:
-            async with self._session.post(url, json=body, headers=headers, timeout=timeout or self._timeout) as response:
+            kw: dict[str, Any] = ({"data": orjson.dumps(body), "headers": {**(headers or {}), "Content-Type": "application/json"}}
+                                  if fast_json else {"json": body, "headers": headers})
+            async with self._session.post(url, timeout=timeout or self._timeout, **kw) as response:
                 text = await response.text()
                 status = response.status
         except asyncio.TimeoutError:

@@ -1,11 +1,19 @@
 """MetricsStore in the database (SQLite or PostgreSQL): the embedded default.
 
-Raw samples go to ``metric_samples``; ``compact`` rolls finished buckets up into
+Raw samples go to ``metric_points`` as (series number, ts, value), the series' labels
+once to ``metric_series`` (numbers cached per process); on PostgreSQL by ``COPY``.
+``compact`` rolls finished buckets up into
 ``metric_rollups`` (1 minute and 1 hour, aggregated by the database: count, sum, min,
 max) and deletes what is past retention. A watermark per resolution
 (``metric_compaction``) records how far it got; the row is locked while a replica
 compacts (PostgreSQL ``FOR UPDATE``; SQLite serialises writers), and a bucket is
 replaced as a whole, so compaction is idempotent and safe on every replica.
+
+Late samples: a write that lands in a bucket already rolled up (its ts below the
+watermark) marks that bucket in ``metric_late_buckets``, in the same transaction, and
+the next ``compact`` recomputes the marked buckets from raw. So that no write slips
+between a rollup's read and its watermark, writers hold a shared advisory lock and a
+compaction step the exclusive one (PostgreSQL; SQLite has one writer at a time anyway).
 
 Range queries read the finest resolution still kept for their start (raw for the last
 24 h) and group into steps in the database.
@@ -16,22 +24,28 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from remotegpu.adapters.db import tables as t
 from remotegpu.application.monitoring.ports import Point, Series, SeriesFilter
 from remotegpu.domain.monitoring.metrics import ROLLUP_GRACE_SECONDS, ROLLUP_RESOLUTIONS, Retention, Sample, bucket_of
 
-_S, _R, _W = t.metric_samples, t.metric_rollups, t.metric_compaction
+_SER, _P, _R, _W, _L = t.metric_series, t.metric_points, t.metric_rollups, t.metric_compaction, t.metric_late_buckets
 #: Rolled up at most this much raw time per transaction (seconds).
 COMPACT_CHUNK_SECONDS = 3600
+#: Series numbers cached per process (then the cache starts afresh).
+MAX_CACHED_SERIES = 500_000
+#: pg_advisory_xact_lock key: writers take it shared, a compaction step exclusive.
+_LOCK_KEY = 0x52475055_4D455452 - (1 << 63)  # "RGPUMETR", as a signed bigint
 
 
 class SqlMetricsStore:
     def __init__(self, session_factory: async_sessionmaker[AsyncSession], *, retention: Retention | None = None) -> None:
         self._sessions = session_factory
         self.retention = retention or Retention()
-        self._engine: AsyncEngine | None = None
+        self._ids: dict[tuple[str, str, str, str], int] = {}
 
     def _dialect(self, session: AsyncSession) -> str:
         return session.get_bind().dialect.name
@@ -41,14 +55,57 @@ class SqlMetricsStore:
     async def write(self, samples: Sequence[Sample]) -> None:
         if not samples:
             return
+        ids = self._ids
+        try:
+            records = [(ids[(s[1], s[3], s[4], s[6])], s[0], s[2]) for s in samples]
+        except KeyError:
+            await self._resolve(samples)
+            records = [(ids[(s[1], s[3], s[4], s[6])], s[0], s[2]) for s in samples]
+        oldest = min(s[0] for s in samples)
         async with self._sessions() as session, session.begin():
+            conn = await session.connection()
             if self._dialect(session) == "postgresql":
-                await _copy_rows(session, [(s.ts, s.metric, s.host_id, s.env_id, s.workspace_id, s.gpu_uuid, s.value)
-                                           for s in samples])
+                raw = (await conn.get_raw_connection()).driver_connection
+                await raw.execute(f"SELECT pg_advisory_xact_lock_shared({_LOCK_KEY})")
+                await raw.copy_records_to_table("metric_points", records=records, columns=_POINT_COLUMNS)
             else:
-                await session.execute(_S.insert(), [
-                    {"ts": s.ts, "metric": s.metric, "host_id": s.host_id, "env_id": s.env_id,
-                     "workspace_id": s.workspace_id, "gpu_uuid": s.gpu_uuid, "value": s.value} for s in samples])
+                await conn.exec_driver_sql("INSERT INTO metric_points (series_id, ts, value) VALUES (?, ?, ?)", records)
+            # Read after the lock (PostgreSQL) / the insert (SQLite: the write lock is ours):
+            # no compaction step can commit between this read and our commit.
+            marks = await self._late_marks(session, samples, oldest)
+            if marks:
+                insert = pg_insert if self._dialect(session) == "postgresql" else sqlite_insert
+                await session.execute(insert(_L).on_conflict_do_nothing(),
+                                      [{"resolution": r, "bucket": b} for r, b in sorted(marks)])
+
+    async def _late_marks(self, session: AsyncSession, samples: Sequence[Sample], oldest: float) -> set[tuple[int, int]]:
+        """(resolution, bucket) of every bucket already rolled up that ``samples`` fall in."""
+        marks: set[tuple[int, int]] = set()
+        for resolution, done in (await session.execute(sa.select(_W.c.resolution, _W.c.done_until))).all():
+            if oldest < done:
+                marks.update((resolution, bucket_of(s[0], resolution)) for s in samples if s[0] < done)
+        return marks
+
+    async def _resolve(self, samples: Sequence[Sample]) -> None:
+        """Number the series of ``samples`` not cached yet (creating rows as needed)."""
+        missing: dict[tuple[str, str, str, str], str] = {}
+        for s in samples:
+            key = (s[1], s[3], s[4], s[6])
+            if key not in self._ids:
+                missing[key] = s[5]
+        if len(self._ids) + len(missing) > MAX_CACHED_SERIES:
+            self._ids.clear()
+        hosts = sorted({k[1] for k in missing})
+        async with self._sessions() as session, session.begin():
+            insert = pg_insert if self._dialect(session) == "postgresql" else sqlite_insert
+            await session.execute(insert(_SER).on_conflict_do_nothing(), [
+                {"metric": k[0], "host_id": k[1], "env_id": k[2], "workspace_id": ws, "gpu_uuid": k[3]}
+                for k, ws in sorted(missing.items())])
+            for i in range(0, len(hosts), 500):
+                rows = await session.execute(sa.select(_SER.c.id, _SER.c.metric, _SER.c.host_id, _SER.c.env_id,
+                                                       _SER.c.gpu_uuid).where(_SER.c.host_id.in_(hosts[i:i + 500])))
+                for r in rows:
+                    self._ids[(r.metric, r.host_id, r.env_id, r.gpu_uuid)] = r.id
 
     # --- queries --------------------------------------------------------------------
 
@@ -66,15 +123,16 @@ class SqlMetricsStore:
         return cond
 
     async def latest(self, flt: SeriesFilter, *, since: float, metrics: Sequence[str] | None = None) -> list[Sample]:
-        cond = [_S.c.ts >= since, *self._where(_S, flt)]
+        cond = [_P.c.ts >= since, *self._where(_SER, flt)]
         if metrics:
-            cond.append(_S.c.metric.in_(list(metrics)))
-        keys = [_S.c.metric, _S.c.host_id, _S.c.env_id, _S.c.gpu_uuid]
-        newest = sa.select(*keys, sa.func.max(_S.c.ts).label("ts")).where(*cond).group_by(*keys).subquery()
-        s2 = _S.alias("s2")
-        query = sa.select(s2).join(newest, sa.and_(
-            s2.c.metric == newest.c.metric, s2.c.host_id == newest.c.host_id, s2.c.env_id == newest.c.env_id,
-            s2.c.gpu_uuid == newest.c.gpu_uuid, s2.c.ts == newest.c.ts))
+            cond.append(_SER.c.metric.in_(list(metrics)))
+        newest = (sa.select(_P.c.series_id, sa.func.max(_P.c.ts).label("ts"))
+                  .select_from(_P.join(_SER, _SER.c.id == _P.c.series_id)).where(*cond).group_by(_P.c.series_id)
+                  .subquery())
+        p2 = _P.alias("p2")
+        query = sa.select(_SER, p2.c.ts, p2.c.value).select_from(
+            newest.join(p2, sa.and_(p2.c.series_id == newest.c.series_id, p2.c.ts == newest.c.ts))
+            .join(_SER, _SER.c.id == newest.c.series_id))
         async with self._sessions() as session:
             rows = (await session.execute(query)).all()
         seen: dict[tuple, Sample] = {}
@@ -90,19 +148,20 @@ class SqlMetricsStore:
             step = max(resolution, step // resolution * resolution)
         origin = float(bucket_of(start, resolution)) if resolution else start
         parts = [(resolution, origin, end)]
-        # A step of whole hours inside the year kept: the hourly aggregates answer the same
-        # (exact) values from 60× fewer rows, up to where they have been rolled up; the
-        # finer resolution answers the rest. Whole minutes: the same with the minutes.
-        for coarse in (3600, 60):
+        # The coarsest tier the step is a whole multiple of (hours inside the year kept,
+        # 10 minutes or minutes inside the 30 days): it answers the same (exact) values
+        # from 6-60× fewer rows, up to where it has been rolled up; the finer resolution
+        # answers the rest. A 30-day chart at a 10-minute step reads 4,320 rows, not 43,200.
+        async with self._sessions() as session:
+            done_by = dict((await session.execute(sa.select(_W.c.resolution, _W.c.done_until))).all())
+        for coarse in sorted(ROLLUP_RESOLUTIONS, reverse=True):
             if resolution < coarse and step % coarse == 0 and start >= now - self._kept(coarse):
-                async with self._sessions() as session:
-                    done = (await session.execute(sa.select(_W.c.done_until).where(_W.c.resolution == coarse))).scalar()
                 aligned = float(bucket_of(start, coarse))
-                cut = aligned + max(0, (min(end, done or 0) - aligned) // step) * step
+                cut = aligned + max(0, (min(end, done_by.get(coarse) or 0) - aligned) // step) * step
                 if cut > aligned:
                     origin = aligned
                     parts = [(coarse, origin, cut)] + ([(resolution, cut, end)] if cut < end else [])
-                break
+                    break
         series: dict[tuple, Series] = {}
         async with self._sessions() as session:
             for res, lo, hi in parts:
@@ -116,25 +175,30 @@ class SqlMetricsStore:
         return list(series.values())
 
     def _kept(self, resolution: int) -> int:
-        return self.retention.hour_seconds if resolution == 3600 else self.retention.minute_seconds
+        """How long a rollup resolution is kept: hours a year, finer ones (minutes, 10 minutes) 30 days."""
+        return self.retention.hour_seconds if resolution >= 3600 else self.retention.minute_seconds
 
     async def _query(self, session: AsyncSession, resolution: int, flt: SeriesFilter, metric: str, origin: float,
                      lo: float, hi: float, step: int) -> list[Any]:
         """Steps of ``step`` seconds from ``origin`` over [lo, hi), from raw (0) or a rollup resolution."""
-        floor = sa.func.floor if self._dialect(session) == "postgresql" else (lambda x: sa.cast(x, sa.Integer))
-        o, st = sa.literal(origin, sa.Float(53)), sa.literal(float(step), sa.Float(53))
         if resolution == 0:
+            floor = sa.func.floor if self._dialect(session) == "postgresql" else (lambda x: sa.cast(x, sa.Integer))
+            o, st = sa.literal(origin, sa.Float(53)), sa.literal(float(step), sa.Float(53))
             query = sa.select(
-                _S.c.host_id, _S.c.env_id, _S.c.gpu_uuid, sa.func.max(_S.c.workspace_id).label("ws"),
-                floor((_S.c.ts - o) / st).label("k"), sa.func.count().label("n"), sa.func.sum(_S.c.value).label("total"),
-                sa.func.min(_S.c.value).label("lo"), sa.func.max(_S.c.value).label("hi"),
-            ).where(_S.c.metric == metric, _S.c.ts >= lo, _S.c.ts < hi, *self._where(_S, flt))
+                _SER.c.host_id, _SER.c.env_id, _SER.c.gpu_uuid, sa.func.max(_SER.c.workspace_id).label("ws"),
+                floor((_P.c.ts - o) / st).label("k"), sa.func.count().label("n"), sa.func.sum(_P.c.value).label("total"),
+                sa.func.min(_P.c.value).label("lo"), sa.func.max(_P.c.value).label("hi"),
+            ).select_from(_P.join(_SER, _SER.c.id == _P.c.series_id)).where(
+                _SER.c.metric == metric, _P.c.ts >= lo, _P.c.ts < hi, *self._where(_SER, flt))
         else:
+            # Buckets and the origin are whole seconds (the origin is aligned to the
+            # resolution) and bucket >= origin: integer division is the floor, and cheaper.
+            o, st = sa.literal(int(origin), sa.BigInteger), sa.literal(int(step), sa.BigInteger)
             query = sa.select(
                 _R.c.host_id, _R.c.env_id, _R.c.gpu_uuid, sa.func.max(_R.c.workspace_id).label("ws"),
-                floor((_R.c.bucket - o) / st).label("k"), sa.func.sum(_R.c.count).label("n"),
+                ((_R.c.bucket - o) // st).label("k"), sa.func.sum(_R.c.count).label("n"),
                 sa.func.sum(_R.c.sum).label("total"), sa.func.min(_R.c.min).label("lo"), sa.func.max(_R.c.max).label("hi"),
-            ).where(_R.c.resolution == resolution, _R.c.metric == metric, _R.c.bucket >= lo, _R.c.bucket < hi,
+            ).where(_R.c.resolution == resolution, _R.c.metric == metric, _R.c.bucket >= int(lo), _R.c.bucket < hi,
                     *self._where(_R, flt))
         query = query.group_by(sa.text("1"), sa.text("2"), sa.text("3"), sa.text("5")).order_by(
             sa.text("1"), sa.text("2"), sa.text("3"), sa.text("5"))
@@ -146,31 +210,69 @@ class SqlMetricsStore:
         for resolution in ROLLUP_RESOLUTIONS:
             while await self._compact_chunk(resolution, now):
                 pass
+        while await self._recompute_late(now):
+            pass
         r = self.retention
         async with self._sessions() as session, session.begin():
-            await session.execute(sa.delete(_S).where(_S.c.ts < now - r.raw_seconds))
-            await session.execute(sa.delete(_R).where(_R.c.resolution == 60, _R.c.bucket < now - r.minute_seconds))
-            await session.execute(sa.delete(_R).where(_R.c.resolution == 3600, _R.c.bucket < now - r.hour_seconds))
+            await session.execute(sa.delete(_P).where(_P.c.ts < now - r.raw_seconds))
+            for resolution in ROLLUP_RESOLUTIONS:
+                await session.execute(sa.delete(_R).where(_R.c.resolution == resolution,
+                                                          _R.c.bucket < now - self._kept(resolution)))
+
+    async def _exclusive(self, session: AsyncSession) -> bool:
+        """Take the compaction lock (PostgreSQL; waits for writers in flight); True on PostgreSQL."""
+        if self._dialect(session) != "postgresql":
+            # SQLite: a write first, so this transaction holds the write lock before it reads.
+            await session.execute(sa.text("DELETE FROM metric_late_buckets WHERE 1 = 0"))
+            return False
+        await session.execute(sa.text(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})"))
+        return True
+
+    def _rollup_select(self, resolution: int, postgres: bool, lo: float, hi: float) -> sa.Select:
+        """Every series' aggregate per ``resolution`` bucket of the raw points in [lo, hi)."""
+        floor = sa.func.floor if postgres else (lambda x: sa.cast(x, sa.Integer))
+        bucket = (sa.cast(floor(_P.c.ts / resolution), sa.BigInteger) * resolution)
+        return sa.select(
+            sa.literal(resolution, sa.Integer), _SER.c.metric, _SER.c.host_id, _SER.c.env_id, _SER.c.gpu_uuid, bucket,
+            sa.func.max(_SER.c.workspace_id), sa.func.count(), sa.func.sum(_P.c.value), sa.func.min(_P.c.value),
+            sa.func.max(_P.c.value),
+        ).select_from(_P.join(_SER, _SER.c.id == _P.c.series_id)).where(_P.c.ts >= lo, _P.c.ts < hi).group_by(
+            _SER.c.metric, _SER.c.host_id, _SER.c.env_id, _SER.c.gpu_uuid, bucket)
+
+    async def _replace_buckets(self, session: AsyncSession, resolution: int, postgres: bool, lo: float, hi: float) -> None:
+        await session.execute(sa.delete(_R).where(_R.c.resolution == resolution, _R.c.bucket >= lo, _R.c.bucket < hi))
+        await session.execute(_R.insert().from_select(
+            ["resolution", "metric", "host_id", "env_id", "gpu_uuid", "bucket", "workspace_id", "count", "sum", "min", "max"],
+            self._rollup_select(resolution, postgres, lo, hi)))
+
+    async def _recompute_late(self, now: float, batch: int = 200) -> bool:
+        """Recompute up to ``batch`` buckets late samples fell into; True when more are marked."""
+        async with self._sessions() as session, session.begin():
+            postgres = await self._exclusive(session)
+            marks = (await session.execute(sa.select(_L.c.resolution, _L.c.bucket)
+                                           .order_by(_L.c.resolution, _L.c.bucket).limit(batch))).all()
+            for resolution, bucket in marks:
+                # Raw still covers the whole bucket (a late sample is at most an hour old,
+                # raw is kept a day): replace it. Past raw retention, keep what was rolled up.
+                if bucket >= now - self.retention.raw_seconds:
+                    await self._replace_buckets(session, resolution, postgres, bucket, bucket + resolution)
+                await session.execute(sa.delete(_L).where(_L.c.resolution == resolution, _L.c.bucket == bucket))
+            return len(marks) == batch
 
     async def _compact_chunk(self, resolution: int, now: float) -> bool:
         """Roll up one chunk of finished buckets; True when more may be due."""
         target = bucket_of(now - ROLLUP_GRACE_SECONDS, resolution)
         async with self._sessions() as session, session.begin():
-            postgres = self._dialect(session) == "postgresql"
-            if postgres:
-                await session.execute(
-                    sa.text("INSERT INTO metric_compaction (resolution, done_until) VALUES (:r, 0) ON CONFLICT DO NOTHING"),
-                    {"r": resolution})
-                done = (await session.execute(sa.select(_W.c.done_until).where(_W.c.resolution == resolution)
-                                              .with_for_update())).scalar_one()
-            else:
-                done = (await session.execute(sa.select(_W.c.done_until).where(_W.c.resolution == resolution))).scalar()
-                if done is None:
-                    await session.execute(_W.insert().values(resolution=resolution, done_until=0))
-                    done = 0
+            postgres = await self._exclusive(session)
+            # Both dialects know ON CONFLICT DO NOTHING; on SQLite this also takes the write lock.
+            await session.execute(
+                sa.text("INSERT INTO metric_compaction (resolution, done_until) VALUES (:r, 0) ON CONFLICT DO NOTHING"),
+                {"r": resolution})
+            done = (await session.execute(sa.select(_W.c.done_until).where(_W.c.resolution == resolution)
+                                          .with_for_update())).scalar_one()
             if done == 0 or done < now - self.retention.raw_seconds - resolution:
                 # First run, or idle past retention: skip to the oldest raw sample left.
-                oldest = (await session.execute(sa.select(sa.func.min(_S.c.ts)))).scalar()
+                oldest = (await session.execute(sa.select(sa.func.min(_P.c.ts)))).scalar()
                 if oldest is None:
                     await session.execute(_W.update().where(_W.c.resolution == resolution).values(done_until=target))
                     return False
@@ -179,27 +281,9 @@ class SqlMetricsStore:
                 await session.execute(_W.update().where(_W.c.resolution == resolution).values(done_until=done))
                 return False
             stop = min(target, done + max(resolution, COMPACT_CHUNK_SECONDS // resolution * resolution))
-            floor = sa.func.floor if postgres else (lambda x: sa.cast(x, sa.Integer))
-            bucket = (sa.cast(floor(_S.c.ts / resolution), sa.BigInteger) * resolution)
-            select = sa.select(
-                sa.literal(resolution, sa.Integer), _S.c.metric, _S.c.host_id, _S.c.env_id, _S.c.gpu_uuid, bucket,
-                sa.func.max(_S.c.workspace_id), sa.func.count(), sa.func.sum(_S.c.value), sa.func.min(_S.c.value),
-                sa.func.max(_S.c.value),
-            ).where(_S.c.ts >= done, _S.c.ts < stop).group_by(
-                _S.c.metric, _S.c.host_id, _S.c.env_id, _S.c.gpu_uuid, bucket)
-            await session.execute(sa.delete(_R).where(_R.c.resolution == resolution, _R.c.bucket >= done, _R.c.bucket < stop))
-            await session.execute(_R.insert().from_select(
-                ["resolution", "metric", "host_id", "env_id", "gpu_uuid", "bucket", "workspace_id", "count", "sum", "min", "max"],
-                select))
+            await self._replace_buckets(session, resolution, postgres, done, stop)
             await session.execute(_W.update().where(_W.c.resolution == resolution).values(done_until=stop))
             return stop < target
 
 
-_COLUMNS = ["ts", "metric", "host_id", "env_id", "workspace_id", "gpu_uuid", "value"]
-
-
-async def _copy_rows(session: AsyncSession, records: list[tuple]) -> None:
-    """PostgreSQL: COPY the rows in (asyncpg's binary copy), far faster than INSERTs."""
-    conn = await session.connection()
-    raw = await conn.get_raw_connection()
-    await raw.driver_connection.copy_records_to_table("metric_samples", records=records, columns=_COLUMNS)
+_POINT_COLUMNS = ["series_id", "ts", "value"]

@@ -106,9 +106,21 @@ class BillingService:
             month = -await tx.period_charges(workspace_id, period_of(now))
             open_now = [rs for rs in await tx.usage(workspace_id, now - timedelta(days=62), now + timedelta(seconds=1))
                         if rs.segment.end is None]
-        burn = sum(rs.segment.quantity * rs.segment.unit_price * (24 if rs.segment.kind is not ResourceKind.DISK else 1)
-                   for rs in open_now)
-        return WalletView(wallet, balance, self.currency, month, (2 * burn + 24) // 48)
+        return WalletView(wallet, balance, self.currency, month, _hourly_burn(open_now))
+
+    async def balances_and_burn(self, workspace_ids: list[str] | None = None) -> dict[str, tuple[int, int]]:
+        """workspace id → (balance, what its running environments cost per hour now), of
+        the workspaces named (None: every workspace with a wallet or ledger). Internal:
+        the monitoring context's balance_low alert rules; no actor."""
+        now = self.clock.now()
+        out: dict[str, tuple[int, int]] = {}
+        async with self.store.transaction() as tx:
+            balances = await tx.balances(workspace_ids)
+            for ws in (workspace_ids if workspace_ids is not None else sorted(balances)):
+                open_now = [rs for rs in await tx.usage(ws, now - timedelta(days=62), now + timedelta(seconds=1))
+                            if rs.segment.end is None]
+                out[ws] = (balances.get(ws, 0), _hourly_burn(open_now))
+        return out
 
     async def ledger(self, actor: User, workspace_id: str, *, limit: int, offset: int) -> tuple[list[LedgerEntry], int]:
         await self._authorize(actor, workspace_id)
@@ -306,3 +318,10 @@ def lines_json(lines: list[BillLine]) -> str:
 def lines_from_json(text: str) -> list[BillLine]:
     return [BillLine(**d) for d in json.loads(text)]
 
+
+def _hourly_burn(open_now: list) -> int:
+    """Minor units per hour of the open (running) segments: unit prices are per hour, and
+    disks' per day."""
+    burn = sum(rs.segment.quantity * rs.segment.unit_price * (24 if rs.segment.kind is not ResourceKind.DISK else 1)
+               for rs in open_now)
+    return (2 * burn + 24) // 48

@@ -27,6 +27,7 @@ from remotegpu.application.workspaces.service import authorize
 from remotegpu.domain.fleet.models import HostStatus
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.monitoring.alerts import (
+    MAX_RUNWAY_HOURS,
     AlertRule,
     AlertStatus,
     RuleType,
@@ -59,6 +60,8 @@ class AlertService:
     default_quota: Any = None  # the configured default workspace quota (Quota), for quota_near_limit
     # Webhooks of the workspace (workspace rules): publish(workspace_id, event_type, data).
     publish: Callable[[str, str, dict[str, Any]], Awaitable[Any]] | None = None
+    # Billing (balance_low): workspace ids (None: every wallet) → {id: (balance, hourly burn)}.
+    balances: Callable[[list[str] | None], Awaitable[dict[str, tuple[int, int]]]] | None = None
 
     # --- rules ------------------------------------------------------------------------
 
@@ -243,6 +246,8 @@ class AlertService:
             return out
         if rule.type is RuleType.QUOTA_NEAR_LIMIT:
             return await self._observe_quotas(rule)
+        if rule.type is RuleType.BALANCE_LOW:
+            return await self._observe_balances(rule)
         flt = SeriesFilter(workspace_id=rule.workspace_id if rule.scope is Scope.WORKSPACE else None,
                            env_id=rule.env_id or None)
         for s in await self.metrics.latest(flt, since=now - STALE_SECONDS, metrics=[rule.metric]):
@@ -251,6 +256,23 @@ class AlertService:
             labels = {k: v for k, v in (("host", s.host_id), ("environment", s.env_id), ("workspace", s.workspace_id),
                                         ("gpu_uuid", s.gpu_uuid)) if v}
             out[fingerprint(rule.id, labels)] = (labels, s.value, rule.breaches(s.value))
+        return out
+
+    async def _observe_balances(self, rule: AlertRule) -> dict[str, tuple[dict[str, str], float, bool]]:
+        """Per wallet (the rule's workspace, or every wallet for a platform rule): its
+        runway in hours at what its running environments cost now, or its balance."""
+        out: dict[str, tuple[dict[str, str], float, bool]] = {}
+        if self.balances is None:
+            return out  # billing is not wired (tests of other rules)
+        for ws_id, (balance, burn) in sorted((await self.balances([rule.workspace_id] if rule.workspace_id else None)).items()):
+            if rule.metric == "balance":
+                value = float(balance)
+            elif balance <= 0:
+                value = 0.0
+            else:
+                value = round(min(MAX_RUNWAY_HOURS, balance / burn), 3) if burn > 0 else MAX_RUNWAY_HOURS
+            labels = {"workspace": ws_id}
+            out[fingerprint(rule.id, labels)] = (labels, value, rule.breaches(value))
         return out
 
     async def _observe_quotas(self, rule: AlertRule) -> dict[str, tuple[dict[str, str], float, bool]]:
@@ -283,9 +305,15 @@ def _describe(labels: dict[str, str]) -> str:
 
 def _message(rule: AlertRule, record: AlertRecord, labels: dict[str, str], state: Any, event: str) -> Message:
     audience = Audience(workspace_id=rule.workspace_id) if rule.scope is Scope.WORKSPACE else Audience(admins=True)
+    if rule.type is RuleType.BALANCE_LOW:
+        # The wallet's owners (the workspace's owner and admins, who top up and set its
+        # budget), whoever wrote the rule: a platform rule watches every wallet.
+        audience = Audience(workspace_id=labels["workspace"], roles=(Role.OWNER, Role.ADMIN))
     since = datetime.fromtimestamp(state.pending_since, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     value = "" if state.value is None else f"{state.value:g}"
     link = f"/environments/{labels['environment']}" if labels.get("environment") else "/alerts"
+    if rule.type is RuleType.BALANCE_LOW:
+        link = "/billing"
     return Message(kind=f"alert.{event}", category=Category.ALERT, severity=Severity(rule.severity), audience=audience,
                    source_key=f"alert:{record.id}:{event}", params={"rule": rule.name, "what": _describe(labels),
                                                                      "value": value, "since": since}, link=link)

@@ -55,39 +55,70 @@ class MetricsService:
     store: MetricsStore
     wall: Callable[[], float] = time.time
     _tags: dict[str, _HostTags] = field(default_factory=dict)
+    _token_hosts: dict[str, tuple[str, float]] = field(default_factory=dict)  # token hash → (host id, when read)
 
     # --- ingestion --------------------------------------------------------------------
 
     async def ingest(self, host_id: str, rows: list[Any]) -> int:
         """Store an agent's rows ``[ts, metric, value, env_id, gpu_uuid]``; returns how
         many were kept. A malformed row answers 422 (nothing stored); rows about
-        environments not on this host, or too old/new, are dropped."""
+        environments not on this host, or too old/new, are dropped.
+
+        One pass per row, straight into ``Sample`` tuples (no intermediate rows, no
+        per-row objects beyond the sample): this loop is the server's share of a batch."""
         now = self.wall()
-        parsed = _parse_rows(rows)
+        if not isinstance(rows, list):
+            raise InvalidInput("metrics must be a list of rows", code="invalid_metrics")
         tags = await self._host_tags(host_id, now)
-        samples = []
+        gpus, gpu_env, env_ws = tags.gpus, tags.gpu_env, tags.env_workspace
         lo, hi = now - MAX_AGE_SECONDS, now + MAX_AHEAD_SECONDS
-        for ts, metric, value, env_id, gpu_uuid in parsed:
+        known, quantize, isfinite, sample = m.METRICS, m.quantize, math.isfinite, m.Sample
+        samples = []
+        append = samples.append
+        for i, row in enumerate(rows):
+            if type(row) is not list or len(row) != 5:
+                raise InvalidInput(f"metrics[{i}]: expected [ts, metric, value, env_id, gpu_uuid]", code="invalid_metrics")
+            ts, metric, value, env_id, gpu_uuid = row
+            tt, tv = type(ts), type(value)
+            if ((tt is not float and tt is not int) or (tv is not float and tv is not int) or type(metric) is not str
+                    or metric not in known or type(env_id) is not str or type(gpu_uuid) is not str
+                    or len(env_id) > 36 or len(gpu_uuid) > 64):
+                raise InvalidInput(f"metrics[{i}]: bad row {str(row)[:200]}", code="invalid_metrics")
+            if not (isfinite(ts) and isfinite(value)):
+                raise InvalidInput(f"metrics[{i}]: not finite", code="invalid_metrics")
             if not lo <= ts <= hi:
                 continue
             if gpu_uuid:
-                if gpu_uuid not in tags.gpus:
+                if gpu_uuid not in gpus:
                     continue  # not this host's GPU: an agent speaks for its own host only
-                env_id = tags.gpu_env.get(gpu_uuid, "")
-            elif env_id not in tags.env_workspace:
+                env_id = gpu_env.get(gpu_uuid, "")
+            elif env_id not in env_ws:
                 continue
-            samples.append(m.Sample(ts, metric, m.quantize(value), host_id, env_id, tags.env_workspace.get(env_id, ""), gpu_uuid))
+            append(sample(float(ts), metric, quantize(value), host_id, env_id, env_ws.get(env_id, ""), gpu_uuid))
         if samples:
             await self.store.write(samples)
         return len(samples)
 
     async def ingest_from_agent(self, agent_token: str, rows: list[Any]) -> int:
-        """``ingest`` for the host whose agent token this is (Unauthenticated otherwise)."""
+        """``ingest`` for the host whose agent token this is (Unauthenticated otherwise).
+
+        The token → host answer is cached for ``TAGS_TTL_SECONDS`` like the tagging (a
+        batch every second per host would otherwise cost a query each): a token revoked
+        a moment ago still gets its last few batches stored, nothing more."""
+        now = self.wall()
+        digest = hash_secret(agent_token)
+        cached = self._token_hosts.get(digest)
+        if cached is not None and now - cached[1] < TAGS_TTL_SECONDS:
+            return await self.ingest(cached[0], rows)
         async with self.uow() as uow:
-            host = await uow.hosts.get_by_agent_token(hash_secret(agent_token))
+            host = await uow.hosts.get_by_agent_token(digest)
         if host is None:
+            self._token_hosts.pop(digest, None)
             raise Unauthenticated("agent token is invalid; register the agent again with a new join token",
                                   code="invalid_agent_token")
+        if len(self._token_hosts) > 10_000:
+            self._token_hosts.clear()
+        self._token_hosts[digest] = (host.id, now)
         return await self.ingest(host.id, rows)
 
     async def _host_tags(self, host_id: str, now: float) -> _HostTags:
@@ -125,6 +156,7 @@ class MetricsService:
 
     def forget_tags(self, host_id: str | None = None) -> None:
         """Drop cached tagging (tests, or after an allocation change one wants seen at once)."""
+        self._token_hosts.clear()
         if host_id is None:
             self._tags.clear()
         else:
@@ -207,21 +239,3 @@ def _newest_per_gpu(samples: list[m.Sample]) -> list[m.Sample]:
 
 def _ts(value: datetime | float) -> float:
     return value.timestamp() if isinstance(value, datetime) else float(value)
-
-
-def _parse_rows(rows: Any) -> list[tuple[float, str, float, str, str]]:
-    if not isinstance(rows, list):
-        raise InvalidInput("metrics must be a list of rows", code="invalid_metrics")
-    out = []
-    known = m.METRICS
-    for i, row in enumerate(rows):
-        if not (isinstance(row, list) and len(row) == 5):
-            raise InvalidInput(f"metrics[{i}]: expected [ts, metric, value, env_id, gpu_uuid]", code="invalid_metrics")
-        ts, metric, value, env_id, gpu_uuid = row
-        if (type(ts) not in (int, float) or type(value) not in (int, float) or metric not in known
-                or not isinstance(env_id, str) or not isinstance(gpu_uuid, str) or len(env_id) > 36 or len(gpu_uuid) > 64):
-            raise InvalidInput(f"metrics[{i}]: bad row {str(row)[:200]}", code="invalid_metrics")
-        if not (math.isfinite(ts) and math.isfinite(value)):
-            raise InvalidInput(f"metrics[{i}]: not finite", code="invalid_metrics")
-        out.append((float(ts), metric, float(value), env_id, gpu_uuid))
-    return out

@@ -42,6 +42,7 @@ class RuleType(str, Enum):
     GPU_OVERHEAT = "gpu_overheat"  # GPU temperature above threshold (default 85 °C)
     ENV_IDLE = "env_idle"  # a running environment's GPU util below threshold % for `for`
     QUOTA_NEAR_LIMIT = "quota_near_limit"  # a workspace uses ≥ threshold % of a quota
+    BALANCE_LOW = "balance_low"  # a wallet's runway (hours at its burn now) or balance below threshold
 
 
 #: Built-in types: the metric and comparison they imply, and their default threshold.
@@ -51,6 +52,15 @@ BUILTIN = {
     RuleType.ENV_IDLE: (GPU_UTIL, "<", 5.0),
 }
 PLATFORM_ONLY = {RuleType.HOST_OFFLINE}
+#: What a balance_low rule compares: hours of runway (balance ÷ what the running
+#: environments cost per hour now) or the balance itself (minor units); default 24 h.
+BALANCE_METRICS = {"runway_hours": 24.0, "balance": 0.0}
+#: Runway of a wallet that burns nothing (hours, ten years): finite, never "low".
+MAX_RUNWAY_HOURS = 87_600.0
+#: A balance_low alert keeps firing this long after the wallet is back over (unless the
+#: rule says otherwise): environments starting and stopping move the runway around the
+#: threshold, and the owner should hear of it once, not at every start.
+BALANCE_KEEP_FIRING_SECONDS = 3600
 OPERATORS = (">", ">=", "<", "<=")
 MAX_DURATION_SECONDS = 7 * 86400
 
@@ -95,6 +105,12 @@ class AlertRule:
             rule.threshold = 90.0 if threshold is None else threshold
         elif type is RuleType.HOST_OFFLINE:
             rule.metric, rule.op, rule.threshold = "host_online", "<", 1.0
+        elif type is RuleType.BALANCE_LOW:
+            rule.metric = metric or "runway_hours"
+            rule.op = "<"
+            rule.threshold = BALANCE_METRICS.get(rule.metric, 0.0) if threshold is None else threshold
+            if keep_firing_for_seconds == 0:
+                rule.keep_firing_for_seconds = BALANCE_KEEP_FIRING_SECONDS
         rule.validate()
         return rule
 
@@ -109,6 +125,9 @@ class AlertRule:
                                details={"field": "type"})
         if self.type is RuleType.THRESHOLD:
             check_metric(self.metric)
+        if self.type is RuleType.BALANCE_LOW and self.metric not in BALANCE_METRICS:
+            raise InvalidInput(f"a balance_low rule's metric is one of {', '.join(BALANCE_METRICS)}",
+                               details={"field": "metric"})
         if self.op not in OPERATORS:
             raise InvalidInput(f"op must be one of {', '.join(OPERATORS)}", details={"field": "op"})
         if not math.isfinite(self.threshold):

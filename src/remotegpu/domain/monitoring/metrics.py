@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from remotegpu.domain.shared.errors import InvalidInput
 
@@ -78,9 +78,11 @@ def check_metric(name: str) -> str:
 # --- samples --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One reading. ``ts`` is seconds since the epoch; "" = not applicable."""
+class Sample(NamedTuple):
+    """One reading. ``ts`` is seconds since the epoch; "" = not applicable.
+
+    A named tuple, not a dataclass: ingestion makes one per sample (tens of thousands a
+    second), and a tuple is built about five times faster than a frozen dataclass."""
 
     ts: float
     metric: str
@@ -170,8 +172,10 @@ class Retention:
         return 3600
 
 
-#: Resolutions the embedded store keeps aggregates at.
-ROLLUP_RESOLUTIONS = (60, 3600)
+#: Resolutions the embedded store keeps aggregates at: minutes and 10 minutes for the
+#: 30 days, hours for the year. A range query reads the coarsest one its step is a whole
+#: multiple of (the 10-minute tier is what a 30-day chart of 4,320 points reads).
+ROLLUP_RESOLUTIONS = (60, 600, 3600)
 #: A bucket is rolled up once it ended this long ago (a late batch still lands in it).
 ROLLUP_GRACE_SECONDS = 120
 #: Longest range query answered in one call, in points.

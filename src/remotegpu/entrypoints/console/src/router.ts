@@ -46,6 +46,7 @@ export const routes: RouteRecordRaw[] = [
       { path: 'support/queue', name: 'support-queue', component: lazy(() => import('./views/SupportQueueView.vue')), meta: { title: 'tickets.queueTitle' } },
       { path: 'alerts', name: 'alerts', component: lazy(() => import('./views/AlertsView.vue')), meta: { title: 'monitoring.alertsTitle' } },
       { path: 'admin/fleet', name: 'admin-fleet', component: lazy(() => import('./views/admin/FleetView.vue')), meta: { admin: true, title: 'monitoring.fleetTitle' } },
+      { path: 'admin/hosts/:id/metrics', name: 'admin-host-metrics', component: lazy(() => import('./views/admin/HostMetricsView.vue')), meta: { admin: true, title: 'monitoring.hostTitle' } },
       { path: ':pathMatch(.*)*', name: 'not-found', component: lazy(() => import('./views/NotFoundView.vue')) },
     ],
   },

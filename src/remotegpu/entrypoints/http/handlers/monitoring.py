@@ -38,7 +38,8 @@ def _at(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
-@api.post("/api/v1/agent/metrics", body=AgentMetricsIn, response=AgentMetricsOut, auth=False, tags=["agent"], errors=[401, 422])
+@api.post("/api/v1/agent/metrics", body=AgentMetricsIn, response=AgentMetricsOut, auth=False, tags=["agent"], errors=[401, 422],
+          bulk=True)
 async def agent_metrics(call: Call) -> AgentMetricsOut:
     """A batch of metric samples from a host's agent (Bearer: agent token), sent after its heartbeats."""
     accepted = await call.container.metrics_service().ingest_from_agent(_agent_token(call), call.body.samples)
@@ -102,8 +103,8 @@ async def create_alert_rule(call: Call) -> AlertRuleOut:
     """Create an alert rule: a workspace's (members) or the platform's (admins)."""
     b: AlertRuleIn = call.body
     fields = b.model_dump(exclude={"type", "workspace_id"})
-    if b.type != "threshold":
-        fields = {k: v for k, v in fields.items() if k not in ("metric", "op")}
+    if b.type != "threshold":  # fixed by the type (balance_low: its metric picks runway hours or balance)
+        fields = {k: v for k, v in fields.items() if k not in (("op",) if b.type == "balance_low" else ("metric", "op"))}
     rule = await call.container.alert_service().create_rule(
         call.user, scope="workspace" if b.workspace_id else "platform", workspace_id=b.workspace_id, type=b.type, **fields)
     return _rule_out(rule)

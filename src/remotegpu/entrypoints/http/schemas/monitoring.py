@@ -88,16 +88,18 @@ class MetricInfoOut(BaseModel):
     help: str
 
 
-RuleTypeName = Literal["threshold", "host_offline", "gpu_xid", "gpu_overheat", "env_idle", "quota_near_limit"]
+RuleTypeName = Literal["threshold", "host_offline", "gpu_xid", "gpu_overheat", "env_idle", "quota_near_limit", "balance_low"]
 
 
 class AlertRuleIn(Strict):
     name: str = Field(min_length=1, max_length=100)
     type: RuleTypeName = "threshold"
     workspace_id: str | None = Field(None, max_length=36, description="a workspace rule (members); omit: a platform rule (admins)")
-    metric: str | None = Field(None, max_length=64, description="threshold rules: the metric (see /api/v1/metrics/catalog)")
+    metric: str | None = Field(None, max_length=64, description="threshold rules: the metric (see /api/v1/metrics/catalog); "
+                               "balance_low: runway_hours (default) or balance (minor units)")
     op: Literal[">", ">=", "<", "<="] | None = None
-    threshold: float | None = Field(None, description="default per type: gpu_overheat 85, env_idle 5, quota_near_limit 90")
+    threshold: float | None = Field(None, description="default per type: gpu_overheat 85, env_idle 5, quota_near_limit 90, "
+                                    "balance_low 24 (hours of runway) or 0 (balance)")
     for_seconds: int = Field(60, ge=0, le=7 * 86400, description="how long it must breach before firing")
     keep_firing_for_seconds: int = Field(0, ge=0, le=7 * 86400, description="keeps firing this long after the last breach")
     env_id: str = Field("", max_length=36, description="only this environment's series")

@@ -86,6 +86,8 @@ export interface Silence {
 export const GPU_UTIL = 'DCGM_FI_DEV_GPU_UTIL'
 export const FB_USED = 'DCGM_FI_DEV_FB_USED'
 export const POWER = 'DCGM_FI_DEV_POWER_USAGE'
+export const GPU_TEMP = 'DCGM_FI_DEV_GPU_TEMP'
+export const CPU_CORES = 'remotegpu_container_cpu_cores'
 export const CPU_PERCENT = 'remotegpu_container_cpu_percent'
 export const MEM_USED = 'remotegpu_container_memory_used_mib'
 export const NET_RX = 'remotegpu_container_network_rx_bytes_per_second'

@@ -7,7 +7,7 @@ buckets a late sample fell into, for compaction to recompute. Existing raw sampl
 carried over (and back on downgrade).
 
 Revision ID: 0027
-Revises: 0022
+Revises: 0028
 Create Date: 2026-11-29
 
 Frozen: it does not import ``tables.py``.
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0027"
-down_revision = "0022"
+down_revision = "0028"
 branch_labels = None
 depends_on = None
 

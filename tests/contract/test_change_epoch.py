@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import text
 
+from remotegpu.adapters.db.hot_reads import hot_reads_for
 from remotegpu.adapters.db.tables import environments, hosts
 from remotegpu.application.environments.service import EnvironmentService
 from remotegpu.domain.environments.models import EnvStatus, GpuAllocation, HostPort
@@ -70,7 +71,23 @@ async def test_every_commit_that_changes_what_reads_show_moves_the_epoch(uow_fac
     assert await epoch(uow_factory) == before
 
 
-async def test_a_read_after_a_commit_never_gets_the_cached_answer_from_before(uow_factory):
+@pytest.fixture(params=["unit-of-work", "hot-reads"])
+async def gate(request, uow_factory, repo_backend):
+    """How the service reads the membership and the epoch: in its unit of work, or in
+    one statement straight on the driver (adapters/db/hot_reads.py, as the server does)."""
+    if request.param == "unit-of-work":
+        yield None
+        return
+    name, pg = repo_backend
+    if name == "memory":
+        pytest.skip("the memory store has no second way in")
+    engine = uow_factory()._session_factory.kw["bind"]
+    hot = hot_reads_for(engine, **({"server_settings": {"search_path": pg[1]}} if pg else {}))
+    yield hot
+    await hot.close()
+
+
+async def test_a_read_after_a_commit_never_gets_the_cached_answer_from_before(uow_factory, gate):
     viewer = await add_user(uow_factory, "00000000-0000-0000-0000-0000000000bb", "viewer")
     await add_user(uow_factory, OWNER, "owner")
     await add_workspaces(uow_factory, viewer.id, WS1)
@@ -82,7 +99,7 @@ async def test_a_read_after_a_commit_never_gets_the_cached_answer_from_before(uo
     async with uow_factory() as uow:
         await uow.allocations.add_gpus([GpuAllocation(env.id, host.id, host.gpus[0].uuid)])
         await uow.commit()
-    service = EnvironmentService(uow=uow_factory, clock=_Clock())
+    service = EnvironmentService(uow=uow_factory, clock=_Clock(), gate=gate)
 
     async def seen():
         views, total = await service.list(viewer, workspace_id=WS1, statuses=None, limit=50, offset=0)

@@ -30,8 +30,9 @@ _EPOCH = "SELECT epoch FROM change_epoch WHERE id = 1"
 
 
 class PgHotReads:
-    def __init__(self, dsn: str, max_connections: int = 8):
+    def __init__(self, dsn: str, max_connections: int = 8, **connect_kwargs: Any):
         self._dsn = dsn
+        self._connect_kwargs = connect_kwargs  # e.g. server_settings (a schema's search_path in tests)
         self._idle: list[Any] = []
         self._slots = asyncio.Semaphore(max_connections)
         self._sql = _MEMBERSHIP.format(ws="$1", user="$2")
@@ -48,7 +49,7 @@ class PgHotReads:
 
         async with self._slots:
             for attempt in (0, 1):
-                conn = self._idle.pop() if self._idle else await asyncpg.connect(self._dsn)
+                conn = self._idle.pop() if self._idle else await asyncpg.connect(self._dsn, **self._connect_kwargs)
                 try:
                     row = await conn.fetchrow(sql, *args)
                 except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
@@ -99,12 +100,13 @@ class SqliteHotReads:
             conn.close()
 
 
-def hot_reads_for(engine: Any) -> PgHotReads | SqliteHotReads | None:
+def hot_reads_for(engine: Any, **connect_kwargs: Any) -> PgHotReads | SqliteHotReads | None:
     """The engine's database, read straight; None where a second connection would not
-    see the same database (SQLite in memory)."""
+    see the same database (SQLite in memory). ``connect_kwargs``: asyncpg's, as the
+    engine's connect_args (PostgreSQL)."""
     url = engine.url
     if url.get_backend_name() == "postgresql":
-        return PgHotReads(url.set(drivername="postgresql").render_as_string(hide_password=False))
+        return PgHotReads(url.set(drivername="postgresql").render_as_string(hide_password=False), **connect_kwargs)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         return SqliteHotReads(url.database)
     return None

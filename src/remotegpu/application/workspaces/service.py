@@ -113,6 +113,18 @@ class WorkspaceService:
         return WorkspaceView(workspace, Role.OWNER)
 
     async def list_mine(self, actor: User, *, limit: int, offset: int) -> tuple[list[WorkspaceView], int]:
+        """The caller's workspaces with their role. Through the gate: as of the committed
+        change epoch, which memberships and workspaces move (migrations 0023, 0030); the
+        answer is shared while it stands (callers must not mutate it)."""
+        if self.gate is not None:
+            epoch = await self.gate.epoch()
+
+            async def compute() -> tuple[list[WorkspaceView], int]:
+                async with (self.reads or self.uow)() as uow:
+                    rows, total = await uow.workspaces.list_for_user(actor.id, limit=limit, offset=offset)
+                return [WorkspaceView(w, m.role) for w, m in rows], total
+
+            return await self.cache.get_or_compute(epoch, ("mine", actor.id, limit, offset), compute)
         async with (self.reads or self.uow)() as uow:
             rows, total = await uow.workspaces.list_for_user(actor.id, limit=limit, offset=offset)
         return [WorkspaceView(w, m.role) for w, m in rows], total

@@ -16,7 +16,9 @@ of 50 environments, member of two more):
 
 The hot reads are cached per change epoch (application/shared/read_cache.py): wrk
 repeating one request measures the cached path (one statement: the membership check,
-which reads the epoch with it). ``+chg`` rows repeat env-list and gpu-types while
+which reads the epoch with it, straight on the driver: adapters/db/hot_reads.py).
+The server's own background work (sweeps, the service scaler) counts in its CPU too:
+on a fleet this size an idle server must stay near idle. ``+chg`` rows repeat env-list and gpu-types while
 another process changes environments ``--churn`` times a second (default 10): each
 change moves the epoch and the next request rebuilds the answer.
 

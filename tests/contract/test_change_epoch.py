@@ -16,8 +16,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import text
 
+from remotegpu.adapters.db.hot_reads import hot_reads_for
 from remotegpu.adapters.db.tables import environments, hosts
 from remotegpu.application.environments.service import EnvironmentService
+from remotegpu.application.workspaces.service import WorkspaceService
+from remotegpu.domain.workspaces.quota import Quota
 from remotegpu.domain.environments.models import EnvStatus, GpuAllocation, HostPort
 from remotegpu.domain.shared.errors import NotFound
 from tests.contract.test_environment_listings import add_user, add_workspaces
@@ -70,7 +73,23 @@ async def test_every_commit_that_changes_what_reads_show_moves_the_epoch(uow_fac
     assert await epoch(uow_factory) == before
 
 
-async def test_a_read_after_a_commit_never_gets_the_cached_answer_from_before(uow_factory):
+@pytest.fixture(params=["unit-of-work", "hot-reads"])
+async def gate(request, uow_factory, repo_backend):
+    """How the service reads the membership and the epoch: in its unit of work, or in
+    one statement straight on the driver (adapters/db/hot_reads.py, as the server does)."""
+    if request.param == "unit-of-work":
+        yield None
+        return
+    name, pg = repo_backend
+    if name == "memory":
+        pytest.skip("the memory store has no second way in")
+    engine = uow_factory()._session_factory.kw["bind"]
+    hot = hot_reads_for(engine, **({"server_settings": {"search_path": pg[1]}} if pg else {}))
+    yield hot
+    await hot.close()
+
+
+async def test_a_read_after_a_commit_never_gets_the_cached_answer_from_before(uow_factory, gate):
     viewer = await add_user(uow_factory, "00000000-0000-0000-0000-0000000000bb", "viewer")
     await add_user(uow_factory, OWNER, "owner")
     await add_workspaces(uow_factory, viewer.id, WS1)
@@ -82,7 +101,7 @@ async def test_a_read_after_a_commit_never_gets_the_cached_answer_from_before(uo
     async with uow_factory() as uow:
         await uow.allocations.add_gpus([GpuAllocation(env.id, host.id, host.gpus[0].uuid)])
         await uow.commit()
-    service = EnvironmentService(uow=uow_factory, clock=_Clock())
+    service = EnvironmentService(uow=uow_factory, clock=_Clock(), gate=gate)
 
     async def seen():
         views, total = await service.list(viewer, workspace_id=WS1, statuses=None, limit=50, offset=0)
@@ -130,6 +149,37 @@ async def test_a_read_after_a_commit_never_gets_the_cached_answer_from_before(uo
     with pytest.raises(NotFound):
         await service.events(viewer, env.id, limit=50, offset=0)
     assert await service.list(viewer, workspace_id=None, statuses=None, limit=50, offset=0) == ([], 0)
+
+
+async def test_the_workspace_list_and_quota_follow_renames_memberships_and_quotas_at_once(uow_factory, gate):
+    """Workspaces' own rows (a rename) move the epoch too (migration 0030), memberships
+    and quotas already did (0023): the cached list and quota are never older than a commit."""
+    user = await add_user(uow_factory, "00000000-0000-0000-0000-0000000000bb", "viewer")
+    await add_user(uow_factory, OWNER, "owner")
+    await add_workspaces(uow_factory, user.id, WS1)
+    service = WorkspaceService(uow=uow_factory, clock=_Clock(), gate=gate)
+    views, total = await service.list_mine(user, limit=50, offset=0)
+    assert [v.workspace.name for v in views] == ["ws0"] and total == 1
+    assert await service.list_mine(user, limit=50, offset=0) == (views, total)
+    assert (await service.get_quota(user, WS1)).is_default
+
+    async with uow_factory() as uow:
+        ws = await uow.workspaces.get(WS1)
+        ws.name = "renamed"
+        await uow.workspaces.update(ws)
+        await uow.commit()
+    assert [v.workspace.name for v in (await service.list_mine(user, limit=50, offset=0))[0]] == ["renamed"]
+    async with uow_factory() as uow:
+        await uow.workspaces.set_quota(WS1, Quota(max_gpus=3))
+        await uow.commit()
+    assert (await service.get_quota(user, WS1)).quota.max_gpus == 3
+
+    async with uow_factory() as uow:
+        await uow.workspaces.remove_member(WS1, user.id)
+        await uow.commit()
+    assert await service.list_mine(user, limit=50, offset=0) == ([], 0)
+    with pytest.raises(NotFound):
+        await service.get_quota(user, WS1)
 
 
 # --- PostgreSQL: what heartbeats rewrite unchanged moves nothing; everything else does ------------------

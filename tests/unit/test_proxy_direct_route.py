@@ -293,6 +293,57 @@ async def test_websockets_go_through_the_containers_unix_socket(aiohttp_server, 
         assert exc.status == 502
 
 
+async def test_a_websocket_before_jupyter_listens_waits_for_it(aiohttp_server, aiohttp_client, tmp_path, unused_tcp_port):
+    """As for HTTP: just started, no socket yet and the container's port refuses. The
+    handshake is held (not refused with 502) and the kernel channel opens as soon as
+    JupyterLab listens; one that never listens is refused once the wait is over."""
+    published = web.Application()
+    published[NAME] = "published"
+    published.router.add_get("/api/kernels/k/channels", echo_ws)
+    published_server = await aiohttp_server(published)
+    (tmp_path / "run" / "remotegpu").mkdir(parents=True)
+    docker = FakeDocker(("127.0.0.1", unused_tcp_port), root=str(tmp_path))
+    client, _ = await platform(aiohttp_client, published_server.port, docker, local=True, started_at=datetime.now(timezone.utc))
+    runners = []
+
+    async def jupyter_comes_up() -> None:
+        await asyncio.sleep(1.5)
+        runners.append(await start_ws_jupyter_on_socket(str(tmp_path / "run" / "remotegpu" / "jupyter.sock")))
+
+    coming = asyncio.ensure_future(jupyter_comes_up())
+    try:
+        t0 = time.monotonic()
+        async with client.ws_connect("/api/kernels/k/channels") as ws:
+            waited = time.monotonic() - t0
+            await ws.send_str("hi tok")
+            assert (await ws.receive(timeout=10)).data == "socket:hi ***"  # Jupyter's socket, not the published port
+        assert 1.4 <= waited < 1.5 + 1.0, waited
+        assert len(docker.asked) >= 4  # looked up again while waiting
+    finally:
+        await coming
+        for runner in runners:
+            await runner.cleanup()
+
+
+async def test_a_websocket_to_a_jupyter_that_never_listens_is_refused_after_the_wait(
+    aiohttp_server, aiohttp_client, tmp_path, unused_tcp_port, monkeypatch
+):
+    import aiohttp
+
+    monkeypatch.setattr(proxy_module, "RESTART_WAIT_SECONDS", 0.3)
+    published_server = await start_jupyter(aiohttp_server, "published")
+    docker = FakeDocker(("127.0.0.1", unused_tcp_port), root=str(tmp_path))  # no socket, the port refuses
+    long_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+    client, _ = await platform(aiohttp_client, published_server.port, docker, local=True, started_at=long_ago)
+    t0 = time.monotonic()
+    try:
+        await client.ws_connect("/api/kernels/k/channels")
+        raise AssertionError("expected a refused handshake")
+    except aiohttp.WSServerHandshakeError as exc:
+        assert exc.status == 502
+    assert 0.3 <= time.monotonic() - t0 < 2.5
+
+
 async def test_a_websocket_closes_once_its_admission_no_longer_holds(aiohttp_server, aiohttp_client, tmp_path):
     (tmp_path / "run" / "remotegpu").mkdir(parents=True)
     runner = await start_ws_jupyter_on_socket(str(tmp_path / "run" / "remotegpu" / "jupyter.sock"))

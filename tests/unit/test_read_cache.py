@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from remotegpu.application.shared.read_cache import EpochCache
+from remotegpu.application.shared.read_cache import EpochCache, Memo
 
 
 async def test_an_answer_is_kept_for_its_epoch_only():
@@ -59,3 +59,21 @@ async def test_entries_are_bounded():
     for n in range(10):
         await cache.get_or_compute(1, n, lambda n=n: asyncio.sleep(0, n))
     assert len(cache._entries) == 3
+
+
+def test_memo_derives_once_per_shared_answer_and_never_from_another():
+    memo = Memo(max_entries=2)
+    made = []
+
+    def make(tag):
+        made.append(tag)
+        return f"doc of {tag}"
+
+    answer = ["shared answer"]
+    assert memo.get(answer, "viewer", lambda: make("a")) == "doc of a"
+    assert memo.get(answer, "viewer", lambda: make("again")) == "doc of a"  # the same answer: kept
+    assert memo.get(answer, "admin", lambda: make("b")) == "doc of b"  # another kind of caller
+    # An equal but different answer (a newer epoch's) is not the same answer.
+    assert memo.get(["shared answer"], "viewer", lambda: make("c")) == "doc of c"
+    assert made == ["a", "b", "c"]
+    assert len(memo._entries) <= 2

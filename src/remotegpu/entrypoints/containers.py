@@ -100,6 +100,12 @@ def _read_session_factory(engine):
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def _hot_reads(engine):
+    from remotegpu.adapters.db.hot_reads import hot_reads_for
+
+    return hot_reads_for(engine)
+
+
 def _sql_uow(session_factory):
     from remotegpu.adapters.db.uow import SqlUnitOfWork
 
@@ -432,6 +438,12 @@ class Container(containers.DeclarativeContainer):
         sql=providers.Factory(_sql_uow, providers.Singleton(_read_session_factory, engine)),
         memory=providers.Factory(InMemoryUnitOfWork, memory_store),
     )
+    # The cached hot reads' one statement, straight on the driver (adapters/db/hot_reads.py).
+    hot_reads = providers.Selector(
+        config.persistence,
+        sql=providers.Singleton(_hot_reads, engine),
+        memory=providers.Object(None),
+    )
     readiness = providers.Selector(
         config.persistence,
         sql=providers.Singleton(SqlReadiness, engine),
@@ -575,7 +587,7 @@ class Container(containers.DeclarativeContainer):
     )
     admin_service = providers.Singleton(AdminService, uow=uow.provider, clock=clock, hasher=hasher, users=user_cache)
     workspace_service = providers.Singleton(
-        WorkspaceService, uow=uow.provider, clock=clock, policy=workspace_policy, reads=read_uow.provider
+        WorkspaceService, uow=uow.provider, clock=clock, policy=workspace_policy, reads=read_uow.provider, gate=hot_reads,
     )
     invitation_service = providers.Singleton(InvitationService, uow=uow.provider, clock=clock, policy=workspace_policy)
     maintenance = providers.Singleton(
@@ -618,7 +630,7 @@ class Container(containers.DeclarativeContainer):
         quotas=workspace_policy, images=image_policy, secrets=sealer, reads=read_uow.provider, data_mounts=storage_mounts,
         funds=providers.Callable(lambda on, check: check if on else None, config.billing_enabled, providers.Singleton(
             FundsCheck, store=billing_store, clock=clock, currency=config.billing_currency)),
-        catalog=image_service,
+        catalog=image_service, gate=hot_reads,
     )
     host_service = providers.Singleton(HostService, uow=uow.provider, clock=clock, environments=environment_service)
     access_gateway = providers.Singleton(DirectSshGateway)
@@ -747,6 +759,8 @@ async def close_container(container: Container) -> None:
     cfg = container.config()
     # Both are lazy (no connection until first use), so asking for them here is cheap.
     if cfg["persistence"] == "sql":
+        if (hot := container.hot_reads()) is not None:
+            await hot.close()
         await container.engine().dispose()
     if cfg["redis_url"]:
         await container.redis().aclose()

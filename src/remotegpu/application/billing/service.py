@@ -12,7 +12,7 @@ import csv
 import io
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from remotegpu.application.billing.ports import BillingStore, PaymentGateway
@@ -49,6 +49,8 @@ class BillingService:
     payments: PaymentGateway
     currency: str = "CNY"
     enabled: bool = False
+    # hourly_prices' answer: (change epoch, when the next price takes effect or None, prices).
+    _hourly: tuple[int, datetime | None, dict[str, int]] | None = field(default=None, init=False, repr=False)
 
     # --- prices -------------------------------------------------------------------------
     async def prices(self, *, include_history: bool = False) -> list[Price]:
@@ -74,16 +76,31 @@ class BillingService:
         async with self.store.transaction() as tx:
             await tx.add_price(price)
             await tx.commit()
+        self._hourly = None  # hourly_prices: the new price counts at once here (elsewhere: the epoch moved)
         async with self.uow() as uow:
             await audit.record(uow, self.clock, "billing.price.set", actor_id=actor.id, target_type="price", target_id=price.id,
                                kind=rk.value, model=price.model, unit_price=unit_price, effective_from=start.isoformat())
             await uow.commit()
         return price
 
-    async def hourly_prices(self) -> dict[str, int]:
-        """GPU model → minor units per GPU-hour now."""
+    async def hourly_prices(self, epoch: int | None = None) -> dict[str, int]:
+        """GPU model → minor units per GPU-hour now.
+
+        ``epoch``: the change epoch the caller read (gpu-types, on every request): the
+        answer is kept while that epoch stands (a price written anywhere moves it:
+        migration 0030; ``set_price`` here also drops it at once) and until the next
+        price takes effect. The same object is returned while it is kept."""
         now = self.clock.now()
-        return {p.model: p.unit_price for p in await self.prices() if p.kind is ResourceKind.GPU and p.effective_from <= now}
+        kept = self._hourly
+        if epoch is not None and kept is not None and kept[0] == epoch and (kept[1] is None or now < kept[1]):
+            return kept[2]
+        async with self.store.transaction() as tx:
+            book = PriceBook(await tx.prices())
+        gpu = [p for p in book.all() if p.kind is ResourceKind.GPU]
+        prices = {p.model: p.unit_price for p in book.current(now) if p.kind is ResourceKind.GPU and p.effective_from <= now}
+        if epoch is not None:
+            self._hourly = (epoch, min((p.effective_from for p in gpu if p.effective_from > now), default=None), prices)
+        return prices
 
     async def estimate(self, *, gpu_model: str | None, gpu_count: int, cpu_cores: int, memory_gib: int, disk_gib: int) -> int:
         async with self.store.transaction() as tx:

@@ -27,6 +27,7 @@ class AutoStop:
         async with self.uow() as uow:
             await uow.lock_scheduling()
             hosts = {h.id: h for h in await uow.hosts.list()}
+            changed = False
             for env in await uow.environments.list_by_status([EnvStatus.RUNNING]):
                 idle_since = env.idle_since
                 reason = self._time_limit_reason(env, now)
@@ -39,7 +40,9 @@ class AutoStop:
                     stopped.append(env.id)
                 if reason is not None or env.idle_since != idle_since:  # not every running one, every sweep
                     await uow.environments.update(env)
-            await uow.commit()
+                    changed = True
+            if changed:  # a commit runs a queue pass: not every few seconds for nothing
+                await uow.commit()
         return stopped
 
     async def record_activity(self, env_id: str) -> None:

@@ -7,6 +7,7 @@ scheduling lock; the host agent makes the runtime match on its next heartbeat.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from collections.abc import Hashable
 from typing import Any, Protocol
 
 from remotegpu.application.environments import placement as pl
@@ -16,10 +17,10 @@ from remotegpu.application.environments.secrets import seal_variables
 from remotegpu.application.environments.queue_pass import QueuePass
 from remotegpu.application.environments.ports import EnvironmentListing
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
-from remotegpu.application.shared.read_cache import EpochCache
+from remotegpu.application.shared.read_cache import EpochCache, HotReads, Memo
 from remotegpu.application.shared.sealing import SecretSealer
 from remotegpu.application.workspaces.quotas import WorkspacePolicy
-from remotegpu.application.workspaces.service import authorize
+from remotegpu.application.workspaces.service import authorize, authorize_hot
 from remotegpu.domain.environments.images import ImagePolicy
 from remotegpu.domain.environments.models import (
     DEFAULT_DISK_GIB,
@@ -70,6 +71,16 @@ class DataMountPolicy(Protocol):
     async def check_mounts(self, actor: User, workspace_id: str, requests: list[dict[str, str]]) -> list[dict[str, str]]: ...
 
 
+def _manage_mode(actor: User, role: Role | None) -> Hashable:
+    """Callers for whom ``may_operate`` answers alike for every environment of a page:
+    all of them, none, or those the caller owns."""
+    if actor.is_admin or (role is not None and role.at_least(Role.ADMIN)):
+        return "all"
+    if role is None or not role.at_least(Role.MEMBER):
+        return "none"
+    return ("own", actor.id)
+
+
 @dataclass(frozen=True)
 class EnvironmentView:
     env: Environment
@@ -110,6 +121,11 @@ class EnvironmentService:
     # Listings, timelines and the fleet's capacity as of the committed change epoch
     # (application/shared/read_cache.py): exact, shared by every request until a change.
     cache: EpochCache = field(default_factory=EpochCache)
+    # The cached reads' membership check and epoch in one statement without a unit of
+    # work (application/shared/read_cache.py's HotReads); None: through ``reads``.
+    gate: HotReads | None = None
+    # A cached page's views, per kind of caller (``_manage_mode``): built once per answer.
+    _views: Memo = field(default_factory=Memo, repr=False)
     _workspace_of: dict[str, str] = field(default_factory=dict, repr=False)  # environment → its workspace (fixed)
     # The image catalog (application/images): ``image_id`` and catalog references resolve
     # there; another workspace's private image answers 404. None: references only.
@@ -170,8 +186,26 @@ class EnvironmentService:
     ) -> tuple[list[EnvironmentView], int]:
         """The hottest read (the console polls it): a bounded number of queries whatever
         the page's length (``EnvironmentRepository.listings``)."""
+        shape = tuple(s.value for s in statuses) if statuses is not None else None
+        if workspace_id is not None and self.gate is not None:
+            role, epoch = await authorize_hot(self.gate, actor, workspace_id, Role.VIEWER)  # every request: never cached
+
+            async def compute():
+                async with self._reads() as uow:
+                    return await uow.environments.listings(workspace_id=workspace_id, statuses=statuses, limit=limit, offset=offset)
+
+            answer = await self.cache.get_or_compute(epoch, ("list", workspace_id, shape, limit, offset), compute)
+            # Whether the caller may operate each environment depends on the role and, for
+            # members, on who owns it: the views of one answer are the same for every caller
+            # of the same kind, so they are built once per answer and kind.
+            mode = _manage_mode(actor, role)
+            return self._views.get(answer, mode, lambda: (
+                [EnvironmentView(item.env, item.queue_position, item.ports, None, item.gpus,
+                                 manageable=may_operate(actor, role, item.env), host_name=item.host_name)
+                 for item in answer[0]],
+                answer[1],
+            ))
         async with self._reads() as uow:
-            shape = tuple(s.value for s in statuses) if statuses is not None else None
             if workspace_id is not None:
                 membership = await authorize(uow, actor, workspace_id, Role.VIEWER)  # every request: never cached
                 roles = {workspace_id: membership.role}
@@ -197,6 +231,12 @@ class EnvironmentService:
 
     async def get(self, actor: User, env_id: str, *, with_host: bool = False) -> EnvironmentView:
         """One environment as lists show it; ``with_host`` also loads its host (access info needs its addresses)."""
+        workspace_id = self._workspace_of.get(env_id)
+        if workspace_id is not None and self.gate is not None and not with_host:
+            listing, role, _ = await self._visible_listing_hot(actor, env_id, workspace_id)
+            mode = _manage_mode(actor, role)
+            return self._views.get(listing, mode, lambda: replace(
+                EnvironmentView.of(listing), manageable=may_operate(actor, role, listing.env)))
         async with self._reads() as uow:
             listing, role, _ = await self._visible_listing(uow, actor, env_id)
             view = replace(EnvironmentView.of(listing), manageable=may_operate(actor, role, listing.env))
@@ -214,6 +254,8 @@ class EnvironmentService:
         membership check comes first and reads the epoch in the same statement (one
         statement when the answer is cached); otherwise the epoch, the listing, then it."""
         workspace_id = self._workspace_of.get(env_id)
+        if workspace_id is not None and self.gate is not None:
+            return await self._visible_listing_hot(actor, env_id, workspace_id)
         if workspace_id is not None:
             membership = await authorize(uow, actor, workspace_id, Role.VIEWER)  # every request: never cached
             epoch = await uow.environments.change_epoch()
@@ -230,6 +272,22 @@ class EnvironmentService:
             self._workspace_of.clear()
         self._workspace_of[env_id] = listing.env.workspace_id
         return listing, membership.role, epoch
+
+    async def _visible_listing_hot(
+        self, actor: User, env_id: str, workspace_id: str
+    ) -> tuple[EnvironmentListing, Role | None, int]:
+        """``_visible_listing`` for an environment of a known workspace, through the gate:
+        one statement when the answer is cached, a unit of work only to compute it."""
+        role, epoch = await authorize_hot(self.gate, actor, workspace_id, Role.VIEWER)  # every request: never cached
+
+        async def compute():
+            async with self._reads() as uow:
+                return await self._listing_now(uow, env_id)
+
+        listing = await self.cache.get_or_compute(epoch, ("one", env_id), compute)
+        if listing is None:
+            raise NotFound("environment not found")
+        return listing, role, epoch
 
     async def start(self, actor: User, env_id: str, *, gpu: bool = True) -> EnvironmentView:
         async def op(uow: UnitOfWork, env: Environment) -> None:
@@ -284,6 +342,15 @@ class EnvironmentService:
                 env.transition(EnvStatus.DELETED, f"{why}: nothing to wait for", now)
 
     async def events(self, actor: User, env_id: str, *, limit: int, offset: int) -> tuple[list[EnvironmentEvent], int]:
+        workspace_id = self._workspace_of.get(env_id)
+        if workspace_id is not None and self.gate is not None:
+            _, _, epoch = await self._visible_listing_hot(actor, env_id, workspace_id)
+
+            async def compute():
+                async with self._reads() as uow:
+                    return await uow.environments.events(env_id, limit=limit, offset=offset)
+
+            return await self.cache.get_or_compute(epoch, ("events", env_id, limit, offset), compute)
         async with self._reads() as uow:
             _, _, epoch = await self._visible_listing(uow, actor, env_id)
             return await self.cache.get_or_compute(
@@ -301,26 +368,38 @@ class EnvironmentService:
         """Per model over schedulable hosts: totals and whether ``gpu_count`` of it with
         ``cpu_cores``/``memory_gib`` starts now (queue and overcommit included), with
         each model's memory_mib."""
-        async with self._reads() as uow:
-            epoch = await uow.environments.change_epoch()
+        return (await self.capacity(gpu_count, cpu_cores, memory_gib))[1:]
 
-            async def snapshot():
-                # The fleet as a request created now would find it: the queue planned on it
-                # once per epoch (the expensive part), whatever the request being composed.
+    async def capacity(
+        self, gpu_count: int = 1, cpu_cores: int = 2, memory_gib: int = 8
+    ) -> tuple[int | None, list[ModelHeadroom], dict[str, int]]:
+        """``gpu_types`` with the change epoch it is the truth at (None: no epoch here).
+        The answers are shared objects: the same epoch and request, the same object."""
+
+        async def snapshot():
+            # The fleet as a request created now would find it: the queue planned on it
+            # once per epoch (the expensive part), whatever the request being composed.
+            async with self._reads() as uow:
                 hosts = await uow.hosts.list()
                 fleet = await pl.fleet_snapshot(uow, hosts)
                 queued = [
                     QueuedRequest(e.id, pl.request_of(e, pin=pl.must_pin(e)))
                     for e in await uow.environments.list_by_status([EnvStatus.QUEUED])
                 ]
-                return newcomer_view(fleet, queued, hosts), {g.model: g.memory_mib for h in hosts for g in h.gpus}
+            return newcomer_view(fleet, queued, hosts), {g.model: g.memory_mib for h in hosts for g in h.gpus}
 
-            view, memory = await self.cache.get_or_compute(epoch, ("fleet",), snapshot)
+        if self.gate is not None:
+            epoch = await self.gate.epoch()
+        else:
+            async with self._reads() as uow:
+                epoch = await uow.environments.change_epoch()
+        # Read after the epoch (the cache's rule): snapshot() opens its unit of work only now.
+        view, memory = await self.cache.get_or_compute(epoch, ("fleet",), snapshot)
 
-            async def headroom():
-                return headroom_for(view, gpu_count, cpu_cores, memory_gib)
+        async def headroom():
+            return headroom_for(view, gpu_count, cpu_cores, memory_gib)
 
-            return await self.cache.get_or_compute(epoch, ("headroom", gpu_count, cpu_cores, memory_gib), headroom), memory
+        return epoch, await self.cache.get_or_compute(epoch, ("headroom", gpu_count, cpu_cores, memory_gib), headroom), memory
 
     async def _refuse_never_fits(self, uow: UnitOfWork, req: CreateRequest) -> None:
         """409 ``never_fits`` for a request no host could hold even empty: it would wait forever."""

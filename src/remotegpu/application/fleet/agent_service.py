@@ -283,9 +283,11 @@ class AgentService:
                     if env.status in (EnvStatus.STARTING, EnvStatus.RUNNING):
                         env.transition(EnvStatus.LOST, f"host {host.name} missed {MISSED_BEATS_BEFORE_OFFLINE} heartbeats", self.clock.now())
                         await uow.environments.update(env)
+            ended = []
             if self.training_nodes is not None:  # job nodes on hosts silent for too long are lost: their gangs fail (or restart)
-                await self.training_nodes.fail_silent_hosts(uow, await uow.hosts.list())
-            await uow.commit()
+                ended = await self.training_nodes.fail_silent_hosts(uow, await uow.hosts.list())
+            if gone or ended:  # (a commit runs a queue pass: not every few seconds for nothing)
+                await uow.commit()
         return gone
 
     async def finish_stranded(self) -> list[str]:

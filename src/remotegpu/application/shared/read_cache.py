@@ -19,9 +19,47 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
+
+
+class HotReads(Protocol):
+    """The one statement of a cached hot read, without a unit of work (adapters/db/hot_reads.py).
+
+    Both read the committed state at the moment they run, as a unit of work's first
+    statement would; they only cost less."""
+
+    async def membership(self, workspace_id: str, user_id: str) -> tuple[int, bool, str | None]:
+        """(change epoch, whether the workspace exists, the user's role in it or None), in one statement."""
+        ...
+
+    async def epoch(self) -> int:
+        """The committed change epoch."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Memo:
+    """Values derived from a shared cached answer (e.g. its views for one kind of caller,
+    or its bytes), kept while that answer is: keyed by the answer's identity, which the
+    entry holds so that it cannot be reused meanwhile; bounded."""
+
+    def __init__(self, max_entries: int = 4096):
+        self.max_entries = max_entries
+        self._entries: dict[Hashable, tuple[object, Any]] = {}
+
+    def get(self, source: object, key: Hashable, make: Callable[[], T]) -> T:
+        full = (id(source), key)
+        entry = self._entries.get(full)
+        if entry is not None and entry[0] is source:
+            return entry[1]
+        value = make()
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[full] = (source, value)
+        return value
 
 
 class EpochCache:

@@ -194,6 +194,7 @@ class ServiceScaler:
         """``desired``: service id → replicas wanted now. Returns the services as saved."""
         out: dict[str, InferenceService] = {}
         touched: set[str] = set()
+        saved = False
         async with self.uow() as uow:
             await uow.lock_scheduling()
             services = await uow.inference_services.list_active()
@@ -264,8 +265,10 @@ class ServiceScaler:
                 if changed:
                     await uow.inference_services.update(service)
                     touched |= {r.host_id for r in service.replicas} | before.get(service.id, set())
+                    saved = True
                 out[service.id] = service
-            await uow.commit()
+            if saved:  # a commit runs a queue pass: not every second for nothing
+                await uow.commit()
         if touched and self.notify is not None:
             self.notify(touched)
         return out

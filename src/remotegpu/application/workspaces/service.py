@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from remotegpu.application.identity import audit
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
-from remotegpu.application.shared.read_cache import EpochCache
+from remotegpu.application.shared.read_cache import EpochCache, HotReads
 from remotegpu.application.workspaces.quotas import CreationPolicy, WorkspacePolicy
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -60,11 +60,25 @@ async def authorize(uow: UnitOfWork, actor: User, workspace_id: str, needed: Rol
     if found is None:
         raise NotFound("workspace not found")
     workspace, member = found
-    if member is None and not actor.is_admin:
+    return WorkspaceView(workspace, check_role(actor, member.role if member else None, needed))
+
+
+def check_role(actor: User, role: Role | None, needed: Role) -> Role | None:
+    """``authorize``'s rule on a found workspace and the caller's role in it (None: not a member)."""
+    if role is None and not actor.is_admin:
         raise NotFound("workspace not found")
-    if not actor.is_admin and not member.role.at_least(needed):
+    if not actor.is_admin and not role.at_least(needed):
         raise PermissionDenied(f"needs the {needed.value} role or higher in this workspace", code="role_required")
-    return WorkspaceView(workspace, member.role if member else None)
+    return role
+
+
+async def authorize_hot(gate: HotReads, actor: User, workspace_id: str, needed: Role) -> tuple[Role | None, int]:
+    """``authorize`` in one statement without a unit of work (``HotReads``), with the change
+    epoch read in it: the caller's role and that epoch."""
+    epoch, exists, role = await gate.membership(workspace_id, actor.id)
+    if not exists:
+        raise NotFound("workspace not found")
+    return check_role(actor, Role(role) if role is not None else None, needed), epoch
 
 
 @dataclass
@@ -75,6 +89,7 @@ class WorkspaceService:
     # Units of work for the hot reads (list_mine, get_quota); None: ``uow``.
     reads: UnitOfWorkFactory | None = None
     cache: EpochCache = field(default_factory=EpochCache)
+    gate: HotReads | None = None  # the cached reads' membership check in one statement; None: through ``reads``
 
     async def create(self, actor: User, name: str) -> WorkspaceView:
         name = name.strip()
@@ -98,6 +113,18 @@ class WorkspaceService:
         return WorkspaceView(workspace, Role.OWNER)
 
     async def list_mine(self, actor: User, *, limit: int, offset: int) -> tuple[list[WorkspaceView], int]:
+        """The caller's workspaces with their role. Through the gate: as of the committed
+        change epoch, which memberships and workspaces move (migrations 0023, 0030); the
+        answer is shared while it stands (callers must not mutate it)."""
+        if self.gate is not None:
+            epoch = await self.gate.epoch()
+
+            async def compute() -> tuple[list[WorkspaceView], int]:
+                async with (self.reads or self.uow)() as uow:
+                    rows, total = await uow.workspaces.list_for_user(actor.id, limit=limit, offset=offset)
+                return [WorkspaceView(w, m.role) for w, m in rows], total
+
+            return await self.cache.get_or_compute(epoch, ("mine", actor.id, limit, offset), compute)
         async with (self.reads or self.uow)() as uow:
             rows, total = await uow.workspaces.list_for_user(actor.id, limit=limit, offset=offset)
         return [WorkspaceView(w, m.role) for w, m in rows], total
@@ -211,6 +238,14 @@ class WorkspaceService:
 
     # --- quota ------------------------------------------------------------------------
     async def get_quota(self, actor: User, workspace_id: str) -> QuotaView:
+        if self.gate is not None:
+            _, epoch = await authorize_hot(self.gate, actor, workspace_id, Role.VIEWER)  # every request: never cached
+
+            async def compute() -> QuotaView:
+                async with (self.reads or self.uow)() as uow:
+                    return await self._quota_view(uow, workspace_id)
+
+            return await self.cache.get_or_compute(epoch, ("quota", workspace_id), compute)
         async with (self.reads or self.uow)() as uow:
             await authorize(uow, actor, workspace_id, Role.VIEWER)  # every request: never cached
             # The quota and what the workspace's environments hold, as of the committed

@@ -112,6 +112,10 @@ class _DirectUnreachable(Exception):
     """The container's own address cannot be reached (a websocket): use the published port."""
 
 
+class _NotListening(Exception):
+    """A websocket's last way was refused: JupyterLab does not listen (yet); nothing was sent."""
+
+
 class JupyterProxy:
     def __init__(self, app: web.Application) -> None:
         self._app = app
@@ -146,14 +150,40 @@ class JupyterProxy:
         direct = await self._direct_route(request.app, upstream)
         extra = extra_headers or {}
         if is_websocket_upgrade(request):
-            ways: list[Target] = [t for t in (direct.socket, direct.address) if t is not None] if direct else []
-            for target in ways:
-                try:
-                    return await self._websocket(request, target, upstream, extra, still_admitted, direct=True)
-                except _DirectUnreachable:
-                    continue
-            return await self._websocket(request, (upstream.address, upstream.port), upstream, extra, still_admitted)
+            return await self._websocket_waiting(request, upstream, direct, extra, still_admitted)
         return await self._http(request, upstream, direct, extra)
+
+    async def _websocket_waiting(
+        self, request: web.Request, upstream: Upstream, direct: _DirectRoute | None, extra: dict[str, str],
+        still_admitted: Callable[[], Awaitable[bool]] | None,
+    ) -> web.StreamResponse:
+        """A websocket by the first way that takes it; one that finds JupyterLab not
+        listening yet waits for it as an HTTP request does (``_http``): a notebook opened
+        the moment its environment runs gets its kernel channel once JupyterLab listens."""
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        resolved_at = loop.time()
+        while True:
+            try:
+                ways: list[Target] = [t for t in (direct.socket, direct.address) if t is not None] if direct else []
+                for target in ways:
+                    try:
+                        return await self._websocket(request, target, upstream, extra, still_admitted, direct=True)
+                    except _DirectUnreachable:
+                        continue
+                return await self._websocket(request, (upstream.address, upstream.port), upstream, extra, still_admitted)
+            except _NotListening:
+                now = loop.time()
+                if deadline is None:
+                    deadline = now + _listening_wait(upstream)
+                transport = request.transport
+                if now >= deadline or transport is None or transport.is_closing():
+                    log.warning("jupyter of %s does not listen: websocket refused", upstream.env_id)
+                    return error_response(502, "upstream_unavailable", "JupyterLab of this environment does not answer (yet)")
+                await asyncio.sleep(NOT_LISTENING_RETRY_SECONDS)
+                if loop.time() - resolved_at >= NOT_LISTENING_RESOLVE_SECONDS:
+                    resolved_at = loop.time()
+                    direct = await self._direct_route(request.app, upstream)
 
     async def _direct_route(self, app: web.Application, upstream: Upstream) -> _DirectRoute | None:
         """The ways to the container that skip Docker's port proxy, when it runs on this
@@ -318,6 +348,8 @@ class JupyterProxy:
                 # Jupyter does not listen yet; anything else, try the next way.
                 if isinstance(target, ContainedSocket) or getattr(os_error, "errno", None) != errno.ECONNREFUSED:
                     raise _DirectUnreachable() from None
+            if getattr(getattr(exc, "os_error", exc), "errno", None) in (errno.ECONNREFUSED, errno.ENOENT):
+                raise _NotListening() from None  # nothing was sent: waited for (_websocket_waiting)
             return error_response(502, "upstream_unavailable", "JupyterLab of this environment does not answer (yet)")
         except (aiohttp.ClientError, asyncio.TimeoutError):
             await _close(own_session)

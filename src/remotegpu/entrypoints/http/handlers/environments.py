@@ -8,6 +8,7 @@ from aiohttp import web
 
 from remotegpu.application.environments.access_gateway import Endpoints, UnsafeSshEndpoint
 from remotegpu.application.environments.service import CreateRequest, EnvironmentView
+from remotegpu.application.shared.read_cache import Memo
 from remotegpu.domain.environments.variables import ENV_NAME_RE
 from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.keys import APP_URL
@@ -130,8 +131,17 @@ async def list_gpu_types(call: Call) -> GpuTypeList:
     """GPU models with total and free counts, and whether the request being composed
     (`gpu_count` × model with `cpu_cores` and `memory_gib`) would start now: what the create form offers."""
     q: GpuTypeQuery = call.query
-    types, memory = await call.container.environment_service().gpu_types(q.gpu_count, q.cpu_cores, q.memory_gib)
-    prices = await call.container.billing_service().hourly_prices()
+    epoch, types, memory = await call.container.environment_service().capacity(q.gpu_count, q.cpu_cores, q.memory_gib)
+    prices = await call.container.billing_service().hourly_prices(epoch)
+    # The capacity and the prices are shared answers while they are the truth (the same
+    # objects): their document is written once for both.
+    kept = _gpu_type_docs.get(types, (id(prices), id(memory)), lambda: (prices, memory, _gpu_type_doc(types, memory, prices)))
+    if kept[0] is not prices or kept[1] is not memory:
+        kept = (prices, memory, _gpu_type_doc(types, memory, prices))
+    return web.Response(body=kept[2], content_type="application/json")
+
+
+def _gpu_type_doc(types, memory: dict[str, int], prices: dict[str, int]) -> bytes:
     items = [
         GpuTypeOut(
             model=t.model, total=t.total, free=t.free, memory_mib=memory.get(t.model, 0), startable_now=t.startable_now,
@@ -140,18 +150,25 @@ async def list_gpu_types(call: Call) -> GpuTypeList:
         )
         for t in types
     ]
-    return GpuTypeList(items=items, total=len(items))
+    return GpuTypeList(items=items, total=len(items)).model_dump_json().encode()
+
+
+_gpu_type_docs = Memo(256)
+_pages = Memo(1024)  # a page of views (EnvironmentService.list: shared per answer and kind of caller) → its JSON
 
 
 @api.get("/api/v1/environments", query=EnvironmentListQuery, response=Page[EnvironmentOut], tags=TAGS, errors=[401, 404, 422])
 async def list_environments(call: Call) -> web.Response:
     """Environments of the caller's workspaces (or of one), newest first."""
     q: EnvironmentListQuery = call.query
-    views, total = await call.container.environment_service().list(
+    page = await call.container.environment_service().list(
         call.user, workspace_id=q.workspace_id, statuses=[q.status] if q.status else None, limit=q.limit, offset=q.offset
     )
-    body = b'{"items":[' + b",".join([_fragments.of(v) for v in views]) + b'],"total":' + str(total).encode() + b"}"
-    return web.Response(body=body, content_type="application/json")
+    return web.Response(body=_pages.get(page, None, lambda: _page_doc(*page)), content_type="application/json")
+
+
+def _page_doc(views: list[EnvironmentView], total: int) -> bytes:
+    return b'{"items":[' + b",".join([_fragments.of(v) for v in views]) + b'],"total":' + str(total).encode() + b"}"
 
 
 @api.post("/api/v1/environments", body=EnvironmentIn, response=EnvironmentOut, status=202, tags=TAGS, errors=[401, 403, 404, 409, 422])

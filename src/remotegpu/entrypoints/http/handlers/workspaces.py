@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from aiohttp import web
+
 from remotegpu.application.workspaces.invitations import InvitationView
+from remotegpu.application.shared.read_cache import Memo
 from remotegpu.application.workspaces.service import QuotaView, UserQuotaView, WorkspaceView
 from remotegpu.domain.workspaces.quota import Quota, UserQuota
 from remotegpu.entrypoints.http.handlers import api
@@ -57,15 +60,25 @@ def _member(m, u) -> MemberOut:
 
 
 @api.get("/api/v1/workspaces", query=WorkspaceListQuery, response=Page[WorkspaceOut], tags=TAGS, errors=[401, 403, 422])
-async def list_workspaces(call: Call) -> Page[WorkspaceOut]:
+async def list_workspaces(call: Call) -> Page[WorkspaceOut] | web.Response:
     """Workspaces the caller belongs to, with the caller's role; all=true: every workspace (platform admins)."""
     q: WorkspaceListQuery = call.query
     svc = call.container.workspace_service()
     if q.all:
         views, total = await svc.list_all(call.user, search=q.search, limit=q.limit, offset=q.offset)
     else:
-        views, total = await svc.list_mine(call.user, limit=q.limit, offset=q.offset)
+        # Shared per change epoch (WorkspaceService.list_mine): its document is written once.
+        page = await svc.list_mine(call.user, limit=q.limit, offset=q.offset)
+        return web.Response(body=_ws_pages.get(page, None, lambda: _ws_page(*page).model_dump_json().encode()),
+                            content_type="application/json")
+    return _ws_page(views, total)
+
+
+def _ws_page(views: list[WorkspaceView], total: int) -> Page[WorkspaceOut]:
     return Page[WorkspaceOut](items=[_ws(v) for v in views], total=total)
+
+
+_ws_pages = Memo(1024)
 
 
 @api.post("/api/v1/workspaces", body=WorkspaceIn, response=WorkspaceOut, status=201, tags=TAGS, errors=[401, 422])
@@ -172,9 +185,15 @@ async def decline_invitation(call: Call) -> None:
 
 
 @api.get(WS + "/quota", response=QuotaOut, tags=TAGS, errors=[401, 404])
-async def get_quota(call: Call) -> QuotaOut:
+async def get_quota(call: Call) -> web.Response:
     """Limits and current usage (null limit = unlimited; is_default: the platform's default applies)."""
-    return _quota(await call.container.workspace_service().get_quota(call.user, call.path("workspace_id")))
+    view = await call.container.workspace_service().get_quota(call.user, call.path("workspace_id"))
+    # Shared per change epoch (WorkspaceService.get_quota): its document is written once.
+    return web.Response(body=_quota_docs.get(view, None, lambda: _quota(view).model_dump_json().encode()),
+                        content_type="application/json")
+
+
+_quota_docs = Memo(1024)
 
 
 @api.put(WS + "/quota", body=QuotaIn, response=QuotaOut, tags=TAGS, errors=[401, 403, 404, 422])

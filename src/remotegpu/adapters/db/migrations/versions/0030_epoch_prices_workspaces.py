@@ -1,7 +1,7 @@
 """Prices and workspaces written move the change epoch: gpu-types and the workspace list are cached per epoch.
 
 Revision ID: 0030
-Revises: 0022
+Revises: 0027
 Create Date: 2026-11-29
 
 gpu-types shows each model's hourly price on every request; the prices are kept with
@@ -19,7 +19,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0030"
-down_revision = "0022"
+down_revision = "0027"
 branch_labels = None
 depends_on = None
 

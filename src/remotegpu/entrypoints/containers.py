@@ -178,6 +178,17 @@ def _sms_sender(settings: Settings):
     from remotegpu.adapters.notifications.aliyun_sms import AliyunSmsSender, AliyunSmsSettings
     from remotegpu.domain.notifications.sms import TEMPLATE_NOTIFY, TEMPLATE_VERIFY
 
+    if settings.sms_provider == "tencent":
+        from remotegpu.adapters.notifications.tencent_sms import TencentSmsSender, TencentSmsSettings
+
+        aliyun_defaults = {"sms_endpoint", "sms_region"} - settings.model_fields_set  # Aliyun's defaults don't apply
+        return TencentSmsSender(TencentSmsSettings(
+            secret_id=settings.sms_access_key_id, secret_key=settings.sms_access_key_secret, app_id=settings.sms_app_id,
+            sign_name=settings.sms_sign_name, templates={TEMPLATE_VERIFY: settings.sms_template_verify,
+                                                         TEMPLATE_NOTIFY: settings.sms_template_notify},
+            **({} if "sms_endpoint" in aliyun_defaults else {"endpoint": settings.sms_endpoint}),
+            **({} if "sms_region" in aliyun_defaults else {"region": settings.sms_region}),
+        ))
     return AliyunSmsSender(AliyunSmsSettings(
         access_key_id=settings.sms_access_key_id, access_key_secret=settings.sms_access_key_secret,
         sign_name=settings.sms_sign_name, endpoint=settings.sms_endpoint, region=settings.sms_region,

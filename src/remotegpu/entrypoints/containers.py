@@ -234,7 +234,8 @@ def _redis(url: str):
     return Redis.from_url(url)
 
 
-def _task_handlers(maintenance: Maintenance, deliveries=None, storage=None, monitoring=None, jobs=None, settings=None) -> dict:
+def _task_handlers(maintenance: Maintenance, deliveries=None, storage=None, monitoring=None, jobs=None, settings=None,
+                   tickets=None) -> dict:
     """Background tasks by name; the Dramatiq worker registers actors of the same names.
 
     Every one runs periodically without arguments too (the maintenance loop):
@@ -254,6 +255,10 @@ def _task_handlers(maintenance: Maintenance, deliveries=None, storage=None, moni
         if deliveries is not None:
             await deliveries().send_due()
 
+    async def support_sweep() -> None:
+        if tickets is not None:  # SLA alerts, pending reminders/auto-solve, closing solved tickets (idempotent)
+            await tickets().sweep()
+
     async def collect_storage() -> None:
         if storage is not None:  # abandoned uploads and unreferenced blobs (past the grace period)
             await storage().collect()
@@ -265,6 +270,7 @@ def _task_handlers(maintenance: Maintenance, deliveries=None, storage=None, moni
         "notifications.send_due": send_due,
         "storage.collect": collect_storage,
         **(monitoring or {}),
+        "support.sweep": support_sweep,
         "workloads.purge_job_logs": purge_job_logs,
     }
 
@@ -625,7 +631,7 @@ class Container(containers.DeclarativeContainer):
     # --- background work -----------------------------------------------------------
     task_handlers = providers.Singleton(_task_handlers, maintenance, delivery_service.provider, storage_service.provider,
                                         providers.Callable(lambda c: _monitoring_tasks(c), __self__),
-                                        training_job_service.provider, settings)
+                                        training_job_service.provider, settings, ticket_service.provider)
     task_queue = providers.Selector(
         config.queue,
         inline=providers.Singleton(InlineTaskQueue, task_handlers),

@@ -335,6 +335,12 @@ class SqlBillingTx:
         return int((await self.s.execute(sa.select(sa.func.coalesce(sa.func.sum(_L.c.amount), 0)).where(
             _L.c.workspace_id == workspace_id, _L.c.period == period, _L.c.kind == EntryKind.CHARGE.value))).scalar_one())
 
+    async def period_entries(self, workspace_id: str, period: str, kinds: tuple[EntryKind, ...]) -> list[LedgerEntry]:
+        rows = await self.s.execute(sa.select(_L).where(
+            _L.c.workspace_id == workspace_id, _L.c.period == period, _L.c.kind.in_([k.value for k in kinds])
+        ).order_by(_L.c.at, _L.c.id))
+        return [_entry(r) for r in rows]
+
     async def wallet(self, workspace_id: str) -> Wallet:
         r = (await self.s.execute(sa.select(_W).where(_W.c.workspace_id == workspace_id))).first()
         return _wallet(r) if r is not None else Wallet(workspace_id)

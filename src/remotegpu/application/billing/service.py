@@ -21,7 +21,7 @@ from remotegpu.application.shared.ports import Clock, UnitOfWorkFactory
 from remotegpu.application.workspaces.service import authorize
 from remotegpu.domain.billing.ledger import EntryKind, LedgerEntry, unused_credit
 from remotegpu.domain.billing.metering import month_start, second
-from remotegpu.domain.billing.models import Bill, BillLine, Wallet, bill_lines, period_of
+from remotegpu.domain.billing.models import ADJUSTING, Bill, BillLine, Wallet, bill_lines, period_of
 from remotegpu.domain.billing.prices import Price, PriceBook, ResourceKind
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.shared.errors import Conflict, InvalidInput, PermissionDenied
@@ -225,7 +225,7 @@ class BillingService:
         out = []
         for period in periods:
             bill = await self._bill(workspace_id, period)
-            if bill.lines or bill.charged or bill.status == "finalized":
+            if bill.lines or bill.charged or bill.adjustments or bill.status == "finalized":
                 out.append(bill)
         return out
 
@@ -236,13 +236,15 @@ class BillingService:
 
     async def _bill(self, workspace_id: str, period: str) -> Bill:
         async with self.store.transaction() as tx:
+            adjustments = await tx.period_entries(workspace_id, period, ADJUSTING)
             stored = await tx.bill(workspace_id, period)
             if stored is not None:
+                stored.adjustments = adjustments
                 return stored
             segments = await tx.period_segments(workspace_id, period)
             charged = -await tx.period_charges(workspace_id, period)
         lines = bill_lines(segments, self.clock.now())
-        return Bill(workspace_id, period, "draft", sum(line.amount for line in lines), charged, lines)
+        return Bill(workspace_id, period, "draft", sum(line.amount for line in lines), charged, lines, adjustments=adjustments)
 
     async def finalize(self, period: str | None = None) -> int:
         """Finalize a month's bills (default: last month): once every segment of the month is
@@ -282,6 +284,14 @@ class BillingService:
         for line in bill.lines:
             w.writerow([bill.period, line.environment_id, line.kind, line.model, line.quantity, line.unit_price, line.seconds, line.amount])
         w.writerow([bill.period, "", "total", "", "", "", "", bill.total])
+        if bill.adjustments:
+            # Adjustments after the usage total, each with its ledger entry, when, who and why;
+            # signed as the bill counts them (negative: in the workspace's favour).
+            w.writerow([])
+            w.writerow(["period", "entry_id", "kind", "at", "actor_id", "reason", "", "amount_minor"])
+            for e in bill.adjustments:
+                w.writerow([bill.period, e.id, e.kind.value, e.at.isoformat(), e.actor_id or "", e.reason, "", -e.amount])
+            w.writerow([bill.period, "", "net", "", "", "", "", bill.net])
         return out.getvalue()
 
 

@@ -386,6 +386,8 @@ export default {
       credit_expiry: 'Credit expired',
     },
     billStatus: { draft: 'Draft', finalized: 'Finalized' },
+    adjustments: 'Adjustments, refunds and credits', usageTotal: 'Usage', net: 'Net', by: 'By', byPlatform: 'platform',
+    noAdjustments: 'No adjustments this month.',
     estimate: 'Price now',
   },
   monitoring: {

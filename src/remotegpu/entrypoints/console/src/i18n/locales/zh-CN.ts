@@ -385,6 +385,8 @@ export default {
       topup: '充值', charge: '用量扣费', plan: '套餐', refund: '退款', adjustment: '调整', credit: '赠送额度',
       credit_expiry: '赠送额度过期',
     },
+    adjustments: '调整、退款与赠送', usageTotal: '用量', net: '净额', by: '操作人', byPlatform: '平台',
+    noAdjustments: '本月无调整。',
     billStatus: { draft: '未出账', finalized: '已出账' },
     estimate: '当前价格',
   },

@@ -224,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("images", help="the image catalog over the API: ls, save, build, logs, cancel, rm")
     add_images_arguments(p)
     p.set_defaults(fn=cmd_images)
+    from remotegpu.entrypoints.billing_cli import add_billing_arguments, cmd_billing  # stdlib-only module
+
+    p = sub.add_parser("billing", help="wallets, usage and bills over the API: balance, ledger, usage, bills, bill, topup, …")
+    add_billing_arguments(p)
+    p.set_defaults(fn=cmd_billing)
     from remotegpu.entrypoints.job_cli import add_job_arguments, cmd_job
 
     p = sub.add_parser("job", help="training jobs: run (submit, follow the log, exit with its code), list, logs, cancel")

@@ -203,6 +203,10 @@ class Settings(BaseSettings):
     support_remind_pending_days: float = Field(3.0, gt=0, le=365)
     support_solve_pending_days: float = Field(7.0, gt=0, le=365)
     support_sweep_interval_seconds: float = Field(60.0, gt=0, le=3600)
+    # Ticket attachments (bytes in the object store, REMOTEGPU_STORAGE_*): at most this size
+    # each; closed tickets are deleted with their comments and files after this many days (0: kept).
+    support_attachment_max_bytes: int = Field(10 * 1024 * 1024, ge=1, le=1024 * 1024 * 1024)
+    support_retention_days: float = Field(0.0, ge=0, le=36500)
 
     @field_validator("support_sla_targets")
     @classmethod

@@ -168,6 +168,8 @@ def _support_settings(settings: Settings) -> SupportSettings:
         close_solved_after=days(settings.support_close_solved_days),
         remind_pending_after=days(settings.support_remind_pending_days),
         solve_pending_after=days(settings.support_solve_pending_days),
+        retention=days(settings.support_retention_days) if settings.support_retention_days else None,
+        max_attachment_bytes=settings.support_attachment_max_bytes,
     )
 
 
@@ -600,7 +602,7 @@ class Container(containers.DeclarativeContainer):
     ticket_service = providers.Singleton(
         TicketService, uow=plain_uow.provider, repo=ticket_repo, clock=clock, notifier=notification_dispatcher,
         publish=providers.Factory(lambda s: s.publish, webhook_service),
-        settings=providers.Singleton(_support_settings, settings),
+        settings=providers.Singleton(_support_settings, settings), objects=object_store,
     )
 
     billing_settings = providers.Singleton(

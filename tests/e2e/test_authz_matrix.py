@@ -127,6 +127,9 @@ MATRIX = [
     ("GET", "/api/v1/tickets/{ticket}", None, [401, 404, 404, 404, 404, 200]),
     ("PATCH", "/api/v1/tickets/{ticket}", {"priority": "high"}, [401, 404, 404, 404, 404, 200]),
     ("POST", "/api/v1/tickets/{ticket}/comments", {"body": "b"}, [401, 404, 404, 404, 404, 201]),
+    ("POST", "/api/v1/tickets/{ticket}/attachments?filename=a.txt&content_type=text/plain", b"hello",
+     [401, 404, 404, 404, 404, 403]),  # staff attach files to their replies (?comment_id=), not to the ticket
+    ("GET", "/api/v1/tickets/{ticket}/attachments/{attachment}", None, [401, 404, 404, 404, 404, 200]),
     ("POST", "/api/v1/tickets/{ticket}/solve", None, [401, 404, 404, 404, 404, 200]),
     ("POST", "/api/v1/tickets/{ticket}/reopen", None, [401, 404, 404, 404, 404, 409]),
     ("GET", "/api/v1/support/me", None, [401, 200, 200, 200, 200, 200]),
@@ -222,7 +225,7 @@ CASES = [
 ]
 
 
-async def _world(client, with_environment: bool = False):
+async def _world(client, with_environment: bool = False, with_attachment: bool = False):
     owner = await signup(client)
     accounts = {
         "other": await signup(client),
@@ -253,6 +256,11 @@ async def _world(client, with_environment: bool = False):
     names = {**storage, "ws": ws, "target": target.id, "newcomer": newcomer.username, "invitation": invitation, "host": host,
              "notification": notification, "webhook": webhook, "delivery": delivery}
     names["ticket"] = (await r.json())["id"]
+    if with_attachment:
+        r = await client.post(f"/api/v1/tickets/{names['ticket']}/attachments", params={"filename": "s.png", "content_type": "image/png"},
+                              data=b"\x89PNG", headers={**target.headers, "Content-Type": "application/octet-stream"})
+        assert r.status == 201, await r.text()
+        names["attachment"] = (await r.json())["id"]
     names["plan"] = await seed_plan(client.server.app[_key()], ws, owner.id)
     r = await client.post("/api/v1/alert-rules", json={"name": "busy", "workspace_id": ws, "metric": "DCGM_FI_DEV_GPU_UTIL",
                                                        "op": ">", "threshold": 90}, headers=owner.headers)
@@ -294,9 +302,12 @@ def _fill(value, names):
 
 @pytest.mark.parametrize("method, path, body, caller, expected", CASES)
 async def test_authorization_matrix(client, method, path, body, caller, expected):
-    accounts, names = await _world(client, with_environment="{env}" in path)
+    accounts, names = await _world(client, with_environment="{env}" in path, with_attachment="{attachment}" in path)
     headers = {} if caller == "anonymous" else accounts[caller].headers
-    r = await client.request(method, _fill(path, names), json=_fill(body, names) if body is not None else None, headers=headers)
+    if isinstance(body, bytes):  # a raw upload
+        r = await client.request(method, _fill(path, names), data=body, headers={**headers, "Content-Type": "application/octet-stream"})
+    else:
+        r = await client.request(method, _fill(path, names), json=_fill(body, names) if body is not None else None, headers=headers)
     assert r.status == expected, await r.text()
     if expected >= 400:
         assert "error" in await r.json()

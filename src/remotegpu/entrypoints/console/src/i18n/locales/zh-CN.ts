@@ -201,6 +201,7 @@ export default {
     status: { pending: '重试中', succeeded: '已送达', failed: '失败' },
   },
   tickets: {
+    attach: '添加附件', attachFailed: '无法添加附件 {name}：{reason}',
     nav: '工单支持', queueNav: '工单队列', title: '我的工单', queueTitle: '工单队列', new: '提交工单',
     submit: '提交', none: '暂无工单', totalN: '共 {n} 个工单',
     hint: '向平台团队寻求帮助。每条回复都会通知您；已解决的工单在几天后自动关闭，期间您可以重新打开。',

@@ -6,6 +6,7 @@ its disks are deleted. On the in-memory store, SQLite and PostgreSQL (migrated s
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -385,3 +386,31 @@ async def test_adjustments_refunds_and_credits_show_on_the_bill_and_its_csv_and_
     assert [a.id for a in bills["2026-04"].adjustments] == [later.id]
     with pytest.raises(NotFound):
         await billing.bill(await world.user("mallory"), ws, "2026-03")
+
+
+async def test_balance_low_and_bill_finalized_are_webhook_events(world):
+    from tests.support.webhooks import seed_webhook
+
+    admin, alice, ws, billing, host = await _setup(world)
+    endpoint, _ = await seed_webhook(world.container, ws, alice.id)
+    world.clock._now = datetime(2026, 3, 31, 23, 0, 0, tzinfo=timezone.utc)
+    await billing.post(admin, ws, "topup", 5_000, "bank transfer", reference="tx-hooks")  # under the 100.00 warning line
+    await world.envs.create(alice, CreateRequest(ws, "hooks", gpu_count=1, gpu_model=MODEL, cpu_cores=2, memory_gib=8, disk_gib=10))
+    await host.beat_all_running()
+    metering = world.container.metering()
+    world.clock.advance(seconds=1800)
+    await metering.run()
+    await metering.run()  # warned once, not again
+    world.clock._now = datetime(2026, 4, 1, 0, 0, 30, tzinfo=timezone.utc)
+    await metering.run()
+    assert await billing.finalize() == 1
+    assert await billing.finalize() == 0
+    deliveries, _ = await world.container.webhook_store().list_deliveries(endpoint, 100, 0)
+    events = sorted(d.event_type for d in deliveries if d.event_type.startswith("billing."))
+    assert events == ["billing.balance_low", "billing.bill_finalized"]
+    final = json.loads(next(d.body for d in deliveries if d.event_type == "billing.bill_finalized"))
+    march = await billing.bill(alice, ws, "2026-03")
+    assert final["type"] == "billing.bill_finalized" and final["data"]["period"] == "2026-03"
+    assert final["data"]["total"] == march.total and final["data"]["workspace_id"] == ws
+    low = json.loads(next(d.body for d in deliveries if d.event_type == "billing.balance_low"))
+    assert low["data"]["balance"] < 10_000 and low["data"]["threshold"] == 10_000

@@ -614,11 +614,12 @@ class Container(containers.DeclarativeContainer):
     metering = providers.Singleton(
         Metering, store=billing_store, clock=clock, settings=billing_settings, uow=uow.provider,
         environments=environment_service, notify=providers.Factory(lambda d: d.dispatch, notification_dispatcher),
-        plans=plan_service,
+        plans=plan_service, publish=providers.Factory(lambda s: s.publish, webhook_service),
     )
     billing_service = providers.Singleton(
         BillingService, store=billing_store, uow=uow.provider, clock=clock, payments=providers.Singleton(OfflineTransfers),
         currency=config.billing_currency, enabled=config.billing_enabled,
+        publish=providers.Factory(lambda s: s.publish, webhook_service),
     )
 
     # --- workloads (training jobs) ----------------------------------------------------

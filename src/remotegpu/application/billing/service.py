@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from remotegpu.application.billing.metering import publish_event
 from remotegpu.application.billing.ports import BillingStore, PaymentGateway
 from remotegpu.application.identity import audit
 from remotegpu.application.shared.ports import Clock, UnitOfWorkFactory
@@ -22,6 +23,7 @@ from remotegpu.application.workspaces.service import authorize
 from remotegpu.domain.billing.ledger import EntryKind, LedgerEntry, unused_credit
 from remotegpu.domain.billing.metering import month_start, second
 from remotegpu.domain.billing.models import ADJUSTING, Bill, BillLine, Wallet, bill_lines, period_of
+from remotegpu.domain.billing.notices import BILL_FINALIZED
 from remotegpu.domain.billing.prices import Price, PriceBook, ResourceKind
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.shared.errors import Conflict, InvalidInput, PermissionDenied
@@ -49,6 +51,7 @@ class BillingService:
     payments: PaymentGateway
     currency: str = "CNY"
     enabled: bool = False
+    publish: object | None = None  # webhooks (billing.bill_finalized): WebhookService.publish
 
     # --- prices -------------------------------------------------------------------------
     async def prices(self, *, include_history: bool = False) -> list[Price]:
@@ -254,6 +257,21 @@ class BillingService:
         period = period or period_of(month_start(now) - timedelta(days=1))
         if period >= period_of(now):
             raise InvalidInput("only a month that has ended can be finalized", details={"field": "period"})
+        async with self.store.transaction() as tx:
+            before = await tx.finalized(period)
+        made = await self._finalize(period, now)
+        if made and self.publish is not None:
+            async with self.store.transaction() as tx:
+                new = sorted(await tx.finalized(period) - before)
+                bills = [await tx.bill(ws, period) for ws in new]
+            for b in bills:
+                if b is not None:
+                    await publish_event(self.publish, b.workspace_id, BILL_FINALIZED, {
+                        "workspace_id": b.workspace_id, "period": b.period, "total": b.total, "currency": self.currency,
+                        "lines": len(b.lines)})
+        return made
+
+    async def _finalize(self, period: str, now: datetime) -> int:
         async with self.store.transaction() as tx:
             in_database = getattr(tx, "finalize_in_database", None)
             made = await in_database(period, now) if in_database is not None else None

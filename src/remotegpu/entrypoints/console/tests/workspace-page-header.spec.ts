@@ -5,7 +5,7 @@ import { createPinia } from 'pinia'
 import { makeI18n } from '../src/i18n'
 import WorkspacePageHeader from '../src/components/WorkspacePageHeader.vue'
 
-function mountHeader(props: Record<string, unknown>) {
+function mountHeader(props: { title: string; hint?: string; workspaceId?: string; pickerTestId?: string }) {
   return mount(WorkspacePageHeader, {
     props,
     slots: { default: '<button data-testid="tool">New</button>' },

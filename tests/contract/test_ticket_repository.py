@@ -11,7 +11,7 @@ from remotegpu.adapters.memory.store import InMemoryStore
 from remotegpu.adapters.memory.uow import InMemoryUnitOfWork
 from remotegpu.adapters.support.memory import InMemoryTicketRepository
 from remotegpu.adapters.support.sql import SqlTicketRepository
-from remotegpu.domain.support.models import Comment, Priority, Ticket, TicketCategory, TicketStatus
+from remotegpu.domain.support.models import Attachment, Comment, Priority, Ticket, TicketCategory, TicketStatus
 from tests.contract.conftest import sql_sessions
 from tests.contract.test_repositories import add_users, at, make_user
 
@@ -91,3 +91,28 @@ async def test_the_support_team(repo):
     assert await tickets.agents() == [u2, u1] and await tickets.is_agent(u2)
     assert await tickets.remove_agent(u2) is True and await tickets.remove_agent(u2) is False
     assert await tickets.agents() == [u1]
+
+
+async def test_attachments_and_retention_deletes(repo):
+    tickets, (u1, u2, _) = repo
+    keep, old = _ticket(21, u1), _ticket(22, u1)
+    for t in (keep, old):
+        await tickets.add(t)
+    files = [Attachment(f"a{n}", old.id, comment, u, f"f{n}.txt", "text/plain", 10 + n, "0" * 64, public, at(30 + n))
+             for n, comment, u, public in ((1, None, u1, True), (2, "c9", u2, False))]
+    files.append(Attachment("a3", keep.id, None, u1, "k.png", "image/png", 5, "1" * 64, True, at(40)))
+    for a in files:
+        await tickets.add_attachment(a)
+    assert await tickets.attachments(old.id, include_internal=True) == files[:2]
+    assert await tickets.attachments(old.id, include_internal=False) == files[:1]
+    assert await tickets.attachment(old.id, "a2") == files[1] and await tickets.attachment(keep.id, "a2") is None
+    for t, closed in ((keep, at(90)), (old, at(50))):
+        got = await tickets.get(t.id)
+        got.status, got.closed_at = TicketStatus.CLOSED, closed
+        assert await tickets.save(got, [Comment(f"c-{t.id[-6:]}", t.id, u1, "x", True, False, at(45))])
+    assert [t.id for t in await tickets.closed_before(at(60), 10)] == [old.id]
+    await tickets.delete(old.id)
+    assert await tickets.get(old.id) is None and await tickets.attachments(old.id, include_internal=True) == []
+    assert await tickets.comments(old.id, include_internal=True) == []
+    assert [a.id for a in await tickets.attachments(keep.id, include_internal=True)] == ["a3"]
+    assert len(await tickets.comments(keep.id, include_internal=True)) == 1

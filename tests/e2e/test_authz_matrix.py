@@ -130,6 +130,9 @@ MATRIX = [
     ("GET", "/api/v1/tickets/{ticket}", None, [401, 404, 404, 404, 404, 200]),
     ("PATCH", "/api/v1/tickets/{ticket}", {"priority": "high"}, [401, 404, 404, 404, 404, 200]),
     ("POST", "/api/v1/tickets/{ticket}/comments", {"body": "b"}, [401, 404, 404, 404, 404, 201]),
+    ("POST", "/api/v1/tickets/{ticket}/attachments?filename=a.txt&content_type=text/plain", b"hello",
+     [401, 404, 404, 404, 404, 403]),  # staff attach files to their replies (?comment_id=), not to the ticket
+    ("GET", "/api/v1/tickets/{ticket}/attachments/{attachment}", None, [401, 404, 404, 404, 404, 200]),
     ("POST", "/api/v1/tickets/{ticket}/solve", None, [401, 404, 404, 404, 404, 200]),
     ("POST", "/api/v1/tickets/{ticket}/reopen", None, [401, 404, 404, 404, 404, 409]),
     ("GET", "/api/v1/support/me", None, [401, 200, 200, 200, 200, 200]),
@@ -253,7 +256,7 @@ async def _world(client, needs: set[str]):
     for role, who in (("viewer", "viewer"), ("member", "member"), ("admin", "ws_admin")):
         await join_workspace(client, owner, ws, accounts[who], role)
     names: dict = {"ws": ws, "env": None}
-    if needs & {"target", "notification", "ticket"}:
+    if needs & {"target", "notification", "ticket", "attachment"}:
         target = await signup(client)
         await join_workspace(client, owner, ws, target, "member")
         names["target"] = target.id
@@ -276,11 +279,16 @@ async def _world(client, needs: set[str]):
     if needs & {"dataset", "upload", "sha_b"}:
         names["dataset"], names["upload"] = await seed_dataset(container, ws, owner.id)
         names["sha_b"] = hashlib.sha256(b"bbb").hexdigest()
-    if "ticket" in needs:
+    if needs & {"ticket", "attachment"}:
         r = await client.post("/api/v1/tickets", json={"subject": "help", "description": "d", "workspace_id": ws},
                               headers=target.headers)
         assert r.status == 201, await r.text()
         names["ticket"] = (await r.json())["id"]
+    if "attachment" in needs:
+        r = await client.post(f"/api/v1/tickets/{names['ticket']}/attachments", params={"filename": "s.png", "content_type": "image/png"},
+                              data=b"\x89PNG", headers={**target.headers, "Content-Type": "application/octet-stream"})
+        assert r.status == 201, await r.text()
+        names["attachment"] = (await r.json())["id"]
     if "plan" in needs:
         names["plan"] = await seed_plan(container, ws, owner.id)
     if "rule" in needs:
@@ -329,7 +337,10 @@ def _fill(value, names):
 async def test_authorization_matrix(client, method, path, body, caller, expected):
     accounts, names = await _world(client, _needs(path, body))
     headers = {} if caller == "anonymous" else accounts[caller].headers
-    r = await client.request(method, _fill(path, names), json=_fill(body, names) if body is not None else None, headers=headers)
+    if isinstance(body, bytes):  # a raw upload
+        r = await client.request(method, _fill(path, names), data=body, headers={**headers, "Content-Type": "application/octet-stream"})
+    else:
+        r = await client.request(method, _fill(path, names), json=_fill(body, names) if body is not None else None, headers=headers)
     assert r.status == expected, await r.text()
     if expected >= 400:
         assert "error" in await r.json()

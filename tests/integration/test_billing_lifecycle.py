@@ -6,6 +6,7 @@ its disks are deleted. On the in-memory store, SQLite and PostgreSQL (migrated s
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -343,3 +344,73 @@ async def test_a_late_reading_for_a_finalized_month_becomes_an_adjustment_and_th
     entries, _ = await billing.ledger(alice, ws, limit=100, offset=0)
     corrections = [e for e in entries if e.kind.value == "adjustment" and "2026-03" in e.reason]
     assert len(corrections) == 1 and corrections[0].amount > 0 and corrections[0].period == "2026-04"
+    # The correction shows on April's bill as an adjustment by the platform, not on March's.
+    april = await billing.bill(alice, ws, "2026-04")
+    assert [(a.id, a.actor_id) for a in april.adjustments] == [(corrections[0].id, None)]
+    assert april.net == april.total - corrections[0].amount
+    assert (await billing.bill(alice, ws, "2026-03")).adjustments == []
+
+
+async def test_adjustments_refunds_and_credits_show_on_the_bill_and_its_csv_and_stay_once_final(world):
+    admin, alice, ws, billing, host = await _setup(world)
+    world.clock._now = datetime(2026, 3, 20, 10, 0, 0, tzinfo=timezone.utc)
+    await billing.post(admin, ws, "topup", 1_000_000, "bank transfer", reference="tx-adj")
+    await world.envs.create(alice, CreateRequest(ws, "adj", gpu_count=1, gpu_model=MODEL, cpu_cores=2, memory_gib=8, disk_gib=10))
+    await host.beat_all_running()
+    metering = world.container.metering()
+    world.clock.advance(seconds=3600)
+    await metering.run()
+    credit = await billing.post(admin, ws, "credit", 5_000, "welcome credit")
+    world.clock.advance(seconds=60)
+    fee = await billing.post(admin, ws, "adjustment", -300, "support fee, ticket #12")
+    world.clock.advance(seconds=60)
+    refund = await billing.post(admin, ws, "refund", 700, "outage on host 3", reference="outage-3")
+    bill = await billing.bill(alice, ws, "2026-03")
+    # Top-ups are money in, not adjustments; usage lines stay usage only.
+    assert [(a.id, a.kind.value, a.amount, a.actor_id, a.reason) for a in bill.adjustments] == [
+        (credit.id, "credit", 5_000, admin.id, "welcome credit"), (fee.id, "adjustment", -300, admin.id, "support fee, ticket #12"),
+        (refund.id, "refund", 700, admin.id, "outage on host 3")]
+    assert bill.adjustments_total == 5_400 and bill.net == bill.total - 5_400 and bill.total == bill.charged
+    rows = (await billing.bill_csv(alice, ws, "2026-03")).splitlines()
+    assert rows[-1] == f"2026-03,,net,,,,,{bill.net}"
+    assert f"2026-03,{fee.id},adjustment,{fee.at.isoformat()},{admin.id},\"support fee, ticket #12\",,300" in rows
+    assert f"2026-03,{credit.id},credit,{credit.at.isoformat()},{admin.id},welcome credit,,-5000" in rows
+    # The month ends; its final bill keeps these adjustments; April's posts go on April's bill.
+    world.clock._now = datetime(2026, 4, 1, 0, 0, 30, tzinfo=timezone.utc)
+    await metering.run()
+    assert await billing.finalize() == 1
+    later = await billing.post(admin, ws, "adjustment", 100, "goodwill")
+    bills = {b.period: b for b in await billing.bills(alice, ws)}
+    assert bills["2026-03"].status == "finalized" and bills["2026-03"].adjustments_total == 5_400
+    assert [a.id for a in bills["2026-03"].adjustments] == [credit.id, fee.id, refund.id]
+    assert [a.id for a in bills["2026-04"].adjustments] == [later.id]
+    with pytest.raises(NotFound):
+        await billing.bill(await world.user("mallory"), ws, "2026-03")
+
+
+async def test_balance_low_and_bill_finalized_are_webhook_events(world):
+    from tests.support.webhooks import seed_webhook
+
+    admin, alice, ws, billing, host = await _setup(world)
+    endpoint, _ = await seed_webhook(world.container, ws, alice.id)
+    world.clock._now = datetime(2026, 3, 31, 23, 0, 0, tzinfo=timezone.utc)
+    await billing.post(admin, ws, "topup", 5_000, "bank transfer", reference="tx-hooks")  # under the 100.00 warning line
+    await world.envs.create(alice, CreateRequest(ws, "hooks", gpu_count=1, gpu_model=MODEL, cpu_cores=2, memory_gib=8, disk_gib=10))
+    await host.beat_all_running()
+    metering = world.container.metering()
+    world.clock.advance(seconds=1800)
+    await metering.run()
+    await metering.run()  # warned once, not again
+    world.clock._now = datetime(2026, 4, 1, 0, 0, 30, tzinfo=timezone.utc)
+    await metering.run()
+    assert await billing.finalize() == 1
+    assert await billing.finalize() == 0
+    deliveries, _ = await world.container.webhook_store().list_deliveries(endpoint, 100, 0)
+    events = sorted(d.event_type for d in deliveries if d.event_type.startswith("billing."))
+    assert events == ["billing.balance_low", "billing.bill_finalized"]
+    final = json.loads(next(d.body for d in deliveries if d.event_type == "billing.bill_finalized"))
+    march = await billing.bill(alice, ws, "2026-03")
+    assert final["type"] == "billing.bill_finalized" and final["data"]["period"] == "2026-03"
+    assert final["data"]["total"] == march.total and final["data"]["workspace_id"] == ws
+    low = json.loads(next(d.body for d in deliveries if d.event_type == "billing.balance_low"))
+    assert low["data"]["balance"] < 10_000 and low["data"]["threshold"] == 10_000

@@ -96,17 +96,21 @@ async def _schedule_periodic(settings, child: subprocess.Popen) -> None:
     from redis.asyncio import Redis
 
     from remotegpu.adapters.tasks.dramatiq_queue import DramatiqTaskQueue, make_broker
-    from remotegpu.entrypoints.worker import TASK_NAMES
+    from remotegpu.entrypoints.worker import OWN_CADENCE, TASK_NAMES
 
     redis = Redis.from_url(settings.redis_url)
     queue = DramatiqTaskQueue(make_broker(settings.redis_url, settings.redis_namespace))
     interval = settings.maintenance_interval_seconds
+    # Each cadence has its own Redis key: whichever scheduler sets it first enqueues that round.
+    cadences = [("maintenance", interval * 1000, [n for n in TASK_NAMES if n not in OWN_CADENCE])]
+    cadences += [(name, int(getattr(settings, field) * 1000), [name]) for name, field in OWN_CADENCE.items()]
     try:
         while child.poll() is None:
-            if await redis.set(f"{settings.redis_namespace}:scheduler:maintenance", os.getpid(), nx=True, ex=interval):
-                for name in TASK_NAMES:
-                    await queue.enqueue(name)
-            await asyncio.sleep(min(interval, 5))
+            for key, ms, names in cadences:
+                if await redis.set(f"{settings.redis_namespace}:scheduler:{key}", os.getpid(), nx=True, px=max(1000, int(ms))):
+                    for name in names:
+                        await queue.enqueue(name)
+            await asyncio.sleep(min(interval, 1, *(ms / 1000 for _, ms, _ in cadences)))
     finally:
         await redis.aclose()
 
@@ -220,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("images", help="the image catalog over the API: ls, save, build, logs, cancel, rm")
     add_images_arguments(p)
     p.set_defaults(fn=cmd_images)
+    from remotegpu.entrypoints.billing_cli import add_billing_arguments, cmd_billing  # stdlib-only module
+
+    p = sub.add_parser("billing", help="wallets, usage and bills over the API: balance, ledger, usage, bills, bill, topup, …")
+    add_billing_arguments(p)
+    p.set_defaults(fn=cmd_billing)
     from remotegpu.entrypoints.job_cli import add_job_arguments, cmd_job
 
     p = sub.add_parser("job", help="training jobs: run (submit, follow the log, exit with its code), list, logs, cancel")

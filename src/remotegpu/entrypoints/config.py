@@ -224,10 +224,12 @@ class Settings(BaseSettings):
     password_hash_workers: int = Field(2, ge=1, le=64)
     trusted_proxies: str = ""
 
-    # SMS notifications: an Aliyun-style SMS API (adapters/notifications/aliyun_sms.py). Unset
+    # SMS notifications: an Aliyun-style SMS API (adapters/notifications/aliyun_sms.py) or a
+    # Tencent Cloud-style one (tencent_sms.py: access key id/secret are its SecretId/SecretKey,
+    # sms_app_id its SmsSdkAppId; endpoint and region default to Tencent's). Unset
     # provider → no SMS channel. Templates: the provider's template codes for the verification
     # code (variable ${code}) and for notifications (variable ${title}).
-    sms_provider: Literal["", "aliyun"] = ""
+    sms_provider: Literal["", "aliyun", "tencent"] = ""
     sms_endpoint: str = "https://dysmsapi.aliyuncs.com/"
     sms_region: str = "cn-hangzhou"
     sms_access_key_id: str = ""
@@ -235,12 +237,13 @@ class Settings(BaseSettings):
     sms_sign_name: str = ""
     sms_template_verify: str = ""
     sms_template_notify: str = ""
+    sms_app_id: str = ""
 
     @model_validator(mode="after")
     def _sms_complete(self) -> "Settings":
         if self.sms_provider:
             missing = [k for k in ("sms_access_key_id", "sms_access_key_secret", "sms_sign_name", "sms_template_verify")
-                       if not getattr(self, k)]
+                       + (("sms_app_id",) if self.sms_provider == "tencent" else ()) if not getattr(self, k)]
             if missing:
                 raise ValueError(f"REMOTEGPU_SMS_PROVIDER={self.sms_provider} also needs "
                                  + ", ".join("REMOTEGPU_" + k.upper() for k in missing))
@@ -257,6 +260,10 @@ class Settings(BaseSettings):
     support_remind_pending_days: float = Field(3.0, gt=0, le=365)
     support_solve_pending_days: float = Field(7.0, gt=0, le=365)
     support_sweep_interval_seconds: float = Field(60.0, gt=0, le=3600)
+    # Ticket attachments (bytes in the object store, REMOTEGPU_STORAGE_*): at most this size
+    # each; closed tickets are deleted with their comments and files after this many days (0: kept).
+    support_attachment_max_bytes: int = Field(10 * 1024 * 1024, ge=1, le=1024 * 1024 * 1024)
+    support_retention_days: float = Field(0.0, ge=0, le=36500)
 
     @field_validator("support_sla_targets")
     @classmethod

@@ -176,6 +176,8 @@ def _support_settings(settings: Settings) -> SupportSettings:
         close_solved_after=days(settings.support_close_solved_days),
         remind_pending_after=days(settings.support_remind_pending_days),
         solve_pending_after=days(settings.support_solve_pending_days),
+        retention=days(settings.support_retention_days) if settings.support_retention_days else None,
+        max_attachment_bytes=settings.support_attachment_max_bytes,
     )
 
 
@@ -186,6 +188,17 @@ def _sms_sender(settings: Settings):
     from remotegpu.adapters.notifications.aliyun_sms import AliyunSmsSender, AliyunSmsSettings
     from remotegpu.domain.notifications.sms import TEMPLATE_NOTIFY, TEMPLATE_VERIFY
 
+    if settings.sms_provider == "tencent":
+        from remotegpu.adapters.notifications.tencent_sms import TencentSmsSender, TencentSmsSettings
+
+        aliyun_defaults = {"sms_endpoint", "sms_region"} - settings.model_fields_set  # Aliyun's defaults don't apply
+        return TencentSmsSender(TencentSmsSettings(
+            secret_id=settings.sms_access_key_id, secret_key=settings.sms_access_key_secret, app_id=settings.sms_app_id,
+            sign_name=settings.sms_sign_name, templates={TEMPLATE_VERIFY: settings.sms_template_verify,
+                                                         TEMPLATE_NOTIFY: settings.sms_template_notify},
+            **({} if "sms_endpoint" in aliyun_defaults else {"endpoint": settings.sms_endpoint}),
+            **({} if "sms_region" in aliyun_defaults else {"region": settings.sms_region}),
+        ))
     return AliyunSmsSender(AliyunSmsSettings(
         access_key_id=settings.sms_access_key_id, access_key_secret=settings.sms_access_key_secret,
         sign_name=settings.sms_sign_name, endpoint=settings.sms_endpoint, region=settings.sms_region,
@@ -231,7 +244,8 @@ def _redis(url: str):
     return Redis.from_url(url)
 
 
-def _task_handlers(maintenance: Maintenance, deliveries=None, storage=None, monitoring=None, jobs=None, settings=None) -> dict:
+def _task_handlers(maintenance: Maintenance, deliveries=None, storage=None, monitoring=None, jobs=None, settings=None,
+                   tickets=None) -> dict:
     """Background tasks by name; the Dramatiq worker registers actors of the same names.
 
     Every one runs periodically without arguments too (the maintenance loop):
@@ -251,6 +265,10 @@ def _task_handlers(maintenance: Maintenance, deliveries=None, storage=None, moni
         if deliveries is not None:
             await deliveries().send_due()
 
+    async def support_sweep() -> None:
+        if tickets is not None:  # SLA alerts, pending reminders/auto-solve, closing solved tickets (idempotent)
+            await tickets().sweep()
+
     async def collect_storage() -> None:
         if storage is not None:  # abandoned uploads and unreferenced blobs (past the grace period)
             await storage().collect()
@@ -262,6 +280,7 @@ def _task_handlers(maintenance: Maintenance, deliveries=None, storage=None, moni
         "notifications.send_due": send_due,
         "storage.collect": collect_storage,
         **(monitoring or {}),
+        "support.sweep": support_sweep,
         "workloads.purge_job_logs": purge_job_logs,
     }
 
@@ -658,7 +677,7 @@ class Container(containers.DeclarativeContainer):
     ticket_service = providers.Singleton(
         TicketService, uow=plain_uow.provider, repo=ticket_repo, clock=clock, notifier=notification_dispatcher,
         publish=providers.Factory(lambda s: s.publish, webhook_service),
-        settings=providers.Singleton(_support_settings, settings),
+        settings=providers.Singleton(_support_settings, settings), objects=object_store,
     )
 
     billing_settings = providers.Singleton(
@@ -670,11 +689,12 @@ class Container(containers.DeclarativeContainer):
     metering = providers.Singleton(
         Metering, store=billing_store, clock=clock, settings=billing_settings, uow=uow.provider,
         environments=environment_service, notify=providers.Factory(lambda d: d.dispatch, notification_dispatcher),
-        plans=plan_service,
+        plans=plan_service, publish=providers.Factory(lambda s: s.publish, webhook_service),
     )
     billing_service = providers.Singleton(
         BillingService, store=billing_store, uow=uow.provider, clock=clock, payments=providers.Singleton(OfflineTransfers),
         currency=config.billing_currency, enabled=config.billing_enabled,
+        publish=providers.Factory(lambda s: s.publish, webhook_service),
     )
 
     # --- workloads (training jobs) ----------------------------------------------------
@@ -691,7 +711,7 @@ class Container(containers.DeclarativeContainer):
     # --- background work -----------------------------------------------------------
     task_handlers = providers.Singleton(_task_handlers, maintenance, delivery_service.provider, storage_service.provider,
                                         providers.Callable(lambda c: _monitoring_tasks(c), __self__),
-                                        training_job_service.provider, settings)
+                                        training_job_service.provider, settings, ticket_service.provider)
     task_queue = providers.Selector(
         config.queue,
         inline=providers.Singleton(InlineTaskQueue, task_handlers),

@@ -1,5 +1,7 @@
-"""The support automations inside the server process: every REMOTEGPU_SUPPORT_SWEEP_INTERVAL_SECONDS,
+"""The support automations in embedded mode (no Redis): every REMOTEGPU_SUPPORT_SWEEP_INTERVAL_SECONDS,
 close solved tickets past their days, remind and auto-solve pending ones, raise SLA alerts.
+With Redis the server does not run them: `remotegpu worker`'s scheduler enqueues the
+``support.sweep`` task on the same cadence and a Dramatiq worker runs it.
 Several servers may run it side by side: ticket saves are versioned and each alert's
 notification has a dedupe key, so nothing happens twice."""
 

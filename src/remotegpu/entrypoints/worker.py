@@ -15,7 +15,9 @@ from remotegpu.entrypoints.containers import Container, build_container, close_c
 
 TASK_NAMES = ("identity.purge_expired_refresh_tokens", "identity.purge_old_audit_events",
               "notifications.deliver", "notifications.send_due", "storage.collect",
-              "monitoring.evaluate_alerts", "monitoring.compact", "workloads.purge_job_logs")
+              "monitoring.evaluate_alerts", "monitoring.compact", "support.sweep", "workloads.purge_job_logs")
+#: Tasks the scheduler enqueues on their own cadence (a Settings field, in seconds), not hourly.
+OWN_CADENCE = {"support.sweep": "support_sweep_interval_seconds"}
 
 _settings = load_settings_or_exit()
 if not _settings.redis_url:

@@ -86,6 +86,10 @@ def test_prices_topup_usage_bill_and_csv_in_the_console(billing_server, bpage):
     assert code == 202, env
     _wait_for(lambda: srv.request("GET", f"/api/v1/environments/{env['id']}", token=user_token)[1]["status"] == "running")
     _wait_for(lambda: srv.request("GET", f"/api/v1/billing/wallet?workspace_id={ws}", token=user_token)[1]["balance"] < 5000)
+    code, _ = srv.request("POST", "/api/v1/billing/wallet/entries",
+                          {"workspace_id": ws, "kind": "adjustment", "amount": -250, "reason": "support fee for the outage"},
+                          token=admin_token)
+    assert code == 201
 
     page = bpage()
     login_ui(page, name)
@@ -102,10 +106,15 @@ def test_prices_topup_usage_bill_and_csv_in_the_console(billing_server, bpage):
     page.get_by_test_id("billing-bill-lines").first.click()
     expect(page.get_by_test_id("billing-bill")).to_contain_text(env["id"])
     expect(page.get_by_test_id("billing-bill")).to_contain_text("GPU")
+    # Not usage, but on the bill: the admin's adjustment, with its reason.
+    expect(page.get_by_test_id("billing-bill-adjustments")).to_contain_text("support fee for the outage")
+    expect(page.get_by_test_id("billing-bill-adjustments")).to_contain_text("Adjustment")
+    expect(page.get_by_test_id("billing-bill-adjustments")).to_contain_text("2.50")
     with page.expect_download() as download:
         page.get_by_test_id("billing-bill-csv").first.click()
     csv_text = open(download.value.path()).read()
     assert csv_text.startswith("period,environment_id,kind") and env["id"] in csv_text
+    assert "support fee for the outage" in csv_text and ",net,," in csv_text
     shot(page, "billing-user")
 
     # Plans: the admin offers a monthly plan price; the user buys one, then cancels it (refund).

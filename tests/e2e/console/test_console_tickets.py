@@ -39,6 +39,13 @@ def test_ticket_from_user_to_support_queue_and_back(make_page, ui):
     expect(user_page.get_by_test_id("ticket-staff")).to_have_count(0)
     expect(user_page.get_by_test_id("ticket-environment")).to_have_attribute("href", f"/environments/{env['id']}")
     ticket_url = user_page.url
+    # A screenshot attached to the ticket (through the object store), downloadable again.
+    user_page.get_by_test_id("ticket-attach-input").set_input_files(
+        {"name": "nvidia-smi.txt", "mimeType": "text/plain", "buffer": b"No devices were found\n"})
+    expect(user_page.get_by_test_id("ticket-attachment")).to_contain_text("nvidia-smi.txt")
+    with user_page.expect_download() as download:
+        user_page.get_by_test_id("ticket-attachment").first.click()
+    assert open(download.value.path(), "rb").read() == b"No devices were found\n"
     status, got = ui.server.request("GET", "/api/v1/tickets/" + ticket_url.rsplit("/", 1)[1], token=token)
     assert status == 200 and got["environment_id"] == env["id"] and got["workspace_id"] == personal
 
@@ -50,10 +57,15 @@ def test_ticket_from_user_to_support_queue_and_back(make_page, ui):
     staff.wait_for_url("**/tickets/*")
     staff.get_by_test_id("ticket-assign-me").click()
     expect(staff.get_by_test_id("ticket-assignee")).to_have_text("admin")
+    expect(staff.get_by_test_id("ticket-attachment")).to_contain_text("nvidia-smi.txt")
     staff.get_by_test_id("ticket-reply").fill("host gpu-3 has a driver mismatch")
     staff.get_by_test_id("ticket-internal").click()
+    staff.get_by_test_id("ticket-reply-files").set_input_files(
+        {"name": "dmesg.log", "mimeType": "text/plain", "buffer": b"NVRM: Xid 79"})
+    expect(staff.get_by_test_id("ticket-reply-file")).to_contain_text("dmesg.log")
     staff.get_by_test_id("ticket-send").click()
     expect(staff.get_by_test_id("ticket-note-tag")).to_have_count(1)
+    expect(staff.get_by_test_id("ticket-attachment")).to_have_count(2)  # the user's, and the note's
     staff.get_by_test_id("ticket-reply").fill("Please restart the environment and tell us.")
     _pick(staff, "ticket-reply-status", "Pending (waiting on requester)")
     staff.get_by_test_id("ticket-send").click()
@@ -66,6 +78,7 @@ def test_ticket_from_user_to_support_queue_and_back(make_page, ui):
     expect(user_page.get_by_test_id("ticket-comment")).to_have_count(1)
     expect(user_page.get_by_test_id("ticket-comment-body")).to_have_text("Please restart the environment and tell us.")
     expect(user_page.get_by_text("driver mismatch")).to_have_count(0)
+    expect(user_page.get_by_test_id("ticket-attachment")).to_have_count(1)  # the note's file is internal
     expect(user_page.get_by_test_id("ticket-status")).to_have_text("Waiting on you")
     expect(user_page.get_by_test_id("sla-resolution")).to_contain_text("Paused")
     ui.shot(user_page, "tickets-user-detail")

@@ -119,6 +119,10 @@ class _Tx:
         return sum(e.amount for e in self.st.entries
                    if e.workspace_id == workspace_id and e.period == period and e.kind is EntryKind.CHARGE)
 
+    async def period_entries(self, workspace_id: str, period: str, kinds: tuple[EntryKind, ...]) -> list[LedgerEntry]:
+        return sorted((e for e in self.st.entries if e.workspace_id == workspace_id and e.period == period and e.kind in kinds),
+                      key=lambda e: (e.at, e.id))
+
     async def wallet(self, workspace_id: str) -> Wallet:
         return copy.copy(self.st.wallets.get(workspace_id) or Wallet(workspace_id))
 

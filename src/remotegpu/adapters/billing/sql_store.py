@@ -27,13 +27,24 @@ METERING_LOCK_KEY = 0x5247505542494C4C
 _P, _R, _M, _S, _L, _W, _B = (t.billing_prices, t.meter_readings, t.meters, t.usage_segments, t.ledger_entries, t.wallets, t.bills)
 _PL = t.billing_plans
 _IN_CHUNK = 500
-_PG_UPSERT = """
+#: Segments upserted by key, set-based: one statement per batch, the rows as arrays (unnest).
+_PG_UPSERT_UNNEST = """
     INSERT INTO usage_segments (key, environment_id, workspace_id, owner_id, kind, model, quantity, start_at, end_at, price_id,
                                 unit_price, period, rated_until, amount, charged)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[],
+                         $8::timestamptz[], $9::timestamptz[], $10::text[], $11::bigint[], $12::text[], $13::timestamptz[],
+                         $14::bigint[], $15::bigint[])
     ON CONFLICT (key) DO UPDATE SET quantity = excluded.quantity, end_at = excluded.end_at, price_id = excluded.price_id,
         unit_price = excluded.unit_price, period = excluded.period, rated_until = excluded.rated_until,
         amount = excluded.amount, charged = excluded.charged"""
+_PG_READINGS = """
+    SELECT environment_id, workspace_id, owner_id, at, status, gpu_model, gpu_count, with_gpu, cpu_cores, memory_gib,
+           disk_gib, n
+    FROM meter_readings WHERE environment_id = ANY($1::text[])"""
+_PG_SEGMENTS = """
+    SELECT key, environment_id, workspace_id, owner_id, kind, model, quantity, start_at, end_at, price_id, unit_price,
+           rated_until, amount, charged
+    FROM usage_segments WHERE environment_id = ANY($1::text[])"""
 _SQLITE_LOCKS: dict[int, asyncio.Lock] = {}
 
 
@@ -51,8 +62,10 @@ async def add_readings(session: AsyncSession, readings: list[Reading]) -> None:
              memory_gib=r.memory_gib, disk_gib=r.disk_gib)
         for r in readings
     ])
-    for env_id, ws in sorted({(r.environment_id, r.workspace_id) for r in readings}):
-        stmt = _insert(session, _M).values(environment_id=env_id, workspace_id=ws, version=1, metered_version=0, open_segments=0)
+    meters = sorted({(r.environment_id, r.workspace_id) for r in readings})
+    for i in range(0, len(meters), _IN_CHUNK):  # one statement per chunk (each meter once: version + 1)
+        stmt = _insert(session, _M).values([dict(environment_id=env_id, workspace_id=ws, version=1, metered_version=0,
+                                                 open_segments=0) for env_id, ws in meters[i:i + _IN_CHUNK]])
         await session.execute(stmt.on_conflict_do_update(index_elements=[_M.c.environment_id],
                                                          set_={"version": _M.c.version + 1}))
 
@@ -163,6 +176,11 @@ class SqlBillingTx:
 
     async def readings(self, environment_ids: list[str]) -> dict[str, list[Reading]]:
         out: dict[str, list[Reading]] = {}
+        if self._pg:  # one round trip, no per-row processing by SQLAlchemy
+            for r in await (await self._raw()).fetch(_PG_READINGS, environment_ids):
+                reading = Reading(*r)
+                out.setdefault(reading.environment_id, []).append(reading)
+            return out
         for i in range(0, len(environment_ids), _IN_CHUNK):
             rows = await self.s.execute(sa.select(_R).where(_R.c.environment_id.in_(environment_ids[i:i + _IN_CHUNK])))
             for r in rows:
@@ -171,6 +189,11 @@ class SqlBillingTx:
 
     async def segments(self, environment_ids: list[str]) -> dict[str, list[RatedSegment]]:
         out: dict[str, list[RatedSegment]] = {}
+        if self._pg:
+            for r in await (await self._raw()).fetch(_PG_SEGMENTS, environment_ids):
+                g = Segment(r[0], r[1], r[2], r[3], ResourceKind(r[4]), r[5], r[6], r[7], r[8], r[9], r[10])
+                out.setdefault(g.environment_id, []).append(RatedSegment(g, r[11], r[12], r[13]))
+            return out
         for i in range(0, len(environment_ids), _IN_CHUNK):
             rows = await self.s.execute(sa.select(_S).where(_S.c.environment_id.in_(environment_ids[i:i + _IN_CHUNK])))
             for r in rows:
@@ -190,11 +213,10 @@ class SqlBillingTx:
             return
         if self._pg:
             raw = await self._raw()
-            await raw.executemany(_PG_UPSERT, [
-                (g.key, g.environment_id, g.workspace_id, g.owner_id, g.kind.value, g.model, g.quantity, g.start, g.end,
-                 g.price_id, g.unit_price, rs.period, rs.rated_until, rs.amount, rs.charged)
-                for rs in upserts for g in (rs.segment,)
-            ])
+            rows = [(g.key, g.environment_id, g.workspace_id, g.owner_id, g.kind.value, g.model, g.quantity, g.start, g.end,
+                     g.price_id, g.unit_price, rs.period, rs.rated_until, rs.amount, rs.charged)
+                    for rs in upserts for g in (rs.segment,)]
+            await raw.execute(_PG_UPSERT_UNNEST, *map(list, zip(*rows)))  # columns as arrays: one statement
             return
         stmt = _insert(self.s, _S)
         stmt = stmt.on_conflict_do_update(index_elements=[_S.c.key], set_={
@@ -208,8 +230,11 @@ class SqlBillingTx:
             return
         if self._pg:
             raw = await self._raw()
-            await raw.executemany("UPDATE usage_segments SET rated_until = $2, amount = $3, charged = $4 WHERE key = $1",
-                                  [(rs.segment.key, rs.rated_until, rs.amount, rs.charged) for rs in rated])
+            await raw.execute("UPDATE usage_segments s SET rated_until = u.t, amount = u.a, charged = u.c "
+                              "FROM unnest($1::text[], $2::timestamptz[], $3::bigint[], $4::bigint[]) AS u(k, t, a, c) "
+                              "WHERE s.key = u.k",
+                              [rs.segment.key for rs in rated], [rs.rated_until for rs in rated], [rs.amount for rs in rated],
+                              [rs.charged for rs in rated])
             return
         await self.s.execute(
             _S.update().where(_S.c.key == sa.bindparam("k")).values(
@@ -251,6 +276,12 @@ class SqlBillingTx:
     async def not_rated_since(self, environment_ids: list[str], now: datetime) -> list[str]:
         """Of these environments, those with an open segment not rated to ``now``."""
         out: list[str] = []
+        if self._pg and len(environment_ids) > _IN_CHUNK:
+            # Many (the minute tick's clean environments): one pass over the open segments, not a query per chunk.
+            wanted = set(environment_ids)
+            rows = await (await self._raw()).fetch(
+                "SELECT DISTINCT environment_id FROM usage_segments WHERE end_at IS NULL AND rated_until <> $1", now)
+            return [r[0] for r in rows if r[0] in wanted]
         for i in range(0, len(environment_ids), _IN_CHUNK):
             rows = await self.s.execute(sa.select(_S.c.environment_id).where(
                 _S.c.environment_id.in_(environment_ids[i:i + _IN_CHUNK]), _S.c.end_at.is_(None),
@@ -263,7 +294,9 @@ class SqlBillingTx:
             return
         if self._pg:
             raw = await self._raw()
-            await raw.executemany("UPDATE meters SET metered_version = $2, open_segments = $3 WHERE environment_id = $1", marks)
+            await raw.execute("UPDATE meters m SET metered_version = u.v, open_segments = u.o "
+                              "FROM unnest($1::text[], $2::int[], $3::int[]) AS u(e, v, o) WHERE m.environment_id = u.e",
+                              *map(list, zip(*marks)))
             return
         await self.s.execute(
             _M.update().where(_M.c.environment_id == sa.bindparam("e")).values(
@@ -307,6 +340,12 @@ class SqlBillingTx:
     async def period_charges(self, workspace_id: str, period: str) -> int:
         return int((await self.s.execute(sa.select(sa.func.coalesce(sa.func.sum(_L.c.amount), 0)).where(
             _L.c.workspace_id == workspace_id, _L.c.period == period, _L.c.kind == EntryKind.CHARGE.value))).scalar_one())
+
+    async def period_entries(self, workspace_id: str, period: str, kinds: tuple[EntryKind, ...]) -> list[LedgerEntry]:
+        rows = await self.s.execute(sa.select(_L).where(
+            _L.c.workspace_id == workspace_id, _L.c.period == period, _L.c.kind.in_([k.value for k in kinds])
+        ).order_by(_L.c.at, _L.c.id))
+        return [_entry(r) for r in rows]
 
     async def wallet(self, workspace_id: str) -> Wallet:
         r = (await self.s.execute(sa.select(_W).where(_W.c.workspace_id == workspace_id))).first()

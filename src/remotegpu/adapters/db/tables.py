@@ -620,6 +620,24 @@ support_comments = sa.Table(
     sa.Index(None, "ticket_id", "created_at"),
 )
 
+# Files attached to a ticket or one of its comments; the bytes are in the object store
+# (support/tickets/<ticket id>/<id>). public = false: on an internal note (staff only).
+support_attachments = sa.Table(
+    "support_attachments",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("ticket_id", sa.String(36), sa.ForeignKey("support_tickets.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("comment_id", sa.String(36), nullable=True),
+    _id("uploader_id", nullable=False),
+    sa.Column("filename", sa.String(255), nullable=False),
+    sa.Column("content_type", sa.String(100), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("public", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "ticket_id"),
+)
+
 # The support team besides platform admins (the "support" role).
 support_agents = sa.Table(
     "support_agents",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from datetime import datetime
 
-from remotegpu.domain.support.models import Comment, Priority, Ticket, TicketStatus
+from remotegpu.domain.support.models import Attachment, Comment, Priority, Ticket, TicketStatus
 
 
 class InMemoryTicketRepository:
@@ -15,6 +15,7 @@ class InMemoryTicketRepository:
         self.tickets: dict[str, Ticket] = {}
         self.comment_rows: list[Comment] = []
         self.agent_ids: dict[str, datetime] = {}
+        self.attachment_rows: dict[str, Attachment] = {}
 
     async def add(self, ticket: Ticket) -> None:
         ticket.version = 1
@@ -67,3 +68,23 @@ class InMemoryTicketRepository:
 
     async def remove_agent(self, user_id: str) -> bool:
         return self.agent_ids.pop(user_id, None) is not None
+
+    async def add_attachment(self, a: Attachment) -> None:
+        self.attachment_rows[a.id] = a
+
+    async def attachments(self, ticket_id: str, *, include_internal: bool) -> list[Attachment]:
+        found = [a for a in self.attachment_rows.values() if a.ticket_id == ticket_id and (include_internal or a.public)]
+        return sorted(found, key=lambda a: (a.created_at, a.id))
+
+    async def attachment(self, ticket_id: str, attachment_id: str) -> Attachment | None:
+        a = self.attachment_rows.get(attachment_id)
+        return a if a is not None and a.ticket_id == ticket_id else None
+
+    async def closed_before(self, when: datetime, limit: int) -> list[Ticket]:
+        found = [t for t in self.tickets.values() if t.status is TicketStatus.CLOSED and t.closed_at and t.closed_at < when]
+        return [copy.deepcopy(t) for t in sorted(found, key=lambda t: (t.closed_at, t.id))[:limit]]
+
+    async def delete(self, ticket_id: str) -> None:
+        self.tickets.pop(ticket_id, None)
+        self.comment_rows = [c for c in self.comment_rows if c.ticket_id != ticket_id]
+        self.attachment_rows = {k: a for k, a in self.attachment_rows.items() if a.ticket_id != ticket_id}

@@ -11,9 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from remotegpu.adapters.db import tables as t
-from remotegpu.domain.support.models import Comment, Priority, Ticket, TicketCategory, TicketStatus
+from remotegpu.domain.support.models import Attachment, Comment, Priority, Ticket, TicketCategory, TicketStatus
 
-_T, _C, _A = t.support_tickets, t.support_comments, t.support_agents
+_T, _C, _A, _F = t.support_tickets, t.support_comments, t.support_agents, t.support_attachments
 
 
 def _row(x: Ticket) -> dict[str, Any]:
@@ -111,6 +111,37 @@ class SqlTicketRepository:
         async with self._sessions() as s:
             rows = (await s.execute(sa.select(_T).where(*where).order_by(_T.c.id).limit(limit))).all()
         return [_ticket(r) for r in rows]
+
+    # --- attachments (their bytes are in the object store) ---------------------------------
+    async def add_attachment(self, a: Attachment) -> None:
+        async with self._sessions() as s, s.begin():
+            await s.execute(_F.insert().values(**a.__dict__))
+
+    async def attachments(self, ticket_id: str, *, include_internal: bool) -> list[Attachment]:
+        q = sa.select(_F).where(_F.c.ticket_id == ticket_id)
+        if not include_internal:
+            q = q.where(_F.c.public.is_(True))
+        async with self._sessions() as s:
+            rows = (await s.execute(q.order_by(_F.c.created_at, _F.c.id))).all()
+        return [Attachment(**r._mapping) for r in rows]
+
+    async def attachment(self, ticket_id: str, attachment_id: str) -> Attachment | None:
+        async with self._sessions() as s:
+            r = (await s.execute(sa.select(_F).where(_F.c.ticket_id == ticket_id, _F.c.id == attachment_id))).first()
+        return Attachment(**r._mapping) if r else None
+
+    async def closed_before(self, when: datetime, limit: int) -> list[Ticket]:
+        async with self._sessions() as s:
+            rows = (await s.execute(sa.select(_T).where(_T.c.status == TicketStatus.CLOSED.value, _T.c.closed_at < when)
+                                    .order_by(_T.c.closed_at, _T.c.id).limit(limit))).all()
+        return [_ticket(r) for r in rows]
+
+    async def delete(self, ticket_id: str) -> None:
+        """The ticket with its comments and attachment rows (the caller removes the bytes first)."""
+        async with self._sessions() as s, s.begin():
+            for table in (_F, _C):
+                await s.execute(table.delete().where(table.c.ticket_id == ticket_id))
+            await s.execute(_T.delete().where(_T.c.id == ticket_id))
 
     async def agents(self) -> list[str]:
         async with self._sessions() as s:

@@ -34,6 +34,8 @@ from remotegpu.domain.shared.ids import new_id
 log = logging.getLogger(__name__)
 
 Notify = Callable[[list[Message]], Awaitable[object]]
+#: Webhooks: (workspace id, event type, data) → deliveries queued (WebhookService.publish).
+Publish = Callable[[str, str, dict], Awaitable[object]]
 #: Statuses a workspace in arrears may not keep: they hold (or are about to hold) compute.
 _BILLED_RUNNING = [EnvStatus.QUEUED, EnvStatus.STARTING, EnvStatus.RUNNING]
 
@@ -65,6 +67,7 @@ class Metering:
     environments: object | None = None  # EnvironmentService: stop_env / delete_env
     notify: Notify | None = None
     plans: object | None = None  # PlanService: plans at their end are renewed or expire first
+    publish: Publish | None = None  # webhooks (billing.balance_low)
 
     async def run(self) -> PassResult:
         if self.plans is not None:
@@ -183,6 +186,7 @@ class Metering:
         """Warnings under the threshold, stops at zero, disk deletion after long arrears, budgets."""
         now = self.clock.now()
         messages: list[Message] = []
+        low: list[tuple[str, int, int]] = []  # (workspace, balance, threshold): webhooks after the commit
         async with self.store.transaction() as tx:
             wallets = {w.workspace_id: w for w in await tx.wallets()}
             balances = await tx.balances()
@@ -193,6 +197,7 @@ class Metering:
                 name = await self._workspace_name(workspace_id)
                 if balance < wallet.warn_below and not wallet.warned and balance > 0:
                     wallet.warned = True
+                    low.append((workspace_id, balance, wallet.warn_below))
                     messages.append(self._message("billing.low_balance", workspace_id, f"low:{workspace_id}:{int(now.timestamp())}",
                                                   Severity.WARNING, workspace=name, balance=format_minor(balance, self.settings.currency),
                                                   threshold=format_minor(wallet.warn_below, self.settings.currency)))
@@ -209,6 +214,9 @@ class Metering:
             for wallet in changed:
                 await tx.save_wallet(wallet)
             await tx.commit()
+        for workspace_id, balance, threshold in low:
+            await publish_event(self.publish, workspace_id, notices.BALANCE_LOW, {
+                "workspace_id": workspace_id, "balance": balance, "threshold": threshold, "currency": self.settings.currency})
         for wallet in wallets.values():
             if wallet.arrears_since is not None:
                 await self._arrears(wallet, balances.get(wallet.workspace_id, 0), now, result, messages)
@@ -308,3 +316,13 @@ class Metering:
     def _message(kind: str, workspace_id: str, key: str, severity: Severity, **params) -> Message:
         return Message(kind=kind, category=Category.BILLING, severity=severity, audience=Audience(workspace_id=workspace_id),
                        source_key=key, params=params, link="/billing")
+
+
+async def publish_event(publish: Publish | None, workspace_id: str, event_type: str, data: dict) -> None:
+    """Queue a billing webhook; a failure is logged, never undoes the money rule it follows."""
+    if publish is None:
+        return
+    try:
+        await publish(workspace_id, event_type, data)
+    except Exception:  # noqa: BLE001
+        log.exception("queueing webhook %s for workspace %s failed", event_type, workspace_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import AsyncContextManager, Protocol
 
-from remotegpu.domain.billing.ledger import LedgerEntry
+from remotegpu.domain.billing.ledger import EntryKind, LedgerEntry
 from remotegpu.domain.billing.metering import Reading
 from remotegpu.domain.billing.models import Bill, BillLine, RatedSegment, Wallet
 from remotegpu.domain.billing.plans import Plan
@@ -48,6 +48,9 @@ class BillingTx(Protocol):
     async def all_entries(self, workspace_id: str) -> list[LedgerEntry]: ...
     async def period_charges(self, workspace_id: str, period: str) -> int:
         """Sum of the charges (negative) recorded for usage in that month."""
+
+    async def period_entries(self, workspace_id: str, period: str, kinds: tuple[EntryKind, ...]) -> list[LedgerEntry]:
+        """The workspace's entries of these kinds that belong to that month, oldest first."""
 
     async def wallet(self, workspace_id: str) -> Wallet: ...
     async def wallets(self) -> list[Wallet]: ...

@@ -15,13 +15,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from remotegpu.application.billing.metering import publish_event
 from remotegpu.application.billing.ports import BillingStore, PaymentGateway
 from remotegpu.application.identity import audit
 from remotegpu.application.shared.ports import Clock, UnitOfWorkFactory
 from remotegpu.application.workspaces.service import authorize
 from remotegpu.domain.billing.ledger import EntryKind, LedgerEntry, unused_credit
 from remotegpu.domain.billing.metering import month_start, second
-from remotegpu.domain.billing.models import Bill, BillLine, Wallet, bill_lines, period_of
+from remotegpu.domain.billing.models import ADJUSTING, Bill, BillLine, Wallet, bill_lines, period_of
+from remotegpu.domain.billing.notices import BILL_FINALIZED
 from remotegpu.domain.billing.prices import Price, PriceBook, ResourceKind
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.shared.errors import Conflict, InvalidInput, PermissionDenied
@@ -51,6 +53,7 @@ class BillingService:
     enabled: bool = False
     # hourly_prices' answer: (change epoch, when the next price takes effect or None, prices).
     _hourly: tuple[int, datetime | None, dict[str, int]] | None = field(default=None, init=False, repr=False)
+    publish: object | None = None  # webhooks (billing.bill_finalized): WebhookService.publish
 
     # --- prices -------------------------------------------------------------------------
     async def prices(self, *, include_history: bool = False) -> list[Price]:
@@ -254,7 +257,7 @@ class BillingService:
         out = []
         for period in periods:
             bill = await self._bill(workspace_id, period)
-            if bill.lines or bill.charged or bill.status == "finalized":
+            if bill.lines or bill.charged or bill.adjustments or bill.status == "finalized":
                 out.append(bill)
         return out
 
@@ -265,13 +268,15 @@ class BillingService:
 
     async def _bill(self, workspace_id: str, period: str) -> Bill:
         async with self.store.transaction() as tx:
+            adjustments = await tx.period_entries(workspace_id, period, ADJUSTING)
             stored = await tx.bill(workspace_id, period)
             if stored is not None:
+                stored.adjustments = adjustments
                 return stored
             segments = await tx.period_segments(workspace_id, period)
             charged = -await tx.period_charges(workspace_id, period)
         lines = bill_lines(segments, self.clock.now())
-        return Bill(workspace_id, period, "draft", sum(line.amount for line in lines), charged, lines)
+        return Bill(workspace_id, period, "draft", sum(line.amount for line in lines), charged, lines, adjustments=adjustments)
 
     async def finalize(self, period: str | None = None) -> int:
         """Finalize a month's bills (default: last month): once every segment of the month is
@@ -281,6 +286,21 @@ class BillingService:
         period = period or period_of(month_start(now) - timedelta(days=1))
         if period >= period_of(now):
             raise InvalidInput("only a month that has ended can be finalized", details={"field": "period"})
+        async with self.store.transaction() as tx:
+            before = await tx.finalized(period)
+        made = await self._finalize(period, now)
+        if made and self.publish is not None:
+            async with self.store.transaction() as tx:
+                new = sorted(await tx.finalized(period) - before)
+                bills = [await tx.bill(ws, period) for ws in new]
+            for b in bills:
+                if b is not None:
+                    await publish_event(self.publish, b.workspace_id, BILL_FINALIZED, {
+                        "workspace_id": b.workspace_id, "period": b.period, "total": b.total, "currency": self.currency,
+                        "lines": len(b.lines)})
+        return made
+
+    async def _finalize(self, period: str, now: datetime) -> int:
         async with self.store.transaction() as tx:
             in_database = getattr(tx, "finalize_in_database", None)
             made = await in_database(period, now) if in_database is not None else None
@@ -311,6 +331,14 @@ class BillingService:
         for line in bill.lines:
             w.writerow([bill.period, line.environment_id, line.kind, line.model, line.quantity, line.unit_price, line.seconds, line.amount])
         w.writerow([bill.period, "", "total", "", "", "", "", bill.total])
+        if bill.adjustments:
+            # Adjustments after the usage total, each with its ledger entry, when, who and why;
+            # signed as the bill counts them (negative: in the workspace's favour).
+            w.writerow([])
+            w.writerow(["period", "entry_id", "kind", "at", "actor_id", "reason", "", "amount_minor"])
+            for e in bill.adjustments:
+                w.writerow([bill.period, e.id, e.kind.value, e.at.isoformat(), e.actor_id or "", e.reason, "", -e.amount])
+            w.writerow([bill.period, "", "net", "", "", "", "", bill.net])
         return out.getvalue()
 
 

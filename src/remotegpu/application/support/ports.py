@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Awaitable, Callable, Protocol
 
 from remotegpu.domain.notifications.models import Message
-from remotegpu.domain.support.models import Comment, Priority, Ticket, TicketStatus
+from remotegpu.domain.support.models import Attachment, Comment, Priority, Ticket, TicketStatus
 
 
 class TicketRepository(Protocol):
@@ -32,6 +32,22 @@ class TicketRepository(Protocol):
                    assignee_id: str | None = None, unassigned: bool = False, priority: Priority | None = None,
                    limit: int = 50, offset: int = 0) -> tuple[list[Ticket], int]:
         """Newest first (by last update), and the total."""
+        ...
+
+    async def add_attachment(self, attachment: Attachment) -> None: ...
+
+    async def attachments(self, ticket_id: str, *, include_internal: bool) -> list[Attachment]:
+        """Oldest first (internal ones: those on internal notes)."""
+        ...
+
+    async def attachment(self, ticket_id: str, attachment_id: str) -> Attachment | None: ...
+
+    async def closed_before(self, when: datetime, limit: int) -> list[Ticket]:
+        """Closed tickets closed before ``when``, oldest first (retention)."""
+        ...
+
+    async def delete(self, ticket_id: str) -> None:
+        """The ticket, its comments and its attachments' rows."""
         ...
 
     async def in_statuses(self, statuses: list[TicketStatus], limit: int, after: str | None = None) -> list[Ticket]:

@@ -14,9 +14,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+import hashlib
+from typing import Any, AsyncIterator
 
 from remotegpu.application.shared.ports import Clock, UnitOfWorkFactory
+from remotegpu.application.storage.ports import ObjectStore
 from remotegpu.application.support.ports import Notifier, Publish, TicketRepository
 from remotegpu.application.workspaces.service import authorize
 from remotegpu.domain.identity.models import User
@@ -26,14 +28,20 @@ from remotegpu.domain.shared.ids import new_id
 from remotegpu.domain.support import messages as msg
 from remotegpu.domain.support.models import (
     ACTIVE,
+    ATTACHMENT_TYPES,
     CLOCK_RUNS,
+    MAX_ATTACHMENT_BYTES,
+    MAX_ATTACHMENTS,
     MAX_SUBJECT,
     MAX_TEXT,
+    Attachment,
     Comment,
     Priority,
     Ticket,
     TicketCategory,
     TicketStatus,
+    attachment_key,
+    check_filename,
     check_text,
 )
 from remotegpu.domain.support.sla import RESOLUTION, SlaPolicy, Target
@@ -50,6 +58,8 @@ class SupportSettings:
     close_solved_after: timedelta = timedelta(days=4)
     remind_pending_after: timedelta = timedelta(days=3)
     solve_pending_after: timedelta = timedelta(days=7)
+    retention: timedelta | None = None  # closed tickets (with comments and attachments) are deleted after this; None: kept
+    max_attachment_bytes: int = MAX_ATTACHMENT_BYTES
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,7 @@ class TicketView:
     ticket: Ticket
     comments: list[Comment]
     sla: list[Target]
+    attachments: list[Attachment]
     staff: bool  # the caller works this ticket as support staff (sees notes, may change it)
 
 
@@ -72,6 +83,7 @@ class TicketService:
     notifier: Notifier | None = None
     publish: Publish | None = None
     settings: SupportSettings = field(default_factory=SupportSettings)
+    objects: ObjectStore | None = None  # attachments' bytes (None: no attachments)
 
     # --- who is who -----------------------------------------------------------------
 
@@ -135,7 +147,75 @@ class TicketService:
     async def get(self, actor: User, ticket_id: str) -> TicketView:
         ticket, staff = await self._visible(actor, ticket_id)
         comments = await self.repo.comments(ticket.id, include_internal=staff)
-        return TicketView(ticket, comments, self.settings.sla.status(ticket, self.clock.now()), staff)
+        attachments = await self.repo.attachments(ticket.id, include_internal=staff)
+        return TicketView(ticket, comments, self.settings.sla.status(ticket, self.clock.now()), attachments, staff)
+
+    # --- attachments (bytes through the object store port) ---------------------------
+    async def attach(self, actor: User, ticket_id: str, *, filename: str, content_type: str, chunks: AsyncIterator[bytes],
+                     comment_id: str | None = None, declared_size: int | None = None) -> Attachment:
+        """A file on the ticket (given with it) or on one of the actor's own comments on it
+        (an internal note's file is internal too). Only the listed types, at most
+        ``max_attachment_bytes`` each and MAX_ATTACHMENTS a ticket; not on a closed ticket."""
+        ticket, staff = await self._visible(actor, ticket_id)
+        if self.objects is None:
+            raise Conflict("attachments need an object store, and none is configured", code="attachments_unavailable")
+        if ticket.status is TicketStatus.CLOSED:
+            raise Conflict("this ticket is closed; open a new one", code="ticket_closed")
+        name = check_filename(filename)
+        ctype = content_type.split(";", 1)[0].strip().lower()
+        if ctype not in ATTACHMENT_TYPES:
+            raise InvalidInput(f"files of type {ctype or '(none)'} cannot be attached",
+                               code="attachment_type", details={"field": "content_type", "allowed": sorted(ATTACHMENT_TYPES)})
+        limit = self.settings.max_attachment_bytes
+        if declared_size is not None and declared_size > limit:
+            raise InvalidInput("the file is too large", code="attachment_too_large", details={"max_bytes": limit})
+        public = True
+        if comment_id is not None:
+            comment = next((c for c in await self.repo.comments(ticket.id, include_internal=True) if c.id == comment_id), None)
+            if comment is None or comment.author_id != actor.id:
+                raise NotFound("comment not found", details={"field": "comment_id"})
+            public = comment.public
+        elif ticket.requester_id != actor.id:
+            raise PermissionDenied("support staff attach files to their replies", code="support_role_required")
+        if len(await self.repo.attachments(ticket.id, include_internal=True)) >= MAX_ATTACHMENTS:
+            raise Conflict(f"a ticket holds at most {MAX_ATTACHMENTS} files", code="too_many_attachments")
+        attachment_id = new_id()
+        key = attachment_key(ticket.id, attachment_id)
+        digest, seen = hashlib.sha256(), 0
+
+        async def counted() -> AsyncIterator[bytes]:
+            nonlocal seen
+            async for chunk in chunks:
+                seen += len(chunk)
+                if seen > limit:
+                    raise InvalidInput("the file is too large", code="attachment_too_large", details={"max_bytes": limit})
+                digest.update(chunk)
+                yield chunk
+
+        try:
+            size = await self.objects.put(key, counted())
+        except BaseException:
+            await self.objects.delete(key)  # nothing half-written stays behind
+            raise
+        if size == 0:
+            await self.objects.delete(key)
+            raise InvalidInput("the file is empty", code="attachment_empty")
+        a = Attachment(attachment_id, ticket.id, comment_id, actor.id, name, ctype, size, digest.hexdigest(), public,
+                       self.clock.now())
+        try:
+            await self.repo.add_attachment(a)
+        except BaseException:
+            await self.objects.delete(key)
+            raise
+        return a
+
+    async def attachment(self, actor: User, ticket_id: str, attachment_id: str) -> tuple[Attachment, AsyncIterator[bytes]]:
+        """An attachment and its bytes, for those who see the ticket (internal ones: staff only); else NotFound."""
+        ticket, staff = await self._visible(actor, ticket_id)
+        a = await self.repo.attachment(ticket.id, attachment_id)
+        if a is None or (not a.public and not staff) or self.objects is None:
+            raise NotFound("attachment not found")
+        return a, await self.objects.get(a.key)
 
     async def reply(self, actor: User, ticket_id: str, body: str, *, internal: bool = False,
                     status: str | None = None) -> Comment:
@@ -281,7 +361,9 @@ class TicketService:
         """Close solved tickets after N days, remind then auto-solve pending ones, raise SLA alerts."""
         now = self.clock.now()
         s = self.settings
-        done = {"closed": 0, "reminded": 0, "auto_solved": 0, "sla_alerts": 0}
+        done = {"closed": 0, "reminded": 0, "auto_solved": 0, "sla_alerts": 0, "deleted": 0}
+        if s.retention is not None:
+            done["deleted"] = await self._purge(now - s.retention)
         after: str | None = None
         while True:  # every ticket that may need something, a page at a time (keyset on id)
             page = await self.repo.in_statuses([TicketStatus.SOLVED, TicketStatus.PENDING, *CLOCK_RUNS], _SWEEP_BATCH, after)
@@ -293,6 +375,21 @@ class TicketService:
             if len(page) < _SWEEP_BATCH:
                 return done
             after = page[-1].id
+
+    async def _purge(self, closed_before: datetime) -> int:
+        """Retention: closed tickets closed before then go, attachments' bytes first (so no
+        object outlives its row unseen: a crash in between leaves a row whose delete is retried)."""
+        deleted = 0
+        while True:
+            page = await self.repo.closed_before(closed_before, _SWEEP_BATCH)
+            for ticket in page:
+                if self.objects is not None:
+                    for a in await self.repo.attachments(ticket.id, include_internal=True):
+                        await self.objects.delete(a.key)
+                await self.repo.delete(ticket.id)
+                deleted += 1
+            if len(page) < _SWEEP_BATCH:
+                return deleted
 
     async def _sweep_one(self, ticket: Ticket, now: datetime, s: SupportSettings, done: dict[str, int]) -> None:
         if ticket.status is TicketStatus.SOLVED and ticket.solved_at and now >= ticket.solved_at + s.close_solved_after:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from remotegpu.domain.billing.ledger import EntryKind, LedgerEntry
 from remotegpu.domain.billing.metering import Segment
 
 
@@ -59,6 +60,25 @@ class Bill:
     charged: int  # the ledger's charges for this period (equals total once every segment is rated)
     lines: list[BillLine] = field(default_factory=list)
     finalized_at: datetime | None = None
+    #: The month's ledger entries other than usage and money in: admins' adjustments, refunds,
+    #: credit grants and expiries (``ADJUSTING``). A month's entries are posted in that month
+    #: (a correction of a final bill is posted in the month it is made), so a finalized bill's
+    #: adjustments never change either.
+    adjustments: list[LedgerEntry] = field(default_factory=list)
+
+    @property
+    def adjustments_total(self) -> int:
+        """Their sum, signed as in the ledger (positive: in the workspace's favour)."""
+        return sum(e.amount for e in self.adjustments)
+
+    @property
+    def net(self) -> int:
+        """What the month cost after adjustments: usage total less what they gave back."""
+        return self.total - self.adjustments_total
+
+
+#: Ledger entry kinds shown on a bill as adjustments (not top-ups, usage charges or plan purchases).
+ADJUSTING = (EntryKind.ADJUSTMENT, EntryKind.REFUND, EntryKind.CREDIT, EntryKind.CREDIT_EXPIRY)
 
 
 def bill_lines(segments: list[RatedSegment], until: datetime) -> list[BillLine]:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from remotegpu.domain.notifications.templates import TEMPLATES
+from remotegpu.domain.webhooks import events
+
+#: Webhook event types of the billing context (issue 17: balance low, bill finalized).
+BALANCE_LOW = events.register("billing.balance_low", "A workspace's balance fell under its warning threshold.")
+BILL_FINALIZED = events.register("billing.bill_finalized", "A workspace's monthly bill was finalized (immutable from now on).")
 
 BILLING_TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
     "billing.low_balance": {

@@ -145,3 +145,47 @@ class Comment:
     public: bool
     by_staff: bool
     created_at: datetime
+
+
+#: Attachments: at most this many bytes each, this many per ticket, of these types (what
+#: people send support: screenshots, logs, configs, archives of them, PDFs).
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+MAX_ATTACHMENTS = 20
+ATTACHMENT_TYPES = frozenset({
+    "image/png", "image/jpeg", "image/gif", "image/webp", "text/plain", "text/csv", "text/markdown", "application/json",
+    "application/pdf", "application/zip", "application/gzip", "application/x-tar", "application/x-yaml", "application/yaml",
+})
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file on a ticket (``comment_id`` None: given with the ticket itself)."""
+
+    id: str
+    ticket_id: str
+    comment_id: str | None
+    uploader_id: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    public: bool  # False: on an internal note, support staff only
+    created_at: datetime
+
+    @property
+    def key(self) -> str:
+        """Where its bytes are in the object store."""
+        return attachment_key(self.ticket_id, self.id)
+
+
+def attachment_key(ticket_id: str, attachment_id: str) -> str:
+    return f"support/tickets/{ticket_id}/{attachment_id}"
+
+
+def check_filename(name: str) -> str:
+    """A file's name as shown and downloaded: its last path part, no control characters, ≤ 255."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    base = "".join(ch for ch in base if ch.isprintable() and ch not in '"')
+    if not base or base in (".", ".."):
+        raise InvalidInput("a file name is required", details={"field": "filename"})
+    return base[:255]

@@ -77,7 +77,8 @@ def create_app(container: Container, *, run_background: bool = True, bootstrap_a
     if run_background:
         app.cleanup_ctx.append(sweeper_ctx(container))
         app.cleanup_ctx.append(webhooks_ctx(container))
-        app.cleanup_ctx.append(support_ctx(container))
+        if container.config.queue() == "inline":  # with Redis, `remotegpu worker` runs them (support.sweep)
+            app.cleanup_ctx.append(support_ctx(container))
         app.cleanup_ctx.append(billing_ctx(container))
         app.cleanup_ctx.append(monitoring_ctx(container))
         if container.settings().embedded_agent:

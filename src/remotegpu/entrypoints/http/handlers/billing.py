@@ -13,6 +13,7 @@ from remotegpu.domain.shared.errors import InvalidInput
 from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.routing import Call
 from remotegpu.entrypoints.http.schemas.billing import (
+    BillAdjustmentOut,
     BillLineOut,
     BillListOut,
     BillOut,
@@ -54,7 +55,10 @@ def _entry(e: LedgerEntry) -> EntryOut:
 def _bill(b: Bill, currency: str) -> BillOut:
     return BillOut(workspace_id=b.workspace_id, period=b.period, status=b.status, total=b.total, charged=b.charged,
                    currency=currency, finalized_at=b.finalized_at,
-                   lines=[BillLineOut(**line.__dict__) for line in b.lines])
+                   lines=[BillLineOut(**line.__dict__) for line in b.lines],
+                   adjustments=[BillAdjustmentOut(entry_id=e.id, kind=e.kind.value, amount=e.amount, at=e.at, reason=e.reason,
+                                                  actor_id=e.actor_id) for e in b.adjustments],
+                   adjustments_total=b.adjustments_total, net=b.net)
 
 
 def _period(call: Call) -> str:

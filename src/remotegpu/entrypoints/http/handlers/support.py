@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from aiohttp import web
+
 from remotegpu.domain.shared.errors import InvalidInput
 from remotegpu.domain.support import messages as _messages  # noqa: F401 - registers the ticket webhook event types
-from remotegpu.domain.support.models import Comment, Ticket, TicketStatus
+from remotegpu.domain.support.models import Attachment, Comment, Ticket, TicketStatus
 from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.routing import Call
 from remotegpu.entrypoints.http.schemas.common import Page
 from remotegpu.entrypoints.http.schemas.support import (
+    AttachmentOut,
+    AttachmentQuery,
     AgentOut,
     CommentIn,
     CommentOut,
@@ -64,13 +68,18 @@ def _comment(c: Comment, names: dict[str, str]) -> CommentOut:
                       internal=not c.public, by_staff=c.by_staff, created_at=c.created_at)
 
 
+def _attachment(a: Attachment) -> AttachmentOut:
+    return AttachmentOut(id=a.id, ticket_id=a.ticket_id, comment_id=a.comment_id, uploader_id=a.uploader_id, filename=a.filename,
+                         content_type=a.content_type, size=a.size, sha256=a.sha256, internal=not a.public, created_at=a.created_at)
+
+
 async def _detail(call: Call, ticket_id: str) -> TicketDetailOut:
     view = await call.container.ticket_service().get(call.user, ticket_id)
     t = view.ticket
     names = await _names(call, {t.requester_id, *([t.assignee_id] if t.assignee_id else []), *(c.author_id for c in view.comments)})
     return TicketDetailOut(
         **_fields(t), requester=names[t.requester_id], assignee=names.get(t.assignee_id) if t.assignee_id else None,
-        comments=[_comment(c, names) for c in view.comments],
+        comments=[_comment(c, names) for c in view.comments], attachments=[_attachment(a) for a in view.attachments],
         sla=[SlaTargetOut(name=s.name, target_seconds=s.target_seconds, elapsed_seconds=s.elapsed_seconds, done_at=s.done_at,
                           due_at=s.due_at, breached=s.breached, paused=s.paused) for s in view.sla],
         staff_view=view.staff, allowed_statuses=sorted(t.moves_for_agent(), key=lambda s: list(TicketStatus).index(s)) if view.staff else [],
@@ -121,6 +130,49 @@ async def add_ticket_comment(call: Call) -> CommentOut:
     c = await call.container.ticket_service().reply(call.user, call.path("ticket_id"), b.body, internal=b.internal,
                                                     status=b.status.value if b.status else None)
     return _comment(c, {call.user.id: call.user.username})
+
+
+@api.post(ONE + "/attachments", query=AttachmentQuery, response=AttachmentOut, status=201, tags=TAGS,
+          errors=[401, 403, 404, 409, 422])
+async def add_ticket_attachment(call: Call) -> AttachmentOut:
+    """Attach a file: its bytes as the body (Content-Type application/octet-stream; its own type in `content_type`).
+
+    To the ticket itself (its requester, e.g. right after creating it) or to one of your comments on it
+    (a reply or, staff, an internal note: then the file is internal too). At most 10 MiB (configurable) and 20 files a ticket."""
+    if call.request.content_type != "application/octet-stream":
+        raise InvalidInput("send the file's bytes as application/octet-stream (its type goes in content_type)",
+                           code="unsupported_media_type")
+    q: AttachmentQuery = call.query
+    a = await call.container.ticket_service().attach(
+        call.user, call.path("ticket_id"), filename=q.filename, content_type=q.content_type, comment_id=q.comment_id,
+        chunks=call.request.content.iter_chunked(256 * 1024), declared_size=call.request.content_length)
+    return _attachment(a)
+
+
+def _disposition(name: str) -> str:
+    from urllib.parse import quote
+
+    fallback = "".join(c if c.isascii() and (c.isalnum() or c in "._- ") else "_" for c in name) or "file"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+@api.get(ONE + "/attachments/{attachment_id}", response=None, tags=TAGS, errors=[401, 404])
+async def download_ticket_attachment(call: Call) -> web.StreamResponse:
+    """An attachment's bytes, for whoever sees the ticket (internal ones: support staff); always a download, never rendered."""
+    a, chunks = await call.container.ticket_service().attachment(call.user, call.path("ticket_id"), call.path("attachment_id"))
+    response = web.StreamResponse(headers={
+        "Content-Type": a.content_type, "Content-Length": str(a.size), "Content-Disposition": _disposition(a.filename),
+        "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox", "Cache-Control": "private, no-store",
+        "X-Checksum-Sha256": a.sha256,
+    })
+    await response.prepare(call.request)
+    async for chunk in chunks:
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+download_ticket_attachment.content_type = "application/octet-stream"  # type: ignore[attr-defined]  # documented as such
 
 
 @api.post(ONE + "/solve", response=TicketOut, tags=TAGS, errors=[401, 404, 409])

@@ -129,6 +129,15 @@ class BillLineOut(BaseModel):
     amount: int
 
 
+class BillAdjustmentOut(BaseModel):
+    entry_id: str = Field(description="the ledger entry")
+    kind: Literal["adjustment", "refund", "credit", "credit_expiry"]
+    amount: int = Field(description=MINOR + ", signed as in the ledger (positive: in the workspace's favour)")
+    at: datetime
+    reason: str
+    actor_id: str | None = Field(description="the admin who posted it (null: the platform, e.g. a correction)")
+
+
 class BillOut(BaseModel):
     workspace_id: str
     period: str = Field(description="YYYY-MM")
@@ -138,6 +147,10 @@ class BillOut(BaseModel):
     currency: str
     finalized_at: datetime | None
     lines: list[BillLineOut]
+    adjustments: list[BillAdjustmentOut] = Field(
+        description="the month's adjustments, refunds and credits (not usage): ledger entries with who and why")
+    adjustments_total: int = Field(description="their sum (positive: in the workspace's favour)")
+    net: int = Field(description="total less adjustments_total")
 
 
 class BillListOut(BaseModel):

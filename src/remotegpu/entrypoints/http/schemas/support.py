@@ -81,10 +81,32 @@ class CommentOut(BaseModel):
     created_at: datetime
 
 
+class AttachmentQuery(Strict):
+    filename: str = Field(min_length=1, max_length=255, description="the file's name as shown and downloaded")
+    content_type: str = Field(min_length=1, max_length=100, description="the file's type: images, text, logs, JSON/YAML, "
+                                                                        "PDF, zip/gzip/tar (others: 422 attachment_type)")
+    comment_id: str | None = Field(None, max_length=36, description="your comment it belongs to (default: the ticket itself, "
+                                                                    "requester only); on an internal note it is internal too")
+
+
+class AttachmentOut(BaseModel):
+    id: str
+    ticket_id: str
+    comment_id: str | None
+    uploader_id: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    internal: bool = Field(description="on an internal note: support staff only")
+    created_at: datetime
+
+
 class TicketDetailOut(TicketOut):
     requester: str
     assignee: str | None
     comments: list[CommentOut]
+    attachments: list[AttachmentOut]
     sla: list[SlaTargetOut]
     staff_view: bool = Field(description="the caller works this ticket as support staff (sees internal notes)")
     allowed_statuses: list[TicketStatus] = Field(description="statuses support staff may move it to")

@@ -59,6 +59,15 @@ export interface BillLine {
   amount: number
 }
 
+export interface BillAdjustment {
+  entry_id: string
+  kind: 'adjustment' | 'refund' | 'credit' | 'credit_expiry'
+  amount: number
+  at: string
+  reason: string
+  actor_id: string | null
+}
+
 export interface Bill {
   workspace_id: string
   period: string
@@ -68,6 +77,9 @@ export interface Bill {
   currency: string
   finalized_at: string | null
   lines: BillLine[]
+  adjustments: BillAdjustment[]
+  adjustments_total: number
+  net: number
 }
 
 export interface Plan {

@@ -1,5 +1,5 @@
 /** Support tickets (requesters and the support team). */
-import { http } from './client'
+import { ApiError, http } from './client'
 import type { Page } from './types'
 
 export type TicketStatus = 'new' | 'open' | 'pending' | 'on_hold' | 'solved' | 'closed'
@@ -50,10 +50,54 @@ export interface SlaTarget {
   paused: boolean
 }
 
+export interface TicketAttachment {
+  id: string
+  ticket_id: string
+  comment_id: string | null
+  uploader_id: string
+  filename: string
+  content_type: string
+  size: number
+  sha256: string
+  internal: boolean
+  created_at: string
+}
+
+/** What the server accepts (others: 422 attachment_type); a file's type from its name when the browser has none. */
+export const ATTACHMENT_TYPES: Record<string, string> = {
+  png: 'image/png', jpg: 'image/jpeg', jpeg: 'image/jpeg', gif: 'image/gif', webp: 'image/webp', txt: 'text/plain',
+  log: 'text/plain', csv: 'text/csv', md: 'text/markdown', json: 'application/json', pdf: 'application/pdf',
+  zip: 'application/zip', gz: 'application/gzip', tgz: 'application/gzip', tar: 'application/x-tar', yaml: 'application/yaml',
+  yml: 'application/yaml',
+}
+
+export function attachmentType(file: File): string {
+  if (file.type && Object.values(ATTACHMENT_TYPES).includes(file.type)) return file.type
+  return ATTACHMENT_TYPES[file.name.split('.').pop()?.toLowerCase() ?? ''] ?? file.type ?? 'application/octet-stream'
+}
+
+/** Upload a file's bytes to a ticket (or to one of the caller's comments on it). */
+export async function attachFile(ticketId: string, file: File, csrf: string | null, commentId?: string): Promise<TicketAttachment> {
+  const query = new URLSearchParams({ filename: file.name, content_type: attachmentType(file), ...(commentId ? { comment_id: commentId } : {}) })
+  const headers: Record<string, string> = { 'Content-Type': 'application/octet-stream' }
+  if (csrf) headers['X-CSRF-Token'] = csrf
+  const resp = await fetch(`${ONE(ticketId)}/attachments?${query}`, { method: 'POST', body: file, headers, credentials: 'same-origin' })
+  if (!resp.ok) {
+    let body = { code: `http_${resp.status}`, message: resp.statusText }
+    try { body = (await resp.json()).error ?? body } catch { /* not JSON */ }
+    throw new ApiError(resp.status, body)
+  }
+  return resp.json()
+}
+
+export const attachmentUrl = (ticketId: string, attachmentId: string): string =>
+  `${ONE(ticketId)}/attachments/${encodeURIComponent(attachmentId)}`
+
 export interface TicketDetail extends Ticket {
   requester: string
   assignee: string | null
   comments: TicketComment[]
+  attachments: TicketAttachment[]
   sla: SlaTarget[]
   staff_view: boolean
   allowed_statuses: TicketStatus[]

@@ -205,6 +205,7 @@ export default {
   tickets: {
     nav: 'Support', queueNav: 'Support queue', title: 'Support tickets', queueTitle: 'Support queue', new: 'New ticket',
     submit: 'Submit ticket', none: 'No tickets', totalN: '{n} tickets',
+    attach: 'Attach files', attachFailed: 'Could not attach {name}: {reason}',
     hint: 'Ask the platform team for help. You are notified of every reply; a solved ticket closes after a few days unless you reopen it.',
     fields: { subject: 'Subject', description: 'Description', category: 'Category', priority: 'Priority', status: 'Status', assignee: 'Assignee', updated: 'Updated', environment: 'Environment (optional)' },
     noEnvironment: 'Not about one environment',
@@ -388,6 +389,8 @@ export default {
       credit_expiry: 'Credit expired',
     },
     billStatus: { draft: 'Draft', finalized: 'Finalized' },
+    adjustments: 'Adjustments, refunds and credits', usageTotal: 'Usage', net: 'Net', by: 'By', byPlatform: 'platform',
+    noAdjustments: 'No adjustments this month.',
     estimate: 'Price now',
   },
   monitoring: {

@@ -203,6 +203,7 @@ export default {
     status: { pending: '重试中', succeeded: '已送达', failed: '失败' },
   },
   tickets: {
+    attach: '添加附件', attachFailed: '无法添加附件 {name}：{reason}',
     nav: '工单支持', queueNav: '工单队列', title: '我的工单', queueTitle: '工单队列', new: '提交工单',
     submit: '提交', none: '暂无工单', totalN: '共 {n} 个工单',
     hint: '向平台团队寻求帮助。每条回复都会通知您；已解决的工单在几天后自动关闭，期间您可以重新打开。',
@@ -387,6 +388,8 @@ export default {
       topup: '充值', charge: '用量扣费', plan: '套餐', refund: '退款', adjustment: '调整', credit: '赠送额度',
       credit_expiry: '赠送额度过期',
     },
+    adjustments: '调整、退款与赠送', usageTotal: '用量', net: '净额', by: '操作人', byPlatform: '平台',
+    noAdjustments: '本月无调整。',
     billStatus: { draft: '未出账', finalized: '已出账' },
     estimate: '当前价格',
   },

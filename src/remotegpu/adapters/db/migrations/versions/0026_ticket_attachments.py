@@ -2,7 +2,7 @@
 ``support/tickets/<ticket id>/<attachment id>``; this table holds what describes them).
 
 Revision ID: 0026
-Revises: 0022
+Revises: 0030
 Create Date: 2026-11-29
 
 Frozen: it does not import ``tables.py``.
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0026"
-down_revision = "0022"
+down_revision = "0030"
 branch_labels = None
 depends_on = None
 

@@ -12,6 +12,7 @@ from remotegpu.adapters.runtime.docker_images import list_images
 import base64
 import hashlib
 import io
+import json
 import os
 import tarfile
 import time
@@ -155,6 +156,24 @@ def in_image(docker, reference: str, script: str) -> str:
     return out.decode()
 
 
+def registry_pull(docker, registry, reference: str) -> None:
+    repo, tag = reference.rsplit(":", 1)
+    docker.images.pull(repo, tag=tag, auth_config={"username": registry.username, "password": registry.password})
+
+
+def registry_manifest(registry, reference: str) -> dict:
+    path, tag = reference[len(registry.address) + 1:].rsplit(":", 1)
+    req = urllib.request.Request(f"{registry.url}/v2/{path}/manifests/{tag}", headers={
+        "Authorization": registry.auth_header(), "Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def blob_file(registry, digest: str):
+    hexa = digest.split(":", 1)[1]
+    return registry.storage / "docker" / "registry" / "v2" / "blobs" / "sha256" / hexa[:2] / hexa / "data"
+
+
 def registry_has(registry, reference: str) -> bool:
     path, tag = reference[len(registry.address) + 1:].rsplit(":", 1)
     req = urllib.request.Request(f"{registry.url}/v2/{path}/manifests/{tag}", method="HEAD", headers={
@@ -195,6 +214,10 @@ def test_save_a_running_environment_then_start_from_it_where_it_must_be_pulled(s
     assert registry_has(registry, image["reference"])
     assert box.reload() is None and box.status == "running"  # the environment kept running
 
+    # The save went to the registry only: this host pulls it like any other (only the new
+    # layer travels; the base's are here).
+    assert not list_images(docker, name=image["reference"])
+    registry_pull(docker, registry, image["reference"])
     # The image itself: the installs are there, data and secrets are not, no variables of the environment.
     check = in_image(docker, image["reference"],
                      "cat /opt/tool/run.sh; python3 -c 'import rgpu_probe; print(rgpu_probe.VALUE)'; "
@@ -232,13 +255,17 @@ def test_save_a_running_environment_then_start_from_it_where_it_must_be_pulled(s
         assert server.request("DELETE", f"/api/v1/environments/{e['id']}", token=server.token)[0] == 202
     for e in (env, env2):
         wait_gone(server, e["id"])
+    own_layer = registry_manifest(registry, image["reference"])["layers"][-1]["digest"]
+    assert blob_file(registry, own_layer).exists()
     code, _ = server.request("DELETE", f"/api/v1/images/{image['id']}", token=server.token)
     assert code == 204
     assert not registry_has(registry, image["reference"])
-    # Its layer goes at the registry's garbage collection (deploy/registry/gc.sh).
+    # Its layer goes at the registry's garbage collection (deploy/registry/gc.sh); the
+    # base's stay (the base is in the registry under its own name).
     before = registry.blob_bytes()
     registry.garbage_collect()
-    assert registry.blob_bytes() < before - 100_000_000, (before, registry.blob_bytes())
+    assert not blob_file(registry, own_layer).exists()
+    assert registry.blob_bytes() < before, (before, registry.blob_bytes())
 
 
 def wait_gone(server, env_id: str, timeout: float = 60) -> None:

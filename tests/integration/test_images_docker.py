@@ -289,11 +289,12 @@ def test_repeated_save_and_start_keeps_the_layers_bounded(server, docker, regist
         assert code == 202, body
         wait_job(server, body["job"]["id"])
         code, image = server.request("GET", f"/api/v1/images/{body['image']['id']}", token=server.token)
+        previous = env
+        env = create_env(server, f"cycle{cycle + 1}", image_id=image["id"])  # pulled: the save kept no copy
         layers = len(docker.images.get(image["reference"]).attrs["RootFS"]["Layers"])
         assert image["layers"] == layers <= MAX_LAYERS, image
+        assert len(registry_manifest(registry, image["reference"])["layers"]) == layers
         made.append(layers)
-        previous = env
-        env = create_env(server, f"cycle{cycle + 1}", image_id=image["id"])
         assert server.request("DELETE", f"/api/v1/environments/{previous['id']}", token=server.token)[0] == 202
     lines = sh(container_of(docker, env["id"]), "cat /opt/cycles").split()
     assert lines == [str(c) for c in range(CYCLES)]

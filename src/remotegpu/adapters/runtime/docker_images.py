@@ -401,36 +401,87 @@ def _relative(name: str) -> str:
     return name[2:] if name.startswith("./") else name.lstrip("/")
 
 
-def _write_layer(container: Any, sink: tarfile.TarFile, changed: set[str] | None, deleted: list[str],
-                 cancelled: Callable[[], bool], counter: list[int]) -> None:
+#: What a file looked like, for telling changed files from their image's: type, size,
+#: mtime, mode, owner, link target (the comparison ``docker diff`` makes on a naive driver).
+_Entry = tuple[bytes, int, int, int, int, int, str] | None
+#: Image ID → its files' entries, for images this process saved (an ID is its config's
+#: digest, the same once pulled): the next save of an environment made from one of them
+#: finds its changes in the export itself, without ``docker diff`` (which walks the whole
+#: filesystem on some hosts: seconds). A few images, newest kept.
+_INDEXES: dict[str, dict[str, _Entry]] = {}
+_INDEXES_KEPT = 4
+
+
+def _entry(member: tarfile.TarInfo) -> _Entry:
+    return (member.type, member.size, int(member.mtime), member.mode, member.uid, member.gid, member.linkname)
+
+
+def _remember(image_id: str, index: dict[str, _Entry]) -> None:
+    _INDEXES[image_id] = index
+    while len(_INDEXES) > _INDEXES_KEPT:
+        del _INDEXES[next(iter(_INDEXES))]
+
+
+class _Layer:
+    """What ``_write_layer`` found: counts and the resulting image's index."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, _Entry] = {}
+        self.kept = self.deleted = self.bytes = 0
+
+
+def _write_layer(container: Any, sink: tarfile.TarFile, cancelled: Callable[[], bool], layer: _Layer, *,
+                 changed: set[str] | None = None, deleted: list[str] | None = None,
+                 base_index: dict[str, _Entry] | None = None) -> None:
     """The container's files as one layer into ``sink``, without what a saved image must
-    not carry (``excluded_from_save``; ``SAVE_EMPTIED`` emptied): only the ``changed``
-    paths and whiteouts for the ``deleted`` ones, or (``changed`` None) everything."""
+    not carry (``excluded_from_save``; ``SAVE_EMPTIED`` emptied). Layered: only what
+    changed since the image — the ``changed`` paths and whiteouts for the ``deleted`` ones
+    (``docker diff``), or what differs from ``base_index`` (the image's files, whiteouts
+    for those gone) — else (flattened) everything."""
+    layered = changed is not None or base_index is not None
     source = tarfile.open(fileobj=io.BufferedReader(_IterReader(container.export(chunk_size=_CHUNK)), _CHUNK), mode="r|")
     kept: set[str] = set()
     dropped: set[str] = set()
+    seen: set[str] = {""}
+    missing = object()
     for member in source:
         if cancelled():
             raise JobCancelled()
         name = _relative(member.name)
-        if changed is not None and name.rstrip("/") not in changed:
+        key = name.rstrip("/")
+        entry = _entry(member)
+        if base_index is not None:
+            seen.add(key)
+            selected = base_index.get(key, missing) != entry
+        else:
+            selected = changed is None or key in changed
+        if not selected:
+            layer.index[key] = entry  # the image's, unchanged
             continue
         if excluded_from_save(member.name) or (member.islnk() and member.linkname.lstrip("/") in dropped):
             dropped.add(name)
+            if layered:
+                layer.index[key] = None  # the image's own version, if any: never "unchanged"
             continue
-        if changed is not None and member.islnk() and _relative(member.linkname) not in kept:
+        if layered and member.islnk() and _relative(member.linkname) not in kept:
             raise _CannotLayer(f"a hard link to an unchanged file ({name})")
         kept.add(name)
         if member.isfile() and name in SAVE_EMPTIED:
             member.size = 0
+            layer.index[key] = _entry(member)
             sink.addfile(member, io.BytesIO(b""))
             continue
+        layer.index[key] = entry
         sink.addfile(member, source.extractfile(member) if member.isfile() else None)
-        counter[0] += member.size if member.isfile() else 0
+        layer.bytes += member.size if member.isfile() else 0
     source.close()
-    for path in deleted:
+    layer.kept = len(kept)
+    if base_index is not None:  # gone since the image: the topmost of each gone subtree
+        deleted = [p for p in base_index if p not in seen and p.rpartition("/")[0] in seen]
+    for path in deleted or []:
         if excluded_from_save(path):
             continue
+        layer.deleted += 1
         parent, _, leaf = path.rpartition("/")
         sink.addfile(tarfile.TarInfo(f"{parent}/.wh.{leaf}" if parent else f".wh.{leaf}"), io.BytesIO(b""))
 
@@ -522,6 +573,7 @@ def _save(client: docker.DockerClient, registry: RegistryClient, container: Any,
     manifest_type, layer_type, config_type = MT_DOCKER_MANIFEST, MT_DOCKER_LAYER, MT_DOCKER_CONFIG
     changed: set[str] | None = None
     deleted: list[str] = []
+    base_index: dict[str, _Entry] | None = None
     if layered:
         assert base is not None
         if container.attrs.get("Image") != base.id:
@@ -537,18 +589,19 @@ def _save(client: docker.DockerClient, registry: RegistryClient, container: Any,
         for layer in base_layers:
             if not registry.mount(repo, layer["digest"], source):
                 raise JobFailed(f"registry: could not mount {layer['digest']} from {source}")
-        changed, deleted = _layer_paths(client.api.diff(container.id))
-        log_line(f"{len(changed)} paths added or changed, {len(deleted)} deleted since the image")
+        base_index = _INDEXES.get(base.id)
+        if base_index is None:
+            changed, deleted = _layer_paths(client.api.diff(container.id))
     else:
         log_line("exporting the environment's system disk (without /root/workspace, mounts, history, keys, tokens)")
 
     pipe = _LayerPipe(int(os.environ.get("REMOTEGPU_IMAGE_GZIP_LEVEL", "1")), cancelled)
-    counter, errors = [0], []
+    layer, errors = _Layer(), []
 
     def produce() -> None:
         try:
             sink = tarfile.open(fileobj=pipe, mode="w|", format=tarfile.PAX_FORMAT, copybufsize=_CHUNK)
-            _write_layer(container, sink, changed, deleted, cancelled, counter)
+            _write_layer(container, sink, cancelled, layer, changed=changed, deleted=deleted, base_index=base_index)
             sink.close()
             pipe.finish()
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
@@ -559,7 +612,7 @@ def _save(client: docker.DockerClient, registry: RegistryClient, container: Any,
 
     def ticker() -> None:
         while not stop.wait(5.0):
-            log_line(f"saving: {counter[0] / 1e6:.0f} MB of files, {pipe.blob_bytes / 1e6:.0f} MB uploaded")
+            log_line(f"saving: {layer.bytes / 1e6:.0f} MB of files, {pipe.blob_bytes / 1e6:.0f} MB uploaded")
 
     producer = threading.Thread(target=produce, name="rgpu-save-layer", daemon=True)
     producer.start()
@@ -580,7 +633,9 @@ def _save(client: docker.DockerClient, registry: RegistryClient, container: Any,
     if cancelled():
         raise JobCancelled()
     diff_id, blob_digest = "sha256:" + pipe.diff.hexdigest(), "sha256:" + pipe.blob.hexdigest()
-    log_line(f"one layer: {counter[0] / 1e6:.0f} MB of files, {pipe.blob_bytes / 1e6:.0f} MB uploaded "
+    if layered:
+        log_line(f"{layer.kept} paths added or changed, {layer.deleted} deleted since the image")
+    log_line(f"one layer: {layer.bytes / 1e6:.0f} MB of files, {pipe.blob_bytes / 1e6:.0f} MB uploaded "
              f"in {time.monotonic() - started:.1f} s")
 
     attrs = base.attrs if base is not None else {}
@@ -605,6 +660,7 @@ def _save(client: docker.DockerClient, registry: RegistryClient, container: Any,
         "layers": [*base_layers, {"mediaType": layer_type, "size": pipe.blob_bytes, "digest": blob_digest}],
     }, separators=(",", ":")).encode()
     digest = registry.put_manifest(repo, tag, manifest, manifest_type)
+    _remember(config_digest, layer.index)
     layers = len(base_layers) + 1
     size = (int(attrs.get("Size", 0)) if layered else 0) + pipe.tar_bytes
     log_line(f"pushed {registry.host}/{repo}:{tag} ({digest}): {layers} layer(s), "

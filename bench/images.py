@@ -11,10 +11,11 @@ compression cannot shrink them), then:
   blob is rewritten (another GiB of random bytes) and raw is timed again, the base
   layer now in the registry ("raw, base already pushed"); then platform =
   ``POST /environments/{id}/save-image`` until the job succeeded (docker diff + export
-  filtered of data and secrets → one layer on the image's own → docker load → push; the
-  base layer is in the registry by then, like the second raw). The fair pair is the
-  second raw vs platform.
-* **start from the registry**: both images removed locally; raw = ``docker pull`` +
+  filtered of data and secrets → one layer on the image's own, streamed straight to the
+  registry: gzip members, stored where they do not compress, the base's layers mounted;
+  no docker load, no docker push; the base layer is in the registry by then, like the
+  second raw). The fair pair is the second raw vs platform.
+* **start from the registry**: both images removed locally (the save kept none); raw = ``docker pull`` +
   ``docker run -d`` until the container runs; platform = ``POST /environments`` with the
   saved image until ``running`` (the agent pulls it with progress, then starts it).
 

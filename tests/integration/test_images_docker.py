@@ -281,6 +281,7 @@ def test_repeated_save_and_start_keeps_the_layers_bounded(server, docker, regist
     env = create_env(server, "cycle0")
     made = []
     for cycle in range(CYCLES):
+        server.token = server.login("admin", "admin-password-123")  # 30 cycles outlast an access token
         box = container_of(docker, env["id"])
         sh(box, f"echo {cycle} >> /opt/cycles")
         if cycle % 2:  # a stopped environment saves too

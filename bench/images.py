@@ -64,6 +64,22 @@ def docker_cli(*args: str) -> None:
     subprocess.run(["docker", *args], check=True, capture_output=True)
 
 
+def report(args, rows) -> None:
+    print(f"\n{args.gib:g} GiB of changes, {args.reps} repetition(s); seconds (median)")
+    print(f"{'':34} {'median':>8} {'min':>8}")
+    for name, values in rows.items():
+        if values:
+            print(f"{name:34} {statistics.median(values):8.1f} {min(values):8.1f}")
+    if rows["raw save"] and rows["platform save"]:
+        print(f"\nsave: platform / raw commit+push (base already pushed, the same state) = "
+              f"{statistics.median(rows['platform save']) / statistics.median(rows['raw save, base already pushed']):.2f}x"
+              f" (vs the first raw, which also pushed the base: "
+              f"{statistics.median(rows['platform save']) / statistics.median(rows['raw save']):.2f}x)")
+        print(f"start from registry: platform / raw pull+run = "
+              f"{statistics.median(rows['platform start from registry']) / statistics.median(rows['raw pull + run']):.2f}x")
+
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--gib", type=float, default=1.0)
@@ -154,6 +170,7 @@ def main() -> None:
                         srv.request("DELETE", f"/api/v1/environments/{e['id']}", token=token)
                     time.sleep(3)
                     srv.request("DELETE", f"/api/v1/images/{saved['id']}", token=token)
+                report(args, rows)  # before the cleanup: a cleanup error must not lose the figures
             finally:
                 from tests.support.components import remove_scope
 
@@ -162,23 +179,14 @@ def main() -> None:
                         c.remove(force=True)
                     except docker.errors.APIError:
                         pass  # the server is removing it (409) or did (404)
-                remove_scope(client, scope)
+                try:
+                    remove_scope(client, scope)
+                except docker.errors.APIError as exc:
+                    print(f"cleanup: {exc}", file=sys.stderr)
                 for image in client.images.list():
                     for ref in image.tags:
                         if ref.startswith(reg.address + "/"):
                             client.images.remove(ref, force=True)
-    print(f"\n{args.gib:g} GiB of changes, {args.reps} repetition(s); seconds (median)")
-    print(f"{'':34} {'median':>8} {'min':>8}")
-    for name, values in rows.items():
-        if values:
-            print(f"{name:34} {statistics.median(values):8.1f} {min(values):8.1f}")
-    if rows["raw save"] and rows["platform save"]:
-        print(f"\nsave: platform / raw commit+push (base already pushed, the same state) = "
-              f"{statistics.median(rows['platform save']) / statistics.median(rows['raw save, base already pushed']):.2f}x"
-              f" (vs the first raw, which also pushed the base: "
-              f"{statistics.median(rows['platform save']) / statistics.median(rows['raw save']):.2f}x)")
-        print(f"start from registry: platform / raw pull+run = "
-              f"{statistics.median(rows['platform start from registry']) / statistics.median(rows['raw pull + run']):.2f}x")
 
 
 if __name__ == "__main__":

@@ -742,8 +742,13 @@ class HostAgent:
         waits = {asyncio.ensure_future(stop.wait())}
         if self._can_wait and self._token is not None and seconds > 0.5:
             waits.add(asyncio.ensure_future(self._wait_for_work(seconds)))
+        # A pull an environment waits for, or an image job, that ends: beat at once (the
+        # environment starts, the job's outcome goes up) rather than at the next interval.
+        # Watched, never cancelled here.
+        watched = {t for image, t in self._pulls.items() if image in self._waiting_pull.values() and not t.done()}
+        watched |= {r.task for r in self._image_jobs.values() if r.task is not None and not r.task.done()}
         try:
-            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits | watched, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in waits:
                 task.cancel()

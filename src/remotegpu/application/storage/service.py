@@ -6,6 +6,7 @@ which every user reads); viewers read, members write; only platform admins make 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import tarfile
@@ -22,13 +23,36 @@ from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, Per
 from remotegpu.domain.shared.ids import new_id
 from remotegpu.domain.storage import models as m
 from remotegpu.domain.storage.models import (
-    Blob, Diff, FileEntry, Kind, ModelInfo, PendingBlob, Repository, Upload, UploadState, Version, Visibility,
+    Blob, Diff, FileEntry, Kind, ModelInfo, PendingBlob, Provenance, Repository, SourceKind, Upload, UploadState, Version,
+    Visibility,
 )
 from remotegpu.domain.workspaces.models import Role
 
 log = logging.getLogger(__name__)
 GiB = 1024**3
 MAX_DESCRIPTION = 2000
+#: Verification reads the assembled blob back in chunks this big, hashing one in a worker
+#: thread while the next arrives.
+VERIFY_CHUNK = 8 * 1024 * 1024
+
+
+async def sha256_of(chunks: AsyncIterator[bytes]) -> tuple[str, int]:
+    """sha256 and size of a stream, hashed off the event loop (hashlib releases the GIL on
+    large buffers), overlapping the hashing of one chunk with the reading of the next."""
+    digest, size = hashlib.sha256(), 0
+    hashing: asyncio.Future | None = None
+    try:
+        async for chunk in chunks:
+            if hashing is not None:
+                await hashing
+            size += len(chunk)
+            hashing = asyncio.ensure_future(asyncio.to_thread(digest.update, chunk))
+        if hashing is not None:
+            await hashing
+    finally:
+        if hashing is not None and not hashing.done():
+            hashing.cancel()
+    return digest.hexdigest(), size
 
 
 @dataclass(frozen=True)
@@ -214,10 +238,25 @@ class StorageService:
 
     # --- uploads ------------------------------------------------------------------------
 
+    async def _check_source(self, workspace_id: str, source: Provenance) -> None:
+        """The environment or training job must be one of the workspace's (else: 422, as if unknown)."""
+        async with self.uow() as uow:
+            if source.kind is SourceKind.ENVIRONMENT:
+                found = await uow.environments.get(source.id)
+            else:
+                found = await uow.training_jobs.get(source.id)
+        if found is None or getattr(found, "workspace_id", None) != workspace_id:
+            raise InvalidInput(f"source: no {source.kind.value} {source.id!r} in this workspace", code="source_not_found",
+                               details={"field": "source"})
+
     async def start_upload(self, actor: User, kind: Kind, repo_id: str, files: list[FileEntry], *, message: str = "",
-                           tag: str | None = None, part_size: int = m.DEFAULT_PART_SIZE) -> Upload:
-        """Declare the files of the next version. Blobs the platform has already are not sent again."""
+                           tag: str | None = None, part_size: int = m.DEFAULT_PART_SIZE,
+                           source: Provenance | None = None) -> Upload:
+        """Declare the files of the next version. Blobs the platform has already are not sent again.
+        ``source``: the environment or training job that made it (recorded on the version)."""
         repo = await self._repo(actor, repo_id, Role.MEMBER, kind)
+        if source is not None:
+            await self._check_source(repo.workspace_id, source)
         files = m.check_manifest(files)
         if tag is not None:
             m.check_tag(tag)
@@ -236,14 +275,14 @@ class StorageService:
         pending: dict[str, PendingBlob] = {}
         try:
             for digest in sorted(set(sizes) - set(known)):
-                key = f"uploads/{upload_id}/{digest}"
+                key = m.upload_blob_key(digest, upload_id)  # kept there once verified: no copy
                 pending[digest] = PendingBlob(digest, sizes[digest], key, await self.store.create_multipart(key))
         except BaseException:
             for p in pending.values():
                 await self.store.abort_multipart(p.staging_key, p.multipart_id)
             raise
         upload = Upload(id=upload_id, repository_id=repo.id, workspace_id=repo.workspace_id, created_by=actor.id, created_at=now,
-                        updated_at=now, files=files, part_size=part_size, pending=pending, message=message, tag=tag)
+                        updated_at=now, files=files, part_size=part_size, pending=pending, message=message, tag=tag, source=source)
         await self.catalog.add_upload(upload)
         return upload
 
@@ -319,11 +358,8 @@ class StorageService:
             raise Conflict(f"parts missing: {missing[:20]}", code="parts_missing", details={"missing": missing[:1000]})
         await self.store.complete_multipart(blob.staging_key, blob.multipart_id,
                                             [PartInfo(n, got[n][0], got[n][1]) for n in range(1, count + 1)])
-        digest_now, size = hashlib.sha256(), 0
-        async for chunk in await self.store.get(blob.staging_key):
-            digest_now.update(chunk)
-            size += len(chunk)
-        if digest_now.hexdigest() != digest or size != blob.size:
+        actual, size = await sha256_of(await self.store.get(blob.staging_key, chunk_size=VERIFY_CHUNK))
+        if actual != digest or size != blob.size:
             await self.store.delete(blob.staging_key)
             await self.catalog.reset_parts(upload_id, digest)
             upload = await self._upload(actor, upload_id)
@@ -331,12 +367,18 @@ class StorageService:
             fresh.multipart_id, fresh.parts = await self.store.create_multipart(fresh.staging_key), {}
             upload.updated_at = self.clock.now()
             await self.catalog.update_upload(upload)  # the new multipart id (one file: no concurrent writer)
-            raise InvalidInput(f"the bytes received for {digest} do not match it (sha256 {digest_now.hexdigest()}, {size} bytes); "
+            raise InvalidInput(f"the bytes received for {digest} do not match it (sha256 {actual}, {size} bytes); "
                                "send the file again", code="checksum_mismatch",
-                               details={"sha256": digest_now.hexdigest(), "size": size})
-        await self.store.copy(blob.staging_key, m.blob_key(digest))
-        await self.catalog.add_blob(Blob(digest, size, self.clock.now()))
-        await self.store.delete(blob.staging_key)
+                               details={"sha256": actual, "size": size})
+        if blob.staging_key.startswith("blobs/"):
+            # Assembled at a key of its own: it stays there (no copy). When another upload
+            # verified the same bytes first, its object is kept and this one goes.
+            if not await self.catalog.add_blob(Blob(digest, size, self.clock.now(), blob.staging_key)):
+                await self.store.delete(blob.staging_key)
+        else:  # an upload started before keys were per upload (uploads/<id>/<sha256>)
+            await self.store.copy(blob.staging_key, m.blob_key(digest))
+            await self.catalog.add_blob(Blob(digest, size, self.clock.now()))
+            await self.store.delete(blob.staging_key)
         await self.catalog.mark_verified(upload_id, digest, self.clock.now())
         return await self._upload(actor, upload_id)
 
@@ -356,7 +398,7 @@ class StorageService:
         for _ in range(5):
             versions = await self.catalog.list_versions(repo.id)
             version = Version(repository_id=repo.id, number=(versions[-1].number + 1) if versions else 1, files=upload.files,
-                              created_by=actor.id, created_at=self.clock.now(), message=upload.message)
+                              created_by=actor.id, created_at=self.clock.now(), message=upload.message, source=upload.source)
             try:
                 await self.catalog.add_version(version)
                 break
@@ -399,20 +441,30 @@ class StorageService:
         _, version = await self.version(actor, kind, repo_id, ref)
         return version, self._file(version, path)
 
+    async def object_keys(self, digests: list[str]) -> dict[str, str]:
+        """Where each blob's bytes are (the classic key for one the catalog does not know)."""
+        known = await self.catalog.get_blobs(digests)
+        return {d: known[d].object_key if d in known else m.blob_key(d) for d in digests}
+
     async def open_file(self, entry: FileEntry, *, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
-        return await self.store.get(m.blob_key(entry.sha256), offset=offset, length=length)
+        key = (await self.object_keys([entry.sha256]))[entry.sha256]
+        return await self.store.get(key, offset=offset, length=length)
 
     async def file_url(self, entry: FileEntry) -> str | None:
         """A presigned GET URL of the file (None: the store cannot sign; download through the platform)."""
-        return await self.store.presign_get(m.blob_key(entry.sha256), self.presign_ttl, filename=entry.path.rsplit("/", 1)[-1])
+        if not self.store.presigns:
+            return None
+        key = (await self.object_keys([entry.sha256]))[entry.sha256]
+        return await self.store.presign_get(key, self.presign_ttl, filename=entry.path.rsplit("/", 1)[-1])
 
     async def archive(self, version: Version, prefix: str) -> AsyncIterator[bytes]:
         """The whole version as an uncompressed tar, streamed file by file (POSIX/pax headers)."""
+        keys = await self.object_keys([f.sha256 for f in version.files])
         for f in version.files:
             info = tarfile.TarInfo(f"{prefix}/{f.path}")
             info.size, info.mode, info.mtime = f.size, 0o644, int(version.created_at.timestamp())
             yield info.tobuf(format=tarfile.PAX_FORMAT)
-            async for chunk in await self.store.get(m.blob_key(f.sha256)):
+            async for chunk in await self.store.get(keys[f.sha256]):
                 yield chunk
             if f.size % tarfile.BLOCKSIZE:
                 yield b"\0" * (tarfile.BLOCKSIZE - f.size % tarfile.BLOCKSIZE)
@@ -434,15 +486,16 @@ class StorageService:
         removed = freed = 0
         for blob in await self.catalog.unreferenced_blobs(cutoff):
             if await self.catalog.delete_blob(blob.sha256, cutoff):
-                await self.store.delete(m.blob_key(blob.sha256))
+                await self.store.delete(blob.object_key)
                 removed += 1
                 freed += blob.size
-        # Orphans: objects under blobs/ without a catalog row (a crash between the two steps).
+        # Orphans: objects under blobs/ no catalog row points at (a crash between the two
+        # steps; an upload's assembled blob that was not verified, or lost to another's).
         listed = await self.store.list("blobs/sha256/")
-        known = await self.catalog.get_blobs([o.key.rsplit("/", 1)[-1] for o in listed])
+        known = await self.catalog.get_blobs([m.digest_of_key(o.key) for o in listed])
         for o in listed:
-            digest = o.key.rsplit("/", 1)[-1]
-            if digest not in known and o.modified is not None and o.modified < cutoff:
+            digest = m.digest_of_key(o.key)
+            if (digest not in known or known[digest].object_key != o.key) and o.modified is not None and o.modified < cutoff:
                 await self.store.delete(o.key)
                 removed += 1
                 freed += o.size
@@ -523,6 +576,7 @@ class StorageMounts:
         return found.files
 
     async def open_blob(self, digest: str) -> AsyncIterator[bytes]:
-        if not await self.service.catalog.get_blobs([digest]):
+        known = await self.service.catalog.get_blobs([digest])
+        if not known:
             raise NotFound("blob not found")
-        return await self.service.store.get(m.blob_key(digest))
+        return await self.service.store.get(known[digest].object_key)

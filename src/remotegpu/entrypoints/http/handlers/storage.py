@@ -10,14 +10,14 @@ from aiohttp import web
 from remotegpu.application.storage.ports import ObjectNotFound
 from remotegpu.domain.shared.errors import InvalidInput, NotFound, PermissionDenied
 from remotegpu.domain.storage import models as m
-from remotegpu.domain.storage.models import FileEntry, Kind, ModelInfo, Repository, Upload, Version
+from remotegpu.domain.storage.models import FileEntry, Kind, ModelInfo, Provenance, Repository, Upload, Version
 from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.routing import Call
 from remotegpu.entrypoints.http.schemas.common import Page
 from remotegpu.entrypoints.http.schemas.storage import (
     ChangedFileOut, CollectOut, CompleteFileIn, DiffOut, DiffQuery, FileOut, FileQuery, FileUrlOut, ModelInfoIn, ModelInfoOut,
     PartOut, PartUrlsIn, PartUrlsOut, PendingFileOut, RepositoryIn, RepositoryListQuery, RepositoryOut, RepositoryPatchIn,
-    StorageUsageOut, TagIn, UploadIn, UploadOut, VersionDetailOut, VersionOut, WorkspaceQuery,
+    SourceOut, StorageUsageOut, TagIn, UploadIn, UploadOut, VersionDetailOut, VersionOut, WorkspaceQuery,
 )
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -34,7 +34,8 @@ def _file(f: FileEntry) -> FileOut:
 
 def _version(repo: Repository, v: Version, *, files: bool = False) -> VersionOut:
     fields = dict(number=v.number, message=v.message, file_count=len(v.files), size_bytes=v.size, created_by=v.created_by,
-                  created_at=v.created_at, tags=sorted(t for t, n in repo.tags.items() if n == v.number))
+                  created_at=v.created_at, tags=sorted(t for t, n in repo.tags.items() if n == v.number),
+                  source=SourceOut(kind=v.source.kind, id=v.source.id) if v.source else None)
     return VersionDetailOut(**fields, files=[_file(f) for f in v.files]) if files else VersionOut(**fields)
 
 
@@ -186,7 +187,8 @@ def _register(kind: Kind) -> None:
         b: UploadIn = call.body
         upload = await call.container.storage_service().start_upload(
             call.user, kind, call.path("repository_id"), [FileEntry(f.path, f.size, f.sha256) for f in b.files],
-            message=b.message, tag=b.tag, part_size=b.part_size)
+            message=b.message, tag=b.tag, part_size=b.part_size,
+            source=Provenance(b.source.kind, b.source.id) if b.source else None)
         return _upload(call, upload)
 
     @route("GET", one + "/versions/{ref}/file", f"download_{k}_file", query=FileQuery, errors=[401, 404, 416, 422])

@@ -101,6 +101,12 @@ def sha256_file(path: Path, progress: Progress | None = None) -> str:
     return digest.hexdigest()
 
 
+def _read_part(path: Path, offset: int, size: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(size)
+
+
 def scan(directory: Path) -> dict[str, Path]:
     files = {}
     for p in sorted(directory.rglob("*")):
@@ -147,9 +153,7 @@ async def push(api: Api, kind: str, repo: dict, directory: Path, *, message: str
 
     async def send_part(p: dict, n: int, url: str | None) -> None:
         async with gate:
-            with open(by_digest[p["sha256"]], "rb") as f:
-                f.seek((n - 1) * part_size)
-                data = f.read(part_size)
+            data = await asyncio.to_thread(_read_part, by_digest[p["sha256"]], (n - 1) * part_size, part_size)
             if url:
                 async with api.session.put(url, data=data) as r:
                     if r.status != 200:

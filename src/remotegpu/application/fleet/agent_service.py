@@ -49,6 +49,8 @@ MAX_QUARANTINE_ENTRIES = 500
 GENERATION_LABEL = "remotegpu.generation"
 #: How an agent's observed message starts while it pulls an environment's image.
 PULLING = "pulling image"
+#: ... and while it downloads the environment's dataset/model mounts into its host cache.
+MOUNTING = "mounting data"
 
 log = logging.getLogger(__name__)
 
@@ -399,9 +401,10 @@ class AgentService:
             env.idle_since = None
         current_generation = seen is not None and (seen.generation is None or seen.generation == env.generation)
         if env.status is EnvStatus.STARTING:
-            if seen is not None and state == "missing" and seen.message.startswith(PULLING) and seen.message != env.status_message:
-                # The agent is pulling its image: progress goes to the events (the agent
-                # reports it in steps, so these stay few).
+            if seen is not None and state == "missing" and seen.message.startswith((PULLING, MOUNTING)) \
+                    and seen.message != env.status_message:
+                # The agent is pulling its image or downloading its mounts: progress goes
+                # to the events (the agent reports it in steps, so these stay few).
                 env.pending_events.append(EnvironmentEvent(new_id(), env.id, now, env.status, env.status, seen.message))
                 env.status_message = seen.message
             if state == "running" and current_generation:

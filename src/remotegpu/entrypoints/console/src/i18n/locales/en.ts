@@ -65,6 +65,7 @@ export default {
       queued: 'Queued', starting: 'Starting', running: 'Running', stopping: 'Stopping', stopped: 'Stopped',
       deleting: 'Deleting', deleted: 'Deleted', failed: 'Failed', lost: 'Lost',
     },
+    mountProgress: 'Downloading {target} into the host cache (it starts once cached)',
     queuedAt: 'Queued (position {n})',
     actions: {
       start: 'Start', startNoGpu: 'Start without GPU', stop: 'Stop', restart: 'Restart', delete: 'Delete', open: 'Open',

@@ -65,6 +65,7 @@ export default {
       queued: '排队中', starting: '启动中', running: '运行中', stopping: '停止中', stopped: '已停止',
       deleting: '删除中', deleted: '已删除', failed: '失败', lost: '失联',
     },
+    mountProgress: '正在将 {target} 下载到主机缓存（缓存完成后启动）',
     queuedAt: '排队中（第 {n} 位）',
     actions: {
       start: '开机', startNoGpu: '无卡模式开机', stop: '关机', restart: '重启', delete: '删除', open: '打开',

@@ -139,6 +139,12 @@ def _storage_service(uow, catalog, store, clock, policy, settings: Settings):
                           presign_ttl=timedelta(seconds=settings.storage_presign_seconds))
 
 
+def _env_storage_tokens(uow, secret_key: str):
+    from remotegpu.application.storage.env_tokens import EnvironmentStorageTokens
+
+    return EnvironmentStorageTokens(uow=uow, key=f"storage-env-token:{secret_key}".encode())
+
+
 def _storage_mounts(service):
     from remotegpu.application.storage.service import StorageMounts
 
@@ -532,6 +538,7 @@ class Container(containers.DeclarativeContainer):
         _storage_service, storage_uow.provider, storage_catalog, object_store, clock, workspace_policy, settings,
     )
     storage_mounts = providers.Singleton(_storage_mounts, storage_service)
+    env_storage_tokens = providers.Singleton(_env_storage_tokens, uow.provider, config.secret_key)
 
     image_policy = providers.Singleton(
         lambda patterns, base: ImagePolicy(parse_patterns(patterns or ""), default_image=base), config.allowed_images, config.base_image,
@@ -564,7 +571,7 @@ class Container(containers.DeclarativeContainer):
         AgentService, uow=uow.provider, clock=clock, environments=environment_service, heartbeat_seconds=config.heartbeat_seconds,
         gateway=access_gateway, feed=change_feed,
         allow_loopback=config.allow_loopback_agents, stranded_after_seconds=config.stranded_after_seconds,
-        data_mounts=storage_mounts,
+        data_mounts=storage_mounts, storage_tokens=env_storage_tokens, public_url=providers.Callable(lambda s: s.public_url, settings),
         images=image_service, registry=image_registry,
         jobs=providers.Singleton(JobHeartbeat, clock, job_logs, services=providers.Singleton(ServiceNodes, clock)),
     )

@@ -1,7 +1,9 @@
 """`remotegpu dataset|model create|push|pull|ls|versions|diff`: the storage client.
 
 Talks to the API with a personal API token (--token / REMOTEGPU_TOKEN) at --url /
-REMOTEGPU_URL. push: files hashed locally, only the blobs the platform lacks are sent, in
+REMOTEGPU_URL. Inside an environment both are set by the platform (a token scoped to the
+environment's workspace and to storage, valid while it runs; see
+application/storage/env_tokens.py), so `remotegpu dataset push` works from a notebook. push: files hashed locally, only the blobs the platform lacks are sent, in
 parts (straight to S3 by presigned URL when the backend signs, through the platform
 otherwise), several at once; an interrupted push resumes where it stopped (the upload's
 state is kept in ~/.cache/remotegpu/uploads). pull: files already present with the
@@ -75,6 +77,8 @@ class Api:
             return json.loads(body) if body else None
 
     async def workspace(self, given: str | None) -> str:
+        # Inside an environment the platform sets REMOTEGPU_WORKSPACE_ID (and a token scoped to it).
+        given = given or os.environ.get("REMOTEGPU_WORKSPACE_ID")
         if given:
             return given
         found = await self.call("GET", "/api/v1/workspaces")
@@ -120,7 +124,7 @@ def scan(directory: Path) -> dict[str, Path]:
 # --- push -----------------------------------------------------------------------------
 
 async def push(api: Api, kind: str, repo: dict, directory: Path, *, message: str = "", tag: str | None = None,
-               part_size_mib: int = 16, parallel: int = 4, quiet: bool = False) -> dict:
+               part_size_mib: int = 16, parallel: int = 4, quiet: bool = False, through_platform: bool = False) -> dict:
     files = scan(directory)
     total = sum(p.stat().st_size for p in files.values())
     hashing = Progress("hashing", total, quiet=quiet)
@@ -172,7 +176,7 @@ async def push(api: Api, kind: str, repo: dict, directory: Path, *, message: str
         missing = [n for n in range(1, p["part_count"] + 1) if n not in p["received_parts"] and str(n) not in recorded]
         sending.add(sum(min(part_size, p["size"] - (n - 1) * part_size) for n in range(1, p["part_count"] + 1) if n not in missing))
         urls: dict[str, str] = {}
-        if missing and upload["presigned"]:
+        if missing and upload["presigned"] and not through_platform:
             for i in range(0, len(missing), 1000):
                 answer = await api.call("POST", f"/api/v1/uploads/{upload['id']}/files/{p['sha256']}/part-urls",
                                         json_body={"numbers": missing[i:i + 1000]})
@@ -333,7 +337,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         common = argparse.ArgumentParser(add_help=False)
         common.add_argument("--url", help="platform URL (REMOTEGPU_URL)")
         common.add_argument("--token", help="personal API token (REMOTEGPU_TOKEN)")
-        common.add_argument("--workspace", help="workspace id (default: your personal workspace)")
+        common.add_argument("--workspace", help="workspace id (default: REMOTEGPU_WORKSPACE_ID, else your personal workspace)")
         common.add_argument("--quiet", action="store_true", help="no progress lines")
         actions = p.add_subparsers(dest="action", required=True)
         a = actions.add_parser("create", parents=[common])

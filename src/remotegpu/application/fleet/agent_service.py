@@ -103,6 +103,10 @@ class AgentService:
     registry: Any = None
     # Training-job nodes (application/workloads/heartbeat.py): None = no jobs context.
     jobs: Any = None
+    # Storage credentials put into each container (application/storage/env_tokens.py):
+    # REMOTEGPU_TOKEN scoped to storage and the environment's workspace, REMOTEGPU_URL.
+    storage_tokens: Any = None
+    public_url: str | None = None
     _pokes: dict = field(default_factory=dict, repr=False)  # host id → event (see poke)
 
     async def register(self, join_token: str, name: str, report: HostReport) -> tuple[str, str]:
@@ -472,6 +476,7 @@ class AgentService:
                 "REMOTEGPU_ENV_ID": env.id,
                 "REMOTEGPU_JUPYTER_TOKEN": env.jupyter_token,
                 "REMOTEGPU_JUPYTER_BASE_URL": jupyter_base_url(env.id),
+                **self._storage_variables(env),
             },
             ports=ports,
             private_ports=frozenset({JUPYTER_CONTAINER_PORT}) & ports.keys(),
@@ -481,6 +486,15 @@ class AgentService:
             data_mounts=await self._data_mounts(env),
             registry_auth=self._pull_auth(env.image),
         )
+
+    def _storage_variables(self, env: Environment) -> dict[str, str]:
+        """`remotegpu dataset push` inside the container: a token of this run (derived, never stored)."""
+        if self.storage_tokens is None:
+            return {}
+        found = {"REMOTEGPU_TOKEN": self.storage_tokens.issue(env.id, env.generation), "REMOTEGPU_WORKSPACE_ID": env.workspace_id}
+        if self.public_url:
+            found["REMOTEGPU_URL"] = self.public_url.rstrip("/")
+        return found
 
     async def _data_mounts(self, env: Environment) -> tuple[DataMountSpec, ...]:
         if not env.data_mounts or self.data_mounts is None:

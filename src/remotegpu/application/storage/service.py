@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import AsyncIterator
 
 from remotegpu.application.shared.ports import Clock, UnitOfWorkFactory
+from remotegpu.application.storage.env_tokens import current_scope
 from remotegpu.application.storage.ports import ObjectNotFound, ObjectStore, PartInfo, StorageCatalog
 from remotegpu.application.workspaces.quotas import WorkspacePolicy
 from remotegpu.application.workspaces.service import authorize
@@ -82,6 +83,18 @@ class StorageService:
 
     # --- authorization ----------------------------------------------------------------
 
+    @staticmethod
+    def _scoped(workspace_id: str | None, label: str = "workspace") -> None:
+        """A request by an environment's token (env_tokens.py) reaches its own workspace only."""
+        scope = current_scope.get()
+        if scope is not None and workspace_id != scope.workspace_id:
+            raise NotFound(f"{label} not found")
+
+    @staticmethod
+    def _no_public_by_environment(visibility: Visibility | None) -> None:
+        if visibility is Visibility.PUBLIC and current_scope.get() is not None:
+            raise PermissionDenied("an environment's token cannot make a dataset or model public", code="admin_required")
+
     async def _repo(self, actor: User, repo_id: str, needed: Role, kind: Kind | None = None) -> Repository:
         repo = await self.catalog.get_repository(repo_id)
         label = (kind or (repo.kind if repo else Kind.DATASET)).value
@@ -89,6 +102,7 @@ class StorageService:
             raise NotFound(f"{label} not found")
         if needed is Role.VIEWER and repo.visibility is Visibility.PUBLIC:
             return repo
+        self._scoped(repo.workspace_id, label)
         try:
             async with self.uow() as uow:
                 await authorize(uow, actor, repo.workspace_id, needed)
@@ -100,6 +114,8 @@ class StorageService:
 
     async def create(self, actor: User, kind: Kind, workspace_id: str, name: str, *, description: str = "",
                      visibility: Visibility = Visibility.PRIVATE, model: ModelInfo | None = None) -> Repository:
+        self._scoped(workspace_id)
+        self._no_public_by_environment(visibility)
         async with self.uow() as uow:
             await authorize(uow, actor, workspace_id, Role.MEMBER)
         if visibility is Visibility.PUBLIC and not actor.is_admin:
@@ -116,6 +132,7 @@ class StorageService:
     async def list(self, actor: User, kind: Kind, workspace_id: str | None, *, public: bool = True) -> list[Repository]:
         """A workspace's (with the public shelf when ``public``); without a workspace: the public shelf."""
         if workspace_id is not None:
+            self._scoped(workspace_id)
             async with self.uow() as uow:
                 await authorize(uow, actor, workspace_id, Role.VIEWER)
         return await self.catalog.list_repositories(kind.value, workspace_id, public=public or workspace_id is None)
@@ -126,6 +143,7 @@ class StorageService:
     async def update(self, actor: User, kind: Kind, repo_id: str, *, description: str | None = None,
                      visibility: Visibility | None = None, model: ModelInfo | None = None) -> Repository:
         repo = await self._repo(actor, repo_id, Role.MEMBER, kind)
+        self._no_public_by_environment(visibility)
         if visibility is not None and visibility is not repo.visibility:
             if not actor.is_admin:
                 raise PermissionDenied("only platform administrators change visibility", code="admin_required")
@@ -232,6 +250,7 @@ class StorageService:
         return found
 
     async def workspace_usage(self, actor: User, workspace_id: str) -> int:
+        self._scoped(workspace_id)
         async with self.uow() as uow:
             await authorize(uow, actor, workspace_id, Role.VIEWER)
         return await self.catalog.workspace_bytes(workspace_id)
@@ -255,6 +274,9 @@ class StorageService:
         """Declare the files of the next version. Blobs the platform has already are not sent again.
         ``source``: the environment or training job that made it (recorded on the version)."""
         repo = await self._repo(actor, repo_id, Role.MEMBER, kind)
+        scope = current_scope.get()
+        if source is None and scope is not None:  # pushed from inside an environment: it made the version
+            source = Provenance(SourceKind.ENVIRONMENT, scope.env_id)
         if source is not None:
             await self._check_source(repo.workspace_id, source)
         files = m.check_manifest(files)

@@ -130,3 +130,33 @@ async def test_a_version_records_the_environment_or_job_that_made_it(client, con
             "files": [{"path": "c", "size": 1, "sha256": hashlib.sha256(b"c").hexdigest()}], "source": source})
         assert r.status == status, await r.text()
         assert (await r.json())["error"]["code"] in ("source_not_found", "validation_error", "invalid_input")
+
+
+async def test_the_shared_disk_counts_against_storage_and_reaches_the_spec(client, container_of):
+    me = await signup(client)
+    admin = await signup(client, admin_container=container_of)
+    ws = me.personal_workspace_id
+    r = await client.get(f"/api/v1/workspaces/{ws}/shared-disk", headers=me.headers)
+    assert await r.json() == {"workspace_id": ws, "enabled": False, "size_gib": None, "mount_path": "/root/shared",
+                              "per_host": True, "updated_at": None}
+    env = await _environment(client, me)  # its own disk counts too (disk_gib)
+    r = await client.put(f"/api/v1/workspaces/{ws}/quota", json={"max_storage_gib": env["disk_gib"] + 10}, headers=admin.headers)
+    assert r.status == 200, await r.text()
+    r = await client.put(f"/api/v1/workspaces/{ws}/shared-disk", json={"size_gib": 11}, headers=me.headers)
+    assert r.status == 409 and (await r.json())["error"]["code"] == "quota_exceeded"
+    r = await client.put(f"/api/v1/workspaces/{ws}/shared-disk", json={"size_gib": 0}, headers=me.headers)
+    assert r.status == 422
+    r = await client.put(f"/api/v1/workspaces/{ws}/shared-disk", json={"size_gib": 10}, headers=me.headers)
+    assert r.status == 200 and (await r.json())["size_gib"] == 10
+    # Full now: a dataset version that adds bytes no longer fits.
+    r = await client.post("/api/v1/datasets", json={"workspace_id": ws, "name": "d"}, headers=me.headers)
+    ds = await r.json()
+    r = await client.post(f"/api/v1/datasets/{ds['id']}/uploads", headers=me.headers,
+                          json={"files": [{"path": "a", "size": 10, "sha256": "a" * 64}]})
+    assert r.status == 409 and (await r.json())["error"]["code"] == "quota_exceeded"
+    # The agent's spec: the size, so the runtime mounts the workspace's volume at /root/shared.
+    async with container_of.storage_uow() as uow:
+        stored = await uow.environments.get(env["id"])
+    assert await container_of.agent_service()._shared_disk(stored) == 10
+    assert (await client.delete(f"/api/v1/workspaces/{ws}/shared-disk", headers=me.headers)).status == 204
+    assert await container_of.agent_service()._shared_disk(stored) is None

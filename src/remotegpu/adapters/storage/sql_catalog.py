@@ -15,11 +15,12 @@ from remotegpu.adapters.db import tables as t
 from remotegpu.adapters.storage.codec import files_json, files_of, model_json, model_of, pending_json, pending_of
 from remotegpu.domain.shared.errors import Conflict
 from remotegpu.domain.storage.models import (
-    Blob, FileEntry, Kind, Provenance, Repository, SourceKind, Upload, UploadState, Version, Visibility,
+    Blob, FileEntry, Kind, Provenance, Repository, SharedDisk, SourceKind, Upload, UploadState, Version, Visibility,
 )
 
 _R, _V, _F, _B = t.storage_repositories, t.storage_versions, t.storage_version_files, t.storage_blobs
 _U, _UB, _UP = t.storage_uploads, t.storage_upload_blobs, t.storage_upload_parts
+_SD = t.workspace_shared_disks
 
 
 def _repo_row(r: Repository) -> dict[str, Any]:
@@ -267,3 +268,21 @@ class SqlStorageCatalog:
     async def reset_parts(self, upload_id: str, sha256: str) -> None:
         async with self._sessions() as s, s.begin():
             await s.execute(_UP.delete().where(_UP.c.upload_id == upload_id, _UP.c.sha256 == sha256))
+
+    # --- workspace shared disks ---------------------------------------------------------
+
+    async def get_shared_disk(self, workspace_id: str) -> SharedDisk | None:
+        rows = await self._rows(sa.select(_SD).where(_SD.c.workspace_id == workspace_id))
+        return SharedDisk(rows[0].workspace_id, rows[0].size_gib, rows[0].created_at, rows[0].updated_at) if rows else None
+
+    async def put_shared_disk(self, disk: SharedDisk) -> None:
+        async with self._sessions() as s, s.begin():
+            done = await s.execute(_SD.update().where(_SD.c.workspace_id == disk.workspace_id)
+                                   .values(size_gib=disk.size_gib, updated_at=disk.updated_at))
+            if not done.rowcount:
+                await s.execute(_SD.insert().values(workspace_id=disk.workspace_id, size_gib=disk.size_gib,
+                                                    created_at=disk.created_at, updated_at=disk.updated_at))
+
+    async def delete_shared_disk(self, workspace_id: str) -> None:
+        async with self._sessions() as s, s.begin():
+            await s.execute(_SD.delete().where(_SD.c.workspace_id == workspace_id))

@@ -484,6 +484,7 @@ class AgentService:
             disk_gib=env.disk_gib,
             workspace_id=env.workspace_id,
             data_mounts=await self._data_mounts(env),
+            shared_disk_gib=await self._shared_disk(env),
             registry_auth=self._pull_auth(env.image),
         )
 
@@ -495,6 +496,11 @@ class AgentService:
         if self.public_url:
             found["REMOTEGPU_URL"] = self.public_url.rstrip("/")
         return found
+
+    async def _shared_disk(self, env: Environment) -> int | None:
+        """The workspace's shared disk (storage context), at /root/shared; None: none."""
+        sized = getattr(self.data_mounts, "shared_disk_gib", None)
+        return await sized(env.workspace_id) if sized is not None else None
 
     async def _data_mounts(self, env: Environment) -> tuple[DataMountSpec, ...]:
         if not env.data_mounts or self.data_mounts is None:

@@ -24,8 +24,8 @@ from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, Per
 from remotegpu.domain.shared.ids import new_id
 from remotegpu.domain.storage import models as m
 from remotegpu.domain.storage.models import (
-    Blob, Diff, FileEntry, Kind, ModelInfo, PendingBlob, Provenance, Repository, SourceKind, Upload, UploadState, Version,
-    Visibility,
+    Blob, Diff, FileEntry, Kind, ModelInfo, PendingBlob, Provenance, Repository, SharedDisk, SourceKind, Upload, UploadState,
+    Version, Visibility,
 )
 from remotegpu.domain.workspaces.models import Role
 
@@ -229,6 +229,8 @@ class StorageService:
         limit = quota.max_storage_gib
         if limit is None:
             return
+        shared = await self.catalog.get_shared_disk(workspace_id)
+        disks += shared.size_gib if shared else 0  # the shared disk counts like an environment's disk
         held = await self.catalog.workspace_bytes(workspace_id)
         # Bytes of the workspace's own versions already: those blobs cost nothing more.
         new = {f.sha256: f.size for f in files}
@@ -248,6 +250,48 @@ class StorageService:
             for v in await self.catalog.list_versions(repo.id):
                 found |= {f.sha256 for f in v.files if f.sha256 in digests}
         return found
+
+    # --- the workspace's shared disk ----------------------------------------------------
+
+    async def shared_disk(self, actor: User, workspace_id: str) -> SharedDisk | None:
+        self._scoped(workspace_id)
+        async with self.uow() as uow:
+            await authorize(uow, actor, workspace_id, Role.VIEWER)
+        return await self.catalog.get_shared_disk(workspace_id)
+
+    async def set_shared_disk(self, actor: User, workspace_id: str, size_gib: int) -> SharedDisk:
+        """Turn on (or resize) the workspace's shared disk (workspace admins). Its size counts
+        against storage_gib, with environment disks and dataset/model bytes. Environments
+        get it at their next start."""
+        self._scoped(workspace_id)
+        async with self.uow() as uow:
+            await authorize(uow, actor, workspace_id, Role.ADMIN)
+            quota, _ = await self.policy.workspace_quota(uow, workspace_id)
+            disks = (await uow.workspaces.usage(workspace_id)).storage_gib
+        if not 1 <= size_gib <= m.MAX_SHARED_DISK_GIB:
+            raise InvalidInput(f"size_gib: 1..{m.MAX_SHARED_DISK_GIB}", details={"field": "size_gib"})
+        limit = quota.max_storage_gib
+        if limit is not None:
+            used = disks * GiB + await self.catalog.workspace_bytes(workspace_id)
+            if used + size_gib * GiB > limit * GiB:
+                raise QuotaExceeded(
+                    f"the workspace's storage quota is {limit} GiB; {used / GiB:.2f} GiB are used by disks and data, "
+                    f"a shared disk of {size_gib} GiB does not fit",
+                    details={"resource": "storage_gib", "limit": limit, "used_bytes": used, "requested_bytes": size_gib * GiB},
+                )
+        now = self.clock.now()
+        found = await self.catalog.get_shared_disk(workspace_id)
+        disk = SharedDisk(workspace_id, size_gib, found.created_at if found else now, now)
+        await self.catalog.put_shared_disk(disk)
+        return disk
+
+    async def remove_shared_disk(self, actor: User, workspace_id: str) -> None:
+        """Environments started from now on no longer get it; the volumes on hosts are kept
+        (data is never deleted by a setting): an operator removes them (README)."""
+        self._scoped(workspace_id)
+        async with self.uow() as uow:
+            await authorize(uow, actor, workspace_id, Role.ADMIN)
+        await self.catalog.delete_shared_disk(workspace_id)  # idempotent
 
     async def workspace_usage(self, actor: User, workspace_id: str) -> int:
         self._scoped(workspace_id)
@@ -590,6 +634,11 @@ class StorageMounts:
                 continue
             resolved.append((f"/{repo.kind.value}s/{repo.name}", repo.kind.value, repo.id, version.number))
         return resolved
+
+    async def shared_disk_gib(self, workspace_id: str) -> int | None:
+        """The size of the workspace's shared disk, for the agent's spec (None: it has none)."""
+        disk = await self.service.catalog.get_shared_disk(workspace_id)
+        return disk.size_gib if disk else None
 
     async def manifest(self, repository_id: str, version: int) -> list[FileEntry]:
         found = await self.service.catalog.get_version(repository_id, version)

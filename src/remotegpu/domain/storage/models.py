@@ -115,6 +115,23 @@ class Blob:
         return self.key or blob_key(self.sha256)
 
 
+#: Where a workspace's shared disk appears in each of its environments.
+SHARED_DISK_PATH = "/root/shared"
+MAX_SHARED_DISK_GIB = 100_000
+
+
+@dataclass
+class SharedDisk:
+    """A workspace's shared disk (like AutoDL's 文件存储): one read-write volume per host,
+    mounted at /root/shared in every environment of the workspace on that host. It does
+    not follow an environment to another host: each host has its own."""
+
+    workspace_id: str
+    size_gib: int
+    created_at: datetime
+    updated_at: datetime
+
+
 class UploadState(str, Enum):
     OPEN = "open"
     COMMITTED = "committed"

@@ -17,7 +17,7 @@ from remotegpu.entrypoints.http.schemas.common import Page
 from remotegpu.entrypoints.http.schemas.storage import (
     ChangedFileOut, CollectOut, CompleteFileIn, DiffOut, DiffQuery, FileOut, FileQuery, FileUrlOut, ModelInfoIn, ModelInfoOut,
     PartOut, PartUrlsIn, PartUrlsOut, PendingFileOut, RepositoryIn, RepositoryListQuery, RepositoryOut, RepositoryPatchIn,
-    SourceOut, StorageUsageOut, TagIn, UploadIn, UploadOut, VersionDetailOut, VersionOut, WorkspaceQuery,
+    SharedDiskIn, SharedDiskOut, SourceOut, StorageUsageOut, TagIn, UploadIn, UploadOut, VersionDetailOut, VersionOut, WorkspaceQuery,
 )
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -309,6 +309,34 @@ async def storage_usage(call: Call) -> StorageUsageOut:
     """Bytes the workspace's datasets and models hold (distinct blobs; counts toward storage_gib)."""
     ws = call.query.workspace_id
     return StorageUsageOut(workspace_id=ws, used_bytes=await call.container.storage_service().workspace_usage(call.user, ws))
+
+
+SHARED_DISK = "/api/v1/workspaces/{workspace_id}/shared-disk"
+
+
+def _shared_disk(workspace_id: str, disk) -> SharedDiskOut:
+    return SharedDiskOut(workspace_id=workspace_id, enabled=disk is not None, size_gib=disk.size_gib if disk else None,
+                         mount_path=m.SHARED_DISK_PATH, updated_at=disk.updated_at if disk else None)
+
+
+@api.get(SHARED_DISK, response=SharedDiskOut, tags=["datasets"], errors=[401, 404])
+async def get_shared_disk(call: Call) -> SharedDiskOut:
+    """The workspace's shared disk: a read-write volume at /root/shared in each of its environments, one per host."""
+    ws = call.path("workspace_id")
+    return _shared_disk(ws, await call.container.storage_service().shared_disk(call.user, ws))
+
+
+@api.put(SHARED_DISK, body=SharedDiskIn, response=SharedDiskOut, tags=["datasets"], errors=[401, 403, 404, 409, 422])
+async def set_shared_disk(call: Call) -> SharedDiskOut:
+    """Turn on or resize the shared disk (workspace admins); its size counts against storage_gib. Environments get it at their next start."""
+    ws = call.path("workspace_id")
+    return _shared_disk(ws, await call.container.storage_service().set_shared_disk(call.user, ws, call.body.size_gib))
+
+
+@api.delete(SHARED_DISK, status=204, tags=["datasets"], errors=[401, 403, 404])
+async def remove_shared_disk(call: Call) -> None:
+    """Turn the shared disk off (workspace admins): environments started from now on no longer mount it; data on hosts is kept."""
+    await call.container.storage_service().remove_shared_disk(call.user, call.path("workspace_id"))
 
 
 @api.post("/api/v1/storage/collect", response=CollectOut, tags=["datasets"], errors=[401, 403])

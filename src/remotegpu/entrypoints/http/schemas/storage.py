@@ -185,6 +185,19 @@ class StorageUsageOut(BaseModel):
     used_bytes: int
 
 
+class SharedDiskIn(Strict):
+    size_gib: int = Field(ge=1, le=100_000, description="counts against the workspace's storage_gib")
+
+
+class SharedDiskOut(BaseModel):
+    workspace_id: str
+    enabled: bool
+    size_gib: int | None
+    mount_path: str = Field(description="where it appears in each of the workspace's environments")
+    per_host: bool = Field(True, description="one volume per host: it does not follow an environment to another host")
+    updated_at: datetime | None
+
+
 class WorkspaceQuery(Strict):
     workspace_id: str = Field(min_length=1, max_length=36)
 

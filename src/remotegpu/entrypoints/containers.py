@@ -118,11 +118,22 @@ def _object_store(settings: Settings):
         return S3ObjectStore(S3Config(
             endpoint=settings.s3_endpoint, bucket=settings.s3_bucket, access_key=settings.s3_access_key,
             secret_key=settings.s3_secret_key, region=settings.s3_region or None, addressing=settings.s3_addressing,
-            verify_tls=settings.s3_verify_tls,
+            verify_tls=settings.s3_verify_tls, cors_origins=_cors_origins(settings),
         ))
     from remotegpu.adapters.storage.local_store import LocalObjectStore
 
     return LocalObjectStore(settings.storage_dir or settings.data_dir / "storage")
+
+
+def _cors_origins(settings: Settings) -> tuple[str, ...]:
+    """Who may use presigned URLs from a browser: REMOTEGPU_S3_CORS_ORIGINS, else the console's own origin."""
+    from urllib.parse import urlsplit
+
+    given = tuple(o.strip().rstrip("/") for o in settings.s3_cors_origins.split(",") if o.strip())
+    if given or not settings.public_url:
+        return given
+    url = urlsplit(settings.public_url)
+    return (f"{url.scheme}://{url.netloc}",)
 
 
 def _sql_storage_catalog(session_factory):

@@ -25,7 +25,9 @@ export default {
     upload: {
       title: 'Upload a new version', drop: 'Drop files here or click to choose', message: 'What changed (optional)', start: 'Upload and commit',
       phase: { hashing: 'Computing checksums…', uploading: 'Uploading…', verifying: 'Verifying…', done: 'Committed' },
+      route: { direct: 'straight to object storage', platform: 'through the platform' },
     },
+    source: { title: 'Made by', environment: 'Environment', job: 'Training job' },
     diff: { title: 'Compare versions', run: 'Compare', unchanged: '{n} unchanged' },
     mount: {
       add: 'Mount a dataset or model', choose: 'Choose…',

@@ -25,7 +25,9 @@ export default {
     upload: {
       title: '上传新版本', drop: '将文件拖到此处，或点击选择', message: '本次变更（可选）', start: '上传并提交',
       phase: { hashing: '正在计算校验和…', uploading: '正在上传…', verifying: '正在校验…', done: '已提交' },
+      route: { direct: '直传对象存储', platform: '经平台中转' },
     },
+    source: { title: '来源', environment: '环境', job: '训练任务' },
     diff: { title: '版本对比', run: '对比', unchanged: '{n} 个未变' },
     mount: {
       add: '挂载数据集或模型', choose: '请选择…',

@@ -237,10 +237,29 @@ async def pull(api: Api, kind: str, repo: dict, ref: str, directory: Path, *, pa
                             while block := existing.read(CHUNK * 4):
                                 digest.update(block)
                     with open(partial, "ab" if resumed else "wb") as out:
-                        async for chunk in r.content.iter_chunked(CHUNK):
-                            out.write(chunk)
-                            digest.update(chunk)
-                            progress.add(len(chunk))
+                        # Writing and hashing in a worker thread, 8 MiB at a time, while the next
+                        # bytes arrive (hashlib releases the GIL): the event loop only moves bytes.
+                        def store(block: bytes, out=out, digest=digest) -> None:
+                            out.write(block)
+                            digest.update(block)
+
+                        pending: asyncio.Future | None = None
+                        buffer = bytearray()
+                        try:
+                            async for chunk in r.content.iter_chunked(CHUNK):
+                                buffer += chunk
+                                progress.add(len(chunk))
+                                if len(buffer) >= 8 * CHUNK:
+                                    if pending is not None:
+                                        await pending
+                                    pending, buffer = asyncio.ensure_future(asyncio.to_thread(store, bytes(buffer))), bytearray()
+                        finally:  # a dropped connection too: the last block is written before the file closes (resume)
+                            if pending is not None:
+                                await asyncio.wait([pending])
+                        if pending is not None:
+                            pending.result()
+                        if buffer:
+                            await asyncio.to_thread(store, bytes(buffer))
             elif not partial.exists():
                 partial.touch()
             actual = digest.hexdigest() if digest is not None else await asyncio.to_thread(sha256_file, partial)

@@ -123,8 +123,20 @@ def scan(directory: Path) -> dict[str, Path]:
 
 # --- push -----------------------------------------------------------------------------
 
+def _source(text: str | None) -> dict | None:
+    if not text:
+        return None
+    kind, _, ident = text.partition(":")
+    if kind not in ("environment", "job") or not ident:
+        raise CliError("--source: environment:<id> or job:<id>")
+    return {"kind": kind, "id": ident}
+
+
 async def push(api: Api, kind: str, repo: dict, directory: Path, *, message: str = "", tag: str | None = None,
-               part_size_mib: int = 16, parallel: int = 4, quiet: bool = False, through_platform: bool = False) -> dict:
+               part_size_mib: int = 16, parallel: int = 4, quiet: bool = False, through_platform: bool = False,
+               source: dict | None = None) -> dict:
+    """``source``: {"kind": "environment"|"job", "id": …}, what made the version (a push with
+    an environment's own token records that environment without it)."""
     files = scan(directory)
     total = sum(p.stat().st_size for p in files.values())
     hashing = Progress("hashing", total, quiet=quiet)
@@ -146,7 +158,8 @@ async def push(api: Api, kind: str, repo: dict, directory: Path, *, message: str
             upload, state = None, {}
     if upload is None:
         upload = await api.call("POST", f"/api/v1/{kind}s/{repo['id']}/uploads", json_body={
-            "files": manifest, "message": message, "tag": tag, "part_size": part_size_mib * CHUNK})
+            "files": manifest, "message": message, "tag": tag, "part_size": part_size_mib * CHUNK,
+            **({"source": source} if source else {})})
         state = {"upload_id": upload["id"], "etags": {}}
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     state_file.write_text(json.dumps(state))
@@ -328,7 +341,8 @@ async def _run(args: argparse.Namespace) -> int:
         elif args.action == "push":
             repo = await api.repository(kind, ws, args.name)
             version = await push(api, kind, repo, Path(args.directory), message=args.message, tag=args.tag,
-                                 part_size_mib=args.part_size, parallel=args.parallel, quiet=args.quiet)
+                                 part_size_mib=args.part_size, parallel=args.parallel, quiet=args.quiet,
+                                 through_platform=args.through_platform, source=_source(args.source))
             print(f"{kind} {repo['name']} version {version['number']}")
         elif args.action == "pull":
             name, ref = _split_ref(args.name)
@@ -380,6 +394,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         a.add_argument("--tag")
         a.add_argument("--part-size", type=int, default=16, help="MiB, 8-64")
         a.add_argument("--parallel", type=int, default=4)
+        a.add_argument("--source", help="what made it: environment:<id> or job:<id> (recorded on the version)")
+        a.add_argument("--through-platform", action="store_true",
+                       help="send parts through the platform even when the object store takes them directly")
         a = actions.add_parser("pull", parents=[common], help="download NAME[:VERSION|TAG] into a directory")
         a.add_argument("name")
         a.add_argument("directory")

@@ -86,6 +86,20 @@ export const storageApi = {
   fileUrl: (kind: Kind, id: string, version: number, path: string) =>
     buildUrl(`${one(kind, id)}/versions/${version}/file`, { path }),
   archiveUrl: (kind: Kind, id: string, version: number) => buildUrl(`${one(kind, id)}/versions/${version}/archive`),
+  sharedDisk: (workspaceId: string) => http.get<SharedDisk>(`/api/v1/workspaces/${enc(workspaceId)}/shared-disk`),
+  setSharedDisk: (workspaceId: string, sizeGib: number) =>
+    http.put<SharedDisk>(`/api/v1/workspaces/${enc(workspaceId)}/shared-disk`, { size_gib: sizeGib }),
+  removeSharedDisk: (workspaceId: string) => http.delete<void>(`/api/v1/workspaces/${enc(workspaceId)}/shared-disk`),
+}
+
+/** The workspace's shared disk: /root/shared in each of its environments, one volume per host. */
+export interface SharedDisk {
+  workspace_id: string
+  enabled: boolean
+  size_gib: number | null
+  mount_path: string
+  per_host: boolean
+  updated_at: string | null
 }
 
 export interface UploadProgress {

@@ -28,6 +28,10 @@ export default {
       route: { direct: 'straight to object storage', platform: 'through the platform' },
     },
     source: { title: 'Made by', environment: 'Environment', job: 'Training job' },
+    shared: {
+      title: 'Workspace shared disk', off: 'Off', on: '{n} GiB', enable: 'Turn on', resize: 'Resize', disable: 'Turn off', saved: 'Shared disk saved',
+      hint: 'A read-write disk at {path} in every environment of this workspace, one per host: environments on the same host share it; it does not follow an environment to another host. Its size counts toward the storage quota; environments get it at their next start.',
+    },
     diff: { title: 'Compare versions', run: 'Compare', unchanged: '{n} unchanged' },
     mount: {
       add: 'Mount a dataset or model', choose: 'Choose…',

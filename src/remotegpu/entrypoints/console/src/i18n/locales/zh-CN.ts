@@ -28,6 +28,10 @@ export default {
       route: { direct: '直传对象存储', platform: '经平台中转' },
     },
     source: { title: '来源', environment: '环境', job: '训练任务' },
+    shared: {
+      title: '工作空间共享盘', off: '未开启', on: '{n} GiB', enable: '开启', resize: '调整大小', disable: '关闭', saved: '共享盘已保存',
+      hint: '在本工作空间的每个环境中挂载于 {path} 的读写盘，每台主机一份：同一主机上的环境共享它；它不会随环境迁移到其他主机。其大小计入存储配额；环境在下次启动时获得它。',
+    },
     diff: { title: '版本对比', run: '对比', unchanged: '{n} 个未变' },
     mount: {
       add: '挂载数据集或模型', choose: '请选择…',

@@ -284,3 +284,25 @@ async def test_environment_mounts_are_checked_at_create(client, container_of):
         stored = await uow.environments.get(env["id"])
     assert await container_of.storage_mounts().resolve(ws, stored.data_mounts) == [
         ("/datasets/mine", "dataset", mine["id"], 1), ("/datasets/theirs", "dataset", theirs["id"], 1)]
+
+
+async def test_large_files_verify_by_ranges_read_back_in_parallel(client, container_of):
+    """Past two read-back chunks the server re-reads the assembled blob as parallel ranges:
+    the right bytes verify, the same number of wrong bytes do not."""
+    me = await signup(client)
+    ds = await _dataset(client, me, "ranges")
+    real = (hashlib.sha256(b"r").digest() * (21 * MiB // 32 + 1))[: 21 * MiB + 3]  # three parts of 8 MiB, odd tail
+    _, version = await push(client, me.headers, "dataset", ds["id"], {"big.bin": real})
+    r = await client.get(f"/api/v1/datasets/{ds['id']}/versions/1/file?path=big.bin", headers=me.headers)
+    assert hashlib.sha256(await r.read()).digest() == hashlib.sha256(real).digest()
+    impostor = real[:-1] + b"\x00"
+    upload = await start(client, me.headers, "dataset", ds["id"], {"other.bin": impostor[:-2] + b"zz"})
+    digest = upload["pending"][0]["sha256"]
+    size = upload["part_size"]
+    for n in range(1, upload["pending"][0]["part_count"] + 1):  # same size, not those bytes
+        r = await client.put(f"/api/v1/uploads/{upload['id']}/files/{digest}/parts/{n}", data=impostor[(n - 1) * size: n * size],
+                             headers={**me.headers, "Content-Type": "application/octet-stream"})
+        assert r.status == 200, await r.text()
+    r = await complete(client, me.headers, upload["id"], digest)
+    assert r.status == 422 and (await r.json())["error"]["code"] == "checksum_mismatch"
+    assert (await r.json())["error"]["details"]["sha256"] == hashlib.sha256(impostor).hexdigest()

@@ -24,6 +24,12 @@ def test_dataset_upload_versions_diff_and_mount_picker(make_page, ui, tmp_path):
     page = make_page()
     ui.login(page, user)
     page.get_by_test_id("nav-datasets").click()
+    # The workspace shared disk: off, then on at 2 GiB (the owner may), as the API says too.
+    expect(page.get_by_test_id("shared-disk-state")).to_have_text("Off")
+    page.get_by_test_id("shared-disk-size").locator("input").fill("2")
+    page.get_by_test_id("shared-disk-save").click()
+    expect(page.get_by_test_id("shared-disk-state")).to_have_text("2 GiB")
+    assert _api(ui.server, f"/api/v1/workspaces/{_personal(ui.server, token)}/shared-disk", token)["size_gib"] == 2
     page.get_by_test_id("data-new").click()
     page.get_by_test_id("data-form-name").fill("mnist-mini")
     page.get_by_test_id("data-form-description").fill("digits")

@@ -67,6 +67,8 @@ interface PendingFile {
 interface Upload {
   id: string
   part_size: number
+  /** true: parts may go straight to the object store (part-urls). */
+  presigned: boolean
   pending: PendingFile[]
 }
 

@@ -286,9 +286,9 @@ async def test_environment_mounts_are_checked_at_create(client, container_of):
         ("/datasets/mine", "dataset", mine["id"], 1), ("/datasets/theirs", "dataset", theirs["id"], 1)]
 
 
-async def test_large_files_verify_by_ranges_read_back_in_parallel(client, container_of):
-    """Past two read-back chunks the server re-reads the assembled blob as parallel ranges:
-    the right bytes verify, the same number of wrong bytes do not."""
+async def test_large_files_verify_over_several_read_back_chunks(client, container_of):
+    """A blob of several 8 MiB read-back chunks (hashed in a worker thread while the next
+    arrives): the right bytes verify, the same number of wrong bytes do not."""
     me = await signup(client)
     ds = await _dataset(client, me, "ranges")
     real = (hashlib.sha256(b"r").digest() * (21 * MiB // 32 + 1))[: 21 * MiB + 3]  # three parts of 8 MiB, odd tail

@@ -200,3 +200,30 @@ async def test_large_object_streams_without_loading_into_memory(store):
     assert (await store.stat("large.bin")).size == size
     assert peak_put < 4 * part, f"put held {peak_put / MiB:.1f} MiB"
     assert peak_get < 8 * MiB, f"get held {peak_get / MiB:.1f} MiB"
+
+
+@pytest.mark.parametrize("kind", ["moto", "s3rver"])
+async def test_bucket_cors_lets_the_console_origin_put_parts_and_read_etags(request, kind):
+    """ensure_ready writes the bucket's CORS rules (cors_origins): a browser at that origin
+    may PUT a presigned part and read its ETag; another origin is not let in."""
+    server = request.getfixturevalue(kind)
+    origin = "http://console.example:8080"
+    store = S3ObjectStore(S3Config(endpoint=server.endpoint, bucket=f"c-{uuid.uuid4().hex[:12]}", access_key=server.access_key,
+                                   secret_key=server.secret_key, region=server.region, addressing="path", cors_origins=(origin,)))
+    await store.ensure_ready()
+    await store.ensure_ready()  # idempotent
+    upload_id = await store.create_multipart("k")
+    url = await store.presign_part("k", upload_id, 1, timedelta(minutes=5))
+    async with aiohttp.ClientSession() as http:
+        preflight = {"Origin": origin, "Access-Control-Request-Method": "PUT"}
+        async with http.options(url, headers=preflight) as r:
+            assert r.status in (200, 204) and r.headers.get("Access-Control-Allow-Origin") in (origin, "*")
+            assert "PUT" in r.headers.get("Access-Control-Allow-Methods", "")
+        async with http.put(url, data=b"x" * 100, headers={"Origin": origin}) as r:
+            assert r.status == 200
+            assert r.headers.get("Access-Control-Allow-Origin") in (origin, "*")
+            assert "etag" in r.headers.get("Access-Control-Expose-Headers", "").lower() and r.headers.get("ETag")
+        if kind == "s3rver":  # moto's server answers every preflight itself (flask-cors), whatever the bucket says
+            async with http.options(url, headers={**preflight, "Origin": "http://elsewhere.example"}) as r:
+                assert r.headers.get("Access-Control-Allow-Origin") != "http://elsewhere.example"
+    await store.abort_multipart("k", upload_id)

@@ -123,3 +123,34 @@ async def test_blob_collection_spares_referenced_young_and_uploading(catalog):
     assert (await c.get_upload(upload.id)).pending["e" * 64].verified
     await c.delete_upload(upload.id)
     assert [b.sha256 for b in await c.unreferenced_blobs(cutoff)] == ["b" * 64]
+
+
+async def test_provenance_blob_keys_and_shared_disks_round_trip(catalog):
+    from remotegpu.domain.storage.models import Provenance, SharedDisk, SourceKind
+
+    uow_factory, c = catalog
+    ws1, ws2 = await _workspaces(uow_factory)
+    repo = _repo(1, ws1)
+    await c.add_repository(repo)
+    # A blob kept where its upload assembled it; a version made by a training job; an upload made by an environment.
+    assert await c.add_blob(Blob("a" * 64, 10, at(1), "blobs/sha256/aa/" + "a" * 64 + ".u1"))
+    assert await c.add_blob(Blob("b" * 64, 10, at(1)))
+    found = await c.get_blobs(["a" * 64, "b" * 64])
+    assert found["a" * 64].object_key.endswith(".u1") and found["b" * 64].object_key == "blobs/sha256/bb/" + "b" * 64
+    job = Provenance(SourceKind.JOB, "90000000-0000-0000-0000-000000000001")
+    await c.add_version(Version(repo.id, 1, [_f("x", "a")], "u", at(2), source=job))
+    await c.add_version(Version(repo.id, 2, [_f("x", "b")], "u", at(2)))
+    assert [v.source for v in await c.list_versions(repo.id)] == [job, None]
+    env = Provenance(SourceKind.ENVIRONMENT, "90000000-0000-0000-0000-000000000002")
+    upload = Upload("70000000-0000-0000-0000-000000000002", repo.id, ws1, "u", at(3), at(3), [_f("y", "b")], 8 << 20, {},
+                    source=env)
+    await c.add_upload(upload)
+    assert (await c.get_upload(upload.id)).source == env
+    # Shared disks: one per workspace, resized in place, removed idempotently.
+    assert await c.get_shared_disk(ws1) is None
+    await c.put_shared_disk(SharedDisk(ws1, 5, at(1), at(1)))
+    await c.put_shared_disk(SharedDisk(ws1, 8, at(1), at(4)))
+    assert await c.get_shared_disk(ws1) == SharedDisk(ws1, 8, at(1), at(4)) and await c.get_shared_disk(ws2) is None
+    await c.delete_shared_disk(ws1)
+    await c.delete_shared_disk(ws1)
+    assert await c.get_shared_disk(ws1) is None

@@ -116,6 +116,9 @@ MATRIX = [
     ("POST", "/api/v1/uploads/{upload}/commit", None, [401, 404, 403, 409, 409, 409]),  # not verified yet
     ("DELETE", "/api/v1/uploads/{upload}", None, [401, 404, 403, 204, 204, 204]),
     ("GET", "/api/v1/storage/usage?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
+    ("GET", "/api/v1/workspaces/{ws}/shared-disk", None, [401, 404, 200, 200, 200, 200]),
+    ("PUT", "/api/v1/workspaces/{ws}/shared-disk", {"size_gib": 5}, [401, 404, 403, 403, 200, 200]),
+    ("DELETE", "/api/v1/workspaces/{ws}/shared-disk", None, [401, 404, 403, 403, 204, 204]),
     ("POST", "/api/v1/storage/collect", None, [401, 403, 403, 403, 403, 200]),
     # Agents' reads of mounted versions take an agent token: no user's token opens them.
     ("GET", "/api/v1/agent/storage/{dataset}/versions/1", None, [401, 401, 401, 401, 401, 401]),

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from remotegpu.domain.storage.models import blob_key
+from remotegpu.domain.storage.models import blob_key, digest_of_key
 from tests.conftest import signup
 from tests.support.storage import MiB, complete, push, send_file, start
 from tests.support.workspaces import join_workspace
@@ -133,7 +133,7 @@ async def test_bytes_that_do_not_match_their_sha256_are_discarded(client, contai
     assert r.status == 200
     r = await complete(client, me.headers, upload["id"], digest)
     assert r.status == 422 and (await r.json())["error"]["code"] == "checksum_mismatch"
-    assert await container_of.object_store().stat(blob_key(digest)) is None
+    assert await container_of.object_store().list("blobs/") == []  # the impostor bytes are gone
     r = await client.post(f"/api/v1/uploads/{upload['id']}/commit", headers=me.headers)
     assert r.status == 409
     # Sent again correctly, it verifies.
@@ -232,7 +232,7 @@ async def test_gc_frees_only_unreferenced_blobs_and_abandoned_uploads(client, co
     service.grace = timedelta(0)
     r = await client.post("/api/v1/storage/collect", headers=admin.headers)
     assert await r.json() == {"blobs_removed": 1, "bytes_freed": 4, "uploads_cleaned": 1}
-    keys = {o.key.rsplit("/", 1)[-1] for o in await store.list("blobs/")}
+    keys = {digest_of_key(o.key) for o in await store.list("blobs/")}
     assert keys == {hashlib.sha256(b"kept").hexdigest(), hashlib.sha256(b"stays").hexdigest()}
     assert (await client.get(f"/api/v1/uploads/{abandoned['id']}", headers=me.headers)).status == 404
     r = await client.get(f"/api/v1/datasets/{ds['id']}/versions/2/file?path=shared", headers=me.headers)
@@ -284,3 +284,25 @@ async def test_environment_mounts_are_checked_at_create(client, container_of):
         stored = await uow.environments.get(env["id"])
     assert await container_of.storage_mounts().resolve(ws, stored.data_mounts) == [
         ("/datasets/mine", "dataset", mine["id"], 1), ("/datasets/theirs", "dataset", theirs["id"], 1)]
+
+
+async def test_large_files_verify_over_several_read_back_chunks(client, container_of):
+    """A blob of several 8 MiB read-back chunks (hashed in a worker thread while the next
+    arrives): the right bytes verify, the same number of wrong bytes do not."""
+    me = await signup(client)
+    ds = await _dataset(client, me, "ranges")
+    real = (hashlib.sha256(b"r").digest() * (21 * MiB // 32 + 1))[: 21 * MiB + 3]  # three parts of 8 MiB, odd tail
+    _, version = await push(client, me.headers, "dataset", ds["id"], {"big.bin": real})
+    r = await client.get(f"/api/v1/datasets/{ds['id']}/versions/1/file?path=big.bin", headers=me.headers)
+    assert hashlib.sha256(await r.read()).digest() == hashlib.sha256(real).digest()
+    impostor = real[:-1] + b"\x00"
+    upload = await start(client, me.headers, "dataset", ds["id"], {"other.bin": impostor[:-2] + b"zz"})
+    digest = upload["pending"][0]["sha256"]
+    size = upload["part_size"]
+    for n in range(1, upload["pending"][0]["part_count"] + 1):  # same size, not those bytes
+        r = await client.put(f"/api/v1/uploads/{upload['id']}/files/{digest}/parts/{n}", data=impostor[(n - 1) * size: n * size],
+                             headers={**me.headers, "Content-Type": "application/octet-stream"})
+        assert r.status == 200, await r.text()
+    r = await complete(client, me.headers, upload["id"], digest)
+    assert r.status == 422 and (await r.json())["error"]["code"] == "checksum_mismatch"
+    assert (await r.json())["error"]["details"]["sha256"] == hashlib.sha256(impostor).hexdigest()

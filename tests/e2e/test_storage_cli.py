@@ -108,3 +108,18 @@ async def test_killed_push_resumes_sending_only_missing_parts(cli, client, tmp_p
     r = await client.get(f"/api/v1/datasets/{ds['id']}/versions/latest/file?path=big.bin", headers=cli.account.headers)
     assert hashlib.sha256(await r.read()).digest() == hashlib.sha256(BIG).digest()
     assert not list((tmp_path / "state").glob("*.json"))
+
+
+async def test_push_records_its_source(cli, client, tmp_path):
+    r = await client.post("/api/v1/environments", json={"workspace_id": cli.account.personal_workspace_id, "name": "trainer",
+                                                       "cpu_cores": 1, "memory_gib": 1}, headers=cli.account.headers)
+    env = await r.json()
+    src = tmp_path / "out"
+    _tree(src, {"model.safetensors": b"weights"})
+    assert await cli("model", "create", "made") == 0
+    assert await cli("model", "push", "made", str(src), "--source", f"environment:{env['id']}") == 0
+    assert await cli("model", "push", "made", str(src), "--source", "host:x") == 1  # refused before anything is sent
+    r = await client.get("/api/v1/models?workspace_id=" + cli.account.personal_workspace_id, headers=cli.account.headers)
+    model = next(m for m in (await r.json())["items"] if m["name"] == "made")
+    r = await client.get(f"/api/v1/models/{model['id']}/versions/1", headers=cli.account.headers)
+    assert (await r.json())["source"] == {"kind": "environment", "id": env["id"]}

@@ -66,9 +66,11 @@ async def test_presigned_parts_verified_commit_and_presigned_download(s3_client)
     # Through the platform too (proxied), by range.
     r = await client.get(f"/api/v1/datasets/{ds['id']}/versions/1/file?path=data.bin", headers={**me.headers, "Range": "bytes=-16"})
     assert r.status == 206 and await r.read() == b"tail of the file"
-    # Content-addressed in the bucket: blobs/sha256/...
+    # Content-addressed in the bucket: blobs/sha256/<ab>/<sha256>.<upload> (assembled there, never copied), nothing else.
     keys = [o.key for o in await client.server.app[_key()].object_store().list("")]
-    assert sorted(keys) == sorted(f"blobs/sha256/{h[:2]}/{h}" for h in (hashlib.sha256(DATA).hexdigest(), hashlib.sha256(b"small").hexdigest()))
+    digests = sorted(hashlib.sha256(d).hexdigest() for d in (DATA, b"small"))
+    assert len(keys) == 2 and sorted(k.rsplit("/", 1)[-1].split(".")[0] for k in keys) == digests
+    assert all(k.startswith(f"blobs/sha256/{k.rsplit('/', 1)[-1][:2]}/") for k in keys)
 
 
 def _key():

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     s3_secret_key: str = ""
     s3_addressing: Literal["auto", "path", "virtual"] = "auto"  # path- or virtual-host-style bucket URLs
     s3_verify_tls: bool = True
+    # Browser origins allowed to use presigned URLs (bucket CORS, set at the first upload):
+    # comma-separated; empty: the origin of public_url when set, else the bucket is left alone.
+    s3_cors_origins: str = ""
     # An upload untouched this long is abandoned (cleaned); no blob younger than this is collected.
     storage_upload_grace_hours: float = Field(24.0, gt=0)
     # Presigned URLs (downloads, parts sent straight to S3) are valid this long.

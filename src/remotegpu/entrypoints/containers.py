@@ -126,11 +126,22 @@ def _object_store(settings: Settings):
         return S3ObjectStore(S3Config(
             endpoint=settings.s3_endpoint, bucket=settings.s3_bucket, access_key=settings.s3_access_key,
             secret_key=settings.s3_secret_key, region=settings.s3_region or None, addressing=settings.s3_addressing,
-            verify_tls=settings.s3_verify_tls,
+            verify_tls=settings.s3_verify_tls, cors_origins=_cors_origins(settings),
         ))
     from remotegpu.adapters.storage.local_store import LocalObjectStore
 
     return LocalObjectStore(settings.storage_dir or settings.data_dir / "storage")
+
+
+def _cors_origins(settings: Settings) -> tuple[str, ...]:
+    """Who may use presigned URLs from a browser: REMOTEGPU_S3_CORS_ORIGINS, else the console's own origin."""
+    from urllib.parse import urlsplit
+
+    given = tuple(o.strip().rstrip("/") for o in settings.s3_cors_origins.split(",") if o.strip())
+    if given or not settings.public_url:
+        return given
+    url = urlsplit(settings.public_url)
+    return (f"{url.scheme}://{url.netloc}",)
 
 
 def _sql_storage_catalog(session_factory):
@@ -145,6 +156,12 @@ def _storage_service(uow, catalog, store, clock, policy, settings: Settings):
     return StorageService(uow=uow, catalog=catalog, store=store, clock=clock, policy=policy,
                           grace=timedelta(hours=settings.storage_upload_grace_hours),
                           presign_ttl=timedelta(seconds=settings.storage_presign_seconds))
+
+
+def _env_storage_tokens(uow, secret_key: str):
+    from remotegpu.application.storage.env_tokens import EnvironmentStorageTokens
+
+    return EnvironmentStorageTokens(uow=uow, key=f"storage-env-token:{secret_key}".encode())
 
 
 def _storage_mounts(service):
@@ -625,6 +642,7 @@ class Container(containers.DeclarativeContainer):
         _storage_service, storage_uow.provider, storage_catalog, object_store, clock, workspace_policy, settings,
     )
     storage_mounts = providers.Singleton(_storage_mounts, storage_service)
+    env_storage_tokens = providers.Singleton(_env_storage_tokens, uow.provider, config.secret_key)
 
     image_policy = providers.Singleton(
         lambda patterns, base: ImagePolicy(parse_patterns(patterns or ""), default_image=base), config.allowed_images, config.base_image,
@@ -657,7 +675,7 @@ class Container(containers.DeclarativeContainer):
         AgentService, uow=uow.provider, clock=clock, environments=environment_service, heartbeat_seconds=config.heartbeat_seconds,
         gateway=access_gateway, feed=change_feed,
         allow_loopback=config.allow_loopback_agents, stranded_after_seconds=config.stranded_after_seconds,
-        data_mounts=storage_mounts,
+        data_mounts=storage_mounts, storage_tokens=env_storage_tokens, public_url=providers.Callable(lambda s: s.public_url, settings),
         images=image_service, registry=image_registry,
         training_nodes=providers.Singleton(JobHeartbeat, clock, job_logs, data_mounts=storage_mounts,
                                            services=providers.Singleton(ServiceNodes, clock, data_mounts=storage_mounts)),

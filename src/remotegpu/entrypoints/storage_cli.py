@@ -1,7 +1,9 @@
 """`remotegpu dataset|model create|push|pull|ls|versions|diff`: the storage client.
 
 Talks to the API with a personal API token (--token / REMOTEGPU_TOKEN) at --url /
-REMOTEGPU_URL. push: files hashed locally, only the blobs the platform lacks are sent, in
+REMOTEGPU_URL. Inside an environment both are set by the platform (a token scoped to the
+environment's workspace and to storage, valid while it runs; see
+application/storage/env_tokens.py), so `remotegpu dataset push` works from a notebook. push: files hashed locally, only the blobs the platform lacks are sent, in
 parts (straight to S3 by presigned URL when the backend signs, through the platform
 otherwise), several at once; an interrupted push resumes where it stopped (the upload's
 state is kept in ~/.cache/remotegpu/uploads). pull: files already present with the
@@ -75,6 +77,8 @@ class Api:
             return json.loads(body) if body else None
 
     async def workspace(self, given: str | None) -> str:
+        # Inside an environment the platform sets REMOTEGPU_WORKSPACE_ID (and a token scoped to it).
+        given = given or os.environ.get("REMOTEGPU_WORKSPACE_ID")
         if given:
             return given
         found = await self.call("GET", "/api/v1/workspaces")
@@ -101,6 +105,12 @@ def sha256_file(path: Path, progress: Progress | None = None) -> str:
     return digest.hexdigest()
 
 
+def _read_part(path: Path, offset: int, size: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(size)
+
+
 def scan(directory: Path) -> dict[str, Path]:
     files = {}
     for p in sorted(directory.rglob("*")):
@@ -113,8 +123,20 @@ def scan(directory: Path) -> dict[str, Path]:
 
 # --- push -----------------------------------------------------------------------------
 
+def _source(text: str | None) -> dict | None:
+    if not text:
+        return None
+    kind, _, ident = text.partition(":")
+    if kind not in ("environment", "job") or not ident:
+        raise CliError("--source: environment:<id> or job:<id>")
+    return {"kind": kind, "id": ident}
+
+
 async def push(api: Api, kind: str, repo: dict, directory: Path, *, message: str = "", tag: str | None = None,
-               part_size_mib: int = 16, parallel: int = 4, quiet: bool = False) -> dict:
+               part_size_mib: int = 16, parallel: int = 4, quiet: bool = False, through_platform: bool = False,
+               source: dict | None = None) -> dict:
+    """``source``: {"kind": "environment"|"job", "id": …}, what made the version (a push with
+    an environment's own token records that environment without it)."""
     files = scan(directory)
     total = sum(p.stat().st_size for p in files.values())
     hashing = Progress("hashing", total, quiet=quiet)
@@ -136,7 +158,8 @@ async def push(api: Api, kind: str, repo: dict, directory: Path, *, message: str
             upload, state = None, {}
     if upload is None:
         upload = await api.call("POST", f"/api/v1/{kind}s/{repo['id']}/uploads", json_body={
-            "files": manifest, "message": message, "tag": tag, "part_size": part_size_mib * CHUNK})
+            "files": manifest, "message": message, "tag": tag, "part_size": part_size_mib * CHUNK,
+            **({"source": source} if source else {})})
         state = {"upload_id": upload["id"], "etags": {}}
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     state_file.write_text(json.dumps(state))
@@ -147,9 +170,7 @@ async def push(api: Api, kind: str, repo: dict, directory: Path, *, message: str
 
     async def send_part(p: dict, n: int, url: str | None) -> None:
         async with gate:
-            with open(by_digest[p["sha256"]], "rb") as f:
-                f.seek((n - 1) * part_size)
-                data = f.read(part_size)
+            data = await asyncio.to_thread(_read_part, by_digest[p["sha256"]], (n - 1) * part_size, part_size)
             if url:
                 async with api.session.put(url, data=data) as r:
                     if r.status != 200:
@@ -168,7 +189,7 @@ async def push(api: Api, kind: str, repo: dict, directory: Path, *, message: str
         missing = [n for n in range(1, p["part_count"] + 1) if n not in p["received_parts"] and str(n) not in recorded]
         sending.add(sum(min(part_size, p["size"] - (n - 1) * part_size) for n in range(1, p["part_count"] + 1) if n not in missing))
         urls: dict[str, str] = {}
-        if missing and upload["presigned"]:
+        if missing and upload["presigned"] and not through_platform:
             for i in range(0, len(missing), 1000):
                 answer = await api.call("POST", f"/api/v1/uploads/{upload['id']}/files/{p['sha256']}/part-urls",
                                         json_body={"numbers": missing[i:i + 1000]})
@@ -229,10 +250,29 @@ async def pull(api: Api, kind: str, repo: dict, ref: str, directory: Path, *, pa
                             while block := existing.read(CHUNK * 4):
                                 digest.update(block)
                     with open(partial, "ab" if resumed else "wb") as out:
-                        async for chunk in r.content.iter_chunked(CHUNK):
-                            out.write(chunk)
-                            digest.update(chunk)
-                            progress.add(len(chunk))
+                        # Writing and hashing in a worker thread, 8 MiB at a time, while the next
+                        # bytes arrive (hashlib releases the GIL): the event loop only moves bytes.
+                        def store(block: bytes, out=out, digest=digest) -> None:
+                            out.write(block)
+                            digest.update(block)
+
+                        pending: asyncio.Future | None = None
+                        buffer = bytearray()
+                        try:
+                            async for chunk in r.content.iter_chunked(CHUNK):
+                                buffer += chunk
+                                progress.add(len(chunk))
+                                if len(buffer) >= 8 * CHUNK:
+                                    if pending is not None:
+                                        await pending
+                                    pending, buffer = asyncio.ensure_future(asyncio.to_thread(store, bytes(buffer))), bytearray()
+                        finally:  # a dropped connection too: the last block is written before the file closes (resume)
+                            if pending is not None:
+                                await asyncio.wait([pending])
+                        if pending is not None:
+                            pending.result()
+                        if buffer:
+                            await asyncio.to_thread(store, bytes(buffer))
             elif not partial.exists():
                 partial.touch()
             actual = digest.hexdigest() if digest is not None else await asyncio.to_thread(sha256_file, partial)
@@ -301,7 +341,8 @@ async def _run(args: argparse.Namespace) -> int:
         elif args.action == "push":
             repo = await api.repository(kind, ws, args.name)
             version = await push(api, kind, repo, Path(args.directory), message=args.message, tag=args.tag,
-                                 part_size_mib=args.part_size, parallel=args.parallel, quiet=args.quiet)
+                                 part_size_mib=args.part_size, parallel=args.parallel, quiet=args.quiet,
+                                 through_platform=args.through_platform, source=_source(args.source))
             print(f"{kind} {repo['name']} version {version['number']}")
         elif args.action == "pull":
             name, ref = _split_ref(args.name)
@@ -329,7 +370,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         common = argparse.ArgumentParser(add_help=False)
         common.add_argument("--url", help="platform URL (REMOTEGPU_URL)")
         common.add_argument("--token", help="personal API token (REMOTEGPU_TOKEN)")
-        common.add_argument("--workspace", help="workspace id (default: your personal workspace)")
+        common.add_argument("--workspace", help="workspace id (default: REMOTEGPU_WORKSPACE_ID, else your personal workspace)")
         common.add_argument("--quiet", action="store_true", help="no progress lines")
         actions = p.add_subparsers(dest="action", required=True)
         a = actions.add_parser("create", parents=[common])
@@ -353,6 +394,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         a.add_argument("--tag")
         a.add_argument("--part-size", type=int, default=16, help="MiB, 8-64")
         a.add_argument("--parallel", type=int, default=4)
+        a.add_argument("--source", help="what made it: environment:<id> or job:<id> (recorded on the version)")
+        a.add_argument("--through-platform", action="store_true",
+                       help="send parts through the platform even when the object store takes them directly")
         a = actions.add_parser("pull", parents=[common], help="download NAME[:VERSION|TAG] into a directory")
         a.add_argument("name")
         a.add_argument("directory")

@@ -100,6 +100,17 @@ def test_an_older_server_without_disk_gib_sends_none():
     assert spec_from_dict(through_json(spec_to_dict(RuntimeSpec("env-2", "img")))).disk_gib is None
 
 
+def test_the_shared_disk_travels_and_an_older_server_sends_none():
+    from dataclasses import replace
+
+    data = through_json(spec_to_dict(replace(SPEC, shared_disk_gib=20)))
+    assert data["shared_disk_gib"] == 20 and spec_from_dict(data).shared_disk_gib == 20
+    del data["shared_disk_gib"]
+    assert spec_from_dict(data).shared_disk_gib is None
+    with pytest.raises(ValueError, match="shared_disk_gib"):
+        spec_from_dict({**data, "shared_disk_gib": 0})
+
+
 def test_an_older_server_without_workspace_id_sends_none():
     data = through_json(spec_to_dict(SPEC))
     assert data["workspace_id"] == "ws-1"

@@ -115,3 +115,53 @@ async def test_slow_downloads_run_beside_the_agent_loop(tmp_path):
     assert target == "/datasets/d" and (tmp_path / "cache/trees").exists() and open(f"{host}/f.txt", "rb").read() == data
     again = await mounts.prepare(spec, "token", {"e1"})  # cached: at once
     assert again.read_only_binds == ready.read_only_binds
+
+
+async def test_mount_progress_is_reported_as_the_environments_observed_message(tmp_path):
+    """While a mount downloads, the agent reports 'mounting data <target>: N%' for the
+    environment (the server turns each new step into an event; the console shows it)."""
+    import asyncio
+
+    from remotegpu.adapters.fleet.fake_probe import FakeGpuProbe
+    from remotegpu.adapters.runtime import InMemoryRuntime
+    from remotegpu.adapters.storage.mount_cache import MOUNTING, DataMountMaterializer
+    from remotegpu.application.environments.ports import DataMountSpec
+    from remotegpu.application.fleet.agent import HostAgent
+    from tests.support.agent_fakes import FixedSystem, MemoryCredentials
+    from tests.unit.fleet.test_host_agent import FakeLink
+
+    first, second = b"a" * 3000, b"b" * 1000
+    files = {hashlib.sha256(d).hexdigest(): d for d in (first, second)}
+    gate = asyncio.Event()
+
+    class GatedSource:
+        async def manifest(self, token, repository_id, version):
+            return [CachedFile("a.bin", len(first), hashlib.sha256(first).hexdigest()),
+                    CachedFile("b.bin", len(second), hashlib.sha256(second).hexdigest())]
+
+        async def fetch(self, token, repository_id, sha256, destination):
+            if files[sha256] == second:
+                await gate.wait()
+            destination.write_bytes(files[sha256])
+
+    mounts = DataMountMaterializer(MountCache(tmp_path / "cache", 10**9), GatedSource())
+    link = FakeLink()
+    agent = HostAgent(InMemoryRuntime(), FakeGpuProbe("", seed="g"), link, FixedSystem(), name="h",
+                      credentials=MemoryCredentials(), address="10.0.0.5", join_token="join-1", data_mounts=mounts)
+    link.want("env-a", "running")
+    spec = link.desired["env-a"].spec
+    link.desired["env-a"] = type(link.desired["env-a"])(
+        "env-a", "running", 1, type(spec)(**{**spec.__dict__, "data_mounts": (DataMountSpec("/datasets/d", "dataset", "r1", 1),)}))
+    await agent.beat_once()  # the download starts beside the loop
+    await agent.beat_once()
+    seen = {o.env_id: o for o in link.reports[-1].observed}["env-a"]
+    assert sorted(files)[0] == hashlib.sha256(first).hexdigest()  # blobs are fetched in digest order: a.bin first
+    assert seen.status == "missing" and seen.message.startswith(f"{MOUNTING} /datasets/d: 70% ")  # 3000 of 4000, in 10 % steps
+    gate.set()
+    for _ in range(100):
+        await agent.beat_once()
+        if link.reports[-1].observed and {o.env_id: o for o in link.reports[-1].observed}["env-a"].status == "running":
+            break
+        await asyncio.sleep(0.05)
+    assert {o.env_id: o for o in link.reports[-1].observed}["env-a"].status == "running"
+    assert mounts.progress() == {}  # done: nothing reported any more

@@ -511,6 +511,9 @@ storage_versions = sa.Table(
     sa.Column("message", sa.String(2000), nullable=False),
     _id("created_by", nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # Provenance (0024): the environment or training job that made it; null: a person uploaded it.
+    sa.Column("source_kind", sa.String(16), nullable=True),
+    sa.Column("source_id", sa.String(36), nullable=True),
 )
 
 storage_version_files = sa.Table(
@@ -526,13 +529,24 @@ storage_version_files = sa.Table(
     sa.Index(None, "sha256"),  # garbage collection: is a blob still referenced?
 )
 
-# Content-addressed bytes, stored once (object key blobs/sha256/<ab>/<sha256>).
+# Content-addressed bytes, stored once (object key: object_key, or blobs/sha256/<ab>/<sha256> when null).
 storage_blobs = sa.Table(
     "storage_blobs",
     metadata,
     sa.Column("sha256", sa.String(64), primary_key=True),
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("object_key", sa.String(600), nullable=True),  # 0024
+)
+
+# A workspace's shared disk (0024): one read-write volume per host, at /root/shared.
+workspace_shared_disks = sa.Table(
+    "workspace_shared_disks",
+    metadata,
+    sa.Column("workspace_id", sa.String(36), primary_key=True),
+    sa.Column("size_gib", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
 # An upload in progress: the manifest it will commit and the blobs it still brings (JSON).
@@ -551,6 +565,8 @@ storage_uploads = sa.Table(
     sa.Column("tag", sa.String(64), nullable=True),
     sa.Column("files", sa.Text, nullable=False),
     sa.Column("pending", sa.Text, nullable=False),
+    sa.Column("source_kind", sa.String(16), nullable=True),  # 0024: given to the version at commit
+    sa.Column("source_id", sa.String(36), nullable=True),
     sa.Index(None, "updated_at"),
 )
 

@@ -142,6 +142,7 @@ def spec_to_dict(spec: RuntimeSpec) -> dict[str, Any]:
         "workspace_id": spec.workspace_id,
         "data_mounts": [{"target": m.target, "kind": m.kind, "repository_id": m.repository_id, "version": m.version}
                         for m in spec.data_mounts],
+        "shared_disk_gib": spec.shared_disk_gib,
         "registry_auth": None if spec.registry_auth is None else list(spec.registry_auth),
     }
 
@@ -497,6 +498,7 @@ def spec_from_dict(data: Any, path: str = "spec") -> RuntimeSpec:
         disk_gib=r.integer("disk_gib", None, minimum=1, nullable=True),  # absent from older servers
         workspace_id=r.optional_text("workspace_id"),  # idem
         data_mounts=tuple(_data_mount(m, f"{path}.data_mounts[{i}]") for i, m in enumerate(r.array("data_mounts", []))),
+        shared_disk_gib=r.integer("shared_disk_gib", None, minimum=1, nullable=True),  # absent from older servers
         registry_auth=_auth(r._get("registry_auth", None), f"{path}.registry_auth"),
     )
 

@@ -78,6 +78,9 @@ SNAPSHOT_REPOSITORY = "rgpu-snapshot"
 # cannot stack more than ~125 layers).
 MAX_SNAPSHOT_LAYERS = 60
 LABEL_DISK_GIB = "remotegpu.disk_gib"  # recorded, not enforced (see the module docstring)
+#: The workspace a shared-disk volume belongs to (``rgpu-shared-<workspace id>``, at /root/shared).
+LABEL_SHARED_WORKSPACE = "remotegpu.shared_workspace"
+SHARED_DISK_PATH = "/root/shared"
 _ENV_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
 # Exit codes of a container stopped on purpose (0 from the entrypoint, or SIGTERM/SIGKILL).
 _STOPPED_EXIT_CODES = {0, 137, 143}
@@ -143,6 +146,10 @@ class DockerRuntime(ThreadedRuntime):
     @staticmethod
     def container_name(env_id: str) -> str:
         return f"rgpu-env-{env_id}"
+
+    @staticmethod
+    def shared_volume_name(workspace_id: str) -> str:
+        return f"rgpu-shared-{workspace_id}"
 
     @staticmethod
     def volume_name(env_id: str) -> str:
@@ -288,6 +295,12 @@ class DockerRuntime(ThreadedRuntime):
         if spec.disk_gib is not None:
             volume_labels[LABEL_DISK_GIB] = str(spec.disk_gib)
         volume = self._client.volumes.create(name=self.volume_name(spec.env_id), labels=volume_labels)
+        if spec.shared_disk_gib and spec.workspace_id:
+            # The workspace's shared disk on this host: made by the first of its environments
+            # here, kept when environments go (deleting an environment never deletes it).
+            self._client.volumes.create(name=self.shared_volume_name(spec.workspace_id), labels={
+                LABEL_MANAGED: "true", LABEL_SCOPE: self._scope, LABEL_SHARED_WORKSPACE: spec.workspace_id,
+                LABEL_DISK_GIB: str(spec.shared_disk_gib)})
         try:
             return self._create_container(spec, labels, image=image, clear_env=clear_env)
         except Exception:
@@ -314,6 +327,8 @@ class DockerRuntime(ThreadedRuntime):
             environment=env,
             **container_limits(spec, self._hardening),
             volumes={self.volume_name(spec.env_id): {"bind": WORKSPACE_PATH, "mode": "rw"},
+                     **({self.shared_volume_name(spec.workspace_id): {"bind": SHARED_DISK_PATH, "mode": "rw"}}
+                        if spec.shared_disk_gib and spec.workspace_id else {}),
                      **{host: {"bind": target, "mode": "ro"} for host, target in spec.read_only_binds}},
             ports={f"{c}/tcp": (self._bind_for(c, spec), h) for c, h in spec.ports.items()},
             device_requests=device_requests,
@@ -631,6 +646,8 @@ def _spec_hash(spec: RuntimeSpec) -> str:
         fields["private"] = sorted(spec.private_ports)
     if spec.read_only_binds:  # idem
         fields["binds"] = sorted(spec.read_only_binds)
+    if spec.shared_disk_gib:  # idem: a stopped container made before the shared disk is recreated to get it
+        fields["shared"] = spec.workspace_id
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -161,7 +161,8 @@ class LocalObjectStore:
         if not 1 <= number <= 10_000:
             raise ValueError("part number out of range")
         d = self._checked_upload(key, upload_id)
-        etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        # hashlib releases the GIL on large buffers: a 16 MiB part never blocks the event loop.
+        etag = await asyncio.to_thread(lambda: hashlib.md5(data, usedforsecurity=False).hexdigest())
 
         async def one() -> AsyncIterator[bytes]:
             yield data
@@ -189,12 +190,21 @@ class LocalObjectStore:
                 raise ObjectNotFound(f"part {part.number} of upload {upload_id}")
             files.append(f)
 
-        async def chunks() -> AsyncIterator[bytes]:
-            for f in files:
-                async for chunk in self._read(open(f, "rb"), 0, None, 1024 * 1024):
-                    yield chunk
+        target, tmp = self._path(key), self._tmp()
 
-        await self._write(self._path(key), chunks())
+        def concatenate() -> None:  # in one worker thread, 8 MiB at a time (not a thread hop per MiB)
+            try:
+                with open(tmp, "wb") as out:
+                    for f in files:
+                        with open(f, "rb") as part:
+                            shutil.copyfileobj(part, out, 8 * 1024 * 1024)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+
+        await asyncio.to_thread(concatenate)
         await asyncio.to_thread(shutil.rmtree, d, True)
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:

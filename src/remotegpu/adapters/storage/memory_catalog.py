@@ -6,7 +6,7 @@ import copy
 from datetime import datetime
 
 from remotegpu.domain.shared.errors import Conflict
-from remotegpu.domain.storage.models import Blob, Repository, Upload, UploadState, Version
+from remotegpu.domain.storage.models import Blob, Repository, SharedDisk, Upload, UploadState, Version
 
 
 class InMemoryStorageCatalog:
@@ -15,6 +15,7 @@ class InMemoryStorageCatalog:
         self.versions: dict[tuple[str, int], Version] = {}
         self.blobs: dict[str, Blob] = {}
         self.uploads: dict[str, Upload] = {}
+        self.shared_disks: dict[str, SharedDisk] = {}
 
     async def add_repository(self, repo: Repository) -> None:
         if await self.find_repository(repo.workspace_id, repo.kind.value, repo.name):
@@ -138,3 +139,12 @@ class InMemoryStorageCatalog:
 
     async def stale_uploads(self, before: datetime) -> list[Upload]:
         return [copy.deepcopy(u) for u in self.uploads.values() if u.state is UploadState.OPEN and u.updated_at < before]
+
+    async def get_shared_disk(self, workspace_id: str) -> SharedDisk | None:
+        return copy.deepcopy(self.shared_disks.get(workspace_id))
+
+    async def put_shared_disk(self, disk: SharedDisk) -> None:
+        self.shared_disks[disk.workspace_id] = copy.deepcopy(disk)
+
+    async def delete_shared_disk(self, workspace_id: str) -> None:
+        self.shared_disks.pop(workspace_id, None)

@@ -200,6 +200,11 @@ def _sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+#: How an agent's observed message starts while it downloads an environment's mounts
+#: (the server's agent service knows the same prefix).
+MOUNTING = "mounting data"
+
+
 class VersionSource(Protocol):
     """Where an agent gets a version's manifest and blobs (the server, by its agent token)."""
 
@@ -221,6 +226,7 @@ class DataMountMaterializer:
         # the task materializing its mounts. ``background=False``: inline (tests).
         self.background = background
         self._tasks: dict[str, tuple[tuple, asyncio.Task]] = {}
+        self._progress: dict[str, str] = {}
         self._state = cache.root / "mounts.json"
         try:
             self._trees: dict[str, list[str]] = json.loads(self._state.read_text())
@@ -263,6 +269,17 @@ class DataMountMaterializer:
                 self._tasks.pop(spec.env_id, None)
 
     async def _prepare(self, spec: "RuntimeSpec", agent_token: str, running: set[str]) -> "RuntimeSpec":
+        try:
+            return await self._materialize(spec, agent_token, running)
+        finally:
+            self._progress.pop(spec.env_id, None)
+
+    def progress(self) -> dict[str, str]:
+        """env id → what its mounts' download is at ("mounting data /datasets/x: 40% (…)"),
+        while one downloads; the agent reports it as the environment's observed message."""
+        return dict(self._progress)
+
+    async def _materialize(self, spec: "RuntimeSpec", agent_token: str, running: set[str]) -> "RuntimeSpec":
         binds: list[tuple[str, str]] = []
         trees: list[str] = []
         for mount in spec.data_mounts:
@@ -272,8 +289,13 @@ class DataMountMaterializer:
             started = time.monotonic()
 
             def progress(done: int, total: int, *, target: str = mount.target) -> None:
-                log.info("environment %s: %s %d%% (%d of %d bytes)", spec.env_id, target,
-                         100 * done // max(total, 1), done, total, extra={"env_id": spec.env_id})
+                pct = 100 * done // max(total, 1)
+                # In steps of 10 %: the server turns each new line into an event.
+                line = f"{MOUNTING} {target}: {pct // 10 * 10}% ({done / 2**20:.0f} of {total / 2**20:.0f} MiB)"
+                if self._progress.get(spec.env_id, "").split(" (")[0] != line.split(" (")[0]:
+                    self._progress[spec.env_id] = line
+                    log.info("environment %s: %s %d%% (%d of %d bytes)", spec.env_id, target, pct, done, total,
+                             extra={"env_id": spec.env_id})
 
             async def fetch(digest: str, destination: Path, *, repo: str = mount.repository_id) -> None:
                 await self.source.fetch(agent_token, repo, digest, destination)

@@ -7,12 +7,15 @@ chunks: a download never holds more than one chunk, an upload never more than on
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import io
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import AsyncIterator
 from urllib.parse import urlsplit
+from xml.sax.saxutils import escape
 
 import urllib3
 from minio import Minio
@@ -37,6 +40,10 @@ class S3Config:
     region: str | None = None
     addressing: str = "auto"  # "path", "virtual" or "auto" (virtual for AWS hosts, path otherwise)
     verify_tls: bool = True
+    # Origins (the console's, e.g. "https://gpu.lab") allowed to PUT parts and GET files by
+    # presigned URL from a browser: written as the bucket's CORS rules by ensure_ready.
+    # Empty: the bucket's CORS is left as it is (set it yourself, see cors_xml).
+    cors_origins: tuple[str, ...] = ()
 
 
 def make_client(config: S3Config) -> Minio:
@@ -78,6 +85,20 @@ class S3ObjectStore:
                         raise
 
         await asyncio.to_thread(ensure)
+        if self.config.cors_origins:
+            await asyncio.to_thread(self._put_cors)
+
+    def _put_cors(self) -> None:
+        """PutBucketCors (the minio client has no call for it: a signed request of its own)."""
+        body = cors_xml(self.config.cors_origins).encode()
+        md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
+        try:
+            self.client._execute("PUT", self.bucket, body=body, headers={"Content-MD5": md5, "Content-Type": "application/xml"},
+                                 query_params={"cors": ""})
+        except S3Error as exc:
+            if exc.code not in _UNSUPPORTED:
+                raise
+            log.warning("S3 server does not take bucket CORS rules (%s): browsers upload through the platform", exc.code)
 
     async def put(self, key: str, chunks: AsyncIterator[bytes], *, part_size: int = 16 * 1024 * 1024) -> int:
         buffer = bytearray()
@@ -219,6 +240,18 @@ class S3ObjectStore:
 
     async def presign_put(self, key: str, expires: timedelta) -> str | None:
         return await asyncio.to_thread(self.client.presigned_put_object, self.bucket, key, expires)
+
+
+def cors_xml(origins: tuple[str, ...] | list[str]) -> str:
+    """The bucket CORS rules browsers need for presigned uploads and downloads: PUT parts
+    and GET files from these origins, and read the ETag of each part (CompleteMultipartUpload
+    needs it). For a bucket you manage yourself: ``aws s3api put-bucket-cors`` /
+    ``mc cors set`` with the same rules."""
+    allowed = "".join(f"<AllowedOrigin>{escape(o)}</AllowedOrigin>" for o in origins)
+    return ('<CORSConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><CORSRule>'
+            f"{allowed}<AllowedMethod>PUT</AllowedMethod><AllowedMethod>GET</AllowedMethod><AllowedMethod>HEAD</AllowedMethod>"
+            "<AllowedHeader>*</AllowedHeader><ExposeHeader>ETag</ExposeHeader><MaxAgeSeconds>3600</MaxAgeSeconds>"
+            "</CORSRule></CORSConfiguration>")
 
 
 async def _empty() -> AsyncIterator[bytes]:

@@ -15,11 +15,12 @@ from remotegpu.adapters.db import tables as t
 from remotegpu.adapters.storage.codec import files_json, files_of, model_json, model_of, pending_json, pending_of
 from remotegpu.domain.shared.errors import Conflict
 from remotegpu.domain.storage.models import (
-    Blob, FileEntry, Kind, Repository, Upload, UploadState, Version, Visibility,
+    Blob, FileEntry, Kind, Provenance, Repository, SharedDisk, SourceKind, Upload, UploadState, Version, Visibility,
 )
 
 _R, _V, _F, _B = t.storage_repositories, t.storage_versions, t.storage_version_files, t.storage_blobs
 _U, _UB, _UP = t.storage_uploads, t.storage_upload_blobs, t.storage_upload_parts
+_SD = t.workspace_shared_disks
 
 
 def _repo_row(r: Repository) -> dict[str, Any]:
@@ -34,10 +35,19 @@ def _repo(row: Any) -> Repository:
                       visibility=Visibility(row.visibility), tags=json.loads(row.tags), model=model_of(row.model))
 
 
+def _source(kind: str | None, source_id: str | None) -> Provenance | None:
+    return Provenance(SourceKind(kind), source_id) if kind and source_id else None
+
+
+def _blob(r: Any) -> Blob:
+    return Blob(r.sha256, r.size, r.created_at, r.object_key)
+
+
 def _upload_row(u: Upload) -> dict[str, Any]:
     return dict(id=u.id, repository_id=u.repository_id, workspace_id=u.workspace_id, created_by=u.created_by,
                 created_at=u.created_at, updated_at=u.updated_at, state=u.state.value, part_size=u.part_size,
                 message=u.message, tag=u.tag, files=files_json(u.files),
+                source_kind=u.source.kind.value if u.source else None, source_id=u.source.id if u.source else None,
                 # parts and verification live in storage_upload_parts (one row each): not here
                 pending=pending_json({k: replace(v, parts={}, verified=False) for k, v in u.pending.items()}))
 
@@ -45,7 +55,8 @@ def _upload_row(u: Upload) -> dict[str, Any]:
 def _upload(row: Any) -> Upload:
     return Upload(id=row.id, repository_id=row.repository_id, workspace_id=row.workspace_id, created_by=row.created_by,
                   created_at=row.created_at, updated_at=row.updated_at, files=files_of(row.files), part_size=row.part_size,
-                  pending=pending_of(row.pending), message=row.message, tag=row.tag, state=UploadState(row.state))
+                  pending=pending_of(row.pending), message=row.message, tag=row.tag, state=UploadState(row.state),
+                  source=_source(row.source_kind, row.source_id))
 
 
 def _with_parts(upload: Upload, parts: list[Any]) -> Upload:
@@ -125,8 +136,10 @@ class SqlStorageCatalog:
     async def add_version(self, version: Version) -> None:
         try:
             async with self._sessions() as s, s.begin():
+                src = version.source
                 await s.execute(_V.insert().values(repository_id=version.repository_id, number=version.number, message=version.message,
-                                                   created_by=version.created_by, created_at=version.created_at))
+                                                   created_by=version.created_by, created_at=version.created_at,
+                                                   source_kind=src.kind.value if src else None, source_id=src.id if src else None))
                 if version.files:
                     await s.execute(_F.insert(), [dict(repository_id=version.repository_id, number=version.number, path=f.path,
                                                        size=f.size, sha256=f.sha256) for f in version.files])
@@ -145,7 +158,7 @@ class SqlStorageCatalog:
         for f in files:
             by_number.setdefault(f.number, []).append(FileEntry(f.path, f.size, f.sha256))
         return [Version(repository_id=h.repository_id, number=h.number, files=by_number.get(h.number, []), created_by=h.created_by,
-                        created_at=h.created_at, message=h.message) for h in heads]
+                        created_at=h.created_at, message=h.message, source=_source(h.source_kind, h.source_id)) for h in heads]
 
     async def get_version(self, repo_id: str, number: int) -> Version | None:
         found = await self._versions(sa.and_(_V.c.repository_id == repo_id, _V.c.number == number))
@@ -168,7 +181,8 @@ class SqlStorageCatalog:
     async def add_blob(self, blob: Blob) -> bool:
         try:
             async with self._sessions() as s, s.begin():
-                await s.execute(_B.insert().values(sha256=blob.sha256, size=blob.size, created_at=blob.created_at))
+                await s.execute(_B.insert().values(sha256=blob.sha256, size=blob.size, created_at=blob.created_at,
+                                                   object_key=blob.key))
             return True
         except IntegrityError:
             return False
@@ -178,12 +192,12 @@ class SqlStorageCatalog:
         unique = sorted(set(digests))
         for i in range(0, len(unique), 1000):
             for r in await self._rows(sa.select(_B).where(_B.c.sha256.in_(unique[i:i + 1000]))):
-                found[r.sha256] = Blob(r.sha256, r.size, r.created_at)
+                found[r.sha256] = _blob(r)
         return found
 
     async def unreferenced_blobs(self, older_than: datetime) -> list[Blob]:
         rows = await self._rows(sa.select(_B).where(_unreferenced(older_than)).order_by(_B.c.sha256))
-        return [Blob(r.sha256, r.size, r.created_at) for r in rows]
+        return [_blob(r) for r in rows]
 
     async def delete_blob(self, digest: str, older_than: datetime) -> bool:
         async with self._sessions() as s, s.begin():
@@ -254,3 +268,21 @@ class SqlStorageCatalog:
     async def reset_parts(self, upload_id: str, sha256: str) -> None:
         async with self._sessions() as s, s.begin():
             await s.execute(_UP.delete().where(_UP.c.upload_id == upload_id, _UP.c.sha256 == sha256))
+
+    # --- workspace shared disks ---------------------------------------------------------
+
+    async def get_shared_disk(self, workspace_id: str) -> SharedDisk | None:
+        rows = await self._rows(sa.select(_SD).where(_SD.c.workspace_id == workspace_id))
+        return SharedDisk(rows[0].workspace_id, rows[0].size_gib, rows[0].created_at, rows[0].updated_at) if rows else None
+
+    async def put_shared_disk(self, disk: SharedDisk) -> None:
+        async with self._sessions() as s, s.begin():
+            done = await s.execute(_SD.update().where(_SD.c.workspace_id == disk.workspace_id)
+                                   .values(size_gib=disk.size_gib, updated_at=disk.updated_at))
+            if not done.rowcount:
+                await s.execute(_SD.insert().values(workspace_id=disk.workspace_id, size_gib=disk.size_gib,
+                                                    created_at=disk.created_at, updated_at=disk.updated_at))
+
+    async def delete_shared_disk(self, workspace_id: str) -> None:
+        async with self._sessions() as s, s.begin():
+            await s.execute(_SD.delete().where(_SD.c.workspace_id == workspace_id))

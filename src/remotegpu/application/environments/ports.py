@@ -90,6 +90,9 @@ class RuntimeSpec:
     # directory, container path) pairs the runtime binds read-only.
     data_mounts: tuple[DataMountSpec, ...] = ()
     read_only_binds: tuple[tuple[str, str], ...] = ()
+    # Set by the server: the workspace's shared disk (GiB), mounted read-write at
+    # /root/shared (one volume per workspace on each host); None: the workspace has none.
+    shared_disk_gib: int | None = None
     # (registry, username, password) to pull ``image`` with, when it lives in the
     # platform's registry (issue 15); never part of the container, nor of its spec hash.
     registry_auth: tuple[str, str, str] | None = field(default=None, repr=False)

@@ -134,6 +134,10 @@ class DataMounts(Protocol):
         Job-node specs (``JobNodeSpec``) pass through the same way, keyed by node id."""
         ...
 
+    def progress(self) -> dict[str, str]:
+        """env id → a line on its mounts' download (while one runs), for the observed message."""
+        ...
+
 
 class HostAgent:
     """One host's agent. See the module docstring for the reconciliation rules.
@@ -260,6 +264,10 @@ class HostAgent:
         for env_id, image in self._waiting_pull.items():
             if env_id not in observed and image in self._pull_progress:
                 observed[env_id] = ObservedEnvironment(env_id, "missing", None, self._pull_progress[image])
+        mounting = getattr(self.data_mounts, "progress", None)
+        for env_id, line in (mounting() if mounting is not None else {}).items():
+            if env_id not in observed:  # its mounts are downloading: shown on the environment's page
+                observed[env_id] = ObservedEnvironment(env_id, "missing", None, line)
         listed = {s.env_id for s in states}
         quarantined = [q for env_id, q in sorted(self._quarantined.items()) if env_id in listed]
         return HostReport(

@@ -50,6 +50,8 @@ MAX_QUARANTINE_ENTRIES = 500
 GENERATION_LABEL = "remotegpu.generation"
 #: How an agent's observed message starts while it pulls an environment's image.
 PULLING = "pulling image"
+#: ... and while it downloads the environment's dataset/model mounts into its host cache.
+MOUNTING = "mounting data"
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,10 @@ class AgentService:
     registry: Any = None
     # Training-job nodes (application/workloads/heartbeat.py): None = no jobs context.
     training_nodes: Any = None
+    # Storage credentials put into each container (application/storage/env_tokens.py):
+    # REMOTEGPU_TOKEN scoped to storage and the environment's workspace, REMOTEGPU_URL.
+    storage_tokens: Any = None
+    public_url: str | None = None
     _pokes: dict = field(default_factory=dict, repr=False)  # host id → event (see poke)
 
     async def register(self, join_token: str, name: str, report: HostReport) -> tuple[str, str]:
@@ -406,9 +412,10 @@ class AgentService:
                 # Its runtime's scheduler cannot place it yet (Kubernetes): show the reason.
                 env.pending_events.append(EnvironmentEvent(new_id(), env.id, now, env.status, env.status, seen.message))
                 env.status_message = seen.message
-            if seen is not None and state == "missing" and seen.message.startswith(PULLING) and seen.message != env.status_message:
-                # The agent is pulling its image: progress goes to the events (the agent
-                # reports it in steps, so these stay few).
+            if seen is not None and state == "missing" and seen.message.startswith((PULLING, MOUNTING)) \
+                    and seen.message != env.status_message:
+                # The agent is pulling its image or downloading its mounts: progress goes
+                # to the events (the agent reports it in steps, so these stay few).
                 env.pending_events.append(EnvironmentEvent(new_id(), env.id, now, env.status, env.status, seen.message))
                 env.status_message = seen.message
             if state == "running" and current_generation:
@@ -476,6 +483,7 @@ class AgentService:
                 "REMOTEGPU_ENV_ID": env.id,
                 "REMOTEGPU_JUPYTER_TOKEN": env.jupyter_token,
                 "REMOTEGPU_JUPYTER_BASE_URL": jupyter_base_url(env.id),
+                **self._storage_variables(env),
             },
             ports=ports,
             private_ports=frozenset({JUPYTER_CONTAINER_PORT}) & ports.keys(),
@@ -484,8 +492,23 @@ class AgentService:
             disk_gib=env.disk_gib,
             workspace_id=env.workspace_id,
             data_mounts=await self._data_mounts(env),
+            shared_disk_gib=await self._shared_disk(env),
             registry_auth=self._pull_auth(env.image),
         )
+
+    def _storage_variables(self, env: Environment) -> dict[str, str]:
+        """`remotegpu dataset push` inside the container: a token of this run (derived, never stored)."""
+        if self.storage_tokens is None:
+            return {}
+        found = {"REMOTEGPU_TOKEN": self.storage_tokens.issue(env.id, env.generation), "REMOTEGPU_WORKSPACE_ID": env.workspace_id}
+        if self.public_url:
+            found["REMOTEGPU_URL"] = self.public_url.rstrip("/")
+        return found
+
+    async def _shared_disk(self, env: Environment) -> int | None:
+        """The workspace's shared disk (storage context), at /root/shared; None: none."""
+        sized = getattr(self.data_mounts, "shared_disk_gib", None)
+        return await sized(env.workspace_id) if sized is not None else None
 
     async def _data_mounts(self, env: Environment) -> tuple[DataMountSpec, ...]:
         if not env.data_mounts or self.data_mounts is None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import AsyncIterator, Protocol
 
-from remotegpu.domain.storage.models import Blob, Repository, Upload, Version
+from remotegpu.domain.storage.models import Blob, Repository, SharedDisk, Upload, Version
 
 
 class ObjectNotFound(Exception):
@@ -169,6 +169,14 @@ class StorageCatalog(Protocol):
     async def stale_uploads(self, before: datetime) -> list[Upload]:
         """Open uploads last touched before ``before``."""
         ...
+
+    async def get_shared_disk(self, workspace_id: str) -> SharedDisk | None: ...
+
+    async def put_shared_disk(self, disk: SharedDisk) -> None:
+        """Create or resize."""
+        ...
+
+    async def delete_shared_disk(self, workspace_id: str) -> None: ...
 
 
 class Unsupported(Exception):

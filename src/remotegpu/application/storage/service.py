@@ -6,6 +6,7 @@ which every user reads); viewers read, members write; only platform admins make 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import tarfile
@@ -14,6 +15,7 @@ from datetime import timedelta
 from typing import AsyncIterator
 
 from remotegpu.application.shared.ports import Clock, UnitOfWorkFactory
+from remotegpu.application.storage.env_tokens import current_scope
 from remotegpu.application.storage.ports import ObjectNotFound, ObjectStore, PartInfo, StorageCatalog
 from remotegpu.application.workspaces.quotas import WorkspacePolicy
 from remotegpu.application.workspaces.service import authorize
@@ -22,13 +24,36 @@ from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, Per
 from remotegpu.domain.shared.ids import new_id
 from remotegpu.domain.storage import models as m
 from remotegpu.domain.storage.models import (
-    Blob, Diff, FileEntry, Kind, ModelInfo, PendingBlob, Repository, Upload, UploadState, Version, Visibility,
+    Blob, Diff, FileEntry, Kind, ModelInfo, PendingBlob, Provenance, Repository, SharedDisk, SourceKind, Upload, UploadState,
+    Version, Visibility,
 )
 from remotegpu.domain.workspaces.models import Role
 
 log = logging.getLogger(__name__)
 GiB = 1024**3
 MAX_DESCRIPTION = 2000
+#: Verification reads the assembled blob back in chunks this big, hashing one in a worker
+#: thread while the next arrives.
+VERIFY_CHUNK = 8 * 1024 * 1024
+
+
+async def sha256_of(chunks: AsyncIterator[bytes]) -> tuple[str, int]:
+    """sha256 and size of a stream, hashed off the event loop (hashlib releases the GIL on
+    large buffers), overlapping the hashing of one chunk with the reading of the next."""
+    digest, size = hashlib.sha256(), 0
+    hashing: asyncio.Future | None = None
+    try:
+        async for chunk in chunks:
+            if hashing is not None:
+                await hashing
+            size += len(chunk)
+            hashing = asyncio.ensure_future(asyncio.to_thread(digest.update, chunk))
+        if hashing is not None:
+            await hashing
+    finally:
+        if hashing is not None and not hashing.done():
+            hashing.cancel()
+    return digest.hexdigest(), size
 
 
 @dataclass(frozen=True)
@@ -58,6 +83,18 @@ class StorageService:
 
     # --- authorization ----------------------------------------------------------------
 
+    @staticmethod
+    def _scoped(workspace_id: str | None, label: str = "workspace") -> None:
+        """A request by an environment's token (env_tokens.py) reaches its own workspace only."""
+        scope = current_scope.get()
+        if scope is not None and workspace_id != scope.workspace_id:
+            raise NotFound(f"{label} not found")
+
+    @staticmethod
+    def _no_public_by_environment(visibility: Visibility | None) -> None:
+        if visibility is Visibility.PUBLIC and current_scope.get() is not None:
+            raise PermissionDenied("an environment's token cannot make a dataset or model public", code="admin_required")
+
     async def _repo(self, actor: User, repo_id: str, needed: Role, kind: Kind | None = None) -> Repository:
         repo = await self.catalog.get_repository(repo_id)
         label = (kind or (repo.kind if repo else Kind.DATASET)).value
@@ -65,6 +102,7 @@ class StorageService:
             raise NotFound(f"{label} not found")
         if needed is Role.VIEWER and repo.visibility is Visibility.PUBLIC:
             return repo
+        self._scoped(repo.workspace_id, label)
         try:
             async with self.uow() as uow:
                 await authorize(uow, actor, repo.workspace_id, needed)
@@ -76,6 +114,8 @@ class StorageService:
 
     async def create(self, actor: User, kind: Kind, workspace_id: str, name: str, *, description: str = "",
                      visibility: Visibility = Visibility.PRIVATE, model: ModelInfo | None = None) -> Repository:
+        self._scoped(workspace_id)
+        self._no_public_by_environment(visibility)
         async with self.uow() as uow:
             await authorize(uow, actor, workspace_id, Role.MEMBER)
         if visibility is Visibility.PUBLIC and not actor.is_admin:
@@ -92,6 +132,7 @@ class StorageService:
     async def list(self, actor: User, kind: Kind, workspace_id: str | None, *, public: bool = True) -> list[Repository]:
         """A workspace's (with the public shelf when ``public``); without a workspace: the public shelf."""
         if workspace_id is not None:
+            self._scoped(workspace_id)
             async with self.uow() as uow:
                 await authorize(uow, actor, workspace_id, Role.VIEWER)
         return await self.catalog.list_repositories(kind.value, workspace_id, public=public or workspace_id is None)
@@ -102,6 +143,7 @@ class StorageService:
     async def update(self, actor: User, kind: Kind, repo_id: str, *, description: str | None = None,
                      visibility: Visibility | None = None, model: ModelInfo | None = None) -> Repository:
         repo = await self._repo(actor, repo_id, Role.MEMBER, kind)
+        self._no_public_by_environment(visibility)
         if visibility is not None and visibility is not repo.visibility:
             if not actor.is_admin:
                 raise PermissionDenied("only platform administrators change visibility", code="admin_required")
@@ -187,6 +229,8 @@ class StorageService:
         limit = quota.max_storage_gib
         if limit is None:
             return
+        shared = await self.catalog.get_shared_disk(workspace_id)
+        disks += shared.size_gib if shared else 0  # the shared disk counts like an environment's disk
         held = await self.catalog.workspace_bytes(workspace_id)
         # Bytes of the workspace's own versions already: those blobs cost nothing more.
         new = {f.sha256: f.size for f in files}
@@ -207,17 +251,78 @@ class StorageService:
                 found |= {f.sha256 for f in v.files if f.sha256 in digests}
         return found
 
+    # --- the workspace's shared disk ----------------------------------------------------
+
+    async def shared_disk(self, actor: User, workspace_id: str) -> SharedDisk | None:
+        self._scoped(workspace_id)
+        async with self.uow() as uow:
+            await authorize(uow, actor, workspace_id, Role.VIEWER)
+        return await self.catalog.get_shared_disk(workspace_id)
+
+    async def set_shared_disk(self, actor: User, workspace_id: str, size_gib: int) -> SharedDisk:
+        """Turn on (or resize) the workspace's shared disk (workspace admins). Its size counts
+        against storage_gib, with environment disks and dataset/model bytes. Environments
+        get it at their next start."""
+        self._scoped(workspace_id)
+        async with self.uow() as uow:
+            await authorize(uow, actor, workspace_id, Role.ADMIN)
+            quota, _ = await self.policy.workspace_quota(uow, workspace_id)
+            disks = (await uow.workspaces.usage(workspace_id)).storage_gib
+        if not 1 <= size_gib <= m.MAX_SHARED_DISK_GIB:
+            raise InvalidInput(f"size_gib: 1..{m.MAX_SHARED_DISK_GIB}", details={"field": "size_gib"})
+        limit = quota.max_storage_gib
+        if limit is not None:
+            used = disks * GiB + await self.catalog.workspace_bytes(workspace_id)
+            if used + size_gib * GiB > limit * GiB:
+                raise QuotaExceeded(
+                    f"the workspace's storage quota is {limit} GiB; {used / GiB:.2f} GiB are used by disks and data, "
+                    f"a shared disk of {size_gib} GiB does not fit",
+                    details={"resource": "storage_gib", "limit": limit, "used_bytes": used, "requested_bytes": size_gib * GiB},
+                )
+        now = self.clock.now()
+        found = await self.catalog.get_shared_disk(workspace_id)
+        disk = SharedDisk(workspace_id, size_gib, found.created_at if found else now, now)
+        await self.catalog.put_shared_disk(disk)
+        return disk
+
+    async def remove_shared_disk(self, actor: User, workspace_id: str) -> None:
+        """Environments started from now on no longer get it; the volumes on hosts are kept
+        (data is never deleted by a setting): an operator removes them (README)."""
+        self._scoped(workspace_id)
+        async with self.uow() as uow:
+            await authorize(uow, actor, workspace_id, Role.ADMIN)
+        await self.catalog.delete_shared_disk(workspace_id)  # idempotent
+
     async def workspace_usage(self, actor: User, workspace_id: str) -> int:
+        self._scoped(workspace_id)
         async with self.uow() as uow:
             await authorize(uow, actor, workspace_id, Role.VIEWER)
         return await self.catalog.workspace_bytes(workspace_id)
 
     # --- uploads ------------------------------------------------------------------------
 
+    async def _check_source(self, workspace_id: str, source: Provenance) -> None:
+        """The environment or training job must be one of the workspace's (else: 422, as if unknown)."""
+        async with self.uow() as uow:
+            if source.kind is SourceKind.ENVIRONMENT:
+                found = await uow.environments.get(source.id)
+            else:
+                found = await uow.training_jobs.get(source.id)
+        if found is None or getattr(found, "workspace_id", None) != workspace_id:
+            raise InvalidInput(f"source: no {source.kind.value} {source.id!r} in this workspace", code="source_not_found",
+                               details={"field": "source"})
+
     async def start_upload(self, actor: User, kind: Kind, repo_id: str, files: list[FileEntry], *, message: str = "",
-                           tag: str | None = None, part_size: int = m.DEFAULT_PART_SIZE) -> Upload:
-        """Declare the files of the next version. Blobs the platform has already are not sent again."""
+                           tag: str | None = None, part_size: int = m.DEFAULT_PART_SIZE,
+                           source: Provenance | None = None) -> Upload:
+        """Declare the files of the next version. Blobs the platform has already are not sent again.
+        ``source``: the environment or training job that made it (recorded on the version)."""
         repo = await self._repo(actor, repo_id, Role.MEMBER, kind)
+        scope = current_scope.get()
+        if source is None and scope is not None:  # pushed from inside an environment: it made the version
+            source = Provenance(SourceKind.ENVIRONMENT, scope.env_id)
+        if source is not None:
+            await self._check_source(repo.workspace_id, source)
         files = m.check_manifest(files)
         if tag is not None:
             m.check_tag(tag)
@@ -236,14 +341,14 @@ class StorageService:
         pending: dict[str, PendingBlob] = {}
         try:
             for digest in sorted(set(sizes) - set(known)):
-                key = f"uploads/{upload_id}/{digest}"
+                key = m.upload_blob_key(digest, upload_id)  # kept there once verified: no copy
                 pending[digest] = PendingBlob(digest, sizes[digest], key, await self.store.create_multipart(key))
         except BaseException:
             for p in pending.values():
                 await self.store.abort_multipart(p.staging_key, p.multipart_id)
             raise
         upload = Upload(id=upload_id, repository_id=repo.id, workspace_id=repo.workspace_id, created_by=actor.id, created_at=now,
-                        updated_at=now, files=files, part_size=part_size, pending=pending, message=message, tag=tag)
+                        updated_at=now, files=files, part_size=part_size, pending=pending, message=message, tag=tag, source=source)
         await self.catalog.add_upload(upload)
         return upload
 
@@ -319,11 +424,10 @@ class StorageService:
             raise Conflict(f"parts missing: {missing[:20]}", code="parts_missing", details={"missing": missing[:1000]})
         await self.store.complete_multipart(blob.staging_key, blob.multipart_id,
                                             [PartInfo(n, got[n][0], got[n][1]) for n in range(1, count + 1)])
-        digest_now, size = hashlib.sha256(), 0
-        async for chunk in await self.store.get(blob.staging_key):
-            digest_now.update(chunk)
-            size += len(chunk)
-        if digest_now.hexdigest() != digest or size != blob.size:
+        # One stream, hashed in a worker thread while the next chunk arrives. (Parallel ranged
+        # reads were tried: moto's server reads the whole object for every range, 10x slower.)
+        actual, size = await sha256_of(await self.store.get(blob.staging_key, chunk_size=VERIFY_CHUNK))
+        if actual != digest or size != blob.size:
             await self.store.delete(blob.staging_key)
             await self.catalog.reset_parts(upload_id, digest)
             upload = await self._upload(actor, upload_id)
@@ -331,12 +435,18 @@ class StorageService:
             fresh.multipart_id, fresh.parts = await self.store.create_multipart(fresh.staging_key), {}
             upload.updated_at = self.clock.now()
             await self.catalog.update_upload(upload)  # the new multipart id (one file: no concurrent writer)
-            raise InvalidInput(f"the bytes received for {digest} do not match it (sha256 {digest_now.hexdigest()}, {size} bytes); "
+            raise InvalidInput(f"the bytes received for {digest} do not match it (sha256 {actual}, {size} bytes); "
                                "send the file again", code="checksum_mismatch",
-                               details={"sha256": digest_now.hexdigest(), "size": size})
-        await self.store.copy(blob.staging_key, m.blob_key(digest))
-        await self.catalog.add_blob(Blob(digest, size, self.clock.now()))
-        await self.store.delete(blob.staging_key)
+                               details={"sha256": actual, "size": size})
+        if blob.staging_key.startswith("blobs/"):
+            # Assembled at a key of its own: it stays there (no copy). When another upload
+            # verified the same bytes first, its object is kept and this one goes.
+            if not await self.catalog.add_blob(Blob(digest, size, self.clock.now(), blob.staging_key)):
+                await self.store.delete(blob.staging_key)
+        else:  # an upload started before keys were per upload (uploads/<id>/<sha256>)
+            await self.store.copy(blob.staging_key, m.blob_key(digest))
+            await self.catalog.add_blob(Blob(digest, size, self.clock.now()))
+            await self.store.delete(blob.staging_key)
         await self.catalog.mark_verified(upload_id, digest, self.clock.now())
         return await self._upload(actor, upload_id)
 
@@ -356,7 +466,7 @@ class StorageService:
         for _ in range(5):
             versions = await self.catalog.list_versions(repo.id)
             version = Version(repository_id=repo.id, number=(versions[-1].number + 1) if versions else 1, files=upload.files,
-                              created_by=actor.id, created_at=self.clock.now(), message=upload.message)
+                              created_by=actor.id, created_at=self.clock.now(), message=upload.message, source=upload.source)
             try:
                 await self.catalog.add_version(version)
                 break
@@ -399,20 +509,30 @@ class StorageService:
         _, version = await self.version(actor, kind, repo_id, ref)
         return version, self._file(version, path)
 
+    async def object_keys(self, digests: list[str]) -> dict[str, str]:
+        """Where each blob's bytes are (the classic key for one the catalog does not know)."""
+        known = await self.catalog.get_blobs(digests)
+        return {d: known[d].object_key if d in known else m.blob_key(d) for d in digests}
+
     async def open_file(self, entry: FileEntry, *, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
-        return await self.store.get(m.blob_key(entry.sha256), offset=offset, length=length)
+        key = (await self.object_keys([entry.sha256]))[entry.sha256]
+        return await self.store.get(key, offset=offset, length=length)
 
     async def file_url(self, entry: FileEntry) -> str | None:
         """A presigned GET URL of the file (None: the store cannot sign; download through the platform)."""
-        return await self.store.presign_get(m.blob_key(entry.sha256), self.presign_ttl, filename=entry.path.rsplit("/", 1)[-1])
+        if not self.store.presigns:
+            return None
+        key = (await self.object_keys([entry.sha256]))[entry.sha256]
+        return await self.store.presign_get(key, self.presign_ttl, filename=entry.path.rsplit("/", 1)[-1])
 
     async def archive(self, version: Version, prefix: str) -> AsyncIterator[bytes]:
         """The whole version as an uncompressed tar, streamed file by file (POSIX/pax headers)."""
+        keys = await self.object_keys([f.sha256 for f in version.files])
         for f in version.files:
             info = tarfile.TarInfo(f"{prefix}/{f.path}")
             info.size, info.mode, info.mtime = f.size, 0o644, int(version.created_at.timestamp())
             yield info.tobuf(format=tarfile.PAX_FORMAT)
-            async for chunk in await self.store.get(m.blob_key(f.sha256)):
+            async for chunk in await self.store.get(keys[f.sha256]):
                 yield chunk
             if f.size % tarfile.BLOCKSIZE:
                 yield b"\0" * (tarfile.BLOCKSIZE - f.size % tarfile.BLOCKSIZE)
@@ -434,15 +554,16 @@ class StorageService:
         removed = freed = 0
         for blob in await self.catalog.unreferenced_blobs(cutoff):
             if await self.catalog.delete_blob(blob.sha256, cutoff):
-                await self.store.delete(m.blob_key(blob.sha256))
+                await self.store.delete(blob.object_key)
                 removed += 1
                 freed += blob.size
-        # Orphans: objects under blobs/ without a catalog row (a crash between the two steps).
+        # Orphans: objects under blobs/ no catalog row points at (a crash between the two
+        # steps; an upload's assembled blob that was not verified, or lost to another's).
         listed = await self.store.list("blobs/sha256/")
-        known = await self.catalog.get_blobs([o.key.rsplit("/", 1)[-1] for o in listed])
+        known = await self.catalog.get_blobs([m.digest_of_key(o.key) for o in listed])
         for o in listed:
-            digest = o.key.rsplit("/", 1)[-1]
-            if digest not in known and o.modified is not None and o.modified < cutoff:
+            digest = m.digest_of_key(o.key)
+            if (digest not in known or known[digest].object_key != o.key) and o.modified is not None and o.modified < cutoff:
                 await self.store.delete(o.key)
                 removed += 1
                 freed += o.size
@@ -516,6 +637,11 @@ class StorageMounts:
             resolved.append((f"/{repo.kind.value}s/{repo.name}", repo.kind.value, repo.id, version.number))
         return resolved
 
+    async def shared_disk_gib(self, workspace_id: str) -> int | None:
+        """The size of the workspace's shared disk, for the agent's spec (None: it has none)."""
+        disk = await self.service.catalog.get_shared_disk(workspace_id)
+        return disk.size_gib if disk else None
+
     async def manifest(self, repository_id: str, version: int) -> list[FileEntry]:
         found = await self.service.catalog.get_version(repository_id, version)
         if found is None:
@@ -523,6 +649,7 @@ class StorageMounts:
         return found.files
 
     async def open_blob(self, digest: str) -> AsyncIterator[bytes]:
-        if not await self.service.catalog.get_blobs([digest]):
+        known = await self.service.catalog.get_blobs([digest])
+        if not known:
             raise NotFound("blob not found")
-        return await self.service.store.get(m.blob_key(digest))
+        return await self.service.store.get(known[digest].object_key)

@@ -73,6 +73,19 @@ class Repository:
     model: ModelInfo | None = None  # models only
 
 
+class SourceKind(str, Enum):
+    ENVIRONMENT = "environment"
+    JOB = "job"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What made a version: an environment or a training job (by id)."""
+
+    kind: SourceKind
+    id: str
+
+
 @dataclass
 class Version:
     repository_id: str
@@ -81,6 +94,7 @@ class Version:
     created_by: str
     created_at: datetime
     message: str = ""
+    source: Provenance | None = None  # None: a person uploaded it
 
     @property
     def size(self) -> int:
@@ -92,6 +106,30 @@ class Blob:
     sha256: str
     size: int
     created_at: datetime
+    #: The object holding the bytes; None: the classic ``blob_key(sha256)``. An upload
+    #: assembles a blob at a key of its own and keeps it there once verified (no copy).
+    key: str | None = None
+
+    @property
+    def object_key(self) -> str:
+        return self.key or blob_key(self.sha256)
+
+
+#: Where a workspace's shared disk appears in each of its environments.
+SHARED_DISK_PATH = "/root/shared"
+MAX_SHARED_DISK_GIB = 100_000
+
+
+@dataclass
+class SharedDisk:
+    """A workspace's shared disk (like AutoDL's 文件存储): one read-write volume per host,
+    mounted at /root/shared in every environment of the workspace on that host. It does
+    not follow an environment to another host: each host has its own."""
+
+    workspace_id: str
+    size_gib: int
+    created_at: datetime
+    updated_at: datetime
 
 
 class UploadState(str, Enum):
@@ -126,6 +164,7 @@ class Upload:
     message: str = ""
     tag: str | None = None
     state: UploadState = UploadState.OPEN
+    source: Provenance | None = None  # given to the version at commit
 
     @property
     def complete(self) -> bool:
@@ -191,6 +230,17 @@ def part_count(size: int, part_size: int) -> int:
 
 def blob_key(sha256: str) -> str:
     return f"blobs/sha256/{sha256[:2]}/{sha256}"
+
+
+def upload_blob_key(sha256: str, upload_id: str) -> str:
+    """Where an upload assembles a blob: beside the classic key, unique per upload (two
+    uploads of the same bytes never write one object; the first verified one is kept)."""
+    return f"{blob_key(sha256)}.{upload_id}"
+
+
+def digest_of_key(key: str) -> str:
+    """The sha256 an object under blobs/ holds (either key form)."""
+    return key.rsplit("/", 1)[-1].split(".", 1)[0]
 
 
 @dataclass(frozen=True)

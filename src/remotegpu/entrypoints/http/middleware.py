@@ -10,6 +10,7 @@ import uuid
 from aiohttp import hdrs, web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from remotegpu.application.storage.env_tokens import PREFIX as ENV_TOKEN_PREFIX
 from remotegpu.domain.shared.errors import PermissionDenied, Unauthenticated
 from remotegpu.entrypoints.http.client_ip import client_ip
 from remotegpu.entrypoints.http.keys import CONTAINER, PRINCIPAL, REQUEST_ID
@@ -96,5 +97,27 @@ async def auth_middleware(request: web.Request, handler):
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():
             raise Unauthenticated("Authorization header must be 'Bearer <token>'")
-        request[PRINCIPAL] = await request.app[CONTAINER].auth_service().authenticate(credentials.strip())
+        bearer = credentials.strip()
+        if bearer.startswith(ENV_TOKEN_PREFIX):  # an environment's storage token (application/storage/env_tokens.py)
+            return await _as_environment(request, handler, bearer)
+        request[PRINCIPAL] = await request.app[CONTAINER].auth_service().authenticate(bearer)
     return await handler(request)
+
+
+async def _as_environment(request: web.Request, handler, bearer: str):
+    """A token the platform put into an environment: storage only, its workspace only."""
+    from remotegpu.application.identity.auth import Principal
+    from remotegpu.application.storage.env_tokens import current_scope, in_scope
+
+    found = await request.app[CONTAINER].env_storage_tokens().authenticate(bearer)
+    if found is None:
+        raise Unauthenticated("environment token is invalid, or its environment no longer runs", code="invalid_token")
+    if not in_scope(request.method, request.path):
+        raise PermissionDenied("an environment's token reaches the storage API only", code="token_scope")
+    user, scope = found
+    request[PRINCIPAL] = Principal(user=user, via="environment", token_id=scope.env_id)
+    reset = current_scope.set(scope)
+    try:
+        return await handler(request)
+    finally:
+        current_scope.reset(reset)

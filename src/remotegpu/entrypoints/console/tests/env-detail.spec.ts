@@ -62,3 +62,24 @@ describe('environment detail overview', () => {
     expect(wrapper.find('[data-testid="env-var-HF_HOME"]').text()).toContain('HF_HOME=(hidden)')
   })
 })
+
+describe('environment detail: mount progress while starting', () => {
+  it('shows the download of its mounts into the host cache with a percentage', async () => {
+    const starting = { ...env, status: 'starting', status_message: 'mounting data /datasets/imagenet: 40% (400 of 1000 MiB)' }
+    const { fetch } = fakeFetch((c) => {
+      if (c.url === '/api/v1/environments/e1') return json(200, starting)
+      if (c.url.startsWith('/api/v1/workspaces')) return json(200, { items: [], total: 0 })
+      return json(404, { error: { code: 'not_found', message: 'no such resource' } })
+    })
+    configureClient({ fetch, auth: null, notify: () => {} })
+    const wrapper = mount(EnvironmentDetailView, {
+      props: { id: 'e1' },
+      global: { plugins: [createPinia(), makeI18n('en'), ElementPlus], stubs: { EnvActions: true, TerminalPanel: true } },
+    })
+    await flushPromises()
+    const box = wrapper.find('[data-testid="env-start-progress"]')
+    expect(box.text()).toContain('Downloading /datasets/imagenet into the host cache')
+    expect(wrapper.find('[data-testid="env-start-percent"]').text()).toContain('40%')
+    wrapper.unmount()
+  })
+})

@@ -10,14 +10,14 @@ from aiohttp import web
 from remotegpu.application.storage.ports import ObjectNotFound
 from remotegpu.domain.shared.errors import InvalidInput, NotFound, PermissionDenied
 from remotegpu.domain.storage import models as m
-from remotegpu.domain.storage.models import FileEntry, Kind, ModelInfo, Repository, Upload, Version
+from remotegpu.domain.storage.models import FileEntry, Kind, ModelInfo, Provenance, Repository, Upload, Version
 from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.routing import Call
 from remotegpu.entrypoints.http.schemas.common import Page
 from remotegpu.entrypoints.http.schemas.storage import (
     ChangedFileOut, CollectOut, CompleteFileIn, DiffOut, DiffQuery, FileOut, FileQuery, FileUrlOut, ModelInfoIn, ModelInfoOut,
     PartOut, PartUrlsIn, PartUrlsOut, PendingFileOut, RepositoryIn, RepositoryListQuery, RepositoryOut, RepositoryPatchIn,
-    StorageUsageOut, TagIn, UploadIn, UploadOut, VersionDetailOut, VersionOut, WorkspaceQuery,
+    SharedDiskIn, SharedDiskOut, SourceOut, StorageUsageOut, TagIn, UploadIn, UploadOut, VersionDetailOut, VersionOut, WorkspaceQuery,
 )
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -34,7 +34,8 @@ def _file(f: FileEntry) -> FileOut:
 
 def _version(repo: Repository, v: Version, *, files: bool = False) -> VersionOut:
     fields = dict(number=v.number, message=v.message, file_count=len(v.files), size_bytes=v.size, created_by=v.created_by,
-                  created_at=v.created_at, tags=sorted(t for t, n in repo.tags.items() if n == v.number))
+                  created_at=v.created_at, tags=sorted(t for t, n in repo.tags.items() if n == v.number),
+                  source=SourceOut(kind=v.source.kind, id=v.source.id) if v.source else None)
     return VersionDetailOut(**fields, files=[_file(f) for f in v.files]) if files else VersionOut(**fields)
 
 
@@ -186,7 +187,8 @@ def _register(kind: Kind) -> None:
         b: UploadIn = call.body
         upload = await call.container.storage_service().start_upload(
             call.user, kind, call.path("repository_id"), [FileEntry(f.path, f.size, f.sha256) for f in b.files],
-            message=b.message, tag=b.tag, part_size=b.part_size)
+            message=b.message, tag=b.tag, part_size=b.part_size,
+            source=Provenance(b.source.kind, b.source.id) if b.source else None)
         return _upload(call, upload)
 
     @route("GET", one + "/versions/{ref}/file", f"download_{k}_file", query=FileQuery, errors=[401, 404, 416, 422])
@@ -273,8 +275,9 @@ async def upload_part(call: Call) -> PartOut:
         data += chunk
         if len(data) > m.MAX_PART_SIZE:
             raise web.HTTPRequestEntityTooLarge(max_size=m.MAX_PART_SIZE, actual_size=len(data))
+    # The bytearray as it is (no second 64 MiB copy): the stores take any bytes-like object.
     etag = await call.container.storage_service().put_part(call.user, call.path("upload_id"), call.path("sha256"), int(number),
-                                                           bytes(data))
+                                                           data)
     return PartOut(number=int(number), etag=etag)
 
 
@@ -307,6 +310,34 @@ async def storage_usage(call: Call) -> StorageUsageOut:
     """Bytes the workspace's datasets and models hold (distinct blobs; counts toward storage_gib)."""
     ws = call.query.workspace_id
     return StorageUsageOut(workspace_id=ws, used_bytes=await call.container.storage_service().workspace_usage(call.user, ws))
+
+
+SHARED_DISK = "/api/v1/workspaces/{workspace_id}/shared-disk"
+
+
+def _shared_disk(workspace_id: str, disk) -> SharedDiskOut:
+    return SharedDiskOut(workspace_id=workspace_id, enabled=disk is not None, size_gib=disk.size_gib if disk else None,
+                         mount_path=m.SHARED_DISK_PATH, updated_at=disk.updated_at if disk else None)
+
+
+@api.get(SHARED_DISK, response=SharedDiskOut, tags=["datasets"], errors=[401, 404])
+async def get_shared_disk(call: Call) -> SharedDiskOut:
+    """The workspace's shared disk: a read-write volume at /root/shared in each of its environments, one per host."""
+    ws = call.path("workspace_id")
+    return _shared_disk(ws, await call.container.storage_service().shared_disk(call.user, ws))
+
+
+@api.put(SHARED_DISK, body=SharedDiskIn, response=SharedDiskOut, tags=["datasets"], errors=[401, 403, 404, 409, 422])
+async def set_shared_disk(call: Call) -> SharedDiskOut:
+    """Turn on or resize the shared disk (workspace admins); its size counts against storage_gib. Environments get it at their next start."""
+    ws = call.path("workspace_id")
+    return _shared_disk(ws, await call.container.storage_service().set_shared_disk(call.user, ws, call.body.size_gib))
+
+
+@api.delete(SHARED_DISK, status=204, tags=["datasets"], errors=[401, 403, 404])
+async def remove_shared_disk(call: Call) -> None:
+    """Turn the shared disk off (workspace admins): environments started from now on no longer mount it; data on hosts is kept."""
+    await call.container.storage_service().remove_shared_disk(call.user, call.path("workspace_id"))
 
 
 @api.post("/api/v1/storage/collect", response=CollectOut, tags=["datasets"], errors=[401, 403])

@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from remotegpu.domain.storage.models import DEFAULT_PART_SIZE, MAX_FILES_PER_VERSION, Visibility
+from remotegpu.domain.storage.models import DEFAULT_PART_SIZE, MAX_FILES_PER_VERSION, SourceKind, Visibility
 from remotegpu.entrypoints.http.schemas.common import Strict
 
 
@@ -65,6 +65,16 @@ class FileOut(BaseModel):
     sha256: str
 
 
+class SourceIn(Strict):
+    kind: SourceKind = Field(description="environment or job (a training job)")
+    id: str = Field(min_length=1, max_length=36)
+
+
+class SourceOut(BaseModel):
+    kind: SourceKind
+    id: str
+
+
 class VersionOut(BaseModel):
     number: int
     message: str
@@ -73,6 +83,7 @@ class VersionOut(BaseModel):
     created_by: str
     created_at: datetime
     tags: list[str]
+    source: SourceOut | None = Field(None, description="the environment or training job that made it; null: uploaded by a person")
 
 
 class VersionDetailOut(VersionOut):
@@ -114,6 +125,7 @@ class UploadIn(Strict):
     message: str = Field("", max_length=2000)
     tag: str | None = Field(None, max_length=64, description="a tag to point at the version once committed")
     part_size: int = Field(DEFAULT_PART_SIZE, description="8-64 MiB")
+    source: SourceIn | None = Field(None, description="the environment or training job (of this workspace) that made the version")
 
 
 class PendingFileOut(BaseModel):
@@ -171,6 +183,19 @@ class FileUrlOut(BaseModel):
 class StorageUsageOut(BaseModel):
     workspace_id: str
     used_bytes: int
+
+
+class SharedDiskIn(Strict):
+    size_gib: int = Field(ge=1, le=100_000, description="counts against the workspace's storage_gib")
+
+
+class SharedDiskOut(BaseModel):
+    workspace_id: str
+    enabled: bool
+    size_gib: int | None
+    mount_path: str = Field(description="where it appears in each of the workspace's environments")
+    per_host: bool = Field(True, description="one volume per host: it does not follow an environment to another host")
+    updated_at: datetime | None
 
 
 class WorkspaceQuery(Strict):

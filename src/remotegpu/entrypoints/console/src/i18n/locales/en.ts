@@ -25,6 +25,12 @@ export default {
     upload: {
       title: 'Upload a new version', drop: 'Drop files here or click to choose', message: 'What changed (optional)', start: 'Upload and commit',
       phase: { hashing: 'Computing checksums…', uploading: 'Uploading…', verifying: 'Verifying…', done: 'Committed' },
+      route: { direct: 'straight to object storage', platform: 'through the platform' },
+    },
+    source: { title: 'Made by', environment: 'Environment', job: 'Training job' },
+    shared: {
+      title: 'Workspace shared disk', off: 'Off', on: '{n} GiB', enable: 'Turn on', resize: 'Resize', disable: 'Turn off', saved: 'Shared disk saved',
+      hint: 'A read-write disk at {path} in every environment of this workspace, one per host: environments on the same host share it; it does not follow an environment to another host. Its size counts toward the storage quota; environments get it at their next start.',
     },
     diff: { title: 'Compare versions', run: 'Compare', unchanged: '{n} unchanged' },
     mount: {
@@ -67,6 +73,7 @@ export default {
       queued: 'Queued', starting: 'Starting', running: 'Running', stopping: 'Stopping', stopped: 'Stopped',
       deleting: 'Deleting', deleted: 'Deleted', failed: 'Failed', lost: 'Lost',
     },
+    mountProgress: 'Downloading {target} into the host cache (it starts once cached)',
     queuedAt: 'Queued (position {n})',
     actions: {
       start: 'Start', startNoGpu: 'Start without GPU', stop: 'Stop', restart: 'Restart', delete: 'Delete', open: 'Open',

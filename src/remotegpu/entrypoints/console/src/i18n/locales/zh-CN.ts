@@ -25,6 +25,12 @@ export default {
     upload: {
       title: '上传新版本', drop: '将文件拖到此处，或点击选择', message: '本次变更（可选）', start: '上传并提交',
       phase: { hashing: '正在计算校验和…', uploading: '正在上传…', verifying: '正在校验…', done: '已提交' },
+      route: { direct: '直传对象存储', platform: '经平台中转' },
+    },
+    source: { title: '来源', environment: '环境', job: '训练任务' },
+    shared: {
+      title: '工作空间共享盘', off: '未开启', on: '{n} GiB', enable: '开启', resize: '调整大小', disable: '关闭', saved: '共享盘已保存',
+      hint: '在本工作空间的每个环境中挂载于 {path} 的读写盘，每台主机一份：同一主机上的环境共享它；它不会随环境迁移到其他主机。其大小计入存储配额；环境在下次启动时获得它。',
     },
     diff: { title: '版本对比', run: '对比', unchanged: '{n} 个未变' },
     mount: {
@@ -67,6 +73,7 @@ export default {
       queued: '排队中', starting: '启动中', running: '运行中', stopping: '停止中', stopped: '已停止',
       deleting: '删除中', deleted: '已删除', failed: '失败', lost: '失联',
     },
+    mountProgress: '正在将 {target} 下载到主机缓存（缓存完成后启动）',
     queuedAt: '排队中（第 {n} 位）',
     actions: {
       start: '开机', startNoGpu: '无卡模式开机', stop: '关机', restart: '重启', delete: '删除', open: '打开',

@@ -10,7 +10,7 @@ and the workspace shared disk.
 - ``workspace_shared_disks``: a workspace's shared disk (size), mounted at /root/shared.
 
 Revision ID: 0024
-Revises: 0022
+Revises: 0026
 Create Date: 2026-11-29
 
 Frozen: it does not import ``tables.py``.
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0024"
-down_revision = "0022"
+down_revision = "0026"
 branch_labels = None
 depends_on = None
 

@@ -25,7 +25,7 @@ from remotegpu.entrypoints.http.schemas.billing import (
     PriceIn,
     PriceOut,
     PriceQuery,
-    UsageOut,
+    BillingUsageOut,
     UsageQuery,
     WalletOut,
     WalletPatchIn,
@@ -136,12 +136,12 @@ async def add_entry(call: Call) -> EntryOut:
     return _entry(entry)
 
 
-@api.get("/api/v1/billing/usage", query=UsageQuery, response=UsageOut, tags=TAGS, errors=[401, 404, 422])
-async def usage(call: Call) -> UsageOut:
+@api.get("/api/v1/billing/usage", query=UsageQuery, response=BillingUsageOut, tags=TAGS, errors=[401, 404, 422])
+async def usage(call: Call) -> BillingUsageOut:
     """Rated usage by environment, user, GPU model, day or resource kind (workspace viewers)."""
     q: UsageQuery = call.query
     out = await call.container.billing_service().usage(call.user, q.workspace_id, start=q.start, end=q.end, group_by=q.group_by)
-    return UsageOut(**out)
+    return BillingUsageOut(**out)
 
 
 @api.get("/api/v1/billing/bills", query=WorkspaceQuery, response=BillListOut, tags=TAGS, errors=[401, 404, 422])

@@ -109,7 +109,7 @@ class UsageGroupOut(BaseModel):
     seconds: int
 
 
-class UsageOut(BaseModel):
+class BillingUsageOut(BaseModel):
     workspace_id: str
     start: datetime
     end: datetime

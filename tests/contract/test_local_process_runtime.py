@@ -167,6 +167,10 @@ def test_select_runtime(tmp_path, monkeypatch):
     assert name == "local" and isinstance(rt, LocalProcessRuntime) and rt.root == tmp_path / "local-runtime"
     assert select_runtime("memory", data_dir=tmp_path)[1] == "memory"
     with pytest.raises(ValueError, match="unknown runtime"):
+        select_runtime("nomad", data_dir=tmp_path)
+    # Kubernetes is known; without a kubeconfig or a service account it says what is missing.
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(ValueError, match="REMOTEGPU_KUBECONFIG"):
         select_runtime("kubernetes", data_dir=tmp_path)
 
 

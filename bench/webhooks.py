@@ -81,7 +81,7 @@ async def make_store(kind: str, tmp: Path):
         return InMemoryWebhookStore(), None
     import sqlalchemy as sa
 
-    from remotegpu.adapters.access.sealed_secrets import AesGcmSealer
+    from remotegpu.adapters.security.sealer import AesGcmSealer
     from remotegpu.adapters.db import tables as t
     from remotegpu.adapters.db.engine import create_engine, create_session_factory
     from remotegpu.adapters.db.migrate import upgrade, upgrade_engine

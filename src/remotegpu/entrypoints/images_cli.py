@@ -23,34 +23,8 @@ import os
 import sys
 import tarfile
 import time
-import urllib.error
-import urllib.request
-from typing import Any
 
-
-class ApiError(Exception):
-    pass
-
-
-def _call(args, method: str, path: str, body: dict | None = None) -> Any:
-    url = args.server.rstrip("/") + path
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    if args.token:
-        request.add_header("Authorization", f"Bearer {args.token}")
-    try:
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            raw = resp.read()
-            return json.loads(raw) if raw else None
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        try:
-            error = json.loads(raw)["error"]
-            raise ApiError(f"{exc.code} {error.get('code')}: {error.get('message')}") from None
-        except (ValueError, KeyError, TypeError):
-            raise ApiError(f"{exc.code}: {raw[:300].decode(errors='replace')}") from None
-    except urllib.error.URLError as exc:
-        raise ApiError(f"cannot reach {args.server}: {exc.reason}") from None
+from remotegpu.entrypoints.api_client import ApiError, call as _call
 
 
 def _size(n: int) -> str:

@@ -11,6 +11,7 @@ platform itself survive.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -92,22 +93,20 @@ async def account_for(uow: UnitOfWork, clock: Clock, policy: DirectoryPolicy, en
     if admin is not None and admin != user.is_admin:
         user.is_admin = admin
         await audit.record(uow, clock, "user.admin_granted" if admin else "user.admin_revoked", actor_id=None,
-                           target_type="user", target_id=user.id, source=LDAP)
-    await _sync_memberships(uow, clock, policy, entry, user, now)
+                           target_type="user", target_id=user.id, source=source)
+    await _sync_memberships(uow, clock, policy, entry, user, now, source)
     return user
 
 
 def _username_from(suggestion: str) -> str:
     """A valid platform username from what a provider suggests (preferred_username, an
     email's local part): lower-case, disallowed characters as '-', 3-32 characters."""
-    import re
-
     name = re.sub(r"[^a-z0-9_.-]", "-", suggestion.split("@")[0].strip().lower()).strip("-._")[:32]
     return name if len(name) >= 3 else f"user-{name}".strip("-")[:32] if name else "user"
 
 
 async def _sync_memberships(uow: UnitOfWork, clock: Clock, policy: DirectoryPolicy, entry: DirectoryEntry,
-                            user: User, now: datetime) -> None:
+                            user: User, now: datetime, source: str) -> None:
     for workspace_id, role in policy.roles(entry).items():
         if await uow.workspaces.get(workspace_id) is None:
             continue  # a mapping to a deleted workspace grants nothing
@@ -118,11 +117,11 @@ async def _sync_memberships(uow: UnitOfWork, clock: Clock, policy: DirectoryPoli
             if current is not None:
                 await uow.workspaces.remove_member(workspace_id, user.id)
                 await audit.record(uow, clock, "workspace.member_removed", actor_id=None, target_type="workspace",
-                                   target_id=workspace_id, user_id=user.id, source=LDAP)
+                                   target_id=workspace_id, user_id=user.id, source=source)
         elif current is None:
             await uow.workspaces.add_member(Membership(workspace_id, user.id, role, now))
             await audit.record(uow, clock, "workspace.member_added", actor_id=None, target_type="workspace",
-                               target_id=workspace_id, user_id=user.id, role=role.value, source=LDAP)
+                               target_id=workspace_id, user_id=user.id, role=role.value, source=source)
         elif current.role is not role:
             current.role = role
             await uow.workspaces.update_member(current)

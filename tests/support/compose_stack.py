@@ -49,11 +49,17 @@ def free_subnet(docker) -> ipaddress.IPv4Network:
         first = line.split(" ", 1)[0]
         if "/" in first:
             used.append(ipaddress.ip_network(first, strict=False))
-    for _ in range(200):
-        candidate = ipaddress.ip_network(f"172.30.{random.randint(0, 255)}.0/24")
+    # Docker hands out 172.17-31.0.0/16 and 192.168.x.0/20 to networks created without a subnet (every
+    # environment network is), so on a busy daemon any one range can be taken whole: CI once found
+    # 172.30.0.0/16 in use. Look in all the private ranges, at random so that two stacks rarely race.
+    ranges = [ipaddress.ip_network(r) for r in ("172.16.0.0/12", "10.0.0.0/8", "192.168.0.0/16")]
+    for _ in range(5000):
+        block = random.choice(ranges)
+        offset = random.randrange(block.num_addresses // 256) * 256
+        candidate = ipaddress.ip_network(f"{block.network_address + offset}/24")
         if not any(candidate.overlaps(u) for u in used):
             return candidate
-    raise AssertionError("no free /24 in 172.30.0.0/16")
+    raise AssertionError(f"no free /24 in the private ranges; in use: {sorted(map(str, used))}")
 
 
 class Stack:

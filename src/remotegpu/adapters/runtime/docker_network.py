@@ -17,9 +17,10 @@ A network is created on demand and removed when no container (running or not: a
 stopped container still needs it to start) is attached any more.
 
 Capacity: each network takes a subnet from Docker's ``default-address-pools`` (about
-30 with Docker's defaults); a host serving more workspaces at once needs a larger pool
-in ``/etc/docker/daemon.json``, e.g. ``{"default-address-pools": [{"base":
-"10.200.0.0/16", "size": 24}]}`` (256 networks).
+30 with Docker's defaults); when those are used up, a /24 of the platform's fallback
+ranges (``docker_subnets.py``: 256 more by default). A host serving more workspaces at
+once needs a larger pool in ``/etc/docker/daemon.json``, e.g. ``{"default-address-pools":
+[{"base": "10.200.0.0/16", "size": 24}]}``, or wider fallback ranges.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from docker.errors import APIError, NotFound
+
+from remotegpu.adapters.runtime.docker_subnets import create_network
 
 log = logging.getLogger("remotegpu.runtime.docker_network")
 
@@ -74,8 +77,8 @@ class WorkspaceNetworks:
             if self._mine(name) is not None:
                 return name
             try:
-                self._client.networks.create(
-                    name, driver="bridge", check_duplicate=True,
+                create_network(
+                    self._client, name, driver="bridge", check_duplicate=True,
                     options={
                         "com.docker.network.bridge.name": self.bridge_for(tenant),
                         "com.docker.network.bridge.enable_icc": "true",  # same tenant may talk

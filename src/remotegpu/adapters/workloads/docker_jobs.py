@@ -47,6 +47,7 @@ from docker.errors import APIError, ImageNotFound, NotFound
 
 from remotegpu.adapters.runtime.docker_hardening import Hardening, container_limits, gpu_environment, has_nvidia_runtime, user_environment
 from remotegpu.adapters.runtime.docker_network import _younger_than, interface_prefix
+from remotegpu.adapters.runtime.docker_subnets import create_network
 from remotegpu.application.environments.ports import RuntimeSpec
 from remotegpu.application.workloads.ports import LABEL_JOB_ID, LABEL_JOB_NODE, JobNodeSpec, JobNodeState
 from remotegpu.domain.workloads.models import HOSTFILE_PATH
@@ -270,8 +271,8 @@ class DockerJobRuntime:
         if not found:
             bridge = interface_prefix(self._scope) + "j" + hashlib.sha256(job_id.encode()).hexdigest()[:7]
             try:
-                self._client.networks.create(
-                    name, driver="bridge", check_duplicate=True,
+                create_network(
+                    self._client, name, driver="bridge", check_duplicate=True,
                     options={"com.docker.network.bridge.name": bridge, "com.docker.network.bridge.enable_icc": "true",
                              "com.docker.network.bridge.enable_ip_masquerade": "true"},
                     labels={LABEL_JOB_NETWORK: job_id, LABEL_JOB_SCOPE: self._scope},

@@ -78,6 +78,11 @@ def _label_value(value: str) -> str | None:
     return value if len(value) <= 63 and _LABEL_VALUE.match(value) else None
 
 
+def scope_label(scope: str) -> str:
+    """An installation's scope as the value of its objects' ``remotegpu.scope`` label."""
+    return _label_value(scope) or hashlib.sha256(scope.encode()).hexdigest()[:16]
+
+
 def gpu_product(model: str) -> str:
     """A GPU model as GPU feature discovery labels it: ``NVIDIA A100-SXM4-80GB`` →
     ``NVIDIA-A100-SXM4-80GB``."""
@@ -101,7 +106,7 @@ class KubernetesRuntime(ThreadedRuntime):
         self._core = client.CoreV1Api(api_client)
         self.namespace = namespace
         self.scope = scope
-        self._scope_value = _label_value(scope) or hashlib.sha256(scope.encode()).hexdigest()[:16]
+        self._scope_value = scope_label(scope)
         self.storage_class = storage_class or None
         if service_type not in ("NodePort", "LoadBalancer", "ClusterIP"):
             raise ValueError(f"service type must be NodePort, LoadBalancer or ClusterIP, not {service_type!r}")

@@ -94,7 +94,8 @@ async def build_embedded_agent(container: Container) -> HostAgent:
     if runtime_name == "kubernetes" and not (settings.agent_fake_gpus or "").strip():
         from remotegpu.adapters.runtime.kube_nodes import KubernetesGpuProbe
 
-        probe = KubernetesGpuProbe(runtime._api, gpu_resource=settings.kube_gpu_resource)  # the cluster's nodes' GPUs
+        probe = KubernetesGpuProbe(runtime._api, gpu_resource=settings.kube_gpu_resource,  # the cluster's nodes' GPUs
+                                   allocated=runtime.gpus_by_node)
     collector = MetricsCollector(probe if hasattr(probe, "telemetry") else None,
                                  runtime if hasattr(runtime, "container_counters") else None,
                                  interval_seconds=settings.metrics_interval_seconds)

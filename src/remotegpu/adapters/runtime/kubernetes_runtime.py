@@ -141,6 +141,25 @@ class KubernetesRuntime(ThreadedRuntime):
         self.claims.stop()
         self._pool.shutdown(wait=False)
 
+    def gpus_by_node(self) -> dict[str, int]:
+        """GPUs the Pods of this installation request, by the node they are bound to
+        (Pods that ended or are being deleted not counted): the fleet view's "allocated"."""
+        self._informers()
+        out: dict[str, int] = {}
+        for pod in self.pods.items():
+            phase = pod.status.phase if pod.status is not None else None
+            if not pod.spec.node_name or pod.metadata.deletion_timestamp is not None or phase in ("Succeeded", "Failed"):
+                continue
+            for container in pod.spec.containers or []:
+                limits = (container.resources.limits if container.resources is not None else None) or {}
+                try:
+                    count = int(limits.get(self.gpu_resource, 0))
+                except (TypeError, ValueError):
+                    count = 0
+                if count:
+                    out[pod.spec.node_name] = out.get(pod.spec.node_name, 0) + count
+        return out
+
     # -- names ----------------------------------------------------------------------
 
     def name_for(self, env_id: str) -> str:

@@ -286,6 +286,7 @@ class HostAgent:
             quarantined=quarantined,
             image_jobs=[self._image_job_report(run) for run in self._image_jobs.values()],
             images=list(self._images_present),
+            cluster_nodes=_cluster_nodes(self.probe),
             **(await self._job_report()),
         )
 
@@ -840,6 +841,12 @@ def _runtime_name(runtime: object) -> str:
         if known in name:
             return known
     return name
+
+
+def _cluster_nodes(probe: object) -> list:
+    """The cluster's nodes, from a probe that knows them (a Kubernetes cluster's)."""
+    nodes = getattr(probe, "cluster_nodes", None)
+    return list(nodes()) if nodes is not None else []
 
 
 def _is_fake(probe: object) -> bool:

@@ -1,4 +1,5 @@
-"""JupyterLab of a Kubernetes environment through the platform's app proxy.
+"""The platform on the Kubernetes runtime: JupyterLab through the app proxy, and the fleet
+view of the cluster's nodes.
 
 The platform (``remotegpu serve`` with its embedded agent on ``REMOTEGPU_RUNTIME=kubernetes``)
 runs environments as Pods in the real test cluster (tests/support/kube_cluster.py). No
@@ -11,6 +12,10 @@ It shows that a request through the app host reaches the Pod with the environmen
 Jupyter token and without the platform's cookies, and that authorization is checked on
 every request: other users, anonymous callers and a user disabled after the handshake
 never reach the Pod.
+
+The fleet view: the one host that stands for the cluster lists the cluster's nodes as its
+agent reports them (capacity, allocatable, allocated by the platform, GPU labels, Ready,
+cordoned), following the real API server's changes.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from aiohttp import web
 from remotegpu.application.environments.ports import LABEL_ENV_ID
 from tests.integration.conftest import wait_running
 from tests.support.app_hosts import app_origin, browser_session, console_login, handshake
+from tests.support.kube_cluster import GPU_PRODUCT
 from tests.support.live_server import live_server
 
 ADMIN = ("admin", "admin-password-123")  # tests/support/live_server.py
@@ -190,3 +196,57 @@ async def test_jupyter_of_a_kubernetes_environment_through_the_app_proxy(k8s_pla
             assert len(jupyter.seen) == reached  # refused requests never reach the Pod
     finally:
         await jupyter.stop()
+
+
+def host_nodes(server, admin: str) -> tuple[dict, dict[str, dict]]:
+    code, hosts = server.request("GET", "/api/v1/hosts", token=admin)
+    assert code == 200, hosts
+    (host,) = hosts["items"]
+    return host, {n["name"]: n for n in host["cluster_nodes"]}
+
+
+def wait_nodes(server, admin: str, ok, what: str, timeout: float = 30) -> dict[str, dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        host, nodes = host_nodes(server, admin)
+        if ok(nodes):
+            return nodes
+        assert time.monotonic() < deadline, f"the fleet view never showed {what}: {nodes}"
+        time.sleep(0.3)
+
+
+async def test_the_fleet_view_lists_the_clusters_nodes_under_the_kubernetes_host(k8s_platform, kube_cluster) -> None:
+    server, core, namespace, made = k8s_platform
+    admin = server.login(*ADMIN)
+    first, second = kube_cluster.nodes[:2]
+    nodes = await asyncio.to_thread(wait_nodes, server, admin, lambda n: {first, second} <= set(n), "the nodes")
+    host, _ = host_nodes(server, admin)
+    assert host["runtime"] == "kubernetes" and len(host["gpus"]) == 4 * len(kube_cluster.nodes)
+    for name in (first, second):
+        node = nodes[name]
+        assert (node["ready"], node["schedulable"], node["gpu_capacity"], node["gpu_allocatable"], node["gpu_allocated"]) \
+            == (True, True, 4, 4, 0)
+        assert node["labels"]["nvidia.com/gpu.product"] == GPU_PRODUCT and node["cpu"] == "64" and node["memory"] == "512Gi"
+        assert "kubernetes.io/hostname" not in node["labels"]  # only GPU and topology labels are shown
+
+    # An environment with a GPU: its node shows it allocated.
+    user = server.signup("carol", PASSWORD)
+    code, ws = server.request("GET", "/api/v1/workspaces", token=user)
+    code, env = server.request("POST", "/api/v1/environments", {
+        "name": "k8s-gpu", "workspace_id": ws["items"][0]["id"], "gpu_count": 1, "cpu_cores": 1, "memory_gib": 1,
+    }, token=user)
+    assert code == 202, env
+    made.append(env["id"])
+    await asyncio.to_thread(wait_running, server, user, env["id"])
+    bound = pod_of(core, namespace, env["id"]).spec.node_name
+    await asyncio.to_thread(wait_nodes, server, admin, lambda n: n[bound]["gpu_allocated"] == 1, "the allocated GPU")
+
+    # A node cordoned in the cluster turns unschedulable in the view (and its GPUs leave the inventory).
+    other = second if bound == first else first
+    core.patch_node(other, {"spec": {"unschedulable": True}})
+    try:
+        await asyncio.to_thread(wait_nodes, server, admin, lambda n: not n[other]["schedulable"], "the cordon")
+        host, nodes = host_nodes(server, admin)
+        assert nodes[other]["ready"] and nodes[bound]["schedulable"]
+    finally:
+        core.patch_node(other, {"spec": {"unschedulable": None}})

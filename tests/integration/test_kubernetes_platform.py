@@ -33,10 +33,11 @@ from remotegpu.application.environments.ports import LABEL_ENV_ID
 from tests.integration.conftest import wait_running
 from tests.support.app_hosts import app_origin, browser_session, console_login, handshake
 from tests.support.kube_cluster import GPU_PRODUCT
-from tests.support.live_server import live_server
+from tests.support.live_server import free_port, live_server
 
 ADMIN = ("admin", "admin-password-123")  # tests/support/live_server.py
 PASSWORD = "correct horse battery"
+MOUNT_IMAGE = "registry.example.com/remotegpu/platform:test"
 
 
 class FakeJupyter:
@@ -94,12 +95,16 @@ def k8s_platform(kube_cluster, tmp_path):
     kube_cluster.kubelet.loopback_namespaces.add(namespace)
     core = client.CoreV1Api(kube_cluster.api_client())
     scope = f"apps{uuid.uuid4().hex[:6]}"
+    port = free_port()
     try:
-        with live_server(tmp_path / "server", REMOTEGPU_RUNTIME="kubernetes", REMOTEGPU_AGENT_FAKE_GPUS="",
+        with live_server(tmp_path / "server", REMOTEGPU_HTTP_PORT=str(port), REMOTEGPU_KUBE_MOUNT_IMAGE=MOUNT_IMAGE,
+                         REMOTEGPU_KUBE_PLATFORM_URL=f"http://127.0.0.1:{port}",
+                         REMOTEGPU_RUNTIME="kubernetes", REMOTEGPU_AGENT_FAKE_GPUS="",
                          REMOTEGPU_KUBECONFIG=str(kube_cluster.kubeconfig), REMOTEGPU_KUBE_NAMESPACE=namespace,
                          REMOTEGPU_KUBE_STORAGE_CLASS=kube_cluster.storage_class, REMOTEGPU_DOCKER_SCOPE=scope,
                          REMOTEGPU_HEARTBEAT_SECONDS="1", REMOTEGPU_AGENT_NAME=f"k8s-{scope}") as server:
             made: list[str] = []
+            server.data_dir = tmp_path / "server"
             yield server, core, namespace, made
             # Deleted through the platform while it runs: nothing of it stays in the cluster.
             admin = server.login(*ADMIN)
@@ -250,3 +255,84 @@ async def test_the_fleet_view_lists_the_clusters_nodes_under_the_kubernetes_host
         assert nodes[other]["ready"] and nodes[bound]["schedulable"]
     finally:
         core.patch_node(other, {"spec": {"unschedulable": None}})
+
+
+async def test_a_dataset_mount_is_an_init_container_that_fetches_the_version_with_the_environments_token(
+        k8s_platform, tmp_path, monkeypatch) -> None:
+    """The Pod: an emptyDir per version, an init container of the platform's image that fills
+    it, a read-only mount at /datasets/<name>. No container runs in the test cluster, so the
+    test runs the init container's own command line, with the environment's Secret as its
+    variables (as ``envFrom`` gives them) and a temporary directory as its volume, against
+    the platform: the version's files arrive, checked."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    from remotegpu.entrypoints import storage_cli
+
+    server, core, namespace, made = k8s_platform
+    monkeypatch.setattr(storage_cli, "STATE_DIR", tmp_path / "upload-state")
+    admin = server.login(*ADMIN)
+    code, workspaces = server.request("GET", "/api/v1/workspaces", token=admin)
+    ws = next(w["id"] for w in workspaces["items"] if w["is_personal"])
+    code, ds = server.request("POST", "/api/v1/datasets", {"workspace_id": ws, "name": "corpus"}, token=admin)
+    assert code == 201, ds
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "notes.txt").write_text("version one\n")
+    (src / "sub" / "blob.bin").write_bytes(os.urandom(3 * 1024 * 1024 + 7))
+    async with aiohttp.ClientSession() as session:
+        api = storage_cli.Api(server.url, admin, session)
+        version = await storage_cli.push(api, "dataset", {"id": ds["id"]}, src, quiet=True)
+    assert version["number"] == 1
+
+    code, env = server.request("POST", "/api/v1/environments", {
+        "name": "k8s-mounts", "workspace_id": ws, "cpu_cores": 1, "memory_gib": 1,
+        "mounts": [{"kind": "dataset", "name": "corpus", "version": "latest"}],
+    }, token=admin)
+    assert code == 202, env
+    made.append(env["id"])
+    await asyncio.to_thread(wait_running, server, admin, env["id"])
+
+    pod = pod_of(core, namespace, env["id"])
+    (init,) = pod.spec.init_containers
+    main = pod.spec.containers[0]
+    assert init.image == MOUNT_IMAGE
+    assert init.command[:3] == ["python3", "-m", "remotegpu.entrypoints.kube_mount_fetch"]
+    assert init.command[3:6] == ["dataset", ds["id"], "1"]
+    (fetch_mount,) = init.volume_mounts
+    (data_mount,) = [m for m in main.volume_mounts if m.mount_path == "/datasets/corpus"]
+    assert data_mount.read_only and data_mount.name == fetch_mount.name
+    (volume,) = [v for v in pod.spec.volumes if v.name == data_mount.name]
+    assert volume.empty_dir is not None
+    assert init.resources.limits == init.resources.requests  # the Pod stays Guaranteed
+    assert [e.secret_ref.name for e in init.env_from] == [f"{pod.metadata.name}-env"]
+    # The agent did not download it into its own cache: the Pod does.
+    assert not list((server.data_dir / "agent" / "storage-cache").glob("trees/*"))
+
+    secret = core.read_namespaced_secret(f"{pod.metadata.name}-env", namespace)
+    variables = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
+    variables.update({e.name: e.value for e in init.env or []})
+    assert variables["REMOTEGPU_TOKEN"].startswith("rgpu_env_") and variables["REMOTEGPU_URL"] == server.url
+    volume_dir = tmp_path / "emptydir"
+    argv = [sys.executable if a == "python3" else a for a in init.command]
+    argv[-1] = str(volume_dir)
+    run = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=120,
+                                  env={"PATH": os.environ["PATH"], "PYTHONPATH": os.environ.get("PYTHONPATH", ""), **variables})
+    assert run.returncode == 0, run.stderr
+    assert (volume_dir / "notes.txt").read_text() == "version one\n"
+    assert hashlib.sha256((volume_dir / "sub" / "blob.bin").read_bytes()).digest() == \
+        hashlib.sha256((src / "sub" / "blob.bin").read_bytes()).digest()
+
+    # Another workspace's dataset is out of the environment token's reach.
+    outsider = server.signup("dave", PASSWORD)
+    code, ows = server.request("GET", "/api/v1/workspaces", token=outsider)
+    code, other = server.request("POST", "/api/v1/datasets", {"workspace_id": ows["items"][0]["id"], "name": "secret"},
+                                 token=outsider)
+    assert code == 201, other
+    argv[4] = other["id"]
+    argv[-1] = str(tmp_path / "other")
+    run = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=120,
+                                  env={"PATH": os.environ["PATH"], "PYTHONPATH": os.environ.get("PYTHONPATH", ""), **variables})
+    assert run.returncode == 1 and "404" in run.stderr, run.stderr

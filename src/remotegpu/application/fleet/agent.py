@@ -578,7 +578,7 @@ class HostAgent:
             if await self._needs_pull(want, seen):
                 return False  # pulling in the background; started on a later beat
             spec = want.spec
-            if spec.data_mounts and self.data_mounts is not None:
+            if spec.data_mounts and self.data_mounts is not None and not getattr(self.runtime, "mounts_data_itself", False):
                 prepared = await self.data_mounts.prepare(spec, self._token or "", self._running_ids | self._running_nodes)
                 if prepared is None:  # still downloading beside the loop: the next beat tries again
                     return False

@@ -234,3 +234,8 @@ def test_the_worker_holds_no_cluster_rights_the_servers_only_read_environment_po
     service = one("Service", name)
     assert service["metadata"]["namespace"] == namespace
     assert int(port or 80) in {p["port"] for p in service["spec"]["ports"]}
+    # Data mounts' init containers run the servers' image and reach the same Service.
+    agent_config = one("ConfigMap", "remotegpu-agent-config")["data"]
+    assert agent_config["REMOTEGPU_KUBE_PLATFORM_URL"] == server
+    assert agent_config["REMOTEGPU_KUBE_MOUNT_IMAGE"] == \
+        one("Deployment", "remotegpu-serve")["spec"]["template"]["spec"]["containers"][0]["image"]

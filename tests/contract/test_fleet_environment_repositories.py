@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from remotegpu.domain.environments.models import Desired, Environment, EnvStatus, GpuAllocation, HostPort
-from remotegpu.domain.fleet.models import Gpu, Host, HostStatus, QuarantineEntry, parse_fake_gpus
+from remotegpu.domain.fleet.models import ClusterNode, Gpu, Host, HostStatus, QuarantineEntry, parse_fake_gpus
 from remotegpu.domain.shared.errors import Conflict
 from remotegpu.domain.workspaces.quota import Usage
 
@@ -74,6 +74,8 @@ async def test_a_host_reads_back_with_gpus_labels_and_utilization(uow_factory):
         ],
         gpu_utilization={"GPU-a": 87, "GPU-b": 0},
         quarantined=[QuarantineEntry("env-9", "host-0", at(4)), QuarantineEntry("env-8", "", at(5))],
+        cluster_nodes=[ClusterNode("node-a", True, False, 8, 7, 2, "63500m", "512Gi", {"nvidia.com/gpu.product": "NVIDIA-H100"}),
+                       ClusterNode("node-b", False, True)],
     )
     await add_hosts(uow_factory, host)
     async with uow_factory() as uow:

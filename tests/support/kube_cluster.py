@@ -9,7 +9,11 @@ deploy/kubernetes-test/build.sh) on free loopback ports, writes a kubeconfig, an
 * registers N GPU nodes advertising ``nvidia.com/gpu`` capacity and the
   ``nvidia.com/gpu.product`` label, marks them Ready, removes the ``not-ready`` taint and
   renews their leases (so the node lifecycle controller keeps them Ready);
-* moves Pods bound to its nodes to Running (with a pod IP) and finishes graceful deletes;
+* moves Pods bound to its nodes to Running (with a pod IP) and finishes graceful deletes.
+  Pods in a namespace named in ``loopback_namespaces`` get an IP of their own in
+  127.0.0.0/8 (no container runs: a test serves what the Pod would, on that IP, and the
+  platform dials it as it dials a Pod from inside a cluster). Other Pods get 10.244.x.y
+  (Endpoints refuse loopback addresses; nothing dials those);
 * provisions volumes for its storage class: a directory per claim, bound through a
   pre-bound hostPath PersistentVolume, deleted with the claim (what a CSI driver would do).
   The directory is the claim's "disk": tests read and write files there.
@@ -347,6 +351,9 @@ class StandInKubelet:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._ips = iter(f"10.244.{i // 250}.{i % 250 + 2}" for i in range(100_000))
+        second = secrets.randbelow(200) + 20  # 127.<this>.x.y: unlikely to meet another cluster's
+        self._loopback_ips = iter(f"127.{second}.{i // 250}.{i % 250 + 2}" for i in range(60_000))
+        self.loopback_namespaces: set[str] = set()
         self._ip_lock = threading.Lock()
         self.errors: list[str] = []
 
@@ -457,7 +464,7 @@ class StandInKubelet:
     def _run(self, pod) -> None:
         now = dt.datetime.now(dt.timezone.utc).isoformat()
         with self._ip_lock:
-            ip = next(self._ips)
+            ip = next(self._loopback_ips if pod.metadata.namespace in self.loopback_namespaces else self._ips)
         conditions = [{"type": t, "status": "True", "lastTransitionTime": now}
                       for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")]
         statuses = [{"name": c.name, "image": c.image, "imageID": f"stand-in://{c.image}", "ready": True,

@@ -125,7 +125,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
     if runtime_name == "kubernetes" and not fake_spec:
         from remotegpu.adapters.runtime.kube_nodes import KubernetesGpuProbe
 
-        probe = KubernetesGpuProbe(runtime._api, gpu_resource=os.environ.get("REMOTEGPU_KUBE_GPU_RESOURCE") or "nvidia.com/gpu")
+        probe = KubernetesGpuProbe(runtime._api, gpu_resource=os.environ.get("REMOTEGPU_KUBE_GPU_RESOURCE") or "nvidia.com/gpu",
+                                   allocated=runtime.gpus_by_node)
 
     try:
         interval = float(getattr(args, "metrics_interval", None) or os.environ.get("REMOTEGPU_METRICS_INTERVAL_SECONDS") or 10)

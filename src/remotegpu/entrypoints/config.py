@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     kube_runtime_class: str = ""  # e.g. "nvidia"
     kube_gpu_resource: str = "nvidia.com/gpu"
     kube_start_timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    kube_mount_image: str = ""  # the image of data mounts' init containers (the platform's own image)
+    kube_platform_url: str = ""  # where those init containers reach the platform (empty: REMOTEGPU_PUBLIC_URL)
     embedded_agent: bool = True
     agent_name: str | None = None  # default: this machine's hostname
     agent_fake_gpus: str | None = None  # e.g. "4xNVIDIA A100-SXM4-80GB" on machines without GPUs

@@ -76,7 +76,9 @@ async def build_embedded_agent(container: Container) -> HostAgent:
                  "REMOTEGPU_KUBE_IMAGE_PULL_SECRET": settings.kube_image_pull_secret,
                  "REMOTEGPU_KUBE_RUNTIME_CLASS": settings.kube_runtime_class,
                  "REMOTEGPU_KUBE_GPU_RESOURCE": settings.kube_gpu_resource,
-                 "REMOTEGPU_KUBE_START_TIMEOUT_SECONDS": str(settings.kube_start_timeout_seconds)},
+                 "REMOTEGPU_KUBE_START_TIMEOUT_SECONDS": str(settings.kube_start_timeout_seconds),
+                 "REMOTEGPU_KUBE_MOUNT_IMAGE": settings.kube_mount_image,
+                 "REMOTEGPU_KUBE_PLATFORM_URL": settings.kube_platform_url},
     )
     from remotegpu.adapters.workloads.select import select_job_runtime
 
@@ -94,7 +96,8 @@ async def build_embedded_agent(container: Container) -> HostAgent:
     if runtime_name == "kubernetes" and not (settings.agent_fake_gpus or "").strip():
         from remotegpu.adapters.runtime.kube_nodes import KubernetesGpuProbe
 
-        probe = KubernetesGpuProbe(runtime._api, gpu_resource=settings.kube_gpu_resource)  # the cluster's nodes' GPUs
+        probe = KubernetesGpuProbe(runtime._api, gpu_resource=settings.kube_gpu_resource,  # the cluster's nodes' GPUs
+                                   allocated=runtime.gpus_by_node)
     collector = MetricsCollector(probe if hasattr(probe, "telemetry") else None,
                                  runtime if hasattr(runtime, "container_counters") else None,
                                  interval_seconds=settings.metrics_interval_seconds)

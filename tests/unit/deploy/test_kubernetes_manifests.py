@@ -200,14 +200,33 @@ def test_the_agent_account_may_do_what_the_runtime_adapter_does_and_no_more():
     assert agent["spec"]["replicas"] == 1 and agent["spec"]["strategy"]["type"] == "Recreate"
 
 
-def test_servers_and_worker_hold_no_cluster_rights_and_the_agent_reaches_the_servers():
-    for name in ("remotegpu-serve", "remotegpu-worker"):
-        pod = one("Deployment", name)["spec"]["template"]["spec"]
-        account = one("ServiceAccount", pod["serviceAccountName"])
-        assert pod.get("automountServiceAccountToken") is False
-        assert account.get("automountServiceAccountToken") is False
-        for binding in of_kind("RoleBinding") + of_kind("ClusterRoleBinding"):
-            assert all(s["name"] != account["metadata"]["name"] for s in binding["subjects"])
+def test_the_worker_holds_no_cluster_rights_the_servers_only_read_environment_pods_and_the_agent_reaches_the_servers():
+    pod = one("Deployment", "remotegpu-worker")["spec"]["template"]["spec"]
+    account = one("ServiceAccount", pod["serviceAccountName"])
+    assert pod.get("automountServiceAccountToken") is False
+    assert account.get("automountServiceAccountToken") is False
+    for binding in of_kind("RoleBinding") + of_kind("ClusterRoleBinding"):
+        assert all(s["name"] != account["metadata"]["name"] for s in binding["subjects"])
+    # The servers' app proxy finds environments' Pods (JupyterLab) in the agent's
+    # namespace by the agent's scope label, and may read Pods there, nothing more.
+    agent = one("ConfigMap", "remotegpu-agent-config")["data"]
+    servers = one("ConfigMap", "remotegpu-config")["data"]
+    env_ns = agent["REMOTEGPU_KUBE_NAMESPACE"]
+    assert servers["REMOTEGPU_KUBE_NAMESPACE"] == env_ns
+    assert servers["REMOTEGPU_DOCKER_SCOPE"] == agent["REMOTEGPU_DOCKER_SCOPE"] != ""
+    pod = one("Deployment", "remotegpu-serve")["spec"]["template"]["spec"]
+    account = one("ServiceAccount", pod["serviceAccountName"])
+    name, ns = account["metadata"]["name"], account["metadata"]["namespace"]
+    assert name not in {pod_spec["spec"]["template"]["spec"]["serviceAccountName"]
+                        for pod_spec in of_kind("Deployment") if pod_spec["metadata"]["name"] != "remotegpu-serve"}
+    roles = _bound_roles("Role", "RoleBinding", name, ns, env_ns)
+    granted: dict[str, set[str]] = {}
+    for role in roles:
+        for resource, verbs in _granted(role["rules"]).items():
+            granted.setdefault(resource, set()).update(verbs)
+    assert granted == {"pods": {"get", "list", "watch"}}
+    assert not _bound_roles("ClusterRole", "ClusterRoleBinding", name, ns, None)
+    assert not _bound_roles("Role", "RoleBinding", name, ns, ns)
     server = one("ConfigMap", "remotegpu-agent-config")["data"]["REMOTEGPU_SERVER_URL"]
     host, _, port = server.split("://", 1)[1].partition(":")
     name, namespace, suffix = host.split(".", 2)
@@ -215,3 +234,8 @@ def test_servers_and_worker_hold_no_cluster_rights_and_the_agent_reaches_the_ser
     service = one("Service", name)
     assert service["metadata"]["namespace"] == namespace
     assert int(port or 80) in {p["port"] for p in service["spec"]["ports"]}
+    # Data mounts' init containers run the servers' image and reach the same Service.
+    agent_config = one("ConfigMap", "remotegpu-agent-config")["data"]
+    assert agent_config["REMOTEGPU_KUBE_PLATFORM_URL"] == server
+    assert agent_config["REMOTEGPU_KUBE_MOUNT_IMAGE"] == \
+        one("Deployment", "remotegpu-serve")["spec"]["template"]["spec"]["containers"][0]["image"]

@@ -27,7 +27,7 @@ from remotegpu.application.fleet.agent_protocol import (
     ObservedEnvironment,
     QuarantinedEnvironment,
 )
-from remotegpu.domain.fleet.models import Gpu
+from remotegpu.domain.fleet.models import ClusterNode, Gpu
 
 GPUS = [
     Gpu(0, "GPU-aaaa", "NVIDIA H100 80GB HBM3", 81920, numa_node=0, nvlink_group=1),
@@ -40,6 +40,8 @@ REPORT = HostReport(
               ObservedEnvironment("env-2", "failed", None, "image missing")],
     utilization={"GPU-aaaa": 97, "GPU-bbbb": 0}, address="10.0.0.7", private_address="192.168.0.7", agent_version="0.1.0",
     quarantined=[QuarantinedEnvironment("env-9", "host-0"), QuarantinedEnvironment("env-8")],
+    cluster_nodes=[ClusterNode("gpu-a", True, True, 8, 8, 3, "64", "512Gi", {"nvidia.com/gpu.product": "NVIDIA-H100"}),
+                   ClusterNode("gpu-b", False, False)],
 )
 SPEC = RuntimeSpec(
     env_id="env-1", image="remotegpu/base:latest", cpu_cores=7.5, memory_gib=30.0, gpu_uuids=["GPU-aaaa"],
@@ -162,6 +164,11 @@ def _report_with(path, value):
         (("quarantined", 0, "env_id"), "", "report.quarantined[0].env_id: must not be empty"),
         (("quarantined", 0, "host_id"), "a b", "report.quarantined[0].host_id: expected an id"),
         (("quarantined",), {}, "report.quarantined: expected a list"),
+        (("cluster_nodes", 1, "name"), "gpu-a", "report.cluster_nodes: 'gpu-a' appears twice"),
+        (("cluster_nodes", 0, "ready"), "yes", "report.cluster_nodes[0].ready: expected true or false"),
+        (("cluster_nodes", 0, "gpu_allocated"), -1, "report.cluster_nodes[0].gpu_allocated: must be at least 0"),
+        (("cluster_nodes", 0, "labels"), {"a": 1}, "report.cluster_nodes[0].labels: expected at most 64"),
+        (("cluster_nodes", 0, "name"), "", "report.cluster_nodes[0].name: must not be empty"),
     ],
 )
 def test_bad_reports_are_refused_with_a_clear_message(path, value, message):

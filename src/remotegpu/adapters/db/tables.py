@@ -262,6 +262,8 @@ hosts = sa.Table(
     # Admin-set overcommit: scheduling counts requests against capacity x ratio.
     sa.Column("cpu_overcommit", sa.Float, nullable=False, server_default="1.0"),  # 0014
     sa.Column("memory_overcommit", sa.Float, nullable=False, server_default="1.0"),  # 0014
+    # A Kubernetes host's cluster nodes, as its agent reports them (adapters/fleet/wire.py's shape).
+    sa.Column("cluster_nodes", sa.JSON, nullable=False, server_default="[]"),  # 0037
     sa.UniqueConstraint("name"),
     sa.UniqueConstraint("join_token_hash"),
     sa.UniqueConstraint("agent_token_hash"),

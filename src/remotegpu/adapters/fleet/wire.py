@@ -33,7 +33,7 @@ from remotegpu.application.fleet.agent_protocol import (
     QuarantinedEnvironment,
 )
 from remotegpu.application.workloads.ports import JobNodeSpec
-from remotegpu.domain.fleet.models import Gpu
+from remotegpu.domain.fleet.models import MAX_CLUSTER_NODES, ClusterNode, Gpu
 
 #: What a host key may look like on its way to the agent (written to a file by a shell
 #: script in the container: base64 lines between the armour, nothing else).
@@ -110,7 +110,31 @@ def report_to_dict(report: HostReport) -> dict[str, Any]:
         "job_logs": [{"node_id": c.node_id, "offset": c.offset, "data": base64.b64encode(c.data).decode()}
                      for c in report.job_logs],
         "jobs_healthy": report.jobs_healthy,
+        "cluster_nodes": [cluster_node_to_dict(n) for n in report.cluster_nodes],
     }
+
+
+def cluster_node_to_dict(n: ClusterNode) -> dict[str, Any]:
+    return {"name": n.name, "ready": n.ready, "schedulable": n.schedulable, "gpu_capacity": n.gpu_capacity,
+            "gpu_allocatable": n.gpu_allocatable, "gpu_allocated": n.gpu_allocated, "cpu": n.cpu, "memory": n.memory,
+            "labels": dict(n.labels)}
+
+
+def cluster_node_from_dict(data: Any, path: str = "cluster_node") -> ClusterNode:
+    r = _Reader(data, path)
+    labels = r.mapping("labels", {})
+    if len(labels) > 64 or not all(isinstance(k, str) and isinstance(v, str) and len(k) <= 317 and len(v) <= 63
+                                   for k, v in labels.items()):
+        raise ValueError(f"{path}.labels: expected at most 64 Kubernetes labels (strings)")
+    name = r.text("name", non_empty=True)
+    if len(name) > 253:
+        raise ValueError(f"{path}.name: at most 253 characters")
+    return ClusterNode(
+        name=name, ready=r.flag("ready"), schedulable=r.flag("schedulable"),
+        gpu_capacity=r.integer("gpu_capacity", 0, minimum=0), gpu_allocatable=r.integer("gpu_allocatable", 0, minimum=0),
+        gpu_allocated=r.integer("gpu_allocated", 0, minimum=0), cpu=r.text("cpu", "")[:32], memory=r.text("memory", "")[:32],
+        labels=dict(labels),
+    )
 
 
 def image_job_report_to_dict(j: ImageJobReport) -> dict[str, Any]:
@@ -398,6 +422,9 @@ def report_from_dict(data: Any, path: str = "report") -> HostReport:
         except ValueError:
             raise ValueError(f"{where}.data: expected base64") from None
         job_logs.append(JobLogChunk(_job_node_id(c, where), c.integer("offset", minimum=0), data))
+    cluster_nodes = [cluster_node_from_dict(n, f"{path}.cluster_nodes[{i}]")
+                     for i, n in enumerate(r.array("cluster_nodes", [])[:MAX_CLUSTER_NODES])]
+    _unique([n.name for n in cluster_nodes], f"{path}.cluster_nodes")
     return HostReport(
         gpus=gpus,
         cpu_cores=r.integer("cpu_cores", minimum=0),
@@ -417,6 +444,7 @@ def report_from_dict(data: Any, path: str = "report") -> HostReport:
         job_nodes=job_nodes,  # absent from agents without the workloads context
         job_logs=job_logs,
         jobs_healthy=r.flag("jobs_healthy", False),  # absent: an agent without job runtime
+        cluster_nodes=cluster_nodes,  # absent: not a Kubernetes agent
     )
 
 

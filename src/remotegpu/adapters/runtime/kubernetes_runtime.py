@@ -14,6 +14,10 @@ installations sharing a cluster or a namespace never see each other's objects):
   class and image pull secrets from configuration. Stop deletes the Pod and keeps the claim;
   start makes a new Pod on the same claim;
 * its variables: a Secret (``envFrom``), so secrets never sit in the Pod's spec;
+* its dataset/model mounts: per version an emptyDir filled by an init container (the
+  platform's image, ``kube_mount_fetch`` with the environment's own storage token) and
+  mounted read-only at ``/datasets/<name>`` / ``/models/<name>``: downloaded on every
+  start of the Pod, onto the node the scheduler chose (see ``_data_mounts``);
 * its ports: a Service selecting the Pod. Public ports (SSH) are NodePorts numbered as the
   platform allocated them (the platform's port range must lie inside the cluster's
   ``--service-node-port-range``); private ports (Jupyter) go to a second, ClusterIP-only
@@ -70,12 +74,18 @@ ANNOTATION_DISK = "remotegpu.io/disk-gib"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 UNSCHEDULABLE = "unschedulable: "
 DEFAULT_DISK_GIB = 10
+MOUNT_FETCH_DIR = "/mnt/remotegpu-data"  # where a data mount's init container writes (its emptyDir)
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _ENV_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 def _label_value(value: str) -> str | None:
     return value if len(value) <= 63 and _LABEL_VALUE.match(value) else None
+
+
+def scope_label(scope: str) -> str:
+    """An installation's scope as the value of its objects' ``remotegpu.scope`` label."""
+    return _label_value(scope) or hashlib.sha256(scope.encode()).hexdigest()[:16]
 
 
 def gpu_product(model: str) -> str:
@@ -87,11 +97,16 @@ def gpu_product(model: str) -> str:
 class KubernetesRuntime(ThreadedRuntime):
     """EnvironmentRuntime (with exec) on one namespace of a Kubernetes cluster."""
 
+    #: Dataset/model mounts are downloaded in the Pod (init containers), not in the agent's
+    #: cache: the agent hands ``data_mounts`` over as they are.
+    mounts_data_itself = True
+
     def __init__(
         self, api_client: Any = None, *, namespace: str = "remotegpu", scope: str = "default",
         storage_class: str | None = None, service_type: str = "NodePort", image_pull_secret: str | None = None,
         runtime_class: str | None = None, gpu_resource: str = "nvidia.com/gpu", start_timeout: float = 60.0,
-        stop_grace_seconds: int = 5, kubeconfig: str | None = None,
+        stop_grace_seconds: int = 5, kubeconfig: str | None = None, mount_image: str | None = None,
+        platform_url: str | None = None,
     ) -> None:
         from kubernetes import client
 
@@ -101,7 +116,7 @@ class KubernetesRuntime(ThreadedRuntime):
         self._core = client.CoreV1Api(api_client)
         self.namespace = namespace
         self.scope = scope
-        self._scope_value = _label_value(scope) or hashlib.sha256(scope.encode()).hexdigest()[:16]
+        self._scope_value = scope_label(scope)
         self.storage_class = storage_class or None
         if service_type not in ("NodePort", "LoadBalancer", "ClusterIP"):
             raise ValueError(f"service type must be NodePort, LoadBalancer or ClusterIP, not {service_type!r}")
@@ -111,6 +126,10 @@ class KubernetesRuntime(ThreadedRuntime):
         self.gpu_resource = gpu_resource
         self.start_timeout = start_timeout
         self.stop_grace_seconds = stop_grace_seconds
+        # Data mounts: the image of the init containers that download them (the platform's
+        # own image: it has kube_mount_fetch), and where they reach the platform.
+        self.mount_image = mount_image or None
+        self.platform_url = platform_url or None
         self._locks = {}
         selector = f"{LABEL_MANAGED}=true,{LABEL_SCOPE}={self._scope_value}"
         self.pods = Informer(self._core.list_namespaced_pod, namespace=namespace, label_selector=selector, name="pods")
@@ -135,6 +154,25 @@ class KubernetesRuntime(ThreadedRuntime):
         self.pods.stop()
         self.claims.stop()
         self._pool.shutdown(wait=False)
+
+    def gpus_by_node(self) -> dict[str, int]:
+        """GPUs the Pods of this installation request, by the node they are bound to
+        (Pods that ended or are being deleted not counted): the fleet view's "allocated"."""
+        self._informers()
+        out: dict[str, int] = {}
+        for pod in self.pods.items():
+            phase = pod.status.phase if pod.status is not None else None
+            if not pod.spec.node_name or pod.metadata.deletion_timestamp is not None or phase in ("Succeeded", "Failed"):
+                continue
+            for container in pod.spec.containers or []:
+                limits = (container.resources.limits if container.resources is not None else None) or {}
+                try:
+                    count = int(limits.get(self.gpu_resource, 0))
+                except (TypeError, ValueError):
+                    count = 0
+                if count:
+                    out[pod.spec.node_name] = out.get(pod.spec.node_name, 0) + count
+        return out
 
     # -- names ----------------------------------------------------------------------
 
@@ -388,6 +426,7 @@ class KubernetesRuntime(ThreadedRuntime):
         model = spec.labels.get(LABEL_GPU_MODEL)
         if gpus and model:
             node_selector = {GPU_PRODUCT_LABEL: gpu_product(model)}
+        init_containers, volumes, mounts = self._data_mounts(spec, name, limits)
         secrets = [s for s in (self.image_pull_secret, pull_secret) if s]
         labels = {**self._labels(spec.env_id, spec.labels), "remotegpu.pod": name}
         annotations = {ANNOTATION_PORTS: json.dumps({str(k): v for k, v in spec.ports.items()}),
@@ -397,7 +436,7 @@ class KubernetesRuntime(ThreadedRuntime):
             env_from=[client.V1EnvFromSource(secret_ref=client.V1SecretEnvSource(name=f"{name}-env"))],
             ports=[client.V1ContainerPort(container_port=cp, protocol="TCP") for cp in sorted(spec.ports)],
             resources=client.V1ResourceRequirements(requests=dict(limits), limits=limits),
-            volume_mounts=[client.V1VolumeMount(name="workspace", mount_path=WORKSPACE_PATH)],
+            volume_mounts=[client.V1VolumeMount(name="workspace", mount_path=WORKSPACE_PATH), *mounts],
         )
         return client.V1Pod(
             metadata=client.V1ObjectMeta(name=name, labels=labels, annotations=annotations,
@@ -408,10 +447,41 @@ class KubernetesRuntime(ThreadedRuntime):
                 termination_grace_period_seconds=self.stop_grace_seconds, node_selector=node_selector,
                 runtime_class_name=self.runtime_class,
                 image_pull_secrets=[client.V1LocalObjectReference(name=s) for s in secrets] or None,
+                init_containers=init_containers or None,
                 volumes=[client.V1Volume(name="workspace", persistent_volume_claim=client.V1PersistentVolumeClaimVolumeSource(
-                    claim_name=claim.metadata.name))],
+                    claim_name=claim.metadata.name)), *volumes],
             ),
         )
+
+    def _data_mounts(self, spec: RuntimeSpec, name: str, limits: dict[str, str]) -> tuple[list[Any], list[Any], list[Any]]:
+        """Per dataset/model version: an emptyDir, an init container that downloads the
+        version into it (``remotegpu.entrypoints.kube_mount_fetch`` with the environment's
+        own storage token, from its Secret), and a read-only mount of it at the version's
+        path in the environment's container. The init containers get the environment's
+        CPU/memory (requests = limits: the Pod stays Guaranteed and asks for no more)."""
+        from kubernetes import client
+
+        if not spec.data_mounts:
+            return [], [], []
+        if not self.mount_image:
+            raise EnvironmentRuntimeError(
+                f"environment {spec.env_id} mounts datasets/models: set REMOTEGPU_KUBE_MOUNT_IMAGE (the platform's image)")
+        inits, volumes, mounts = [], [], []
+        extra_env = [client.V1EnvVar(name="REMOTEGPU_URL", value=self.platform_url)] if self.platform_url else None
+        for i, m in enumerate(spec.data_mounts):
+            volume = f"data-{i}"
+            volumes.append(client.V1Volume(name=volume, empty_dir=client.V1EmptyDirVolumeSource()))
+            inits.append(client.V1Container(
+                name=f"mount-{i}", image=self.mount_image, image_pull_policy="IfNotPresent",
+                command=["python3", "-m", "remotegpu.entrypoints.kube_mount_fetch", m.kind, m.repository_id,
+                         str(m.version), MOUNT_FETCH_DIR],
+                env_from=[client.V1EnvFromSource(secret_ref=client.V1SecretEnvSource(name=f"{name}-env"))], env=extra_env,
+                resources=client.V1ResourceRequirements(
+                    requests={k: v for k, v in limits.items() if k in ("cpu", "memory")},
+                    limits={k: v for k, v in limits.items() if k in ("cpu", "memory")}),
+                volume_mounts=[client.V1VolumeMount(name=volume, mount_path=MOUNT_FETCH_DIR)]))
+            mounts.append(client.V1VolumeMount(name=volume, mount_path=m.target, read_only=True))
+        return inits, volumes, mounts
 
     def _delete_pod(self, name: str, grace: int) -> None:
         _ignore_404(self._core.delete_namespaced_pod, name, self.namespace, grace_period_seconds=grace)

@@ -92,7 +92,8 @@ def kubernetes_runtime(scope: str, environ: Mapping[str, str]) -> EnvironmentRun
     ``REMOTEGPU_KUBECONFIG`` (a path; empty: the in-cluster service account),
     ``REMOTEGPU_KUBE_NAMESPACE``, ``REMOTEGPU_KUBE_STORAGE_CLASS``, ``REMOTEGPU_KUBE_SERVICE_TYPE``,
     ``REMOTEGPU_KUBE_IMAGE_PULL_SECRET``, ``REMOTEGPU_KUBE_RUNTIME_CLASS``, ``REMOTEGPU_KUBE_GPU_RESOURCE``,
-    ``REMOTEGPU_KUBE_START_TIMEOUT_SECONDS``. The installation's scope labels every object."""
+    ``REMOTEGPU_KUBE_START_TIMEOUT_SECONDS``, ``REMOTEGPU_KUBE_MOUNT_IMAGE``, ``REMOTEGPU_KUBE_PLATFORM_URL``.
+    The installation's scope labels every object."""
     from remotegpu.adapters.runtime.kubernetes_runtime import KubernetesRuntime, load_api_client
 
     def get(key: str, default: str = "") -> str:
@@ -112,4 +113,5 @@ def kubernetes_runtime(scope: str, environ: Mapping[str, str]) -> EnvironmentRun
         image_pull_secret=get("REMOTEGPU_KUBE_IMAGE_PULL_SECRET") or None,
         runtime_class=get("REMOTEGPU_KUBE_RUNTIME_CLASS") or None,
         gpu_resource=get("REMOTEGPU_KUBE_GPU_RESOURCE", "nvidia.com/gpu"), start_timeout=timeout,
+        mount_image=get("REMOTEGPU_KUBE_MOUNT_IMAGE") or None, platform_url=get("REMOTEGPU_KUBE_PLATFORM_URL") or None,
     )

@@ -286,6 +286,7 @@ class HostAgent:
             quarantined=quarantined,
             image_jobs=[self._image_job_report(run) for run in self._image_jobs.values()],
             images=list(self._images_present),
+            cluster_nodes=_cluster_nodes(self.probe),
             **(await self._job_report()),
         )
 
@@ -577,7 +578,7 @@ class HostAgent:
             if await self._needs_pull(want, seen):
                 return False  # pulling in the background; started on a later beat
             spec = want.spec
-            if spec.data_mounts and self.data_mounts is not None:
+            if spec.data_mounts and self.data_mounts is not None and not getattr(self.runtime, "mounts_data_itself", False):
                 prepared = await self.data_mounts.prepare(spec, self._token or "", self._running_ids | self._running_nodes)
                 if prepared is None:  # still downloading beside the loop: the next beat tries again
                     return False
@@ -840,6 +841,12 @@ def _runtime_name(runtime: object) -> str:
         if known in name:
             return known
     return name
+
+
+def _cluster_nodes(probe: object) -> list:
+    """The cluster's nodes, from a probe that knows them (a Kubernetes cluster's)."""
+    nodes = getattr(probe, "cluster_nodes", None)
+    return list(nodes()) if nodes is not None else []
 
 
 def _is_fake(probe: object) -> bool:

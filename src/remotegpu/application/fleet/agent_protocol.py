@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from remotegpu.application.environments.ports import RuntimeSpec
 from remotegpu.application.workloads.ports import JobNodeSpec
-from remotegpu.domain.fleet.models import Gpu
+from remotegpu.domain.fleet.models import ClusterNode, Gpu
 
 DEFAULT_HEARTBEAT_SECONDS = 5.0
 MISSED_BEATS_BEFORE_OFFLINE = 3
@@ -99,6 +99,8 @@ class HostReport:
     # True only when the agent's job runtime listed its nodes: otherwise (it did not answer,
     # the agent has none, an older agent) ``job_nodes`` says nothing, no node is taken for gone.
     jobs_healthy: bool = False
+    # A Kubernetes runtime's agent: the cluster's nodes (the fleet view lists them).
+    cluster_nodes: list[ClusterNode] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

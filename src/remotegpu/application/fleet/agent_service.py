@@ -38,7 +38,7 @@ from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFact
 from remotegpu.domain.environments.models import Desired, Environment, EnvironmentEvent, EnvStatus
 from remotegpu.domain.shared.ids import new_id
 from remotegpu.domain.fleet.addresses import check_address
-from remotegpu.domain.fleet.models import Host, HostStatus, QuarantineEntry
+from remotegpu.domain.fleet.models import MAX_CLUSTER_NODES, Host, HostStatus, QuarantineEntry
 from remotegpu.domain.shared.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from remotegpu.domain.workloads.models import JobStatus
 
@@ -391,6 +391,7 @@ class AgentService:
         host.cpu_cores, host.memory_gib, host.disk_gib = report.cpu_cores, report.memory_gib, report.disk_gib
         host.runtime, host.runtime_healthy, host.fake_gpus = report.runtime, report.runtime_healthy, report.fake_gpus
         host.gpu_utilization = {uuid: pct for uuid, pct in report.utilization.items() if uuid not in host.gpu_conflicts}
+        host.cluster_nodes = list(report.cluster_nodes[:MAX_CLUSTER_NODES])
         if address:
             host.address = address
         if private_address:

@@ -59,6 +59,28 @@ class QuarantineEntry:
     since: datetime
 
 
+@dataclass(frozen=True)
+class ClusterNode:
+    """One node of the Kubernetes cluster a host's agent drives (that host stands for the
+    whole cluster): as the agent last reported it. ``gpu_allocated`` counts the GPUs the
+    platform's own Pods on the node request; ``labels`` are the node's GPU and topology
+    labels (e.g. ``nvidia.com/gpu.product``), not all of them."""
+
+    name: str
+    ready: bool
+    schedulable: bool
+    gpu_capacity: int = 0
+    gpu_allocatable: int = 0
+    gpu_allocated: int = 0
+    cpu: str = ""  # allocatable, as Kubernetes writes quantities ("64", "63500m")
+    memory: str = ""  # allocatable ("512Gi")
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+#: At most this many nodes are kept per host (a report may not flood the row).
+MAX_CLUSTER_NODES = 5000
+
+
 OVERCOMMIT_RANGE = (1.0, 10.0)  # admin-set CPU / memory overcommit ratio bounds
 
 
@@ -112,6 +134,8 @@ class Host:
     # vs limits in Kubernetes). 1.0 = no overcommit.
     cpu_overcommit: float = 1.0
     memory_overcommit: float = 1.0
+    # Kubernetes hosts only: the cluster's nodes, as the agent last reported them.
+    cluster_nodes: list[ClusterNode] = field(default_factory=list)
 
     @property
     def schedulable_cpu_cores(self) -> int:

@@ -88,6 +88,28 @@ def terminal_opener(app: web.Application) -> TerminalOpener | None:
     return _memo(app, "terminals", make)
 
 
+def kube_app_endpoints(app: web.Application):
+    """Where environments on a Kubernetes host listen (their Pods' IPs; see
+    adapters/runtime/kube_apps.py), through this server's REMOTEGPU_KUBECONFIG or the
+    in-cluster service account; None when neither reaches a cluster (asked once per app)."""
+
+    def make():
+        settings = app[CONTAINER].settings()
+        try:
+            from remotegpu.adapters.runtime.kube_apps import KubeAppEndpoints
+            from remotegpu.adapters.runtime.kubernetes_runtime import load_api_client
+
+            return KubeAppEndpoints(load_api_client(settings.kubeconfig or None), namespace=settings.kube_namespace,
+                                    scope=settings.effective_docker_scope())
+        except Exception as exc:  # noqa: BLE001 - no kubeconfig, not in a cluster, no client
+            import logging
+
+            logging.getLogger(__name__).warning("Kubernetes hosts' JupyterLab cannot be reached: %s", exc)
+            return None
+
+    return _memo(app, "kube_apps", make)
+
+
 def local_docker_runtime(app: web.Application):
     """The embedded host's DockerRuntime (for lookups such as a container's IP), or None
     when this server has no embedded agent on Docker."""

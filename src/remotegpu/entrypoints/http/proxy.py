@@ -55,7 +55,7 @@ from remotegpu.application.environments.entry import Upstream
 from remotegpu.domain.environments.models import JUPYTER_CONTAINER_PORT, JUPYTER_CONTAINER_SOCKET
 from remotegpu.entrypoints.http.errors import error_response
 from remotegpu.entrypoints.http.keys import CONTAINER
-from remotegpu.entrypoints.http.local_host import local_docker_runtime, local_host_id
+from remotegpu.entrypoints.http.local_host import kube_app_endpoints, local_docker_runtime, local_host_id
 from remotegpu.entrypoints.http.session import PLATFORM_COOKIES, is_websocket_upgrade
 from remotegpu.entrypoints.http.upstream import (
     ContainedSocket,
@@ -171,6 +171,8 @@ class JupyterProxy:
                         return await self._websocket(request, target, upstream, extra, still_admitted, direct=True)
                     except _DirectUnreachable:
                         continue
+                if not _published(upstream):
+                    raise _NotListening()  # a Kubernetes Pod without an address (yet): waited for
                 return await self._websocket(request, (upstream.address, upstream.port), upstream, extra, still_admitted)
             except _NotListening:
                 now = loop.time()
@@ -187,13 +189,18 @@ class JupyterProxy:
 
     async def _direct_route(self, app: web.Application, upstream: Upstream) -> _DirectRoute | None:
         """The ways to the container that skip Docker's port proxy, when it runs on this
-        server's own Docker."""
-        if upstream.host.id != local_host_id(app):
+        server's own Docker; on a Kubernetes host, the environment's Pod (its IP and
+        Jupyter's container port, see adapters/runtime/kube_apps.py)."""
+        kubernetes = upstream.host.runtime == "kubernetes"
+        if not kubernetes and upstream.host.id != local_host_id(app):
             return None
         now = time.monotonic()
         hit = self._direct.get(upstream.env_id)
         if hit is not None and hit[0] > now:
             return hit[1]
+        if kubernetes:  # a Pod without an address yet is looked up again by the next try
+            route = await self._pod_route(app, upstream)
+            return self._remember(upstream.env_id, now, route) if route is not None else None
         runtime = local_docker_runtime(app)
         route = None
         if runtime is not None:
@@ -204,10 +211,24 @@ class JupyterProxy:
                     route = _DirectRoute(socket, address)
             except Exception:  # noqa: BLE001 - the published port still works
                 log.debug("no direct route to %s", upstream.env_id, exc_info=True)
+        return self._remember(upstream.env_id, now, route)
+
+    def _remember(self, env_id: str, now: float, route: _DirectRoute | None) -> _DirectRoute | None:
         if len(self._direct) > 10_000:
             self._direct.clear()
-        self._direct[upstream.env_id] = (now + RESOLVE_TTL_SECONDS, route)
+        self._direct[env_id] = (now + RESOLVE_TTL_SECONDS, route)
         return route
+
+    async def _pod_route(self, app: web.Application, upstream: Upstream) -> _DirectRoute | None:
+        endpoints = kube_app_endpoints(app)
+        if endpoints is None:
+            return None
+        try:
+            address = await asyncio.to_thread(endpoints.address, upstream.env_id, JUPYTER_CONTAINER_PORT)
+        except Exception:  # noqa: BLE001 - the API server does not answer: JupyterLab unavailable for now
+            log.warning("cannot look up the Pod of %s", upstream.env_id, exc_info=True)
+            return None
+        return _DirectRoute(None, address) if address is not None else None
 
     # --- HTTP -------------------------------------------------------------------------
 
@@ -247,7 +268,11 @@ class JupyterProxy:
         length = request.headers.get(hdrs.CONTENT_LENGTH)
         has_body = request.body_exists
         direct_targets = [t for t in (direct.socket, direct.address) if t is not None] if direct else []
-        for target in [*direct_targets, (upstream.address, upstream.port)]:
+        published = [(upstream.address, upstream.port)] if _published(upstream) else []
+        if not direct_targets and not published:  # a Kubernetes Pod without an address (yet): waited for
+            raise UpstreamError("the environment's Pod has no address", refused=True, errno=errno.ECONNREFUSED)
+        ways = [*direct_targets, *published]
+        for target in ways:
             try:
                 return await self._upstream.request(
                     request.method, target, request.raw_path, headers,
@@ -259,10 +284,10 @@ class JupyterProxy:
             except UpstreamError as exc:
                 if target in direct_targets:
                     self._direct.pop(upstream.env_id, None)  # looked up afresh by the next request
-                    if _worth_another_way(exc, target, direct):
+                    if _worth_another_way(exc, target, direct) and target is not ways[-1]:
                         continue
                 raise
-        raise AssertionError("unreachable: the published port is always the last way")
+        raise AssertionError("unreachable: the last way raises")
 
     async def _answer(self, request: web.Request, exchange: Exchange, upstream: Upstream, extra: dict[str, str]) -> web.StreamResponse:
         token = upstream.jupyter_token.encode()
@@ -422,6 +447,12 @@ def _unavailable(request: web.Request) -> web.Response:
         return web.Response(status=502, text=_STARTING_PAGE, content_type="text/html",
                             headers={hdrs.CACHE_CONTROL: "no-store", hdrs.RETRY_AFTER: "2"})
     return error_response(502, "upstream_unavailable", "JupyterLab of this environment does not answer (yet)")
+
+
+def _published(upstream: Upstream) -> bool:
+    """Whether the environment's host publishes Jupyter on its private address. Not a
+    Kubernetes host's: there the Pod is the only way (no host port to fall back on)."""
+    return upstream.host.runtime != "kubernetes"
 
 
 def _not_listening(exc: UpstreamError) -> bool:

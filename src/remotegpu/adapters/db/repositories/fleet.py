@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Iterable
 
@@ -12,7 +13,7 @@ from remotegpu.adapters.db.repositories._base import SqlRepository
 from remotegpu.adapters.db.repositories.environments import insert_rows
 from remotegpu.adapters.db.tables import environments, gpu_allocations, host_gpus, hosts
 from remotegpu.domain.environments.models import EnvStatus
-from remotegpu.domain.fleet.models import Gpu, Host, HostStatus, QuarantineEntry
+from remotegpu.domain.fleet.models import ClusterNode, Gpu, Host, HostStatus, QuarantineEntry
 
 # The domain's definitions, as the scheduler's FleetState applies them.
 _ACCEPTING = [s.value for s in HostStatus if s.accepts_new_work]
@@ -52,6 +53,7 @@ def _host_values(host: Host) -> dict[str, Any]:
         "allow_loopback": host.allow_loopback, "gpu_conflicts": dict(host.gpu_conflicts),
         "quarantined": [{"env_id": q.env_id, "host_id": q.host_id, "since": q.since.isoformat()} for q in host.quarantined],
         "cpu_overcommit": host.cpu_overcommit, "memory_overcommit": host.memory_overcommit,
+        "cluster_nodes": [asdict(n) for n in host.cluster_nodes],
     }
 
 
@@ -73,6 +75,7 @@ def _host(row: Any, gpus: list[Gpu]) -> Host:
             for q in m["quarantined"] or []
         ],
         cpu_overcommit=float(m["cpu_overcommit"]), memory_overcommit=float(m["memory_overcommit"]),
+        cluster_nodes=[ClusterNode(**n) for n in m["cluster_nodes"] or []],
     )
 
 

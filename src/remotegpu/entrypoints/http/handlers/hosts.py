@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from remotegpu.application.fleet.hosts import HostWithUsage
 from remotegpu.domain.fleet.models import HostStatus
 from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.routing import Call
 from remotegpu.entrypoints.http.schemas.common import Page
 from remotegpu.entrypoints.http.schemas.environments import (
+    ClusterNodeOut,
     HostConditionOut,
     HostCreatedOut,
     HostGpuOut,
@@ -40,6 +43,7 @@ def host_out(item: HostWithUsage) -> HostOut:
             for g in h.gpus
         ],
         quarantined=[QuarantinedOut(env_id=q.env_id, host_id=q.host_id, since=q.since) for q in h.quarantined],
+        cluster_nodes=[ClusterNodeOut(**asdict(n)) for n in h.cluster_nodes],
     )
 
 

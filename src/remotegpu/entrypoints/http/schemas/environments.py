@@ -248,6 +248,18 @@ class QuarantinedOut(BaseModel):
     since: datetime = Field(description="when the agent first reported it")
 
 
+class ClusterNodeOut(BaseModel):
+    name: str
+    ready: bool = Field(description="the node's Ready condition")
+    schedulable: bool = Field(description="false when the node is cordoned (spec.unschedulable)")
+    gpu_capacity: int
+    gpu_allocatable: int = Field(description="what the device plugin offers for Pods")
+    gpu_allocated: int = Field(description="GPUs the platform's Pods bound to this node request")
+    cpu: str = Field(description="allocatable CPU, as Kubernetes writes it (e.g. `64`, `63500m`)")
+    memory: str = Field(description="allocatable memory, as Kubernetes writes it (e.g. `512Gi`)")
+    labels: dict[str, str] = Field(description="GPU and topology labels, e.g. `nvidia.com/gpu.product`")
+
+
 class HostOut(BaseModel):
     id: str
     name: str
@@ -279,6 +291,11 @@ class HostOut(BaseModel):
     memory_overcommit: float = Field(1.0, description="memory requests are scheduled against memory_gib × this")
     schedulable_cpu_cores: int = Field(0, description="cpu_cores × cpu_overcommit, rounded down: what the scheduler hands out")
     schedulable_memory_gib: int = Field(0, description="memory_gib × memory_overcommit, rounded down")
+    cluster_nodes: list[ClusterNodeOut] = Field(
+        default_factory=list,
+        description="a Kubernetes host (runtime `kubernetes`: one host stands for the cluster): the cluster's nodes "
+        "as its agent last reported them; empty for other hosts",
+    )
 
 
 class HostCreatedOut(HostOut):

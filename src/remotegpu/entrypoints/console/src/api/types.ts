@@ -292,6 +292,22 @@ export interface Host {
   memory_overcommit?: number
   schedulable_cpu_cores?: number
   schedulable_memory_gib?: number
+  /** a Kubernetes host (one host stands for the cluster): the cluster's nodes as its agent reports them */
+  cluster_nodes?: ClusterNode[]
+}
+
+export interface ClusterNode {
+  name: string
+  ready: boolean
+  /** false when cordoned */
+  schedulable: boolean
+  gpu_capacity: number
+  gpu_allocatable: number
+  /** GPUs the platform's Pods on this node request */
+  gpu_allocated: number
+  cpu: string
+  memory: string
+  labels: Record<string, string>
 }
 
 export interface HostCreated extends Host {

@@ -162,6 +162,8 @@ export default {
       overcommitHint: 'The scheduler counts requested CPU and memory against the host’s capacity × ratio; each container still gets the full limits it asked for. 1.0 = no overcommit. Raising it lets queued environments start at once; lowering it stops nothing.',
       schedulableCpu: '= {n} vCPU to hand out', schedulableMemory: '= {n} GiB to hand out',
       statuses: { ready: 'Ready', cordoned: 'Cordoned', draining: 'Draining', offline: 'Offline' },
+      clusterNodes: 'Cluster nodes ({n})', node: 'Node', nodeReady: 'Ready', nodeNotReady: 'Not ready', nodeCordoned: 'Cordoned',
+      nodeGpus: 'GPUs', nodeGpuCounts: '{allocated} allocated / {allocatable} allocatable / {capacity} total', nodeCpuMemory: 'CPU / memory', nodeLabels: 'Labels',
       quarantined: 'Quarantined', quarantineHint: 'Containers of this installation that the server did not ask for (e.g. after the agent registered again): stopped and kept, never removed by the agent. See the README to release them.', madeFor: 'made for host {host}',
       offlineChoice: 'Offline; takes effect when its agent reports', offlineNote: 'The host is offline: the choice is recorded and applies when its agent reports again.', heartbeat: 'Last heartbeat', gpus: 'GPUs', cordon: 'Cordon', uncordon: 'Uncordon', drain: 'Drain',
       confirmCordon: 'Cordon {name}? No new environments are placed on it.', confirmUncordon: 'Uncordon {name}?',

@@ -162,6 +162,8 @@ export default {
       overcommitHint: '调度器按“主机容量 × 比例”计算已申请的 CPU 和内存；每个容器仍获得其申请的完整上限。1.0 表示不超分。调高后排队中的实例会立即启动；调低不会停止任何实例。',
       schedulableCpu: '= 可分配 {n} vCPU', schedulableMemory: '= 可分配 {n} GiB',
       statuses: { ready: '就绪', cordoned: '已封锁', draining: '排空中', offline: '离线' },
+      clusterNodes: '集群节点（{n}）', node: '节点', nodeReady: '就绪', nodeNotReady: '未就绪', nodeCordoned: '已封锁',
+      nodeGpus: 'GPU', nodeGpuCounts: '已分配 {allocated} / 可分配 {allocatable} / 共 {capacity}', nodeCpuMemory: 'CPU / 内存', nodeLabels: '标签',
       quarantined: '已隔离', quarantineHint: '服务器未要求的本安装容器（例如代理重新注册之后）：已停止并保留，代理不会删除。如何处理请参阅 README。', madeFor: '原属主机 {host}',
       offlineChoice: '主机离线；其 agent 上报后生效', offlineNote: '主机当前离线：此设置已记录，将在其 agent 重新上报后生效。', heartbeat: '最近心跳', gpus: 'GPU', cordon: '封锁', uncordon: '解除封锁', drain: '排空',
       confirmCordon: '封锁 {name}？新实例将不再调度到该主机。', confirmUncordon: '解除封锁 {name}？',

@@ -214,10 +214,3 @@ class RegistryAccess:
             return set()
 
         return may
-
-    # --- the platform's own access ----------------------------------------------------
-
-    def platform_token(self, repository: str, actions: tuple[str, ...] = ("pull", "push", "delete")) -> str:
-        """A token the platform signs for itself (manifest reads/deletes, base pushes)."""
-        return self.signer.sign("platform", [Scope("repository", repository, actions).claim()], self.token_ttl_seconds,
-                                now=self.clock.now())

@@ -43,10 +43,14 @@ def docker():
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
-    key, cert = make_key_and_certificate()
-    path = tmp_path_factory.mktemp("registry-key") / "registry-token.key"
-    path.write_bytes(key)
-    return path, key, cert
+    """(key path, key PEM, certificate PEM), made by ``remotegpu registry-keygen``."""
+    folder = tmp_path_factory.mktemp("registry-key")
+    out = subprocess.run([sys.executable, "-m", "remotegpu.entrypoints.cli", "registry-keygen", str(folder)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    path = folder / "registry-token.key"
+    assert f"REMOTEGPU_REGISTRY_TOKEN_KEY={path}" in out.stdout and oct(path.stat().st_mode & 0o777) == "0o600"
+    return path, path.read_bytes(), (folder / "registry-token.crt").read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +206,19 @@ def test_platform_pushes_and_the_agents_engine_pulls_with_tokens_from_the_realm(
     assert code == 202, env2
     env2 = wait_env(server, env2["id"])
     assert pulled_events(server, env2["id"]) and list_images(docker, name=saved["reference"])
+
+    # A build FROM the workspace image: the engine pulls the base and pushes the result
+    # (`docker push`) with tokens for the job's target.
+    code, body = server.request("POST", "/api/v1/images/builds", {
+        "workspace_id": server.ws, "name": "built", "tag": "b1",
+        "dockerfile": f"FROM {saved['reference']}\nRUN echo built > /opt/built.txt\n"}, token=server.token)
+    assert code == 202, body
+    wait_job(server, body["job"]["id"])
+    code, built = server.request("GET", f"/api/v1/images/{body['image']['id']}", token=server.token)
+    assert built["status"] == "ready", built
+    built_path = built["reference"][len(registry.address) + 1:].rsplit(":", 1)[0]
+    read_built = signer(keys).sign("test", [{"type": "repository", "name": built_path, "actions": ["pull"]}], 60)
+    assert registry_get(registry, f"/v2/{built_path}/manifests/b1", read_built)[0] == 200
 
     # The server's own registry calls (manifest delete) sign their own tokens too.
     for e in (env1, env2):

@@ -320,6 +320,20 @@ class Settings(BaseSettings):
     registry_token_ttl_seconds: int = Field(300, ge=30, le=3600)
     registry_credential_ttl_seconds: int = Field(3600, ge=300, le=86400)
 
+    @field_validator("registry_token_key")
+    @classmethod
+    def _registry_token_key(cls, v: str) -> str:
+        """A readable EC P-256 or RSA private key (PEM), checked at start-up, not at the first pull."""
+        if not v:
+            return v
+        from remotegpu.adapters.images.registry_token import JwtRegistryTokenSigner
+
+        try:
+            JwtRegistryTokenSigner.from_file(v, issuer="-", service="-")
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(f"not a usable registry token key: {exc}") from None
+        return v
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _cidr_list(cls, v: Any) -> str:

@@ -208,6 +208,9 @@ MATRIX = [
     ("POST", "/api/v1/environments/{env}/save-image", {"name": "saved"}, [401, 404, 403, 403, 409, 409]),
     ("POST", "/api/v1/images/builds", {"workspace_id": "{ws}", "name": "b", "dockerfile": "FROM remotegpu/base:latest"},
      [401, 404, 403, 409, 409, 409]),
+    # The registry's token realm: hosts' registry credentials only (HTTP Basic); no user, admin or not, gets a token.
+    ("GET", "/api/v1/registry/token?service=remotegpu-registry&scope=repository:remotegpu/platform/base:pull", None,
+     [401, 401, 401, 401, 401, 401]),
     # Training jobs: viewers read, members create and operate their own ({job} is the owner's), admins all.
     ("GET", "/api/v1/training-jobs?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
     ("POST", "/api/v1/training-jobs", {"workspace_id": "{ws}", "name": "t", "command": ["true"]}, [401, 404, 403, 201, 201, 201]),

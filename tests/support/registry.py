@@ -31,10 +31,11 @@ class TestRegistry:
     password: str
     storage: Path
     config: Path
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://{self.address}"
+        return f"{self.scheme}://{self.address}"
 
     def auth_header(self) -> str:
         return "Basic " + b64encode(f"{self.username}:{self.password}".encode()).decode()
@@ -80,30 +81,77 @@ storage:
 http:
   addr: 127.0.0.1:{port}
   secret: test-registry-secret
-auth:
+{auth}"""
+
+HTPASSWD_AUTH = """auth:
   htpasswd:
     realm: remotegpu-test
     path: {htpasswd}
 """
 
+#: The platform as the token issuer (application/images/registry_access.py).
+TOKEN_AUTH = """auth:
+  token:
+    realm: {realm}
+    service: {service}
+    issuer: {issuer}
+    rootcertbundle: {bundle}
+"""
+
+TLS = """  tls:
+    certificate: {certificate}
+    key: {key}
+"""
+
+
+@dataclass(frozen=True)
+class TokenAuth:
+    """``auth: token`` settings: the platform's realm, and the certificate of its signing key."""
+
+    realm: str
+    certificate: bytes  # PEM
+    service: str = "remotegpu-registry"
+    issuer: str = "remotegpu"
+
 
 @contextmanager
-def running_registry(username: str = "platform", password: str = "registry-password-1") -> Iterator[TestRegistry]:
+def running_registry(username: str = "platform", password: str = "registry-password-1", *,
+                     token: TokenAuth | None = None, tls: tuple[bytes, bytes] | None = None) -> Iterator[TestRegistry]:
+    """``token``: token auth instead of htpasswd; ``tls``: (certificate, key) PEM, served over https."""
     binary = _binary()
     root = Path(tempfile.mkdtemp(prefix="rgpu-registry-"))
     port = free_port()
     (root / "storage").mkdir()
-    (root / "htpasswd").write_text(_htpasswd_line(username, password))
+    if token is not None:
+        (root / "token-issuer.crt").write_bytes(token.certificate)
+        auth = TOKEN_AUTH.format(realm=token.realm, service=token.service, issuer=token.issuer,
+                                 bundle=root / "token-issuer.crt")
+        username = password = ""
+    else:
+        (root / "htpasswd").write_text(_htpasswd_line(username, password))
+        auth = HTPASSWD_AUTH.format(htpasswd=root / "htpasswd")
     config = root / "config.yml"
-    config.write_text(CONFIG.format(storage=root / "storage", port=port, htpasswd=root / "htpasswd"))
+    text = CONFIG.format(storage=root / "storage", port=port, auth=auth)
+    if tls is not None:
+        (root / "tls.crt").write_bytes(tls[0])
+        (root / "tls.key").write_bytes(tls[1])
+        text = text.replace("  secret: test-registry-secret\n", "  secret: test-registry-secret\n"
+                            + TLS.format(certificate=root / "tls.crt", key=root / "tls.key"))
+    config.write_text(text)
     log = open(root / "registry.log", "wb")
     process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    registry = TestRegistry(f"127.0.0.1:{port}", username, password, root / "storage", config)
+    registry = TestRegistry(f"127.0.0.1:{port}", username, password, root / "storage", config,
+                            "https" if tls is not None else "http")
+    context = None
+    if tls is not None:
+        import ssl
+
+        context = ssl.create_default_context(cadata=tls[0].decode())
     try:
         deadline = time.monotonic() + 20
         while True:
             try:
-                urllib.request.urlopen(registry.url + "/v2/", timeout=1)
+                urllib.request.urlopen(registry.url + "/v2/", timeout=1, context=context)
                 break
             except urllib.error.HTTPError as exc:
                 if exc.code == 401:

@@ -18,6 +18,21 @@ def test_bad_database_url_names_the_key(monkeypatch):
         load_settings()
 
 
+def test_registry_token_key_is_checked_at_start_up(tmp_path, monkeypatch):
+    monkeypatch.setenv("REMOTEGPU_REGISTRY_TOKEN_KEY", str(tmp_path / "missing.key"))
+    with pytest.raises(ConfigError, match="REMOTEGPU_REGISTRY_TOKEN_KEY"):
+        load_settings()
+    (tmp_path / "not-a.key").write_text("not a key")
+    monkeypatch.setenv("REMOTEGPU_REGISTRY_TOKEN_KEY", str(tmp_path / "not-a.key"))
+    with pytest.raises(ConfigError, match="REMOTEGPU_REGISTRY_TOKEN_KEY"):
+        load_settings()
+    from remotegpu.adapters.images.registry_token import make_key_and_certificate
+
+    (tmp_path / "good.key").write_bytes(make_key_and_certificate()[0])
+    monkeypatch.setenv("REMOTEGPU_REGISTRY_TOKEN_KEY", str(tmp_path / "good.key"))
+    assert load_settings().registry_token_key == str(tmp_path / "good.key")
+
+
 def test_start_up_with_a_bad_value_prints_one_line_and_exits(tmp_path):
     env = {"REMOTEGPU_HTTP_PORT": "99999", "REMOTEGPU_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-m", "remotegpu.entrypoints.cli", "serve"], capture_output=True, text=True, env=env, timeout=60)

@@ -162,19 +162,23 @@ def cmd_push_base_image(args) -> int:
         return 2
     import docker
 
-    from remotegpu.adapters.images.registry import HttpRegistry
-    from remotegpu.adapters.runtime.docker_images import push
+    from remotegpu.adapters.runtime.docker_images import BEARER, push
+    from remotegpu.entrypoints.containers import _image_registry
 
-    registry = HttpRegistry(settings.registry_url, username=settings.registry_username, password=settings.registry_password)
+    registry = _image_registry(settings)
     base = settings.base_image
     tag = base.rsplit(":", 1)[-1] if ":" in base.rsplit("/", 1)[-1] else "latest"
-    target = registry.reference(f"{settings.registry_namespace}/platform/base", tag)
+    repository = f"{settings.registry_namespace}/platform/base"
+    target = registry.reference(repository, tag)
     client = docker.from_env(timeout=600)
     image = client.images.get(base)
     image.tag(target)
-    auth = registry.push_auth()
-    digest = push(client, target, None if auth is None else (auth.registry, auth.username, auth.password),
-                  lambda line: print(line, file=sys.stderr), lambda: False)
+    if registry.signer is not None:  # token auth: the platform signs its own push token
+        auth: tuple[str, str, str] | None = (registry.address, BEARER, registry.sign(f"repository:{repository}:pull,push", 3600))
+    else:
+        pair = registry.push_auth()
+        auth = None if pair is None else (pair.registry, pair.username, pair.password)
+    digest = push(client, target, auth, lambda line: print(line, file=sys.stderr), lambda: False)
 
     async def enter() -> None:
         container = build_container(settings)
@@ -188,6 +192,28 @@ def cmd_push_base_image(args) -> int:
             await close_container(container)
 
     asyncio.run(enter())
+    return 0
+
+
+def cmd_registry_keygen(args) -> int:
+    """Write a new token-signing key (for REMOTEGPU_REGISTRY_TOKEN_KEY) and its certificate
+    (the registry's `auth: token: rootcertbundle`) into a directory."""
+    from pathlib import Path
+
+    from remotegpu.adapters.images.registry_token import JwtRegistryTokenSigner, make_key_and_certificate
+
+    folder = Path(args.directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    key_path, cert_path = folder / "registry-token.key", folder / "registry-token.crt"
+    if key_path.exists() and not args.force:
+        print(f"{key_path} exists (--force to replace it)", file=sys.stderr)
+        return 2
+    key, cert = make_key_and_certificate()
+    key_path.touch(mode=0o600)
+    key_path.write_bytes(key)
+    cert_path.write_bytes(cert)
+    kid = JwtRegistryTokenSigner(key, issuer="-", service="-").kid
+    print(f"REMOTEGPU_REGISTRY_TOKEN_KEY={key_path}\nrootcertbundle: {cert_path}\nkey id: {kid}")
     return 0
 
 
@@ -219,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     add_storage_commands(sub)  # dataset / model
     sub.add_parser("push-base-image", help="push the base image to REMOTEGPU_REGISTRY_URL and add it to the catalog").set_defaults(
         fn=cmd_push_base_image)
+    p = sub.add_parser("registry-keygen", help="a token-signing key and certificate for the registry's token auth")
+    p.add_argument("directory")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(fn=cmd_registry_keygen)
     from remotegpu.entrypoints.images_cli import add_images_arguments, cmd_images  # stdlib-only module
 
     p = sub.add_parser("images", help="the image catalog over the API: ls, save, build, logs, cancel, rm")

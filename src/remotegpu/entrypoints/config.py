@@ -309,6 +309,32 @@ class Settings(BaseSettings):
     registry_pull_username: str = ""  # a read-only account (Harbor: a pull-only robot) for agents' pulls
     registry_pull_password: str = ""
     registry_namespace: str = Field("remotegpu", pattern=r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+    # Token auth (application/images/registry_access.py): the platform is the registry's
+    # token issuer. Set the key (PEM, EC P-256 or RSA; `remotegpu registry-keygen DIR`
+    # writes one with its certificate) and run the registry with `auth: token:` realm
+    # <public URL>/api/v1/registry/token, this service and issuer, and rootcertbundle =
+    # the key's certificate. Agents then get per-host credentials valid
+    # registry_credential_ttl_seconds, traded at the realm for tokens valid
+    # registry_token_ttl_seconds; the username/password pairs above are not used.
+    registry_token_key: str = ""  # path of the PEM private key; unset: static credentials
+    registry_token_service: str = "remotegpu-registry"
+    registry_token_issuer: str = "remotegpu"
+    registry_token_ttl_seconds: int = Field(300, ge=30, le=3600)
+    registry_credential_ttl_seconds: int = Field(3600, ge=300, le=86400)
+
+    @field_validator("registry_token_key")
+    @classmethod
+    def _registry_token_key(cls, v: str) -> str:
+        """A readable EC P-256 or RSA private key (PEM), checked at start-up, not at the first pull."""
+        if not v:
+            return v
+        from remotegpu.adapters.images.registry_token import JwtRegistryTokenSigner
+
+        try:
+            JwtRegistryTokenSigner.from_file(v, issuer="-", service="-")
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(f"not a usable registry token key: {exc}") from None
+        return v
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

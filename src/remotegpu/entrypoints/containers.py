@@ -252,6 +252,32 @@ def _image_registry(settings: Settings):
     return HttpRegistry(
         settings.registry_url, username=settings.registry_username, password=settings.registry_password,
         pull_username=settings.registry_pull_username, pull_password=settings.registry_pull_password,
+        signer=_registry_token_signer(settings),
+    )
+
+
+def _registry_token_signer(settings: Settings):
+    """The platform's registry token signer (token auth), or None (static credentials)."""
+    if not (settings.registry_url and settings.registry_token_key):
+        return None
+    from remotegpu.adapters.images.registry_token import JwtRegistryTokenSigner
+
+    return JwtRegistryTokenSigner.from_file(settings.registry_token_key, issuer=settings.registry_token_issuer,
+                                            service=settings.registry_token_service)
+
+
+def _registry_access(uow, store, clock, registry, settings: Settings):
+    """Host credentials and the realm (token auth only; None otherwise)."""
+    signer = getattr(registry, "signer", None)
+    if signer is None:
+        return None
+    from remotegpu.application.images.registry_access import RegistryAccess
+
+    return RegistryAccess(
+        uow=uow, store=store, clock=clock, signer=signer,
+        key=f"registry-host-credential:{settings.effective_secret_key()}".encode(), registry=registry.address,
+        namespace=settings.registry_namespace, credential_ttl_seconds=settings.registry_credential_ttl_seconds,
+        token_ttl_seconds=settings.registry_token_ttl_seconds,
     )
 
 
@@ -658,6 +684,7 @@ class Container(containers.DeclarativeContainer):
         memory=providers.Singleton(InMemoryImageStore),
     )
     image_registry = providers.Singleton(_image_registry, settings)
+    registry_access = providers.Singleton(_registry_access, uow.provider, image_store, clock, image_registry, settings)
     image_service = providers.Singleton(
         ImageService, uow=storage_uow.provider, store=image_store, clock=clock, registry=image_registry,
         namespace=providers.Callable(lambda s: s.registry_namespace, settings), quotas=workspace_policy,
@@ -676,7 +703,7 @@ class Container(containers.DeclarativeContainer):
         gateway=access_gateway, feed=change_feed,
         allow_loopback=config.allow_loopback_agents, stranded_after_seconds=config.stranded_after_seconds,
         data_mounts=storage_mounts, storage_tokens=env_storage_tokens, public_url=providers.Callable(lambda s: s.public_url, settings),
-        images=image_service, registry=image_registry,
+        images=image_service, registry=image_registry, registry_access=registry_access,
         training_nodes=providers.Singleton(JobHeartbeat, clock, job_logs, data_mounts=storage_mounts,
                                            services=providers.Singleton(ServiceNodes, clock, data_mounts=storage_mounts)),
     )

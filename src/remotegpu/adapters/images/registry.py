@@ -4,7 +4,9 @@ pushes and pulls are Docker's (the agent's engine), with the credentials this ho
 
 Authentication: HTTP Basic (htpasswd) or the registry's token auth (``WWW-Authenticate:
 Bearer realm=…,service=…,scope=…``: a token is fetched from the realm with the same
-credentials). ``http://`` is used for loopback registries, ``https://`` otherwise unless
+credentials), or — with a ``signer`` (token auth, the platform being the registry's token
+issuer: application/images/registry_access.py) — a token the platform signs itself for
+each request's scope, no credential held at all. ``http://`` is used for loopback registries, ``https://`` otherwise unless
 the URL says so.
 """
 
@@ -12,10 +14,12 @@ from __future__ import annotations
 
 import base64
 import re
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 
+from remotegpu.adapters.images.certs_d import ssl_context_for
 from remotegpu.application.images.ports import ManifestInfo, RegistryAuth
 
 _ACCEPT = ", ".join([
@@ -41,11 +45,25 @@ class HttpRegistry:
     """``application.images.ports.ImageRegistry`` for one registry."""
 
     def __init__(self, url: str, *, username: str = "", password: str = "", pull_username: str = "",
-                 pull_password: str = "", timeout: float = 30.0) -> None:
+                 pull_password: str = "", timeout: float = 30.0, signer: Any = None,
+                 certs_dir: str | None = None) -> None:
         self._scheme, self._host = split_registry_url(url)
-        self._push = RegistryAuth(self._host, username, password) if username else None
-        self._pull = RegistryAuth(self._host, pull_username, pull_password) if pull_username else self._push
+        self.signer = signer  # token auth: tokens signed here; the pairs below are not used
+        self._push = RegistryAuth(self._host, username, password) if username and signer is None else None
+        self._pull = RegistryAuth(self._host, pull_username, pull_password) if pull_username and signer is None else self._push
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._ssl = ssl_context_for(self._host, certs_dir) if self._scheme == "https" else None
+
+    def _session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(ssl=self._ssl) if self._ssl is not None else None
+        return aiohttp.ClientSession(timeout=self._timeout, connector=connector)
+
+    def sign(self, scope: str, ttl_seconds: int = 300) -> str:
+        """A token of the platform's own for ``repository:NAME:ACTIONS`` (token auth only;
+        it never leaves the server)."""
+        _type, rest = scope.split(":", 1)
+        name, _, actions = rest.rpartition(":")
+        return self.signer.sign("platform", [{"type": _type, "name": name, "actions": actions.split(",")}], ttl_seconds)
 
     @property
     def address(self) -> str:
@@ -76,6 +94,9 @@ class HttpRegistry:
         url = f"{self._scheme}://{self._host}{path}"
         auth = self._push
         hdrs = dict(headers)
+        if self.signer is not None:
+            hdrs["Authorization"] = f"Bearer {self.sign(scope)}"
+            return await session.request(method, url, headers=hdrs)
         if auth is not None:
             hdrs["Authorization"] = "Basic " + base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
         resp = await session.request(method, url, headers=hdrs)
@@ -102,7 +123,7 @@ class HttpRegistry:
 
     async def manifest(self, reference: str) -> ManifestInfo | None:
         path, ref = self._split(reference)
-        async with aiohttp.ClientSession(timeout=self._timeout) as session:
+        async with self._session() as session:
             resp = await self._request(session, "GET", f"/v2/{path}/manifests/{ref}", f"repository:{path}:pull",
                                        {"Accept": _ACCEPT})
             async with resp:
@@ -119,7 +140,7 @@ class HttpRegistry:
         if info is None or not info.digest:
             return False
         path, _ref = self._split(reference)
-        async with aiohttp.ClientSession(timeout=self._timeout) as session:
+        async with self._session() as session:
             resp = await self._request(session, "DELETE", f"/v2/{path}/manifests/{info.digest}",
                                        f"repository:{path}:delete", {})
             async with resp:

@@ -76,8 +76,17 @@ class BuiltImage:
     layers: int
 
 
+#: The user name of an ``Auth`` whose password is a registry token itself (the platform's
+#: own token with token auth): the engine sends it as it is (``registrytoken``).
+BEARER = "<registry-token>"
+
+
 def auth_config(auth: Auth) -> dict[str, str] | None:
-    return None if auth is None else {"username": auth[1], "password": auth[2], "serveraddress": auth[0]}
+    if auth is None:
+        return None
+    if auth[1] == BEARER:
+        return {"registrytoken": auth[2], "serveraddress": auth[0]}
+    return {"username": auth[1], "password": auth[2], "serveraddress": auth[0]}
 
 
 def split_reference(reference: str) -> tuple[str, str]:
@@ -204,12 +213,15 @@ class RegistryClient:
     def __init__(self, host: str, auth: Auth, timeout: float = 600.0) -> None:
         import requests
 
+        from remotegpu.adapters.images.certs_d import mount_on
+
         scheme = "http" if host.startswith(("127.", "localhost")) else "https"
         if "://" in host:
             scheme, host = host.split("://", 1)
         self.host, self.base, self.auth = host, f"{scheme}://{host}", auth
         self._user = (auth[1], auth[2]) if auth else None
         self._session = requests.Session()
+        mount_on(self._session, self.base, host)  # /etc/docker/certs.d/<host>/ CA files, as Docker
         self._timeout = timeout
         self._bearer: dict[str, str] = {}  # scope → token
 

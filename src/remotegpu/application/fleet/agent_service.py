@@ -102,6 +102,9 @@ class AgentService:
     # and the registry whose pull credentials agents get. None: no images context.
     images: Any = None
     registry: Any = None
+    # Token auth (application/images/registry_access.py): agents get their host's own
+    # short-lived credential instead of the registry's pairs. None: static credentials.
+    registry_access: Any = None
     # Training-job nodes (application/workloads/heartbeat.py): None = no jobs context.
     training_nodes: Any = None
     # Storage credentials put into each container (application/storage/env_tokens.py):
@@ -152,21 +155,32 @@ class AgentService:
             JobUpdate(j.job_id, j.status, j.log_from, j.log, j.progress, j.digest, j.size_bytes, j.layers, j.error)
             for j in report.image_jobs
         ])
-        auth = self.registry.push_auth() if self.registry is not None else None
+        auth = self._host_auth(host_id, push=True)
         orders = [
             ImageJobOrder(
                 job_id=job.id, kind=job.kind.value, target=job.target, env_id=job.env_id, dockerfile=job.dockerfile,
                 context=job.context, base_reference=job.base_reference, timeout_seconds=job.timeout_seconds,
                 cpu_cores=job.cpu_cores, memory_gib=job.memory_gib, cancel=job.cancel_requested,
-                log_received=job.log_received, auth=None if auth is None else (auth.registry, auth.username, auth.password),
+                log_received=job.log_received, auth=auth,
             )
             for job in await self.images.orders_for(host_id)
         ]
         catalog, preload = await self.images.catalog_for_agents()
         await self.images.note_host_images(host_id, report.images)
-        pull = self.registry.pull_auth() if self.registry is not None else None
         return replace(reply, image_jobs=orders, catalog=catalog, preload=preload,
-                       registry_auth=None if pull is None else (pull.registry, pull.username, pull.password))
+                       registry_auth=self._host_auth(host_id, push=False))
+
+    def _host_auth(self, host_id: str, *, push: bool) -> tuple[str, str, str] | None:
+        """(registry, username, password) for this host's agent: with token auth, the
+        host's own short-lived credential (the realm decides what it may pull or push);
+        otherwise the registry's push or pull pair."""
+        if self.registry is None:
+            return None
+        if self.registry_access is not None:
+            auth = self.registry_access.host_credential(host_id)
+        else:
+            auth = self.registry.push_auth() if push else self.registry.pull_auth()
+        return None if auth is None else (auth.registry, auth.username, auth.password)
 
     async def _heartbeat_environments(self, agent_token: str, report: HostReport) -> HeartbeatReply:
         async with self.uow() as uow:
@@ -494,7 +508,7 @@ class AgentService:
             workspace_id=env.workspace_id,
             data_mounts=await self._data_mounts(env),
             shared_disk_gib=await self._shared_disk(env),
-            registry_auth=self._pull_auth(env.image),
+            registry_auth=self._pull_auth(env.image, host.id),
         )
 
     def _storage_variables(self, env: Environment) -> dict[str, str]:
@@ -535,13 +549,12 @@ class AgentService:
                         return
         raise NotFound("not mounted on this host")
 
-    def _pull_auth(self, image: str) -> tuple[str, str, str] | None:
+    def _pull_auth(self, image: str, host_id: str) -> tuple[str, str, str] | None:
         """The registry's pull credentials for an image it holds (agents only: never in
         the container, never shown to users)."""
         if self.registry is None or not self.registry.owns(image):
             return None
-        auth = self.registry.pull_auth()
-        return None if auth is None else (auth.registry, auth.username, auth.password)
+        return self._host_auth(host_id, push=False)
 
 
 _POKED = object()

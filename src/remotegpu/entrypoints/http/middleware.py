@@ -19,6 +19,8 @@ from remotegpu.entrypoints.http.session import platform_authorization, same_orig
 AGENT_PATH_PREFIX = "/api/v1/agent/"
 AUTH_PATH_PREFIX = "/api/v1/auth/"
 METRICS_PATH = "/metrics"
+#: The registry's token realm checks a host's registry credential itself (HTTP Basic).
+REGISTRY_TOKEN_PATH = "/api/v1/registry/token"
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 access_log = logging.getLogger("remotegpu.access")
 
@@ -93,7 +95,7 @@ async def auth_middleware(request: web.Request, handler):
             raise PermissionDenied("cross-site requests to the auth endpoints are refused", code="origin_mismatch")
     header = platform_authorization(request)
     # Agents carry their own token; /metrics checks its own (system.metrics: the scrape token or an admin's).
-    if header and not request.path.startswith(AGENT_PATH_PREFIX) and request.path != METRICS_PATH:
+    if header and not request.path.startswith(AGENT_PATH_PREFIX) and request.path not in (METRICS_PATH, REGISTRY_TOKEN_PATH):
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():
             raise Unauthenticated("Authorization header must be 'Bearer <token>'")

@@ -24,6 +24,7 @@ from remotegpu.entrypoints.http.handlers import (  # noqa: E402,F401
     billing,
     monitoring,
     images,
+    registry,
     workloads,
     inference,
 )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from remotegpu.domain.images.models import ImageSource, ImageStatus, JobKind, JobStatus, Visibility
 from remotegpu.entrypoints.http.schemas.common import Strict
@@ -99,3 +99,20 @@ class ImageJobOut(BaseModel):
 class ImageWithJobOut(BaseModel):
     image: ImageOut
     job: ImageJobOut
+
+
+class RegistryTokenQuery(BaseModel):
+    """Docker's token request (registry v2 token auth). Docker also sends ``client_id``
+    and ``offline_token``: ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    service: str = Field("", max_length=200, description="the registry's `auth: token: service`")
+    scope: str = Field("", max_length=2000, description="`repository:NAME:pull[,push]`; may be repeated")
+    account: str = Field("", max_length=200, description="the host's id (the Basic user name)")
+
+
+class RegistryTokenOut(BaseModel):
+    token: str = Field(description="a JWT the registry checks against its rootcertbundle")
+    access_token: str = Field(description="the same token (OAuth 2 clients read this)")
+    expires_in: int = Field(description="seconds")
+    issued_at: datetime

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     apps_domain: str = "localhost"
     # Live connections (websockets, terminals, event streams) re-check their admission this often.
     live_recheck_seconds: float = Field(2.5, gt=0, le=60)
+    # Remote desktop: the guacd (Guacamole proxy daemon) the desktop app's tunnel goes
+    # through (host:port); it must reach the hosts' private addresses. See README "Remote desktop".
+    guacd_address: str = "127.0.0.1:4822"
     max_event_streams_per_user: int = Field(8, ge=1, le=1000)
 
     registration_policy: RegistrationPolicy = RegistrationPolicy.OPEN

@@ -243,6 +243,7 @@ export interface EnvEvent {
 export interface EnvAccess {
   ssh?: { host: string; port: number; user: string; command: string; config: string; known_hosts?: string | null } | null
   jupyter?: { url: string } | null
+  desktop?: { url: string } | null
   terminal?: { path: string } | null
 }
 

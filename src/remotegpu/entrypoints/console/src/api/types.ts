@@ -36,6 +36,7 @@ export interface User {
   is_admin: boolean
   created_at: string
   last_login_at: string | null
+  auth_source?: string // "local", "ldap" or "oidc"
 }
 
 export interface SshKey {

@@ -187,6 +187,7 @@ def test_desktop_in_the_browser(make_page, ui, server, docker):
     time.sleep(1)
     desk.keyboard.type("echo ", delay=30)
     desk.keyboard.press("Shift+Insert")
+    time.sleep(1.5)  # X delivers the selection asynchronously: let the paste land before typing on
     desk.keyboard.type(" > /root/clip.txt\n", delay=30)
     deadline = time.monotonic() + 30
     while container.exec_run(["cat", "/root/clip.txt"])[1].strip() != b"clip-42":

@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     # Where the platform reaches the embedded host's private services (Jupyter is published there only).
     agent_private_address: str = "127.0.0.1"
     base_image: str = "remotegpu/base:latest"
+    # The desktop variant (deploy/images/build-desktop.sh) listed in the catalog; empty: not listed.
+    desktop_image: str = ""
     # Comma-separated glob patterns of the images environments may use (the base image always may).
     allowed_images: str = "remotegpu/*"
     # /metrics: this bearer token (Prometheus' scrape config); unset → platform admins only.

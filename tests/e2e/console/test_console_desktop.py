@@ -81,7 +81,7 @@ def server(console_built, docker, guacd, tmp_path_factory) -> Iterator[LiveServe
         with live_server(
             tmp_path_factory.mktemp("console-desktop"),
             REMOTEGPU_RUNTIME="docker", REMOTEGPU_DOCKER_SCOPE=scope, REMOTEGPU_AGENT_FAKE_GPUS=FAKE_GPUS,
-            REMOTEGPU_AGENT_NAME=f"host-{scope}", REMOTEGPU_GUACD_ADDRESS=guacd,
+            REMOTEGPU_AGENT_NAME=f"host-{scope}", REMOTEGPU_GUACD_ADDRESS=guacd, REMOTEGPU_DESKTOP_IMAGE=IMAGE,
             REMOTEGPU_LOGIN_LIMIT_PER_IP="10000", REMOTEGPU_LOGIN_LIMIT_PER_ACCOUNT="1000",
         ) as srv:
             srv.scope = scope
@@ -115,8 +115,13 @@ def test_desktop_in_the_browser(make_page, ui, server, docker):
     owner = ui.unique("desk")
     token = server.signup(owner, ui.password)
     ws = _personal_workspace(server, token)
+    # The catalog lists the desktop variant; an environment made from it has a desktop.
+    status, images = server.request("GET", "/api/v1/images", token=token)
+    assert status == 200, images
+    desktop = next(i for i in images["items"] if i["name"] == "desktop")
+    assert desktop["reference"] == IMAGE and desktop["visibility"] == "platform", desktop
     status, env = server.request("POST", "/api/v1/environments", {
-        "name": "desk", "workspace_id": ws, "gpu_count": 0, "cpu_cores": 1, "memory_gib": 2, "image": IMAGE,
+        "name": "desk", "workspace_id": ws, "gpu_count": 0, "cpu_cores": 1, "memory_gib": 2, "image": desktop["reference"],
     }, token=token)
     assert status == 202, env
     env_id = env["id"]

@@ -209,3 +209,12 @@ def test_desktop_in_the_browser(make_page, ui, server, docker):
     # ... and opening the desktop's host directly leads to the same handshake, and the same 404.
     answer = other.goto(f"{app_origin(env_id, int(port), 'desktop')}/")
     assert answer.status == 404
+
+    # Access ends while the desktop is open (the owner is disabled): the tunnel closes within
+    # the re-check interval and the page says why.
+    status, me = server.request("GET", "/api/v1/users/me", token=token)
+    assert status == 200, me
+    status, body = server.request("PATCH", f"/api/v1/users/{me['id']}", {"is_active": False}, token=ui.admin_token())
+    assert status == 200, body
+    expect(desk.get_by_test_id("desktop-status")).to_have_text("你对此实例的访问权限已结束。", timeout=20_000)
+    ui.shot(desk, "desktop-revoked")

@@ -75,9 +75,19 @@ function connect() {
       reconnect.hidden = false
     }
   }
-  client.onerror = (st: { code: number }) => {
+  // An "error" instruction from guacd reaches the client; a closed or refused tunnel (guacd
+  // unreachable: 519, access revoked: 771, as the close reason) only the tunnel's handlers.
+  const failed = (st: { code: number }) => {
     setStatus(st.code === 771 ? s.revoked : s.failed.replace('{code}', String(st.code)), 'failed')
     reconnect.hidden = false
+  }
+  client.onerror = failed
+  tunnel.onerror = failed
+  tunnel.onstatechange = (state: number) => {
+    if (state === Guacamole.Tunnel.State.CLOSED) {
+      if (status.dataset.state !== 'failed') setStatus(s.closed, 'closed')
+      reconnect.hidden = false
+    }
   }
   client.onclipboard = (stream: unknown, mimetype: string) => {
     if (!/^text\//.test(mimetype)) return

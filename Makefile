@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONSOLE := src/remotegpu/entrypoints/console
 CONSOLE_DEPS := $(CONSOLE)/node_modules/.installed
 
-.PHONY: run test install lint-imports image bench clean console console-test
+.PHONY: run test install lint-imports image desktop-image bench clean console console-test
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ test: install lint-imports console-test console
 # Builds the environment base image locally (debootstrap + docker import, no registry).
 image:
 	./deploy/images/build-base.sh
+
+# The remote desktop variant (base + Xvfb, XFCE, x11vnc, xterm), FROM the local base.
+desktop-image:
+	./deploy/images/build-desktop.sh
 
 bench: install
 	$(BIN)/python bench/api.py

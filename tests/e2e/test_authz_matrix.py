@@ -25,6 +25,7 @@ MATRIX = [
     ("GET", "/api/v1/auth/providers", None, [200, 200, 200, 200, 200, 200]),  # the login page reads it
     # Single sign-on is not configured in the matrix's app: nothing to start or finish.
     ("GET", "/api/v1/auth/oidc/start", None, [404, 404, 404, 404, 404, 404]),
+    ("GET", "/api/v1/auth/oidc/logout", None, [404, 404, 404, 404, 404, 404]),
     ("PATCH", "/api/v1/workspaces/{ws}", {"name": "renamed"}, [401, 404, 403, 403, 200, 200]),
     ("DELETE", "/api/v1/workspaces/{ws}", None, [401, 404, 403, 403, 403, 204]),
     ("GET", "/api/v1/workspaces/{ws}/members", None, [401, 404, 200, 200, 200, 200]),

@@ -1,7 +1,8 @@
 """Sign-in with a real OpenID Connect provider (npm oidc-provider) over plain HTTP, as
 a script or another client would drive it: authorization code + PKCE, the account made
 on first sign-in, found again by its subject, a disabled account
-refused, and the pending-sign-in cookie required (login CSRF)."""
+refused, the pending-sign-in cookie required (login CSRF), and logout at the provider
+(RP-initiated logout: its end_session_endpoint with the ID token as hint, back to /login)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,24 @@ def test_oidc_code_flow_over_http(tmp_path):
             assert urllib.parse.urlparse(r.geturl()).path == "/workspaces", r.geturl()
             status, me = _me(opener, base)
             assert status == 200 and (me["username"], me["email"], me["auth_source"]) == ("heidi", "heidi@idp.example", "oidc")
+
+            # Logout at the provider too: /oidc/logout sends the browser to its end_session_endpoint
+            # with this sign-in's ID token as hint; confirming there comes back to the console's
+            # login page, and the provider's session is gone (the next sign-in asks for the account).
+            r = opener.open(f"{base}/api/v1/auth/oidc/logout")
+            assert r.geturl().startswith(f"{provider.issuer}/session/end"), r.geturl()
+            page = r.read().decode()
+            action = html.unescape(re.search(r'<form[^>]*action="([^"]+)"', page).group(1))
+            fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page))
+            fields["logout"] = "yes"
+            r = opener.open(urllib.request.Request(urllib.parse.urljoin(r.geturl(), action),
+                                                   data=urllib.parse.urlencode(fields).encode(), method="POST"))
+            assert r.geturl() == f"{base}/login", r.geturl()
+            r = opener.open(f"{base}/api/v1/auth/oidc/start")
+            assert "/interaction/" in r.geturl() and 'name="login"' in r.read().decode(), "the provider's session ended"
+            # Without the ID token cookie (a session not from the provider): just the login page.
+            plain, _ = _browser()
+            assert plain.open(f"{base}/api/v1/auth/oidc/logout").geturl() == f"{base}/login"
 
             # A second sign-in finds the same account by its subject.
             again, _ = _browser()

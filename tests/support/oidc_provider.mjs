@@ -12,6 +12,8 @@ const provider = new Provider(env.OIDC_ISSUER, {
     client_id: env.OIDC_CLIENT_ID,
     client_secret: env.OIDC_CLIENT_SECRET,
     redirect_uris: [env.OIDC_REDIRECT_URI],
+    // RP-initiated logout comes back to the console's login page.
+    post_logout_redirect_uris: [new URL('/login', env.OIDC_REDIRECT_URI).href],
     response_types: ['code'],
     grant_types: ['authorization_code'],
     token_endpoint_auth_method: 'client_secret_basic',

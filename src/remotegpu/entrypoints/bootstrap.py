@@ -50,3 +50,13 @@ async def seed_base_image(container: Container) -> None:
         )
     except Exception as exc:  # noqa: BLE001 - the catalog must not stop the server from starting
         logging.getLogger(__name__).warning("could not seed the base image into the catalog: %s", exc)
+    if settings.desktop_image:  # the remote desktop variant (README "Remote desktop"); not preloaded
+        try:
+            await container.image_service().seed(
+                settings.desktop_image, name="desktop",
+                tag=settings.desktop_image.rsplit(":", 1)[-1] if ":" in settings.desktop_image.rsplit("/", 1)[-1] else "latest",
+                description="Remote desktop: the base image with Xvfb, XFCE, a VNC server and xterm, opened in the browser",
+                metadata={"os": "Debian 12", "desktop": "XFCE", "frameworks": "JupyterLab"}, preload=False,
+            )
+        except Exception as exc:  # noqa: BLE001
+            logging.getLogger(__name__).warning("could not seed the desktop image into the catalog: %s", exc)

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     apps_domain: str = "localhost"
     # Live connections (websockets, terminals, event streams) re-check their admission this often.
     live_recheck_seconds: float = Field(2.5, gt=0, le=60)
+    # Remote desktop: the guacd (Guacamole proxy daemon) the desktop app's tunnel goes
+    # through (host:port); it must reach the hosts' private addresses. See README "Remote desktop".
+    guacd_address: str = "127.0.0.1:4822"
     max_event_streams_per_user: int = Field(8, ge=1, le=1000)
 
     registration_policy: RegistrationPolicy = RegistrationPolicy.OPEN
@@ -70,6 +73,8 @@ class Settings(BaseSettings):
     # Where the platform reaches the embedded host's private services (Jupyter is published there only).
     agent_private_address: str = "127.0.0.1"
     base_image: str = "remotegpu/base:latest"
+    # The desktop variant (deploy/images/build-desktop.sh) listed in the catalog; empty: not listed.
+    desktop_image: str = ""
     # Comma-separated glob patterns of the images environments may use (the base image always may).
     allowed_images: str = "remotegpu/*"
     # /metrics: this bearer token (Prometheus' scrape config); unset → platform admins only.

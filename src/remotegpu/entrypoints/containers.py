@@ -476,6 +476,7 @@ def _oidc_client(s: Settings):
         issuer=s.oidc_issuer, client_id=s.oidc_client_id, client_secret=s.oidc_client_secret,
         redirect_uri=f"{base}/api/v1/auth/oidc/callback", scopes=s.oidc_scopes,
         username_claim=s.oidc_username_claim, groups_claim=s.oidc_groups_claim,
+        post_logout_redirect_uri=f"{base}/login",
     ))
 
 

@@ -1,7 +1,9 @@
 """Sign-in with an OpenID Connect provider (npm oidc-provider, a certified
 implementation) from the console, in Chromium: authorization code + PKCE, the account
 made on first sign-in and found by its subject afterwards, groups mapped to platform
-admin, logout ending the platform session, and a forged callback refused."""
+admin, logout ending the platform session and the provider's (RP-initiated logout to its
+end_session_endpoint: the next sign-in asks for the account again), and a forged
+callback refused."""
 
 from __future__ import annotations
 
@@ -53,11 +55,20 @@ def test_oidc_sign_in_from_the_console(browser, console_built, tmp_path):
                 me = page.evaluate("fetch('/api/v1/users/me').then(r => r.json())")
                 assert (me["username"], me["email"], me["auth_source"], me["is_admin"]) == (
                     "frank", "frank@idp.example", "oidc", True), me
-                # Logout ends the platform session.
+                # Logout ends the platform session, then the provider's: the browser goes to its
+                # end_session_endpoint (with the ID token as hint), confirms there, and comes back.
                 page.get_by_test_id("user-menu").click()
                 page.get_by_test_id("logout").click()
-                page.wait_for_url("**/login**")
+                page.wait_for_url(f"{provider.issuer}/**")
+                assert "/session/end" in page.url, page.url
+                shot(page, f"oidc-provider-logout-{locale}")
+                page.locator("button[name=logout][value=yes], button[type=submit]").first.click()
+                page.wait_for_url(f"{server.url}/login**")
                 assert page.evaluate("fetch('/api/v1/users/me').then(r => r.status)") == 401
+                # The provider's session is gone: signing in again asks for the account.
+                page.get_by_test_id("login-sso").click()
+                page.wait_for_url(f"{provider.issuer}/**")
+                expect(page.locator("input[name=login]")).to_be_visible()
                 context.close()
             # Signed in twice (two browsers): still one account, found by its subject.
             admin = server.login("admin", "admin-password-123")

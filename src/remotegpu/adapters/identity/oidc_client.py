@@ -37,6 +37,7 @@ class OidcSettings:
     username_claim: str = "preferred_username"
     groups_claim: str = "groups"
     timeout_seconds: float = 10.0
+    post_logout_redirect_uri: str = ""  # {public_url}/login: where the provider sends the browser after logout
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,11 @@ class OidcClient:
         return f"{meta['authorization_endpoint']}?{query}", pending
 
     async def finish(self, code: str, state: str, pending: Pending) -> DirectoryEntry:
+        entry, _ = await self.finish_with_token(code, state, pending)
+        return entry
+
+    async def finish_with_token(self, code: str, state: str, pending: Pending) -> tuple[DirectoryEntry, str]:
+        """``finish``, and the verified ID token itself (the hint for logout)."""
         if not secrets.compare_digest(state, pending.state):
             raise Unauthenticated("the sign-in answer does not belong to this browser; start again", code="oidc_state_mismatch")
         meta = await self._metadata()
@@ -101,7 +107,22 @@ class OidcClient:
             email=str(email or ""),
             display_name=str(claims.get("name") or ""),
             groups=frozenset(str(g) for g in groups) if isinstance(groups, list) else frozenset(),
-        )
+        ), id_token
+
+    async def end_session_url(self, id_token: str | None) -> str | None:
+        """RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0): the provider's
+        ``end_session_endpoint`` with the ID token as hint and the console's login page to
+        come back to; None when the provider offers no such endpoint."""
+        meta = await self._metadata()
+        endpoint = meta.get("end_session_endpoint")
+        if not isinstance(endpoint, str) or not endpoint:
+            return None
+        params = {"client_id": self._s.client_id}
+        if id_token:
+            params["id_token_hint"] = id_token
+        if self._s.post_logout_redirect_uri:
+            params["post_logout_redirect_uri"] = self._s.post_logout_redirect_uri
+        return f"{endpoint}{'&' if '?' in endpoint else '?'}{urlencode(params)}"
 
     async def _verify(self, id_token: str, meta: dict) -> dict:
         try:

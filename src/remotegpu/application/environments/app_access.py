@@ -33,7 +33,7 @@ import secrets
 from dataclasses import dataclass
 
 #: The web apps an environment may serve; each one is a host of its own.
-APPS = frozenset({"jupyter"})
+APPS = frozenset({"jupyter", "desktop"})
 #: Between the environment id and the app name in the host's first label.
 SEPARATOR = "--"
 TICKET_SECONDS = 30

@@ -100,6 +100,20 @@ class EnvironmentEntry:
             raise Conflict("the environment has no JupyterLab port", code="no_jupyter")
         return Upstream(env.id, host, ports["jupyter"], env.jupyter_token, env.started_at)
 
+    async def desktop(self, actor: User, env_id: str) -> Upstream:
+        """The VNC server of a desktop environment (``is_desktop_image``); ``port`` is its
+        published host port, ``jupyter_token`` the secret its VNC password derives from."""
+        env, host, ports = await self.load_enterable(actor, env_id)
+        if host is None or "desktop" not in ports:
+            raise Conflict("the environment has no desktop: create it from a desktop image", code="no_desktop")
+        return Upstream(env.id, host, ports["desktop"], env.jupyter_token, env.started_at)
+
+    async def app(self, app: str, actor: User, env_id: str) -> Upstream:
+        """The upstream of one of the environment's web apps (``app_access.APPS``)."""
+        if app == "desktop":
+            return await self.desktop(actor, env_id)
+        return await self.jupyter(actor, env_id)
+
     def terminal_target(self, env: Environment, host: Host, ports: dict[str, int]) -> TerminalTarget:
         """Where the web terminal goes for ``env`` (from ``load_enterable``), with the
         environment's own credentials for the SSH bridge: its host key to expect and its

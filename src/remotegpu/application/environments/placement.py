@@ -9,12 +9,14 @@ import secrets
 
 from remotegpu.application.shared.ports import UnitOfWork
 from remotegpu.domain.environments.models import (
+    DESKTOP_CONTAINER_PORT,
     JUPYTER_CONTAINER_PORT,
     SSH_CONTAINER_PORT,
     Environment,
     EnvStatus,
     GpuAllocation,
     HostPort,
+    is_desktop_image,
 )
 from remotegpu.domain.fleet.models import Host
 from remotegpu.domain.scheduling import Allocation, FleetState, Placement, PlacementRequest, place
@@ -61,6 +63,12 @@ async def fleet_snapshot(uow: UnitOfWork, hosts: list[Host] | None = None) -> Fl
 
 
 PORT_PURPOSES = ("ssh", "jupyter")
+#: Desktop images (``is_desktop_image``) also publish their VNC server.
+DESKTOP_PURPOSE = "desktop"
+
+
+def port_purposes(env: Environment) -> tuple[str, ...]:
+    return PORT_PURPOSES + ((DESKTOP_PURPOSE,) if is_desktop_image(env.image) else ())
 
 
 async def allocate(uow: UnitOfWork, env: Environment, placement: Placement, host: Host) -> None:
@@ -73,7 +81,7 @@ async def allocate(uow: UnitOfWork, env: Environment, placement: Placement, host
         # Ports on another host mean nothing here (an environment moved by an admin).
         await uow.allocations.release_ports(env.id)
         held = []
-    missing = [purpose for purpose in PORT_PURPOSES if purpose not in {p.purpose for p in held}]
+    missing = [purpose for purpose in port_purposes(env) if purpose not in {p.purpose for p in held}]
     ports: list[int] = []
     if missing:
         used = await uow.allocations.ports_on_host(placement.host_id)
@@ -128,4 +136,6 @@ def container_ports(ports: list[HostPort]) -> dict[int, int]:
         mapping[SSH_CONTAINER_PORT] = by_purpose["ssh"]
     if "jupyter" in by_purpose:
         mapping[JUPYTER_CONTAINER_PORT] = by_purpose["jupyter"]
+    if DESKTOP_PURPOSE in by_purpose:
+        mapping[DESKTOP_CONTAINER_PORT] = by_purpose[DESKTOP_PURPOSE]
     return mapping

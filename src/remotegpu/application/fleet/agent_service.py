@@ -35,7 +35,14 @@ from remotegpu.application.identity import audit
 from remotegpu.application.shared.change_feed import ChangeFeed, FeedOverflow
 from remotegpu.application.identity.secrets import hash_secret, new_secret
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
-from remotegpu.domain.environments.models import Desired, Environment, EnvironmentEvent, EnvStatus
+from remotegpu.domain.environments.models import (
+    DESKTOP_CONTAINER_PORT,
+    Desired,
+    Environment,
+    EnvironmentEvent,
+    EnvStatus,
+    vnc_password,
+)
 from remotegpu.domain.shared.ids import new_id
 from remotegpu.domain.fleet.addresses import check_address
 from remotegpu.domain.fleet.models import MAX_CLUSTER_NODES, Host, HostStatus, QuarantineEntry
@@ -499,9 +506,10 @@ class AgentService:
                 "REMOTEGPU_JUPYTER_TOKEN": env.jupyter_token,
                 "REMOTEGPU_JUPYTER_BASE_URL": jupyter_base_url(env.id),
                 **self._storage_variables(env),
+                **({"REMOTEGPU_VNC_PASSWORD": vnc_password(env.jupyter_token)} if DESKTOP_CONTAINER_PORT in ports else {}),
             },
             ports=ports,
-            private_ports=frozenset({JUPYTER_CONTAINER_PORT}) & ports.keys(),
+            private_ports=frozenset({JUPYTER_CONTAINER_PORT, DESKTOP_CONTAINER_PORT}) & ports.keys(),
             labels={GENERATION_LABEL: str(env.generation), LABEL_HOST: host.id,
                     **({LABEL_GPU_MODEL: chosen[0].model} if chosen else {})},
             disk_gib=env.disk_gib,

@@ -214,7 +214,8 @@ class ImageService:
             return None
 
     async def seed(self, reference: str, *, name: str = "base", tag: str = "latest", description: str = "",
-                   metadata: dict[str, str] | None = None, size_bytes: int = 0, digest: str = "") -> CatalogImage:
+                   metadata: dict[str, str] | None = None, size_bytes: int = 0, digest: str = "",
+                   preload: bool = True) -> CatalogImage:
         """The platform's base image enters the catalog (idempotent: an existing entry for
         ``reference`` is kept, its size and digest refreshed when given)."""
         existing = await self.store.find_image(reference)
@@ -229,7 +230,7 @@ class ImageService:
             id=new_id(), name=name, tag=tag, reference=reference, visibility=Visibility.PLATFORM, workspace_id=None,
             created_by=None, created_at=now, updated_at=now, source=ImageSource.SEED, size_bytes=size_bytes,
             digest=digest, description=description or "The platform's base image: SSH, JupyterLab, Python",
-            metadata=metadata or {}, preload=True,
+            metadata=metadata or {}, preload=preload,
         )
         try:
             await self.store.add_image(image)

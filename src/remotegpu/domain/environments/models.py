@@ -23,6 +23,27 @@ SSH_CONTAINER_PORT = 22
 JUPYTER_CONTAINER_PORT = 8888
 #: Where the base image's JupyterLab also listens (deploy/images/base/jupyter_unix_socket.py).
 JUPYTER_CONTAINER_SOCKET = "/run/remotegpu/jupyter.sock"
+#: Where a desktop image's VNC server listens (deploy/images/desktop/desktop.sh).
+DESKTOP_CONTAINER_PORT = 5900
+
+
+def is_desktop_image(image: str) -> bool:
+    """Whether ``image`` is a desktop variant (Xvfb, XFCE, a VNC server): its repository's
+    last path component is ``desktop`` (``remotegpu/desktop:latest``,
+    ``registry.lab/team/desktop@sha256:…``). Such an environment gets a desktop port and
+    the ``desktop`` app (the browser's remote desktop through guacd)."""
+    ref = image.split("@", 1)[0]
+    last = ref.rsplit("/", 1)[-1]
+    return last.split(":", 1)[0] == "desktop"
+
+
+def vnc_password(jupyter_token: str) -> str:
+    """The environment's VNC password, derived from its server-side secret (never stored
+    apart, never returned by the API). VNC's own authentication reads 8 characters only:
+    the VNC port is published on the host's private address alone, like JupyterLab's."""
+    import hashlib
+
+    return hashlib.sha256(f"remotegpu-vnc:{jupyter_token}".encode()).hexdigest()[:8]
 
 
 class EnvStatus(str, Enum):

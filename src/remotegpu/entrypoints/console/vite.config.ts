@@ -41,6 +41,9 @@ export default defineConfig({
     // style.css stays after the Element Plus rules it adjusts.
     cssCodeSplit: false,
     rollupOptions: {
+      // Two pages: the console (index.html) and the remote desktop viewer (desktop.html),
+      // which environments' desktop app hosts serve (entrypoints/http/desktop.py).
+      input: { index: 'index.html', desktop: 'desktop.html' },
       output: {
         // Element Plus and xterm are split by use (per route, and the terminal panel), not
         // forced into one chunk each.

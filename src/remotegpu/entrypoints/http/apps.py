@@ -186,6 +186,13 @@ class Apps:
                 log.debug("admission re-check of %s failed", grant.env_id, exc_info=True)
                 return True
 
+        if address.app == "desktop":  # the remote desktop: its page and the Guacamole tunnel (desktop.py)
+            from remotegpu.entrypoints.http import desktop
+
+            response = await desktop.serve(request, upstream, still_admitted)
+            if extra and not isinstance(response, web.WebSocketResponse):
+                response.headers.update(extra)
+            return response
         return await self._proxy.serve(request, upstream, extra_headers=extra, still_admitted=still_admitted)
 
     async def admit(self, grant: AppGrant, *, fresh: bool = False) -> Upstream:
@@ -202,8 +209,8 @@ class Apps:
         if user is None or not user.is_active or grant.password_tag != self.credentials.password_tag(user.password_hash):
             self._admitted.pop(key, None)  # disabled, or the password changed since the handshake
             raise NotFound("environment not found")
-        try:  # (one app today; TensorBoard, a desktop… will each name their upstream here)
-            upstream = await container.environment_entry().jupyter(user, grant.env_id)
+        try:  # each app names its upstream (JupyterLab's port, the desktop's VNC port)
+            upstream = await container.environment_entry().app(grant.app, user, grant.env_id)
         except (NotFound, PermissionDenied):
             self._admitted.pop(key, None)
             raise NotFound("environment not found") from None
@@ -287,7 +294,7 @@ class Apps:
         address = AppAddress(env_id.lower(), app)
         container = request.app[CONTAINER]
         try:
-            await container.environment_entry().jupyter(principal.user, address.env_id)
+            await container.environment_entry().app(address.app, principal.user, address.env_id)
         except PermissionDenied:
             raise NotFound("environment not found") from None
         ticket, _ = self.credentials.issue(TICKET, principal.user.id, address, address.host(self.config.apps_domain), int(time.time()),

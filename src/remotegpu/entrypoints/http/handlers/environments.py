@@ -25,6 +25,7 @@ from remotegpu.entrypoints.http.schemas.environments import (
     GpuTypeList,
     GpuTypeOut,
     GpuTypeQuery,
+    DesktopAccessOut,
     JupyterAccessOut,
     PortOut,
     SshAccessOut,
@@ -250,4 +251,5 @@ async def get_environment_access(call: Call) -> AccessOut:
         ssh=ssh,
         jupyter=JupyterAccessOut(url=call.request.app[APP_URL](e.id, "jupyter")),
         terminal=TerminalAccessOut(path=f"/api/v1/environments/{e.id}/terminal"),
+        desktop=DesktopAccessOut(url=call.request.app[APP_URL](e.id, "desktop")) if "desktop" in ports else None,
     )

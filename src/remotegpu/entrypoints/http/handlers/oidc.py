@@ -6,6 +6,14 @@ key) in a short-lived httpOnly cookie scoped to these two paths. The callback ac
 an answer only together with that cookie, so a foreign page cannot sign the victim in
 as someone else (login CSRF). It starts the console's cookie session and sends the
 browser on to ``next``; a failure lands on the login page with a reason code.
+
+Logout: a session that came from the provider keeps its ID token sealed in a cookie
+(``LOGOUT_COOKIE``, httpOnly, scoped to the logout path). The console ends the platform
+session as always (``DELETE /api/v1/auth/session``), then navigates to
+``GET /api/v1/auth/oidc/logout``, which sends the browser to the provider's
+``end_session_endpoint`` (RP-initiated logout: ``id_token_hint``,
+``post_logout_redirect_uri`` = the console's login page), so the provider's session ends
+too and the next "Sign in with …" asks for the account again.
 """
 
 from __future__ import annotations
@@ -26,6 +34,9 @@ PREFIX = "/api/v1/auth/oidc"
 COOKIE = "rgpu_oidc"
 CONTEXT = "oidc-pending"
 MAX_AGE_SECONDS = 600
+LOGOUT_COOKIE = "rgpu_oidc_logout"
+LOGOUT_PATH = f"{PREFIX}/logout"
+LOGOUT_CONTEXT = "oidc-logout"
 
 
 def _client(call: Call):
@@ -76,7 +87,7 @@ async def oidc_callback(call: Call) -> web.StreamResponse:
             raise _Failed("oidc_refused")
         if not query.get("code") or not query.get("state"):
             raise _Failed("oidc_failed")
-        entry = await client.finish(query["code"], query["state"], Pending.loads(saved["p"]))
+        entry, id_token = await client.finish_with_token(query["code"], query["state"], Pending.loads(saved["p"]))
         pair = await call.container.auth_service().external_login(
             "oidc", entry, call.container.oidc_policy(), ip=call.ip)
     except (_Failed, DomainError) as exc:
@@ -89,6 +100,26 @@ async def oidc_callback(call: Call) -> web.StreamResponse:
     settings = call.container.settings()
     session.start_session(call.request, response, pair.access_token, pair.expires_in,
                           refresh_token=pair.refresh_token, refresh_max_age=settings.refresh_token_ttl_days * 86400)
+    sealed_token = call.container.sealer().seal(id_token.encode(), context=LOGOUT_CONTEXT)
+    response.set_cookie(LOGOUT_COOKIE, sealed_token, max_age=settings.refresh_token_ttl_days * 86400, path=LOGOUT_PATH,
+                        httponly=True, samesite="Lax", secure=session.is_https(call.request))
+    return response
+
+
+@api.get(LOGOUT_PATH, status=302, auth=False, tags=TAGS, errors=[404, 503])
+async def oidc_logout(call: Call) -> web.StreamResponse:
+    """After the console's logout: end the identity provider's session too (RP-initiated logout), then back to the login page."""
+    client = _client(call)
+    id_token = None
+    raw = call.request.cookies.get(LOGOUT_COOKIE)
+    if raw:
+        try:
+            id_token = call.container.sealer().open(raw, context=LOGOUT_CONTEXT).decode()
+        except Exception:  # noqa: BLE001 - tampered or from another key: no hint
+            id_token = None
+    url = await client.end_session_url(id_token) if id_token else None
+    response = _redirect(url or "/login")
+    response.del_cookie(LOGOUT_COOKIE, path=LOGOUT_PATH)
     return response
 
 

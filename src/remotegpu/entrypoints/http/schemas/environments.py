@@ -162,10 +162,15 @@ class TerminalAccessOut(BaseModel):
     path: str
 
 
+class DesktopAccessOut(BaseModel):
+    url: str = Field(description="the remote desktop's page on the environment's own app host (desktop images only)")
+
+
 class AccessOut(BaseModel):
     ssh: SshAccessOut | None
     jupyter: JupyterAccessOut | None
     terminal: TerminalAccessOut | None
+    desktop: DesktopAccessOut | None = None
 
 
 class GpuTypeQuery(Strict):

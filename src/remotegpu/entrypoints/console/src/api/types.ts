@@ -36,6 +36,7 @@ export interface User {
   is_admin: boolean
   created_at: string
   last_login_at: string | null
+  auth_source?: string // "local", "ldap" or "oidc"
 }
 
 export interface SshKey {
@@ -243,6 +244,7 @@ export interface EnvEvent {
 export interface EnvAccess {
   ssh?: { host: string; port: number; user: string; command: string; config: string; known_hosts?: string | null } | null
   jupyter?: { url: string } | null
+  desktop?: { url: string } | null
   terminal?: { path: string } | null
 }
 

@@ -148,9 +148,12 @@ export const useAuthStore = defineStore('auth', () => {
     return restoring
   }
 
-  async function logout(): Promise<void> {
+  /** Ends the platform session; true when the browser must go on to the identity provider's logout (a session from OIDC). */
+  async function logout(): Promise<boolean> {
+    const sso = user.value?.auth_source === 'oidc'
     clear()
     await authApi.logout().catch(() => {})
+    return sso
   }
 
   function setAutoRefresh(on: boolean): void {

@@ -91,11 +91,18 @@ export default {
     detail: {
       overview: 'Overview', events: 'Events', access: 'Access', terminal: 'Terminal',
       ssh: 'SSH', sshCommand: 'Command', sshConfig: '~/.ssh/config', sshKnownHosts: '~/.ssh/known_hosts (the host key of this environment)', sshHint: 'Add your public key under Account → SSH keys first.',
-      jupyter: 'Open JupyterLab', accessUnavailable: 'Access details appear once the environment is running.',
+      jupyter: 'Open JupyterLab', desktop: 'Open desktop', accessUnavailable: 'Access details appear once the environment is running.',
       noEvents: 'No events yet.', notFound: 'This environment does not exist or is not yours.',
       terminalNotRunning: 'Start the environment to use the terminal.',
       terminalFailed: 'The terminal could not be opened: this server may not reach the host’s runtime. Use SSH instead.', terminalConnecting: 'Connecting…', terminalClosed: 'Connection closed.', terminalReconnect: 'Reconnect',
     },
+  },
+  desktop: {
+    title: 'Desktop', connecting: 'Connecting to the desktop…', connected: 'Connected',
+    closed: 'The desktop connection closed.', failed: 'The desktop could not be reached (code {code}).',
+    revoked: 'Your access to this environment ended.', reconnect: 'Reconnect', clipboard: 'Clipboard',
+    clipboardHint: 'Text copied on the desktop appears here; text typed here is pasted into the desktop’s clipboard.',
+    send: 'Send to desktop', scaled: 'Scaled to the window',
   },
   create: {
     title: 'New environment', gpuModel: 'GPU model', free: '{free} / {total} free', memory: '{gib} GB',

@@ -91,11 +91,18 @@ export default {
     detail: {
       overview: '概览', events: '事件', access: '访问方式', terminal: '终端',
       ssh: 'SSH', sshCommand: '登录命令', sshConfig: '~/.ssh/config', sshKnownHosts: '~/.ssh/known_hosts（本环境的主机密钥）', sshHint: '请先在“账号设置 → SSH 密钥”中添加公钥。',
-      jupyter: '打开 JupyterLab', accessUnavailable: '实例运行后将显示访问方式。',
+      jupyter: '打开 JupyterLab', desktop: '打开远程桌面', accessUnavailable: '实例运行后将显示访问方式。',
       noEvents: '暂无事件。', notFound: '该实例不存在或不属于你。',
       terminalNotRunning: '请先开机再使用终端。',
       terminalFailed: '无法打开终端：本服务器可能无法访问该主机的运行时，请改用 SSH。', terminalConnecting: '连接中…', terminalClosed: '连接已断开。', terminalReconnect: '重新连接',
     },
+  },
+  desktop: {
+    title: '远程桌面', connecting: '正在连接远程桌面…', connected: '已连接',
+    closed: '远程桌面连接已关闭。', failed: '无法连接远程桌面（代码 {code}）。',
+    revoked: '你对此实例的访问权限已结束。', reconnect: '重新连接', clipboard: '剪贴板',
+    clipboardHint: '在桌面中复制的文字会显示在这里；在这里输入的文字会放入桌面的剪贴板。',
+    send: '发送到桌面', scaled: '已缩放以适应窗口',
   },
   create: {
     title: '创建实例', gpuModel: 'GPU 型号', free: '空闲 {free} / {total}', memory: '{gib} GB 显存',

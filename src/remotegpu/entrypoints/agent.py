@@ -144,6 +144,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         async with HttpAgentLink(args.server) as link:
             from remotegpu.adapters.storage.mount_cache import DataMountMaterializer, MountCache
             from remotegpu.adapters.storage.mount_sources import HttpVersionSource
+            from remotegpu.adapters.workloads.output_sinks import HttpJobOutputSink
 
             versions = HttpVersionSource(args.server)
             mounts = DataMountMaterializer(
@@ -153,7 +154,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
                 credentials=credentials, address=args.address or "", private_address=private_address,
                 runtime_name=runtime_name,
                 fake_gpus=bool(fake_spec and fake_spec.strip()), agent_version=__version__, data_mounts=mounts,
-                collector=collector, training_nodes=jobs,
+                collector=collector, training_nodes=jobs, job_outputs=HttpJobOutputSink(args.server),
             )
             log.info("agent %s starting: server %s, runtime %s, %d GPU(s)%s", name, args.server, runtime_name,
                      len(probe.inventory()), " (fake)" if fake_spec else "")

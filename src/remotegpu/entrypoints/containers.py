@@ -170,6 +170,18 @@ def _storage_mounts(service):
     return StorageMounts(service)
 
 
+def _job_output_versions(service):
+    from remotegpu.application.storage.job_outputs import JobOutputVersions
+
+    return JobOutputVersions(service)
+
+
+def _job_output_receiver(uow, clock, versions):
+    from remotegpu.application.workloads.outputs import JobOutputReceiver
+
+    return JobOutputReceiver(uow=uow, clock=clock, versions=versions)
+
+
 def _storage_catalog_memory():
     from remotegpu.adapters.storage.memory_catalog import InMemoryStorageCatalog
 
@@ -642,6 +654,7 @@ class Container(containers.DeclarativeContainer):
         _storage_service, storage_uow.provider, storage_catalog, object_store, clock, workspace_policy, settings,
     )
     storage_mounts = providers.Singleton(_storage_mounts, storage_service)
+    job_output_versions = providers.Singleton(_job_output_versions, storage_service)
     env_storage_tokens = providers.Singleton(_env_storage_tokens, uow.provider, config.secret_key)
 
     image_policy = providers.Singleton(
@@ -719,8 +732,9 @@ class Container(containers.DeclarativeContainer):
     training_job_service = providers.Singleton(
         TrainingJobService, uow=uow.provider, clock=clock, logs=job_logs, default_image=config.base_image,
         images=image_policy, quotas=workspace_policy, notify=providers.Callable(lambda a: a.poke, agent_service),
-        data_mounts=storage_mounts,
+        data_mounts=storage_mounts, outputs=job_output_versions,
     )
+    job_output_receiver = providers.Singleton(_job_output_receiver, uow.provider, clock, job_output_versions)
     inference_service_service = providers.Singleton(
         InferenceServiceService, uow=uow.provider, clock=clock, default_image=config.base_image, images=image_policy,
         data_mounts=storage_mounts,

@@ -85,6 +85,7 @@ async def build_embedded_agent(container: Container) -> HostAgent:
     address = settings.ssh_host or (settings.http_host if settings.http_host not in ("0.0.0.0", "::") else "127.0.0.1")
     from remotegpu.adapters.storage.mount_cache import DataMountMaterializer, MountCache
     from remotegpu.adapters.storage.mount_sources import InProcessVersionSource
+    from remotegpu.adapters.workloads.output_sinks import InProcessJobOutputSink
 
     mounts = DataMountMaterializer(
         MountCache(state_dir / "storage-cache", int(settings.storage_cache_gib * 1024**3)),
@@ -103,6 +104,7 @@ async def build_embedded_agent(container: Container) -> HostAgent:
         HostSystemInfo(settings.data_dir), name=name, join_token=join_token, credentials=credentials,
         address=address, private_address=private_address, runtime_name=runtime_name, data_mounts=mounts,
         collector=collector, training_nodes=jobs,
+        job_outputs=InProcessJobOutputSink(container.job_output_receiver()),
     )
 
 

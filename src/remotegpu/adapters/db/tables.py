@@ -1068,6 +1068,7 @@ training_jobs = sa.Table(
     sa.Column("exit_codes", sa.JSON, nullable=False),
     sa.Column("history", sa.JSON, nullable=False),
     sa.Column("data_mounts", sa.JSON, nullable=False, server_default="[]"),  # migration 0028
+    sa.Column("output", sa.JSON, nullable=True),  # migration 0034: the directory that becomes a version
     sa.Index(None, "workspace_id"),
     sa.Index(None, "status"),
 )

@@ -109,6 +109,13 @@ class DockerJobRuntime:
     async def list(self) -> list[JobNodeState]:
         return await asyncio.to_thread(self._list)
 
+    async def export(self, node_id: str, path: str, destination: Path) -> None:
+        """``path`` of the node's (exited) container as a tar archive at ``destination``
+        (Docker's archive API: entries named ``<basename>/...``). FileNotFoundError when
+        the container or the path does not exist."""
+        _check(node_id)
+        await asyncio.to_thread(self._export, node_id, path, destination)
+
     async def read_log(self, node_id: str, offset: int, limit: int) -> bytes:
         _check(node_id)
         path = self._log_path(node_id)
@@ -244,6 +251,18 @@ class DockerJobRuntime:
             log.warning("job node %s: log follower stopped", node_id, exc_info=True)
             with self._lock:
                 self._followers.pop(node_id, None)
+
+    def _export(self, node_id: str, path: str, destination: Path) -> None:
+        container = self._container(node_id)
+        if container is None:
+            raise FileNotFoundError(f"node {node_id} has no container any more")
+        try:
+            stream, _ = container.get_archive(path, chunk_size=1024 * 1024)
+        except NotFound:
+            raise FileNotFoundError(f"{path} does not exist in node 0's container") from None
+        with open(destination, "wb") as out:
+            for chunk in stream:
+                out.write(chunk)
 
     def _log_path(self, node_id: str) -> Path:
         return self._log_dir / f"{node_id}.log"

@@ -134,6 +134,11 @@ class JobHeartbeat:
                 desired[seen.node_id] = DesiredJobNode(seen.node_id, "stopped")  # unknown: kept, never removed
                 continue
             kept = await self.logs.size(job.id, node_key(parsed[1], parsed[2]))
+            if job.output is not None and job.output_node() == seen.node_id:
+                # A succeeded job's output is copied out of this exited container first.
+                desired[seen.node_id] = DesiredJobNode(seen.node_id, "stopped", None, kept, keep_network=True,
+                                                       collect_output=job.output.path)
+                continue
             done = seen.status != "running" and kept >= seen.log_size
             # The job's network stays while the job may still use it (a peer still starting,
             # the next attempt); once the job ended, the last node out drops it.

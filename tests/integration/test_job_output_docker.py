@@ -191,3 +191,19 @@ def test_both_agents_send_outputs_the_embedded_one_in_process_the_remote_one_ove
         assert _download(server, token, model["id"], number, "who.txt") == f"run-{i}\n".encode()
     for j in jobs:
         wait_until(lambda: not job_containers(docker, scopes, j["id"]), 60, "the job's containers removed", 0.5)
+
+
+def test_the_cli_names_the_version_the_output_became(world):
+    from tests.integration.test_training_jobs_docker import run_cli
+
+    server, docker, token, ws, model, scopes = world
+    done = run_cli(server, token, "run", "--name", "cli-out", "--image", IMAGE, "--cpus", "1", "--memory", "1",
+                   "--workspace", ws, "--output", "trained", "--output-path", "/out",
+                   "--", "sh", "-c", "mkdir -p /out && echo from-cli > /out/c.txt")
+    assert done.returncode == 0, done.stderr
+    assert "output: model trained version" in done.stderr, done.stderr
+    number = int(done.stderr.split("output: model trained version ")[1].split()[0])
+    assert _download(server, token, model["id"], number, "c.txt") == b"from-cli\n"
+    missing = run_cli(server, token, "run", "--name", "cli-none", "--image", IMAGE, "--cpus", "1", "--memory", "1",
+                      "--workspace", ws, "--output", "trained", "--", "true")
+    assert missing.returncode == 1 and "output not stored" in missing.stderr, missing.stderr

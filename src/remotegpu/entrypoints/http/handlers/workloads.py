@@ -163,8 +163,9 @@ async def stream_training_job_logs(call: Call) -> web.StreamResponse:
                     break
                 recheck_at = time.monotonic() + check.interval
             job, nodes = await service.log_nodes(call.user, job_id)
-            if (job.status, job.status_message) != last_status:
-                last_status = (job.status, job.status_message)
+            state = (job.status, job.status_message, job.output.state if job.output else None)
+            if state != last_status:  # (the output's progress too: the page shows its version)
+                last_status = state
                 await _event(response, "status", job_out(job).model_dump(mode="json"))
             sent = False
             for key, size in nodes:

@@ -279,6 +279,11 @@ export default {
     cpu: 'CPU cores per node', memory: 'Memory (GiB) per node', timeLimit: 'Time limit (min)', retries: 'Retries (whole gang)',
     priority: 'Priority', attempt: 'Attempt', rank: 'Node', finished: 'Finished', logs: 'Logs', allNodes: 'All nodes',
     noLog: 'No output yet.', cancel: 'Cancel job', cancelConfirm: 'Cancel “{name}”? Every node is stopped.',
+    output: 'Output', outputModel: 'Output → model', outputModelHint: 'a model of this workspace (optional)',
+    outputPath: 'Output directory (node 0)', outputVersion: 'version {n}',
+    outputState: {
+      waiting: 'when the job succeeds', collecting: 'uploading', done: 'stored', failed: 'not stored', skipped: 'no version (the job did not succeed)',
+    },
     status: {
       pending: 'Pending', queued: 'Queued', starting: 'Starting', running: 'Running', succeeded: 'Succeeded', failed: 'Failed',
       cancelled: 'Cancelled', timed_out: 'Timed out',

@@ -279,6 +279,11 @@ export default {
     cpu: '每节点 CPU 核', memory: '每节点内存 (GiB)', timeLimit: '时间上限（分钟）', retries: '重试次数（整组）',
     priority: '优先级', attempt: '第几次', rank: '节点', finished: '结束时间', logs: '日志', allNodes: '全部节点',
     noLog: '暂无输出。', cancel: '取消任务', cancelConfirm: '取消“{name}”？所有节点都将停止。',
+    output: '输出', outputModel: '输出 → 模型', outputModelHint: '本工作空间的模型（可选）',
+    outputPath: '输出目录（节点 0）', outputVersion: '版本 {n}',
+    outputState: {
+      waiting: '任务成功后上传', collecting: '上传中', done: '已保存', failed: '未保存', skipped: '未生成版本（任务未成功）',
+    },
     status: {
       pending: '待处理', queued: '排队中', starting: '启动中', running: '运行中', succeeded: '已成功', failed: '已失败',
       cancelled: '已取消', timed_out: '已超时',

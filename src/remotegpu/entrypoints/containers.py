@@ -550,7 +550,7 @@ class Container(containers.DeclarativeContainer):
         sql=providers.Singleton(_sql_billing_store, session_factory),
         memory=providers.Singleton(InMemoryBillingStore),
     )
-    metering_uow = providers.Factory(MeteringUnitOfWork, storage_uow, billing_store)
+    metering_uow = providers.Factory(MeteringUnitOfWork, storage_uow, billing_store, clock)
     # Environment lifecycle transitions become webhook events after their commit.
     events_uow = providers.Factory(EnvironmentEventsUnitOfWork, metering_uow, providers.Factory(lambda s: s.publish, webhook_service))
     # Notifications (application/notifications): committed environment and audit events

@@ -129,10 +129,10 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
     try:
         interval = float(getattr(args, "metrics_interval", None) or os.environ.get("REMOTEGPU_METRICS_INTERVAL_SECONDS") or 10)
-        from remotegpu.application.monitoring.collector import MetricsCollector
+        from remotegpu.application.monitoring.collector import MetricsCollector, container_sources
 
         collector = MetricsCollector(probe if hasattr(probe, "telemetry") else None,
-                                     runtime if hasattr(runtime, "container_counters") else None, interval_seconds=interval)
+                                     container_sources(runtime, jobs), interval_seconds=interval)
     except ValueError as exc:
         return fail(f"--metrics-interval: {exc}")
 

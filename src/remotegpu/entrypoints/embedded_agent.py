@@ -18,7 +18,7 @@ from remotegpu.adapters.fleet.fake_probe import detect_probe
 from remotegpu.adapters.fleet.system_info import HostSystemInfo
 from remotegpu.adapters.runtime.select import select_runtime
 from remotegpu.application.fleet.agent import HostAgent
-from remotegpu.application.monitoring.collector import MetricsCollector
+from remotegpu.application.monitoring.collector import MetricsCollector, container_sources
 from remotegpu.application.fleet.agent_protocol import HeartbeatReply, HostReport
 from remotegpu.application.fleet.agent_service import AgentService
 from remotegpu.application.fleet.ports import AgentTokenRejected
@@ -97,7 +97,7 @@ async def build_embedded_agent(container: Container) -> HostAgent:
 
         probe = KubernetesGpuProbe(runtime._api, gpu_resource=settings.kube_gpu_resource)  # the cluster's nodes' GPUs
     collector = MetricsCollector(probe if hasattr(probe, "telemetry") else None,
-                                 runtime if hasattr(runtime, "container_counters") else None,
+                                 container_sources(runtime, jobs),  # environments' containers and job nodes'
                                  interval_seconds=settings.metrics_interval_seconds)
     return HostAgent(
         runtime, probe, InProcessAgentLink(container.agent_service(), container.metrics_service()),

@@ -109,6 +109,12 @@ class DockerJobRuntime:
     async def list(self) -> list[JobNodeState]:
         return await asyncio.to_thread(self._list)
 
+    async def container_counters(self) -> list:
+        """``ContainerStats`` (monitoring): cumulative CPU, memory, network and disk counters
+        of every running node and replica container of this agent, keyed by node id (the
+        server tags them with their job's or service's id). Docker's one-shot stats."""
+        return await asyncio.to_thread(self._container_counters)
+
     async def export(self, node_id: str, path: str, destination: Path) -> None:
         """``path`` of the node's (exited) container as a tar archive at ``destination``
         (Docker's archive API: entries named ``<basename>/...``). FileNotFoundError when
@@ -251,6 +257,23 @@ class DockerJobRuntime:
             log.warning("job node %s: log follower stopped", node_id, exc_info=True)
             with self._lock:
                 self._followers.pop(node_id, None)
+
+    def _container_counters(self) -> list:
+        from remotegpu.adapters.runtime.docker_runtime import _counters, _read_at
+        from remotegpu.application.monitoring.ports import ContainerCounters
+
+        out = []
+        for c in self._client.containers.list(filters={"label": [f"{LABEL_JOB_SCOPE}={self._scope}"], "status": "running"}):
+            node_id = (c.labels or {}).get(LABEL_JOB_NODE)
+            if not node_id or not _NODE_ID.match(node_id):
+                continue
+            try:
+                stats = self._client.api.stats(c.id, stream=False, one_shot=True)
+            except Exception:  # noqa: BLE001 - gone meanwhile: next round
+                continue
+            out.append(_counters(ContainerCounters, node_id, _read_at(stats.get("read")) or time.time(), stats,
+                                 c.attrs.get("HostConfig") or {}))
+        return out
 
     def _export(self, node_id: str, path: str, destination: Path) -> None:
         container = self._container(node_id)

@@ -6,8 +6,6 @@ attempt's nodes apart. On the in-memory store, SQLite and PostgreSQL (migrated s
 
 from __future__ import annotations
 
-import pytest
-
 from remotegpu.application.workloads.service import CreateJob
 from remotegpu.domain.billing.money import rate
 from remotegpu.domain.workloads.models import JobStatus

@@ -393,7 +393,7 @@ export default {
     noUsage: 'No usage in this period.', noBills: 'No bills yet.', lines: 'Line items', billOf: 'Bill of {period}',
     environment: 'Environment', model: 'Model', quantity: 'Quantity', unitPrice: 'Unit price', duration: 'Duration',
     noPrices: 'No prices set: usage is free.', setPrice: 'Set a price (applies from now)', since: 'Since', notGpu: '(no GPU)',
-    groups: { day: 'By day', gpu_model: 'By GPU model', user: 'By member', environment: 'By environment', kind: 'By resource' },
+    groups: { day: 'By day', gpu_model: 'By GPU model', user: 'By member', environment: 'By environment (and job node)', kind: 'By resource', job: 'By training job' },
     kinds: { gpu: 'GPU', cpu: 'CPU', memory: 'Memory', disk: 'Disk', nogpu: 'No-GPU mode', gpu_month: 'GPU plan (month)', gpu_year: 'GPU plan (year)' },
     per: { gpu: 'GPU-hour', cpu: 'core-hour', memory: 'GiB-hour', disk: 'GiB-day', nogpu: 'hour', gpu_month: 'GPU-month', gpu_year: 'GPU-year' },
     entryKinds: {

@@ -393,7 +393,7 @@ export default {
     noUsage: '该时段暂无用量。', noBills: '暂无账单。', lines: '明细', billOf: '{period} 账单',
     environment: '环境', model: '型号', quantity: '数量', unitPrice: '单价', duration: '时长',
     noPrices: '尚未定价：用量免费。', setPrice: '设置价格（即时生效）', since: '生效时间', notGpu: '（无 GPU）',
-    groups: { day: '按天', gpu_model: '按 GPU 型号', user: '按成员', environment: '按环境', kind: '按资源' },
+    groups: { day: '按天', gpu_model: '按 GPU 型号', user: '按成员', environment: '按环境（及任务节点）', kind: '按资源', job: '按训练任务' },
     kinds: { gpu: 'GPU', cpu: 'CPU', memory: '内存', disk: '磁盘', nogpu: '无卡模式', gpu_month: 'GPU 包月', gpu_year: 'GPU 包年' },
     per: { gpu: 'GPU·小时', cpu: '核·小时', memory: 'GiB·小时', disk: 'GiB·天', nogpu: '小时', gpu_month: 'GPU·月', gpu_year: 'GPU·年' },
     entryKinds: {

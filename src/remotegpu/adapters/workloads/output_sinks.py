@@ -19,7 +19,10 @@ class HttpJobOutputSink:
     async def send(self, agent_token: str, node_id: str, archive: Path | None, error: str = "") -> None:
         url = self.server_url + OUTPUT_PATH.format(node_id=node_id)
         headers = {"Authorization": f"Bearer {agent_token}"}
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=600)
+        # No read timeout: the server answers once the version is stored (every blob
+        # uploaded and verified), which takes as long as the output is big; a retry after
+        # a timeout would store it twice.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=None)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             if archive is None:
                 request = http.post(url, json={"error": error or "no output"}, headers=headers)

@@ -16,6 +16,9 @@ On every heartbeat of a host (inside its scheduling transaction):
 * desired: the nodes the agent must run (with their spec), and for every other node
   it reports: ``stopped`` while the server still misses bytes of its log, then
   ``removed``. A node of a job the server does not know is stopped, never removed.
+  Node 0 of a succeeded job whose output is being collected stays ``stopped`` with
+  ``collect_output`` (its agent copies the directory out and sends it:
+  ``outputs.py``) and is removed once the output is stored or has failed.
 """
 
 from __future__ import annotations

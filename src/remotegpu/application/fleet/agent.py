@@ -763,6 +763,10 @@ class HostAgent:
             if collecting is not None:
                 collecting.cancel()
                 await asyncio.gather(collecting, return_exceptions=True)
+            outputs = [t for t in self._collecting.values() if not t.done()]
+            for task in outputs:  # a job output being sent: the next start sends it again
+                task.cancel()
+            await asyncio.gather(*outputs, return_exceptions=True)
 
     async def _beat_forever(self, stop: asyncio.Event, interval: float, failures: int) -> None:
         while not stop.is_set():

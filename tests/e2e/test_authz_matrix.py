@@ -219,6 +219,10 @@ MATRIX = [
     ("GET", "/api/v1/training-jobs/{job}/logs", None, [401, 404, 200, 200, 200, 200]),
     ("GET", "/api/v1/training-jobs/{job}/logs/a0.n0", None, [401, 404, 404, 404, 404, 404]),
     ("POST", "/api/v1/training-jobs/{job}/cancel", None, [401, 404, 403, 403, 200, 200]),
+    # A job's output: a dataset/model of the job's workspace (another tenant's: 404); agents send it.
+    ("POST", "/api/v1/training-jobs", {"workspace_id": "{ws}", "name": "o", "command": ["true"],
+                                       "output": {"kind": "dataset", "name": "{dataset}"}}, [401, 404, 403, 201, 201, 201]),
+    ("POST", "/api/v1/agent/job-outputs/{job}.a0.n0", {"error": "none"}, [401, 401, 401, 401, 401, 401]),
     # Inference services: the same rule ({service} is the owner's).
     ("GET", "/api/v1/inference-services?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
     ("POST", "/api/v1/inference-services", {"workspace_id": "{ws}", "name": "s"}, [401, 404, 403, 201, 201, 201]),

@@ -49,9 +49,10 @@ else:
 
 
 @contextmanager
-def second_agent(server_url: str, state_dir: Path, log_path: Path, name: str, token: str, scope: str):
+def second_agent(server_url: str, state_dir: Path, log_path: Path, name: str, token: str, scope: str, *extra: str):
     cmd = [sys.executable, "-m", "remotegpu.entrypoints.cli", "agent", "--server", server_url, "--runtime", "docker",
-           "--fake-gpus", GPUS, "--state-dir", str(state_dir), "--name", name, "--docker-scope", scope, "--token", token]
+           "--fake-gpus", GPUS, "--state-dir", str(state_dir), "--name", name, "--docker-scope", scope, "--token", token,
+           *extra]
     env = {k: v for k, v in os.environ.items() if not k.startswith("REMOTEGPU_")}
     env["REMOTEGPU_LOG_LEVEL"] = "INFO"
     with open(log_path, "ab") as log:

@@ -130,10 +130,10 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
     try:
         interval = float(getattr(args, "metrics_interval", None) or os.environ.get("REMOTEGPU_METRICS_INTERVAL_SECONDS") or 10)
-        from remotegpu.application.monitoring.collector import MetricsCollector
+        from remotegpu.application.monitoring.collector import MetricsCollector, container_sources
 
         collector = MetricsCollector(probe if hasattr(probe, "telemetry") else None,
-                                     runtime if hasattr(runtime, "container_counters") else None, interval_seconds=interval)
+                                     container_sources(runtime, jobs), interval_seconds=interval)
     except ValueError as exc:
         return fail(f"--metrics-interval: {exc}")
 
@@ -145,6 +145,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         async with HttpAgentLink(args.server) as link:
             from remotegpu.adapters.storage.mount_cache import DataMountMaterializer, MountCache
             from remotegpu.adapters.storage.mount_sources import HttpVersionSource
+            from remotegpu.adapters.workloads.output_sinks import HttpJobOutputSink
 
             versions = HttpVersionSource(args.server)
             mounts = DataMountMaterializer(
@@ -154,7 +155,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
                 credentials=credentials, address=args.address or "", private_address=private_address,
                 runtime_name=runtime_name,
                 fake_gpus=bool(fake_spec and fake_spec.strip()), agent_version=__version__, data_mounts=mounts,
-                collector=collector, training_nodes=jobs,
+                collector=collector, training_nodes=jobs, job_outputs=HttpJobOutputSink(args.server),
             )
             log.info("agent %s starting: server %s, runtime %s, %d GPU(s)%s", name, args.server, runtime_name,
                      len(probe.inventory()), " (fake)" if fake_spec else "")

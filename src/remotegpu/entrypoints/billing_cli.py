@@ -2,7 +2,7 @@
 
     remotegpu billing balance [--workspace WS] [--json]
     remotegpu billing ledger [--workspace WS] [--limit N] [--json]
-    remotegpu billing usage [--workspace WS] [--by day|gpu_model|user|environment|kind] [--start T] [--end T] [--json]
+    remotegpu billing usage [--workspace WS] [--by day|gpu_model|user|environment|kind|job] [--start T] [--end T] [--json]
     remotegpu billing bills [--workspace WS] [--json]
     remotegpu billing bill YYYY-MM [--workspace WS] [--csv | --json]
     remotegpu billing prices [--history] [--json]
@@ -184,7 +184,7 @@ def add_billing_arguments(parser: argparse.ArgumentParser) -> None:
     command("balance", cmd_balance, "the wallet's balance, this month's charges and the hourly cost now")
     command("ledger", cmd_ledger, "the wallet's ledger, newest first").add_argument("--limit", type=int, default=50)
     p = command("usage", cmd_usage, "usage of a period, grouped")
-    p.add_argument("--by", default="day", choices=["day", "gpu_model", "user", "environment", "kind"])
+    p.add_argument("--by", default="day", choices=["day", "gpu_model", "user", "environment", "kind", "job"])
     p.add_argument("--start", help="ISO 8601 (default: this month's start)")
     p.add_argument("--end", help="ISO 8601 (default: now)")
     command("bills", cmd_bills, "the last twelve months' bills")

@@ -170,6 +170,18 @@ def _storage_mounts(service):
     return StorageMounts(service)
 
 
+def _job_output_versions(service):
+    from remotegpu.application.storage.job_outputs import JobOutputVersions
+
+    return JobOutputVersions(service)
+
+
+def _job_output_receiver(uow, clock, versions):
+    from remotegpu.application.workloads.outputs import JobOutputReceiver
+
+    return JobOutputReceiver(uow=uow, clock=clock, versions=versions)
+
+
 def _storage_catalog_memory():
     from remotegpu.adapters.storage.memory_catalog import InMemoryStorageCatalog
 
@@ -565,7 +577,7 @@ class Container(containers.DeclarativeContainer):
         sql=providers.Singleton(_sql_billing_store, session_factory),
         memory=providers.Singleton(InMemoryBillingStore),
     )
-    metering_uow = providers.Factory(MeteringUnitOfWork, storage_uow, billing_store)
+    metering_uow = providers.Factory(MeteringUnitOfWork, storage_uow, billing_store, clock)
     # Environment lifecycle transitions become webhook events after their commit.
     events_uow = providers.Factory(EnvironmentEventsUnitOfWork, metering_uow, providers.Factory(lambda s: s.publish, webhook_service))
     # Notifications (application/notifications): committed environment and audit events
@@ -669,6 +681,7 @@ class Container(containers.DeclarativeContainer):
         _storage_service, storage_uow.provider, storage_catalog, object_store, clock, workspace_policy, settings,
     )
     storage_mounts = providers.Singleton(_storage_mounts, storage_service)
+    job_output_versions = providers.Singleton(_job_output_versions, storage_service)
     env_storage_tokens = providers.Singleton(_env_storage_tokens, uow.provider, config.secret_key)
 
     image_policy = providers.Singleton(
@@ -747,8 +760,9 @@ class Container(containers.DeclarativeContainer):
     training_job_service = providers.Singleton(
         TrainingJobService, uow=uow.provider, clock=clock, logs=job_logs, default_image=config.base_image,
         images=image_policy, quotas=workspace_policy, notify=providers.Callable(lambda a: a.poke, agent_service),
-        data_mounts=storage_mounts,
+        data_mounts=storage_mounts, outputs=job_output_versions,
     )
+    job_output_receiver = providers.Singleton(_job_output_receiver, uow.provider, clock, job_output_versions)
     inference_service_service = providers.Singleton(
         InferenceServiceService, uow=uow.provider, clock=clock, default_image=config.base_image, images=image_policy,
         data_mounts=storage_mounts,

@@ -18,7 +18,7 @@ from remotegpu.adapters.fleet.fake_probe import detect_probe
 from remotegpu.adapters.fleet.system_info import HostSystemInfo
 from remotegpu.adapters.runtime.select import select_runtime
 from remotegpu.application.fleet.agent import HostAgent
-from remotegpu.application.monitoring.collector import MetricsCollector
+from remotegpu.application.monitoring.collector import MetricsCollector, container_sources
 from remotegpu.application.fleet.agent_protocol import HeartbeatReply, HostReport
 from remotegpu.application.fleet.agent_service import AgentService
 from remotegpu.application.fleet.ports import AgentTokenRejected
@@ -87,6 +87,7 @@ async def build_embedded_agent(container: Container) -> HostAgent:
     address = settings.ssh_host or (settings.http_host if settings.http_host not in ("0.0.0.0", "::") else "127.0.0.1")
     from remotegpu.adapters.storage.mount_cache import DataMountMaterializer, MountCache
     from remotegpu.adapters.storage.mount_sources import InProcessVersionSource
+    from remotegpu.adapters.workloads.output_sinks import InProcessJobOutputSink
 
     mounts = DataMountMaterializer(
         MountCache(state_dir / "storage-cache", int(settings.storage_cache_gib * 1024**3)),
@@ -99,13 +100,14 @@ async def build_embedded_agent(container: Container) -> HostAgent:
         probe = KubernetesGpuProbe(runtime._api, gpu_resource=settings.kube_gpu_resource,  # the cluster's nodes' GPUs
                                    allocated=runtime.gpus_by_node)
     collector = MetricsCollector(probe if hasattr(probe, "telemetry") else None,
-                                 runtime if hasattr(runtime, "container_counters") else None,
+                                 container_sources(runtime, jobs),  # environments' containers and job nodes'
                                  interval_seconds=settings.metrics_interval_seconds)
     return HostAgent(
         runtime, probe, InProcessAgentLink(container.agent_service(), container.metrics_service()),
         HostSystemInfo(settings.data_dir), name=name, join_token=join_token, credentials=credentials,
         address=address, private_address=private_address, runtime_name=runtime_name, data_mounts=mounts,
         collector=collector, training_nodes=jobs,
+        job_outputs=InProcessJobOutputSink(container.job_output_receiver()),
     )
 
 

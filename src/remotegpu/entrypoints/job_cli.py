@@ -45,6 +45,10 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--retries", type=int, default=0, help="restart the whole gang this many times when a node fails")
     run.add_argument("--priority", type=int, default=0)
     run.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE")
+    run.add_argument("--output", metavar="NAME", help="a model of the workspace (name or id): node 0's --output-path "
+                     "becomes its next version when the job succeeds")
+    run.add_argument("--output-path", default="/output", help="the directory in node 0's container (default: /output)")
+    run.add_argument("--output-kind", choices=["model", "dataset"], default="model")
     run.add_argument("--detach", action="store_true", help="print the job id and return at once")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command run on every node")
     lst = sub.add_parser("list", help="training jobs of a workspace")
@@ -143,6 +147,8 @@ async def _run(client: _Client, args) -> int:
     for key, value in (("image", args.image), ("gpu_model", args.gpu_model), ("time_limit_minutes", args.time_limit)):
         if value is not None:
             body[key] = value
+    if args.output:
+        body["output"] = {"kind": args.output_kind, "name": args.output, "path": args.output_path}
     job = await client.call("POST", "/api/v1/training-jobs", body)
     print(f"job {job['id']}: {job['status']} — {job['status_message']}", file=sys.stderr)
     if args.detach:
@@ -155,11 +161,34 @@ async def _run(client: _Client, args) -> int:
     except (NotImplementedError, RuntimeError):
         pass
     try:
-        return await follow
+        code = await follow
     except asyncio.CancelledError:
         print(f"\ncancelling job {job['id']}…", file=sys.stderr)
         await client.call("POST", f"/api/v1/training-jobs/{job['id']}/cancel")
         return EXIT_BY_STATUS["cancelled"]
+    if args.output:
+        return await _await_output(client, job["id"], code)
+    return code
+
+
+async def _await_output(client: _Client, job_id: str, code: int, timeout: float = 3600) -> int:
+    """After the job: wait for its output to become a version (or not); 1 when a succeeded
+    job's output could not be stored."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        output = (await client.call("GET", f"/api/v1/training-jobs/{job_id}")).get("output") or {}
+        state = output.get("state")
+        if state not in ("waiting", "collecting") or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(1)
+    if state == "done":
+        print(f"output: {output['kind']} {output['name']} version {output['version']}", file=sys.stderr)
+    elif state == "failed":
+        print(f"output not stored: {output.get('message', '')}", file=sys.stderr)
+        return code or 1
+    elif state in ("waiting", "collecting"):
+        print(f"output still {state}; see the job's page", file=sys.stderr)
+    return code
 
 
 async def _follow(client: _Client, job_id: str, *, prefix: bool) -> int:

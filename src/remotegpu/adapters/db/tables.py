@@ -709,12 +709,14 @@ billing_prices = sa.Table(
     sa.Index(None, "kind", "model", "effective_from"),
 )
 
-# Observed environment states, written in the transaction of each status change.
+# Observed environment states, written in the transaction of each status change. A
+# metered subject is an environment or a training-job node (``<job>.a<n>.n<rank>``: 64
+# characters, migration 0034).
 meter_readings = sa.Table(
     "meter_readings",
     metadata,
     _id(primary_key=True),
-    _id("environment_id", nullable=False),
+    sa.Column("environment_id", sa.String(64), nullable=False),
     _id("workspace_id", nullable=False),
     _id("owner_id", nullable=False),
     sa.Column("at", UTCDateTime, nullable=False),
@@ -734,7 +736,7 @@ meter_readings = sa.Table(
 meters = sa.Table(
     "meters",
     metadata,
-    _id("environment_id", primary_key=True),
+    sa.Column("environment_id", sa.String(64), primary_key=True),
     _id("workspace_id", nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("metered_version", sa.Integer, nullable=False),
@@ -748,7 +750,7 @@ usage_segments = sa.Table(
     "usage_segments",
     metadata,
     sa.Column("key", sa.String(300), primary_key=True),
-    _id("environment_id", nullable=False),
+    sa.Column("environment_id", sa.String(64), nullable=False),
     _id("workspace_id", nullable=False),
     _id("owner_id", nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
@@ -1070,6 +1072,7 @@ training_jobs = sa.Table(
     sa.Column("exit_codes", sa.JSON, nullable=False),
     sa.Column("history", sa.JSON, nullable=False),
     sa.Column("data_mounts", sa.JSON, nullable=False, server_default="[]"),  # migration 0028
+    sa.Column("output", sa.JSON, nullable=True),  # migration 0034: the directory that becomes a version
     sa.Index(None, "workspace_id"),
     sa.Index(None, "status"),
 )

@@ -207,7 +207,8 @@ def training_node_desired_to_dict(d: DesiredJobNode) -> dict[str, Any]:
             "data_mounts": [{"target": m.target, "kind": m.kind, "repository_id": m.repository_id, "version": m.version}
                             for m in d.spec.data_mounts],
         }
-    return {"node_id": d.node_id, "desired": d.desired, "spec": spec, "log_offset": d.log_offset, "keep_network": d.keep_network}
+    return {"node_id": d.node_id, "desired": d.desired, "spec": spec, "log_offset": d.log_offset, "keep_network": d.keep_network,
+            "collect_output": d.collect_output}
 
 
 JOB_NODE_STATUSES = frozenset({"running", "exited", "failed", "missing"})
@@ -254,7 +255,11 @@ def training_node_desired_from_dict(data: Any, path: str = "job_nodes") -> Desir
             raise ValueError(f"{path}.spec.node_id: does not match")
     if desired == "running" and spec is None:
         raise ValueError(f"{path}.spec: required when desired is 'running'")
-    return DesiredJobNode(node_id, desired, spec, r.integer("log_offset", 0, minimum=0), r.flag("keep_network", False))
+    collect = r.text("collect_output", "")
+    if collect and (not collect.startswith("/") or len(collect) > 500):
+        raise ValueError(f"{path}.collect_output: an absolute path")
+    return DesiredJobNode(node_id, desired, spec, r.integer("log_offset", 0, minimum=0), r.flag("keep_network", False),
+                          collect_output=collect)
 
 
 # --- from dict --------------------------------------------------------------------------

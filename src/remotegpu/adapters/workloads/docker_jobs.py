@@ -110,6 +110,19 @@ class DockerJobRuntime:
     async def list(self) -> list[JobNodeState]:
         return await asyncio.to_thread(self._list)
 
+    async def container_counters(self) -> list:
+        """``ContainerStats`` (monitoring): cumulative CPU, memory, network and disk counters
+        of every running node and replica container of this agent, keyed by node id (the
+        server tags them with their job's or service's id). Docker's one-shot stats."""
+        return await asyncio.to_thread(self._container_counters)
+
+    async def export(self, node_id: str, path: str, destination: Path) -> None:
+        """``path`` of the node's (exited) container as a tar archive at ``destination``
+        (Docker's archive API: entries named ``<basename>/...``). FileNotFoundError when
+        the container or the path does not exist."""
+        _check(node_id)
+        await asyncio.to_thread(self._export, node_id, path, destination)
+
     async def read_log(self, node_id: str, offset: int, limit: int) -> bytes:
         _check(node_id)
         path = self._log_path(node_id)
@@ -245,6 +258,35 @@ class DockerJobRuntime:
             log.warning("job node %s: log follower stopped", node_id, exc_info=True)
             with self._lock:
                 self._followers.pop(node_id, None)
+
+    def _container_counters(self) -> list:
+        from remotegpu.adapters.runtime.docker_runtime import _counters, _read_at
+        from remotegpu.application.monitoring.ports import ContainerCounters
+
+        out = []
+        for c in self._client.containers.list(filters={"label": [f"{LABEL_JOB_SCOPE}={self._scope}"], "status": "running"}):
+            node_id = (c.labels or {}).get(LABEL_JOB_NODE)
+            if not node_id or not _NODE_ID.match(node_id):
+                continue
+            try:
+                stats = self._client.api.stats(c.id, stream=False, one_shot=True)
+            except Exception:  # noqa: BLE001 - gone meanwhile: next round
+                continue
+            out.append(_counters(ContainerCounters, node_id, _read_at(stats.get("read")) or time.time(), stats,
+                                 c.attrs.get("HostConfig") or {}))
+        return out
+
+    def _export(self, node_id: str, path: str, destination: Path) -> None:
+        container = self._container(node_id)
+        if container is None:
+            raise FileNotFoundError(f"node {node_id} has no container any more")
+        try:
+            stream, _ = container.get_archive(path, chunk_size=1024 * 1024)
+        except NotFound:
+            raise FileNotFoundError(f"{path} does not exist in node 0's container") from None
+        with open(destination, "wb") as out:
+            for chunk in stream:
+                out.write(chunk)
 
     def _log_path(self, node_id: str) -> Path:
         return self._log_dir / f"{node_id}.log"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
+from pathlib import Path, PurePosixPath
+
 from remotegpu.application.workloads.ports import JobNodeSpec, JobNodeState
 
 
@@ -12,6 +16,8 @@ class InMemoryJobRuntime:
         self.exit_codes: dict[str, int | None] = {}
         self.logs: dict[str, bytearray] = {}
         self.fail_start: str | None = None  # message: ensure_running raises it
+        # node id → {container path → {relative file path → bytes}}: what ``export`` finds.
+        self.files: dict[str, dict[str, dict[str, bytes]]] = {}
 
     async def ensure_running(self, spec: JobNodeSpec) -> None:
         if self.fail_start:
@@ -33,6 +39,18 @@ class InMemoryJobRuntime:
 
     async def list(self) -> list[JobNodeState]:
         return [JobNodeState(n, s, self.exit_codes.get(n), "", len(self.logs.get(n, b""))) for n, s in self.status.items()]
+
+    async def export(self, node_id: str, path: str, destination: Path) -> None:
+        """Like Docker's archive API: entries ``<basename>/<file>``."""
+        found = self.files.get(node_id, {}).get(path) if node_id in self.status else None
+        if found is None:
+            raise FileNotFoundError(f"{path} does not exist in node 0's container")
+        top = PurePosixPath(path).name
+        with tarfile.open(destination, "w") as tar:
+            for name, data in found.items():
+                info = tarfile.TarInfo(f"{top}/{name}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
 
     async def read_log(self, node_id: str, offset: int, limit: int) -> bytes:
         return bytes(self.logs.get(node_id, b""))[offset: offset + limit]

@@ -28,10 +28,11 @@ from remotegpu.domain.billing.prices import Price, PriceBook, ResourceKind
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.shared.errors import Conflict, InvalidInput, PermissionDenied
 from remotegpu.domain.shared.ids import new_id
+from remotegpu.domain.workloads.models import parse_node_id
 from remotegpu.domain.workspaces.models import Role
 
 MAX_AMOUNT = 10**12  # minor units: a bound on one entry
-GROUPS = ("environment", "user", "gpu_model", "day", "kind")
+GROUPS = ("environment", "user", "gpu_model", "day", "kind", "job")
 
 
 @dataclass(frozen=True)
@@ -239,8 +240,15 @@ class BillingService:
         groups: dict[str, dict[str, int]] = defaultdict(lambda: {"amount": 0, "seconds": 0})
         for rs in segments:
             g = rs.segment
-            key = {"environment": g.environment_id, "user": g.owner_id, "gpu_model": g.model if g.kind is ResourceKind.GPU else "",
-                   "day": g.start.date().isoformat(), "kind": g.kind.value}[group_by]
+            if group_by == "job":  # training-job nodes (subject <job>.a<n>.n<rank>) by their job; environments left out
+                parsed = parse_node_id(g.environment_id)
+                if parsed is None:
+                    continue
+                key = parsed[0]
+            else:
+                key = {"environment": g.environment_id, "user": g.owner_id,
+                       "gpu_model": g.model if g.kind is ResourceKind.GPU else "",
+                       "day": g.start.date().isoformat(), "kind": g.kind.value}[group_by]
             groups[key]["amount"] += rs.amount
             groups[key]["seconds"] += g.seconds(rs.rated_until)
         total = sum(v["amount"] for v in groups.values())

@@ -33,9 +33,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from remotegpu.application.monitoring.collector import MetricsCollector
@@ -139,6 +142,20 @@ class DataMounts(Protocol):
         ...
 
 
+class JobOutputSink(Protocol):
+    """Where a succeeded job's output goes (the server: HTTP for remote agents, in-process
+    for the embedded one; adapters/workloads/output_sinks.py)."""
+
+    async def send(self, agent_token: str, node_id: str, archive: Path | None, error: str = "") -> None:
+        """The tar archive of the output directory, or why there is none. Raises when the
+        server did not take it (the agent tries again on a later beat)."""
+        ...
+
+
+#: Tries at sending one node's output before the agent reports it failed.
+OUTPUT_SEND_TRIES = 3
+
+
 class HostAgent:
     """One host's agent. See the module docstring for the reconciliation rules.
 
@@ -169,6 +186,7 @@ class HostAgent:
         data_mounts: DataMounts | None = None,
         collector: "MetricsCollector | None" = None,
         training_nodes: JobRuntime | None = None,
+        job_outputs: JobOutputSink | None = None,
     ) -> None:
         self.collector = collector
         self.runtime = runtime
@@ -177,6 +195,12 @@ class HostAgent:
         self.training_nodes = training_nodes
         self._job_failures: dict[str, str] = {}
         self._log_acked: dict[str, int] = {}  # node id → bytes the server keeps
+        # Succeeded jobs' outputs: node id → the task sending it; nodes whose output went;
+        # tries so far per node.
+        self.job_outputs = job_outputs
+        self._collecting: dict[str, asyncio.Task] = {}
+        self._collected: set[str] = set()
+        self._collect_tries: dict[str, int] = {}
         self._jobs_active = False
         self.probe = probe
         self.link = link
@@ -453,6 +477,8 @@ class HostAgent:
                     if seen is not None and seen.status == "running":
                         await self.training_nodes.stop(d.node_id)
                         changed = True
+                    elif seen is not None and d.collect_output:
+                        self._collect_output(d.node_id, d.collect_output)
                 elif d.desired == "removed":
                     if seen is not None:
                         await self.training_nodes.remove(d.node_id, keep_network=d.keep_network)
@@ -470,7 +496,47 @@ class HostAgent:
         for nid in list(self._job_failures):
             if nid not in desired or desired[nid].desired != "running":
                 del self._job_failures[nid]
+        for nid in [n for n in self._collected | set(self._collect_tries) if n not in desired or not desired[n].collect_output]:
+            self._collected.discard(nid)
+            self._collect_tries.pop(nid, None)
         return changed
+
+    def _collect_output(self, node_id: str, path: str) -> None:
+        """Copy ``path`` out of the node's exited container and send it, in the background
+        (the beat goes on); once per node unless sending failed."""
+        if self.job_outputs is None or node_id in self._collected:
+            return
+        task = self._collecting.get(node_id)
+        if task is not None and not task.done():
+            return
+        self._collecting[node_id] = asyncio.ensure_future(self._send_output(node_id, path))
+
+    async def _send_output(self, node_id: str, path: str) -> None:
+        assert self.training_nodes is not None and self.job_outputs is not None
+        tries = self._collect_tries[node_id] = self._collect_tries.get(node_id, 0) + 1
+        workdir = Path(tempfile.mkdtemp(prefix="rgpu-output-"))
+        try:
+            archive: Path | None = workdir / "output.tar"
+            error = ""
+            try:
+                await self.training_nodes.export(node_id, path, archive)
+            except Exception as exc:  # noqa: BLE001 - the server records why
+                archive, error = None, (str(exc) or type(exc).__name__)[:MAX_MESSAGE_CHARS]
+            try:
+                await self.job_outputs.send(self._token or "", node_id, archive, error)
+                self._collected.add(node_id)
+                log.info("job node %s: output %s sent", node_id, path)
+            except Exception as exc:  # noqa: BLE001 - tried again on a later beat
+                log.warning("job node %s: could not send its output (try %d): %s", node_id, tries, exc)
+                if tries >= OUTPUT_SEND_TRIES:
+                    try:
+                        await self.job_outputs.send(self._token or "", node_id, None, f"the agent could not send it: {exc}"[:MAX_MESSAGE_CHARS])
+                    except Exception:  # noqa: BLE001
+                        pass
+                    self._collected.add(node_id)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
+            self._collecting.pop(node_id, None)
 
     async def _list_runtime(self) -> tuple[list[RuntimeState], bool]:
         try:
@@ -698,6 +764,10 @@ class HostAgent:
             if collecting is not None:
                 collecting.cancel()
                 await asyncio.gather(collecting, return_exceptions=True)
+            outputs = [t for t in self._collecting.values() if not t.done()]
+            for task in outputs:  # a job output being sent: the next start sends it again
+                task.cancel()
+            await asyncio.gather(*outputs, return_exceptions=True)
 
     async def _beat_forever(self, stop: asyncio.Event, interval: float, failures: int) -> None:
         while not stop.is_set():

@@ -130,6 +130,9 @@ class DesiredJobNode:
     # With ``removed``: keep the node's network for later nodes of its group (a service
     # scaled to zero comes back faster). False: drop it once no container uses it.
     keep_network: bool = False
+    # With ``stopped``: the node's exited container holds its job's output at this path:
+    # copy it out and send it (application/workloads/outputs.py); keep the container.
+    collect_output: str = ""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,29 @@ MIB = 1024 * 1024
 Row = list  # [ts, metric, value, env_id, gpu_uuid]
 
 
+class ContainerSources:
+    """Several ``ContainerStats`` read as one (environments' runtime, the job runtime):
+    one that fails is left out of that round, the others still count."""
+
+    def __init__(self, *sources: ContainerStats | None) -> None:
+        self.sources = [s for s in sources if s is not None]
+
+    async def container_counters(self) -> list[ContainerCounters]:
+        out: list[ContainerCounters] = []
+        for source in self.sources:
+            try:
+                out.extend(await source.container_counters())
+            except Exception:  # noqa: BLE001 - a broken runtime never stops the others' samples
+                log.warning("reading container statistics failed", exc_info=True)
+        return out
+
+
+def container_sources(*candidates: object) -> ContainerSources | None:
+    """The candidates that can report container counters (None: none can)."""
+    found = [c for c in candidates if c is not None and hasattr(c, "container_counters")]
+    return ContainerSources(*found) if found else None  # type: ignore[arg-type]
+
+
 class MetricsCollector:
     def __init__(self, gpus: GpuTelemetry | None, containers: ContainerStats | None, *,
                  interval_seconds: float = m.DEFAULT_INTERVAL_SECONDS, clock: Callable[[], float] = time.time,

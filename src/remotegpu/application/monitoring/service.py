@@ -3,7 +3,8 @@
 Ingestion tags every row with what the server itself knows: a GPU's samples belong to
 the environment its allocation names at that moment (and that environment's
 workspace); a container's samples to the environment the agent names only when that
-environment is placed on the reporting host. Anything else an agent sends about other
+environment is placed on the reporting host — or, for a training-job node's or an
+inference replica's container, to its job or service when that node is placed there. Anything else an agent sends about other
 hosts' environments is dropped — an agent is trusted with its own host only.
 
 Queries are authorized like the objects: an environment's metrics for whoever may see
@@ -28,7 +29,7 @@ from remotegpu.domain.identity.models import User
 from remotegpu.domain.monitoring import metrics as m
 from remotegpu.application.identity.secrets import hash_secret
 from remotegpu.domain.shared.errors import InvalidInput, NotFound, Unauthenticated
-from remotegpu.domain.workloads.models import JobStatus
+from remotegpu.domain.workloads.models import JobStatus, node_id
 from remotegpu.domain.workspaces.models import Role
 
 SCOPES = ("environment", "workspace", "host", "fleet", "job", "service")
@@ -47,6 +48,9 @@ class _HostTags:
     env_workspace: dict[str, str]  # env id on this host → workspace id
     gpu_env: dict[str, str]  # GPU uuid → env id holding it
     gpus: frozenset[str] = frozenset()  # the GPUs of this host's inventory
+    # Job nodes and inference replicas placed on this host: container (node) id → the
+    # job's or service's id, which their container samples carry (in the environment tag).
+    node_owner: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -70,7 +74,7 @@ class MetricsService:
         if not isinstance(rows, list):
             raise InvalidInput("metrics must be a list of rows", code="invalid_metrics")
         tags = await self._host_tags(host_id, now)
-        gpus, gpu_env, env_ws = tags.gpus, tags.gpu_env, tags.env_workspace
+        gpus, gpu_env, env_ws, node_owner = tags.gpus, tags.gpu_env, tags.env_workspace, tags.node_owner
         lo, hi = now - MAX_AGE_SECONDS, now + MAX_AHEAD_SECONDS
         known, quantize, isfinite, sample = m.METRICS, m.quantize, math.isfinite, m.Sample
         samples = []
@@ -82,7 +86,7 @@ class MetricsService:
             tt, tv = type(ts), type(value)
             if ((tt is not float and tt is not int) or (tv is not float and tv is not int) or type(metric) is not str
                     or metric not in known or type(env_id) is not str or type(gpu_uuid) is not str
-                    or len(env_id) > 36 or len(gpu_uuid) > 64):
+                    or len(env_id) > 64 or len(gpu_uuid) > 64):
                 raise InvalidInput(f"metrics[{i}]: bad row {str(row)[:200]}", code="invalid_metrics")
             if not (isfinite(ts) and isfinite(value)):
                 raise InvalidInput(f"metrics[{i}]: not finite", code="invalid_metrics")
@@ -93,7 +97,9 @@ class MetricsService:
                     continue  # not this host's GPU: an agent speaks for its own host only
                 env_id = gpu_env.get(gpu_uuid, "")
             elif env_id not in env_ws:
-                continue
+                env_id = node_owner.get(env_id, "")  # a job node's or replica's container: its job's, its service's
+                if not env_id:
+                    continue
             append(sample(float(ts), metric, quantize(value), host_id, env_id, env_ws.get(env_id, ""), gpu_uuid))
         if samples:
             await self.store.write(samples)
@@ -135,6 +141,7 @@ class MetricsService:
                         if a.host_id == host_id:
                             gpu_env[a.gpu_uuid] = env.id
             owners = {e.id: e.workspace_id for e in envs}
+            node_owner: dict[str, str] = {}
             # Training-job nodes and inference replicas on this host: their GPUs' samples
             # carry the job's or the service's id (in the environment tag).
             for job in await uow.training_jobs.list_by_status([JobStatus.STARTING, JobStatus.RUNNING]):
@@ -142,13 +149,15 @@ class MetricsService:
                     if node.host_id == host_id:
                         owners[job.id] = job.workspace_id
                         gpu_env.update({g: job.id for g in node.gpu_uuids})
+                        node_owner[node_id(job.id, job.attempt, node.rank)] = job.id
             for service in await uow.inference_services.list_active():
                 for replica in service.replicas:
                     if replica.host_id == host_id:
                         owners[service.id] = service.workspace_id
                         gpu_env.update({g: service.id for g in replica.gpu_uuids})
+                        node_owner[replica.id] = service.id
         tags = _HostTags(now, owners, gpu_env,
-                         frozenset(g.uuid for g in host.gpus) if host is not None else frozenset())
+                         frozenset(g.uuid for g in host.gpus) if host is not None else frozenset(), node_owner)
         if len(self._tags) > 10_000:
             self._tags.clear()
         self._tags[host_id] = tags

@@ -16,6 +16,9 @@ On every heartbeat of a host (inside its scheduling transaction):
 * desired: the nodes the agent must run (with their spec), and for every other node
   it reports: ``stopped`` while the server still misses bytes of its log, then
   ``removed``. A node of a job the server does not know is stopped, never removed.
+  Node 0 of a succeeded job whose output is being collected stays ``stopped`` with
+  ``collect_output`` (its agent copies the directory out and sends it:
+  ``outputs.py``) and is removed once the output is stored or has failed.
 """
 
 from __future__ import annotations
@@ -134,6 +137,11 @@ class JobHeartbeat:
                 desired[seen.node_id] = DesiredJobNode(seen.node_id, "stopped")  # unknown: kept, never removed
                 continue
             kept = await self.logs.size(job.id, node_key(parsed[1], parsed[2]))
+            if job.output is not None and job.output_node() == seen.node_id:
+                # A succeeded job's output is copied out of this exited container first.
+                desired[seen.node_id] = DesiredJobNode(seen.node_id, "stopped", None, kept, keep_network=True,
+                                                       collect_output=job.output.path)
+                continue
             done = seen.status != "running" and kept >= seen.log_size
             # The job's network stays while the job may still use it (a peer still starting,
             # the next attempt); once the job ended, the last node out drops it.

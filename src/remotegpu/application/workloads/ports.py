@@ -10,10 +10,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from remotegpu.application.environments.ports import DataMountSpec
 from remotegpu.domain.workloads.models import JobStatus, TrainingJob
+
+if TYPE_CHECKING:
+    from remotegpu.domain.identity.models import User
 
 #: Labels of job containers (besides the runtime's scope label).
 LABEL_JOB_NODE = "remotegpu.job_node"
@@ -116,6 +120,12 @@ class JobRuntime(Protocol):
         interleaved as written)."""
         ...
 
+    async def export(self, node_id: str, path: str, destination: Path) -> None:
+        """``path`` of the node's container (exited: kept until the server lets it go)
+        as a tar archive at ``destination``, entries ``<basename>/...``.
+        FileNotFoundError: no such container or path."""
+        ...
+
 
 # --- inference services -------------------------------------------------------------------
 
@@ -144,6 +154,20 @@ async def resolve_mounts(resolver: DataMountResolver | None, workspace_id: str, 
     if not mounts or resolver is None:
         return ()
     return tuple(DataMountSpec(t, k, r, v) for t, k, r, v in await resolver.resolve(workspace_id, mounts))
+
+
+class JobOutputVersions(Protocol):
+    """The storage context's side of job outputs (application/storage/job_outputs.py)."""
+
+    async def check_target(self, actor: "User", workspace_id: str, kind: str, name: str) -> dict[str, str]:
+        """{"kind", "repository_id", "name"} of a model/dataset of the workspace the actor
+        may write (NotFound otherwise: another tenant's answers as unknown)."""
+        ...
+
+    async def store_archive(self, actor: "User", kind: str, repository_id: str, archive: "Path", *, top: str,
+                            job_id: str, message: str) -> int:
+        """The archive's regular files (below ``top``) as the next version; its number."""
+        ...
 
 
 class RouterView(Protocol):

@@ -13,14 +13,14 @@ from typing import Protocol
 from datetime import timedelta
 
 from remotegpu.application.shared.ports import Clock, UnitOfWork, UnitOfWorkFactory
-from remotegpu.application.workloads.ports import JobLogStore
+from remotegpu.application.workloads.ports import JobLogStore, JobOutputVersions
 from remotegpu.application.workspaces.quotas import WorkspacePolicy
 from remotegpu.application.workspaces.service import authorize
 from remotegpu.domain.environments.images import ImagePolicy
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.shared.errors import InvalidInput, NotFound, PermissionDenied
 from remotegpu.domain.shared.ids import new_id
-from remotegpu.domain.workloads.models import JobStatus, TrainingJob, validate_job
+from remotegpu.domain.workloads.models import JobOutput, JobStatus, TrainingJob, check_output_path, validate_job
 from remotegpu.domain.workspaces.models import Role
 from remotegpu.domain.workspaces.quota import Usage
 
@@ -42,6 +42,9 @@ class CreateJob:
     priority: int = 0
     # [{"kind": "dataset"|"model", "name": name or id, "version": ref}] (the storage context checks them)
     mounts: list[dict] = field(default_factory=list)
+    # {"kind": "model"|"dataset", "name": name or id, "path": "/output"}: node 0's directory
+    # that becomes the next version of that model when the job succeeds (None: no output).
+    output: dict | None = None
 
 
 class DataMountCheck(Protocol):
@@ -85,6 +88,7 @@ class TrainingJobService:
     # Wakes the agents' long-polls after a commit that placed or ended nodes (AgentService.poke).
     notify: Callable[[set[str] | None], None] | None = None
     data_mounts: DataMountCheck | None = None  # the storage context (None: no mounts)
+    outputs: JobOutputVersions | None = None  # the storage context (None: no outputs)
 
     def _notify(self) -> None:
         if self.notify is not None:
@@ -110,6 +114,7 @@ class TrainingJobService:
         async with self.uow() as uow:
             await authorize(uow, actor, request.workspace_id, Role.MEMBER)
         job.data_mounts = await checked_mounts(self.data_mounts, actor, request.workspace_id, request.mounts)
+        job.output = await self._output(actor, request)
         async with self.uow() as uow:
             await uow.lock_scheduling()
             await authorize(uow, actor, request.workspace_id, Role.MEMBER)
@@ -124,6 +129,16 @@ class TrainingJobService:
             await uow.commit()  # the job queue pass places it now if the whole gang fits
         self._notify()
         return await self.get(actor, job.id)
+
+    async def _output(self, actor: User, request: CreateJob) -> JobOutput | None:
+        if not request.output:
+            return None
+        path = check_output_path(request.output.get("path") or "/output")
+        if self.outputs is None:
+            raise InvalidInput("job outputs are not available on this server", details={"field": "output"})
+        target = await self.outputs.check_target(actor, request.workspace_id, request.output.get("kind") or "model",
+                                                 request.output["name"])
+        return JobOutput(kind=target["kind"], repository_id=target["repository_id"], name=target["name"], path=path)
 
     async def get(self, actor: User, job_id: str) -> TrainingJob:
         async with self.uow() as uow:

@@ -36,6 +36,9 @@ MASTER_PORT = 29500
 HOSTFILE_PATH = "/etc/remotegpu/hostfile"
 #: Most history entries kept on a job (oldest dropped first).
 MAX_HISTORY = 200
+#: What a job's output may become: a new version of one of the workspace's models or datasets.
+OUTPUT_KINDS = ("model", "dataset")
+MAX_OUTPUT_PATH = 500
 
 
 class JobStatus(str, Enum):
@@ -107,6 +110,47 @@ class JobNode:
         )
 
 
+@dataclass
+class JobOutput:
+    """A directory of node 0's container that becomes a new version of a model (or
+    dataset) of the job's workspace once the job has succeeded, with the job as its source.
+
+    ``state``: ``waiting`` (the job runs) → ``collecting`` (succeeded: node 0's agent
+    copies the directory out of the exited container and uploads it) → ``done``
+    (``version`` is the new version's number) or ``failed`` (``message`` says why);
+    ``skipped`` when the job did not succeed: no version."""
+
+    kind: str
+    repository_id: str
+    name: str
+    path: str
+    state: str = "waiting"
+    version: int | None = None
+    message: str = ""
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "repository_id": self.repository_id, "name": self.name, "path": self.path,
+                "state": self.state, "version": self.version, "message": self.message}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "JobOutput | None":
+        if not d:
+            return None
+        return cls(kind=d["kind"], repository_id=d["repository_id"], name=d["name"], path=d["path"],
+                   state=d.get("state", "waiting"), version=d.get("version"), message=d.get("message", ""))
+
+
+def check_output_path(path: str) -> str:
+    """An absolute directory inside the container (not ``/``, no ``..``); returned normalized."""
+    if not isinstance(path, str) or not path.startswith("/") or len(path) > MAX_OUTPUT_PATH or "\x00" in path:
+        raise InvalidInput(f"output.path must be an absolute path of at most {MAX_OUTPUT_PATH} characters",
+                           details={"field": "output.path"})
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise InvalidInput("output.path must be a directory below / without '..'", details={"field": "output.path"})
+    return "/" + "/".join(parts)
+
+
 def node_id(job_id: str, attempt: int, rank: int) -> str:
     """The runtime's name for one node of one attempt (a new attempt = new containers)."""
     return f"{job_id}.a{attempt}.n{rank}"
@@ -155,6 +199,8 @@ class TrainingJob:
     # Dataset/model versions mounted read-only in every node (the storage context's stored
     # form: {"kind", "repository_id", "name", "ref"}; resolved again at every attempt).
     data_mounts: list[dict] = field(default_factory=list)
+    # The directory that becomes a model/dataset version on success (None: none declared).
+    output: JobOutput | None = None
 
     # --- lifecycle ------------------------------------------------------------------
     def transition(self, to: JobStatus, reason: str, now: datetime) -> None:
@@ -178,6 +224,27 @@ class TrainingJob:
             self.started_at = now
         if to.terminal:
             self.finished_at = now
+            if self.output is not None and self.output.state == "waiting":
+                if to is JobStatus.SUCCEEDED:
+                    self.output.state, self.output.message = "collecting", f"copying {self.output.path} from node 0"
+                else:
+                    self.output.state, self.output.message = "skipped", f"the job {to.value.replace('_', ' ')}: no version made"
+
+    # --- output -----------------------------------------------------------------------
+    def output_node(self) -> str | None:
+        """The node whose container the output is copied from while it is being collected."""
+        if self.output is None or self.output.state != "collecting":
+            return None
+        return node_id(self.id, self.attempt, 0)
+
+    def output_stored(self, version: int) -> None:
+        if self.output is not None:
+            self.output.state, self.output.version = "done", version
+            self.output.message = f"{self.output.kind} {self.output.name} version {version}"
+
+    def output_failed(self, message: str) -> None:
+        if self.output is not None and self.output.state in ("waiting", "collecting"):
+            self.output.state, self.output.message = "failed", message[:1000]
 
     def place(self, nodes: list[JobNode], reason: str, now: datetime) -> None:
         """Every node's host and GPUs at once (the gang); the agents start them next."""

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from remotegpu.adapters.db import tables as t
 from remotegpu.adapters.db.repositories._base import SqlRepository
 from remotegpu.domain.workloads.autoscaler import AutoscalePolicy
-from remotegpu.domain.workloads.models import JobNode, JobStatus, TrainingJob
+from remotegpu.domain.workloads.models import JobNode, JobOutput, JobStatus, TrainingJob
 from remotegpu.domain.workloads.services import POLICY_FIELDS, InferenceService, Replica, ServiceStatus
 
 
@@ -24,6 +24,7 @@ def _row(job: TrainingJob) -> dict[str, Any]:
         "finished_at": job.finished_at, "attempt": job.attempt, "node_states": [n.to_dict() for n in job.node_states],
         "exit_code": job.exit_code, "exit_codes": list(job.exit_codes), "history": list(job.history),
         "data_mounts": [dict(m) for m in job.data_mounts],
+        "output": None if job.output is None else job.output.to_dict(),
     }
 
 
@@ -36,6 +37,7 @@ def _job(r: Any) -> TrainingJob:
         updated_at=r.updated_at, queued_at=r.queued_at, started_at=r.started_at, finished_at=r.finished_at,
         attempt=r.attempt, node_states=[JobNode.from_dict(n) for n in r.node_states], exit_code=r.exit_code,
         exit_codes=list(r.exit_codes), history=list(r.history), data_mounts=[dict(m) for m in r.data_mounts or []],
+        output=JobOutput.from_dict(r.output),
     )
 
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import time
+from pathlib import Path
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from remotegpu.application.workloads.service import CreateJob
 from remotegpu.domain.workloads.models import TrainingJob
@@ -29,6 +32,9 @@ from remotegpu.entrypoints.http.schemas.workloads import (
     JobLogsOut,
     JobLogStreamQuery,
     JobNodeOut,
+    JobOutputErrorIn,
+    JobOutputOut,
+    JobOutputReceivedOut,
     NodeExitOut,
     TrainingJobIn,
     TrainingJobListQuery,
@@ -57,9 +63,39 @@ def job_out(j: TrainingJob) -> TrainingJobOut:
         node_states=[JobNodeOut(rank=n.rank, host_id=n.host_id, gpu_uuids=n.gpu_uuids, state=n.state, exit_code=n.exit_code,
                                 message=n.message) for n in j.node_states],
         exit_codes=[NodeExitOut(**e) for e in j.exit_codes], history=j.history, mounts=mounts_out(j.data_mounts),
+        output=None if j.output is None else JobOutputOut(**j.output.to_dict()),
         created_at=j.created_at,
         queued_at=j.queued_at, started_at=j.started_at, finished_at=j.finished_at,
     )
+
+
+@api.post("/api/v1/agent/job-outputs/{node_id}", response=JobOutputReceivedOut, auth=False, tags=["agent"],
+          errors=[401, 404, 422])
+async def agent_job_output(call: Call) -> JobOutputReceivedOut:
+    """A succeeded job's output from node 0's agent (Bearer: agent token): the output
+    directory as a tar archive (``application/x-tar``, Docker's archive format), or
+    ``{"error": …}`` (JSON) when the agent has none; it becomes the next version of the
+    job's declared model. 404 unless that node's output is being collected on this host."""
+    from remotegpu.entrypoints.http.handlers.agent import _agent_token
+
+    token, node = _agent_token(call), call.path("node_id")
+    receiver = call.container.job_output_receiver()
+    await receiver.expects(token, node)  # 401/404 before any byte is read
+    if call.request.content_type == "application/json":
+        try:
+            error = JobOutputErrorIn.model_validate(await call.request.json()).error
+        except (ValueError, ValidationError):
+            raise InvalidInput("send {\"error\": \"…\"} or a tar archive", details={"field": "error"}) from None
+        job = await receiver.receive(token, node, None, error)
+    else:
+        with tempfile.TemporaryDirectory(prefix="rgpu-output-") as workdir:
+            archive = Path(workdir) / "output.tar"
+            with open(archive, "wb") as out:
+                async for chunk in call.request.content.iter_chunked(1024 * 1024):
+                    await asyncio.to_thread(out.write, chunk)
+            job = await receiver.receive(token, node, archive)
+    assert job.output is not None
+    return JobOutputReceivedOut(job_id=job.id, output=JobOutputOut(**job.output.to_dict()))
 
 
 def _node(key: str) -> tuple[int, int]:
@@ -127,8 +163,9 @@ async def stream_training_job_logs(call: Call) -> web.StreamResponse:
                     break
                 recheck_at = time.monotonic() + check.interval
             job, nodes = await service.log_nodes(call.user, job_id)
-            if (job.status, job.status_message) != last_status:
-                last_status = (job.status, job.status_message)
+            state = (job.status, job.status_message, job.output.state if job.output else None)
+            if state != last_status:  # (the output's progress too: the page shows its version)
+                last_status = state
                 await _event(response, "status", job_out(job).model_dump(mode="json"))
             sent = False
             for key, size in nodes:

@@ -100,7 +100,9 @@ class UsageQuery(Strict):
     workspace_id: str = Field(min_length=1, max_length=36)
     start: datetime | None = Field(None, description="default: this month's start")
     end: datetime | None = Field(None, description="default: now")
-    group_by: Literal["environment", "user", "gpu_model", "day", "kind"] = "day"
+    group_by: Literal["environment", "user", "gpu_model", "day", "kind", "job"] = Field(
+        "day", description="environment: each environment and each training-job node (<job>.a<attempt>.n<rank>); "
+        "job: training jobs' nodes summed per job")
 
 
 class UsageGroupOut(BaseModel):

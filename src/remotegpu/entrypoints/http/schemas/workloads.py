@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
@@ -11,6 +11,7 @@ from remotegpu.domain.environments.variables import MAX_VALUE_LENGTH, MAX_VARIAB
 from remotegpu.domain.workloads.models import (
     MAX_COMMAND_ARGS,
     MAX_NODES,
+    MAX_OUTPUT_PATH,
     MAX_RETRIES,
     MAX_TIME_LIMIT_MINUTES,
     PRIORITY_RANGE,
@@ -21,6 +22,25 @@ from remotegpu.entrypoints.http.schemas.environments import DataMountIn, DataMou
 
 _Arg = Annotated[str, StringConstraints(max_length=MAX_VALUE_LENGTH)]
 _Variables = dict[Annotated[str, StringConstraints(max_length=128)], Annotated[str, StringConstraints(max_length=MAX_VALUE_LENGTH)]]
+
+
+class JobOutputIn(Strict):
+    kind: Literal["model", "dataset"] = Field("model", description="what the output becomes a version of")
+    name: str = Field(min_length=1, max_length=64, description="a model (or dataset) of the job's workspace, by name or id")
+    path: str = Field("/output", min_length=1, max_length=MAX_OUTPUT_PATH,
+                      description="the directory in node 0's container; the command writes there")
+
+
+class JobOutputOut(BaseModel):
+    kind: str
+    repository_id: str
+    name: str
+    path: str
+    state: Literal["waiting", "collecting", "done", "failed", "skipped"] = Field(
+        description="waiting (the job runs) → collecting (succeeded: being uploaded) → done (version) | failed; "
+        "skipped: the job did not succeed, no version")
+    version: int | None = Field(None, description="the version the output became (state done)")
+    message: str = ""
 
 
 class TrainingJobIn(Strict):
@@ -43,6 +63,9 @@ class TrainingJobIn(Strict):
         description="dataset/model versions mounted read-only at /datasets/<name> or /models/<name> in every node; "
         "the version ('latest', a tag or a number) is resolved at every attempt",
     )
+    output: JobOutputIn | None = Field(
+        None, description="node 0's directory that becomes the next version of a model (or dataset) of the workspace "
+        "when the job succeeds, its source the job (another workspace's: 404)")
 
 
 class TrainingJobListQuery(PageQuery):
@@ -98,10 +121,20 @@ class TrainingJobOut(BaseModel):
     exit_codes: list[NodeExitOut]
     history: list[dict]
     mounts: list[DataMountOut] = Field(default_factory=list, description="dataset/model versions mounted read-only")
+    output: JobOutputOut | None = Field(None, description="the declared output and what became of it")
     created_at: datetime
     queued_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class JobOutputErrorIn(Strict):
+    error: str = Field(min_length=1, max_length=1000, description="why the agent has no archive to send")
+
+
+class JobOutputReceivedOut(BaseModel):
+    job_id: str
+    output: JobOutputOut
 
 
 class JobLogOut(BaseModel):

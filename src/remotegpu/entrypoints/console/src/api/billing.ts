@@ -37,7 +37,7 @@ export interface LedgerEntry {
   expires_at: string | null
 }
 
-export type UsageGroup = 'environment' | 'user' | 'gpu_model' | 'day' | 'kind'
+export type UsageGroup = 'environment' | 'user' | 'gpu_model' | 'day' | 'kind' | 'job'
 
 export interface Usage {
   workspace_id: string

@@ -30,10 +30,24 @@ export interface TrainingJob {
   node_states: JobNode[]
   exit_codes: NodeExit[]
   history: { at: string; from: string; to: string; reason: string }[]
+  output?: JobOutput | null
   created_at: string
   queued_at: string | null
   started_at: string | null
   finished_at: string | null
+}
+
+export type JobOutputState = 'waiting' | 'collecting' | 'done' | 'failed' | 'skipped'
+
+/** Node 0's directory that becomes the next version of a model (or dataset) when the job succeeds. */
+export interface JobOutput {
+  kind: 'model' | 'dataset'
+  repository_id: string
+  name: string
+  path: string
+  state: JobOutputState
+  version: number | null
+  message: string
 }
 
 export interface JobInput {
@@ -50,6 +64,7 @@ export interface JobInput {
   priority: number
   env?: Record<string, string>
   mounts?: { kind: 'dataset' | 'model'; name: string; version: string }[]
+  output?: { kind: 'model' | 'dataset'; name: string; path: string }
 }
 
 export interface JobLog { node: string; attempt: number; rank: number; bytes: number }

@@ -288,6 +288,11 @@ export default {
     cpu: 'CPU cores per node', memory: 'Memory (GiB) per node', timeLimit: 'Time limit (min)', retries: 'Retries (whole gang)',
     priority: 'Priority', attempt: 'Attempt', rank: 'Node', finished: 'Finished', logs: 'Logs', allNodes: 'All nodes',
     noLog: 'No output yet.', cancel: 'Cancel job', cancelConfirm: 'Cancel “{name}”? Every node is stopped.',
+    output: 'Output', outputModel: 'Output → model', outputModelHint: 'a model of this workspace (optional)',
+    outputPath: 'Output directory (node 0)', outputVersion: 'version {n}',
+    outputState: {
+      waiting: 'when the job succeeds', collecting: 'uploading', done: 'stored', failed: 'not stored', skipped: 'no version (the job did not succeed)',
+    },
     status: {
       pending: 'Pending', queued: 'Queued', starting: 'Starting', running: 'Running', succeeded: 'Succeeded', failed: 'Failed',
       cancelled: 'Cancelled', timed_out: 'Timed out',
@@ -397,7 +402,7 @@ export default {
     noUsage: 'No usage in this period.', noBills: 'No bills yet.', lines: 'Line items', billOf: 'Bill of {period}',
     environment: 'Environment', model: 'Model', quantity: 'Quantity', unitPrice: 'Unit price', duration: 'Duration',
     noPrices: 'No prices set: usage is free.', setPrice: 'Set a price (applies from now)', since: 'Since', notGpu: '(no GPU)',
-    groups: { day: 'By day', gpu_model: 'By GPU model', user: 'By member', environment: 'By environment', kind: 'By resource' },
+    groups: { day: 'By day', gpu_model: 'By GPU model', user: 'By member', environment: 'By environment (and job node)', kind: 'By resource', job: 'By training job' },
     kinds: { gpu: 'GPU', cpu: 'CPU', memory: 'Memory', disk: 'Disk', nogpu: 'No-GPU mode', gpu_month: 'GPU plan (month)', gpu_year: 'GPU plan (year)' },
     per: { gpu: 'GPU-hour', cpu: 'core-hour', memory: 'GiB-hour', disk: 'GiB-day', nogpu: 'hour', gpu_month: 'GPU-month', gpu_year: 'GPU-year' },
     entryKinds: {

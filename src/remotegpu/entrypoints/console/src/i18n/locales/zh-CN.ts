@@ -288,6 +288,11 @@ export default {
     cpu: '每节点 CPU 核', memory: '每节点内存 (GiB)', timeLimit: '时间上限（分钟）', retries: '重试次数（整组）',
     priority: '优先级', attempt: '第几次', rank: '节点', finished: '结束时间', logs: '日志', allNodes: '全部节点',
     noLog: '暂无输出。', cancel: '取消任务', cancelConfirm: '取消“{name}”？所有节点都将停止。',
+    output: '输出', outputModel: '输出 → 模型', outputModelHint: '本工作空间的模型（可选）',
+    outputPath: '输出目录（节点 0）', outputVersion: '版本 {n}',
+    outputState: {
+      waiting: '任务成功后上传', collecting: '上传中', done: '已保存', failed: '未保存', skipped: '未生成版本（任务未成功）',
+    },
     status: {
       pending: '待处理', queued: '排队中', starting: '启动中', running: '运行中', succeeded: '已成功', failed: '已失败',
       cancelled: '已取消', timed_out: '已超时',
@@ -397,7 +402,7 @@ export default {
     noUsage: '该时段暂无用量。', noBills: '暂无账单。', lines: '明细', billOf: '{period} 账单',
     environment: '环境', model: '型号', quantity: '数量', unitPrice: '单价', duration: '时长',
     noPrices: '尚未定价：用量免费。', setPrice: '设置价格（即时生效）', since: '生效时间', notGpu: '（无 GPU）',
-    groups: { day: '按天', gpu_model: '按 GPU 型号', user: '按成员', environment: '按环境', kind: '按资源' },
+    groups: { day: '按天', gpu_model: '按 GPU 型号', user: '按成员', environment: '按环境（及任务节点）', kind: '按资源', job: '按训练任务' },
     kinds: { gpu: 'GPU', cpu: 'CPU', memory: '内存', disk: '磁盘', nogpu: '无卡模式', gpu_month: 'GPU 包月', gpu_year: 'GPU 包年' },
     per: { gpu: 'GPU·小时', cpu: '核·小时', memory: 'GiB·小时', disk: 'GiB·天', nogpu: '小时', gpu_month: 'GPU·月', gpu_year: 'GPU·年' },
     entryKinds: {

@@ -447,6 +447,10 @@ class InMemoryEnvironmentRepository(_Repository):
         # SQL: ORDER BY queued_at NULLS LAST, created_at, id
         return sorted(found, key=lambda e: (e.queued_at is None, e.queued_at or e.created_at, e.created_at, e.id))
 
+    async def list_autostop_due(self, now: datetime) -> list[Environment]:
+        found = self._find("environments", lambda e: e.autostop_due_at is not None and e.autostop_due_at <= now)
+        return sorted(found, key=lambda e: (e.autostop_due_at, e.id))
+
     async def held_resources(self) -> list[tuple[str, str, int, int]]:
         holding = await self.list_by_status([s for s in EnvStatus if s.holds_resources])
         return [(e.id, e.host_id, e.cpu_cores, e.memory_gib) for e in holding if e.host_id is not None]

@@ -4,6 +4,7 @@ on memory, SQLite and PostgreSQL alike, and still stops what it must.
 Due: a running environment past its time limit (started_at + stop_after_minutes), and a
 running one with an idle policy (idleness is seen in each sweep's GPU readings). Never:
 one without a policy, or one not running. A restart moves the time limit's due time.
+The offline sweep likewise loads only hosts silent since its cutoff.
 """
 
 from __future__ import annotations
@@ -120,3 +121,17 @@ async def test_the_sweep_stops_what_is_past_its_limit_or_idle_and_nothing_else(u
         statuses = {int(e.id[-3:]): e.status for e in await uow.environments.list_by_status(list(EnvStatus))}
     assert statuses == {1: EnvStatus.RUNNING, 2: EnvStatus.STOPPING, 3: EnvStatus.STOPPING, 4: EnvStatus.RUNNING}
     assert await due(uow_factory, at(10_000)) == [4]
+
+
+async def test_the_offline_sweep_reads_only_hosts_silent_since_its_cutoff(uow_factory):
+    """``HostRepository.list_silent_since``: what the offline sweep loads instead of the
+    whole fleet every few seconds (hosts never heard from are not silent: not yet up)."""
+    fresh, old, older = make_host(1, last_heartbeat_at=at(10)), make_host(2, last_heartbeat_at=at(5)), make_host(3, last_heartbeat_at=at(1))
+    never = make_host(4, last_heartbeat_at=None)
+    await add_hosts(uow_factory, fresh, old, older, never)
+    async with uow_factory() as uow:
+        assert [h.id for h in await uow.hosts.list_silent_since(at(0))] == []
+        silent = await uow.hosts.list_silent_since(at(6))
+        assert [h.id for h in silent] == [old.id, older.id]
+        assert [g.uuid for g in silent[1].gpus] == [g.uuid for g in older.gpus]  # with their GPUs
+        assert len(await uow.hosts.list_silent_since(at(11))) == 3

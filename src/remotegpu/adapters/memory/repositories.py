@@ -370,6 +370,10 @@ class InMemoryHostRepository(_Repository):
     async def list(self) -> list[Host]:
         return sorted((self._with_gpus(h) for h in self._find("hosts", lambda h: True)), key=lambda h: (h.name, h.id))
 
+    async def list_silent_since(self, before: datetime) -> list[Host]:
+        found = self._find("hosts", lambda h: h.last_heartbeat_at is not None and h.last_heartbeat_at < before)
+        return sorted((self._with_gpus(h) for h in found), key=lambda h: (h.name, h.id))
+
     async def gpu_types(self) -> dict[str, tuple[int, int, int]]:
         from remotegpu.domain.scheduling import FleetState
 

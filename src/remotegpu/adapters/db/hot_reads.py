@@ -109,6 +109,11 @@ class PgHotReads:
     async def close(self) -> None:
         for task in list(self._flushes):
             task.cancel()
+        pending, self._pending = self._pending, []
+        for *_, future in pending:  # asked, never sent: the server is closing
+            if not future.done():
+                future.set_exception(RuntimeError("hot reads closed"))
+                future.exception()
         idle, self._idle = self._idle, []
         for conn in idle:
             try:

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from remotegpu.application.environments.service import EnvironmentService
 from remotegpu.application.shared.ports import Clock, UnitOfWorkFactory
-from remotegpu.domain.environments.models import Environment, EnvStatus
+from remotegpu.domain.environments.models import Environment
 
 
 @dataclass

@@ -289,8 +289,6 @@ class AgentService:
             await uow.lock_scheduling()
             silent = await uow.hosts.list_silent_since(since)  # again, under the lock
             for host in silent:
-                if host.last_heartbeat_at >= cutoff:
-                    continue
                 if host.status is HostStatus.OFFLINE or host.last_heartbeat_at is None or host.last_heartbeat_at >= cutoff:
                     continue
                 host.mark_offline()  # keeps the admin's cordon / drain for when it comes back

@@ -151,6 +151,35 @@ async def test_a_read_after_a_commit_never_gets_the_cached_answer_from_before(uo
     assert await service.list(viewer, workspace_id=None, statuses=None, limit=50, offset=0) == ([], 0)
 
 
+async def test_hot_reads_asked_at_once_share_a_statement_and_each_gets_its_own_answer(uow_factory, gate):
+    """Checks asked in one turn of the event loop go as one statement (PostgreSQL): each
+    caller still gets its own workspace's and role's answer, and a check asked after a
+    commit sees it."""
+    import asyncio
+
+    if gate is None:
+        pytest.skip("the unit of work has no batching")
+    member = await add_user(uow_factory, "00000000-0000-0000-0000-0000000000bb", "member")
+    await add_user(uow_factory, OWNER, "owner")
+    await add_workspaces(uow_factory, member.id, WS1)
+    before = getattr(gate, "statements", None)
+    asks = [gate.membership(WS1, member.id), gate.membership(WS1, OWNER), gate.membership("no-such-ws", member.id),
+            gate.epoch()] * 10
+    answers = await asyncio.gather(*asks)
+    epochs = {a if isinstance(a, int) else a[0] for a in answers}
+    assert len(epochs) == 1  # one snapshot
+    for n in range(0, len(answers), 4):
+        mine, owners, none, _ = answers[n : n + 4]
+        assert mine[1:] == (True, "viewer") and owners[1:] == (True, None) and none[1:] == (False, None)
+    if before is not None:
+        assert gate.statements - before < len(asks) // 2, "checks asked together were not batched"
+    async with uow_factory() as uow:
+        await uow.workspaces.remove_member(WS1, member.id)
+        await uow.commit()
+    after = await asyncio.gather(gate.membership(WS1, member.id), gate.epoch())
+    assert after[0][1:] == (True, None) and after[0][0] > epochs.pop() and after[1] == after[0][0]
+
+
 async def test_the_workspace_list_and_quota_follow_renames_memberships_and_quotas_at_once(uow_factory, gate):
     """Workspaces' own rows (a rename) move the epoch too (migration 0030), memberships
     and quotas already did (0023): the cached list and quota are never older than a commit."""

@@ -45,6 +45,31 @@ async def test_prices_are_kept_per_epoch_until_the_next_price_or_a_write(world):
     assert await billing.hourly_prices((await envs.capacity(1, 1, 1))[0]) == {MODEL: 3000}
 
 
+async def test_requests_of_one_new_epoch_share_one_price_read(world):
+    """After a change, the 50 requests a busy console sends at once wait for one read of
+    the prices, not 50 (each a transaction: past the pool's size, new connections)."""
+    import asyncio
+
+    admin = await world.user("root", admin=True)
+    billing, envs = world.container.billing_service(), world.container.environment_service()
+    await billing.set_price(admin, "gpu", MODEL, 1000, None)
+    epoch = (await envs.capacity(1, 1, 1))[0]
+    reads = 0
+    transaction = billing.store.transaction
+
+    def counted():
+        nonlocal reads
+        reads += 1
+        return transaction()
+
+    billing.store.transaction = counted
+    try:
+        answers = await asyncio.gather(*(billing.hourly_prices(epoch) for _ in range(50)))
+    finally:
+        del billing.store.transaction
+    assert reads == 1 and all(a == {MODEL: 1000} for a in answers)
+
+
 async def test_a_price_written_by_another_process_moves_the_epoch(world, tmp_path):
     if world.kind == "memory":
         pytest.skip("one process only: set_price drops what it kept (the test above)")

@@ -333,9 +333,13 @@ environments = sa.Table(
     # The GPUs it held when it last stopped, preferred when it starts again.
     sa.Column("last_gpu_uuids", sa.JSON, nullable=False, server_default="[]"),  # 0010
     sa.Column("data_mounts", sa.JSON, nullable=False, server_default="[]"),  # 0018: dataset/model mounts
+    # 0038: when the auto-stop sweep must next look at it (Environment.autostop_due_at),
+    # kept by the repository on every write: a sweep reads only the rows that can be due.
+    sa.Column("autostop_due_at", UTCDateTime, nullable=True),
     sa.Index(None, "workspace_id"),
     sa.Index(None, "host_id"),
     sa.Index(None, "status"),
+    sa.Index(None, "autostop_due_at"),
 )
 
 # The status timeline. ``seq`` numbers one environment's events in the order they

@@ -370,6 +370,10 @@ class InMemoryHostRepository(_Repository):
     async def list(self) -> list[Host]:
         return sorted((self._with_gpus(h) for h in self._find("hosts", lambda h: True)), key=lambda h: (h.name, h.id))
 
+    async def list_silent_since(self, before: datetime) -> list[Host]:
+        found = self._find("hosts", lambda h: h.last_heartbeat_at is not None and h.last_heartbeat_at < before)
+        return sorted((self._with_gpus(h) for h in found), key=lambda h: (h.name, h.id))
+
     async def gpu_types(self) -> dict[str, tuple[int, int, int]]:
         from remotegpu.domain.scheduling import FleetState
 
@@ -446,6 +450,10 @@ class InMemoryEnvironmentRepository(_Repository):
         found = self._find("environments", lambda e: e.status in statuses)
         # SQL: ORDER BY queued_at NULLS LAST, created_at, id
         return sorted(found, key=lambda e: (e.queued_at is None, e.queued_at or e.created_at, e.created_at, e.id))
+
+    async def list_autostop_due(self, now: datetime) -> list[Environment]:
+        found = self._find("environments", lambda e: e.autostop_due_at is not None and e.autostop_due_at <= now)
+        return sorted(found, key=lambda e: (e.autostop_due_at, e.id))
 
     async def held_resources(self) -> list[tuple[str, str, int, int]]:
         holding = await self.list_by_status([s for s in EnvStatus if s.holds_resources])

@@ -8,6 +8,7 @@ grant credit. Another tenant's wallet is "not found".
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -54,6 +55,8 @@ class BillingService:
     enabled: bool = False
     # hourly_prices' answer: (change epoch, when the next price takes effect or None, prices).
     _hourly: tuple[int, datetime | None, dict[str, int]] | None = field(default=None, init=False, repr=False)
+    # hourly_prices' read under way for an epoch: requests of that epoch wait for it (not 50 reads at once)
+    _hourly_reading: tuple[int, asyncio.Future] | None = field(default=None, init=False, repr=False)
     publish: object | None = None  # webhooks (billing.bill_finalized): WebhookService.publish
 
     # --- prices -------------------------------------------------------------------------
@@ -98,12 +101,32 @@ class BillingService:
         kept = self._hourly
         if epoch is not None and kept is not None and kept[0] == epoch and (kept[1] is None or now < kept[1]):
             return kept[2]
-        async with self.store.transaction() as tx:
-            book = PriceBook(await tx.prices())
+        reading = self._hourly_reading
+        if epoch is not None and reading is not None and reading[0] == epoch:
+            try:  # read after this epoch was: the truth at it, as this request's own read would be
+                return await asyncio.shield(reading[1])
+            except Exception:  # noqa: BLE001 - that read's failure is its own: read here
+                pass
+        future: asyncio.Future | None = None
+        if epoch is not None:
+            future = asyncio.get_running_loop().create_future()
+            self._hourly_reading = (epoch, future)
+        try:
+            async with self.store.transaction() as tx:
+                book = PriceBook(await tx.prices())
+        except BaseException as exc:
+            if future is not None:
+                future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("price read cancelled"))
+                future.exception()  # retrieved: no warning when nobody waited
+            raise
+        finally:
+            if future is not None and self._hourly_reading is not None and self._hourly_reading[1] is future:
+                self._hourly_reading = None
         gpu = [p for p in book.all() if p.kind is ResourceKind.GPU]
         prices = {p.model: p.unit_price for p in book.current(now) if p.kind is ResourceKind.GPU and p.effective_from <= now}
         if epoch is not None:
             self._hourly = (epoch, min((p.effective_from for p in gpu if p.effective_from > now), default=None), prices)
+            future.set_result(prices)
         return prices
 
     async def estimate(self, *, gpu_model: str | None, gpu_count: int, cpu_cores: int, memory_gib: int, disk_gib: int) -> int:

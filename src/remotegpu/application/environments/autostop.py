@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from remotegpu.application.environments.service import EnvironmentService
 from remotegpu.application.shared.ports import Clock, UnitOfWorkFactory
-from remotegpu.domain.environments.models import Environment, EnvStatus
+from remotegpu.domain.environments.models import Environment
 
 
 @dataclass
@@ -21,18 +21,28 @@ class AutoStop:
     environments: EnvironmentService
 
     async def sweep(self) -> list[str]:
-        """Stop every running environment past its limit or idle too long; return their ids."""
+        """Stop every running environment past its limit or idle too long; return their ids.
+
+        Reads only the environments that can be due (``Environment.autostop_due_at``, an
+        index range: those past their time limit and those with an idle policy), and
+        only their hosts: on a fleet without auto-stop policies a sweep is one indexed
+        query that finds nothing, with no scheduling lock taken."""
         now = self.clock.now()
         stopped = []
         async with self.uow() as uow:
+            if not await uow.environments.list_autostop_due(now):
+                return stopped
             await uow.lock_scheduling()
-            hosts = {h.id: h for h in await uow.hosts.list()}
+            hosts: dict[str, object] = {}
             changed = False
-            for env in await uow.environments.list_by_status([EnvStatus.RUNNING]):
+            for env in await uow.environments.list_autostop_due(now):  # again, under the lock
                 idle_since = env.idle_since
                 reason = self._time_limit_reason(env, now)
                 if reason is None and env.idle_stop_minutes:
-                    utilization = hosts[env.host_id].gpu_utilization if env.host_id in hosts else {}
+                    if env.host_id is not None and env.host_id not in hosts:
+                        hosts[env.host_id] = await uow.hosts.get(env.host_id)
+                    host = hosts.get(env.host_id) if env.host_id is not None else None
+                    utilization = host.gpu_utilization if host is not None else {}
                     gpus = [a.gpu_uuid for a in await uow.allocations.gpus_of(env.id)]
                     reason = self._idle_reason(env, gpus, utilization, now)
                 if reason is not None:

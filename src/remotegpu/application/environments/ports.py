@@ -242,6 +242,10 @@ class EnvironmentRepository(Protocol):
     async def list_by_status(self, statuses: list[EnvStatus]) -> list[Environment]:
         """Ordered by ``queued_at`` then ``created_at`` (FIFO for the queue)."""
         ...
+    async def list_autostop_due(self, now: datetime) -> list[Environment]:
+        """Running environments whose ``autostop_due_at`` is ``now`` or earlier (an index
+        range: the auto-stop sweep reads only what can be due), oldest due first."""
+        ...
     async def held_resources(self) -> list[tuple[str, str, int, int]]:
         """(id, host id, CPU cores, memory GiB) of every placed environment whose status
         holds resources, in ``list_by_status`` order: what the fleet snapshot needs of

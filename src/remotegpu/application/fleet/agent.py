@@ -696,6 +696,7 @@ class HostAgent:
             reply = await self._beat()
             await self.reconcile(reply)
             await self.reconcile_training_nodes(reply.job_nodes)
+        await self.send_metrics()  # after converging: buffered samples never delay a start
         await self._image_work(reply)
         return reply
 
@@ -704,7 +705,6 @@ class HostAgent:
         assert self._token is not None
         reply = await self.link.heartbeat(self._token, await self.report())
         self._known = {d.env_id: (d.desired, d.generation) for d in reply.desired}
-        await self.send_metrics()
         self._known.update({JOB_KEY + d.node_id: (d.desired, 0) for d in reply.job_nodes})
         if any(d.desired == "running" for d in reply.job_nodes):
             self._jobs_active = True

@@ -298,9 +298,18 @@ class AgentService:
         """Hosts silent for 3 heartbeats go offline; their live environments go lost."""
         cutoff = self.clock.now() - timedelta(seconds=self.heartbeat_seconds * MISSED_BEATS_BEFORE_OFFLINE)
         gone = []
+        # Only hosts silent long enough to matter here or to the job nodes' sweep: on a
+        # fleet that beats, nothing is loaded and no lock is taken.
+        since = cutoff
+        if self.training_nodes is not None:
+            since = max(since, self.clock.now() - timedelta(seconds=self.training_nodes.lost_after_seconds))
         async with self.uow() as uow:
+            silent = await uow.hosts.list_silent_since(since)
+            if not silent:
+                return gone
             await uow.lock_scheduling()
-            for host in await uow.hosts.list():
+            silent = await uow.hosts.list_silent_since(since)  # again, under the lock
+            for host in silent:
                 if host.status is HostStatus.OFFLINE or host.last_heartbeat_at is None or host.last_heartbeat_at >= cutoff:
                     continue
                 host.mark_offline()  # keeps the admin's cordon / drain for when it comes back
@@ -312,7 +321,7 @@ class AgentService:
                         await uow.environments.update(env)
             ended = []
             if self.training_nodes is not None:  # job nodes on hosts silent for too long are lost: their gangs fail (or restart)
-                ended = await self.training_nodes.fail_silent_hosts(uow, await uow.hosts.list())
+                ended = await self.training_nodes.fail_silent_hosts(uow, silent)
             if gone or ended:  # (a commit runs a queue pass: not every few seconds for nothing)
                 await uow.commit()
         return gone

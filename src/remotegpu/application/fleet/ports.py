@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from remotegpu.domain.fleet.models import Gpu
@@ -57,6 +59,11 @@ class HostRepository(Protocol):
         ...
     async def list(self) -> "list[Host]":
         """Every host, ordered by name."""
+        ...
+    async def list_silent_since(self, before: "datetime") -> "list[Host]":
+        """Hosts whose last heartbeat is older than ``before`` (never-heard ones not
+        included), ordered by name: what the offline sweep can act on, without loading
+        the whole fleet (and its GPUs) every few seconds."""
         ...
     async def gpu_types(self) -> dict[str, tuple[int, int, int]]:
         """model → (healthy GPUs, of them not held by a live environment, memory_mib) over

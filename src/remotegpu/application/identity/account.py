@@ -161,6 +161,7 @@ class AccountService:
                 await uow.api_tokens.update(token)
                 await audit.record(uow, self.clock, "token.revoked", actor_id=user_id, target_type="api_token", target_id=token_id, ip=ip)
                 await uow.commit()
+                await self.users.invalidate(user_id)  # drops the user's cached tokens, on every replica
 
     async def _user(self, uow, user_id: str) -> User:
         user = await uow.users.get(user_id)

@@ -263,19 +263,7 @@ class AuthService:
         """
         now = self.clock.now()
         if bearer.startswith(API_TOKEN_PREFIX):
-            async with self.uow() as uow:
-                token = await uow.api_tokens.get_by_hash(hash_secret(bearer))
-                if token is None or not token.is_usable(now):
-                    raise Unauthenticated("API token is invalid, expired or revoked", code="invalid_token")
-                user = await uow.users.get(token.user_id)
-                if user is None or not user.is_active:
-                    raise Unauthenticated("account is disabled", code="account_disabled")
-                # Coarse last-used stamp: at most one write a minute per token.
-                if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
-                    token.last_used_at = now
-                    await uow.api_tokens.update(token)
-                    await uow.commit()
-                return Principal(user=user, via="api_token", token_id=token.id)
+            return await self._api_token_principal(bearer, now)
         claims = self.issuer.verify_claims(bearer, now)
         if claims is None:
             raise Unauthenticated("access token is invalid or expired", code="invalid_token")
@@ -290,6 +278,36 @@ class AuthService:
                 "this session was ended (password changed, or signed out everywhere); log in again", code="session_ended"
             )
         return Principal(user=user, via="access_token", session_id=claims.session_id)
+
+    async def _api_token_principal(self, bearer: str, now) -> Principal:
+        """A personal API token's user. The token comes from the user cache while its
+        last-used stamp is fresh (no database trip); revoking a token invalidates its
+        user there, which drops the user's tokens, so a revoked token is refused at once.
+        Once a minute per token the stamp is written: the token is read afresh for it."""
+        token_hash = hash_secret(bearer)
+        token = self.users.get_token(token_hash)
+        if token is not None and token.is_usable(now) and token.last_used_at is not None \
+                and timedelta(0) <= now - token.last_used_at <= timedelta(minutes=1):
+            user = await self._cached_user(token.user_id)
+            if user is None or not user.is_active:
+                raise Unauthenticated("account is disabled", code="account_disabled")
+            return Principal(user=user, via="api_token", token_id=token.id)
+        mark = self.users.read_mark()
+        async with self.uow() as uow:
+            token = await uow.api_tokens.get_by_hash(token_hash)
+            if token is None or not token.is_usable(now):
+                raise Unauthenticated("API token is invalid, expired or revoked", code="invalid_token")
+            user = await uow.users.get(token.user_id)
+            if user is None or not user.is_active:
+                raise Unauthenticated("account is disabled", code="account_disabled")
+            # Coarse last-used stamp: at most one write a minute per token.
+            if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+                token.last_used_at = now
+                await uow.api_tokens.update(token)
+                await uow.commit()
+        self.users.put(user, mark)
+        self.users.put_token(token, mark)
+        return Principal(user=user, via="api_token", token_id=token.id)
 
     async def is_active(self, user_id: str) -> bool:
         """Whether the account may still act: long-lived connections (the event stream)

@@ -148,4 +148,15 @@ class UserCache(Protocol):
         happened since the mark (else the copy read may predate the change)."""
         ...
 
-    async def invalidate(self, user_id: str) -> None: ...
+    def get_token(self, token_hash: str) -> ApiToken | None:
+        """A user's API token by its secret's hash, as last read (never revoked since:
+        revoking one invalidates its user, which drops the user's tokens)."""
+        ...
+
+    def put_token(self, token: ApiToken, read_mark: int | None = None) -> None:
+        """Remember a token; with ``read_mark``, only when its user was not invalidated since."""
+        ...
+
+    async def invalidate(self, user_id: str) -> None:
+        """Forget the user and the user's API tokens (here and on every replica)."""
+        ...

@@ -77,7 +77,7 @@ def _agent_facing(env: Environment) -> tuple[Any, ...]:
 class _TrackedEnvironments:
     """The environment repository, remembering what was loaded and what was saved."""
 
-    _LOADERS = ("get", "list", "list_for_host", "list_by_status")
+    _LOADERS = ("get", "list", "list_for_host", "list_by_status", "list_autostop_due")
 
     def __init__(self, inner: Any, loaded: dict[str, tuple], saved: dict[str, Environment]):
         self._inner = inner

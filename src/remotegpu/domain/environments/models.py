@@ -9,7 +9,7 @@ platform's view of where the environment is on that road. Every status change is
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 
 from remotegpu.domain.environments.variables import check_environment_name
@@ -143,6 +143,21 @@ class Environment:
     @property
     def gpus_wanted(self) -> int:
         return self.gpu_count if self.with_gpu else 0
+
+    @property
+    def autostop_due_at(self) -> datetime | None:
+        """When the auto-stop sweep must next look at it (None: never, as it stands).
+        Running with a time limit: when the limit is reached. Running with an idle
+        policy: every sweep from its start (idleness is seen in each sweep's GPU
+        readings). Stored (indexed) so that a sweep reads only what can be due."""
+        if self.status is not EnvStatus.RUNNING:
+            return None
+        started = self.started_at or self.created_at
+        if self.idle_stop_minutes:
+            return started
+        if self.stop_after_minutes:
+            return started + timedelta(minutes=self.stop_after_minutes)
+        return None
 
     def transition(self, to: EnvStatus, reason: str, now: datetime) -> None:
         if to == self.status:

@@ -3,6 +3,7 @@ the GPUs and host ports live environments hold."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -33,11 +34,13 @@ from remotegpu.domain.environments.models import (
 )
 from remotegpu.domain.fleet.models import Gpu
 
-_ENV_COLUMNS = tuple(c.name for c in environments.c)
+#: Columns that are Environment's fields (``autostop_due_at`` is derived from them: written, never read back).
+_ENV_COLUMNS = tuple(c.name for c in environments.c if c.name != "autostop_due_at")
 
 
 def _env_values(env: Environment) -> dict[str, Any]:
     values = {name: getattr(env, name) for name in _ENV_COLUMNS}
+    values["autostop_due_at"] = env.autostop_due_at
     values["status"] = env.status.value
     values["desired"] = env.desired.value
     values["env"] = dict(env.env)
@@ -49,6 +52,7 @@ def _env_values(env: Environment) -> dict[str, Any]:
 
 def _env(row: Any) -> Environment:
     m = dict(row._mapping)
+    m.pop("autostop_due_at", None)
     m["status"] = EnvStatus(m["status"])
     m["desired"] = Desired(m["desired"])
     m["env"] = dict(m["env"])
@@ -212,6 +216,14 @@ class SqlEnvironmentRepository(SqlRepository):
             select(environments)
             .where(environments.c.status.in_([s.value for s in statuses]))
             .order_by(environments.c.queued_at.asc().nulls_last(), environments.c.created_at, environments.c.id)
+        )
+        return [_env(r) for r in await self._session.execute(query)]
+
+    async def list_autostop_due(self, now: datetime) -> list[Environment]:
+        query = (
+            select(environments)
+            .where(environments.c.autostop_due_at <= now, environments.c.status == EnvStatus.RUNNING.value)
+            .order_by(environments.c.autostop_due_at, environments.c.id)
         )
         return [_env(r) for r in await self._session.execute(query)]
 

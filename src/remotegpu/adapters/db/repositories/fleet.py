@@ -142,6 +142,18 @@ class SqlHostRepository(SqlRepository):
             self._loaded_gpus[row.id] = list(gpus.get(row.id, []))
         return sorted((_host(r, gpus.get(r.id, [])) for r in rows), key=lambda h: (h.name, h.id))
 
+    async def list_silent_since(self, before: datetime) -> list[Host]:
+        rows = (await self._session.execute(select(hosts).where(hosts.c.last_heartbeat_at < before))).all()
+        if not rows:
+            return []
+        gpus: dict[str, list[Gpu]] = defaultdict(list)
+        query = select(host_gpus).where(host_gpus.c.host_id.in_([r.id for r in rows])).order_by(host_gpus.c.host_id, host_gpus.c.index)
+        for row in await self._session.execute(query):
+            gpus[row.host_id].append(_gpu(row))
+        for row in rows:
+            self._loaded_gpus[row.id] = list(gpus.get(row.id, []))
+        return sorted((_host(r, gpus.get(r.id, [])) for r in rows), key=lambda h: (h.name, h.id))
+
     async def gpu_types(self) -> dict[str, tuple[int, int, int]]:
         """One aggregate query, a row per model: the create form and the API poll it, and
         the fleet snapshot it replaces read every host, GPU and live environment."""

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0038"
-down_revision = "0024"
+down_revision = "0034"  # chained at merge (written against 0024)
 branch_labels = None
 depends_on = None
 

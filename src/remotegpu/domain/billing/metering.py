@@ -130,6 +130,22 @@ def timeline(readings: list[Reading], now: datetime) -> list[tuple[datetime, Rea
     return out
 
 
+def disk_by_second(readings: list[Reading], now: datetime) -> dict[datetime, bool]:
+    """Whether the disk exists at the end of each second of ``timeline``. Every reading
+    counts, not only a second's last: ``starting`` then ``queued`` within one second
+    (a start refused at once) made the disk all the same."""
+    unique = {(r.at, r.seq, r.status): r for r in readings}
+    out: dict[datetime, bool] = {}
+    exists = False
+    for r in sorted(unique.values(), key=lambda r: (r.at, r.seq)):
+        at = second(r.at)
+        if at > now:
+            break
+        exists = (exists or r.status in _DISK_CREATED) and r.status != DELETED
+        out[at] = exists
+    return out
+
+
 def segments_of(readings: list[Reading], prices: PriceBook, now: datetime, plans: "PlanCover | None" = None) -> list[Segment]:
     """Every usage segment of one environment's history up to ``now`` (see module doc);
     with ``plans``, GPU segments a plan covers are priced 0 (``plans.py``)."""
@@ -140,10 +156,9 @@ def segments_of(readings: list[Reading], prices: PriceBook, now: datetime, plans
     # Spans of constant holding per resource: (resource, quantity, start, end|None).
     spans: list[tuple[tuple[ResourceKind, str], int, datetime, datetime | None, Reading]] = []
     open_: dict[tuple[ResourceKind, str], tuple[int, datetime, Reading]] = {}
-    disk_exists = False
+    disk = disk_by_second(readings, now)
     for at, r in steps:
-        disk_exists = (disk_exists or r.status in _DISK_CREATED) and r.status != DELETED
-        held = r.held(disk_exists)
+        held = r.held(disk[at])
         for res, (qty, start, first) in list(open_.items()):
             if held.get(res) != qty:
                 spans.append((res, qty, start, at, first))

@@ -25,6 +25,7 @@ environment, from where, when, how long, what ran).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 from pathlib import Path
@@ -34,6 +35,7 @@ import asyncssh
 from asyncssh.forward import SSHForwarder
 from asyncssh.process import SSHServerProcess
 from asyncssh.sftp import MIN_SFTP_VERSION
+from asyncssh.stream import SSHReader, SSHWriter
 
 from remotegpu.application.environments.ssh_gateway import (
     GatewayAccess,
@@ -71,17 +73,50 @@ def _pinned(host_key: str) -> tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey]
 
 
 class _TrackedForwarder(SSHForwarder):
-    """The channel side of a jump relay: tells the connection when it ends."""
+    """The channel side of a relay. What the far end says before the channel is open
+    (sshd's banner comes at once) is kept until it is, not dropped; and the connection
+    hears when the channel ends."""
 
-    def __init__(self, peer: SSHForwarder, on_close) -> None:
+    def __init__(self, peer: SSHForwarder, on_close=None) -> None:
+        self._pending: list[bytes] = []
         super().__init__(peer)
         self._on_close = on_close
+
+    def write(self, data: bytes) -> None:
+        if self._transport is None:
+            self._pending.append(data)
+            return
+        super().write(data)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        pending, self._pending = self._pending, []
+        for data in pending:
+            super().write(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         on_close, self._on_close = self._on_close, None
         if on_close:
             on_close()
         super().connection_lost(exc)
+
+
+class _RelayedProcess(SSHServerProcess):
+    """A session the environment's sshd serves: every subsystem (sftp included) is
+    relayed, not served here (asyncssh would refuse sftp without an sftp factory)."""
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        return True
+
+    def session_started(self) -> None:
+        # asyncssh would run its own SFTP server for "sftp": always start the relay instead.
+        assert self._chan is not None and self._conn is not None
+        stdin = SSHReader(self, self._chan)
+        stdout = SSHWriter(self, self._chan)
+        stderr = SSHWriter(self, self._chan, asyncssh.EXTENDED_DATA_STDERR)
+        handler = self._session_factory(stdin, stdout, stderr)
+        if inspect.isawaitable(handler):
+            self._conn.create_task(handler, stdin.logger)
 
 
 class _Connection(asyncssh.SSHServer):
@@ -189,7 +224,7 @@ class _Connection(asyncssh.SSHServer):
                 asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
                 "this is a jump login: use ssh -J <you>@gateway root@<environment id>, or ssh <environment id>@gateway",
             )
-        return SSHServerProcess(self._relay_session, None, MIN_SFTP_VERSION, False)
+        return _RelayedProcess(self._relay_session, None, MIN_SFTP_VERSION, False)
 
     async def _relay_session(self, process: asyncssh.SSHServerProcess) -> None:
         try:
@@ -239,7 +274,7 @@ class _Connection(asyncssh.SSHServer):
             raise
         except (asyncssh.Error, OSError) as exc:
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, str(exc)) from None
-        return SSHForwarder(peer)
+        return _TrackedForwarder(peer)
 
     async def _jump(self, env_id: str) -> SSHForwarder:
         assert self.login is not None

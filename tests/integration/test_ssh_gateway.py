@@ -299,3 +299,23 @@ def test_the_gateway_keeps_its_host_key_and_the_hosts_port_is_not_needed(world):
     assert scan.stdout.split()[-1] == again.stdout.split()[-1]
     with socket.create_connection(("127.0.0.1", world.gateway_port), timeout=5) as s:
         assert s.recv(64).startswith(b"SSH-2.0-RemoteGPU_gateway")
+
+
+def test_access_info_offers_the_gateway_first_and_its_pinned_key_works(world):
+    alice = world.people["alice"]
+    code, access = world.server.request("GET", f"/api/v1/environments/{world.env_id}/access", token=alice.token)
+    assert code == 200, access
+    ssh_info = access["ssh"]
+    assert ssh_info["via"] == "gateway" and ssh_info["port"] == world.gateway_port and ssh_info["user"] == world.env_id
+    assert ssh_info["command"] == f"ssh -p {world.gateway_port} {world.env_id}@{ssh_info['host']}"
+    assert f"User {world.env_id}" in ssh_info["config"] and f"Port {world.gateway_port}" in ssh_info["config"]
+    assert ssh_info["jump_command"] == f"ssh -J {alice.username}@{ssh_info['host']}:{world.gateway_port} root@{world.env_id}"
+    assert access["ssh_direct"]["via"] == "direct" and access["ssh_direct"]["port"] == world.env_ssh_port  # still an option
+    # The known_hosts line pins the gateway's own key: OpenSSH with strict checking accepts it.
+    pinned = world.tmp / "gateway_known_hosts"
+    line = ssh_info["known_hosts"]
+    pinned.write_text(line.replace(line.split()[0], f"[127.0.0.1]:{world.gateway_port}") + "\n")
+    result = run([binary("ssh"), "-i", str(alice.key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                  "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={pinned}", "-p", str(world.gateway_port),
+                  f"{world.env_id}@127.0.0.1", "echo", "pinned"])
+    assert result.returncode == 0 and result.stdout.strip() == "pinned", result.stderr

@@ -29,3 +29,26 @@ def ssh_gateway_ctx(container: "Container"):
         await gateway.stop()
 
     return ctx
+
+
+_public_keys: dict[tuple[str, float], str] = {}
+
+
+def gateway_host_key(settings) -> str:
+    """The gateway's public host key ("type base64") for known_hosts lines; "" until the
+    gateway has made it (its first start)."""
+    import asyncssh
+
+    path = settings.ssh_gateway_host_key or settings.data_dir / "ssh_gateway_host_key"
+    try:
+        stamp = (str(path), path.stat().st_mtime)
+    except OSError:
+        return ""
+    if stamp not in _public_keys:
+        try:
+            key = asyncssh.read_private_key(str(path))
+        except (OSError, asyncssh.KeyImportError, ValueError):
+            return ""
+        _public_keys.clear()
+        _public_keys[stamp] = " ".join(key.export_public_key("openssh").decode().split()[:2])
+    return _public_keys[stamp]

@@ -319,3 +319,32 @@ def test_access_info_offers_the_gateway_first_and_its_pinned_key_works(world):
                   "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={pinned}", "-p", str(world.gateway_port),
                   f"{world.env_id}@127.0.0.1", "echo", "pinned"])
     assert result.returncode == 0 and result.stdout.strip() == "pinned", result.stderr
+
+
+def test_every_stay_is_in_the_audit_record(world):
+    """Who entered which environment, when, from where, for how long, what ran — and who was dropped."""
+    alice, carol, dave = world.people["alice"], world.people["carol"], world.people["dave"]
+
+    def records() -> list[dict]:
+        code, page = world.server.request("GET", f"/api/v1/workspaces/{world.workspace_id}/ssh-sessions?limit=500",
+                                          token=alice.token)
+        assert code == 200, page
+        return page["items"]
+
+    # Sessions end a moment after the client goes: every one of the earlier tests' stays is closed.
+    items = eventually(lambda: (r := records()) and all(i["ended_at"] for i in r) and r, timeout=20)
+    assert {i["environment_id"] for i in items} == {world.env_id}
+    assert all(i["client_address"] == "127.0.0.1" and i["key_fingerprint"].startswith("SHA256:") for i in items)
+    assert all(i["duration_seconds"] is not None and i["duration_seconds"] >= 0 for i in items)
+    mine = [i for i in items if i["user_id"] == alice.user_id]
+    assert {i["kind"] for i in mine} == {"session", "jump"}
+    channels = {c for i in mine for c in i["channels"]}
+    assert {"exec", "shell", "sftp", "forward:localhost:8765"} <= channels
+    revoked = {i["username"] for i in items if i["end_reason"] == "revoked"}
+    assert {carol.username, dave.username, alice.username} <= revoked  # removed, disabled, key deleted
+    # Platform admins see it too; a stranger's workspace does not exist for them.
+    code, page = world.server.request("GET", f"/api/v1/ssh-sessions?environment_id={world.env_id}", token=world.admin)
+    assert code == 200 and page["total"] == len(items)
+    code, _ = world.server.request("GET", f"/api/v1/workspaces/{world.workspace_id}/ssh-sessions",
+                                   token=world.people["bob"].token)
+    assert code == 404

@@ -31,7 +31,9 @@ from remotegpu.application.environments.entry import EnvironmentEntry, entrants
 from remotegpu.application.environments.terminal import TerminalTarget
 from remotegpu.application.shared.ports import Clock, UnitOfWorkFactory
 from remotegpu.domain.identity.models import User
-from remotegpu.domain.shared.errors import Conflict, DomainError, NotFound
+from remotegpu.application.workspaces.service import authorize
+from remotegpu.domain.shared.errors import Conflict, DomainError, NotFound, PermissionDenied
+from remotegpu.domain.workspaces.models import Role
 from remotegpu.domain.shared.ids import new_id
 
 ENV_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -157,6 +159,21 @@ class GatewayAccess:
         await self._entry.record_activity(env_id)
 
     # --- the audit record ---------------------------------------------------------
+
+    async def list_sessions(
+        self, actor: User, *, workspace_id: str | None, environment_id: str | None = None, user_id: str | None = None,
+        limit: int = 50, offset: int = 0,
+    ) -> tuple[list[SshSession], int]:
+        """Stays through the gateway, newest first: a workspace's for its admins and owners
+        (``NotFound`` outside it, ``PermissionDenied`` below admin); everyone's for platform admins."""
+        if workspace_id is not None:
+            async with self._uow() as uow:
+                await authorize(uow, actor, workspace_id, Role.ADMIN)
+        elif not actor.is_admin:
+            raise PermissionDenied("platform admins only", code="admin_required")
+        return await self._log.list(workspace_id=workspace_id, environment_id=environment_id, user_id=user_id,
+                                    limit=limit, offset=offset)
+
 
     async def opened(self, user_id: str, env_id: str, kind: str, client_address: str, fingerprint: str) -> SshSession:
         async with self._uow() as uow:

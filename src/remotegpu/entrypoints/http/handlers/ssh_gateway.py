@@ -20,9 +20,10 @@ def _out(s) -> SshSessionOut:
 
 
 @api.get("/api/v1/ssh-sessions", query=AllSshSessionQuery, response=Page[SshSessionOut], tags=TAGS,
-         errors=[401, 403, 422])
+         errors=[401, 403, 404, 422])
 async def list_ssh_sessions(call: Call) -> Page[SshSessionOut]:
-    """Every stay in an environment through the SSH gateway, newest first (platform admins)."""
+    """Every stay in an environment through the SSH gateway, newest first (platform admins; with
+    ``workspace_id``, that workspace's admins too, as ``/workspaces/{id}/ssh-sessions``)."""
     q: AllSshSessionQuery = call.query
     items, total = await call.container.ssh_gateway_access().list_sessions(
         call.user, workspace_id=q.workspace_id, environment_id=q.environment_id, user_id=q.user_id,

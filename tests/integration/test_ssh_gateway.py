@@ -111,7 +111,7 @@ def world(tmp_path_factory):
             tmp_path_factory.mktemp("sshgw-server"), REMOTEGPU_RUNTIME="docker", REMOTEGPU_AGENT_FAKE_GPUS="2xNVIDIA L4 24GB",
             REMOTEGPU_HEARTBEAT_SECONDS="1", REMOTEGPU_DOCKER_SCOPE=scope, REMOTEGPU_AGENT_NAME=f"host-{scope}",
             REMOTEGPU_SSH_GATEWAY_PORT=str(gateway_port), REMOTEGPU_SSH_GATEWAY_BIND="127.0.0.1",
-            REMOTEGPU_SSH_GATEWAY_RECHECK_SECONDS="1", REMOTEGPU_LOG_LEVEL="INFO",
+            REMOTEGPU_SSH_GATEWAY_RECHECK_SECONDS="1",
         ) as server:
             admin = server.login("admin", "admin-password-123")
             people: dict[str, Person] = {}

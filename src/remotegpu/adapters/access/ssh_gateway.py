@@ -52,6 +52,8 @@ log = logging.getLogger("remotegpu.ssh_gateway")
 ENCRYPTION_ALGS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr",
                    "chacha20-poly1305@openssh.com"]
 MAX_CHANNEL_LABELS = 20
+#: Channel windows of both legs (asyncssh's default is 2 MiB): bulk copies stall less on window updates.
+WINDOW = 8 * 1024 * 1024
 
 
 def load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
@@ -81,6 +83,10 @@ class _TrackedForwarder(SSHForwarder):
         self._pending: list[bytes] = []
         super().__init__(peer)
         self._on_close = on_close
+        early = getattr(peer, "_inpbuf", b"")  # what the far end said before it had a peer
+        if early:
+            self._pending.append(early)
+            peer._inpbuf = b""
 
     def write(self, data: bytes) -> None:
         if self._transport is None:
@@ -198,7 +204,7 @@ class _Connection(asyncssh.SSHServer):
                     client_keys=[asyncssh.import_private_key(target.ssh_client_key)],
                     known_hosts=_pinned(target.ssh_host_key), config=[], agent_path=None, agent_forwarding=False,
                     x11_forwarding=False, preferred_auth="publickey", connect_timeout=10, login_timeout=10,
-                    keepalive_interval=30, encryption_algs=ENCRYPTION_ALGS, compression_algs=None,
+                    keepalive_interval=30, encryption_algs=ENCRYPTION_ALGS, compression_algs=None, window=WINDOW,
                 )
             except (asyncssh.Error, OSError, asyncio.TimeoutError) as exc:
                 log.info("ssh gateway: %s unreachable at %s:%s: %s", self.login.env_id, target.private_address,
@@ -286,15 +292,19 @@ class _Connection(asyncssh.SSHServer):
             _, peer = await asyncio.get_running_loop().create_connection(SSHForwarder, target.private_address, target.ssh_port)
         except OSError as exc:
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, f"the environment's SSH does not answer ({exc})") from None
-        record = await self._gw.access.opened(self.login.user.id, env_id, "jump", self.peer, self.login.key_fingerprint)
-        token = id(record)
-        self.jumps[token] = (env_id, record)
+        # Paired before the next await: sshd's banner arrives at once and must find its way.
+        record: list[SshSession] = []
+        token = object()
 
         def closed() -> None:
-            self.jumps.pop(token, None)
-            self._gw._spawn(self._gw.access.closed(record, self.end_reason))
+            self.jumps.pop(id(token), None)
+            if record:
+                self._gw._spawn(self._gw.access.closed(record[0], self.end_reason))
 
-        return _TrackedForwarder(peer, closed)
+        forwarder = _TrackedForwarder(peer, closed)
+        record.append(await self._gw.access.opened(self.login.user.id, env_id, "jump", self.peer, self.login.key_fingerprint))
+        self.jumps[id(token)] = (env_id, record[0])
+        return forwarder
 
     # --- revocation and the end ----------------------------------------------------
 
@@ -358,7 +368,7 @@ class SshGateway:
             lambda: _Connection(self), self._bind, self._port, server_host_keys=[self.host_key],
             encoding=None, line_editor=False, allow_scp=False, sftp_factory=None, agent_forwarding=False,
             x11_forwarding=False, allow_pty=True, login_timeout=30, keepalive_interval=30,
-            encryption_algs=ENCRYPTION_ALGS, compression_algs=None,
+            encryption_algs=ENCRYPTION_ALGS, compression_algs=None, window=WINDOW,
             server_version="RemoteGPU_gateway",
         )
         self._loop_task = asyncio.create_task(self._recheck_loop())

@@ -241,10 +241,20 @@ def test_local_port_forwarding_reaches_a_service_in_the_environment(world):
         container.exec_run(["sh", "-c", "pkill -f 'http.server 8765' || true"])
 
 
-def _live(world: World, person: Person, host: str = "gw") -> subprocess.Popen:
+def _try_live(world: World, person: Person, host: str = "gw") -> subprocess.Popen | None:
+    """A session that stays (``sleep``), once it printed "ready"; None when it could not log in."""
     proc = subprocess.Popen([binary("ssh"), "-F", str(world.config(person)), host, "echo ready; sleep 120"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.poll() is not None else "no output"
+    if proc.stdout.readline().strip() == "ready":
+        return proc
+    proc.kill()
+    proc.wait()
+    return None
+
+
+def _live(world: World, person: Person, host: str = "gw") -> subprocess.Popen:
+    proc = _try_live(world, person, host)
+    assert proc is not None, "could not start a session"
     return proc
 
 
@@ -263,7 +273,8 @@ def test_a_deleted_key_drops_the_live_session_and_is_refused_after(world):
     key_id = add_key(world.server, alice.token, laptop)
     person = Person(alice.username, alice.token, alice.user_id, laptop, key_id)
     gateway = _live(world, person)
-    jumped = eventually(lambda: _live(world, person, host=world.env_id), timeout=30)  # its key reaches authorized_keys
+    # The jump form logs in to the environment's sshd with the key itself: once the agent installed it.
+    jumped = eventually(lambda: _try_live(world, person, host=world.env_id), timeout=30)
     code, _ = world.server.request("DELETE", f"/api/v1/users/me/ssh-keys/{key_id}", token=alice.token)
     assert code == 204
     assert _ends_within(gateway, 10) == 255

@@ -54,6 +54,8 @@ ENCRYPTION_ALGS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-c
 MAX_CHANNEL_LABELS = 20
 #: Channel windows of both legs (asyncssh's default is 2 MiB): bulk copies stall less on window updates.
 WINDOW = 8 * 1024 * 1024
+#: Larger channel packets from clients (OpenSSH sends up to what it has buffered): fewer packets to relay.
+MAX_PACKET = 256 * 1024
 
 
 def load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
@@ -368,7 +370,7 @@ class SshGateway:
             lambda: _Connection(self), self._bind, self._port, server_host_keys=[self.host_key],
             encoding=None, line_editor=False, allow_scp=False, sftp_factory=None, agent_forwarding=False,
             x11_forwarding=False, allow_pty=True, login_timeout=30, keepalive_interval=30,
-            encryption_algs=ENCRYPTION_ALGS, compression_algs=None, window=WINDOW,
+            encryption_algs=ENCRYPTION_ALGS, compression_algs=None, window=WINDOW, max_pktsize=MAX_PACKET,
             server_version="RemoteGPU_gateway",
         )
         self._loop_task = asyncio.create_task(self._recheck_loop())

@@ -134,7 +134,7 @@ class _Connection(asyncssh.SSHServer):
         self.peer = ""
         self.login: GatewayLogin | None = None
         self.key = ""
-        self._verdicts: dict[str, GatewayLogin | None] = {}
+        self._verdicts: dict[str, GatewayLogin | None] = {}  # by (user name, key)
         self._upstream: asyncssh.SSHClientConnection | None = None
         self._upstream_lock = asyncio.Lock()
         self.session: SshSession | None = None  # the env login's audit record (once it reached the environment)
@@ -168,13 +168,14 @@ class _Connection(asyncssh.SSHServer):
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         text = key.export_public_key("openssh").decode()
-        if text not in self._verdicts:
+        asked = f"{username}\n{text}"  # a client may change the user name between attempts
+        if asked not in self._verdicts:
             try:
-                self._verdicts[text] = await self._gw.access.authenticate(username, text, key.get_fingerprint("sha256"))
+                self._verdicts[asked] = await self._gw.access.authenticate(username, text, key.get_fingerprint("sha256"))
             except Exception:  # noqa: BLE001 - a database hiccup refuses the key, never lets it in
                 log.exception("ssh gateway: checking a key for %r failed", username)
                 return False
-        verdict = self._verdicts[text]
+        verdict = self._verdicts[asked]
         if verdict is None:
             return False
         self.login, self.key = verdict, text

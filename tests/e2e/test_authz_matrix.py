@@ -58,6 +58,10 @@ MATRIX = [
     ("GET", "/api/v1/users/{target}", None, [401, 403, 403, 403, 403, 200]),
     ("PATCH", "/api/v1/users/{target}", {"is_active": False}, [401, 403, 403, 403, 403, 200]),
     ("GET", "/api/v1/audit-events", None, [401, 403, 403, 403, 403, 200]),
+    # The SSH gateway's audit record: a workspace's for its admins, everyone's for platform admins.
+    ("GET", "/api/v1/ssh-sessions", None, [401, 403, 403, 403, 403, 200]),
+    ("GET", "/api/v1/ssh-sessions?workspace_id={ws}", None, [401, 404, 403, 403, 200, 200]),
+    ("GET", "/api/v1/workspaces/{ws}/ssh-sessions", None, [401, 404, 403, 403, 200, 200]),
     ("POST", "/api/v1/invites", {}, [401, 403, 403, 403, 403, 201]),
     ("GET", "/api/v1/hosts", None, [401, 403, 403, 403, 403, 200]),
     ("POST", "/api/v1/hosts/{host}/token", None, [401, 403, 403, 403, 403, 200]),

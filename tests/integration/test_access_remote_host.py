@@ -23,6 +23,8 @@ import time
 import aiohttp
 import pytest
 
+from remotegpu.adapters.access.direct_ssh import CLIENT_KEY_OPTIONS
+
 from tests.integration.conftest import IMAGE, wait_running
 from tests.support.components import docker_with_image, remove_scope
 from tests.support.app_hosts import signed_in_app
@@ -229,7 +231,7 @@ def test_each_environment_trusts_only_its_own_client_key_and_presents_only_its_p
         authorized = out.decode()
         own_public = _public_of(world.private_keys(env_id)[1])
         other_public = _public_of(world.private_keys(other_id)[1])
-        assert f"restrict,pty {own_public} remotegpu-web-terminal" in authorized
+        assert f"{CLIENT_KEY_OPTIONS} {own_public} remotegpu-web-terminal" in authorized
         assert other_public not in authorized
         assert "remotegpu-platform" not in authorized and "PRIVATE" not in authorized  # the former shared key is gone
         code, out = container.exec_run(["sh", "-c", "ls /etc/ssh/ | grep '^ssh_host_'; cat /etc/ssh/ssh_host_ed25519_key"])

@@ -70,6 +70,18 @@ class Settings(BaseSettings):
     agent_name: str | None = None  # default: this machine's hostname
     agent_fake_gpus: str | None = None  # e.g. "4xNVIDIA A100-SXM4-80GB" on machines without GPUs
     ssh_host: str | None = None  # address users reach SSH ports on; default: the HTTP host
+    # The SSH gateway (adapters/access/ssh_gateway.py, README "SSH gateway"): one SSH port for
+    # every environment, served by `remotegpu serve` when a port is set. Unset: off, users
+    # reach each environment's own published port.
+    ssh_gateway_port: int | None = Field(None, ge=1, le=65535)
+    ssh_gateway_bind: str = "0.0.0.0"
+    # Its persistent host key (made on first start); default <data_dir>/ssh_gateway_host_key.
+    # Replicas behind one address must share this file.
+    ssh_gateway_host_key: Path | None = None
+    # The name users are told to connect to; default: ssh_host, else the HTTP host.
+    ssh_gateway_host: str | None = None
+    # Live gateway sessions are checked this often (keys, accounts, memberships, the environment).
+    ssh_gateway_recheck_seconds: float = Field(2.0, gt=0, le=60)
     # Where the platform reaches the embedded host's private services (Jupyter is published there only).
     agent_private_address: str = "127.0.0.1"
     base_image: str = "remotegpu/base:latest"
@@ -359,7 +371,8 @@ class Settings(BaseSettings):
 
     @field_validator("database_url", "redis_url", "secret_key", "public_url", "agent_fake_gpus", "agent_name", "ssh_host",
                      "metrics_token", "smtp_host", "smtp_username", "smtp_password", "ldap_url", "ldap_bind_dn",
-                     "ldap_bind_password", "ldap_group_base", "oidc_issuer", mode="before")
+                     "ldap_bind_password", "ldap_group_base", "oidc_issuer", "ssh_gateway_port", "ssh_gateway_host_key",
+                     "ssh_gateway_host", mode="before")
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
         return None if v == "" else v

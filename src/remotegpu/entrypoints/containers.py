@@ -40,6 +40,7 @@ from remotegpu.application.shared.clock import SystemClock
 from remotegpu.application.environments.autostop import AutoStop
 from remotegpu.application.environments.credentials import EnvironmentCredentials
 from remotegpu.application.environments.entry import EnvironmentEntry
+from remotegpu.application.environments.ssh_gateway import GatewayAccess
 from remotegpu.application.environments.queue_pass import QueuePass, QueueingUnitOfWork
 from remotegpu.adapters.workloads.file_logs import FileJobLogStore, InMemoryJobLogStore
 from remotegpu.application.workloads.heartbeat import JobHeartbeat
@@ -192,6 +193,18 @@ def _sql_tickets(session_factory):
     from remotegpu.adapters.support.sql import SqlTicketRepository
 
     return SqlTicketRepository(session_factory)
+
+
+def _sql_ssh_sessions(session_factory):
+    from remotegpu.adapters.access.ssh_sessions import SqlSshSessionLog
+
+    return SqlSshSessionLog(session_factory)
+
+
+def _memory_ssh_sessions():
+    from remotegpu.adapters.access.ssh_sessions import InMemorySshSessionLog
+
+    return InMemorySshSessionLog()
 
 
 def _support_settings(settings: Settings) -> SupportSettings:
@@ -725,6 +738,16 @@ class Container(containers.DeclarativeContainer):
     environment_watch = providers.Singleton(EnvironmentWatch, uow=uow.provider, environments=environment_service, feed=change_feed)
     environment_entry = providers.Singleton(
         EnvironmentEntry, uow=uow.provider, autostop=autostop, gateway=access_gateway, credentials=environment_credentials,
+    )
+
+    # --- the SSH gateway (adapters/access/ssh_gateway.py) -------------------------------
+    ssh_session_log = providers.Selector(
+        config.persistence,
+        sql=providers.Singleton(_sql_ssh_sessions, session_factory),
+        memory=providers.Singleton(_memory_ssh_sessions),
+    )
+    ssh_gateway_access = providers.Singleton(
+        GatewayAccess, uow=uow.provider, entry=environment_entry, log=ssh_session_log, clock=clock,
     )
 
     # --- support tickets (application/support) ---------------------------------------

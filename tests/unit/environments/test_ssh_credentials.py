@@ -179,7 +179,7 @@ async def test_the_gateway_installs_the_environments_client_key_first_restricted
         env, [Entrant("u1", ["ssh-ed25519 AAAA alice"]), Entrant("u2", ["ssh-ed25519 AAAA alice", "ssh-rsa BBBB bob"])],
     )
     assert provision.authorized_keys == [
-        f"restrict,pty {env.ssh_client_key} remotegpu-web-terminal", "ssh-ed25519 AAAA alice", "ssh-rsa BBBB bob",
+        f"{CLIENT_KEY_OPTIONS} {env.ssh_client_key} remotegpu-web-terminal", "ssh-ed25519 AAAA alice", "ssh-rsa BBBB bob",
     ]
     assert not any("PRIVATE" in k for k in provision.authorized_keys)
     assert (await DirectSshGateway().provision(_Env(), [Entrant("u1", ["ssh-ed25519 AAAA a"])])).authorized_keys == ["ssh-ed25519 AAAA a"]

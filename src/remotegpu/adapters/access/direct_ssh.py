@@ -4,8 +4,10 @@ Every entrant's registered keys go into the container's authorized_keys (the age
 keeps them in sync); users connect to ``host.address:<ssh port>`` as root. The
 environment's own client key (``Environment.ssh_client_key``, made by the server for
 this environment only) goes in too, first: the web terminal of environments on remote
-hosts logs in with it. It is restricted to what a terminal needs (a pty and a shell: no
-forwarding of ports, agents or X11). No key shared between environments is ever
+hosts and the SSH gateway log in with it. It is restricted to what they need: a pty,
+commands and subsystems (scp, sftp, rsync), and forwarding to the environment's own
+loopback ports only (``ssh -L`` through the gateway); no agent or X11 forwarding, no
+forwarding anywhere else. No key shared between environments is ever
 installed: the block is replaced whole, so one from an older server (the former
 platform-wide key) is gone after the next sync.
 """
@@ -22,8 +24,8 @@ from remotegpu.application.environments.credentials import CLIENT_KEY_COMMENT
 from remotegpu.domain.environments.models import Environment
 from remotegpu.domain.fleet.models import Host
 
-#: authorized_keys options of the web terminal's key (OpenSSH ≥ 7.2).
-CLIENT_KEY_OPTIONS = "restrict,pty"
+#: authorized_keys options of the platform's key (OpenSSH ≥ 7.2; a port of ``*`` matches any).
+CLIENT_KEY_OPTIONS = 'restrict,pty,port-forwarding,permitopen="localhost:*",permitopen="127.0.0.1:*"'
 
 
 def client_key_line(env: Environment) -> str | None:

@@ -159,6 +159,29 @@ audit_events = sa.Table(
     sa.Index(None, "actor_id"),
 )
 
+# Stays in environments through the SSH gateway (application/environments/ssh_gateway.py).
+# No foreign keys, like the audit trail: records outlive users and environments.
+ssh_sessions = sa.Table(
+    "ssh_sessions",
+    metadata,
+    _id(primary_key=True),
+    _id("user_id", nullable=False),
+    sa.Column("username", sa.String(64), nullable=False),
+    _id("environment_id", nullable=False),
+    _id("workspace_id", nullable=False),
+    sa.Column("environment_name", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("client_address", sa.String(64), nullable=False),
+    sa.Column("key_fingerprint", sa.String(128), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("ended_at", UTCDateTime, nullable=True),
+    sa.Column("end_reason", sa.String(32), nullable=False),
+    sa.Column("channels", sa.JSON, nullable=False),
+    sa.Index(None, "started_at"),
+    sa.Index(None, "workspace_id", "started_at"),
+    sa.Index(None, "environment_id"),
+)
+
 workspaces = sa.Table(
     "workspaces",
     metadata,

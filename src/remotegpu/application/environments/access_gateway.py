@@ -43,7 +43,8 @@ class HostProvision:
 #: to users: ssh reads the config line by line, so one newline in a name would let its
 #: author add directives (``ProxyCommand`` runs commands on the reader's workstation).
 _HOST_NAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*")
-_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+#: A Unix user name, or an environment's id (the SSH gateway's login names).
+_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _HOST_KEY = re.compile(r"[a-z0-9-]{1,64} [A-Za-z0-9+/]{1,8192}={0,3}")
 
@@ -106,6 +107,12 @@ class SshEndpoint:
 class Endpoints:
     ssh: SshEndpoint | None = None
     desktop_url: str | None = None  # remote desktop (a Guacamole adapter)
+
+
+def gateway_endpoint(env_id: str, host: str, port: int, host_key: str = "") -> SshEndpoint:
+    """The SSH gateway's way into ``env_id``: log in as the environment's id
+    (``application/environments/ssh_gateway.py``); ``host_key`` is the gateway's own."""
+    return SshEndpoint(host=host, port=port, user=env_id, host_key=host_key)
 
 
 class AccessGateway(Protocol):

@@ -24,6 +24,7 @@ from remotegpu.entrypoints.webhooks_runner import webhooks_ctx
 from remotegpu.entrypoints.support_runner import support_ctx
 from remotegpu.entrypoints.billing_runner import billing_ctx
 from remotegpu.entrypoints.monitoring_runner import monitoring_ctx
+from remotegpu.entrypoints.ssh_gateway_runner import ssh_gateway_ctx
 
 log = logging.getLogger("remotegpu.app")
 MAX_BODY_BYTES = 1024 * 1024
@@ -84,6 +85,8 @@ def create_app(container: Container, *, run_background: bool = True, bootstrap_a
         if container.settings().embedded_agent:
             app.cleanup_ctx.append(embedded_agent_ctx(container))
         app.cleanup_ctx.append(serve.serve_ctx(container))
+        if container.settings().ssh_gateway_port:
+            app.cleanup_ctx.append(ssh_gateway_ctx(container))
     if run_background and container.config.queue() == "inline":
         app.cleanup_ctx.append(_maintenance_loop(container))
     return app

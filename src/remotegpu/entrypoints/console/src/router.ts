@@ -40,6 +40,7 @@ export const routes: RouteRecordRaw[] = [
       { path: 'admin/hosts', name: 'admin-hosts', component: lazy(() => import('./views/admin/HostsView.vue')), meta: { admin: true, title: 'nav.hosts' } },
       { path: 'admin/users', name: 'admin-users', component: lazy(() => import('./views/admin/UsersView.vue')), meta: { admin: true, title: 'nav.users' } },
       { path: 'admin/quotas', name: 'admin-quotas', component: lazy(() => import('./views/admin/QuotasView.vue')), meta: { admin: true, title: 'nav.quotas' } },
+      { path: 'admin/ssh-sessions', name: 'admin-ssh-sessions', component: lazy(() => import('./views/admin/SshSessionsView.vue')), meta: { admin: true, title: 'nav.sshSessions' } },
       { path: 'admin/audit', name: 'admin-audit', component: lazy(() => import('./views/admin/AuditView.vue')), meta: { admin: true, title: 'nav.audit' } },
       { path: 'tickets', name: 'tickets', component: lazy(() => import('./views/TicketsView.vue')), meta: { title: 'tickets.title' } },
       { path: 'tickets/:id', name: 'ticket', component: lazy(() => import('./views/TicketDetailView.vue')), props: true, meta: { title: 'tickets.title' } },

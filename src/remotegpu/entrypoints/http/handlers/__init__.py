@@ -17,6 +17,7 @@ from remotegpu.entrypoints.http.handlers import (  # noqa: E402,F401
     notifications,
     storage,
     terminal,
+    ssh_gateway,
     webhooks,
     workspaces,
     support,

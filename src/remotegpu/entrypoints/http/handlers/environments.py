@@ -6,13 +6,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from remotegpu.application.environments.access_gateway import Endpoints, UnsafeSshEndpoint
+from remotegpu.application.environments.access_gateway import Endpoints, UnsafeSshEndpoint, gateway_endpoint
 from remotegpu.application.environments.service import CreateRequest, EnvironmentView
 from remotegpu.application.shared.read_cache import Memo
 from remotegpu.domain.environments.variables import ENV_NAME_RE
 from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.keys import APP_URL
 from remotegpu.entrypoints.http.routing import Call
+from remotegpu.entrypoints.ssh_gateway_runner import gateway_host_key
 from remotegpu.entrypoints.http.schemas.common import Page, PageQuery
 from remotegpu.entrypoints.http.schemas.environments import (
     DataMountOut,
@@ -238,17 +239,32 @@ async def get_environment_access(call: Call) -> AccessOut:
     except UnsafeSshEndpoint as exc:  # e.g. a host address that is no host name: offer no SSH rather than a bad line
         log.warning("no SSH access offered: %s", exc, extra={"environment_id": e.id})
         endpoints = Endpoints()
-    ssh = None
+    # Names are DNS labels (checked on create, old ones rewritten by migration 0009); the id is the fallback.
+    alias = f"remotegpu-{e.name if ENV_NAME_RE.fullmatch(e.name) else e.id}"
+    ssh = direct = None
     if endpoints.ssh is not None:
         point = endpoints.ssh
-        # Names are DNS labels (checked on create, old ones rewritten by migration 0009); the id is the fallback.
-        alias = f"remotegpu-{e.name if ENV_NAME_RE.fullmatch(e.name) else e.id}"
-        ssh = SshAccessOut(
+        direct = SshAccessOut(
             host=point.host, port=point.port, user=point.user, command=point.command, config=point.config(alias),
             known_hosts=point.known_hosts or None,
         )
+    settings = call.container.settings()
+    if settings.ssh_gateway_port and "ssh" in ports:  # the gateway is the default way in; the port stays an option
+        try:
+            host = settings.ssh_gateway_host or settings.ssh_host or call.request.url.host or "127.0.0.1"
+            point = gateway_endpoint(e.id, host, settings.ssh_gateway_port, gateway_host_key(settings))
+            ssh = SshAccessOut(
+                host=point.host, port=point.port, user=point.user, command=point.command, config=point.config(alias),
+                known_hosts=point.known_hosts or None, via="gateway",
+                jump_command=f"ssh -J {call.user.username}@{point.host}:{point.port} root@{e.id}",
+            )
+        except UnsafeSshEndpoint as exc:
+            log.warning("no SSH gateway access offered: %s", exc, extra={"environment_id": e.id})
+    if ssh is None:
+        ssh, direct = direct, None
     return AccessOut(
         ssh=ssh,
+        ssh_direct=direct,
         jupyter=JupyterAccessOut(url=call.request.app[APP_URL](e.id, "jupyter")),
         terminal=TerminalAccessOut(path=f"/api/v1/environments/{e.id}/terminal"),
         desktop=DesktopAccessOut(url=call.request.app[APP_URL](e.id, "desktop")) if "desktop" in ports else None,

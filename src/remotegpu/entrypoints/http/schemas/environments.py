@@ -149,8 +149,15 @@ class SshAccessOut(BaseModel):
     command: str
     config: str
     known_hosts: str | None = Field(
-        None, description="a ~/.ssh/known_hosts line pinning the key this environment's sshd presents; "
-        "null until its host's agent has reported it",
+        None, description="a ~/.ssh/known_hosts line pinning the key this environment's sshd presents "
+        "(through the SSH gateway: the gateway's own key); null until it is known",
+    )
+    via: Literal["gateway", "direct"] = Field(
+        "direct", description="gateway: the platform's SSH gateway, logging in as the environment's id; "
+        "direct: the environment's own published SSH port",
+    )
+    jump_command: str | None = Field(
+        None, description="through the gateway as a jump host (ProxyJump): end to end with your key to the environment's sshd",
     )
 
 
@@ -167,7 +174,10 @@ class DesktopAccessOut(BaseModel):
 
 
 class AccessOut(BaseModel):
-    ssh: SshAccessOut | None
+    ssh: SshAccessOut | None = Field(description="the default way in: the SSH gateway when configured, else the published port")
+    ssh_direct: SshAccessOut | None = Field(
+        None, description="the environment's own published SSH port, when the gateway is the default",
+    )
     jupyter: JupyterAccessOut | None
     terminal: TerminalAccessOut | None
     desktop: DesktopAccessOut | None = None

@@ -1,7 +1,7 @@
 /** Typed endpoint functions over the client. */
 import { http, type RequestOptions } from './client'
 import type {
-  ApiToken, ApiTokenCreated, AuditEvent, CapacityQuery, EnvAccess, EnvEvent, Environment, EnvironmentCreate, GpuType, Host, HostCreated, HostToken,
+  ApiToken, ApiTokenCreated, AuditEvent, SshSession, CapacityQuery, EnvAccess, EnvEvent, Environment, EnvironmentCreate, GpuType, Host, HostCreated, HostToken,
   Invitation, Invite, Member, Page, Quota, Role, SshKey, BrowserSession, User, UserQuota, Workspace,
 } from './types'
 
@@ -75,6 +75,9 @@ export const adminApi = {
     http.patch<User>(`/api/v1/users/${enc(id)}`, patch),
   audit: (q: { limit: number; offset: number; action?: string; actor_id?: string }) =>
     http.get<Page<AuditEvent>>('/api/v1/audit-events', { query: q }),
+  /** Stays in environments through the SSH gateway, newest first (platform admins). */
+  sshSessions: (q: { limit: number; offset: number; workspace_id?: string; environment_id?: string; user_id?: string }) =>
+    http.get<Page<SshSession>>('/api/v1/ssh-sessions', { query: q }),
   createInvite: (valid_days: number) => http.post<Invite>('/api/v1/invites', { valid_days }),
   hosts: (opts?: RequestOptions) => http.get<Page<Host>>('/api/v1/hosts', { query: { limit: 200 }, ...opts }),
   createHost: (name: string, address: string, allowLoopback = false) =>

@@ -132,6 +132,24 @@ export interface AuditEvent {
   details: Record<string, unknown>
 }
 
+/** A stay in an environment through the SSH gateway (GET /api/v1/ssh-sessions). */
+export interface SshSession {
+  id: string
+  user_id: string
+  username: string
+  environment_id: string
+  environment_name: string
+  workspace_id: string
+  kind: 'session' | 'jump'
+  client_address: string
+  key_fingerprint: string
+  started_at: string
+  ended_at: string | null
+  duration_seconds: number | null
+  end_reason: string
+  channels: string[]
+}
+
 export interface Invite {
   id: string
   code: string
@@ -242,7 +260,9 @@ export interface EnvEvent {
 }
 
 export interface EnvAccess {
-  ssh?: { host: string; port: number; user: string; command: string; config: string; known_hosts?: string | null } | null
+  ssh?: { host: string; port: number; user: string; command: string; config: string; known_hosts?: string | null; via?: 'gateway' | 'direct'; jump_command?: string | null } | null
+  /** The environment's own published SSH port, when the SSH gateway is the default way in. */
+  ssh_direct?: { host: string; port: number; user: string; command: string; config: string; known_hosts?: string | null } | null
   jupyter?: { url: string } | null
   desktop?: { url: string } | null
   terminal?: { path: string } | null

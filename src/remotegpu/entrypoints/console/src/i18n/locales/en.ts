@@ -41,7 +41,7 @@ export default {
   nav: {
     jobs: 'Training jobs', services: 'Inference services',
     billing: 'Billing', environments: 'Environments', create: 'New environment', workspaces: 'Workspaces', webhooks: 'Webhooks', images: 'Images', account: 'Account',
-    admin: 'Admin', hosts: 'Hosts', users: 'Users', quotas: 'Workspace quotas', audit: 'Audit log',
+    admin: 'Admin', hosts: 'Hosts', users: 'Users', quotas: 'Workspace quotas', audit: 'Audit log', sshSessions: 'SSH sessions',
     logout: 'Log out', apiDocs: 'API docs', datasets: 'Datasets', models: 'Models',
   },
   auth: {
@@ -90,8 +90,16 @@ export default {
     },
     detail: {
       overview: 'Overview', events: 'Events', access: 'Access', terminal: 'Terminal',
+<<<<<<< HEAD
       ssh: 'SSH', sshCommand: 'Command', sshConfig: '~/.ssh/config', sshKnownHosts: '~/.ssh/known_hosts (the host key of this environment)', sshHint: 'Add your public key under Account → SSH keys first.',
       jupyter: 'Open JupyterLab', desktop: 'Open desktop', accessUnavailable: 'Access details appear once the environment is running.',
+||||||| b431f16
+      ssh: 'SSH', sshCommand: 'Command', sshConfig: '~/.ssh/config', sshKnownHosts: '~/.ssh/known_hosts (the host key of this environment)', sshHint: 'Add your public key under Account → SSH keys first.',
+      jupyter: 'Open JupyterLab', accessUnavailable: 'Access details appear once the environment is running.',
+=======
+      ssh: 'SSH', sshCommand: 'Command', sshConfig: '~/.ssh/config', sshKnownHosts: '~/.ssh/known_hosts (the host key of this environment)', sshHint: 'Add your public key under Account → SSH keys first.', sshGateway: 'Through the platform’s SSH gateway (log in as the environment’s id).', sshJump: 'As a jump host (ProxyJump; VS Code Remote-SSH)', sshDirect: 'Or straight to the environment’s own port',
+      jupyter: 'Open JupyterLab', accessUnavailable: 'Access details appear once the environment is running.',
+>>>>>>> wt-sshgw
       noEvents: 'No events yet.', notFound: 'This environment does not exist or is not yours.',
       terminalNotRunning: 'Start the environment to use the terminal.',
       terminalFailed: 'The terminal could not be opened: this server may not reach the host’s runtime. Use SSH instead.', terminalConnecting: 'Connecting…', terminalClosed: 'Connection closed.', terminalReconnect: 'Reconnect',
@@ -162,7 +170,7 @@ export default {
     invitedAs: 'as {role}, invited by {inviter}', joined_: 'You joined {name}.', quotaDefault: 'Platform default',
   },
   admin: {
-    hosts: 'Hosts', users: 'Users', quotas: 'Workspace quotas', audit: 'Audit log',
+    hosts: 'Hosts', users: 'Users', quotas: 'Workspace quotas', audit: 'Audit log', sshSessions: 'SSH sessions',
     host: { add: 'Add host', joinTitle: 'Join the host', joinHint: 'Run this on the GPU host. The token is shown only once.', runtime: 'Runtime', envCount: '{n} environments', address: 'Address', publicAddress: 'Public address', privateAddress: 'Private address', notSet: 'not set',
       overcommit: 'Overcommit', overcommitShort: 'overcommit CPU ×{cpu}, RAM ×{memory}', schedulable: 'schedules {cpu} vCPU / {memory} GiB',
       overcommitTitle: 'Overcommit of {name}', cpuOvercommit: 'CPU overcommit ratio (1.0–10.0)', memoryOvercommit: 'Memory overcommit ratio (1.0–10.0)',
@@ -191,6 +199,10 @@ export default {
       ownedUsage: 'Held by the workspaces they own', noUsers: 'No users found' },
     auditCols: { time: 'Time', action: 'Action', actor: 'Actor', target: 'Target', ip: 'IP', details: 'Details' },
     auditFilter: 'Filter by action',
+    ssh: { hint: 'Every stay in an environment through the SSH gateway: who, which environment, from where, when and for how long.',
+      filter: 'Environment id', cols: { started: 'Started', user: 'User', environment: 'Environment', kind: 'Way', from: 'From', key: 'Key', duration: 'Duration', end: 'Ended', channels: 'What ran' },
+      kinds: { session: 'Gateway', jump: 'Jump (-J)' }, open: 'In progress',
+      reasons: { closed: 'Closed', revoked: 'Access revoked', gateway_stopped: 'Gateway stopped' } },
   },
   notifications: {
     title: 'Notifications', bell: '{n} unread notifications', inbox: 'Inbox', preferences: 'Preferences',

@@ -41,7 +41,7 @@ export default {
   nav: {
     jobs: '训练任务', services: '推理服务',
     billing: '费用中心', environments: '我的实例', create: '创建实例', workspaces: '工作空间', webhooks: 'Webhooks', images: '镜像', account: '账号设置',
-    admin: '管理后台', hosts: '主机', users: '用户', quotas: '空间配额', audit: '审计日志',
+    admin: '管理后台', hosts: '主机', users: '用户', quotas: '空间配额', audit: '审计日志', sshSessions: 'SSH 会话',
     logout: '退出登录', apiDocs: 'API 文档', datasets: '数据集', models: '模型',
   },
   auth: {
@@ -90,8 +90,16 @@ export default {
     },
     detail: {
       overview: '概览', events: '事件', access: '访问方式', terminal: '终端',
+<<<<<<< HEAD
       ssh: 'SSH', sshCommand: '登录命令', sshConfig: '~/.ssh/config', sshKnownHosts: '~/.ssh/known_hosts（本环境的主机密钥）', sshHint: '请先在“账号设置 → SSH 密钥”中添加公钥。',
       jupyter: '打开 JupyterLab', desktop: '打开远程桌面', accessUnavailable: '实例运行后将显示访问方式。',
+||||||| b431f16
+      ssh: 'SSH', sshCommand: '登录命令', sshConfig: '~/.ssh/config', sshKnownHosts: '~/.ssh/known_hosts（本环境的主机密钥）', sshHint: '请先在“账号设置 → SSH 密钥”中添加公钥。',
+      jupyter: '打开 JupyterLab', accessUnavailable: '实例运行后将显示访问方式。',
+=======
+      ssh: 'SSH', sshCommand: '登录命令', sshConfig: '~/.ssh/config', sshKnownHosts: '~/.ssh/known_hosts（本环境的主机密钥）', sshHint: '请先在“账号设置 → SSH 密钥”中添加公钥。', sshGateway: '经平台 SSH 网关登录（用户名为环境 ID）。', sshJump: '作为跳板机（ProxyJump；VS Code Remote-SSH）', sshDirect: '或直连环境自身的端口',
+      jupyter: '打开 JupyterLab', accessUnavailable: '实例运行后将显示访问方式。',
+>>>>>>> wt-sshgw
       noEvents: '暂无事件。', notFound: '该实例不存在或不属于你。',
       terminalNotRunning: '请先开机再使用终端。',
       terminalFailed: '无法打开终端：本服务器可能无法访问该主机的运行时，请改用 SSH。', terminalConnecting: '连接中…', terminalClosed: '连接已断开。', terminalReconnect: '重新连接',
@@ -162,7 +170,7 @@ export default {
     invitedAs: '角色：{role}，邀请人：{inviter}', joined_: '你已加入 {name}。', quotaDefault: '平台默认',
   },
   admin: {
-    hosts: '主机', users: '用户', quotas: '空间配额', audit: '审计日志',
+    hosts: '主机', users: '用户', quotas: '空间配额', audit: '审计日志', sshSessions: 'SSH 会话',
     host: { add: '添加主机', joinTitle: '接入主机', joinHint: '在 GPU 主机上运行此命令。令牌只显示一次。', runtime: '运行时', envCount: '{n} 个实例', address: '地址', publicAddress: '公网地址', privateAddress: '内网地址', notSet: '未设置',
       overcommit: '超分', overcommitShort: '超分 CPU ×{cpu}，内存 ×{memory}', schedulable: '可调度 {cpu} vCPU / {memory} GiB',
       overcommitTitle: '{name} 的超分比例', cpuOvercommit: 'CPU 超分比例（1.0–10.0）', memoryOvercommit: '内存超分比例（1.0–10.0）',
@@ -191,6 +199,10 @@ export default {
       ownedUsage: '其拥有的工作空间当前用量', noUsers: '没有找到用户' },
     auditCols: { time: '时间', action: '操作', actor: '操作者', target: '对象', ip: 'IP', details: '详情' },
     auditFilter: '按操作筛选',
+    ssh: { hint: '经 SSH 网关进入环境的每一次会话：谁、哪个环境、从哪里、何时、多久。',
+      filter: '环境 ID', cols: { started: '开始时间', user: '用户', environment: '环境', kind: '方式', from: '来源地址', key: '密钥', duration: '时长', end: '结束', channels: '执行内容' },
+      kinds: { session: '网关', jump: '跳板 (-J)' }, open: '进行中',
+      reasons: { closed: '正常结束', revoked: '权限已撤销', gateway_stopped: '网关已停止' } },
   },
   notifications: {
     title: '通知', bell: '{n} 条未读通知', inbox: '收件箱', preferences: '通知设置',

@@ -90,16 +90,8 @@ export default {
     },
     detail: {
       overview: 'Overview', events: 'Events', access: 'Access', terminal: 'Terminal',
-<<<<<<< HEAD
-      ssh: 'SSH', sshCommand: 'Command', sshConfig: '~/.ssh/config', sshKnownHosts: '~/.ssh/known_hosts (the host key of this environment)', sshHint: 'Add your public key under Account → SSH keys first.',
-      jupyter: 'Open JupyterLab', desktop: 'Open desktop', accessUnavailable: 'Access details appear once the environment is running.',
-||||||| b431f16
-      ssh: 'SSH', sshCommand: 'Command', sshConfig: '~/.ssh/config', sshKnownHosts: '~/.ssh/known_hosts (the host key of this environment)', sshHint: 'Add your public key under Account → SSH keys first.',
-      jupyter: 'Open JupyterLab', accessUnavailable: 'Access details appear once the environment is running.',
-=======
       ssh: 'SSH', sshCommand: 'Command', sshConfig: '~/.ssh/config', sshKnownHosts: '~/.ssh/known_hosts (the host key of this environment)', sshHint: 'Add your public key under Account → SSH keys first.', sshGateway: 'Through the platform’s SSH gateway (log in as the environment’s id).', sshJump: 'As a jump host (ProxyJump; VS Code Remote-SSH)', sshDirect: 'Or straight to the environment’s own port',
-      jupyter: 'Open JupyterLab', accessUnavailable: 'Access details appear once the environment is running.',
->>>>>>> wt-sshgw
+      jupyter: 'Open JupyterLab', desktop: 'Open desktop', accessUnavailable: 'Access details appear once the environment is running.',
       noEvents: 'No events yet.', notFound: 'This environment does not exist or is not yours.',
       terminalNotRunning: 'Start the environment to use the terminal.',
       terminalFailed: 'The terminal could not be opened: this server may not reach the host’s runtime. Use SSH instead.', terminalConnecting: 'Connecting…', terminalClosed: 'Connection closed.', terminalReconnect: 'Reconnect',

@@ -90,16 +90,8 @@ export default {
     },
     detail: {
       overview: '概览', events: '事件', access: '访问方式', terminal: '终端',
-<<<<<<< HEAD
-      ssh: 'SSH', sshCommand: '登录命令', sshConfig: '~/.ssh/config', sshKnownHosts: '~/.ssh/known_hosts（本环境的主机密钥）', sshHint: '请先在“账号设置 → SSH 密钥”中添加公钥。',
-      jupyter: '打开 JupyterLab', desktop: '打开远程桌面', accessUnavailable: '实例运行后将显示访问方式。',
-||||||| b431f16
-      ssh: 'SSH', sshCommand: '登录命令', sshConfig: '~/.ssh/config', sshKnownHosts: '~/.ssh/known_hosts（本环境的主机密钥）', sshHint: '请先在“账号设置 → SSH 密钥”中添加公钥。',
-      jupyter: '打开 JupyterLab', accessUnavailable: '实例运行后将显示访问方式。',
-=======
       ssh: 'SSH', sshCommand: '登录命令', sshConfig: '~/.ssh/config', sshKnownHosts: '~/.ssh/known_hosts（本环境的主机密钥）', sshHint: '请先在“账号设置 → SSH 密钥”中添加公钥。', sshGateway: '经平台 SSH 网关登录（用户名为环境 ID）。', sshJump: '作为跳板机（ProxyJump；VS Code Remote-SSH）', sshDirect: '或直连环境自身的端口',
-      jupyter: '打开 JupyterLab', accessUnavailable: '实例运行后将显示访问方式。',
->>>>>>> wt-sshgw
+      jupyter: '打开 JupyterLab', desktop: '打开远程桌面', accessUnavailable: '实例运行后将显示访问方式。',
       noEvents: '暂无事件。', notFound: '该实例不存在或不属于你。',
       terminalNotRunning: '请先开机再使用终端。',
       terminalFailed: '无法打开终端：本服务器可能无法访问该主机的运行时，请改用 SSH。', terminalConnecting: '连接中…', terminalClosed: '连接已断开。', terminalReconnect: '重新连接',

@@ -104,6 +104,7 @@ MATRIX = [
      [401, 404, 403, 201, 201, 201]),
     ("GET", "/api/v1/datasets/{dataset}/versions/1/file?path=a.txt", None, [401, 404, 200, 200, 200, 200]),
     ("GET", "/api/v1/datasets/{dataset}/versions/1/file-url?path=a.txt", None, [401, 404, 200, 200, 200, 200]),
+    ("POST", "/api/v1/datasets/{dataset}/versions/1/file-urls", {"paths": ["a.txt"]}, [401, 404, 200, 200, 200, 200]),
     ("GET", "/api/v1/datasets/{dataset}/versions/1/archive", None, [401, 404, 200, 200, 200, 200]),
     ("GET", "/api/v1/models?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
     ("POST", "/api/v1/models", {"workspace_id": "{ws}", "name": "m", "model": {"framework": "pytorch"}}, [401, 404, 403, 201, 201, 201]),

@@ -83,6 +83,18 @@ async def test_version_roundtrip_dedup_diff_and_downloads(client, container_of):
     assert await r.read() == b"a,1\nb,2\n"
     r = await client.get(f"/api/v1/datasets/{ds['id']}/versions/1/file?path=nope", headers=me.headers)
     assert r.status == 404
+    # Many files' URLs in one call (what pull uses); a path the version lacks: 404, bad input: 422.
+    r = await client.post(f"/api/v1/datasets/{ds['id']}/versions/first/file-urls", json={"paths": ["labels.csv", "train/big.bin"]},
+                          headers=me.headers)
+    urls = await r.json()
+    assert r.status == 200 and urls["expires_at"] is None
+    assert [(i["path"], i["presigned"]) for i in urls["items"]] == [("labels.csv", False), ("train/big.bin", False)]
+    r = await client.get(urls["items"][0]["url"], headers=me.headers)
+    assert await r.read() == b"a,1\nb,2\n"
+    r = await client.post(f"/api/v1/datasets/{ds['id']}/versions/1/file-urls", json={"paths": ["labels.csv", "nope"]}, headers=me.headers)
+    assert r.status == 404
+    r = await client.post(f"/api/v1/datasets/{ds['id']}/versions/1/file-urls", json={"paths": []}, headers=me.headers)
+    assert r.status == 422 and (await r.json())["error"]["code"] == "validation_error"
 
     # The whole version as a streamed tar.
     r = await client.get(f"/api/v1/datasets/{ds['id']}/versions/2/archive", headers=me.headers)

@@ -525,6 +525,23 @@ class StorageService:
         key = (await self.object_keys([entry.sha256]))[entry.sha256]
         return await self.store.presign_get(key, self.presign_ttl, filename=entry.path.rsplit("/", 1)[-1])
 
+    async def file_urls(self, actor: User, kind: Kind, repo_id: str, ref: str,
+                        paths: list[str]) -> tuple[Version, list[tuple[FileEntry, str | None]]]:
+        """Presigned GET URLs of many files of one version in one call (None per file: the store
+        cannot sign). A pull of N files costs one request here, not N, and the version's
+        manifest is read once."""
+        _, version = await self.version(actor, kind, repo_id, ref)
+        by_path = {f.path: f for f in version.files}
+        missing = [p for p in paths if p not in by_path]
+        if missing:
+            raise NotFound(f"no file {missing[0]!r} in version {version.number}")
+        entries = [by_path[p] for p in dict.fromkeys(paths)]
+        if not self.store.presigns:
+            return version, [(e, None) for e in entries]
+        keys = await self.object_keys([e.sha256 for e in entries])
+        return version, [(e, await self.store.presign_get(keys[e.sha256], self.presign_ttl, filename=e.path.rsplit("/", 1)[-1]))
+                         for e in entries]
+
     async def archive(self, version: Version, prefix: str) -> AsyncIterator[bytes]:
         """The whole version as an uncompressed tar, streamed file by file (POSIX/pax headers)."""
         keys = await self.object_keys([f.sha256 for f in version.files])

@@ -180,6 +180,21 @@ class FileUrlOut(BaseModel):
     expires_at: datetime | None
 
 
+class FileUrlsIn(Strict):
+    paths: list[str] = Field(min_length=1, max_length=1000)
+
+
+class FileUrlItem(BaseModel):
+    path: str
+    url: str
+    presigned: bool
+
+
+class FileUrlsOut(BaseModel):
+    expires_at: datetime | None  # of the presigned URLs
+    items: list[FileUrlItem]
+
+
 class StorageUsageOut(BaseModel):
     workspace_id: str
     used_bytes: int

@@ -137,21 +137,41 @@ async def test_interrupted_upload_resumes_and_commits_only_when_verified(client)
 async def test_bytes_that_do_not_match_their_sha256_are_discarded(client, container_of):
     me = await signup(client)
     ds = await _dataset(client, me)
+    # A file of one part through the platform: hashed as it arrives, refused before it is stored.
     claimed = b"the real content"
     upload = await start(client, me.headers, "dataset", ds["id"], {"f.txt": claimed})
     digest = hashlib.sha256(claimed).hexdigest()
     r = await client.put(f"/api/v1/uploads/{upload['id']}/files/{digest}/parts/1", data=b"an impostor text",  # same size
                          headers={**me.headers, "Content-Type": "application/octet-stream"})
-    assert r.status == 200
-    r = await complete(client, me.headers, upload["id"], digest)
     assert r.status == 422 and (await r.json())["error"]["code"] == "checksum_mismatch"
-    assert await container_of.object_store().list("blobs/") == []  # the impostor bytes are gone
+    assert await container_of.object_store().list("blobs/") == []  # the impostor bytes were never stored
     r = await client.post(f"/api/v1/uploads/{upload['id']}/commit", headers=me.headers)
     assert r.status == 409
-    # Sent again correctly, it verifies.
+    r = await complete(client, me.headers, upload["id"], digest)  # nothing there yet
+    assert r.status == 409 and (await r.json())["error"]["code"] == "parts_missing"
+    # Sent again correctly, it is verified at once (complete is then a no-op).
     r = await client.put(f"/api/v1/uploads/{upload['id']}/files/{digest}/parts/1", data=claimed,
                          headers={**me.headers, "Content-Type": "application/octet-stream"})
     assert r.status == 200
+    assert (await complete(client, me.headers, upload["id"], digest)).status == 200
+    assert (await client.post(f"/api/v1/uploads/{upload['id']}/commit", headers=me.headers)).status == 201
+
+    # A file of two parts: verified from the assembled bytes at complete; a mismatch discards them.
+    real = b"r" * (9 * MiB)
+    upload = await start(client, me.headers, "dataset", ds["id"], {"big.bin": real})
+    digest = hashlib.sha256(real).hexdigest()
+    for n, part in ((1, b"x" * (8 * MiB)), (2, b"r" * MiB)):
+        r = await client.put(f"/api/v1/uploads/{upload['id']}/files/{digest}/parts/{n}", data=part,
+                             headers={**me.headers, "Content-Type": "application/octet-stream"})
+        assert r.status == 200
+    r = await complete(client, me.headers, upload["id"], digest)
+    assert r.status == 422 and (await r.json())["error"]["code"] == "checksum_mismatch"
+    keys = [o.key for o in await container_of.object_store().list("blobs/")]
+    assert len(keys) == 1 and hashlib.sha256(claimed).hexdigest() in keys[0]  # the impostor bytes are gone
+    r = await client.post(f"/api/v1/uploads/{upload['id']}/commit", headers=me.headers)
+    assert r.status == 409
+    r = await client.get(f"/api/v1/uploads/{upload['id']}", headers=me.headers)
+    await send_file(client, me.headers, await r.json(), real)
     assert (await complete(client, me.headers, upload["id"], digest)).status == 200
     assert (await client.post(f"/api/v1/uploads/{upload['id']}/commit", headers=me.headers)).status == 201
 

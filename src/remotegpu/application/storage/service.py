@@ -37,6 +37,10 @@ MAX_DESCRIPTION = 2000
 VERIFY_CHUNK = 8 * 1024 * 1024
 
 
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
 async def sha256_of(chunks: AsyncIterator[bytes]) -> tuple[str, int]:
     """sha256 and size of a stream, hashed off the event loop (hashlib releases the GIL on
     large buffers), overlapping the hashing of one chunk with the reading of the next."""
@@ -342,10 +346,14 @@ class StorageService:
         try:
             for digest in sorted(set(sizes) - set(known)):
                 key = m.upload_blob_key(digest, upload_id)  # kept there once verified: no copy
-                pending[digest] = PendingBlob(digest, sizes[digest], key, await self.store.create_multipart(key))
+                # A file of one part is written whole (a plain PUT, no multipart upload to
+                # create, complete or abort: per small file that is 3 object-store calls fewer).
+                single = m.part_count(sizes[digest], part_size) <= 1
+                pending[digest] = PendingBlob(digest, sizes[digest], key, "" if single else await self.store.create_multipart(key))
         except BaseException:
             for p in pending.values():
-                await self.store.abort_multipart(p.staging_key, p.multipart_id)
+                if p.multipart_id:
+                    await self.store.abort_multipart(p.staging_key, p.multipart_id)
             raise
         upload = Upload(id=upload_id, repository_id=repo.id, workspace_id=repo.workspace_id, created_by=actor.id, created_at=now,
                         updated_at=now, files=files, part_size=part_size, pending=pending, message=message, tag=tag, source=source)
@@ -367,11 +375,11 @@ class StorageService:
         return await self._upload(actor, upload_id)
 
     @staticmethod
-    def _pending(upload: Upload, digest: str) -> PendingBlob:
+    def _pending(upload: Upload, digest: str, *, verified_ok: bool = False) -> PendingBlob:
         blob = upload.pending.get(digest)
         if blob is None:
             raise NotFound(f"the upload does not bring a blob {digest}")
-        if blob.verified:
+        if blob.verified and not verified_ok:
             raise Conflict("that file is already verified", code="already_verified")
         return blob
 
@@ -396,7 +404,10 @@ class StorageService:
         urls = {}
         for n in numbers:
             self._check_part(upload, blob, n, None)
-            urls[n] = await self.store.presign_part(blob.staging_key, blob.multipart_id, n, self.presign_ttl)
+            if blob.multipart_id:
+                urls[n] = await self.store.presign_part(blob.staging_key, blob.multipart_id, n, self.presign_ttl)
+            else:  # a file of one part: a presigned PUT of the whole object
+                urls[n] = await self.store.presign_put(blob.staging_key, self.presign_ttl)
         return urls
 
     async def put_part(self, actor: User, upload_id: str, digest: str, number: int, data: bytes) -> str:
@@ -404,6 +415,16 @@ class StorageService:
         upload = await self._upload(actor, upload_id)
         blob = self._pending(upload, digest)
         self._check_part(upload, blob, number, len(data))
+        if not blob.multipart_id:
+            # The whole file, here in memory: hashed as it goes by and checked before it is
+            # stored, so it needs no read-back (complete is then a no-op).
+            actual = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+            if actual != digest:
+                raise InvalidInput(f"the bytes received for {digest} do not match it (sha256 {actual}); send the file again",
+                                   code="checksum_mismatch", details={"sha256": actual, "size": len(data)})
+            await self.store.put(blob.staging_key, _one(data))
+            await self._accept(upload_id, blob, len(data))
+            return ""
         etag = await self.store.upload_part(blob.staging_key, blob.multipart_id, number, data)
         await self.catalog.record_part(upload.id, digest, number, etag, len(data), self.clock.now())
         return etag
@@ -414,7 +435,9 @@ class StorageService:
         them by presigned URL), then recompute sha256 and size from the stored bytes. A
         mismatch discards the bytes (InvalidInput ``checksum_mismatch``: send the file again)."""
         upload = await self._upload(actor, upload_id)
-        blob = self._pending(upload, digest)
+        blob = self._pending(upload, digest, verified_ok=True)
+        if blob.verified:  # already (a whole file sent through the platform): nothing left to do
+            return upload
         count = m.part_count(blob.size, upload.part_size)
         got = dict(blob.parts)
         for number, etag in parts or []:
@@ -422,22 +445,34 @@ class StorageService:
         missing = [n for n in range(1, count + 1) if n not in got]
         if missing:
             raise Conflict(f"parts missing: {missing[:20]}", code="parts_missing", details={"missing": missing[:1000]})
-        await self.store.complete_multipart(blob.staging_key, blob.multipart_id,
-                                            [PartInfo(n, got[n][0], got[n][1]) for n in range(1, count + 1)])
+        if blob.multipart_id:
+            await self.store.complete_multipart(blob.staging_key, blob.multipart_id,
+                                                [PartInfo(n, got[n][0], got[n][1]) for n in range(1, count + 1)])
+        # else: one part, PUT whole to its key by presigned URL
         # One stream, hashed in a worker thread while the next chunk arrives. (Parallel ranged
         # reads were tried: moto's server reads the whole object for every range, 10x slower.)
-        actual, size = await sha256_of(await self.store.get(blob.staging_key, chunk_size=VERIFY_CHUNK))
+        try:
+            actual, size = await sha256_of(await self.store.get(blob.staging_key, chunk_size=VERIFY_CHUNK))
+        except ObjectNotFound:
+            raise Conflict("parts missing: [1]", code="parts_missing", details={"missing": [1]}) from None
         if actual != digest or size != blob.size:
             await self.store.delete(blob.staging_key)
             await self.catalog.reset_parts(upload_id, digest)
             upload = await self._upload(actor, upload_id)
             fresh = upload.pending[digest]
-            fresh.multipart_id, fresh.parts = await self.store.create_multipart(fresh.staging_key), {}
+            fresh.multipart_id = await self.store.create_multipart(fresh.staging_key) if fresh.multipart_id else ""
+            fresh.parts = {}
             upload.updated_at = self.clock.now()
             await self.catalog.update_upload(upload)  # the new multipart id (one file: no concurrent writer)
             raise InvalidInput(f"the bytes received for {digest} do not match it (sha256 {actual}, {size} bytes); "
                                "send the file again", code="checksum_mismatch",
                                details={"sha256": actual, "size": size})
+        await self._accept(upload_id, blob, size)
+        return await self._upload(actor, upload_id)
+
+    async def _accept(self, upload_id: str, blob: PendingBlob, size: int) -> None:
+        """A blob's bytes verified at its staging key: it becomes a blob of the platform."""
+        digest = blob.sha256
         if blob.staging_key.startswith("blobs/"):
             # Assembled at a key of its own: it stays there (no copy). When another upload
             # verified the same bytes first, its object is kept and this one goes.
@@ -448,7 +483,6 @@ class StorageService:
             await self.catalog.add_blob(Blob(digest, size, self.clock.now()))
             await self.store.delete(blob.staging_key)
         await self.catalog.mark_verified(upload_id, digest, self.clock.now())
-        return await self._upload(actor, upload_id)
 
     async def commit(self, actor: User, upload_id: str) -> Version:
         """The new version, once every file is verified (Conflict ``upload_incomplete`` before)."""
@@ -492,7 +526,8 @@ class StorageService:
     async def _drop_upload(self, upload: Upload) -> None:
         for p in upload.pending.values():
             if not p.verified:
-                await self.store.abort_multipart(p.staging_key, p.multipart_id)
+                if p.multipart_id:
+                    await self.store.abort_multipart(p.staging_key, p.multipart_id)
                 await self.store.delete(p.staging_key)
         await self.catalog.delete_upload(upload.id)
 

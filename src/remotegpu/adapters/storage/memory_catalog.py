@@ -109,8 +109,11 @@ class InMemoryStorageCatalog:
     async def add_upload(self, upload: Upload) -> None:
         self.uploads[upload.id] = copy.deepcopy(upload)
 
-    async def get_upload(self, upload_id: str) -> Upload | None:
-        return copy.deepcopy(self.uploads.get(upload_id))
+    async def get_upload(self, upload_id: str, *, blob: str | None = None) -> Upload | None:
+        upload = copy.deepcopy(self.uploads.get(upload_id))
+        if upload is not None and blob is not None:
+            upload.files, upload.pending = [], {k: v for k, v in upload.pending.items() if k == blob}
+        return upload
 
     async def update_upload(self, upload: Upload) -> None:
         if upload.id in self.uploads:

@@ -54,10 +54,10 @@ def _upload_row(u: Upload) -> dict[str, Any]:
                 pending=pending_json({k: replace(v, parts={}, verified=False) for k, v in u.pending.items()}))
 
 
-def _upload(row: Any) -> Upload:
+def _upload(row: Any, *, blob: str | None = None) -> Upload:
     return Upload(id=row.id, repository_id=row.repository_id, workspace_id=row.workspace_id, created_by=row.created_by,
-                  created_at=row.created_at, updated_at=row.updated_at, files=files_of(row.files), part_size=row.part_size,
-                  pending=pending_of(row.pending), message=row.message, tag=row.tag, state=UploadState(row.state),
+                  created_at=row.created_at, updated_at=row.updated_at, files=files_of(row.files) if blob is None else [],
+                  part_size=row.part_size, pending=pending_of(row.pending, only=blob), message=row.message, tag=row.tag, state=UploadState(row.state),
                   source=_source(row.source_kind, row.source_id))
 
 
@@ -247,13 +247,17 @@ class SqlStorageCatalog:
             if digests:
                 await s.execute(_UB.insert(), [dict(upload_id=upload.id, sha256=d) for d in digests])
 
-    async def get_upload(self, upload_id: str) -> Upload | None:
+    async def get_upload(self, upload_id: str, *, blob: str | None = None) -> Upload | None:
         async with self._sessions() as s:
-            rows = (await s.execute(sa.select(_U).where(_U.c.id == upload_id))).all()
+            if blob is None:
+                rows = (await s.execute(sa.select(_U).where(_U.c.id == upload_id))).all()
+            else:  # one blob's view: neither the manifest nor the other blobs are decoded
+                rows = (await s.execute(sa.select(*(c for c in _U.c if c.name != "files")).where(_U.c.id == upload_id))).all()
             if not rows:
                 return None
-            parts = (await s.execute(sa.select(_UP).where(_UP.c.upload_id == upload_id))).all()
-        return _with_parts(_upload(rows[0]), parts)
+            parts_q = sa.select(_UP).where(_UP.c.upload_id == upload_id)
+            parts = (await s.execute(parts_q if blob is None else parts_q.where(_UP.c.sha256 == blob))).all()
+        return _with_parts(_upload(rows[0], blob=blob), parts)
 
     async def update_upload(self, upload: Upload) -> None:
         row = _upload_row(upload)

@@ -360,8 +360,8 @@ class StorageService:
         await self.catalog.add_upload(upload)
         return upload
 
-    async def _upload(self, actor: User, upload_id: str) -> Upload:
-        upload = await self.catalog.get_upload(upload_id)
+    async def _upload(self, actor: User, upload_id: str, *, blob: str | None = None) -> Upload:
+        upload = await self.catalog.get_upload(upload_id, blob=blob)
         if upload is None or upload.state is not UploadState.OPEN:
             raise NotFound("upload not found")
         try:
@@ -397,7 +397,7 @@ class StorageService:
     async def part_urls(self, actor: User, upload_id: str, digest: str, numbers: list[int]) -> dict[int, str] | None:
         """Presigned URLs to PUT parts straight to the object store; None when it cannot sign
         (then the parts go through the platform: ``put_part``)."""
-        upload = await self._upload(actor, upload_id)
+        upload = await self._upload(actor, upload_id, blob=digest)
         blob = self._pending(upload, digest)
         if not self.store.presigns:
             return None
@@ -412,7 +412,7 @@ class StorageService:
 
     async def put_part(self, actor: User, upload_id: str, digest: str, number: int, data: bytes) -> str:
         """One part through the platform; a part sent again replaces the earlier one."""
-        upload = await self._upload(actor, upload_id)
+        upload = await self._upload(actor, upload_id, blob=digest)
         blob = self._pending(upload, digest)
         self._check_part(upload, blob, number, len(data))
         if not blob.multipart_id:
@@ -434,10 +434,10 @@ class StorageService:
         """Assemble the parts (the recorded ones, or ``parts`` reported by a client that sent
         them by presigned URL), then recompute sha256 and size from the stored bytes. A
         mismatch discards the bytes (InvalidInput ``checksum_mismatch``: send the file again)."""
-        upload = await self._upload(actor, upload_id)
+        upload = await self._upload(actor, upload_id, blob=digest)
         blob = self._pending(upload, digest, verified_ok=True)
         if blob.verified:  # already (a whole file sent through the platform): nothing left to do
-            return upload
+            return await self._upload(actor, upload_id)
         count = m.part_count(blob.size, upload.part_size)
         got = dict(blob.parts)
         for number, etag in parts or []:

@@ -689,6 +689,13 @@ class StorageMounts:
             resolved.append((f"/{repo.kind.value}s/{repo.name}", repo.kind.value, repo.id, version.number))
         return resolved
 
+    async def storage_gib_held(self, workspace_id: str) -> int:
+        """For the environment create's quota check: the shared disk's size plus the
+        workspace's dataset/model bytes (deduplicated), in GiB rounded up."""
+        disk = await self.service.catalog.get_shared_disk(workspace_id)
+        held = await self.service.catalog.workspace_bytes(workspace_id)
+        return (disk.size_gib if disk else 0) + -(-held // GiB)
+
     async def shared_disk_gib(self, workspace_id: str) -> int | None:
         """The size of the workspace's shared disk, for the agent's spec (None: it has none)."""
         disk = await self.service.catalog.get_shared_disk(workspace_id)

@@ -236,7 +236,7 @@ async def main() -> None:
         total = small_total
         print(f"  {args.small_files} files of {args.small_kib} KiB ({args.parallel} in flight):")
         row("upload   bare minio fput_object", "bare_up_many", total)
-        row("upload   platform push (presigned)", "plat_up_many", total, "bare_up_many")
+        row("upload   platform push", "plat_up_many", total, "bare_up_many", "(files of one part go through the platform, verified on the way)")
         row("download bare minio fget_object", "bare_down_many", total)
         row("download platform pull (presigned)", "plat_down_many", total, "bare_down_many")
     print(f"  mount    cold (fetch+verify+link)    {cold:6.2f} s;  cached {cached * 1000:6.1f} ms")

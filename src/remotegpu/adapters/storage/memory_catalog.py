@@ -70,7 +70,9 @@ class InMemoryStorageCatalog:
         if repo is not None:
             repo.tags = {t: n for t, n in repo.tags.items() if n != number}
 
-    async def add_blob(self, blob: Blob) -> bool:
+    async def add_blob(self, blob: Blob, *, verifies: str | None = None) -> bool:
+        if verifies is not None:
+            await self.mark_verified(verifies, blob.sha256, blob.created_at)
         if blob.sha256 in self.blobs:
             return False
         self.blobs[blob.sha256] = blob

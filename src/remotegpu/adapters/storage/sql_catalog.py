@@ -201,13 +201,17 @@ class SqlStorageCatalog:
 
     # --- blobs --------------------------------------------------------------------------
 
-    async def add_blob(self, blob: Blob) -> bool:
+    async def add_blob(self, blob: Blob, *, verifies: str | None = None) -> bool:
         try:
             async with self._tx() as s:
                 await s.execute(_B.insert().values(sha256=blob.sha256, size=blob.size, created_at=blob.created_at,
                                                    object_key=blob.key))
+                if verifies is not None:
+                    await self._mark_verified(s, verifies, blob.sha256, blob.created_at)
             return True
         except IntegrityError:
+            if verifies is not None:
+                await self.mark_verified(verifies, blob.sha256, blob.created_at)
             return False
 
     async def get_blobs(self, digests: list[str]) -> dict[str, Blob]:
@@ -288,9 +292,13 @@ class SqlStorageCatalog:
 
     async def mark_verified(self, upload_id: str, sha256: str, now: datetime) -> None:
         async with self._tx() as s:
-            await s.execute(_UP.delete().where(_UP.c.upload_id == upload_id, _UP.c.sha256 == sha256))
-            await s.execute(_UP.insert().values(upload_id=upload_id, sha256=sha256, number=0, etag="verified", size=0))
-            await s.execute(_U.update().where(_U.c.id == upload_id).values(updated_at=now))
+            await self._mark_verified(s, upload_id, sha256, now)
+
+    @staticmethod
+    async def _mark_verified(s: AsyncSession, upload_id: str, sha256: str, now: datetime) -> None:
+        await s.execute(_UP.delete().where(_UP.c.upload_id == upload_id, _UP.c.sha256 == sha256))
+        await s.execute(_UP.insert().values(upload_id=upload_id, sha256=sha256, number=0, etag="verified", size=0))
+        await s.execute(_U.update().where(_U.c.id == upload_id).values(updated_at=now))
 
     async def reset_parts(self, upload_id: str, sha256: str) -> None:
         async with self._tx() as s:

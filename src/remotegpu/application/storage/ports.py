@@ -124,8 +124,10 @@ class StorageCatalog(Protocol):
         """With the tags that point at it."""
         ...
 
-    async def add_blob(self, blob: Blob) -> bool:
-        """Record a verified blob; False when it was already known (another upload was first)."""
+    async def add_blob(self, blob: Blob, *, verifies: str | None = None) -> bool:
+        """Record a verified blob; False when it was already known (another upload was first).
+        ``verifies``: an upload id whose pending blob is marked verified with it (one
+        transaction where the catalog has them; as ``mark_verified`` at ``blob.created_at``)."""
         ...
 
     async def get_blobs(self, digests: list[str]) -> dict[str, Blob]: ...

@@ -476,13 +476,12 @@ class StorageService:
         if blob.staging_key.startswith("blobs/"):
             # Assembled at a key of its own: it stays there (no copy). When another upload
             # verified the same bytes first, its object is kept and this one goes.
-            if not await self.catalog.add_blob(Blob(digest, size, self.clock.now(), blob.staging_key)):
+            if not await self.catalog.add_blob(Blob(digest, size, self.clock.now(), blob.staging_key), verifies=upload_id):
                 await self.store.delete(blob.staging_key)
         else:  # an upload started before keys were per upload (uploads/<id>/<sha256>)
             await self.store.copy(blob.staging_key, m.blob_key(digest))
-            await self.catalog.add_blob(Blob(digest, size, self.clock.now()))
+            await self.catalog.add_blob(Blob(digest, size, self.clock.now()), verifies=upload_id)
             await self.store.delete(blob.staging_key)
-        await self.catalog.mark_verified(upload_id, digest, self.clock.now())
 
     async def commit(self, actor: User, upload_id: str) -> Version:
         """The new version, once every file is verified (Conflict ``upload_incomplete`` before)."""

@@ -113,6 +113,7 @@ MATRIX = [
     ("GET", "/api/v1/uploads/{upload}", None, [401, 404, 403, 200, 200, 200]),
     ("POST", "/api/v1/uploads/{upload}/files/{sha_b}/part-urls", {"numbers": [1]}, [401, 404, 403, 200, 200, 200]),
     ("PUT", "/api/v1/uploads/{upload}/files/{sha_b}/parts/1", "bb", [401, 404, 403, 422, 422, 422]),  # 4 bytes, not 3
+    ("POST", "/api/v1/uploads/{upload}/files?sha256={sha_b}", "bb", [401, 404, 403, 422, 422, 422]),  # idem
     ("POST", "/api/v1/uploads/{upload}/files/{sha_b}/complete", {}, [401, 404, 403, 409, 409, 409]),  # parts missing
     ("POST", "/api/v1/uploads/{upload}/commit", None, [401, 404, 403, 409, 409, 409]),  # not verified yet
     ("DELETE", "/api/v1/uploads/{upload}", None, [401, 404, 403, 204, 204, 204]),

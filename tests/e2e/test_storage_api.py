@@ -176,6 +176,39 @@ async def test_bytes_that_do_not_match_their_sha256_are_discarded(client, contai
     assert (await client.post(f"/api/v1/uploads/{upload['id']}/commit", headers=me.headers)).status == 201
 
 
+async def test_many_small_files_in_one_request_are_verified_or_refused_together(client, container_of):
+    me = await signup(client)
+    ds = await _dataset(client, me)
+    files = {f"f{i}.txt": f"file {i}".encode() for i in range(5)} | {"big.bin": b"b" * (9 * MiB)}
+    upload = await start(client, me.headers, "dataset", ds["id"], files)
+    small = [hashlib.sha256(b).hexdigest() for p, b in files.items() if p != "big.bin"]
+    body = b"".join(b for p, b in files.items() if p != "big.bin")
+    url = f"/api/v1/uploads/{upload['id']}/files?sha256="
+    octets = {**me.headers, "Content-Type": "application/octet-stream"}
+    # One wrong byte: the lot is refused, nothing stored.
+    r = await client.post(url + ",".join(small), data=body[:-1] + b"X", headers=octets)
+    assert r.status == 422 and (await r.json())["error"]["details"]["sha256"] == [small[-1]]
+    assert await container_of.object_store().list("blobs/") == []
+    r = await client.post(url + ",".join(small), data=body[:-1], headers=octets)  # short
+    assert r.status == 422 and (await r.json())["error"]["code"] == "wrong_part_size"
+    big = hashlib.sha256(files["big.bin"]).hexdigest()
+    r = await client.post(url + big, data=files["big.bin"][:8 * MiB], headers=octets)  # two parts: not this way
+    assert r.status == 422 and (await r.json())["error"]["code"] == "not_whole"
+    r = await client.post(url + ",".join(small), data=body, headers=octets)
+    assert r.status == 200 and (await r.json())["verified"] == small
+    r = await client.get(f"/api/v1/uploads/{upload['id']}", headers=me.headers)
+    assert {p["sha256"] for p in (await r.json())["pending"] if p["verified"]} == set(small)
+    r = await client.post(url + small[0], data=files["f0.txt"], headers=octets)  # already verified
+    assert r.status == 409
+    await send_file(client, me.headers, upload, files["big.bin"])
+    assert (await complete(client, me.headers, upload["id"], big)).status == 200
+    r = await client.post(f"/api/v1/uploads/{upload['id']}/commit", headers=me.headers)
+    assert r.status == 201
+    for path, data in files.items():
+        r = await client.get(f"/api/v1/datasets/{ds['id']}/versions/1/file?path={path}", headers=me.headers)
+        assert await r.read() == data
+
+
 async def test_tenants_visibility_roles_and_models(client, container_of):
     owner, stranger, viewer = await signup(client), await signup(client), await signup(client)
     admin = await signup(client, admin_container=container_of)

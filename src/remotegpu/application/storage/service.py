@@ -429,6 +429,39 @@ class StorageService:
         await self.catalog.record_part(upload.id, digest, number, etag, len(data), self.clock.now())
         return etag
 
+    async def put_whole_files(self, actor: User, upload_id: str, digests: list[str], data: bytes | bytearray) -> list[str]:
+        """The bytes of several files of one part each, one after the other in the order of
+        ``digests``: each hashed here and stored verified (no read-back). All or nothing on a
+        mismatch (InvalidInput ``checksum_mismatch`` naming them; nothing is stored)."""
+        upload = await self._upload(actor, upload_id)
+        if not 1 <= len(digests) <= 100 or len(set(digests)) != len(digests):
+            raise InvalidInput("sha256: 1..100 distinct digests", details={"field": "sha256"})
+        blobs = [self._pending(upload, d) for d in digests]
+        several = [b.sha256 for b in blobs if b.multipart_id]
+        if several:
+            raise InvalidInput("files of more than one part go part by part", code="not_whole", details={"sha256": several})
+        if len(data) != sum(b.size for b in blobs):
+            raise InvalidInput(f"the body holds {len(data)} bytes; those files hold {sum(b.size for b in blobs)}",
+                               code="wrong_part_size", details={"expected": sum(b.size for b in blobs)})
+        view, offsets, at = memoryview(data), [], 0
+        for b in blobs:
+            offsets.append((at, at + b.size))
+            at += b.size
+        actual = await asyncio.to_thread(lambda: [hashlib.sha256(view[a:z]).hexdigest() for a, z in offsets])
+        wrong = [d for d, a in zip(digests, actual) if a != d]
+        if wrong:
+            raise InvalidInput(f"the bytes of {len(wrong)} file(s) do not match their sha256; send them again",
+                               code="checksum_mismatch", details={"sha256": wrong[:100]})
+        gate = asyncio.Semaphore(8)
+
+        async def store(blob: PendingBlob, start: int, end: int) -> None:
+            async with gate:
+                await self.store.put(blob.staging_key, _one(bytes(view[start:end])))
+                await self._accept(upload_id, blob, end - start)
+
+        await asyncio.gather(*(store(b, a, z) for b, (a, z) in zip(blobs, offsets)))
+        return digests
+
     async def complete_file(self, actor: User, upload_id: str, digest: str,
                             parts: list[tuple[int, str]] | None = None) -> Upload:
         """Assemble the parts (the recorded ones, or ``parts`` reported by a client that sent

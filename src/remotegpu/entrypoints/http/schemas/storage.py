@@ -180,6 +180,15 @@ class FileUrlOut(BaseModel):
     expires_at: datetime | None
 
 
+class WholeFilesQuery(Strict):
+    # The blobs whose bytes the body brings, in order, comma-separated (each a file of one part).
+    sha256: str = Field(min_length=64, max_length=100 * 65)  # at most 100 (a request line stays under 8 KiB)
+
+
+class WholeFilesOut(BaseModel):
+    verified: list[str]
+
+
 class FileUrlsIn(Strict):
     paths: list[str] = Field(min_length=1, max_length=1000)
 

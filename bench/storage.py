@@ -5,11 +5,16 @@ buckets. The bare baseline is the ``minio`` client's fput_object / fget_object (
 parts). The platform's path is what ``remotegpu dataset push|pull`` does against a real
 ``remotegpu serve`` (SQLite, S3 backend on the same moto): hash the file, parts straight
 to S3 by presigned URLs, the server re-reads and verifies sha256, commit; pull by
-presigned URL and verify. Also the proxied download (bytes through the platform) and the
-host mount cache: a version materialized cold (download + verify + hard links) vs cached.
-Aim (issue 14): platform ≥ 90 % of bare.
+presigned URL and verify. Also the proxied download (bytes through the platform), many
+small files (push sends them in batches through the platform, verified on the way; pull
+asks for 1,000 URLs per call; bare: 4 threads of fput/fget_object), and the host mount
+cache: a version materialized cold (download + verify + hard links) vs cached.
+Aim (issue 14): platform ≥ 90 % of bare. Bare and platform alternate which goes first.
+Each row also gives the CPU seconds per GiB of this process (client), the platform's
+server and the S3 server together: on 2 shared cores the wall time follows the other
+engineers' load, the CPU seconds much less.
 
-    .venv/bin/python bench/storage.py [--size-mib 256] [--runs 3]
+    .venv/bin/python bench/storage.py [--size-mib 256] [--runs 3] [--small-files 200] [--server moto|s3rver]
 """
 
 from __future__ import annotations

@@ -343,6 +343,9 @@ async def pull(api: Api, kind: str, repo: dict, ref: str, directory: Path, *, pa
                 digest = await asyncio.to_thread(_download, http, url, headers, partial, have, progress)
             elif not partial.exists():
                 partial.touch()
+            got = partial.stat().st_size
+            if got < f["size"]:  # the body ended early: what came stays for the next pull to resume
+                raise CliError(f"{f['path']}: the download stopped at {got} of {f['size']} bytes (run pull again to resume)")
             actual = digest.hexdigest() if digest is not None else await asyncio.to_thread(sha256_file, partial)
             if actual != f["sha256"]:
                 partial.unlink()

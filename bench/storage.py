@@ -148,6 +148,14 @@ async def main() -> None:
                                 bare.client.fput_object, "bench-bare", f"run{run}", str(data), part_size=16 * MiB))
                             await meter.measure("bare_down", asyncio.to_thread(
                                 bare.client.fget_object, "bench-bare", f"run{run}", str(tmp_path / f"bare{run}")))
+
+                            def fget_and_hash(run=run) -> None:  # the same integrity check as pull, done after
+                                target = tmp_path / f"bare-hashed{run}"
+                                bare.client.fget_object("bench-bare", f"run{run}", str(target))
+                                storage_cli.sha256_file(target)
+                                target.unlink()
+
+                            await meter.measure("bare_down_sha", asyncio.to_thread(fget_and_hash))
                         else:  # push (hash, presigned parts, server-side verify, commit) and pull (presigned, verified)
                             result: dict = {}
 
@@ -235,6 +243,7 @@ async def main() -> None:
     row("upload   platform push (presigned)", "plat_up", size, "bare_up", "(hashes the file; the server re-reads and verifies sha256)")
     row("upload   platform push (via server)", "via_up", size, "bare_up", "(parts through the platform to S3)")
     row("download bare minio fget_object", "bare_down", size)
+    row("download bare fget_object + sha256", "bare_down_sha", size, "bare_down", "(the bare client checking what pull checks)")
     row("download platform pull (presigned)", "plat_down", size, "bare_down", "(verifies sha256)")
     row("download proxied through the server", "proxy_down", size, "bare_down")
     if args.small_files:

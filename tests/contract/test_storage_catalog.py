@@ -111,6 +111,11 @@ async def test_blob_collection_spares_referenced_young_and_uploading(catalog):
     assert (await c.get_upload(upload.id)).pending["f" * 64].verified
     assert not await c.add_blob(Blob("f" * 64, 5, at(3)), verifies=upload.id)  # known: still verified, no error
     await c.delete_blob("f" * 64, at(99))
+    # Many at once: the new ones are recorded, the known one is not, all are verified.
+    assert await c.add_blobs([Blob("f" * 64, 5, at(3), "k/f"), Blob("a" * 64, 10, at(3))], verifies=upload.id) == {"f" * 64}
+    got = await c.get_upload(upload.id)
+    assert got.pending["f" * 64].verified and (await c.get_blobs(["f" * 64]))["f" * 64].key == "k/f"
+    await c.delete_blob("f" * 64, at(99))
     cutoff = at(5)
     # a: referenced by a version; b: by an open upload; d: too young; c: collectable.
     assert [b.sha256 for b in await c.unreferenced_blobs(cutoff)] == ["c" * 64]

@@ -70,6 +70,9 @@ class InMemoryStorageCatalog:
         if repo is not None:
             repo.tags = {t: n for t, n in repo.tags.items() if n != number}
 
+    async def add_blobs(self, blobs: list[Blob], *, verifies: str) -> set[str]:
+        return {b.sha256 for b in blobs if await self.add_blob(b, verifies=verifies)}
+
     async def add_blob(self, blob: Blob, *, verifies: str | None = None) -> bool:
         if verifies is not None:
             await self.mark_verified(verifies, blob.sha256, blob.created_at)

@@ -290,6 +290,22 @@ class SqlStorageCatalog:
             await s.execute(_UP.insert().values(upload_id=upload_id, sha256=sha256, number=number, etag=etag, size=size))
             await s.execute(_U.update().where(_U.c.id == upload_id).values(updated_at=now))
 
+    async def add_blobs(self, blobs: list[Blob], *, verifies: str) -> set[str]:
+        try:
+            async with self._tx() as s:
+                digests = [b.sha256 for b in blobs]
+                known = set((await s.execute(sa.select(_B.c.sha256).where(_B.c.sha256.in_(digests)))).scalars())
+                new = [b for b in blobs if b.sha256 not in known]
+                if new:
+                    await s.execute(_B.insert(), [dict(sha256=b.sha256, size=b.size, created_at=b.created_at, object_key=b.key)
+                                                  for b in new])
+                await s.execute(_UP.delete().where(_UP.c.upload_id == verifies, _UP.c.sha256.in_(digests)))
+                await s.execute(_UP.insert(), [dict(upload_id=verifies, sha256=d, number=0, etag="verified", size=0) for d in digests])
+                await s.execute(_U.update().where(_U.c.id == verifies).values(updated_at=max(b.created_at for b in blobs)))
+            return {b.sha256 for b in new}
+        except IntegrityError:  # another process recorded one meanwhile: one by one
+            return {b.sha256 for b in blobs if await self.add_blob(b, verifies=verifies)}
+
     async def mark_verified(self, upload_id: str, sha256: str, now: datetime) -> None:
         async with self._tx() as s:
             await self._mark_verified(s, upload_id, sha256, now)

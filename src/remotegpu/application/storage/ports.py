@@ -124,6 +124,11 @@ class StorageCatalog(Protocol):
         """With the tags that point at it."""
         ...
 
+    async def add_blobs(self, blobs: list[Blob], *, verifies: str) -> set[str]:
+        """``add_blob(…, verifies=…)`` for many blobs, in one transaction where the catalog
+        has them; returns the digests that were new."""
+        ...
+
     async def add_blob(self, blob: Blob, *, verifies: str | None = None) -> bool:
         """Record a verified blob; False when it was already known (another upload was first).
         ``verifies``: an upload id whose pending blob is marked verified with it (one

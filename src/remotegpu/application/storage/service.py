@@ -457,9 +457,19 @@ class StorageService:
         async def store(blob: PendingBlob, start: int, end: int) -> None:
             async with gate:
                 await self.store.put(blob.staging_key, _one(bytes(view[start:end])))
-                await self._accept(upload_id, blob, end - start)
+                if not blob.staging_key.startswith("blobs/"):  # an upload from before per-upload keys
+                    await self._accept(upload_id, blob, end - start)
 
         await asyncio.gather(*(store(b, a, z) for b, (a, z) in zip(blobs, offsets)))
+        # Recorded and marked verified together (one transaction); bytes another upload
+        # verified first keep that upload's object, and these go.
+        now = self.clock.now()
+        keyed = [b for b in blobs if b.staging_key.startswith("blobs/")]
+        if keyed:
+            new = await self.catalog.add_blobs([Blob(b.sha256, b.size, now, b.staging_key) for b in keyed], verifies=upload_id)
+            for b in keyed:
+                if b.sha256 not in new:
+                    await self.store.delete(b.staging_key)
         return digests
 
     async def complete_file(self, actor: User, upload_id: str, digest: str,

@@ -98,10 +98,24 @@ async def test_blob_collection_spares_referenced_young_and_uploading(catalog):
     assert not await c.add_blob(Blob("a" * 64, 10, at(1)))
     await c.add_version(Version(repo.id, 1, [_f("x", "a")], "u", at(2)))
     upload = Upload("70000000-0000-0000-0000-000000000001", repo.id, ws1, "u", at(3), at(3), [_f("y", "b")], 8 << 20,
-                    {"e" * 64: PendingBlob("e" * 64, 5, "uploads/k/e", "mp")}, tag="t")
+                    {"e" * 64: PendingBlob("e" * 64, 5, "uploads/k/e", "mp"), "f" * 64: PendingBlob("f" * 64, 5, "uploads/k/f", "")},
+                    tag="t")
     await c.add_upload(upload)
     got = await c.get_upload(upload.id)
     assert got.pending["e" * 64].multipart_id == "mp" and got.tag == "t" and got.files == [_f("y", "b")]
+    # One blob's view: neither the manifest nor the other blobs.
+    view = await c.get_upload(upload.id, blob="e" * 64)
+    assert list(view.pending) == ["e" * 64] and view.files == [] and view.part_size == 8 << 20
+    # A blob recorded as it verifies a pending one (one transaction where the catalog has them).
+    assert await c.add_blob(Blob("f" * 64, 5, at(3), "blobs/sha256/ff/" + "f" * 64 + ".u"), verifies=upload.id)
+    assert (await c.get_upload(upload.id)).pending["f" * 64].verified
+    assert not await c.add_blob(Blob("f" * 64, 5, at(3)), verifies=upload.id)  # known: still verified, no error
+    await c.delete_blob("f" * 64, at(99))
+    # Many at once: the new ones are recorded, the known one is not, all are verified.
+    assert await c.add_blobs([Blob("f" * 64, 5, at(3), "k/f"), Blob("a" * 64, 10, at(3))], verifies=upload.id) == {"f" * 64}
+    got = await c.get_upload(upload.id)
+    assert got.pending["f" * 64].verified and (await c.get_blobs(["f" * 64]))["f" * 64].key == "k/f"
+    await c.delete_blob("f" * 64, at(99))
     cutoff = at(5)
     # a: referenced by a version; b: by an open upload; d: too young; c: collectable.
     assert [b.sha256 for b in await c.unreferenced_blobs(cutoff)] == ["c" * 64]

@@ -109,6 +109,7 @@ MATRIX = [
      [401, 404, 403, 201, 201, 201]),
     ("GET", "/api/v1/datasets/{dataset}/versions/1/file?path=a.txt", None, [401, 404, 200, 200, 200, 200]),
     ("GET", "/api/v1/datasets/{dataset}/versions/1/file-url?path=a.txt", None, [401, 404, 200, 200, 200, 200]),
+    ("POST", "/api/v1/datasets/{dataset}/versions/1/file-urls", {"paths": ["a.txt"]}, [401, 404, 200, 200, 200, 200]),
     ("GET", "/api/v1/datasets/{dataset}/versions/1/archive", None, [401, 404, 200, 200, 200, 200]),
     ("GET", "/api/v1/models?workspace_id={ws}", None, [401, 404, 200, 200, 200, 200]),
     ("POST", "/api/v1/models", {"workspace_id": "{ws}", "name": "m", "model": {"framework": "pytorch"}}, [401, 404, 403, 201, 201, 201]),
@@ -117,6 +118,7 @@ MATRIX = [
     ("GET", "/api/v1/uploads/{upload}", None, [401, 404, 403, 200, 200, 200]),
     ("POST", "/api/v1/uploads/{upload}/files/{sha_b}/part-urls", {"numbers": [1]}, [401, 404, 403, 200, 200, 200]),
     ("PUT", "/api/v1/uploads/{upload}/files/{sha_b}/parts/1", "bb", [401, 404, 403, 422, 422, 422]),  # 4 bytes, not 3
+    ("POST", "/api/v1/uploads/{upload}/files?sha256={sha_b}", "bb", [401, 404, 403, 422, 422, 422]),  # idem
     ("POST", "/api/v1/uploads/{upload}/files/{sha_b}/complete", {}, [401, 404, 403, 409, 409, 409]),  # parts missing
     ("POST", "/api/v1/uploads/{upload}/commit", None, [401, 404, 403, 409, 409, 409]),  # not verified yet
     ("DELETE", "/api/v1/uploads/{upload}", None, [401, 404, 403, 204, 204, 204]),

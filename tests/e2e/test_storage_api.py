@@ -83,6 +83,18 @@ async def test_version_roundtrip_dedup_diff_and_downloads(client, container_of):
     assert await r.read() == b"a,1\nb,2\n"
     r = await client.get(f"/api/v1/datasets/{ds['id']}/versions/1/file?path=nope", headers=me.headers)
     assert r.status == 404
+    # Many files' URLs in one call (what pull uses); a path the version lacks: 404, bad input: 422.
+    r = await client.post(f"/api/v1/datasets/{ds['id']}/versions/first/file-urls", json={"paths": ["labels.csv", "train/big.bin"]},
+                          headers=me.headers)
+    urls = await r.json()
+    assert r.status == 200 and urls["expires_at"] is None
+    assert [(i["path"], i["presigned"]) for i in urls["items"]] == [("labels.csv", False), ("train/big.bin", False)]
+    r = await client.get(urls["items"][0]["url"], headers=me.headers)
+    assert await r.read() == b"a,1\nb,2\n"
+    r = await client.post(f"/api/v1/datasets/{ds['id']}/versions/1/file-urls", json={"paths": ["labels.csv", "nope"]}, headers=me.headers)
+    assert r.status == 404
+    r = await client.post(f"/api/v1/datasets/{ds['id']}/versions/1/file-urls", json={"paths": []}, headers=me.headers)
+    assert r.status == 422 and (await r.json())["error"]["code"] == "validation_error"
 
     # The whole version as a streamed tar.
     r = await client.get(f"/api/v1/datasets/{ds['id']}/versions/2/archive", headers=me.headers)
@@ -125,23 +137,76 @@ async def test_interrupted_upload_resumes_and_commits_only_when_verified(client)
 async def test_bytes_that_do_not_match_their_sha256_are_discarded(client, container_of):
     me = await signup(client)
     ds = await _dataset(client, me)
+    # A file of one part through the platform: hashed as it arrives, refused before it is stored.
     claimed = b"the real content"
     upload = await start(client, me.headers, "dataset", ds["id"], {"f.txt": claimed})
     digest = hashlib.sha256(claimed).hexdigest()
     r = await client.put(f"/api/v1/uploads/{upload['id']}/files/{digest}/parts/1", data=b"an impostor text",  # same size
                          headers={**me.headers, "Content-Type": "application/octet-stream"})
-    assert r.status == 200
-    r = await complete(client, me.headers, upload["id"], digest)
     assert r.status == 422 and (await r.json())["error"]["code"] == "checksum_mismatch"
-    assert await container_of.object_store().list("blobs/") == []  # the impostor bytes are gone
+    assert await container_of.object_store().list("blobs/") == []  # the impostor bytes were never stored
     r = await client.post(f"/api/v1/uploads/{upload['id']}/commit", headers=me.headers)
     assert r.status == 409
-    # Sent again correctly, it verifies.
+    r = await complete(client, me.headers, upload["id"], digest)  # nothing there yet
+    assert r.status == 409 and (await r.json())["error"]["code"] == "parts_missing"
+    # Sent again correctly, it is verified at once (complete is then a no-op).
     r = await client.put(f"/api/v1/uploads/{upload['id']}/files/{digest}/parts/1", data=claimed,
                          headers={**me.headers, "Content-Type": "application/octet-stream"})
     assert r.status == 200
     assert (await complete(client, me.headers, upload["id"], digest)).status == 200
     assert (await client.post(f"/api/v1/uploads/{upload['id']}/commit", headers=me.headers)).status == 201
+
+    # A file of two parts: verified from the assembled bytes at complete; a mismatch discards them.
+    real = b"r" * (9 * MiB)
+    upload = await start(client, me.headers, "dataset", ds["id"], {"big.bin": real})
+    digest = hashlib.sha256(real).hexdigest()
+    for n, part in ((1, b"x" * (8 * MiB)), (2, b"r" * MiB)):
+        r = await client.put(f"/api/v1/uploads/{upload['id']}/files/{digest}/parts/{n}", data=part,
+                             headers={**me.headers, "Content-Type": "application/octet-stream"})
+        assert r.status == 200
+    r = await complete(client, me.headers, upload["id"], digest)
+    assert r.status == 422 and (await r.json())["error"]["code"] == "checksum_mismatch"
+    keys = [o.key for o in await container_of.object_store().list("blobs/")]
+    assert len(keys) == 1 and hashlib.sha256(claimed).hexdigest() in keys[0]  # the impostor bytes are gone
+    r = await client.post(f"/api/v1/uploads/{upload['id']}/commit", headers=me.headers)
+    assert r.status == 409
+    r = await client.get(f"/api/v1/uploads/{upload['id']}", headers=me.headers)
+    await send_file(client, me.headers, await r.json(), real)
+    assert (await complete(client, me.headers, upload["id"], digest)).status == 200
+    assert (await client.post(f"/api/v1/uploads/{upload['id']}/commit", headers=me.headers)).status == 201
+
+
+async def test_many_small_files_in_one_request_are_verified_or_refused_together(client, container_of):
+    me = await signup(client)
+    ds = await _dataset(client, me)
+    files = {f"f{i}.txt": f"file {i}".encode() for i in range(5)} | {"big.bin": b"b" * (9 * MiB)}
+    upload = await start(client, me.headers, "dataset", ds["id"], files)
+    small = [hashlib.sha256(b).hexdigest() for p, b in files.items() if p != "big.bin"]
+    body = b"".join(b for p, b in files.items() if p != "big.bin")
+    url = f"/api/v1/uploads/{upload['id']}/files?sha256="
+    octets = {**me.headers, "Content-Type": "application/octet-stream"}
+    # One wrong byte: the lot is refused, nothing stored.
+    r = await client.post(url + ",".join(small), data=body[:-1] + b"X", headers=octets)
+    assert r.status == 422 and (await r.json())["error"]["details"]["sha256"] == [small[-1]]
+    assert await container_of.object_store().list("blobs/") == []
+    r = await client.post(url + ",".join(small), data=body[:-1], headers=octets)  # short
+    assert r.status == 422 and (await r.json())["error"]["code"] == "wrong_part_size"
+    big = hashlib.sha256(files["big.bin"]).hexdigest()
+    r = await client.post(url + big, data=files["big.bin"][:8 * MiB], headers=octets)  # two parts: not this way
+    assert r.status == 422 and (await r.json())["error"]["code"] == "not_whole"
+    r = await client.post(url + ",".join(small), data=body, headers=octets)
+    assert r.status == 200 and (await r.json())["verified"] == small
+    r = await client.get(f"/api/v1/uploads/{upload['id']}", headers=me.headers)
+    assert {p["sha256"] for p in (await r.json())["pending"] if p["verified"]} == set(small)
+    r = await client.post(url + small[0], data=files["f0.txt"], headers=octets)  # already verified
+    assert r.status == 409
+    await send_file(client, me.headers, upload, files["big.bin"])
+    assert (await complete(client, me.headers, upload["id"], big)).status == 200
+    r = await client.post(f"/api/v1/uploads/{upload['id']}/commit", headers=me.headers)
+    assert r.status == 201
+    for path, data in files.items():
+        r = await client.get(f"/api/v1/datasets/{ds['id']}/versions/1/file?path={path}", headers=me.headers)
+        assert await r.read() == data
 
 
 async def test_tenants_visibility_roles_and_models(client, container_of):

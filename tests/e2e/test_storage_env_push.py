@@ -148,6 +148,20 @@ async def test_the_shared_disk_counts_against_storage_and_reaches_the_spec(clien
     assert r.status == 422
     r = await client.put(f"/api/v1/workspaces/{ws}/shared-disk", json={"size_gib": 10}, headers=me.headers)
     assert r.status == 200 and (await r.json())["size_gib"] == 10
+    # Full now: another environment's disk no longer fits either (the shared disk counts at create).
+    r = await client.post("/api/v1/environments", json={"workspace_id": ws, "name": "more", "cpu_cores": 1, "memory_gib": 1,
+                                                        "disk_gib": 1}, headers=me.headers)
+    assert r.status == 409 and [v["resource"] for v in (await r.json())["error"]["details"]["violations"]] == ["storage_gib"]
+    # Resized smaller, it fits again.
+    r = await client.put(f"/api/v1/workspaces/{ws}/shared-disk", json={"size_gib": 9}, headers=me.headers)
+    assert r.status == 200
+    r = await client.post("/api/v1/environments", json={"workspace_id": ws, "name": "more", "cpu_cores": 1, "memory_gib": 1,
+                                                        "disk_gib": 1}, headers=me.headers)
+    assert r.status == 202, await r.text()
+    r = await client.put(f"/api/v1/workspaces/{ws}/shared-disk", json={"size_gib": 10}, headers=me.headers)
+    assert r.status == 409  # the new environment's disk holds that GiB now
+    r = await client.put(f"/api/v1/workspaces/{ws}/shared-disk", json={"size_gib": 9}, headers=me.headers)
+    assert r.status == 200
     # Full now: a dataset version that adds bytes no longer fits.
     r = await client.post("/api/v1/datasets", json={"workspace_id": ws, "name": "d"}, headers=me.headers)
     ds = await r.json()
@@ -157,6 +171,6 @@ async def test_the_shared_disk_counts_against_storage_and_reaches_the_spec(clien
     # The agent's spec: the size, so the runtime mounts the workspace's volume at /root/shared.
     async with container_of.storage_uow() as uow:
         stored = await uow.environments.get(env["id"])
-    assert await container_of.agent_service()._shared_disk(stored) == 10
+    assert await container_of.agent_service()._shared_disk(stored) == 9
     assert (await client.delete(f"/api/v1/workspaces/{ws}/shared-disk", headers=me.headers)).status == 204
     assert await container_of.agent_service()._shared_disk(stored) is None

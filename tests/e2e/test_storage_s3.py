@@ -63,6 +63,13 @@ async def test_presigned_parts_verified_commit_and_presigned_download(s3_client)
         assert url["presigned"] is True
         async with http.get(url["url"]) as resp:
             assert resp.status == 200 and hashlib.sha256(await resp.read()).digest() == hashlib.sha256(DATA).digest()
+        r = await client.post(f"/api/v1/datasets/{ds['id']}/versions/latest/file-urls", json={"paths": ["small.txt", "data.bin"]},
+                              headers=me.headers)
+        urls = await r.json()
+        assert urls["expires_at"] and [i["path"] for i in urls["items"]] == ["small.txt", "data.bin"]
+        assert all(i["presigned"] for i in urls["items"])
+        async with http.get(urls["items"][0]["url"]) as resp:  # straight from S3
+            assert resp.status == 200 and await resp.read() == b"small"
     # Through the platform too (proxied), by range.
     r = await client.get(f"/api/v1/datasets/{ds['id']}/versions/1/file?path=data.bin", headers={**me.headers, "Range": "bytes=-16"})
     assert r.status == 206 and await r.read() == b"tail of the file"

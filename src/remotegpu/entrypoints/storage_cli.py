@@ -18,14 +18,18 @@ import hashlib
 import json
 import os
 import sys
+import queue
+import threading
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import urllib3
 
 CHUNK = 1024 * 1024
+WHOLE_BATCH = 16 * CHUNK  # small files sent together, up to this many bytes per request
 STATE_DIR = Path(os.environ.get("REMOTEGPU_CACHE_DIR") or Path.home() / ".cache" / "remotegpu") / "uploads"
 
 
@@ -41,13 +45,15 @@ class Progress:
         self.quiet = quiet
         self.started = self._last = time.monotonic()
         self.tty = sys.stderr.isatty()
+        self._lock = threading.Lock()  # downloads add from worker threads
 
     def add(self, n: int) -> None:
-        self.done += n
-        now = time.monotonic()
-        if not self.quiet and (now - self._last > 0.5 or self.done >= self.total):
-            self._last = now
-            self._print()
+        with self._lock:
+            self.done += n
+            now = time.monotonic()
+            if not self.quiet and (now - self._last > 0.5 or self.done >= self.total):
+                self._last = now
+                self._print()
 
     def _print(self, end: str = "") -> None:
         rate = self.done / max(time.monotonic() - self.started, 1e-6) / CHUNK
@@ -165,7 +171,8 @@ async def push(api: Api, kind: str, repo: dict, directory: Path, *, message: str
     state_file.write_text(json.dumps(state))
     todo = [p for p in upload["pending"] if not p["verified"]]
     sending = Progress("uploading", sum(p["size"] for p in todo), quiet=quiet)
-    gate = asyncio.Semaphore(parallel)
+    gate = asyncio.Semaphore(parallel)  # parts in flight
+    files_gate = asyncio.Semaphore(parallel)  # files in flight (their URL and complete calls too)
     part_size = upload["part_size"]
 
     async def send_part(p: dict, n: int, url: str | None) -> None:
@@ -185,21 +192,52 @@ async def push(api: Api, kind: str, repo: dict, directory: Path, *, message: str
             sending.add(len(data))
 
     async def send_file(p: dict) -> None:
+        async with files_gate:
+            await _send_file(p)
+
+    async def _send_file(p: dict) -> None:
         recorded = state["etags"].get(p["sha256"], {})
         missing = [n for n in range(1, p["part_count"] + 1) if n not in p["received_parts"] and str(n) not in recorded]
         sending.add(sum(min(part_size, p["size"] - (n - 1) * part_size) for n in range(1, p["part_count"] + 1) if n not in missing))
         urls: dict[str, str] = {}
-        if missing and upload["presigned"] and not through_platform:
+        # A file of one part goes through the platform, which hashes it on the way and stores
+        # it verified: one request and one object-store write, no read-back (for small files
+        # the per-file round trips cost more than the bytes).
+        whole = p["part_count"] == 1
+        if missing and upload["presigned"] and not through_platform and not whole:
             for i in range(0, len(missing), 1000):
                 answer = await api.call("POST", f"/api/v1/uploads/{upload['id']}/files/{p['sha256']}/part-urls",
                                         json_body={"numbers": missing[i:i + 1000]})
                 urls.update(answer["urls"])
         await asyncio.gather(*(send_part(p, n, urls.get(str(n))) for n in missing))
+        if whole and missing and not urls:
+            return  # verified by the platform as it arrived
         parts = [{"number": int(n), "etag": e} for n, e in state["etags"].get(p["sha256"], {}).items()]
         await api.call("POST", f"/api/v1/uploads/{upload['id']}/files/{p['sha256']}/complete",
                        json_body={"parts": parts} if parts else {})
 
-    await asyncio.gather(*(send_file(p) for p in todo))
+    async def send_whole(batch: list[dict]) -> None:
+        """Small files, many in one request: their bytes one after the other; the platform
+        hashes and stores each, verified (one round trip for the lot, no read-back)."""
+        async with files_gate:
+            def read_all() -> bytes:
+                return b"".join(by_digest[p["sha256"]].read_bytes() for p in batch)
+
+            body = await asyncio.to_thread(read_all)
+            url = f"{api.url}/api/v1/uploads/{upload['id']}/files?sha256=" + ",".join(p["sha256"] for p in batch)
+            async with api.session.post(url, data=body, headers={**api.headers, "Content-Type": "application/octet-stream"}) as r:
+                if r.status != 200:
+                    raise CliError(f"{len(batch)} small files: {r.status} {await r.text()}")
+            sending.add(len(body))
+
+    # Files of one part go in batches of up to WHOLE_BATCH bytes / 100 files (their digests fill the URL); the others part by part.
+    whole = [p for p in todo if p["part_count"] == 1]
+    batches: list[list[dict]] = []
+    for p in whole:
+        if not batches or len(batches[-1]) >= 100 or sum(q["size"] for q in batches[-1]) + p["size"] > WHOLE_BATCH:
+            batches.append([])
+        batches[-1].append(p)
+    await asyncio.gather(*(send_whole(b) for b in batches), *(send_file(p) for p in todo if p["part_count"] != 1))
     sending.close()
     version = await api.call("POST", f"/api/v1/uploads/{upload['id']}/commit")
     state_file.unlink(missing_ok=True)
@@ -208,20 +246,88 @@ async def push(api: Api, kind: str, repo: dict, directory: Path, *, message: str
 
 # --- pull -----------------------------------------------------------------------------
 
+DOWNLOAD_BLOCK = 8 * CHUNK
+
+
+def _http_pool(parallel: int) -> urllib3.PoolManager:
+    """Downloads run on urllib3 in worker threads: http.client reads straight into large
+    blocks, about a third of the CPU aiohttp's small-chunk stream costs per byte (bench/storage.py).
+    No automatic retries: a dropped download resumes by Range instead."""
+    return urllib3.PoolManager(num_pools=4, maxsize=max(parallel, 1), retries=False,
+                               timeout=urllib3.Timeout(connect=30, read=300))
+
+
+def _download(http: urllib3.PoolManager, url: str, headers: dict[str, str], partial: Path, have: int,
+              progress: Progress) -> "hashlib._Hash":
+    """GET ``url`` into ``partial`` (appending from byte ``have`` when the server honours the
+    Range), returning the sha256 of the whole file. Two threads: this one receives 8 MiB
+    blocks while a second hashes and writes the previous ones (hashlib and the file write
+    release the GIL), so on a free core the check costs no wall time. A dropped connection
+    still writes every block received before the file closes (the next pull resumes there)."""
+    if have:
+        headers = {**headers, "Range": f"bytes={have}-"}
+    r = http.request("GET", url, headers=headers, preload_content=False, decode_content=False)
+    try:
+        if r.status not in (200, 206):
+            raise CliError(f"{partial.name.removesuffix('.part')}: HTTP {r.status}")
+        digest = hashlib.sha256()
+        resumed = r.status == 206 and have > 0
+        if have and not resumed:
+            progress.add(-have)
+        if resumed:  # the bytes already here count too
+            with open(partial, "rb") as existing:
+                while block := existing.read(DOWNLOAD_BLOCK):
+                    digest.update(block)
+        blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        failed: list[BaseException] = []
+
+        def store() -> None:
+            try:
+                with open(partial, "ab" if resumed else "wb", buffering=0) as out:
+                    while (block := blocks.get()) is not None:
+                        if not failed:
+                            out.write(block)
+                            digest.update(block)
+            except BaseException as exc:  # noqa: BLE001 -- re-raised by the receiving thread
+                failed.append(exc)
+                while blocks.get() is not None:  # let the receiver finish
+                    pass
+
+        writer = threading.Thread(target=store, name="pull-writer", daemon=True)
+        writer.start()
+        try:
+            while not failed and (block := r.read(DOWNLOAD_BLOCK)):
+                blocks.put(block)
+                progress.add(len(block))
+        finally:
+            blocks.put(None)
+            writer.join()
+        if failed:
+            raise failed[0]
+        return digest
+    finally:
+        r.release_conn()
+
+
 async def pull(api: Api, kind: str, repo: dict, ref: str, directory: Path, *, parallel: int = 4, quiet: bool = False) -> dict:
     version = await api.call("GET", f"/api/v1/{kind}s/{repo['id']}/versions/{ref}")
     directory.mkdir(parents=True, exist_ok=True)
     root = directory.resolve()
     progress = Progress("downloading", sum(f["size"] for f in version["files"]), quiet=quiet)
     gate = asyncio.Semaphore(parallel)
+    http = _http_pool(parallel)
 
-    async def one(f: dict) -> None:
+    async def local(f: dict) -> Path | None:
+        """The target path, or None when a verified copy is already there."""
         target = (root / f["path"]).resolve()
         if root not in target.parents:
             raise CliError(f"refusing path {f['path']!r} outside {root}")
         if target.exists() and target.stat().st_size == f["size"] and await asyncio.to_thread(sha256_file, target) == f["sha256"]:
             progress.add(f["size"])
-            return
+            return None
+        return target
+
+    async def one(f: dict, target: Path, where: dict) -> None:
         async with gate:
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(target.name + ".part")
@@ -230,58 +336,38 @@ async def pull(api: Api, kind: str, repo: dict, ref: str, directory: Path, *, pa
                 partial.unlink()
                 have = 0
             progress.add(have)
-            where = await api.call("GET", f"/api/v1/{kind}s/{repo['id']}/versions/{version['number']}/file-url?path="
-                                   + quote(f["path"]))
             url = where["url"] if where["presigned"] else api.url + where["url"]
             headers = {} if where["presigned"] else dict(api.headers)
             digest = None  # hashed while it streams in (no second read of the file)
             if have < f["size"]:
-                if have:
-                    headers["Range"] = f"bytes={have}-"
-                async with api.session.get(url, headers=headers) as r:
-                    if r.status not in (200, 206):
-                        raise CliError(f"{f['path']}: HTTP {r.status}")
-                    resumed = r.status == 206 and have > 0
-                    if r.status == 200 and have:
-                        progress.add(-have)
-                    digest = hashlib.sha256()
-                    if resumed:  # the bytes already here count too
-                        with open(partial, "rb") as existing:
-                            while block := existing.read(CHUNK * 4):
-                                digest.update(block)
-                    with open(partial, "ab" if resumed else "wb") as out:
-                        # Writing and hashing in a worker thread, 8 MiB at a time, while the next
-                        # bytes arrive (hashlib releases the GIL): the event loop only moves bytes.
-                        def store(block: bytes, out=out, digest=digest) -> None:
-                            out.write(block)
-                            digest.update(block)
-
-                        pending: asyncio.Future | None = None
-                        buffer = bytearray()
-                        try:
-                            async for chunk in r.content.iter_chunked(CHUNK):
-                                buffer += chunk
-                                progress.add(len(chunk))
-                                if len(buffer) >= 8 * CHUNK:
-                                    if pending is not None:
-                                        await pending
-                                    pending, buffer = asyncio.ensure_future(asyncio.to_thread(store, bytes(buffer))), bytearray()
-                        finally:  # a dropped connection too: the last block is written before the file closes (resume)
-                            if pending is not None:
-                                await asyncio.wait([pending])
-                        if pending is not None:
-                            pending.result()
-                        if buffer:
-                            await asyncio.to_thread(store, bytes(buffer))
+                digest = await asyncio.to_thread(_download, http, url, headers, partial, have, progress)
             elif not partial.exists():
                 partial.touch()
+            got = partial.stat().st_size
+            if got < f["size"]:  # the body ended early: what came stays for the next pull to resume
+                raise CliError(f"{f['path']}: the download stopped at {got} of {f['size']} bytes (run pull again to resume)")
             actual = digest.hexdigest() if digest is not None else await asyncio.to_thread(sha256_file, partial)
             if actual != f["sha256"]:
                 partial.unlink()
                 raise CliError(f"{f['path']}: sha256 mismatch after download (removed; run pull again)")
             os.replace(partial, target)
 
-    await asyncio.gather(*(one(f) for f in version["files"]))
+    try:
+        todo = []
+        for f in version["files"]:
+            target = await local(f)
+            if target is not None:
+                todo.append((f, target))
+        # Where to get them: one request per 1000 files (not one per file), asked for just
+        # before they are fetched, so that presigned URLs stay fresh on a long pull.
+        for i in range(0, len(todo), 1000):
+            batch = todo[i:i + 1000]
+            answer = await api.call("POST", f"/api/v1/{kind}s/{repo['id']}/versions/{version['number']}/file-urls",
+                                    json_body={"paths": [f["path"] for f, _ in batch]})
+            where = {item["path"]: item for item in answer["items"]}
+            await asyncio.gather(*(one(f, target, where[f["path"]]) for f, target in batch))
+    finally:
+        http.clear()
     progress.close()
     return version
 
@@ -358,7 +444,7 @@ def cmd_storage(args: argparse.Namespace) -> int:
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except aiohttp.ClientError as exc:
+    except (aiohttp.ClientError, urllib3.exceptions.HTTPError, OSError) as exc:
         print(f"error: {exc.__class__.__name__}: {exc} (run the same command again to resume)", file=sys.stderr)
         return 1
 

@@ -20,6 +20,9 @@ snapshot too. Only a change of image starts from the new image (the volume stays
 ``remove`` (delete) removes container, volume and snapshots. Containers are never
 removed on stop, so they also survive a reboot of the host (Docker keeps them).
 
+Workspace shared disks are the exception: their size is enforced where the host allows
+(a loop-mounted ext4 image per workspace, adapters/runtime/shared_disks.py).
+
 Disk size: ``RuntimeSpec.disk_gib`` is only *recorded*, as the volume label
 ``remotegpu.disk_gib`` when the volume is created; it is not enforced. Docker's
 default ``local`` volume driver on overlay2 has no size limit (``--storage-opt size``
@@ -37,6 +40,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -54,6 +58,7 @@ from remotegpu.adapters.runtime.docker_hardening import (
 )
 from remotegpu.adapters.runtime.docker_network import WorkspaceNetworks
 from remotegpu.adapters.runtime.egress import EgressRules, EgressUnavailable
+from remotegpu.adapters.runtime.shared_disks import LoopDisks, SharedDiskError
 from remotegpu.adapters.runtime.threaded import ThreadedRuntime
 from remotegpu.application.environments.ports import (
     LABEL_ENV_ID,
@@ -78,6 +83,8 @@ SNAPSHOT_REPOSITORY = "rgpu-snapshot"
 # cannot stack more than ~125 layers).
 MAX_SNAPSHOT_LAYERS = 60
 LABEL_DISK_GIB = "remotegpu.disk_gib"  # recorded, not enforced (see the module docstring)
+#: On a shared disk's volume: "true" when its size is enforced (a loop-mounted ext4 image, shared_disks.py).
+LABEL_DISK_ENFORCED = "remotegpu.disk_enforced"
 #: The workspace a shared-disk volume belongs to (``rgpu-shared-<workspace id>``, at /root/shared).
 LABEL_SHARED_WORKSPACE = "remotegpu.shared_workspace"
 SHARED_DISK_PATH = "/root/shared"
@@ -122,8 +129,12 @@ class DockerRuntime(ThreadedRuntime):
         hardening: Hardening | None = None,
         egress: EgressRules | None = None,
         nvidia_runtime: bool | None = None,
+        shared_disks: LoopDisks | None = None,
     ) -> None:
         self._client = client or docker.from_env()
+        # Workspace shared disks with their size enforced (shared_disks.py); None: plain volumes.
+        self._shared_disks = shared_disks
+        self._shared_lock = threading.Lock()
         self._scope = scope
         self._bind_address = bind_address
         self._private_bind_address = private_bind_address
@@ -182,6 +193,8 @@ class DockerRuntime(ThreadedRuntime):
 
     def _ensure_running(self, spec: RuntimeSpec) -> RuntimeState:
         try:
+            if spec.shared_disk_gib and spec.workspace_id:
+                self._ensure_shared_disk(spec.workspace_id, spec.shared_disk_gib)
             container = self._container(spec.env_id)
             if container is not None and container.status != "running":
                 if container.labels.get(LABEL_SPEC) != _spec_hash(spec):
@@ -201,6 +214,34 @@ class DockerRuntime(ThreadedRuntime):
         if state.status != "running":
             raise EnvironmentRuntimeError(f"environment {spec.env_id} did not start: {state.message}")
         return state
+
+    def _ensure_shared_disk(self, workspace_id: str, size_gib: int) -> None:
+        """The workspace's shared disk on this host, before any of its environments starts:
+        made by the first of them here, kept when environments go (deleting an environment
+        never deletes it). Its size is enforced where the host allows (shared_disks.py):
+        attached again after a reboot, grown when the size grew."""
+        name = self.shared_volume_name(workspace_id)
+        labels = {LABEL_MANAGED: "true", LABEL_SCOPE: self._scope, LABEL_SHARED_WORKSPACE: workspace_id}
+        with self._shared_lock:
+            try:
+                existing = self._client.volumes.get(name)
+            except NotFound:
+                existing = None
+            problem = self._shared_disks.problem() if self._shared_disks else "no directory for disk images configured"
+            enforced = existing is None or (existing.attrs.get("Options") or {}).get("type") == "ext4"
+            if problem is None and enforced:
+                try:
+                    link = self._shared_disks.ensure(workspace_id, size_gib)
+                except SharedDiskError as exc:
+                    raise EnvironmentRuntimeError(f"shared disk of workspace {workspace_id}: {exc}") from exc
+                if existing is None:
+                    self._client.volumes.create(name=name, driver="local", driver_opts={"type": "ext4", "device": str(link)},
+                                                labels={**labels, LABEL_DISK_GIB: str(size_gib), LABEL_DISK_ENFORCED: "true"})
+                return
+            if existing is None:
+                log.warning("shared disk of workspace %s: its size (%d GiB) is not enforced on this host: %s",
+                            workspace_id, size_gib, problem)
+                self._client.volumes.create(name=name, labels={**labels, LABEL_DISK_GIB: str(size_gib), LABEL_DISK_ENFORCED: "false"})
 
     def _recreate_keeping_files(self, old: Any, spec: RuntimeSpec) -> Any:
         """Replace the stopped container ``old`` by one made for ``spec``, with the files
@@ -295,12 +336,6 @@ class DockerRuntime(ThreadedRuntime):
         if spec.disk_gib is not None:
             volume_labels[LABEL_DISK_GIB] = str(spec.disk_gib)
         volume = self._client.volumes.create(name=self.volume_name(spec.env_id), labels=volume_labels)
-        if spec.shared_disk_gib and spec.workspace_id:
-            # The workspace's shared disk on this host: made by the first of its environments
-            # here, kept when environments go (deleting an environment never deletes it).
-            self._client.volumes.create(name=self.shared_volume_name(spec.workspace_id), labels={
-                LABEL_MANAGED: "true", LABEL_SCOPE: self._scope, LABEL_SHARED_WORKSPACE: spec.workspace_id,
-                LABEL_DISK_GIB: str(spec.shared_disk_gib)})
         try:
             return self._create_container(spec, labels, image=image, clear_env=clear_env)
         except Exception:

@@ -66,11 +66,13 @@ def select_runtime(
     problem = runtime_problem(kind)
     if problem is not None:
         raise ValueError(problem)
-    return docker_runtime(docker_scope, private_address, os.environ if environ is None else environ), "docker"
+    return docker_runtime(docker_scope, private_address, os.environ if environ is None else environ, data_dir=data_dir), "docker"
 
 
-def docker_runtime(scope: str, private_address: str, environ: Mapping[str, str]) -> EnvironmentRuntime:
-    """The agent's DockerRuntime: hardened containers, workspace networks, egress rules."""
+def docker_runtime(scope: str, private_address: str, environ: Mapping[str, str], *, data_dir: Path | None = None) -> EnvironmentRuntime:
+    """The agent's DockerRuntime: hardened containers, workspace networks, egress rules, and
+    workspace shared disks of enforced size, their images in ``REMOTEGPU_SHARED_DISK_DIR``
+    (default ``data_dir/shared-disks``)."""
     from remotegpu.adapters.runtime.docker_hardening import DEFAULT_PIDS_LIMIT, Hardening
     from remotegpu.adapters.runtime.docker_network import interface_prefix
     from remotegpu.adapters.runtime.docker_runtime import DockerRuntime
@@ -83,8 +85,11 @@ def docker_runtime(scope: str, private_address: str, environ: Mapping[str, str])
         raise ValueError(f"REMOTEGPU_PIDS_LIMIT: {exc} (got {raw_limit!r})") from None
     policy = EgressPolicy.parse(environ.get("REMOTEGPU_EGRESS_DENY", ""), environ.get("REMOTEGPU_EGRESS_INTERNET", "true"))
     egress = EgressRules(scope, interface_prefix(scope), policy)
+    from remotegpu.adapters.runtime.shared_disks import LoopDisks
+
+    disk_dir = environ.get("REMOTEGPU_SHARED_DISK_DIR", "").strip() or (str(Path(data_dir) / "shared-disks") if data_dir else "")
     return DockerRuntime(scope=scope, private_bind_address=private_address or "127.0.0.1",
-                         hardening=hardening, egress=egress)
+                         hardening=hardening, egress=egress, shared_disks=LoopDisks(Path(disk_dir)) if disk_dir else None)
 
 
 def kubernetes_runtime(scope: str, environ: Mapping[str, str]) -> EnvironmentRuntime:

@@ -21,9 +21,11 @@ def pending_json(pending: dict[str, PendingBlob]) -> str:
                       separators=(",", ":"))
 
 
-def pending_of(raw: str) -> dict[str, PendingBlob]:
+def pending_of(raw: str, *, only: str | None = None) -> dict[str, PendingBlob]:
     found = {}
     for k, v in json.loads(raw).items():
+        if only is not None and k != only:
+            continue
         v["parts"] = {int(n): (e[0], e[1]) for n, e in v["parts"].items()}
         found[k] = PendingBlob(**v)
     return found

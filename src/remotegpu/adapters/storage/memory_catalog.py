@@ -70,7 +70,12 @@ class InMemoryStorageCatalog:
         if repo is not None:
             repo.tags = {t: n for t, n in repo.tags.items() if n != number}
 
-    async def add_blob(self, blob: Blob) -> bool:
+    async def add_blobs(self, blobs: list[Blob], *, verifies: str) -> set[str]:
+        return {b.sha256 for b in blobs if await self.add_blob(b, verifies=verifies)}
+
+    async def add_blob(self, blob: Blob, *, verifies: str | None = None) -> bool:
+        if verifies is not None:
+            await self.mark_verified(verifies, blob.sha256, blob.created_at)
         if blob.sha256 in self.blobs:
             return False
         self.blobs[blob.sha256] = blob
@@ -109,8 +114,11 @@ class InMemoryStorageCatalog:
     async def add_upload(self, upload: Upload) -> None:
         self.uploads[upload.id] = copy.deepcopy(upload)
 
-    async def get_upload(self, upload_id: str) -> Upload | None:
-        return copy.deepcopy(self.uploads.get(upload_id))
+    async def get_upload(self, upload_id: str, *, blob: str | None = None) -> Upload | None:
+        upload = copy.deepcopy(self.uploads.get(upload_id))
+        if upload is not None and blob is not None:
+            upload.files, upload.pending = [], {k: v for k, v in upload.pending.items() if k == blob}
+        return upload
 
     async def update_upload(self, upload: Upload) -> None:
         if upload.id in self.uploads:

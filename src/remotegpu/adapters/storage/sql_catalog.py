@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, AsyncIterator
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -52,10 +54,10 @@ def _upload_row(u: Upload) -> dict[str, Any]:
                 pending=pending_json({k: replace(v, parts={}, verified=False) for k, v in u.pending.items()}))
 
 
-def _upload(row: Any) -> Upload:
+def _upload(row: Any, *, blob: str | None = None) -> Upload:
     return Upload(id=row.id, repository_id=row.repository_id, workspace_id=row.workspace_id, created_by=row.created_by,
-                  created_at=row.created_at, updated_at=row.updated_at, files=files_of(row.files), part_size=row.part_size,
-                  pending=pending_of(row.pending), message=row.message, tag=row.tag, state=UploadState(row.state),
+                  created_at=row.created_at, updated_at=row.updated_at, files=files_of(row.files) if blob is None else [],
+                  part_size=row.part_size, pending=pending_of(row.pending, only=blob), message=row.message, tag=row.tag, state=UploadState(row.state),
                   source=_source(row.source_kind, row.source_id))
 
 
@@ -82,6 +84,27 @@ def _unreferenced(older_than: datetime):
 class SqlStorageCatalog:
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]):
         self._sessions = session_factory
+        bind = session_factory.kw.get("bind")
+        # SQLite has one writer at a time. Hundreds of concurrent part/complete requests (a
+        # push of many small files) each holding the write lock across event-loop turns
+        # outlasted busy_timeout ("database is locked", a 500): on SQLite the catalog's write
+        # transactions queue here instead, in this process, one at a time.
+        self._serial_writes = bind is None or bind.dialect.name == "sqlite"
+        self._write_lock: asyncio.Lock | None = None
+        self._write_loop: asyncio.AbstractEventLoop | None = None
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[AsyncSession]:
+        if not self._serial_writes:
+            async with self._sessions() as s, s.begin():
+                yield s
+            return
+        loop = asyncio.get_running_loop()
+        if self._write_loop is not loop:
+            self._write_lock, self._write_loop = asyncio.Lock(), loop
+        assert self._write_lock is not None
+        async with self._write_lock, self._sessions() as s, s.begin():
+            yield s
 
     async def _rows(self, query: Any) -> list[Any]:
         async with self._sessions() as s:
@@ -91,7 +114,7 @@ class SqlStorageCatalog:
 
     async def add_repository(self, repo: Repository) -> None:
         try:
-            async with self._sessions() as s, s.begin():
+            async with self._tx() as s:
                 await s.execute(_R.insert().values(**_repo_row(repo)))
         except IntegrityError:
             raise Conflict(f"the workspace already has a {repo.kind.value} named {repo.name!r}", code="name_taken") from None
@@ -119,11 +142,11 @@ class SqlStorageCatalog:
         row = _repo_row(repo)
         for key in ("id", "workspace_id", "kind", "created_by", "created_at"):
             row.pop(key)
-        async with self._sessions() as s, s.begin():
+        async with self._tx() as s:
             await s.execute(_R.update().where(_R.c.id == repo.id).values(**row))
 
     async def delete_repository(self, repo_id: str) -> None:
-        async with self._sessions() as s, s.begin():
+        async with self._tx() as s:
             await s.execute(_F.delete().where(_F.c.repository_id == repo_id))
             await s.execute(_V.delete().where(_V.c.repository_id == repo_id))
             uploads = sa.select(_U.c.id).where(_U.c.repository_id == repo_id)
@@ -135,7 +158,7 @@ class SqlStorageCatalog:
 
     async def add_version(self, version: Version) -> None:
         try:
-            async with self._sessions() as s, s.begin():
+            async with self._tx() as s:
                 src = version.source
                 await s.execute(_V.insert().values(repository_id=version.repository_id, number=version.number, message=version.message,
                                                    created_by=version.created_by, created_at=version.created_at,
@@ -168,7 +191,7 @@ class SqlStorageCatalog:
         return await self._versions(_V.c.repository_id == repo_id)
 
     async def delete_version(self, repo_id: str, number: int) -> None:
-        async with self._sessions() as s, s.begin():
+        async with self._tx() as s:
             await s.execute(_F.delete().where(_F.c.repository_id == repo_id, _F.c.number == number))
             await s.execute(_V.delete().where(_V.c.repository_id == repo_id, _V.c.number == number))
             row = (await s.execute(sa.select(_R.c.tags).where(_R.c.id == repo_id).with_for_update())).first()
@@ -178,13 +201,17 @@ class SqlStorageCatalog:
 
     # --- blobs --------------------------------------------------------------------------
 
-    async def add_blob(self, blob: Blob) -> bool:
+    async def add_blob(self, blob: Blob, *, verifies: str | None = None) -> bool:
         try:
-            async with self._sessions() as s, s.begin():
+            async with self._tx() as s:
                 await s.execute(_B.insert().values(sha256=blob.sha256, size=blob.size, created_at=blob.created_at,
                                                    object_key=blob.key))
+                if verifies is not None:
+                    await self._mark_verified(s, verifies, blob.sha256, blob.created_at)
             return True
         except IntegrityError:
+            if verifies is not None:
+                await self.mark_verified(verifies, blob.sha256, blob.created_at)
             return False
 
     async def get_blobs(self, digests: list[str]) -> dict[str, Blob]:
@@ -200,7 +227,7 @@ class SqlStorageCatalog:
         return [_blob(r) for r in rows]
 
     async def delete_blob(self, digest: str, older_than: datetime) -> bool:
-        async with self._sessions() as s, s.begin():
+        async with self._tx() as s:
             result = await s.execute(_B.delete().where(_B.c.sha256 == digest, _unreferenced(older_than)))
         return bool(result.rowcount)
 
@@ -218,29 +245,33 @@ class SqlStorageCatalog:
     # --- uploads ------------------------------------------------------------------------
 
     async def add_upload(self, upload: Upload) -> None:
-        async with self._sessions() as s, s.begin():
+        async with self._tx() as s:
             await s.execute(_U.insert().values(**_upload_row(upload)))
             digests = sorted({f.sha256 for f in upload.files})
             if digests:
                 await s.execute(_UB.insert(), [dict(upload_id=upload.id, sha256=d) for d in digests])
 
-    async def get_upload(self, upload_id: str) -> Upload | None:
+    async def get_upload(self, upload_id: str, *, blob: str | None = None) -> Upload | None:
         async with self._sessions() as s:
-            rows = (await s.execute(sa.select(_U).where(_U.c.id == upload_id))).all()
+            if blob is None:
+                rows = (await s.execute(sa.select(_U).where(_U.c.id == upload_id))).all()
+            else:  # one blob's view: neither the manifest nor the other blobs are decoded
+                rows = (await s.execute(sa.select(*(c for c in _U.c if c.name != "files")).where(_U.c.id == upload_id))).all()
             if not rows:
                 return None
-            parts = (await s.execute(sa.select(_UP).where(_UP.c.upload_id == upload_id))).all()
-        return _with_parts(_upload(rows[0]), parts)
+            parts_q = sa.select(_UP).where(_UP.c.upload_id == upload_id)
+            parts = (await s.execute(parts_q if blob is None else parts_q.where(_UP.c.sha256 == blob))).all()
+        return _with_parts(_upload(rows[0], blob=blob), parts)
 
     async def update_upload(self, upload: Upload) -> None:
         row = _upload_row(upload)
         for key in ("id", "repository_id", "workspace_id", "created_by", "created_at", "files"):
             row.pop(key)
-        async with self._sessions() as s, s.begin():
+        async with self._tx() as s:
             await s.execute(_U.update().where(_U.c.id == upload.id).values(**row))
 
     async def delete_upload(self, upload_id: str) -> None:
-        async with self._sessions() as s, s.begin():
+        async with self._tx() as s:
             await s.execute(_UP.delete().where(_UP.c.upload_id == upload_id))
             await s.execute(_UB.delete().where(_UB.c.upload_id == upload_id))
             await s.execute(_U.delete().where(_U.c.id == upload_id))
@@ -254,19 +285,39 @@ class SqlStorageCatalog:
         return found
 
     async def record_part(self, upload_id: str, sha256: str, number: int, etag: str, size: int, now: datetime) -> None:
-        async with self._sessions() as s, s.begin():
+        async with self._tx() as s:
             await s.execute(_UP.delete().where(_UP.c.upload_id == upload_id, _UP.c.sha256 == sha256, _UP.c.number == number))
             await s.execute(_UP.insert().values(upload_id=upload_id, sha256=sha256, number=number, etag=etag, size=size))
             await s.execute(_U.update().where(_U.c.id == upload_id).values(updated_at=now))
 
+    async def add_blobs(self, blobs: list[Blob], *, verifies: str) -> set[str]:
+        try:
+            async with self._tx() as s:
+                digests = [b.sha256 for b in blobs]
+                known = set((await s.execute(sa.select(_B.c.sha256).where(_B.c.sha256.in_(digests)))).scalars())
+                new = [b for b in blobs if b.sha256 not in known]
+                if new:
+                    await s.execute(_B.insert(), [dict(sha256=b.sha256, size=b.size, created_at=b.created_at, object_key=b.key)
+                                                  for b in new])
+                await s.execute(_UP.delete().where(_UP.c.upload_id == verifies, _UP.c.sha256.in_(digests)))
+                await s.execute(_UP.insert(), [dict(upload_id=verifies, sha256=d, number=0, etag="verified", size=0) for d in digests])
+                await s.execute(_U.update().where(_U.c.id == verifies).values(updated_at=max(b.created_at for b in blobs)))
+            return {b.sha256 for b in new}
+        except IntegrityError:  # another process recorded one meanwhile: one by one
+            return {b.sha256 for b in blobs if await self.add_blob(b, verifies=verifies)}
+
     async def mark_verified(self, upload_id: str, sha256: str, now: datetime) -> None:
-        async with self._sessions() as s, s.begin():
-            await s.execute(_UP.delete().where(_UP.c.upload_id == upload_id, _UP.c.sha256 == sha256))
-            await s.execute(_UP.insert().values(upload_id=upload_id, sha256=sha256, number=0, etag="verified", size=0))
-            await s.execute(_U.update().where(_U.c.id == upload_id).values(updated_at=now))
+        async with self._tx() as s:
+            await self._mark_verified(s, upload_id, sha256, now)
+
+    @staticmethod
+    async def _mark_verified(s: AsyncSession, upload_id: str, sha256: str, now: datetime) -> None:
+        await s.execute(_UP.delete().where(_UP.c.upload_id == upload_id, _UP.c.sha256 == sha256))
+        await s.execute(_UP.insert().values(upload_id=upload_id, sha256=sha256, number=0, etag="verified", size=0))
+        await s.execute(_U.update().where(_U.c.id == upload_id).values(updated_at=now))
 
     async def reset_parts(self, upload_id: str, sha256: str) -> None:
-        async with self._sessions() as s, s.begin():
+        async with self._tx() as s:
             await s.execute(_UP.delete().where(_UP.c.upload_id == upload_id, _UP.c.sha256 == sha256))
 
     # --- workspace shared disks ---------------------------------------------------------
@@ -276,7 +327,7 @@ class SqlStorageCatalog:
         return SharedDisk(rows[0].workspace_id, rows[0].size_gib, rows[0].created_at, rows[0].updated_at) if rows else None
 
     async def put_shared_disk(self, disk: SharedDisk) -> None:
-        async with self._sessions() as s, s.begin():
+        async with self._tx() as s:
             done = await s.execute(_SD.update().where(_SD.c.workspace_id == disk.workspace_id)
                                    .values(size_gib=disk.size_gib, updated_at=disk.updated_at))
             if not done.rowcount:
@@ -284,5 +335,5 @@ class SqlStorageCatalog:
                                                     created_at=disk.created_at, updated_at=disk.updated_at))
 
     async def delete_shared_disk(self, workspace_id: str) -> None:
-        async with self._sessions() as s, s.begin():
+        async with self._tx() as s:
             await s.execute(_SD.delete().where(_SD.c.workspace_id == workspace_id))

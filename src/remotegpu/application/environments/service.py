@@ -70,6 +70,11 @@ class DataMountPolicy(Protocol):
 
     async def check_mounts(self, actor: User, workspace_id: str, requests: list[dict[str, str]]) -> list[dict[str, str]]: ...
 
+    async def storage_gib_held(self, workspace_id: str) -> int:
+        """GiB of storage_gib the workspace holds outside its environments' disks: its shared
+        disk's size and its datasets' and models' bytes (rounded up)."""
+        ...
+
 
 def _manage_mode(actor: User, role: Role | None) -> Hashable:
     """Callers for whom ``may_operate`` answers alike for every environment of a page:
@@ -155,6 +160,9 @@ class EnvironmentService:
             mounts = await self.data_mounts.check_mounts(actor, req.workspace_id, req.mounts)
         # The workspace's images take storage too (issue 15): counted with the new disk.
         images_gib = await self.catalog.workspace_image_gib(req.workspace_id) if self.catalog is not None else 0
+        # So do its shared disk and its datasets and models (issue 14).
+        if self.data_mounts is not None:
+            images_gib += await self.data_mounts.storage_gib_held(req.workspace_id)
         for attempt in range(RETRIES):
             try:
                 async with self.uow() as uow:

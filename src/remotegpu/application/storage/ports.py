@@ -124,8 +124,15 @@ class StorageCatalog(Protocol):
         """With the tags that point at it."""
         ...
 
-    async def add_blob(self, blob: Blob) -> bool:
-        """Record a verified blob; False when it was already known (another upload was first)."""
+    async def add_blobs(self, blobs: list[Blob], *, verifies: str) -> set[str]:
+        """``add_blob(…, verifies=…)`` for many blobs, in one transaction where the catalog
+        has them; returns the digests that were new."""
+        ...
+
+    async def add_blob(self, blob: Blob, *, verifies: str | None = None) -> bool:
+        """Record a verified blob; False when it was already known (another upload was first).
+        ``verifies``: an upload id whose pending blob is marked verified with it (one
+        transaction where the catalog has them; as ``mark_verified`` at ``blob.created_at``)."""
         ...
 
     async def get_blobs(self, digests: list[str]) -> dict[str, Blob]: ...
@@ -149,7 +156,11 @@ class StorageCatalog(Protocol):
 
     async def add_upload(self, upload: Upload) -> None: ...
 
-    async def get_upload(self, upload_id: str) -> Upload | None: ...
+    async def get_upload(self, upload_id: str, *, blob: str | None = None) -> Upload | None:
+        """``blob``: one blob's view (``files`` empty, ``pending`` only that blob, if the
+        upload brings it): what a part or a complete call needs, without decoding a manifest
+        of thousands of files per request. Never pass such a view to update_upload."""
+        ...
 
     async def update_upload(self, upload: Upload) -> None: ...
 

@@ -37,6 +37,10 @@ MAX_DESCRIPTION = 2000
 VERIFY_CHUNK = 8 * 1024 * 1024
 
 
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
 async def sha256_of(chunks: AsyncIterator[bytes]) -> tuple[str, int]:
     """sha256 and size of a stream, hashed off the event loop (hashlib releases the GIL on
     large buffers), overlapping the hashing of one chunk with the reading of the next."""
@@ -342,18 +346,22 @@ class StorageService:
         try:
             for digest in sorted(set(sizes) - set(known)):
                 key = m.upload_blob_key(digest, upload_id)  # kept there once verified: no copy
-                pending[digest] = PendingBlob(digest, sizes[digest], key, await self.store.create_multipart(key))
+                # A file of one part is written whole (a plain PUT, no multipart upload to
+                # create, complete or abort: per small file that is 3 object-store calls fewer).
+                single = m.part_count(sizes[digest], part_size) <= 1
+                pending[digest] = PendingBlob(digest, sizes[digest], key, "" if single else await self.store.create_multipart(key))
         except BaseException:
             for p in pending.values():
-                await self.store.abort_multipart(p.staging_key, p.multipart_id)
+                if p.multipart_id:
+                    await self.store.abort_multipart(p.staging_key, p.multipart_id)
             raise
         upload = Upload(id=upload_id, repository_id=repo.id, workspace_id=repo.workspace_id, created_by=actor.id, created_at=now,
                         updated_at=now, files=files, part_size=part_size, pending=pending, message=message, tag=tag, source=source)
         await self.catalog.add_upload(upload)
         return upload
 
-    async def _upload(self, actor: User, upload_id: str) -> Upload:
-        upload = await self.catalog.get_upload(upload_id)
+    async def _upload(self, actor: User, upload_id: str, *, blob: str | None = None) -> Upload:
+        upload = await self.catalog.get_upload(upload_id, blob=blob)
         if upload is None or upload.state is not UploadState.OPEN:
             raise NotFound("upload not found")
         try:
@@ -367,11 +375,11 @@ class StorageService:
         return await self._upload(actor, upload_id)
 
     @staticmethod
-    def _pending(upload: Upload, digest: str) -> PendingBlob:
+    def _pending(upload: Upload, digest: str, *, verified_ok: bool = False) -> PendingBlob:
         blob = upload.pending.get(digest)
         if blob is None:
             raise NotFound(f"the upload does not bring a blob {digest}")
-        if blob.verified:
+        if blob.verified and not verified_ok:
             raise Conflict("that file is already verified", code="already_verified")
         return blob
 
@@ -389,32 +397,90 @@ class StorageService:
     async def part_urls(self, actor: User, upload_id: str, digest: str, numbers: list[int]) -> dict[int, str] | None:
         """Presigned URLs to PUT parts straight to the object store; None when it cannot sign
         (then the parts go through the platform: ``put_part``)."""
-        upload = await self._upload(actor, upload_id)
+        upload = await self._upload(actor, upload_id, blob=digest)
         blob = self._pending(upload, digest)
         if not self.store.presigns:
             return None
         urls = {}
         for n in numbers:
             self._check_part(upload, blob, n, None)
-            urls[n] = await self.store.presign_part(blob.staging_key, blob.multipart_id, n, self.presign_ttl)
+            if blob.multipart_id:
+                urls[n] = await self.store.presign_part(blob.staging_key, blob.multipart_id, n, self.presign_ttl)
+            else:  # a file of one part: a presigned PUT of the whole object
+                urls[n] = await self.store.presign_put(blob.staging_key, self.presign_ttl)
         return urls
 
     async def put_part(self, actor: User, upload_id: str, digest: str, number: int, data: bytes) -> str:
         """One part through the platform; a part sent again replaces the earlier one."""
-        upload = await self._upload(actor, upload_id)
+        upload = await self._upload(actor, upload_id, blob=digest)
         blob = self._pending(upload, digest)
         self._check_part(upload, blob, number, len(data))
+        if not blob.multipart_id:
+            # The whole file, here in memory: hashed as it goes by and checked before it is
+            # stored, so it needs no read-back (complete is then a no-op).
+            actual = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+            if actual != digest:
+                raise InvalidInput(f"the bytes received for {digest} do not match it (sha256 {actual}); send the file again",
+                                   code="checksum_mismatch", details={"sha256": actual, "size": len(data)})
+            await self.store.put(blob.staging_key, _one(data))
+            await self._accept(upload_id, blob, len(data))
+            return ""
         etag = await self.store.upload_part(blob.staging_key, blob.multipart_id, number, data)
         await self.catalog.record_part(upload.id, digest, number, etag, len(data), self.clock.now())
         return etag
+
+    async def put_whole_files(self, actor: User, upload_id: str, digests: list[str], data: bytes | bytearray) -> list[str]:
+        """The bytes of several files of one part each, one after the other in the order of
+        ``digests``: each hashed here and stored verified (no read-back). All or nothing on a
+        mismatch (InvalidInput ``checksum_mismatch`` naming them; nothing is stored)."""
+        upload = await self._upload(actor, upload_id)
+        if not 1 <= len(digests) <= 100 or len(set(digests)) != len(digests):
+            raise InvalidInput("sha256: 1..100 distinct digests", details={"field": "sha256"})
+        blobs = [self._pending(upload, d) for d in digests]
+        several = [b.sha256 for b in blobs if b.multipart_id]
+        if several:
+            raise InvalidInput("files of more than one part go part by part", code="not_whole", details={"sha256": several})
+        if len(data) != sum(b.size for b in blobs):
+            raise InvalidInput(f"the body holds {len(data)} bytes; those files hold {sum(b.size for b in blobs)}",
+                               code="wrong_part_size", details={"expected": sum(b.size for b in blobs)})
+        view, offsets, at = memoryview(data), [], 0
+        for b in blobs:
+            offsets.append((at, at + b.size))
+            at += b.size
+        actual = await asyncio.to_thread(lambda: [hashlib.sha256(view[a:z]).hexdigest() for a, z in offsets])
+        wrong = [d for d, a in zip(digests, actual) if a != d]
+        if wrong:
+            raise InvalidInput(f"the bytes of {len(wrong)} file(s) do not match their sha256; send them again",
+                               code="checksum_mismatch", details={"sha256": wrong[:100]})
+        gate = asyncio.Semaphore(8)
+
+        async def store(blob: PendingBlob, start: int, end: int) -> None:
+            async with gate:
+                await self.store.put(blob.staging_key, _one(bytes(view[start:end])))
+                if not blob.staging_key.startswith("blobs/"):  # an upload from before per-upload keys
+                    await self._accept(upload_id, blob, end - start)
+
+        await asyncio.gather(*(store(b, a, z) for b, (a, z) in zip(blobs, offsets)))
+        # Recorded and marked verified together (one transaction); bytes another upload
+        # verified first keep that upload's object, and these go.
+        now = self.clock.now()
+        keyed = [b for b in blobs if b.staging_key.startswith("blobs/")]
+        if keyed:
+            new = await self.catalog.add_blobs([Blob(b.sha256, b.size, now, b.staging_key) for b in keyed], verifies=upload_id)
+            for b in keyed:
+                if b.sha256 not in new:
+                    await self.store.delete(b.staging_key)
+        return digests
 
     async def complete_file(self, actor: User, upload_id: str, digest: str,
                             parts: list[tuple[int, str]] | None = None) -> Upload:
         """Assemble the parts (the recorded ones, or ``parts`` reported by a client that sent
         them by presigned URL), then recompute sha256 and size from the stored bytes. A
         mismatch discards the bytes (InvalidInput ``checksum_mismatch``: send the file again)."""
-        upload = await self._upload(actor, upload_id)
-        blob = self._pending(upload, digest)
+        upload = await self._upload(actor, upload_id, blob=digest)
+        blob = self._pending(upload, digest, verified_ok=True)
+        if blob.verified:  # already (a whole file sent through the platform): nothing left to do
+            return await self._upload(actor, upload_id)
         count = m.part_count(blob.size, upload.part_size)
         got = dict(blob.parts)
         for number, etag in parts or []:
@@ -422,33 +488,43 @@ class StorageService:
         missing = [n for n in range(1, count + 1) if n not in got]
         if missing:
             raise Conflict(f"parts missing: {missing[:20]}", code="parts_missing", details={"missing": missing[:1000]})
-        await self.store.complete_multipart(blob.staging_key, blob.multipart_id,
-                                            [PartInfo(n, got[n][0], got[n][1]) for n in range(1, count + 1)])
+        if blob.multipart_id:
+            await self.store.complete_multipart(blob.staging_key, blob.multipart_id,
+                                                [PartInfo(n, got[n][0], got[n][1]) for n in range(1, count + 1)])
+        # else: one part, PUT whole to its key by presigned URL
         # One stream, hashed in a worker thread while the next chunk arrives. (Parallel ranged
         # reads were tried: moto's server reads the whole object for every range, 10x slower.)
-        actual, size = await sha256_of(await self.store.get(blob.staging_key, chunk_size=VERIFY_CHUNK))
+        try:
+            actual, size = await sha256_of(await self.store.get(blob.staging_key, chunk_size=VERIFY_CHUNK))
+        except ObjectNotFound:
+            raise Conflict("parts missing: [1]", code="parts_missing", details={"missing": [1]}) from None
         if actual != digest or size != blob.size:
             await self.store.delete(blob.staging_key)
             await self.catalog.reset_parts(upload_id, digest)
             upload = await self._upload(actor, upload_id)
             fresh = upload.pending[digest]
-            fresh.multipart_id, fresh.parts = await self.store.create_multipart(fresh.staging_key), {}
+            fresh.multipart_id = await self.store.create_multipart(fresh.staging_key) if fresh.multipart_id else ""
+            fresh.parts = {}
             upload.updated_at = self.clock.now()
             await self.catalog.update_upload(upload)  # the new multipart id (one file: no concurrent writer)
             raise InvalidInput(f"the bytes received for {digest} do not match it (sha256 {actual}, {size} bytes); "
                                "send the file again", code="checksum_mismatch",
                                details={"sha256": actual, "size": size})
+        await self._accept(upload_id, blob, size)
+        return await self._upload(actor, upload_id)
+
+    async def _accept(self, upload_id: str, blob: PendingBlob, size: int) -> None:
+        """A blob's bytes verified at its staging key: it becomes a blob of the platform."""
+        digest = blob.sha256
         if blob.staging_key.startswith("blobs/"):
             # Assembled at a key of its own: it stays there (no copy). When another upload
             # verified the same bytes first, its object is kept and this one goes.
-            if not await self.catalog.add_blob(Blob(digest, size, self.clock.now(), blob.staging_key)):
+            if not await self.catalog.add_blob(Blob(digest, size, self.clock.now(), blob.staging_key), verifies=upload_id):
                 await self.store.delete(blob.staging_key)
         else:  # an upload started before keys were per upload (uploads/<id>/<sha256>)
             await self.store.copy(blob.staging_key, m.blob_key(digest))
-            await self.catalog.add_blob(Blob(digest, size, self.clock.now()))
+            await self.catalog.add_blob(Blob(digest, size, self.clock.now()), verifies=upload_id)
             await self.store.delete(blob.staging_key)
-        await self.catalog.mark_verified(upload_id, digest, self.clock.now())
-        return await self._upload(actor, upload_id)
 
     async def commit(self, actor: User, upload_id: str) -> Version:
         """The new version, once every file is verified (Conflict ``upload_incomplete`` before)."""
@@ -492,7 +568,8 @@ class StorageService:
     async def _drop_upload(self, upload: Upload) -> None:
         for p in upload.pending.values():
             if not p.verified:
-                await self.store.abort_multipart(p.staging_key, p.multipart_id)
+                if p.multipart_id:
+                    await self.store.abort_multipart(p.staging_key, p.multipart_id)
                 await self.store.delete(p.staging_key)
         await self.catalog.delete_upload(upload.id)
 
@@ -524,6 +601,23 @@ class StorageService:
             return None
         key = (await self.object_keys([entry.sha256]))[entry.sha256]
         return await self.store.presign_get(key, self.presign_ttl, filename=entry.path.rsplit("/", 1)[-1])
+
+    async def file_urls(self, actor: User, kind: Kind, repo_id: str, ref: str,
+                        paths: list[str]) -> tuple[Version, list[tuple[FileEntry, str | None]]]:
+        """Presigned GET URLs of many files of one version in one call (None per file: the store
+        cannot sign). A pull of N files costs one request here, not N, and the version's
+        manifest is read once."""
+        _, version = await self.version(actor, kind, repo_id, ref)
+        by_path = {f.path: f for f in version.files}
+        missing = [p for p in paths if p not in by_path]
+        if missing:
+            raise NotFound(f"no file {missing[0]!r} in version {version.number}")
+        entries = [by_path[p] for p in dict.fromkeys(paths)]
+        if not self.store.presigns:
+            return version, [(e, None) for e in entries]
+        keys = await self.object_keys([e.sha256 for e in entries])
+        return version, [(e, await self.store.presign_get(keys[e.sha256], self.presign_ttl, filename=e.path.rsplit("/", 1)[-1]))
+                         for e in entries]
 
     async def archive(self, version: Version, prefix: str) -> AsyncIterator[bytes]:
         """The whole version as an uncompressed tar, streamed file by file (POSIX/pax headers)."""
@@ -636,6 +730,13 @@ class StorageMounts:
                 continue
             resolved.append((f"/{repo.kind.value}s/{repo.name}", repo.kind.value, repo.id, version.number))
         return resolved
+
+    async def storage_gib_held(self, workspace_id: str) -> int:
+        """For the environment create's quota check: the shared disk's size plus the
+        workspace's dataset/model bytes (deduplicated), in GiB rounded up."""
+        disk = await self.service.catalog.get_shared_disk(workspace_id)
+        held = await self.service.catalog.workspace_bytes(workspace_id)
+        return (disk.size_gib if disk else 0) + -(-held // GiB)
 
     async def shared_disk_gib(self, workspace_id: str) -> int | None:
         """The size of the workspace's shared disk, for the agent's spec (None: it has none)."""

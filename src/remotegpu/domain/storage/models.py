@@ -140,7 +140,9 @@ class UploadState(str, Enum):
 @dataclass
 class PendingBlob:
     """A blob the upload still has to bring: parts go to ``staging_key`` (a multipart upload
-    of the object store); verified once its sha256 was recomputed from the stored bytes."""
+    of the object store; a blob of one part has no ``multipart_id`` and is PUT whole);
+    verified once its sha256 was recomputed from the stored bytes (or from the bytes
+    themselves, when a whole file came through the platform)."""
 
     sha256: str
     size: int

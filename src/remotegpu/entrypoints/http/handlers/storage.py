@@ -15,9 +15,10 @@ from remotegpu.entrypoints.http.handlers import api
 from remotegpu.entrypoints.http.routing import Call
 from remotegpu.entrypoints.http.schemas.common import Page
 from remotegpu.entrypoints.http.schemas.storage import (
-    ChangedFileOut, CollectOut, CompleteFileIn, DiffOut, DiffQuery, FileOut, FileQuery, FileUrlOut, ModelInfoIn, ModelInfoOut,
+    ChangedFileOut, CollectOut, CompleteFileIn, DiffOut, DiffQuery, FileOut, FileQuery, FileUrlItem, FileUrlOut, FileUrlsIn, FileUrlsOut, ModelInfoIn, ModelInfoOut,
     PartOut, PartUrlsIn, PartUrlsOut, PendingFileOut, RepositoryIn, RepositoryListQuery, RepositoryOut, RepositoryPatchIn,
-    SharedDiskIn, SharedDiskOut, SourceOut, StorageUsageOut, TagIn, UploadIn, UploadOut, VersionDetailOut, VersionOut, WorkspaceQuery,
+    SharedDiskIn, SharedDiskOut, SourceOut, StorageUsageOut, TagIn, UploadIn, UploadOut, VersionDetailOut, VersionOut, WholeFilesOut, WholeFilesQuery,
+    WorkspaceQuery,
 )
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -227,6 +228,21 @@ def _register(kind: Kind) -> None:
         return FileUrlOut(url=f"{base}/{repo_id}/versions/{version.number}/file?path={quote(entry.path)}", presigned=False,
                           expires_at=None)
 
+    @route("POST", one + "/versions/{ref}/file-urls", f"{k}_file_urls", body=FileUrlsIn, response=FileUrlsOut,
+           errors=[401, 404, 422])
+    async def file_urls(call: Call) -> FileUrlsOut:
+        """Where to download up to 1000 files of a version, in one call (what `pull` uses)."""
+        service = call.container.storage_service()
+        repo_id = call.path("repository_id")
+        version, found = await service.file_urls(call.user, kind, repo_id, call.path("ref"), call.body.paths)
+        from urllib.parse import quote
+
+        items = [FileUrlItem(path=e.path, url=url, presigned=True) if url else
+                 FileUrlItem(path=e.path, url=f"{base}/{repo_id}/versions/{version.number}/file?path={quote(e.path)}",
+                             presigned=False) for e, url in found]
+        signed = any(i.presigned for i in items)
+        return FileUrlsOut(expires_at=datetime.now(timezone.utc) + service.presign_ttl if signed else None, items=items)
+
     @route("GET", one + "/versions/{ref}/archive", f"download_{k}_archive", errors=[401, 404])
     async def archive(call: Call) -> web.StreamResponse:
         """The whole version as a tar, streamed (files under <name>/)."""
@@ -279,6 +295,25 @@ async def upload_part(call: Call) -> PartOut:
     etag = await call.container.storage_service().put_part(call.user, call.path("upload_id"), call.path("sha256"), int(number),
                                                            data)
     return PartOut(number=int(number), etag=etag)
+
+
+@api.post(UPLOAD + "/files", query=WholeFilesQuery, response=WholeFilesOut, tags=UTAGS, errors=[401, 404, 409, 413, 422])
+async def upload_whole_files(call: Call) -> WholeFilesOut:
+    """Many small files in one request: the body is their bytes one after the other, in the
+    order of ``sha256`` (each a file of one part; 64 MiB at most in all). Each is hashed,
+    stored and verified; one that does not match refuses the lot (422 checksum_mismatch,
+    nothing stored)."""
+    declared = call.request.content_length
+    if declared is not None and declared > m.MAX_PART_SIZE:
+        raise web.HTTPRequestEntityTooLarge(max_size=m.MAX_PART_SIZE, actual_size=declared)
+    data = bytearray()
+    async for chunk in call.request.content.iter_chunked(1024 * 1024):
+        data += chunk
+        if len(data) > m.MAX_PART_SIZE:
+            raise web.HTTPRequestEntityTooLarge(max_size=m.MAX_PART_SIZE, actual_size=len(data))
+    digests = call.query.sha256.split(",")
+    verified = await call.container.storage_service().put_whole_files(call.user, call.path("upload_id"), digests, data)
+    return WholeFilesOut(verified=verified)
 
 
 @api.post(UPLOAD + "/files/{sha256}/complete", body=CompleteFileIn, response=UploadOut, tags=UTAGS, errors=[401, 404, 409, 422])

@@ -180,6 +180,30 @@ class FileUrlOut(BaseModel):
     expires_at: datetime | None
 
 
+class WholeFilesQuery(Strict):
+    # The blobs whose bytes the body brings, in order, comma-separated (each a file of one part).
+    sha256: str = Field(min_length=64, max_length=100 * 65)  # at most 100 (a request line stays under 8 KiB)
+
+
+class WholeFilesOut(BaseModel):
+    verified: list[str]
+
+
+class FileUrlsIn(Strict):
+    paths: list[str] = Field(min_length=1, max_length=1000)
+
+
+class FileUrlItem(BaseModel):
+    path: str
+    url: str
+    presigned: bool
+
+
+class FileUrlsOut(BaseModel):
+    expires_at: datetime | None  # of the presigned URLs
+    items: list[FileUrlItem]
+
+
 class StorageUsageOut(BaseModel):
     workspace_id: str
     used_bytes: int

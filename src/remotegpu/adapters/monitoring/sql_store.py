@@ -1,7 +1,9 @@
 """MetricsStore in the database (SQLite or PostgreSQL): the embedded default.
 
 Raw samples go to ``metric_points`` as (series number, ts, value), the series' labels
-once to ``metric_series`` (numbers cached per process); on PostgreSQL by ``COPY``.
+once to ``metric_series`` (numbers cached per process); on PostgreSQL a batch is one
+call of ``metric_points_write`` (migration 0039: lock, insert from arrays, late-bucket
+marks, in one round trip, without a BEGIN/COMMIT of its own).
 ``compact`` rolls finished buckets up into
 ``metric_rollups`` (1 minute and 1 hour, aggregated by the database: count, sum, min,
 max) and deletes what is past retention. A watermark per resolution
@@ -46,6 +48,7 @@ class SqlMetricsStore:
         self._sessions = session_factory
         self.retention = retention or Retention()
         self._ids: dict[tuple[str, str, str, str], int] = {}
+        self._one_call: bool | None = None  # PostgreSQL: metric_points_write exists (None: not tried yet)
 
     def _dialect(self, session: AsyncSession) -> str:
         return session.get_bind().dialect.name
@@ -57,10 +60,29 @@ class SqlMetricsStore:
             return
         ids = self._ids
         try:
-            records = [(ids[(s[1], s[3], s[4], s[6])], s[0], s[2]) for s in samples]
+            series = [ids[(s[1], s[3], s[4], s[6])] for s in samples]
         except KeyError:
             await self._resolve(samples)
-            records = [(ids[(s[1], s[3], s[4], s[6])], s[0], s[2]) for s in samples]
+            series = [ids[(s[1], s[3], s[4], s[6])] for s in samples]
+        async with self._sessions() as session:
+            if self._dialect(session) == "postgresql" and self._one_call is not False:
+                # One round trip (migration 0039): lock, points and late-bucket marks in a
+                # function, in the statement's own transaction; no BEGIN/COMMIT of ours.
+                conn = await session.connection()
+                raw = (await conn.get_raw_connection()).driver_connection
+                try:
+                    await raw.fetchval(_PG_WRITE, series, [s[0] for s in samples], [s[2] for s in samples],
+                                       list({s[0] for s in samples}))
+                    self._one_call = True
+                    return
+                except Exception as exc:  # asyncpg's UndefinedFunctionError (asyncpg is imported by the dialect)
+                    if self._one_call or type(exc).__name__ != "UndefinedFunctionError":
+                        raise
+                    self._one_call = False  # a database before 0039: the statements below
+        await self._write_statements(samples, series)
+
+    async def _write_statements(self, samples: Sequence[Sample], series: list[int]) -> None:
+        records = [(i, s[0], s[2]) for i, s in zip(series, samples)]
         oldest = min(s[0] for s in samples)
         async with self._sessions() as session, session.begin():
             conn = await session.connection()
@@ -287,3 +309,5 @@ class SqlMetricsStore:
 
 
 _POINT_COLUMNS = ["series_id", "ts", "value"]
+#: A batch in one call (migration 0039): series numbers, timestamps, values, distinct timestamps.
+_PG_WRITE = "SELECT metric_points_write($1::int[], $2::float8[], $3::float8[], $4::float8[])"

@@ -1,4 +1,5 @@
-"""monitoring: one round trip per metric batch on PostgreSQL.
+"""monitoring: one round trip per metric batch on PostgreSQL, and range queries of one
+environment from the index alone.
 
 ``metric_points_write(series, stamps, vals, moments)`` does what a batch write did in
 five statements (BEGIN, the writers' shared advisory lock, COPY, reading the rollup
@@ -8,6 +9,10 @@ The function is VOLATILE and in plpgsql, so each statement in it takes a fresh s
 the watermarks are read after the lock is held, as before (a compaction step, which
 holds the lock exclusively, cannot commit between that read and the batch's commit).
 SQLite keeps the statements (``SqlMetricsStore.write``).
+
+``ix_metric_rollups_resolution_env_id_metric_bucket`` carries the rollup values
+(``INCLUDE``): a 30-day chart of one environment is an index-only scan, not a heap
+fetch per row among every other environment's rows (PostgreSQL; same key as before).
 
 Revision ID: 0039
 Revises: 0024
@@ -29,9 +34,15 @@ depends_on = None
 _LOCK_KEY = 0x52475055_4D455452 - (1 << 63)
 
 
+_ENV_INDEX = "ix_metric_rollups_resolution_env_id_metric_bucket"
+
+
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
+    op.drop_index(_ENV_INDEX, table_name="metric_rollups")
+    op.create_index(_ENV_INDEX, "metric_rollups", ["resolution", "env_id", "metric", "bucket"],
+                    postgresql_include=["host_id", "gpu_uuid", "workspace_id", "count", "sum", "min", "max"])
     op.execute(f"""
         CREATE OR REPLACE FUNCTION metric_points_write(series integer[], stamps double precision[],
                                                        vals double precision[], moments double precision[])
@@ -56,5 +67,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
+    op.drop_index(_ENV_INDEX, table_name="metric_rollups")
+    op.create_index(_ENV_INDEX, "metric_rollups", ["resolution", "env_id", "metric", "bucket"])
     op.execute("DROP FUNCTION IF EXISTS metric_points_write(integer[], double precision[], double precision[], "
                "double precision[])")

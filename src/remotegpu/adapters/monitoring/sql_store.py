@@ -65,11 +65,12 @@ class SqlMetricsStore:
         except KeyError:
             await self._resolve(samples)
             series = [ids[(s[1], s[3], s[4], s[6])] for s in samples]
-        async with self._sessions() as session:
-            if self._dialect(session) == "postgresql" and self._one_call is not False:
-                # One round trip (migration 0039): lock, points and late-bucket marks in a
-                # function, in the statement's own transaction; no BEGIN/COMMIT of ours.
-                conn = await session.connection()
+        engine = self._sessions.kw.get("bind")
+        if engine is not None and engine.dialect.name == "postgresql" and self._one_call is not False:
+            # One round trip (migration 0039): lock, points and late-bucket marks in a
+            # function, in the statement's own transaction; no BEGIN/COMMIT of ours, and a
+            # pooled connection without an ORM session around it.
+            async with engine.connect() as conn:
                 raw = (await conn.get_raw_connection()).driver_connection
                 try:
                     await raw.fetchval(_PG_WRITE, series, [s[0] for s in samples], [s[2] for s in samples],

@@ -106,6 +106,9 @@ class MetricsService:
         gpus, gpu_env, env_ws = tags.gpus, tags.gpu_env, tags.env_workspace
         lo, hi = now - MAX_AGE_SECONDS, now + MAX_AHEAD_SECONDS
         known, quantize, isfinite, sample = m.METRICS, m.quantize, math.isfinite, m.Sample
+        # ``tuple.__new__(Sample, fields)`` makes the same named tuple without the Python
+        # frame of ``Sample.__new__`` (a seventh of the server's time per sample).
+        new = tuple.__new__
         samples = []
         append = samples.append
         for i, row in enumerate(rows):
@@ -127,7 +130,7 @@ class MetricsService:
                 env_id = gpu_env.get(gpu_uuid, "")
             elif env_id not in env_ws:
                 continue
-            append(sample(float(ts), metric, quantize(value), host_id, env_id, env_ws.get(env_id, ""), gpu_uuid))
+            append(new(sample, (float(ts), metric, quantize(value), host_id, env_id, env_ws.get(env_id, ""), gpu_uuid)))
         if samples:
             await self.store.write(samples)
         return len(samples)

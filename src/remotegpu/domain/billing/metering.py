@@ -114,19 +114,23 @@ def segment_key(environment_id: str, kind: ResourceKind, model: str, start: date
     return f"{environment_id}:{kind.value}{suffix}:{int(start.timestamp())}"
 
 
-def timeline(readings: list[Reading], now: datetime) -> list[tuple[datetime, Reading]]:
-    """Ordered, deduplicated (second, reading) steps, one per second (the last reading of
-    each second holds from it), none after ``now``."""
+def timeline(readings: list[Reading], now: datetime) -> list[tuple[datetime, Reading, bool]]:
+    """Ordered, deduplicated (second, reading, disk exists) steps, one per second (the last
+    reading of each second holds from it), none after ``now``. Whether the disk exists
+    follows every reading, also those a later one in the same second supersedes: a
+    ``starting`` then a ``queued`` in one second leaves a disk behind."""
     unique = {(r.at, r.seq, r.status): r for r in readings}
-    out: list[tuple[datetime, Reading]] = []
+    out: list[tuple[datetime, Reading, bool]] = []
+    disk = False
     for r in sorted(unique.values(), key=lambda r: (r.at, r.seq)):
         at = second(r.at)
         if at > now:
             break
+        disk = (disk or r.status in _DISK_CREATED) and r.status != DELETED
         if out and out[-1][0] == at:
-            out[-1] = (at, r)
+            out[-1] = (at, r, disk)
         else:
-            out.append((at, r))
+            out.append((at, r, disk))
     return out
 
 
@@ -140,9 +144,7 @@ def segments_of(readings: list[Reading], prices: PriceBook, now: datetime, plans
     # Spans of constant holding per resource: (resource, quantity, start, end|None).
     spans: list[tuple[tuple[ResourceKind, str], int, datetime, datetime | None, Reading]] = []
     open_: dict[tuple[ResourceKind, str], tuple[int, datetime, Reading]] = {}
-    disk_exists = False
-    for at, r in steps:
-        disk_exists = (disk_exists or r.status in _DISK_CREATED) and r.status != DELETED
+    for at, r, disk_exists in steps:
         held = r.held(disk_exists)
         for res, (qty, start, first) in list(open_.items()):
             if held.get(res) != qty:

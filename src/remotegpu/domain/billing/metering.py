@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 
 from remotegpu.domain.billing.money import rate
 from remotegpu.domain.billing.prices import PriceBook, ResourceKind
@@ -100,13 +101,23 @@ def second(t: datetime) -> datetime:
     return t.replace(microsecond=0) if t.microsecond else t
 
 
+@lru_cache(maxsize=1024)
+def _month(year: int, month: int) -> tuple[datetime, datetime]:
+    """(start, start of the next) of a UTC month: metering asks for every segment."""
+    start = datetime(year, month, 1, tzinfo=timezone.utc)
+    return start, (start.replace(year=year + 1, month=1) if month == 12 else start.replace(month=month + 1))
+
+
 def month_start(t: datetime) -> datetime:
-    return t.astimezone(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if t.tzinfo is not timezone.utc:
+        t = t.astimezone(timezone.utc)
+    return _month(t.year, t.month)[0]
 
 
 def next_month(t: datetime) -> datetime:
-    m = month_start(t)
-    return m.replace(year=m.year + 1, month=1) if m.month == 12 else m.replace(month=m.month + 1)
+    if t.tzinfo is not timezone.utc:
+        t = t.astimezone(timezone.utc)
+    return _month(t.year, t.month)[1]
 
 
 def segment_key(environment_id: str, kind: ResourceKind, model: str, start: datetime) -> str:

@@ -119,3 +119,32 @@ async def test_a_bad_batch_is_refused_and_a_foreign_token_is_401(aiohttp_client,
         assert r.status == 200 and (await r.json())["accepted"] == 0
     finally:
         await link.close()
+
+
+async def test_a_host_registered_after_the_fleet_was_read_is_tagged_at_once(aiohttp_client, tmp_path):
+    """Tagging and agent tokens are read for the whole fleet once per TTL; a host that
+    joined since (its token and GPUs unknown to that read) is looked up on its own, so its
+    first batch is stored, not dropped until the next read."""
+    container, client, admin, agent, link, control, probe = await _world(aiohttp_client, tmp_path)
+    link2 = None
+    try:
+        await agent.beat_once()
+        assert await agent.collector.collect_once() == 2 * 7
+        await agent.beat_once()  # the first batch: the fleet (one host) is read now
+        r = await client.post("/api/v1/hosts", json={"name": "gpu-2"}, headers=admin.headers)
+        host2, join2 = (await r.json())["id"], (await r.json())["join_token"]
+        probe2 = FakeGpuProbe("1xNVIDIA A100-SXM4-80GB", seed="gpu-2")
+        link2 = HttpAgentLink(str(client.make_url("")))
+        agent2 = HostAgent(InMemoryRuntime(), probe2, link2, HostSystemInfo(tmp_path / "h2"), name="gpu-2", join_token=join2,
+                           credentials=FileCredentialStore(tmp_path / "agent2"),
+                           collector=MetricsCollector(probe2, None, interval_seconds=1))
+        await agent2.beat_once()
+        assert await agent2.collector.collect_once() == 7
+        await agent2.beat_once()
+        r = await client.get("/api/v1/metrics", params={"scope": "host", "id": host2}, headers=admin.headers)
+        assert r.status == 200, await r.text()
+        assert {i["gpu_uuid"] for i in (await r.json())["items"]} == {g.uuid for g in probe2.inventory()}
+    finally:
+        await link.close()
+        if link2 is not None:
+            await link2.close()

@@ -34,6 +34,15 @@ def test_downsample_in_memory_equals_raw_per_bucket(rows):
             assert rollup.agg.avg == math.fsum(raw) / len(raw)
 
 
+@given(st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-2 ** 40, 2 ** 40),
+                 st.integers(-2 ** 22, 2 ** 22).map(lambda k: k / 2048)))  # k / 2048: ties half-way between quanta
+def test_quantize_is_round_to_the_nearest_1024th(v):
+    """The fast rounding equals ``round(v * 1024) / 1024`` (ties to even) bit for bit."""
+    expected = round(v * 1024) / 1024 if abs(v) < 2.0 ** 31 else float(round(v))
+    got = quantize(v)
+    assert got == expected and math.copysign(1, got) == math.copysign(1, expected)
+
+
 _loop = asyncio.new_event_loop()
 
 

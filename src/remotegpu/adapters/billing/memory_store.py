@@ -74,7 +74,8 @@ class _Tx:
                 out.setdefault(rs.segment.environment_id, []).append(rs)
         return out
 
-    async def save_segments(self, upserts: list[RatedSegment], deleted_keys: list[str]) -> None:
+    async def save_segments(self, upserts: list[RatedSegment], deleted_keys: list[str],
+                            new_keys: frozenset[str] = frozenset()) -> None:
         for k in deleted_keys:
             self.st.segments.pop(k, None)
         for rs in upserts:

@@ -37,6 +37,8 @@ _PG_UPSERT_UNNEST = """
     ON CONFLICT (key) DO UPDATE SET quantity = excluded.quantity, end_at = excluded.end_at, price_id = excluded.price_id,
         unit_price = excluded.unit_price, period = excluded.period, rated_until = excluded.rated_until,
         amount = excluded.amount, charged = excluded.charged"""
+_SEGMENT_COLUMNS = ["key", "environment_id", "workspace_id", "owner_id", "kind", "model", "quantity", "start_at", "end_at",
+                    "price_id", "unit_price", "period", "rated_until", "amount", "charged"]
 _PG_READINGS = """
     SELECT environment_id, workspace_id, owner_id, at, status, gpu_model, gpu_count, with_gpu, cpu_cores, memory_gib,
            disk_gib, n
@@ -206,7 +208,8 @@ class SqlBillingTx:
         connection = await self.s.connection()
         return (await connection.get_raw_connection()).driver_connection
 
-    async def save_segments(self, upserts: list[RatedSegment], deleted_keys: list[str]) -> None:
+    async def save_segments(self, upserts: list[RatedSegment], deleted_keys: list[str],
+                            new_keys: frozenset[str] = frozenset()) -> None:
         if deleted_keys:
             await self.s.execute(_S.delete().where(_S.c.key.in_(deleted_keys)))
         if not upserts:
@@ -216,7 +219,14 @@ class SqlBillingTx:
             rows = [(g.key, g.environment_id, g.workspace_id, g.owner_id, g.kind.value, g.model, g.quantity, g.start, g.end,
                      g.price_id, g.unit_price, rs.period, rs.rated_until, rs.amount, rs.charged)
                     for rs in upserts for g in (rs.segment,)]
-            await raw.execute(_PG_UPSERT_UNNEST, *map(list, zip(*rows)))  # columns as arrays: one statement
+            fresh = [r for r in rows if r[0] in new_keys]
+            if fresh:
+                # Known not to be stored (the metering lock is held): a binary COPY, no
+                # conflict check and no per-element array encoding (most of a first pass).
+                await raw.copy_records_to_table("usage_segments", records=fresh, columns=_SEGMENT_COLUMNS)
+                rows = [r for r in rows if r[0] not in new_keys]
+            if rows:
+                await raw.execute(_PG_UPSERT_UNNEST, *map(list, zip(*rows)))  # columns as arrays: one statement
             return
         stmt = _insert(self.s, _S)
         stmt = stmt.on_conflict_do_update(index_elements=[_S.c.key], set_={

@@ -910,7 +910,9 @@ metric_rollups = sa.Table(
     sa.Column("sum", sa.Float(precision=53), nullable=False),
     sa.Column("min", sa.Float(precision=53), nullable=False),
     sa.Column("max", sa.Float(precision=53), nullable=False),
-    sa.Index(None, "resolution", "env_id", "metric", "bucket"),
+    # The values too (PostgreSQL INCLUDE, migration 0039): one environment's chart is an index-only scan.
+    sa.Index(None, "resolution", "env_id", "metric", "bucket",
+             postgresql_include=["host_id", "gpu_uuid", "workspace_id", "count", "sum", "min", "max"]),
     sa.Index(None, "resolution", "workspace_id", "metric", "bucket"),
     sa.Index(None, "resolution", "bucket"),
 )

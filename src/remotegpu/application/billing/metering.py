@@ -138,6 +138,7 @@ class Metering:
                 upserts = []
                 deleted: list[str] = []
                 marks = []
+                new_keys: set[str] = set()
                 for env_id, version in chunk:
                     old = {rs.segment.key: rs for rs in stored.get(env_id, [])}
                     fresh = segments_of(readings.get(env_id, []), book, now, cover)
@@ -146,14 +147,17 @@ class Metering:
                         before = old.pop(g.key, None)
                         rated = RatedSegment(g, g.end or now, amount, amount)
                         deltas[(g.workspace_id, rated.period)] += amount - (before.charged if before else 0)
-                        if before is None or before.segment != g or before.amount != amount or before.rated_until != rated.rated_until:
+                        if before is None:
+                            new_keys.add(g.key)
+                            upserts.append(rated)
+                        elif before.segment != g or before.amount != amount or before.rated_until != rated.rated_until:
                             upserts.append(rated)
                     for key, gone in old.items():  # history changed under it (a late reading): give back its charge
                         deltas[(gone.segment.workspace_id, gone.period)] -= gone.charged
                         deleted.append(key)
                     if version >= 0:
                         marks.append((env_id, version, sum(1 for g in fresh if g.end is None)))
-                await tx.save_segments(upserts, deleted)
+                await tx.save_segments(upserts, deleted, frozenset(new_keys))
                 await tx.mark_metered(marks)
                 result.metered += len(chunk)
                 result.segments += len(upserts)

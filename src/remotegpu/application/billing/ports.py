@@ -29,7 +29,11 @@ class BillingTx(Protocol):
 
     async def readings(self, environment_ids: list[str]) -> dict[str, list[Reading]]: ...
     async def segments(self, environment_ids: list[str]) -> dict[str, list[RatedSegment]]: ...
-    async def save_segments(self, upserts: list[RatedSegment], deleted_keys: list[str]) -> None: ...
+    async def save_segments(self, upserts: list[RatedSegment], deleted_keys: list[str],
+                            new_keys: frozenset[str] = frozenset()) -> None:
+        """Upsert by key, delete ``deleted_keys``. ``new_keys``: keys of ``upserts`` known not
+        to be stored (the caller read every segment of their environments under the
+        metering lock): a store may insert those without a conflict check."""
     async def rate_open(self, rated: list[RatedSegment]) -> None:
         """Update rated_until, amount and charged of stored open segments."""
 

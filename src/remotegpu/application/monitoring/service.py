@@ -54,12 +54,49 @@ class _HostTags:
 
 
 @dataclass
+class _FleetTags:
+    at: float
+    hosts: dict[str, _HostTags]
+    tokens: dict[str, str]  # agent token hash → host id
+
+
+def _tags_of(now: float, host_id: str, host: Any, envs: list, allocations: list, jobs: list, services: list) -> _HostTags:
+    """A host's tagging: its environments' GPUs (allocations on this host of environments
+    placed here and holding resources), then its training-job nodes' and inference
+    replicas' GPUs and containers (their samples carry the job's or the service's id)."""
+    gpu_env: dict[str, str] = {}
+    here = {e.id for e in envs if e.status.holds_resources}
+    for a in allocations:
+        if a.host_id == host_id and a.environment_id in here:
+            gpu_env[a.gpu_uuid] = a.environment_id
+    owners = {e.id: e.workspace_id for e in envs}
+    node_owner: dict[str, str] = {}
+    for job in jobs:
+        for node in job.node_states:
+            if node.host_id == host_id:
+                owners[job.id] = job.workspace_id
+                gpu_env.update({g: job.id for g in node.gpu_uuids})
+                node_owner[node_id(job.id, job.attempt, node.rank)] = job.id
+    for service in services:
+        for replica in service.replicas:
+            if replica.host_id == host_id:
+                owners[service.id] = service.workspace_id
+                gpu_env.update({g: service.id for g in replica.gpu_uuids})
+                node_owner[replica.id] = service.id
+    return _HostTags(now, owners, gpu_env, frozenset(g.uuid for g in host.gpus) if host is not None else frozenset(),
+                     node_owner)
+
+
+@dataclass
 class MetricsService:
     uow: UnitOfWorkFactory
     store: MetricsStore
     wall: Callable[[], float] = time.time
     _tags: dict[str, _HostTags] = field(default_factory=dict)
     _token_hosts: dict[str, tuple[str, float]] = field(default_factory=dict)  # token hash → (host id, when read)
+    _fleet_tags: "_FleetTags | None" = None
+    _fleet_reading: bool = False
+    _fleet_generation: int = 0
 
     # --- ingestion --------------------------------------------------------------------
 
@@ -77,6 +114,9 @@ class MetricsService:
         gpus, gpu_env, env_ws, node_owner = tags.gpus, tags.gpu_env, tags.env_workspace, tags.node_owner
         lo, hi = now - MAX_AGE_SECONDS, now + MAX_AHEAD_SECONDS
         known, quantize, isfinite, sample = m.METRICS, m.quantize, math.isfinite, m.Sample
+        # ``tuple.__new__(Sample, fields)`` makes the same named tuple without the Python
+        # frame of ``Sample.__new__`` (a seventh of the server's time per sample).
+        new = tuple.__new__
         samples = []
         append = samples.append
         for i, row in enumerate(rows):
@@ -100,7 +140,7 @@ class MetricsService:
                 env_id = node_owner.get(env_id, "")  # a job node's or replica's container: its job's, its service's
                 if not env_id:
                     continue
-            append(sample(float(ts), metric, quantize(value), host_id, env_id, env_ws.get(env_id, ""), gpu_uuid))
+            append(new(sample, (float(ts), metric, quantize(value), host_id, env_id, env_ws.get(env_id, ""), gpu_uuid)))
         if samples:
             await self.store.write(samples)
         return len(samples)
@@ -116,6 +156,9 @@ class MetricsService:
         cached = self._token_hosts.get(digest)
         if cached is not None and now - cached[1] < TAGS_TTL_SECONDS:
             return await self.ingest(cached[0], rows)
+        host_id = (await self._fleet(now)).tokens.get(digest)
+        if host_id is not None:
+            return await self.ingest(host_id, rows)
         async with self.uow() as uow:
             host = await uow.hosts.get_by_agent_token(digest)
         if host is None:
@@ -128,44 +171,65 @@ class MetricsService:
         return await self.ingest(host.id, rows)
 
     async def _host_tags(self, host_id: str, now: float) -> _HostTags:
+        fleet = await self._fleet(now)
+        tags = fleet.hosts.get(host_id)
+        if tags is not None:
+            return tags
+        # A host the snapshot does not know (registered since): read on its own, cached.
         cached = self._tags.get(host_id)
         if cached is not None and now - cached.at < TAGS_TTL_SECONDS:
             return cached
         async with self.uow() as uow:
             host = await uow.hosts.get(host_id)
             envs = await uow.environments.list_for_host(host_id)
-            gpu_env: dict[str, str] = {}
-            for env in envs:
-                if env.status.holds_resources:
-                    for a in await uow.allocations.gpus_of(env.id):
-                        if a.host_id == host_id:
-                            gpu_env[a.gpu_uuid] = env.id
-            owners = {e.id: e.workspace_id for e in envs}
-            node_owner: dict[str, str] = {}
-            # Training-job nodes and inference replicas on this host: their GPUs' samples
-            # carry the job's or the service's id (in the environment tag).
-            for job in await uow.training_jobs.list_by_status([JobStatus.STARTING, JobStatus.RUNNING]):
-                for node in job.node_states:
-                    if node.host_id == host_id:
-                        owners[job.id] = job.workspace_id
-                        gpu_env.update({g: job.id for g in node.gpu_uuids})
-                        node_owner[node_id(job.id, job.attempt, node.rank)] = job.id
-            for service in await uow.inference_services.list_active():
-                for replica in service.replicas:
-                    if replica.host_id == host_id:
-                        owners[service.id] = service.workspace_id
-                        gpu_env.update({g: service.id for g in replica.gpu_uuids})
-                        node_owner[replica.id] = service.id
-        tags = _HostTags(now, owners, gpu_env,
-                         frozenset(g.uuid for g in host.gpus) if host is not None else frozenset(), node_owner)
+            allocations = [a for env in envs if env.status.holds_resources for a in await uow.allocations.gpus_of(env.id)]
+            jobs = await uow.training_jobs.list_by_status([JobStatus.STARTING, JobStatus.RUNNING])
+            services = await uow.inference_services.list_active()
+        tags = _tags_of(now, host_id, host, envs, allocations, jobs, services)
         if len(self._tags) > 10_000:
             self._tags.clear()
         self._tags[host_id] = tags
         return tags
 
+    async def _fleet(self, now: float) -> "_FleetTags":
+        """Every host's tagging and agent token, read at most once per ``TAGS_TTL_SECONDS``
+        for the whole fleet in six queries (not six or more per host and batch: with agents
+        sending every 10 s, a per-host cache of 5 s missed on every batch)."""
+        fleet = self._fleet_tags
+        if fleet is not None and (now - fleet.at < TAGS_TTL_SECONDS or self._fleet_reading):
+            return fleet  # fresh, or another request is reading it anew: this one keeps the last
+        self._fleet_reading = True
+        generation = self._fleet_generation
+        try:
+            async with self.uow() as uow:
+                hosts = await uow.hosts.list()
+                envs = await uow.environments.list_by_status([s for s in EnvStatus if s is not EnvStatus.DELETED])
+                allocations = await uow.allocations.gpus()
+                jobs = await uow.training_jobs.list_by_status([JobStatus.STARTING, JobStatus.RUNNING])
+                services = await uow.inference_services.list_active()
+            by_host: dict[str, list] = {}
+            for env in envs:
+                if env.host_id:
+                    by_host.setdefault(env.host_id, []).append(env)
+            holding = {e.id for e in envs if e.status.holds_resources}
+            allocs: dict[str, list] = {}
+            for a in allocations:
+                if a.environment_id in holding:
+                    allocs.setdefault(a.host_id, []).append(a)
+            fleet = _FleetTags(
+                now, {h.id: _tags_of(now, h.id, h, by_host.get(h.id, []), allocs.get(h.id, []), jobs, services) for h in hosts},
+                {h.agent_token_hash: h.id for h in hosts if h.agent_token_hash})
+            if generation == self._fleet_generation:  # not forgotten meanwhile (forget_tags)
+                self._fleet_tags = fleet
+            return fleet
+        finally:
+            self._fleet_reading = False
+
     def forget_tags(self, host_id: str | None = None) -> None:
         """Drop cached tagging (tests, or after an allocation change one wants seen at once)."""
         self._token_hosts.clear()
+        self._fleet_tags = None
+        self._fleet_generation += 1
         if host_id is None:
             self._tags.clear()
         else:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 
 from remotegpu.domain.billing.money import rate
 from remotegpu.domain.billing.prices import PriceBook, ResourceKind
@@ -100,13 +101,23 @@ def second(t: datetime) -> datetime:
     return t.replace(microsecond=0) if t.microsecond else t
 
 
+@lru_cache(maxsize=1024)
+def _month(year: int, month: int) -> tuple[datetime, datetime]:
+    """(start, start of the next) of a UTC month: metering asks for every segment."""
+    start = datetime(year, month, 1, tzinfo=timezone.utc)
+    return start, (start.replace(year=year + 1, month=1) if month == 12 else start.replace(month=month + 1))
+
+
 def month_start(t: datetime) -> datetime:
-    return t.astimezone(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if t.tzinfo is not timezone.utc:
+        t = t.astimezone(timezone.utc)
+    return _month(t.year, t.month)[0]
 
 
 def next_month(t: datetime) -> datetime:
-    m = month_start(t)
-    return m.replace(year=m.year + 1, month=1) if m.month == 12 else m.replace(month=m.month + 1)
+    if t.tzinfo is not timezone.utc:
+        t = t.astimezone(timezone.utc)
+    return _month(t.year, t.month)[1]
 
 
 def segment_key(environment_id: str, kind: ResourceKind, model: str, start: datetime) -> str:
@@ -114,35 +125,23 @@ def segment_key(environment_id: str, kind: ResourceKind, model: str, start: date
     return f"{environment_id}:{kind.value}{suffix}:{int(start.timestamp())}"
 
 
-def timeline(readings: list[Reading], now: datetime) -> list[tuple[datetime, Reading]]:
-    """Ordered, deduplicated (second, reading) steps, one per second (the last reading of
-    each second holds from it), none after ``now``."""
+def timeline(readings: list[Reading], now: datetime) -> list[tuple[datetime, Reading, bool]]:
+    """Ordered, deduplicated (second, reading, disk exists) steps, one per second (the last
+    reading of each second holds from it), none after ``now``. Whether the disk exists
+    follows every reading, also those a later one in the same second supersedes: a
+    ``starting`` then a ``queued`` in one second leaves a disk behind."""
     unique = {(r.at, r.seq, r.status): r for r in readings}
-    out: list[tuple[datetime, Reading]] = []
+    out: list[tuple[datetime, Reading, bool]] = []
+    disk = False
     for r in sorted(unique.values(), key=lambda r: (r.at, r.seq)):
         at = second(r.at)
         if at > now:
             break
+        disk = (disk or r.status in _DISK_CREATED) and r.status != DELETED
         if out and out[-1][0] == at:
-            out[-1] = (at, r)
+            out[-1] = (at, r, disk)
         else:
-            out.append((at, r))
-    return out
-
-
-def disk_by_second(readings: list[Reading], now: datetime) -> dict[datetime, bool]:
-    """Whether the disk exists at the end of each second of ``timeline``. Every reading
-    counts, not only a second's last: ``starting`` then ``queued`` within one second
-    (a start refused at once) made the disk all the same."""
-    unique = {(r.at, r.seq, r.status): r for r in readings}
-    out: dict[datetime, bool] = {}
-    exists = False
-    for r in sorted(unique.values(), key=lambda r: (r.at, r.seq)):
-        at = second(r.at)
-        if at > now:
-            break
-        exists = (exists or r.status in _DISK_CREATED) and r.status != DELETED
-        out[at] = exists
+            out.append((at, r, disk))
     return out
 
 
@@ -156,9 +155,8 @@ def segments_of(readings: list[Reading], prices: PriceBook, now: datetime, plans
     # Spans of constant holding per resource: (resource, quantity, start, end|None).
     spans: list[tuple[tuple[ResourceKind, str], int, datetime, datetime | None, Reading]] = []
     open_: dict[tuple[ResourceKind, str], tuple[int, datetime, Reading]] = {}
-    disk = disk_by_second(readings, now)
-    for at, r in steps:
-        held = r.held(disk[at])
+    for at, r, disk_exists in steps:
+        held = r.held(disk_exists)
         for res, (qty, start, first) in list(open_.items()):
             if held.get(res) != qty:
                 spans.append((res, qty, start, at, first))

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 
 from remotegpu.domain.billing.ledger import EntryKind, LedgerEntry
 from remotegpu.domain.billing.metering import Segment
 
 
 def period_of(t: datetime) -> str:
-    return f"{t.year:04d}-{t.month:02d}"
+    return _period(t.year, t.month)
+
+
+@lru_cache(maxsize=1024)
+def _period(year: int, month: int) -> str:
+    return f"{year:04d}-{month:02d}"
 
 
 @dataclass(frozen=True)

@@ -277,12 +277,8 @@ async def upload_part_urls(call: Call) -> PartUrlsOut:
     return PartUrlsOut(presigned=urls is not None, urls=urls or {})
 
 
-@api.put(UPLOAD + "/files/{sha256}/parts/{number}", response=PartOut, tags=UTAGS, errors=[401, 404, 409, 413, 422])
-async def upload_part(call: Call) -> PartOut:
-    """One part through the platform: the raw bytes as the body (application/octet-stream)."""
-    number = call.path("number")
-    if not number.isdigit() or not 1 <= int(number) <= 10_000:
-        raise InvalidInput("part number: 1..10000", details={"field": "number"})
+async def _body_of_one_part(call: Call) -> bytearray:
+    """The request body, refused with 413 past one part's size (declared or as it arrives)."""
     declared = call.request.content_length
     if declared is not None and declared > m.MAX_PART_SIZE:
         raise web.HTTPRequestEntityTooLarge(max_size=m.MAX_PART_SIZE, actual_size=declared)
@@ -291,6 +287,16 @@ async def upload_part(call: Call) -> PartOut:
         data += chunk
         if len(data) > m.MAX_PART_SIZE:
             raise web.HTTPRequestEntityTooLarge(max_size=m.MAX_PART_SIZE, actual_size=len(data))
+    return data
+
+
+@api.put(UPLOAD + "/files/{sha256}/parts/{number}", response=PartOut, tags=UTAGS, errors=[401, 404, 409, 413, 422])
+async def upload_part(call: Call) -> PartOut:
+    """One part through the platform: the raw bytes as the body (application/octet-stream)."""
+    number = call.path("number")
+    if not number.isdigit() or not 1 <= int(number) <= 10_000:
+        raise InvalidInput("part number: 1..10000", details={"field": "number"})
+    data = await _body_of_one_part(call)
     # The bytearray as it is (no second 64 MiB copy): the stores take any bytes-like object.
     etag = await call.container.storage_service().put_part(call.user, call.path("upload_id"), call.path("sha256"), int(number),
                                                            data)
@@ -303,14 +309,7 @@ async def upload_whole_files(call: Call) -> WholeFilesOut:
     order of ``sha256`` (each a file of one part; 64 MiB at most in all). Each is hashed,
     stored and verified; one that does not match refuses the lot (422 checksum_mismatch,
     nothing stored)."""
-    declared = call.request.content_length
-    if declared is not None and declared > m.MAX_PART_SIZE:
-        raise web.HTTPRequestEntityTooLarge(max_size=m.MAX_PART_SIZE, actual_size=declared)
-    data = bytearray()
-    async for chunk in call.request.content.iter_chunked(1024 * 1024):
-        data += chunk
-        if len(data) > m.MAX_PART_SIZE:
-            raise web.HTTPRequestEntityTooLarge(max_size=m.MAX_PART_SIZE, actual_size=len(data))
+    data = await _body_of_one_part(call)
     digests = call.query.sha256.split(",")
     verified = await call.container.storage_service().put_whole_files(call.user, call.path("upload_id"), digests, data)
     return WholeFilesOut(verified=verified)

@@ -13,7 +13,7 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from remotegpu.adapters.db.migrate import upgrade
-from remotegpu.application.shared.clock import FrozenClock
+from remotegpu.application.shared.clock import FrozenClock, utcnow
 from remotegpu.entrypoints.containers import build_container
 from remotegpu.entrypoints.http.app import create_app
 from tests.conftest import make_settings, signup
@@ -119,6 +119,9 @@ async def test_an_environment_stopped_for_idleness_sends_one_signed_webhook(wh, 
     endpoint = await register(client, user, receiver.url, event_types=["environment.stopped"])
     env = await created(client, user, "idle", idle_stop_minutes=1)
     await agent.converge()
+    # The sweep reads only environments due by its clock (``autostop_due_at``: an idle
+    # policy is due from the start, stamped by the server's real clock): no earlier.
+    clock.advance(seconds=max(0.0, (utcnow() - clock.now()).total_seconds()))
     assert await container.autostop().sweep() == []  # idle from now on
     clock.advance(minutes=2)
     assert await container.autostop().sweep() == [env["id"]]

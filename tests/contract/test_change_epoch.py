@@ -151,14 +151,15 @@ async def test_a_read_after_a_commit_never_gets_the_cached_answer_from_before(uo
     assert await service.list(viewer, workspace_id=None, statuses=None, limit=50, offset=0) == ([], 0)
 
 
+# Only where hot reads exist (the unit of work has no batching; the memory store no second way in).
+@pytest.mark.parametrize("repo_backend", ["sqlite", "postgres"], indirect=True)
+@pytest.mark.parametrize("gate", ["hot-reads"], indirect=True)
 async def test_hot_reads_asked_at_once_share_a_statement_and_each_gets_its_own_answer(uow_factory, gate):
     """Checks asked in one turn of the event loop go as one statement (PostgreSQL): each
     caller still gets its own workspace's and role's answer, and a check asked after a
     commit sees it."""
     import asyncio
 
-    if gate is None:
-        pytest.skip("the unit of work has no batching")
     member = await add_user(uow_factory, "00000000-0000-0000-0000-0000000000bb", "member")
     await add_user(uow_factory, OWNER, "owner")
     await add_workspaces(uow_factory, member.id, WS1)

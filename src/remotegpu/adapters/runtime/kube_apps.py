@@ -11,7 +11,7 @@ Dialling the Pod rather than the Service's ClusterIP or DNS name:
   event); the ``-apps`` Service stays for what else wants a stable name;
 * needs only ``get``/``list``/``watch`` on Pods in the environments' namespace for the
   servers' service account (deploy/kubernetes/20-rbac.yaml, Role ``remotegpu-apps``);
-* a NetworkPolicy that isolates environments must admit the servers' Pods on 8888.
+* the environments' NetworkPolicies (kubernetes_runtime.py) admit the servers' Pods by label.
 
 The Pods come from an informer (watch, not a request per proxied request), narrowed by the
 installation's scope label (``REMOTEGPU_DOCKER_SCOPE``: servers and the agent share it). A

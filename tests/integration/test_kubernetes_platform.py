@@ -384,33 +384,45 @@ class PodSshd:
         sshd = self
 
         class Server(asyncssh.SSHServer):
+            accepted = ""
+
             def begin_auth(self, username: str) -> bool:
                 return True
 
             def public_key_auth_supported(self) -> bool:
                 return True
 
-            def validate_public_key(self, username: str, key) -> bool:
+            def validate_public_key(self, username: str, key) -> bool:  # asked per offer, maybe twice
                 name = sshd.authorized.get(" ".join(key.export_public_key("openssh").decode().split()[:2]))
                 if name is not None:
-                    sshd.logins.append(f"{username}:{name}")
+                    self.accepted = f"{username}:{name}"
                 return name is not None
+
+            def auth_completed(self) -> None:
+                sshd.logins.append(self.accepted)
 
         self.server = await asyncssh.listen(ip, 22, server_host_keys=[self.host_key], server_factory=Server,
                                             process_factory=self.handle, encoding=None, reuse_address=True)
 
     async def handle(self, process) -> None:
+        import re
+
         address = "%s:%s" % process.get_extra_info("sockname")[:2]
-        if process.command:
+        if process.command and not process.term_type:  # ssh ENV@gateway COMMAND
             process.stdout.write(f"pod-sshd {address} ran {process.command}\n".encode())
             process.exit(0)
             return
+        # A shell with a pty (the web terminal asks for one, with its login-shell command).
         process.stdout.write(f"pod-sshd {address} shell\r\n".encode())
-        while True:
-            line = await process.stdin.readline()
-            if not line or line.strip() == b"exit":
-                break
-            process.stdout.write(b"echo:" + line.strip() + b"\r\n")
+        pending = b""
+        while chunk := await process.stdin.read(1024):
+            pending += chunk
+            while (end := re.search(rb"[\r\n]", pending)) is not None:
+                line, pending = pending[:end.start()].strip(), pending[end.end():]
+                if line == b"exit":
+                    process.exit(0)
+                    return
+                process.stdout.write(b"echo:" + line + b"\r\n")
         process.exit(0)
 
     async def stop(self) -> None:

@@ -95,9 +95,11 @@ def k8s_platform(kube_cluster, tmp_path):
     kube_cluster.kubelet.loopback_namespaces.add(namespace)
     core = client.CoreV1Api(kube_cluster.api_client())
     scope = f"apps{uuid.uuid4().hex[:6]}"
-    port = free_port()
+    port, gateway_port = free_port(), free_port()
     try:
         with live_server(tmp_path / "server", REMOTEGPU_HTTP_PORT=str(port), REMOTEGPU_KUBE_MOUNT_IMAGE=MOUNT_IMAGE,
+                         REMOTEGPU_SSH_GATEWAY_PORT=str(gateway_port), REMOTEGPU_SSH_GATEWAY_BIND="127.0.0.1",
+                         REMOTEGPU_SSH_GATEWAY_RECHECK_SECONDS="1",
                          REMOTEGPU_KUBE_PLATFORM_URL=f"http://127.0.0.1:{port}",
                          REMOTEGPU_RUNTIME="kubernetes", REMOTEGPU_AGENT_FAKE_GPUS="",
                          REMOTEGPU_KUBECONFIG=str(kube_cluster.kubeconfig), REMOTEGPU_KUBE_NAMESPACE=namespace,
@@ -105,6 +107,7 @@ def k8s_platform(kube_cluster, tmp_path):
                          REMOTEGPU_HEARTBEAT_SECONDS="1", REMOTEGPU_AGENT_NAME=f"k8s-{scope}") as server:
             made: list[str] = []
             server.data_dir = tmp_path / "server"
+            server.gateway_port = gateway_port
             yield server, core, namespace, made
             # Deleted through the platform while it runs: nothing of it stays in the cluster.
             admin = server.login(*ADMIN)
@@ -336,3 +339,213 @@ async def test_a_dataset_mount_is_an_init_container_that_fetches_the_version_wit
     run = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=120,
                                   env={"PATH": os.environ["PATH"], "PYTHONPATH": os.environ.get("PYTHONPATH", ""), **variables})
     assert run.returncode == 1 and "404" in run.stderr, run.stderr
+
+
+# --- SSH: the web terminal and the SSH gateway reach the Pod's sshd -------------------
+
+SERVER_SECRET = "live-server-secret-key-0123456789abcdef"  # tests/support/live_server.py
+
+
+def environment_private_keys(server, env_id: str) -> tuple[str, str]:
+    """(host key, client key) private halves of ``env_id``, as only the server opens them:
+    its database row and its secret (what the agent would install into the Pod)."""
+    import sqlite3
+    from types import SimpleNamespace
+
+    from remotegpu.adapters.access.ssh_keys import Ed25519KeyPairs
+    from remotegpu.adapters.security.sealer import AesGcmSealer
+    from remotegpu.application.environments.credentials import EnvironmentCredentials
+
+    with sqlite3.connect(server.data_dir / "remotegpu.db") as db:
+        row = db.execute("SELECT ssh_host_key_sealed, ssh_client_key_sealed FROM environments WHERE id = ?", (env_id,)).fetchone()
+    env = SimpleNamespace(id=env_id, ssh_host_key_sealed=row[0], ssh_client_key_sealed=row[1])
+    creds = EnvironmentCredentials(Ed25519KeyPairs(), AesGcmSealer(SERVER_SECRET))
+    return creds.host_private_key(env), creds.client_private_key(env)
+
+
+class PodSshd:
+    """A real SSH server (asyncssh) on the Pod's IP and port 22, standing for the Pod's
+    sshd: the environment's own host key, and the keys the agent would put into its
+    authorized_keys (the environment's client key, the entrants' keys). It records who
+    logged in with which key, and answers a command with the address it was reached on
+    and a shell by echoing lines."""
+
+    def __init__(self, host_key: str, authorized: dict[str, str]) -> None:
+        import asyncssh
+
+        self.host_key = asyncssh.import_private_key(host_key)
+        self.authorized = {" ".join(k.split()[:2]): name for name, k in authorized.items()}
+        self.logins: list[str] = []
+        self.server = None
+
+    async def start(self, ip: str) -> None:
+        import asyncssh
+
+        sshd = self
+
+        class Server(asyncssh.SSHServer):
+            accepted = ""
+
+            def begin_auth(self, username: str) -> bool:
+                return True
+
+            def public_key_auth_supported(self) -> bool:
+                return True
+
+            def validate_public_key(self, username: str, key) -> bool:  # asked per offer, maybe twice
+                name = sshd.authorized.get(" ".join(key.export_public_key("openssh").decode().split()[:2]))
+                if name is not None:
+                    self.accepted = f"{username}:{name}"
+                return name is not None
+
+            def auth_completed(self) -> None:
+                sshd.logins.append(self.accepted)
+
+        self.server = await asyncssh.listen(ip, 22, server_host_keys=[self.host_key], server_factory=Server,
+                                            process_factory=self.handle, encoding=None, reuse_address=True)
+
+    async def handle(self, process) -> None:
+        import re
+
+        address = "%s:%s" % process.get_extra_info("sockname")[:2]
+        if process.command and not process.term_type:  # ssh ENV@gateway COMMAND
+            process.stdout.write(f"pod-sshd {address} ran {process.command}\n".encode())
+            process.exit(0)
+            return
+        # A shell with a pty (the web terminal asks for one, with its login-shell command).
+        process.stdout.write(f"pod-sshd {address} shell\r\n".encode())
+        pending = b""
+        while chunk := await process.stdin.read(1024):
+            pending += chunk
+            while (end := re.search(rb"[\r\n]", pending)) is not None:
+                line, pending = pending[:end.start()].strip(), pending[end.end():]
+                if line == b"exit":
+                    process.exit(0)
+                    return
+                process.stdout.write(b"echo:" + line + b"\r\n")
+        process.exit(0)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+async def test_the_web_terminal_and_the_ssh_gateway_reach_the_pods_sshd_at_its_ip(k8s_platform) -> None:
+    """A Kubernetes environment's SSH is dialled at its Pod (IP, port 22), not at the host's
+    address and NodePort (nothing listens there in this test): the web terminal's SSH
+    bridge and both ways through the SSH gateway land in the sshd on the Pod's IP, with the
+    environment's host key pinned; bob (no right to enter) gets 404 / is refused, and a
+    deleted key is refused on its next login."""
+    import asyncssh
+
+    server, core, namespace, made = k8s_platform
+    alice_token = server.signup("alice", PASSWORD)
+    bob_token = server.signup("bob", PASSWORD)
+    keys = {}
+    for name, token in (("alice", alice_token), ("bob", bob_token)):
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        code, body = server.request("POST", "/api/v1/users/me/ssh-keys", {
+            "public_key": key.export_public_key("openssh").decode(), "name": f"{name}-key"}, token=token)
+        assert code == 201, body
+        keys[name] = (key, body["id"])
+    code, ws = server.request("GET", "/api/v1/workspaces", token=alice_token)
+    code, env = server.request("POST", "/api/v1/environments", {
+        "name": "k8s-ssh", "workspace_id": ws["items"][0]["id"], "gpu_count": 0, "cpu_cores": 1, "memory_gib": 1,
+    }, token=alice_token)
+    assert code == 202, env
+    env_id = env["id"]
+    made.append(env_id)
+    env = await asyncio.to_thread(wait_running, server, alice_token, env_id)
+    node_port = {p["purpose"]: p["port"] for p in env["ports"]}["ssh"]
+    ip = pod_of(core, namespace, env_id).status.pod_ip
+    assert ip.startswith("127.") and ip != "127.0.0.1", ip
+
+    host_key, client_key = environment_private_keys(server, env_id)
+    client_public = asyncssh.import_private_key(client_key).export_public_key("openssh").decode()
+    alice_key, alice_key_id = keys["alice"]
+    sshd = PodSshd(host_key, {"platform": client_public, "alice": alice_key.export_public_key("openssh").decode()})
+    await sshd.start(ip)
+    gateway = ("127.0.0.1", server.gateway_port)
+    try:
+        # The web terminal: the SSH bridge logs in at the Pod with the environment's client key.
+        async with aiohttp.ClientSession(server.url, headers={"Authorization": f"Bearer {alice_token}"}) as s:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    terminal = await s.ws_connect(f"/api/v1/environments/{env_id}/terminal")
+                    break
+                except aiohttp.WSServerHandshakeError as exc:
+                    assert exc.status == 409 and time.monotonic() < deadline, exc
+                    await asyncio.sleep(0.5)
+            async with terminal:
+                seen = ""
+                await terminal.send_str("hello-pod\r")
+                while "echo:hello-pod" not in seen:
+                    msg = await terminal.receive(timeout=20)
+                    assert msg.type == aiohttp.WSMsgType.TEXT, (msg, seen)
+                    seen += msg.data
+                assert f"pod-sshd {ip}:22 shell" in seen
+        assert sshd.logins == ["root:platform"]
+        async with aiohttp.ClientSession(server.url, headers={"Authorization": f"Bearer {bob_token}"}) as s:
+            try:
+                await s.ws_connect(f"/api/v1/environments/{env_id}/terminal")
+                raise AssertionError("bob got a terminal")
+            except aiohttp.WSServerHandshakeError as exc:
+                assert exc.status == 404
+
+        # The gateway, ssh <env id>@gateway: it logs in at the Pod itself and relays the session.
+        async with asyncssh.connect(*gateway, username=env_id, client_keys=[alice_key], known_hosts=None,
+                                    config=[], agent_path=None) as conn:
+            done = await conn.run("whereami", check=True)
+        assert done.stdout == f"pod-sshd {ip}:22 ran whereami\n"
+        assert sshd.logins[-1] == "root:platform"
+
+        # The jump form, ssh -J: a plain stream to the Pod's sshd, alice logs in end to end.
+        async with asyncssh.connect(*gateway, username=await_username(server, alice_token), client_keys=[alice_key],
+                                    known_hosts=None, config=[], agent_path=None) as jump:
+            async with asyncssh.connect(env_id, 22, tunnel=jump, username="root", client_keys=[alice_key],
+                                        known_hosts=([sshd.host_key.convert_to_public()], [], []),
+                                        config=[], agent_path=None) as inner:
+                done = await inner.run("whereami", check=True)
+        assert done.stdout == f"pod-sshd {ip}:22 ran whereami\n"
+        assert sshd.logins[-1] == "root:alice"
+
+        # Bob may not enter: refused at the gateway, both ways, and the Pod never sees him.
+        bob_key = keys["bob"][0]
+        logins = len(sshd.logins)
+        try:
+            async with asyncssh.connect(*gateway, username=env_id, client_keys=[bob_key], known_hosts=None,
+                                        config=[], agent_path=None):
+                raise AssertionError("bob logged in")
+        except asyncssh.PermissionDenied:
+            pass
+        async with asyncssh.connect(*gateway, username=await_username(server, bob_token), client_keys=[bob_key],
+                                    known_hosts=None, config=[], agent_path=None) as jump:
+            try:
+                await jump.open_connection(env_id, 22)
+                raise AssertionError("bob's jump reached the Pod")
+            except asyncssh.ChannelOpenError:
+                pass
+        # Alice's key deleted: her next login is refused (checked on every login).
+        code, _ = server.request("DELETE", f"/api/v1/users/me/ssh-keys/{alice_key_id}", token=alice_token)
+        assert code == 204
+        try:
+            async with asyncssh.connect(*gateway, username=env_id, client_keys=[alice_key], known_hosts=None,
+                                        config=[], agent_path=None):
+                raise AssertionError("a deleted key logged in")
+        except asyncssh.PermissionDenied:
+            pass
+        assert len(sshd.logins) == logins
+
+        # Nothing listens at the NodePort on this machine: that is not where any of this went.
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", node_port)
+    finally:
+        await sshd.stop()
+
+
+def await_username(server, token: str) -> str:
+    code, me = server.request("GET", "/api/v1/users/me", token=token)
+    assert code == 200, me
+    return me["username"]

@@ -53,9 +53,13 @@ def spec(env_id: str, **overrides: Any) -> RuntimeSpec:
 
 
 def objects(core: Any, runtime: KubernetesRuntime, env_id: str) -> dict[str, list[Any]]:
+    from kubernetes import client
+
     selector = f"{LABEL_ENV_ID}={env_id},remotegpu.scope={runtime.scope}"
     ns = runtime.namespace
     return {
+        "networkpolicies": client.NetworkingV1Api(core.api_client).list_namespaced_network_policy(
+            ns, label_selector=selector).items,
         "pods": core.list_namespaced_pod(ns, label_selector=selector).items,
         "pvcs": core.list_namespaced_persistent_volume_claim(ns, label_selector=selector).items,
         "services": core.list_namespaced_service(ns, label_selector=selector).items,
@@ -84,10 +88,11 @@ async def test_create_running_stop_keeps_the_claim_start_reuses_it_delete_leaves
     assert pod.spec.volumes[0].persistent_volume_claim.claim_name == claim.metadata.name
     assert claim.spec.resources.requests == {"storage": "20Gi"} and claim.status.phase == "Bound"
     assert service.spec.type == "NodePort" and [p.node_port for p in service.spec.ports] == [wanted.ports[22]]
+    (policy,) = found["networkpolicies"]
     # Variables (secrets among them) live in a Secret, never in the Pod's spec.
     assert "s3cret" not in str(pod.spec)
     assert pod.spec.containers[0].env_from[0].secret_ref.name == f"{claim.metadata.name}-env"
-    for owned in (pod, service, *found["secrets"]):
+    for owned in (pod, service, policy, *found["secrets"]):
         (owner,) = owned.metadata.owner_references
         assert (owner.kind, owner.uid) == ("PersistentVolumeClaim", claim.metadata.uid)
     disk = cluster.volume_dir(runtime.namespace, claim.metadata.name)
@@ -260,3 +265,81 @@ async def test_remotegpu_runtime_kubernetes_selects_the_adapter_from_its_variabl
         selected.close()
     with pytest.raises(ValueError, match="REMOTEGPU_KUBECONFIG"):
         select_runtime("kubernetes", data_dir=tmp_path, environ={"REMOTEGPU_KUBECONFIG": str(tmp_path / "none")})
+
+
+async def test_each_environment_gets_a_network_policy_admitting_its_workspace_and_the_servers(kube) -> None:
+    """The objects, as the real API server stores them: a NetworkPolicy per environment that
+    selects its Pod and admits ingress from the Pods of the same workspace (this installation)
+    and from the platform's servers (by Pod and namespace labels), plus SSH's public port
+    from anywhere with a NodePort Service; its workspace selector selects exactly that
+    workspace's Pods; it is kept across stop/start, owned by the claim, and removed with
+    the environment. (Enforcement needs a CNI plugin that implements NetworkPolicy: the
+    test cluster has none, so only the objects are checked.)"""
+    from kubernetes import client
+
+    runtime, core, cluster, made = kube
+    net = client.NetworkingV1Api(cluster.api_client())
+    ws1, ws2 = f"ws-{uuid.uuid4().hex[:8]}", f"ws-{uuid.uuid4().hex[:8]}"
+    a, b, c = (f"env-{uuid.uuid4().hex[:10]}" for _ in range(3))
+    made.extend([a, b, c])
+    for env_id, ws in ((a, ws1), (b, ws1), (c, ws2)):
+        wanted = spec(env_id, gpu_indices=[], gpu_uuids=[], workspace_id=ws,
+                      ports={22: free_port(), 8888: free_port()}, private_ports=frozenset({8888}))
+        assert (await runtime.ensure_running(wanted)).status == "running"
+
+    name = runtime.name_for(a)
+    found = objects(core, runtime, a)
+    (policy,) = found["networkpolicies"]
+    (claim,) = found["pvcs"]
+    (pod,) = found["pods"]
+    assert policy.metadata.name == f"{name}-net"
+    assert policy.metadata.labels["remotegpu.workspace_id"] == ws1 == pod.metadata.labels["remotegpu.workspace_id"]
+    (owner,) = policy.metadata.owner_references
+    assert (owner.kind, owner.uid) == ("PersistentVolumeClaim", claim.metadata.uid)
+    assert policy.spec.policy_types == ["Ingress"]  # egress is not restricted by it (README)
+    assert policy.spec.pod_selector.match_labels == {"remotegpu.pod": name}
+    same, servers = policy.spec.ingress[0]._from
+    assert policy.spec.ingress[0].ports is None
+    assert same.pod_selector.match_labels == {"remotegpu.managed": "true", "remotegpu.scope": runtime.scope,
+                                              "remotegpu.workspace_id": ws1}
+    assert same.namespace_selector is None  # this namespace only
+    assert servers.pod_selector.match_labels == {"app.kubernetes.io/name": "remotegpu",
+                                                 "app.kubernetes.io/component": "serve"}
+    assert servers.namespace_selector.match_labels == {"app.kubernetes.io/part-of": "remotegpu"}
+    (public,) = policy.spec.ingress[1:]
+    assert [p.port for p in public.ports] == [22] and public._from[0].ip_block.cidr == "0.0.0.0/0"  # not Jupyter's 8888
+
+    # What each selector selects, asked of the API server: this Pod only; the workspace's Pods.
+    def selected(labels: dict[str, str]) -> set[str]:
+        selector = ",".join(f"{k}={v}" for k, v in labels.items())
+        return {p.metadata.name for p in core.list_namespaced_pod(runtime.namespace, label_selector=selector).items}
+
+    assert selected(policy.spec.pod_selector.match_labels) == {name}
+    assert selected(same.pod_selector.match_labels) == {runtime.name_for(a), runtime.name_for(b)}
+    (c_policy,) = objects(core, runtime, c)["networkpolicies"]
+    assert selected(c_policy.spec.ingress[0]._from[0].pod_selector.match_labels) == {runtime.name_for(c)}
+
+    # Kept across a stop (the Pod goes, the claim stays) and brought up to date on start.
+    await runtime.stop(a)
+    assert [p.metadata.uid for p in objects(core, runtime, a)["networkpolicies"]] == [policy.metadata.uid]
+    await runtime.ensure_running(spec(a, gpu_indices=[], gpu_uuids=[], workspace_id=ws1, ports={8888: free_port()},
+                                      private_ports=frozenset({8888})))
+    (again,) = objects(core, runtime, a)["networkpolicies"]
+    assert again.metadata.uid == policy.metadata.uid and len(again.spec.ingress) == 1  # no public port now
+
+    # Removed with the environment; the others keep theirs.
+    await runtime.remove(a)
+    assert objects(core, runtime, a)["networkpolicies"] == []
+    assert net.list_namespaced_network_policy(runtime.namespace, label_selector=f"{LABEL_ENV_ID}={b}").items
+
+    # A runtime told not to make them makes none.
+    plain = KubernetesRuntime(cluster.api_client(), namespace=runtime.namespace, scope=f"np-{uuid.uuid4().hex[:6]}",
+                              storage_class=cluster.storage_class, start_timeout=30, stop_grace_seconds=2,
+                              network_policy=False)
+    d = f"env-{uuid.uuid4().hex[:10]}"
+    try:
+        assert (await plain.ensure_running(spec(d, gpu_indices=[], gpu_uuids=[]))).status == "running"
+        assert objects(core, plain, d)["networkpolicies"] == [] and objects(core, plain, d)["pods"]
+    finally:
+        await plain.remove(d)
+        plain.close()

@@ -207,6 +207,13 @@ def _memory_ssh_sessions():
     return InMemorySshSessionLog()
 
 
+def _kube_pods(settings: Settings):
+    from remotegpu.adapters.runtime.kube_apps import KubePods
+
+    return KubePods(kubeconfig=settings.kubeconfig or None, namespace=settings.kube_namespace,
+                    scope=settings.effective_docker_scope())
+
+
 def _support_settings(settings: Settings) -> SupportSettings:
     from remotegpu.domain.support.calendar import BusinessHours
     from remotegpu.domain.support.sla import SlaPolicy, parse_targets
@@ -736,8 +743,10 @@ class Container(containers.DeclarativeContainer):
     )
     autostop = providers.Singleton(AutoStop, uow=uow.provider, clock=clock, environments=environment_service)
     environment_watch = providers.Singleton(EnvironmentWatch, uow=uow.provider, environments=environment_service, feed=change_feed)
+    kube_pods = providers.Singleton(_kube_pods, settings)  # Kubernetes hosts' Pods, looked up on first use
     environment_entry = providers.Singleton(
         EnvironmentEntry, uow=uow.provider, autostop=autostop, gateway=access_gateway, credentials=environment_credentials,
+        pod_addresses=providers.Callable(lambda k: k.get, kube_pods),
     )
 
     # --- the SSH gateway (adapters/access/ssh_gateway.py) -------------------------------

@@ -200,6 +200,28 @@ def test_the_agent_account_may_do_what_the_runtime_adapter_does_and_no_more():
     assert agent["spec"]["replicas"] == 1 and agent["spec"]["strategy"]["type"] == "Recreate"
 
 
+def test_the_environments_network_policies_admit_the_servers_pods_and_the_agent_may_make_them():
+    """The runtime's NetworkPolicy admits the servers by their Pods' and namespace's labels:
+    the serve Deployment's Pods and its namespace carry them; the agent's Role in the
+    environments' namespace may create, patch and delete NetworkPolicies."""
+    from remotegpu.adapters.runtime.kubernetes_runtime import PLATFORM_NAMESPACES, PLATFORM_PODS
+
+    serve = one("Deployment", "remotegpu-serve")
+    labels = serve["spec"]["template"]["metadata"]["labels"]
+    assert PLATFORM_PODS.items() <= labels.items()
+    namespace = one("Namespace", serve["metadata"]["namespace"])
+    assert PLATFORM_NAMESPACES.items() <= namespace["metadata"]["labels"].items()
+    # The worker and the agent are not admitted (neither dials environments).
+    for name in ("remotegpu-worker", "remotegpu-agent"):
+        assert not PLATFORM_PODS.items() <= one("Deployment", name)["spec"]["template"]["metadata"]["labels"].items()
+    env_ns = one("ConfigMap", "remotegpu-agent-config")["data"]["REMOTEGPU_KUBE_NAMESPACE"]
+    (role,) = [r for r in of_kind("Role") if r["metadata"]["name"] == "remotegpu-runtime"]
+    assert role["metadata"]["namespace"] == env_ns
+    verbs = {v for rule in role["rules"] if "networking.k8s.io" in rule["apiGroups"] and "networkpolicies" in rule["resources"]
+             for v in rule["verbs"]}
+    assert {"get", "create", "patch", "delete"} <= verbs
+
+
 def test_the_worker_holds_no_cluster_rights_the_servers_only_read_environment_pods_and_the_agent_reaches_the_servers():
     pod = one("Deployment", "remotegpu-worker")["spec"]["template"]["spec"]
     account = one("ServiceAccount", pod["serviceAccountName"])

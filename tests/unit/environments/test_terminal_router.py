@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 
+from remotegpu.application.environments.entry import EnvironmentEntry
 from remotegpu.application.environments.terminal import TerminalRouter, TerminalTarget, private_address_of
+from remotegpu.domain.environments.models import Environment, EnvStatus
 from remotegpu.domain.fleet.models import Host
 from remotegpu.domain.shared.errors import Conflict
 
@@ -70,3 +74,58 @@ async def test_open_without_a_way_in_is_a_conflict():
 def test_the_private_address_is_the_agents_or_loopback_for_hosts_that_reported_none():
     assert TerminalTarget("e1", REMOTE, 1).private_address == "10.0.0.7"
     assert private_address_of(Host(id="h", name="old")) == "127.0.0.1"
+
+
+# --- where the SSH bridge dials: a Kubernetes environment's Pod -----------------------
+
+KUBE = Host(id="h-kube", name="cluster", runtime="kubernetes", address="203.0.113.9", private_address="10.0.0.9")
+
+
+class Pods:
+    """What KubeAppEndpoints answers: the running Pod's (IP, container port), or None."""
+
+    def __init__(self, found=None, fails: bool = False) -> None:
+        self.found, self.fails, self.asked = found, fails, []
+
+    def address(self, env_id: str, container_port: int):
+        self.asked.append((env_id, container_port))
+        if self.fails:
+            raise OSError("the API server does not answer")
+        return self.found
+
+
+def entry(pods) -> EnvironmentEntry:
+    return EnvironmentEntry(uow=None, autostop=None, gateway=None, pod_addresses=(lambda: pods) if pods is not False else None)
+
+
+def env(host: Host) -> Environment:
+    now = datetime.now(timezone.utc)
+    return Environment(id="e1", owner_id="u1", workspace_id="w1", name="e", image="img", gpu_count=0, gpu_model=None,
+                       cpu_cores=1, memory_gib=1, created_at=now, updated_at=now, host_id=host.id, status=EnvStatus.RUNNING)
+
+
+async def test_a_kubernetes_environment_is_dialled_at_its_pods_ip_and_port_22():
+    pods = Pods(("127.31.0.5", 22))
+    target = await entry(pods).ssh_target(env(KUBE), KUBE, {"ssh": 30022})
+    assert (target.private_address, target.ssh_port) == ("127.31.0.5", 22)
+    assert pods.asked == [("e1", 22)]
+    assert router().choose(target).name == "ssh"
+
+
+async def test_a_pod_without_an_address_or_an_api_server_that_does_not_answer_is_not_running():
+    for pods in (Pods(None), Pods(fails=True)):
+        with pytest.raises(Conflict) as raised:
+            await entry(pods).ssh_target(env(KUBE), KUBE, {"ssh": 30022})
+        assert raised.value.code == "not_running"
+
+
+async def test_a_server_that_reaches_no_cluster_keeps_the_published_node_port():
+    for e in (entry(None), entry(False)):
+        target = await e.ssh_target(env(KUBE), KUBE, {"ssh": 30022})
+        assert (target.private_address, target.ssh_port) == ("10.0.0.9", 30022)
+
+
+async def test_other_hosts_never_ask_the_cluster():
+    pods = Pods(("127.31.0.5", 22))
+    target = await entry(pods).ssh_target(env(REMOTE), REMOTE, {"ssh": 20001})
+    assert (target.private_address, target.ssh_port, pods.asked) == ("10.0.0.7", 20001, [])

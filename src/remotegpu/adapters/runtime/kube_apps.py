@@ -11,7 +11,7 @@ Dialling the Pod rather than the Service's ClusterIP or DNS name:
   event); the ``-apps`` Service stays for what else wants a stable name;
 * needs only ``get``/``list``/``watch`` on Pods in the environments' namespace for the
   servers' service account (deploy/kubernetes/20-rbac.yaml, Role ``remotegpu-apps``);
-* a NetworkPolicy that isolates environments must admit the servers' Pods on 8888.
+* the environments' NetworkPolicies (kubernetes_runtime.py) admit the servers' Pods by label.
 
 The Pods come from an informer (watch, not a request per proxied request), narrowed by the
 installation's scope label (``REMOTEGPU_DOCKER_SCOPE``: servers and the agent share it). A
@@ -65,3 +65,36 @@ class KubeAppEndpoints:
 
     def close(self) -> None:
         self.pods.stop()
+
+
+class KubePods:
+    """This server's ``KubeAppEndpoints``, made on first use and shared by the app proxy,
+    the web terminal and the SSH gateway (one watch per server process); ``get()`` is None
+    when this server reaches no cluster (no kubeconfig, not in a cluster, no client): the
+    terminal and the gateway then keep the published (NodePort) address."""
+
+    def __init__(self, *, kubeconfig: str | None, namespace: str, scope: str) -> None:
+        self._kubeconfig = kubeconfig or None
+        self._namespace = namespace
+        self._scope = scope
+        self._made = False
+        self._endpoints: KubeAppEndpoints | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> KubeAppEndpoints | None:
+        if not self._made:
+            with self._lock:
+                if not self._made:
+                    try:
+                        from remotegpu.adapters.runtime.kubernetes_runtime import load_api_client
+
+                        self._endpoints = KubeAppEndpoints(load_api_client(self._kubeconfig), namespace=self._namespace,
+                                                           scope=self._scope)
+                    except Exception as exc:  # noqa: BLE001 - no kubeconfig, not in a cluster, no client
+                        log.warning("Kubernetes environments' Pods cannot be reached from this server: %s", exc)
+                    self._made = True
+        return self._endpoints
+
+    def close(self) -> None:
+        if self._endpoints is not None:
+            self._endpoints.close()

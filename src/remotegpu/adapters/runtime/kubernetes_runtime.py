@@ -22,7 +22,19 @@ installations sharing a cluster or a namespace never see each other's objects):
   platform allocated them (the platform's port range must lie inside the cluster's
   ``--service-node-port-range``); private ports (Jupyter) go to a second, ClusterIP-only
   Service that the platform's app proxy reaches from inside the cluster. Both Services
-  live as long as the claim (the platform holds an environment's ports until it is deleted).
+  live as long as the claim (the platform holds an environment's ports until it is deleted);
+* its network: a NetworkPolicy (networking.k8s.io/v1, ``<name>-net``, owned by the claim)
+  selecting its Pod, Ingress only. It admits (1) the Pods of the same workspace in this
+  installation (label ``remotegpu.workspace_id``; an environment without a workspace: only
+  itself), (2) the platform's servers (``platform_pods`` in namespaces with
+  ``platform_namespaces`` labels; deploy/kubernetes/ labels them so) for the app proxy, the
+  web terminal and the SSH gateway, (3) with a NodePort/LoadBalancer Service, the public
+  ports (SSH) from any address — as a Docker host publishes them; sshd's keys guard them
+  (omitted with ``ClusterIP``: SSH only through the platform's gateway). Egress is not
+  restricted by it (Ingress is its only policy type): environments reach DNS, the
+  registry, the platform's API and the internet; an operator who wants less adds a
+  namespace-wide egress policy of their own. Enforced only by a CNI plugin that implements
+  NetworkPolicy (Calico, Cilium, ...); without one the objects exist and nothing is filtered.
 
 State comes from informers (list + watch from the resourceVersion, resync on 410 Gone: see
 kube_informer.py), never from polling loops; every call is level-triggered and idempotent
@@ -68,6 +80,11 @@ from remotegpu.application.environments.ports import (
 log = logging.getLogger(__name__)
 
 LABEL_SCOPE = "remotegpu.scope"
+LABEL_WORKSPACE = "remotegpu.workspace_id"
+LABEL_POD = "remotegpu.pod"
+#: Who the platform's servers are (deploy/kubernetes/30-serve.yaml, 00-namespaces.yaml).
+PLATFORM_PODS = {"app.kubernetes.io/name": "remotegpu", "app.kubernetes.io/component": "serve"}
+PLATFORM_NAMESPACES = {"app.kubernetes.io/part-of": "remotegpu"}
 ANNOTATION_PORTS = "remotegpu.io/ports"
 ANNOTATION_LABELS = "remotegpu.io/labels"
 ANNOTATION_DISK = "remotegpu.io/disk-gib"
@@ -106,7 +123,8 @@ class KubernetesRuntime(ThreadedRuntime):
         storage_class: str | None = None, service_type: str = "NodePort", image_pull_secret: str | None = None,
         runtime_class: str | None = None, gpu_resource: str = "nvidia.com/gpu", start_timeout: float = 60.0,
         stop_grace_seconds: int = 5, kubeconfig: str | None = None, mount_image: str | None = None,
-        platform_url: str | None = None,
+        platform_url: str | None = None, network_policy: bool = True, platform_pods: dict[str, str] | None = None,
+        platform_namespaces: dict[str, str] | None = None,
     ) -> None:
         from kubernetes import client
 
@@ -114,6 +132,10 @@ class KubernetesRuntime(ThreadedRuntime):
             api_client = load_api_client(kubeconfig)
         self._api = api_client
         self._core = client.CoreV1Api(api_client)
+        self._net = client.NetworkingV1Api(api_client)
+        self.network_policy = network_policy
+        self.platform_pods = dict(platform_pods or PLATFORM_PODS)
+        self.platform_namespaces = dict(platform_namespaces or PLATFORM_NAMESPACES)
         self.namespace = namespace
         self.scope = scope
         self._scope_value = scope_label(scope)
@@ -219,7 +241,8 @@ class KubernetesRuntime(ThreadedRuntime):
             # The Secrets and Services depend only on the claim (their owner): made side by side.
             futures = [self._pool.submit(self._ensure_env_secret, spec, name, claim),
                        self._pool.submit(self._ensure_pull_secret, spec, name, claim),
-                       self._pool.submit(self._ensure_services, spec, name, claim)]
+                       self._pool.submit(self._ensure_services, spec, name, claim),
+                       self._pool.submit(self._ensure_network_policy, spec, name, claim)]
             results = [f.result() for f in futures]
             pull_secret = results[1]
             created = self._core.create_namespaced_pod(self.namespace, self._pod(spec, name, claim, pull_secret))
@@ -251,6 +274,8 @@ class KubernetesRuntime(ThreadedRuntime):
             _ignore_404(self._core.delete_namespaced_service, service, self.namespace)
         for secret in (f"{name}-env", f"{name}-pull"):
             _ignore_404(self._core.delete_namespaced_secret, secret, self.namespace)
+        if self.network_policy:
+            _ignore_404(self._net.delete_namespaced_network_policy, f"{name}-net", self.namespace)
         if self.claims.get(name) is not None:
             _ignore_404(self._core.delete_namespaced_persistent_volume_claim, name, self.namespace,
                         body=client.V1DeleteOptions(propagation_policy="Foreground"))
@@ -413,6 +438,44 @@ class KubernetesRuntime(ThreadedRuntime):
                 "metadata": {"annotations": body.metadata.annotations},
                 "spec": {"type": kind, "ports": [self._api.sanitize_for_serialization(p) for p in wanted]}})
 
+    def network_policy_for(self, spec: RuntimeSpec, name: str, claim: Any) -> dict[str, Any]:
+        """The environment's NetworkPolicy (see the module's docstring)."""
+        workspace = _label_value(spec.workspace_id or "")
+        same = ({LABEL_MANAGED: "true", LABEL_SCOPE: self._scope_value, LABEL_WORKSPACE: workspace} if workspace
+                else {LABEL_POD: name})
+        ingress: list[dict[str, Any]] = [{"from": [
+            {"podSelector": {"matchLabels": same}},
+            {"namespaceSelector": {"matchLabels": self.platform_namespaces},
+             "podSelector": {"matchLabels": self.platform_pods}},
+        ]}]
+        public = sorted(cp for cp in spec.ports if cp not in spec.private_ports)
+        if public and self.service_type != "ClusterIP":
+            ingress.append({"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+                            "ports": [{"protocol": "TCP", "port": cp} for cp in public]})
+        labels = self._labels(spec.env_id)
+        if workspace:
+            labels[LABEL_WORKSPACE] = workspace
+        return {
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": f"{name}-net", "labels": labels,
+                         "ownerReferences": [self._api.sanitize_for_serialization(o) for o in self._owner(claim)]},
+            "spec": {"podSelector": {"matchLabels": {LABEL_POD: name}}, "policyTypes": ["Ingress"], "ingress": ingress},
+        }
+
+    def _ensure_network_policy(self, spec: RuntimeSpec, name: str, claim: Any) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        if not self.network_policy:
+            return
+        body = self.network_policy_for(spec, name, claim)
+        try:
+            self._net.create_namespaced_network_policy(self.namespace, body, _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            # Exists (a restart, a start after a stop): brought to what is wanted now.
+            self._net.patch_namespaced_network_policy(f"{name}-net", self.namespace, body, _preload_content=False)
+
     def _pod(self, spec: RuntimeSpec, name: str, claim: Any, pull_secret: str | None) -> Any:
         from kubernetes import client
 
@@ -428,7 +491,9 @@ class KubernetesRuntime(ThreadedRuntime):
             node_selector = {GPU_PRODUCT_LABEL: gpu_product(model)}
         init_containers, volumes, mounts = self._data_mounts(spec, name, limits)
         secrets = [s for s in (self.image_pull_secret, pull_secret) if s]
-        labels = {**self._labels(spec.env_id, spec.labels), "remotegpu.pod": name}
+        labels = {**self._labels(spec.env_id, spec.labels), LABEL_POD: name}
+        if _label_value(spec.workspace_id or ""):
+            labels[LABEL_WORKSPACE] = spec.workspace_id  # what the workspace's NetworkPolicies select
         annotations = {ANNOTATION_PORTS: json.dumps({str(k): v for k, v in spec.ports.items()}),
                        ANNOTATION_LABELS: json.dumps(spec.labels, sort_keys=True)}
         container = client.V1Container(

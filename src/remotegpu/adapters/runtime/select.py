@@ -97,8 +97,10 @@ def kubernetes_runtime(scope: str, environ: Mapping[str, str]) -> EnvironmentRun
     ``REMOTEGPU_KUBECONFIG`` (a path; empty: the in-cluster service account),
     ``REMOTEGPU_KUBE_NAMESPACE``, ``REMOTEGPU_KUBE_STORAGE_CLASS``, ``REMOTEGPU_KUBE_SERVICE_TYPE``,
     ``REMOTEGPU_KUBE_IMAGE_PULL_SECRET``, ``REMOTEGPU_KUBE_RUNTIME_CLASS``, ``REMOTEGPU_KUBE_GPU_RESOURCE``,
-    ``REMOTEGPU_KUBE_START_TIMEOUT_SECONDS``, ``REMOTEGPU_KUBE_MOUNT_IMAGE``, ``REMOTEGPU_KUBE_PLATFORM_URL``.
-    The installation's scope labels every object."""
+    ``REMOTEGPU_KUBE_START_TIMEOUT_SECONDS``, ``REMOTEGPU_KUBE_MOUNT_IMAGE``, ``REMOTEGPU_KUBE_PLATFORM_URL``,
+    ``REMOTEGPU_KUBE_NETWORK_POLICY`` (``false``: none), ``REMOTEGPU_KUBE_PLATFORM_PODS`` and
+    ``REMOTEGPU_KUBE_PLATFORM_NAMESPACES`` (``k=v,k=v``: the servers' Pod and namespace labels the
+    NetworkPolicies admit). The installation's scope labels every object."""
     from remotegpu.adapters.runtime.kubernetes_runtime import KubernetesRuntime, load_api_client
 
     def get(key: str, default: str = "") -> str:
@@ -119,4 +121,20 @@ def kubernetes_runtime(scope: str, environ: Mapping[str, str]) -> EnvironmentRun
         runtime_class=get("REMOTEGPU_KUBE_RUNTIME_CLASS") or None,
         gpu_resource=get("REMOTEGPU_KUBE_GPU_RESOURCE", "nvidia.com/gpu"), start_timeout=timeout,
         mount_image=get("REMOTEGPU_KUBE_MOUNT_IMAGE") or None, platform_url=get("REMOTEGPU_KUBE_PLATFORM_URL") or None,
+        network_policy=get("REMOTEGPU_KUBE_NETWORK_POLICY", "true").lower() not in ("0", "false", "no", "off"),
+        platform_pods=_label_map("REMOTEGPU_KUBE_PLATFORM_PODS", get("REMOTEGPU_KUBE_PLATFORM_PODS")),
+        platform_namespaces=_label_map("REMOTEGPU_KUBE_PLATFORM_NAMESPACES", get("REMOTEGPU_KUBE_PLATFORM_NAMESPACES")),
     )
+
+
+def _label_map(name: str, value: str) -> dict[str, str] | None:
+    """``k=v,k=v`` as a dict (None when empty: the runtime's default)."""
+    if not value:
+        return None
+    out = {}
+    for part in value.split(","):
+        key, sep, val = part.strip().partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{name}: expected k=v,k=v, not {value!r}")
+        out[key.strip()] = val.strip()
+    return out

@@ -10,21 +10,31 @@ the terminal reveal nothing), like outsiders.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from remotegpu.application.environments.access import load_visible
 from remotegpu.application.environments.access_gateway import AccessGateway, Entrant
 from remotegpu.application.environments.autostop import AutoStop
 from remotegpu.application.environments.credentials import EnvironmentCredentials
-from remotegpu.application.environments.terminal import TerminalTarget, private_address_of
+from remotegpu.application.environments.terminal import (
+    SSH_CONTAINER_PORT,
+    PodAddresses,
+    TerminalTarget,
+    private_address_of,
+)
 from remotegpu.application.shared.ports import UnitOfWork, UnitOfWorkFactory
 from remotegpu.domain.environments.models import Desired, Environment, EnvStatus
 from remotegpu.domain.fleet.models import Host
 from remotegpu.domain.identity.models import User
 from remotegpu.domain.shared.errors import Conflict, NotFound
 from remotegpu.domain.workspaces.models import Role
+
+log = logging.getLogger(__name__)
 
 #: Access activity is written at most this often per environment (seconds).
 ACTIVITY_THROTTLE_SECONDS = 60.0
@@ -78,6 +88,9 @@ class EnvironmentEntry:
     autostop: AutoStop
     gateway: AccessGateway
     credentials: EnvironmentCredentials | None = None  # None: no SSH bridge for the terminal
+    #: The Pods of Kubernetes hosts as this server reaches them (called once per lookup;
+    #: it answers None when this server reaches no cluster: the published port is used).
+    pod_addresses: Callable[[], PodAddresses | None] | None = None
     throttle_seconds: float = ACTIVITY_THROTTLE_SECONDS
     _last_activity: dict[str, float] = field(default_factory=dict)
 
@@ -120,6 +133,28 @@ class EnvironmentEntry:
         client key to log in with — nothing that opens another environment."""
         client_key = (self.credentials.client_private_key(env) if self.credentials else None) or ""
         return TerminalTarget(env.id, host, ports.get("ssh"), env.ssh_host_key, client_key)
+
+    async def ssh_target(self, env: Environment, host: Host, ports: dict[str, int]) -> TerminalTarget:
+        """``terminal_target``, dialling a Kubernetes environment's Pod (its IP, port 22)
+        when this server reaches the cluster — the web terminal's and the SSH gateway's way
+        in, like the app proxy's for JupyterLab. A Pod without an address (yet), or an API
+        server that does not answer: ``Conflict`` ``not_running``. A server that reaches no
+        cluster keeps the published (NodePort) address."""
+        target = self.terminal_target(env, host, ports)
+        if host.runtime != "kubernetes" or self.pod_addresses is None:
+            return target
+        pods = self.pod_addresses()
+        if pods is None:
+            return target
+        try:
+            found = await asyncio.to_thread(pods.address, env.id, SSH_CONTAINER_PORT)
+        except Exception:  # noqa: BLE001 - the API server does not answer
+            log.warning("cannot look up the Pod of %s", env.id, exc_info=True)
+            found = None
+        if found is None:
+            raise Conflict("the environment's Pod has no address (yet)", code="not_running",
+                           details={"status": env.status.value})
+        return replace(target, address=found[0], ssh_port=found[1])
 
     async def record_activity(self, env_id: str) -> None:
         """Feed the idle policy; writes at most once per ``throttle_seconds`` per environment."""

@@ -5,7 +5,8 @@ The adapter (``remotegpu.adapters.access.ssh_gateway``) speaks SSH; everything i
 decides comes from here, and here nothing new is decided: entering an environment is
 ``EnvironmentEntry.load_enterable`` — the console's and the web terminal's rule — and
 where the environment's sshd is reached, with which host key and client key, is
-``EnvironmentEntry.terminal_target``, the web terminal's SSH bridge.
+``EnvironmentEntry.ssh_target``, the web terminal's SSH bridge (a Kubernetes environment's
+Pod IP and port 22 when the servers reach the cluster).
 
 Login names (the part before ``@`` in ``ssh NAME@gateway``):
 
@@ -135,7 +136,7 @@ class GatewayAccess:
         env, host, ports = await self._entry.load_enterable(user, env_id)
         if host is None or not ports.get("ssh"):
             raise Conflict("the environment has no SSH port", code="no_ssh")
-        return self._entry.terminal_target(env, host, ports)
+        return await self._entry.ssh_target(env, host, ports)
 
     async def still_allowed(self, user_id: str, env_id: str | None, key: str) -> bool:
         """Whether the key is still registered to an active ``user_id`` who may still

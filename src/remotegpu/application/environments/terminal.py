@@ -10,6 +10,11 @@ Two ways in, behind one port (the web terminal handler does not care which):
   accepting only that environment's platform-made host key, for every other host.
 
 ``TerminalRouter`` picks one per environment (``choose``).
+
+Where the SSH bridge dials: the host's private address and the environment's published SSH
+port — except on a Kubernetes host when this server reaches the cluster (in-cluster, or a
+kubeconfig): there it dials the environment's Pod, its IP and sshd's container port 22
+(``PodAddresses``; ``EnvironmentEntry.ssh_target``), as the app proxy does for JupyterLab.
 """
 
 from __future__ import annotations
@@ -22,6 +27,18 @@ from remotegpu.domain.shared.errors import Conflict
 
 #: Runtimes whose environments run no sshd on their published ports: no SSH bridge.
 RUNTIMES_WITHOUT_SSHD = frozenset({"local", "memory"})
+#: sshd's port inside an environment's container (a Kubernetes Pod is dialled on it).
+SSH_CONTAINER_PORT = 22
+
+
+class PodAddresses(Protocol):
+    """Where a Kubernetes environment's Pod listens (adapters/runtime/kube_apps.py)."""
+
+    def address(self, env_id: str, container_port: int) -> tuple[str, int] | None:
+        """(the running Pod's IP, ``container_port``), or None when ``env_id`` has no
+        running Pod with an IP. Blocking (call it off the event loop); raises when the
+        API server does not answer."""
+        ...
 
 
 class TerminalSession(Protocol):
@@ -52,11 +69,15 @@ class TerminalTarget:
     ssh_port: int | None = None
     ssh_host_key: str = ""
     ssh_client_key: str = field(default="", repr=False)
+    #: Set for a Kubernetes Pod dialled directly (its IP; ``ssh_port`` is then 22): wins
+    #: over the host's private address.
+    address: str = ""
 
     @property
     def private_address(self) -> str:
-        """Where the platform reaches the host's ports (see ``private_address_of``)."""
-        return private_address_of(self.host)
+        """Where the platform reaches the environment's sshd: the Pod's IP when ``address``
+        is set, else the host's private address (see ``private_address_of``)."""
+        return self.address or private_address_of(self.host)
 
 
 def private_address_of(host: Host) -> str:

@@ -94,18 +94,7 @@ def kube_app_endpoints(app: web.Application):
     in-cluster service account; None when neither reaches a cluster (asked once per app)."""
 
     def make():
-        settings = app[CONTAINER].settings()
-        try:
-            from remotegpu.adapters.runtime.kube_apps import KubeAppEndpoints
-            from remotegpu.adapters.runtime.kubernetes_runtime import load_api_client
-
-            return KubeAppEndpoints(load_api_client(settings.kubeconfig or None), namespace=settings.kube_namespace,
-                                    scope=settings.effective_docker_scope())
-        except Exception as exc:  # noqa: BLE001 - no kubeconfig, not in a cluster, no client
-            import logging
-
-            logging.getLogger(__name__).warning("Kubernetes hosts' JupyterLab cannot be reached: %s", exc)
-            return None
+        return app[CONTAINER].kube_pods().get()  # shared with the web terminal and the SSH gateway
 
     return _memo(app, "kube_apps", make)
 

@@ -53,7 +53,7 @@ async def open_terminal(call: Call) -> web.StreamResponse:
         raise Conflict("the environment has no host", code="terminal_unavailable")
     cols, rows = _size(request.query.get("cols"), 80), _size(request.query.get("rows"), 24)
     try:
-        session = await terminal_router(request.app).open(entry.terminal_target(env, host, ports), cols=cols, rows=rows)
+        session = await terminal_router(request.app).open(await entry.ssh_target(env, host, ports), cols=cols, rows=rows)
     except EnvironmentRuntimeError as exc:
         raise Conflict(str(exc), code="not_running") from None
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1024 * 1024)

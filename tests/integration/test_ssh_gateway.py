@@ -18,6 +18,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -415,6 +416,20 @@ def test_recordings_are_kept_for_dropped_sessions_not_for_copies_and_only_admins
     assert _cast(world, str(uuid.uuid4()), world.admin)[0] == 404
     unrecorded = next(i for i in items if not i["recorded"])
     assert _cast(world, unrecorded["id"], world.admin)[0] == 404
+    # The same from a shell: remotegpu ssh-sessions ls / recording.
+    env = {**os.environ, "REMOTEGPU_URL": world.server.url, "REMOTEGPU_TOKEN": world.admin}
+    cli = [sys.executable, "-m", "remotegpu.entrypoints.cli", "ssh-sessions"]
+    listed = subprocess.run([*cli, "ls", "--environment", world.env_id, "--limit", "500"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    line = next(row for row in listed.stdout.splitlines() if row.startswith(dropped[0]["id"]))
+    assert line.rstrip().endswith("yes") and "revoked" in line
+    saved = world.tmp / "dropped.cast"
+    got = subprocess.run([*cli, "recording", dropped[0]["id"], "-o", str(saved)], env=env, capture_output=True, timeout=60)
+    assert got.returncode == 0 and b"ready-42" in saved.read_bytes(), got.stderr
+    refused = subprocess.run([*cli, "recording", dropped[0]["id"]], env={**env, "REMOTEGPU_TOKEN": alice.token},
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "404" in refused.stderr
 
 
 def test_every_stay_is_in_the_audit_record(world):

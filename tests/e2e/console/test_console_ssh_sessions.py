@@ -126,7 +126,7 @@ def test_admin_replays_a_recorded_session_in_both_languages(make_page, ui, serve
         with page.expect_response(lambda r: r.url.endswith("/recording")) as got:
             table.get_by_test_id("ssh-session-replay").click()
         assert got.value.status == 200 and got.value.headers["content-type"].startswith("application/x-asciicast")
-        dialog = page.get_by_test_id("ssh-replay-dialog")
+        dialog = page.locator(".el-dialog")
         expect(dialog).to_contain_text(title)
         player = page.get_by_test_id("cast-player")
         expect(player.get_by_test_id("cast-end")).to_have_text(to_end)

@@ -62,6 +62,8 @@ MATRIX = [
     ("GET", "/api/v1/ssh-sessions", None, [401, 403, 403, 403, 403, 200]),
     ("GET", "/api/v1/ssh-sessions?workspace_id={ws}", None, [401, 404, 403, 403, 200, 200]),
     ("GET", "/api/v1/workspaces/{ws}/ssh-sessions", None, [401, 404, 403, 403, 200, 200]),
+    # Recordings are the platform admins' (404 for everyone else; none exists for this made-up session).
+    ("GET", "/api/v1/ssh-sessions/00000000-0000-4000-8000-000000000000/recording", None, [401, 404, 404, 404, 404, 404]),
     ("POST", "/api/v1/invites", {}, [401, 403, 403, 403, 403, 201]),
     ("GET", "/api/v1/hosts", None, [401, 403, 403, 403, 403, 200]),
     ("POST", "/api/v1/hosts/{host}/token", None, [401, 403, 403, 403, 403, 200]),

@@ -6,14 +6,21 @@ gateway: ssh with a command and its exit status, scp both ways (SFTP and legacy
 protocol), sftp, rsync, ``-L`` forwarding, the jump form (``ProxyJump``), a stranger
 refused, and revocation reaching live sessions within seconds (a deleted key, a member
 removed from the workspace, a disabled account), plus the audit record of each stay.
+
+The server records terminal sessions (``REMOTEGPU_SSH_GATEWAY_RECORD``): every test
+here runs through the recording relay, and the recordings are checked against what the
+client printed, byte for byte.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
+import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
@@ -111,7 +118,7 @@ def world(tmp_path_factory):
             tmp_path_factory.mktemp("sshgw-server"), REMOTEGPU_RUNTIME="docker", REMOTEGPU_AGENT_FAKE_GPUS="2xNVIDIA L4 24GB",
             REMOTEGPU_HEARTBEAT_SECONDS="1", REMOTEGPU_DOCKER_SCOPE=scope, REMOTEGPU_AGENT_NAME=f"host-{scope}",
             REMOTEGPU_SSH_GATEWAY_PORT=str(gateway_port), REMOTEGPU_SSH_GATEWAY_BIND="127.0.0.1",
-            REMOTEGPU_SSH_GATEWAY_RECHECK_SECONDS="1",
+            REMOTEGPU_SSH_GATEWAY_RECHECK_SECONDS="1", REMOTEGPU_SSH_GATEWAY_RECORD="true",
         ) as server:
             admin = server.login("admin", "admin-password-123")
             people: dict[str, Person] = {}
@@ -241,19 +248,20 @@ def test_local_port_forwarding_reaches_a_service_in_the_environment(world):
         container.exec_run(["sh", "-c", "pkill -f 'http.server 8765' || true"])
 
 
-def _try_live(world: World, person: Person, host: str = "gw") -> subprocess.Popen | None:
+def _try_live(world: World, person: Person, host: str = "gw", tty: bool = False) -> subprocess.Popen | None:
     """A session that stays (``sleep``), once it printed "ready"; None when it could not log in."""
-    proc = subprocess.Popen([binary("ssh"), "-F", str(world.config(person)), host, "echo ready; sleep 120"],
+    proc = subprocess.Popen([binary("ssh"), "-F", str(world.config(person)), *(["-tt"] if tty else []), host,
+                             "echo ready-$((40+2)); sleep 120"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if proc.stdout.readline().strip() == "ready":
+    if proc.stdout.readline().strip() == "ready-42":
         return proc
     proc.kill()
     proc.wait()
     return None
 
 
-def _live(world: World, person: Person, host: str = "gw") -> subprocess.Popen:
-    proc = _try_live(world, person, host)
+def _live(world: World, person: Person, host: str = "gw", tty: bool = False) -> subprocess.Popen:
+    proc = _try_live(world, person, host, tty)
     assert proc is not None, "could not start a session"
     return proc
 
@@ -272,7 +280,7 @@ def test_a_deleted_key_drops_the_live_session_and_is_refused_after(world):
     laptop = new_key(world.tmp, "alice-laptop")
     key_id = add_key(world.server, alice.token, laptop)
     person = Person(alice.username, alice.token, alice.user_id, laptop, key_id)
-    gateway = _live(world, person)
+    gateway = _live(world, person, tty=True)  # a terminal: recorded (test_recordings_...)
     # The jump form logs in to the environment's sshd with the key itself: once the agent installed it.
     jumped = eventually(lambda: _try_live(world, person, host=world.env_id), timeout=30)
     code, _ = world.server.request("DELETE", f"/api/v1/users/me/ssh-keys/{key_id}", token=alice.token)
@@ -330,6 +338,98 @@ def test_access_info_offers_the_gateway_first_and_its_pinned_key_works(world):
                   "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={pinned}", "-p", str(world.gateway_port),
                   f"{world.env_id}@127.0.0.1", "echo", "pinned"])
     assert result.returncode == 0 and result.stdout.strip() == "pinned", result.stderr
+
+
+TYPED = (
+    "echo first-$((1+1))\n"
+    "seq 1 20000 | sed 's/^/line-/'\n"  # a long stretch of output: many packets, the window refilled
+    "printf 'snow \\342\\230\\203 done\\n'\n"  # multi-byte output
+    "echo last-$((6*7)); exit 5\n"  # the tail: printed just before the shell exits
+)
+
+
+def _sessions(world: World) -> list[dict]:
+    code, page = world.server.request("GET", f"/api/v1/ssh-sessions?environment_id={world.env_id}&limit=500",
+                                      token=world.admin)
+    assert code == 200, page
+    return page["items"]
+
+
+def _cast(world: World, session_id: str, token: str) -> tuple[int, dict, list]:
+    request = urllib.request.Request(f"{world.server.url}/api/v1/ssh-sessions/{session_id}/recording",
+                                     headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            assert r.headers["Content-Type"].startswith("application/x-asciicast")
+            lines = r.read().decode().splitlines()
+    except urllib.error.HTTPError as e:
+        return e.code, {}, []
+    return 200, json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
+
+
+def test_a_recorded_terminal_session_is_announced_and_its_cast_is_what_the_client_saw(world):
+    """The tail included: the cast's output is byte for byte what OpenSSH printed, in order."""
+    alice = world.people["alice"]
+    before = {i["id"] for i in _sessions(world)}
+    # stdin closes right after the last line (as piping into ssh -tt does): the shell's
+    # own output still races that EOF, recorded or not.
+    shell = subprocess.run([binary("ssh"), "-F", str(world.config(alice)), "-o", "LogLevel=INFO", "-tt", "gw"],
+                           input=TYPED.encode(), capture_output=True, timeout=60)
+    printed = shell.stdout.decode()
+    assert shell.returncode == 5, shell.stderr
+    assert "interactive sessions through this gateway are recorded" in shell.stderr.decode()  # the banner
+    assert "line-20000\r\n" in printed and "snow \u2603 done" in printed
+    assert "last-42\r\n" in printed
+
+    def ended() -> dict | None:
+        return next((i for i in _sessions(world) if i["id"] not in before and i["user_id"] == alice.user_id
+                     and i["channels"] == ["shell"] and i["ended_at"]), None)
+
+    item = eventually(ended, timeout=20)
+    assert item["recorded"] is True
+    code, header, events = _cast(world, item["id"], world.admin)
+    assert code == 200
+    assert header["version"] == 2 and header["width"] > 0 and header["height"] > 0 and header["env"]["TERM"]
+    assert {kind for _, kind, _ in events} == {"o"}
+    assert [t for t, _, _ in events] == sorted(t for t, _, _ in events)
+    recorded = "".join(text for _, _, text in events)
+    assert recorded == printed  # every byte the client got, in order, the tail included
+    assert (recorded.index("echo first-$((1+1))") < recorded.index("first-2\r\n") < recorded.index("line-1\r\n")
+            < recorded.index("line-20000\r\n") < recorded.index("snow \u2603 done") < recorded.rindex("last-42"))
+
+
+def test_recordings_are_kept_for_dropped_sessions_not_for_copies_and_only_admins_read_them(world):
+    alice, bob = world.people["alice"], world.people["bob"]
+    items = eventually(lambda: (r := _sessions(world)) and all(i["ended_at"] for i in r) and r, timeout=20)
+    # The deleted key's live terminal (test_a_deleted_key_...): dropped, and its recording kept.
+    dropped = [i for i in items if i["user_id"] == alice.user_id and i["end_reason"] == "revoked" and i["recorded"]]
+    assert dropped, items
+    code, _, events = _cast(world, dropped[0]["id"], world.admin)
+    assert code == 200 and "ready-42" in "".join(text for _, _, text in events)
+    # No terminal, no recording: sftp, scp, rsync, plain commands, jumps.
+    assert not any(i["recorded"] for i in items if i["kind"] == "jump" or "sftp" in i["channels"]
+                   or "forward:localhost:8765" in i["channels"])
+    assert any(not i["recorded"] for i in items if i["kind"] == "session" and i["channels"] == ["exec"])
+    # The platform admins' only: the session's own user and anyone else get a 404, as for a made-up id.
+    for token in (alice.token, bob.token):
+        assert _cast(world, dropped[0]["id"], token)[0] == 404
+    assert _cast(world, str(uuid.uuid4()), world.admin)[0] == 404
+    unrecorded = next(i for i in items if not i["recorded"])
+    assert _cast(world, unrecorded["id"], world.admin)[0] == 404
+    # The same from a shell: remotegpu ssh-sessions ls / recording.
+    env = {**os.environ, "REMOTEGPU_URL": world.server.url, "REMOTEGPU_TOKEN": world.admin}
+    cli = [sys.executable, "-m", "remotegpu.entrypoints.cli", "ssh-sessions"]
+    listed = subprocess.run([*cli, "ls", "--environment", world.env_id, "--limit", "500"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    line = next(row for row in listed.stdout.splitlines() if row.startswith(dropped[0]["id"]))
+    assert line.rstrip().endswith("yes") and "revoked" in line
+    saved = world.tmp / "dropped.cast"
+    got = subprocess.run([*cli, "recording", dropped[0]["id"], "-o", str(saved)], env=env, capture_output=True, timeout=60)
+    assert got.returncode == 0 and b"ready-42" in saved.read_bytes(), got.stderr
+    refused = subprocess.run([*cli, "recording", dropped[0]["id"]], env={**env, "REMOTEGPU_TOKEN": alice.token},
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "404" in refused.stderr
 
 
 def test_every_stay_is_in_the_audit_record(world):

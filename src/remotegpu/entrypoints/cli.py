@@ -270,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("billing", help="wallets, usage and bills over the API: balance, ledger, usage, bills, bill, topup, …")
     add_billing_arguments(p)
     p.set_defaults(fn=cmd_billing)
+    from remotegpu.entrypoints.ssh_sessions_cli import add_ssh_sessions_arguments, cmd_ssh_sessions  # stdlib-only module
+
+    p = sub.add_parser("ssh-sessions", help="the SSH gateway's audit record and session recordings (admins): ls, recording")
+    add_ssh_sessions_arguments(p)
+    p.set_defaults(fn=cmd_ssh_sessions)
     from remotegpu.entrypoints.job_cli import add_job_arguments, cmd_job
 
     p = sub.add_parser("job", help="training jobs: run (submit, follow the log, exit with its code), list, logs, cancel")

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     ssh_gateway_host: str | None = None
     # Live gateway sessions are checked this often (keys, accounts, memberships, the environment).
     ssh_gateway_recheck_seconds: float = Field(2.0, gt=0, le=60)
+    # Record interactive (pty) sessions through the gateway as asciicast v2 files in the
+    # platform's object storage (replayable by admins); the login banner announces it.
+    ssh_gateway_record: bool = False
     # Where the platform reaches the embedded host's private services (Jupyter is published there only).
     agent_private_address: str = "127.0.0.1"
     base_image: str = "remotegpu/base:latest"

@@ -757,6 +757,7 @@ class Container(containers.DeclarativeContainer):
     )
     ssh_gateway_access = providers.Singleton(
         GatewayAccess, uow=uow.provider, entry=environment_entry, log=ssh_session_log, clock=clock,
+        recordings=object_store, record_sessions=providers.Callable(lambda s: s.ssh_gateway_record, settings),
     )
 
     # --- support tickets (application/support) ---------------------------------------

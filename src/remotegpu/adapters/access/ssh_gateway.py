@@ -20,6 +20,13 @@ Every live connection is checked again every ``recheck_seconds``; when its key w
 deleted, its account disabled, its membership removed or its environment stopped, the
 connection is dropped ("revoked"). Each stay is written to the audit log (who, which
 environment, from where, when, how long, what ran).
+
+With ``REMOTEGPU_SSH_GATEWAY_RECORD`` on, the login banner says so and the terminal
+sessions (those with a pty) of each connection are recorded as one asciicast v2 file
+(``CastRecorder``): the output as it comes from the environment, and window changes.
+``_RecordedProcess`` reads along where asyncssh hands the environment's bytes on; the
+relay itself is the unrecorded one. The file goes to object storage when the connection
+ends — a revoked or stopped one too — and the audit record names it.
 """
 
 from __future__ import annotations
@@ -28,16 +35,20 @@ import asyncio
 import inspect
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import asyncssh
 from asyncssh.forward import SSHForwarder
-from asyncssh.process import SSHServerProcess
+from asyncssh.misc import TerminalSizeChanged
+from asyncssh.process import SSHClientProcess, SSHServerProcess
 from asyncssh.sftp import MIN_SFTP_VERSION
 from asyncssh.stream import SSHReader, SSHWriter
 
 from remotegpu.application.environments.ssh_gateway import (
+    RECORDING_BANNER,
+    CastRecorder,
     GatewayAccess,
     GatewayLogin,
     SshSession,
@@ -109,6 +120,28 @@ class _TrackedForwarder(SSHForwarder):
         super().connection_lost(exc)
 
 
+class _RecordedProcess(SSHClientProcess):
+    """The environment's side of a recorded terminal session. The relay is asyncssh's own
+    process-to-process redirect, exactly as unrecorded; the recorder only reads along at
+    the one place every byte from the environment's sshd passes, in arrival order, before
+    it is handed on (or buffered until the redirect is set): nothing is queued or
+    re-ordered, EOF, exit status and flow control are untouched, and all the output is
+    in the recording once the channel is closed."""
+
+    def __init__(self, recorder: CastRecorder) -> None:
+        super().__init__()
+        self._recorder = recorder
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        self._recorder.output(data, time.time())  # stdout and stderr: both are the terminal's
+        super().data_received(data, datatype)
+
+    def feed_exception(self, exc: Exception) -> None:
+        if isinstance(exc, TerminalSizeChanged):
+            self._recorder.resize(exc.width, exc.height, time.time())
+        super().feed_exception(exc)
+
+
 class _RelayedProcess(SSHServerProcess):
     """A session the environment's sshd serves: every subsystem (sftp included) is
     relayed, not served here (asyncssh would refuse sftp without an sftp factory)."""
@@ -141,6 +174,7 @@ class _Connection(asyncssh.SSHServer):
         self.jumps: dict[int, tuple[str, SshSession]] = {}  # jump channels: their environment and record
         self._closed = False
         self.end_reason = "closed"
+        self._recorder: CastRecorder | None = None  # the terminal sessions of this connection, when recorded
 
     # --- connection and authentication ---------------------------------------------
 
@@ -155,6 +189,8 @@ class _Connection(asyncssh.SSHServer):
         self._gw._spawn(self._finish())
 
     def begin_auth(self, username: str) -> bool:
+        if self._gw.access.record_sessions and self.conn is not None:
+            self.conn.send_auth_banner(RECORDING_BANNER)  # before any key is offered: nobody enters unaware
         return True
 
     def password_auth_supported(self) -> bool:
@@ -243,12 +279,19 @@ class _Connection(asyncssh.SSHServer):
             process.exit(1)
             return
         self._label(self.session, process.subsystem or ("exec" if process.command else "shell"))
-        try:
-            remote = await upstream.create_process(
-                command=process.command, subsystem=process.subsystem, env=process.env, term_type=process.term_type,
-                term_size=process.term_size, term_modes=process.term_modes, encoding=None,
-                stdin=process.stdin, stdout=process.stdout, stderr=process.stderr,
+        factory: Any = SSHClientProcess
+        if self._gw.access.record_sessions and process.term_type and not process.subsystem:
+            if self._recorder is None:  # terminal sessions only: copies (scp, sftp, rsync) never land in it
+                width, height = process.term_size[0] or 80, process.term_size[1] or 24
+                self._recorder = CastRecorder(width, height, process.term_type, time.time())
+            recorder = self._recorder
+            factory = lambda: _RecordedProcess(recorder)  # noqa: E731
+        try:  # upstream.create_process, with the process class chosen
+            _, remote = await upstream.create_session(
+                factory, command=process.command, subsystem=process.subsystem, env=process.env,
+                term_type=process.term_type, term_size=process.term_size, term_modes=process.term_modes, encoding=None,
             )
+            await remote.redirect(process.stdin, process.stdout, process.stderr)
         except (asyncssh.Error, OSError) as exc:
             process.stderr.write(f"remotegpu: the environment refused the session: {exc}\r\n".encode())
             process.exit(1)
@@ -335,6 +378,11 @@ class _Connection(asyncssh.SSHServer):
         if self._upstream is not None:
             self._upstream.close()
         if self.session is not None:
+            if self._recorder is not None:  # every session channel is closed: the recording is whole
+                try:
+                    await self._gw.access.save_recording(self.session, self._recorder.cast())
+                except Exception:  # noqa: BLE001 - the audit record is still written
+                    log.exception("ssh gateway: saving the recording of %s failed", self.session.id)
             await self._gw.access.closed(self.session, self.end_reason)
 
 

@@ -18,7 +18,7 @@ def _session(r: Any) -> SshSession:
         id=r.id, user_id=r.user_id, username=r.username, environment_id=r.environment_id, workspace_id=r.workspace_id,
         environment_name=r.environment_name, kind=r.kind, client_address=r.client_address,
         key_fingerprint=r.key_fingerprint, started_at=r.started_at, ended_at=r.ended_at, end_reason=r.end_reason,
-        channels=list(r.channels or []),
+        channels=list(r.channels or []), recording=r.recording,
     )
 
 
@@ -33,13 +33,14 @@ class SqlSshSessionLog:
                 environment_id=session.environment_id, workspace_id=session.workspace_id,
                 environment_name=session.environment_name, kind=session.kind, client_address=session.client_address,
                 key_fingerprint=session.key_fingerprint, started_at=session.started_at, ended_at=session.ended_at,
-                end_reason=session.end_reason, channels=list(session.channels),
+                end_reason=session.end_reason, channels=list(session.channels), recording=session.recording,
             ))
 
-    async def finish(self, session_id: str, ended_at: datetime, end_reason: str, channels: list[str]) -> None:
+    async def finish(self, session_id: str, ended_at: datetime, end_reason: str, channels: list[str],
+                     recording: str | None = None) -> None:
         async with self._sessions() as s, s.begin():
             await s.execute(_S.update().where(_S.c.id == session_id).values(
-                ended_at=ended_at, end_reason=end_reason, channels=list(channels)))
+                ended_at=ended_at, end_reason=end_reason, channels=list(channels), recording=recording))
 
     async def get(self, session_id: str) -> SshSession | None:
         async with self._sessions() as s:
@@ -70,9 +71,11 @@ class InMemorySshSessionLog:
     async def add(self, session: SshSession) -> None:
         self._items[session.id] = replace(session, channels=list(session.channels))
 
-    async def finish(self, session_id: str, ended_at: datetime, end_reason: str, channels: list[str]) -> None:
+    async def finish(self, session_id: str, ended_at: datetime, end_reason: str, channels: list[str],
+                     recording: str | None = None) -> None:
         if found := self._items.get(session_id):
-            self._items[session_id] = replace(found, ended_at=ended_at, end_reason=end_reason, channels=list(channels))
+            self._items[session_id] = replace(found, ended_at=ended_at, end_reason=end_reason, channels=list(channels),
+                                              recording=recording)
 
     async def get(self, session_id: str) -> SshSession | None:
         found = self._items.get(session_id)

@@ -177,6 +177,7 @@ ssh_sessions = sa.Table(
     sa.Column("ended_at", UTCDateTime, nullable=True),
     sa.Column("end_reason", sa.String(32), nullable=False),
     sa.Column("channels", sa.JSON, nullable=False),
+    sa.Column("recording", sa.String(255), nullable=True),  # object key of the asciicast, when recorded
     sa.Index(None, "started_at"),
     sa.Index(None, "workspace_id", "started_at"),
     sa.Index(None, "environment_id"),

@@ -23,14 +23,17 @@ an account disabled, a membership removed, an environment unshared or stopped en
 
 from __future__ import annotations
 
+import codecs
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import AsyncIterator, Protocol
 
 from remotegpu.application.environments.entry import EnvironmentEntry, entrants
 from remotegpu.application.environments.terminal import TerminalTarget
 from remotegpu.application.shared.ports import Clock, UnitOfWorkFactory
+from remotegpu.application.storage.ports import ObjectNotFound, ObjectStore
 from remotegpu.domain.identity.models import User
 from remotegpu.application.workspaces.service import authorize
 from remotegpu.domain.shared.errors import Conflict, DomainError, NotFound, PermissionDenied
@@ -74,6 +77,7 @@ class SshSession:
     ended_at: datetime | None = None
     end_reason: str = ""  # "closed", "revoked", "gateway_stopped", "unreachable"
     channels: list[str] = field(default_factory=list)  # "shell", "exec", "sftp", "forward:HOST:PORT" (first few)
+    recording: str | None = None  # object key of the session's asciicast (interactive sessions, when recording is on)
 
     @property
     def duration_seconds(self) -> float | None:
@@ -82,7 +86,8 @@ class SshSession:
 
 class SshSessionLog(Protocol):
     async def add(self, session: SshSession) -> None: ...
-    async def finish(self, session_id: str, ended_at: datetime, end_reason: str, channels: list[str]) -> None: ...
+    async def finish(self, session_id: str, ended_at: datetime, end_reason: str, channels: list[str],
+                     recording: str | None = None) -> None: ...
     async def get(self, session_id: str) -> SshSession | None: ...
     async def list(
         self, *, workspace_id: str | None, environment_id: str | None, user_id: str | None, limit: int, offset: int,
@@ -91,12 +96,64 @@ class SshSessionLog(Protocol):
         ...
 
 
+#: What the login banner says when interactive sessions are recorded.
+RECORDING_BANNER = ("RemoteGPU: interactive sessions through this gateway are recorded "
+                    "(terminal output, for the platform's administrators).\r\n")
+#: A recording stops growing here (the session goes on; the cast says it was cut).
+MAX_RECORDING_BYTES = 32 * 1024 * 1024
+
+
+class CastRecorder:
+    """An asciicast v2 file of one terminal session: a header line, then
+    ``[seconds, "o", text]`` for output and ``[seconds, "r", "COLSxROWS"]`` for resizes."""
+
+    def __init__(self, width: int, height: int, term: str, started: float) -> None:
+        self._started = started
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        header = {"version": 2, "width": max(1, width), "height": max(1, height), "timestamp": int(started),
+                  "env": {"TERM": term or "xterm"}}
+        self._lines = [json.dumps(header)]
+        self._size = len(self._lines[0])
+        self.truncated = False
+        self._last = 0.0
+
+    def _event(self, now: float, kind: str, text: str) -> None:
+        if self.truncated or not text:
+            return
+        self._last = max(self._last, now - self._started)  # never backwards (the clock may step)
+        line = json.dumps([round(self._last, 6), kind, text], ensure_ascii=False)
+        if self._size + len(line) > MAX_RECORDING_BYTES:
+            self.truncated = True
+            self._lines.append(json.dumps([round(self._last, 6), "o", "\r\n[remotegpu: the recording stops here (size limit)]\r\n"]))
+            return
+        self._lines.append(line)
+        self._size += len(line) + 1
+
+    def output(self, data: bytes, now: float) -> None:
+        self._event(now, "o", self._decoder.decode(data))
+
+    def resize(self, width: int, height: int, now: float) -> None:
+        self._event(now, "r", f"{width}x{height}")
+
+    def cast(self) -> bytes:
+        """The file so far (a multi-byte character cut at the end is written as U+FFFD)."""
+        tail = self._decoder.decode(b"", True)
+        self._decoder.reset()
+        lines = self._lines if self.truncated or not tail else [*self._lines, json.dumps(
+            [round(self._last, 6), "o", tail], ensure_ascii=False)]
+        return ("\n".join(lines) + "\n").encode()
+
+
 class GatewayAccess:
-    def __init__(self, uow: UnitOfWorkFactory, entry: EnvironmentEntry, log: SshSessionLog, clock: Clock) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, entry: EnvironmentEntry, log: SshSessionLog, clock: Clock,
+                 recordings: ObjectStore | None = None, record_sessions: bool = False) -> None:
         self._uow = uow
         self._entry = entry
         self._log = log
         self._clock = clock
+        self._recordings = recordings
+        #: Interactive sessions are recorded (and the banner says so).
+        self.record_sessions = bool(record_sessions and recordings is not None)
 
     async def authenticate(self, login: str, public_key: str, fingerprint: str) -> GatewayLogin | None:
         """The person ``public_key`` belongs to, if it may log in as ``login``; None otherwise."""
@@ -188,8 +245,34 @@ class GatewayAccess:
         await self._log.add(session)
         return session
 
+    async def save_recording(self, session: SshSession, cast: bytes) -> None:
+        """Keep ``session``'s asciicast in object storage; the audit record names it when it closes."""
+        if self._recordings is None:
+            return
+        key = f"ssh-recordings/{session.workspace_id or 'none'}/{session.id}.cast"
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield cast
+
+        await self._recordings.ensure_ready()
+        await self._recordings.put(key, chunks())
+        session.recording = key
+
+    async def recording(self, actor: User, session_id: str) -> tuple[SshSession, AsyncIterator[bytes]]:
+        """A session's asciicast, for platform admins (``NotFound`` when it has none, and for
+        everyone else: whether a session was recorded is not told to non-admins)."""
+        if not actor.is_admin:
+            raise NotFound("no recording of this session")
+        session = await self._log.get(session_id)
+        if session is None or not session.recording or self._recordings is None:
+            raise NotFound("no recording of this session")
+        try:
+            return session, await self._recordings.get(session.recording)
+        except ObjectNotFound:
+            raise NotFound("the recording is missing from the object store") from None
+
     async def closed(self, session: SshSession, reason: str) -> None:
         session.ended_at = self._clock.now()
         session.end_reason = reason
-        await self._log.finish(session.id, session.ended_at, reason, session.channels)
+        await self._log.finish(session.id, session.ended_at, reason, session.channels, session.recording)
 

@@ -35,3 +35,4 @@ class SshSessionOut(BaseModel):
     duration_seconds: float | None
     end_reason: str = Field(description="closed, revoked (access was withdrawn mid-session), gateway_stopped; '' while open")
     channels: list[str] = Field(description="what ran, first ones: shell, exec, sftp, forward:HOST:PORT")
+    recorded: bool = Field(False, description="its terminal output was recorded: GET .../{id}/recording (platform admins)")

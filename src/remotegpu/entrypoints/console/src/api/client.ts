@@ -68,6 +68,8 @@ export interface RequestOptions {
   /** Do not show the error to the user: true for all, or a list of statuses to keep quiet. */
   quiet?: boolean | number[]
   signal?: AbortSignal
+  /** The body as text, not parsed as JSON (e.g. an asciicast recording). */
+  raw?: boolean
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
@@ -202,6 +204,7 @@ export async function request<T = unknown>(method: string, path: string, opts: R
   }
   if (resp.status === 204) return undefined as T
   const text = await resp.text()
+  if (opts.raw) return text as T
   return (text ? JSON.parse(text) : undefined) as T
 }
 

@@ -78,6 +78,8 @@ export const adminApi = {
   /** Stays in environments through the SSH gateway, newest first (platform admins). */
   sshSessions: (q: { limit: number; offset: number; workspace_id?: string; environment_id?: string; user_id?: string }) =>
     http.get<Page<SshSession>>('/api/v1/ssh-sessions', { query: q }),
+  /** A recorded session's asciicast v2 file (platform admins). */
+  sshSessionRecording: (id: string) => http.get<string>(`/api/v1/ssh-sessions/${enc(id)}/recording`, { raw: true }),
   createInvite: (valid_days: number) => http.post<Invite>('/api/v1/invites', { valid_days }),
   hosts: (opts?: RequestOptions) => http.get<Page<Host>>('/api/v1/hosts', { query: { limit: 200 }, ...opts }),
   createHost: (name: string, address: string, allowLoopback = false) =>

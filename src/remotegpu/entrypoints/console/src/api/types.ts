@@ -148,6 +148,8 @@ export interface SshSession {
   duration_seconds: number | null
   end_reason: string
   channels: string[]
+  /** Its terminal output was recorded (GET /api/v1/ssh-sessions/{id}/recording). */
+  recorded: boolean
 }
 
 export interface Invite {

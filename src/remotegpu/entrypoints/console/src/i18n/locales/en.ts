@@ -194,7 +194,9 @@ export default {
     ssh: { hint: 'Every stay in an environment through the SSH gateway: who, which environment, from where, when and for how long.',
       filter: 'Environment id', cols: { started: 'Started', user: 'User', environment: 'Environment', kind: 'Way', from: 'From', key: 'Key', duration: 'Duration', end: 'Ended', channels: 'What ran' },
       kinds: { session: 'Gateway', jump: 'Jump (-J)' }, open: 'In progress',
-      reasons: { closed: 'Closed', revoked: 'Access revoked', gateway_stopped: 'Gateway stopped' } },
+      reasons: { closed: 'Closed', revoked: 'Access revoked', gateway_stopped: 'Gateway stopped' },
+      recording: 'Recording', replay: 'Replay', replayTitle: 'Recording of {user} in {env}', download: 'Download (.cast)',
+      player: { play: 'Play', pause: 'Pause', restart: 'Start over', toEnd: 'Jump to end', unreadable: 'The recording cannot be read: {error}' } },
   },
   notifications: {
     title: 'Notifications', bell: '{n} unread notifications', inbox: 'Inbox', preferences: 'Preferences',

@@ -194,7 +194,9 @@ export default {
     ssh: { hint: '经 SSH 网关进入环境的每一次会话：谁、哪个环境、从哪里、何时、多久。',
       filter: '环境 ID', cols: { started: '开始时间', user: '用户', environment: '环境', kind: '方式', from: '来源地址', key: '密钥', duration: '时长', end: '结束', channels: '执行内容' },
       kinds: { session: '网关', jump: '跳板 (-J)' }, open: '进行中',
-      reasons: { closed: '正常结束', revoked: '权限已撤销', gateway_stopped: '网关已停止' } },
+      reasons: { closed: '正常结束', revoked: '权限已撤销', gateway_stopped: '网关已停止' },
+      recording: '录像', replay: '回放', replayTitle: '{user} 在 {env} 中的会话录像', download: '下载 (.cast)',
+      player: { play: '播放', pause: '暂停', restart: '从头播放', toEnd: '跳到结尾', unreadable: '无法读取录像：{error}' } },
   },
   notifications: {
     title: '通知', bell: '{n} 条未读通知', inbox: '收件箱', preferences: '通知设置',

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from docker.errors import NotFound
 
 from tests.integration.test_environment_crash_recovery import ADMIN, wait_until
 from tests.support.components import docker_with_image, remove_scope
@@ -119,8 +120,18 @@ def run_cli(server, token, *args, timeout=240):
 
 
 def job_containers(docker, scopes, job_id):
-    return [c for s in scopes for c in docker.containers.list(all=True, filters={"label": f"remotegpu.job_scope={s}"})
-            if c.labels.get("remotegpu.job_id") == job_id]
+    """The job's containers now. Listed sparse, then each inspected on its own: docker-py's
+    full list inspects every container it listed and fails on one removed meanwhile (a
+    job's nodes are removed as it ends; CI hit it)."""
+    found = []
+    for s in scopes:
+        for listed in docker.containers.list(all=True, sparse=True,
+                                             filters={"label": [f"remotegpu.job_scope={s}", f"remotegpu.job_id={job_id}"]}):
+            try:
+                found.append(docker.containers.get(listed.id))
+            except NotFound:
+                pass
+    return found
 
 
 def test_two_node_job_meets_at_master_addr_streams_and_keeps_logs(world):
